@@ -1,0 +1,95 @@
+"""The exceptions agentauthz raises.
+
+Every error the library raises derives from :class:`AuthzError`, so an
+application can catch one type at its boundary::
+
+    AuthzError
+    ├── AccessDenied          a policy (or the lack of one) denied the call; carries .decision
+    ├── PolicyError           policies, schema, entities or links failed to load or validate
+    ├── EngineError           the authorization backend failed (cedarpy, Verified Permissions)
+    ├── ConfigurationError    the library was set up or called inconsistently
+    ├── IdentityError         a call needs an end user and none is bound
+    └── InvalidValueError     a Python value has no Cedar equivalent (float, huge int, ...)
+
+Backend exceptions are translated at the boundary with ``raise ... from`` so the
+original stays available as ``__cause__``. Messages name the problem, never
+attribute values, tokens or whole entity dumps.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentauthz._model import Decision
+
+__all__ = [
+    "AccessDenied",
+    "AuthzError",
+    "ConfigurationError",
+    "EngineError",
+    "IdentityError",
+    "InvalidValueError",
+    "PolicyError",
+]
+
+
+class AuthzError(Exception):
+    """Root of every error agentauthz raises."""
+
+
+class AccessDenied(AuthzError):
+    """A request was denied.
+
+    Attributes:
+        decision: the :class:`~agentauthz.Decision` that denied it, with the
+            determining policy ids and any evaluation errors.
+    """
+
+    def __init__(self, decision: Decision, message: str | None = None) -> None:
+        self.decision = decision
+        if message is None:
+            message = "access denied"
+            if decision.reasons:
+                message += " by " + ", ".join(decision.reasons)
+            elif decision.errors:
+                message += " (evaluation errors)"
+            else:
+                message += " (no policy permits it)"
+        super().__init__(message)
+
+
+class PolicyError(AuthzError):
+    """Policies, schema, entities or template links could not be loaded or validated.
+
+    Attributes:
+        problems: one ``"file:line: message"`` string per problem found; the
+            exception message lists them all.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems: tuple[str, ...] = (
+            (problems,) if isinstance(problems, str) else tuple(problems)
+        )
+        count = len(self.problems)
+        if count == 1:
+            message = self.problems[0]
+        else:
+            message = f"{count} problems:\n" + "\n".join(self.problems)
+        super().__init__(message)
+
+
+class EngineError(AuthzError):
+    """The authorization backend failed to produce a decision."""
+
+
+class ConfigurationError(AuthzError):
+    """agentauthz was configured or called in an inconsistent way."""
+
+
+class IdentityError(AuthzError):
+    """A call needs the end user's identity and none is bound (see ``Authorizer.acting_as``)."""
+
+
+class InvalidValueError(AuthzError):
+    """A Python value cannot be represented as a Cedar value."""

@@ -1,0 +1,610 @@
+"""Values that cross the Cedar boundary: entity ids, entities, requests, decisions.
+
+Python values are converted to Cedar JSON (the format of cedarpy, the Cedar CLI and
+the Cedar corpus) once, when a model is built, so a request in the hot path only
+hands pre-built dicts to the engine. Entity ids always travel as ``{type, id}``
+structures; :meth:`EntityUID.__str__` renders Cedar text for people, never for
+evaluation.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal as _decimal
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from agentauthz._errors import InvalidValueError
+
+__all__ = [
+    "Decision",
+    "Entity",
+    "EntityUID",
+    "ExtensionValue",
+    "Request",
+    "decimal",
+    "from_cedar_value",
+    "ipaddr",
+    "to_cedar_value",
+]
+
+_LONG_MIN = -(2**63)
+_LONG_MAX = 2**63 - 1
+_DECIMAL_SCALE = 10_000
+_RESERVED_KEYS = frozenset({"__entity", "__extn", "__expr"})
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+\.[0-9]{1,4}")
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+_UNESCAPES = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _escape(text: str) -> str:
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{{{ord(char):x}}}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _unescape(body: str, source: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == '"':
+            raise InvalidValueError(f"unescaped quote in entity id text {source[:80]!r}")
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        if i + 1 >= len(body):
+            raise InvalidValueError(f"dangling backslash in entity id text {source[:80]!r}")
+        code = body[i + 1]
+        if code in _UNESCAPES:
+            out.append(_UNESCAPES[code])
+            i += 2
+        elif code == "u" and body[i + 2 : i + 3] == "{":
+            end = body.find("}", i + 3)
+            if end < 0:
+                raise InvalidValueError(f"bad \\u escape in entity id text {source[:80]!r}")
+            try:
+                out.append(chr(int(body[i + 3 : end], 16)))
+            except ValueError as exc:
+                raise InvalidValueError(
+                    f"bad \\u escape in entity id text {source[:80]!r}"
+                ) from exc
+            i = end + 1
+        else:
+            raise InvalidValueError(f"unknown escape \\{code} in entity id text {source[:80]!r}")
+    return "".join(out)
+
+
+_TYPE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+class EntityUID(BaseModel):
+    """The identity of a Cedar entity: a type and an id.
+
+    ``str(uid)`` renders Cedar text with the id escaped, for people and logs;
+    evaluation always uses the structured ``{"type", "id"}`` form.
+
+    Example:
+        >>> uid = EntityUID("User", 'al"ice')
+        >>> str(uid)
+        'User::"al\\\\"ice"'
+        >>> EntityUID.parse(str(uid)) == uid
+        True
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    id: str
+
+    def __init__(self, type: str, id: str) -> None:  # noqa: A002 - Cedar's own names
+        if not isinstance(type, str) or not type:
+            raise InvalidValueError("entity type must be a non-empty string")
+        if not isinstance(id, str):
+            raise InvalidValueError(
+                f"entity id of type {type!r} must be a string, not {builtin_type_name(id)}"
+            )
+        super().__init__(type=type, id=id)
+
+    def __str__(self) -> str:
+        return f'{self.type}::"{_escape(self.id)}"'
+
+    def to_cedar(self) -> dict[str, str]:
+        """Return ``{"type": ..., "id": ...}``."""
+        return {"type": self.type, "id": self.id}
+
+    @classmethod
+    def parse(cls, text: str) -> EntityUID:
+        """Parse Cedar entity text such as ``Namespace::User::"alice"``."""
+        if not isinstance(text, str):
+            raise InvalidValueError(f"entity text must be a string, not {builtin_type_name(text)}")
+        quote = text.find('"')
+        if quote < 2 or text[quote - 2 : quote] != "::" or not text.endswith('"') or len(text) < quote + 2:
+            raise InvalidValueError(f'not an entity reference of the form Type::"id": {text[:80]!r}')
+        type_path = text[: quote - 2].strip()
+        if not _TYPE_PATH.fullmatch(type_path):
+            raise InvalidValueError(f"not a valid entity type {type_path[:80]!r}")
+        return cls(type_path, _unescape(text[quote + 1 : -1], text))
+
+    @classmethod
+    def from_cedar(cls, value: Any) -> EntityUID:
+        """Read ``{"type", "id"}``, ``{"__entity": {...}}`` or Cedar text."""
+        if isinstance(value, EntityUID):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, Mapping):
+            if set(value) == {"__entity"}:
+                value = value["__entity"]
+            if isinstance(value, Mapping) and set(value) == {"type", "id"}:
+                return cls(value["type"], value["id"])
+        raise InvalidValueError(
+            'an entity reference must be {"type": ..., "id": ...}, {"__entity": {...}} '
+            'or Cedar text like User::"alice"'
+        )
+
+
+def builtin_type_name(value: object) -> str:
+    """The name of a value's type, for error messages that must not echo the value."""
+    return type(value).__name__
+
+
+class ExtensionValue(BaseModel):
+    """A Cedar extension value (``ip``, ``decimal``, ``datetime``, ``duration``, ...).
+
+    It keeps the exact Cedar text it was given, so a value read from Cedar JSON
+    is written back unchanged (Cedar datetimes reach year 0000, which Python's
+    ``datetime`` cannot hold). ``args`` holds the arguments of multi-argument
+    constructors such as ``offset``; otherwise ``arg`` holds the one argument.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    fn: str
+    arg: Any = None
+    args: tuple[Any, ...] | None = None
+
+    def to_cedar(self) -> dict[str, Any]:
+        """Return the ``{"__extn": {...}}`` form."""
+        body: dict[str, Any] = {"fn": self.fn}
+        if self.args is not None:
+            body["args"] = [to_cedar_value(a) for a in self.args]
+        else:
+            body["arg"] = to_cedar_value(self.arg)
+        return {"__extn": body}
+
+    def __str__(self) -> str:
+        if self.args is not None:
+            return f"{self.fn}({', '.join(map(str, self.args))})"
+        return f'{self.fn}("{self.arg}")'
+
+
+def ipaddr(text: str) -> ExtensionValue:
+    """Cedar ``ip("...")`` value: an IPv4/IPv6 address or CIDR range.
+
+    Example:
+        >>> ipaddr("10.0.0.0/8").to_cedar()
+        {'__extn': {'fn': 'ip', 'arg': '10.0.0.0/8'}}
+    """
+    try:
+        if "/" in text:
+            ipaddress.ip_network(text, strict=False)
+        else:
+            ipaddress.ip_address(text)
+    except (ValueError, TypeError) as exc:
+        raise InvalidValueError(f"not an IP address or CIDR range: {text!r}") from exc
+    return ExtensionValue(fn="ip", arg=text)
+
+
+def decimal(value: str | _decimal.Decimal) -> ExtensionValue:
+    """Cedar ``decimal("...")`` value: at most 4 fractional digits.
+
+    Example:
+        >>> decimal("12.50").to_cedar()
+        {'__extn': {'fn': 'decimal', 'arg': '12.50'}}
+    """
+    if isinstance(value, _decimal.Decimal):
+        return _decimal_from_python(value)
+    if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
+        raise InvalidValueError(
+            f"not a Cedar decimal (digits, a point, 1 to 4 fractional digits): {value!r}"
+        )
+    _check_decimal_range(_decimal.Decimal(value), value)
+    return ExtensionValue(fn="decimal", arg=value)
+
+
+def _check_decimal_range(number: _decimal.Decimal, shown: object) -> None:
+    scaled = number * _DECIMAL_SCALE
+    if not _LONG_MIN <= scaled <= _LONG_MAX:
+        raise InvalidValueError(f"decimal {shown!r} is outside Cedar's decimal range")
+
+
+def _decimal_from_python(number: _decimal.Decimal) -> ExtensionValue:
+    if not number.is_finite():
+        raise InvalidValueError(f"decimal {number!r} is not finite")
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -4:
+        normalized = number.normalize()
+        exponent_n = normalized.as_tuple().exponent
+        assert isinstance(exponent_n, int)
+        if exponent_n < -4:
+            raise InvalidValueError(
+                f"decimal {number} has more than 4 fractional digits, Cedar's limit"
+            )
+        number = normalized
+    _check_decimal_range(number, str(number))
+    text = f"{number:f}"
+    if "." not in text:
+        text += ".0"
+    return ExtensionValue(fn="decimal", arg=text)
+
+
+def float_to_decimal(number: float) -> ExtensionValue:
+    """A float as a Cedar decimal, where a schema or signature declares decimal."""
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidValueError("a NaN or infinite float has no Cedar decimal")
+    return _decimal_from_python(_decimal.Decimal(repr(number)))
+
+
+def _datetime_text(value: _dt.datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidValueError(
+            "a datetime must be timezone-aware to become a Cedar datetime "
+            "(use datetime.now(timezone.utc) or .replace(tzinfo=...))"
+        )
+    if value.microsecond % 1000:
+        raise InvalidValueError(
+            "Cedar datetimes have millisecond precision; drop the microseconds "
+            "(dt.replace(microsecond=dt.microsecond // 1000 * 1000))"
+        )
+    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.year < 1000:
+        base = f"{value.year:04d}" + base[base.index("-") :]
+    if value.microsecond:
+        base += f".{value.microsecond // 1000:03d}"
+    offset = value.utcoffset()
+    assert offset is not None
+    if not offset:
+        return base + "Z"
+    if offset % _dt.timedelta(minutes=1):
+        raise InvalidValueError("Cedar datetimes take UTC offsets in whole minutes")
+    sign = "+" if offset > _dt.timedelta(0) else "-"
+    minutes = abs(offset) // _dt.timedelta(minutes=1)
+    return f"{base}{sign}{minutes // 60:02d}{minutes % 60:02d}"
+
+
+def _duration_text(value: _dt.timedelta) -> str:
+    if value % _dt.timedelta(milliseconds=1):
+        raise InvalidValueError(
+            "Cedar durations have millisecond precision; the timedelta has microseconds"
+        )
+    total_ms = value // _dt.timedelta(milliseconds=1)
+    sign = "-" if total_ms < 0 else ""
+    remaining = abs(total_ms)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if remaining or not parts:
+        parts.append(f"{remaining}ms")
+    return sign + "".join(parts)
+
+
+def to_cedar_value(value: Any, *, decimal_floats: bool = False) -> Any:
+    """Convert a Python value to its Cedar JSON form.
+
+    bool, int (64-bit), str, list/tuple/set/frozenset (Cedar set), dict with
+    string keys (record; ``None`` values mean the attribute is absent),
+    :class:`EntityUID`, :class:`ExtensionValue`, ``decimal.Decimal``,
+    timezone-aware ``datetime``, ``date`` and ``timedelta``.
+
+    Args:
+        value: the Python value.
+        decimal_floats: accept floats as Cedar decimals (only where a schema or
+            signature declares decimal); otherwise a float is an error.
+
+    Raises:
+        InvalidValueError: the value has no Cedar equivalent. The message names
+            the type and the path, never the value.
+    """
+    return _to_cedar(value, decimal_floats, "")
+
+
+def _to_cedar(value: Any, decimal_floats: bool, path: str) -> Any:
+    # Exact-type checks first: they cover nearly every value in the hot path.
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is bool:
+        return value
+    if kind is int:
+        if not _LONG_MIN <= value <= _LONG_MAX:
+            raise InvalidValueError(f"integer{_at(path)} does not fit in Cedar's 64-bit Long")
+        return value
+    if isinstance(value, Mapping):
+        record: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValueError(
+                    f"record keys must be strings{_at(path)}, not {builtin_type_name(key)}"
+                )
+            if key in _RESERVED_KEYS:
+                raise InvalidValueError(
+                    f"record key {key!r}{_at(path)} is reserved by Cedar JSON and cannot be "
+                    "used as an attribute name"
+                )
+            if item is None:
+                continue
+            record[key] = _to_cedar(item, decimal_floats, f"{path}.{key}")
+        return record
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_to_cedar(item, decimal_floats, f"{path}[]") for item in value]
+    if isinstance(value, EntityUID):
+        return {"__entity": {"type": value.type, "id": value.id}}
+    if isinstance(value, ExtensionValue):
+        return value.to_cedar()
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return _to_cedar(int(value), decimal_floats, path)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, _decimal.Decimal):
+        return _decimal_from_python(value).to_cedar()
+    if isinstance(value, _dt.datetime):
+        return {"__extn": {"fn": "datetime", "arg": _datetime_text(value)}}
+    if isinstance(value, _dt.date):
+        return {"__extn": {"fn": "datetime", "arg": value.isoformat()}}
+    if isinstance(value, _dt.timedelta):
+        return {"__extn": {"fn": "duration", "arg": _duration_text(value)}}
+    if isinstance(value, float):
+        if decimal_floats:
+            return float_to_decimal(value).to_cedar()
+        raise InvalidValueError(
+            f"float{_at(path)} has no exact Cedar type: use az.decimal('12.50') or "
+            "decimal.Decimal, or declare the attribute as decimal in the schema"
+        )
+    if isinstance(value, Entity):
+        raise InvalidValueError(
+            f"an Entity{_at(path)} cannot be an attribute value: use its uid "
+            "and pass the entity itself in entities=[...]"
+        )
+    raise InvalidValueError(f"{builtin_type_name(value)}{_at(path)} has no Cedar equivalent")
+
+
+def _at(path: str) -> str:
+    return f" at {path.lstrip('.')}" if path else ""
+
+
+def from_cedar_value(value: Any) -> Any:
+    """Read a Cedar JSON value into Python.
+
+    ``{"__entity": ...}`` becomes :class:`EntityUID`, ``{"__extn": ...}``
+    becomes :class:`ExtensionValue` with its exact text, arrays become lists
+    and records dicts. A record shaped ``{type, id}`` without ``__entity``
+    stays a record.
+    """
+    kind = type(value)
+    if kind is str or kind is bool:
+        return value
+    if kind is int:
+        if not _LONG_MIN <= value <= _LONG_MAX:
+            raise InvalidValueError("integer does not fit in Cedar's 64-bit Long")
+        return value
+    if isinstance(value, list):
+        return [from_cedar_value(item) for item in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if "__entity" in value:
+                return EntityUID.from_cedar(value)
+            if "__extn" in value:
+                return _extension_from_cedar(value["__extn"])
+        if "__entity" in value or "__extn" in value or "__expr" in value:
+            raise InvalidValueError("an __entity/__extn escape must be the only key of its object")
+        return {key: from_cedar_value(item) for key, item in value.items()}
+    raise InvalidValueError(f"{builtin_type_name(value)} is not a Cedar JSON value")
+
+
+def _extension_from_cedar(body: Any) -> ExtensionValue:
+    if not isinstance(body, dict) or not isinstance(body.get("fn"), str):
+        raise InvalidValueError('an __extn escape needs {"fn": ..., "arg": ...} or "args"')
+    if "args" in body and isinstance(body["args"], list) and set(body) == {"fn", "args"}:
+        return ExtensionValue(fn=body["fn"], args=tuple(from_cedar_value(a) for a in body["args"]))
+    if set(body) == {"fn", "arg"}:
+        return ExtensionValue(fn=body["fn"], arg=from_cedar_value(body["arg"]))
+    raise InvalidValueError('an __extn escape needs {"fn": ..., "arg": ...} or "args"')
+
+
+def _uids(values: Iterable[Any]) -> tuple[EntityUID, ...]:
+    return tuple(EntityUID.from_cedar(value) for value in values)
+
+
+class Entity(BaseModel):
+    """A Cedar entity: uid, attributes, parents (ancestors' uids) and tags.
+
+    Attribute and tag values are converted to Cedar JSON when the entity is
+    built, so a bad value fails here with a clear error and never at
+    authorization time.
+
+    Example:
+        >>> alice = Entity(uid=EntityUID("User", "alice"), attrs={"dept": "hr"},
+        ...                parents=[EntityUID("Group", "hr")])
+        >>> alice.to_cedar()["parents"]
+        [{'type': 'Group', 'id': 'hr'}]
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    uid: EntityUID
+    attrs: dict[str, Any] = {}
+    parents: tuple[EntityUID, ...] = ()
+    tags: dict[str, Any] | None = None
+
+    _cedar: dict[str, Any] = PrivateAttr()
+
+    def __init__(
+        self,
+        uid: EntityUID,
+        attrs: Mapping[str, Any] | None = None,
+        parents: Iterable[EntityUID] = (),
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(uid, EntityUID):
+            raise InvalidValueError(f"Entity uid must be an EntityUID, not {builtin_type_name(uid)}")
+        parent_uids = tuple(parents)
+        for parent in parent_uids:
+            if not isinstance(parent, EntityUID):
+                raise InvalidValueError(
+                    f"parents of {uid} must be EntityUIDs, not {builtin_type_name(parent)}"
+                )
+        attrs = dict(attrs or {})
+        cedar_attrs = _to_cedar(attrs, False, "")
+        cedar: dict[str, Any] = {
+            "uid": uid.to_cedar(),
+            "attrs": cedar_attrs,
+            "parents": [p.to_cedar() for p in parent_uids],
+        }
+        if tags is not None:
+            tags = dict(tags)
+            cedar["tags"] = _to_cedar(tags, False, "")
+        super().__init__(uid=uid, attrs=attrs, parents=parent_uids, tags=tags)
+        self._cedar = cedar
+
+    def to_cedar(self) -> dict[str, Any]:
+        """Return the Cedar JSON entity (``uid``, ``attrs``, ``parents``, ``tags`` if any)."""
+        return {
+            key: (dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
+            for key, value in self._cedar.items()
+        }
+
+    @property
+    def cedar(self) -> dict[str, Any]:
+        """The Cedar JSON form, shared and read-only by convention (no copy)."""
+        return self._cedar
+
+    @classmethod
+    def from_cedar(cls, data: Mapping[str, Any]) -> Entity:
+        """Read a Cedar JSON entity (``__entity`` / ``__extn`` escapes understood)."""
+        if not isinstance(data, Mapping) or "uid" not in data:
+            raise InvalidValueError('a Cedar JSON entity needs at least a "uid"')
+        unknown = set(data) - {"uid", "attrs", "parents", "tags"}
+        if unknown:
+            raise InvalidValueError(f"unknown keys in a Cedar JSON entity: {sorted(unknown)}")
+        attrs = data.get("attrs", {})
+        tags = data.get("tags")
+        if not isinstance(attrs, Mapping) or (tags is not None and not isinstance(tags, Mapping)):
+            raise InvalidValueError("entity attrs and tags must be JSON objects")
+        return cls(
+            uid=EntityUID.from_cedar(data["uid"]),
+            attrs={k: from_cedar_value(v) for k, v in attrs.items()},
+            parents=_uids(data.get("parents", ())),
+            tags=None if tags is None else {k: from_cedar_value(v) for k, v in tags.items()},
+        )
+
+
+class Request(BaseModel):
+    """One authorization question: may ``principal`` do ``action`` on ``resource``?
+
+    ``action`` is an :class:`EntityUID` or a bare action name such as ``"read"``
+    that the Authorizer resolves in the schema's namespace.
+
+    Example:
+        >>> req = Request(principal=EntityUID("User", "alice"), action="read",
+        ...               resource=EntityUID("Document", "d1"))
+        >>> req.context
+        {}
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    principal: EntityUID
+    action: EntityUID | str
+    resource: EntityUID
+    context: dict[str, Any] = {}
+
+    _cedar_context: dict[str, Any] = PrivateAttr()
+
+    def model_post_init(self, __context: Any) -> None:
+        self._cedar_context = _to_cedar(self.context, False, "context")
+
+    @property
+    def cedar_context(self) -> dict[str, Any]:
+        """The context in Cedar JSON form (computed once)."""
+        return self._cedar_context
+
+    def to_cedar(self) -> dict[str, Any]:
+        """Return the request in Cedar JSON form (entity ids as ``{type, id}``)."""
+        action = self.action
+        if isinstance(action, str):
+            action = EntityUID("Action", action)
+        return {
+            "principal": self.principal.to_cedar(),
+            "action": action.to_cedar(),
+            "resource": self.resource.to_cedar(),
+            "context": self._cedar_context,
+        }
+
+    @classmethod
+    def from_cedar(cls, data: Mapping[str, Any]) -> Request:
+        """Read a Cedar JSON request (uids as ``{type, id}``, ``__entity`` or Cedar text)."""
+        missing = [key for key in ("principal", "action", "resource") if key not in data]
+        if missing:
+            raise InvalidValueError(f"a Cedar request needs {', '.join(missing)}")
+        context = data.get("context") or {}
+        if not isinstance(context, Mapping):
+            raise InvalidValueError("a Cedar request context must be a JSON object")
+        return cls(
+            principal=EntityUID.from_cedar(data["principal"]),
+            action=EntityUID.from_cedar(data["action"]),
+            resource=EntityUID.from_cedar(data["resource"]),
+            context={k: from_cedar_value(v) for k, v in context.items()},
+        )
+
+
+class Decision(BaseModel):
+    """The outcome of one request.
+
+    Attributes:
+        allowed: True only when Cedar said Allow; errors, no decision and
+            exceptions are all False.
+        reasons: ids of the determining policies (their ``@id`` annotation).
+        errors: evaluation errors, truncated, never whole entity dumps.
+        enforced: False when the decision was taken in shadow mode: it is
+            audited, but the call goes ahead.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool
+    reasons: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    enforced: bool = True
+
+    @property
+    def admits(self) -> bool:
+        """Whether the call may go ahead: allowed, or decided in shadow mode."""
+        return self.allowed or not self.enforced
+
+    @classmethod
+    def deny(cls, *errors: str) -> Decision:
+        """A fail-closed denial carrying the given errors."""
+        return cls(allowed=False, errors=tuple(errors))
+
+    @property
+    def outcome(self) -> Literal["allow", "deny"]:
+        """``"allow"`` or ``"deny"``, as written in audit events."""
+        return "allow" if self.allowed else "deny"

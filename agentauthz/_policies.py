@@ -1,0 +1,600 @@
+"""Policy stores: policies, templates, links, schema and entities, loaded and checked once.
+
+A :class:`PolicyStore` turns a directory (or text) into an immutable
+:class:`PolicySnapshot` holding pre-parsed cedarpy handles. Reloading builds a
+whole new snapshot and swaps one reference, so a request always sees one
+consistent version and a failed reload leaves the old one in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+from agentauthz._errors import AuthzError, PolicyError
+from agentauthz._model import Entity, EntityUID
+from agentauthz._policytext import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Statement, scan
+
+__all__ = ["Policy", "PolicySnapshot", "PolicyStore", "TemplateLink"]
+
+_MAX_MESSAGE = 300
+_POSITIONAL = re.compile(r"policy(\d+)")
+
+
+def truncate(message: str, limit: int = _MAX_MESSAGE) -> str:
+    """Bound an error message: cedarpy messages can embed whole entity dumps."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A static policy or a template, as loaded.
+
+    Attributes:
+        id: the store id: the ``@id`` annotation, else ``<file>:<n>`` or ``policy<n>``.
+        text: the policy's Cedar text, annotations included.
+        source: the file (relative to the store) or ``<text>``.
+        line: 1-based line where the policy starts.
+        is_template: whether it has ``?principal`` / ``?resource`` slots.
+        annotations: all of its annotations.
+    """
+
+    id: str
+    text: str
+    source: str
+    line: int
+    is_template: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """``file:line`` of the policy."""
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True)
+class TemplateLink:
+    """A template-linked policy: ``template`` filled with ``principal``/``resource``."""
+
+    id: str
+    template: str
+    principal: EntityUID | None = None
+    resource: EntityUID | None = None
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """One immutable version of a store with its pre-parsed cedarpy handles."""
+
+    policies: tuple[Policy, ...]
+    links: tuple[TemplateLink, ...]
+    entities: tuple[Entity, ...]
+    schema_text: str | None
+    fingerprint: str
+    policy_set: Any
+    schema: Any
+    entity_set: Any
+    ids_by_position: Mapping[str, str]
+    actions: tuple[EntityUID, ...]
+    entity_index: Mapping[EntityUID, Entity]
+
+    def store_id(self, positional: str) -> str:
+        """Translate cedarpy's positional id (``policyN``) to the store id."""
+        return self.ids_by_position.get(positional, positional)
+
+
+@dataclass
+class _Source:
+    name: str
+    text: str
+
+
+class PolicyStore:
+    """Policies, templates, template links, schema and entities, validated at load.
+
+    Example:
+        >>> store = PolicyStore.from_text(
+        ...     '@id("all") permit(principal, action, resource);')
+        >>> [p.id for p in store.policies]
+        ['all']
+    """
+
+    def __init__(
+        self,
+        snapshot: PolicySnapshot,
+        *,
+        loader: Any = None,
+    ) -> None:
+        self._snapshot = snapshot
+        self._loader = loader
+        self._lock = threading.Lock()
+
+    # -- construction -------------------------------------------------------------
+
+    @classmethod
+    def from_text(
+        cls,
+        policies: str,
+        *,
+        schema: str | Mapping[str, Any] | None = None,
+        entities: Iterable[Entity] | None = None,
+        links: Iterable[TemplateLink] = (),
+        validate: bool = True,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> PolicyStore:
+        """Build a store from policy text.
+
+        Policies without ``@id`` are named ``policy0``, ``policy1``, ... (Cedar's
+        own naming, templates included). ``validate=True`` checks the policies
+        against the schema when there is one, and only parses them otherwise.
+
+        Raises:
+            PolicyError: every problem found, each as ``<text>:line: message``.
+        """
+        schema_text = json.dumps(schema) if isinstance(schema, Mapping) else schema
+
+        def load() -> PolicySnapshot:
+            return _build(
+                [_Source("<text>", policies)],
+                schema=(schema_text, "<schema>"),
+                entity_list=tuple(entities or ()),
+                entities_name="<entities>",
+                links=tuple(links),
+                validate=validate,
+                positional_names=True,
+                max_bytes=max_bytes,
+                max_depth=max_depth,
+            )
+
+        return cls(load())
+
+    @classmethod
+    def from_directory(
+        cls,
+        path: str | Path,
+        *,
+        validate: bool = True,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> PolicyStore:
+        """Load a policy store directory.
+
+        Reads every ``*.cedar`` file below ``path`` (static policies and
+        templates), the schema (``schema.cedarschema``,
+        ``schema.cedarschema.json``, or a single ``*.cedarschema`` of any name),
+        ``entities.json`` and template links (``template-links.json`` or the
+        Cedar CLI's ``linked``). :meth:`reload` reads the directory again.
+
+        Raises:
+            PolicyError: every problem found, each as ``file:line: message``.
+        """
+        root = Path(path)
+
+        def load() -> PolicySnapshot:
+            return _load_directory(root, validate=validate, max_bytes=max_bytes,
+                                   max_depth=max_depth)
+
+        return cls(load(), loader=load)
+
+    # -- access ---------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> PolicySnapshot:
+        """The current version; read it once per request for a consistent view."""
+        return self._snapshot
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """Static policies and templates, in load order."""
+        return self._snapshot.policies
+
+    @property
+    def links(self) -> tuple[TemplateLink, ...]:
+        """Template links."""
+        return self._snapshot.links
+
+    @property
+    def entities(self) -> tuple[Entity, ...]:
+        """Entities loaded with the store."""
+        return self._snapshot.entities
+
+    @property
+    def schema_text(self) -> str | None:
+        """The schema as written (Cedar or JSON), if any."""
+        return self._snapshot.schema_text
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the normalized content; equal content gives an equal fingerprint."""
+        return self._snapshot.fingerprint
+
+    @property
+    def actions(self) -> tuple[EntityUID, ...]:
+        """Actions the schema declares (empty without a schema)."""
+        return self._snapshot.actions
+
+    def policy(self, policy_id: str) -> Policy:
+        """The policy or template with this store id."""
+        for policy in self._snapshot.policies:
+            if policy.id == policy_id:
+                return policy
+        raise KeyError(policy_id)
+
+    def reload(self) -> bool:
+        """Load the directory again and swap atomically.
+
+        Returns:
+            True if the content changed.
+
+        Raises:
+            PolicyError: the new content is invalid; the old version stays in use.
+        """
+        if self._loader is None:
+            raise PolicyError("only stores loaded with from_directory can reload")
+        with self._lock:
+            fresh: PolicySnapshot = self._loader()
+            changed = fresh.fingerprint != self._snapshot.fingerprint
+            if changed:
+                self._snapshot = fresh
+            return changed
+
+    def __repr__(self) -> str:
+        snap = self._snapshot
+        return (f"PolicyStore(policies={len(snap.policies)}, links={len(snap.links)}, "
+                f"entities={len(snap.entities)}, fingerprint={snap.fingerprint[:12]})")
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def _read_text(path: Path, name: str, max_bytes: int) -> str:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PolicyError(f"{name}: {size} bytes is over the limit of {max_bytes}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{name}: cannot read ({exc.strerror})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PolicyError(f"{name}:{line}: not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _read_json(path: Path, name: str, max_bytes: int) -> Any:
+    text = _read_text(path, name, max_bytes)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+
+
+def _load_directory(root: Path, *, validate: bool, max_bytes: int, max_depth: int) -> PolicySnapshot:
+    if not root.is_dir():
+        raise PolicyError(f"{root}: not a directory")
+    problems: list[str] = []
+    sources: list[_Source] = []
+    for path in sorted(root.rglob("*.cedar")):
+        relative = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        try:
+            sources.append(_Source(relative, _read_text(path, relative, max_bytes)))
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+
+    schema: tuple[str | None, str] = (None, "")
+    candidates = [root / "schema.cedarschema", root / "schema.cedarschema.json"]
+    chosen = [p for p in candidates if p.is_file()]
+    if not chosen:
+        chosen = sorted(p for p in root.iterdir()
+                        if p.is_file() and p.name.endswith((".cedarschema", ".cedarschema.json")))
+    if len(chosen) > 1:
+        problems.append(f"{root.name}: more than one schema file: "
+                        + ", ".join(p.name for p in chosen))
+    elif chosen:
+        try:
+            schema = (_read_text(chosen[0], chosen[0].name, max_bytes), chosen[0].name)
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+
+    entity_list: tuple[Entity, ...] = ()
+    entities_path = root / "entities.json"
+    if entities_path.is_file():
+        try:
+            entity_list = _entities_from_json(
+                _read_json(entities_path, "entities.json", max_bytes), "entities.json")
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+
+    links: tuple[TemplateLink, ...] = ()
+    for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
+        link_path = root / name
+        if link_path.is_file():
+            try:
+                links += reader(_read_json(link_path, name, max_bytes), name)
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+
+    if problems:
+        raise PolicyError(problems)
+    return _build(sources, schema=schema, entity_list=entity_list, entities_name="entities.json",
+                  links=links, validate=validate, positional_names=False,
+                  max_bytes=max_bytes, max_depth=max_depth)
+
+
+def _entities_from_json(data: Any, name: str) -> tuple[Entity, ...]:
+    if not isinstance(data, list):
+        raise PolicyError(f"{name}: expected a JSON array of entities")
+    entities = []
+    for index, item in enumerate(data):
+        try:
+            entities.append(Entity.from_cedar(item))
+        except AuthzError as exc:
+            raise PolicyError(f"{name}: entity #{index}: {truncate(str(exc))}") from exc
+    return tuple(entities)
+
+
+def _links_from_json(data: Any, name: str) -> tuple[TemplateLink, ...]:
+    if not isinstance(data, list):
+        raise PolicyError(f"{name}: expected a JSON array of links")
+    links = []
+    for index, item in enumerate(data):
+        try:
+            if not isinstance(item, dict) or not {"id", "template"} <= set(item):
+                raise PolicyError(f'{name}: link #{index} needs "id" and "template"')
+            links.append(TemplateLink(
+                id=str(item["id"]),
+                template=str(item["template"]),
+                principal=EntityUID.from_cedar(item["principal"]) if "principal" in item else None,
+                resource=EntityUID.from_cedar(item["resource"]) if "resource" in item else None,
+            ))
+        except AuthzError as exc:
+            if isinstance(exc, PolicyError):
+                raise
+            raise PolicyError(f"{name}: link #{index}: {exc}") from exc
+    return tuple(links)
+
+
+def _links_from_cli(data: Any, name: str) -> tuple[TemplateLink, ...]:
+    if not isinstance(data, list):
+        raise PolicyError(f"{name}: expected a JSON array of links")
+    links = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not {"template_id", "link_id"} <= set(item):
+            raise PolicyError(f'{name}: link #{index} needs "template_id" and "link_id"')
+        args = item.get("args") or {}
+        try:
+            links.append(TemplateLink(
+                id=str(item["link_id"]),
+                template=str(item["template_id"]),
+                principal=EntityUID.from_cedar(args["?principal"]) if "?principal" in args else None,
+                resource=EntityUID.from_cedar(args["?resource"]) if "?resource" in args else None,
+            ))
+        except AuthzError as exc:
+            raise PolicyError(f"{name}: link #{index}: {exc}") from exc
+    return tuple(links)
+
+
+def _build(
+    sources: Sequence[_Source],
+    *,
+    schema: tuple[str | None, str],
+    entity_list: tuple[Entity, ...],
+    entities_name: str,
+    links: tuple[TemplateLink, ...],
+    validate: bool,
+    positional_names: bool,
+    max_bytes: int,
+    max_depth: int,
+) -> PolicySnapshot:
+    problems: list[str] = []
+    policies: list[Policy] = []
+    parsed: list[tuple[_Source, list[Statement], Any]] = []
+
+    for source in sources:
+        size = len(source.text.encode("utf-8"))
+        if size > max_bytes:
+            problems.append(f"{source.name}: {size} bytes is over the limit of {max_bytes}")
+            continue
+        statements, text_problems = scan(source.text, max_depth=max_depth)
+        if text_problems:
+            problems.extend(f"{source.name}:{p.line}: {p.message}" for p in text_problems)
+            continue
+        try:
+            handle = cedarpy.PolicySet.from_str(source.text)
+        except ValueError:
+            problems.extend(_locate_parse_errors(source, statements))
+            continue
+        count = len(handle) + len(handle.templates())
+        if count != len(statements):
+            problems.append(
+                f"{source.name}: found {len(statements)} statements but Cedar parsed {count}; "
+                "cannot name the policies reliably")
+            continue
+        parsed.append((source, statements, handle))
+
+    offset = 0
+    ids_by_position: dict[str, str] = {}
+    for source, statements, _ in parsed:
+        for statement in statements:
+            if "id" in statement.annotations:
+                policy_id = statement.annotations["id"]
+            elif positional_names:
+                policy_id = f"policy{offset + statement.index}"
+            else:
+                policy_id = f"{source.name}:{statement.index}"
+            ids_by_position[f"policy{offset + statement.index}"] = policy_id
+            policies.append(Policy(
+                id=policy_id, text=statement.text.strip(), source=source.name,
+                line=statement.line, is_template=statement.is_template,
+                annotations=dict(statement.annotations),
+            ))
+        offset += len(statements)
+
+    seen: dict[str, Policy] = {}
+    for policy in policies:
+        if policy.id in seen:
+            problems.append(f"{policy.location}: duplicate policy id {policy.id!r} "
+                            f"(first at {seen[policy.id].location})")
+        else:
+            seen[policy.id] = policy
+    for link in links:
+        if link.id in seen:
+            problems.append(f"template link {link.id!r}: id already used by a policy")
+
+    schema_text, schema_name = schema
+    schema_handle = None
+    actions: tuple[EntityUID, ...] = ()
+    if schema_text is not None:
+        try:
+            schema_handle = _parse_schema(schema_text)
+            action_entities = json.loads(str(cedarpy.Entities.from_json_str("[]", schema_handle)))
+            actions = tuple(EntityUID.from_cedar(e["uid"]) for e in action_entities)
+        except ValueError as exc:
+            problems.append(f"{schema_name}: {truncate(str(exc))}")
+
+    if validate and schema_handle is not None:
+        for source, statements, _ in parsed:
+            result = cedarpy.validate_policies(source.text, schema_handle)
+            if result.validation_passed:
+                continue
+            for error in result.errors:
+                problems.append(_locate_validation_error(source, statements, error))
+
+    if problems:
+        raise PolicyError(problems)
+
+    policy_set = _combine(parsed)
+    templates = {policy.id for policy in policies if policy.is_template}
+    template_ids = {policy_id: position for position, policy_id in ids_by_position.items()
+                    if policy_id in templates}
+    if links:
+        policy_set = _link(policy_set, links, template_ids)
+
+    entity_set = _entity_handle(entity_list, schema_handle, entities_name)
+    entity_index = {entity.uid: entity for entity in entity_list}
+    if len(entity_index) != len(entity_list):
+        raise PolicyError(f"{entities_name}: the same entity uid appears more than once")
+
+    return PolicySnapshot(
+        policies=tuple(policies),
+        links=links,
+        entities=entity_list,
+        schema_text=schema_text,
+        fingerprint=_fingerprint(policies, links, entity_list, schema_text),
+        policy_set=policy_set,
+        schema=schema_handle,
+        entity_set=entity_set,
+        ids_by_position=ids_by_position,
+        actions=actions,
+        entity_index=entity_index,
+    )
+
+
+def _parse_schema(text: str) -> Any:
+    if text.lstrip().startswith("{"):
+        return cedarpy.Schema.from_json_str(text)
+    return cedarpy.Schema.from_str(text)
+
+
+def _combine(parsed: Sequence[tuple[_Source, list[Statement], Any]]) -> Any:
+    if not parsed:
+        return cedarpy.PolicySet.from_str("")
+    combined = parsed[0][2]
+    for source, _, _ in parsed[1:]:
+        # with_added_str renumbers positional ids exactly as concatenation would.
+        combined = combined.with_added_str(source.text)
+    return combined
+
+
+def _link(policy_set: Any, links: Sequence[TemplateLink], template_ids: Mapping[str, str]) -> Any:
+    requests = []
+    problems = []
+    for link in links:
+        positional = template_ids.get(link.template)
+        if positional is None:
+            problems.append(f"template link {link.id!r}: no template {link.template!r}")
+            continue
+        values: dict[str, Any] = {}
+        if link.principal is not None:
+            values["?principal"] = link.principal.to_cedar()
+        if link.resource is not None:
+            values["?resource"] = link.resource.to_cedar()
+        requests.append({"template_id": positional, "new_id": link.id, "values": values})
+    if problems:
+        raise PolicyError(problems)
+    try:
+        return policy_set.with_linked_batch(requests)
+    except (ValueError, KeyError) as exc:
+        raise PolicyError(f"template links: {truncate(str(exc))}") from exc
+
+
+def _entity_handle(entities: Sequence[Entity], schema: Any, name: str) -> Any:
+    document = json.dumps([entity.cedar for entity in entities])
+    try:
+        return cedarpy.Entities.from_json_str(document, schema)
+    except ValueError as exc:
+        culprit = _first_bad_entity(entities, schema)
+        where = f" (first nonconforming entity: {culprit})" if culprit else ""
+        raise PolicyError(f"{name}: {truncate(str(exc))}{where}") from exc
+
+
+def _first_bad_entity(entities: Sequence[Entity], schema: Any) -> str | None:
+    for index, entity in enumerate(entities):
+        try:
+            cedarpy.Entities.from_json_str(json.dumps([entity.cedar]), schema)
+        except ValueError:
+            return f"#{index} {truncate(str(entity.uid), 120)}"
+    return None
+
+
+def _locate_parse_errors(source: _Source, statements: Sequence[Statement]) -> list[str]:
+    found = []
+    for statement in statements:
+        try:
+            cedarpy.PolicySet.from_str(statement.text)
+        except ValueError as exc:
+            found.append(f"{source.name}:{statement.line}: {truncate(str(exc))}")
+    return found or [f"{source.name}:1: cannot parse the policies"]
+
+
+def _locate_validation_error(source: _Source, statements: Sequence[Statement], error: Any) -> str:
+    match = _POSITIONAL.fullmatch(error.policy_id or "")
+    if match and int(match.group(1)) < len(statements):
+        statement = statements[int(match.group(1))]
+        label = statement.annotations.get("id")
+        named = f" [{label}]" if label else ""
+        message = error.error.replace(f"policy `{error.policy_id}`", "policy")
+        return f"{source.name}:{statement.line}:{named} {truncate(message)}"
+    return f"{source.name}: {truncate(error.error)}"
+
+
+def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],
+                 entities: Sequence[Entity], schema_text: str | None) -> str:
+    digest = hashlib.sha256()
+    for policy in sorted(policies, key=lambda p: p.id):
+        digest.update(b"P\0" + policy.id.encode() + b"\0" + "\n".join(
+            line.rstrip() for line in policy.text.splitlines()).encode() + b"\0")
+    for link in sorted(links, key=lambda item: item.id):
+        digest.update(b"L\0" + json.dumps([
+            link.id, link.template,
+            link.principal.to_cedar() if link.principal else None,
+            link.resource.to_cedar() if link.resource else None]).encode() + b"\0")
+    for entity in sorted(entities, key=lambda e: (e.uid.type, e.uid.id)):
+        digest.update(b"E\0" + json.dumps(entity.cedar, sort_keys=True).encode() + b"\0")
+    if schema_text is not None:
+        digest.update(b"S\0" + "\n".join(line.rstrip() for line in schema_text.strip().splitlines())
+                      .encode())
+    return digest.hexdigest()

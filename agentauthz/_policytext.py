@@ -1,0 +1,146 @@
+"""Lexical scan of Cedar policy text, done before cedarpy ever sees it.
+
+cedarpy reports parse errors without a location and crashes the interpreter on
+bracket nesting past 650-700 levels, so the loader splits a file into
+statements itself (minding strings and comments), measures nesting, and reads
+the annotations that name policies.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "Statement", "TextProblem", "scan"]
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_MAX_DEPTH = 200
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+    |(?P<comment>//[^\n]*)
+    |(?P<string>"(?:[^"\\]|\\.)*"?)
+    |(?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+    |(?P<slot>\?[A-Za-z_]+)
+    |(?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_SLOTS = ("?principal", "?resource")
+_OPEN = "([{"
+_CLOSE = ")]}"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One policy or template statement of a file.
+
+    Attributes:
+        index: position in the file, counting templates (Cedar's ``policyN``).
+        text: the statement, annotations included, up to and with its ``;``.
+        line: 1-based line of its first token.
+        annotations: ``@name("value")`` pairs; a bare ``@name`` maps to ``""``.
+        is_template: it has a ``?principal`` or ``?resource`` slot.
+    """
+
+    index: int
+    text: str
+    line: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    is_template: bool = False
+
+
+@dataclass(frozen=True)
+class TextProblem:
+    """A problem found by the scan, with its 1-based line."""
+
+    line: int
+    message: str
+
+
+def _line_of(newlines: list[int], offset: int) -> int:
+    return bisect.bisect_right(newlines, offset - 1) + 1
+
+
+def _unquote(token: str) -> str:
+    body = token[1:-1]
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(
+        m.group(1), m.group(1)), body)
+
+
+def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Statement], list[TextProblem]]:
+    """Split policy text into statements and find problems cedarpy must not see.
+
+    Returns the statements and a list of problems: nesting deeper than
+    ``max_depth``, an unterminated string. Any problem means the text must not
+    be handed to cedarpy. A trailing fragment without ``;`` is returned as a
+    statement so that the parser reports it.
+    """
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    statements: list[Statement] = []
+    problems: list[TextProblem] = []
+    tokens: list[tuple[str, str]] = []
+    depth = 0
+    start = 0
+
+    def close(end: int) -> None:
+        statements.append(Statement(
+            index=len(statements),
+            text=text[start:end],
+            line=_line_of(newlines, start),
+            annotations=_annotations(tokens),
+            is_template=any(k == "slot" and t in _SLOTS for k, t in tokens),
+        ))
+
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        token = match.group()
+        if kind == "space" or kind == "comment":
+            continue
+        if not tokens:
+            start = match.start()
+        if kind == "string" and not _terminated(token):
+            problems.append(TextProblem(_line_of(newlines, match.start()), "unterminated string"))
+            return statements, problems
+        tokens.append((kind or "", token))
+        if token in _OPEN:
+            depth += 1
+            if depth > max_depth:
+                problems.append(TextProblem(
+                    _line_of(newlines, match.start()),
+                    f"brackets nested deeper than {max_depth} levels",
+                ))
+                return statements, problems
+        elif token in _CLOSE:
+            depth = max(depth - 1, 0)
+        elif token == ";":
+            close(match.end())
+            tokens, depth = [], 0
+    if tokens:
+        close(len(text))
+    return statements, problems
+
+
+def _annotations(tokens: list[tuple[str, str]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    i = 0
+    while i + 1 < len(tokens) and tokens[i][1] == "@" and tokens[i + 1][0] == "ident":
+        name = tokens[i + 1][1]
+        if (i + 4 < len(tokens) and tokens[i + 2][1] == "(" and tokens[i + 3][0] == "string"
+                and tokens[i + 4][1] == ")"):
+            found[name] = _unquote(tokens[i + 3][1])
+            i += 5
+        else:
+            found[name] = ""
+            i += 2
+    return found
+
+
+def _terminated(token: str) -> bool:
+    # A string ending in \" is closed only if that backslash is itself escaped.
+    if len(token) < 2 or not token.endswith('"'):
+        return False
+    backslashes = len(token) - 1 - len(token[:-1].rstrip("\\"))
+    return backslashes % 2 == 0
