@@ -1,0 +1,82 @@
+"""agentauthz: Cedar-policy authorization for what AI agents do.
+
+Every tool call and knowledge-base lookup an agent makes is decided by Cedar
+policies for the end user it acts for, embedded (cedarpy) or on Amazon
+Verified Permissions.
+
+Example:
+    >>> import agentauthz as az
+    >>> authz = az.Authorizer.from_text('@id("read") permit(principal, action == Action::"read", resource);')
+    >>> with authz.acting_as(az.EntityUID("User", "alice")):
+    ...     authz.authorize(action="read", resource=az.EntityUID("Doc", "d1")).allowed
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentauthz._audit import AuditEvent, AuditSink, LoggingSink
+from agentauthz._authorizer import Authorizer, Identity
+from agentauthz._entities import EntityProvider, StaticEntityProvider
+from agentauthz._errors import (
+    AccessDenied,
+    AuthzError,
+    ConfigurationError,
+    EngineError,
+    IdentityError,
+    InvalidValueError,
+    PolicyError,
+)
+from agentauthz._model import (
+    Decision,
+    Entity,
+    EntityUID,
+    ExtensionValue,
+    Request,
+    decimal,
+    ipaddr,
+)
+from agentauthz._policies import Policy, PolicyStore, TemplateLink
+from agentauthz.engines.base import Engine
+from agentauthz.engines.local import LocalEngine
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDenied",
+    "AuditEvent",
+    "AuditSink",
+    "Authorizer",
+    "AuthzError",
+    "ConfigurationError",
+    "Decision",
+    "Engine",
+    "EngineError",
+    "Entity",
+    "EntityProvider",
+    "EntityUID",
+    "ExtensionValue",
+    "Identity",
+    "IdentityError",
+    "InvalidValueError",
+    "LocalEngine",
+    "LoggingSink",
+    "Policy",
+    "PolicyError",
+    "PolicyStore",
+    "Request",
+    "StaticEntityProvider",
+    "TemplateLink",
+    "decimal",
+    "ipaddr",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The AVP engine needs boto3 (extra "aws"); import it only when asked for.
+    if name == "VerifiedPermissionsEngine":
+        from agentauthz.engines.avp import VerifiedPermissionsEngine
+
+        return VerifiedPermissionsEngine
+    raise AttributeError(f"module 'agentauthz' has no attribute {name!r}")

@@ -1,0 +1,132 @@
+"""Audit events: one per decision, to the ``agentauthz.audit`` logger and any sinks.
+
+Events carry ids and outcomes, never attribute values, unless the application
+opts in with ``record_requests=True`` (for ``agentauthz replay``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["AuditEvent", "AuditSink", "LoggingSink", "capture_events", "global_sinks"]
+
+AUDIT_LOGGER = "agentauthz.audit"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What one decision was and how it was made.
+
+    Attributes:
+        principal, action, resource: Cedar text of the uids (``User::"alice"``).
+        decision: ``"allow"`` or ``"deny"`` as Cedar decided.
+        enforced: False in shadow mode (the call went ahead whatever ``decision`` says).
+        reasons: determining policy ids.
+        errors: evaluation errors, truncated.
+        fingerprint: policy-store fingerprint.
+        engine: ``"local"``, ``"avp"``, ...
+        mode: ``"enforce"`` or ``"shadow"``.
+        elapsed_us: time of the engine call that produced it, in microseconds.
+        correlation_id: ties the event to the application's request or conversation.
+        timestamp: seconds since the epoch.
+        request: the Cedar request with its entities, only when the application opted in.
+        extra: integration-specific fields (tool name, retrieval counts, ...).
+    """
+
+    principal: str | None
+    action: str
+    resource: str
+    decision: str
+    enforced: bool
+    reasons: tuple[str, ...]
+    errors: tuple[str, ...]
+    fingerprint: str
+    engine: str
+    mode: str
+    elapsed_us: int
+    correlation_id: str
+    timestamp: float
+    request: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One line of JSON."""
+        data = asdict(self)
+        if data["request"] is None:
+            del data["request"]
+        if not data["extra"]:
+            del data["extra"]
+        return json.dumps(data, separators=(",", ":"), default=str)
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Receives every audit event. ``enabled`` lets the Authorizer skip building events."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether events should be built for this sink at all."""
+        ...
+
+    def emit(self, event: AuditEvent) -> None:
+        """Record one event. Must not raise; errors are logged and dropped."""
+        ...
+
+
+class LoggingSink:
+    """Writes each event as one JSON line at INFO on the ``agentauthz.audit`` logger."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger(AUDIT_LOGGER)
+
+    @property
+    def enabled(self) -> bool:
+        """True when the logger would emit INFO records."""
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def emit(self, event: AuditEvent) -> None:
+        """Log the event as JSON."""
+        self.logger.info(event.to_json())
+
+
+class _ListSink:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def emit(self, event: AuditEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+
+_global_lock = threading.Lock()
+_global_sinks: tuple[AuditSink, ...] = ()
+
+
+def global_sinks() -> tuple[AuditSink, ...]:
+    """Sinks that receive the events of every Authorizer (test captures)."""
+    return _global_sinks
+
+
+@contextmanager
+def capture_events() -> Iterator[list[AuditEvent]]:
+    """Collect the audit events of every Authorizer while the block runs."""
+    global _global_sinks
+    sink = _ListSink()
+    with _global_lock:
+        _global_sinks = (*_global_sinks, sink)
+    try:
+        yield sink.events
+    finally:
+        with _global_lock:
+            _global_sinks = tuple(s for s in _global_sinks if s is not sink)

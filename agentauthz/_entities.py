@@ -1,0 +1,83 @@
+"""Entity providers: where the Authorizer finds the entities a request needs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from agentauthz._model import Entity, EntityUID, ExtensionValue
+
+__all__ = ["EntityProvider", "StaticEntityProvider", "referenced_uids"]
+
+
+@runtime_checkable
+class EntityProvider(Protocol):
+    """Looks entities up by uid. Unknown uids are simply left out of the answer."""
+
+    def get_entities(self, uids: Collection[EntityUID]) -> Sequence[Entity]:
+        """Return the entities among ``uids`` that exist."""
+        ...
+
+
+class StaticEntityProvider:
+    """An in-memory provider over a fixed list of entities.
+
+    Example:
+        >>> alice = Entity(uid=EntityUID("User", "alice"))
+        >>> StaticEntityProvider([alice]).get_entities([alice.uid, EntityUID("User", "x")])
+        [Entity(...)]
+    """
+
+    def __init__(self, entities: Iterable[Entity]) -> None:
+        self._index: dict[EntityUID, Entity] = {entity.uid: entity for entity in entities}
+
+    def get_entities(self, uids: Collection[EntityUID]) -> list[Entity]:
+        """The known entities among ``uids``."""
+        return [self._index[uid] for uid in uids if uid in self._index]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def referenced_uids(value: Any) -> Iterable[EntityUID]:
+    """Every EntityUID inside a Python value (attributes, records, sets, context)."""
+    if isinstance(value, EntityUID):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from referenced_uids(item)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from referenced_uids(item)
+    elif isinstance(value, ExtensionValue) and value.args:
+        for item in value.args:
+            yield from referenced_uids(item)
+
+
+def entity_slice(provider: EntityProvider, roots: Iterable[EntityUID],
+                 known: Mapping[EntityUID, Entity] | None = None) -> list[Entity]:
+    """The entities reachable from ``roots`` through parents and attribute references.
+
+    ``known`` entities (given with the request) are used as they are and not fetched.
+    """
+    found: dict[EntityUID, Entity] = dict(known or {})
+    seen: set[EntityUID] = set()
+    frontier = [uid for uid in roots]
+    while frontier:
+        wanted = [uid for uid in dict.fromkeys(frontier) if uid not in seen]
+        seen.update(wanted)
+        missing = [uid for uid in wanted if uid not in found]
+        for entity in provider.get_entities(missing) if missing else ():
+            found.setdefault(entity.uid, entity)
+        frontier = []
+        for uid in wanted:
+            entity = found.get(uid)
+            if entity is None:
+                continue
+            frontier.extend(entity.parents)
+            frontier.extend(referenced_uids(entity.attrs))
+            if entity.tags:
+                frontier.extend(referenced_uids(entity.tags))
+    return [found[uid] for uid in seen if uid in found] + [
+        entity for uid, entity in found.items() if uid not in seen
+    ]

@@ -1,0 +1,1 @@
+"""Authorization backends behind one protocol (:class:`~agentauthz.Engine`)."""

@@ -1,0 +1,1 @@
+"""Leaf modules that plug agentauthz into agent frameworks; each needs its extra."""
