@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink
 from agentauthz._authorizer import Authorizer, Identity
 from agentauthz._entities import EntityProvider, StaticEntityProvider
@@ -73,7 +71,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # The AVP engine needs boto3 (extra "aws"); import it only when asked for.
     if name == "VerifiedPermissionsEngine":
         from agentauthz.engines.avp import VerifiedPermissionsEngine
