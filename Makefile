@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test conformance lint typecheck clean
+.PHONY: demo test conformance bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,6 @@ conformance: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run

@@ -70,11 +70,3 @@ __all__ = [
     "ipaddr",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # The AVP engine needs boto3 (extra "aws"); import it only when asked for.
-    if name == "VerifiedPermissionsEngine":
-        from agentauthz.engines.avp import VerifiedPermissionsEngine
-
-        return VerifiedPermissionsEngine
-    raise AttributeError(f"module 'agentauthz' has no attribute {name!r}")

@@ -59,7 +59,8 @@ class Authorizer:
             events (attribute values included), for ``agentauthz replay``.
 
     Example:
-        >>> authz = Authorizer.from_text('@id("read-all") permit(principal, action == Action::"read", resource);')
+        >>> authz = Authorizer.from_text(
+        ...     '@id("read-all") permit(principal, action == Action::"read", resource);')
         >>> with authz.acting_as(EntityUID("User", "alice")):
         ...     authz.authorize(action="read", resource=EntityUID("Document", "d1")).reasons
         ('read-all',)

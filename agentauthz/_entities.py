@@ -71,13 +71,13 @@ def entity_slice(provider: EntityProvider, roots: Iterable[EntityUID],
             found.setdefault(entity.uid, entity)
         frontier = []
         for uid in wanted:
-            entity = found.get(uid)
-            if entity is None:
+            reached = found.get(uid)
+            if reached is None:
                 continue
-            frontier.extend(entity.parents)
-            frontier.extend(referenced_uids(entity.attrs))
-            if entity.tags:
-                frontier.extend(referenced_uids(entity.tags))
+            frontier.extend(reached.parents)
+            frontier.extend(referenced_uids(reached.attrs))
+            if reached.tags:
+                frontier.extend(referenced_uids(reached.tags))
     return [found[uid] for uid in seen if uid in found] + [
         entity for uid, entity in found.items() if uid not in seen
     ]
