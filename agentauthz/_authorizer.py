@@ -8,24 +8,38 @@ raises, answers NoDecision or errors yields a denying decision.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
-from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
+from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, truncate
+from agentauthz._tools import (
+    ContextSpec,
+    OnDeny,
+    ResourceSpec,
+    ToolSpec,
+    bind_arguments,
+    build_spec,
+    refusal_message,
+    spec_of,
+    tool_input,
+    wraps_tool,
+)
 from agentauthz.engines.base import Engine
 
 __all__ = ["Authorizer", "Identity"]
 
 Mode = Literal["enforce", "shadow"]
+F = TypeVar("F", bound=Callable[..., Any])
 _MODES = ("enforce", "shadow")
 
 
@@ -57,6 +71,8 @@ class Authorizer:
         audit: sinks for audit events; default: the ``agentauthz.audit`` logger.
         record_requests: put the Cedar request and its entities into audit
             events (attribute values included), for ``agentauthz replay``.
+        tool_entity_type: entity type of a guarded tool that names no resource
+            (``Tool::"<tool name>"``).
 
     Example:
         >>> authz = Authorizer.from_text(
@@ -74,6 +90,7 @@ class Authorizer:
         mode: Mode = "enforce",
         audit: Sequence[AuditSink] | None = None,
         record_requests: bool = False,
+        tool_entity_type: str = "Tool",
     ) -> None:
         if mode not in _MODES:
             raise ConfigurationError(f"mode must be 'enforce' or 'shadow', not {mode!r}")
@@ -89,6 +106,8 @@ class Authorizer:
             tuple(audit) if audit is not None else (LoggingSink(),)
         )
         self.record_requests = record_requests
+        self.tool_entity_type = tool_entity_type
+        self.tools: dict[str, ToolSpec] = {}
 
     @classmethod
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:
@@ -191,6 +210,201 @@ class Authorizer:
         """Async twin of :meth:`authorize_many`."""
         return await self._adecide([self._resolve(r) for r in requests], list(entities))
 
+    # -- tools ---------------------------------------------------------------------
+
+    @overload
+    def guard(self, action: F, /) -> F: ...
+
+    @overload
+    def guard(
+        self,
+        action: str | EntityUID | None = None,
+        /,
+        *,
+        resource: ResourceSpec = None,
+        resource_types: Iterable[str] = (),
+        context: ContextSpec = None,
+        on_deny: OnDeny = "raise",
+        name: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def guard(
+        self,
+        action: str | EntityUID | Callable[..., Any] | None = None,
+        /,
+        *,
+        resource: ResourceSpec = None,
+        resource_types: Iterable[str] = (),
+        context: ContextSpec = None,
+        on_deny: OnDeny = "raise",
+        name: str | None = None,
+    ) -> Any:
+        """Authorize every call of a tool function (sync or async) for the bound end user.
+
+        The arguments are validated against the signature and sent as
+        ``context.input``; the action defaults to the tool name and the
+        resource to ``Tool::"<tool name>"``.
+
+        Args:
+            action: Cedar action name or uid (default: the tool name).
+            resource: a fixed EntityUID/Entity, or a callable of the validated
+                arguments returning one (e.g. the account being debited).
+            resource_types: entity types the resource can have (for schema
+                generation when ``resource`` is a callable).
+            context: extra context, fixed or a callable of the validated arguments.
+            on_deny: ``"raise"`` raises AccessDenied; ``"message"`` returns a
+                short refusal the model can read, naming the determining policies.
+            name: tool name (default: the function name).
+
+        Raises:
+            IdentityError: at call time, when no end user is bound.
+            AccessDenied: at call time, when denied and ``on_deny="raise"``.
+            InvalidValueError: at call time, for arguments that fail validation
+                (with ``on_deny="message"`` a refusal is returned instead).
+            ConfigurationError: at decoration time, for a signature with no Cedar mapping.
+
+        Example:
+            >>> authz = Authorizer.from_text(
+            ...     'permit(principal, action == Action::"add", resource) when { context.input.a < 10 };')
+            >>> @authz.guard
+            ... def add(a: int, b: int) -> int:
+            ...     return a + b
+            >>> with authz.acting_as(EntityUID("User", "alice")):
+            ...     add(2, 3)
+            5
+        """
+        if callable(action) and not isinstance(action, (str, EntityUID)):
+            return self.guard()(action)
+        chosen_action = action
+
+        def decorate(fn: F) -> F:
+            spec = build_spec(
+                fn, name=name, action=chosen_action, resource=resource,
+                resource_types=tuple(resource_types), context=context, on_deny=on_deny,
+            )
+            self.tools[spec.name] = spec
+            if inspect.iscoroutinefunction(fn):
+
+                async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                    prepared = self._prepare_tool_call(spec, fn, args, kwargs)
+                    if isinstance(prepared, str):
+                        return prepared
+                    request_args, decision_inputs = prepared
+                    decision = await self.aauthorize(**decision_inputs)
+                    if not decision.admits:
+                        return self._refuse(spec, decision)
+                    return await fn(**request_args)
+
+                return wraps_tool(fn, guarded_async, spec)
+
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                prepared = self._prepare_tool_call(spec, fn, args, kwargs)
+                if isinstance(prepared, str):
+                    return prepared
+                request_args, decision_inputs = prepared
+                decision = self.authorize(**decision_inputs)
+                if not decision.admits:
+                    return self._refuse(spec, decision)
+                return fn(**request_args)
+
+            return wraps_tool(fn, guarded, spec)
+
+        return decorate
+
+    def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:
+        """Decide one call of a guarded tool with these arguments, without running it."""
+        spec = self._spec(tool)
+        validated = self._validated(spec, arguments)
+        return self.authorize(**self._tool_request(spec, validated))
+
+    async def aauthorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:
+        """Async twin of :meth:`authorize_tool_call`."""
+        spec = self._spec(tool)
+        validated = self._validated(spec, arguments)
+        return await self.aauthorize(**self._tool_request(spec, validated))
+
+    def permitted_tools(self, tools: Iterable[Any]) -> list[Any]:
+        """The tools the bound user could call with some arguments, in input order.
+
+        Each tool's policies are partially evaluated with the arguments (and a
+        computed resource) unknown; a tool is dropped only when every call of
+        it is certainly denied. This shapes what the model sees; it never
+        decides a call: each call is still fully authorized.
+
+        Unguarded tools are dropped (nothing could authorize them).
+
+        Raises:
+            IdentityError: no end user is bound.
+        """
+        principal = self.current_principal()
+        identity = _identity.get()
+        extra = [identity.entity] if identity and identity.entity else []
+        evaluate = getattr(self.engine, "may_allow", None)
+        kept = []
+        for tool in tools:
+            spec = spec_of(tool) or self.tools.get(getattr(tool, "name", None) or "")
+            if spec is None:
+                continue
+            if evaluate is None:
+                kept.append(tool)
+                continue
+            resource = None
+            if spec.resource is None:
+                resource = EntityUID(self.tool_entity_type, spec.name)
+            elif isinstance(spec.resource, (EntityUID, Entity)):
+                resource = spec.resource.uid if isinstance(spec.resource, Entity) else spec.resource
+                if isinstance(spec.resource, Entity):
+                    extra = [*extra, spec.resource]
+            action = self.engine.resolve_action(spec.action)
+            roots = [principal] + ([resource] if resource else [])
+            try:
+                entities = self._entities_for_roots(roots, extra)
+                if evaluate(principal, action, resource, entities):
+                    kept.append(tool)
+            except Exception:  # partial evaluation failing hides the tool, never shows more
+                continue
+        return kept
+
+    def _spec(self, tool: Any) -> ToolSpec:
+        spec = tool if isinstance(tool, ToolSpec) else spec_of(tool)
+        if spec is None and isinstance(tool, str):
+            spec = self.tools.get(tool)
+        if spec is None:
+            raise ConfigurationError(f"{tool!r} is not a tool guarded by this Authorizer")
+        return spec
+
+    @staticmethod
+    def _validated(spec: ToolSpec, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        model = spec.validate(arguments)
+        return {name: getattr(model, name) for name in spec.parameters}
+
+    def _tool_request(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+        context = spec.context_for(arguments)
+        context["input"] = tool_input(arguments)
+        return {
+            "action": spec.action,
+            "resource": spec.resource_for(arguments, self.tool_entity_type),
+            "context": context,
+        }
+
+    def _prepare_tool_call(
+        self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | tuple[dict[str, Any], dict[str, Any]]:
+        self.current_principal()  # no end user, no call: raises IdentityError
+        try:
+            arguments = self._validated(spec, bind_arguments(fn, args, kwargs, spec.name))
+        except AuthzError as exc:
+            if spec.on_deny == "message":
+                return f"Tool '{spec.name}' was not called: {exc}"
+            raise
+        return arguments, self._tool_request(spec, arguments)
+
+    @staticmethod
+    def _refuse(spec: ToolSpec, decision: Decision) -> str:
+        if spec.on_deny == "message":
+            return refusal_message(spec.name, decision.reasons, decision.errors)
+        raise AccessDenied(decision, subject=f"tool '{spec.name}'")
+
     # -- internals -----------------------------------------------------------------
 
     def _request(
@@ -242,6 +456,11 @@ class Authorizer:
             roots.append(request.principal)
             roots.append(request.resource)
             roots.extend(referenced_uids(request.context))
+        return self._entities_for_roots(roots, given)
+
+    def _entities_for_roots(self, roots: list[EntityUID], given: list[Entity]) -> list[Entity]:
+        if self.entity_provider is None:
+            return given
         known = {entity.uid: entity for entity in given}
         return entity_slice(self.entity_provider, roots, known)
 

@@ -46,10 +46,10 @@ class AccessDenied(AuthzError):
             determining policy ids and any evaluation errors.
     """
 
-    def __init__(self, decision: Decision, message: str | None = None) -> None:
+    def __init__(self, decision: Decision, message: str | None = None, *, subject: str = "") -> None:
         self.decision = decision
         if message is None:
-            message = "access denied"
+            message = f"{subject}: access denied" if subject else "access denied"
             if decision.reasons:
                 message += " by " + ", ".join(decision.reasons)
             elif decision.errors:

@@ -96,6 +96,33 @@ class LocalEngine:
             return self.decide(requests, entities)
         return await asyncio.to_thread(self.decide, requests, entities)
 
+    def may_allow(
+        self,
+        principal: EntityUID,
+        action: EntityUID,
+        resource: EntityUID | None,
+        entities: Sequence[Entity] = (),
+    ) -> bool:
+        """Whether some context (and, when ``resource`` is None, some resource) could be allowed.
+
+        Partial evaluation with the unknowns left out: False only when Cedar
+        says every such request is denied, or the request cannot even be
+        built (unknown action, wrong types). Never use it to allow a call.
+        """
+        snapshot = self.store.snapshot
+        request: dict[str, Any] = {"principal": str(principal), "action": str(action),
+                                   "context": None}
+        if resource is not None:
+            request["resource"] = str(resource)
+        result = cedarpy.is_authorized_partial(
+            request, snapshot.policy_set, self._entity_set(snapshot, entities), schema=snapshot.schema
+        )
+        if result.decision is cedarpy.Decision.Deny:
+            return False
+        if result.decision is cedarpy.Decision.NoDecision and not result.residuals:
+            return not result.diagnostics.errors
+        return True
+
     @staticmethod
     def _cedar_request(request: Request) -> dict[str, Any]:
         action = request.action
