@@ -36,6 +36,7 @@ from agentauthz._model import (
     ipaddr,
 )
 from agentauthz._policies import Policy, PolicyStore, TemplateLink
+from agentauthz._tools import OnDeny, ToolSpec
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
 
@@ -60,12 +61,14 @@ __all__ = [
     "InvalidValueError",
     "LocalEngine",
     "LoggingSink",
+    "OnDeny",
     "Policy",
     "PolicyError",
     "PolicyStore",
     "Request",
     "StaticEntityProvider",
     "TemplateLink",
+    "ToolSpec",
     "decimal",
     "ipaddr",
 ]

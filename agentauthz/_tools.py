@@ -236,7 +236,7 @@ def build_spec(
         cedar_type(annotation, where=f"tool {tool_name!r} argument {parameter.name!r}")
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{tool_name}_input", __config__=ConfigDict(extra="forbid"), **fields
     )
     input_type = _record(
