@@ -213,13 +213,12 @@ class Authorizer:
     # -- tools ---------------------------------------------------------------------
 
     @overload
-    def guard(self, action: F, /) -> F: ...
+    def guard(self, action: F) -> F: ...
 
     @overload
     def guard(
         self,
         action: str | EntityUID | None = None,
-        /,
         *,
         resource: ResourceSpec = None,
         resource_types: Iterable[str] = (),
@@ -231,7 +230,6 @@ class Authorizer:
     def guard(
         self,
         action: str | EntityUID | Callable[..., Any] | None = None,
-        /,
         *,
         resource: ResourceSpec = None,
         resource_types: Iterable[str] = (),
@@ -275,6 +273,8 @@ class Authorizer:
         """
         if callable(action) and not isinstance(action, (str, EntityUID)):
             return self.guard()(action)
+        if on_deny not in ("raise", "message"):
+            raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
         chosen_action = action
 
         def decorate(fn: F) -> F:

@@ -221,8 +221,6 @@ def build_spec(
     on_deny: OnDeny,
 ) -> ToolSpec:
     """Read a function's signature into a :class:`ToolSpec`."""
-    if on_deny not in ("raise", "message"):
-        raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
     tool_name = name or fn.__name__
     signature = inspect.signature(fn)
     hints = typing.get_type_hints(fn, include_extras=True)
