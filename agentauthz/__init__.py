@@ -36,6 +36,7 @@ from agentauthz._model import (
     ipaddr,
 )
 from agentauthz._policies import Policy, PolicyStore, TemplateLink
+from agentauthz._retrieval import FilterResult
 from agentauthz._tools import OnDeny, ToolSpec
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
@@ -56,6 +57,7 @@ __all__ = [
     "EntityProvider",
     "EntityUID",
     "ExtensionValue",
+    "FilterResult",
     "Identity",
     "IdentityError",
     "InvalidValueError",

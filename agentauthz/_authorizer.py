@@ -22,6 +22,7 @@ from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_sl
 from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, truncate
+from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
 from agentauthz._tools import (
     ContextSpec,
     OnDeny,
@@ -40,6 +41,9 @@ __all__ = ["Authorizer", "Identity"]
 
 Mode = Literal["enforce", "shadow"]
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+# Requests per engine call when filtering: bounds memory and latency per call.
+DEFAULT_PAGE_SIZE = 500
 _MODES = ("enforce", "shadow")
 
 
@@ -209,6 +213,102 @@ class Authorizer:
     ) -> list[Decision]:
         """Async twin of :meth:`authorize_many`."""
         return await self._adecide([self._resolve(r) for r in requests], list(entities))
+
+    # -- retrieval -----------------------------------------------------------------
+
+    def filter(
+        self,
+        items: Sequence[T],
+        *,
+        action: str | EntityUID,
+        resource: ResourceOf,
+        context: Mapping[str, Any] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> FilterResult[T]:
+        """Keep the items the bound end user may ``action``, in input order.
+
+        ``resource`` maps an item to its Cedar resource (an Entity built from
+        the item's metadata, or an EntityUID of a stored entity). Items that map
+        to the same uid (chunks of one document) share one decision. An item
+        whose resource cannot be built is dropped and counted.
+
+        Example:
+            >>> authz = Authorizer.from_text(
+            ...     'permit(principal, action, resource) when { resource.public };')
+            >>> docs = [{"id": "a", "public": True}, {"id": "b", "public": False}]
+            >>> with authz.acting_as(EntityUID("User", "u")):
+            ...     result = authz.filter(docs, action="read", resource=lambda d: Entity(
+            ...         uid=EntityUID("Doc", d["id"]), attrs={"public": d["public"]}))
+            >>> [d["id"] for d in result.allowed], result.denied
+            (['a'], 1)
+
+        Raises:
+            IdentityError: no end user is bound.
+        """
+        groups = group_by_resource(items, resource)
+        requests, overlay = self._filter_requests(groups, action, context)
+        decisions: list[Decision] = []
+        for start in range(0, len(requests), max(1, page_size)):
+            page = requests[start : start + page_size]
+            decisions.extend(self._decide(page, self._page_entities(page, overlay)))
+        return self._filter_result(items, groups, decisions)
+
+    async def afilter(
+        self,
+        items: Sequence[T],
+        *,
+        action: str | EntityUID,
+        resource: ResourceOf,
+        context: Mapping[str, Any] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> FilterResult[T]:
+        """Async twin of :meth:`filter`."""
+        groups = group_by_resource(items, resource)
+        requests, overlay = self._filter_requests(groups, action, context)
+        decisions: list[Decision] = []
+        for start in range(0, len(requests), max(1, page_size)):
+            page = requests[start : start + page_size]
+            decisions.extend(await self._adecide(page, self._page_entities(page, overlay)))
+        return self._filter_result(items, groups, decisions)
+
+    def _filter_requests(
+        self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
+    ) -> tuple[list[Request], list[Entity]]:
+        principal = self.current_principal()
+        identity = _identity.get()
+        overlay = [identity.entity] if identity and identity.entity else []
+        resolved = self.engine.resolve_action(action)
+        base = Request(principal=principal, action=resolved, resource=principal,
+                       context=dict(context) if context else {})
+        requests = [base.model_copy(update={"resource": uid}) for uid in groups.uids]
+        return requests, overlay + list(groups.entities.values())
+
+    @staticmethod
+    def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:
+        wanted = {request.resource for request in page}
+        return [entity for entity in overlay if entity.uid in wanted or entity.uid == page[0].principal]
+
+    @staticmethod
+    def _filter_result(
+        items: Sequence[T], groups: ResourceGroups, decisions: list[Decision]
+    ) -> FilterResult[T]:
+        by_uid = dict(zip(groups.uids, decisions, strict=True))
+        allowed: list[T] = []
+        per_item: list[Decision] = []
+        for index, (item, uid) in enumerate(zip(items, groups.item_uids, strict=True)):
+            decision = by_uid.get(uid) if uid is not None else None
+            if decision is None:
+                decision = Decision.deny(groups.errors.get(index, "no decision"))
+            per_item.append(decision)
+            if decision.admits:
+                allowed.append(item)
+        return FilterResult(
+            allowed=allowed,
+            denied=len(items) - len(allowed),
+            decisions=tuple(per_item),
+            unresolved=len(groups.errors),
+            resources=tuple(groups.item_uids),
+        )
 
     # -- tools ---------------------------------------------------------------------
 

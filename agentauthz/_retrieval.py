@@ -1,0 +1,96 @@
+"""Retrieval authorization: keep only the items the end user may read.
+
+Items (documents, chunks, search hits) are mapped to Cedar resources by a
+callable; each distinct resource is decided once, in batches, and the decision
+applies to every item that maps to it. An item whose resource cannot be built
+is dropped and counted: an unreadable label never lets an item through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from agentauthz._model import Decision, Entity, EntityUID
+
+__all__ = ["FilterResult", "ResourceOf", "group_by_resource"]
+
+T = TypeVar("T")
+ResourceOf = Callable[[Any], "EntityUID | Entity | None"]
+
+
+@dataclass(frozen=True)
+class FilterResult(Generic[T]):
+    """What a filter kept and removed.
+
+    Attributes:
+        allowed: the permitted items, in input order.
+        denied: how many items were removed (denied, or no resource could be built).
+        decisions: one decision per input item, in input order.
+        unresolved: how many of the removed items had no buildable resource.
+    """
+
+    allowed: list[T]
+    denied: int
+    decisions: tuple[Decision, ...] = ()
+    unresolved: int = 0
+    resources: tuple[EntityUID | None, ...] = field(default=(), repr=False)
+
+
+@dataclass
+class ResourceGroups:
+    """Items grouped by their resource uid, ready for one decision per uid."""
+
+    uids: list[EntityUID]
+    entities: dict[EntityUID, Entity]
+    item_uids: list[EntityUID | None]
+    errors: dict[int, str]
+
+
+def group_by_resource(items: Sequence[Any], resource: ResourceOf) -> ResourceGroups:
+    """Build each item's resource; group items by uid; flag items that fail.
+
+    Two items naming one uid with different entity content (metadata that
+    disagrees, a spoofing attempt) are both failed: which content to trust
+    cannot be decided here.
+    """
+    uids: dict[EntityUID, None] = {}
+    entities: dict[EntityUID, Entity] = {}
+    item_uids: list[EntityUID | None] = []
+    errors: dict[int, str] = {}
+    conflicted: set[EntityUID] = set()
+    for index, item in enumerate(items):
+        try:
+            built = resource(item)
+        except Exception as exc:  # a label that cannot be read drops the item, never passes it
+            built = None
+            errors[index] = f"resource could not be built: {type(exc).__name__}"
+        if built is None:
+            errors.setdefault(index, "resource could not be built: no resource")
+            item_uids.append(None)
+            continue
+        if isinstance(built, Entity):
+            uid = built.uid
+            known = entities.get(uid)
+            if known is not None and known.cedar != built.cedar:
+                conflicted.add(uid)
+            entities.setdefault(uid, built)
+        elif isinstance(built, EntityUID):
+            uid = built
+        else:
+            errors[index] = f"resource callable returned {type(built).__name__}, not Entity/EntityUID"
+            item_uids.append(None)
+            continue
+        uids[uid] = None
+        item_uids.append(uid)
+    for index, item_uid in enumerate(item_uids):
+        if item_uid in conflicted:
+            errors[index] = "items for one resource carry different attributes"
+            item_uids[index] = None
+    return ResourceGroups(
+        uids=[uid for uid in uids if uid not in conflicted],
+        entities={uid: e for uid, e in entities.items() if uid not in conflicted},
+        item_uids=item_uids,
+        errors=errors,
+    )
