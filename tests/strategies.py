@@ -1,0 +1,154 @@
+"""Hypothesis strategies of the project (every strategy lives in this module).
+
+Values are built to be exactly what the value model accepts, so that a failing
+property points at a conversion bug and not at an invalid input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+from hypothesis import strategies as st
+
+import agentauthz as az
+
+LONG_MIN = -(2**63)
+LONG_MAX = 2**63 - 1
+RESERVED_KEYS = frozenset({"__entity", "__extn", "__expr"})
+
+# Ids that have broken entity-id escaping somewhere at some time.
+TRICKY_IDS = (
+    "",
+    '"',
+    '\\"',
+    "\\",
+    "a\\",
+    '" || true || "',
+    '"; permit(principal, action, resource); //',
+    "::",
+    'User::"alice"',
+    "\n",
+    "\r\n",
+    "\t",
+    "\0",
+    "\x7f",
+    "\x1b[31m",
+    "\\u{41}",
+    "\\n",
+    "*",
+    "\\*",
+    "'",
+    "é",
+    "\u2028",
+    "\u0085",
+    "\ufeff",
+    "日本語",
+    "🦜",
+)
+
+#: Any entity id: arbitrary unicode text (no lone surrogates, which UTF-8 cannot carry).
+entity_ids = st.one_of(st.sampled_from(TRICKY_IDS), st.text(max_size=30))
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,8}"
+#: Entity type paths such as ``User`` or ``App::Docs::Doc``.
+entity_types = st.from_regex(rf"\A{_IDENT}(::{_IDENT}){{0,2}}\Z")
+
+entity_uids = st.builds(az.EntityUID, entity_types, entity_ids)
+
+cedar_longs = st.integers(min_value=LONG_MIN, max_value=LONG_MAX)
+
+#: Record keys the model accepts (anything but Cedar JSON's reserved escapes).
+record_keys = st.text(max_size=12).filter(lambda key: key not in RESERVED_KEYS)
+
+
+ip_texts = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.builds(lambda a, n: f"{a}/{n}", st.ip_addresses(v=4), st.integers(0, 32)),
+    # Python 3.11 renders every IPv6 address (IPv4-mapped ones too) in pure hex form.
+    st.ip_addresses(v=6).map(str),
+    st.builds(lambda a, n: f"{a}/{n}", st.ip_addresses(v=6), st.integers(0, 128)),
+)
+ip_values = ip_texts.map(az.ipaddr)
+
+#: Decimal text with 1 to 4 fractional digits inside Cedar's range (scaled by 10^4 it fits a Long).
+def _decimal_texts_with(places: int) -> st.SearchStrategy[str]:
+    unit = 10 ** (4 - places)
+    return st.integers(min_value=-((2**63) // unit), max_value=LONG_MAX // unit).map(
+        lambda n: _decimal_text(n, places)
+    )
+
+
+def _decimal_text(n: int, places: int) -> str:
+    sign = "-" if n < 0 else ""
+    whole, frac = divmod(abs(n), 10**places)
+    return f"{sign}{whole}.{frac:0{places}d}"
+
+
+decimal_texts = st.integers(min_value=1, max_value=4).flatmap(_decimal_texts_with)
+
+decimal_values = decimal_texts.map(az.decimal)
+
+#: decimal.Decimal values with at most 4 fractional digits inside Cedar's range.
+python_decimals = st.decimals(
+    min_value=decimal.Decimal("-922337203685477.5808"),
+    max_value=decimal.Decimal("922337203685477.5807"),
+    places=4,
+    allow_nan=False,
+    allow_infinity=False,
+)
+
+#: Fixed UTC offsets in whole minutes, as Cedar datetimes take them.
+utc_offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
+)
+
+#: Timezone-aware datetimes with millisecond precision.
+aware_datetimes = st.datetimes(
+    min_value=dt.datetime(1, 1, 2),
+    max_value=dt.datetime(9999, 12, 30),
+    timezones=utc_offsets,
+).map(lambda value: value.replace(microsecond=value.microsecond // 1000 * 1000))
+
+dates = st.dates()
+
+#: timedeltas with millisecond precision (positive, negative and zero).
+MAX_TIMEDELTA_MS = dt.timedelta.max // dt.timedelta(milliseconds=1)
+MIN_TIMEDELTA_MS = -(-dt.timedelta.min // dt.timedelta(milliseconds=1))
+millisecond_timedeltas = st.integers(
+    min_value=MIN_TIMEDELTA_MS, max_value=MAX_TIMEDELTA_MS
+).map(lambda ms: dt.timedelta(milliseconds=ms))
+
+cedar_scalars = st.one_of(
+    st.booleans(),
+    cedar_longs,
+    st.text(max_size=20),
+    entity_uids,
+    ip_values,
+    decimal_values,
+    python_decimals,
+    aware_datetimes,
+    dates,
+    millisecond_timedeltas,
+)
+
+#: Any Python value the model accepts: scalars, lists, tuples and records of them.
+cedar_python_values = st.recursive(
+    cedar_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        st.dictionaries(record_keys, children, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+attribute_maps = st.dictionaries(record_keys, cedar_python_values, max_size=5)
+
+entities = st.builds(
+    az.Entity,
+    uid=entity_uids,
+    attrs=attribute_maps,
+    parents=st.lists(entity_uids, max_size=3),
+    tags=st.none() | attribute_maps,
+)
