@@ -152,3 +152,43 @@ entities = st.builds(
     parents=st.lists(entity_uids, max_size=3),
     tags=st.none() | attribute_maps,
 )
+
+#: Text a policy author writes inside a Cedar string without ``\u{...}`` escapes.
+printable_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20
+)
+
+
+def cedar_string_literal(text: str) -> str:
+    """``text`` as a Cedar string literal, escaped by the library's own entity-id escaping."""
+    rendered = str(az.EntityUID("T", text))
+    return rendered[len("T::") :]
+
+
+#: Static policies whose strings hold ``;``, ``//``, quotes and newlines.
+_tricky_fragments = st.sampled_from([";", "//", '"', "\\", "\n", "(", "}", "?principal", "@id"])
+policy_string_contents = st.lists(
+    st.one_of(_tricky_fragments, st.text(max_size=5)), max_size=6
+).map("".join)
+
+policy_statements = st.builds(
+    lambda effect, text: (
+        f"{effect}(principal, action, resource) when {{ context.s == "
+        f"{cedar_string_literal(text)} }};"
+    ),
+    st.sampled_from(["permit", "forbid"]),
+    policy_string_contents,
+)
+
+#: What may stand between statements: whitespace and ``//`` comments (with quotes and ``;``).
+statement_separators = st.lists(
+    st.one_of(
+        st.sampled_from(["\n", " ", "\t", "\n\n"]),
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"),
+            max_size=15,
+        ).map(lambda comment: f"// {comment}\n"),
+    ),
+    min_size=1,
+    max_size=3,
+).map("".join)
