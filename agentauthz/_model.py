@@ -109,7 +109,8 @@ class EntityUID(BaseModel):
     type: str
     id: str
 
-    def __init__(self, type: str, id: str) -> None:  # noqa: A002 - Cedar's own names
+    # `type` and `id` shadow builtins on purpose: they are Cedar's own field names.
+    def __init__(self, type: str, id: str) -> None:
         if not isinstance(type, str) or not type:
             raise InvalidValueError("entity type must be a non-empty string")
         if not isinstance(id, str):
@@ -429,6 +430,15 @@ def _extension_from_cedar(body: Any) -> ExtensionValue:
     raise InvalidValueError('an __extn escape needs {"fn": ..., "arg": ...} or "args"')
 
 
+def _copy_json(value: Any) -> Any:
+    """A deep copy of Cedar JSON (dicts, lists and immutable scalars), faster than deepcopy."""
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value
+
+
 def _uids(values: Iterable[Any]) -> tuple[EntityUID, ...]:
     return tuple(EntityUID.from_cedar(value) for value in values)
 
@@ -486,10 +496,9 @@ class Entity(BaseModel):
 
     def to_cedar(self) -> dict[str, Any]:
         """Return the Cedar JSON entity (``uid``, ``attrs``, ``parents``, ``tags`` if any)."""
-        return {
-            key: (dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
-            for key, value in self._cedar.items()
-        }
+        # A deep copy: the engine decides on _cedar, so a caller editing a nested
+        # record or a parent in the result must not change what the entity means.
+        return {key: _copy_json(value) for key, value in self._cedar.items()}
 
     @property
     def cedar(self) -> dict[str, Any]:
@@ -555,7 +564,8 @@ class Request(BaseModel):
             "principal": self.principal.to_cedar(),
             "action": action.to_cedar(),
             "resource": self.resource.to_cedar(),
-            "context": self._cedar_context,
+            # Copied: the engine reads _cedar_context, which must not change under it.
+            "context": _copy_json(self._cedar_context),
         }
 
     @classmethod
