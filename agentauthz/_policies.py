@@ -23,7 +23,7 @@ from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
 from agentauthz._policytext import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Statement, scan
 
-__all__ = ["Policy", "PolicySnapshot", "PolicyStore", "TemplateLink"]
+__all__ = ["Policy", "PolicySnapshot", "PolicyStore", "TemplateLink", "validate_policies"]
 
 _MAX_MESSAGE = 300
 _POSITIONAL = re.compile(r"policy(\d+)")
@@ -466,12 +466,7 @@ def _build(
             problems.append(f"{schema_name}: {truncate(str(exc))}")
 
     if validate and schema_handle is not None:
-        for source, statements, _ in parsed:
-            result = cedarpy.validate_policies(source.text, schema_handle)
-            if result.validation_passed:
-                continue
-            for error in result.errors:
-                problems.append(_locate_validation_error(source, statements, error))
+        problems.extend(_validate_sources([(s, st) for s, st, _ in parsed], schema_handle))
 
     if problems:
         raise PolicyError(problems)
@@ -568,6 +563,48 @@ def _locate_parse_errors(source: _Source, statements: Sequence[Statement]) -> li
         except ValueError as exc:
             found.append(f"{source.name}:{statement.line}: {truncate(str(exc))}")
     return found or [f"{source.name}:1: cannot parse the policies"]
+
+
+def _validate_sources(parsed: Sequence[tuple[_Source, Sequence[Statement]]], schema: Any) -> list[str]:
+    problems = []
+    for source, statements in parsed:
+        result = cedarpy.validate_policies(source.text, schema)
+        if not result.validation_passed:
+            problems.extend(_locate_validation_error(source, statements, e) for e in result.errors)
+    return problems
+
+
+def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any]) -> list[str]:
+    """Validate loaded policies against a schema, file by file, as loading does.
+
+    Used to check a store against another schema (e.g. one generated for its
+    tools). Each file is rebuilt from its policies at their original lines, so
+    problems carry the same ``file:line:`` as at load.
+
+    Returns:
+        One ``file:line: message`` per problem; empty when all validate.
+
+    Raises:
+        PolicyError: the schema does not parse.
+
+    Example:
+        >>> store = PolicyStore.from_text('permit(principal, action == Action::"x", resource);')
+        >>> validate_policies(store.policies, 'entity User; action y appliesTo {principal: User, '
+        ...                   'resource: User};')[0].startswith('<text>:1:')
+        True
+    """
+    text = json.dumps(schema) if isinstance(schema, Mapping) else schema
+    try:
+        handle = _parse_schema(text)
+    except ValueError as exc:
+        raise PolicyError(f"<schema>: {truncate(str(exc))}") from exc
+    files: dict[str, str] = {}
+    for policy in policies:
+        sofar = files.get(policy.source, "")
+        gap = policy.line - 1 - sofar.count("\n")
+        files[policy.source] = sofar + ("\n" * gap if gap > 0 else " ") + policy.text
+    parsed = [(_Source(name, body), scan(body)[0]) for name, body in files.items()]
+    return _validate_sources(parsed, handle)
 
 
 def _locate_validation_error(source: _Source, statements: Sequence[Statement], error: Any) -> str:
