@@ -566,7 +566,7 @@ def _locate_parse_errors(source: _Source, statements: Sequence[Statement]) -> li
 
 
 def _validate_sources(parsed: Sequence[tuple[_Source, Sequence[Statement]]], schema: Any) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for source, statements in parsed:
         result = cedarpy.validate_policies(source.text, schema)
         if not result.validation_passed:
