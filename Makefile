@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/langchain_agent.py
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check agentauthz tests examples
