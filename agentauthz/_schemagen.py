@@ -196,9 +196,9 @@ def generate_schema(
         for type_name, role in action.entity_types():
             _check_entity_type(parsed, target, type_name, role)
         if action.name in space.actions and existing == "error":
-            where = f"namespace {target!r}" if target else "the top level"
+            where = f"in namespace {target!r}" if target else "at the top level"
             raise ConfigurationError(
-                f"the stub already declares action {action.name!r} ({where}) for {action.source}: "
+                f"the stub already declares action {action.name!r} {where} for {action.source}: "
                 "remove it from the stub or let generation replace it (existing='replace')")
     if parsed.kind == "json":
         return _merge_json(parsed, target, actions, context)

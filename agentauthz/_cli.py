@@ -1,0 +1,225 @@
+"""The ``agentauthz`` command line.
+
+Each command registers itself on the top-level subparsers with a function
+listed in :data:`COMMANDS`; a handler takes the parsed arguments and returns the
+exit code. To add one (``validate``, ``test``, ``format``, ...)::
+
+    def add_validate_command(commands: Subparsers) -> None:
+        parser = commands.add_parser("validate", help="...")
+        parser.add_argument(...)
+        parser.set_defaults(handler=_validate)
+
+    COMMANDS = (..., add_validate_command)
+
+Exit codes: 0 success, 1 problems found (invalid policies, schema, tools),
+2 usage error (bad arguments, unreadable files, nothing to import). A handler
+signals them by raising :class:`UsageError` or any
+:class:`~agentauthz.AuthzError` (exit 1); the message goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from agentauthz._errors import AuthzError, ConfigurationError, PolicyError
+
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "UsageError", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+Subparsers = Any  # argparse._SubParsersAction[argparse.ArgumentParser], private in typeshed
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """The command was called wrongly: exit code 2 with the message on stderr."""
+
+
+# -- schema -----------------------------------------------------------------------------
+
+
+def add_schema_command(commands: Subparsers) -> None:
+    """``agentauthz schema generate``: Cedar schema actions for tools."""
+    schema = commands.add_parser("schema", help="generate Cedar schemas",
+                                 description="Work with Cedar schemas.")
+    schema.set_defaults(handler=_help(schema))
+    actions = schema.add_subparsers(title="commands", metavar="COMMAND")
+    generate = actions.add_parser(
+        "generate",
+        help="add one action per tool to a schema stub",
+        description=(
+            "Generate a Cedar schema: the stub plus one action per tool (Cedar-for-agents "
+            "convention: arguments in context.input, optional context.session). Tools come "
+            "from guarded Python functions (--tools) and MCP tool descriptions (--mcp). An "
+            "action the stub already declares is replaced unless --on-existing error."),
+    )
+    generate.add_argument("--stub", required=True, metavar="STUB",
+                          help="schema stub declaring the entity types (.cedarschema or "
+                               ".cedarschema.json)")
+    generate.add_argument("--tools", action="append", default=[], metavar="MODULE:ATTRIBUTE",
+                          help="an Authorizer (its guarded tools), or a list or dict of guarded "
+                               "functions; repeatable")
+    generate.add_argument("--mcp", action="append", default=[], metavar="TOOLS.json",
+                          help='MCP tool descriptions: a JSON list, {"tools": [...]} or a '
+                               "tools/list response; repeatable")
+    generate.add_argument("--principal-type", action="append", default=[], metavar="TYPE",
+                          dest="principal_types",
+                          help="principal entity type; repeatable (default: entity types the "
+                               "stub annotates @mcp_principal)")
+    generate.add_argument("--namespace", metavar="NS",
+                          help="namespace of the actions (default: the stub's namespace); "
+                               "'' for the top level")
+    generate.add_argument("--tool-type", default="Tool", metavar="TYPE",
+                          help="resource type of tools without a resource (default: Tool)")
+    generate.add_argument("--session-type", default="Session", metavar="TYPE",
+                          help="common type of context.session, added when the stub declares it "
+                               "(default: Session); '' for none")
+    generate.add_argument("--on-existing", choices=("replace", "error"), default="replace",
+                          help="what to do with actions the stub already declares (default: replace)")
+    generate.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    generate.set_defaults(handler=_schema_generate)
+
+
+def _schema_generate(args: argparse.Namespace) -> int:
+    from agentauthz._schemagen import generate_schema, read_mcp_tools
+
+    stub_path = Path(args.stub)
+    if not stub_path.is_file():
+        raise UsageError(f"--stub {args.stub}: no such file")
+    stub: Any = _read(stub_path, "--stub")
+    if stub_path.name.endswith(".json"):
+        stub = _parse_json(stub, stub_path)
+    tools: list[Any] = []
+    for target in args.tools:
+        tools.extend(_import_tools(target))
+    mcp_tools: list[Mapping[str, Any]] = []
+    for path in args.mcp:
+        mcp_path = Path(path)
+        if not mcp_path.is_file():
+            raise UsageError(f"--mcp {path}: no such file")
+        mcp_tools.extend(read_mcp_tools(_parse_json(_read(mcp_path, "--mcp"), mcp_path)))
+    if not tools and not mcp_tools:
+        raise UsageError("no tools: give --tools MODULE:ATTRIBUTE and/or --mcp TOOLS.json")
+    schema = generate_schema(
+        stub, tools=tools, mcp_tools=mcp_tools, principal_types=args.principal_types,
+        namespace=args.namespace, tool_type=args.tool_type,
+        session_type=args.session_type or None, existing=args.on_existing,
+    )
+    if args.output:
+        try:
+            Path(args.output).write_text(schema, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--output {args.output}: cannot write ({exc.strerror})") from exc
+    else:
+        sys.stdout.write(schema)
+    return EXIT_OK
+
+
+def _read(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{option} {path}: cannot read ({exc})") from exc
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+
+
+def _import_tools(target: str) -> list[Any]:
+    """The guarded tools named by ``module:attribute`` (the working directory is importable)."""
+    from agentauthz._schemagen import tool_specs
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--tools {target}: expected MODULE:ATTRIBUTE, e.g. myapp.agent:authz")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--tools {target}: cannot import {module_name!r} ({exc})") from exc
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise UsageError(f"--tools {target}: {module_name!r} has no attribute {attribute!r}") from None
+    registry = getattr(value, "tools", None)
+    if isinstance(registry, Mapping):
+        value = registry
+    elif not isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        value = [value]
+    try:
+        return list(tool_specs(value))
+    except ConfigurationError as exc:
+        raise UsageError(
+            f"--tools {target}: expected an Authorizer, or a list or dict of guarded functions: {exc}"
+        ) from exc
+
+
+# -- driver -----------------------------------------------------------------------------
+
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_schema_command,)
+
+
+def _help(parser: argparse.ArgumentParser) -> Handler:
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    return show
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``agentauthz`` parser with every command of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="agentauthz",
+        description="Cedar-policy authorization for AI agents.",
+        epilog="Exit codes: 0 ok, 1 problems found, 2 usage error.",
+    )
+    from agentauthz import __version__
+
+    parser.add_argument("--version", action="version", version=f"agentauthz {__version__}")
+    parser.set_defaults(handler=_help(parser))
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Example:
+        >>> main(["schema", "generate", "--stub", "missing.cedarschema", "--mcp", "t.json"],
+        ...      stderr=sys.stdout)
+        agentauthz: error: --stub missing.cedarschema: no such file
+        2
+    """
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse reports usage errors itself
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"agentauthz: error: {exc}", file=err)
+        return EXIT_USAGE
+    except AuthzError as exc:
+        print(f"agentauthz: error: {exc}", file=err)
+        return EXIT_PROBLEMS
