@@ -2,8 +2,9 @@
 
 The corpus lives outside the repository: ``$AGENTAUTHZ_CEDAR_CORPUS`` or
 ``../shared/cedar-corpus`` next to the repository root. Its 7,809 generated
-tests ship as one tarball, extracted once per session into a temporary
-directory that is removed afterwards (it is 140 MB unpacked).
+tests ship as one tarball; the files of the tests a run covers are extracted
+once per session into a temporary directory that is removed afterwards (all
+of it is 140 MB unpacked).
 
 Test files are chosen at collection time so that a failure names its corpus
 file. ``AGENTAUTHZ_CORPUS_SAMPLE`` chooses how many: unset means a fixed sample
