@@ -1,0 +1,289 @@
+"""KnowledgeBaseRetriever against a real bedrock-agent-runtime client with botocore's Stubber.
+
+The Stubber checks each ``retrieve`` call against the expected parameters
+after botocore validated them against the service model, so the request
+shapes (filter union, numberOfResults range, nextToken) are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, ParamValidationError
+from botocore.stub import Stubber
+
+import agentauthz as az
+from agentauthz._audit import capture_events
+from agentauthz.integrations.bedrock import (
+    CHUNK_ID_KEY,
+    SOURCE_URI_KEY,
+    KnowledgeBaseRetriever,
+    MetadataField,
+    and_all,
+)
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+KB = "KB12345678"
+ATTRIBUTES: dict[str, str | MetadataField] = {
+    "tenant": MetadataField("tenant", entity_type="Tenant"),
+    "department": "department",
+    "classification": "classification",
+    "owner": MetadataField("owner", entity_type="User"),
+    "labels": "labels",
+}
+
+
+@pytest.fixture(scope="module")
+def authz() -> az.Authorizer:
+    return az.Authorizer.from_directory(POLICIES)
+
+
+@pytest.fixture
+def client() -> Any:
+    return boto3.client("bedrock-agent-runtime", region_name="us-east-1",
+                        aws_access_key_id="x", aws_secret_access_key="x")
+
+
+@pytest.fixture
+def stubber(client: Any) -> Iterator[Stubber]:
+    with Stubber(client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def hit(doc: str, department: str, classification: str, *, chunk: int = 0, tenant: str = "acme",
+        owner: str = "grace", labels: tuple[str, ...] = (), metadata: dict[str, Any] | None = None,
+        ) -> dict[str, Any]:
+    """One retrievalResults item as the service returns it."""
+    uri = f"s3://kb-docs/{doc}.md"
+    return {
+        "content": {"type": "TEXT", "text": f"{doc} chunk {chunk}"},
+        "location": {"type": "S3", "s3Location": {"uri": uri}},
+        "score": 0.5,
+        "metadata": metadata if metadata is not None else {
+            SOURCE_URI_KEY: uri, CHUNK_ID_KEY: f"{doc}-{chunk}", "tenant": tenant,
+            "department": department, "classification": classification, "owner": owner,
+            "labels": list(labels),
+        },
+    }
+
+
+def request(n: int, *, token: str | None = None, filter: dict[str, Any] | None = None,
+            query: str = "roadmap", **config: Any) -> dict[str, Any]:
+    section: dict[str, Any] = {**config, "numberOfResults": n}
+    if filter is not None:
+        section["filter"] = filter
+    params: dict[str, Any] = {
+        "knowledgeBaseId": KB,
+        "retrievalQuery": {"text": query},
+        "retrievalConfiguration": {"vectorSearchConfiguration": section},
+    }
+    if token:
+        params["nextToken"] = token
+    return params
+
+
+def retriever(authz: az.Authorizer, client: Any, **options: Any) -> KnowledgeBaseRetriever:
+    options.setdefault("prefilter", False)
+    return KnowledgeBaseRetriever(KB, authz, client=client, attributes=ATTRIBUTES, **options)
+
+
+def uris(results: list[dict[str, Any]]) -> list[str]:
+    return [r["metadata"][CHUNK_ID_KEY] for r in results]
+
+
+BOB = az.EntityUID("User", "bob")
+
+
+def test_results_are_post_filtered(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    page = [hit("budget", "finance", "internal"), hit("handbook", "support", "public"),
+            hit("salaries", "hr", "confidential"), hit("playbook", "support", "internal"),
+            hit("globex-faq", "support", "public", tenant="globex")]
+    stubber.add_response("retrieve", {"retrievalResults": page}, request(6))
+    kb = retriever(authz, client, k=6)
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")
+    assert uris(found.results) == ["handbook-0", "playbook-0"]
+    assert (found.stats.fetched, found.stats.dropped, found.stats.rounds) == (5, 3, 1)
+    assert found.stats.exhausted and found.filter is None
+
+
+def test_next_token_paging_fills_k(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    first = [hit("budget", "finance", "internal"), hit("handbook", "support", "public"),
+             hit("salaries", "hr", "confidential")]
+    second = [hit("q3", "finance", "internal"), hit("playbook", "support", "internal"),
+              hit("faq", "support", "public"), hit("handbook", "support", "public", chunk=1)]
+    stubber.add_response("retrieve", {"retrievalResults": first, "nextToken": "page-2"}, request(3))
+    # one of three passed: the next page is sized for k at that rate (12 in all, 9 more)
+    stubber.add_response("retrieve", {"retrievalResults": second, "nextToken": "page-3"},
+                         request(9, token="page-2"))
+    kb = retriever(authz, client, k=3)
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")
+    assert uris(found.results) == ["handbook-0", "playbook-0", "faq-0"]
+    assert found.stats.rounds == 2 and found.stats.fetched == 7 and not found.stats.capped
+
+
+def test_without_a_token_a_full_page_is_asked_again_larger(authz: az.Authorizer, client: Any,
+                                                            stubber: Stubber) -> None:
+    denied = [hit(f"fin-{n}", "finance", "internal") for n in range(2)]
+    stubber.add_response("retrieve", {"retrievalResults": denied}, request(2))
+    again = [*denied, *(hit(f"fin-{n}", "finance", "internal") for n in range(2, 10)),
+             hit("handbook", "support", "public"), hit("faq", "support", "public")]
+    stubber.add_response("retrieve", {"retrievalResults": again}, request(16))
+    kb = retriever(authz, client, k=2)
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")
+    assert uris(found.results) == ["handbook-0", "faq-0"]
+    assert found.stats.fetched == 12 and found.stats.rounds == 2 and found.stats.dropped == 10
+
+
+def test_max_candidates_bounds_the_paging(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    stubber.add_response("retrieve", {"retrievalResults": [hit("a", "hr", "internal"),
+                                                           hit("b", "hr", "internal")],
+                                      "nextToken": "t2"}, request(2))
+    stubber.add_response("retrieve", {"retrievalResults": [hit(f"c{n}", "hr", "internal") for n in range(3)],
+                                      "nextToken": "t3"}, request(3, token="t2"))
+    kb = retriever(authz, client, k=2, max_candidates=5)
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")
+    assert found.results == [] and found.stats.fetched == 5 and found.stats.capped
+
+
+def test_a_full_page_of_100_without_token_ends_the_search(authz: az.Authorizer, client: Any,
+                                                          stubber: Stubber) -> None:
+    page = [hit(f"hr-{n}", "hr", "internal") for n in range(100)]
+    stubber.add_response("retrieve", {"retrievalResults": page}, request(100))
+    kb = retriever(authz, client, k=100, max_candidates=500)
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")
+    assert found.results == [] and found.stats.rounds == 1 and found.stats.capped
+
+
+def test_caller_filters_are_merged_with_and_all(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    configured = {"equals": {"key": "tenant", "value": "acme"}}
+    mine = {"in": {"key": "department", "value": ["support", "finance"]}}
+    stubber.add_response(
+        "retrieve", {"retrievalResults": [hit("handbook", "support", "public")]},
+        request(4, filter={"andAll": [configured, mine]}, overrideSearchType="HYBRID"),
+    )
+    kb = retriever(authz, client, retrieval_configuration={
+        "vectorSearchConfiguration": {"filter": configured, "overrideSearchType": "HYBRID",
+                                      "numberOfResults": 50}})
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap", filter=mine)
+    assert uris(found.results) == ["handbook-0"]
+    assert found.filter == {"andAll": [configured, mine]}
+    assert kb.retrieval_configuration["vectorSearchConfiguration"]["numberOfResults"] == 50  # untouched
+
+
+def test_service_errors_propagate(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    stubber.add_response("retrieve", {"retrievalResults": [hit("fin", "finance", "internal")] * 1,
+                                      "nextToken": "t2"}, request(1))
+    stubber.add_client_error("retrieve", service_error_code="ThrottlingException", http_status_code=429)
+    kb = retriever(authz, client, k=1)
+    with authz.acting_as(BOB), pytest.raises(ClientError):
+        kb.retrieve("roadmap")
+
+
+def test_a_malformed_response_fails_closed(authz: az.Authorizer) -> None:
+    class Broken:
+        def retrieve(self, **_: Any) -> dict[str, Any]:
+            return {"unexpected": True}
+
+    kb = KnowledgeBaseRetriever(KB, authz, client=Broken(), attributes=ATTRIBUTES, prefilter=False)
+    with authz.acting_as(BOB), pytest.raises(az.EngineError):
+        kb.retrieve("roadmap")
+
+
+def test_missing_metadata_is_dropped(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    bare = hit("bare", "support", "public", metadata={SOURCE_URI_KEY: "s3://kb-docs/bare.md"})
+    no_metadata = hit("none", "support", "public")
+    del no_metadata["metadata"]
+    wrong_type = hit("typed", "support", "public")
+    wrong_type["metadata"]["tenant"] = 7
+    page = [bare, no_metadata, wrong_type, hit("handbook", "support", "public")]
+    stubber.add_response("retrieve", {"retrievalResults": page}, request(5))
+    with authz.acting_as(BOB):
+        found = retriever(authz, client, k=5).retrieve("roadmap")
+    assert uris(found.results) == ["handbook-0"] and found.stats.unresolved == 3
+
+
+def test_duplicate_chunks_are_returned_once(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    page = [hit("handbook", "support", "public"), hit("handbook", "support", "public"),
+            hit("handbook", "support", "public", chunk=1)]
+    stubber.add_response("retrieve", {"retrievalResults": page}, request(4))
+    with authz.acting_as(BOB):
+        found = retriever(authz, client).retrieve("roadmap")
+    assert uris(found.results) == ["handbook-0", "handbook-1"] and found.stats.duplicates == 1
+
+
+def test_principal_argument_and_identity(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    page = [hit("budget", "finance", "internal"), hit("playbook", "support", "internal")]
+    stubber.add_response("retrieve", {"retrievalResults": page}, request(4))
+    stubber.add_response("retrieve", {"retrievalResults": page}, request(4))
+    kb = retriever(authz, client)
+    assert uris(kb.retrieve("roadmap", principal=az.EntityUID("User", "carol")).results) == ["budget-0"]
+    assert uris(kb.retrieve("roadmap", principal=BOB).results) == ["playbook-0"]
+    with pytest.raises(az.IdentityError):
+        kb.retrieve("roadmap")  # nobody bound: no call is made (no response is left to use)
+
+
+def test_async_retrieve(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    stubber.add_response("retrieve", {"retrievalResults": [hit("handbook", "support", "public"),
+                                                           hit("budget", "finance", "internal")]},
+                         request(4))
+
+    async def run() -> list[dict[str, Any]]:
+        with authz.acting_as(BOB):
+            return (await retriever(authz, client).aretrieve("roadmap")).results
+
+    assert uris(asyncio.run(run())) == ["handbook-0"]
+
+
+def test_audit_summary(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    stubber.add_response("retrieve", {"retrievalResults": [hit("handbook", "support", "public")]}, request(4))
+    kb = retriever(authz, client)
+    with capture_events() as events, authz.acting_as(BOB):
+        kb.retrieve("roadmap")
+    [summary] = [e for e in events if e.extra.get("event") == "retrieval"]
+    assert summary.resource == f'Retriever::"bedrock-kb:{KB}"'
+    assert summary.extra["retrieval"]["returned"] == 1 == kb.last_stats.returned  # type: ignore[union-attr]
+
+
+def test_as_langchain(authz: az.Authorizer, client: Any, stubber: Stubber) -> None:
+    stubber.add_response("retrieve", {"retrievalResults": [hit("handbook", "support", "public"),
+                                                           hit("budget", "finance", "internal")]},
+                         request(4))
+    lc = retriever(authz, client).as_langchain()
+    docs = lc.invoke("roadmap", config={"configurable": {"agentauthz_principal": BOB}})
+    assert [d.id for d in docs] == ["handbook-0"]
+    assert docs[0].page_content == "handbook chunk 0"
+    assert docs[0].metadata["location"]["s3Location"]["uri"] == "s3://kb-docs/handbook.md"
+
+
+def test_botocore_rejects_what_the_service_would(authz: az.Authorizer, client: Any) -> None:
+    kb = retriever(authz, client)
+    bad = kb.request("q", number_of_results=4, filter={"andAll": [{"equals": {"key": "a", "value": 1}}]})
+    with pytest.raises(ParamValidationError):  # andAll needs two members: and_all never builds this
+        client.retrieve(**bad)
+    assert and_all({"andAll": [{"equals": {"key": "a", "value": 1}}]}) == {"equals": {"key": "a", "value": 1}}
+
+
+def test_a_default_client_is_made_lazily(authz: az.Authorizer) -> None:
+    kb = KnowledgeBaseRetriever(KB, authz, region_name="us-east-1", attributes=ATTRIBUTES)
+    assert kb.client.meta.service_model.service_name == "bedrock-agent-runtime"
+
+
+def test_configuration_errors(authz: az.Authorizer) -> None:
+    with pytest.raises(az.ConfigurationError):
+        KnowledgeBaseRetriever("", authz)
+    with pytest.raises(az.ConfigurationError):
+        KnowledgeBaseRetriever(KB, authz, k=5, max_candidates=4)
+    with pytest.raises(az.ConfigurationError):
+        KnowledgeBaseRetriever(KB, authz, request_options={"nextToken": "x"})
