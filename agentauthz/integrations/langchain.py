@@ -211,7 +211,6 @@ def _model_from_json_schema(name: str, schema: Mapping[str, Any]) -> type[BaseMo
             objects, unions of several types, ``$ref`` cycles).
     """
     definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    models: dict[str, type[BaseModel]] = {}
 
     def annotation(node: Mapping[str, Any], where: str, depth: int = 0) -> Any:
         if depth > 32:
@@ -256,20 +255,19 @@ def _model_from_json_schema(name: str, schema: Mapping[str, Any]) -> type[BaseMo
         required = set(node.get("required", ()))
         fields: dict[str, Any] = {}
         for prop, sub in node.get("properties", {}).items():
-            hint = annotation(sub, f"{where}.{prop}", depth)
+            hint = annotation(sub, f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}", depth)
             if prop in required:
                 fields[prop] = (hint, ...)
             else:
                 default = sub.get("default")
                 fields[prop] = (hint if default is not None else Optional[hint], default)  # noqa: UP045
-        model_name = f"{where.replace('.', '_').replace(' ', '_')}_input"
+        model_name = "_".join("".join(c if c.isalnum() else " " for c in where).split()) + "_input"
         model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
-        models[model_name] = model
         return model
 
     if schema.get("type", "object") != "object":
         raise ConfigurationError(f"tool {name!r}: a JSON args_schema must describe an object")
-    return record({**schema, "properties": schema.get("properties", {})}, name, 0)
+    return record({**schema, "properties": schema.get("properties", {})}, f"tool {name!r}", 0)
 
 
 def _argument_model(tool: BaseTool) -> type[BaseModel]:
@@ -451,6 +449,8 @@ class AuthorizedTool(BaseTool):
             raise ConfigurationError("AuthorizedTool needs authz=<an agentauthz Authorizer>")
         mirrored = dict(data)
         for field in _COPIED:
+            if field not in type(wrapped).model_fields:  # e.g. `extras`, new in langchain-core 1.x
+                continue
             value = getattr(wrapped, field)
             if field in ("name", "description", "args_schema") and field in data and data[field] != value:
                 raise ConfigurationError(
@@ -481,7 +481,7 @@ class AuthorizedTool(BaseTool):
     @functools.cached_property
     def _injected_args_keys(self) -> frozenset[str]:
         # Arguments LangChain injects (state, ToolRuntime, tool call id) are the wrapped tool's.
-        keys = getattr(self.tool, "_injected_args_keys", frozenset())
+        keys: Iterable[str] = getattr(self.tool, "_injected_args_keys", frozenset())
         return frozenset(keys)
 
     # -- calls -------------------------------------------------------------------
@@ -712,7 +712,7 @@ class AuthzMiddleware(_MiddlewareBase):
         self.principal_key = principal_key
         self.on_deny: OnDeny = on_deny
         self.filter_tools = filter_tools
-        self._specs: dict[tuple[str, int], ToolSpec] = {}
+        self._specs: dict[int, tuple[BaseTool, ToolSpec]] = {}
 
     # -- specs -------------------------------------------------------------------
 
@@ -731,15 +731,15 @@ class AuthzMiddleware(_MiddlewareBase):
                 return registered
         if tool is None:
             return None
-        key = (name, id(tool))
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = _spec_for_tool(
-                tool, action=self.actions.get(name), resource=self.resources.get(name),
-                resource_types=self.resource_types.get(name, ()), context=self.contexts.get(name),
-                on_deny=self.on_deny,
-            )
-            self._specs[key] = spec
+        cached = self._specs.get(id(tool))
+        if cached is not None and cached[0] is tool:
+            return cached[1]
+        spec = _spec_for_tool(
+            tool, action=self.actions.get(name), resource=self.resources.get(name),
+            resource_types=self.resource_types.get(name, ()), context=self.contexts.get(name),
+            on_deny=self.on_deny,
+        )
+        self._specs[id(tool)] = (tool, spec)  # the tool is kept, so its id is not reused
         return spec
 
     def _decides_itself(self, tool: BaseTool | None) -> bool:
