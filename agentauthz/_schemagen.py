@@ -392,7 +392,7 @@ class _JsonSchema:
 
     def top(self) -> dict[str, Any]:
         schema, _ = self.resolve(self.root, "", ())
-        kind = schema.get("type", "object" if "properties" in schema else None)
+        kind = schema.get("type", "object")
         if kind != "object":
             raise self.fail("", f"must be an object schema, not {kind!r}")
         return self.record(schema, "", empty_ok=True)
