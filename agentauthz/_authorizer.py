@@ -280,7 +280,7 @@ class Authorizer:
         resolved = self.engine.resolve_action(action)
         base = Request(principal=principal, action=resolved, resource=principal,
                        context=dict(context) if context else {})
-        requests = [base.model_copy(update={"resource": uid}) for uid in groups.uids]
+        requests = [base.replace(resource=uid) for uid in groups.uids]
         return requests, overlay + list(groups.entities.values())
 
     @staticmethod
@@ -545,7 +545,7 @@ class Authorizer:
 
     def _resolve(self, request: Request) -> Request:
         if isinstance(request.action, str):
-            return request.model_copy(update={"action": self.engine.resolve_action(request.action)})
+            return request.replace(action=self.engine.resolve_action(request.action))
         return request
 
     def _entities_for(self, requests: Sequence[Request], given: list[Entity]) -> list[Entity]:
@@ -594,7 +594,7 @@ class Authorizer:
         if len(decisions) != len(requests):
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         if self.mode == "shadow":
-            decisions = [d.model_copy(update={"enforced": False}) for d in decisions]
+            decisions = [d.replace(enforced=False) for d in decisions]
         sinks = self._active_sinks()
         if sinks:
             elapsed_us = (time.perf_counter_ns() - started) // 1000

@@ -72,10 +72,7 @@ class PolicyError(AuthzError):
             (problems,) if isinstance(problems, str) else tuple(problems)
         )
         count = len(self.problems)
-        if count == 1:
-            message = self.problems[0]
-        else:
-            message = f"{count} problems:\n" + "\n".join(self.problems)
+        message = self.problems[0] if count == 1 else f"{count} problems:\n" + "\n".join(self.problems)
         super().__init__(message)
 
 

@@ -9,11 +9,13 @@ evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import decimal as _decimal
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -36,6 +38,8 @@ _LONG_MIN = -(2**63)
 _LONG_MAX = 2**63 - 1
 _DECIMAL_SCALE = 10_000
 _RESERVED_KEYS = frozenset({"__entity", "__extn", "__expr"})
+# Cedar refuses JSON nested past ~128 levels; stopping earlier keeps Python's stack safe too.
+MAX_VALUE_DEPTH = 100
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+\.[0-9]{1,4}")
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
@@ -54,7 +58,8 @@ def _escape(text: str) -> str:
     return "".join(out)
 
 
-def _unescape(body: str, source: str) -> str:
+def unescape(body: str, source: str) -> str:
+    """Read the body of a Cedar string literal (escapes `\\n`, `\\"`, `\\u{...}`, ...)."""
     out: list[str] = []
     i = 0
     while i < len(body):
@@ -137,7 +142,7 @@ class EntityUID(BaseModel):
         type_path = text[: quote - 2].strip()
         if not _TYPE_PATH.fullmatch(type_path):
             raise InvalidValueError(f"not a valid entity type {type_path[:80]!r}")
-        return cls(type_path, _unescape(text[quote + 1 : -1], text))
+        return cls(type_path, unescape(text[quote + 1 : -1], text))
 
     @classmethod
     def from_cedar(cls, value: Any) -> EntityUID:
@@ -200,12 +205,16 @@ def ipaddr(text: str) -> ExtensionValue:
         {'__extn': {'fn': 'ip', 'arg': '10.0.0.0/8'}}
     """
     try:
+        address = text.split("/", 1)[0]
+        # Cedar's ip() takes neither IPv6 zone ids nor dotted IPv4 inside IPv6 text.
+        if ":" in address and ("%" in address or "." in address):
+            raise ValueError("unsupported IPv6 form")
         if "/" in text:
             ipaddress.ip_network(text, strict=False)
         else:
             ipaddress.ip_address(text)
-    except (ValueError, TypeError) as exc:
-        raise InvalidValueError(f"not an IP address or CIDR range: {text!r}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidValueError("not an IP address or CIDR range Cedar accepts") from exc
     return ExtensionValue(fn="ip", arg=text)
 
 
@@ -219,34 +228,32 @@ def decimal(value: str | _decimal.Decimal) -> ExtensionValue:
     if isinstance(value, _decimal.Decimal):
         return _decimal_from_python(value)
     if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
-        raise InvalidValueError(
-            f"not a Cedar decimal (digits, a point, 1 to 4 fractional digits): {value!r}"
-        )
-    _check_decimal_range(_decimal.Decimal(value), value)
+        raise InvalidValueError("not a Cedar decimal (digits, a point, 1 to 4 fractional digits)")
+    _check_decimal_range(_decimal.Decimal(value))
     return ExtensionValue(fn="decimal", arg=value)
 
 
-def _check_decimal_range(number: _decimal.Decimal, shown: object) -> None:
+def _check_decimal_range(number: _decimal.Decimal) -> None:
     scaled = number * _DECIMAL_SCALE
     if not _LONG_MIN <= scaled <= _LONG_MAX:
-        raise InvalidValueError(f"decimal {shown!r} is outside Cedar's decimal range")
+        raise InvalidValueError("decimal is outside Cedar's decimal range")
 
 
 def _decimal_from_python(number: _decimal.Decimal) -> ExtensionValue:
     if not number.is_finite():
-        raise InvalidValueError(f"decimal {number!r} is not finite")
-    exponent = number.as_tuple().exponent
+        raise InvalidValueError("a NaN or infinite decimal has no Cedar equivalent")
+    sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
     if exponent < -4:
-        normalized = number.normalize()
-        exponent_n = normalized.as_tuple().exponent
-        assert isinstance(exponent_n, int)
-        if exponent_n < -4:
-            raise InvalidValueError(
-                f"decimal {number} has more than 4 fractional digits, Cedar's limit"
-            )
-        number = normalized
-    _check_decimal_range(number, str(number))
+        # Drop trailing zeros by hand: normalize() would round to the context precision.
+        kept = list(digits)
+        while exponent < 0 and len(kept) > 1 and kept[-1] == 0:
+            kept.pop()
+            exponent += 1
+        if exponent < -4:
+            raise InvalidValueError("decimal has more than 4 fractional digits, Cedar's limit")
+        number = _decimal.Decimal((sign, tuple(kept), exponent))
+    _check_decimal_range(number)
     text = f"{number:f}"
     if "." not in text:
         text += ".0"
@@ -325,7 +332,7 @@ def to_cedar_value(value: Any, *, decimal_floats: bool = False) -> Any:
     return _to_cedar(value, decimal_floats, "")
 
 
-def _to_cedar(value: Any, decimal_floats: bool, path: str) -> Any:
+def _to_cedar(value: Any, decimal_floats: bool, path: str, depth: int = 0) -> Any:
     # Exact-type checks first: they cover nearly every value in the hot path.
     kind = type(value)
     if kind is str:
@@ -336,6 +343,8 @@ def _to_cedar(value: Any, decimal_floats: bool, path: str) -> Any:
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise InvalidValueError(f"integer{_at(path)} does not fit in Cedar's 64-bit Long")
         return value
+    if depth > MAX_VALUE_DEPTH:
+        raise InvalidValueError(f"value{_at(path)} is nested deeper than {MAX_VALUE_DEPTH} levels")
     if isinstance(value, Mapping):
         record: dict[str, Any] = {}
         for key, item in value.items():
@@ -350,10 +359,10 @@ def _to_cedar(value: Any, decimal_floats: bool, path: str) -> Any:
                 )
             if item is None:
                 continue
-            record[key] = _to_cedar(item, decimal_floats, f"{path}.{key}")
+            record[key] = _to_cedar(item, decimal_floats, f"{path}.{key}", depth + 1)
         return record
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_to_cedar(item, decimal_floats, f"{path}[]") for item in value]
+        return [_to_cedar(item, decimal_floats, f"{path}[]", depth + 1) for item in value]
     if isinstance(value, EntityUID):
         return {"__entity": {"type": value.type, "id": value.id}}
     if isinstance(value, ExtensionValue):
@@ -399,6 +408,10 @@ def from_cedar_value(value: Any) -> Any:
     and records dicts. A record shaped ``{type, id}`` without ``__entity``
     stays a record.
     """
+    return _from_cedar(value, 0)
+
+
+def _from_cedar(value: Any, depth: int) -> Any:
     kind = type(value)
     if kind is str or kind is bool:
         return value
@@ -406,8 +419,10 @@ def from_cedar_value(value: Any) -> Any:
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise InvalidValueError("integer does not fit in Cedar's 64-bit Long")
         return value
+    if depth > MAX_VALUE_DEPTH:
+        raise InvalidValueError(f"value is nested deeper than {MAX_VALUE_DEPTH} levels")
     if isinstance(value, list):
-        return [from_cedar_value(item) for item in value]
+        return [_from_cedar(item, depth + 1) for item in value]
     if isinstance(value, dict):
         if len(value) == 1:
             if "__entity" in value:
@@ -416,7 +431,7 @@ def from_cedar_value(value: Any) -> Any:
                 return _extension_from_cedar(value["__extn"])
         if "__entity" in value or "__extn" in value or "__expr" in value:
             raise InvalidValueError("an __entity/__extn escape must be the only key of its object")
-        return {key: from_cedar_value(item) for key, item in value.items()}
+        return {key: _from_cedar(item, depth + 1) for key, item in value.items()}
     raise InvalidValueError(f"{builtin_type_name(value)} is not a Cedar JSON value")
 
 
@@ -525,11 +540,25 @@ class Entity(BaseModel):
         )
 
 
-class Request(BaseModel):
+def _check_request_parts(principal: Any, action: Any, resource: Any) -> None:
+    for role, uid in (("principal", principal), ("resource", resource)):
+        if not isinstance(uid, EntityUID):
+            raise InvalidValueError(
+                f"the request {role} must be an EntityUID, not {builtin_type_name(uid)}"
+            )
+    if not isinstance(action, (EntityUID, str)) or action == "":
+        raise InvalidValueError(
+            f"the request action must be an EntityUID or a name, not {builtin_type_name(action)}"
+        )
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Request:
     """One authorization question: may ``principal`` do ``action`` on ``resource``?
 
     ``action`` is an :class:`EntityUID` or a bare action name such as ``"read"``
-    that the Authorizer resolves in the schema's namespace.
+    that the Authorizer resolves in the schema's namespace. The context is
+    converted to Cedar JSON once, here, so a bad value fails at construction.
 
     Example:
         >>> req = Request(principal=EntityUID("User", "alice"), action="read",
@@ -538,22 +567,50 @@ class Request(BaseModel):
         {}
     """
 
-    model_config = ConfigDict(frozen=True)
-
     principal: EntityUID
     action: EntityUID | str
     resource: EntityUID
-    context: dict[str, Any] = {}
+    context: dict[str, Any]
+    cedar_context: dict[str, Any] = field(repr=False, compare=False)
 
-    _cedar_context: dict[str, Any] = PrivateAttr()
+    def __init__(
+        self,
+        principal: EntityUID,
+        action: EntityUID | str,
+        resource: EntityUID,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        _check_request_parts(principal, action, resource)
+        if context is None:
+            context = {}
+        elif not isinstance(context, Mapping):
+            raise InvalidValueError(
+                f"the request context must be a mapping, not {builtin_type_name(context)}"
+            )
+        cedar_context = _to_cedar(context, False, "context")
+        object.__setattr__(self, "principal", principal)
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "context", dict(context))
+        object.__setattr__(self, "cedar_context", cedar_context)
 
-    def model_post_init(self, __context: Any) -> None:
-        self._cedar_context = _to_cedar(self.context, False, "context")
-
-    @property
-    def cedar_context(self) -> dict[str, Any]:
-        """The context in Cedar JSON form (computed once)."""
-        return self._cedar_context
+    def replace(self, **changes: Any) -> Request:
+        """A copy with some of ``principal``, ``action``, ``resource``, ``context`` changed."""
+        unknown = set(changes) - {"principal", "action", "resource", "context"}
+        if unknown:
+            raise InvalidValueError(f"a request has no field {sorted(unknown)[0]!r}")
+        principal = changes.get("principal", self.principal)
+        action = changes.get("action", self.action)
+        resource = changes.get("resource", self.resource)
+        if "context" in changes:
+            return Request(principal, action, resource, changes["context"])
+        _check_request_parts(principal, action, resource)
+        # The context is unchanged: share its converted form instead of converting again.
+        copy = object.__new__(Request)
+        for name, value in (("principal", principal), ("action", action), ("resource", resource),
+                            ("context", self.context), ("cedar_context", self.cedar_context)):
+            object.__setattr__(copy, name, value)
+        return copy
 
     def to_cedar(self) -> dict[str, Any]:
         """Return the request in Cedar JSON form (entity ids as ``{type, id}``)."""
@@ -564,13 +621,15 @@ class Request(BaseModel):
             "principal": self.principal.to_cedar(),
             "action": action.to_cedar(),
             "resource": self.resource.to_cedar(),
-            # Copied: the engine reads _cedar_context, which must not change under it.
-            "context": _copy_json(self._cedar_context),
+            # Copied: the engine reads cedar_context, which must not change under it.
+            "context": _copy_json(self.cedar_context),
         }
 
     @classmethod
     def from_cedar(cls, data: Mapping[str, Any]) -> Request:
         """Read a Cedar JSON request (uids as ``{type, id}``, ``__entity`` or Cedar text)."""
+        if not isinstance(data, Mapping):
+            raise InvalidValueError("a Cedar request must be a JSON object")
         missing = [key for key in ("principal", "action", "resource") if key not in data]
         if missing:
             raise InvalidValueError(f"a Cedar request needs {', '.join(missing)}")
@@ -585,24 +644,35 @@ class Request(BaseModel):
         )
 
 
-class Decision(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Decision:
     """The outcome of one request.
 
     Attributes:
         allowed: True only when Cedar said Allow; errors, no decision and
             exceptions are all False.
-        reasons: ids of the determining policies (their ``@id`` annotation).
+        reasons: ids of the determining policies (their ``@id`` annotation), sorted.
         errors: evaluation errors, truncated, never whole entity dumps.
         enforced: False when the decision was taken in shadow mode: it is
             audited, but the call goes ahead.
-    """
 
-    model_config = ConfigDict(frozen=True)
+    Example:
+        >>> Decision(allowed=False, reasons=("no-external-email",)).admits
+        False
+    """
 
     allowed: bool
     reasons: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     enforced: bool = True
+
+    def __post_init__(self) -> None:
+        if type(self.allowed) is not bool:
+            raise InvalidValueError("Decision.allowed must be a bool")
+        if type(self.reasons) is not tuple:
+            object.__setattr__(self, "reasons", tuple(self.reasons))
+        if type(self.errors) is not tuple:
+            object.__setattr__(self, "errors", tuple(self.errors))
 
     @property
     def admits(self) -> bool:
@@ -613,6 +683,10 @@ class Decision(BaseModel):
     def deny(cls, *errors: str) -> Decision:
         """A fail-closed denial carrying the given errors."""
         return cls(allowed=False, errors=tuple(errors))
+
+    def replace(self, **changes: Any) -> Decision:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def outcome(self) -> Literal["allow", "deny"]:

@@ -21,7 +21,13 @@ import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
-from agentauthz._policytext import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, Statement, scan
+from agentauthz._policytext import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    Statement,
+    scan,
+    schema_nesting_problem,
+)
 
 __all__ = ["Policy", "PolicySnapshot", "PolicyStore", "TemplateLink", "validate_policies"]
 
@@ -69,6 +75,7 @@ class TemplateLink:
     template: str
     principal: EntityUID | None = None
     resource: EntityUID | None = None
+    source: str = field(default="<links>", compare=False)
 
 
 @dataclass(frozen=True)
@@ -278,6 +285,8 @@ def _read_json(path: Path, name: str, max_bytes: int) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise PolicyError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise PolicyError(f"{name}: JSON nested too deeply") from exc
 
 
 def _load_directory(root: Path, *, validate: bool, max_bytes: int, max_depth: int) -> PolicySnapshot:
@@ -327,11 +336,9 @@ def _load_directory(root: Path, *, validate: bool, max_bytes: int, max_depth: in
             except PolicyError as exc:
                 problems.extend(exc.problems)
 
-    if problems:
-        raise PolicyError(problems)
     return _build(sources, schema=schema, entity_list=entity_list, entities_name="entities.json",
                   links=links, validate=validate, positional_names=False,
-                  max_bytes=max_bytes, max_depth=max_depth)
+                  max_bytes=max_bytes, max_depth=max_depth, problems=problems)
 
 
 def _entities_from_json(data: Any, name: str) -> tuple[Entity, ...]:
@@ -359,6 +366,7 @@ def _links_from_json(data: Any, name: str) -> tuple[TemplateLink, ...]:
                 template=str(item["template"]),
                 principal=EntityUID.from_cedar(item["principal"]) if "principal" in item else None,
                 resource=EntityUID.from_cedar(item["resource"]) if "resource" in item else None,
+                source=name,
             ))
         except AuthzError as exc:
             if isinstance(exc, PolicyError):
@@ -381,6 +389,7 @@ def _links_from_cli(data: Any, name: str) -> tuple[TemplateLink, ...]:
                 template=str(item["template_id"]),
                 principal=EntityUID.from_cedar(args["?principal"]) if "?principal" in args else None,
                 resource=EntityUID.from_cedar(args["?resource"]) if "?resource" in args else None,
+                source=name,
             ))
         except AuthzError as exc:
             raise PolicyError(f"{name}: link #{index}: {exc}") from exc
@@ -398,8 +407,10 @@ def _build(
     positional_names: bool,
     max_bytes: int,
     max_depth: int,
+    problems: list[str] | None = None,
 ) -> PolicySnapshot:
-    problems: list[str] = []
+    # Problems found while reading files arrive here so that one error lists them all.
+    problems = list(problems or [])
     policies: list[Policy] = []
     parsed: list[tuple[_Source, list[Statement], Any]] = []
 
@@ -452,12 +463,16 @@ def _build(
             seen[policy.id] = policy
     for link in links:
         if link.id in seen:
-            problems.append(f"template link {link.id!r}: id already used by a policy")
+            problems.append(f"{link.source}: link {link.id!r}: id already used by a policy")
 
     schema_text, schema_name = schema
     schema_handle = None
     actions: tuple[EntityUID, ...] = ()
-    if schema_text is not None:
+    nesting = (schema_nesting_problem(schema_text, max_depth=max_depth)
+               if schema_text is not None and not schema_text.lstrip().startswith("{") else None)
+    if nesting is not None:
+        problems.append(f"{schema_name}:{nesting.line}: {nesting.message}")
+    elif schema_text is not None:
         try:
             schema_handle = _parse_schema(schema_text)
             action_entities = json.loads(str(cedarpy.Entities.from_json_str("[]", schema_handle)))
@@ -471,7 +486,7 @@ def _build(
     if problems:
         raise PolicyError(problems)
 
-    policy_set = _combine(parsed)
+    policy_set = _combine([source for source, _, _ in parsed], ids_by_position, policies)
     templates = {policy.id for policy in policies if policy.is_template}
     template_ids = {policy_id: position for position, policy_id in ids_by_position.items()
                     if policy_id in templates}
@@ -504,23 +519,39 @@ def _parse_schema(text: str) -> Any:
     return cedarpy.Schema.from_str(text)
 
 
-def _combine(parsed: Sequence[tuple[_Source, list[Statement], Any]]) -> Any:
-    if not parsed:
-        return cedarpy.PolicySet.from_str("")
-    combined = parsed[0][2]
-    for source, _, _ in parsed[1:]:
-        # with_added_str renumbers positional ids exactly as concatenation would.
-        combined = combined.with_added_str(source.text)
+def _combine(sources: Sequence[_Source], ids_by_position: Mapping[str, str],
+             policies: Sequence[Policy]) -> Any:
+    # One parse of all files joined, so Cedar numbers policies across files in text order,
+    # exactly as ids_by_position assumes. Newlines keep a trailing // comment in its file.
+    combined = cedarpy.PolicySet.from_str("\n".join(source.text for source in sources))
+    if len(combined) + len(combined.templates()) != len(policies):
+        raise PolicyError("the policy files parse to a different number of policies together "
+                          "than one by one; cannot name the policies reliably")
+    by_id = {policy.id: policy for policy in policies}
+    for template in combined.templates():
+        ours = by_id.get(ids_by_position.get(template["id"], ""))
+        if ours is None or not ours.is_template or (
+                template["id_annotation"] is not None
+                and template["id_annotation"] != ours.annotations.get("id")):
+            raise PolicyError(f"cannot match Cedar's template {template['id']} to a loaded template")
     return combined
 
 
 def _link(policy_set: Any, links: Sequence[TemplateLink], template_ids: Mapping[str, str]) -> Any:
     requests = []
     problems = []
+    slots = {template["id"]: set(template["slots"]) for template in policy_set.templates()}
     for link in links:
         positional = template_ids.get(link.template)
         if positional is None:
-            problems.append(f"template link {link.id!r}: no template {link.template!r}")
+            problems.append(f"{link.source}: link {link.id!r}: no template {link.template!r}")
+            continue
+        given = {slot for slot, uid in (("?principal", link.principal), ("?resource", link.resource))
+                 if uid is not None}
+        if given != slots.get(positional, set()):
+            wanted = ", ".join(sorted(slots.get(positional, set()))) or "no slots"
+            problems.append(f"{link.source}: link {link.id!r}: template {link.template!r} takes "
+                            f"{wanted}; the link fills {', '.join(sorted(given)) or 'none'}")
             continue
         values: dict[str, Any] = {}
         if link.principal is not None:

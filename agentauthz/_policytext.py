@@ -12,7 +12,17 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH", "Statement", "TextProblem", "scan"]
+from agentauthz._errors import InvalidValueError
+from agentauthz._model import unescape
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "Statement",
+    "TextProblem",
+    "scan",
+    "schema_nesting_problem",
+]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 200
@@ -20,7 +30,7 @@ DEFAULT_MAX_DEPTH = 200
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
-    |(?P<comment>//[^\n]*)
+    |(?P<comment>//[^\n\r]*)
     |(?P<string>"(?:[^"\\]|\\.)*"?)
     |(?P<ident>[A-Za-z_][A-Za-z0-9_]*)
     |(?P<slot>\?[A-Za-z_]+)
@@ -65,9 +75,11 @@ def _line_of(newlines: list[int], offset: int) -> int:
 
 
 def _unquote(token: str) -> str:
-    body = token[1:-1]
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(
-        m.group(1), m.group(1)), body)
+    try:
+        return unescape(token[1:-1], token)
+    except InvalidValueError:
+        # Cedar rejects the escape itself and reports it when it parses the file.
+        return token[1:-1]
 
 
 def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Statement], list[TextProblem]]:
@@ -82,7 +94,9 @@ def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Stateme
     statements: list[Statement] = []
     problems: list[TextProblem] = []
     tokens: list[tuple[str, str]] = []
-    depth = 0
+    # Open brackets and open `if`s: Cedar's parser recurses on both, and cedarpy
+    # crashes (stack overflow) far below any limit it enforces itself.
+    nesting: list[str] = []
     start = 0
 
     def close(end: int) -> None:
@@ -105,19 +119,23 @@ def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Stateme
             problems.append(TextProblem(_line_of(newlines, match.start()), "unterminated string"))
             return statements, problems
         tokens.append((kind or "", token))
-        if token in _OPEN:
-            depth += 1
-            if depth > max_depth:
+        if token in _OPEN or (kind == "ident" and token == "if"):
+            nesting.append(token)
+            if len(nesting) > max_depth:
+                what = "if-then-else expressions" if token == "if" else "brackets"
                 problems.append(TextProblem(
                     _line_of(newlines, match.start()),
-                    f"brackets nested deeper than {max_depth} levels",
+                    f"{what} nested deeper than {max_depth} levels",
                 ))
                 return statements, problems
         elif token in _CLOSE:
-            depth = max(depth - 1, 0)
+            while nesting and nesting[-1] == "if":
+                nesting.pop()
+            if nesting:
+                nesting.pop()
         elif token == ";":
             close(match.end())
-            tokens, depth = [], 0
+            tokens, nesting = [], []
     if tokens:
         close(len(text))
     return statements, problems
@@ -144,3 +162,25 @@ def _terminated(token: str) -> bool:
         return False
     backslashes = len(token) - 1 - len(token[:-1].rstrip("\\"))
     return backslashes % 2 == 0
+
+
+_SCHEMA_TOKEN = re.compile(r'//[^\n\r]*|"(?:[^"\\]|\\.)*"|[{}\[\]<>()]|[^{}\[\]<>()"/]+|/', re.DOTALL)
+
+
+def schema_nesting_problem(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> TextProblem | None:
+    """Nesting of ``{``, ``[``, ``<``, ``(`` in Cedar schema text past ``max_depth``, if any.
+
+    cedarpy crashes on schema text nested a few thousand levels deep.
+    """
+    depth = 0
+    line = 1
+    for match in _SCHEMA_TOKEN.finditer(text):
+        token = match.group()
+        if token in "{[<(":
+            depth += 1
+            if depth > max_depth:
+                return TextProblem(line, f"types nested deeper than {max_depth} levels")
+        elif token in "}]>)":
+            depth = max(depth - 1, 0)
+        line += token.count("\n")
+    return None

@@ -80,6 +80,11 @@ def cedar_type(annotation: Any, *, where: str = "") -> dict[str, Any]:
             return {"type": "Long"}
         raise ConfigurationError(f"{where}: a Literal must hold only strings or only integers")
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        values = [member.value for member in annotation]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return {"type": "Long"}
+        if any(isinstance(v, (str, int)) for v in values) and not all(isinstance(v, str) for v in values):
+            raise ConfigurationError(f"{where}: an Enum must have only str or only int values")
         return {"type": "String"}
     if origin in (list, set, frozenset, tuple) or annotation in (list, set, frozenset, tuple):
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
@@ -92,15 +97,31 @@ def cedar_type(annotation: Any, *, where: str = "") -> dict[str, Any]:
         if len(present) == 1:
             return cedar_type(present[0], where=where)
         raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
+    if annotation is EntityUID or annotation is Entity:
+        raise ConfigurationError(
+            f"{where}: an entity cannot be a tool argument (the model must not choose entities): "
+            "take an id string and build the resource with resource="
+        )
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _record(
             {name: (f.annotation, not f.is_required()) for name, f in annotation.model_fields.items()},
             where,
         )
     if typing.is_typeddict(annotation):
-        hints = typing.get_type_hints(annotation)
-        required = getattr(annotation, "__required_keys__", frozenset(hints))
-        return _record({name: (hint, name not in required) for name, hint in hints.items()}, where)
+        # __required_keys__ is wrong under postponed annotations: read NotRequired/Required here.
+        hints = typing.get_type_hints(annotation, include_extras=True)
+        total = getattr(annotation, "__total__", True)
+        fields: dict[str, tuple[Any, bool]] = {}
+        for name, hint in hints.items():
+            optional = not total
+            while typing.get_origin(hint) in (typing.NotRequired, typing.Required, typing.Annotated):
+                if typing.get_origin(hint) is typing.NotRequired:
+                    optional = True
+                elif typing.get_origin(hint) is typing.Required:
+                    optional = False
+                hint = typing.get_args(hint)[0]
+            fields[name] = (hint, optional)
+        return _record(fields, where)
     raise ConfigurationError(
         f"{where}: type {getattr(annotation, '__name__', annotation)!s} has no Cedar equivalent "
         "(use bool, int, str, float/Decimal, Enum/Literal, list/set, datetime, timedelta "
@@ -228,7 +249,8 @@ def build_spec(
     for parameter in signature.parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise ConfigurationError(
-                f"tool {tool_name!r}: *args/**kwargs cannot be authorized argument by argument"
+                f"tool {tool_name!r} argument {parameter.name!r}: *args/**kwargs cannot be "
+                "authorized argument by argument"
             )
         annotation = hints.get(parameter.name, parameter.annotation)
         cedar_type(annotation, where=f"tool {tool_name!r} argument {parameter.name!r}")

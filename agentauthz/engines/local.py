@@ -179,11 +179,11 @@ class LocalEngine:
 
 def _decision(snapshot: PolicySnapshot, result: Any) -> Decision:
     diagnostics = result.diagnostics
-    reasons = tuple(snapshot.store_id(reason) for reason in diagnostics.reasons)
+    reasons = tuple(sorted(snapshot.store_id(reason) for reason in diagnostics.reasons))
     raw_errors = diagnostics.errors
     errors = tuple(
         truncate(_POSITIONAL_IN_TEXT.sub(lambda m: f"`{snapshot.store_id(m.group(1))}`", str(e)))
         for e in raw_errors
     )
     allowed = result.decision is cedarpy.Decision.Allow
-    return Decision.model_construct(allowed=allowed, reasons=reasons, errors=errors, enforced=True)
+    return Decision(allowed, reasons, errors)

@@ -141,11 +141,6 @@ def test_annotations_are_only_read_before_the_effect() -> None:
     assert statement.annotations == {}
 
 
-@pytest.mark.xfail(
-    reason="bug: the scanner unescapes \\u{...} in annotation values as 'u{...}' while Cedar "
-    "reads the code point, so the store id differs from the policy's @id",
-    strict=True,
-)
 def test_unicode_escapes_in_annotation_values_are_read_as_cedar_reads_them() -> None:
     [statement], _ = scan('@id("\\u{41}\\u{1F99C}") ' + PERMIT)
     assert statement.annotations == {"id": "A🦜"}
@@ -294,11 +289,6 @@ def test_700_nested_parentheses_never_reach_cedarpy_and_the_process_survives() -
     assert "PolicyError: <text>:1: brackets nested deeper than" in result.stdout
 
 
-@pytest.mark.xfail(
-    reason="bug: nesting without brackets (if-then-else chains) is not measured; 5000 nested "
-    "ifs (120 KB) crash cedarpy with SIGSEGV at load",
-    strict=True,
-)
 def test_nested_if_then_else_counts_toward_the_depth() -> None:
     source = (
         "permit(principal, action, resource) when { "
@@ -311,11 +301,6 @@ def test_nested_if_then_else_counts_toward_the_depth() -> None:
     assert problems != []
 
 
-@pytest.mark.xfail(
-    reason="bug: the scanner ends a // comment only at \\n but Cedar also ends it at \\r, so "
-    "the statements the scanner sees differ from what Cedar parses",
-    strict=True,
-)
 def test_a_carriage_return_ends_a_line_comment_as_in_cedar() -> None:
     source = '@id("a") ' + PERMIT + '\n// note\r@id("b") forbid(principal, action, resource);'
     assert len(cedarpy.PolicySet.from_str(source)) == 2

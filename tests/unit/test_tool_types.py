@@ -125,9 +125,6 @@ def test_typeddict_with_total_false_has_only_optional_attributes() -> None:
     assert cedar_type(Options) == {"type": "Record", "attributes": {"verbose": {**BOOL, "required": False}}}
 
 
-@pytest.mark.xfail(strict=True, reason="bug in _tools.cedar_type: under `from __future__ import "
-                                       "annotations` a class-syntax TypedDict's NotRequired key is "
-                                       "reported required (use get_type_hints(include_extras=True))")
 def test_not_required_key_is_optional_under_postponed_annotations() -> None:
     assert cedar_type(PostponedFilters)["attributes"]["limit"] == {**LONG, "required": False}
 
@@ -239,8 +236,6 @@ def test_star_args_and_kwargs_are_rejected_naming_the_tool(kind: str) -> None:
     assert "tool 'star'" in str(info.value) or "tool 'double_star'" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in _tools.cedar_type: the *args message names the tool "
-                                       "but not the argument ('args')")
 def test_star_args_message_names_the_argument() -> None:
     authz = authorizer()
 
@@ -251,9 +246,6 @@ def test_star_args_message_names_the_argument() -> None:
         authz.guard(star)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in _tools.cedar_type: EntityUID is a pydantic model and "
-                                       "maps to a {type, id} record; an entity reference chosen by the "
-                                       "model must not be a tool argument")
 def test_entity_uid_argument_is_rejected_naming_tool_and_argument() -> None:
     authz = authorizer()
 
@@ -274,8 +266,5 @@ def test_entity_argument_is_rejected_naming_tool_and_argument() -> None:
         authz.guard(open_account)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in _tools.cedar_type: an Enum of integers maps to String "
-                                       "but tool_input sends its int value, so a schema-validated "
-                                       "request always fails (deny)")
 def test_enum_of_integers_maps_to_long_like_its_runtime_value() -> None:
     assert cedar_type(Priority) == LONG
