@@ -21,7 +21,7 @@ from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz._policies import PolicyStore, truncate
+from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
 from agentauthz._tools import (
     ContextSpec,
@@ -655,4 +655,4 @@ class Authorizer:
 
 
 def _failure(exc: Exception) -> Decision:
-    return Decision.deny(f"authorization failed: {type(exc).__name__}: {truncate(str(exc))}")
+    return Decision.deny(f"authorization failed: {type(exc).__name__}: {truncate(redact(str(exc)))}")

@@ -41,6 +41,21 @@ def truncate(message: str, limit: int = _MAX_MESSAGE) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
+_QUOTED = re.compile(r"`([^`]*)`")
+_NAME_OR_UID = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*(?:::"(?:[^"\\]|\\.)*")?')
+
+
+def redact(message: str) -> str:
+    """Blank out values Cedar quotes in an error (records, strings, numbers).
+
+    Names, entity uids and policy ids stay: they say what failed without
+    saying what the data was.
+    """
+    return _QUOTED.sub(
+        lambda m: m.group(0) if _NAME_OR_UID.fullmatch(m.group(1)) else "`<value>`", message
+    )
+
+
 @dataclass(frozen=True)
 class Policy:
     """A static policy or a template, as loaded.

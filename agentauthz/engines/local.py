@@ -13,7 +13,7 @@ import cedarpy
 
 from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz._policies import PolicySnapshot, PolicyStore, truncate
+from agentauthz._policies import PolicySnapshot, PolicyStore, redact, truncate
 
 __all__ = ["LocalEngine"]
 
@@ -74,7 +74,7 @@ class LocalEngine:
         try:
             entity_set = self._entity_set(snapshot, entities)
         except (ValueError, InvalidValueError) as exc:
-            denial = Decision.deny(f"entities rejected: {truncate(str(exc))}")
+            denial = Decision.deny(f"entities rejected: {truncate(redact(str(exc)))}")
             return [denial] * len(requests)
         cedar_requests = [self._cedar_request(request) for request in requests]
         try:
@@ -82,7 +82,7 @@ class LocalEngine:
                 cedar_requests, snapshot.policy_set, entity_set, schema=snapshot.schema
             )
         except Exception as exc:  # cedarpy failing as a whole must never allow
-            denial = Decision.deny(f"engine failure: {type(exc).__name__}: {truncate(str(exc))}")
+            denial = Decision.deny(f"engine failure: {type(exc).__name__}: {truncate(redact(str(exc)))}")
             return [denial] * len(requests)
         if len(results) != len(requests):
             return [Decision.deny("engine returned a wrong number of results")] * len(requests)
@@ -182,7 +182,7 @@ def _decision(snapshot: PolicySnapshot, result: Any) -> Decision:
     reasons = tuple(sorted(snapshot.store_id(reason) for reason in diagnostics.reasons))
     raw_errors = diagnostics.errors
     errors = tuple(
-        truncate(_POSITIONAL_IN_TEXT.sub(lambda m: f"`{snapshot.store_id(m.group(1))}`", str(e)))
+        truncate(_POSITIONAL_IN_TEXT.sub(lambda m: f"`{snapshot.store_id(m.group(1))}`", redact(str(e))))
         for e in raw_errors
     )
     allowed = result.decision is cedarpy.Decision.Allow

@@ -456,3 +456,23 @@ def test_from_directory_builds_a_local_authorizer(tmp_path: object) -> None:
     authz = az.Authorizer.from_directory(root)
     decision = authz.authorize(principal=ALICE.uid, action="x", resource=HR_DOC.uid)
     assert decision.reasons == ("all",)
+
+
+def test_context_values_never_appear_in_decision_errors() -> None:
+    authz = make_authz()
+    decision = authz.authorize(
+        principal=ALICE.uid, action="delete", resource=HR_DOC.uid, context={"mfa": "sk-live-TOKEN-123"}
+    )
+    assert not decision.allowed and decision.errors
+    assert all("sk-live-TOKEN-123" not in error for error in decision.errors)
+
+
+def test_attribute_values_never_appear_in_evaluation_errors() -> None:
+    leaky = az.Entity(uid=az.EntityUID("Doc", "d"), attrs={"n": "card 4111-1111"})
+    authz = az.Authorizer.from_text(
+        'permit(principal, action, resource) when { resource.n.lessThan(decimal("1.0")) };',
+        entities=[leaky],
+    )
+    decision = authz.authorize(principal=ALICE.uid, action="read", resource=leaky.uid)
+    assert not decision.allowed
+    assert all("4111" not in error for error in decision.errors)
