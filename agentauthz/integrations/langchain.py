@@ -1,6 +1,7 @@
 """LangChain integration: authorized tools and agent middleware (extra ``langchain``).
 
-Three ways to put Cedar decisions between a LangChain agent and its tools:
+Three ways to put Cedar decisions between a LangChain agent and its tools
+(and :class:`AuthorizedRetriever`, re-exported here, for what it retrieves):
 
 * :class:`AuthorizedTool` wraps any ``BaseTool``; every call is decided for the
   end user before the wrapped tool runs.
@@ -70,6 +71,7 @@ from agentauthz._tools import (
     refusal_message,
     spec_of,
 )
+from agentauthz.integrations._langchain_retrieval import AuthorizedRetriever
 
 if TYPE_CHECKING:
     from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -93,6 +95,7 @@ else:
 
 __all__ = [
     "PRINCIPAL_KEY",
+    "AuthorizedRetriever",
     "AuthorizedTool",
     "AuthzMiddleware",
     "authorize_tools",
@@ -844,7 +847,7 @@ class AuthzMiddleware(_MiddlewareBase):
         """Offer the model only the tools the user could call."""
         if not self.filter_tools:
             return handler(request)
-        return handler(request.override(tools=self._permitted(request.tools, _run_config())))
+        return handler(request.override(tools=self._permitted(request.tools, ensure_config())))
 
     async def awrap_model_call(
         self,
@@ -854,11 +857,6 @@ class AuthzMiddleware(_MiddlewareBase):
         """Async twin of :meth:`wrap_model_call` (the filtering runs in a worker thread)."""
         if not self.filter_tools:
             return await handler(request)
-        tools = await asyncio.to_thread(self._permitted, request.tools, _run_config())
+        tools = await asyncio.to_thread(self._permitted, request.tools, ensure_config())
         return await handler(request.override(tools=tools))
-
-
-def _run_config() -> Mapping[str, Any]:
-    """The RunnableConfig of the agent step being run."""
-    return ensure_config()
 
