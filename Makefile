@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 	$(BIN)/python examples/langchain_agent.py
+	$(BIN)/python examples/rag_filtering.py
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check agentauthz tests examples

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import ConfigurationError, EngineError
-from agentauthz._model import Entity, EntityUID
+from agentauthz._errors import AccessDenied, ConfigurationError, EngineError
+from agentauthz._model import Decision, Entity, EntityUID
+from agentauthz._policies import truncate
 from agentauthz.integrations._overfetch import (
     OverFetchPlan,
     PrefilterState,
@@ -29,13 +30,17 @@ from agentauthz.integrations._overfetch import (
 if TYPE_CHECKING:
     from langchain_core.retrievers import BaseRetriever
 
+    from agentauthz._prefilter import Prefilter
+
 __all__ = [
     "CHUNK_ID_KEY",
     "SOURCE_URI_KEY",
+    "GenerationFilter",
     "KnowledgeBaseResults",
     "KnowledgeBaseRetriever",
     "MetadataField",
     "and_all",
+    "retrieve_and_generate_filter",
 ]
 
 SOURCE_URI_KEY = "x-amz-bedrock-kb-source-uri"
@@ -116,6 +121,15 @@ def and_all(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {"andAll": members}
 
 
+def _metadata_keys(attributes: Mapping[str, MetadataField], ancestors_key: str | None) -> dict[str, str]:
+    from agentauthz._prefilter import ANCESTORS
+
+    keys = {name: spec.key for name, spec in attributes.items()}
+    if ancestors_key is not None:
+        keys[ANCESTORS] = ancestors_key
+    return keys
+
+
 def _result_key(result: Any) -> Hashable:
     metadata = result.get("metadata") if isinstance(result, Mapping) else None
     if isinstance(metadata, Mapping):
@@ -164,6 +178,9 @@ class KnowledgeBaseRetriever:
         id_key: metadata key holding the resource id (default the source URI).
         attributes: Cedar attribute -> metadata key (or :class:`MetadataField`
             for entity-typed attributes).
+        ancestors_key: metadata key listing the Cedar text of every ancestor of
+            the resource (``['Folder::"hr"', 'Folder::"root"']``): they become
+            its parents, and ``resource in ...`` conditions can be pre-filtered.
         resource: builds the resource from a whole result instead (then the
             pre-filter is off unless ``prefilter=True``).
         k: results wanted.
@@ -198,6 +215,7 @@ class KnowledgeBaseRetriever:
         resource_type: str = "Document",
         id_key: str = SOURCE_URI_KEY,
         attributes: Mapping[str, str | MetadataField] | None = None,
+        ancestors_key: str | None = None,
         resource: ResourceOfResult | None = None,
         k: int = 4,
         max_candidates: int = 100,
@@ -227,6 +245,7 @@ class KnowledgeBaseRetriever:
         self.attributes: dict[str, MetadataField] = {
             name: _field(spec) for name, spec in (attributes or {}).items()
         }
+        self.ancestors_key = ancestors_key
         self.resource = resource
         self.k = k
         self.max_candidates = max_candidates
@@ -258,7 +277,7 @@ class KnowledgeBaseRetriever:
     @property
     def metadata_keys(self) -> dict[str, str]:
         """Cedar resource attribute -> metadata key, as the pre-filter compiler wants them."""
-        return {name: spec.key for name, spec in self.attributes.items()}
+        return _metadata_keys(self.attributes, self.ancestors_key)
 
     def resource_of(self, result: Mapping[str, Any]) -> Entity | EntityUID | None:
         """The Cedar resource of one ``retrievalResults`` item.
@@ -276,7 +295,13 @@ class KnowledgeBaseRetriever:
         if not isinstance(resource_id, str) or not resource_id:
             raise ValueError(f"metadata {self.id_key!r} is not a resource id")
         attrs = {name: _cedar_value(metadata[spec.key], spec) for name, spec in self.attributes.items()}
-        return Entity(uid=EntityUID(self.resource_type, resource_id), attrs=attrs)
+        parents: list[EntityUID] = []
+        if self.ancestors_key is not None:
+            ancestors = metadata[self.ancestors_key]  # missing: dropped (a forbid may need them)
+            if not isinstance(ancestors, list) or not all(isinstance(a, str) for a in ancestors):
+                raise ValueError(f"metadata {self.ancestors_key!r} is not a list of entity uids")
+            parents = [EntityUID.parse(text) for text in ancestors]
+        return Entity(uid=EntityUID(self.resource_type, resource_id), attrs=attrs, parents=parents)
 
     def request(
         self,
@@ -307,6 +332,17 @@ class KnowledgeBaseRetriever:
             request["nextToken"] = next_token
         return request
 
+    def compile_prefilter(self) -> Prefilter:
+        """The policies compiled for the bound end user (what the pre-filter sends).
+
+        Raises:
+            IdentityError: no end user is bound.
+        """
+        from agentauthz._prefilter import compile_prefilter
+
+        return compile_prefilter(self.authz, action=self.action, context=self.context,
+                                 resource_type=self.resource_type)
+
     def search_filter(
         self, filter: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, Any] | None, PrefilterState]:
@@ -321,10 +357,7 @@ class KnowledgeBaseRetriever:
         state: PrefilterState = "off"
         ours: dict[str, Any] | None = None
         if self.prefilter:
-            compile_prefilter = importlib.import_module("agentauthz._prefilter").compile_prefilter
-
-            compiled = compile_prefilter(self.authz, action=self.action, context=self.context,
-                                         resource_type=self.resource_type)
+            compiled = self.compile_prefilter()
             if compiled.always_denied:
                 return None, "always_denied"
             if compiled.always_allowed:
@@ -424,3 +457,101 @@ def _results(response: Any) -> list[Result]:
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         raise EngineError("the knowledge base answered without a retrievalResults list")
     return list(items)
+
+
+@dataclass(frozen=True)
+class GenerationFilter:
+    """The RetrievalFilter for ``retrieve_and_generate`` and whether it is exact.
+
+    Attributes:
+        filter: the filter for
+            ``retrieveAndGenerateConfiguration.knowledgeBaseConfiguration.retrievalConfiguration
+            .vectorSearchConfiguration.filter``; None when nothing needs filtering.
+        exact: the filter keeps exactly the documents the policies allow. False
+            only when the caller accepted an inexact filter (``allow_inexact=True``):
+            documents the user may not read can then reach the model.
+        prefilter: the compiled policies it was built from.
+    """
+
+    filter: dict[str, Any] | None
+    exact: bool
+    prefilter: Prefilter = field(repr=False)
+
+
+def retrieve_and_generate_filter(
+    authz: Authorizer,
+    *,
+    action: str | EntityUID = "read",
+    resource_type: str = "Document",
+    attributes: Mapping[str, str | MetadataField] | None = None,
+    ancestors_key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    filter: Mapping[str, Any] | None = None,
+    principal: Entity | EntityUID | None = None,
+    allow_inexact: bool = False,
+) -> GenerationFilter:
+    """The metadata filter that stands in for authorization in ``retrieve_and_generate``.
+
+    ``retrieve_and_generate`` retrieves and generates in one service call: no
+    retrieved chunk passes through this process, so nothing can be
+    post-authorized and the filter is the only protection. This function is
+    therefore fail-closed: it returns a filter only when the compiled
+    policies are known to translate *exactly* (the filter keeps precisely the
+    documents the policies allow), and raises otherwise. The pre-filter
+    compiler over-approximates what it cannot translate (entity comparisons
+    such as tenant isolation, ``resource == Document::"..."`` share links,
+    hierarchy without an ancestors key, ...), which is sound for
+    :class:`KnowledgeBaseRetriever` (it post-filters) and unsafe here.
+
+    Prefer :class:`KnowledgeBaseRetriever` and generate with the authorized
+    results yourself. ``allow_inexact=True`` returns the over-approximating
+    filter anyway (``exact=False``): documents the user may not read can
+    then reach the model; only do that for policies where that is acceptable.
+
+    Args:
+        authz: the Authorizer; the end user is the bound one or ``principal``.
+        action, resource_type, attributes, ancestors_key, context: as for
+            :class:`KnowledgeBaseRetriever`.
+        filter: the caller's own RetrievalFilter, and-ed with the compiled one.
+        principal: the end user, when not bound with ``authz.acting_as``.
+        allow_inexact: accept a filter that may keep documents the user may not read.
+
+    Returns:
+        The :class:`GenerationFilter`.
+
+    Raises:
+        AccessDenied: the policies allow the user no document at all (do not call
+            ``retrieve_and_generate``).
+        ConfigurationError: the filter is not exact and ``allow_inexact`` is False.
+        IdentityError: no end user.
+
+    Example:
+        >>> import agentauthz as az
+        >>> authz = az.Authorizer.from_text('permit(principal, action, resource);')
+        >>> with authz.acting_as(az.EntityUID("User", "ann")):
+        ...     retrieve_and_generate_filter(authz, filter={"equals": {"key": "lang", "value": "en"}})
+        GenerationFilter(filter={'equals': {'key': 'lang', 'value': 'en'}}, exact=True)
+    """
+    from agentauthz._prefilter import compile_prefilter
+
+    fields = {name: _field(spec) for name, spec in (attributes or {}).items()}
+    with bound_principal(authz, principal):
+        compiled = compile_prefilter(authz, action=action, context=context, resource_type=resource_type)
+    if compiled.always_denied:
+        raise AccessDenied(
+            Decision.deny("the policies allow this user no document"),
+            subject="retrieve_and_generate",
+        )
+    if compiled.always_allowed:
+        return GenerationFilter(filter=and_all(filter), exact=True, prefilter=compiled)
+    ours = compiled.to_bedrock(_metadata_keys(fields, ancestors_key))
+    exact = ours is not None and getattr(compiled, "exact", False) is True
+    if not exact and not allow_inexact:
+        raise ConfigurationError(
+            "the policies do not translate exactly into a Bedrock metadata filter "
+            f"(compiled: {truncate(str(compiled), 300)}); retrieve_and_generate cannot "
+            "post-filter, so documents the user may not read could reach the model. Use "
+            "KnowledgeBaseRetriever (it post-authorizes every result), or pass "
+            "allow_inexact=True to accept that risk"
+        )
+    return GenerationFilter(filter=and_all(filter, ours), exact=exact, prefilter=compiled)

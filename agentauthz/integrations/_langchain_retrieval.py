@@ -5,11 +5,10 @@ Re-exported by :mod:`agentauthz.integrations.langchain`; import it from there.
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -32,6 +31,9 @@ from agentauthz.integrations._overfetch import (
     bound_principal,
     emit_summary,
 )
+
+if TYPE_CHECKING:
+    from agentauthz._prefilter import Prefilter
 
 __all__ = [
     "AuthorizedRetriever",
@@ -147,7 +149,7 @@ class AuthorizedRetriever(BaseRetriever):
     prefilter: bool = False
     resource_type: str | None = None
     metadata_keys: dict[str, str] | None = None
-    prefilter_kwargs: Callable[[Any], Mapping[str, Any] | None] | None = None
+    prefilter_kwargs: Callable[[Any], Mapping[str, Any] | None] | None = None  # (Prefilter) -> kwargs
 
     _last_stats: RetrievalStats | None = PrivateAttr(default=None)
 
@@ -286,7 +288,7 @@ class AuthorizedRetriever(BaseRetriever):
         extra: dict[str, Any] = {}
         state: PrefilterState = "off"
         if self.prefilter:
-            compiled = self._compile_prefilter()
+            compiled = self.compile_prefilter()
             if compiled.always_denied:
                 return None, "always_denied"
             if compiled.always_allowed:
@@ -302,13 +304,18 @@ class AuthorizedRetriever(BaseRetriever):
             state = "unsupported"  # a generic retriever takes no search filter
         return _OnceSearch(query, inner, callbacks), state
 
-    def _compile_prefilter(self) -> Any:
-        compile_prefilter = importlib.import_module("agentauthz._prefilter").compile_prefilter
+    def compile_prefilter(self) -> Prefilter:
+        """The policies compiled for the bound end user (what ``prefilter=True`` applies).
+
+        Raises:
+            IdentityError: no end user is bound.
+        """
+        from agentauthz._prefilter import compile_prefilter
 
         return compile_prefilter(self.authz, action=self.action, context=self.context,
                                  resource_type=self.resource_type)
 
-    def _prefilter_arguments(self, compiled: Any) -> tuple[dict[str, Any], PrefilterState]:
+    def _prefilter_arguments(self, compiled: Prefilter) -> tuple[dict[str, Any], PrefilterState]:
         if self.prefilter_kwargs is not None:
             built = self.prefilter_kwargs(compiled)
             return (dict(built), "applied") if built else ({}, "unsupported")
@@ -317,15 +324,7 @@ class AuthorizedRetriever(BaseRetriever):
             store = store.vectorstore
         if not isinstance(store, InMemoryVectorStore):
             return {}, "unsupported"
-        admits = compiled.to_callable(self.metadata_keys)
-
-        def metadata_filter(doc: Document) -> bool:
-            try:
-                return bool(admits(doc.metadata))
-            except Exception:  # unreadable metadata: the post-filter would drop it too
-                return False
-
-        return {"filter": metadata_filter}, "applied"
+        return {"filter": compiled.to_document_filter(self.metadata_keys)}, "applied"
 
 
 class _Search:

@@ -36,7 +36,7 @@ PrefilterState = Literal["off", "applied", "always_allowed", "always_denied", "u
 MIN_GROWTH = 2
 MAX_GROWTH = 8
 # Head room over the fetch size the observed pass rate predicts.
-MARGIN = 1.25
+MARGIN = 1.5
 
 
 @dataclass(frozen=True)

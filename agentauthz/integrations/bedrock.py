@@ -22,19 +22,23 @@ from __future__ import annotations
 from agentauthz.integrations._bedrock_kb import (
     CHUNK_ID_KEY,
     SOURCE_URI_KEY,
+    GenerationFilter,
     KnowledgeBaseResults,
     KnowledgeBaseRetriever,
     MetadataField,
     and_all,
+    retrieve_and_generate_filter,
 )
 from agentauthz.integrations._overfetch import RetrievalStats
 
 __all__ = [
     "CHUNK_ID_KEY",
     "SOURCE_URI_KEY",
+    "GenerationFilter",
     "KnowledgeBaseResults",
     "KnowledgeBaseRetriever",
     "MetadataField",
     "RetrievalStats",
     "and_all",
+    "retrieve_and_generate_filter",
 ]

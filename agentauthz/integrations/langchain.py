@@ -71,7 +71,7 @@ from agentauthz._tools import (
     refusal_message,
     spec_of,
 )
-from agentauthz.integrations._langchain_retrieval import AuthorizedRetriever
+from agentauthz.integrations._langchain_retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
 
 if TYPE_CHECKING:
     from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -98,6 +98,8 @@ __all__ = [
     "AuthorizedRetriever",
     "AuthorizedTool",
     "AuthzMiddleware",
+    "RetrievalResult",
+    "RetrievalStats",
     "authorize_tools",
 ]
 

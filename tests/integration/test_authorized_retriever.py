@@ -26,7 +26,7 @@ from pydantic import Field
 
 import agentauthz as az
 from agentauthz._audit import capture_events
-from agentauthz.integrations._langchain_retrieval import AuthorizedRetriever
+from agentauthz.integrations.langchain import AuthorizedRetriever
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 VOCABULARY = ("roadmap", "budget", "salary", "refund", "incident", "handbook", "filler")
@@ -433,3 +433,159 @@ def test_bad_configuration_is_refused(authz: az.Authorizer) -> None:
         retriever_over(store, authz, k=0)
     with pytest.raises(az.ConfigurationError):
         retriever_over(store, authz, k=10, max_candidates=5)
+
+
+# -- pre-filter -------------------------------------------------------------------------
+
+
+USERS = ("alice", "bob", "carol", "dave", "grace", "erin", "frank", "nobody")
+
+
+@pytest.mark.parametrize("who", USERS)
+def test_prefilter_never_changes_the_answer(authz: az.Authorizer, mixed_store: InMemoryVectorStore,
+                                            who: str) -> None:
+    """Soundness: the pre-filter only saves work; the k documents are the same."""
+    plain = retriever_over(mixed_store, authz, k=6, max_candidates=70)
+    filtered = retriever_over(mixed_store, authz, k=6, max_candidates=70, prefilter=True,
+                              resource_type="Document")
+    with authz.acting_as(user(who)):
+        without = plain.retrieve_with_stats("roadmap")
+        with_prefilter = filtered.retrieve_with_stats("roadmap")
+    assert ids(with_prefilter.documents) == ids(without.documents) == expected(
+        authz, mixed_store, "roadmap", who, 6)
+    assert with_prefilter.stats.fetched <= without.stats.fetched
+    assert with_prefilter.stats.prefilter in ("applied", "always_allowed")
+
+
+def test_prefilter_skips_denied_documents_in_the_store(authz: az.Authorizer) -> None:
+    store = CountingStore(KeywordEmbedding())
+    rows = [(text("budget", 190 - n), metadata(f"rag-c-{n}", "support", "confidential")) for n in range(40)]
+    rows += [(text("budget", 150 - n), metadata(f"rag-pub-{n}", "support", "public")) for n in range(10)]
+    add(store, rows)
+    retriever = retriever_over(store, authz, k=4, prefilter=True, resource_type="Document")
+    with authz.acting_as(user("bob")):
+        found = retriever.retrieve_with_stats("budget")
+    assert ids(found.documents) == [f"rag-pub-{n}" for n in range(4)]
+    assert (found.stats.rounds, found.stats.fetched, found.stats.dropped) == (1, 4, 0)
+    assert found.stats.prefilter == "applied" and store.asked == [4]
+
+
+def test_prefilter_keeps_the_callers_filter(authz: az.Authorizer, mixed_store: InMemoryVectorStore) -> None:
+    only_hr: Callable[[Document], bool] = lambda doc: doc.metadata["department"] == "hr"  # noqa: E731
+    base = mixed_store.as_retriever(search_kwargs={"k": 3, "filter": only_hr})
+    retriever = retriever_over(base, authz, k=3, prefilter=True, resource_type="Document")
+    with authz.acting_as(user("dave")):
+        docs = retriever.invoke("roadmap")
+    assert docs and all(doc.metadata["department"] == "hr" for doc in docs)
+    assert all(doc.metadata["classification"] != "confidential" for doc in docs)  # dave: clearance 2
+    assert base.search_kwargs["k"] == 3
+
+
+def test_prefilter_with_renamed_metadata_keys(authz: az.Authorizer) -> None:
+    store = InMemoryVectorStore(KeywordEmbedding())
+    rows = [(text("budget", 190 - n), {"doc_id": f"d{n}", "tenant": "acme", "dept": "finance",
+                                        "level": "confidential" if n % 2 else "internal",
+                                        "owner": "grace", "labels": []}) for n in range(20)]
+    add(store, rows)
+
+    def renamed(doc: Document) -> az.Entity:
+        m = doc.metadata
+        return az.Entity(uid=az.EntityUID("Document", m["doc_id"]), attrs={
+            "tenant": az.EntityUID("Tenant", m["tenant"]), "department": m["dept"],
+            "classification": m["level"], "owner": az.EntityUID("User", m["owner"]), "labels": []})
+
+    retriever = AuthorizedRetriever(retriever=store, authz=authz, resource=renamed, k=3, prefilter=True,
+                                    resource_type="Document",
+                                    metadata_keys={"department": "dept", "classification": "level"})
+    with authz.acting_as(user("carol")):
+        found = retriever.retrieve_with_stats("budget")
+    assert ids(found.documents) == ["d0", "d1", "d2"]
+    with authz.acting_as(user("bob")):  # bob: no finance internal, no confidential
+        found = retriever.retrieve_with_stats("budget")
+    assert found.documents == [] and found.stats.prefilter == "applied"
+
+
+def test_always_denied_makes_no_search() -> None:
+    authz = az.Authorizer.from_text(
+        'permit(principal == User::"admin", action == Action::"read", resource);')
+    store = CountingStore(KeywordEmbedding())
+    store.add_texts(["budget"], metadatas=[{"doc_id": "d1"}])
+    retriever = AuthorizedRetriever(retriever=store, authz=authz, prefilter=True,
+                                    resource=lambda doc: az.EntityUID("Doc", doc.metadata["doc_id"]))
+    with capture_events() as events, authz.acting_as(user("bob")):
+        found = retriever.retrieve_with_stats("budget")
+    assert found.documents == [] and store.asked == []
+    assert found.stats.prefilter == "always_denied" and found.stats.rounds == 0
+    assert [e.decision for e in events] == ["deny"]  # the summary event only
+    with authz.acting_as(user("admin")):
+        found = retriever.retrieve_with_stats("budget")
+    assert len(found.documents) == 1 and found.stats.prefilter == "always_allowed"
+
+
+def test_prefilter_kwargs_hook_for_other_stores(
+    authz: az.Authorizer, mixed_store: InMemoryVectorStore
+) -> None:
+    seen: list[Any] = []
+
+    def as_kwargs(prefilter: Any) -> dict[str, Any]:
+        seen.append(prefilter.to_mongo())
+        return {"filter": prefilter.to_document_filter()}
+
+    retriever = retriever_over(mixed_store, authz, k=3, prefilter=True, resource_type="Document",
+                               prefilter_kwargs=as_kwargs)
+    with authz.acting_as(user("carol")):
+        found = retriever.retrieve_with_stats("roadmap")
+    assert ids(found.documents) == expected(authz, mixed_store, "roadmap", "carol", 3)
+    assert seen and "$or" in seen[0] and found.stats.prefilter == "applied"
+
+
+def test_prefilter_on_a_generic_retriever_is_unsupported(authz: az.Authorizer) -> None:
+    docs = [Document(page_content="x", metadata=metadata("rag-1", "support", "public"), id="c1")]
+    retriever = retriever_over(ListRetriever(documents=docs), authz, prefilter=True, resource_type="Document")
+    with authz.acting_as(user("carol")):
+        found = retriever.retrieve_with_stats("q")
+    assert ids(found.documents) == ["rag-1"] and found.stats.prefilter == "unsupported"
+
+
+def test_async_prefilter(authz: az.Authorizer, mixed_store: InMemoryVectorStore) -> None:
+    retriever = retriever_over(mixed_store, authz, k=4, prefilter=True, resource_type="Document")
+
+    async def run() -> list[Document]:
+        config = {"configurable": {"agentauthz_principal": user("carol")}}
+        return await retriever.ainvoke("roadmap", config=config)
+
+    assert ids(asyncio.run(run())) == expected(authz, mixed_store, "roadmap", "carol", 4)
+
+
+# -- measured: rounds to fill k = 10 when 5% of the corpus is visible ---------------------
+
+
+@pytest.fixture(scope="module")
+def sparse_store() -> InMemoryVectorStore:
+    """2,000 chunks; carol (finance, clearance 3) may read 5% of them (finance internal)."""
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=32))
+    others = ("engineering", "support", "hr")
+    rows = []
+    for n in range(2000):
+        visible = n % 20 == 7
+        department = "finance" if visible else others[n % 3]
+        rows.append((f"chunk {n}", metadata(f"d{n}", department, "internal")))
+    add(store, rows)
+    return store
+
+
+def test_rounds_to_fill_k_at_five_percent_visibility(authz: az.Authorizer,
+                                                      sparse_store: InMemoryVectorStore) -> None:
+    rounds: dict[bool, list[int]] = {False: [], True: []}
+    for prefilter in (False, True):
+        retriever = retriever_over(sparse_store, authz, k=10, max_candidates=2000, prefilter=prefilter,
+                                   resource_type="Document")
+        with authz.acting_as(user("carol")):
+            for q in range(20):
+                found = retriever.retrieve_with_stats(f"question {q}")
+                assert found.stats.returned == 10
+                rounds[prefilter].append(found.stats.rounds)
+    print(f"\nrounds to fill k=10 at 5% visible: without pre-filter {sorted(rounds[False])}, "
+          f"with pre-filter {sorted(rounds[True])}")
+    assert max(rounds[False]) <= 4
+    assert set(rounds[True]) == {1}

@@ -119,9 +119,10 @@ def test_next_token_paging_fills_k(authz: az.Authorizer, client: Any, stubber: S
     second = [hit("q3", "finance", "internal"), hit("playbook", "support", "internal"),
               hit("faq", "support", "public"), hit("handbook", "support", "public", chunk=1)]
     stubber.add_response("retrieve", {"retrievalResults": first, "nextToken": "page-2"}, request(3))
-    # one of three passed: the next page is sized for k at that rate (12 in all, 9 more)
+    # one of three passed: the next page is sized for k at that rate, with 50% head room
+    # (ceil(3 / (1/3) * 1.5) = 14 in all: 11 more)
     stubber.add_response("retrieve", {"retrievalResults": second, "nextToken": "page-3"},
-                         request(9, token="page-2"))
+                         request(11, token="page-2"))
     kb = retriever(authz, client, k=3)
     with authz.acting_as(BOB):
         found = kb.retrieve("roadmap")
@@ -287,3 +288,136 @@ def test_configuration_errors(authz: az.Authorizer) -> None:
         KnowledgeBaseRetriever(KB, authz, k=5, max_candidates=4)
     with pytest.raises(az.ConfigurationError):
         KnowledgeBaseRetriever(KB, authz, request_options={"nextToken": "x"})
+
+
+# -- pre-filter ------------------------------------------------------------------------
+
+CAROL = az.EntityUID("User", "carol")
+
+
+def test_prefilter_is_sent_and_merged_with_the_callers_filter(authz: az.Authorizer, client: Any,
+                                                              stubber: Stubber) -> None:
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes=ATTRIBUTES, k=2)
+    with authz.acting_as(CAROL):
+        compiled = kb.compile_prefilter().to_bedrock(kb.metadata_keys)
+    assert compiled is not None
+    # carol: public, finance internal/confidential, or her own documents
+    assert {"equals": {"key": "classification", "value": "public"}} in compiled["orAll"]
+    assert {"equals": {"key": "owner", "value": "carol"}} in compiled["orAll"]
+    mine = {"equals": {"key": "year", "value": 2024}}
+    stubber.add_response(
+        "retrieve",
+        {"retrievalResults": [hit("budget", "finance", "internal"), hit("handbook", "support", "public")]},
+        request(2, filter={"andAll": [mine, compiled]}),
+    )
+    with authz.acting_as(CAROL):
+        found = kb.retrieve("roadmap", filter=mine)
+    assert uris(found.results) == ["budget-0", "handbook-0"]
+    assert found.stats.prefilter == "applied" and found.stats.rounds == 1
+
+
+def test_always_denied_makes_no_call(client: Any, stubber: Stubber) -> None:
+    authz = az.Authorizer.from_text('permit(principal == User::"admin", action, resource);')
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes={"department": "department"})
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")  # the stubber has no response: a call would fail
+    assert found.results == [] and found.stats.prefilter == "always_denied" and found.stats.rounds == 0
+
+
+def test_always_allowed_sends_only_the_callers_filter(client: Any, stubber: Stubber) -> None:
+    authz = az.Authorizer.from_text('permit(principal, action, resource);')
+    mine = {"startsWith": {"key": "x-amz-bedrock-kb-source-uri", "value": "s3://kb-docs/"}}
+    stubber.add_response("retrieve", {"retrievalResults": [hit("a", "hr", "internal")]},
+                         request(4, filter=mine))
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes={"department": "department"})
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap", filter=mine)
+    assert uris(found.results) == ["a-0"] and found.stats.prefilter == "always_allowed"
+
+
+def test_ancestors_become_parents_and_prefilter_keys(client: Any, stubber: Stubber) -> None:
+    authz = az.Authorizer.from_text('permit(principal, action, resource) when { resource in Folder::"hr" };')
+    page = [hit("a", "hr", "internal", metadata={SOURCE_URI_KEY: "s3://a", CHUNK_ID_KEY: "a",
+                                                 "ancestors": ['Folder::"hr"', 'Folder::"root"']}),
+            hit("b", "hr", "internal", metadata={SOURCE_URI_KEY: "s3://b", CHUNK_ID_KEY: "b",
+                                                 "ancestors": ['Folder::"eng"']}),
+            hit("c", "hr", "internal", metadata={SOURCE_URI_KEY: "s3://c", CHUNK_ID_KEY: "c"})]
+    stubber.add_response("retrieve", {"retrievalResults": page},
+                         request(4, filter={"listContains": {"key": "ancestors", "value": 'Folder::"hr"'}}))
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, ancestors_key="ancestors")
+    with authz.acting_as(BOB):
+        found = kb.retrieve("roadmap")
+    assert uris(found.results) == ["a"] and found.stats.unresolved == 1
+
+
+# -- retrieve_and_generate ---------------------------------------------------------------
+
+
+def test_retrieve_and_generate_filter_refuses_an_inexact_filter(authz: az.Authorizer) -> None:
+    from agentauthz.integrations.bedrock import retrieve_and_generate_filter
+
+    # the example store's tenant isolation and share links do not translate exactly
+    with authz.acting_as(CAROL), pytest.raises(az.ConfigurationError, match="exactly"):
+        retrieve_and_generate_filter(authz, attributes=ATTRIBUTES)
+
+
+def test_retrieve_and_generate_filter_with_accepted_risk_validates(authz: az.Authorizer, client: Any,
+                                                                   stubber: Stubber) -> None:
+    from agentauthz.integrations.bedrock import retrieve_and_generate_filter
+
+    mine = {"equals": {"key": "year", "value": 2024}}
+    generated = retrieve_and_generate_filter(authz, attributes=ATTRIBUTES, filter=mine,
+                                             principal=CAROL, allow_inexact=True)
+    assert generated.exact is False and generated.filter is not None
+    assert generated.filter["andAll"][0] == mine
+    params = {
+        "input": {"text": "What is our budget?"},
+        "retrieveAndGenerateConfiguration": {
+            "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseConfiguration": {
+                "knowledgeBaseId": KB,
+                "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2",
+                "retrievalConfiguration": {"vectorSearchConfiguration": {"filter": generated.filter}},
+            },
+        },
+    }
+    stubber.add_response("retrieve_and_generate", {"output": {"text": "..."}, "sessionId": "s-1"}, params)
+    client.retrieve_and_generate(**params)  # botocore validated the filter's shape
+
+
+def test_retrieve_and_generate_filter_when_everything_or_nothing_is_allowed() -> None:
+    from agentauthz.integrations.bedrock import retrieve_and_generate_filter
+
+    everything = az.Authorizer.from_text('permit(principal, action, resource);')
+    mine = {"equals": {"key": "lang", "value": "en"}}
+    generated = retrieve_and_generate_filter(everything, principal=BOB, filter=mine)
+    assert generated.exact and generated.filter == mine
+    assert retrieve_and_generate_filter(everything, principal=BOB).filter is None
+    nothing = az.Authorizer.from_text('permit(principal == User::"admin", action, resource);')
+    with pytest.raises(az.AccessDenied):
+        retrieve_and_generate_filter(nothing, principal=BOB)
+    with pytest.raises(az.IdentityError):
+        retrieve_and_generate_filter(nothing)
+
+
+def test_retrieve_and_generate_filter_uses_an_exact_compilation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the compiler can vouch for exactness, the filter is returned as exact."""
+    import dataclasses
+
+    from agentauthz import _prefilter
+    from agentauthz.integrations.bedrock import retrieve_and_generate_filter
+
+    @dataclasses.dataclass(frozen=True)
+    class ExactPrefilter(_prefilter.Prefilter):
+        exact: bool = True
+
+    authz = az.Authorizer.from_text(
+        'permit(principal, action, resource) when { resource.department == "hr" };')
+    real = _prefilter.compile_prefilter
+
+    def exact_compile(*args: Any, **kwargs: Any) -> _prefilter.Prefilter:
+        return ExactPrefilter(real(*args, **kwargs).expression)
+
+    monkeypatch.setattr(_prefilter, "compile_prefilter", exact_compile)
+    generated = retrieve_and_generate_filter(authz, principal=BOB, attributes={"department": "dept"})
+    assert generated.exact and generated.filter == {"equals": {"key": "dept", "value": "hr"}}
