@@ -37,6 +37,7 @@ from agentauthz._model import (
 )
 from agentauthz._policies import Policy, PolicyStore, TemplateLink
 from agentauthz._retrieval import FilterResult
+from agentauthz._schemagen import generate_schema, mcp_input_type, validate_policies_for_tools
 from agentauthz._tools import OnDeny, ToolSpec
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
@@ -72,6 +73,9 @@ __all__ = [
     "TemplateLink",
     "ToolSpec",
     "decimal",
+    "generate_schema",
     "ipaddr",
+    "mcp_input_type",
+    "validate_policies_for_tools",
 ]
 

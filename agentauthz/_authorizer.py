@@ -23,6 +23,7 @@ from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError, Ide
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
+from agentauthz._schemagen import validate_policies_for_tools
 from agentauthz._tools import (
     ContextSpec,
     OnDeny,
@@ -153,6 +154,41 @@ class Authorizer:
             yield identity
         finally:
             _identity.reset(token)
+
+    @contextmanager
+    def bound_to(
+        self, principal: Entity | EntityUID | None, *, source: str = "the configured principal"
+    ) -> Iterator[Identity | None]:
+        """Bind a principal an integration received from the application, for the block.
+
+        ``None`` keeps whatever :meth:`acting_as` bound (possibly nothing: the
+        call is then refused with IdentityError when it is decided). A
+        principal that differs from one already bound is refused: two
+        identities for one call is a bug, and guessing would fail open.
+
+        Raises:
+            IdentityError: the value is not an Entity or EntityUID (a string or
+                dict may come from a client and is never parsed), or it conflicts
+                with the bound end user.
+        """
+        current = _identity.get()
+        if principal is None:
+            yield current
+            return
+        if not isinstance(principal, (Entity, EntityUID)):
+            raise IdentityError(
+                f"{source} must be an Entity or EntityUID set by the application, "
+                f"not {type(principal).__name__}"
+            )
+        uid = principal.uid if isinstance(principal, Entity) else principal
+        if current is not None and current.uid != uid:
+            raise IdentityError(f"two end users for one call: {current.uid} (bound) and {uid} ({source})")
+        if current is not None and (current.entity is not None or isinstance(principal, EntityUID)):
+            yield current  # already bound, with at least as much as the integration knows
+            return
+        correlation = current.correlation_id if current is not None else None
+        with self.acting_as(principal, correlation_id=correlation) as identity:
+            yield identity
 
     @property
     def identity(self) -> Identity | None:
@@ -411,6 +447,43 @@ class Authorizer:
 
         return decorate
 
+    def validate_tools(
+        self,
+        *,
+        stub: str | Mapping[str, Any] | None = None,
+        principal_types: Sequence[str] = (),
+        namespace: str | None = None,
+        store: PolicyStore | None = None,
+    ) -> None:
+        """Check the policies against the schema generated for the guarded tools.
+
+        Call it once the tools are decorated (at startup): a policy that names a
+        misspelled tool action or argument (``context.input.ammount``) fails
+        here with its ``file:line`` instead of silently never applying.
+
+        Args:
+            stub: schema declaring the principal and resource types; default:
+                the store's own schema (its tool actions are regenerated).
+            principal_types: entity types that call tools (default: those the
+                stub annotates ``@mcp_principal``).
+            namespace: namespace of the tool actions, when the stub has several.
+            store: the policies to check; default: the engine's store.
+
+        Raises:
+            PolicyError: one ``file:line: message`` per problem.
+            ConfigurationError: no store or stub to check against.
+        """
+        store = store or getattr(self.engine, "store", None)
+        if not isinstance(store, PolicyStore):
+            raise ConfigurationError("validate_tools needs the policies: pass store=PolicyStore...")
+        stub = stub if stub is not None else store.schema_text
+        if stub is None:
+            raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")
+        validate_policies_for_tools(
+            store, self.tools, stub, principal_types=principal_types, namespace=namespace,
+            tool_type=self.tool_entity_type,
+        )
+
     def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:
         """Decide one call of a guarded tool with these arguments, without running it."""
         spec = self._spec(tool)
@@ -442,7 +515,8 @@ class Authorizer:
         evaluate = getattr(self.engine, "may_allow", None)
         kept = []
         for tool in tools:
-            spec = spec_of(tool) or self.tools.get(getattr(tool, "name", None) or "")
+            spec = (tool if isinstance(tool, ToolSpec) else spec_of(tool)
+                    or self.tools.get(getattr(tool, "name", None) or ""))
             if spec is None:
                 continue
             if evaluate is None:

@@ -256,32 +256,59 @@ def build_spec(
         cedar_type(annotation, where=f"tool {tool_name!r} argument {parameter.name!r}")
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
-    model = create_model(
-        f"{tool_name}_input", __config__=ConfigDict(extra="forbid"), **fields
+    model = create_model(f"{tool_name}_input", __config__=ConfigDict(extra="forbid"), **fields)
+    return build_spec_from_model(
+        model, name=tool_name, description=inspect.getdoc(fn) or "", action=action,
+        resource=resource, resource_types=resource_types, context=context, on_deny=on_deny,
     )
-    input_type = _record(
-        {
-            pname: (annotation, default is not ... and (default is None or _optional(annotation)))
-            for pname, (annotation, default) in fields.items()
-        },
-        f"tool {tool_name!r}",
-    )
+
+
+def build_spec_from_model(
+    model: type[BaseModel],
+    *,
+    name: str,
+    description: str,
+    action: str | EntityUID | None,
+    resource: ResourceSpec,
+    resource_types: tuple[str, ...],
+    context: ContextSpec,
+    on_deny: OnDeny,
+) -> ToolSpec:
+    """A :class:`ToolSpec` whose arguments are the fields of a pydantic model.
+
+    An argument is an optional attribute of ``context.input`` when its default
+    is None or its type is Optional; every other argument is required.
+
+    Raises:
+        ConfigurationError: an argument type has no Cedar equivalent, or
+            ``on_deny`` is not ``"raise"``/``"message"``.
+    """
+    if on_deny not in ("raise", "message"):
+        raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
+    attributes: dict[str, Any] = {}
+    for field_name, model_field in model.model_fields.items():
+        attribute = cedar_type(model_field.annotation, where=f"tool {name!r} argument {field_name!r}")
+        default = None if model_field.is_required() else model_field.get_default(
+            call_default_factory=False)
+        if (not model_field.is_required() and default is None) or _optional(model_field.annotation):
+            attribute["required"] = False
+        attributes[field_name] = attribute
     if isinstance(resource, EntityUID):
         resource_types = resource_types or (resource.type,)
     elif isinstance(resource, Entity):
         resource_types = resource_types or (resource.uid.type,)
-    doc = inspect.getdoc(fn) or ""
+    summary = description.strip().splitlines()[0] if description.strip() else ""
     return ToolSpec(
-        name=tool_name,
-        action=action or tool_name,
+        name=name,
+        action=action or name,
         input_model=model,
-        input_type=input_type,
+        input_type={"type": "Record", "attributes": attributes},
         resource=resource,
         resource_types=resource_types,
         context=context,
         on_deny=on_deny,
-        description=doc.splitlines()[0] if doc else "",
-        parameters=tuple(fields),
+        description=summary,
+        parameters=tuple(model.model_fields),
     )
 
 

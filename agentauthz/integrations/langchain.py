@@ -49,12 +49,10 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
     ) from _missing
 
 import asyncio
-import contextlib
 import functools
 import inspect
-import types
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SkipValidation, create_model, model_validator
@@ -67,7 +65,7 @@ from agentauthz._tools import (
     OnDeny,
     ResourceSpec,
     ToolSpec,
-    cedar_type,
+    build_spec_from_model,
     refusal_message,
     spec_of,
 )
@@ -130,79 +128,13 @@ def _configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity 
     return value
 
 
-@contextlib.contextmanager
-def _bound(authz: Authorizer, config: Mapping[str, Any] | None, key: str) -> Iterator[None]:
-    """Bind the configured end user for the block, or keep what ``acting_as`` bound.
-
-    With neither, nothing is bound and the Authorizer raises IdentityError
-    (and audits it) when the call is decided.
-    """
-    principal = _configured_principal(config, key)
-    if principal is None:
-        yield
-        return
-    uid = principal.uid if isinstance(principal, Entity) else principal
-    bound = authz.identity
-    if bound is not None and bound.uid != uid:
-        raise IdentityError(
-            f"two end users for one call: {bound.uid} (acting_as) and {uid} "
-            f"(RunnableConfig['configurable'][{key!r}])"
-        )
-    if bound is not None and bound.entity is not None and isinstance(principal, EntityUID):
-        principal = bound.entity
-    with authz.acting_as(principal, correlation_id=bound.correlation_id if bound else None):
-        yield
+def _bound(authz: Authorizer, config: Mapping[str, Any] | None, key: str) -> Any:
+    """Bind the configured end user for the block, or keep what ``acting_as`` bound."""
+    return authz.bound_to(_configured_principal(config, key),
+                          source=f"RunnableConfig['configurable'][{key!r}]")
 
 
 # -- tool specs from LangChain argument schemas --------------------------------------
-
-
-def _optional(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
-
-
-def _spec_from_model(
-    model: type[BaseModel],
-    *,
-    name: str,
-    description: str,
-    action: str | EntityUID | None,
-    resource: ResourceSpec,
-    resource_types: tuple[str, ...],
-    context: ContextSpec,
-    on_deny: OnDeny,
-) -> ToolSpec:
-    """A ToolSpec whose arguments are the fields of a pydantic model.
-
-    Mirrors ``_tools.build_spec``: an argument is optional in ``context.input``
-    only when its default is None or its type is Optional.
-    """
-    if on_deny not in ("raise", "message"):
-        raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
-    attributes: dict[str, Any] = {}
-    for field_name, field in model.model_fields.items():
-        attribute = cedar_type(field.annotation, where=f"tool {name!r} argument {field_name!r}")
-        default = None if field.is_required() else field.get_default(call_default_factory=False)
-        if (not field.is_required() and default is None) or _optional(field.annotation):
-            attribute["required"] = False
-        attributes[field_name] = attribute
-    if isinstance(resource, EntityUID):
-        resource_types = resource_types or (resource.type,)
-    elif isinstance(resource, Entity):
-        resource_types = resource_types or (resource.uid.type,)
-    return ToolSpec(
-        name=name,
-        action=action or name,
-        input_model=model,
-        input_type={"type": "Record", "attributes": attributes},
-        resource=resource,
-        resource_types=resource_types,
-        context=context,
-        on_deny=on_deny,
-        description=description.strip().splitlines()[0] if description.strip() else "",
-        parameters=tuple(model.model_fields),
-    )
 
 
 _JSON_SCALARS: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
@@ -296,7 +228,7 @@ def _spec_for_tool(
     context: ContextSpec = None,
     on_deny: OnDeny = "message",
 ) -> ToolSpec:
-    return _spec_from_model(
+    return build_spec_from_model(
         _argument_model(tool),
         name=tool.name,
         description=tool.description or "",

@@ -369,3 +369,31 @@ def test_permitted_tools_never_decides_a_call() -> None:
         assert authz.permitted_tools([issue_refund]) == [issue_refund]
         with pytest.raises(az.AccessDenied):
             issue_refund("o", 501)
+
+
+def test_validate_tools_catches_a_misspelled_argument_with_file_and_line(tmp_path: object) -> None:
+    import pathlib
+    import shutil
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    store_dir = pathlib.Path(str(tmp_path)) / "policies"
+    shutil.copytree(root / "policies", store_dir)
+    sys.path.insert(0, str(root / "examples"))
+    try:
+        from assistant_tools import build_tools
+    finally:
+        sys.path.remove(str(root / "examples"))
+    authz = az.Authorizer.from_directory(store_dir)
+    build_tools(authz)
+    authz.validate_tools(principal_types=["User"])
+    (store_dir / "zz_typo.cedar").write_text(
+        '\n@id("typo")\npermit(principal, action == Action::"issue_refund", resource)\n'
+        "when { context.input.ammount < 10 };\n"
+    )
+    # Loading validates against the store's schema, which names the argument too; the check
+    # matters for policies loaded without one, so load the typo without validation here.
+    typo_store = az.PolicyStore.from_directory(store_dir, validate=False)
+    with pytest.raises(az.PolicyError) as problem:
+        authz.validate_tools(principal_types=["User"], store=typo_store)
+    assert [p for p in problem.value.problems if p.startswith("zz_typo.cedar:2:") and "ammount" in p]
