@@ -35,7 +35,8 @@ PrefilterState = Literal["off", "applied", "always_allowed", "always_denied", "u
 # Growth of the fetch size between two rounds: at least x2 (geometric), at most x8.
 MIN_GROWTH = 2
 MAX_GROWTH = 8
-# Head room over the fetch size the observed pass rate predicts.
+# Head room over the fetch size the observed pass rate predicts (measured: at 5% visible and
+# k=10, 1.25 needed a 4th round in 16% of queries, 1.5 in 3-6%, 2.0 in none but fetched 30% more).
 MARGIN = 1.5
 
 
@@ -112,7 +113,7 @@ class OverFetchPlan(Generic[T]):
         >>> fresh = plan.take(["a", "b"])
         >>> plan.record(fresh, FilterResult(allowed=["a"], denied=1))
         >>> plan.advance(2), plan.size
-        (True, 5)
+        (True, 6)
     """
 
     def __init__(
