@@ -23,7 +23,6 @@ from agentauthz.integrations._overfetch import (
     OverFetchPlan,
     PrefilterState,
     RetrievalStats,
-    bound_principal,
     emit_summary,
 )
 
@@ -387,7 +386,7 @@ class KnowledgeBaseRetriever:
             IdentityError: no end user.
             botocore errors: the service failed (never swallowed).
         """
-        with bound_principal(self.authz, principal):
+        with self.authz.bound_to(principal, source="the principal argument"):
             return self._retrieve(query, filter)
 
     async def aretrieve(
@@ -535,7 +534,7 @@ def retrieve_and_generate_filter(
     from agentauthz._prefilter import compile_prefilter
 
     fields = {name: _field(spec) for name, spec in (attributes or {}).items()}
-    with bound_principal(authz, principal):
+    with authz.bound_to(principal, source="the principal argument"):
         compiled = compile_prefilter(authz, action=action, context=context, resource_type=resource_type)
     if compiled.always_denied:
         raise AccessDenied(

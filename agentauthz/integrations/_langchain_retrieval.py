@@ -28,7 +28,6 @@ from agentauthz.integrations._overfetch import (
     OverFetchPlan,
     PrefilterState,
     RetrievalStats,
-    bound_principal,
     emit_summary,
 )
 
@@ -177,14 +176,14 @@ class AuthorizedRetriever(BaseRetriever):
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
-        with bound_principal(self.authz, self._configured_principal(config)):
+        with self.authz.bound_to(self._configured_principal(config), source=self._source):
             return super().invoke(input, config, **kwargs)
 
     async def ainvoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async twin of :meth:`invoke`."""
-        with bound_principal(self.authz, self._configured_principal(config)):
+        with self.authz.bound_to(self._configured_principal(config), source=self._source):
             return await super().ainvoke(input, config, **kwargs)
 
     def retrieve_with_stats(self, query: str, config: RunnableConfig | None = None) -> RetrievalResult:
@@ -202,7 +201,7 @@ class AuthorizedRetriever(BaseRetriever):
             ...     retriever.retrieve_with_stats("a").stats.returned
             2
         """
-        with bound_principal(self.authz, self._configured_principal(config)):
+        with self.authz.bound_to(self._configured_principal(config), source=self._source):
             documents, stats = self._run(query, None)
         return RetrievalResult(documents, stats)
 
@@ -210,7 +209,7 @@ class AuthorizedRetriever(BaseRetriever):
         self, query: str, config: RunnableConfig | None = None
     ) -> RetrievalResult:
         """Async twin of :meth:`retrieve_with_stats`."""
-        with bound_principal(self.authz, self._configured_principal(config)):
+        with self.authz.bound_to(self._configured_principal(config), source=self._source):
             documents, stats = await self._arun(query, None)
         return RetrievalResult(documents, stats)
 
@@ -272,6 +271,10 @@ class AuthorizedRetriever(BaseRetriever):
         emit_summary(self.authz, action=self.action, retriever=self.get_name(),
                      stats=stats, started_ns=started)
         return plan.results, stats
+
+    @property
+    def _source(self) -> str:
+        return f"config['configurable'][{self.principal_key!r}]"
 
     def _configured_principal(self, config: RunnableConfig | None) -> Any:
         configurable = ensure_config(config).get("configurable") or {}
@@ -441,7 +444,8 @@ class KnowledgeBaseLangChainRetriever(BaseRetriever):
     ) -> list[Document]:
         """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
         principal = (ensure_config(config).get("configurable") or {}).get(self.principal_key)
-        with bound_principal(self.knowledge_base.authz, principal):
+        source = f"config['configurable'][{self.principal_key!r}]"
+        with self.knowledge_base.authz.bound_to(principal, source=source):
             return super().invoke(input, config, **kwargs)
 
     async def ainvoke(
@@ -449,7 +453,8 @@ class KnowledgeBaseLangChainRetriever(BaseRetriever):
     ) -> list[Document]:
         """Async twin of :meth:`invoke`."""
         principal = (ensure_config(config).get("configurable") or {}).get(self.principal_key)
-        with bound_principal(self.knowledge_base.authz, principal):
+        source = f"config['configurable'][{self.principal_key!r}]"
+        with self.knowledge_base.authz.bound_to(principal, source=source):
             return await super().ainvoke(input, config, **kwargs)
 
     def _get_relevant_documents(

@@ -16,18 +16,17 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from agentauthz._audit import AuditEvent, AuditSink, global_sinks
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import ConfigurationError, IdentityError
-from agentauthz._model import Entity, EntityUID
+from agentauthz._errors import ConfigurationError
+from agentauthz._model import EntityUID
 from agentauthz._retrieval import FilterResult
 
-__all__ = ["OverFetchPlan", "PrefilterState", "RetrievalStats", "bound_principal", "emit_summary"]
+__all__ = ["OverFetchPlan", "PrefilterState", "RetrievalStats", "emit_summary"]
 
 T = TypeVar("T")
 PrefilterState = Literal["off", "applied", "always_allowed", "always_denied", "unsupported"]
@@ -253,39 +252,6 @@ class OverFetchPlan(Generic[T]):
             exhausted=self.exhausted,
             capped=self.capped and returned < self.k,
         )
-
-
-@contextmanager
-def bound_principal(authz: Authorizer, principal: object) -> Iterator[None]:
-    """Bind ``principal`` (from the application's run config) for the block.
-
-    ``None`` keeps whatever :meth:`Authorizer.acting_as` bound. A principal
-    that differs from one already bound is refused: two identities for one
-    call is a bug, and guessing would be failing open.
-
-    Raises:
-        IdentityError: the value is not an Entity or EntityUID, or conflicts
-            with the bound end user.
-    """
-    if principal is None:
-        yield
-        return
-    if not isinstance(principal, (Entity, EntityUID)):
-        raise IdentityError(
-            f"the configured principal must be an Entity or EntityUID, not {type(principal).__name__}"
-        )
-    uid = principal.uid if isinstance(principal, Entity) else principal
-    current = authz.identity
-    if current is not None and current.uid != uid:
-        raise IdentityError(
-            f"the configured principal {uid} differs from the bound end user {current.uid}"
-        )
-    correlation = current.correlation_id if current is not None else None
-    if current is not None and current.entity is not None and isinstance(principal, EntityUID):
-        yield  # the bound Entity already names this uid and carries more
-        return
-    with authz.acting_as(principal, correlation_id=correlation):
-        yield
 
 
 def emit_summary(
