@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from agentauthz._audit import AuditEvent, capture_events
+from agentauthz._avp_server import Fault, LocalVerifiedPermissions
 
-__all__ = ["capture_decisions"]
+__all__ = ["Fault", "LocalVerifiedPermissions", "capture_decisions"]
 
 
 @contextmanager
