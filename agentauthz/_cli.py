@@ -169,9 +169,50 @@ def _import_tools(target: str) -> list[Any]:
         ) from exc
 
 
+# -- policy author commands (agentauthz._authorcli, imported when the parser is built) ---
+
+
+def add_validate_command(commands: Subparsers) -> None:
+    """``agentauthz validate``: all problems of a store as file:line:col, and warnings."""
+    from agentauthz._authorcli import add_validate_command as add
+
+    add(commands)
+
+
+def add_test_command(commands: Subparsers) -> None:
+    """``agentauthz test``: decision cases, coverage, JUnit."""
+    from agentauthz._authorcli import add_test_command as add
+
+    add(commands)
+
+
+def add_check_command(commands: Subparsers) -> None:
+    """``agentauthz check``: one decision, explained."""
+    from agentauthz._authorcli import add_check_command as add
+
+    add(commands)
+
+
+def add_format_command(commands: Subparsers) -> None:
+    """``agentauthz format``: Cedar's formatter, meaning and comments checked."""
+    from agentauthz._authorcli import add_format_command as add
+
+    add(commands)
+
+
+def add_replay_command(commands: Subparsers) -> None:
+    """``agentauthz replay``: recorded decisions against candidate policies."""
+    from agentauthz._authorcli import add_replay_command as add
+
+    add(commands)
+
+
 # -- driver -----------------------------------------------------------------------------
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_schema_command,)
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    add_schema_command, add_validate_command, add_test_command, add_check_command,
+    add_format_command, add_replay_command,
+)
 
 
 def _help(parser: argparse.ArgumentParser) -> Handler:
