@@ -19,6 +19,14 @@ Example:
 
 from __future__ import annotations
 
+from agentauthz.integrations._bedrock_agents import (
+    ActionInvocation,
+    ReturnControlAuthorization,
+    TokenVerifier,
+    aauthorize_return_control,
+    action_group_handler,
+    authorize_return_control,
+)
 from agentauthz.integrations._bedrock_kb import (
     CHUNK_ID_KEY,
     SOURCE_URI_KEY,
@@ -34,11 +42,17 @@ from agentauthz.integrations._overfetch import RetrievalStats
 __all__ = [
     "CHUNK_ID_KEY",
     "SOURCE_URI_KEY",
+    "ActionInvocation",
     "GenerationFilter",
     "KnowledgeBaseResults",
     "KnowledgeBaseRetriever",
     "MetadataField",
     "RetrievalStats",
+    "ReturnControlAuthorization",
+    "TokenVerifier",
+    "aauthorize_return_control",
+    "action_group_handler",
     "and_all",
+    "authorize_return_control",
     "retrieve_and_generate_filter",
 ]
