@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 	$(BIN)/python examples/langchain_agent.py
 	$(BIN)/python examples/rag_filtering.py
+	$(BIN)/python examples/bedrock_agents/run.py
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check agentauthz tests examples

@@ -46,7 +46,7 @@ ActionOf: TypeAlias = (
 )
 ResourceOfArguments: TypeAlias = Callable[[dict[str, Any]], "EntityUID | Entity"]
 ResourceOf: TypeAlias = (
-    Callable[["ActionInvocation"], "EntityUID | Entity"]
+    Callable[["ActionInvocation"], "EntityUID | Entity | None"]
     | Mapping[str, "EntityUID | Entity | ResourceOfArguments"]
     | None
 )
@@ -763,7 +763,7 @@ class _Identify:
                 raise IdentityError("the identity hook returned an awaitable to a sync handler")
             return _checked(value)
         except Exception as exc:  # an invalid or unreadable identity denies; it never raises out
-            _log.warning("Bedrock agent call refused: no valid end user (%s)", type(exc).__name__)
+            _log.info("Bedrock agent call refused: no valid end user (%s)", type(exc).__name__)
             return None
 
     async def aresolve(self, event: Mapping[str, Any]) -> Principal | None:
@@ -773,7 +773,7 @@ class _Identify:
                 value = await value
             return _checked(value)
         except Exception as exc:  # an invalid or unreadable identity denies; it never raises out
-            _log.warning("Bedrock agent call refused: no valid end user (%s)", type(exc).__name__)
+            _log.info("Bedrock agent call refused: no valid end user (%s)", type(exc).__name__)
             return None
 
 
@@ -830,8 +830,9 @@ def action_group_handler(
       operation (the function name or ``"METHOD /path"``, optionally prefixed
       ``"<actionGroup>__"``); an operation the mapping does not name is refused.
     * **resource**: ``Tool::"<action>"`` (type ``authz.tool_entity_type``) by
-      default; ``resource=`` a callable of the :class:`ActionInvocation`, or a
-      mapping by operation to an EntityUID/Entity or a callable of the arguments.
+      default; ``resource=`` a callable of the :class:`ActionInvocation`
+      (returning None keeps the default), or a mapping by operation to an
+      EntityUID/Entity or a callable of the arguments.
     * **context**: ``{"input": <converted parameters>}`` plus what ``context=``
       (a callable of the invocation) adds.
     * **tools**: guarded tools (``@authz.guard``, AuthorizedTool, ToolSpec) by

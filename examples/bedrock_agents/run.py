@@ -1,0 +1,61 @@
+"""Invoke the example action-group Lambda locally with the sample events: `make demo`.
+
+Each file of events/ is a Bedrock Agents Lambda input event; its name ends in
+``_allowed`` or ``_denied``, the outcome the policies must give. The runner
+calls ``lambda_function.lambda_handler`` as the Lambda runtime would and prints
+what the agent gets back; it exits 1 if an outcome differs from the file name.
+
+    python examples/bedrock_agents/run.py [events/<name>.json ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from lambda_function import lambda_handler  # noqa: E402 (the module sits beside this script)
+
+
+def outcome(response: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the agent got a result (not a refusal), and the body it reads."""
+    answer = response["response"]
+    if "functionResponse" in answer:
+        function_response = answer["functionResponse"]
+        body = function_response["responseBody"]["TEXT"]["body"]
+        return "responseState" not in function_response, body
+    body = answer["responseBody"]["application/json"]["body"]
+    return answer["httpStatusCode"] < 400, f"HTTP {answer['httpStatusCode']} {body}"
+
+
+def describe(event: dict[str, Any]) -> str:
+    operation = event.get("function") or f"{event.get('httpMethod')} {event.get('apiPath')}"
+    user = (event.get("sessionAttributes") or {}).get("userId", "<no user>")
+    return f"{user} -> {event['actionGroup']}/{operation}"
+
+
+def run(paths: list[Path]) -> int:
+    mismatches = 0
+    for path in paths:
+        event = json.loads(path.read_text(encoding="utf-8"))
+        allowed, body = outcome(lambda_handler(event, None))
+        expected = not path.stem.endswith("_denied")
+        mark = "" if allowed == expected else "   <-- UNEXPECTED"
+        mismatches += allowed != expected
+        print(f"  {'ALLOW' if allowed else 'DENY '}  {path.stem}: {describe(event)}{mark}")
+        print(f"         agent reads: {body}")
+    return 1 if mismatches else 0
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(arg) for arg in argv] or sorted((HERE / "events").glob("*.json"))
+    print("Bedrock Agents action-group Lambda, authorized by agentauthz (policies/):")
+    return run(paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
