@@ -74,7 +74,15 @@ def _print_json(data: Any) -> None:
 
 
 def _load(path: Path, *, validate: bool = True) -> PolicyStore:
-    return PolicyStore.from_directory(path, validate=validate)
+    """The store, or a PolicyError whose problems read ``DIR/file:line:col: message``."""
+    from agentauthz._lint import locate_problems
+
+    try:
+        return PolicyStore.from_directory(path, validate=validate)
+    except PolicyError as exc:
+        label = _label(path)
+        raise PolicyError([f"{finding.location(label)}: {finding.message}"
+                           for finding in locate_problems(exc.problems, path)]) from exc
 
 
 def _store_summary(store: PolicyStore) -> str:

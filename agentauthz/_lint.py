@@ -43,7 +43,7 @@ from agentauthz._model import EntityUID
 from agentauthz._policies import Policy, PolicyStore, TemplateLink, truncate
 from agentauthz._policytext import _TOKEN, DEFAULT_MAX_DEPTH, scan
 
-__all__ = ["Finding", "LintReport", "lint_directory"]
+__all__ = ["Finding", "LintReport", "lint_directory", "locate_problems"]
 
 Severity = Literal["error", "warning"]
 
@@ -164,6 +164,19 @@ def lint_directory(path: str | Path, *, validate: bool = True,
 # -- locating loader problems ----------------------------------------------------------
 
 
+def locate_problems(problems: Iterable[str], root: str | Path,
+                    max_depth: int = DEFAULT_MAX_DEPTH) -> list[Finding]:
+    """:attr:`PolicyError.problems` of a store directory, with columns (see the module doc).
+
+    Example:
+        >>> [f.location() for f in locate_problems(["nowhere.cedar:3: bad"], ".")]
+        ['nowhere.cedar:3']
+    """
+    texts = _Texts(Path(root))
+    return [_locate(problem, texts, max_depth) for problem in problems]
+
+
+
 class _Texts:
     """Files of the store, read once, with the positions of their statements."""
 
@@ -231,6 +244,9 @@ def _locate(problem: str, texts: _Texts, max_depth: int) -> Finding:
         if position is not None:
             return Finding("error", message, name, position[0], position[1])
         return Finding("error", message, name)
+    if located:
+        return Finding("error", located.group("message"), located.group("file"),
+                       int(located.group("line")))
     return Finding("error", problem)
 
 

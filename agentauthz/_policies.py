@@ -597,8 +597,27 @@ def _first_bad_entity(entities: Sequence[Entity], schema: Any) -> str | None:
         try:
             cedarpy.Entities.from_json_str(json.dumps([entity.cedar]), schema)
         except ValueError:
-            return f"#{index} {truncate(str(entity.uid), 120)}"
+            why = _why_nonconforming(entity, schema)
+            return f"#{index} {truncate(str(entity.uid), 120)}" + (f": {why}" if why else "")
     return None
+
+
+def _why_nonconforming(entity: Entity, schema: Any) -> str | None:
+    # Entities.from_json_str says only "does not conform"; is_authorized says why, after a
+    # dump of the entities it was given: keep what follows the dump, values redacted.
+    try:
+        result = cedarpy.is_authorized(
+            {"principal": entity.uid.to_cedar(), "action": {"type": "Action", "id": "x"},
+             "resource": entity.uid.to_cedar(), "context": {}},
+            "", json.dumps([entity.cedar]), schema=schema)
+        errors = list(result.diagnostics.errors)
+    except Exception:  # only a diagnostic: never let it hide the real error
+        return None
+    if not errors or "]: " not in errors[0]:
+        return None
+    detail = errors[0][errors[0].rfind("]: ") + 3:]
+    detail = detail.removeprefix("entity does not conform to the schema: ")
+    return truncate(redact(detail), 300)
 
 
 def _locate_parse_errors(source: _Source, statements: Sequence[Statement]) -> list[str]:
