@@ -153,7 +153,7 @@ def test_warnings_for_dead_shadowed_and_unlinked_policies_do_not_fail(
                                "never allow: forbid 'no-reading'") for line in lines)
     # Scopes wider than the forbid's (any resource) are not shadowed.
     assert not any("owner-reads" in line or "'never' can never allow" in line for line in lines)
-    assert lines[-1].endswith("0 errors, 4 warnings")
+    assert ": 0 errors, 4 warnings (" in lines[-1]
 
 
 def test_strict_makes_warnings_fail(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
