@@ -225,7 +225,8 @@ def _test(args: argparse.Namespace) -> int:
                   styles=styles, title=f"{label}: decision cases")
     for result in failed:
         case = result.case
-        where = f"{label}/{case.source}" + (f":{case.line}" if case.line else "")
+        where = (case.source if Path(case.source).is_absolute() else f"{label}/{case.source}") + (
+            f":{case.line}" if case.line else "")
         out.line()
         out.line(f"FAIL {case.id} ({where})", "bold red")
         for failure in result.failures:

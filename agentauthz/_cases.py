@@ -55,7 +55,7 @@ Outcome = Literal["allow", "deny"]
 TABLE_SUFFIXES = (".toml", ".yaml", ".yml")
 _CASE_KEYS = {"name", "description", "principal", "action", "resource", "context", "entities",
               "decision", "reasons", "errors"}
-_TOML_CASE = re.compile(r"^\s*\[\[\s*case\s*\]\]", re.M)
+_TOML_CASE = re.compile(r"^[ \t]*\[\[[ \t]*case[ \t]*\]\]", re.M)
 _ERRING = re.compile(r"^error while evaluating policy `([^`]*)`")
 _BATCH = 100
 
