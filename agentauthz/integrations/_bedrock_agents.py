@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, TypeAlias, cast, overload
 
 from agentauthz._authorizer import Authorizer, Identity
 from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidValueError
-from agentauthz._model import Decision, Entity, EntityUID
+from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal
 from agentauthz._tools import ToolSpec, refusal_message, spec_of, tool_input
 
 __all__ = [
@@ -311,6 +311,10 @@ def _convert(name: str, declared: Any, value: Any) -> Any:
             raise InvalidValueError(f"{where} must be a number") from None
         if not math.isfinite(real):
             raise InvalidValueError(f"{where} must be a finite number")
+        try:
+            float_to_decimal(real)  # what context.input gets: checked here to name the parameter
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{where}: {exc}") from None
         return real
     if kind == "boolean":
         if text.lower() not in ("true", "false"):
