@@ -95,9 +95,9 @@ def test_replay_counts_flips_reason_changes_skips_and_unreadable_lines(
     assert "    before: deny by refund-must-be-positive\n" in out
     assert "decided by other policies (1):" in out
     assert "    after:  allow by everyone-search\n" in out
-    assert f"{audit_log}:8: unreadable: not JSON" in out
-    assert f"{audit_log}:9: unreadable: recorded request:" in out
-    assert f"{audit_log}:10: unreadable: not an audit event" in out
+    assert f"{audit_log}:7: unreadable: not JSON" in out
+    assert f"{audit_log}:8: unreadable: recorded request:" in out
+    assert f"{audit_log}:9: unreadable: not an audit event" in out
     assert out.splitlines()[-1].startswith("2 of 4 replayed decisions would flip (1 skipped)")
 
 
