@@ -44,6 +44,7 @@ NOT_SENT = "not sent to Verified Permissions: "
 _UNRESOLVED = "AgentauthzUnresolved::Action"
 _STORE_ID = re.compile(r"[A-Za-z0-9/_-]{1,200}")
 _QUOTED = re.compile(r"`([A-Za-z0-9/_-]+)`")
+_ERRING = re.compile(r"\bpolicy `([A-Za-z0-9/_-]+)`")
 # Do not ask AVP again for a failed schema, or for an unknown policy id, more often than this.
 _RETRY_LOOKUP_SECONDS = 1.0
 _LIST_PAGE = 50
@@ -411,7 +412,7 @@ class VerifiedPermissionsEngine:
             params.update(group[0].item)
         else:
             params["requests"] = [member.item for member in group]
-        entities = self._entities(list(seen.values()))
+        entities = self._entities(sorted(seen.values(), key=lambda e: (e.uid.type, e.uid.id)))
         if entities is not None:
             params["entities"] = entities
         return params
@@ -464,6 +465,9 @@ class VerifiedPermissionsEngine:
 
     def _map_policy_ids(self, outcomes: Any) -> None:
         wanted = {reason for outcome in outcomes for reason in outcome.avp_reasons}
+        for outcome in outcomes:
+            for error in outcome.raw_errors:
+                wanted.update(_ERRING.findall(error))
         if not wanted or wanted <= set(self._policy_ids):
             return
         listed = self._policies_listed
