@@ -115,6 +115,10 @@ class VerifiedPermissionsEngine:
         encoding: ``"structured"`` sends ``contextMap`` / ``entityList`` (values
             without a structured form still go as ``cedarJson``); ``"cedar_json"``
             always sends Cedar JSON text.
+        min_batch: smallest group sent as one BatchIsAuthorized call; smaller
+            groups go as single IsAuthorized calls. 2 (the default) makes the
+            fewest calls; 30 the cheapest bill where AVP prices a batch call
+            like 30 single ones.
 
     Example:
         >>> import agentauthz as az
@@ -143,6 +147,7 @@ class VerifiedPermissionsEngine:
         cache_ttl: float | None = None,
         cache_size: int = 10_000,
         encoding: Encoding = "structured",
+        min_batch: int = 2,
     ) -> None:
         if not isinstance(policy_store_id, str) or not _STORE_ID.fullmatch(policy_store_id):
             raise ConfigurationError("policy_store_id must be 1 to 200 characters of A-Z a-z 0-9 - _ /")
@@ -152,6 +157,8 @@ class VerifiedPermissionsEngine:
             raise ConfigurationError(f"encoding must be 'structured' or 'cedar_json', not {encoding!r}")
         if max_workers < 1 or max_attempts < 1 or timeout <= 0:
             raise ConfigurationError("max_workers and max_attempts must be at least 1, timeout positive")
+        if not 2 <= min_batch <= shapes.BATCH_LIMIT:
+            raise ConfigurationError(f"min_batch must be 2 to {shapes.BATCH_LIMIT}")
         if cache_ttl is not None and cache_ttl <= 0:
             raise ConfigurationError("cache_ttl must be positive (or None for no cache)")
         boto3, botocore_config = _boto()
@@ -161,7 +168,11 @@ class VerifiedPermissionsEngine:
                 retries={"mode": "standard", "max_attempts": max_attempts},
                 max_pool_connections=max(10, max_workers),
             )
-            client = boto3.client("verifiedpermissions", region_name=region_name, config=config)
+            try:
+                client = boto3.client("verifiedpermissions", region_name=region_name, config=config)
+            except Exception as exc:  # no region, no credentials chain, bad settings
+                raise ConfigurationError(
+                    f"cannot build a verifiedpermissions client: {type(exc).__name__}: {exc}") from exc
         self.client = client
         self.policy_store_id = policy_store_id
         self.on_error: OnError = on_error
@@ -170,6 +181,7 @@ class VerifiedPermissionsEngine:
         self.cache_ttl = cache_ttl
         self.cache_size = cache_size
         self._max_workers = max_workers
+        self.min_batch = min_batch
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._schema: _Schema | None = None
@@ -371,7 +383,11 @@ class VerifiedPermissionsEngine:
         calls: list[tuple[list[_Prepared], dict[str, Any]]] = []
         outcomes: dict[str, _Outcome] = {}
         for group in _groups(prepared):
-            self._plan(group, calls, outcomes)
+            if len(group) < self.min_batch:
+                for member in group:
+                    self._plan([member], calls, outcomes)
+            else:
+                self._plan(group, calls, outcomes)
         pool = self._executor()
         futures: list[tuple[list[_Prepared], Future[dict[str, _Outcome]]]] = [
             (group, pool.submit(self._call, group, params)) for group, params in calls]

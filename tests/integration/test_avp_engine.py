@@ -324,3 +324,27 @@ def test_serve_directory_seeds_the_directory_and_reports_ready() -> None:
     assert ready.is_set() and not thread.is_alive()
     assert seen["url"].startswith("http://127.0.0.1:") and seen["store"].startswith("PS")
     assert "tenant-isolation" in seen["ids"]
+
+
+def test_min_batch_sends_small_groups_as_single_calls(avp_server: Any, avp_client: Any) -> None:
+    requests = [az.Request(principal=U("User", "alice"), action=U("Action", "read"),
+                           resource=U("Document", f"d{i}")) for i in range(35)]
+    with VerifiedPermissionsEngine(avp_server.policy_store_id, client=avp_client, min_batch=30) as engine:
+        engine.decide(requests)
+    assert avp_server.call_count("BatchIsAuthorized") == 1
+    assert avp_server.call_count("IsAuthorized") == 5
+
+
+def test_docs_page_snippets_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import re
+
+    page = (EXAMPLE_STORE.parent / "docs" / "avp.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"^```python\n(.*?)^```", page, re.S | re.M)
+    assert len(snippets) >= 2
+    # The lazy az.VerifiedPermissionsEngine export may not be wired yet.
+    monkeypatch.setattr(az, "VerifiedPermissionsEngine", VerifiedPermissionsEngine, raising=False)
+    (tmp_path / "policies").symlink_to(EXAMPLE_STORE, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "__docs__"}
+    for number, code in enumerate(snippets):
+        exec(compile(code, f"docs/avp.md python block {number}", "exec"), namespace)
