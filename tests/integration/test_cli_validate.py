@@ -254,3 +254,21 @@ def test_missing_directory_is_a_usage_error(capsys: pytest.CaptureFixture[str], 
     assert code == 2
     assert out == ""
     assert "no such directory" in err
+
+
+def test_console_script_and_python_m_run_the_commands() -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("agentauthz")
+    commands = [[sys.executable, "-m", "agentauthz", "validate", str(EXAMPLE_STORE)]]
+    if script.exists():
+        commands.append([str(script), "test", "-q", str(EXAMPLE_STORE)])
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "0 errors" in done.stdout or " passed, 0 failed" in done.stdout
+    usage = subprocess.run([sys.executable, "-m", "agentauthz", "--help"], capture_output=True,
+                           text=True, timeout=60, check=False)
+    for name in ("validate", "test", "check", "format", "replay"):
+        assert name in usage.stdout
