@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeAlias, cast, overload
@@ -530,9 +530,9 @@ def _unbuildable(invocation: ActionInvocation, exc: Exception) -> ActionInvocati
 def _prepared(rules: _Rules, invocation: ActionInvocation) -> tuple[ActionInvocation, Any]:
     """Convert the parameters and build the request.
 
-    Returns the invocation and either a refusal (the invocation is settled),
-    a ``(spec, arguments)`` pair for ``authorize_tool_call``, or the keyword
-    arguments of ``authorize``.
+    Returns the invocation and either None (the invocation was refused and is
+    settled), a ``(spec, arguments)`` pair for ``authorize_tool_call``, or the
+    keyword arguments of ``authorize``.
     """
     try:
         invocation = _with_arguments(invocation)
@@ -790,7 +790,7 @@ AsyncLambdaHandler: TypeAlias = Callable[[Mapping[str, Any], Any], Awaitable[Res
 
 class _Decorator(Protocol):
     @overload
-    def __call__(self, fn: Callable[..., Awaitable[Any]], /) -> AsyncLambdaHandler: ...
+    def __call__(self, fn: Callable[..., Coroutine[Any, Any, Any]], /) -> AsyncLambdaHandler: ...
 
     @overload
     def __call__(self, fn: Callable[..., Any], /) -> LambdaHandler: ...
