@@ -157,7 +157,11 @@ class Authorizer:
 
     @contextmanager
     def bound_to(
-        self, principal: Entity | EntityUID | None, *, source: str = "the configured principal"
+        self,
+        principal: Entity | EntityUID | None,
+        *,
+        source: str = "the configured principal",
+        correlation_id: str | None = None,
     ) -> Iterator[Identity | None]:
         """Bind a principal an integration received from the application, for the block.
 
@@ -165,6 +169,12 @@ class Authorizer:
         call is then refused with IdentityError when it is decided). A
         principal that differs from one already bound is refused: two
         identities for one call is a bug, and guessing would fail open.
+
+        Args:
+            principal: the end user the integration was given, or None.
+            source: where it came from, for error messages.
+            correlation_id: audit correlation id when this binds a new identity
+                (e.g. the agent's session id).
 
         Raises:
             IdentityError: the value is not an Entity or EntityUID (a string or
@@ -186,7 +196,7 @@ class Authorizer:
         if current is not None and (current.entity is not None or isinstance(principal, EntityUID)):
             yield current  # already bound, with at least as much as the integration knows
             return
-        correlation = current.correlation_id if current is not None else None
+        correlation = current.correlation_id if current is not None else correlation_id
         with self.acting_as(principal, correlation_id=correlation) as identity:
             yield identity
 
@@ -592,7 +602,7 @@ class Authorizer:
         if principal is None:
             identity = _identity.get()
             if identity is None:
-                self._audit_missing_identity(action, resource)
+                self.audit_missing_identity(action, resource)
                 raise IdentityError(
                     "no end user is bound: wrap the call in authz.acting_as(user)"
                 )
@@ -704,7 +714,12 @@ class Authorizer:
             ),
         )
 
-    def _audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> None:
+    def audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> None:
+        """Record a call refused because no end user was bound (a denial without principal).
+
+        The Authorizer does this itself; integrations that refuse a call before
+        asking it (an invalid token, say) call it to keep the audit trail whole.
+        """
         sinks = self._active_sinks()
         if not sinks:
             return

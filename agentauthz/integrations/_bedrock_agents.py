@@ -612,12 +612,8 @@ async def _adecide(rules: _Rules, invocation: ActionInvocation) -> ActionInvocat
 def _bound(authz: Authorizer, principal: Principal | None, correlation_id: str | None,
            source: str) -> Iterator[Identity | None]:
     """Bind the end user for the block; the session id becomes the audit correlation id."""
-    if principal is not None and authz.identity is None:
-        with authz.acting_as(principal, correlation_id=correlation_id) as identity:
-            yield identity
-    else:
-        with authz.bound_to(principal, source=source) as bound:
-            yield bound
+    with authz.bound_to(principal, source=source, correlation_id=correlation_id) as bound:
+        yield bound
 
 
 def _audit_no_identity(rules: _Rules, invocation: ActionInvocation) -> None:
@@ -628,9 +624,7 @@ def _audit_no_identity(rules: _Rules, invocation: ActionInvocation) -> None:
         action = _action_name(spec.action if spec is not None else rules.action_for(invocation)) or action
     except Exception:  # auditing names the call as well as it can; it never fails it
         pass
-    audit = getattr(rules.authz, "_audit_missing_identity", None)
-    if callable(audit):
-        audit(action, EntityUID(rules.authz.tool_entity_type, action))
+    rules.authz.audit_missing_identity(action, EntityUID(rules.authz.tool_entity_type, action))
 
 
 # -- Lambda responses -------------------------------------------------------------------
