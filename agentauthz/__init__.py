@@ -72,6 +72,7 @@ __all__ = [
     "StaticEntityProvider",
     "TemplateLink",
     "ToolSpec",
+    "VerifiedPermissionsEngine",
     "decimal",
     "generate_schema",
     "ipaddr",
@@ -79,3 +80,12 @@ __all__ = [
     "validate_policies_for_tools",
 ]
 
+
+
+def __getattr__(name: str) -> object:
+    # The AVP engine's module is imported on first use so that `import agentauthz` stays light.
+    if name == "VerifiedPermissionsEngine":
+        from agentauthz.engines.avp import VerifiedPermissionsEngine
+
+        return VerifiedPermissionsEngine
+    raise AttributeError(f"module 'agentauthz' has no attribute {name!r}")
