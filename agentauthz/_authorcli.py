@@ -352,7 +352,7 @@ def _check(args: argparse.Namespace) -> int:
     out.line(f"{word}  {request.principal} {request.action} {request.resource}",
              "bold green" if decision.allowed else "bold red")
     if policies:
-        out.line("determined by:" if decision.allowed or decision.reasons else "")
+        out.line("determined by:")
         for policy_id, where, text in policies:
             out.line(f"  {policy_id} ({where})", "bold")
             out.code(text, language="cedar")
