@@ -44,6 +44,7 @@ from typing import Any, Literal
 import cedarpy
 
 from agentauthz import _avp_shapes as shapes
+from agentauthz._avp_identity import IDENTITY_OPERATIONS, IdentitySourceOperations, JwksRegistry
 from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz._policies import PolicyStore, truncate
 from agentauthz._schemajson import schema_json_text
@@ -259,7 +260,7 @@ def _summary(statement: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     return summary, tuple(slots)
 
 
-class _Backend:
+class _Backend(IdentitySourceOperations):
     """Policy stores and the operations on them; thread-safe."""
 
     def __init__(self) -> None:
@@ -855,6 +856,9 @@ class LocalVerifiedPermissions:
         port: TCP port; 0 picks a free one.
         validation_mode: of the seeded store; default ``STRICT`` when it has a
             schema, ``OFF`` otherwise.
+        jwks: signing keys for ``*WithToken`` calls: issuer -> JWKS (a dict or a
+            callable returning one), or a callable ``issuer -> JWKS``. Identity
+            sources are added with ``CreateIdentitySource`` or :meth:`add_identity_source`.
 
     Example:
         >>> import agentauthz as az
@@ -869,11 +873,13 @@ class LocalVerifiedPermissions:
         "GetPolicyStore", "UpdatePolicyStore", "DeletePolicyStore", "ListPolicyStores", "CreatePolicy",
         "GetPolicy", "UpdatePolicy", "DeletePolicy", "ListPolicies", "CreatePolicyTemplate",
         "GetPolicyTemplate", "UpdatePolicyTemplate", "DeletePolicyTemplate", "ListPolicyTemplates",
+        *IDENTITY_OPERATIONS,
     )
 
     def __init__(self, store: PolicyStore | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 validation_mode: ValidationMode | None = None) -> None:
+                 validation_mode: ValidationMode | None = None, jwks: JwksRegistry | None = None) -> None:
         self._backend = _Backend()
+        self._backend.set_jwks(jwks)
         self._host = host
         self._port = port
         self._http: _HTTPServer | None = None
@@ -996,6 +1002,29 @@ class LocalVerifiedPermissions:
             raise PolicyError(f"cannot seed the local Verified Permissions store: {exc.message}") from exc
         self._our_ids[created.id] = ours
         return created.id
+
+    def add_identity_source(self, identity: Any, *, policy_store_id: str | None = None) -> str:
+        """Add an identity source to a store in-process (no HTTP); returns its id.
+
+        ``identity`` is a :class:`~agentauthz.TokenIdentity` (its description and
+        its JWKS are used) or ``CreateIdentitySource`` parameters
+        (``configuration``, ``principalEntityType``; register the issuer's keys
+        with ``jwks=`` then).
+
+        Raises:
+            ConfigurationError: the description is refused.
+        """
+        store = self._backend.stores.get(policy_store_id or self.policy_store_id)
+        if store is None:
+            raise ConfigurationError(f"no policy store {policy_store_id!r}")
+        if hasattr(identity, "identity_source"):
+            self._backend.register_jwks(identity.issuer, identity.jwks)
+            identity = identity.identity_source()
+        try:
+            return self._backend.add_identity_source(
+                store, identity.get("configuration"), identity.get("principalEntityType")).id
+        except ServiceError as exc:
+            raise ConfigurationError(f"identity source refused: {exc.message}") from exc
 
     def delete_store(self, policy_store_id: str) -> None:
         """Remove a policy store."""

@@ -304,7 +304,7 @@ def test_batch_rules_are_enforced_with_validation_exceptions(
 
 def test_operations_it_does_not_implement_say_so(avp_client: Any, avp_server: Any) -> None:
     with pytest.raises(ClientError) as error:
-        avp_client.get_identity_source(policyStoreId=avp_server.policy_store_id, identitySourceId="x")
+        avp_client.get_policy_store_alias(aliasName="policy-store-alias/x")
     assert error.value.response["Error"]["Code"] == "UnknownOperationException"
 
 
