@@ -253,6 +253,17 @@ def _attr_of(expr: Expr) -> str | None:
     return None
 
 
+def _needed(expr: Expr) -> frozenset[str]:
+    """The attributes that are present wherever ``expr`` holds."""
+    if isinstance(expr, (Has, Comparison, In, Contains, Like)):
+        return frozenset((expr.attr,))
+    if isinstance(expr, And):
+        return frozenset().union(*(_needed(item) for item in expr.items))
+    if isinstance(expr, Or):
+        return frozenset.intersection(*(_needed(item) for item in expr.items))
+    return frozenset()
+
+
 def all_of(*items: Expr) -> Expr:
     """Conjunction, simplified (flattened, constants folded, duplicates dropped).
 
@@ -270,8 +281,8 @@ def all_of(*items: Expr) -> Expr:
     if any(Not(part) in flat for part in flat):
         return FALSE
     # An attribute compared with a value is present: `has a` next to it says nothing more.
-    compared = {_attr_of(part) for part in flat if not isinstance(part, Has)}
-    flat = [part for part in flat if not (isinstance(part, Has) and part.attr in compared)]
+    flat = [part for part in flat if not (isinstance(part, Has) and any(
+        other is not part and part.attr in _needed(other) for other in flat))]
     # Absorption: a && (a || b) is a.
     flat = [part for part in flat
             if not (isinstance(part, Or) and any(other in part.items for other in flat))]
@@ -634,8 +645,8 @@ def _render(expr: Expr, dialect: _Dialect, present: frozenset[str]) -> _Rendered
         assert isinstance(expr.item, _ATOMS)
         return dialect.literal(expr.item, True, present)
     if isinstance(expr, And):
-        # Every positive atom needs its attribute: siblings may count on it being there.
-        required = present | {attr for item in expr.items if (attr := _attr_of(item)) is not None}
+        # What the conjunction needs present, each member may count on.
+        required = present.union(*(_needed(item) for item in expr.items))
         parts: list[dict[str, Any]] = []
         for item in expr.items:
             rendered = _render(item, dialect, required)
@@ -658,6 +669,16 @@ def _render(expr: Expr, dialect: _Dialect, present: frozenset[str]) -> _Rendered
             return FALSE
         return parts[0] if len(parts) == 1 else dialect.or_(parts)
     return dialect.literal(expr, False, present)
+
+
+def _spliced(connective: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Members of a connective, with nested uses of the same connective flattened."""
+    flat: list[dict[str, Any]] = []
+    for item in items:
+        for member in item[connective] if set(item) == {connective} else (item,):
+            if member not in flat:
+                flat.append(member)
+    return flat
 
 
 def _plain(value: Scalar) -> str | int | bool:
@@ -684,10 +705,10 @@ class _Bedrock(_Dialect):
         self.keys = keys
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"andAll": items}
+        return {"andAll": _spliced("andAll", items)}
 
     def or_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"orAll": items}
+        return {"orAll": _spliced("orAll", items)}
 
     def _key(self, attr: str) -> str | None:
         key = self.keys.get(attr, attr)
@@ -753,10 +774,10 @@ class _Mongo(_Dialect):
         self.ne_matches_missing = ne_matches_missing
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"$and": items}
+        return {"$and": _spliced("$and", items)}
 
     def or_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"$or": items}
+        return {"$or": _spliced("$or", items)}
 
     def _key(self, attr: str) -> str | None:
         key = self.keys.get(attr, attr)
@@ -965,6 +986,18 @@ class _Translator:
     # boolean conditions ------------------------------------------------------------------
 
     def cond(self, est: Any, depth: int) -> _Bounds:
+        bounds = self._cond(est, depth)
+        if isinstance(est, dict) and len(est) == 1 and not _CONNECTIVES & est.keys():
+            # An operation is an error (neither true nor false) without the attributes it reads,
+            # whether or not it translates.
+            names = _must_read(est, depth)
+            if names:
+                present = all_of(*(Has(name) for name in sorted(names)))
+                bounds = bounds._replace(t_up=all_of(bounds.t_up, present),
+                                         f_up=all_of(bounds.f_up, present))
+        return bounds
+
+    def _cond(self, est: Any, depth: int) -> _Bounds:
         if depth > _MAX_DEPTH or not isinstance(est, dict) or len(est) != 1:
             return _UNKNOWN
         ((op, body),) = est.items()
@@ -1241,6 +1274,53 @@ class _Translator:
             found = _from_json(entity.cedar["attrs"][attr])
             return None if isinstance(found, _Opaque) else _Known(found)
         return None
+
+
+_STRICT_BINARY = frozenset({
+    "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "in", "contains", "containsAll", "containsAny",
+    "hasTag", "getTag",
+})
+_STRICT_UNARY = frozenset({"!", "neg", "isEmpty"})
+_CONNECTIVES = frozenset({"&&", "||", "!", "if-then-else"})
+
+
+def _is_resource(est: Any) -> bool:
+    return bool(est == {"Var": "resource"} or est == {"unknown": [{"Value": "resource"}]})
+
+
+def _must_read(est: Any, depth: int = 0) -> set[str]:
+    """Top-level resource attributes every evaluation of ``est`` reads (missing: an error).
+
+    Only operands that are always evaluated count: both sides of a strict
+    operator, never the right of ``&&`` / ``||`` or the branches of ``if``.
+    """
+    if depth > _MAX_DEPTH or not isinstance(est, dict) or len(est) != 1:
+        return set()
+    ((op, body),) = est.items()
+    depth += 1
+    if op == ".":
+        if _is_resource(body.get("left")) and isinstance(body.get("attr"), str):
+            return {body["attr"]}
+        return _must_read(body.get("left"), depth)
+    if op in ("has", "like", "is"):
+        return set() if _is_resource(body.get("left")) else _must_read(body.get("left"), depth)
+    if op in _STRICT_BINARY:
+        return _must_read(body.get("left"), depth) | _must_read(body.get("right"), depth)
+    if op in _STRICT_UNARY:
+        return _must_read(body.get("arg"), depth)
+    if op in ("&&", "||"):
+        return _must_read(body.get("left"), depth)
+    if op == "if-then-else":
+        return _must_read(body.get("if"), depth)
+    if op == "Set" and isinstance(body, list):
+        return set().union(*(_must_read(item, depth) for item in body))
+    if op == "Record" and isinstance(body, dict):
+        return set().union(*(_must_read(item, depth) for item in body.values()))
+    if op in ("Value", "Var", "unknown", "Slot"):
+        return set()
+    if isinstance(body, list):  # an extension function call: every argument is evaluated
+        return set().union(*(_must_read(item, depth) for item in body))
+    return set()
 
 
 def _operands_present(*terms: _Term) -> _Bounds:

@@ -192,3 +192,132 @@ statement_separators = st.lists(
     min_size=1,
     max_size=3,
 ).map("".join)
+
+
+# -- Retrieval pre-filter (agentauthz._prefilter) --------------------------------------------
+# Policies over documents whose Cedar attributes are built from their metadata, and such
+# metadata: the pre-filter must never drop a document that authorization allows.
+
+#: Cedar conditions of the policy family: each operator the pre-filter translates, and some
+#: it cannot (arithmetic, attribute-to-attribute comparison, isEmpty, a never-present attribute).
+PREFILTER_ATOMS = (
+    'resource.dept == "hr"',
+    'resource.dept == "eng"',
+    "resource.dept == principal.dept",
+    'resource.dept != "sales"',
+    '["public", "internal"].contains(resource.classification)',
+    'resource.classification == "public"',
+    'resource.classification in ["public"]',
+    "resource.owner == principal",
+    "resource.owner != principal",
+    'resource.owner == User::"bob"',
+    'resource.tags.contains("x")',
+    'resource.tags.containsAny(["x", "y"])',
+    'resource.tags.containsAll(["x", "y"])',
+    "resource.tags.containsAll([])",
+    "resource.tags.isEmpty()",
+    "resource.level <= 3",
+    "2 < resource.level",
+    "resource.level > principal.clearance",
+    "resource.level >= 5",
+    "resource has secret",
+    "resource has level",
+    "resource has tags",
+    "resource.secret",
+    "resource.archived == true",
+    'resource.title like "alpha*"',
+    'resource.title like "*b*"',
+    'resource.title like "beta"',
+    'resource in Folder::"f"',
+    'resource in [Folder::"f", Folder::"g"]',
+    "resource is Doc",
+    "principal in resource.readers",
+    "resource.readers.contains(principal)",
+    "context.flag",
+    'principal.dept == "hr"',
+    "true",
+    "false",
+    "resource.level + 1 > 3",
+    "resource.dept == resource.classification",
+    "resource.nowhere == 1",
+    "resource.level < context.limit",
+)
+
+def prefilter_conditions(atoms: tuple[str, ...] = PREFILTER_ATOMS) -> st.SearchStrategy[str]:
+    """Cedar conditions combining ``atoms`` with ``&&``, ``||``, ``!`` and ``if``."""
+    return st.recursive(
+        st.sampled_from(atoms),
+        lambda inner: st.one_of(
+            st.tuples(inner, inner).map(lambda pair: f"({pair[0]} && {pair[1]})"),
+            st.tuples(inner, inner).map(lambda pair: f"({pair[0]} || {pair[1]})"),
+            inner.map(lambda cond: f"!({cond})"),
+            st.tuples(inner, inner, inner).map(lambda t: f"(if {t[0]} then {t[1]} else {t[2]})"),
+        ),
+        max_leaves=5,
+    )
+
+
+_PREFILTER_SCOPES = ("resource", "resource", "resource", 'resource in Folder::"f"', "resource is Doc")
+
+
+def prefilter_policies(atoms: tuple[str, ...] = PREFILTER_ATOMS) -> st.SearchStrategy[str]:
+    """One permit or forbid of the family, as Cedar text."""
+    return st.builds(
+        lambda effect, scope, kind, cond: (
+            f'{effect}(principal, action == Action::"read", {scope}) {kind} {{ {cond} }};'
+        ),
+        st.sampled_from(("permit", "permit", "forbid")),
+        st.sampled_from(_PREFILTER_SCOPES),
+        st.sampled_from(("when", "when", "unless")),
+        prefilter_conditions(atoms),
+    )
+
+
+#: One to four policies of the family, as Cedar text. They draw on a few shared atoms, so
+#: that permits and forbids often read the same attributes.
+prefilter_policy_sets = st.lists(
+    st.sampled_from(PREFILTER_ATOMS), min_size=1, max_size=4, unique=True
+).flatmap(
+    lambda atoms: st.lists(prefilter_policies(tuple(atoms)), min_size=1, max_size=4).map("\n".join)
+)
+
+#: Metadata values of the expected type for each key (entity-typed keys hold ids).
+PREFILTER_TYPED_VALUES: dict[str, st.SearchStrategy[object]] = {
+    "dept": st.sampled_from(("hr", "eng", "sales")),
+    "classification": st.sampled_from(("public", "internal", "secret")),
+    "owner": st.sampled_from(("alice", "bob")),
+    # The entity types the application gives owner and readers ids: an id alone is ambiguous.
+    "owner_type": st.sampled_from(("User", "Group")),
+    "readers_type": st.sampled_from(("User", "Group")),
+    "tags": st.lists(st.sampled_from(("x", "y", "z")), max_size=3, unique=True),
+    "level": st.integers(min_value=0, max_value=6),
+    "secret": st.booleans(),
+    "archived": st.booleans(),
+    "title": st.sampled_from(("alpha", "beta", "alphabet", "a*b", "")),
+    "readers": st.lists(st.sampled_from(("alice", "bob", "staff")), max_size=2, unique=True),
+    "ancestors": st.lists(st.sampled_from(('Folder::"f"', 'Folder::"g"')), max_size=2, unique=True),
+}
+
+#: Values of any type, for metadata that does not follow its key's type.
+prefilter_wild_values: st.SearchStrategy[object] = st.one_of(
+    st.sampled_from(("hr", "alice", "x", "public", "alpha", "1", 'Folder::"f"')),
+    st.integers(min_value=-1, max_value=7),
+    st.booleans(),
+    st.none(),
+    st.lists(st.sampled_from(("x", "hr", "alice", "staff")), max_size=2),
+    st.lists(st.integers(min_value=0, max_value=3), max_size=2),
+)
+
+
+def prefilter_metadata(*, wild: bool = False) -> st.SearchStrategy[dict[str, object]]:
+    """Document metadata: each key present or not; ``wild`` also draws values of any type."""
+    values = {
+        key: (strategy | prefilter_wild_values) if wild else strategy
+        for key, strategy in PREFILTER_TYPED_VALUES.items()
+    }
+    return st.fixed_dictionaries({}, optional=values)
+
+
+def prefilter_documents(*, wild: bool = False) -> st.SearchStrategy[list[dict[str, object]]]:
+    """One to ten documents' metadata."""
+    return st.lists(prefilter_metadata(wild=wild), min_size=1, max_size=10)

@@ -1,0 +1,281 @@
+"""Property tests: the retrieval pre-filter never drops a document that authorization allows.
+
+For random policies of a family (equality, sets, owners, lists, numbers, ``has``, ``like``,
+hierarchy, forbids, ``&&`` / ``||`` / ``!`` / ``if``) and random documents whose Cedar
+attributes are built from their metadata (keys sometimes missing), every rendering of the
+pre-filter keeps every allowed document: ``post(pre(docs)) == post(docs)`` where ``post``
+is ``Authorizer.filter``. The callable is checked on metadata of any type; the Bedrock and
+Mongo dicts (read by the small evaluators below, which follow the services' documented
+semantics) on metadata that keeps each key's type, as their docstrings require.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+import agentauthz as az
+from agentauthz._prefilter import ANCESTORS, Prefilter, compile_prefilter
+from tests.strategies import prefilter_documents, prefilter_policy_sets
+
+ALICE = az.Entity(
+    uid=az.EntityUID("User", "alice"),
+    attrs={"dept": "hr", "clearance": 3},
+    parents=[az.EntityUID("Group", "staff")],
+)
+KEYS = {ANCESTORS: "ancestors"}
+# AGENTAUTHZ_PREFILTER_EXAMPLES=5000 for a deeper search than the default run's.
+SETTINGS = settings(max_examples=int(os.environ.get("AGENTAUTHZ_PREFILTER_EXAMPLES", "150")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A retrieved chunk: an id and its metadata (like a LangChain Document)."""
+
+    id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def resource_of(doc: Doc) -> az.Entity:
+    """The application's mapping from metadata to the Cedar resource (the documented convention)."""
+    attrs: dict[str, Any] = {}
+    owner_type = doc.metadata.get("owner_type")
+    readers_type = doc.metadata.get("readers_type")
+    owner_type = owner_type if owner_type in ("User", "Group") else "User"
+    readers_type = readers_type if readers_type in ("User", "Group") else "User"
+    for key, value in doc.metadata.items():
+        if value is None or key in ("ancestors", "owner_type", "readers_type"):
+            continue
+        if key == "owner" and isinstance(value, str):
+            value = az.EntityUID(owner_type, value)
+        elif key == "readers" and isinstance(value, list):
+            value = [
+                az.EntityUID("Group" if x == "staff" else readers_type, x)
+                if isinstance(x, str) else x
+                for x in value
+            ]
+        attrs[key] = value
+    ancestors = doc.metadata.get("ancestors")
+    parents = [az.EntityUID.parse(text) for text in ancestors] if isinstance(ancestors, list) else []
+    return az.Entity(uid=az.EntityUID("Doc", doc.id), attrs=attrs, parents=parents)
+
+
+def buildable(doc: Doc) -> bool:
+    try:
+        resource_of(doc)
+    except az.AuthzError:
+        return False
+    return True
+
+
+def as_docs(metadata: Sequence[Mapping[str, Any]]) -> list[Doc]:
+    return [Doc(f"d{index}", item) for index, item in enumerate(metadata)]
+
+
+# -- evaluators of the backends' filter languages, for tests ---------------------------------
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality without Python's bool/int confusion."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _order(left: Any, op: str, right: Any) -> bool:
+    same_kind = (_number(left) and _number(right)) or (isinstance(left, str) and isinstance(right, str))
+    if not same_kind:
+        return False
+    return bool({"lt": left < right, "lte": left <= right, "gt": left > right, "gte": left >= right}[op])
+
+
+def bedrock_matches(flt: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
+    """A Bedrock ``RetrievalFilter`` over metadata, as the API reference describes it."""
+    assert len(flt) == 1, flt
+    ((op, body),) = flt.items()
+    if op in ("andAll", "orAll"):
+        assert isinstance(body, list) and len(body) >= 2, flt
+        results = [bedrock_matches(item, metadata) for item in body]
+        return all(results) if op == "andAll" else any(results)
+    assert set(body) == {"key", "value"}, flt
+    value = metadata.get(body["key"], _MISSING)
+    if value is None:
+        value = _MISSING
+    target = body["value"]
+    if op == "notEquals":  # documented: also documents without the key
+        return value is _MISSING or not _same(value, target)
+    if value is _MISSING:
+        return False
+    if op == "equals":
+        return _same(value, target)
+    if op == "in":
+        return any(_same(value, item) for item in target)
+    if op == "notIn":
+        return not any(_same(value, item) for item in target)
+    if op in ("greaterThan", "greaterThanOrEquals", "lessThan", "lessThanOrEquals"):
+        short = {"greaterThan": "gt", "greaterThanOrEquals": "gte",
+                 "lessThan": "lt", "lessThanOrEquals": "lte"}[op]
+        return _number(value) and _number(target) and _order(value, short, target)
+    if op == "listContains":
+        return isinstance(value, list) and any(_same(item, target) for item in value)
+    if op == "stringContains":
+        if isinstance(value, str):
+            return target in value
+        return isinstance(value, list) and any(isinstance(i, str) and target in i for i in value)
+    if op == "startsWith":
+        return isinstance(value, str) and value.startswith(target)
+    raise AssertionError(f"unknown RetrievalFilter operator {op}")
+
+
+def mongo_matches(
+    flt: Mapping[str, Any], metadata: Mapping[str, Any], *, ne_matches_missing: bool = True
+) -> bool:
+    """A Mongo-style filter over metadata with MongoDB's rules (array fields match elementwise).
+
+    ``ne_matches_missing=False`` reads ``$ne`` / ``$nin`` as stores that only match
+    documents having the key.
+    """
+    assert len(flt) == 1, flt
+    ((name, body),) = flt.items()
+    if name in ("$and", "$or"):
+        assert isinstance(body, list) and len(body) >= 2, flt
+        results = [mongo_matches(item, metadata, ne_matches_missing=ne_matches_missing) for item in body]
+        return all(results) if name == "$and" else any(results)
+    assert not name.startswith("$"), flt
+    assert isinstance(body, dict) and len(body) == 1, flt
+    ((op, target),) = body.items()
+    value = metadata.get(name, _MISSING)
+    if value is None:
+        value = _MISSING
+
+    def equal(v: Any, t: Any) -> bool:
+        return _same(v, t) or (isinstance(v, list) and any(_same(item, t) for item in v))
+
+    def within(v: Any, targets: list[Any]) -> bool:
+        return any(equal(v, t) for t in targets)
+
+    if op in ("$ne", "$nin"):
+        if value is _MISSING:
+            return ne_matches_missing
+        return not equal(value, target) if op == "$ne" else not within(value, target)
+    if value is _MISSING:
+        return False
+    if op == "$eq":
+        return equal(value, target)
+    if op == "$in":
+        return within(value, target)
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        items = value if isinstance(value, list) else [value]
+        return any(_order(item, op[1:], target) for item in items)
+    raise AssertionError(f"unknown operator {op}")
+
+
+# -- the property ----------------------------------------------------------------------------
+
+
+def authorizer(policies: str) -> az.Authorizer:
+    return az.Authorizer.from_text(policies, audit=[])
+
+
+def post(authz: az.Authorizer, docs: Sequence[Doc], context: Mapping[str, Any]) -> list[Doc]:
+    return authz.filter(docs, action="read", resource=resource_of, context=context).allowed
+
+
+def compiled(authz: az.Authorizer, context: Mapping[str, Any], typed: bool) -> Prefilter:
+    pre = compile_prefilter(authz, action="read", context=context,
+                            resource_type="Doc" if typed else None)
+    event("always denied" if pre.always_denied else "always allowed" if pre.always_allowed
+          else "filters" if pre.filters else "no pre-filter")
+    return pre
+
+
+def check_keeps_allowed(
+    authz: az.Authorizer, docs: list[Doc], context: Mapping[str, Any], pre: Prefilter,
+    keep: Callable[[Mapping[str, Any]], bool], label: str,
+) -> None:
+    allowed = post(authz, docs, context)
+    kept = [doc for doc in docs if keep(doc.metadata)]
+    dropped = [doc for doc in allowed if doc not in kept]
+    assert not dropped, f"{label} {pre} dropped allowed {dropped}"
+    assert post(authz, kept, context) == allowed
+
+
+contexts = st.fixed_dictionaries({"flag": st.booleans(), "limit": st.integers(0, 6)})
+
+
+@SETTINGS
+@given(policies=prefilter_policy_sets, metadata=prefilter_documents(wild=True), context=contexts,
+       typed=st.booleans())
+def test_callable_never_drops_an_allowed_document(
+    policies: str, metadata: list[dict[str, Any]], context: dict[str, Any], typed: bool
+) -> None:
+    authz = authorizer(policies)
+    docs = as_docs(metadata)
+    with authz.acting_as(ALICE):
+        pre = compiled(authz, context, typed)
+        allowed = post(authz, docs, context)
+        if pre.always_denied:
+            assert allowed == []
+        if pre.always_allowed:  # every document whose resource can be built
+            assert allowed == [doc for doc in docs if buildable(doc)]
+        check_keeps_allowed(authz, docs, context, pre, pre.to_callable(KEYS), "callable")
+        check_keeps_allowed(authz, docs, context, pre, pre.to_callable(), "callable without ancestors")
+        keep_document = pre.to_document_filter(KEYS)
+        assert [d for d in docs if keep_document(d)] == [d for d in docs if pre.to_callable(KEYS)(d.metadata)]
+
+
+@SETTINGS
+@given(policies=prefilter_policy_sets, metadata=prefilter_documents(), context=contexts,
+       typed=st.booleans())
+def test_bedrock_and_mongo_filters_never_drop_an_allowed_document(
+    policies: str, metadata: list[dict[str, Any]], context: dict[str, Any], typed: bool
+) -> None:
+    authz = authorizer(policies)
+    docs = as_docs(metadata)
+    with authz.acting_as(ALICE):
+        pre = compiled(authz, context, typed)
+        for keys in (KEYS, None):
+            bedrock = pre.to_bedrock(keys)
+            if bedrock is not None:
+                check_keeps_allowed(authz, docs, context, pre, partial(bedrock_matches, bedrock),
+                                    f"bedrock {bedrock}")
+            mongo = pre.to_mongo(keys)
+            if mongo is not None:
+                check_keeps_allowed(authz, docs, context, pre, partial(mongo_matches, mongo),
+                                    f"mongo {mongo}")
+            strict = pre.to_mongo(keys, ne_matches_missing=False)
+            if strict is not None:
+                check_keeps_allowed(authz, docs, context, pre,
+                                    partial(mongo_matches, strict, ne_matches_missing=False),
+                                    f"mongo (strict $ne) {strict}")
+
+
+@SETTINGS
+@given(policies=prefilter_policy_sets, metadata=prefilter_documents(wild=True), context=contexts)
+def test_filter_equals_authorizing_each_item(
+    policies: str, metadata: list[dict[str, Any]], context: dict[str, Any]
+) -> None:
+    authz = authorizer(policies)
+    docs = as_docs(metadata)
+    with authz.acting_as(ALICE):
+        one_by_one = [
+            doc for doc in docs
+            if buildable(doc)
+            and authz.authorize(action="read", resource=resource_of(doc), context=context).allowed
+        ]
+        assert post(authz, docs, context) == one_by_one
