@@ -50,14 +50,18 @@ import importlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentauthz._errors import ConfigurationError, IdentityError
 from agentauthz._model import Entity, EntityUID
 
-__all__ = ["ClaimMapper", "TokenIdentity", "TokenType", "VerifiedToken"]
+if TYPE_CHECKING:
+    from agentauthz._authorizer import Authorizer, Identity
+
+__all__ = ["ClaimMapper", "TokenIdentity", "TokenType", "VerifiedToken", "acting_with_token"]
 
 TokenType = Literal["identity", "access"]
 Jwks = Mapping[str, Any]
@@ -368,13 +372,22 @@ class VerifiedToken:
         if "token" in merged:
             raise IdentityError("the request context already has a 'token' attribute: "
                                 "the access token's claims go there")
-        claims = {k: v for k, v in self.claims.items() if k != self._group_claim}
-        token = self._mapper.token_context(claims, action)
+        token = self.token_context(action)
         if token is not None:
             from agentauthz._model import from_cedar_value
 
             merged["token"] = from_cedar_value(token)
         return merged
+
+    def token_context(self, action: EntityUID | None = None) -> dict[str, Any] | None:
+        """The access token's ``context.token`` record as Cedar JSON (None for ID tokens, or no place for it).
+
+        See :meth:`context`.
+        """
+        if self.token_type != "access":
+            return None
+        claims = {k: v for k, v in self.claims.items() if k != self._group_claim}
+        return self._mapper.token_context(claims, action)
 
 
 # -- the identity ---------------------------------------------------------------------------
@@ -466,6 +479,7 @@ class TokenIdentity:
         self.leeway = leeway
         self._clock = clock
         self._mapper = ClaimMapper.from_schema(schema)
+        self.jwks: JwksSource = jwks
         self._jwks_source = jwks
         self._keys: dict[str | None, tuple[Any, str | None]] = {}
         self._keys_loaded: float | None = None
@@ -802,3 +816,56 @@ class TokenIdentity:
     def __repr__(self) -> str:
         return (f"TokenIdentity(issuer={self.issuer!r}, principal_entity_type="
                 f"{self.principal_entity_type!r}, token_types={self.token_types!r})")
+
+
+@contextmanager
+def acting_with_token(
+    authz: Authorizer,
+    token: str,
+    *,
+    identity: TokenIdentity | None = None,
+    token_type: TokenType | None = None,
+    correlation_id: str | None = None,
+) -> Iterator[Identity]:
+    """Bind the user of a Cognito/OIDC token for the block, whichever engine decides.
+
+    * On :class:`~agentauthz.VerifiedPermissionsEngine`, decisions in the block
+      are ``IsAuthorizedWithToken`` / ``BatchIsAuthorizedWithToken`` calls:
+      AVP verifies the token with the policy store's identity source and
+      derives the principal. The principal bound here (for audit events and
+      entity lookups) is the one the token names, read with the store's
+      identity sources; a decision AVP makes for any other principal is denied.
+      With ``identity`` the token is also verified here first.
+    * On any other engine (``LocalEngine``), ``identity`` verifies and maps the
+      token, and its principal entity (attributes, groups) is bound like
+      ``authz.acting_as(identity.verify(token))``. An access token's claims
+      are context: pass ``context=identity.verify_token(t).context(action, ...)``.
+
+    Example:
+        ``with acting_with_token(authz, id_token): authz.authorize(action="read", resource=doc)``
+
+    Raises:
+        IdentityError: the token does not verify (here), or names no principal.
+        ConfigurationError: the engine cannot decide with tokens and no ``identity`` was given.
+    """
+    kind: TokenType = token_type or (
+        identity.token_types[0] if identity is not None and len(identity.token_types) == 1 else "identity")
+    principal: Entity | None = None
+    if identity is not None:
+        principal = identity.verify_token(token, token_type=kind).entity
+    bind = getattr(authz.engine, "bind_token", None)
+    if bind is None:
+        if principal is None:
+            raise ConfigurationError(
+                f"{type(authz.engine).__name__} cannot decide with tokens: pass identity=TokenIdentity(...) "
+                "to verify the token here")
+        with authz.acting_as(principal, correlation_id=correlation_id) as bound:
+            yield bound
+        return
+    with bind(token, kind) as named:
+        if principal is not None and principal.uid != named:
+            raise IdentityError(f"the token names {named} in the policy store's identity source but "
+                                f"{principal.uid} here: the two identity sources differ")
+        with authz.acting_as(principal if principal is not None else named,
+                             correlation_id=correlation_id) as bound:
+            yield bound

@@ -14,6 +14,8 @@ ImportError naming ``pip install "agentauthz[aws]"``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextvars
 import hashlib
 import importlib
 import json
@@ -21,15 +23,16 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentauthz import _avp_shapes as shapes
 from agentauthz._entities import StaticEntityProvider, entity_slice, referenced_uids
-from agentauthz._errors import ConfigurationError, EngineError
+from agentauthz._errors import ConfigurationError, EngineError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import redact, truncate
 
@@ -37,6 +40,11 @@ __all__ = ["VerifiedPermissionsEngine"]
 
 OnError = Literal["deny", "raise"]
 Encoding = Literal["structured", "cedar_json"]
+TokenType = Literal["identity", "access"]
+_TOKEN_PARAMETER = {"identity": "identityToken", "access": "accessToken"}
+# The token bound by VerifiedPermissionsEngine.bind_token: (engine, token, token type).
+_BOUND_TOKEN: contextvars.ContextVar[tuple[object, str, TokenType] | None] = contextvars.ContextVar(
+    "agentauthz_avp_token", default=None)
 
 INSTALL_HINT = 'pip install "agentauthz[aws]"'
 NOT_SENT = "not sent to Verified Permissions: "
@@ -82,6 +90,7 @@ class _Outcome:
     cause: BaseException | None = None
     avp_reasons: tuple[str, ...] = ()
     raw_errors: tuple[str, ...] = ()
+    principal: Any = None
 
 
 @dataclass
@@ -187,6 +196,7 @@ class VerifiedPermissionsEngine:
         self._schema: _Schema | None = None
         self._policy_ids: dict[str, str] = {}
         self._policies_listed: float | None = None
+        self._identity_sources: list[dict[str, Any]] | None = None
         self._cache: OrderedDict[tuple[str, str], tuple[float, Decision]] = OrderedDict()
         self._members, self._tags = _model_members(client)
 
@@ -228,6 +238,9 @@ class VerifiedPermissionsEngine:
         Raises:
             EngineError: with ``on_error="raise"``, when AVP gave no valid answer for some request.
         """
+        bound = _BOUND_TOKEN.get()
+        if bound is not None and bound[0] is self:
+            return self.decide_with_token(bound[1], requests, entities, token_type=bound[2])
         if not requests:
             return []
         decisions: list[Decision | None] = [None] * len(requests)
@@ -276,6 +289,174 @@ class VerifiedPermissionsEngine:
         """Async twin of :meth:`decide` (runs it in a worker thread)."""
         return await asyncio.to_thread(self.decide, requests, entities)
 
+    # -- tokens (identity sources) ------------------------------------------------------------
+
+    def decide_with_token(self, token: str, requests: Sequence[Request], entities: Sequence[Entity] = (),
+                          *, token_type: TokenType = "identity") -> list[Decision]:
+        """Decide requests for the user of a Cognito/OIDC token (IsAuthorizedWithToken / Batch...WithToken).
+
+        AVP verifies the token with the policy store's identity source and
+        derives the principal (with its groups and, for an ID token, its
+        attributes; an access token's claims go to ``context.token``). Each
+        request's principal must be that principal (build them with
+        :meth:`token_principal`): a request AVP answers for another principal
+        is denied. The principal entity is not sent with an ID token (AVP
+        refuses it twice). Requests sharing one token go ``ceil(n/30)`` per call;
+        decisions are not cached. A refused token denies every request.
+
+        Example:
+            >>> # principal = engine.token_principal(id_token)
+            >>> # engine.decide_with_token(id_token, [az.Request(principal=principal, ...)])
+
+        Raises:
+            EngineError: with ``on_error="raise"``, when AVP gave no valid answer for some request.
+        """
+        if token_type not in _TOKEN_PARAMETER:
+            raise ConfigurationError(f"token_type must be 'identity' or 'access', not {token_type!r}")
+        if not requests:
+            return []
+        if not isinstance(token, str) or not token:
+            return [Decision.deny("no token to send to Verified Permissions")] * len(requests)
+        decisions: list[Decision | None] = [None] * len(requests)
+        try:
+            index = _entity_index(entities)
+        except ValueError as exc:
+            return [Decision.deny(f"entities rejected: {exc}")] * len(requests)
+        provider = StaticEntityProvider(index.values())
+        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]] = {}
+        unique: dict[str, _Prepared] = {}
+        members: dict[str, list[int]] = {}
+        for position, request in enumerate(requests):
+            prepared = self._prepare(position, request, provider, slices)
+            if isinstance(prepared, Decision):
+                decisions[position] = prepared
+                continue
+            item = {k: v for k, v in prepared.item.items() if k != "principal"}
+            chosen = [e for e in prepared.slice if token_type == "access" or e.uid != request.principal]
+            key = json.dumps(item, sort_keys=True)  # the echo of a batch result names it
+            unique.setdefault(key, _Prepared(index=position, item=item, key=key, principal="token",
+                                             resource=prepared.resource, slice=chosen,
+                                             slice_key=prepared.slice_key))
+            members.setdefault(key, []).append(position)
+        outcomes = self._send(list(unique.values()), (_TOKEN_PARAMETER[token_type], token)) if unique else {}
+        self._map_policy_ids(outcomes.values())
+        failures: list[_Outcome] = []
+        for key, positions in members.items():
+            outcome = outcomes[key]
+            expected = requests[positions[0]].principal
+            if outcome.decision is not None and _principal_of(outcome.principal) != expected:
+                got = _principal_of(outcome.principal)
+                shown = truncate(str(got), 120) if got is not None else "no principal"
+                outcome = _Outcome(failure=f"Verified Permissions mapped the token to {shown}, not to "
+                                           f"the request's principal {truncate(str(expected), 120)}")
+            if outcome.decision is None:
+                failures.append(outcome)
+                decision = Decision.deny(outcome.failure or "no answer from Verified Permissions")
+            else:
+                decision = self._translate(outcome)
+            for position in positions:
+                decisions[position] = decision
+        if failures and self.on_error == "raise":
+            first = failures[0]
+            raise EngineError(f"{len(failures)} request(s) got no valid answer from Verified "
+                              f"Permissions; first: {first.failure}") from first.cause
+        return [d if d is not None else Decision.deny("no decision") for d in decisions]
+
+    async def adecide_with_token(self, token: str, requests: Sequence[Request],
+                                 entities: Sequence[Entity] = (), *,
+                                 token_type: TokenType = "identity") -> list[Decision]:
+        """Async twin of :meth:`decide_with_token`."""
+        return await asyncio.to_thread(self.decide_with_token, token, requests, entities,
+                                       token_type=token_type)
+
+    def token_principal(self, token: str, token_type: TokenType = "identity") -> EntityUID:
+        """The principal AVP derives from a token: its claims read with the store's identity sources.
+
+        The token is **not** verified here (AVP verifies it on every decision,
+        and :meth:`decide_with_token` denies a decision made for any other
+        principal): use the result to label requests, never to decide.
+
+        Raises:
+            IdentityError: not a JWT, no identity source of the policy store for
+                its issuer, or no principal claim.
+            EngineError: the identity sources could not be listed.
+        """
+        claims = _unverified_claims(token)
+        issuer = claims.get("iss")
+        for source in self.identity_sources():
+            configuration = source.get("configuration") or {}
+            cognito = configuration.get("cognitoUserPoolConfiguration")
+            oidc = configuration.get("openIdConnectConfiguration")
+            if isinstance(cognito, Mapping) and cognito.get("issuer") == issuer:
+                prefix: str | None = str(cognito.get("userPoolArn", "")).rpartition("/")[2]
+                claim = "sub"
+            elif isinstance(oidc, Mapping) and oidc.get("issuer") == issuer:
+                prefix = oidc.get("entityIdPrefix")
+                selection = oidc.get("tokenSelection") or {}
+                chosen = next(iter(selection.values()), None) or {}
+                claim = chosen.get("principalIdClaim") or "sub"
+            else:
+                continue
+            value = claims.get(claim)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or not value:
+                raise IdentityError(f"the token has no usable {claim!r} claim")
+            return EntityUID(str(source.get("principalEntityType")), f"{prefix}|{value}" if prefix else value)
+        raise IdentityError("the policy store has no identity source for the token's issuer")
+
+    def identity_sources(self) -> list[dict[str, Any]]:
+        """The policy store's identity sources (ListIdentitySources, all pages; cached until :meth:`refresh`).
+
+        Raises:
+            EngineError: AVP could not be asked.
+        """
+        with self._lock:
+            cached = self._identity_sources
+        if cached is not None:
+            return list(cached)
+        try:
+            sources = self._run(self._list_identity_sources)
+        except Exception as exc:
+            raise EngineError(_failure_text("ListIdentitySources", exc)) from exc
+        with self._lock:
+            self._identity_sources = sources
+        return list(sources)
+
+    @contextmanager
+    def bind_token(self, token: str, token_type: TokenType = "identity") -> Iterator[EntityUID]:
+        """Decide with this token for the block: :meth:`decide` then sends ``*WithToken`` calls.
+
+        Yields the principal the token names (:meth:`token_principal`, not
+        verified here) for ``authz.acting_as``; see
+        :func:`agentauthz.acting_with_token`, which does both.
+
+        Raises:
+            IdentityError: see :meth:`token_principal`.
+        """
+        if token_type not in _TOKEN_PARAMETER:
+            raise ConfigurationError(f"token_type must be 'identity' or 'access', not {token_type!r}")
+        principal = self.token_principal(token, token_type)
+        bound = _BOUND_TOKEN.set((self, token, token_type))
+        try:
+            yield principal
+        finally:
+            _BOUND_TOKEN.reset(bound)
+
+    def _list_identity_sources(self) -> list[dict[str, Any]]:
+        sources: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
+            if token:
+                params["nextToken"] = token
+            page = self.client.list_identity_sources(**params)
+            items = page.get("identitySources") or ()
+            sources.extend(dict(item) for item in items if isinstance(item, Mapping))
+            token = page.get("nextToken")
+            if not token:
+                return sources
+
     # -- management --------------------------------------------------------------------------
 
     def refresh(self) -> None:
@@ -285,6 +466,7 @@ class VerifiedPermissionsEngine:
             self._policy_ids = {}
             self._policies_listed = None
             self._cache.clear()
+            self._identity_sources = None
 
     @property
     def policy_ids(self) -> dict[str, str]:
@@ -379,18 +561,18 @@ class VerifiedPermissionsEngine:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _send(self, prepared: list[_Prepared]) -> dict[str, _Outcome]:
+    def _send(self, prepared: list[_Prepared], token: tuple[str, str] | None = None) -> dict[str, _Outcome]:
         calls: list[tuple[list[_Prepared], dict[str, Any]]] = []
         outcomes: dict[str, _Outcome] = {}
         for group in _groups(prepared):
             if len(group) < self.min_batch:
                 for member in group:
-                    self._plan([member], calls, outcomes)
+                    self._plan([member], calls, outcomes, token)
             else:
-                self._plan(group, calls, outcomes)
+                self._plan(group, calls, outcomes, token)
         pool = self._executor()
         futures: list[tuple[list[_Prepared], Future[dict[str, _Outcome]]]] = [
-            (group, pool.submit(self._call, group, params)) for group, params in calls]
+            (group, pool.submit(self._call, group, params, token)) for group, params in calls]
         done, _ = wait_futures([future for _, future in futures], timeout=self.deadline)
         for group, future in futures:
             if future in done:
@@ -406,24 +588,26 @@ class VerifiedPermissionsEngine:
         return outcomes
 
     def _plan(self, group: list[_Prepared], calls: list[tuple[list[_Prepared], dict[str, Any]]],
-              outcomes: dict[str, _Outcome]) -> None:
-        params = self._params(group)
+              outcomes: dict[str, _Outcome], token: tuple[str, str] | None = None) -> None:
+        params = self._params(group, token)
         if len(json.dumps(params)) <= shapes.MAX_REQUEST_BYTES:
             calls.append((group, params))
         elif len(group) > 1:
             half = len(group) // 2
-            self._plan(group[:half], calls, outcomes)
-            self._plan(group[half:], calls, outcomes)
+            self._plan(group[:half], calls, outcomes, token)
+            self._plan(group[half:], calls, outcomes, token)
         else:
             outcomes[group[0].key] = _Outcome(decision=Decision.deny(
                 NOT_SENT + "the request with its entities is over AVP's 1 MB request quota"))
 
-    def _params(self, group: list[_Prepared]) -> dict[str, Any]:
+    def _params(self, group: list[_Prepared], token: tuple[str, str] | None = None) -> dict[str, Any]:
         seen: dict[EntityUID, Entity] = {}
         for member in group:
             for entity in member.slice:
                 seen.setdefault(entity.uid, entity)
         params: dict[str, Any] = {"policyStoreId": self.policy_store_id}
+        if token is not None:
+            params[token[0]] = token[1]
         if len(group) == 1:
             params.update(group[0].item)
         else:
@@ -433,14 +617,19 @@ class VerifiedPermissionsEngine:
             params["entities"] = entities
         return params
 
-    def _call(self, group: list[_Prepared], params: dict[str, Any]) -> dict[str, _Outcome]:
-        operation = "IsAuthorized" if len(group) == 1 else "BatchIsAuthorized"
+    def _call(self, group: list[_Prepared], params: dict[str, Any],
+              token: tuple[str, str] | None = None) -> dict[str, _Outcome]:
+        operation = ("IsAuthorized" if len(group) == 1 else "BatchIsAuthorized") + (
+            "WithToken" if token is not None else "")
         try:
             if len(group) == 1:
-                return {group[0].key: _result_outcome(self.client.is_authorized(**params))}
-            answer = self.client.batch_is_authorized(**params)
+                single = self.client.is_authorized_with_token if token else self.client.is_authorized
+                return {group[0].key: _result_outcome(single(**params))}
+            batch = self.client.batch_is_authorized_with_token if token else self.client.batch_is_authorized
+            answer = batch(**params)
         except Exception as exc:  # every failure of the call denies its requests
-            if len(group) > 1 and _error_code(exc) == "ValidationException":
+            # (a refused token would be refused request by request too: no retry one by one then)
+            if len(group) > 1 and token is None and _error_code(exc) == "ValidationException":
                 # One refused request must not take the batch down: ask for each alone.
                 outcomes: dict[str, _Outcome] = {}
                 for member in group:
@@ -448,7 +637,12 @@ class VerifiedPermissionsEngine:
                 return outcomes
             failure = _failure_text(operation, exc)
             return {member.key: _Outcome(failure=failure, cause=exc) for member in group}
-        return _batch_outcomes(group, answer)
+        outcomes = _batch_outcomes(group, answer)
+        if token is not None:
+            principal = answer.get("principal") if isinstance(answer, Mapping) else None
+            for outcome in outcomes.values():
+                outcome.principal = principal
+        return outcomes
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -639,7 +833,8 @@ def _result_outcome(answer: Any) -> _Outcome:
         return _Outcome(failure="malformed answer from Verified Permissions: errors")
     return _Outcome(decision=Decision(decision == "ALLOW"),
                     avp_reasons=tuple(p["policyId"] for p in policies),
-                    raw_errors=tuple(e["errorDescription"] for e in errors))
+                    raw_errors=tuple(e["errorDescription"] for e in errors),
+                    principal=answer.get("principal"))
 
 
 def _batch_outcomes(group: list[_Prepared], answer: Any) -> dict[str, _Outcome]:
@@ -651,7 +846,7 @@ def _batch_outcomes(group: list[_Prepared], answer: Any) -> dict[str, _Outcome]:
     by_key = {sent.key: sent for sent in group}
     by_scope: dict[str, list[_Prepared]] = {}
     for sent in group:
-        scope = {k: sent.item[k] for k in ("principal", "action", "resource")}
+        scope = {k: sent.item[k] for k in ("principal", "action", "resource") if k in sent.item}
         by_scope.setdefault(json.dumps(scope, sort_keys=True), []).append(sent)
     matched: dict[str, list[_Outcome]] = {}
     for result in results:
@@ -681,6 +876,33 @@ def _batch_outcomes(group: list[_Prepared], answer: Any) -> dict[str, _Outcome]:
             outcomes[member.key] = _Outcome(
                 failure="Verified Permissions returned several results for this request")
     return outcomes
+
+
+def _principal_of(identifier: Any) -> EntityUID | None:
+    """An EntityIdentifier AVP answered as an EntityUID, or None when absent or malformed."""
+    if not isinstance(identifier, Mapping):
+        return None
+    entity_type, entity_id = identifier.get("entityType"), identifier.get("entityId")
+    if not isinstance(entity_type, str) or not isinstance(entity_id, str) or not entity_type or not entity_id:
+        return None
+    try:
+        return EntityUID(entity_type, entity_id)
+    except Exception:
+        return None
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, not verified (to find its identity source and label its principal)."""
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        raise IdentityError("the token is not a JWT (header.payload.signature)")
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):
+        raise IdentityError("the token's payload does not parse") from None
+    if not isinstance(payload, dict):
+        raise IdentityError("the token's payload is not a JSON object")
+    return payload
 
 
 def _schema_from(answer: Any) -> _Schema:
