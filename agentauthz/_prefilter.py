@@ -64,7 +64,7 @@ import cedarpy
 
 from agentauthz._entities import referenced_uids
 from agentauthz._model import Entity, EntityUID, Request
-from agentauthz._policies import truncate
+from agentauthz._policies import PolicySnapshot, truncate
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
@@ -104,7 +104,7 @@ _LONG_MAX = 2**63 - 1
 # Bounds on the work done for one policy: deeper residuals are over-approximated,
 # bigger translations are dropped (the policy then counts as unknown).
 _MAX_DEPTH = 200
-_MAX_SIZE = 5_000
+_MAX_SIZE = 1_000
 _MAX_ANCESTORS = 256
 
 
@@ -125,31 +125,60 @@ TRUE = Const(True)
 FALSE = Const(False)
 
 
-@dataclass(frozen=True)
-class And:
+class _Node:
+    """Size and hash of a composite expression, computed once (trees can be large)."""
+
+    _size: int
+    _hash: int
+
+    def _cache(self, children: tuple[Expr, ...]) -> None:
+        object.__setattr__(self, "_size", 1 + sum(_size(child) for child in children))
+        object.__setattr__(self, "_hash", hash((type(self).__name__, children)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+@dataclass(frozen=True, eq=True)
+class And(_Node):
     """All of ``items`` hold."""
 
     items: tuple[Expr, ...]
+
+    def __post_init__(self) -> None:
+        self._cache(self.items)
+
+    __hash__ = _Node.__hash__
 
     def __str__(self) -> str:
         return " && ".join(_wrapped(item) for item in self.items)
 
 
-@dataclass(frozen=True)
-class Or:
+@dataclass(frozen=True, eq=True)
+class Or(_Node):
     """At least one of ``items`` holds."""
 
     items: tuple[Expr, ...]
+
+    def __post_init__(self) -> None:
+        self._cache(self.items)
+
+    __hash__ = _Node.__hash__
 
     def __str__(self) -> str:
         return " || ".join(_wrapped(item) for item in self.items)
 
 
-@dataclass(frozen=True)
-class Not:
+@dataclass(frozen=True, eq=True)
+class Not(_Node):
     """``item`` does not hold (true where its attribute is missing)."""
 
     item: Expr
+
+    def __post_init__(self) -> None:
+        self._cache((self.item,))
+
+    __hash__ = _Node.__hash__
 
     def __str__(self) -> str:
         return f"!({self.item})"
@@ -271,21 +300,24 @@ def all_of(*items: Expr) -> Expr:
         >>> print(all_of(Has("dept"), Comparison("dept", "==", "hr"), TRUE))
         dept == "hr"
     """
-    flat: list[Expr] = []
+    unique: dict[Expr, None] = {}
     for item in items:
         for part in item.items if isinstance(item, And) else (item,):
             if part == FALSE:
                 return FALSE
-            if part != TRUE and part not in flat:
-                flat.append(part)
-    if any(Not(part) in flat for part in flat):
+            if part != TRUE:
+                unique[part] = None
+    if any(Not(part) in unique for part in unique):
         return FALSE
     # An attribute compared with a value is present: `has a` next to it says nothing more.
-    flat = [part for part in flat if not (isinstance(part, Has) and any(
-        other is not part and part.attr in _needed(other) for other in flat))]
+    needed: set[str] = set()
+    for part in unique:
+        if not isinstance(part, Has):
+            needed |= _needed(part)
     # Absorption: a && (a || b) is a.
-    flat = [part for part in flat
-            if not (isinstance(part, Or) and any(other in part.items for other in flat))]
+    flat = [part for part in unique
+            if not (isinstance(part, Has) and part.attr in needed)
+            and not (isinstance(part, Or) and any(item in unique for item in part.items))]
     if not flat:
         return TRUE
     return flat[0] if len(flat) == 1 else And(tuple(flat))
@@ -298,18 +330,18 @@ def any_of(*items: Expr) -> Expr:
         >>> print(any_of(Comparison("dept", "==", "hr"), FALSE))
         dept == "hr"
     """
-    flat: list[Expr] = []
+    unique: dict[Expr, None] = {}
     for item in items:
         for part in item.items if isinstance(item, Or) else (item,):
             if part == TRUE:
                 return TRUE
-            if part != FALSE and part not in flat:
-                flat.append(part)
-    if any(Not(part) in flat for part in flat):
+            if part != FALSE:
+                unique[part] = None
+    if any(Not(part) in unique for part in unique):
         return TRUE
     # Absorption: a || (a && b) is a.
-    flat = [part for part in flat
-            if not (isinstance(part, And) and any(other in part.items for other in flat))]
+    flat = [part for part in unique
+            if not (isinstance(part, And) and any(item in unique for item in part.items))]
     if not flat:
         return FALSE
     return flat[0] if len(flat) == 1 else Or(tuple(flat))
@@ -325,11 +357,7 @@ def negate(expr: Expr) -> Expr:
 
 
 def _size(expr: Expr) -> int:
-    if isinstance(expr, (And, Or)):
-        return 1 + sum(_size(item) for item in expr.items)
-    if isinstance(expr, Not):
-        return 1 + _size(expr.item)
-    return 1
+    return expr._size if isinstance(expr, _Node) else 1
 
 
 def _nnf(expr: Expr, negated: bool = False) -> Expr:
@@ -848,6 +876,18 @@ _UNKNOWN = _Bounds(TRUE, FALSE, TRUE, FALSE)
 _ERROR = _Bounds(FALSE, FALSE, FALSE, FALSE)
 
 
+def _capped(bounds: _Bounds) -> _Bounds:
+    """Bounds grown too large give way to the trivial ones (``||`` chains grow lower bounds)."""
+    if max(_size(bound) for bound in bounds) <= _MAX_SIZE:
+        return bounds
+    return _Bounds(
+        bounds.t_up if _size(bounds.t_up) <= _MAX_SIZE else TRUE,
+        bounds.t_low if _size(bounds.t_low) <= _MAX_SIZE else FALSE,
+        bounds.f_up if _size(bounds.f_up) <= _MAX_SIZE else TRUE,
+        bounds.f_low if _size(bounds.f_low) <= _MAX_SIZE else FALSE,
+    )
+
+
 def _exact(true: Expr, false: Expr) -> _Bounds:
     return _Bounds(true, true, false, false)
 
@@ -995,7 +1035,7 @@ class _Translator:
                 present = all_of(*(Has(name) for name in sorted(names)))
                 bounds = bounds._replace(t_up=all_of(bounds.t_up, present),
                                          f_up=all_of(bounds.f_up, present))
-        return bounds
+        return _capped(bounds)
 
     def _cond(self, est: Any, depth: int) -> _Bounds:
         if depth > _MAX_DEPTH or not isinstance(est, dict) or len(est) != 1:
@@ -1347,10 +1387,8 @@ def _translate(
     forbids_low: list[Expr] = []
     for positional, est in sorted(result.residuals.items(), key=_policy_order):
         try:
-            bounds = translator.policy(est)
+            bounds = _capped(translator.policy(est))
         except RecursionError:
-            bounds = _UNKNOWN
-        if _size(bounds.t_up) > _MAX_SIZE or _size(bounds.t_low) > _MAX_SIZE:
             bounds = _UNKNOWN
         if est.get("effect") == "permit":
             permits_up.append(bounds.t_up)
@@ -1431,6 +1469,28 @@ def compile_prefilter(
                               f"{truncate(str(exc), 200)}")
 
 
+def _entity_handle(snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:
+    """The store's entities with ``entities`` overlaid (as the engine builds them for a request)."""
+    stored = snapshot.entity_index
+    delta: dict[EntityUID, Entity] = {}
+    for entity in entities:
+        known = stored.get(entity.uid)
+        if known is not None and known.cedar == entity.cedar:
+            continue
+        earlier = delta.get(entity.uid)
+        if earlier is not None and earlier.cedar != entity.cedar:
+            raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
+        delta[entity.uid] = entity
+    if not delta:
+        return snapshot.entity_set
+    if not any(uid in stored for uid in delta):
+        return snapshot.entity_set.with_added_json_str(
+            json.dumps([entity.cedar for entity in delta.values()]), snapshot.schema)
+    merged = [entity.cedar for entity in snapshot.entities if entity.uid not in delta]
+    merged.extend(entity.cedar for entity in delta.values())
+    return cedarpy.Entities.from_json_str(json.dumps(merged), snapshot.schema)
+
+
 def _compile_local(
     authz: Authorizer,
     engine: Any,
@@ -1449,7 +1509,7 @@ def _compile_local(
     roots = [principal, *referenced_uids(request.context)]
     slice_ = authz._entities_for_roots(roots, given)
     snapshot = engine.store.snapshot
-    entity_set = engine._entity_set(snapshot, slice_)
+    entity_set = _entity_handle(snapshot, slice_)
     result = cedarpy.is_authorized_partial(
         {"principal": str(principal), "action": str(action_uid), "context": request.cedar_context},
         snapshot.policy_set, entity_set, schema=snapshot.schema,

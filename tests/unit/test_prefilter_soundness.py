@@ -265,7 +265,7 @@ def test_bedrock_and_mongo_filters_never_drop_an_allowed_document(
                                     f"mongo (strict $ne) {strict}")
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=max(1, SETTINGS.max_examples * 2 // 3))
 @given(policies=prefilter_policy_sets, metadata=prefilter_documents(wild=True), context=contexts)
 def test_filter_equals_authorizing_each_item(
     policies: str, metadata: list[dict[str, Any]], context: dict[str, Any]
