@@ -207,11 +207,18 @@ def add_replay_command(commands: Subparsers) -> None:
     add(commands)
 
 
+def add_avp_commands(commands: Subparsers) -> None:
+    """``agentauthz push``, ``pull``, ``serve-avp``: Verified Permissions policy stores."""
+    from agentauthz._cli_avp import add_avp_commands as add
+
+    add(commands)
+
+
 # -- driver -----------------------------------------------------------------------------
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_schema_command, add_validate_command, add_test_command, add_check_command,
-    add_format_command, add_replay_command,
+    add_format_command, add_replay_command, add_avp_commands,
 )
 
 
