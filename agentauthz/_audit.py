@@ -37,6 +37,10 @@ class AuditEvent:
         timestamp: seconds since the epoch.
         request: the Cedar request with its entities, only when the application opted in.
         extra: integration-specific fields (tool name, retrieval counts, ...).
+        shadow: what each ``@mode("shadow")`` policy of the store would have done
+            (``{"policy-id": "would deny"}``; see :mod:`agentauthz._shadow`);
+            empty when the store has none. Shadow policies never change ``decision``.
+        session: id of the session bound when the decision was made, if any.
     """
 
     principal: str | None
@@ -54,14 +58,15 @@ class AuditEvent:
     timestamp: float
     request: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    shadow: dict[str, str] = field(default_factory=dict)
+    session: str | None = None
 
     def to_json(self) -> str:
-        """One line of JSON."""
+        """One line of JSON (``request``, ``extra``, ``shadow``, ``session`` only when set)."""
         data = asdict(self)
-        if data["request"] is None:
-            del data["request"]
-        if not data["extra"]:
-            del data["extra"]
+        for optional in ("request", "extra", "shadow", "session"):
+            if not data[optional]:
+                del data[optional]
         return json.dumps(data, separators=(",", ":"), default=str)
 
 

@@ -7,8 +7,11 @@ raises, answers NoDecision or errors yields a denying decision.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import dataclasses
 import inspect
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -24,6 +27,7 @@ from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
 from agentauthz._schemagen import validate_policies_for_tools
+from agentauthz._shadow import shadow_outcomes
 from agentauthz._tools import (
     ContextSpec,
     OnDeny,
@@ -37,6 +41,24 @@ from agentauthz._tools import (
     wraps_tool,
 )
 from agentauthz.engines.base import Engine
+from agentauthz.session import (
+    FULL_SHAPE,
+    MemorySessionStore,
+    SchemaShapes,
+    Session,
+    SessionConfig,
+    SessionFacts,
+    SessionShape,
+    SessionStore,
+    ToolCall,
+    approval_covers,
+    bind_session,
+    call_record,
+    current_session,
+    labels_of,
+    session_record,
+    summed_value,
+)
 
 __all__ = ["Authorizer", "Identity"]
 
@@ -78,6 +100,8 @@ class Authorizer:
             events (attribute values included), for ``agentauthz replay``.
         tool_entity_type: entity type of a guarded tool that names no resource
             (``Tool::"<tool name>"``).
+        sessions: how sessions are recorded (:class:`~agentauthz.session.SessionConfig`:
+            store, label attribute, window, summed arguments); see :meth:`session`.
 
     Example:
         >>> authz = Authorizer.from_text(
@@ -96,6 +120,7 @@ class Authorizer:
         audit: Sequence[AuditSink] | None = None,
         record_requests: bool = False,
         tool_entity_type: str = "Tool",
+        sessions: SessionConfig | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ConfigurationError(f"mode must be 'enforce' or 'shadow', not {mode!r}")
@@ -113,6 +138,11 @@ class Authorizer:
         self.record_requests = record_requests
         self.tool_entity_type = tool_entity_type
         self.tools: dict[str, ToolSpec] = {}
+        if sessions is not None and not isinstance(sessions, SessionConfig):
+            raise ConfigurationError("sessions= takes an agentauthz.session.SessionConfig")
+        self.session_config = sessions or SessionConfig()
+        self.session_store: SessionStore = self.session_config.store or MemorySessionStore()
+        self._shapes: tuple[object, SchemaShapes] | None = None
 
     @classmethod
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:
@@ -216,6 +246,170 @@ class Authorizer:
             raise IdentityError("no end user is bound: wrap the call in authz.acting_as(user)")
         return identity.uid
 
+    # -- sessions ------------------------------------------------------------------
+
+    @contextmanager
+    def session(self, session: str | Session) -> Iterator[Session]:
+        """Bind a session (one conversation) for the calls made inside the block.
+
+        While it is bound, every request carries ``context.session`` (see
+        :mod:`agentauthz.session`), the retrieval filter records the labels of
+        what it lets through, and tool calls are counted once they complete.
+        Like the identity it is a contextvar: thread- and task-safe.
+
+        Args:
+            session: the application's conversation id, or a :class:`Session`.
+
+        Example:
+            >>> authz = Authorizer.from_text(
+            ...     'forbid(principal, action == Action::"email", resource)'
+            ...     ' when { context has session && context.session.seen.contains("secret") };'
+            ...     'permit(principal, action, resource);', audit=[])
+            >>> docs = [Entity(uid=EntityUID("Doc", "d"), attrs={"labels": ["secret"]})]
+            >>> with authz.acting_as(EntityUID("User", "u")), authz.session("c-1") as s:
+            ...     before = authz.authorize(action="email", resource=EntityUID("Tool", "email")).allowed
+            ...     _ = authz.filter(docs, action="read", resource=lambda doc: doc)
+            ...     after = authz.authorize(action="email", resource=EntityUID("Tool", "email")).allowed
+            >>> before, after, sorted(s.state().seen)
+            (True, False, ['secret'])
+        """
+        if isinstance(session, Session):
+            bound = session
+        elif isinstance(session, str):
+            bound = Session(session, self.session_store, self.session_config)
+        else:
+            raise ConfigurationError(f"a session is an id string or a Session, not {type(session).__name__}")
+        with bind_session(bound):
+            yield bound
+
+    @contextmanager
+    def session_bound_to(
+        self, session: str | Session | None, *, source: str = "the configured session"
+    ) -> Iterator[Session | None]:
+        """Bind a session an integration received from the application, for the block.
+
+        ``None`` keeps whatever :meth:`session` bound (possibly nothing). The
+        same session id as the bound one keeps it; a different one is refused.
+
+        Raises:
+            ConfigurationError: the value is not an id string or a Session, or
+                it names another session than the bound one.
+        """
+        current = current_session()
+        if session is None:
+            yield current
+            return
+        if not isinstance(session, (str, Session)) or (isinstance(session, str) and not session):
+            raise ConfigurationError(
+                f"{source} must be a session id string or a Session, not {type(session).__name__}")
+        wanted = session if isinstance(session, str) else session.id
+        if current is not None:
+            if current.id != wanted:
+                raise ConfigurationError(
+                    f"two sessions for one call: {current.id!r} (bound) and {wanted!r} ({source})")
+            yield current
+            return
+        with self.session(session) as bound:
+            yield bound
+
+    @property
+    def current_session(self) -> Session | None:
+        """The session bound in this context, if any."""
+        return current_session()
+
+    def _session_shape(self, action: EntityUID) -> SessionShape | None:
+        schema = self.session_config.schema
+        key: object = "config"
+        if schema is None:
+            store = getattr(self.engine, "store", None)
+            if not isinstance(store, PolicyStore) or store.schema_text is None:
+                return FULL_SHAPE
+            schema, key = store.schema_text, store.fingerprint
+        cached = self._shapes
+        if cached is None or cached[0] != key:
+            cached = (key, SchemaShapes(schema))
+            self._shapes = cached
+        return cached[1].shape(action)
+
+    def _session_facts(self, session: Session, exclude: str | None = None) -> tuple[SessionFacts, int, float]:
+        config = self.session_config
+        now = config.clock()
+        since = now - config.window.total_seconds()
+        snapshot = session.store.load(session.id, now=now, since=since, history=config.history)
+        facts = SessionFacts.of(snapshot, history=config.history, exclude=exclude, since=since)
+        return facts, snapshot.version, now
+
+    @staticmethod
+    def _action_name(action: str | EntityUID) -> str:
+        if isinstance(action, EntityUID):
+            return action.id
+        return EntityUID.parse(action).id if '::"' in action else action
+
+    def _session_record(self, shape: SessionShape, facts: SessionFacts, action: EntityUID,
+                        resource: EntityUID, context: Mapping[str, Any]) -> dict[str, Any]:
+        approved = any(approval_covers(a, action, resource, context) for a in facts.approvals)
+        if shape is not FULL_SHAPE:
+            return session_record(facts, shape, approved=approved)
+        actions = {self._action_name(spec.action) for spec in self.tools.values()} | {action.id}
+        kinds: dict[str, dict[str, str]] = {}
+        for spec in self.tools.values():
+            for name in spec.sums:
+                kind = spec.input_type["attributes"].get(name, {})
+                kinds.setdefault(self._action_name(spec.action), {})[name] = (
+                    "decimal" if kind.get("name") == "decimal" else "Long")
+        for name, arguments in self.session_config.sums.items():
+            for argument in arguments:
+                kinds.setdefault(self._action_name(name), {}).setdefault(argument, "Long")
+        return session_record(facts, shape, approved=approved, actions=actions, sum_kinds=kinds)
+
+    def _with_session(self, context: dict[str, Any], action: EntityUID, resource: EntityUID,
+                      facts: SessionFacts | None) -> None:
+        session = current_session()
+        if session is None:
+            return
+        if "session" in context:
+            raise ConfigurationError(
+                "context['session'] comes from the bound session: do not set it as well")
+        shape = self._session_shape(action)
+        if shape is None:
+            return  # the action declares no context.session
+        if facts is None:
+            facts = self._session_facts(session)[0]
+        context["session"] = self._session_record(shape, facts, action, resource, context)
+
+    def _entities_by_uid(
+        self, uids: Iterable[EntityUID], given: Mapping[EntityUID, Entity]
+    ) -> dict[EntityUID, Entity]:
+        uids = list(uids)
+        found = {uid: given[uid] for uid in uids if uid in given}
+        missing = [uid for uid in uids if uid not in found]
+        store = getattr(self.engine, "store", None)
+        if missing and isinstance(store, PolicyStore):
+            index = store.snapshot.entity_index
+            found.update({uid: index[uid] for uid in missing if uid in index})
+        missing = [uid for uid in missing if uid not in found]
+        if missing and self.entity_provider is not None:
+            for entity in self.entity_provider.get_entities(missing):
+                found.setdefault(entity.uid, entity)
+        return found
+
+    def _labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
+        wanted = list(dict.fromkeys(resources))
+        labels: set[str] = set()
+        for entity in self._entities_by_uid(wanted, given).values():
+            labels |= labels_of(entity, self.session_config.labels)
+        return labels
+
+    def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups) -> None:
+        session = current_session()
+        if session is None:
+            return
+        read = [uid for uid, decision in zip(result.resources, result.decisions, strict=True)
+                if uid is not None and decision.admits]
+        labels = self._labels(read, groups.entities)
+        if labels:
+            session.store.add_labels(session.id, labels)
+
     # -- decisions -----------------------------------------------------------------
 
     def authorize(
@@ -297,7 +491,9 @@ class Authorizer:
         for start in range(0, len(requests), max(1, page_size)):
             page = requests[start : start + page_size]
             decisions.extend(self._decide(page, self._page_entities(page, overlay)))
-        return self._filter_result(items, groups, decisions)
+        result = self._filter_result(items, groups, decisions)
+        self._record_seen(result, groups)
+        return result
 
     async def afilter(
         self,
@@ -315,7 +511,9 @@ class Authorizer:
         for start in range(0, len(requests), max(1, page_size)):
             page = requests[start : start + page_size]
             decisions.extend(await self._adecide(page, self._page_entities(page, overlay)))
-        return self._filter_result(items, groups, decisions)
+        result = self._filter_result(items, groups, decisions)
+        self._record_seen(result, groups)
+        return result
 
     def _filter_requests(
         self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
@@ -324,9 +522,23 @@ class Authorizer:
         identity = _identity.get()
         overlay = [identity.entity] if identity and identity.entity else []
         resolved = self.engine.resolve_action(action)
-        base = Request(principal=principal, action=resolved, resource=principal,
-                       context=dict(context) if context else {})
-        requests = [base.replace(resource=uid) for uid in groups.uids]
+        base_context = dict(context) if context else {}
+        session = current_session()
+        shape = self._session_shape(resolved) if session is not None else None
+        if session is None or shape is None:
+            base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
+            requests = [base.replace(resource=uid) for uid in groups.uids]
+        else:
+            if "session" in base_context:
+                raise ConfigurationError(
+                    "context['session'] comes from the bound session: do not set it as well")
+            facts = self._session_facts(session)[0]
+            requests = [
+                Request(principal=principal, action=resolved, resource=uid, context={
+                    **base_context,
+                    "session": self._session_record(shape, facts, resolved, uid, base_context)})
+                for uid in groups.uids
+            ]
         return requests, overlay + list(groups.entities.values())
 
     @staticmethod
@@ -371,6 +583,7 @@ class Authorizer:
         context: ContextSpec = None,
         on_deny: OnDeny = "raise",
         name: str | None = None,
+        sum_arguments: Iterable[str] = (),
     ) -> Callable[[F], F]: ...
 
     def guard(
@@ -382,6 +595,7 @@ class Authorizer:
         context: ContextSpec = None,
         on_deny: OnDeny = "raise",
         name: str | None = None,
+        sum_arguments: Iterable[str] = (),
     ) -> Any:
         """Authorize every call of a tool function (sync or async) for the bound end user.
 
@@ -399,6 +613,12 @@ class Authorizer:
             on_deny: ``"raise"`` raises AccessDenied; ``"message"`` returns a
                 short refusal the model can read, naming the determining policies.
             name: tool name (default: the function name).
+            sum_arguments: int or decimal arguments a bound session adds up
+                over the calls that complete (``context.session.totals.<action>.<argument>``).
+
+        With a session bound (:meth:`session`) the call is decided with
+        ``context.session`` and counted in the session once the function
+        returns; a denied call, or one that raises, does not count.
 
         Raises:
             IdentityError: at call time, when no end user is bound.
@@ -427,6 +647,7 @@ class Authorizer:
             spec = build_spec(
                 fn, name=name, action=chosen_action, resource=resource,
                 resource_types=tuple(resource_types), context=context, on_deny=on_deny,
+                sums=tuple(sum_arguments),
             )
             self.tools[spec.name] = spec
             if inspect.iscoroutinefunction(fn):
@@ -436,10 +657,11 @@ class Authorizer:
                     if isinstance(prepared, str):
                         return prepared
                     request_args, decision_inputs = prepared
-                    decision = await self.aauthorize(**decision_inputs)
-                    if not decision.admits:
-                        return self._refuse(spec, decision)
-                    return await fn(**request_args)
+                    call = await self._abegin(decision_inputs, request_args, spec, None)
+                    if not call.admits:
+                        return self._refuse(spec, call.decision)
+                    with call:
+                        return await fn(**request_args)
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -448,10 +670,11 @@ class Authorizer:
                 if isinstance(prepared, str):
                     return prepared
                 request_args, decision_inputs = prepared
-                decision = self.authorize(**decision_inputs)
-                if not decision.admits:
-                    return self._refuse(spec, decision)
-                return fn(**request_args)
+                call = self._begin(decision_inputs, request_args, spec, None)
+                if not call.admits:
+                    return self._refuse(spec, call.decision)
+                with call:
+                    return fn(**request_args)
 
             return wraps_tool(fn, guarded, spec)
 
@@ -505,6 +728,151 @@ class Authorizer:
         spec = self._spec(tool)
         validated = self._validated(spec, arguments)
         return await self.aauthorize(**self._tool_request(spec, validated))
+
+    def begin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
+                        call_id: str | None = None) -> ToolCall:
+        """Decide a call of a guarded tool that the caller runs, and count it when it completes.
+
+        For integrations that run the tool themselves: run it inside
+        ``with call:`` when ``call.admits``; leaving the block counts the call
+        in the bound session, an exception (or ``call.fail()``) releases it.
+        Without a session this is :meth:`authorize_tool_call`.
+
+        Args:
+            tool: a guarded tool, its ToolSpec or its name.
+            arguments: the arguments the model chose.
+            call_id: the call's id (e.g. the model's tool call id): a call id
+                completed before is never counted again.
+
+        Raises:
+            InvalidValueError: the arguments do not validate.
+            IdentityError: no end user is bound.
+
+        Example:
+            >>> authz = Authorizer.from_text('permit(principal, action, resource);', audit=[])
+            >>> @authz.guard
+            ... def ping(host: str) -> str:
+            ...     return "pong"
+            >>> with authz.acting_as(EntityUID("User", "u")), authz.session("c") as s:
+            ...     call = authz.begin_tool_call("ping", {"host": "a"}, call_id="t-1")
+            ...     with call:
+            ...         pass  # run the tool here
+            ...     s.state().calls
+            {'ping': 1}
+        """
+        spec = self._spec(tool)
+        validated = self._validated(spec, arguments)
+        return self._begin(self._tool_request(spec, validated), validated, spec, call_id)
+
+    async def abegin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
+                               call_id: str | None = None) -> ToolCall:
+        """Async twin of :meth:`begin_tool_call`."""
+        spec = self._spec(tool)
+        validated = self._validated(spec, arguments)
+        return await self._abegin(self._tool_request(spec, validated), validated, spec, call_id)
+
+    def begin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
+                   context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
+        """Like :meth:`begin_tool_call`, for a call that is no guarded tool.
+
+        Its arguments, if any, are ``context["input"]``.
+        """
+        request_context = dict(context or {})
+        given = request_context.get("input")
+        inputs = {"action": action, "resource": resource, "context": request_context}
+        return self._begin(inputs, given if isinstance(given, Mapping) else None, None, call_id)
+
+    async def abegin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
+                          context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
+        """Async twin of :meth:`begin_call`."""
+        request_context = dict(context or {})
+        given = request_context.get("input")
+        inputs = {"action": action, "resource": resource, "context": request_context}
+        return await self._abegin(inputs, given if isinstance(given, Mapping) else None, None, call_id)
+
+    def _call_plan(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
+                   spec: ToolSpec | None) -> tuple[EntityUID, dict[str, Any], frozenset[str]]:
+        """The call's action uid, summed argument values and the labels it reads."""
+        action = self.engine.resolve_action(inputs["action"])
+        names = list(spec.sums) if spec is not None else []
+        for key in (action.id, str(action)):
+            names.extend(self.session_config.sums.get(key, ()))
+        sums: dict[str, Any] = {}
+        for name in dict.fromkeys(names):
+            value = summed_value((arguments or {}).get(name), f"argument {name!r} of {action.id!r}")
+            if value is not None:
+                sums[name] = value
+        labels: frozenset[str] = frozenset()
+        if action.id in self.session_config.reads or str(action) in self.session_config.reads:
+            resource = inputs["resource"]
+            given = {resource.uid: resource} if isinstance(resource, Entity) else {}
+            uid = resource.uid if isinstance(resource, Entity) else resource
+            labels = frozenset(self._labels([uid], given))
+        return action, sums, labels
+
+    def _attempt(self, session: Session, inputs: Mapping[str, Any], call_id: str, action: EntityUID,
+                 ) -> tuple[Request, list[Entity], int, float]:
+        facts, version, now = self._session_facts(session, exclude=call_id)
+        request, extra = self._request(None, action, inputs["resource"], inputs["context"], facts=facts)
+        return request, extra, version, now
+
+    def _admitted(self, session: Session, call_id: str, request: Request, decision: Decision,
+                  plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float) -> bool:
+        record = call_record(call_id, plan[0], request.resource, now, plan[1], plan[2])
+        lease = now + self.session_config.lease.total_seconds()
+        return session.store.admit(session.id, record, version=version, lease_until=lease)
+
+    def _busy(self, held: list[tuple[list[AuditSink], AuditEvent]], call_id: str) -> ToolCall:
+        decision = Decision.deny("the session kept changing while the call was decided; try again")
+        for sinks, event in held:
+            self._emit(sinks, dataclasses.replace(event, decision="deny", enforced=True,
+                                                  errors=decision.errors))
+        return ToolCall(decision, call_id=call_id)
+
+    def _release_held(self, held: list[tuple[list[AuditSink], AuditEvent]]) -> None:
+        for sinks, event in held:
+            self._emit(sinks, event)
+
+    def _begin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
+               spec: ToolSpec | None, call_id: str | None) -> ToolCall:
+        call_id = call_id or uuid.uuid4().hex
+        session = current_session()
+        if session is None:
+            return ToolCall(self.authorize(**inputs), call_id=call_id)
+        plan = self._call_plan(inputs, arguments, spec)
+        held: list[tuple[list[AuditSink], AuditEvent]] = []
+        for attempt in range(self.session_config.max_attempts):
+            held.clear()
+            request, extra, version, now = self._attempt(session, inputs, call_id, plan[0])
+            decision = self._decide([request], extra, hold=held)[0]
+            reserved = decision.admits and self._admitted(session, call_id, request, decision, plan,
+                                                          version, now)
+            if reserved or not decision.admits:
+                self._release_held(held)
+                return ToolCall(decision, call_id=call_id, session=session, reserved=reserved)
+            if attempt:
+                time.sleep(random.uniform(0, 0.0005 * min(attempt, 20)))
+        return self._busy(held, call_id)
+
+    async def _abegin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
+                      spec: ToolSpec | None, call_id: str | None) -> ToolCall:
+        call_id = call_id or uuid.uuid4().hex
+        session = current_session()
+        if session is None:
+            return ToolCall(await self.aauthorize(**inputs), call_id=call_id)
+        plan = self._call_plan(inputs, arguments, spec)
+        held: list[tuple[list[AuditSink], AuditEvent]] = []
+        for attempt in range(self.session_config.max_attempts):
+            held.clear()
+            request, extra, version, now = self._attempt(session, inputs, call_id, plan[0])
+            decision = (await self._adecide([request], extra, hold=held))[0]
+            reserved = decision.admits and self._admitted(session, call_id, request, decision, plan,
+                                                          version, now)
+            if reserved or not decision.admits:
+                self._release_held(held)
+                return ToolCall(decision, call_id=call_id, session=session, reserved=reserved)
+            await asyncio.sleep(random.uniform(0, 0.0005 * min(attempt, 20)) if attempt else 0)
+        return self._busy(held, call_id)
 
     def permitted_tools(self, tools: Iterable[Any]) -> list[Any]:
         """The tools the bound user could call with some arguments, in input order.
@@ -597,6 +965,7 @@ class Authorizer:
         action: str | EntityUID,
         resource: EntityUID | Entity,
         context: Mapping[str, Any] | None,
+        facts: SessionFacts | None = None,
     ) -> tuple[Request, list[Entity]]:
         extra: list[Entity] = []
         if principal is None:
@@ -619,11 +988,14 @@ class Authorizer:
             resource_uid = resource.uid
         else:
             resource_uid = resource
+        action_uid = self.engine.resolve_action(action)
+        request_context = dict(context) if context else {}
+        self._with_session(request_context, action_uid, resource_uid, facts)
         request = Request(
             principal=principal_uid,
-            action=self.engine.resolve_action(action),
+            action=action_uid,
             resource=resource_uid,
-            context=dict(context) if context else {},
+            context=request_context,
         )
         return request, extra
 
@@ -648,25 +1020,31 @@ class Authorizer:
         known = {entity.uid: entity for entity in given}
         return entity_slice(self.entity_provider, roots, known)
 
-    def _decide(self, requests: list[Request], entities: list[Entity]) -> list[Decision]:
+    def _decide(self, requests: list[Request], entities: list[Entity],
+                hold: list[tuple[list[AuditSink], AuditEvent]] | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
+        sliced = entities
         try:
-            decisions = self.engine.decide(requests, self._entities_for(requests, entities))
+            sliced = self._entities_for(requests, entities)
+            decisions = self.engine.decide(requests, sliced)
         except AuthzError:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
             decisions = [_failure(exc)] * len(requests)
-        return self._finish(requests, entities, decisions, started)
+        return self._finish(requests, entities, decisions, started, sliced, hold)
 
-    async def _adecide(self, requests: list[Request], entities: list[Entity]) -> list[Decision]:
+    async def _adecide(self, requests: list[Request], entities: list[Entity],
+                       hold: list[tuple[list[AuditSink], AuditEvent]] | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
+        sliced = entities
         try:
-            decisions = await self.engine.adecide(requests, self._entities_for(requests, entities))
+            sliced = self._entities_for(requests, entities)
+            decisions = await self.engine.adecide(requests, sliced)
         except AuthzError:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
             decisions = [_failure(exc)] * len(requests)
-        return self._finish(requests, entities, decisions, started)
+        return self._finish(requests, entities, decisions, started, sliced, hold)
 
     def _finish(
         self,
@@ -674,6 +1052,8 @@ class Authorizer:
         entities: list[Entity],
         decisions: list[Decision],
         started: int,
+        sliced: list[Entity] | None = None,
+        hold: list[tuple[list[AuditSink], AuditEvent]] | None = None,
     ) -> list[Decision]:
         if len(decisions) != len(requests):
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
@@ -682,8 +1062,17 @@ class Authorizer:
         sinks = self._active_sinks()
         if sinks:
             elapsed_us = (time.perf_counter_ns() - started) // 1000
-            for request, decision in zip(requests, decisions, strict=True):
-                self._emit(sinks, self._event(request, decision, elapsed_us, entities))
+            # Shadow policies only inform the audit trail: evaluated when someone listens.
+            shadow = shadow_outcomes(self.engine, requests, sliced if sliced is not None else entities,
+                                     decisions)
+            for index, (request, decision) in enumerate(zip(requests, decisions, strict=True)):
+                event = self._event(request, decision, elapsed_us, entities)
+                if shadow is not None:
+                    event = dataclasses.replace(event, shadow=shadow[index])
+                if hold is not None:
+                    hold.append((sinks, event))
+                else:
+                    self._emit(sinks, event)
         return decisions
 
     def _active_sinks(self) -> list[AuditSink]:
@@ -694,6 +1083,7 @@ class Authorizer:
     ) -> AuditEvent:
         identity = _identity.get()
         correlation = identity.correlation_id if identity and identity.correlation_id else None
+        session = current_session()
         return AuditEvent(
             principal=str(request.principal),
             action=str(request.action),
@@ -712,6 +1102,7 @@ class Authorizer:
                 {"request": request.to_cedar(), "entities": [e.to_cedar() for e in entities]}
                 if self.record_requests else None
             ),
+            session=session.id if session is not None else None,
         )
 
     def audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> None:

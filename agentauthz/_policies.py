@@ -29,7 +29,15 @@ from agentauthz._policytext import (
     schema_nesting_problem,
 )
 
-__all__ = ["Policy", "PolicySnapshot", "PolicyStore", "TemplateLink", "validate_policies"]
+__all__ = [
+    "Policy",
+    "PolicySnapshot",
+    "PolicyStore",
+    "ShadowPolicies",
+    "TemplateLink",
+    "policy_mode",
+    "validate_policies",
+]
 
 _MAX_MESSAGE = 300
 _POSITIONAL = re.compile(r"policy(\d+)")
@@ -108,6 +116,7 @@ class PolicySnapshot:
     ids_by_position: Mapping[str, str]
     actions: tuple[EntityUID, ...]
     entity_index: Mapping[EntityUID, Entity]
+    shadow: ShadowPolicies | None = None
 
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
@@ -498,6 +507,7 @@ def _build(
     if validate and schema_handle is not None:
         problems.extend(_validate_sources([(s, st) for s, st, _ in parsed], schema_handle))
 
+    problems.extend(_mode_problems(policies))
     if problems:
         raise PolicyError(problems)
 
@@ -505,8 +515,12 @@ def _build(
     templates = {policy.id for policy in policies if policy.is_template}
     template_ids = {policy_id: position for position, policy_id in ids_by_position.items()
                     if policy_id in templates}
+    # Policies annotated @mode("shadow") leave the enforced set (see _split_shadow).
+    policy_set, shadow = _split_shadow([source.text for source, _, _ in parsed], policy_set,
+                                       policies, links, ids_by_position, template_ids)
     if links:
-        policy_set = _link(policy_set, links, template_ids)
+        policy_set = _link(policy_set, [link for link in links if shadow is None
+                                        or link.template not in shadow.ids], template_ids)
 
     entity_set = _entity_handle(entity_list, schema_handle, entities_name)
     entity_index = {entity.uid: entity for entity in entity_list}
@@ -525,7 +539,81 @@ def _build(
         ids_by_position=ids_by_position,
         actions=actions,
         entity_index=entity_index,
+        shadow=shadow,
     )
+
+
+# -- per-policy enforcement mode ------------------------------------------------------------
+
+MODES = ("enforce", "shadow")
+
+
+@dataclass(frozen=True)
+class ShadowPolicies:
+    """Policies annotated ``@mode("shadow")``: evaluated and audited, never enforced.
+
+    The snapshot's ``policy_set`` holds the enforced policies only; these sets
+    let the Authorizer say what each shadow policy would have done.
+
+    Attributes:
+        ids: shadow static policies and templates, and the links of shadow templates.
+        effects: ``"permit"`` or ``"forbid"`` for each id.
+        forbids: pre-parsed set of the shadow forbids (None when there are none).
+        permits: pre-parsed set of the shadow permits (None when there are none).
+    """
+
+    ids: frozenset[str]
+    effects: Mapping[str, str]
+    forbids: Any
+    permits: Any
+
+
+def policy_mode(policy: Policy) -> str:
+    """``"shadow"`` for a policy annotated ``@mode("shadow")``, else ``"enforce"``."""
+    return policy.annotations.get("mode", "enforce")
+
+
+def _mode_problems(policies: Sequence[Policy]) -> list[str]:
+    return [f"{policy.location}: @mode({policy.annotations['mode']!r}) must be "
+            f"{' or '.join(repr(m) for m in MODES)}"
+            for policy in policies if policy.annotations.get("mode", "enforce") not in MODES]
+
+
+def _split_shadow(texts: Sequence[str], policy_set: Any, policies: Sequence[Policy],
+                  links: Sequence[TemplateLink], ids_by_position: Mapping[str, str],
+                  template_ids: Mapping[str, str]) -> tuple[Any, ShadowPolicies | None]:
+    """The enforced set (shadow policies removed) and the shadow sets, positional ids kept."""
+    shadow = {policy.id for policy in policies if policy_mode(policy) == "shadow"}
+    if not shadow:
+        return policy_set, None
+    document = json.loads(cedarpy.policies_to_json_str("\n".join(texts)))
+    effects: dict[str, str] = {}
+    for group in ("staticPolicies", "templates"):
+        for position, body in (document.get(group) or {}).items():
+            effects[ids_by_position.get(position, position)] = body["effect"]
+
+    def subset(keep: Any) -> Any:
+        return cedarpy.PolicySet.from_json_str(json.dumps({
+            group: {position: body for position, body in (document.get(group) or {}).items()
+                    if keep(ids_by_position.get(position, position))}
+            for group in ("staticPolicies", "templates")} | {"templateLinks": []}))
+
+    shadow_links = [link for link in links if link.template in shadow]
+    for link in shadow_links:
+        effects[link.id] = effects[link.template]
+    sets: dict[str, Any] = {}
+    for effect in ("forbid", "permit"):
+        chosen = {policy_id for policy_id in shadow if effects.get(policy_id) == effect}
+        wanted = [link for link in shadow_links if link.template in chosen]
+        if not chosen:
+            sets[effect] = None
+            continue
+        handle = subset(chosen.__contains__)
+        sets[effect] = _link(handle, wanted, template_ids) if wanted else handle
+    ids = frozenset(shadow | {link.id for link in shadow_links})
+    return (subset(lambda policy_id: policy_id not in shadow),
+            ShadowPolicies(ids, {i: effects[i] for i in ids if i in effects},
+                           sets["forbid"], sets["permit"]))
 
 
 def _parse_schema(text: str) -> Any:

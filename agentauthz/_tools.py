@@ -16,7 +16,7 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -179,6 +179,9 @@ class ToolSpec:
         context: extra context, fixed or computed from the arguments.
         on_deny: ``"raise"`` (AccessDenied) or ``"message"`` (a refusal string).
         description: first line of the docstring, for tool descriptions.
+        parameters: the argument names, in signature order.
+        sums: numeric arguments whose values a session adds up per action
+            (``context.session.totals.<action>.<argument>``).
     """
 
     name: str
@@ -191,6 +194,7 @@ class ToolSpec:
     on_deny: OnDeny
     description: str = ""
     parameters: tuple[str, ...] = field(default_factory=tuple)
+    sums: tuple[str, ...] = ()
 
     def validate(self, arguments: Mapping[str, Any]) -> BaseModel:
         """Validate arguments against the signature.
@@ -240,6 +244,7 @@ def build_spec(
     resource_types: tuple[str, ...],
     context: ContextSpec,
     on_deny: OnDeny,
+    sums: Sequence[str] = (),
 ) -> ToolSpec:
     """Read a function's signature into a :class:`ToolSpec`."""
     tool_name = name or fn.__name__
@@ -260,6 +265,7 @@ def build_spec(
     return build_spec_from_model(
         model, name=tool_name, description=inspect.getdoc(fn) or "", action=action,
         resource=resource, resource_types=resource_types, context=context, on_deny=on_deny,
+        sums=sums,
     )
 
 
@@ -273,6 +279,7 @@ def build_spec_from_model(
     resource_types: tuple[str, ...],
     context: ContextSpec,
     on_deny: OnDeny,
+    sums: Sequence[str] = (),
 ) -> ToolSpec:
     """A :class:`ToolSpec` whose arguments are the fields of a pydantic model.
 
@@ -280,8 +287,9 @@ def build_spec_from_model(
     is None or its type is Optional; every other argument is required.
 
     Raises:
-        ConfigurationError: an argument type has no Cedar equivalent, or
-            ``on_deny`` is not ``"raise"``/``"message"``.
+        ConfigurationError: an argument type has no Cedar equivalent,
+            ``on_deny`` is not ``"raise"``/``"message"``, or a summed argument
+            is not a Long or decimal argument of the tool.
     """
     if on_deny not in ("raise", "message"):
         raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
@@ -298,6 +306,14 @@ def build_spec_from_model(
     elif isinstance(resource, Entity):
         resource_types = resource_types or (resource.uid.type,)
     summary = description.strip().splitlines()[0] if description.strip() else ""
+    if isinstance(sums, str):
+        sums = (sums,)
+    for summed in sums:
+        kind = attributes.get(summed, {})
+        if kind.get("type") != "Long" and kind.get("name") != "decimal":
+            raise ConfigurationError(
+                f"tool {name!r}: sum_arguments names {summed!r}, which is not an int or decimal "
+                "argument of the tool")
     return ToolSpec(
         name=name,
         action=action or name,
@@ -309,6 +325,7 @@ def build_spec_from_model(
         on_deny=on_deny,
         description=summary,
         parameters=tuple(model.model_fields),
+        sums=tuple(dict.fromkeys(sums)),
     )
 
 

@@ -30,7 +30,7 @@ def test_contract_names_from_design_are_exported() -> None:
 def test_public_modules_do_not_leak_private_helpers() -> None:
     public = {name for name in dir(az) if not name.startswith("_")}
     # `annotations` is bound by `from __future__ import annotations`.
-    modules = {"engines", "integrations", "testing", "annotations"}
+    modules = {"engines", "integrations", "session", "testing", "annotations"}
     assert public - set(az.__all__) - modules == set()
 
 
