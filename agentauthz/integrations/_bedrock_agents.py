@@ -325,7 +325,7 @@ def _convert(name: str, declared: Any, value: Any) -> Any:
     if kind == "object":
         try:
             record = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth: not an object we take
             record = None
         if not isinstance(record, dict):
             raise InvalidValueError(f"{where} must be a JSON object")
@@ -354,7 +354,7 @@ def _array(where: str, text: str) -> list[Any]:
         raise InvalidValueError(f"{where} must be an array written [item, item, ...]")
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, list):
         return parsed

@@ -200,6 +200,12 @@ def _model_from_json_schema(name: str, schema: Mapping[str, Any]) -> type[BaseMo
                 fields[prop] = (hint if default is not None else Optional[hint], default)  # noqa: UP045
         model_name = "_".join("".join(c if c.isalnum() else " " for c in where).split()) + "_input"
         model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+        hidden = sorted(set(fields) - set(model.model_fields))
+        if hidden:
+            # pydantic keeps names like "_x" or "model_config" out of its fields: such an argument
+            # would reach the tool without ever being authorized.
+            raise ConfigurationError(f"{where}: argument names {hidden} cannot be authorized "
+                                     "(a leading underscore or a pydantic-reserved name)")
         return model
 
     if schema.get("type", "object") != "object":

@@ -1,0 +1,1 @@
+"""Adversarial suite: one module per attack class (see docs/security.md)."""

@@ -1,0 +1,105 @@
+"""Helpers shared by the attack-class modules: the plain-cedarpy reference and process isolation.
+
+The reference decides a request with ``cedarpy.is_authorized`` given the policy
+text and the entities directly (no agentauthz code between), so a test that
+compares the library with it catches any divergence the library introduces.
+
+Loads that could crash the interpreter (cedarpy segfaults on deep nesting) run
+in a child process: a crash there fails the test instead of killing pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+import agentauthz as az
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Values seeded in attributes, context, arguments and tokens; none may reach a log or an error.
+SECRETS = (
+    "s3cr3t-SSN-078-05-1120",
+    "hunter2",  # looks like an identifier: redaction heuristics that keep names must still drop it
+    "tok_ABCDEF0123456789",
+    "salary=987654",
+    "PIN:4242",
+)
+
+
+def reference_allows(
+    policies: str,
+    request: az.Request,
+    entities: Iterable[az.Entity] = (),
+    schema: str | None = None,
+) -> bool:
+    """Cedar's own answer: ``cedarpy.is_authorized`` on the text and the entities, nothing cached."""
+    action = request.action if isinstance(request.action, az.EntityUID) else az.EntityUID(
+        "Action", request.action)
+    cedar_request = {
+        "principal": request.principal.to_cedar(),
+        "action": action.to_cedar(),
+        "resource": request.resource.to_cedar(),
+        "context": request.to_cedar()["context"],
+    }
+    entity_json = json.dumps([entity.to_cedar() for entity in entities])
+    result = cedarpy.is_authorized(cedar_request, policies, entity_json, schema=schema)
+    return bool(result.decision == cedarpy.Decision.Allow)
+
+
+@dataclass(frozen=True)
+class Isolated:
+    """What a child Python process did: exit code (negative: killed by that signal) and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def crashed(self) -> bool:
+        return self.returncode < 0
+
+
+def run_isolated(code: str, *, timeout: float = 30.0, cwd: Path | None = None) -> Isolated:
+    """Run ``code`` in a fresh interpreter with agentauthz importable.
+
+    A segfault shows as a negative return code; a hang past ``timeout``
+    raises ``subprocess.TimeoutExpired`` (the test fails, pytest survives).
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or ROOT, check=False,
+    )
+    return Isolated(completed.returncode, completed.stdout, completed.stderr)
+
+
+def nested(depth: int, open_: str, close: str, inner: str) -> str:
+    """``open_ * depth + inner + close * depth``."""
+    return open_ * depth + inner + close * depth
+
+
+def leaks(texts: Iterable[str], secrets: Sequence[str] = SECRETS) -> list[str]:
+    """The secrets that appear in any of ``texts``."""
+    joined = "\n".join(texts)
+    return [secret for secret in secrets if secret in joined]
+
+
+def event_texts(events: Iterable[Any], *, without_request: bool = True) -> list[str]:
+    """Each audit event as its JSON line, the opted-in ``request`` field left out."""
+    out = []
+    for event in events:
+        data = json.loads(event.to_json())
+        if without_request:
+            data.pop("request", None)
+        out.append(json.dumps(data))
+    return out
