@@ -38,6 +38,7 @@ from agentauthz._model import (
 from agentauthz._policies import Policy, PolicyStore, TemplateLink
 from agentauthz._retrieval import FilterResult
 from agentauthz._schemagen import generate_schema, mcp_input_type, validate_policies_for_tools
+from agentauthz._tokens import TokenIdentity, VerifiedToken, acting_with_token
 from agentauthz._tools import OnDeny, ToolSpec
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
@@ -71,8 +72,11 @@ __all__ = [
     "Request",
     "StaticEntityProvider",
     "TemplateLink",
+    "TokenIdentity",
     "ToolSpec",
     "VerifiedPermissionsEngine",
+    "VerifiedToken",
+    "acting_with_token",
     "decimal",
     "generate_schema",
     "ipaddr",

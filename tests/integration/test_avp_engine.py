@@ -341,12 +341,6 @@ def test_docs_page_snippets_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     page = (EXAMPLE_STORE.parent / "docs" / "avp.md").read_text(encoding="utf-8")
     snippets = re.findall(r"^```python\n(.*?)^```", page, re.S | re.M)
     assert len(snippets) >= 2
-    # The lazy az.VerifiedPermissionsEngine export may not be wired yet.
-    monkeypatch.setattr(az, "VerifiedPermissionsEngine", VerifiedPermissionsEngine, raising=False)
-    from agentauthz._tokens import TokenIdentity, acting_with_token
-
-    monkeypatch.setattr(az, "TokenIdentity", TokenIdentity, raising=False)
-    monkeypatch.setattr(az, "acting_with_token", acting_with_token, raising=False)
     (tmp_path / "policies").symlink_to(EXAMPLE_STORE, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "__docs__"}
