@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,7 +173,10 @@ class PolicyStore:
         Raises:
             PolicyError: every problem found, each as ``<text>:line: message``.
         """
-        schema_text = json.dumps(schema) if isinstance(schema, Mapping) else schema
+        try:
+            schema_text = json.dumps(schema) if isinstance(schema, Mapping) else schema
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise PolicyError(f"<schema>: not a JSON document ({type(exc).__name__})") from None
 
         def load() -> PolicySnapshot:
             return _build(
@@ -290,10 +294,16 @@ class PolicyStore:
 
 def _read_text(path: Path, name: str, max_bytes: int) -> str:
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise PolicyError(f"{name}: {size} bytes is over the limit of {max_bytes}")
-        data = path.read_bytes()
+        info = path.stat()
+        # A pipe blocks and a device (a symlink to /dev/zero) reports size 0 and never ends.
+        if not stat.S_ISREG(info.st_mode):
+            raise PolicyError(f"{name}: not a regular file")
+        if info.st_size > max_bytes:
+            raise PolicyError(f"{name}: {info.st_size} bytes is over the limit of {max_bytes}")
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise PolicyError(f"{name}: more than {max_bytes} bytes, over the limit")
     except OSError as exc:
         raise PolicyError(f"{name}: cannot read ({exc.strerror})") from exc
     try:

@@ -97,6 +97,10 @@ def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Stateme
     # Open brackets and open `if`s: Cedar's parser recurses on both, and cedarpy
     # crashes (stack overflow) far below any limit it enforces itself.
     nesting: list[str] = []
+    # Components of a `has a.b.c` path: Cedar expands one test per prefix, a cost that grows
+    # with the square of the path's length (None: not in such a path; `name_next`: awaits a name).
+    has_path: int | None = None
+    name_next = False
     start = 0
 
     def close(end: int) -> None:
@@ -119,6 +123,20 @@ def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Stateme
             problems.append(TextProblem(_line_of(newlines, match.start()), "unterminated string"))
             return statements, problems
         tokens.append((kind or "", token))
+        if kind == "ident" and token == "has":
+            has_path, name_next = 0, True
+        elif has_path is not None and name_next and kind in ("ident", "string"):
+            name_next = False
+        elif has_path is not None and not name_next and token == ".":
+            has_path, name_next = has_path + 1, True
+            if has_path >= max_depth:
+                problems.append(TextProblem(
+                    _line_of(newlines, match.start()),
+                    f"`has` attribute path longer than {max_depth} attributes",
+                ))
+                return statements, problems
+        else:
+            has_path = None
         if token in _OPEN or (kind == "ident" and token == "if"):
             nesting.append(token)
             if len(nesting) > max_depth:

@@ -76,8 +76,8 @@ def run_isolated(code: str, *, timeout: float = 30.0, cwd: Path | None = None) -
     raises ``subprocess.TimeoutExpired`` (the test fails, pytest survives).
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+    completed = subprocess.run(  # the code goes on stdin: no limit on its size
+        [sys.executable, "-"], input=textwrap.dedent(code),
         capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or ROOT, check=False,
     )
     return Isolated(completed.returncode, completed.stdout, completed.stderr)
