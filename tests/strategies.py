@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
@@ -321,3 +322,171 @@ def prefilter_metadata(*, wild: bool = False) -> st.SearchStrategy[dict[str, obj
 def prefilter_documents(*, wild: bool = False) -> st.SearchStrategy[list[dict[str, object]]]:
     """One to ten documents' metadata."""
     return st.lists(prefilter_metadata(wild=wild), min_size=1, max_size=10)
+
+
+# -- Policy slicing (agentauthz._slicing) -----------------------------------------------------
+# Policy sets whose scopes (==, in, is, action groups, template slots) name a small pool of
+# entities, entity graphs over that pool, and requests: slicing must decide exactly like the
+# whole set. The pool is small so that scopes, hierarchies and requests often meet.
+
+SLICING_IDS = ("a", "b", '"\\\n', "é")
+SLICING_TYPES = ("User", "Group", "Doc", "Folder")
+SLICING_ACTIONS = ("read", "write", "rw", "all", "delete")
+#: Parent types the slicing schema allows (the schema-less graphs mix types freely too).
+SLICING_PARENT_TYPES = {"User": ("Group",), "Group": ("Group",), "Doc": ("Folder",), "Folder": ("Folder",)}
+SLICING_SCHEMA = """
+entity Group in [Group] = { level?: Long };
+entity User in [Group] = { level?: Long };
+entity Folder in [Folder] = { owner?: User };
+entity Doc in [Folder] = { owner?: User };
+action all;
+action rw in [all];
+action read, write in [rw] appliesTo {
+  principal: [User, Group], resource: [Doc, Folder], context: { x?: Bool }
+};
+action delete appliesTo { principal: [User], resource: [Doc], context: { x?: Bool } };
+"""
+_SLICING_CONDITIONS = (
+    "",
+    "",
+    "",
+    " when { true }",
+    " when { false }",
+    " when { context.x }",
+    " unless { context has x && context.x }",
+    " when { principal.level > 1 }",
+    " when { resource.owner == principal }",
+    " when { resource.owner.level < 3 }",
+    " when { principal in resource.owner }",
+    " when { action in Action::\"rw\" }",
+)
+_SLICING_ROLES = {"principal": ("User", "User", "Group"), "resource": ("Doc", "Doc", "Folder")}
+
+
+def _slicing_uid(types: tuple[str, ...]) -> st.SearchStrategy[az.EntityUID]:
+    return st.builds(az.EntityUID, st.sampled_from(types), st.sampled_from(SLICING_IDS))
+
+
+slicing_uids = _slicing_uid(SLICING_TYPES)
+slicing_action_uids = st.sampled_from(SLICING_ACTIONS).map(lambda name: az.EntityUID("Action", name))
+
+
+def _uid_text(uid: az.EntityUID) -> str:
+    return f"{uid.type}::{cedar_string_literal(uid.id)}"
+
+
+@st.composite
+def _slicing_entity_scope(draw: st.DrawFn, var: str, slot: str | None) -> str:
+    kinds = ("any", "any", "==", "in", "in", "is", "is in") + (("slot",) * 4 if slot else ())
+    kind = draw(st.sampled_from(kinds))
+    if kind == "any":
+        return var
+    if kind == "slot":
+        template_kind = draw(st.sampled_from(("==", "in", "is in")))
+        if template_kind == "is in":
+            return f"{var} is {draw(st.sampled_from(SLICING_TYPES))} in {slot}"
+        return f"{var} {template_kind} {slot}"
+    if kind == "is":
+        return f"{var} is {draw(st.sampled_from(SLICING_TYPES))}"
+    uid = _uid_text(draw(_slicing_uid(SLICING_TYPES if kind == "in" else _SLICING_ROLES[var])))
+    if kind == "is in":
+        return f"{var} is {draw(st.sampled_from(SLICING_TYPES))} in {uid}"
+    return f"{var} {kind} {uid}"
+
+
+@st.composite
+def _slicing_action_scope(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(("any", "==", "==", "in", "in []")))
+    if kind == "any":
+        return "action"
+    if kind == "in []":
+        names = draw(st.lists(st.sampled_from(SLICING_ACTIONS), min_size=1, max_size=3, unique=True))
+        return "action in [" + ", ".join(f'Action::"{name}"' for name in names) + "]"
+    return f'action {kind} Action::"{draw(st.sampled_from(SLICING_ACTIONS))}"'
+
+
+def _rank(uid: az.EntityUID) -> tuple[int, int]:
+    return (SLICING_TYPES.index(uid.type) if uid.type in SLICING_TYPES else 9,
+            SLICING_IDS.index(uid.id) if uid.id in SLICING_IDS else 9)
+
+
+@st.composite
+def _slicing_entities(draw: st.DrawFn, typed: bool, actions: bool) -> list[az.Entity]:
+    # Parents rank above their children, so that the graph has no cycle (Cedar refuses cycles).
+    entities = []
+    for uid in draw(st.lists(slicing_uids, max_size=10, unique=True)):
+        types = SLICING_PARENT_TYPES[uid.type] if typed else SLICING_TYPES
+        parents = [parent for parent in draw(st.lists(_slicing_uid(types), max_size=2, unique=True))
+                   if _rank(parent) > _rank(uid)]
+        attrs: dict[str, object] = {}
+        if uid.type in ("User", "Group") and draw(st.booleans()):
+            attrs["level"] = draw(st.integers(0, 4))
+        if uid.type in ("Doc", "Folder") and draw(st.booleans()):
+            attrs["owner"] = az.EntityUID("User", draw(st.sampled_from(SLICING_IDS)))
+        entities.append(az.Entity(uid=uid, attrs=attrs, parents=parents))
+    if actions:  # without a schema, the action hierarchy is entity data
+        for name in draw(st.lists(st.sampled_from(SLICING_ACTIONS), max_size=3, unique=True)):
+            parents = [az.EntityUID("Action", parent)
+                       for parent in draw(st.lists(st.sampled_from(SLICING_ACTIONS), max_size=2, unique=True))
+                       if SLICING_ACTIONS.index(parent) > SLICING_ACTIONS.index(name)]
+            entities.append(az.Entity(uid=az.EntityUID("Action", name), parents=parents))
+    return entities
+
+
+@dataclass(frozen=True)
+class SlicingCase:
+    """A policy store (text, schema, entities, links), requests and entities given with the call."""
+
+    policies: str
+    schema: str | None
+    entities: list[az.Entity]
+    links: list[az.TemplateLink]
+    requests: list[az.Request]
+    call_entities: list[az.Entity]
+
+
+@st.composite
+def slicing_cases(draw: st.DrawFn) -> SlicingCase:
+    """Policies, templates and links with every kind of scope, a graph, requests, call entities."""
+    typed = draw(st.booleans())
+    statements: list[str] = []
+    templates: list[tuple[str, bool, bool]] = []
+    for index in range(draw(st.integers(0, 8))):
+        template = draw(st.integers(0, 3)) == 0
+        principal = draw(_slicing_entity_scope("principal", "?principal" if template else None))
+        resource = draw(_slicing_entity_scope("resource", "?resource" if template else None))
+        if template and "?" not in principal + resource:
+            resource = "resource == ?resource"
+        naming = "id" if template else draw(st.sampled_from(("none", "id", "positional-looking")))
+        name = {"none": None, "id": f"p{index}", "positional-looking": f"policy{index + 50}"}[naming]
+        annotation = f'@id("{name}") ' if name else ""
+        effect = draw(st.sampled_from(("permit", "permit", "forbid")))
+        condition = draw(st.sampled_from(_SLICING_CONDITIONS))
+        statements.append(f"{annotation}{effect}({principal}, {draw(_slicing_action_scope())}, "
+                          f"{resource}){condition};")
+        if template and name:
+            templates.append((name, "?principal" in principal, "?resource" in resource))
+    links = []
+    for number in range(draw(st.integers(0, 6)) if templates else 0):
+        name, principal_slot, resource_slot = draw(st.sampled_from(templates))
+        links.append(az.TemplateLink(
+            id=draw(st.sampled_from((f"link{number}", f"policy{number + 80}"))), template=name,
+            principal=draw(_slicing_uid(SLICING_TYPES)) if principal_slot else None,
+            resource=draw(_slicing_uid(SLICING_TYPES)) if resource_slot else None))
+    roles = {role: _slicing_uid(types) | slicing_uids if not typed else _slicing_uid(types)
+             for role, types in _SLICING_ROLES.items()}
+    actions = slicing_action_uids if not typed else st.sampled_from(
+        ("read", "read", "write", "delete", "rw")).map(lambda name: az.EntityUID("Action", name))
+    requests = [
+        az.Request(principal=draw(roles["principal"]), action=draw(actions), resource=draw(roles["resource"]),
+                   context=draw(st.sampled_from(({}, {"x": True}, {"x": False}))))
+        for _ in range(draw(st.integers(1, 6)))
+    ]
+    return SlicingCase(
+        policies="\n".join(statements),
+        schema=SLICING_SCHEMA if typed else None,
+        entities=draw(_slicing_entities(typed, actions=not typed)),
+        links=links,
+        requests=requests,
+        call_entities=draw(st.just([]) | _slicing_entities(typed, actions=not typed)),
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cedarpy
@@ -14,10 +16,12 @@ import cedarpy
 from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicySnapshot, PolicyStore, redact, truncate
+from agentauthz._slicing import Slice, SliceIndex
 
 __all__ = ["LocalEngine"]
 
-_POSITIONAL_IN_TEXT = re.compile(r"`(policy\d+)`")
+_ERRING_POLICY = re.compile(r"(error while evaluating policy )`([^`]*)`")
+_log = logging.getLogger("agentauthz")
 # Below this many requests an async call decides inline: a thread hop costs more.
 _INLINE_ASYNC_BATCH = 16
 _REBUILT_ENTITY_SETS = 8
@@ -30,6 +34,12 @@ class LocalEngine:
     handles; per-call entities are merged onto the stored graph without
     re-parsing it. Requests are schema-checked when the store has a schema.
 
+    With ``slicing`` (the default) each request is evaluated against only the
+    policies whose scope can match it (its action, the types of its principal
+    and resource, and the template links naming its principal or resource):
+    decisions, determining policies and errors are those of the whole set
+    (see :mod:`agentauthz._slicing`). ``slicing=False`` evaluates every policy.
+
     Example:
         >>> store = PolicyStore.from_text('@id("p") permit(principal, action, resource);')
         >>> engine = LocalEngine(store)
@@ -41,9 +51,12 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, store: PolicyStore) -> None:
+    def __init__(self, store: PolicyStore, *, slicing: bool = True) -> None:
         self.store = store
+        self.slicing = slicing
         self._rebuilt: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._index: tuple[PolicySnapshot, SliceIndex | None] | None = None
+        self._index_lock = threading.Lock()
 
     @property
     def fingerprint(self) -> str:
@@ -72,21 +85,68 @@ class LocalEngine:
             return []
         snapshot = self.store.snapshot
         try:
-            entity_set = self._entity_set(snapshot, entities)
+            entity_set, delta = self._call_entities(snapshot, entities)
         except (ValueError, InvalidValueError) as exc:
             denial = Decision.deny(f"entities rejected: {truncate(redact(str(exc)))}")
             return [denial] * len(requests)
-        cedar_requests = [self._cedar_request(request) for request in requests]
+        index = self.slice_index(snapshot) if self.slicing else None
+        if index is None:
+            return self._evaluate(requests, _full_slice(snapshot), entity_set, snapshot.schema)
+        try:
+            overlay = index.overlay(delta)
+            slices = [index.select(request, overlay) for request in requests]
+        except Exception:  # a slicing bug must cost speed, never a decision
+            _log.exception("policy slicing failed; evaluating every policy")
+            return self._evaluate(requests, index.full, entity_set, snapshot.schema)
+        first = slices[0]
+        if all(chosen is first for chosen in slices):
+            return self._evaluate(requests, first, entity_set, snapshot.schema)
+        groups: dict[int, tuple[Slice, list[int]]] = {}
+        for position, chosen in enumerate(slices):
+            group = groups.get(id(chosen))
+            if group is None:
+                groups[id(chosen)] = (chosen, [position])
+            else:
+                group[1].append(position)
+        decisions: list[Decision] = [_UNDECIDED] * len(requests)
+        for chosen, positions in groups.values():
+            found = self._evaluate([requests[p] for p in positions], chosen, entity_set, snapshot.schema)
+            for position, decision in zip(positions, found, strict=True):
+                decisions[position] = decision
+        return decisions
+
+    def slice_index(self, snapshot: PolicySnapshot | None = None) -> SliceIndex | None:
+        """The scope index of the store version (built on first use), None when slicing is off."""
+        if not self.slicing:
+            return None
+        snapshot = snapshot or self.store.snapshot
+        current = self._index
+        if current is not None and current[0] is snapshot:
+            return current[1]
+        with self._index_lock:
+            current = self._index
+            if current is not None and current[0] is snapshot:
+                return current[1]
+            try:
+                index: SliceIndex | None = SliceIndex(snapshot)
+            except Exception:  # never worse than no slicing
+                _log.exception("cannot index the policies by scope; evaluating every policy")
+                index = None
+            self._index = (snapshot, index)
+            return index
+
+    @staticmethod
+    def _evaluate(requests: Sequence[Request], chosen: Slice, entity_set: Any, schema: Any) -> list[Decision]:
+        cedar_requests = [_cedar_request(request) for request in requests]
         try:
             results = cedarpy.is_authorized_batch(
-                cedar_requests, snapshot.policy_set, entity_set, schema=snapshot.schema
-            )
+                cedar_requests, chosen.policy_set, entity_set, schema=schema)
         except Exception as exc:  # cedarpy failing as a whole must never allow
             denial = Decision.deny(f"engine failure: {type(exc).__name__}: {truncate(redact(str(exc)))}")
             return [denial] * len(requests)
         if len(results) != len(requests):
             return [Decision.deny("engine returned a wrong number of results")] * len(requests)
-        return [_decision(snapshot, result) for result in results]
+        return [_decision(chosen, result) for result in results]
 
     async def adecide(
         self, requests: Sequence[Request], entities: Sequence[Entity] = ()
@@ -123,27 +183,21 @@ class LocalEngine:
             return not result.diagnostics.errors
         return True
 
-    @staticmethod
-    def _cedar_request(request: Request) -> dict[str, Any]:
-        action = request.action
-        if isinstance(action, str):
-            action = EntityUID("Action", action)
-        cedar: dict[str, Any] = {
-            "principal": {"type": request.principal.type, "id": request.principal.id},
-            "action": {"type": action.type, "id": action.id},
-            "resource": {"type": request.resource.type, "id": request.resource.id},
-        }
-        if request.cedar_context:
-            cedar["context"] = request.cedar_context
-        return cedar
-
     def _entity_set(self, snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:
+        """The entities handle for a call: the stored graph with ``entities`` merged on."""
+        return self._call_entities(snapshot, entities)[0]
+
+    def _call_entities(
+        self, snapshot: PolicySnapshot, entities: Sequence[Entity]
+    ) -> tuple[Any, dict[EntityUID, Entity]]:
+        """The entities handle for a call and the given entities that differ from the stored ones."""
         if not entities:
-            return snapshot.entity_set
+            return snapshot.entity_set, {}
         delta: dict[EntityUID, Entity] = {}
         overrides = False
+        stored_index = snapshot.entity_index
         for entity in entities:
-            stored = snapshot.entity_index.get(entity.uid)
+            stored = stored_index.get(entity.uid)
             if stored is not None and stored.cedar == entity.cedar:
                 continue
             earlier = delta.get(entity.uid)
@@ -152,11 +206,11 @@ class LocalEngine:
             overrides = overrides or stored is not None
             delta[entity.uid] = entity
         if not delta:
-            return snapshot.entity_set
+            return snapshot.entity_set, delta
         delta_json = json.dumps([entity.cedar for entity in delta.values()])
         if not overrides:
-            return snapshot.entity_set.with_added_json_str(delta_json, snapshot.schema)
-        return self._rebuilt_entity_set(snapshot, delta, delta_json)
+            return snapshot.entity_set.with_added_json_str(delta_json, snapshot.schema), delta
+        return self._rebuilt_entity_set(snapshot, delta, delta_json), delta
 
     def _rebuilt_entity_set(
         self, snapshot: PolicySnapshot, delta: dict[EntityUID, Entity], delta_json: str
@@ -177,13 +231,49 @@ class LocalEngine:
         return rebuilt
 
 
-def _decision(snapshot: PolicySnapshot, result: Any) -> Decision:
+_UNDECIDED = Decision.deny("not decided")
+
+
+def _full_slice(snapshot: PolicySnapshot) -> Slice:
+    return Slice(snapshot.policy_set, snapshot.ids_by_position)
+
+
+def _cedar_request(request: Request) -> dict[str, Any]:
+    action = request.action
+    principal = request.principal
+    resource = request.resource
+    if isinstance(action, str):
+        action_id = {"type": "Action", "id": action}
+    else:
+        action_id = {"type": action.type, "id": action.id}
+    cedar: dict[str, Any] = {
+        "principal": {"type": principal.type, "id": principal.id},
+        "action": action_id,
+        "resource": {"type": resource.type, "id": resource.id},
+    }
+    context = request.cedar_context
+    if context:
+        cedar["context"] = context
+    return cedar
+
+
+def _decision(chosen: Slice, result: Any) -> Decision:
     diagnostics = result.diagnostics
-    reasons = tuple(sorted(snapshot.store_id(reason) for reason in diagnostics.reasons))
+    ids = chosen.ids
+    reasons = diagnostics.reasons
+    if reasons:
+        reasons = sorted(ids.get(reason, reason) for reason in reasons)
     raw_errors = diagnostics.errors
-    errors = tuple(
-        truncate(_POSITIONAL_IN_TEXT.sub(lambda m: f"`{snapshot.store_id(m.group(1))}`", redact(str(e))))
-        for e in raw_errors
-    )
-    allowed = result.decision is cedarpy.Decision.Allow
-    return Decision(allowed, reasons, errors)
+    errors: tuple[str, ...] = ()
+    if raw_errors:
+        errors = tuple(truncate(_store_ids_in_error(ids, redact(str(error)))) for error in raw_errors)
+    return Decision(result.decision is cedarpy.Decision.Allow, tuple(reasons), errors)
+
+
+def _store_ids_in_error(ids: Mapping[str, str], message: str) -> str:
+    # Only the policy an evaluation error names is cedarpy's positional id: an attribute
+    # that happens to be called `policy1` later in the message is left alone.
+    match = _ERRING_POLICY.match(message)
+    if match is None:
+        return message
+    return f"{match.group(1)}`{ids.get(match.group(2), match.group(2))}`{message[match.end():]}"
