@@ -712,9 +712,12 @@ class Authorizer:
         stub = stub if stub is not None else store.schema_text
         if stub is None:
             raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")
+        names = {self._action_name(spec.action) for spec in self.tools.values()}
         validate_policies_for_tools(
             store, self.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=self.tool_entity_type,
+            session_sums={name: list(arguments) for name, arguments in self.session_config.sums.items()
+                          if name in names},
         )
 
     def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:

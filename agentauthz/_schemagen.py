@@ -32,6 +32,13 @@ Rules of the merge:
 - ``context.session`` is ``session?: <session_type>`` when the stub declares
   that common type (``Session`` by default); common types annotated
   ``@mcp_context("<name>")`` add a required ``<name>`` attribute, as upstream.
+- The stub's session type (the type of ``context.session``) is **declared
+  anew** from the tools, as :mod:`agentauthz.session` fills it: ``seen``,
+  ``actions``, ``last_action``, ``last_actions``, ``approved``, and records
+  ``calls`` and ``window_calls`` with one ``Long`` per tool action and
+  ``totals`` with the summed arguments of each tool (``@authz.guard(
+  sum_arguments=[...])``, ``session_sums=``). Its annotations are kept. A type
+  annotated ``@mcp_context("session")`` is the stub's own and kept as written.
 - Extra context a guard computes (``context=``) is not declared: its types are
   unknown. Policies that read it fail validation against the generated schema.
 
@@ -87,6 +94,7 @@ from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz._model import EntityUID
 from agentauthz._policies import PolicyStore, truncate, validate_policies
 from agentauthz._tools import ToolSpec, spec_of
+from agentauthz.session import session_record_type
 
 __all__ = [
     "DEFAULT_SESSION_TYPE",
@@ -128,8 +136,9 @@ def generate_schema(
     tool_type: str = DEFAULT_TOOL_TYPE,
     session_type: str | None = DEFAULT_SESSION_TYPE,
     existing: Existing = "replace",
+    session_sums: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """A Cedar schema: the stub plus one action per tool.
+    """A Cedar schema: the stub plus one action per tool (and the session type).
 
     Args:
         stub: Cedar schema text, Cedar JSON schema (text or a mapping), or a
@@ -148,6 +157,8 @@ def generate_schema(
             when the stub declares it; None never adds it.
         existing: ``"replace"`` actions the stub already declares under a
             tool's name, or ``"error"``.
+        session_sums: summed arguments per tool action besides those the
+            guards declare (``SessionConfig.sums``), for ``totals``.
 
     Returns:
         The schema in the stub's format: canonical Cedar schema text (as
@@ -190,8 +201,9 @@ def generate_schema(
         raise ConfigurationError(
             "no principal types: pass principal_types (CLI: --principal-type) or annotate "
             "entity types of the stub with @mcp_principal")
-    actions = _actions(tools, mcp_tools, principals, tool_type, target)
+    actions = _actions(tools, mcp_tools, principals, tool_type, target, session_sums or {})
     context = _shared_context(parsed, target, session_type)
+    session = _session_type(parsed, target, context, actions)
     for action in actions:
         for type_name, role in action.entity_types():
             _check_entity_type(parsed, target, type_name, role)
@@ -201,8 +213,8 @@ def generate_schema(
                 f"the stub already declares action {action.name!r} {where} for {action.source}: "
                 "remove it from the stub or let generation replace it (existing='replace')")
     if parsed.kind == "json":
-        return _merge_json(parsed, target, actions, context)
-    return _merge_text(parsed, target, actions, context)
+        return _merge_json(parsed, target, actions, context, session)
+    return _merge_text(parsed, target, actions, context, session)
 
 
 def mcp_input_type(tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,6 +295,7 @@ def validate_policies_for_tools(
     namespace: str | None = None,
     tool_type: str = DEFAULT_TOOL_TYPE,
     session_type: str | None = DEFAULT_SESSION_TYPE,
+    session_sums: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Validate a store's policies against the schema generated for its tools.
 
@@ -308,7 +321,7 @@ def validate_policies_for_tools(
     """
     schema = generate_schema(
         stub, tools=tools, principal_types=principal_types, namespace=namespace,
-        tool_type=tool_type, session_type=session_type)
+        tool_type=tool_type, session_type=session_type, session_sums=session_sums)
     problems = validate_policies(store.policies, schema)
     if problems:
         raise PolicyError(problems)
@@ -324,6 +337,7 @@ class _Action:
     principal_types: tuple[str, ...]
     resource_types: tuple[str, ...]
     input_type: dict[str, Any]
+    sums: tuple[str, ...] = ()
 
     def entity_types(self) -> list[tuple[str, str]]:
         return ([(name, "principal type") for name in self.principal_types]
@@ -331,7 +345,8 @@ class _Action:
 
 
 def _actions(tools: Iterable[Any] | Mapping[str, Any], mcp_tools: Iterable[Mapping[str, Any]],
-             principals: tuple[str, ...], tool_type: str, namespace: str) -> list[_Action]:
+             principals: tuple[str, ...], tool_type: str, namespace: str,
+             sums: Mapping[str, Sequence[str]]) -> list[_Action]:
     actions: dict[str, _Action] = {}
 
     def add(action: _Action) -> None:
@@ -350,12 +365,44 @@ def _actions(tools: Iterable[Any] | Mapping[str, Any], mcp_tools: Iterable[Mappi
             raise ConfigurationError(
                 f"{source} computes its resource: name its entity types with "
                 "@authz.guard(resource_types=[...]) to generate its action")
-        add(_Action(_action_name(spec.action, namespace, source), source, principals, resources,
-                    dict(spec.input_type)))
+        action_name = _action_name(spec.action, namespace, source)
+        add(_Action(action_name, source, principals, resources, dict(spec.input_type),
+                    tuple(dict.fromkeys([*spec.sums, *sums.get(action_name, ())]))))
     for item in mcp_tools:
         name = _mcp_name(item)
-        add(_Action(name, f"MCP tool {name!r}", principals, (tool_type,), mcp_input_type(item)))
+        add(_Action(name, f"MCP tool {name!r}", principals, (tool_type,), mcp_input_type(item),
+                    tuple(sums.get(name, ()))))
+    unknown = sorted(set(sums) - set(actions))
+    if unknown:
+        raise ConfigurationError(f"session_sums names no tool action: {', '.join(unknown)}")
     return sorted(actions.values(), key=lambda a: a.name)
+
+
+def _session_type(stub: _Stub, target: str, context: list[tuple[str, str, bool]],
+                  actions: list[_Action]) -> tuple[str, str, dict[str, Any]] | None:
+    """(namespace, name, record type) of the session type to declare, if the context has one."""
+    # Only the optional session context this module adds; a type annotated
+    # @mcp_context("session") is the stub's own context (upstream convention), kept as written.
+    common = next((common for attribute, common, required in context
+                   if attribute == "session" and not required), None)
+    if common is None:
+        return None
+    if "::" in common:
+        space, _, local = common.rpartition("::")
+    else:
+        space = target if common in stub.spaces.get(target, _Space()).common_types else ""
+        local = common
+    sums: dict[str, dict[str, dict[str, Any]]] = {}
+    for action in actions:
+        attributes = action.input_type.get("attributes") or {}
+        for argument in action.sums:
+            kind = attributes.get(argument)
+            if kind is None or (kind.get("type") != "Long" and kind.get("name") != "decimal"):
+                raise ConfigurationError(
+                    f"{action.source}: summed argument {argument!r} is not an int or decimal argument")
+            sums.setdefault(action.name, {})[argument] = {
+                key: value for key, value in kind.items() if key != "required"}
+    return space, local, session_record_type([action.name for action in actions], sums)
 
 
 def _action_name(action: str | EntityUID, namespace: str, source: str) -> str:
@@ -541,6 +588,7 @@ class _Space:
     principals: list[str] = field(default_factory=list)
     contexts: list[tuple[str, str]] = field(default_factory=list)
     close: int | None = None  # offset of the namespace's closing brace (text stubs)
+    commons: dict[str, _Decl] = field(default_factory=dict)  # common type declarations (text stubs)
 
 
 @dataclass
@@ -673,8 +721,16 @@ def _context_type(action: _Action, context: list[tuple[str, str, bool]]) -> dict
 
 
 def _merge_json(stub: _Stub, target: str, actions: list[_Action],
-                context: list[tuple[str, str, bool]]) -> str:
+                context: list[tuple[str, str, bool]],
+                session: tuple[str, str, dict[str, Any]] | None = None) -> str:
     document = stub.document
+    if session is not None:
+        space, local, record = session
+        commons = document.setdefault(space, {"entityTypes": {}, "actions": {}}).setdefault(
+            "commonTypes", {})
+        previous = commons.get(local) or {}
+        commons[local] = {**record, **({"annotations": previous["annotations"]}
+                                       if "annotations" in previous else {})}
     body = document.setdefault(target, {"entityTypes": {}, "actions": {}})
     declared = body.setdefault("actions", {})
     for action in actions:
@@ -860,6 +916,7 @@ class _TextReader:
         elif keyword.text == "type":
             common = names[0]
             space.common_types.add(common)
+            space.commons[common] = decl
             if "mcp_context" in annotations:
                 space.contexts.append((annotations["mcp_context"] or common, common))
         elif keyword.text == "action":
@@ -914,7 +971,8 @@ def _render_action(action: _Action, context: list[tuple[str, str, bool]], previo
 
 
 def _merge_text(stub: _Stub, target: str, actions: list[_Action],
-                context: list[tuple[str, str, bool]]) -> str:
+                context: list[tuple[str, str, bool]],
+                session: tuple[str, str, dict[str, Any]] | None = None) -> str:
     text = stub.text
     space = stub.spaces.get(target)
     shadowed = set()
@@ -928,6 +986,12 @@ def _merge_text(stub: _Stub, target: str, actions: list[_Action],
         rendered.append(_render_action(action, context, previous, shadowed))
         if previous is not None:
             edits.append((previous.start, previous.end, ""))
+    if session is not None:
+        declared = stub.spaces.get(session[0], _Space()).commons.get(session[1])
+        if declared is not None:
+            edits.append((declared.start, declared.end,
+                          f"{declared.prefix}type {_cedar_string(session[1])[1:-1]} = "
+                          f"{_render_type(session[2], shadowed)};"))
     block = "\n".join(rendered)
     if space is not None and space.close is not None:
         edits.append((space.close, space.close, block))

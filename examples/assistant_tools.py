@@ -42,7 +42,7 @@ def build_tools(authz: az.Authorizer, *, on_deny: az.OnDeny = "message") -> dict
         """Send an email on the user's behalf."""
         return f"email to {to} sent"
 
-    @authz.guard(on_deny=on_deny)
+    @authz.guard(on_deny=on_deny, sum_arguments=["amount"])  # context.session.totals.issue_refund.amount
     def issue_refund(order_id: str, amount: int) -> str:
         """Refund an order, amount in whole currency units."""
         return f"refunded {amount} on {order_id}"

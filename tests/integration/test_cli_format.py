@@ -47,7 +47,7 @@ def test_check_lists_files_that_would_change_and_writes_nothing(
     assert code == 1
     assert f"would reformat {root.as_posix()}/tools.cedar" in out
     assert f"would reformat {root.as_posix()}/sharing.cedar" not in out
-    assert out.splitlines()[-1].endswith("5 files would be reformatted, 1 unchanged")
+    assert out.splitlines()[-1].endswith("6 files would be reformatted, 1 unchanged")
     assert _texts(root) == before
 
 

@@ -22,7 +22,7 @@ def test_example_store_validates_without_errors_or_warnings(capsys: pytest.Captu
     code, out, err = run(capsys, "validate", str(EXAMPLE_STORE))
 
     assert code == 0, out + err
-    assert out.strip().endswith("0 errors, 0 warnings (20 policies, 1 template, 3 links, "
+    assert out.strip().endswith("0 errors, 0 warnings (23 policies, 1 template, 3 links, "
                                 "36 entities, schema)")
     assert err == ""
 
