@@ -41,10 +41,10 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.testing import capture_decisions
+from tests.strategies import identity_task_plans
 
 U = az.EntityUID
 ALICE = U("User", "alice")
@@ -441,8 +441,7 @@ def test_two_hundred_tasks_never_see_each_others_identity() -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 4), st.integers(0, 4), st.booleans()),
-                min_size=2, max_size=40))
+@given(identity_task_plans)
 def test_random_interleavings_of_tasks_keep_identities_apart(
         plan: list[tuple[int, int, int, bool]]) -> None:
     """Each task: yield, bind its user, yield, decide (sync or async), yield, decide again."""
