@@ -1060,8 +1060,12 @@ class Authorizer:
     ) -> list[Decision]:
         if len(decisions) != len(requests):
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
+        elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
+            decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
         if self.mode == "shadow":
             decisions = [d.replace(enforced=False) for d in decisions]
+        elif not all(d.enforced for d in decisions):  # only shadow mode lets a denied call go ahead
+            decisions = [d if d.enforced else d.replace(enforced=True) for d in decisions]
         sinks = self._active_sinks()
         if sinks:
             elapsed_us = (time.perf_counter_ns() - started) // 1000
