@@ -88,7 +88,10 @@ __all__ = [
     "Not",
     "Or",
     "Prefilter",
+    "all_of",
+    "any_of",
     "compile_prefilter",
+    "negate",
 ]
 
 #: Entry of a ``keys`` mapping naming the metadata key that lists a resource's ancestors.

@@ -117,6 +117,8 @@ def test_each_operator_translates(condition: str, expected: str) -> None:
         ("resource.dept == resource.owner_dept", "has dept && has owner_dept"),
         ('resource.classification in ["public"]', "has classification"),  # `in` wants entities
         ("resource.owner != principal", "has owner"),  # an id does not name the type
+        ("!resource.readers.contains(principal)", "has readers"),
+        ('!resource.readers.containsAny([User::"a"])', "has readers"),
         ('resource.price.lessThan(decimal("1.0"))', "has price"),
         ("resource.meta.level == 1", "has meta"),
         ("resource.n * 2 == resource.m", "has m && has n"),
@@ -270,6 +272,20 @@ def test_short_circuit_errors_are_followed() -> None:
     pre = compile_for(f"{READ};\n"
                       "forbid(principal, action, resource) when { resource has hold && resource.hold };")
     assert pre.to_bedrock() == {"notEquals": {"key": "hold", "value": True}}
+
+
+def test_false_is_bounded_with_errors_too() -> None:
+    # !(a && b) is true where a is false, or a true and b false: a missing `level` errors.
+    pre = compile_for(f"{READ} when {{ resource has dept }};\n"
+                      "forbid(principal, action, resource) when "
+                      '{ !(resource.level <= 3 && resource.dept == "hr") };')
+    keep = pre.to_callable()
+    assert keep({"dept": "eng"}) and keep({"dept": "hr", "level": 1})
+    assert not keep({"dept": "eng", "level": 1}) and not keep({"dept": "hr", "level": 5})
+    # `like` is false only for strings: a number errors, so the forbid does not apply.
+    pre = compile_for(f"{READ} when {{ resource has title }};\n"
+                      'forbid(principal, action, resource) when { !(resource.title like "a*") };')
+    assert pre.to_callable()({"title": 5}) and pre.to_callable()({"title": "abc"})
 
 
 def test_errors_found_during_partial_evaluation() -> None:

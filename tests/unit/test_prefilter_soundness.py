@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import botocore.session
+from botocore.validate import ParamValidator
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +35,10 @@ KEYS = {ANCESTORS: "ancestors"}
 # AGENTAUTHZ_PREFILTER_EXAMPLES=5000 for a deeper search than the default run's.
 SETTINGS = settings(max_examples=int(os.environ.get("AGENTAUTHZ_PREFILTER_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+RETRIEVAL_FILTER = botocore.session.get_session().get_service_model(
+    "bedrock-agent-runtime").shape_for("RetrievalFilter")
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,8 @@ def test_bedrock_and_mongo_filters_never_drop_an_allowed_document(
         for keys in (KEYS, None):
             bedrock = pre.to_bedrock(keys)
             if bedrock is not None:
+                report = ParamValidator().validate(bedrock, RETRIEVAL_FILTER)
+                assert not report.has_errors(), report.generate_report()
                 check_keeps_allowed(authz, docs, context, pre, partial(bedrock_matches, bedrock),
                                     f"bedrock {bedrock}")
             mongo = pre.to_mongo(keys)
