@@ -566,3 +566,19 @@ spoofing_contents = st.lists(
     ),
     max_size=4,
 ).map("\n".join)
+
+#: Context (and resource attributes, popped by the test) that make policies error in every way
+#: Cedar can: missing attributes, type errors, overflow, extension-function errors.
+faulty_contexts = st.fixed_dictionaries({}, optional={
+    "level": st.one_of(st.integers(-2, 3), st.just(LONG_MAX), st.text(max_size=2)),
+    "ip": st.sampled_from(["127.0.0.1", "::1", "10.0.0.1", "not-an-ip", "", "127.0.0.1/8"]),
+    "amount": st.one_of(st.integers(0, 2000), st.just(2**62), st.booleans()),
+    "owner": st.sampled_from([az.EntityUID("User", "alice"), az.EntityUID("User", "bob"), "alice"]),
+    "doc_level": st.one_of(st.integers(-1, 4), st.text(max_size=1)),
+    "archived": st.one_of(st.booleans(), st.integers(0, 1), st.just("yes")),
+})
+
+
+def fault_schedules(names: list[str]) -> st.SearchStrategy[list[str | None]]:
+    """One fault name (or None: no fault) per call to the endpoint, in order."""
+    return st.lists(st.none() | st.sampled_from(names), min_size=1, max_size=6)

@@ -28,6 +28,7 @@ Cases tried:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import threading
@@ -107,11 +108,8 @@ def _tool_runs(authz: az.Authorizer) -> list[str]:
         ran.append("ran")
         return "wiped"
 
-    with authz.acting_as(ALICE):
-        try:
-            wipe()
-        except az.AuthzError:
-            pass
+    with authz.acting_as(ALICE), contextlib.suppress(az.AuthzError):
+        wipe()
     return ran
 
 
@@ -202,7 +200,8 @@ class _OddResult:
 
 
 @pytest.mark.parametrize("failure", ["raises", "raises-value-error", "short-answer", "odd-decision"])
-def test_cedarpy_failing_inside_the_local_engine_denies(failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cedarpy_failing_inside_the_local_engine_denies(failure: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     authz = az.Authorizer.from_text(PERMIT_ALL, audit=[])
     real = cedarpy.is_authorized_batch
 
@@ -390,7 +389,8 @@ BROKEN: dict[str, bytes] = {
     "invalid-utf8": b'permit(principal, action, resource) when { context.s == "\xff" };',
     "over-deep": ("permit(principal, action, resource) when { " + "(" * 300 + "true" + ")" * 300
                   + " };").encode(),
-    "duplicate-id": b'@id("x") permit(principal, action, resource); @id("x") forbid(principal, action, resource);',
+    "duplicate-id": b'@id("x") permit(principal, action, resource);\n'
+                    b'@id("x") forbid(principal, action, resource);',
     "unterminated-string": b'permit(principal, action, resource) when { context.s == "oops };',
 }
 
