@@ -68,6 +68,7 @@ T = TypeVar("T")
 # Requests per engine call when filtering: bounds memory and latency per call.
 DEFAULT_PAGE_SIZE = 500
 _MODES = ("enforce", "shadow")
+_BUSY = "the session kept changing while the call was decided; try again"
 
 
 @dataclass(frozen=True)
@@ -819,18 +820,35 @@ class Authorizer:
         request, extra = self._request(None, action, inputs["resource"], inputs["context"], facts=facts)
         return request, extra, version, now
 
-    def _admitted(self, session: Session, call_id: str, request: Request, decision: Decision,
-                  plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float) -> bool:
+    def _admit(self, session: Session, call_id: str, request: Request,
+               plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float) -> str:
         record = call_record(call_id, plan[0], request.resource, now, plan[1], plan[2])
         lease = now + self.session_config.lease.total_seconds()
         return session.store.admit(session.id, record, version=version, lease_until=lease)
 
-    def _busy(self, held: list[tuple[list[AuditSink], AuditEvent]], call_id: str) -> ToolCall:
-        decision = Decision.deny("the session kept changing while the call was decided; try again")
+    def _refused_by_session(self, held: list[tuple[list[AuditSink], AuditEvent]], call_id: str,
+                            why: str) -> ToolCall:
+        decision = Decision.deny(why)
         for sinks, event in held:
             self._emit(sinks, dataclasses.replace(event, decision="deny", enforced=True,
                                                   errors=decision.errors))
         return ToolCall(decision, call_id=call_id)
+
+    def _admission(self, session: Session, call_id: str, request: Request, decision: Decision,
+                   plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float,
+                   held: list[tuple[list[AuditSink], AuditEvent]]) -> ToolCall | None:
+        """The call's outcome, or None when the session changed and it must be decided again."""
+        if not decision.admits:
+            self._release_held(held)
+            return ToolCall(decision, call_id=call_id, session=session)
+        admission = self._admit(session, call_id, request, plan, version, now)
+        if admission == "changed":
+            return None
+        if admission == "completed":
+            return self._refused_by_session(
+                held, call_id, f"call {call_id!r} already completed in this session: it does not run again")
+        self._release_held(held)
+        return ToolCall(decision, call_id=call_id, session=session, reserved=True)
 
     def _release_held(self, held: list[tuple[list[AuditSink], AuditEvent]]) -> None:
         for sinks, event in held:
@@ -848,14 +866,12 @@ class Authorizer:
             held.clear()
             request, extra, version, now = self._attempt(session, inputs, call_id, plan[0])
             decision = self._decide([request], extra, hold=held)[0]
-            reserved = decision.admits and self._admitted(session, call_id, request, decision, plan,
-                                                          version, now)
-            if reserved or not decision.admits:
-                self._release_held(held)
-                return ToolCall(decision, call_id=call_id, session=session, reserved=reserved)
+            outcome = self._admission(session, call_id, request, decision, plan, version, now, held)
+            if outcome is not None:
+                return outcome
             if attempt:
                 time.sleep(random.uniform(0, 0.0005 * min(attempt, 20)))
-        return self._busy(held, call_id)
+        return self._refused_by_session(held, call_id, _BUSY)
 
     async def _abegin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
                       spec: ToolSpec | None, call_id: str | None) -> ToolCall:
@@ -869,13 +885,11 @@ class Authorizer:
             held.clear()
             request, extra, version, now = self._attempt(session, inputs, call_id, plan[0])
             decision = (await self._adecide([request], extra, hold=held))[0]
-            reserved = decision.admits and self._admitted(session, call_id, request, decision, plan,
-                                                          version, now)
-            if reserved or not decision.admits:
-                self._release_held(held)
-                return ToolCall(decision, call_id=call_id, session=session, reserved=reserved)
+            outcome = self._admission(session, call_id, request, decision, plan, version, now, held)
+            if outcome is not None:
+                return outcome
             await asyncio.sleep(random.uniform(0, 0.0005 * min(attempt, 20)) if attempt else 0)
-        return self._busy(held, call_id)
+        return self._refused_by_session(held, call_id, _BUSY)
 
     def permitted_tools(self, tools: Iterable[Any]) -> list[Any]:
         """The tools the bound user could call with some arguments, in input order.

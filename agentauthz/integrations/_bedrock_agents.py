@@ -27,6 +27,7 @@ from agentauthz._authorizer import Authorizer, Identity
 from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal
 from agentauthz._tools import ToolSpec, refusal_message, spec_of, tool_input
+from agentauthz.session import ToolCall
 
 __all__ = [
     "ActionInvocation",
@@ -51,6 +52,7 @@ ResourceOf: TypeAlias = (
     | None
 )
 ContextOf: TypeAlias = Callable[["ActionInvocation"], Mapping[str, Any]] | None
+SessionOf: TypeAlias = bool | Callable[[dict[str, Any]], "str | None"]
 Tools: TypeAlias = Mapping[str, Any] | Iterable[Any] | None
 Response: TypeAlias = dict[str, Any]
 
@@ -566,46 +568,139 @@ def _resource_of(rules: _Rules, invocation: ActionInvocation, spec: ToolSpec) ->
 
 def _decide(rules: _Rules, invocation: ActionInvocation) -> ActionInvocation:
     """Decide a prepared invocation for the bound end user (sync)."""
-    invocation, request = _prepared(rules, invocation)
-    if request is None:
-        return invocation
-    authz = rules.authz
-    try:
-        if isinstance(request, tuple):
-            spec, arguments = request
-            decision = authz.authorize_tool_call(spec, arguments)
-            invocation = replace(invocation, resource=_resource_of(rules, invocation, spec))
-        else:
-            decision = authz.authorize(**request)
-    except InvalidValueError as exc:
-        return _invalid(invocation, str(exc))
-    except IdentityError:
-        raise
-    except Exception as exc:  # a failing resource callable refuses the call, never lets it through
-        return _unbuildable(invocation, exc)
-    return _settled(replace(invocation, principal=authz.current_principal()), decision)
+    return _begin(rules, invocation, record=False)[0]
 
 
 async def _adecide(rules: _Rules, invocation: ActionInvocation) -> ActionInvocation:
     """Async twin of :func:`_decide`."""
+    return (await _abegin(rules, invocation, record=False))[0]
+
+
+def _begin(rules: _Rules, invocation: ActionInvocation, *, record: bool = True,
+           call_id: str | None = None) -> tuple[ActionInvocation, ToolCall | None]:
+    """Decide an invocation; with ``record``, the call the handler runs is counted in the session."""
     invocation, request = _prepared(rules, invocation)
     if request is None:
-        return invocation
+        return invocation, None
     authz = rules.authz
+    call: ToolCall | None = None
     try:
         if isinstance(request, tuple):
             spec, arguments = request
-            decision = await authz.aauthorize_tool_call(spec, arguments)
+            if record:
+                call = authz.begin_tool_call(spec, arguments, call_id=call_id)
+                decision = call.decision
+            else:
+                decision = authz.authorize_tool_call(spec, arguments)
             invocation = replace(invocation, resource=_resource_of(rules, invocation, spec))
+        elif record:
+            call = authz.begin_call(**request, call_id=call_id)
+            decision = call.decision
         else:
-            decision = await authz.aauthorize(**request)
+            decision = authz.authorize(**request)
     except InvalidValueError as exc:
-        return _invalid(invocation, str(exc))
+        return _invalid(invocation, str(exc)), None
     except IdentityError:
         raise
     except Exception as exc:  # a failing resource callable refuses the call, never lets it through
-        return _unbuildable(invocation, exc)
-    return _settled(replace(invocation, principal=authz.current_principal()), decision)
+        return _unbuildable(invocation, exc), None
+    return _settled(replace(invocation, principal=authz.current_principal()), decision), call
+
+
+async def _abegin(rules: _Rules, invocation: ActionInvocation, *, record: bool = True,
+                  call_id: str | None = None) -> tuple[ActionInvocation, ToolCall | None]:
+    """Async twin of :func:`_begin`."""
+    invocation, request = _prepared(rules, invocation)
+    if request is None:
+        return invocation, None
+    authz = rules.authz
+    call: ToolCall | None = None
+    try:
+        if isinstance(request, tuple):
+            spec, arguments = request
+            if record:
+                call = await authz.abegin_tool_call(spec, arguments, call_id=call_id)
+                decision = call.decision
+            else:
+                decision = await authz.aauthorize_tool_call(spec, arguments)
+            invocation = replace(invocation, resource=_resource_of(rules, invocation, spec))
+        elif record:
+            call = await authz.abegin_call(**request, call_id=call_id)
+            decision = call.decision
+        else:
+            decision = await authz.aauthorize(**request)
+    except InvalidValueError as exc:
+        return _invalid(invocation, str(exc)), None
+    except IdentityError:
+        raise
+    except Exception as exc:  # a failing resource callable refuses the call, never lets it through
+        return _unbuildable(invocation, exc), None
+    return _settled(replace(invocation, principal=authz.current_principal()), decision), call
+
+
+def _failed_response(response: Response) -> bool:
+    """Whether the handler's response reports a failed call (not counted in the session)."""
+    body = response.get("response")
+    if not isinstance(body, Mapping):
+        return False
+    function = body.get("functionResponse")
+    if isinstance(function, Mapping) and function.get("responseState") in ("FAILURE", "REPROMPT"):
+        return True
+    status = body.get("httpStatusCode")
+    return isinstance(status, int) and status >= 400
+
+
+@contextmanager
+def _session_bound(authz: Authorizer, session: SessionOf, event: Mapping[str, Any]) -> Iterator[None]:
+    """Bind the session the event belongs to (its ``sessionId`` or what ``session=`` says)."""
+    if session is False:
+        with authz.session_bound_to(None):
+            yield
+        return
+    session_id = _session_id(event) if session is True else session(_trusted(event))
+    if session_id is None:
+        raise IdentityError("the event names no session (sessionId) but sessions are on")
+    with authz.session_bound_to(session_id, source="the event's session"):
+        yield
+
+
+def _call_id(lambda_context: Any) -> str | None:
+    """Lambda's request id: a retried invocation keeps it, so the session counts it once."""
+    request_id = getattr(lambda_context, "aws_request_id", None)
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
+def _uncounted() -> ToolCall:
+    return ToolCall(Decision(allowed=True), call_id="")
+
+
+def _run_counted(call: ToolCall | None, invocation: ActionInvocation, run: Callable[[], Any]) -> Response:
+    """Run the handler; the call counts in the session unless it raised or reported a failure."""
+    with call if call is not None else _uncounted() as counted:
+        try:
+            result = run()
+        except AccessDenied as exc:
+            counted.fail()
+            return _denied_inside(invocation, exc)
+        response = _wrapped(invocation, result)
+        if _failed_response(response):
+            counted.fail()
+        return response
+
+
+async def _arun_counted(call: ToolCall | None, invocation: ActionInvocation,
+                        run: Callable[[], Awaitable[Any]]) -> Response:
+    """Async twin of :func:`_run_counted`."""
+    with call if call is not None else _uncounted() as counted:
+        try:
+            result = await run()
+        except AccessDenied as exc:
+            counted.fail()
+            return _denied_inside(invocation, exc)
+        response = _wrapped(invocation, result)
+        if _failed_response(response):
+            counted.fail()
+        return response
 
 
 @contextmanager
@@ -800,6 +895,7 @@ def action_group_handler(
     resource: ResourceOf = None,
     context: ContextOf = None,
     tools: Tools = None,
+    session: SessionOf = False,
 ) -> _Decorator:
     """Authorize every call of a Bedrock Agents action-group Lambda for the end user.
 
@@ -837,6 +933,14 @@ def action_group_handler(
       name, or a mapping by operation (``tools=authz.tools`` reuses every tool
       the Authorizer knows): such an operation is decided exactly as the tool's
       own guard decides it (validation, action, resource, context).
+    * **session** (:mod:`agentauthz.session`): with ``session=True`` the
+      invocation is decided in the session of the event's ``sessionId`` (or
+      the id ``session=`` returns from the trusted part of the event), with
+      ``context.session``, and counted in it once the handler returns a
+      response that is not a failure (``responseState`` FAILURE/REPROMPT, HTTP
+      status 400 or more); Lambda's request id keys the call, so a retried
+      invocation counts once. Sessions must outlive one Lambda instance: give
+      the Authorizer a shared store (``SessionConfig(store=...)``).
 
     A refused call returns ``responseState: "REPROMPT"`` with the refusal as
     text (function groups) or a JSON body with ``httpStatusCode`` 403 (400 for
@@ -852,6 +956,7 @@ def action_group_handler(
         resource: Cedar resource per invocation.
         context: extra context per invocation.
         tools: guarded tools whose specs decide their operations.
+        session: record calls in the conversation's session (see above).
 
     Raises:
         ConfigurationError: at decoration time, for neither or both of
@@ -887,6 +992,8 @@ def action_group_handler(
             raise ConfigurationError(f"{name}= must be callable")
     if not isinstance(token_attribute, str) or not token_attribute:
         raise ConfigurationError("token_attribute must be a non-empty string")
+    if not isinstance(session, bool) and not callable(session):
+        raise ConfigurationError("session= must be True, False or a callable of the event")
     rules = _Rules.build(authz, action, resource, context, tools)
     identify = _Identify(principal, verify_token, token_attribute)
 
@@ -910,15 +1017,14 @@ def action_group_handler(
                     _audit_no_identity(rules, invocation)
                     return _refusal_response(_no_identity(invocation))
                 try:
-                    with _bound(authz, user, _session_id(event), "the session attributes"):
-                        invocation = await _adecide(rules, invocation)
+                    with _bound(authz, user, _session_id(event), "the session attributes"), \
+                            _session_bound(authz, session, event):
+                        invocation, call = await _abegin(rules, invocation,
+                                                         call_id=_call_id(lambda_context))
                         if not invocation.allowed:
                             return _refusal_response(invocation)
-                        try:
-                            result = await fn(event, lambda_context, **arguments(invocation))
-                        except AccessDenied as exc:
-                            return _denied_inside(invocation, exc)
-                        return _wrapped(invocation, result)
+                        return await _arun_counted(
+                            call, invocation, lambda: fn(event, lambda_context, **arguments(invocation)))
                 except IdentityError:
                     return _refusal_response(_no_identity(invocation))
 
@@ -931,15 +1037,13 @@ def action_group_handler(
                 _audit_no_identity(rules, invocation)
                 return _refusal_response(_no_identity(invocation))
             try:
-                with _bound(authz, user, _session_id(event), "the session attributes"):
-                    invocation = _decide(rules, invocation)
+                with _bound(authz, user, _session_id(event), "the session attributes"), \
+                        _session_bound(authz, session, event):
+                    invocation, call = _begin(rules, invocation, call_id=_call_id(lambda_context))
                     if not invocation.allowed:
                         return _refusal_response(invocation)
-                    try:
-                        result = fn(event, lambda_context, **arguments(invocation))
-                    except AccessDenied as exc:
-                        return _denied_inside(invocation, exc)
-                    return _wrapped(invocation, result)
+                    return _run_counted(call, invocation,
+                                        lambda: fn(event, lambda_context, **arguments(invocation)))
             except IdentityError:
                 return _refusal_response(_no_identity(invocation))
 

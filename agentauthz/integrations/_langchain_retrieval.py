@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import (
@@ -30,6 +31,7 @@ from agentauthz.integrations._overfetch import (
     RetrievalStats,
     emit_summary,
 )
+from agentauthz.session import SESSION_KEY, Session
 
 if TYPE_CHECKING:
     from agentauthz._prefilter import Prefilter
@@ -64,6 +66,22 @@ class RetrievalResult:
         return f"RetrievalResult(documents={len(self.documents)}, stats={self.stats!r})"
 
 
+@contextmanager
+def _bound(authz: Authorizer, config: RunnableConfig | None, principal_key: str,
+           session_key: str) -> Iterator[None]:
+    """Bind the end user and session the application put in ``config["configurable"]``."""
+    configurable = ensure_config(config).get("configurable") or {}
+    session = configurable.get(session_key)
+    if session is not None and not isinstance(session, (str, Session)):
+        raise ConfigurationError(
+            f"config['configurable'][{session_key!r}] must be a session id string or a Session, "
+            f"not {type(session).__name__}")
+    with authz.bound_to(configurable.get(principal_key),
+                        source=f"config['configurable'][{principal_key!r}]"), \
+            authz.session_bound_to(session, source=f"config['configurable'][{session_key!r}]"):
+        yield
+
+
 def _document_key(doc: Document) -> Hashable:
     """Identity of a chunk: its id, else its text and metadata."""
     if doc.id:
@@ -88,7 +106,9 @@ class AuthorizedRetriever(BaseRetriever):
 
     The end user is the principal bound with ``authz.acting_as(...)`` or, per
     call, ``config["configurable"][principal_key]`` (an Entity or EntityUID
-    the application sets; never model output).
+    the application sets; never model output). In a session (``authz.session``
+    or ``config["configurable"][session_key]``) the labels of the documents
+    let through are recorded as seen (``context.session.seen``).
 
     With ``prefilter=True`` the policies are also compiled into a search
     filter over metadata (partial evaluation for the bound user) so that
@@ -112,6 +132,7 @@ class AuthorizedRetriever(BaseRetriever):
         context: Cedar context of every request.
         search_kwargs: extra arguments for a VectorStore's ``similarity_search``.
         principal_key: key of the principal in ``config["configurable"]``.
+        session_key: key of the session in ``config["configurable"]``.
         prefilter: compile the policies into a metadata filter for the search.
         resource_type: entity type of the resources (for the pre-filter).
         metadata_keys: Cedar resource attribute -> metadata key, where they differ.
@@ -145,6 +166,7 @@ class AuthorizedRetriever(BaseRetriever):
     context: dict[str, Any] | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     principal_key: str = DEFAULT_PRINCIPAL_KEY
+    session_key: str = SESSION_KEY
     prefilter: bool = False
     resource_type: str | None = None
     metadata_keys: dict[str, str] | None = None
@@ -176,14 +198,14 @@ class AuthorizedRetriever(BaseRetriever):
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
-        with self.authz.bound_to(self._configured_principal(config), source=self._source):
+        with _bound(self.authz, config, self.principal_key, self.session_key):
             return super().invoke(input, config, **kwargs)
 
     async def ainvoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async twin of :meth:`invoke`."""
-        with self.authz.bound_to(self._configured_principal(config), source=self._source):
+        with _bound(self.authz, config, self.principal_key, self.session_key):
             return await super().ainvoke(input, config, **kwargs)
 
     def retrieve_with_stats(self, query: str, config: RunnableConfig | None = None) -> RetrievalResult:
@@ -201,7 +223,7 @@ class AuthorizedRetriever(BaseRetriever):
             ...     retriever.retrieve_with_stats("a").stats.returned
             2
         """
-        with self.authz.bound_to(self._configured_principal(config), source=self._source):
+        with _bound(self.authz, config, self.principal_key, self.session_key):
             documents, stats = self._run(query, None)
         return RetrievalResult(documents, stats)
 
@@ -209,7 +231,7 @@ class AuthorizedRetriever(BaseRetriever):
         self, query: str, config: RunnableConfig | None = None
     ) -> RetrievalResult:
         """Async twin of :meth:`retrieve_with_stats`."""
-        with self.authz.bound_to(self._configured_principal(config), source=self._source):
+        with _bound(self.authz, config, self.principal_key, self.session_key):
             documents, stats = await self._arun(query, None)
         return RetrievalResult(documents, stats)
 
@@ -271,14 +293,6 @@ class AuthorizedRetriever(BaseRetriever):
         emit_summary(self.authz, action=self.action, retriever=self.get_name(),
                      stats=stats, started_ns=started)
         return plan.results, stats
-
-    @property
-    def _source(self) -> str:
-        return f"config['configurable'][{self.principal_key!r}]"
-
-    def _configured_principal(self, config: RunnableConfig | None) -> Any:
-        configurable = ensure_config(config).get("configurable") or {}
-        return configurable.get(self.principal_key)
 
     # -- searching -----------------------------------------------------------------
 
@@ -438,23 +452,20 @@ class KnowledgeBaseLangChainRetriever(BaseRetriever):
 
     knowledge_base: KnowledgeBaseRetriever
     principal_key: str = DEFAULT_PRINCIPAL_KEY
+    session_key: str = SESSION_KEY
 
     def invoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
-        principal = (ensure_config(config).get("configurable") or {}).get(self.principal_key)
-        source = f"config['configurable'][{self.principal_key!r}]"
-        with self.knowledge_base.authz.bound_to(principal, source=source):
+        with _bound(self.knowledge_base.authz, config, self.principal_key, self.session_key):
             return super().invoke(input, config, **kwargs)
 
     async def ainvoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async twin of :meth:`invoke`."""
-        principal = (ensure_config(config).get("configurable") or {}).get(self.principal_key)
-        source = f"config['configurable'][{self.principal_key!r}]"
-        with self.knowledge_base.authz.bound_to(principal, source=source):
+        with _bound(self.knowledge_base.authz, config, self.principal_key, self.session_key):
             return await super().ainvoke(input, config, **kwargs)
 
     def _get_relevant_documents(

@@ -14,6 +14,10 @@ The end user comes from ``RunnableConfig["configurable"][principal_key]`` (an
 :class:`~agentauthz.EntityUID` or :class:`~agentauthz.Entity` put there by the
 application) or from ``authz.acting_as(...)``; with neither, the call raises
 :class:`~agentauthz.IdentityError`. Tool arguments never name the principal.
+The session (:mod:`agentauthz.session`) comes from
+``RunnableConfig["configurable"][session_key]`` (default ``"agentauthz_session"``:
+the conversation id, e.g. the thread id, or a Session) or ``authz.session(...)``;
+tool calls are then decided with ``context.session`` and counted once they complete.
 
 Authorization is never done in a callback handler: LangChain logs and swallows
 exceptions raised by callback handlers (unless ``raise_error`` is set), so a
@@ -52,7 +56,8 @@ import asyncio
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SkipValidation, create_model, model_validator
@@ -70,6 +75,7 @@ from agentauthz._tools import (
     spec_of,
 )
 from agentauthz.integrations._langchain_retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
+from agentauthz.session import SESSION_KEY, Session
 
 if TYPE_CHECKING:
     from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -93,6 +99,7 @@ else:
 
 __all__ = [
     "PRINCIPAL_KEY",
+    "SESSION_KEY",
     "AuthorizedRetriever",
     "AuthorizedTool",
     "AuthzMiddleware",
@@ -128,10 +135,33 @@ def _configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity 
     return value
 
 
-def _bound(authz: Authorizer, config: Mapping[str, Any] | None, key: str) -> Any:
-    """Bind the configured end user for the block, or keep what ``acting_as`` bound."""
-    return authz.bound_to(_configured_principal(config, key),
-                          source=f"RunnableConfig['configurable'][{key!r}]")
+def _configured_session(config: Mapping[str, Any] | None, key: str) -> str | Session | None:
+    """The session the application put in ``config["configurable"][key]``, if any."""
+    configurable = (config or {}).get("configurable")
+    if not isinstance(configurable, Mapping):
+        return None
+    value = configurable.get(key)
+    if value is None or isinstance(value, (str, Session)):
+        return value
+    raise ConfigurationError(
+        f"RunnableConfig['configurable'][{key!r}] must be a session id string or a Session, "
+        f"not {type(value).__name__}")
+
+
+@contextmanager
+def _bound(authz: Authorizer, config: Mapping[str, Any] | None, key: str,
+           session_key: str = SESSION_KEY) -> Iterator[None]:
+    """Bind the configured end user and session for the block, or keep what is bound."""
+    with authz.bound_to(_configured_principal(config, key),
+                        source=f"RunnableConfig['configurable'][{key!r}]"), \
+            authz.session_bound_to(_configured_session(config, session_key),
+                                   source=f"RunnableConfig['configurable'][{session_key!r}]"):
+        yield
+
+
+def _failed(result: Any) -> bool:
+    """Whether a tool node's result reports a failed run (an error ToolMessage)."""
+    return isinstance(result, ToolMessage) and result.status == "error"
 
 
 # -- tool specs from LangChain argument schemas --------------------------------------
@@ -345,6 +375,8 @@ class AuthorizedTool(BaseTool):
         resource_types: entity types a computed resource can have.
         context: extra context, fixed or a callable of the validated arguments.
         principal_key: key of the end user in ``RunnableConfig["configurable"]``.
+        session_key: key of the session in ``RunnableConfig["configurable"]``: a
+            call made in a session is counted in it once the wrapped tool returns.
         on_deny: ``"message"`` (a refusal the model reads) or ``"raise"``.
 
     Example:
@@ -372,6 +404,7 @@ class AuthorizedTool(BaseTool):
     resource_types: tuple[str, ...] = ()
     context: SkipValidation[ContextSpec] = None
     principal_key: str = PRINCIPAL_KEY
+    session_key: str = SESSION_KEY
     on_deny: OnDeny = "message"
     name: str = ""
     description: str = ""
@@ -432,28 +465,28 @@ class AuthorizedTool(BaseTool):
     def _run(
         self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
-        with _bound(self.authz, ensure_config(), self.principal_key):
+        with _bound(self.authz, ensure_config(), self.principal_key, self.session_key):
             try:
-                decision = self.authz.authorize_tool_call(self._spec, _arguments(self._spec, args, kwargs))
+                call = self.authz.begin_tool_call(self._spec, _arguments(self._spec, args, kwargs))
             except InvalidValueError as exc:
                 return self._not_called(exc)
-            if not decision.admits:
-                return self._refuse(decision)
-            return _run_wrapped(self.tool, args, kwargs, run_manager)
+            if not call.admits:
+                return self._refuse(call.decision)
+            with call:  # counted in the session when the wrapped tool returns
+                return _run_wrapped(self.tool, args, kwargs, run_manager)
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
-        with _bound(self.authz, ensure_config(), self.principal_key):
+        with _bound(self.authz, ensure_config(), self.principal_key, self.session_key):
             try:
-                decision = await self.authz.aauthorize_tool_call(
-                    self._spec, _arguments(self._spec, args, kwargs)
-                )
+                call = await self.authz.abegin_tool_call(self._spec, _arguments(self._spec, args, kwargs))
             except InvalidValueError as exc:
                 return self._not_called(exc)
-            if not decision.admits:
-                return self._refuse(decision)
-            return await _arun_wrapped(self.tool, args, kwargs, run_manager)
+            if not call.admits:
+                return self._refuse(call.decision)
+            with call:
+                return await _arun_wrapped(self.tool, args, kwargs, run_manager)
 
     def _refuse(self, decision: Decision) -> Any:
         if self.on_deny == "raise":
@@ -481,6 +514,7 @@ def authorize_tools(
     contexts: Mapping[str, ContextSpec] | None = None,
     principal_key: str = PRINCIPAL_KEY,
     on_deny: OnDeny = "message",
+    session_key: str = SESSION_KEY,
 ) -> list[BaseTool]:
     """Wrap each tool in an :class:`AuthorizedTool`; same names, descriptions and schemas.
 
@@ -498,6 +532,7 @@ def authorize_tools(
         contexts: extra context per tool name, fixed or computed from the arguments.
         principal_key: key of the end user in ``RunnableConfig["configurable"]``.
         on_deny: ``"message"`` (a refusal the model reads) or ``"raise"`` (AccessDenied).
+        session_key: key of the session in ``RunnableConfig["configurable"]``.
 
     Returns:
         The wrapped tools, in input order.
@@ -540,7 +575,7 @@ def authorize_tools(
             resource=resources.get(item.name),
             resource_types=tuple(resource_types.get(item.name, ())),
             context=contexts.get(item.name),
-            principal_key=principal_key, on_deny=on_deny,
+            principal_key=principal_key, on_deny=on_deny, session_key=session_key,
         ))
     return wrapped
 
@@ -602,6 +637,10 @@ class AuthzMiddleware(_MiddlewareBase):
         principal_key: key of the end user in ``RunnableConfig["configurable"]``.
         on_deny: ``"message"`` (a refusal ToolMessage) or ``"raise"`` (AccessDenied).
         filter_tools: hide the tools the user can never call from the model.
+        session_key: key of the session in ``RunnableConfig["configurable"]``
+            (e.g. the thread id). In a session each call is decided with
+            ``context.session`` and counted once the tool returns, keyed by the
+            model's tool call id; an error ToolMessage does not count.
 
     Raises:
         ImportError: langchain v1 is not installed.
@@ -640,6 +679,7 @@ class AuthzMiddleware(_MiddlewareBase):
         principal_key: str = PRINCIPAL_KEY,
         on_deny: OnDeny = "message",
         filter_tools: bool = True,
+        session_key: str = SESSION_KEY,
     ) -> None:
         if not _AGENTS:
             raise ImportError(_AGENTS_HINT)
@@ -653,6 +693,7 @@ class AuthzMiddleware(_MiddlewareBase):
         self.resource_types = {name: tuple(types) for name, types in (resource_types or {}).items()}
         self.contexts = dict(contexts or {})
         self.principal_key = principal_key
+        self.session_key = session_key
         self.on_deny: OnDeny = on_deny
         self.filter_tools = filter_tools
         self._specs: dict[int, tuple[BaseTool, ToolSpec]] = {}
@@ -729,16 +770,25 @@ class AuthzMiddleware(_MiddlewareBase):
         """Decide the call; run the tool only when it is allowed."""
         if self._decides_itself(request.tool):
             return handler(request)
-        with _bound(self.authz, self._config(request), self.principal_key):
+        with _bound(self.authz, self._config(request), self.principal_key, self.session_key):
             spec = self.spec_for(request.tool_call["name"], request.tool)
             outcome: Decision | InvalidValueError | None = None
+            call = None
             if spec is not None:
                 try:
-                    outcome = self.authz.authorize_tool_call(spec, dict(request.tool_call["args"] or {}))
+                    call = self.authz.begin_tool_call(spec, dict(request.tool_call["args"] or {}),
+                                                      call_id=request.tool_call.get("id") or None)
+                    outcome = call.decision
                 except InvalidValueError as exc:
                     outcome = exc
             refusal = self._verdict(request, spec, outcome)
-            return refusal if refusal is not None else handler(request)
+            if refusal is not None or call is None:
+                return refusal if refusal is not None else self._refusal(request, "not decided")
+            with call:  # counted in the session once the tool ran without error
+                result = handler(request)
+                if _failed(result):
+                    call.fail()
+            return result
 
     async def awrap_tool_call(
         self,
@@ -748,18 +798,26 @@ class AuthzMiddleware(_MiddlewareBase):
         """Async twin of :meth:`wrap_tool_call`."""
         if self._decides_itself(request.tool):
             return await handler(request)
-        with _bound(self.authz, self._config(request), self.principal_key):
+        with _bound(self.authz, self._config(request), self.principal_key, self.session_key):
             spec = self.spec_for(request.tool_call["name"], request.tool)
             outcome: Decision | InvalidValueError | None = None
+            call = None
             if spec is not None:
                 try:
-                    outcome = await self.authz.aauthorize_tool_call(
-                        spec, dict(request.tool_call["args"] or {})
-                    )
+                    call = await self.authz.abegin_tool_call(
+                        spec, dict(request.tool_call["args"] or {}),
+                        call_id=request.tool_call.get("id") or None)
+                    outcome = call.decision
                 except InvalidValueError as exc:
                     outcome = exc
             refusal = self._verdict(request, spec, outcome)
-            return refusal if refusal is not None else await handler(request)
+            if refusal is not None or call is None:
+                return refusal if refusal is not None else self._refusal(request, "not decided")
+            with call:
+                result = await handler(request)
+                if _failed(result):
+                    call.fail()
+            return result
 
     # -- model calls ----------------------------------------------------------------
 
@@ -770,7 +828,7 @@ class AuthzMiddleware(_MiddlewareBase):
                 spec = self.spec_for(tool.name, tool)
                 if spec is not None:
                     offered.append(_Offered(tool, spec))
-        with _bound(self.authz, config, self.principal_key):
+        with _bound(self.authz, config, self.principal_key, self.session_key):
             if self.authz.identity is None:
                 raise IdentityError(
                     "no end user is bound: pass it in RunnableConfig['configurable']"
