@@ -36,6 +36,7 @@ from agentauthz._model import (
     ipaddr,
 )
 from agentauthz._policies import Policy, PolicyStore, TemplateLink
+from agentauthz._prefilter import Prefilter, compile_prefilter
 from agentauthz._retrieval import FilterResult
 from agentauthz._schemagen import generate_schema, mcp_input_type, validate_policies_for_tools
 from agentauthz._tokens import TokenIdentity, VerifiedToken, acting_with_token
@@ -67,6 +68,7 @@ __all__ = [
     "LoggingSink",
     "OnDeny",
     "Policy",
+    "Prefilter",
     "PolicyError",
     "PolicyStore",
     "Request",
@@ -77,6 +79,7 @@ __all__ = [
     "VerifiedPermissionsEngine",
     "VerifiedToken",
     "acting_with_token",
+    "compile_prefilter",
     "decimal",
     "generate_schema",
     "ipaddr",
