@@ -42,7 +42,8 @@ from agentauthz._model import Entity, EntityUID, Request
 from agentauthz._policies import Policy, PolicySnapshot, TemplateLink
 
 __all__ = [
-    "ActionScope", "Constraint", "Overlay", "Scope", "Slice", "SliceIndex", "read_scopes", "scope_text",
+    "ActionScope", "Constraint", "Overlay", "Scope", "Slice", "SliceIndex", "read_scopes", "scope_end",
+    "scope_text", "tokens",
 ]
 
 Uid = tuple[str, str]
@@ -145,29 +146,32 @@ class Scope:
     resource: Constraint
 
 
-def scope_text(statement: str) -> str | None:
-    """The statement reduced to its effect and scope (``permit(...);``), or None if unreadable.
+Token = tuple[str, int, int]
 
-    Annotations and conditions are dropped: Cedar reads the same scope from the
-    result, and conditions nested past cedarpy's conversion limits do not matter.
-    """
-    tokens = [(m.lastgroup, m.start(), m.end()) for m in _TOKEN.finditer(statement)
-              if m.lastgroup not in ("space", "comment")]
+
+def tokens(statement: str) -> list[Token]:
+    """The statement's tokens as ``(kind, start, end)``, spaces and comments left out."""
+    return [(m.lastgroup or "", m.start(), m.end()) for m in _TOKEN.finditer(statement)
+            if m.lastgroup not in ("space", "comment")]
+
+
+def _scope_span(statement: str, scanned: list[Token]) -> tuple[int, int] | None:
+    # (index of the effect token, index just past the scope's closing parenthesis)
     i = 0
-    while i < len(tokens) and statement[tokens[i][1]:tokens[i][2]] == "@":
-        if i + 1 >= len(tokens) or tokens[i + 1][0] != "ident":
+    while i < len(scanned) and statement[scanned[i][1]:scanned[i][2]] == "@":
+        if i + 1 >= len(scanned) or scanned[i + 1][0] != "ident":
             return None
         i += 2
-        if (i + 2 < len(tokens) and statement[tokens[i][1]:tokens[i][2]] == "("
-                and tokens[i + 1][0] == "string" and statement[tokens[i + 2][1]:tokens[i + 2][2]] == ")"):
+        if (i + 2 < len(scanned) and statement[scanned[i][1]:scanned[i][2]] == "("
+                and scanned[i + 1][0] == "string" and statement[scanned[i + 2][1]:scanned[i + 2][2]] == ")"):
             i += 3
-    if i + 1 >= len(tokens) or statement[tokens[i][1]:tokens[i][2]] not in ("permit", "forbid"):
+    if i + 1 >= len(scanned) or statement[scanned[i][1]:scanned[i][2]] not in ("permit", "forbid"):
         return None
-    start = tokens[i][1]
-    if statement[tokens[i + 1][1]:tokens[i + 1][2]] != "(":
+    if statement[scanned[i + 1][1]:scanned[i + 1][2]] != "(":
         return None
     depth = 0
-    for kind, begin, end in tokens[i + 1:]:
+    for position in range(i + 1, len(scanned)):
+        kind, begin, end = scanned[position]
         if kind != "other":
             continue
         char = statement[begin:end]
@@ -176,8 +180,27 @@ def scope_text(statement: str) -> str | None:
         elif char in ")]}":
             depth -= 1
             if depth == 0:
-                return statement[start:end] + ";"
+                return i, position + 1
     return None
+
+
+def scope_end(statement: str, scanned: list[Token]) -> int | None:
+    """Index of the first token after the statement's scope (its conditions), None if unreadable."""
+    span = _scope_span(statement, scanned)
+    return None if span is None else span[1]
+
+
+def scope_text(statement: str) -> str | None:
+    """The statement reduced to its effect and scope (``permit(...);``), or None if unreadable.
+
+    Annotations and conditions are dropped: Cedar reads the same scope from the
+    result, and conditions nested past cedarpy's conversion limits do not matter.
+    """
+    scanned = tokens(statement)
+    span = _scope_span(statement, scanned)
+    if span is None:
+        return None
+    return statement[scanned[span[0]][1]:scanned[span[1] - 1][2]] + ";"
 
 
 def read_scopes(texts: Sequence[str]) -> list[Scope | None]:
