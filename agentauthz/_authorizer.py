@@ -142,7 +142,8 @@ class Authorizer:
         if sessions is not None and not isinstance(sessions, SessionConfig):
             raise ConfigurationError("sessions= takes an agentauthz.session.SessionConfig")
         self.session_config = sessions or SessionConfig()
-        self.session_store: SessionStore = self.session_config.store or MemorySessionStore()
+        store = self.session_config.store
+        self.session_store: SessionStore = store if store is not None else MemorySessionStore()
         self._shapes: tuple[object, SchemaShapes] | None = None
 
     @classmethod
