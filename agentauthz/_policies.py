@@ -54,12 +54,28 @@ _QUOTED = re.compile(r"`([^`]*)`")
 _NAME_OR_UID = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*(?:::"(?:[^"\\]|\\.)*")?')
 
 
+# Errors whose text at that place is always a value, even one that looks like a name
+# (a password "hunter2" reads like an identifier): extension-function parse errors, tag lookups
+# by a computed key, and AWS validation messages ("Value 'x' at 'path' failed to ...").
+_VALUE_PLACES = (
+    (re.compile(r"`[^`]*`(?= is not a well-formed decimal value)"), "`<value>`"),
+    (re.compile(r"(?<=does not have the tag )`[^`]*`"), "`<value>`"),
+    (re.compile(r"(?<=from string )`[^`]*`|(?<=from the string )`[^`]*`|(?<=Found: )`[^`]*`"), "`<value>`"),
+    (re.compile(r"(?<=invalid IP address: )[^\n]*|(?<=invalid date: )[^\n]*"), "<value>"),
+    (re.compile(r"(?s)(?<=\bValue ).*?(?= at ')"), "<value>"),
+)
+
+
 def redact(message: str) -> str:
     """Blank out values Cedar quotes in an error (records, strings, numbers).
 
     Names, entity uids and policy ids stay: they say what failed without
-    saying what the data was.
+    saying what the data was. Where an error always shows a value (a string
+    that is no decimal or IP address, a tag looked up by a computed key, an
+    AWS validation message), it is blanked out whatever it looks like.
     """
+    for pattern, replacement in _VALUE_PLACES:
+        message = pattern.sub(replacement, message)
     return _QUOTED.sub(
         lambda m: m.group(0) if _NAME_OR_UID.fullmatch(m.group(1)) else "`<value>`", message
     )
