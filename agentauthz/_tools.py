@@ -129,6 +129,14 @@ def cedar_type(annotation: Any, *, where: str = "") -> dict[str, Any]:
     )
 
 
+def _argument_type(annotation: Any, *, where: str) -> dict[str, Any]:
+    """:func:`cedar_type` of a tool argument; a type that contains itself is a configuration error."""
+    try:
+        return cedar_type(annotation, where=where)
+    except RecursionError:
+        raise ConfigurationError(f"{where}: a type that contains itself has no Cedar equivalent") from None
+
+
 def _optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in (
         typing.get_args(annotation)
@@ -258,7 +266,7 @@ def build_spec(
                 "authorized argument by argument"
             )
         annotation = hints.get(parameter.name, parameter.annotation)
-        cedar_type(annotation, where=f"tool {tool_name!r} argument {parameter.name!r}")
+        _argument_type(annotation, where=f"tool {tool_name!r} argument {parameter.name!r}")
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
     model = create_model(f"{tool_name}_input", __config__=ConfigDict(extra="forbid"), **fields)
@@ -295,7 +303,7 @@ def build_spec_from_model(
         raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
     attributes: dict[str, Any] = {}
     for field_name, model_field in model.model_fields.items():
-        attribute = cedar_type(model_field.annotation, where=f"tool {name!r} argument {field_name!r}")
+        attribute = _argument_type(model_field.annotation, where=f"tool {name!r} argument {field_name!r}")
         default = None if model_field.is_required() else model_field.get_default(
             call_default_factory=False)
         if (not model_field.is_required() and default is None) or _optional(model_field.annotation):

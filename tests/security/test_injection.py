@@ -20,6 +20,7 @@ Cases tried:
 * huge sets, records, parent lists and ids: 5, plus a per-request parent chain (known cubic cost): 1
 * deeply nested values and arguments, by entry point: 10
 * tool argument names authorization could not see (LangChain JSON schemas): 3
+* an argument type that contains itself: 1
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pydantic import BaseModel
 
 import agentauthz as az
 from tests.security.support import run_isolated
@@ -379,3 +381,18 @@ def test_a_tool_argument_authorization_could_not_see_is_refused_when_wrapping(na
                                         args_schema=schema)
     with pytest.raises(az.ConfigurationError, match="cannot be authorized"):
         authorize_tools([tool], authz)
+
+
+class _Node(BaseModel):
+    name: str
+    child: _Node | None = None
+
+
+def test_an_argument_type_that_contains_itself_is_refused_when_decorating() -> None:
+    authz = permit_all()
+
+    def walk(node: _Node) -> str:
+        return node.name
+
+    with pytest.raises(az.ConfigurationError, match="contains itself"):
+        authz.guard(walk)
