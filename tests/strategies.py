@@ -582,3 +582,60 @@ faulty_contexts = st.fixed_dictionaries({}, optional={
 def fault_schedules(names: list[str]) -> st.SearchStrategy[list[str | None]]:
     """One fault name (or None: no fault) per call to the endpoint, in order."""
     return st.lists(st.none() | st.sampled_from(names), min_size=1, max_size=6)
+
+
+# -- shadow policies (tests/unit/test_shadow_policies.py) -------------------------------------------
+
+SHADOW_CONDITIONS = (
+    "true",
+    "false",
+    "context.level > 2",
+    "context.level <= 1",
+    "context.flag",
+    "resource.owner == principal",
+    "resource.level < context.level",
+    "context.missing == 1",  # an error: the attribute is absent
+    "context.level + 9223372036854775807 > 0",  # an overflow error when level > 0
+)
+SHADOW_ENTITIES = (
+    az.Entity(uid=az.EntityUID("User", "alice")),
+    az.Entity(uid=az.EntityUID("User", "bob")),
+    az.Entity(uid=az.EntityUID("Doc", "d1"), attrs={"owner": az.EntityUID("User", "alice"), "level": 2}),
+    az.Entity(uid=az.EntityUID("Doc", "d2"), attrs={"owner": az.EntityUID("User", "bob"), "level": 0}),
+)
+
+
+@st.composite
+def shadow_policies(draw: st.DrawFn, policy_id: str, *, mode: str | None = None) -> str:
+    """One permit or forbid over users, three actions and two documents, with 0-2 conditions."""
+    effect = draw(st.sampled_from(["permit", "forbid"]))
+    principal = draw(st.sampled_from(["principal", 'principal == User::"alice"', 'principal == User::"bob"']))
+    action = draw(st.sampled_from(
+        ["action", 'action == Action::"read"', 'action in [Action::"write", Action::"delete"]']))
+    resource = draw(st.sampled_from(["resource", 'resource == Doc::"d1"']))
+    conditions = draw(st.lists(st.sampled_from(SHADOW_CONDITIONS), max_size=2))
+    body = "".join(f" when {{ {condition} }}" for condition in conditions)
+    annotations = f'@id("{policy_id}")' + (f' @mode("{mode}")' if mode else "")
+    return f"{annotations}\n{effect}({principal}, {action}, {resource}){body};"
+
+
+@st.composite
+def shadow_policy_sets(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """(enforced policies, policies marked ``@mode("shadow")``): 0-6 and 1-3 of them."""
+    enforced = [draw(shadow_policies(f"p{i}", mode=draw(st.sampled_from([None, "enforce"]))))
+                for i in range(draw(st.integers(0, 6)))]
+    shadow = [draw(shadow_policies(f"s{i}", mode="shadow")) for i in range(draw(st.integers(1, 3)))]
+    return enforced, shadow
+
+
+shadow_requests = st.lists(
+    st.builds(
+        az.Request,
+        principal=st.sampled_from([az.EntityUID("User", "alice"), az.EntityUID("User", "bob")]),
+        action=st.sampled_from(["read", "write", "delete"]).map(lambda name: az.EntityUID("Action", name)),
+        resource=st.sampled_from([az.EntityUID("Doc", "d1"), az.EntityUID("Doc", "d2")]),
+        context=st.fixed_dictionaries({"level": st.integers(0, 4), "flag": st.booleans()}),
+    ),
+    min_size=1,
+    max_size=6,
+)
