@@ -639,3 +639,29 @@ shadow_requests = st.lists(
     min_size=1,
     max_size=6,
 )
+
+# The Authorizer state machine (tests/security/test_authorizer_state_machine.py).
+STATE_MACHINE_USERS = ("alice", "bob", "carol", "dave")
+STATE_MACHINE_ACTIONS = ("read", "write", "delete", "share")
+STATE_MACHINE_DOCS = ("d1", "d2", "d3", "d4")
+
+#: Request contexts: an MFA flag and a level, each present or not.
+state_machine_contexts = st.fixed_dictionaries(
+    {}, optional={"mfa": st.booleans(), "level": st.integers(0, 5)})
+
+_doc_attributes = st.fixed_dictionaries({}, optional={
+    "public": st.booleans(),
+    "owner": st.sampled_from(STATE_MACHINE_USERS).map(lambda user: az.EntityUID("User", user)),
+    "frozen": st.booleans(),
+    "level": st.integers(0, 5),
+    "dept": st.sampled_from(("hr", "eng")),
+})
+
+#: A document by uid (stored, or unknown) or given inline with its own attributes and folder.
+state_machine_resources = st.one_of(
+    st.sampled_from(STATE_MACHINE_DOCS).map(lambda doc: az.EntityUID("Doc", doc)),
+    st.builds(
+        lambda doc, attrs, shared: az.Entity(uid=az.EntityUID("Doc", doc), attrs=attrs,
+                                             parents=[az.EntityUID("Folder", "shared")] if shared else []),
+        st.sampled_from(STATE_MACHINE_DOCS), _doc_attributes, st.booleans()),
+)
