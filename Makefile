@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test conformance bench clean
+.PHONY: demo test conformance bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,8 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Bounded load test (about a minute, in-process, loopback only): threads and asyncio tasks deciding
+# while the policies reload; fails on a wrong decision, a lost audit event or memory growth.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
