@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["docs/quickstart.md", "docs/concepts.md", "docs/exceptions.md", "docs/tools.md",
-         "docs/policies.md", "docs/cli.md"]
+         "docs/policies.md", "docs/cli.md", "docs/session.md"]
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.S | re.M)
 FILE_COMMENT = re.compile(r"//\s*(\S+\.(?:cedar|cedarschema))\s*$")
 
