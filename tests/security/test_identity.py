@@ -18,7 +18,7 @@ Cases tried (one pytest case each unless noted):
   model-written principal with a trusted one present: 4, token only in a
   model-written field: 2
 * RunnableConfig principal given as text or another non-entity value: 7, conflicting users: 1
-* unbound identity at every entry point: 11
+* unbound identity at every entry point: 11; a binding never outlives its block: 1
 * concurrency: 64 threads x 8 calls; 200 asyncio tasks; Hypothesis, 25 random
   interleavings of up to 40 tasks; threads and tasks that do not inherit a binding: 3
 * tokens (TokenIdentity, the library's JWT verifier): 14 forged/expired/misdirected
