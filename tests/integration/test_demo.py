@@ -28,4 +28,5 @@ def test_demo_prints_determining_policy_ids_without_log_noise() -> None:
     result = run_demo()
     assert "tenant-isolation" in result.stdout
     assert "refund-finance-limit" in result.stdout
+    assert "acme-no-external-email-after-confidential" in result.stdout  # the session section
     assert result.stderr == ""
