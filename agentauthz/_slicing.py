@@ -59,6 +59,7 @@ DEFAULT_LINKED_CACHE = 512
 # A principal with at most this many matching links gets one slice for all its resources
 # (cached per principal); above it, links are also matched on the resource.
 PER_PRINCIPAL_LINKS = 16
+_NONE: frozenset[Uid] = frozenset()
 # Distinct request shapes (principal type, action, resource type) remembered per store version.
 _MAX_KEYS = 4096
 # Ancestor sets remembered per store version.
@@ -462,6 +463,8 @@ class SliceIndex:
         found = self._by_members.get(chosen)
         if found is None:
             found = self._build(chosen, len(members))
+            if len(self._by_members) >= _MAX_KEYS:
+                self._by_members.clear()
             self._by_members[chosen] = found
         if len(self._by_key) >= _MAX_KEYS:
             self._by_key.clear()
@@ -515,25 +518,38 @@ class SliceIndex:
     def _matching_links(self, principal: Uid, action: Uid, hits: frozenset[Uid], resource: Uid,
                         overlay: Overlay | None) -> tuple[int, ...]:
         links = self._links
-        principal_ancestors: frozenset[Uid] = frozenset()
-        if self._principal_in:
-            principal_ancestors = self._ancestors(principal, overlay)
+        # Ancestors are looked up only when an ``in`` constraint needs them.
+        principal_ancestors: frozenset[Uid] | None = None
         resource_ancestors: frozenset[Uid] | None = None
         found: list[int] = []
         by_principal = self._by_principal
         if by_principal:
             candidates = list(by_principal.get((EQ, principal), ()))
             if self._principal_in:
+                principal_ancestors = self._ancestors(principal, overlay)
                 for uid in (principal, *principal_ancestors):
                     candidates.extend(by_principal.get((IN, uid), ()))
-            candidates = [number for number in candidates
-                          if links[number].action.may_match(action, hits)
-                          and links[number].principal.matches(principal, principal_ancestors)]
-            if len(candidates) > PER_PRINCIPAL_LINKS:
-                resource_ancestors = self._ancestors(resource, overlay)
-                candidates = [number for number in candidates
-                              if links[number].resource.matches(resource, resource_ancestors)]
-            found.extend(candidates)
+            kept = []
+            for number in candidates:
+                entry = links[number]
+                if not entry.action.may_match(action, hits):
+                    continue
+                if entry.principal.kind != EQ:
+                    if principal_ancestors is None:
+                        principal_ancestors = self._ancestors(principal, overlay)
+                    if not entry.principal.matches(principal, principal_ancestors):
+                        continue
+                kept.append(number)
+            if len(kept) > PER_PRINCIPAL_LINKS:
+                exact = []
+                for number in kept:
+                    constraint = links[number].resource
+                    if constraint.kind in (IN, IS_IN) and resource_ancestors is None:
+                        resource_ancestors = self._ancestors(resource, overlay)
+                    if constraint.matches(resource, resource_ancestors or _NONE):
+                        exact.append(number)
+                kept = exact
+            found.extend(kept)
         by_resource = self._by_resource
         if by_resource:
             candidates = list(by_resource.get((EQ, resource), ()))
@@ -542,9 +558,10 @@ class SliceIndex:
                     resource_ancestors = self._ancestors(resource, overlay)
                 for uid in (resource, *resource_ancestors):
                     candidates.extend(by_resource.get((IN, uid), ()))
+            # Resource-indexed links constrain the principal by type at most (no entity).
             found.extend(number for number in candidates
                          if links[number].action.may_match(action, hits)
-                         and links[number].principal.matches(principal, principal_ancestors))
+                         and links[number].principal.matches(principal, _NONE))
         found.extend(self._always_links)
         return tuple(sorted(found))
 

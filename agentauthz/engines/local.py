@@ -66,6 +66,7 @@ class LocalEngine:
         self._reach_of: tuple[PolicySnapshot, Reach] | None = None
         self._index: tuple[PolicySnapshot, SliceIndex | None] | None = None
         self._index_lock = threading.Lock()
+        self._action_names: tuple[PolicySnapshot, dict[str, EntityUID | None]] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -82,9 +83,17 @@ class LocalEngine:
             return action
         if '::"' in action:
             return EntityUID.parse(action)
-        matches = [uid for uid in self.store.actions if uid.id == action]
-        if len(matches) == 1:
-            return matches[0]
+        snapshot = self.store.snapshot
+        names = self._action_names
+        if names is None or names[0] is not snapshot:
+            unique: dict[str, EntityUID | None] = {}
+            for uid in snapshot.actions:
+                unique[uid.id] = None if uid.id in unique else uid
+            names = (snapshot, unique)
+            self._action_names = names
+        found = names[1].get(action)
+        if found is not None:
+            return found
         # Unknown or ambiguous: the schema check of the request then denies it.
         return EntityUID("Action", action)
 
