@@ -468,3 +468,40 @@ def test_bedrock_handler_records_calls_in_the_event_session() -> None:
     with authz.session("bedrock-3") as session:
         assert session.state().totals == {"issue_refund": {"amount": 4000}}
     assert ran == ["send_email", "issue_refund", "issue_refund"]
+
+
+# -- the same facts on Amazon Verified Permissions (local endpoint) -----------------------------------
+
+
+def test_session_rules_decide_alike_on_verified_permissions(avp_engine: Any,
+                                                            example_store: az.PolicyStore) -> None:
+    """AVP keeps no schema the Authorizer can read: SessionConfig(schema=...) shapes the record."""
+    local = az.Authorizer.from_directory(POLICIES, audit=[])
+    remote = az.Authorizer(avp_engine, entities=example_store.entities, audit=[],
+                           sessions=SessionConfig(schema=example_store.schema_text,
+                                                  store=local.session_store))
+    email = {"action": "send_email", "resource": az.EntityUID("Tool", "send_email"),
+             "context": {"input": {"to": "customer@example.com", "subject": "x"}}}
+    refund = {"action": "issue_refund", "resource": az.EntityUID("Tool", "issue_refund"),
+              "context": {"input": {"order_id": "o-1", "amount": 1200}}}
+    outcomes = []
+    with local.session("avp-1") as session:
+        for step in range(3):
+            if step == 1:
+                session.see("confidential")
+            if step == 2:
+                session.approve("issue_refund")
+            row = []
+            for user, request in (("bob", email), ("carol", refund)):
+                with local.acting_as(az.EntityUID("User", user)):
+                    mine = local.authorize(**request)  # type: ignore[arg-type]
+                    theirs = remote.authorize(**request)  # type: ignore[arg-type]
+                assert (theirs.allowed, theirs.reasons) == (mine.allowed, mine.reasons), (step, user)
+                row.append((mine.allowed, mine.reasons))
+            outcomes.append(row)
+    assert outcomes == [
+        [(True, ("support-email-anyone",)), (False, ("refund-over-1000-needs-approval",))],
+        [(False, ("acme-no-external-email-after-confidential",)),
+         (False, ("refund-over-1000-needs-approval",))],
+        [(False, ("acme-no-external-email-after-confidential",)), (True, ("refund-finance-limit",))],
+    ]
