@@ -447,7 +447,10 @@ class Authorizer:
     def authorize_many(
         self, requests: Sequence[Request], *, entities: Sequence[Entity] = ()
     ) -> list[Decision]:
-        """Decide a batch in one engine call; decisions come back in request order."""
+        """Decide a batch in one engine call; decisions come back in request order.
+
+        The requests are decided as given: a bound session adds no ``context.session``.
+        """
         return self._decide([self._resolve(r) for r in requests], list(entities))
 
     async def aauthorize_many(
@@ -472,7 +475,9 @@ class Authorizer:
         ``resource`` maps an item to its Cedar resource (an Entity built from
         the item's metadata, or an EntityUID of a stored entity). Items that map
         to the same uid (chunks of one document) share one decision. An item
-        whose resource cannot be built is dropped and counted.
+        whose resource cannot be built is dropped and counted. In a bound
+        session (:meth:`session`) the requests carry ``context.session``, and
+        the labels of the resources let through are recorded as seen.
 
         Example:
             >>> authz = Authorizer.from_text(
