@@ -800,3 +800,14 @@ def test_policies_reading_session_facts_validate_against_the_generated_schema() 
     typo.tools.update(authz.tools)
     with pytest.raises(az.PolicyError):
         typo.validate_tools(stub=STUB, principal_types=["User"])
+
+
+def test_the_examples_of_the_session_modules_run() -> None:
+    import doctest
+
+    import agentauthz._session_store as stores
+    import agentauthz.session as sessions
+
+    for module in (sessions, stores):
+        failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert attempted and not failures, module.__name__
