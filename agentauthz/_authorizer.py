@@ -22,7 +22,13 @@ from typing import Any, Literal, TypeVar, overload
 
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
-from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError, IdentityError
+from agentauthz._errors import (
+    AccessDenied,
+    AuthzError,
+    ConfigurationError,
+    IdentityError,
+    InvalidValueError,
+)
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
@@ -809,7 +815,10 @@ class Authorizer:
             names.extend(self.session_config.sums.get(key, ()))
         sums: dict[str, Any] = {}
         for name in dict.fromkeys(names):
-            value = summed_value((arguments or {}).get(name), f"argument {name!r} of {action.id!r}")
+            try:
+                value = summed_value((arguments or {}).get(name), f"argument {name!r} of {action.id!r}")
+            except InvalidValueError as exc:
+                raise ConfigurationError(f"summed arguments (SessionConfig.sums): {exc}") from None
             if value is not None:
                 sums[name] = value
         labels: frozenset[str] = frozenset()

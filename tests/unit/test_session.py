@@ -811,3 +811,9 @@ def test_the_examples_of_the_session_modules_run() -> None:
     for module in (sessions, stores):
         failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted and not failures, module.__name__
+
+
+def test_summing_an_argument_that_is_no_number_is_a_configuration_error() -> None:
+    authz, tools = make(SessionConfig(sums={"mail": ["to"]}))
+    with authz.acting_as(ALICE), authz.session("c"), pytest.raises(az.ConfigurationError, match="sums"):
+        tools["mail"]("x@y")
