@@ -275,12 +275,14 @@ class Slice:
         ids: cedarpy's positional id in this set -> store id.
         template_ids: store id of a template -> its positional id in this set.
         size: policies evaluated (static policies and links).
+        members: the statements (static policies, templates) it was built from, by index.
     """
 
     policy_set: Any
     ids: Mapping[str, str]
     template_ids: Mapping[str, str] = field(default_factory=dict)
     size: int = 0
+    members: tuple[int, ...] = ()
 
     def store_id(self, cedar_id: str) -> str:
         """The store id of a policy cedarpy names in a decision or an error."""
@@ -403,7 +405,7 @@ class SliceIndex:
         self._hierarchy: _Hierarchy | None = None
         self._by_key: dict[tuple[Any, ...], Slice] = {}
         self._by_members: dict[tuple[int, ...], Slice] = {}
-        self._linked: OrderedDict[tuple[int, tuple[int, ...]], Slice] = OrderedDict()
+        self._linked: OrderedDict[tuple[tuple[int, ...], tuple[int, ...]], Slice] = OrderedDict()
         self._linked_size = linked_cache
         self._lock = threading.Lock()
         self.full = Slice(snapshot.policy_set, snapshot.ids_by_position,
@@ -498,7 +500,7 @@ class SliceIndex:
                 return self.full
         except ValueError:
             return self.full
-        return Slice(handle, ids, template_ids, statics)
+        return Slice(handle, ids, template_ids, statics, chosen)
 
     # -- template links -------------------------------------------------------------
 
@@ -566,14 +568,14 @@ class SliceIndex:
         return tuple(sorted(found))
 
     def _with_links(self, static: Slice, chosen: tuple[int, ...]) -> Slice:
-        key = (id(static), chosen)
+        if static is self.full:
+            return static  # the whole set already holds every link
+        key = (static.members, chosen)
         with self._lock:
             cached = self._linked.get(key)
             if cached is not None:
                 self._linked.move_to_end(key)
                 return cached
-        if static is self.full:
-            return static  # the whole set already holds every link
         requests = []
         for number in chosen:
             link = self._links[number].link
@@ -590,7 +592,7 @@ class SliceIndex:
             handle = static.policy_set.with_linked_batch(requests)
         except (ValueError, KeyError):
             return self.full
-        linked = Slice(handle, static.ids, static.template_ids, static.size + len(requests))
+        linked = Slice(handle, static.ids, static.template_ids, static.size + len(requests), static.members)
         with self._lock:
             self._linked[key] = linked
             while len(self._linked) > self._linked_size:

@@ -231,3 +231,23 @@ def test_shadow_policies_stay_out_of_enforced_slices() -> None:
         pytest.skip("per-policy shadow mode is not in this tree")
     request = az.Request(principal=User("a"), action=Action("r"), resource=Doc("d"))
     assert az.LocalEngine(store).decide([request]) == az.LocalEngine(store, slicing=False).decide([request])
+
+
+def test_forgetting_request_shapes_never_mixes_up_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentauthz._slicing as slicing
+
+    monkeypatch.setattr(slicing, "_MAX_KEYS", 2)
+    lines = [f'@id("r{t}") permit(principal, action == Action::"read", resource is T{t}) when {{ false }};'
+             for t in range(6)]
+    links = [az.TemplateLink(id=f"s{i}", template="share", principal=User(f"u{i % 4}"),
+                             resource=az.EntityUID(f"T{i % 6}", "x")) for i in range(40)]
+    store = az.PolicyStore.from_text("\n".join([*lines, SHARE.splitlines()[0]]), links=links)
+    sliced, whole = az.LocalEngine(store), az.LocalEngine(store, slicing=False)
+    index = sliced.slice_index()
+    assert index is not None
+    index._linked_size = 3
+    requests = [az.Request(principal=User(f"u{u}"), action=Action("read"),
+                           resource=az.EntityUID(f"T{t}", "x"))
+                for _ in range(3) for u in range(4) for t in range(6)]
+    for request in requests:
+        assert sliced.decide([request]) == whole.decide([request])
