@@ -301,11 +301,11 @@ class Soak:
         for worker in workers:
             worker.start()
         deadline = started + self.args.max_seconds
-        timed_out = False
-        for worker in workers:
-            worker.join(timeout=max(0.0, deadline - time.perf_counter()))
-            if worker.is_alive():
-                timed_out = True
+        samples: list[tuple[int, float]] = []  # (decisions so far, RSS MB), twice a second
+        while any(worker.is_alive() for worker in workers) and time.perf_counter() < deadline:
+            time.sleep(0.5)
+            samples.append((self.tally.decisions, rss_mb()))
+        timed_out = any(worker.is_alive() for worker in workers)
         self.stop.set()
         for worker in workers:
             worker.join()
@@ -314,6 +314,9 @@ class Soak:
 
         gc.collect()
         rss_after = rss_mb()
+        # A leak grows with the work done: compare the middle of the run with its end.
+        halfway = next((rss for done, rss in samples if done - decided_before >= self.args.decisions // 2),
+                       rss_before)
         traced_after = tracemalloc.get_traced_memory()[0]
         if self.args.tracemalloc:
             tracemalloc.stop()
@@ -334,6 +337,8 @@ class Soak:
             "rss_mb_before": round(rss_before, 1),
             "rss_mb_after": round(rss_after, 1),
             "rss_growth_mb": round(rss_after - rss_before, 1),
+            "rss_mb_halfway": round(halfway, 1),
+            "rss_growth_second_half_mb": round(rss_after - halfway, 1),
             "python_heap_growth_mb": (round((traced_after - traced_before) / 2**20, 2)
                                       if self.args.tracemalloc else None),
             "timed_out": timed_out,
@@ -376,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  wrong decisions: {summary['wrong_decisions']}; audit events: {summary['audit_events']:,} "
               f"(lost: {summary['lost_audit_events']})")
         heap = summary["python_heap_growth_mb"]
-        print(f"  memory: RSS {summary['rss_mb_before']} -> {summary['rss_mb_after']} MB "
-              f"({summary['rss_growth_mb']:+} MB)"
+        print(f"  memory: RSS {summary['rss_mb_before']} -> {summary['rss_mb_halfway']} (halfway) -> "
+              f"{summary['rss_mb_after']} MB ({summary['rss_growth_mb']:+} MB; second half "
+              f"{summary['rss_growth_second_half_mb']:+} MB)"
               + (f", Python heap {heap:+} MB" if heap is not None else ""))
         for example in summary["wrong_examples"]:
             print(f"  wrong: {example}")
