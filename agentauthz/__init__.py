@@ -39,10 +39,12 @@ from agentauthz._policies import Policy, PolicyStore, TemplateLink
 from agentauthz._prefilter import Prefilter, compile_prefilter
 from agentauthz._retrieval import FilterResult
 from agentauthz._schemagen import generate_schema, mcp_input_type, validate_policies_for_tools
+from agentauthz._session_store import MemorySessionStore, SessionStore, SQLiteSessionStore
 from agentauthz._tokens import TokenIdentity, VerifiedToken, acting_with_token
 from agentauthz._tools import OnDeny, ToolSpec
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
+from agentauthz.session import Session, SessionConfig, ToolCall
 
 __version__ = "0.1.0"
 
@@ -66,15 +68,21 @@ __all__ = [
     "InvalidValueError",
     "LocalEngine",
     "LoggingSink",
+    "MemorySessionStore",
     "OnDeny",
     "Policy",
     "PolicyError",
     "PolicyStore",
     "Prefilter",
     "Request",
+    "SQLiteSessionStore",
+    "Session",
+    "SessionConfig",
+    "SessionStore",
     "StaticEntityProvider",
     "TemplateLink",
     "TokenIdentity",
+    "ToolCall",
     "ToolSpec",
     "VerifiedPermissionsEngine",
     "VerifiedToken",

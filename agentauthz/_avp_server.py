@@ -981,7 +981,8 @@ class LocalVerifiedPermissions:
             if store.schema_text is not None:
                 self._backend.set_schema(created, schema_json_text(store.schema_text))
             template_ids: dict[str, str] = {}
-            for policy in store.policies:
+            # Verified Permissions has no shadow mode: a shadow policy there would be enforced.
+            for policy in store.enforced_policies:
                 name = shapes.policy_name(policy.id)
                 description_text = shapes.policy_description(policy.id)
                 if policy.is_template:
@@ -992,7 +993,7 @@ class LocalVerifiedPermissions:
                 else:
                     ours[policy.id] = self._backend.add_static(created, policy.text, description_text,
                                                                name, validate=False).id
-            for link in store.links:
+            for link in store.enforced_links:
                 principal = _identifier(link.principal)
                 resource = _identifier(link.resource)
                 ours[link.id] = self._backend.add_link(created, template_ids[link.template], principal,

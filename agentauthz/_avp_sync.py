@@ -193,9 +193,9 @@ def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: b
         PolicyError: the schema cannot be converted, or an id cannot be kept in AVP.
         EngineError: the policy store could not be read.
     """
-    too_long = [p.id for p in store.policies
+    too_long = [p.id for p in store.enforced_policies
                 if shapes.policy_description(p.id) is None and shapes.policy_name(p.id) is None]
-    too_long += [link.id for link in store.links if shapes.policy_name(link.id) is None]
+    too_long += [link.id for link in store.enforced_links if shapes.policy_name(link.id) is None]
     if too_long:
         raise PolicyError([f"{truncate(i, 80)}: id too long to keep in a Verified Permissions policy "
                            "name or description (at most 139 characters)" for i in too_long])
@@ -215,7 +215,7 @@ def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: b
                                                            "a schema; it stays)"))
 
     replaced_templates: set[str] = set()
-    wanted_templates = {p.id: p for p in store.policies if p.is_template}
+    wanted_templates = {p.id: p for p in store.enforced_policies if p.is_template}
     for our_id, policy in sorted(wanted_templates.items()):
         item = remote.templates.get(our_id)
         if item is None:
@@ -231,7 +231,7 @@ def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: b
         else:
             changes.append(Change("template", our_id, "unchanged", avp_id=item["policyTemplateId"]))
 
-    wanted_statics = {p.id: p for p in store.policies if not p.is_template}
+    wanted_statics = {p.id: p for p in store.enforced_policies if not p.is_template}
     for our_id, policy in sorted(wanted_statics.items()):
         item = remote.statics.get(our_id)
         if item is None:
@@ -243,7 +243,7 @@ def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: b
         else:
             changes.append(Change("policy", our_id, "unchanged", avp_id=item["policyId"]))
 
-    for link in sorted(store.links, key=lambda item: item.id):
+    for link in sorted(store.enforced_links, key=lambda item: item.id):
         item = remote.links.get(link.id)
         if item is None:
             changes.append(Change("link", link.id, "create"))
@@ -261,7 +261,7 @@ def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: b
             changes.append(Change("link", link.id, "update", reason, item["policyId"]))
 
     extra_action: Action = "delete" if prune else "extra"
-    linked_ids = {link.id for link in store.links}
+    linked_ids = {link.id for link in store.enforced_links}
     for our_id, item in sorted(remote.links.items()):
         if our_id not in linked_ids:
             changes.append(Change("link", our_id, extra_action, "not in the directory", item["policyId"]))
@@ -305,8 +305,8 @@ def apply_push(plan: PushPlan, client: Any) -> list[Change]:
     remote = plan.remote
     done: list[Change] = []
     template_ids = {ours: str(item["policyTemplateId"]) for ours, item in remote.templates.items()}
-    texts = {p.id: p.text for p in store.policies}
-    links = {link.id: link for link in store.links}
+    texts = {p.id: p.text for p in store.enforced_policies}
+    links = {link.id: link for link in store.enforced_links}
     recreate_links: set[str] = set()
 
     for change in sorted(plan.pending, key=lambda c: (c.action == "delete", _ORDER[c.kind])):
@@ -330,7 +330,7 @@ def apply_push(plan: PushPlan, client: Any) -> list[Change]:
                 _call(client, "delete_policy_template", policyStoreId=store_id,
                       policyTemplateId=change.avp_id)
                 template_ids[change.id] = _create_template(client, store_id, change.id, texts[change.id])
-                recreate_links.update(link.id for link in store.links if link.template == change.id)
+                recreate_links.update(link.id for link in store.enforced_links if link.template == change.id)
         elif change.kind == "policy" and change.action == "create":
             _create_static(client, store_id, change.id, texts[change.id])
         elif change.kind == "policy" and change.action == "update":

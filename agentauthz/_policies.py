@@ -255,6 +255,26 @@ class PolicyStore:
         return self._snapshot.links
 
     @property
+    def enforced_policies(self) -> tuple[Policy, ...]:
+        """Policies and templates not annotated ``@mode("shadow")``.
+
+        What a backend without shadow mode (Verified Permissions) may hold:
+        there a shadow policy would be enforced.
+        """
+        shadow = self._snapshot.shadow
+        if shadow is None:
+            return self._snapshot.policies
+        return tuple(p for p in self._snapshot.policies if p.id not in shadow.ids)
+
+    @property
+    def enforced_links(self) -> tuple[TemplateLink, ...]:
+        """Template links of enforced templates (see :attr:`enforced_policies`)."""
+        shadow = self._snapshot.shadow
+        if shadow is None:
+            return self._snapshot.links
+        return tuple(link for link in self._snapshot.links if link.template not in shadow.ids)
+
+    @property
     def entities(self) -> tuple[Entity, ...]:
         """Entities loaded with the store."""
         return self._snapshot.entities

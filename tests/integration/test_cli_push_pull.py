@@ -327,3 +327,33 @@ def test_errors_and_exit_codes(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     code, _, err = run(capsys, "pull", str(tmp_path / "out"), "--policy-store-id", "PS1")
     assert code == 2 and "--region" in err
+
+
+def test_push_leaves_shadow_policies_out_because_avp_would_enforce_them(
+    capsys: pytest.CaptureFixture[str], server: LocalVerifiedPermissions, store_id: str,
+    example_copy: Path, client: Any,
+) -> None:
+    (example_copy / "zz_shadow.cedar").write_text(
+        '@id("shadow-no-search")\n@mode("shadow")\n'
+        'forbid(principal, action == Action::"search_documents", resource);\n'
+    )
+    result = push(capsys, server, store_id, example_copy)
+    assert "shadow-no-search" not in ids(result, "create")
+    policies, _ = remote_state(client, store_id)
+    assert not any("shadow-no-search" in (p.get("name") or "") for p in policies)
+    engine = VerifiedPermissionsEngine(store_id, client=client)
+    decision = az.Authorizer(engine, entities=EXAMPLE.entities).authorize(
+        principal=az.EntityUID("User", "alice"), action="search_documents",
+        resource=az.EntityUID("Tool", "search_documents"), context={"input": {"query": "q"}},
+    )
+    assert decision.allowed
+
+
+def test_local_endpoint_seeds_only_enforced_policies(example_copy: Path) -> None:
+    (example_copy / "zz_shadow.cedar").write_text(
+        '@id("shadow-no-search")\n@mode("shadow")\n'
+        'forbid(principal, action == Action::"search_documents", resource);\n'
+    )
+    store = az.PolicyStore.from_directory(example_copy)
+    with LocalVerifiedPermissions(store) as local:
+        assert "shadow-no-search" not in local.policy_ids()
