@@ -498,7 +498,7 @@ class Authorizer:
         Raises:
             IdentityError: no end user is bound.
         """
-        groups = group_by_resource(items, resource)
+        groups = group_by_resource(items, resource, self._stored_entities)
         requests, overlay = self._filter_requests(groups, action, context)
         decisions: list[Decision] = []
         for start in range(0, len(requests), max(1, page_size)):
@@ -518,7 +518,7 @@ class Authorizer:
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> FilterResult[T]:
         """Async twin of :meth:`filter`."""
-        groups = group_by_resource(items, resource)
+        groups = group_by_resource(items, resource, self._stored_entities)
         requests, overlay = self._filter_requests(groups, action, context)
         decisions: list[Decision] = []
         for start in range(0, len(requests), max(1, page_size)):
@@ -527,6 +527,18 @@ class Authorizer:
         result = self._filter_result(items, groups, decisions)
         self._record_seen(result, groups)
         return result
+
+    def _stored_entities(self, uids: list[EntityUID]) -> dict[EntityUID, Entity]:
+        """The entities the engine's store or the entity provider hold for these uids."""
+        found: dict[EntityUID, Entity] = {}
+        store = getattr(self.engine, "store", None)
+        if isinstance(store, PolicyStore):
+            index = store.snapshot.entity_index
+            found.update((uid, index[uid]) for uid in uids if uid in index)
+        missing = [uid for uid in uids if uid not in found]
+        if self.entity_provider is not None and missing:
+            found.update((entity.uid, entity) for entity in self.entity_provider.get_entities(missing))
+        return found
 
     def _filter_requests(
         self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None

@@ -8,7 +8,7 @@ is dropped and counted: an unreadable label never lets an item through.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -48,12 +48,18 @@ class ResourceGroups:
     errors: dict[int, str]
 
 
-def group_by_resource(items: Sequence[Any], resource: ResourceOf) -> ResourceGroups:
+def group_by_resource(
+    items: Sequence[Any],
+    resource: ResourceOf,
+    stored: Callable[[list[EntityUID]], Mapping[EntityUID, Entity]] | None = None,
+) -> ResourceGroups:
     """Build each item's resource; group items by uid; flag items that fail.
 
     Two items naming one uid with different entity content (metadata that
     disagrees, a spoofing attempt) are both failed: which content to trust
-    cannot be decided here.
+    cannot be decided here. An item entity that contradicts the stored entity
+    of its uid (``stored`` looks them up) is failed too: stored entities are
+    authoritative, document metadata is only as trustworthy as its author.
     """
     uids: dict[EntityUID, None] = {}
     entities: dict[EntityUID, Entity] = {}
@@ -84,10 +90,19 @@ def group_by_resource(items: Sequence[Any], resource: ResourceOf) -> ResourceGro
             continue
         uids[uid] = None
         item_uids.append(uid)
+    contradicting: set[EntityUID] = set()
+    if stored is not None and entities:
+        known_entities = stored([uid for uid in entities if uid not in conflicted])
+        contradicting = {uid for uid, known in known_entities.items()
+                         if uid in entities and known.cedar != entities[uid].cedar}
     for index, item_uid in enumerate(item_uids):
         if item_uid in conflicted:
             errors[index] = "items for one resource carry different attributes"
             item_uids[index] = None
+        elif item_uid in contradicting:
+            errors[index] = "the item's attributes contradict the stored entity"
+            item_uids[index] = None
+    conflicted |= contradicting
     return ResourceGroups(
         uids=[uid for uid in uids if uid not in conflicted],
         entities={uid: e for uid, e in entities.items() if uid not in conflicted},

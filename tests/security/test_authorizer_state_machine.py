@@ -263,15 +263,22 @@ class AuthorizerMachine(RuleBasedStateMachine):
         principal, given = self._bound()
         assert principal is not None
         result = self.authz.filter(items, action=action, resource=lambda item: item)
-        # Items naming one uid with different content are dropped as a conflict, never decided.
+        # Items naming one uid with different content are dropped as a conflict, never decided;
+        # so is an item entity that contradicts the stored entity of its uid.
         contents: dict[az.EntityUID, set[str]] = {}
         for item in items:
             if isinstance(item, az.Entity):
                 contents.setdefault(item.uid, set()).add(json.dumps(item.cedar, sort_keys=True))
+        stored = {json.dumps(e["uid"], sort_keys=True): json.dumps(az.Entity.from_cedar(e).cedar,
+                                                                   sort_keys=True)
+                  for e in VERSIONS[self.version][1]}
         expected = []
         for item in items:
             uid = item.uid if isinstance(item, az.Entity) else item
             if len(contents.get(uid, set())) > 1:
+                continue
+            known = stored.get(json.dumps(uid.to_cedar(), sort_keys=True))
+            if known is not None and contents.get(uid, {known}) != {known}:
                 continue
             inline = [e for e in items if isinstance(e, az.Entity) and e.uid == uid][:1]
             allowed, _ = reference(self.version, az.Request(principal, action, uid), [*given, *inline])

@@ -15,8 +15,8 @@ Cases tried:
 * duplicate chunks: 4
 * metadata spoofing through content: Hypothesis, 60 contents x 8 documents; through a
   vector store: 1
-* a metadata entity with a stored entity's uid: 4 documenting the current (unsafe)
-  behaviour, 2 expected-safe behaviours marked xfail (strict)
+* a metadata entity with a stored entity's uid: 4 spoofs dropped (store and provider)
+  + 2 equal entities decided normally (stored entities are authoritative)
 * pre-filter soundness: tests/unit/test_prefilter_soundness.py is the main property
   (random policy families and metadata, three renderings); here an adversarial variant
   with hostile ``like`` patterns and strings (regex metacharacters, escaped stars,
@@ -202,13 +202,11 @@ def test_spoofing_content_in_a_vector_store_never_reaches_the_model() -> None:
 
 # -- a metadata entity with a stored entity's uid --------------------------------------------------
 #
-# Finding: a per-request entity whose uid names a stored entity replaces the stored attributes
-# (and parents) for that request. For authorize(entities=...) that is the application's own
-# override. For retrieval the entity comes from document metadata, which is as trustworthy as
-# whoever wrote the document: a chunk that carries a stored document's id with friendlier metadata
-# is decided on the friendlier metadata. Safe behaviour: in filter()/retrievers a stored (or
-# provided) entity is authoritative; an item entity that contradicts it is a conflict and is
-# dropped, like two chunks that disagree.
+# A per-request entity whose uid names a stored (or provided) entity: for authorize(entities=...)
+# that is the application's own override. For retrieval the entity comes from document metadata,
+# which is only as trustworthy as whoever wrote the document, so in filter()/retrievers a stored
+# entity is authoritative and an item entity that contradicts it is dropped, like two chunks that
+# disagree.
 
 SECRET_DOC = az.Entity(uid=U("Doc", "payroll"), attrs={"readers": ["board"], "classification": "secret"},
                        parents=[U("Folder", "restricted")])
@@ -236,26 +234,24 @@ HR_USER = az.Entity(uid=U("User", "alice"), attrs={"groups": ["hr"]})
 
 @pytest.mark.parametrize("where", ["store", "provider"])
 @pytest.mark.parametrize("spoof", sorted(SPOOFS))
-def test_current_behaviour_a_metadata_entity_overrides_the_stored_one(spoof: str, where: str) -> None:
-    """Documents today's UNSAFE behaviour (reported): the spoofed chunk is let through."""
+def test_a_metadata_entity_cannot_override_a_stored_entity(spoof: str, where: str) -> None:
     authz = _stored_authorizer(where)
     with authz.acting_as(HR_USER):
         by_uid = authz.filter([SECRET_DOC.uid], action="read", resource=lambda uid: uid)
         spoofed = authz.filter([SPOOFS[spoof]], action="read", resource=lambda entity: entity)
+        mixed = authz.filter([SECRET_DOC.uid, SPOOFS[spoof]], action="read", resource=lambda item: item)
     assert by_uid.allowed == []
-    assert spoofed.allowed == [SPOOFS[spoof]]
+    assert spoofed.allowed == []
+    assert "contradict the stored entity" in spoofed.decisions[0].errors[0]
+    assert mixed.allowed == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: in filter(), a metadata entity with a stored entity's uid overrides the stored attributes "
-    "and parents; the stored entity should be authoritative (the item dropped as a conflict)"))
-@pytest.mark.parametrize("spoof", sorted(SPOOFS))
-def test_a_metadata_entity_cannot_override_a_stored_entity(spoof: str) -> None:
-    authz = _stored_authorizer("store")
-    items = [SECRET_DOC.uid, SPOOFS[spoof]]
-    with authz.acting_as(HR_USER):
-        result = authz.filter(items, action="read", resource=lambda item: item)
-    assert result.allowed == []
+@pytest.mark.parametrize("where", ["store", "provider"])
+def test_a_metadata_entity_equal_to_the_stored_one_is_decided_normally(where: str) -> None:
+    authz = _stored_authorizer(where)
+    board = az.Entity(uid=U("User", "bob"), attrs={"groups": ["board"]})
+    with authz.acting_as(board):
+        assert authz.filter([SECRET_DOC], action="read", resource=lambda e: e).allowed == [SECRET_DOC]
 
 
 # -- pre-filter soundness, adversarial strings -----------------------------------------------------
