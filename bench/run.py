@@ -143,39 +143,73 @@ def _authorizer(store: az.PolicyStore, *, slicing: bool = True, **options: Any) 
     return az.Authorizer(az.LocalEngine(store, slicing=slicing), **options)
 
 
-def _authorize_all(authz: az.Authorizer, requests: Sequence[az.Request]) -> Callable[[], None]:
+Calls = list[Callable[[], object]]
+
+
+def measure_calls(fns: dict[str, Calls], rounds: int) -> dict[str, float]:
+    """Mean over the requests of each request's median time (microseconds) over the rounds.
+
+    Every request is timed on its own, the measured functions taking turns
+    request by request (in a rotating order), so that a moment when the machine
+    is busy touches all of them alike; the median over the rounds drops a call
+    that was preempted, the mean over requests weighs every request alike.
+    """
+    names = list(fns)
+    for calls in fns.values():
+        for call in calls:
+            call()
+    times: dict[str, list[list[float]]] = {name: [[] for _ in fns[name]] for name in names}
+    longest = max(len(calls) for calls in fns.values())
+    clock = time.perf_counter
+    gc.collect()
+    for round_ in range(rounds):
+        order = names[round_ % len(names):] + names[: round_ % len(names)]
+        for index in range(longest):
+            for name in order:
+                calls = fns[name]
+                if index < len(calls):
+                    started = clock()
+                    calls[index]()
+                    times[name][index].append(clock() - started)
+    return {name: statistics.fmean(statistics.median(samples) for samples in times[name]) * 1e6
+            for name in names}
+
+
+def _authorize_each(authz: az.Authorizer, requests: Sequence[az.Request]) -> Calls:
     # Tool calls name their action by name, as @guard does.
-    calls = [(r.principal, r.action.id if isinstance(r.action, az.EntityUID) else r.action, r.resource,
-              r.context) for r in requests]
+    calls: Calls = []
+    for r in requests:
+        action = r.action.id if isinstance(r.action, az.EntityUID) else r.action
 
-    def run() -> None:
-        for principal, action, resource, context in calls:
-            authz.authorize(principal=principal, action=action, resource=resource, context=context)
+        def call(principal: az.EntityUID = r.principal, action: str = action,
+                 resource: az.EntityUID = r.resource, context: dict[str, Any] = r.context) -> object:
+            return authz.authorize(principal=principal, action=action, resource=resource, context=context)
 
-    return run
+        calls.append(call)
+    return calls
 
 
-def _raw_all(store: az.PolicyStore, requests: Sequence[az.Request]) -> Callable[[], None]:
+def _one_call(request: dict[str, Any], policies: Any, entities: Any, schema: Any) -> Callable[[], object]:
+    def call() -> object:
+        return cedarpy.is_authorized(request, policies, entities, schema=schema)
+
+    return call
+
+
+def _raw_each(store: az.PolicyStore, requests: Sequence[az.Request]) -> Calls:
     snap = store.snapshot
-    raw = _raw(requests)
-
-    def run() -> None:
-        for request in raw:
-            cedarpy.is_authorized(request, snap.policy_set, snap.entity_set, schema=snap.schema)
-
-    return run
+    return [_one_call(request, snap.policy_set, snap.entity_set, snap.schema) for request in _raw(requests)]
 
 
-def _peer_all(policies: str, schema: str, entities: Sequence[az.Entity],
-              requests: Sequence[az.Request]) -> Callable[[], None]:
+def _peer_each(policies: str, schema: str, entities: Sequence[az.Entity],
+               requests: Sequence[az.Request]) -> Calls:
     entity_json = json.dumps([e.cedar for e in entities])
-    raw = _raw(requests)
+    return [_one_call(request, policies, entity_json, schema) for request in _raw(requests)]
 
-    def run() -> None:
-        for request in raw:
-            cedarpy.is_authorized(request, policies, entity_json, schema=schema)
 
-    return run
+def _run_all(calls: Calls) -> None:
+    for call in calls:
+        call()
 
 
 class _ListSink:
@@ -198,19 +232,16 @@ def single_calls(report: Report, sizes: Sizes) -> None:
         store = _store(workload)
         peer_requests = workload.requests[: max(2, min(len(workload.requests),
                                                        2000 // (policies + entities)))]
-        fns: dict[str, Timed] = {
-            "raw": (_raw_all(store, workload.requests), len(workload.requests)),
-            "ours": (_authorize_all(_authorizer(store), workload.requests), len(workload.requests)),
-            "unsliced": (_authorize_all(_authorizer(store, slicing=False), workload.requests),
-                         len(workload.requests)),
-            "peer": (_peer_all(workload.policies, workload.schema, workload.entities, peer_requests),
-                     len(peer_requests)),
+        fns: dict[str, Calls] = {
+            "raw": _raw_each(store, workload.requests),
+            "ours": _authorize_each(_authorizer(store), workload.requests),
+            "unsliced": _authorize_each(_authorizer(store, slicing=False), workload.requests),
+            "peer": _peer_each(workload.policies, workload.schema, workload.entities, peer_requests),
         }
         audited = policies == 100 and entities == 1000
         if audited:
-            fns["audited"] = (_authorize_all(_authorizer(store, audit=[_ListSink()]), workload.requests),
-                              len(workload.requests))
-        found = measure(fns, sizes.rounds)
+            fns["audited"] = _authorize_each(_authorizer(store, audit=[_ListSink()]), workload.requests)
+        found = measure_calls(fns, sizes.rounds)
         base = found["raw"]
         label = f"P={policies:,}, E={entities:,}"
         rows.append([label, us(base), us(found["ours"]), ratio(found["ours"] / base),
@@ -235,11 +266,10 @@ def tool_actions(report: Report, sizes: Sizes) -> None:
     policies, tools, entities = sizes.tools
     workload = build_tools(policies, tools, entities, request_count=sizes.requests)
     store = az.PolicyStore.from_text(workload.policies, schema=workload.schema, entities=workload.entities)
-    found = measure({
-        "raw": (_raw_all(store, workload.requests), len(workload.requests)),
-        "ours": (_authorize_all(_authorizer(store), workload.requests), len(workload.requests)),
-        "unsliced": (_authorize_all(_authorizer(store, slicing=False), workload.requests),
-                     len(workload.requests)),
+    found = measure_calls({
+        "raw": _raw_each(store, workload.requests),
+        "ours": _authorize_each(_authorizer(store), workload.requests),
+        "unsliced": _authorize_each(_authorizer(store, slicing=False), workload.requests),
     }, sizes.rounds)
     base = found["raw"]
     rows = [[f"P={policies:,} over {tools} tools, E={entities:,}", us(base), us(found["ours"]),
@@ -340,14 +370,14 @@ def template_links(report: Report, sizes: Sizes) -> None:
     engine.slice_index()
     index_ms = (time.perf_counter() - started) * 1e3
     started = time.perf_counter()
-    _authorize_all(cold, requests)()
+    _run_all(_authorize_each(cold, requests))
     cold_us = (time.perf_counter() - started) / len(requests) * 1e6
-    found = measure({
-        "raw_static": (_raw_all(statics, requests), len(requests)),
-        "raw_linked": (_raw_all(linked, raw_requests), len(raw_requests)),
-        "ours_static": (_authorize_all(_authorizer(statics), requests), len(requests)),
-        "ours_linked": (_authorize_all(_authorizer(linked), requests), len(requests)),
-    }, max(3, sizes.rounds // 2) if sizes.rounds > 1 else 1)
+    found = measure_calls({
+        "raw_static": _raw_each(statics, requests),
+        "raw_linked": _raw_each(linked, raw_requests),
+        "ours_static": _authorize_each(_authorizer(statics), requests),
+        "ours_linked": _authorize_each(_authorizer(linked), requests),
+    }, sizes.rounds)
     base = found["raw_static"]
     allowed = sum(d.allowed for d in cold.authorize_many(list(requests)))
     rows = [
@@ -394,9 +424,9 @@ def avp(report: Report, sizes: Sizes) -> None:
         engine = VerifiedPermissionsEngine(server.policy_store_id, client=server.client())
         authz = az.Authorizer(engine, entities=list(workload.entities))
         single = workload.requests[: max(2, sizes.requests // 5)]
-        _authorize_all(authz, single)()  # the schema, and the policy ids of the decisions, fetched once
+        _run_all(_authorize_each(authz, single))  # the schema, the policy ids of the decisions: once
         server.reset_calls()
-        _authorize_all(authz, single)()
+        _run_all(_authorize_each(authz, single))
         per_decision = server.call_count() / len(single)
 
         def run_filter() -> None:
@@ -410,9 +440,9 @@ def avp(report: Report, sizes: Sizes) -> None:
         raw_filter = [{"principal": user.uid.to_cedar(), "action": {"type": "Action", "id": "read"},
                        "resource": uid.to_cedar()} for uid in docs]
         rounds = 3 if sizes.rounds > 1 else 1
-        found = measure({
-            "raw": (_raw_all(store, single), len(single)),
-            "avp": (_authorize_all(authz, single), len(single)),
+        found = measure_calls({"raw": _raw_each(store, single), "avp": _authorize_each(authz, single)},
+                              rounds)
+        found |= measure({
             "raw_filter": (lambda: cedarpy.is_authorized_batch(raw_filter, snap.policy_set, snap.entity_set,
                                                                schema=snap.schema), 1),
             "avp_filter": (run_filter, 1),

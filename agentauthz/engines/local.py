@@ -38,8 +38,10 @@ class LocalEngine:
     """Decide requests in-process with cedarpy.
 
     Uses the store's pre-parsed ``PolicySet``, ``Schema`` and ``Entities``
-    handles; per-call entities are merged onto the stored graph without
-    re-parsing it. Requests are schema-checked when the store has a schema.
+    handles; the stored graph is never re-parsed per call. Entities given with
+    a call are parsed together with the stored entities its requests can reach
+    (see :mod:`agentauthz._reach`), or merged onto the stored graph when that
+    is cheaper. Requests are schema-checked when the store has a schema.
 
     With ``slicing`` (the default) each request is evaluated against only the
     policies whose scope can match it (its action, the types of its principal
