@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from agentauthz._audit import AuditEvent, AuditSink, LoggingSink
+from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, MemorySink
 from agentauthz._authorizer import Authorizer, Identity
 from agentauthz._entities import EntityProvider, StaticEntityProvider
 from agentauthz._errors import (
@@ -69,6 +69,7 @@ __all__ = [
     "LocalEngine",
     "LoggingSink",
     "MemorySessionStore",
+    "MemorySink",
     "OnDeny",
     "Policy",
     "PolicyError",

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["AuditEvent", "AuditSink", "LoggingSink", "capture_events", "global_sinks"]
+__all__ = ["AuditEvent", "AuditSink", "LoggingSink", "MemorySink", "capture_events", "global_sinks"]
 
 AUDIT_LOGGER = "agentauthz.audit"
 
@@ -100,18 +100,37 @@ class LoggingSink:
         self.logger.info(event.to_json())
 
 
-class _ListSink:
+class MemorySink:
+    """Keeps every event in a list (``.events``): for tests, demos and short-lived tools.
+
+    Example:
+        >>> import agentauthz as az
+        >>> sink = az.MemorySink()
+        >>> authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[sink])
+        >>> _ = authz.authorize(principal=az.EntityUID("User", "a"), action="read",
+        ...                     resource=az.EntityUID("Doc", "d"))
+        >>> [event.decision for event in sink.events]
+        ['allow']
+    """
+
     def __init__(self) -> None:
         self.events: list[AuditEvent] = []
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
+        """Always True: every event is kept."""
         return True
 
     def emit(self, event: AuditEvent) -> None:
+        """Keep the event."""
         with self._lock:
             self.events.append(event)
+
+    def clear(self) -> None:
+        """Forget the events kept so far."""
+        with self._lock:
+            self.events.clear()
 
 
 _global_lock = threading.Lock()
@@ -127,7 +146,7 @@ def global_sinks() -> tuple[AuditSink, ...]:
 def capture_events() -> Iterator[list[AuditEvent]]:
     """Collect the audit events of every Authorizer while the block runs."""
     global _global_sinks
-    sink = _ListSink()
+    sink = MemorySink()
     with _global_lock:
         _global_sinks = (*_global_sinks, sink)
     try:

@@ -57,9 +57,10 @@ def group_by_resource(
 
     Two items naming one uid with different entity content (metadata that
     disagrees, a spoofing attempt) are both failed: which content to trust
-    cannot be decided here. An item entity that contradicts the stored entity
-    of its uid (``stored`` looks them up) is failed too: stored entities are
-    authoritative, document metadata is only as trustworthy as its author.
+    cannot be decided here. When ``stored`` knows an entity for the uid, the
+    item is decided on that stored entity and its own attributes are ignored:
+    stored entities are authoritative, document metadata is only as
+    trustworthy as its author.
     """
     uids: dict[EntityUID, None] = {}
     entities: dict[EntityUID, Entity] = {}
@@ -90,19 +91,15 @@ def group_by_resource(
             continue
         uids[uid] = None
         item_uids.append(uid)
-    contradicting: set[EntityUID] = set()
     if stored is not None and entities:
-        known_entities = stored([uid for uid in entities if uid not in conflicted])
-        contradicting = {uid for uid, known in known_entities.items()
-                         if uid in entities and known.cedar != entities[uid].cedar}
+        # The engine (or the entity provider) supplies these; the items' versions are dropped.
+        for uid in stored(list(entities)):
+            entities.pop(uid, None)
+            conflicted.discard(uid)
     for index, item_uid in enumerate(item_uids):
         if item_uid in conflicted:
             errors[index] = "items for one resource carry different attributes"
             item_uids[index] = None
-        elif item_uid in contradicting:
-            errors[index] = "the item's attributes contradict the stored entity"
-            item_uids[index] = None
-    conflicted |= contradicting
     return ResourceGroups(
         uids=[uid for uid in uids if uid not in conflicted],
         entities={uid: e for uid, e in entities.items() if uid not in conflicted},

@@ -17,20 +17,6 @@ import agentauthz as az
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
 
-class Recorder:
-    """An audit sink that keeps events in memory, to show one at the end."""
-
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def user(name: str) -> az.EntityUID:
     return az.EntityUID("User", name)
 
@@ -65,7 +51,7 @@ def call_tool(authz: az.Authorizer, action: str, arguments: dict[str, Any]) -> N
 
 
 def main() -> int:
-    recorder = Recorder()
+    recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     print(f"Policy store {POLICIES.name}/ loaded "
           f"(fingerprint {authz.engine.fingerprint[:12]})\n")

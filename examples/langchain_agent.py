@@ -90,20 +90,6 @@ def script(*replies: AIMessage) -> Iterator[AIMessage]:
     return iter([*replies, AIMessage("Done.")])
 
 
-class Recorder:
-    """An audit sink that keeps the decisions, to print their determining policies."""
-
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def show(messages: Sequence[BaseMessage], events: list[az.AuditEvent]) -> None:
     """Print each tool call with its decision, its policies and what the model read."""
     results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
@@ -130,7 +116,7 @@ def show(messages: Sequence[BaseMessage], events: list[az.AuditEvent]) -> None:
             print(f"         tool result: {str(result.content)[:110]}")
 
 
-def run(agent: Any, user: str, model: ScriptedChatModel, recorder: Recorder) -> None:
+def run(agent: Any, user: str, model: ScriptedChatModel, recorder: az.MemorySink) -> None:
     recorder.events.clear()
     config = {"configurable": {PRINCIPAL_KEY: az.EntityUID("User", user)}}
     result = agent.invoke({"messages": [("user", "Please help.")]}, config=config)
@@ -139,7 +125,7 @@ def run(agent: Any, user: str, model: ScriptedChatModel, recorder: Recorder) -> 
 
 
 def main() -> int:
-    recorder = Recorder()
+    recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     middleware = AuthzMiddleware(
         authz, resources={"read_document": document, "delete_document": document},

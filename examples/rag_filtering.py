@@ -62,20 +62,6 @@ class KeywordEmbedding(Embeddings):
         return self._embed(text)
 
 
-class Recorder:
-    """An audit sink that keeps the events in memory, to show the decisions."""
-
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def load_corpus() -> InMemoryVectorStore:
     """Chunks of the store's documents; metadata = the document's Cedar attributes."""
     entities = json.loads((POLICIES / "entities.json").read_text(encoding="utf-8"))
@@ -138,7 +124,7 @@ def counters(stats: RetrievalStats) -> str:
 
 
 def main() -> int:
-    recorder = Recorder()
+    recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     store = load_corpus()
     print(f"Policy store {POLICIES.name}/ (fingerprint {authz.engine.fingerprint[:12]}); "

@@ -41,18 +41,6 @@ AGENT = {"name": "assistant", "id": "AGENT12345", "alias": "TSTALIASID", "versio
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def params(**values: Any) -> list[dict[str, str]]:
     """Parameters as Bedrock sends them: every value a string, typed by its declared type."""
     out = []
@@ -161,12 +149,12 @@ when {
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> az.MemorySink:
+    return az.MemorySink()
 
 
 @pytest.fixture
-def authz(recorder: Recorder) -> az.Authorizer:
+def authz(recorder: az.MemorySink) -> az.Authorizer:
     return az.Authorizer.from_text(POLICY, audit=[recorder])
 
 
@@ -225,7 +213,7 @@ def test_allowed_api_call_returns_the_api_response_shape(
 
 
 def test_api_path_query_and_body_parameters_all_reach_context_input(
-    authz: az.Authorizer, recorder: Recorder
+    authz: az.Authorizer, recorder: az.MemorySink
 ) -> None:
     authz.record_requests = True
     seen: list[dict[str, Any]] = []
@@ -282,7 +270,7 @@ def test_denied_api_call_is_a_403_with_a_json_body(
     assert calls.seen == []
 
 
-def test_default_action_names_the_group_and_operation(authz: az.Authorizer, recorder: Recorder) -> None:
+def test_default_action_names_the_group_and_operation(authz: az.Authorizer, recorder: az.MemorySink) -> None:
     handler = action_group_handler(authz, principal=session_user)(Calls())
     handler(function_event("issue_refund", order_id="o", amount=1), None)
     handler(api_event("GET", "/orders/{orderId}", query={"orderId": "o"}), None)
@@ -326,7 +314,7 @@ def test_parameters_are_converted_by_their_declared_type(kind: str | None, text:
 
 
 def test_converted_types_reach_cedar_as_long_bool_set_decimal_string_record(
-    handler: Callable[..., dict[str, Any]], recorder: Recorder
+    handler: Callable[..., dict[str, Any]], recorder: az.MemorySink
 ) -> None:
     event = function_event(
         "typed", n=42, flag=True, tags=("array", "[a, b]"), ids=("array", "[1, 2]"),
@@ -448,7 +436,7 @@ def test_principal_callable_sees_only_what_the_application_and_bedrock_set(authz
 
 @pytest.mark.parametrize("where", ["parameters", "inputText", "promptSessionAttributes", "requestBody"])
 def test_a_principal_written_by_the_model_is_ignored(
-    authz: az.Authorizer, recorder: Recorder, where: str
+    authz: az.Authorizer, recorder: az.MemorySink, where: str
 ) -> None:
     """carol may close accounts; bob is the signed-in user; the model claims to be carol."""
     calls = Calls(authz)
@@ -489,7 +477,7 @@ def test_a_principal_written_by_the_model_is_ignored(
     [{}, {"userId": None}, {"other": "bob"}],
 )
 def test_missing_identity_is_refused_and_audited(
-    authz: az.Authorizer, recorder: Recorder, session: dict[str, Any]
+    authz: az.Authorizer, recorder: az.MemorySink, session: dict[str, Any]
 ) -> None:
     calls = Calls(authz)
     def principal(ev: dict[str, Any]) -> az.EntityUID | None:
@@ -526,7 +514,7 @@ def test_a_principal_that_is_not_an_entity_is_refused(authz: az.Authorizer, valu
     assert calls.seen == []
 
 
-def test_an_entity_principal_brings_its_attributes(recorder: Recorder) -> None:
+def test_an_entity_principal_brings_its_attributes(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(
         'permit(principal, action, resource) when { principal.tier == "gold" };', audit=[recorder])
     handler = action_group_handler(authz, principal=lambda ev: az.Entity(
@@ -546,7 +534,7 @@ def test_a_conflicting_bound_user_refuses_the_call(handler: Callable[..., dict[s
 
 
 def test_the_end_user_is_bound_while_the_handler_runs_and_guarded_tools_use_it(
-    authz: az.Authorizer, recorder: Recorder
+    authz: az.Authorizer, recorder: az.MemorySink
 ) -> None:
     @authz.guard(action="orders__issue_refund")
     def refund_more(amount: int) -> str:
@@ -638,7 +626,7 @@ def test_a_verified_token_names_the_end_user(
     ],
 )
 def test_rejected_tokens_deny(token_handler: tuple[Callable[..., dict[str, Any]], Calls],
-                              recorder: Recorder, token: str) -> None:
+                              recorder: az.MemorySink, token: str) -> None:
     handler, calls = token_handler
     response = handler(token_event(token), None)
     assert response["response"]["functionResponse"]["responseState"] == "REPROMPT"
@@ -742,7 +730,7 @@ def test_handler_errors_propagate_and_non_bedrock_events_fail(handler: Callable[
 # -- action, resource, context and tools options -----------------------------------------------------
 
 
-def test_action_and_resource_mappings_by_operation(recorder: Recorder) -> None:
+def test_action_and_resource_mappings_by_operation(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(
         'permit(principal, action == Action::"refund", resource == Order::"o-1");'
         'permit(principal, action == Action::"lookup", resource);', audit=[recorder])
@@ -763,7 +751,7 @@ def test_action_and_resource_mappings_by_operation(recorder: Recorder) -> None:
     assert len(calls.seen) == 3
 
 
-def test_action_callable_and_resource_callable(recorder: Recorder) -> None:
+def test_action_callable_and_resource_callable(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(
         'permit(principal, action == Action::"read", resource == Doc::"d1");', audit=[recorder])
     seen: list[ActionInvocation] = []
@@ -784,7 +772,7 @@ def test_action_callable_and_resource_callable(recorder: Recorder) -> None:
     assert "not available" in body_of(none_handler(function_event("read", doc="d1"), None))
 
 
-def test_extra_context(recorder: Recorder) -> None:
+def test_extra_context(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(
         'permit(principal, action, resource) when { context.channel == "web" };', audit=[recorder])
     handler = action_group_handler(
@@ -798,7 +786,7 @@ def test_extra_context(recorder: Recorder) -> None:
     assert refused(bad(function_event("x"), None))
 
 
-def test_tools_reuse_the_guard_spec(recorder: Recorder) -> None:
+def test_tools_reuse_the_guard_spec(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
 
     @authz.guard(resource=lambda args: az.EntityUID("Document", args["document_id"]),
@@ -893,7 +881,7 @@ def test_async_handler_with_trusted_attribute_api_group(authz: az.Authorizer) ->
     assert refused(asyncio.run(handler(malformed, None)))
 
 
-def test_shadow_mode_audits_the_denial_and_lets_the_call_run(recorder: Recorder) -> None:
+def test_shadow_mode_audits_the_denial_and_lets_the_call_run(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(POLICY, audit=[recorder], mode="shadow")
     calls = Calls(authz)
     handler = action_group_handler(authz, principal=session_user)(calls)
@@ -946,13 +934,13 @@ def assistant_tools() -> ModuleType:
     return load_module(ROOT / "examples" / "assistant_tools.py", "bedrock_assistant_tools")
 
 
-def decided(recorder: Recorder) -> tuple[Any, ...]:
+def decided(recorder: az.MemorySink) -> tuple[Any, ...]:
     [event] = recorder.events
     return (event.principal, event.action, event.resource, event.decision, event.reasons, event.errors)
 
 
 def via_guard(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
-    recorder = Recorder()
+    recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     guarded = tools.build_tools(authz)
     with authz.acting_as(az.EntityUID("User", who)):
@@ -986,7 +974,7 @@ def via_langchain(tools: ModuleType, who: str, tool: str, arguments: dict[str, A
         return "..."
 
     plain = [search_documents, read_document, delete_document, send_email, issue_refund]
-    recorder = Recorder()
+    recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     wrapped = authorize_tools(
         [StructuredTool.from_function(fn) for fn in plain], authz,
@@ -997,7 +985,7 @@ def via_langchain(tools: ModuleType, who: str, tool: str, arguments: dict[str, A
     return decided(recorder)
 
 
-def lambda_handler_for(example: ModuleType, recorder: Recorder) -> Callable[..., dict[str, Any]]:
+def lambda_handler_for(example: ModuleType, recorder: az.MemorySink) -> Callable[..., dict[str, Any]]:
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     return action_group_handler(authz, principal=example.end_user, action=example.action,
                                 resource=example.resource)(lambda event, context: "ran")
@@ -1006,7 +994,7 @@ def lambda_handler_for(example: ModuleType, recorder: Recorder) -> Callable[...,
 def via_lambda_function(
     example: ModuleType, who: str, tool: str, arguments: dict[str, Any]
 ) -> tuple[Any, ...]:
-    recorder = Recorder()
+    recorder = az.MemorySink()
     event = function_event(tool, who, group="assistant-tools", **arguments)
     lambda_handler_for(example, recorder)(event, None)
     return decided(recorder)
@@ -1017,7 +1005,7 @@ def via_lambda_api(example: ModuleType, who: str, tool: str, arguments: dict[str
     method, path = operation.split(" ", 1)
     query = {k: v for k, v in arguments.items() if "{" + k + "}" in path or method == "GET"}
     body = {k: v for k, v in arguments.items() if k not in query}
-    recorder = Recorder()
+    recorder = az.MemorySink()
     event = api_event(method, path, who, group="assistant-api", query=query, body=body or None)
     lambda_handler_for(example, recorder)(event, None)
     return decided(recorder)

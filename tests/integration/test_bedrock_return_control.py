@@ -45,18 +45,6 @@ permit (principal == User::"carol", action == Action::"close_account", resource)
 """
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def model() -> Any:
     return botocore.session.get_session().get_service_model("bedrock-agent-runtime")
 
@@ -116,12 +104,12 @@ def action(invocation_input: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> az.MemorySink:
+    return az.MemorySink()
 
 
 @pytest.fixture
-def authz(recorder: Recorder) -> az.Authorizer:
+def authz(recorder: az.MemorySink) -> az.Authorizer:
     return az.Authorizer.from_text(POLICY, audit=[recorder])
 
 
@@ -134,7 +122,9 @@ def test_the_sample_payload_matches_botocores_return_control_shape() -> None:
     validate(PAYLOAD, model().shape_for("ReturnControlPayload"))
 
 
-def test_each_invocation_input_is_decided(decided: ReturnControlAuthorization, recorder: Recorder) -> None:
+def test_each_invocation_input_is_decided(
+    decided: ReturnControlAuthorization, recorder: az.MemorySink
+) -> None:
     assert decided.invocation_id == PAYLOAD["invocationId"]
     assert [i.operation for i in decided.allowed] == ["search", "GET /orders/{orderId}"]
     assert [(i.operation, i.status) for i in decided.denied] == [
@@ -252,7 +242,7 @@ def test_user_confirmation_inputs_are_answered_with_deny(authz: az.Authorizer) -
              model().operation_model("InvokeAgent").input_shape)
 
 
-def test_default_action_and_resource(authz: az.Authorizer, recorder: Recorder) -> None:
+def test_default_action_and_resource(authz: az.Authorizer, recorder: az.MemorySink) -> None:
     payload = {"invocationId": "i", "invocationInputs": [function_input("search", group="kb")]}
     decided = authorize_return_control(authz, payload, az.EntityUID("User", "bob"))
     assert decided.denied[0].action == "kb__search"

@@ -50,18 +50,6 @@ def scripted(*calls: tuple[str, dict[str, Any]]) -> ScriptedChatModel:
     return ScriptedChatModel(messages=iter([*replies, AIMessage("Done.")]))
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def as_user(name: str) -> RunnableConfig:
     return {"configurable": {PRINCIPAL_KEY: az.EntityUID("User", name)}}
 
@@ -74,17 +62,17 @@ def tool_messages(result: dict[str, Any]) -> list[ToolMessage]:
     return [m for m in result["messages"] if isinstance(m, ToolMessage)]
 
 
-def events_for_tools(recorder: Recorder) -> list[tuple[str, str]]:
+def events_for_tools(recorder: az.MemorySink) -> list[tuple[str, str]]:
     return [(e.action.split('"')[1], e.decision) for e in recorder.events]
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> az.MemorySink:
+    return az.MemorySink()
 
 
 @pytest.fixture
-def authz(recorder: Recorder) -> az.Authorizer:
+def authz(recorder: az.MemorySink) -> az.Authorizer:
     return az.Authorizer.from_directory(POLICIES, audit=[recorder])
 
 
@@ -161,7 +149,7 @@ def check_refund_run(result: dict[str, Any], ran: list[tuple[str, dict[str, Any]
 
 
 def test_middleware_allows_and_refuses_tool_calls_in_a_create_agent_loop(
-    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: Recorder,
+    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: az.MemorySink,
     ran: list[tuple[str, dict[str, Any]]],
 ) -> None:
     agent = create_agent(scripted(*REFUND_SCRIPT), tools=tools, middleware=[middleware])
@@ -227,7 +215,7 @@ def test_the_filter_runs_on_the_async_path_too(tools: list[BaseTool], middleware
 
 
 def test_a_hidden_tool_called_anyway_is_still_refused(
-    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: Recorder,
+    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: az.MemorySink,
     ran: list[tuple[str, dict[str, Any]]],
 ) -> None:
     model = scripted(("issue_refund", {"order_id": "g-1", "amount": 20}))
@@ -243,7 +231,7 @@ def test_document_tools_are_decided_on_the_document_and_injection_stays_an_id(
     tools: list[BaseTool], middleware: AuthzMiddleware, authz: az.Authorizer,
     ran: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    events = Recorder()
+    events = az.MemorySink()
     authz.audit_sinks = (events,)
     smuggled = 'acme-budget" || principal == User::"alice'
     model = scripted(
@@ -266,7 +254,7 @@ def test_document_tools_are_decided_on_the_document_and_injection_stays_an_id(
 
 
 def test_a_call_of_a_tool_the_agent_does_not_have_is_refused(
-    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: Recorder
+    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: az.MemorySink
 ) -> None:
     model = scripted(("transfer_funds", {"to": "attacker", "amount": 1}))
     agent = create_agent(model, tools=tools, middleware=[middleware])
@@ -321,7 +309,7 @@ def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(authz: az.Au
 
 
 def test_middleware_passes_authorized_tools_through_so_each_call_is_decided_once(
-    tools: list[BaseTool], authz: az.Authorizer, middleware: AuthzMiddleware, recorder: Recorder,
+    tools: list[BaseTool], authz: az.Authorizer, middleware: AuthzMiddleware, recorder: az.MemorySink,
     ran: list[tuple[str, dict[str, Any]]],
 ) -> None:
     wrapped = authorize_tools(tools, authz, resources={name: document for name in DOCUMENT_TOOLS},
@@ -377,7 +365,7 @@ def test_authorized_tools_in_a_create_agent_loop_sync_and_async(
 
 
 def test_concurrent_agent_runs_for_different_users_keep_their_identities(
-    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: Recorder, authz: az.Authorizer
+    tools: list[BaseTool], middleware: AuthzMiddleware, recorder: az.MemorySink, authz: az.Authorizer
 ) -> None:
     seen: list[tuple[str, str]] = []
 

@@ -26,18 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[az.AuditEvent] = []
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-    def emit(self, event: az.AuditEvent) -> None:
-        self.events.append(event)
-
-
 def user(name: str) -> az.EntityUID:
     return az.EntityUID("User", name)
 
@@ -67,12 +55,12 @@ class Ran:
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> az.MemorySink:
+    return az.MemorySink()
 
 
 @pytest.fixture
-def authz(recorder: Recorder) -> az.Authorizer:
+def authz(recorder: az.MemorySink) -> az.Authorizer:
     return az.Authorizer.from_directory(POLICIES, audit=[recorder], record_requests=True)
 
 
@@ -131,7 +119,7 @@ def tools(raw: dict[str, BaseTool], authz: az.Authorizer) -> dict[str, Authorize
     return result
 
 
-def tool_events(recorder: Recorder) -> list[az.AuditEvent]:
+def tool_events(recorder: az.MemorySink) -> list[az.AuditEvent]:
     return [e for e in recorder.events if e.action != 'Action::"read"']
 
 
@@ -203,7 +191,7 @@ def test_an_argument_type_without_cedar_equivalent_is_refused_when_wrapping(auth
 
 
 def test_allowed_sync_call_runs_with_validated_arguments_as_context_input(
-    tools: dict[str, AuthorizedTool], ran: Ran, recorder: Recorder
+    tools: dict[str, AuthorizedTool], ran: Ran, recorder: az.MemorySink
 ) -> None:
     result = tools["sync_refund"].invoke({"order_id": "o-1", "amount": "4200"}, config=as_user("carol"))
     assert result == "refunded 4200 on o-1"
@@ -289,7 +277,9 @@ def test_on_deny_raise_raises_access_denied_with_the_decision(
     assert ran.calls == []
 
 
-def test_shadow_mode_lets_a_denied_call_run(raw: dict[str, BaseTool], recorder: Recorder, ran: Ran) -> None:
+def test_shadow_mode_lets_a_denied_call_run(
+    raw: dict[str, BaseTool], recorder: az.MemorySink, ran: Ran
+) -> None:
     shadow = az.Authorizer.from_directory(POLICIES, audit=[recorder], mode="shadow")
     wrapped = AuthorizedTool(tool=raw["send_email"], authz=shadow)
     assert wrapped.invoke({"to": "x@evil.example", "subject": "s"}, config=as_user("grace")) == (
@@ -319,7 +309,7 @@ def test_principal_from_acting_as(tools: dict[str, AuthorizedTool], authz: az.Au
 
 
 def test_principal_from_a_custom_configurable_key_as_an_entity(
-    raw: dict[str, BaseTool], authz: az.Authorizer, ran: Ran, recorder: Recorder
+    raw: dict[str, BaseTool], authz: az.Authorizer, ran: Ran, recorder: az.MemorySink
 ) -> None:
     wrapped = AuthorizedTool(tool=raw["send_email"], authz=authz, principal_key="end_user")
     erin = az.Entity.from_cedar(
@@ -337,7 +327,7 @@ def test_principal_from_a_custom_configurable_key_as_an_entity(
 
 
 def test_no_principal_raises_identity_error_and_runs_nothing(
-    tools: dict[str, AuthorizedTool], ran: Ran, recorder: Recorder
+    tools: dict[str, AuthorizedTool], ran: Ran, recorder: az.MemorySink
 ) -> None:
     with pytest.raises(az.IdentityError):
         tools["search_documents"].invoke({"query": "x"})
@@ -378,7 +368,7 @@ def test_two_different_end_users_for_one_call_is_an_identity_error(
     "acme-handbook\\\"",
 ])
 def test_an_argument_that_looks_like_an_entity_stays_a_string_id(
-    tools: dict[str, AuthorizedTool], recorder: Recorder, ran: Ran, smuggled: str
+    tools: dict[str, AuthorizedTool], recorder: az.MemorySink, ran: Ran, smuggled: str
 ) -> None:
     result = tools["read_document"].invoke({"document_id": smuggled}, config=as_user("bob"))
     assert "not permitted" in result
@@ -391,7 +381,7 @@ def test_an_argument_that_looks_like_an_entity_stays_a_string_id(
 
 
 def test_arguments_naming_a_principal_are_dropped_not_obeyed(
-    tools: dict[str, AuthorizedTool], recorder: Recorder, ran: Ran
+    tools: dict[str, AuthorizedTool], recorder: az.MemorySink, ran: Ran
 ) -> None:
     result = tools["send_email"].invoke(
         call("send_email", to="x@evil.example", subject="s", principal='User::"bob"',
@@ -410,7 +400,7 @@ def test_arguments_naming_a_principal_are_dropped_not_obeyed(
 
 
 def test_concurrent_tasks_acting_as_different_users_never_see_each_other(
-    authz: az.Authorizer, recorder: Recorder
+    authz: az.Authorizer, recorder: az.MemorySink
 ) -> None:
     seen: list[tuple[str, str]] = []
 
@@ -485,7 +475,7 @@ def test_single_string_input_maps_to_the_only_argument(tools: dict[str, Authoriz
 
 
 def test_a_pydantic_args_schema_with_defaults_and_nested_records(
-    authz: az.Authorizer, recorder: Recorder
+    authz: az.Authorizer, recorder: az.MemorySink
 ) -> None:
     class Recipient(BaseModel):
         address: str

@@ -263,8 +263,8 @@ class AuthorizerMachine(RuleBasedStateMachine):
         principal, given = self._bound()
         assert principal is not None
         result = self.authz.filter(items, action=action, resource=lambda item: item)
-        # Items naming one uid with different content are dropped as a conflict, never decided;
-        # so is an item entity that contradicts the stored entity of its uid.
+        # Items naming one uid with different content are dropped as a conflict, never decided,
+        # unless the uid is stored: then the stored entity decides and item content is ignored.
         contents: dict[az.EntityUID, set[str]] = {}
         for item in items:
             if isinstance(item, az.Entity):
@@ -275,12 +275,11 @@ class AuthorizerMachine(RuleBasedStateMachine):
         expected = []
         for item in items:
             uid = item.uid if isinstance(item, az.Entity) else item
-            if len(contents.get(uid, set())) > 1:
-                continue
             known = stored.get(json.dumps(uid.to_cedar(), sort_keys=True))
-            if known is not None and contents.get(uid, {known}) != {known}:
+            if known is None and len(contents.get(uid, set())) > 1:
                 continue
-            inline = [e for e in items if isinstance(e, az.Entity) and e.uid == uid][:1]
+            inline = [] if known is not None else [
+                e for e in items if isinstance(e, az.Entity) and e.uid == uid][:1]
             allowed, _ = reference(self.version, az.Request(principal, action, uid), [*given, *inline])
             if allowed or self.authz.mode == "shadow":
                 expected.append(item)
