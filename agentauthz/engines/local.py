@@ -104,16 +104,23 @@ class LocalEngine:
         if not requests:
             return []
         snapshot = self.store.snapshot
-        try:
-            entity_set, delta = self._call_entities(snapshot, entities, requests)
-        except (ValueError, InvalidValueError) as exc:
-            denial = Decision.deny(f"entities rejected: {truncate(redact(str(exc)))}")
-            return [denial] * len(requests)
-        index = self.slice_index(snapshot) if self.slicing else None
+        entity_set = snapshot.entity_set
+        delta: dict[EntityUID, Entity] = {}
+        if entities:
+            try:
+                entity_set, delta = self._call_entities(snapshot, entities, requests)
+            except (ValueError, InvalidValueError) as exc:
+                denial = Decision.deny(f"entities rejected: {truncate(redact(str(exc)))}")
+                return [denial] * len(requests)
+        current = self._index
+        index = current[1] if current is not None and current[0] is snapshot else self.slice_index(snapshot)
         if index is None:
             return self._evaluate(requests, _full_slice(snapshot), entity_set, snapshot.schema)
         try:
-            overlay = index.overlay(delta)
+            overlay = index.overlay(delta) if delta else None
+            if len(requests) == 1:
+                return self._evaluate(requests, index.select(requests[0], overlay), entity_set,
+                                      snapshot.schema)
             slices = [index.select(request, overlay) for request in requests]
         except Exception:  # a slicing bug must cost speed, never a decision
             _log.exception("policy slicing failed; evaluating every policy")
@@ -274,6 +281,7 @@ class LocalEngine:
 
 
 _UNDECIDED = Decision.deny("not decided")
+_ALLOW = cedarpy.Decision.Allow
 
 
 def _full_slice(snapshot: PolicySnapshot) -> Slice:
@@ -302,14 +310,15 @@ def _cedar_request(request: Request) -> dict[str, Any]:
 def _decision(chosen: Slice, result: Any) -> Decision:
     diagnostics = result.diagnostics
     ids = chosen.ids
-    reasons = diagnostics.reasons
-    if reasons:
-        reasons = sorted(ids.get(reason, reason) for reason in reasons)
+    found = diagnostics.reasons
+    reasons: tuple[str, ...] = ()
+    if found:
+        reasons = tuple(sorted(map(ids.get, found, found)))
     raw_errors = diagnostics.errors
     errors: tuple[str, ...] = ()
     if raw_errors:
         errors = tuple(truncate(_store_ids_in_error(ids, redact(str(error)))) for error in raw_errors)
-    return Decision(result.decision is cedarpy.Decision.Allow, tuple(reasons), errors)
+    return Decision(result.decision is _ALLOW, reasons, errors)
 
 
 def _store_ids_in_error(ids: Mapping[str, str], message: str) -> str:
