@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -25,9 +26,11 @@ _ERRING_POLICY = re.compile(r"(error while evaluating policy )`([^`]*)`")
 _log = logging.getLogger("agentauthz")
 # Below this many requests an async call decides inline: a thread hop costs more.
 _INLINE_ASYNC_BATCH = 16
-# Parsed per-call entity sets kept (LRU), and the largest JSON kept unless it is a rebuilt store.
+# Parsed per-call entity sets kept (LRU): small ones (up to this much JSON), and large ones
+# (a stored graph rebuilt around changed entities).
 _CACHED_ENTITY_SETS = 64
 _CACHED_DOCUMENT_BYTES = 64 * 1024
+_CACHED_REBUILT_SETS = 8
 # Build a call's own entity set when it needs at most (stored entities / this) stored ones, plus
 # a quarter of the given ones: parsing an entity costs ~20-30 us, merging onto the stored graph
 # ~0.5 us per stored entity and, for a chain of given parents, time growing with its cube.
@@ -63,7 +66,8 @@ class LocalEngine:
     def __init__(self, store: PolicyStore, *, slicing: bool = True) -> None:
         self.store = store
         self.slicing = slicing
-        self._entity_sets: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._entity_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
+        self._rebuilt_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._reach_of: tuple[PolicySnapshot, Reach] | None = None
         self._index: tuple[PolicySnapshot, SliceIndex | None] | None = None
@@ -263,20 +267,23 @@ class LocalEngine:
 
     def _cached_entity_set(self, snapshot: PolicySnapshot, cedar: list[dict[str, Any]]) -> Any:
         # An application usually sends the same entities again (the bound user, an
-        # overridden entity): keep a few parsed sets, keyed by their exact JSON.
+        # overridden entity): keep parsed sets, keyed by a digest of their exact JSON.
+        # Small sets (a call's own) are many; whole rebuilt graphs are few and large.
         document = json.dumps(cedar)
-        key = (snapshot.fingerprint, document)
+        key = (snapshot.fingerprint, hashlib.sha256(document.encode()).digest())
+        small = len(document) <= _CACHED_DOCUMENT_BYTES
+        cache, size = (self._entity_sets, _CACHED_ENTITY_SETS) if small else (
+            self._rebuilt_sets, _CACHED_REBUILT_SETS)
         with self._cache_lock:
-            cached = self._entity_sets.get(key)
+            cached = cache.get(key)
             if cached is not None:
-                self._entity_sets.move_to_end(key)
+                cache.move_to_end(key)
                 return cached
         handle = cedarpy.Entities.from_json_str(document, snapshot.schema)
-        if len(document) <= _CACHED_DOCUMENT_BYTES or len(cedar) > len(snapshot.entities) // 2:
-            with self._cache_lock:
-                self._entity_sets[key] = handle
-                while len(self._entity_sets) > _CACHED_ENTITY_SETS:
-                    self._entity_sets.popitem(last=False)
+        with self._cache_lock:
+            cache[key] = handle
+            while len(cache) > size:
+                cache.popitem(last=False)
         return handle
 
 
