@@ -1140,7 +1140,7 @@ class Authorizer:
             enforced=decision.enforced,
             reasons=decision.reasons,
             errors=decision.errors,
-            fingerprint=self.engine.fingerprint,
+            fingerprint=decision.policy_version or self.engine.fingerprint,
             engine=self.engine.name,
             mode=self.mode,
             elapsed_us=elapsed_us,

@@ -655,6 +655,8 @@ class Decision:
         errors: evaluation errors, truncated, never whole entity dumps.
         enforced: False when the decision was taken in shadow mode: it is
             audited, but the call goes ahead.
+        policy_version: fingerprint of the policy-store version that decided,
+            when the engine knows it (a reload may land between decision and audit).
 
     Example:
         >>> Decision(allowed=False, reasons=("no-external-email",)).admits
@@ -665,6 +667,7 @@ class Decision:
     reasons: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     enforced: bool = True
+    policy_version: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if type(self.allowed) is not bool:

@@ -119,19 +119,19 @@ class LocalEngine:
         current = self._index
         index = current[1] if current is not None and current[0] is snapshot else self.slice_index(snapshot)
         if index is None:
-            return self._evaluate(requests, _full_slice(snapshot), entity_set, snapshot.schema)
+            return self._evaluate(requests, _full_slice(snapshot), entity_set, snapshot)
         try:
             overlay = index.overlay(delta) if delta else None
             if len(requests) == 1:
                 return self._evaluate(requests, index.select(requests[0], overlay), entity_set,
-                                      snapshot.schema)
+                                      snapshot)
             slices = [index.select(request, overlay) for request in requests]
         except Exception:  # a slicing bug must cost speed, never a decision
             _log.exception("policy slicing failed; evaluating every policy")
-            return self._evaluate(requests, index.full, entity_set, snapshot.schema)
+            return self._evaluate(requests, index.full, entity_set, snapshot)
         first = slices[0]
         if all(chosen is first for chosen in slices):
-            return self._evaluate(requests, first, entity_set, snapshot.schema)
+            return self._evaluate(requests, first, entity_set, snapshot)
         groups: dict[int, tuple[Slice, list[int]]] = {}
         for position, chosen in enumerate(slices):
             group = groups.get(id(chosen))
@@ -141,7 +141,7 @@ class LocalEngine:
                 group[1].append(position)
         decisions: list[Decision] = [_UNDECIDED] * len(requests)
         for chosen, positions in groups.values():
-            found = self._evaluate([requests[p] for p in positions], chosen, entity_set, snapshot.schema)
+            found = self._evaluate([requests[p] for p in positions], chosen, entity_set, snapshot)
             for position, decision in zip(positions, found, strict=True):
                 decisions[position] = decision
         return decisions
@@ -167,17 +167,19 @@ class LocalEngine:
             return index
 
     @staticmethod
-    def _evaluate(requests: Sequence[Request], chosen: Slice, entity_set: Any, schema: Any) -> list[Decision]:
+    def _evaluate(requests: Sequence[Request], chosen: Slice, entity_set: Any,
+                  snapshot: PolicySnapshot) -> list[Decision]:
         cedar_requests = [_cedar_request(request) for request in requests]
         try:
             results = cedarpy.is_authorized_batch(
-                cedar_requests, chosen.policy_set, entity_set, schema=schema)
+                cedar_requests, chosen.policy_set, entity_set, schema=snapshot.schema)
         except Exception as exc:  # cedarpy failing as a whole must never allow
             denial = Decision.deny(f"engine failure: {type(exc).__name__}: {truncate(redact(str(exc)))}")
             return [denial] * len(requests)
         if len(results) != len(requests):
             return [Decision.deny("engine returned a wrong number of results")] * len(requests)
-        return [_decision(chosen, result) for result in results]
+        version = snapshot.fingerprint
+        return [_decision(chosen, result, version) for result in results]
 
     async def adecide(
         self, requests: Sequence[Request], entities: Sequence[Entity] = ()
@@ -314,7 +316,7 @@ def _cedar_request(request: Request) -> dict[str, Any]:
     return cedar
 
 
-def _decision(chosen: Slice, result: Any) -> Decision:
+def _decision(chosen: Slice, result: Any, version: str) -> Decision:
     diagnostics = result.diagnostics
     ids = chosen.ids
     found = diagnostics.reasons
@@ -325,7 +327,7 @@ def _decision(chosen: Slice, result: Any) -> Decision:
     errors: tuple[str, ...] = ()
     if raw_errors:
         errors = tuple(truncate(_store_ids_in_error(ids, redact(str(error)))) for error in raw_errors)
-    return Decision(result.decision is _ALLOW, reasons, errors)
+    return Decision(result.decision is _ALLOW, reasons, errors, policy_version=version)
 
 
 def _store_ids_in_error(ids: Mapping[str, str], message: str) -> str:
