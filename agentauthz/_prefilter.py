@@ -64,7 +64,7 @@ import cedarpy
 
 from agentauthz._entities import referenced_uids
 from agentauthz._model import Entity, EntityUID, Request
-from agentauthz._policies import PolicySnapshot, truncate
+from agentauthz._policies import truncate
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
@@ -1472,28 +1472,6 @@ def compile_prefilter(
                               f"{truncate(str(exc), 200)}")
 
 
-def _entity_handle(snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:
-    """The store's entities with ``entities`` overlaid (as the engine builds them for a request)."""
-    stored = snapshot.entity_index
-    delta: dict[EntityUID, Entity] = {}
-    for entity in entities:
-        known = stored.get(entity.uid)
-        if known is not None and known.cedar == entity.cedar:
-            continue
-        earlier = delta.get(entity.uid)
-        if earlier is not None and earlier.cedar != entity.cedar:
-            raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
-        delta[entity.uid] = entity
-    if not delta:
-        return snapshot.entity_set
-    if not any(uid in stored for uid in delta):
-        return snapshot.entity_set.with_added_json_str(
-            json.dumps([entity.cedar for entity in delta.values()]), snapshot.schema)
-    merged = [entity.cedar for entity in snapshot.entities if entity.uid not in delta]
-    merged.extend(entity.cedar for entity in delta.values())
-    return cedarpy.Entities.from_json_str(json.dumps(merged), snapshot.schema)
-
-
 def _compile_local(
     authz: Authorizer,
     engine: Any,
@@ -1512,7 +1490,7 @@ def _compile_local(
     roots = [principal, *referenced_uids(request.context)]
     slice_ = authz._entities_for_roots(roots, given)
     snapshot = engine.store.snapshot
-    entity_set = _entity_handle(snapshot, slice_)
+    entity_set = engine.entity_set(snapshot, slice_)
     result = cedarpy.is_authorized_partial(
         {"principal": str(principal), "action": str(action_uid), "context": request.cedar_context},
         snapshot.policy_set, entity_set, schema=snapshot.schema,

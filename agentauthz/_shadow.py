@@ -27,6 +27,7 @@ import cedarpy
 
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicySnapshot, PolicyStore
+from agentauthz.engines.local import LocalEngine
 
 __all__ = ["shadow_outcomes"]
 
@@ -45,12 +46,8 @@ def _cedar_request(request: Request) -> dict[str, Any]:
 
 def _entity_set(engine: Any, snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:
     """The entities of the call on the store's graph, as the engine would build them."""
-    builder = getattr(engine, "_call_entities", None)
-    if callable(builder):
-        return builder(snapshot, entities)[0]
-    builder = getattr(engine, "_entity_set", None)
-    if callable(builder):
-        return builder(snapshot, entities)
+    if isinstance(engine, LocalEngine):
+        return engine.entity_set(snapshot, entities)
     given = {entity.uid: entity for entity in entities}
     merged = [entity.cedar for entity in snapshot.entities if entity.uid not in given]
     merged.extend(entity.cedar for entity in given.values())

@@ -208,7 +208,7 @@ class LocalEngine:
         if resource is not None:
             request["resource"] = str(resource)
         result = cedarpy.is_authorized_partial(
-            request, snapshot.policy_set, self._entity_set(snapshot, entities), schema=snapshot.schema
+            request, snapshot.policy_set, self.entity_set(snapshot, entities), schema=snapshot.schema
         )
         if result.decision is cedarpy.Decision.Deny:
             return False
@@ -216,8 +216,15 @@ class LocalEngine:
             return not result.diagnostics.errors
         return True
 
-    def _entity_set(self, snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:
-        """The entities handle for a call: the stored graph with ``entities`` merged on."""
+    def entity_set(self, snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:
+        """The cedarpy entities handle for a call: the stored graph with ``entities`` merged on.
+
+        For evaluations beside :meth:`decide` on the same store version
+        (partial evaluation, shadow policies).
+
+        Raises:
+            ValueError: two different entities are given for one uid.
+        """
         return self._call_entities(snapshot, entities)[0]
 
     def _call_entities(
