@@ -130,37 +130,25 @@ class Reach:
                 entity_refs(request.cedar_context, values)
         seen: set[EntityUID] = set()
         parents: list[EntityUID] = []
-        while values:
-            uid = values.pop()
-            if uid in seen:
-                continue
-            seen.add(uid)
-            entity = given.get(uid)
-            if entity is None:
-                entity = stored.get(uid)
-                if entity is None:
+        # Values reach through attributes and parents; parents reach only through parents.
+        for frontier, through_attributes in ((values, True), (parents, False)):
+            while frontier:
+                uid = frontier.pop()
+                if uid in seen:
                     continue
-                extra += 1
-                if extra > budget:
-                    return None
-                included[uid] = entity
-            values.extend(self._entity_refs(entity, uid in given))
-            parents.extend(entity.parents)
-        while parents:
-            uid = parents.pop()
-            if uid in seen:
-                continue
-            seen.add(uid)
-            entity = given.get(uid)
-            if entity is None:
-                entity = stored.get(uid)
+                seen.add(uid)
+                entity = given.get(uid)
                 if entity is None:
-                    continue
-                extra += 1
-                if extra > budget:
-                    return None
-                included[uid] = entity
-            parents.extend(entity.parents)
+                    entity = stored.get(uid)
+                    if entity is None:
+                        continue
+                    extra += 1
+                    if extra > budget:
+                        return None
+                    included[uid] = entity
+                if through_attributes:
+                    values.extend(self._entity_refs(entity, uid in given))
+                parents.extend(entity.parents)
         return list(included.values())
 
     def _entity_refs(self, entity: Entity, given: bool) -> tuple[EntityUID, ...]:
