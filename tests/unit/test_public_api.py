@@ -40,10 +40,10 @@ def test_every_library_error_derives_from_authz_error() -> None:
         assert issubclass(getattr(az, name), az.AuthzError), name
 
 
-def test_import_loads_neither_boto3_nor_langchain() -> None:
+def test_import_loads_neither_boto3_nor_langchain_nor_jwt() -> None:
     code = (
         "import sys, agentauthz, agentauthz.testing\n"
-        "banned = ('boto3', 'botocore', 'langchain_core', 'langchain')\n"
+        "banned = ('boto3', 'botocore', 'langchain_core', 'langchain', 'jwt')\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in banned]\n"
         "print(','.join(bad))\n"
         "sys.exit(1 if bad else 0)\n"
