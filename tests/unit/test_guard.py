@@ -397,3 +397,23 @@ def test_validate_tools_catches_a_misspelled_argument_with_file_and_line(tmp_pat
     with pytest.raises(az.PolicyError) as problem:
         authz.validate_tools(principal_types=["User"], store=typo_store)
     assert [p for p in problem.value.problems if p.startswith("zz_typo.cedar:2:") and "ammount" in p]
+
+
+def test_validate_tools_without_policies_or_stub_is_a_configuration_error() -> None:
+    class NoStoreEngine:
+        name = "none"
+        fingerprint = "x"
+
+        def resolve_action(self, action: str | az.EntityUID) -> az.EntityUID:
+            return az.EntityUID("Action", str(action))
+
+        def decide(self, requests: object, entities: object = ()) -> list[az.Decision]:
+            return []
+
+        async def adecide(self, requests: object, entities: object = ()) -> list[az.Decision]:
+            return []
+
+    with pytest.raises(az.ConfigurationError, match="store"):
+        az.Authorizer(NoStoreEngine()).validate_tools(principal_types=["User"])  # type: ignore[arg-type]
+    with pytest.raises(az.ConfigurationError, match="stub"):
+        make_authz().validate_tools(principal_types=["User"])  # a store without a schema
