@@ -142,8 +142,7 @@ class ToolWorkload:
     tools: tuple[str, ...]
 
 
-def _tool_policy(index: int, tool: str, rng: random.Random, groups: int) -> str:
-    kind = index % 4
+def _tool_policy(index: int, kind: int, tool: str, rng: random.Random, groups: int) -> str:
     action = f'Action::"{tool}"'
     if kind == 0:
         limit = rng.randrange(100, 5000)
@@ -170,7 +169,10 @@ def build_tools(policy_count: int = 1000, tool_count: int = 20, entity_count: in
     schema = TOOL_SCHEMA_HEAD + "action " + ", ".join(tools) + (
         " appliesTo { principal: User, resource: Tool, "
         "context: { input: { amount: Long, target: String } } };\n")
-    policies = "\n".join(_tool_policy(i, tools[i % tool_count], rng, groups) for i in range(policy_count))
+    # Policy i goes to tool i % tool_count; its kind turns once per round of tools, so every
+    # tool holds all four kinds.
+    policies = "\n".join(_tool_policy(i, (i // tool_count) % 4, tools[i % tool_count], rng, groups)
+                         for i in range(policy_count))
     entities = [az.Entity(uid=az.EntityUID("Group", f"g{i}")) for i in range(groups)]
     entities += [
         az.Entity(uid=az.EntityUID("User", f"u{i}"),
