@@ -665,3 +665,72 @@ state_machine_resources = st.one_of(
                                              parents=[az.EntityUID("Folder", "shared")] if shared else []),
         st.sampled_from(STATE_MACHINE_DOCS), _doc_attributes, st.booleans()),
 )
+
+
+# -- request shapes checked once against the schema (tests/unit/test_shapes.py) -------------------
+
+SHAPES_SCHEMA = """
+entity User, Doc;
+entity Color enum ["red", "blue"];
+type Address = { city: String, zip?: Long };
+action act appliesTo {
+  principal: [User, Color],
+  resource: Doc,
+  context: { n: Long, flag: Bool, tags: Set<String>, who: User, address: Address,
+             label?: String, hue?: Color, ip?: ipaddr, amount?: decimal, moves?: Set<Address> }
+};
+"""
+SHAPES_POLICIES = """
+@id("positive") permit(principal, action, resource) when { context.n > 0 && context.flag };
+@id("red") forbid(principal, action, resource) when { context has hue && context.hue == Color::"red" };
+@id("tagged") forbid(principal, action, resource) unless { context.tags.contains("ok") };
+@id("local") permit(principal, action, resource) when { context has ip && context.ip.isLoopback() };
+@id("paris") permit(principal == Color::"blue", action, resource) when { context.address.city == "Paris" };
+"""
+
+
+def _sometimes_wrong(right: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Mostly a value of the declared type, sometimes one of another type."""
+    wrong = st.sampled_from([7, "seven", True, az.EntityUID("Doc", "d"), az.ipaddr("10.0.0.1"), [1],
+                             {"a": 1}])
+    return st.one_of(right, right, right, wrong)
+
+
+_shape_addresses = st.fixed_dictionaries(
+    {"city": _sometimes_wrong(st.sampled_from(["Paris", "Oslo"]))},
+    optional={"zip": _sometimes_wrong(st.integers(0, 99999)), "extra": st.integers(0, 1)},
+)
+
+#: Contexts for SHAPES_SCHEMA's action: right or wrong types, attributes missing or extra, enum
+#: ids in and out of the enumeration.
+shape_contexts = st.fixed_dictionaries(
+    {
+        "n": _sometimes_wrong(st.integers(-2, 2)),
+        "flag": _sometimes_wrong(st.booleans()),
+        "tags": _sometimes_wrong(st.lists(_sometimes_wrong(st.sampled_from(["ok", "no"])), max_size=3)),
+        "who": _sometimes_wrong(st.sampled_from([az.EntityUID("User", "alice"),
+                                                 az.EntityUID("User", "bob")])),
+        "address": _sometimes_wrong(_shape_addresses),
+    },
+    optional={
+        "label": _sometimes_wrong(st.text(max_size=3)),
+        "lable": st.text(max_size=3),  # undeclared, a string in the same place as the declared label
+        "hue": _sometimes_wrong(st.sampled_from(["red", "blue", "green"]).map(
+            lambda name: az.EntityUID("Color", name))),
+        "ip": _sometimes_wrong(st.sampled_from(["127.0.0.1", "10.0.0.1"]).map(az.ipaddr)),
+        "amount": _sometimes_wrong(st.sampled_from(["1.5", "-0.25"]).map(az.decimal)),
+        "moves": _sometimes_wrong(st.lists(_shape_addresses, max_size=2)),
+        "extra": st.integers(0, 1),
+    },
+)
+shape_principals = st.sampled_from([
+    az.EntityUID("User", "alice"), az.EntityUID("Color", "red"), az.EntityUID("Color", "blue"),
+    az.EntityUID("Color", "green"), az.EntityUID("Doc", "d"),
+])
+#: A run of requests to SHAPES_SCHEMA's action, decided in turn by one engine.
+shape_request_runs = st.lists(
+    st.builds(lambda principal, context: az.Request(principal, az.EntityUID("Action", "act"),
+                                                     az.EntityUID("Doc", "d"), context),
+              shape_principals, shape_contexts),
+    min_size=1, max_size=12,
+)

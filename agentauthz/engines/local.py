@@ -14,10 +14,13 @@ from typing import Any
 
 import cedarpy
 
+from agentauthz._cedarcall import authorize_batch
 from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicySnapshot, PolicyStore, redact, truncate
 from agentauthz._reach import Reach, condition_literals
+from agentauthz._schemajson import schema_json_text
+from agentauthz._shapes import KnownShapes, enumerated_types
 from agentauthz._slicing import Slice, SliceIndex
 
 __all__ = ["LocalEngine"]
@@ -44,7 +47,8 @@ class LocalEngine:
     handles; the stored graph is never re-parsed per call. Entities given with
     a call are parsed together with the stored entities its requests can reach
     (see :mod:`agentauthz._reach`), or merged onto the stored graph when that
-    is cheaper. Requests are schema-checked when the store has a schema.
+    is cheaper. Requests are schema-checked when the store has a schema (once
+    per request shape, see :mod:`agentauthz._shapes`).
 
     With ``slicing`` (the default) each request is evaluated against only the
     policies whose scope can match it (its action, the types of its principal
@@ -73,6 +77,7 @@ class LocalEngine:
         self._index: tuple[PolicySnapshot, SliceIndex | None] | None = None
         self._index_lock = threading.Lock()
         self._action_names: tuple[PolicySnapshot, dict[str, EntityUID | None]] | None = None
+        self._shapes: tuple[PolicySnapshot, KnownShapes | None] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -166,20 +171,42 @@ class LocalEngine:
             self._index = (snapshot, index)
             return index
 
-    @staticmethod
-    def _evaluate(requests: Sequence[Request], chosen: Slice, entity_set: Any,
+    def _evaluate(self, requests: Sequence[Request], chosen: Slice, entity_set: Any,
                   snapshot: PolicySnapshot) -> list[Decision]:
         cedar_requests = [_cedar_request(request) for request in requests]
+        schema = snapshot.schema
+        known = self._known_shapes(snapshot) if schema is not None else None
+        shapes: list[Any] = []
+        if known is not None:
+            shapes = [known.shape(request) for request in requests]
+            if known.all_known(shapes):
+                schema = None  # every request's shape passed the schema check before
         try:
-            results = cedarpy.is_authorized_batch(
-                cedar_requests, chosen.policy_set, entity_set, schema=snapshot.schema)
+            results = authorize_batch(cedar_requests, chosen.policy_set, entity_set, schema)
         except Exception as exc:  # cedarpy failing as a whole must never allow
             denial = Decision.deny(f"engine failure: {type(exc).__name__}: {truncate(redact(str(exc)))}")
             return [denial] * len(requests)
         if len(results) != len(requests):
             return [Decision.deny("engine returned a wrong number of results")] * len(requests)
+        if known is not None and schema is not None:
+            # Allow or Deny means Cedar built the request, schema check included.
+            known.learn(shapes, [type(result) is dict and result.get("decision") in _DECIDED
+                                 for result in results])
         version = snapshot.fingerprint
         return [_decision(chosen, result, version) for result in results]
+
+    def _known_shapes(self, snapshot: PolicySnapshot) -> KnownShapes | None:
+        current = self._shapes
+        if current is not None and current[0] is snapshot:
+            return current[1]
+        shapes: KnownShapes | None = None
+        if snapshot.schema_text is not None:
+            try:
+                shapes = KnownShapes(enumerated_types(schema_json_text(snapshot.schema_text)))
+            except Exception:  # enumerated types unknown: check every request against the schema
+                _log.debug("cannot read the schema's enumerated entity types", exc_info=True)
+        self._shapes = (snapshot, shapes)
+        return shapes
 
     async def adecide(
         self, requests: Sequence[Request], entities: Sequence[Entity] = ()
@@ -297,7 +324,7 @@ class LocalEngine:
 
 
 _UNDECIDED = Decision.deny("not decided")
-_ALLOW = cedarpy.Decision.Allow
+_DECIDED = ("Allow", "Deny")
 
 
 def _full_slice(snapshot: PolicySnapshot) -> Slice:
@@ -323,18 +350,22 @@ def _cedar_request(request: Request) -> dict[str, Any]:
     return cedar
 
 
-def _decision(chosen: Slice, result: Any, version: str) -> Decision:
-    diagnostics = result.diagnostics
+def _decision(chosen: Slice, answer: Any, version: str) -> Decision:
+    try:
+        diagnostics = answer["diagnostics"]
+        found = diagnostics.get("reason")
+        raw_errors = diagnostics["errors"]
+        allowed = answer["decision"] == "Allow"
+    except (TypeError, KeyError, AttributeError):
+        return Decision.deny("engine returned a malformed answer")
     ids = chosen.ids
-    found = diagnostics.reasons
     reasons: tuple[str, ...] = ()
     if found:
         reasons = tuple(sorted(map(ids.get, found, found)))
-    raw_errors = diagnostics.errors
     errors: tuple[str, ...] = ()
     if raw_errors:
         errors = tuple(truncate(_store_ids_in_error(ids, redact(str(error)))) for error in raw_errors)
-    return Decision(result.decision is _ALLOW, reasons, errors, policy_version=version)
+    return Decision(allowed, reasons, errors, policy_version=version)
 
 
 def _store_ids_in_error(ids: Mapping[str, str], message: str) -> str:

@@ -36,6 +36,17 @@ def test_corpus_file_decisions_reasons_and_errors_match_cedar(generated_case: Co
     assert not mismatches, generated_case.report(mismatches)
 
 
+def test_corpus_file_decides_the_same_once_its_request_shapes_are_known(generated_case: CorpusCase) -> None:
+    # The first round checks each request against the schema and learns the shapes that pass;
+    # the second decides those without the check (see agentauthz._shapes).
+    engine = az.LocalEngine(generated_case.store(validate=False))
+    requests = [az.Request.from_cedar(data) for data in generated_case.requests]
+    for _ in range(2):
+        decisions = [engine.decide([request])[0] for request in requests]
+        mismatches = generated_case.mismatches(decisions, check_errors=True)
+        assert not mismatches, generated_case.report(mismatches)
+
+
 def test_policy_store_validation_verdict_matches_corpus(generated_case: CorpusCase) -> None:
     if generated_case.should_validate:
         generated_case.store(validate=True, with_entities=False)

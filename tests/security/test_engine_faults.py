@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import threading
 import time
@@ -42,6 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
+from agentauthz import _cedarcall
 from agentauthz.testing import capture_decisions
 from tests.security.support import reference_allows
 from tests.strategies import fault_schedules, faulty_contexts
@@ -191,31 +193,42 @@ def test_an_engine_answering_something_other_than_a_decision_denies(answer: str)
 # -- cedarpy failing inside the embedded engine -------------------------------------------------
 
 
-class _OddResult:
-    """A cedarpy result whose decision is the text "Allow", not ``cedarpy.Decision.Allow``."""
+def _odd_decision(answer: str) -> str:
+    """A cedarpy answer whose decision is spelled "ALLOW", not "Allow"."""
+    data = json.loads(answer)
+    data["decision"] = "ALLOW"
+    return json.dumps(data)
 
-    def __init__(self, real: Any) -> None:
-        self.decision = "Allow"
-        self.diagnostics = real.diagnostics
 
-
-@pytest.mark.parametrize("failure", ["raises", "raises-value-error", "short-answer", "odd-decision"])
+@pytest.mark.parametrize("failure", ["raises", "raises-value-error", "raises-type-error", "short-answer",
+                                     "odd-decision", "not-json", "not-an-object", "no-diagnostics"])
 def test_cedarpy_failing_inside_the_local_engine_denies(failure: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The faults are injected where the engine's calls end: cedarpy's extension function.
     authz = az.Authorizer.from_text(PERMIT_ALL, audit=[])
-    real = cedarpy.is_authorized_batch
+    real = cedarpy._internal.is_authorized_batch
 
-    def broken(requests: list[Any], *args: Any, **kwargs: Any) -> Any:
+    def broken(requests: list[Any], *args: Any) -> Any:
         if failure == "raises":
             raise RuntimeError("panic in the evaluator")
         if failure == "raises-value-error":
             raise ValueError('entities `[{"uid": ...}]` do not parse')
-        results = real(requests, *args, **kwargs)
+        if failure == "raises-type-error":
+            raise TypeError("argument 'requests': unexpected shape")
+        answers = real(requests, *args)
         if failure == "short-answer":
-            return results[:-1]
-        return [_OddResult(result) for result in results]
+            return answers[:-1]
+        if failure == "not-json":
+            return ["Allow" for _ in answers]
+        if failure == "not-an-object":
+            return ['"Allow"' for _ in answers]
+        if failure == "no-diagnostics":
+            return ['{"decision": "Allow"}' for _ in answers]
+        return [_odd_decision(answer) for answer in answers]
 
-    monkeypatch.setattr(cedarpy, "is_authorized_batch", broken)
+    monkeypatch.setattr(cedarpy._internal, "is_authorized_batch", broken)
+    # A TypeError makes the engine fall back to cedarpy's public wrapper for good: restored after.
+    monkeypatch.setattr(_cedarcall, "_use_private", True)
     with authz.acting_as(ALICE):
         decisions = authz.authorize_many([az.Request(ALICE, "read", U("Doc", f"d{i}")) for i in range(3)])
     assert not any(d.allowed for d in decisions)

@@ -1,0 +1,70 @@
+"""One batch authorization call into cedarpy, answers as plain JSON objects.
+
+cedarpy's public ``is_authorized_batch`` writes each context as JSON, calls its
+extension module, parses each answer and wraps it in ``AuthzResult`` and
+``Diagnostics`` objects. On a small tool call the wrapping is about a twentieth
+of the call, so :func:`authorize_batch` calls the extension function the
+wrapper calls, with the arguments the wrapper would pass, and keeps the parsed
+answers. That function is private to cedarpy: if a release changes it (a
+``TypeError`` or ``AttributeError``), the public wrapper is used from then on.
+
+An answer looks like ``{"decision": "Allow" | "Deny" | "NoDecision",
+"diagnostics": {"reason": [policy ids], "errors": [messages]}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import cedarpy
+
+__all__ = ["authorize_batch", "private_batch", "public_batch"]
+
+_log = logging.getLogger("agentauthz")
+
+# Cleared for good when cedarpy's private entry point no longer takes what its wrapper passed.
+_use_private = True
+
+
+def authorize_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_set: Any,
+                    schema: Any) -> list[dict[str, Any]]:
+    """Decide ``requests`` (Cedar JSON, context as a dict) with pre-parsed handles.
+
+    Raises:
+        Exception: whatever cedarpy raises for the batch as a whole.
+    """
+    global _use_private
+    if _use_private:
+        try:
+            return private_batch(requests, policy_set, entity_set, schema)
+        except (TypeError, AttributeError):
+            _use_private = False
+            _log.warning("cedarpy's batch entry point changed; using its public wrapper", exc_info=True)
+    return public_batch(requests, policy_set, entity_set, schema)
+
+
+def private_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_set: Any,
+                  schema: Any) -> list[dict[str, Any]]:
+    """The batch through cedarpy's extension function, called as its public wrapper calls it."""
+    prepared = []
+    for request in requests:
+        context = request.get("context")
+        if context is not None:
+            request = {**request, "context": json.dumps(context)}
+        prepared.append(request)
+    answers = cedarpy._internal.is_authorized_batch(prepared, policy_set, entity_set._inner, schema, False)
+    return [json.loads(answer) for answer in answers]
+
+
+def public_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_set: Any,
+                 schema: Any) -> list[dict[str, Any]]:
+    """The batch through cedarpy's public ``is_authorized_batch``."""
+    return [
+        {"decision": result.decision.value,
+         "diagnostics": {"reason": list(result.diagnostics.reasons),
+                         "errors": list(result.diagnostics.errors)}}
+        for result in cedarpy.is_authorized_batch(list(requests), policy_set, entity_set, schema=schema)
+    ]
