@@ -31,7 +31,7 @@ _use_private = True
 
 def authorize_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_set: Any,
                     schema: Any) -> list[dict[str, Any]]:
-    """Decide ``requests`` (Cedar JSON, context as a dict) with pre-parsed handles.
+    """Decide ``requests`` (Cedar JSON; a context, if any, as JSON text) with pre-parsed handles.
 
     Raises:
         Exception: whatever cedarpy raises for the batch as a whole.
@@ -49,13 +49,8 @@ def authorize_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_
 def private_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_set: Any,
                   schema: Any) -> list[dict[str, Any]]:
     """The batch through cedarpy's extension function, called as its public wrapper calls it."""
-    prepared = []
-    for request in requests:
-        context = request.get("context")
-        if context is not None:
-            request = {**request, "context": json.dumps(context)}
-        prepared.append(request)
-    answers = cedarpy._internal.is_authorized_batch(prepared, policy_set, entity_set._inner, schema, False)
+    answers = cedarpy._internal.is_authorized_batch(list(requests), policy_set, entity_set._inner, schema,
+                                                    False)
     return [json.loads(answer) for answer in answers]
 
 

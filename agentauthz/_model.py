@@ -332,37 +332,63 @@ def to_cedar_value(value: Any, *, decimal_floats: bool = False) -> Any:
     return _to_cedar(value, decimal_floats, "")
 
 
-def _to_cedar(value: Any, decimal_floats: bool, path: str, depth: int = 0) -> Any:
+def _to_cedar(value: Any, decimal_floats: bool, path: str) -> Any:
+    try:
+        return _convert(value, decimal_floats, 0)
+    except _ValueProblem as problem:
+        where = path + "".join(reversed(problem.steps))
+        raise InvalidValueError(f"{problem.before}{_at(where)}{problem.after}") from None
+
+
+class _ValueProblem(Exception):
+    """A value without a Cedar form; the path to it is collected on the way out."""
+
+    def __init__(self, before: str, after: str) -> None:
+        super().__init__(before)
+        self.before = before
+        self.after = after
+        self.steps: list[str] = []
+
+
+def _convert(value: Any, decimal_floats: bool, depth: int) -> Any:
     # Exact-type checks first: they cover nearly every value in the hot path.
     kind = type(value)
-    if kind is str:
-        return value
-    if kind is bool:
+    if kind is str or kind is bool:
         return value
     if kind is int:
         if not _LONG_MIN <= value <= _LONG_MAX:
-            raise InvalidValueError(f"integer{_at(path)} does not fit in Cedar's 64-bit Long")
+            raise _ValueProblem("integer", " does not fit in Cedar's 64-bit Long")
         return value
     if depth > MAX_VALUE_DEPTH:
-        raise InvalidValueError(f"value{_at(path)} is nested deeper than {MAX_VALUE_DEPTH} levels")
-    if isinstance(value, Mapping):
+        raise _ValueProblem("value", f" is nested deeper than {MAX_VALUE_DEPTH} levels")
+    if kind is dict or isinstance(value, Mapping):
         record: dict[str, Any] = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidValueError(
-                    f"record keys must be strings{_at(path)}, not {builtin_type_name(key)}"
-                )
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _ValueProblem("record keys must be strings", f", not {builtin_type_name(key)}")
+                key = str(key)
             if key in _RESERVED_KEYS:
-                raise InvalidValueError(
-                    f"record key {key!r}{_at(path)} is reserved by Cedar JSON and cannot be "
-                    "used as an attribute name"
-                )
+                raise _ValueProblem(f"record key {key!r}", " is reserved by Cedar JSON and cannot be "
+                                    "used as an attribute name")
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool:
+                record[key] = item
+                continue
             if item is None:
                 continue
-            record[key] = _to_cedar(item, decimal_floats, f"{path}.{key}", depth + 1)
+            try:
+                record[key] = _convert(item, decimal_floats, depth + 1)
+            except _ValueProblem as problem:
+                problem.steps.append(f".{key}")
+                raise
         return record
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_to_cedar(item, decimal_floats, f"{path}[]", depth + 1) for item in value]
+    if kind is list or isinstance(value, (list, tuple, set, frozenset)):
+        try:
+            return [_convert(item, decimal_floats, depth + 1) for item in value]
+        except _ValueProblem as problem:
+            problem.steps.append("[]")
+            raise
     if isinstance(value, EntityUID):
         return {"__entity": {"type": value.type, "id": value.id}}
     if isinstance(value, ExtensionValue):
@@ -370,7 +396,7 @@ def _to_cedar(value: Any, decimal_floats: bool, path: str, depth: int = 0) -> An
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return _to_cedar(int(value), decimal_floats, path)
+        return _convert(int(value), decimal_floats, depth)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, _decimal.Decimal):
@@ -384,16 +410,12 @@ def _to_cedar(value: Any, decimal_floats: bool, path: str, depth: int = 0) -> An
     if isinstance(value, float):
         if decimal_floats:
             return float_to_decimal(value).to_cedar()
-        raise InvalidValueError(
-            f"float{_at(path)} has no exact Cedar type: use az.decimal('12.50') or "
-            "decimal.Decimal, or declare the attribute as decimal in the schema"
-        )
+        raise _ValueProblem("float", " has no exact Cedar type: use az.decimal('12.50') or "
+                            "decimal.Decimal, or declare the attribute as decimal in the schema")
     if isinstance(value, Entity):
-        raise InvalidValueError(
-            f"an Entity{_at(path)} cannot be an attribute value: use its uid "
-            "and pass the entity itself in entities=[...]"
-        )
-    raise InvalidValueError(f"{builtin_type_name(value)}{_at(path)} has no Cedar equivalent")
+        raise _ValueProblem("an Entity", " cannot be an attribute value: use its uid "
+                            "and pass the entity itself in entities=[...]")
+    raise _ValueProblem(builtin_type_name(value), " has no Cedar equivalent")
 
 
 def _at(path: str) -> str:

@@ -25,23 +25,11 @@ from typing import Any
 
 import cedarpy
 
-from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._model import Decision, Entity, Request
 from agentauthz._policies import PolicySnapshot, PolicyStore
-from agentauthz.engines.local import LocalEngine
+from agentauthz.engines.local import LocalEngine, _cedar_request
 
 __all__ = ["shadow_outcomes"]
-
-
-def _cedar_request(request: Request) -> dict[str, Any]:
-    cedar: dict[str, Any] = {
-        "principal": request.principal.to_cedar(),
-        "action": (request.action if isinstance(request.action, EntityUID)
-                   else EntityUID("Action", request.action)).to_cedar(),
-        "resource": request.resource.to_cedar(),
-    }
-    if request.cedar_context:
-        cedar["context"] = request.cedar_context
-    return cedar
 
 
 def _entity_set(engine: Any, snapshot: PolicySnapshot, entities: Sequence[Entity]) -> Any:

@@ -346,7 +346,7 @@ def _cedar_request(request: Request) -> dict[str, Any]:
     }
     context = request.cedar_context
     if context:
-        cedar["context"] = context
+        cedar["context"] = json.dumps(context)
     return cedar
 
 

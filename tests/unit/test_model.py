@@ -201,6 +201,19 @@ def test_ints_outside_64_bits_are_rejected_without_echoing_them(number: int) -> 
     assert str(number) not in str(info.value)
 
 
+@pytest.mark.parametrize(("context", "message"), [
+    ({"a": {"b": [1, 2**70]}}, "integer at context.a.b[] does not fit in Cedar's 64-bit Long"),
+    ({"x": [{"y": 1.5}]}, "float at context.x[].y has no exact Cedar type"),
+    ({"ok": 1, "deep": {"__extn": 1}}, "record key '__extn' at context.deep is reserved"),
+    ({"n": {1: 2}}, "record keys must be strings at context.n, not int"),
+])
+def test_a_bad_request_value_is_named_by_its_path_in_the_context(context: dict[Any, Any],
+                                                                 message: str) -> None:
+    with pytest.raises(az.InvalidValueError) as info:
+        az.Request(az.EntityUID("User", "a"), "read", az.EntityUID("Doc", "d"), context)
+    assert str(info.value).startswith(message)
+
+
 def test_int_subclasses_become_plain_longs() -> None:
     class Level(enum.IntEnum):
         HIGH = 3
