@@ -802,17 +802,6 @@ def test_policies_reading_session_facts_validate_against_the_generated_schema() 
         typo.validate_tools(stub=STUB, principal_types=["User"])
 
 
-def test_the_examples_of_the_session_modules_run() -> None:
-    import doctest
-
-    import agentauthz._session_store as stores
-    import agentauthz.session as sessions
-
-    for module in (sessions, stores):
-        failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert attempted and not failures, module.__name__
-
-
 def test_summing_an_argument_that_is_no_number_is_a_configuration_error() -> None:
     authz, tools = make(SessionConfig(sums={"mail": ["to"]}))
     with authz.acting_as(ALICE), authz.session("c"), pytest.raises(az.ConfigurationError, match="sums"):
