@@ -15,6 +15,7 @@ from typing import Any
 import cedarpy
 
 from agentauthz._cedarcall import authorize_batch
+from agentauthz._entities import MAX_GIVEN_DEPTH, given_depth
 from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicySnapshot, PolicyStore, redact, truncate
@@ -250,7 +251,8 @@ class LocalEngine:
         (partial evaluation, shadow policies).
 
         Raises:
-            ValueError: two different entities are given for one uid.
+            ValueError: two different entities are given for one uid, or they nest deeper
+                than ``MAX_GIVEN_DEPTH`` levels through their parents.
         """
         return self._call_entities(snapshot, entities)[0]
 
@@ -280,6 +282,9 @@ class LocalEngine:
             delta[entity.uid] = entity
         if not delta:
             return snapshot.entity_set, delta
+        if given_depth(delta) > MAX_GIVEN_DEPTH:
+            raise ValueError(f"the entities given with the call nest more than {MAX_GIVEN_DEPTH} levels "
+                             "deep through their parents")
         if requests is not None:
             budget = len(stored_index) // _REACH_DIVISOR + len(delta) // 4
             reached = self._reach(snapshot).entities(requests, delta, budget)

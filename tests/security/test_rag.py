@@ -13,6 +13,8 @@ Cases tried:
 * empty entitlements: 5 policy stores x 3 entry points (filter, afilter, AuthorizedRetriever) = 15
 * missing or unbuildable document ids: 8 (under a policy that allows everything)
 * duplicate chunks: 4
+* documents chaining each other as parents: past the depth limit all dropped, within it
+  decided: 1
 * metadata spoofing through content: Hypothesis, 60 contents x 8 documents; through a
   vector store: 1
 * a metadata entity with a stored entity's uid: 4 spoofs decided on the stored entity
@@ -157,6 +159,23 @@ def test_one_escalated_copy_among_duplicates_drops_every_copy(position: int) -> 
 
 
 # -- spoofing through content ---------------------------------------------------------------------
+
+
+def test_retrieved_documents_chaining_each_other_past_the_depth_limit_are_all_dropped() -> None:
+    # Uploaded documents whose metadata names another document as their folder: Cedar's cost
+    # grows faster than the chain (see test_injection.py). Past the depth limit the page is denied.
+    authz = az.Authorizer.from_text('permit(principal, action, resource in Doc::"root");', audit=[])
+    items = [chunk(f"d{i}", parent=f"d{i + 1}") for i in range(400)] + [chunk("d400", parent="root")]
+
+    def chained(item: Mapping[str, Any]) -> az.Entity:
+        meta = item["metadata"]
+        return az.Entity(uid=U("Doc", meta["doc_id"]), parents=[U("Doc", meta["parent"])])
+
+    with authz.acting_as(ALICE):
+        result = authz.filter(items, action="read", resource=chained)
+        short = authz.filter(items[-50:], action="read", resource=chained)
+    assert result.allowed == [] and result.denied == len(items)
+    assert len(short.allowed) == 50  # a chain within the limit is decided as usual
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
