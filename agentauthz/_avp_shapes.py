@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "entity_identifier",
     "entity_item",
     "entity_problems",
+    "hierarchy_problem",
     "is_action_type",
     "our_policy_id",
     "policy_description",
@@ -59,6 +61,8 @@ ENTITY_ID_MAX = 612
 ACTION_TYPE_MAX = 200
 ACTION_ID_MAX = 512
 DESCRIPTION_MAX = 150
+TRANSITIVE_PARENTS_MAX = 99
+"""Transitive parents of a principal or resource per authorization request (AVP ``EntityItem``)."""
 NAME_MAX = 150
 DESCRIPTION_PREFIX = "agentauthz:"
 NAME_PREFIX = "name/"
@@ -245,6 +249,31 @@ def entity_problems(entity: Mapping[str, Any]) -> str | None:
             entity_identifier(uid)
     except ShapeError as exc:
         return str(exc)
+    return None
+
+
+def hierarchy_problem(uid: Mapping[str, Any],
+                      entities: Mapping[tuple[str, str], Mapping[str, Any]]) -> str | None:
+    """Why AVP would refuse ``uid``'s hierarchy among a request's entities, or None.
+
+    ``entities`` holds the request's Cedar JSON entities by ``(type, id)``.
+
+    AVP allows a principal or resource at most :data:`TRANSITIVE_PARENTS_MAX`
+    transitive parents per authorization request (``EntityItem`` reference).
+    """
+    seen: set[tuple[str, str]] = set()
+    frontier = [(uid["type"], uid["id"])]
+    while frontier:
+        entity = entities.get(frontier.pop())
+        for parent in (entity or {}).get("parents") or ():
+            key = (parent["type"], parent["id"])
+            if key not in seen:
+                seen.add(key)
+                if len(seen) > TRANSITIVE_PARENTS_MAX:
+                    name = f"{uid['type']}::{json.dumps(uid['id'])}"
+                    return (f"{name[:120]} has more than {TRANSITIVE_PARENTS_MAX} transitive parents "
+                            "(AVP's limit per request)")
+                frontier.append(key)
     return None
 
 

@@ -525,6 +525,10 @@ class VerifiedPermissionsEngine:
             chosen = sorted(entity_slice(provider, list(roots)), key=lambda e: (e.uid.type, e.uid.id))
             problem = next((f"entity {truncate(str(e.uid), 120)}: {p}" for e in chosen
                             if (p := shapes.entity_problems(e.cedar))), None)
+            if problem is None:
+                by_uid = {(e.uid.type, e.uid.id): e.cedar for e in chosen}
+                problem = (shapes.hierarchy_problem(request.principal.to_cedar(), by_uid)
+                           or shapes.hierarchy_problem(request.resource.to_cedar(), by_uid))
             digest = hashlib.sha256(json.dumps([e.cedar for e in chosen], sort_keys=True).encode())
             found = (chosen, digest.hexdigest(), problem)
             slices[roots] = found

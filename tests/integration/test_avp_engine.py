@@ -108,6 +108,23 @@ def test_filter_of_one_user_makes_ceil_n_over_30_calls(
     assert authorizations == math.ceil(65 / 30)
 
 
+@pytest.mark.parametrize(("groups", "sent"), [(99, True), (100, False)])
+def test_a_principal_past_avps_99_transitive_parents_is_denied_without_a_call(
+    avp_engine: VerifiedPermissionsEngine, avp_server: Any, groups: int, sent: bool
+) -> None:
+    # Half the groups are the user's, each of those in one of the other half: transitive parents.
+    half = groups // 2
+    outer = [az.Entity(uid=U("Group", f"outer{i}")) for i in range(groups - half)]
+    inner = [az.Entity(uid=U("Group", f"inner{i}"), parents=[outer[i].uid]) for i in range(half)]
+    user = az.Entity(uid=U("User", "crowded"), parents=[g.uid for g in [*inner, *outer[half:]]])
+    authz = az.Authorizer(avp_engine, entities=[user, *inner, *outer], audit=[])
+    avp_server.reset_calls()
+    decision = authz.authorize(principal=user.uid, action="read", resource=U("Document", "d"))
+    assert avp_server.call_count("IsAuthorized") == int(sent)
+    assert any("transitive parents" in error for error in decision.errors) is not sent
+    assert not decision.allowed
+
+
 def test_async_decisions(example_store: az.PolicyStore, avp_engine: VerifiedPermissionsEngine) -> None:
     requests = [case_request(path) for path in CASES[:5]]
     got = asyncio.run(avp_engine.adecide(requests, example_store.entities))

@@ -387,3 +387,20 @@ def test_core_does_not_import_boto3() -> None:
             "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_hierarchy_problem_counts_distinct_transitive_parents_and_survives_cycles() -> None:
+    def entity(name: str, *parents: str) -> dict[str, Any]:
+        return {"uid": {"type": "G", "id": name}, "attrs": {},
+                "parents": [{"type": "G", "id": parent} for parent in parents]}
+
+    ring = {("G", name): entity(name, parent) for name, parent in [("a", "b"), ("b", "c"), ("c", "a")]}
+    assert shapes.hierarchy_problem({"type": "G", "id": "a"}, ring) is None  # a's parents: b, c and a
+    wide = {("G", "u"): entity("u", *(f"p{i}" for i in range(50)), "shared"),
+            **{("G", f"p{i}"): entity(f"p{i}", "shared", f"q{i}") for i in range(50)}}
+    problem = shapes.hierarchy_problem({"type": "G", "id": "u"}, wide)  # 50 + shared + 50 = 101
+    assert problem is not None and "more than 99 transitive parents" in problem
+    del wide[("G", "p49")]  # still a parent of u, but its own parents are not sent
+    assert shapes.hierarchy_problem({"type": "G", "id": "u"}, wide) is not None  # 50 + shared + 49 = 100
+    del wide[("G", "p48")]
+    assert shapes.hierarchy_problem({"type": "G", "id": "u"}, wide) is None  # 50 + shared + 48 = 99
