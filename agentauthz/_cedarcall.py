@@ -40,9 +40,11 @@ def authorize_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_
     if _use_private:
         try:
             return private_batch(requests, policy_set, entity_set, schema)
-        except (TypeError, AttributeError):
+        except (TypeError, AttributeError) as exc:
             _use_private = False
-            _log.warning("cedarpy's batch entry point changed; using its public wrapper", exc_info=True)
+            # The type only: the message could quote the requests.
+            _log.warning("cedarpy's batch entry point changed (%s); using its public wrapper",
+                         type(exc).__name__)
     return public_batch(requests, policy_set, entity_set, schema)
 
 

@@ -111,6 +111,7 @@ class KnownShapes:
             return ("entity", entity_type, entity["id"] if entity_type in self._enumerated else None)
         return ("extension", value["__extn"]["fn"])
 
+
 def enumerated_types(schema_json: str) -> frozenset[str]:
     """The entity types a JSON schema declares with an ``enum`` of ids (fully qualified)."""
     found = set()
