@@ -104,6 +104,10 @@ def given_depth(given: Mapping[EntityUID, Entity], limit: int = MAX_GIVEN_DEPTH)
         >>> given_depth({entity.uid: entity for entity in chain}, limit=3)
         4
     """
+    if not given:
+        return 0
+    if {parent for entity in given.values() for parent in entity.parents}.isdisjoint(given):
+        return 1  # the usual case: given entities hang from stored ones
     depth: dict[EntityUID, int] = {}  # 0 while an entity is on the walk's path
     deepest = 0
     for root in given:
