@@ -53,7 +53,20 @@ def private_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_se
     """The batch through cedarpy's extension function, called as its public wrapper calls it."""
     answers = cedarpy._internal.is_authorized_batch(list(requests), policy_set, entity_set._inner, schema,
                                                     False)
-    return [json.loads(answer) for answer in answers]
+    return [_parsed(answer) for answer in answers]
+
+
+_decoder = json.JSONDecoder()
+
+
+def _parsed(answer: str) -> Any:
+    # ``raw_decode`` skips ``json.loads``'s argument checks (a third of its time on an answer);
+    # anything but one whole JSON value goes to ``json.loads``, which raises.
+    try:
+        value, end = _decoder.raw_decode(answer)
+    except (TypeError, ValueError):
+        end = -1
+    return value if end == len(answer) else json.loads(answer)
 
 
 def public_batch(requests: Sequence[dict[str, Any]], policy_set: Any, entity_set: Any,

@@ -201,7 +201,8 @@ def _odd_decision(answer: str) -> str:
 
 
 @pytest.mark.parametrize("failure", ["raises", "raises-value-error", "raises-type-error", "short-answer",
-                                     "odd-decision", "not-json", "not-an-object", "no-diagnostics"])
+                                     "odd-decision", "not-json", "not-an-object", "no-diagnostics",
+                                     "trailing-data"])
 def test_cedarpy_failing_inside_the_local_engine_denies(failure: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # The faults are injected where the engine's calls end: cedarpy's extension function.
@@ -224,6 +225,8 @@ def test_cedarpy_failing_inside_the_local_engine_denies(failure: str,
             return ['"Allow"' for _ in answers]
         if failure == "no-diagnostics":
             return ['{"decision": "Allow"}' for _ in answers]
+        if failure == "trailing-data":
+            return [answer + ' {"decision": "Allow"}' for answer in answers]
         return [_odd_decision(answer) for answer in answers]
 
     monkeypatch.setattr(cedarpy._internal, "is_authorized_batch", broken)
