@@ -15,7 +15,8 @@ Cases tried:
 
 * engine doubles raising 6 kinds of exception x 5 entry points: 30; raising AuthzError: 2;
   answering non-decisions or decisions marked unenforced in enforce mode: 6
-* cedarpy raising or answering short inside LocalEngine: 4
+* cedarpy's extension function (what LocalEngine calls) raising three ways or answering short,
+  misspelled, not JSON, not an object, without diagnostics or with trailing data: 9
 * erroring policies vs the reference: Hypothesis, 80 random requests
 * AVP: 14 faults x 3 entry points (authorize, guard, filter), less 2 batch-only faults for
   a single call = 40; GetSchema faults: 3;
