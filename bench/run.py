@@ -278,6 +278,7 @@ def tool_actions(report: Report, sizes: Sizes) -> None:
     own_sets = {tool: cedarpy.PolicySet.from_str("\n".join(lines)) for tool, lines in own.items()}
     empty = cedarpy.PolicySet.from_str("")
     raw_requests = _raw(workload.requests)
+    user = workload.requests[0].principal
     found = measure_calls({
         "raw": _raw_each(store, workload.requests),
         "ours": _authorize_each(_authorizer(store), workload.requests),
@@ -285,6 +286,8 @@ def tool_actions(report: Report, sizes: Sizes) -> None:
         "raw_own": [_one_call(request, own_sets[request["action"]["id"]], snap.entity_set, snap.schema)
                     for request in raw_requests],
         "raw_empty": [_one_call(request, empty, snap.entity_set, snap.schema) for request in raw_requests],
+        "tool_list": [_tool_list(az.LocalEngine(store), user, workload.tools)],
+        "tool_list_unsliced": [_tool_list(az.LocalEngine(store, slicing=False), user, workload.tools)],
     }, sizes.rounds)
     base = found["raw"]
     rows = [
@@ -302,12 +305,24 @@ def tool_actions(report: Report, sizes: Sizes) -> None:
         "destination patterns): each call evaluates only its tool's policies. The last two rows bound "
         "what slicing can reach: a raw call on exactly the tool's policies, and a raw call on none "
         "(building and checking the request against the schema, JSON in and out).",
-        ["workload", "raw cedarpy (us)", "agentauthz (us)", "ratio", "unsliced ratio"], rows)
+        ["workload", "raw cedarpy (us)", "agentauthz (us)", "ratio", "unsliced ratio"], rows,
+        [f"The tool list the model may see (`permitted_tools`: one partial evaluation per tool, the "
+         f"arguments unknown) for {tools} tools: {found['tool_list'] / 1000:,.1f} ms, "
+         f"{found['tool_list_unsliced'] / 1000:,.1f} ms evaluating every policy."])
     report.target(f"{policies:,} policies over {tools} tool actions: `authorize` <= 0.2x one raw "
                   "unsliced call",
                   f"{ratio(found['ours'] / base)} ({us(found['ours'])} us vs {us(base)} us; a raw call on "
                   f"the tool's own policies: {ratio(found['raw_own'] / base)})",
                   found["ours"] / base <= 0.2)
+
+
+def _tool_list(engine: az.LocalEngine, user: az.EntityUID, tools: Sequence[str]) -> Callable[[], object]:
+    actions = [engine.resolve_action(tool) for tool in tools]
+
+    def call() -> object:
+        return [engine.may_allow(user, action, az.EntityUID("Tool", action.id)) for action in actions]
+
+    return call
 
 
 def rag_filter(report: Report, sizes: Sizes) -> None:

@@ -122,21 +122,9 @@ class LocalEngine:
             except (ValueError, InvalidValueError) as exc:
                 denial = Decision.deny(f"entities rejected: {truncate(redact(str(exc)))}")
                 return [denial] * len(requests)
-        current = self._index
-        index = current[1] if current is not None and current[0] is snapshot else self.slice_index(snapshot)
-        if index is None:
-            return self._evaluate(requests, _full_slice(snapshot), entity_set, snapshot)
-        try:
-            overlay = index.overlay(delta) if delta else None
-            if len(requests) == 1:
-                return self._evaluate(requests, index.select(requests[0], overlay), entity_set,
-                                      snapshot)
-            slices = [index.select(request, overlay) for request in requests]
-        except Exception:  # a slicing bug must cost speed, never a decision
-            _log.exception("policy slicing failed; evaluating every policy")
-            return self._evaluate(requests, index.full, entity_set, snapshot)
+        slices = self._slices(snapshot, requests, delta)
         first = slices[0]
-        if all(chosen is first for chosen in slices):
+        if len(slices) == 1 or all(chosen is first for chosen in slices):
             return self._evaluate(requests, first, entity_set, snapshot)
         groups: dict[int, tuple[Slice, list[int]]] = {}
         for position, chosen in enumerate(slices):
@@ -151,6 +139,20 @@ class LocalEngine:
             for position, decision in zip(positions, found, strict=True):
                 decisions[position] = decision
         return decisions
+
+    def _slices(self, snapshot: PolicySnapshot, requests: Sequence[Request],
+                delta: Mapping[EntityUID, Entity]) -> list[Slice]:
+        """The policies to evaluate each request with: its slice, or all of them."""
+        current = self._index
+        index = current[1] if current is not None and current[0] is snapshot else self.slice_index(snapshot)
+        if index is None:
+            return [_full_slice(snapshot)] * len(requests)
+        try:
+            overlay = index.overlay(delta) if delta else None
+            return [index.select(request, overlay) for request in requests]
+        except Exception:  # a slicing bug must cost speed, never a decision
+            _log.exception("policy slicing failed; evaluating every policy")
+            return [index.full] * len(requests)
 
     def slice_index(self, snapshot: PolicySnapshot | None = None) -> SliceIndex | None:
         """The scope index of the store version (built on first use), None when slicing is off."""
@@ -231,13 +233,17 @@ class LocalEngine:
         built (unknown action, wrong types). Never use it to allow a call.
         """
         snapshot = self.store.snapshot
+        entity_set, delta = self._call_entities(snapshot, entities)
+        policy_set = snapshot.policy_set
         request: dict[str, Any] = {"principal": str(principal), "action": str(action),
                                    "context": None}
         if resource is not None:
             request["resource"] = str(resource)
-        result = cedarpy.is_authorized_partial(
-            request, snapshot.policy_set, self.entity_set(snapshot, entities), schema=snapshot.schema
-        )
+            # Scopes are concrete once principal, action and resource are known: a policy whose
+            # scope cannot match is neither a residual nor an error, as in a full evaluation.
+            chosen = self._slices(snapshot, [Request(principal, action, resource)], delta)[0]
+            policy_set = chosen.policy_set
+        result = cedarpy.is_authorized_partial(request, policy_set, entity_set, schema=snapshot.schema)
         if result.decision is cedarpy.Decision.Deny:
             return False
         if result.decision is cedarpy.Decision.NoDecision and not result.residuals:

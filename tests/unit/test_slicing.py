@@ -37,6 +37,31 @@ def test_sliced_decisions_reasons_and_errors_equal_the_whole_set(case: SlicingCa
         assert sliced.decide([request], case.call_entities) == whole.decide([request], case.call_entities)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(slicing_cases())
+def test_sliced_partial_evaluation_hides_a_tool_only_when_no_call_can_be_allowed(case: SlicingCase) -> None:
+    # permitted_tools asks may_allow with the context unknown. The sliced set drops policies whose
+    # scope cannot match; on the whole set Cedar may leave such a policy as a residual it does not
+    # simplify (an unknown action in a set ``&& false``), so slicing can only be more precise:
+    # never showing a tool the whole set hides, and hiding one only when the call is denied.
+    engines = _engines(case)
+    if engines is None:
+        return
+    sliced, whole = engines
+    for request in case.requests:
+        action = request.action if isinstance(request.action, az.EntityUID) else Action(request.action)
+        try:
+            shown = sliced.may_allow(request.principal, action, request.resource, case.call_entities)
+        except ValueError:  # entities refused
+            with pytest.raises(ValueError):
+                whole.may_allow(request.principal, action, request.resource, case.call_entities)
+            continue
+        if shown:
+            assert whole.may_allow(request.principal, action, request.resource, case.call_entities), request
+        else:
+            assert not whole.decide([request], case.call_entities)[0].allowed, request
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.sampled_from([
     '@id("x(") permit(principal == User::"a)", action, resource) when { (((true))) };',
