@@ -375,14 +375,16 @@ def _decision(chosen: Slice, answer: Any, version: str) -> Decision:
         reasons = tuple(sorted(map(ids.get, found, found)))
     errors: tuple[str, ...] = ()
     if raw_errors:
-        errors = tuple(truncate(_store_ids_in_error(ids, redact(str(error)))) for error in raw_errors)
+        errors = tuple(_error_text(ids, str(error)) for error in raw_errors)
     return Decision(allowed, reasons, errors, policy_version=version)
 
 
-def _store_ids_in_error(ids: Mapping[str, str], message: str) -> str:
-    # Only the policy an evaluation error names is cedarpy's positional id: an attribute
-    # that happens to be called `policy1` later in the message is left alone.
+def _error_text(ids: Mapping[str, str], message: str) -> str:
+    # The policy an evaluation error names is an id the policy author chose, not data: it stays
+    # (as its store id; a template link's id such as `share-1` would not survive redaction) and
+    # the rest is redacted. Only that place: an attribute called `policy1` later on is not an id.
     match = _ERRING_POLICY.match(message)
     if match is None:
-        return message
-    return f"{match.group(1)}`{ids.get(match.group(2), match.group(2))}`{message[match.end():]}"
+        return truncate(redact(message))
+    named = match.group(2)
+    return truncate(f"{match.group(1)}`{ids.get(named, named)}`{redact(message[match.end():])}")

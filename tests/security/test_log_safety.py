@@ -21,6 +21,7 @@ Cases tried:
 * tokens rejected by the verifier (Bedrock handler; TokenIdentity): 2
 * Verified Permissions errors that echo a value: 2
 * load errors of a store whose entities carry secrets (message and traceback): 2
+* an erring template link named by its id (not redacted) while the secret is: 2 (sliced, whole set)
 """
 
 from __future__ import annotations
@@ -321,3 +322,19 @@ def test_load_errors_about_entities_never_quote_their_attributes(problem: str, t
         az.PolicyStore.from_directory(tmp_path)
     assert leaks([str(raised.value)]) == []
     assert leaks(traceback.format_exception(raised.value)) == [], "the chained cause quotes the entities"
+
+
+@pytest.mark.parametrize("slicing", [True, False])
+def test_an_erring_template_link_is_named_by_its_id_while_the_values_stay_redacted(slicing: bool) -> None:
+    # A link id is the policy author's name for a grant, not data: `share-1` must not become
+    # `<value>` the way a quoted value does; the secret that made it err must.
+    secret = SECRETS[0]
+    policies = ('@id("share") permit(principal == ?principal, action, resource) '
+                'when { decimal(context.v) > decimal("1.0") };')
+    link = az.TemplateLink(id="share-1", template="share", principal=U("User", "u"))
+    store = az.PolicyStore.from_text(policies, validate=False, links=[link])
+    decision = az.LocalEngine(store, slicing=slicing).decide(
+        [az.Request(U("User", "u"), U("Action", "read"), U("Doc", "d"), {"v": secret})])[0]
+    assert not decision.allowed
+    assert [error.split(":")[0] for error in decision.errors] == ["error while evaluating policy `share-1`"]
+    assert not leaks(decision.errors)
