@@ -13,7 +13,7 @@ import json
 import re
 import stat
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,18 +66,24 @@ _VALUE_PLACES = (
 )
 
 
-def redact(message: str) -> str:
+def redact(message: str, keep: Collection[str] = ()) -> str:
     """Blank out values Cedar quotes in an error (records, strings, numbers).
 
     Names, entity uids and policy ids stay: they say what failed without
     saying what the data was. Where an error always shows a value (a string
     that is no decimal or IP address, a tag looked up by a computed key, an
     AWS validation message), it is blanked out whatever it looks like.
+
+    Args:
+        message: the error.
+        keep: quoted texts known to be policy ids (a link id such as
+            ``share-1`` does not look like a name).
     """
     for pattern, replacement in _VALUE_PLACES:
         message = pattern.sub(replacement, message)
     return _QUOTED.sub(
-        lambda m: m.group(0) if _NAME_OR_UID.fullmatch(m.group(1)) else "`<value>`", message
+        lambda m: m.group(0) if m.group(1) in keep or _NAME_OR_UID.fullmatch(m.group(1)) else "`<value>`",
+        message,
     )
 
 

@@ -672,9 +672,7 @@ class VerifiedPermissionsEngine:
             return outcome.decision
         ids = self._policy_ids
         reasons = tuple(sorted(ids.get(reason, reason) for reason in outcome.avp_reasons))
-        errors = tuple(
-            truncate(redact(_QUOTED.sub(lambda m: f"`{ids.get(m.group(1), m.group(1))}`", error)))
-            for error in outcome.raw_errors)
+        errors = tuple(_error_text(ids, error) for error in outcome.raw_errors)
         return outcome.decision.replace(reasons=reasons, errors=errors)
 
     def _map_policy_ids(self, outcomes: Any) -> None:
@@ -926,3 +924,17 @@ def _schema_from(answer: Any) -> _Schema:
         for action_id in declared or ():
             actions.append(EntityUID(action_type, str(action_id)))
     return _Schema(actions=tuple(actions), namespaces=tuple(str(n) for n in document))
+
+
+def _error_text(ids: Mapping[str, str], error: str) -> str:
+    """An AVP error with its policy ids as ours; ids stay through redaction, values do not."""
+    named: list[str] = []
+
+    def ours(match: re.Match[str]) -> str:
+        found = ids.get(match.group(1))
+        if found is None:
+            return match.group(0)
+        named.append(found)
+        return f"`{found}`"
+
+    return truncate(redact(_QUOTED.sub(ours, error), keep=named))

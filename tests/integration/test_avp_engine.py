@@ -363,3 +363,21 @@ def test_docs_page_snippets_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     for number, code in enumerate(snippets):
         exec(compile(code, f"docs/avp.md python block {number}", "exec"), namespace)
+
+
+def test_an_erring_template_link_is_named_by_our_id_on_both_engines() -> None:
+    # AVP names the failing policy by its own id; the engine maps it to the link's id, which
+    # redaction must keep (`share-1` is no identifier) while the quoted values go.
+    policies = ('@id("share") permit(principal == ?principal, action, resource) '
+                'when { decimal(context.v) > decimal("1.0") };')
+    link = az.TemplateLink(id="share-1", template="share", principal=U("User", "u"))
+    store = az.PolicyStore.from_text(policies, validate=False, links=[link])
+    request = az.Request(U("User", "u"), U("Action", "read"), U("Doc", "d"), {"v": "hunter2"})
+    with LocalVerifiedPermissions(store) as server, VerifiedPermissionsEngine(
+            server.policy_store_id, client=server.client()) as remote:
+        decisions = [engine.decide([request])[0] for engine in (remote, az.LocalEngine(store))]
+    for decision in decisions:
+        assert not decision.allowed
+        assert [error.split(":")[0] for error in decision.errors] == [
+            "error while evaluating policy `share-1`"]
+        assert not any("hunter2" in error for error in decision.errors)
