@@ -380,11 +380,11 @@ def _decision(chosen: Slice, answer: Any, version: str) -> Decision:
 
 
 def _error_text(ids: Mapping[str, str], message: str) -> str:
-    # The policy an evaluation error names is an id the policy author chose, not data: it stays
-    # (as its store id; a template link's id such as `share-1` would not survive redaction) and
-    # the rest is redacted. Only that place: an attribute called `policy1` later on is not an id.
+    # The policy an evaluation error names (cedarpy's positional id, or a link's id) is an id the
+    # policy author chose, not data: shown as its store id and kept through redaction. Only that
+    # place: an attribute called `policy1` later in the message is not an id.
     match = _ERRING_POLICY.match(message)
     if match is None:
         return truncate(redact(message))
-    named = match.group(2)
-    return truncate(f"{match.group(1)}`{ids.get(named, named)}`{redact(message[match.end():])}")
+    named = ids.get(match.group(2), match.group(2))
+    return truncate(redact(f"{match.group(1)}`{named}`{message[match.end():]}", keep=(named,)))
