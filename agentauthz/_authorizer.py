@@ -32,7 +32,8 @@ from agentauthz._errors import (
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
-from agentauthz._schemagen import validate_policies_for_tools
+from agentauthz._schemagen import tool_sums, validate_policies_for_tools
+from agentauthz._session_facts import ProducedFacts, SessionSchema, action_name
 from agentauthz._shadow import shadow_outcomes
 from agentauthz._tools import (
     ContextSpec,
@@ -50,7 +51,6 @@ from agentauthz.engines.base import Engine
 from agentauthz.session import (
     FULL_SHAPE,
     MemorySessionStore,
-    SchemaShapes,
     Session,
     SessionConfig,
     SessionFacts,
@@ -150,7 +150,9 @@ class Authorizer:
         self.session_config = sessions or SessionConfig()
         store = self.session_config.store
         self.session_store: SessionStore = store if store is not None else MemorySessionStore()
-        self._shapes: tuple[object, SchemaShapes] | None = None
+        self._session_schema_cache: SessionSchema | None = None
+        if sessions is not None:  # the tools (and the sums they declare) register later
+            self._session_schema().check(ProducedFacts())
 
     @classmethod
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:
@@ -325,19 +327,24 @@ class Authorizer:
         """The session bound in this context, if any."""
         return current_session()
 
+    def _session_schema(self) -> SessionSchema:
+        store = getattr(self.engine, "store", None)
+        snapshot = store.snapshot if isinstance(store, PolicyStore) else None
+        key = snapshot.fingerprint if snapshot is not None else None
+        cached = self._session_schema_cache
+        if cached is None or cached.key != key:
+            schema, source = self.session_config.schema, "SessionConfig.schema"
+            if schema is None and snapshot is not None:
+                schema, source = snapshot.schema_text, snapshot.schema_source
+            cached = SessionSchema(key, schema, source, snapshot.policies if snapshot is not None else ())
+            self._session_schema_cache = cached
+        return cached
+
     def _session_shape(self, action: EntityUID) -> SessionShape | None:
-        schema = self.session_config.schema
-        key: object = "config"
-        if schema is None:
-            store = getattr(self.engine, "store", None)
-            if not isinstance(store, PolicyStore) or store.schema_text is None:
-                return FULL_SHAPE
-            schema, key = store.schema_text, store.fingerprint
-        cached = self._shapes
-        if cached is None or cached[0] != key:
-            cached = (key, SchemaShapes(schema))
-            self._shapes = cached
-        return cached[1].shape(action)
+        """The action's ``context.session`` shape, once every fact read is known to be filled."""
+        known = self._session_schema()
+        known.check(ProducedFacts.of(self.tools.values(), self.session_config.sums))
+        return known.shape(action)
 
     def _session_facts(self, session: Session, exclude: str | None = None) -> tuple[SessionFacts, int, float]:
         config = self.session_config
@@ -347,11 +354,7 @@ class Authorizer:
         facts = SessionFacts.of(snapshot, history=config.history, exclude=exclude, since=since)
         return facts, snapshot.version, now
 
-    @staticmethod
-    def _action_name(action: str | EntityUID) -> str:
-        if isinstance(action, EntityUID):
-            return action.id
-        return EntityUID.parse(action).id if '::"' in action else action
+    _action_name = staticmethod(action_name)
 
     def _session_record(self, shape: SessionShape, facts: SessionFacts, action: EntityUID,
                         resource: EntityUID, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -740,9 +743,7 @@ class Authorizer:
         names = {self._action_name(spec.action) for spec in self.tools.values()}
         validate_policies_for_tools(
             store, self.tools, stub, principal_types=principal_types, namespace=namespace,
-            tool_type=self.tool_entity_type,
-            session_sums={name: list(arguments) for name, arguments in self.session_config.sums.items()
-                          if name in names},
+            tool_type=self.tool_entity_type, session_sums=tool_sums(self.session_config.sums, names),
         )
 
     def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:

@@ -140,6 +140,7 @@ class PolicySnapshot:
     actions: tuple[EntityUID, ...]
     entity_index: Mapping[EntityUID, Entity]
     shadow: ShadowPolicies | None = None
+    schema_source: str = "<schema>"
 
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
@@ -289,6 +290,11 @@ class PolicyStore:
     def schema_text(self) -> str | None:
         """The schema as written (Cedar or JSON), if any."""
         return self._snapshot.schema_text
+
+    @property
+    def schema_source(self) -> str:
+        """Where the schema was read: its file name (relative to the store), or ``<schema>``."""
+        return self._snapshot.schema_source
 
     @property
     def fingerprint(self) -> str:
@@ -592,6 +598,7 @@ def _build(
         actions=actions,
         entity_index=entity_index,
         shadow=shadow,
+        schema_source=schema_name or "<schema>",
     )
 
 

@@ -93,6 +93,8 @@ import cedarpy
 from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz._model import EntityUID
 from agentauthz._policies import PolicyStore, truncate, validate_policies
+from agentauthz._schemajson import schema_json_text
+from agentauthz._session_facts import ProducedFacts, action_name, policy_reads, schema_reads, unproduced
 from agentauthz._tools import ToolSpec, spec_of
 from agentauthz.session import session_record_type
 
@@ -101,8 +103,10 @@ __all__ = [
     "DEFAULT_TOOL_TYPE",
     "generate_schema",
     "mcp_input_type",
+    "missing_tool_actions",
     "read_mcp_tools",
     "tool_specs",
+    "tool_sums",
     "validate_policies_for_tools",
 ]
 
@@ -191,6 +195,15 @@ def generate_schema(
         };
         <BLANKLINE>
     """
+    return _generate(stub, tools, mcp_tools, principal_types, namespace, tool_type, session_type, existing,
+                     session_sums)[0]
+
+
+def _generate(stub: StubInput, tools: Iterable[Any] | Mapping[str, Any],
+              mcp_tools: Iterable[Mapping[str, Any]], principal_types: Sequence[str],
+              namespace: str | None, tool_type: str, session_type: str | None, existing: Existing,
+              session_sums: Mapping[str, Sequence[str]] | None) -> tuple[str, str]:
+    """The generated schema and the namespace its tool actions went into."""
     if existing not in ("replace", "error"):
         raise ConfigurationError(f"existing must be 'replace' or 'error', not {existing!r}")
     parsed = _read_stub(stub)
@@ -213,8 +226,8 @@ def generate_schema(
                 f"the stub already declares action {action.name!r} {where} for {action.source}: "
                 "remove it from the stub or let generation replace it (existing='replace')")
     if parsed.kind == "json":
-        return _merge_json(parsed, target, actions, context, session)
-    return _merge_text(parsed, target, actions, context, session)
+        return _merge_json(parsed, target, actions, context, session), target
+    return _merge_text(parsed, target, actions, context, session), target
 
 
 def mcp_input_type(tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,15 +310,23 @@ def validate_policies_for_tools(
     session_type: str | None = DEFAULT_SESSION_TYPE,
     session_sums: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
-    """Validate a store's policies against the schema generated for its tools.
+    """Check a store against its tools: schema actions, session facts, and policies.
 
-    Catches policies that name a tool action that does not exist (a
-    misspelled tool) or read an argument the tool does not have
-    (``context.input.ammount``), before any request is decided.
+    Reports, all at once:
+
+    * every tool whose action the store's schema does not declare (no call of
+      it could be decided), at the line of the schema file where to add it,
+      with the declaration to add (as :func:`generate_schema` writes it);
+    * every ``context.session`` fact the store's schema declares or a policy
+      reads that nothing fills: a total of an argument no tool sums
+      (``sum_arguments``, ``session_sums``), an attribute agentauthz does not
+      record (see :mod:`agentauthz._session_facts`);
+    * every policy that does not validate against the schema generated for the
+      tools: a misspelled tool action, an argument the tool does not have
+      (``context.input.ammount``).
 
     Raises:
-        PolicyError: one ``file:line: message`` per problem (the store's own
-            per-file validation).
+        PolicyError: one ``file:line: message`` per problem (``.problems``).
         ConfigurationError: the schema cannot be generated (see
             :func:`generate_schema`).
 
@@ -319,12 +340,177 @@ def validate_policies_for_tools(
         ...     print(exc.problems[0])
         <text>:1: for policy, unrecognized action `Action::"add"`
     """
-    schema = generate_schema(
-        stub, tools=tools, principal_types=principal_types, namespace=namespace,
-        tool_type=tool_type, session_type=session_type, session_sums=session_sums)
-    problems = validate_policies(store.policies, schema)
+    specs = tool_specs(tools)
+    schema, target = _generate(stub, specs, (), principal_types, namespace, tool_type, session_type,
+                               "replace", session_sums)
+    problems = missing_tool_actions(store, specs, schema, target)
+    if store.schema_text is not None:
+        reads = schema_reads(store.schema_text, store.schema_source)
+    else:
+        reads = []
+    problems += unproduced([*reads, *policy_reads(store.policies)],
+                           ProducedFacts.of(specs, session_sums or {}))
+    problems += validate_policies(store.policies, schema)
     if problems:
         raise PolicyError(problems)
+
+
+def tool_sums(sums: Mapping[str, Sequence[str]], actions: Iterable[str]) -> dict[str, list[str]]:
+    """``SessionConfig.sums`` of these tool actions, by action name: what generation declares.
+
+    Example:
+        >>> tool_sums({'Action::"pay"': ["amount"], "other": ["n"]}, ["pay"])
+        {'pay': ['amount']}
+    """
+    wanted = set(actions)
+    chosen: dict[str, list[str]] = {}
+    for action, arguments in sums.items():
+        name = action_name(action)
+        if name in wanted:
+            chosen.setdefault(name, []).extend(a for a in arguments if a not in chosen.get(name, ()))
+    return chosen
+
+
+# -- tools the enforced schema does not declare -------------------------------------------------
+
+
+def missing_tool_actions(store: PolicyStore, tools: Iterable[ToolSpec], generated: str,
+                         namespace: str) -> list[str]:
+    """One problem per tool whose action the store's schema lacks, with where and what to add.
+
+    Without a schema Cedar checks no action, so nothing is missing.
+
+    Args:
+        store: the store whose schema requests are checked against.
+        tools: the registered tools.
+        generated: the schema generated for the tools (the declarations suggested).
+        namespace: the namespace ``generated`` holds the tool actions in.
+
+    Example:
+        >>> store = PolicyStore.from_text("permit(principal, action, resource);", schema=
+        ...     "entity User, Tool;\\naction search appliesTo { principal: User, resource: Tool };")
+        >>> from agentauthz._tools import build_spec
+        >>> def ping() -> str: ...
+        >>> spec = build_spec(ping, name=None, action=None, resource=None, resource_types=(),
+        ...                   context=None, on_deny="raise")
+        >>> generated = generate_schema(store.schema_text, tools=[spec], principal_types=["User"])
+        >>> print(missing_tool_actions(store, [spec], generated, "")[0])
+        <schema>:3: tool 'ping' has no action in the schema, so no call of it can be decided: \
+add: action "ping" appliesTo { principal: [User], resource: [Tool], context: { input: {} } };
+    """
+    text = store.schema_text
+    if text is None:
+        return []
+    declared = set(store.actions)
+    names: dict[str, set[EntityUID]] = {}
+    for uid in declared:
+        names.setdefault(uid.id, set()).add(uid)
+    declarations = _declarations(generated, namespace, as_json=text.lstrip().startswith("{"))
+    problems = []
+    for spec in sorted(tools, key=lambda spec: spec.name):
+        action = spec.action
+        if isinstance(action, str) and '::"' in action:
+            action = EntityUID.parse(action)
+        if isinstance(action, EntityUID):
+            found = action in declared
+            space = action.type.removesuffix("Action").removesuffix("::")
+        else:
+            found = len(names.get(action, ())) == 1 or EntityUID("Action", action) in declared
+            space = namespace
+            if not found and len(names.get(action, ())) > 1:
+                spaces = sorted(str(uid) for uid in names[action])
+                problems.append(f"{store.schema_source}: tool {spec.name!r}: action {action!r} is declared "
+                                f"as {', '.join(spaces)}: name one in full (@authz.guard(action=...))")
+                continue
+        if found:
+            continue
+        name = action.id if isinstance(action, EntityUID) else action
+        declaration = declarations.get(name) if space == namespace else None
+        line, opened = _insertion_point(text, space)
+        what = declaration or f"action {_cedar_string(name)} appliesTo {{ ... }};"
+        if not opened and space and not text.lstrip().startswith("{"):
+            what = f"namespace {space} {{ {what} }}"
+        problems.append(f"{store.schema_source}:{line}: tool {spec.name!r} has no action in the schema, "
+                        f"so no call of it can be decided: add: {what}")
+    return problems
+
+
+def _declarations(generated: str, namespace: str, *, as_json: bool) -> dict[str, str]:
+    """Each action of ``namespace`` in ``generated``, one line, in Cedar text or as a JSON member."""
+    if as_json:
+        document = json.loads(schema_json_text(generated))
+        actions = (document.get(namespace) or {}).get("actions") or {}
+        return {name: json.dumps({name: entry}, ensure_ascii=False)[1:-1] for name, entry in actions.items()}
+    text = generated if not generated.lstrip().startswith("{") else str(
+        cedarpy.Schema.from_json_str(generated))
+    space = _text_spaces(text).get(namespace, _Space())
+    return {name: _one_line(text[decl.start:decl.end]) for name, decl in space.actions.items()
+            if decl is not None}
+
+
+def _one_line(declaration: str) -> str:
+    parts = re.split(r'("(?:[^"\\]|\\.)*")', declaration)  # odd parts: string literals, kept
+    for index in range(0, len(parts), 2):
+        parts[index] = re.sub(r"\s+", " ", re.sub(r"\{\s+\}", "{}", parts[index]))
+    return "".join(parts).strip()
+
+
+def _insertion_point(text: str, namespace: str) -> tuple[int, bool]:
+    """The 1-based line where an action of ``namespace`` goes, and whether the namespace exists.
+
+    Cedar text: the line of the namespace's closing brace, or past the end of
+    the file for the top level. JSON: the line after the namespace's
+    ``"actions"`` key (or after its own key).
+    """
+    if text.lstrip().startswith("{"):
+        return _json_insertion_point(text, namespace)
+    end = len(text.splitlines()) + 1
+    if not namespace:
+        return end, True
+    tokens = _tokens(text)
+    for index, token in enumerate(tokens):
+        if token.text != "namespace" or token.kind != "ident":
+            continue
+        path, position = [], index + 1
+        while position < len(tokens) and tokens[position].text != "{":
+            path.append(tokens[position].text)
+            position += 1
+        if "".join(path) != namespace:
+            continue
+        depth = 0
+        for closing in tokens[position:]:
+            depth += {"{": 1, "}": -1}.get(closing.text, 0)
+            if depth == 0:
+                return text.count("\n", 0, closing.start) + 1, True
+    return end, False
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]')
+
+
+def _json_insertion_point(text: str, namespace: str) -> tuple[int, bool]:
+    containers: list[str] = []  # "{" or "[" per open container
+    keys: list[str | None] = []  # the key being read or last read in each open object
+    pending: str | None = None
+    found_space: int | None = None
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        line = text.count("\n", 0, match.start()) + 1
+        if token in "{[":
+            containers.append(token)
+            keys.append(None)
+        elif token in "}]" and containers:
+            containers.pop()
+            keys.pop()
+        elif token == ":" and pending is not None and containers and containers[-1] == "{":
+            keys[-1] = pending
+            depth = len(containers)
+            if depth == 1 and pending == namespace:
+                found_space = line + 1
+            elif depth == 2 and pending == "actions" and keys[0] == namespace:
+                return line + 1, True
+        pending = json.loads(token) if token.startswith('"') else None
+    return (found_space, True) if found_space is not None else (2, False)
 
 
 # -- actions --------------------------------------------------------------------------

@@ -477,6 +477,23 @@ class SchemaShapes:
             self._cache[action] = self._shape(action)
         return self._cache[action]
 
+    def declared(self) -> Iterator[tuple[EntityUID, SessionShape]]:
+        """Every action whose context declares ``session``, with its shape.
+
+        Example:
+            >>> shapes = SchemaShapes('entity U; type Session = { seen: Set<String> };'
+            ...     'action a appliesTo { principal: U, resource: U, context: { session?: Session } };')
+            >>> [str(action) for action, _ in shapes.declared()]
+            ['Action::"a"']
+        """
+        for namespace, body in self.document.items():
+            actions = body.get("actions") if isinstance(body, Mapping) else None
+            for name in actions if isinstance(actions, Mapping) else ():
+                action = EntityUID(f"{namespace}::Action" if namespace else "Action", name)
+                shape = self.shape(action)
+                if shape is not None:
+                    yield action, shape
+
     def _shape(self, action: EntityUID) -> SessionShape | None:
         namespace = action.type[: -len("Action")].removesuffix("::") if action.type.endswith(
             "Action") else ""
