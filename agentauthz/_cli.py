@@ -60,14 +60,21 @@ def add_schema_command(commands: Subparsers) -> None:
             "Generate a Cedar schema: the stub plus one action per tool (Cedar-for-agents "
             "convention: arguments in context.input, optional context.session). Tools come "
             "from guarded Python functions (--tools) and MCP tool descriptions (--mcp). An "
-            "action the stub already declares is replaced unless --on-existing error."),
+            "action the stub already declares is replaced unless --on-existing error. The "
+            "session type declares the totals the session configuration sums: an Authorizer "
+            "given to --tools brings its SessionConfig (and its tool entity type), --sessions "
+            "names one for the other tools: the schema is the one Authorizer.validate_tools() "
+            "checks the policies against."),
     )
     generate.add_argument("--stub", required=True, metavar="STUB",
                           help="schema stub declaring the entity types (.cedarschema or "
                                ".cedarschema.json)")
     generate.add_argument("--tools", action="append", default=[], metavar="MODULE:ATTRIBUTE",
-                          help="an Authorizer (its guarded tools), or a list or dict of guarded "
-                               "functions; repeatable")
+                          help="an Authorizer (its guarded tools and session configuration), or a "
+                               "list or dict of guarded functions; repeatable")
+    generate.add_argument("--sessions", action="append", default=[], metavar="MODULE:ATTRIBUTE",
+                          help="a SessionConfig (or an Authorizer) whose sums= the session totals "
+                               "declare; repeatable")
     generate.add_argument("--mcp", action="append", default=[], metavar="TOOLS.json",
                           help='MCP tool descriptions: a JSON list, {"tools": [...]} or a '
                                "tools/list response; repeatable")
@@ -78,8 +85,9 @@ def add_schema_command(commands: Subparsers) -> None:
     generate.add_argument("--namespace", metavar="NS",
                           help="namespace of the actions (default: the stub's namespace); "
                                "'' for the top level")
-    generate.add_argument("--tool-type", default="Tool", metavar="TYPE",
-                          help="resource type of tools without a resource (default: Tool)")
+    generate.add_argument("--tool-type", metavar="TYPE",
+                          help="resource type of tools without a resource (default: the "
+                               "Authorizer's tool_entity_type, else Tool)")
     generate.add_argument("--session-type", default="Session", metavar="TYPE",
                           help="common type of context.session, added when the stub declares it "
                                "(default: Session); '' for none")
@@ -90,7 +98,8 @@ def add_schema_command(commands: Subparsers) -> None:
 
 
 def _schema_generate(args: argparse.Namespace) -> int:
-    from agentauthz._schemagen import generate_schema, read_mcp_tools
+    from agentauthz._schemagen import generate_schema, read_mcp_tools, tool_sums
+    from agentauthz._session_facts import action_name
 
     stub_path = Path(args.stub)
     if not stub_path.is_file():
@@ -99,8 +108,20 @@ def _schema_generate(args: argparse.Namespace) -> int:
     if stub_path.name.endswith(".json"):
         stub = _parse_json(stub, stub_path)
     tools: list[Any] = []
+    sums: dict[str, list[str]] = {}
+    tool_types: set[str] = set()
     for target in args.tools:
-        tools.extend(_import_tools(target))
+        value = _import_attribute(target, "--tools")
+        tools.extend(_tool_specs(target, value))
+        config = _session_config(value)
+        if config is not None:
+            _add_sums(sums, config.sums)
+            tool_types.add(value.tool_entity_type)
+    for target in args.sessions:
+        config = _session_config(_import_attribute(target, "--sessions"), accept_config=True)
+        if config is None:
+            raise UsageError(f"--sessions {target}: expected a SessionConfig or an Authorizer")
+        _add_sums(sums, config.sums)
     mcp_tools: list[Mapping[str, Any]] = []
     for path in args.mcp:
         mcp_path = Path(path)
@@ -109,10 +130,15 @@ def _schema_generate(args: argparse.Namespace) -> int:
         mcp_tools.extend(read_mcp_tools(_parse_json(_read(mcp_path, "--mcp"), mcp_path)))
     if not tools and not mcp_tools:
         raise UsageError("no tools: give --tools MODULE:ATTRIBUTE and/or --mcp TOOLS.json")
+    if args.tool_type is None and len(tool_types) > 1:
+        raise UsageError(f"the Authorizers name different tool entity types ({', '.join(sorted(tool_types))}): "
+                         "choose one with --tool-type")
+    tool_type = args.tool_type or next(iter(tool_types), "Tool")
+    names = [action_name(spec.action) for spec in tools] + [str(tool.get("name")) for tool in mcp_tools]
     schema = generate_schema(
         stub, tools=tools, mcp_tools=mcp_tools, principal_types=args.principal_types,
-        namespace=args.namespace, tool_type=args.tool_type,
-        session_type=args.session_type or None, existing=args.on_existing,
+        namespace=args.namespace, tool_type=tool_type, session_type=args.session_type or None,
+        existing=args.on_existing, session_sums=tool_sums(sums, names),
     )
     if args.output:
         try:
@@ -122,6 +148,22 @@ def _schema_generate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(schema)
     return EXIT_OK
+
+
+def _session_config(value: Any, *, accept_config: bool = False) -> Any:
+    """The SessionConfig of an Authorizer (or the value itself, when it is one and accepted)."""
+    from agentauthz._authorizer import Authorizer
+    from agentauthz.session import SessionConfig
+
+    if isinstance(value, Authorizer):
+        return value.session_config
+    return value if accept_config and isinstance(value, SessionConfig) else None
+
+
+def _add_sums(sums: dict[str, list[str]], more: Mapping[str, Sequence[str]]) -> None:
+    for action, arguments in more.items():
+        known = sums.setdefault(action, [])
+        known.extend(argument for argument in arguments if argument not in known)
 
 
 def _read(path: Path, option: str) -> str:
@@ -138,24 +180,29 @@ def _parse_json(text: str, path: Path) -> Any:
         raise PolicyError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
 
 
-def _import_tools(target: str) -> list[Any]:
-    """The guarded tools named by ``module:attribute`` (the working directory is importable)."""
-    from agentauthz._schemagen import tool_specs
-
+def _import_attribute(target: str, option: str) -> Any:
+    """The value ``module:attribute`` names (the working directory is importable)."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise UsageError(f"--tools {target}: expected MODULE:ATTRIBUTE, e.g. myapp.agent:authz")
+        raise UsageError(f"{option} {target}: expected MODULE:ATTRIBUTE, e.g. myapp.agent:authz")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         value: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(f"--tools {target}: cannot import {module_name!r} ({exc})") from exc
+        raise UsageError(f"{option} {target}: cannot import {module_name!r} ({exc})") from exc
     for part in attribute.split("."):
         try:
             value = getattr(value, part)
         except AttributeError:
-            raise UsageError(f"--tools {target}: {module_name!r} has no attribute {attribute!r}") from None
+            raise UsageError(f"{option} {target}: {module_name!r} has no attribute {attribute!r}") from None
+    return value
+
+
+def _tool_specs(target: str, value: Any) -> list[Any]:
+    """The guarded tools of an Authorizer, a list or a dict named by ``--tools``."""
+    from agentauthz._schemagen import tool_specs
+
     registry = getattr(value, "tools", None)
     if isinstance(registry, Mapping):
         value = registry

@@ -75,7 +75,7 @@ class ProducedFacts:
         True
         >>> print(facts.problem(("totals", "issue_refund", "fee")))
         nothing sums argument 'fee' of action 'issue_refund': add it to \
-SessionConfig(sums={'issue_refund': [...]}) or to the tool's @authz.guard(sum_arguments=[...])
+SessionConfig(sums={'issue_refund': ['fee']}) or to the tool's @authz.guard(sum_arguments=['fee'])
     """
 
     sums: Mapping[str, frozenset[str]] | None = None
@@ -101,13 +101,13 @@ SessionConfig(sums={'issue_refund': [...]}) or to the tool's @authz.guard(sum_ar
         if self.sums is None or len(path) < 2:
             return None
         action, arguments = path[1], self.sums.get(path[1], frozenset())
-        if not arguments:
-            return (f"nothing sums an argument of action {action!r}: name the arguments in "
-                    f"SessionConfig(sums={{{action!r}: [...]}}) or the tool's "
-                    "@authz.guard(sum_arguments=[...])")
         if len(path) >= 3 and path[2] not in arguments:
             return (f"nothing sums argument {path[2]!r} of action {action!r}: add it to "
-                    f"SessionConfig(sums={{{action!r}: [...]}}) or to the tool's "
+                    f"SessionConfig(sums={{{action!r}: [{path[2]!r}]}}) or to the tool's "
+                    f"@authz.guard(sum_arguments=[{path[2]!r}])")
+        if not arguments:
+            return (f"nothing sums an argument of action {action!r}: name them in "
+                    f"SessionConfig(sums={{{action!r}: [...]}}) or the tool's "
                     "@authz.guard(sum_arguments=[...])")
         return None
 
@@ -195,13 +195,17 @@ def schema_reads(schema: str | Mapping[str, Any] | SchemaShapes, source: str) ->
         ['context.session.risk']
     """
     shapes = schema if isinstance(schema, SchemaShapes) else SchemaShapes(schema)
-    reads: list[FactRead] = []
+    declaring: dict[FactPath, list[EntityUID]] = {}
     for action, shape in shapes.declared():
-        where = f"{source}: action {action}"
-        reads.extend(FactRead(where, (name,)) for name in sorted(shape.attributes or ())
-                     if name != "totals")
-        for total, arguments in sorted((shape.totals or {}).items()):
-            reads.extend(FactRead(where, ("totals", total, argument)) for argument in sorted(arguments))
+        paths = [(name,) for name in shape.attributes or () if name != "totals"]
+        paths += [("totals", total, argument)
+                  for total, arguments in (shape.totals or {}).items() for argument in arguments]
+        for path in paths:
+            declaring.setdefault(path, []).append(action)
+    reads = []
+    for path, actions in sorted(declaring.items()):
+        more = f" and {len(actions) - 1} more" if len(actions) > 1 else ""
+        reads.append(FactRead(f"{source}: declared for action {actions[0]}{more}", path))
     return reads
 
 

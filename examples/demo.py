@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import agentauthz as az
+from agentauthz.session import SessionConfig
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
@@ -52,7 +53,9 @@ def call_tool(authz: az.Authorizer, action: str, arguments: dict[str, Any]) -> N
 
 def main() -> int:
     recorder = az.MemorySink()
-    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
+    # refund-session-cap reads context.session.totals.issue_refund.amount: sessions sum it
+    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder],
+                                         sessions=SessionConfig(sums={"issue_refund": ["amount"]}))
     print(f"Policy store {POLICIES.name}/ loaded "
           f"(fingerprint {authz.engine.fingerprint[:12]})\n")
 

@@ -426,6 +426,8 @@ class _Rules:
                         f"{option}= and tools= both configure {', '.join(both)}: a tool's spec decides "
                         "its action and resource"
                     )
+        for spec in specs.values():  # registered, so that validate_tools checks it too
+            authz.tools.setdefault(spec.name, spec)
         return cls(authz, action, resource, context, specs)
 
     @staticmethod

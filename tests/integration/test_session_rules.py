@@ -476,10 +476,12 @@ def test_bedrock_handler_records_calls_in_the_event_session() -> None:
 def test_session_rules_decide_alike_on_verified_permissions(avp_engine: Any,
                                                             example_store: az.PolicyStore) -> None:
     """AVP keeps no schema the Authorizer can read: SessionConfig(schema=...) shapes the record."""
-    local = az.Authorizer.from_directory(POLICIES, audit=[])
+    local = az.Authorizer.from_directory(POLICIES, audit=[],
+                                         sessions=SessionConfig(sums={"issue_refund": ["amount"]}))
     remote = az.Authorizer(avp_engine, entities=example_store.entities, audit=[],
                            sessions=SessionConfig(schema=example_store.schema_text,
-                                                  store=local.session_store))
+                                                  store=local.session_store,
+                                                  sums={"issue_refund": ["amount"]}))
     email = {"action": "send_email", "resource": az.EntityUID("Tool", "send_email"),
              "context": {"input": {"to": "customer@example.com", "subject": "x"}}}
     refund = {"action": "issue_refund", "resource": az.EntityUID("Tool", "issue_refund"),
