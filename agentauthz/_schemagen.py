@@ -94,9 +94,16 @@ from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz._model import EntityUID
 from agentauthz._policies import PolicyStore, truncate, validate_policies
 from agentauthz._schemajson import schema_json_text
-from agentauthz._session_facts import ProducedFacts, action_name, policy_reads, schema_reads, unproduced
+from agentauthz._session_facts import (
+    ProducedFacts,
+    action_name,
+    declared_facts,
+    policy_reads,
+    schema_reads,
+    unproduced,
+)
 from agentauthz._tools import ToolSpec, spec_of
-from agentauthz.session import session_record_type
+from agentauthz.session import SchemaShapes, session_record_type
 
 __all__ = [
     "DEFAULT_SESSION_TYPE",
@@ -344,12 +351,12 @@ def validate_policies_for_tools(
     schema, target = _generate(stub, specs, (), principal_types, namespace, tool_type, session_type,
                                "replace", session_sums)
     problems = missing_tool_actions(store, specs, schema, target)
+    reads, declared = [], None
     if store.schema_text is not None:
-        reads = schema_reads(store.schema_text, store.schema_source)
-    else:
-        reads = []
+        shapes = SchemaShapes(store.schema_text)
+        reads, declared = schema_reads(shapes, store.schema_source), declared_facts(shapes)
     problems += unproduced([*reads, *policy_reads(store.policies)],
-                           ProducedFacts.of(specs, session_sums or {}))
+                           ProducedFacts.of(specs, session_sums or {}), declared)
     problems += validate_policies(store.policies, schema)
     if problems:
         raise PolicyError(problems)

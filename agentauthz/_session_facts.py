@@ -34,7 +34,16 @@ from agentauthz._policies import Policy
 from agentauthz._tools import ToolSpec
 from agentauthz.session import FIXED_ATTRIBUTES, FULL_SHAPE, KEYED_ATTRIBUTES, SchemaShapes, SessionShape
 
-__all__ = ["FactRead", "ProducedFacts", "SessionSchema", "policy_reads", "schema_reads", "unproduced"]
+__all__ = [
+    "FactRead",
+    "ProducedFacts",
+    "SessionSchema",
+    "action_name",
+    "declared_facts",
+    "policy_reads",
+    "schema_reads",
+    "unproduced",
+]
 
 FactPath = tuple[str, ...]
 """A path below ``context.session``: ``("totals", "issue_refund", "amount")``."""
@@ -119,8 +128,16 @@ def action_name(action: str | EntityUID) -> str:
     return EntityUID.parse(action).id if '::"' in action else action
 
 
-def unproduced(reads: Iterable[FactRead], produced: ProducedFacts) -> list[str]:
-    """One ``where: message`` problem per read of a fact the configuration does not produce.
+def unproduced(reads: Iterable[FactRead], produced: ProducedFacts,
+               declared: frozenset[FactPath] | None = None) -> list[str]:
+    """One ``where: message`` problem per read of a fact no request carries.
+
+    Args:
+        reads: the facts read.
+        produced: what the configuration fills.
+        declared: with a schema, the facts it declares (:func:`declared_facts`):
+            agentauthz cuts the record to them, so a fact it declares for no
+            action never reaches a policy either.
 
     Example:
         >>> reads = [FactRead("policies.cedar:4", ("totals", "grant", "seats"))]
@@ -130,6 +147,9 @@ def unproduced(reads: Iterable[FactRead], produced: ProducedFacts) -> list[str]:
     problems = []
     for read in reads:
         reason = produced.problem(read.path)
+        if reason is None and declared is not None and read.path not in declared:
+            reason = ("the schema declares it in no action's context.session, so no request carries it "
+                      "(agentauthz schema generate declares every fact the configuration fills)")
         if reason is not None:
             problems.append(f"{read.where}: {read.name} is never filled: {reason}")
     return problems
@@ -158,7 +178,10 @@ class SessionSchema:
                  policies: Iterable[Policy]) -> None:
         self.key = key
         self.shapes = SchemaShapes(schema) if schema is not None else None
-        schema_facts = schema_reads(self.shapes, source) if self.shapes is not None else []
+        self.declared: frozenset[FactPath] | None = None
+        schema_facts: list[FactRead] = []
+        if self.shapes is not None:
+            schema_facts, self.declared = schema_reads(self.shapes, source), declared_facts(self.shapes)
         self.reads = (*schema_facts, *policy_reads(policies))
         self._passed: ProducedFacts | None = None
 
@@ -170,7 +193,7 @@ class SessionSchema:
         """
         if produced == self._passed:
             return
-        problems = unproduced(self.reads, produced)
+        problems = unproduced(self.reads, produced, self.declared)
         if problems:
             raise ConfigurationError(
                 "context.session facts are read that the session configuration never fills "
@@ -207,6 +230,26 @@ def schema_reads(schema: str | Mapping[str, Any] | SchemaShapes, source: str) ->
         more = f" and {len(actions) - 1} more" if len(actions) > 1 else ""
         reads.append(FactRead(f"{source}: declared for action {actions[0]}{more}", path))
     return reads
+
+
+def declared_facts(schema: str | Mapping[str, Any] | SchemaShapes) -> frozenset[FactPath]:
+    """Every session fact (and each of its prefixes) some action of the schema declares.
+
+    Example:
+        >>> sorted(declared_facts('entity U; type Session = { calls: { a: Long } };'
+        ...     'action a appliesTo { principal: U, resource: U, context: { session?: Session } };'))
+        [('calls',), ('calls', 'a')]
+    """
+    shapes = schema if isinstance(schema, SchemaShapes) else SchemaShapes(schema)
+    found: set[FactPath] = set()
+    for _, shape in shapes.declared():
+        found.update((name,) for name in shape.attributes or ())
+        for name in ("calls", "window_calls"):
+            found.update((name, key) for key in getattr(shape, name) or ())
+        for total, arguments in (shape.totals or {}).items():
+            found.add(("totals", total))
+            found.update(("totals", total, argument) for argument in arguments)
+    return frozenset(found)
 
 
 # -- what policies read -----------------------------------------------------------------------
