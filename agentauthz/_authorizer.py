@@ -340,10 +340,13 @@ class Authorizer:
             self._session_schema_cache = cached
         return cached
 
+    def _produced_facts(self) -> ProducedFacts:
+        return ProducedFacts.of(self.tools.values(), self.session_config.sums)
+
     def _session_shape(self, action: EntityUID) -> SessionShape | None:
         """The action's ``context.session`` shape, once every fact read is known to be filled."""
         known = self._session_schema()
-        known.check(ProducedFacts.of(self.tools.values(), self.session_config.sums))
+        known.check(self._produced_facts())
         return known.shape(action)
 
     def _session_facts(self, session: Session, exclude: str | None = None) -> tuple[SessionFacts, int, float]:
@@ -824,8 +827,9 @@ class Authorizer:
         """The call's action uid, summed argument values and the labels it reads."""
         action = self.engine.resolve_action(inputs["action"])
         names = list(spec.sums) if spec is not None else []
-        for key in (action.id, str(action)):
-            names.extend(self.session_config.sums.get(key, ()))
+        # What any registered tool or the configuration sums for this action, whatever the
+        # path of this call: a total that some calls of its action skip would undercount.
+        names.extend(sorted((self._produced_facts().sums or {}).get(action.id, ())))
         sums: dict[str, Any] = {}
         for name in dict.fromkeys(names):
             try:
