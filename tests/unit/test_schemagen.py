@@ -8,6 +8,7 @@ import importlib.util
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from agentauthz._schemagen import (
     tool_specs,
     validate_policies_for_tools,
 )
+from agentauthz.engines.local import LocalEngine
+from agentauthz.session import SessionConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -848,3 +851,197 @@ def test_documented_divergence_names_that_are_not_identifiers() -> None:
     tools = [mcp("has-dash", {"with space": {"type": "string"}})]
     assert not _upstream(tools)["isOk"]  # upstream builds type names from tool names
     cedarpy.Schema.from_json_str(_ours_json(tools))
+
+
+# -- a registered tool the schema lacks (security review, issue 14, finding 12) ------------------
+
+MISSING_TEXT_SCHEMA = """// the store's schema
+entity User;
+entity Tool;
+type Session = { seen: Set<String> };
+
+action search appliesTo {
+  principal: [User],
+  resource: [Tool],
+  context: { input: { query: String }, session?: Session }
+};
+"""
+MISSING_NAMESPACED_SCHEMA = """namespace Shop {
+  entity User;
+  entity Tool;
+  action search appliesTo {
+    principal: [User],
+    resource: [Tool],
+    context: { input: { query: String } }
+  };
+}
+"""
+MISSING_JSON_SCHEMA = """{
+  "": {
+    "entityTypes": {"User": {}, "Tool": {}},
+    "actions": {
+      "search": {
+        "appliesTo": {
+          "principalTypes": ["User"],
+          "resourceTypes": ["Tool"],
+          "context": {"type": "Record", "attributes": {
+            "input": {"type": "Record", "attributes": {"query": {"type": "String"}}}}}
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def _missing_store(tmp_path: Path, schema: str, name: str = "schema.cedarschema") -> Path:
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / name).write_text(schema, encoding="utf-8")
+    (root / "policies.cedar").write_text('@id("all") permit(principal, action, resource);\n',
+                                         encoding="utf-8")
+    return root
+
+
+def _tools_on(authz: az.Authorizer) -> list[Any]:
+    @authz.guard
+    def search(query: str) -> str:
+        return "results"
+
+    @authz.guard
+    def send_email(to: str, subject: str) -> str:
+        return "sent"
+
+    @authz.guard(action="delete_all")
+    def wipe() -> str:
+        return "wiped"
+
+    return [search, send_email, wipe]
+
+
+def _apply(schema_file: Path, problems: Sequence[str], *, json_member: bool = False) -> None:
+    """Add every suggested declaration at its suggested line, as a reader of the message would."""
+    lines = schema_file.read_text(encoding="utf-8").splitlines()
+    additions = []
+    for problem in problems:
+        location, _, rest = problem.partition(": tool ")
+        line = int(location.rsplit(":", 1)[1])
+        declaration = rest.split("add: ", 1)[1]
+        additions.append((line, declaration + ("," if json_member else "")))
+    for line, declaration in sorted(additions, reverse=True):
+        lines.insert(line - 1, declaration)
+    schema_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(("schema", "name", "namespace"), [
+    (MISSING_TEXT_SCHEMA, "schema.cedarschema", None),
+    (MISSING_NAMESPACED_SCHEMA, "schema.cedarschema", "Shop"),
+    (MISSING_JSON_SCHEMA, "schema.cedarschema.json", None),
+], ids=["text", "namespace", "json"])
+def test_validate_tools_names_every_tool_without_a_schema_action_with_the_line_and_declaration_to_add(
+    tmp_path: Path, schema: str, name: str, namespace: str | None,
+) -> None:
+    root = _missing_store(tmp_path, schema, name)
+    tool_type = f"{namespace}::Tool" if namespace else "Tool"
+    authz = az.Authorizer.from_directory(root, audit=[], tool_entity_type=tool_type)
+    tools = _tools_on(authz)
+    user = az.EntityUID(f"{namespace}::User" if namespace else "User", "u")
+    with authz.acting_as(user):
+        assert authz.permitted_tools(tools) == tools[:1]  # the finding: the others silently hidden
+
+    with pytest.raises(az.PolicyError) as report:
+        authz.validate_tools(principal_types=["User"])
+    problems = report.value.problems
+    assert len(problems) == 2  # every missing tool, at once
+    expected_line = {"text": 11, "namespace": 9, "json": 5}["json" if name.endswith(".json") else
+                                                           "namespace" if namespace else "text"]
+    for problem, tool, action in zip(problems, ("send_email", "wipe"), ("send_email", "delete_all"),
+                                     strict=True):
+        assert problem.startswith(f"{name}:{expected_line}: tool '{tool}' has no action in the schema")
+        declaration = f'"{action}": {{"appliesTo"' if name.endswith(".json") else f'action "{action}" appliesTo {{'
+        assert f"add: {declaration}" in problem
+
+    _apply(root / name, problems, json_member=name.endswith(".json"))
+    fixed = az.Authorizer.from_directory(root, audit=[], tool_entity_type=tool_type)
+    tools = _tools_on(fixed)
+    fixed.validate_tools(principal_types=["User"])
+    with fixed.acting_as(user):
+        assert fixed.permitted_tools(tools) == tools
+        assert fixed.authorize_tool_call(tools[1], {"to": "a@b.example", "subject": "s"}).allowed
+
+
+def test_validate_tools_reports_missing_actions_unfilled_facts_and_invalid_policies_in_one_error(
+    tmp_path: Path,
+) -> None:
+    root = _missing_store(tmp_path, MISSING_TEXT_SCHEMA.replace(
+        "seen: Set<String>", "seen: Set<String>, totals: { search: { pages: Long } }"))
+    (root / "policies.cedar").write_text(
+        '@id("all") permit(principal, action, resource);\n'
+        '@id("typo") forbid(principal, action == Action::"search", resource) '
+        'when { context.input.querry == "x" };\n', encoding="utf-8")
+    store = az.PolicyStore.from_directory(root, validate=False)  # the typo is validate_tools' to find
+    authz = az.Authorizer(LocalEngine(store), audit=[], sessions=SessionConfig())
+    _tools_on(authz)
+    with pytest.raises(az.PolicyError) as report:
+        authz.validate_tools(principal_types=["User"])
+    problems = report.value.problems
+    assert [p.split(":")[0] for p in problems] == ["schema.cedarschema"] * 3 + ["policies.cedar"]
+    assert "tool 'send_email' has no action" in problems[0] and "tool 'wipe' has no action" in problems[1]
+    assert "context.session.totals.search.pages is never filled" in problems[2]
+    assert problems[3].startswith("policies.cedar:2:") and "querry" in problems[3]
+
+
+def _register_with_guard(authz: az.Authorizer) -> None:
+    @authz.guard
+    def send_email(to: str, subject: str) -> str:
+        return "sent"
+
+
+def _register_with_authorize_tools(authz: az.Authorizer) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.tools import tool
+
+    from agentauthz.integrations.langchain import authorize_tools
+
+    @tool
+    def send_email(to: str, subject: str) -> str:
+        """Send an email."""
+        return "sent"
+
+    authorize_tools([send_email], authz)
+
+
+def _register_with_bedrock(authz: az.Authorizer, as_spec: bool) -> None:
+    from agentauthz.integrations.bedrock import action_group_handler
+
+    elsewhere = authorizer()  # a tool guarded on another Authorizer: only the handler hands it over
+
+    @elsewhere.guard
+    def send_email(to: str, subject: str) -> str:
+        return "sent"
+
+    given: Any = elsewhere.tools["send_email"] if as_spec else send_email
+
+    @action_group_handler(authz, principal=lambda event: az.EntityUID("User", "u"), tools=[given])
+    def handler(event: dict[str, Any], context: Any) -> str:
+        return "done"
+
+
+REGISTRATIONS = {
+    "guard": _register_with_guard,
+    "langchain-authorize_tools": _register_with_authorize_tools,
+    "bedrock-guarded-tool": lambda authz: _register_with_bedrock(authz, as_spec=False),
+    "bedrock-tool-spec": lambda authz: _register_with_bedrock(authz, as_spec=True),
+}
+
+
+@pytest.mark.parametrize("path", sorted(REGISTRATIONS))
+def test_every_registration_path_has_its_tool_without_a_schema_action_reported(
+    tmp_path: Path, path: str,
+) -> None:
+    authz = az.Authorizer.from_directory(_missing_store(tmp_path, MISSING_TEXT_SCHEMA), audit=[])
+    REGISTRATIONS[path](authz)
+    with pytest.raises(az.PolicyError) as report:
+        authz.validate_tools(principal_types=["User"])
+    assert [p.split(": add: ")[0] for p in report.value.problems] == [
+        "schema.cedarschema:11: tool 'send_email' has no action in the schema, so no call of it can be decided"]
