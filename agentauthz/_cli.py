@@ -131,8 +131,8 @@ def _schema_generate(args: argparse.Namespace) -> int:
     if not tools and not mcp_tools:
         raise UsageError("no tools: give --tools MODULE:ATTRIBUTE and/or --mcp TOOLS.json")
     if args.tool_type is None and len(tool_types) > 1:
-        raise UsageError(f"the Authorizers name different tool entity types ({', '.join(sorted(tool_types))}): "
-                         "choose one with --tool-type")
+        raise UsageError("the Authorizers name different tool entity types "
+                         f"({', '.join(sorted(tool_types))}): choose one with --tool-type")
     tool_type = args.tool_type or next(iter(tool_types), "Tool")
     names = [action_name(spec.action) for spec in tools] + [str(tool.get("name")) for tool in mcp_tools]
     schema = generate_schema(

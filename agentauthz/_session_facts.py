@@ -220,7 +220,7 @@ def schema_reads(schema: str | Mapping[str, Any] | SchemaShapes, source: str) ->
     shapes = schema if isinstance(schema, SchemaShapes) else SchemaShapes(schema)
     declaring: dict[FactPath, list[EntityUID]] = {}
     for action, shape in shapes.declared():
-        paths = [(name,) for name in shape.attributes or () if name != "totals"]
+        paths: list[FactPath] = [(name,) for name in shape.attributes or () if name != "totals"]
         paths += [("totals", total, argument)
                   for total, arguments in (shape.totals or {}).items() for argument in arguments]
         for path in paths:

@@ -222,7 +222,7 @@ def test_a_fact_the_schema_declares_for_no_action_is_refused_when_a_policy_reads
     policies = POLICIES.replace(f"context.session.totals.{GRANT}.seats + context.input.seats > 10",
                                 f"context.session has totals.{GRANT}.seats && "
                                 f"context.session.totals.{GRANT}.seats + context.input.seats > 10")
-    with pytest.raises(az.ConfigurationError, match="declares it in no action's context.session"):
+    with pytest.raises(az.ConfigurationError, match=r"declares it in no action's context\.session"):
         az.Authorizer.from_text(policies, schema=schema, audit=[],
                                 sessions=SessionConfig(sums={GRANT: ["seats"]}))
     authz = az.Authorizer.from_text(policies, schema=schema, audit=[])  # no sessions=: first use
@@ -232,7 +232,7 @@ def test_a_fact_the_schema_declares_for_no_action_is_refused_when_a_policy_reads
         return f"granted {seats}"
 
     with authz.acting_as(USER), authz.session("c-1"), pytest.raises(
-            az.ConfigurationError, match="declares it in no action's context.session"):
+            az.ConfigurationError, match=r"declares it in no action's context\.session"):
         grant_software_license(5)
 
 

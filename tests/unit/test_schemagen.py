@@ -958,7 +958,8 @@ def test_validate_tools_names_every_tool_without_a_schema_action_with_the_line_a
     for problem, tool, action in zip(problems, ("send_email", "wipe"), ("send_email", "delete_all"),
                                      strict=True):
         assert problem.startswith(f"{name}:{expected_line}: tool '{tool}' has no action in the schema")
-        declaration = f'"{action}": {{"appliesTo"' if name.endswith(".json") else f'action "{action}" appliesTo {{'
+        declaration = (f'"{action}": {{"appliesTo"' if name.endswith(".json")
+                       else f'action "{action}" appliesTo {{')
         assert f"add: {declaration}" in problem
 
     _apply(root / name, problems, json_member=name.endswith(".json"))
@@ -1044,4 +1045,5 @@ def test_every_registration_path_has_its_tool_without_a_schema_action_reported(
     with pytest.raises(az.PolicyError) as report:
         authz.validate_tools(principal_types=["User"])
     assert [p.split(": add: ")[0] for p in report.value.problems] == [
-        "schema.cedarschema:11: tool 'send_email' has no action in the schema, so no call of it can be decided"]
+        "schema.cedarschema:11: tool 'send_email' has no action in the schema, "
+        "so no call of it can be decided"]
