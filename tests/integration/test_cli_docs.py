@@ -1,8 +1,10 @@
 """The command-line examples of docs/cli.md and docs/policies.md run, with the output shown.
 
 In page order, in a folder holding a copy of the example store ``policies/``:
-``python`` blocks run (one namespace per page), ``cedar`` blocks whose first line
-is a ``// path`` comment are saved there, and each ``$ agentauthz ...`` line of a
+``python`` blocks run (one namespace per page; one whose first line is a
+``# module.py`` comment is also saved there, for ``--tools module:attribute``),
+``cedar`` and ``cedarschema`` blocks whose first line is a ``// path`` comment
+are saved there, and each ``$ agentauthz ...`` line of a
 ``console`` block runs and must print what follows it (timings aside). ``toml``
 blocks are decision tables that must pass on the example store; ``yaml`` blocks
 are CI steps whose ``agentauthz`` commands must succeed.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from tests.integration.policy_stores import EXAMPLE_STORE, ROOT, run
 PAGES = ["docs/cli.md", "docs/policies.md"]
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.S | re.M)
 FILE_COMMENT = re.compile(r"//\s*(\S+\.(?:cedar|cedarschema))\s*$")
+MODULE_COMMENT = re.compile(r"#\s*(\w+)\.py\s*$")
 TIMING = re.compile(r"\d+\.\d+ (m?s)\b")
 
 
@@ -60,6 +64,10 @@ def test_every_example_of_the_page_runs_as_shown(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(code, encoding="utf-8")
         elif language == "python":
+            module = MODULE_COMMENT.match(first)
+            if module:
+                (tmp_path / f"{module.group(1)}.py").write_text(code, encoding="utf-8")
+                sys.modules.pop(module.group(1), None)
             exec(compile(code, where, "exec"), namespace)
             checked += 1
         elif language == "console":
