@@ -719,11 +719,19 @@ class Authorizer:
         namespace: str | None = None,
         store: PolicyStore | None = None,
     ) -> None:
-        """Check the policies against the schema generated for the guarded tools.
+        """Check the store against the registered tools, reporting every problem at once.
 
-        Call it once the tools are decorated (at startup): a policy that names a
-        misspelled tool action or argument (``context.input.ammount``) fails
-        here with its ``file:line`` instead of silently never applying.
+        Call it once the tools are registered (at startup). It names, each with
+        its ``file:line``:
+
+        * every tool whose action the store's schema does not declare (no call
+          of it could be decided), with the declaration to add at that line;
+        * every ``context.session`` fact the schema declares or a policy reads
+          that nothing fills (a total of an argument no tool or
+          ``SessionConfig.sums`` adds up);
+        * every policy that does not validate against the schema generated for
+          the tools: a misspelled tool action or argument
+          (``context.input.ammount``), which would otherwise never apply.
 
         Args:
             stub: schema declaring the principal and resource types; default:
@@ -734,8 +742,21 @@ class Authorizer:
             store: the policies to check; default: the engine's store.
 
         Raises:
-            PolicyError: one ``file:line: message`` per problem.
+            PolicyError: one ``file:line: message`` per problem (``.problems``).
             ConfigurationError: no store or stub to check against.
+
+        Example:
+            >>> from agentauthz import PolicyError
+            >>> authz = Authorizer.from_text("permit(principal, action, resource);", schema=
+            ...     "entity User, Tool; action search appliesTo { principal: User, resource: Tool };")
+            >>> @authz.guard
+            ... def send_email(to: str) -> str:
+            ...     return "sent"
+            >>> try:
+            ...     authz.validate_tools(principal_types=["User"])
+            ... except PolicyError as exc:
+            ...     print(exc.problems[0].split(": add: ")[0])
+            <schema>:2: tool 'send_email' has no action in the schema, so no call of it can be decided
         """
         store = store or getattr(self.engine, "store", None)
         if not isinstance(store, PolicyStore):

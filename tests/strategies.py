@@ -734,3 +734,19 @@ shape_request_runs = st.lists(
               shape_principals, shape_contexts),
     min_size=1, max_size=12,
 )
+
+
+# -- session facts the configuration fills (security review, issue 14, finding 11) -----------------
+
+#: The tool action whose session facts the property reads.
+FACT_ACTION = "grant_software_license"
+#: A path below ``context.session`` a policy reads: facts always filled, totals filled only when
+#: summed, and a name agentauthz never records.
+session_fact_paths = st.sampled_from([
+    ("totals", FACT_ACTION, "seats"), ("totals", FACT_ACTION, "fee"), ("calls", FACT_ACTION),
+    ("window_calls", FACT_ACTION), ("seen",), ("approved",), ("last_action",), ("risk",),
+])
+#: Arguments of the action a guard (or the session configuration) sums.
+summed_arguments = st.sets(st.sampled_from(["seats", "fee"]))
+#: (seats, fee) of the calls made in one session.
+seat_and_fee_calls = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=4)

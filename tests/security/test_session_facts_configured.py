@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import agentauthz as az
 from agentauthz._cli import main
 from agentauthz.session import SessionConfig
+from tests.strategies import FACT_ACTION, seat_and_fee_calls, session_fact_paths, summed_arguments
 
 pytest.importorskip("langchain_core")
 pytest.importorskip("langchain.agents")
@@ -41,7 +42,7 @@ from langchain_core.tools import BaseTool, tool
 from agentauthz.integrations.langchain import PRINCIPAL_KEY, SESSION_KEY, AuthzMiddleware, authorize_tools
 
 USER = az.EntityUID("User", "ursula")
-GRANT = "grant_software_license"
+GRANT = FACT_ACTION
 
 SCHEMA = f"""
 entity User;
@@ -336,8 +337,6 @@ def test_schema_generate_without_the_session_configuration_leaves_the_totals_out
 
 # -- the property: a read fact is refused, or it carries the exact running total -------------------
 
-PATHS = [("totals", GRANT, "seats"), ("totals", GRANT, "fee"), ("calls", GRANT), ("window_calls", GRANT),
-         ("seen",), ("approved",), ("last_action",), ("risk",)]
 CONDITIONS = {
     ("totals", GRANT, "seats"): "context.session.totals.{a}.seats > 1000000",
     ("totals", GRANT, "fee"): "context.session.totals.{a}.fee > 1000000",
@@ -363,10 +362,8 @@ def _run_calls(authz: az.Authorizer, sink: az.MemorySink,
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(read=st.sampled_from(PATHS), guarded=st.booleans(),
-       guard_sums=st.sets(st.sampled_from(["seats", "fee"])),
-       config_sums=st.sets(st.sampled_from(["seats", "fee"])),
-       calls=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=4))
+@given(read=session_fact_paths, guarded=st.booleans(), guard_sums=summed_arguments,
+       config_sums=summed_arguments, calls=seat_and_fee_calls)
 def test_every_read_session_fact_is_refused_or_carries_the_exact_value(
     read: tuple[str, ...], guarded: bool, guard_sums: set[str], config_sums: set[str],
     calls: list[tuple[int, int]],
