@@ -32,7 +32,7 @@ from agentauthz._errors import (
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
-from agentauthz._schemagen import tool_sums, validate_policies_for_tools
+from agentauthz._schemagen import validate_policies_for_tools
 from agentauthz._session_facts import ProducedFacts, SessionSchema, action_name
 from agentauthz._shadow import shadow_outcomes
 from agentauthz._tools import (
@@ -764,10 +764,9 @@ class Authorizer:
         stub = stub if stub is not None else store.schema_text
         if stub is None:
             raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")
-        names = {self._action_name(spec.action) for spec in self.tools.values()}
         validate_policies_for_tools(
             store, self.tools, stub, principal_types=principal_types, namespace=namespace,
-            tool_type=self.tool_entity_type, session_sums=tool_sums(self.session_config.sums, names),
+            tool_type=self.tool_entity_type, session_sums=self.session_config.sums,
         )
 
     def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:

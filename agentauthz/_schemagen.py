@@ -332,6 +332,15 @@ def validate_policies_for_tools(
       tools: a misspelled tool action, an argument the tool does not have
       (``context.input.ammount``).
 
+    Args:
+        store: the policies, and the schema requests are checked against.
+        tools: the registered tools (guarded functions or specs).
+        stub: the schema stub generation starts from (often ``store.schema_text``).
+        principal_types: see :func:`generate_schema`; so are ``namespace``,
+            ``tool_type`` and ``session_type``.
+        session_sums: ``SessionConfig.sums``: all of it is filled at run time;
+            what it names for the tools is declared in the generated schema.
+
     Raises:
         PolicyError: one ``file:line: message`` per problem (``.problems``).
         ConfigurationError: the schema cannot be generated (see
@@ -348,15 +357,15 @@ def validate_policies_for_tools(
         <text>:1: for policy, unrecognized action `Action::"add"`
     """
     specs = tool_specs(tools)
+    sums = session_sums or {}
     schema, target = _generate(stub, specs, (), principal_types, namespace, tool_type, session_type,
-                               "replace", session_sums)
+                               "replace", tool_sums(sums, (action_name(spec.action) for spec in specs)))
     problems = missing_tool_actions(store, specs, schema, target)
     reads, declared = [], None
     if store.schema_text is not None:
         shapes = SchemaShapes(store.schema_text)
         reads, declared = schema_reads(shapes, store.schema_source), declared_facts(shapes)
-    problems += unproduced([*reads, *policy_reads(store.policies)],
-                           ProducedFacts.of(specs, session_sums or {}), declared)
+    problems += unproduced([*reads, *policy_reads(store.policies)], ProducedFacts.of(specs, sums), declared)
     problems += validate_policies(store.policies, schema)
     if problems:
         raise PolicyError(problems)
