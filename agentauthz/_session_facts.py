@@ -270,7 +270,7 @@ def policy_reads(policies: Iterable[Policy]) -> list[FactRead]:
     """
     reads: list[FactRead] = []
     for policy in policies:
-        if "session" not in policy.text:  # cheap: most policies never mention it
+        if "session" not in policy.text and "\\u" not in policy.text:  # most never name it (escapes may)
             continue
         try:
             document = json.loads(cedarpy.policies_to_json_str(policy.text))

@@ -180,15 +180,22 @@ def test_without_a_schema_an_unsummed_total_is_refused_not_an_error_a_forbid_ski
                         context={"input": {"seats": 11}})
 
 
+ESCAPED = '"s\\u{65}ssion"'  # "session", written with an escape
+
+
 @pytest.mark.parametrize("read", [
-    f"context.session.totals has {GRANT} && context.session.totals.{GRANT}.seats > 10",
-    f"context.session has totals.{GRANT}.seats && context.session.totals.{GRANT}.seats > 10",
+    f"context has session && context.session.totals has {GRANT} && "
+    f"context.session.totals.{GRANT}.seats > 10",
+    f"context has session && context.session has totals.{GRANT}.seats && "
+    f"context.session.totals.{GRANT}.seats > 10",
+    f"context has session && "
     f"(if true then context.session else context.session).totals.{GRANT}.seats > 10",
-], ids=["has-test", "has-path", "if-then-else"])
+    f"context has {ESCAPED} && context[{ESCAPED}].totals.{GRANT}.seats > 10",
+], ids=["has-test", "has-path", "if-then-else", "escaped-name"])
 def test_a_guarded_or_indirect_read_of_an_unsummed_total_is_refused(read: str) -> None:
     authz = az.Authorizer.from_text(
         f'@id("all") permit(principal, action, resource);\n'
-        f'@id("cap") forbid(principal, action, resource) when {{ context has session && {read} }};',
+        f'@id("cap") forbid(principal, action, resource) when {{ {read} }};',
         audit=[])
     with authz.acting_as(USER), authz.session("c-1"), pytest.raises(az.ConfigurationError) as refused:
         authz.authorize(action=GRANT, resource=az.EntityUID("Tool", GRANT), context={})
