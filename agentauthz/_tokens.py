@@ -143,8 +143,8 @@ def claim_value(value: Any, declared: Mapping[str, Any] | None = None, *,
     Example:
         >>> claim_value({"role": {"__entity": {"type": "Role", "id": "admin"}}, "n": 1})
         {'n': 1}
-        >>> claim_value("admin", {"type": "Entity", "name": "Role"})
-        {'__entity': {'type': 'Role', 'id': 'admin'}}
+        >>> claim_value("read write", {"type": "Set", "element": {"type": "String"}})
+        ['read', 'write']
     """
     if depth > _MAX_CLAIM_DEPTH:
         return DROP
