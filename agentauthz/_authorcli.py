@@ -466,8 +466,9 @@ def _format(args: argparse.Namespace) -> int:
             diff = difflib.unified_diff(
                 result.original.splitlines(keepends=True),
                 (result.formatted or "").splitlines(keepends=True),
-                f"{label}/{result.file}", f"{label}/{result.file} (formatted)")
-            sys.stdout.writelines(diff)
+                f"{label}/{result.file}", f"{label}/{result.file} (formatted)", lineterm="")
+            for line in diff:
+                out.line(line.removesuffix("\n"), _DIFF_STYLES.get(line[:1]))
     for result in refused:
         out.line(f"error: {label}/{result.problem}", "red")
     unchanged = len(results) - len(changed) - len(refused)
@@ -475,6 +476,9 @@ def _format(args: argparse.Namespace) -> int:
                f"{unchanged} unchanged" + (f", {len(refused)} refused" if refused else ""))
     out.line(f"{label}: {summary}", "bold red" if failed else "bold green")
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+_DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
 
 def _write_atomically(path: Path, text: str) -> None:

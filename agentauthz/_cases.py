@@ -41,6 +41,7 @@ from xml.etree import ElementTree
 import cedarpy
 
 from agentauthz._cedarcall import authorize_batch
+from agentauthz._console import printable
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
 from agentauthz._policies import (
@@ -706,29 +707,38 @@ def coverage(store: PolicyStore, results: Iterable[CaseResult]) -> list[tuple[st
 
 def write_junit(path: str | Path, suite: str, results: Sequence[CaseResult], *,
                 elapsed: float = 0.0, load_error: str | None = None) -> None:
-    """Write a JUnit XML report (one ``testcase`` per case; a load error is one ``error``)."""
+    """Write a JUnit XML report (one ``testcase`` per case; a load error is one ``error``).
+
+    Text from the store's files goes through :func:`~agentauthz._console.printable`
+    line by line: XML 1.0 cannot hold control characters, and CI pages show the report.
+    """
     failures = sum(1 for result in results if not result.passed)
     tests = len(results) if load_error is None else 1
     root = ElementTree.Element("testsuites")
     element = ElementTree.SubElement(root, "testsuite", {
-        "name": suite, "tests": str(tests), "failures": str(failures),
+        "name": printable(suite), "tests": str(tests), "failures": str(failures),
         "errors": "0" if load_error is None else "1", "skipped": "0", "time": f"{elapsed:.3f}",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
     if load_error is not None:
-        case = ElementTree.SubElement(element, "testcase", {"classname": suite, "name": "load"})
-        error = ElementTree.SubElement(case, "error", {"message": load_error.splitlines()[0],
-                                                      "type": "PolicyError"})
-        error.text = load_error
+        case = ElementTree.SubElement(element, "testcase", {"classname": printable(suite), "name": "load"})
+        lines = load_error.split("\n")
+        error = ElementTree.SubElement(case, "error", {"message": printable(lines[0]), "type": "PolicyError"})
+        error.text = _printable_lines(lines)
     for result in results:
-        attributes = {"classname": f"{suite}.{result.case.source}", "name": result.case.id}
+        attributes = {"classname": printable(f"{suite}.{result.case.source}"),
+                      "name": printable(result.case.id)}
         case = ElementTree.SubElement(element, "testcase", attributes)
         if not result.passed:
-            failure = ElementTree.SubElement(case, "failure", {"message": result.failures[0],
+            failure = ElementTree.SubElement(case, "failure", {"message": printable(result.failures[0]),
                                                               "type": "DecisionMismatch"})
-            failure.text = "\n".join([*result.failures, *_details(result)])
+            failure.text = _printable_lines([*result.failures, *_details(result)])
     ElementTree.indent(root)
     ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _printable_lines(lines: Iterable[str]) -> str:
+    return "\n".join(printable(line) for line in lines)
 
 
 def _details(result: CaseResult) -> list[str]:

@@ -734,3 +734,22 @@ shape_request_runs = st.lists(
               shape_principals, shape_contexts),
     min_size=1, max_size=12,
 )
+
+
+# -- terminal output of the command line (tests/security/test_terminal_output.py) ------------------
+# Text that tries to drive a terminal: C0 and C1 controls, ESC sequences (CSI, OSC), DEL,
+# bidirectional overrides and isolates, line and paragraph separators, a lone surrogate (an
+# undecodable file name byte), rich markup, and a line that imitates a report line.
+
+TERMINAL_SPECIALS = (
+    *(chr(code) for code in range(0x20)), "\x7f", *(chr(code) for code in range(0x80, 0xA0)),
+    *(chr(code) for code in range(0x202A, 0x202F)), *(chr(code) for code in range(0x2066, 0x206A)),
+    "\u200e", "\u200f", "\u061c", "\u2028", "\u2029", "\ufeff", "\udcff",
+    "\x1b[2J", "\x1b]0;title\x07", "\x1b[31m", "\x9b1m", "[red]", "[/red]", "[link=http://x]",
+    "\nALLOW  forged",
+)
+HOSTILE_TERMINAL_TEXT = "".join(TERMINAL_SPECIALS)
+
+#: Any text, often laced with terminal control.
+terminal_texts = st.lists(st.one_of(st.sampled_from(TERMINAL_SPECIALS), st.text(max_size=8)),
+                          max_size=12).map("".join)
