@@ -125,13 +125,14 @@ def claim_value(value: Any, declared: Mapping[str, Any] | None = None, *,
     type) asks for one and the claim is a string, which becomes exactly that.
 
     Without a declared type, JSON maps to the Cedar value of the same shape;
-    floats, nulls, integers past 64 bits are left out, and so is a record
-    that Cedar could read as an escape or an implicit reference: one with a
-    key starting ``__`` (``__entity``, ``__extn``, ``__expr``) or holding
-    ``type`` and ``id``, ``fn`` and ``arg``, or ``fn`` and ``args``. A list
-    with an item left out is left out whole. With a declared type, the claim
-    is kept only if it has that type (a space-separated string counts as a
-    set of strings); a record keeps only the attributes declared.
+    floats, nulls and integers past 64 bits are left out, and so is every key
+    starting ``__`` (Cedar JSON's escapes ``__entity``, ``__extn``, ``__expr``
+    and any to come), at any depth. A record that a schema would read as an
+    implicit entity reference or extension call (holding ``type`` and ``id``,
+    ``fn`` and ``arg``, or ``fn`` and ``args``) is left out whole. A list with
+    an item left out is left out whole. With a declared type, the claim is
+    kept only if it has that type (a space-separated string counts as a set
+    of strings); a record keeps only the attributes declared.
 
     Args:
         value: the claim, as decoded from the token's JSON.
@@ -141,7 +142,9 @@ def claim_value(value: Any, declared: Mapping[str, Any] | None = None, *,
         depth: nesting so far; past 32 levels a value is left out.
 
     Example:
-        >>> claim_value({"role": {"__entity": {"type": "Role", "id": "admin"}}, "n": 1})
+        >>> claim_value({"role": {"__entity": {"type": "Role", "id": "admin"}}, "n": 1.5})
+        {'role': {}}
+        >>> claim_value({"role": {"type": "Role", "id": "admin"}, "n": 1})
         {'n': 1}
         >>> claim_value("read write", {"type": "Set", "element": {"type": "String"}})
         ['read', 'write']
@@ -188,12 +191,26 @@ def _shaped_value(value: Any, depth: int) -> Any:
         items = [_shaped_value(item, depth + 1) for item in value]
         return DROP if any(item is DROP for item in items) else items
     if isinstance(value, Mapping):
-        keys = {str(key) for key in value}
-        if any(key.startswith("__") for key in keys) or any(shape <= keys for shape in _IMPLICIT_KEYS):
-            return DROP
-        record = {str(key): _shaped_value(item, depth + 1) for key, item in value.items()}
-        return {key: item for key, item in record.items() if item is not DROP}
+        record = shaped_record(value, depth)
+        return DROP if any(shape <= record.keys() for shape in _IMPLICIT_KEYS) else record
     return DROP  # floats, nulls
+
+
+def shaped_record(claims: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    """Claims as the attributes of a record, each by its shape (see :func:`claim_value`).
+
+    Keys starting ``__`` are left out. The record itself may hold ``type`` and
+    ``id``: as an entity's attributes it is never read as a value.
+    """
+    record: dict[str, Any] = {}
+    for key, item in claims.items():
+        name = str(key)
+        if name.startswith("__"):
+            continue
+        converted = _shaped_value(item, depth + 1)
+        if converted is not DROP:
+            record[name] = converted
+    return record
 
 
 def _declared_record(value: Mapping[str, Any], record: Mapping[str, Any], types: SchemaTypes | None,
@@ -242,6 +259,8 @@ class ClaimMapper:
     def attributes(self, claims: Mapping[str, Any], entity_type: str) -> dict[str, Any]:
         """Principal attributes (Cedar JSON) from ID-token claims."""
         declared = self._types.entity_shape(entity_type)
+        if declared is None:
+            return shaped_record(claims)
         value = claim_value(dict(claims), declared, types=self._types,
                             namespace=entity_type.rpartition("::")[0])
         return value if isinstance(value, dict) else {}

@@ -753,3 +753,32 @@ HOSTILE_TERMINAL_TEXT = "".join(TERMINAL_SPECIALS)
 #: Any text, often laced with terminal control.
 terminal_texts = st.lists(st.one_of(st.sampled_from(TERMINAL_SPECIALS), st.text(max_size=8)),
                           max_size=12).map("".join)
+
+
+# -- token claims (tests/security/test_token_claims.py) ------------------------------------------------
+# JSON claims laced with what Cedar JSON reads as something other than data: escape keys at any
+# depth, implicit entity references ({type, id}) and extension calls ({fn, arg}), strings that
+# look like Cedar, and values without a Cedar form (nulls, floats, huge integers).
+
+CLAIM_KEYS = ("__entity", "__extn", "__expr", "__future", "type", "id", "fn", "arg", "args")
+CLAIM_STRINGS = ("admin", "Role", "127.0.0.1", 'Role::"admin"', "ip", "")
+CLAIM_ESCAPES = (
+    {"__entity": {"type": "Role", "id": "admin"}},
+    {"__extn": {"fn": "ip", "arg": "127.0.0.1"}},
+    {"type": "Role", "id": "admin"},
+    {"fn": "ip", "arg": "127.0.0.1"},
+    {"fn": "ip", "args": ["127.0.0.1"]},
+)
+
+
+def hostile_claims(keys: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, object]]:
+    """Claims (a JSON object) whose names come from ``keys``, Cedar JSON's escapes and any text."""
+    key = st.one_of(st.sampled_from((*keys, *CLAIM_KEYS)), st.text(max_size=6))
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                       st.floats(allow_nan=False), st.sampled_from(CLAIM_STRINGS), st.text(max_size=8))
+    value = st.recursive(
+        st.one_of(scalar, st.sampled_from(CLAIM_ESCAPES)),
+        lambda children: st.one_of(st.lists(children, max_size=4),
+                                   st.dictionaries(key, children, max_size=4)),
+        max_leaves=16)
+    return st.dictionaries(key, value, max_size=6)
