@@ -223,6 +223,9 @@ def _test(args: argparse.Namespace) -> int:
             styles.append(None if result.passed else "red")
         out.table(["result", "case", "expected", "got", "determining policies / failure"], rows,
                   styles=styles, title=f"{label}: decision cases")
+    for result in results:
+        for warning in result.warnings:
+            out.line(f"warning: {result.case.id}: {warning}", "yellow")
     for result in failed:
         case = result.case
         where = (case.source if Path(case.source).is_absolute() else f"{label}/{case.source}") + (
@@ -260,7 +263,10 @@ def add_check_command(commands: Subparsers) -> None:
         description=(
             "Decide one request with the store's policies and entities and print the "
             "decision, the full text of the determining policies, evaluation errors and the "
-            "time taken. Exit 0 whatever the decision (1 with --expect if it differs)."))
+            "time taken. Exit 0 whatever the decision (1 with --expect if it differs); exit 1 "
+            "for a request Cedar cannot build (undeclared action, a principal or resource type "
+            "the action does not apply to, a context that does not match the schema), which is "
+            "denied, with what is wrong and the nearest declared names."))
     _store_argument(parser)
     parser.add_argument("--principal", required=True, metavar="UID",
                         help='Cedar text such as User::"alice", or {"type": ..., "id": ...}')
@@ -305,6 +311,7 @@ def _json_option(text: str, option: str) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from agentauthz._cases import RequestCheck
     from agentauthz.engines.local import LocalEngine
 
     root = _directory(args)
@@ -336,11 +343,16 @@ def _check(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     decision = engine.decide([request], entities)[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
-    status = EXIT_PROBLEMS if args.expect and decision.outcome != args.expect else EXIT_OK
+    check = RequestCheck(store)
+    invalid = check.problems([request])[0] or check.entities_problem(engine, entities)
+    warnings = check.warnings(request, entities)
+    # A request Cedar cannot build is denied, but that is no answer to "is this allowed?".
+    status = EXIT_PROBLEMS if invalid or (args.expect and decision.outcome != args.expect) else EXIT_OK
     policies = _determining(store, decision)
     if args.json:
         _print_json({
             "request": request.to_cedar(), "decision": decision.outcome,
+            "invalid_request": invalid, "warnings": warnings,
             "reasons": list(decision.reasons), "errors": list(decision.errors),
             "milliseconds": round(elapsed_ms, 3),
             "policies": [{"id": pid, "location": where, "text": text}
@@ -351,7 +363,9 @@ def _check(args: argparse.Namespace) -> int:
     word = "ALLOW" if decision.allowed else "DENY"
     out.line(f"{word}  {request.principal} {request.action} {request.resource}",
              "bold green" if decision.allowed else "bold red")
-    if policies:
+    if invalid:
+        out.line(f"invalid request: {invalid}", "bold red")
+    elif policies:
         out.line("determined by:")
         for policy_id, where, text in policies:
             out.line(f"  {policy_id} ({where})", "bold")
@@ -363,9 +377,13 @@ def _check(args: argparse.Namespace) -> int:
         out.line("errors:", "yellow")
         for error in decision.errors:
             out.line(f"  {error}", "yellow")
+    for warning in warnings:
+        out.line(f"warning: {warning}", "yellow")
     out.line(f"decided in {elapsed_ms:.2f} ms", "dim")
-    if status != EXIT_OK:
+    if args.expect and decision.outcome != args.expect:
         out.line(f"expected {args.expect}", "bold red")
+    elif invalid and args.expect:
+        out.line(f"expected {args.expect} of a valid request", "bold red")
     return status
 
 
@@ -448,8 +466,9 @@ def _format(args: argparse.Namespace) -> int:
             diff = difflib.unified_diff(
                 result.original.splitlines(keepends=True),
                 (result.formatted or "").splitlines(keepends=True),
-                f"{label}/{result.file}", f"{label}/{result.file} (formatted)")
-            sys.stdout.writelines(diff)
+                f"{label}/{result.file}", f"{label}/{result.file} (formatted)", lineterm="")
+            for line in diff:
+                out.line(line.removesuffix("\n"), _DIFF_STYLES.get(line[:1]))
     for result in refused:
         out.line(f"error: {label}/{result.problem}", "red")
     unchanged = len(results) - len(changed) - len(refused)
@@ -457,6 +476,9 @@ def _format(args: argparse.Namespace) -> int:
                f"{unchanged} unchanged" + (f", {len(refused)} refused" if refused else ""))
     out.line(f"{label}: {summary}", "bold red" if failed else "bold green")
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+_DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
 
 def _write_atomically(path: Path, text: str) -> None:

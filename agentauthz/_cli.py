@@ -313,8 +313,18 @@ def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None) -> 
     try:
         return handler(args)
     except UsageError as exc:
-        print(f"agentauthz: error: {exc}", file=err)
+        _report(exc, err)
         return EXIT_USAGE
     except AuthzError as exc:
-        print(f"agentauthz: error: {exc}", file=err)
+        _report(exc, err)
         return EXIT_PROBLEMS
+
+
+def _report(error: Exception, stream: TextIO) -> None:
+    """The error on ``stream``, one problem a line: file names and quoted input are escaped."""
+    from agentauthz._console import printable
+
+    problems = error.problems if isinstance(error, PolicyError) else (str(error),)
+    lines = [f"{len(problems)} problems:", *problems] if len(problems) > 1 else list(problems)
+    stream.write("".join(f"{'agentauthz: error: ' if index == 0 else ''}{printable(line)}\n"
+                         for index, line in enumerate(lines)))

@@ -21,7 +21,7 @@ from pathlib import Path
 import cedarpy
 
 from agentauthz._errors import PolicyError
-from agentauthz._policies import truncate
+from agentauthz._policies import read_store_bytes, store_files, truncate
 from agentauthz._policytext import _TOKEN, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, scan
 
 __all__ = ["FormatResult", "format_directory", "format_text"]
@@ -102,20 +102,21 @@ def _comments(text: str) -> list[tuple[int, str]]:
 def format_directory(path: str | Path, *, line_width: int = 80, indent_width: int = 2,
                      max_depth: int = DEFAULT_MAX_DEPTH,
                      max_bytes: int = DEFAULT_MAX_BYTES) -> list[FormatResult]:
-    """Format every ``*.cedar`` file of a store (as the loader finds them); writes nothing."""
+    """Format every ``*.cedar`` file of a store (as the loader finds them); writes nothing.
+
+    A file that cannot be read as a regular file (a dangling symlink, a named
+    pipe, a directory, ...) or a directory that cannot be listed is reported as
+    a refused file.
+    """
     root = Path(path)
     results = []
-    for file in sorted(root.rglob("*.cedar")):
-        relative = file.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        name = relative.as_posix()
+    problems: list[str] = []
+    for file in store_files(root, (".cedar",), problems):
+        name = file.relative_to(root).as_posix()
         try:
-            if file.stat().st_size > max_bytes:
-                raise PolicyError(f"{name}: over the limit of {max_bytes} bytes")
-            original = file.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            results.append(FormatResult(name, "", None, f"{name}: cannot read ({exc})"))
+            original = read_store_bytes(file, name, max_bytes).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            results.append(FormatResult(name, "", None, f"{name}: not valid UTF-8 (byte {exc.start})"))
             continue
         except PolicyError as exc:
             results.append(FormatResult(name, "", None, str(exc)))
@@ -127,4 +128,5 @@ def format_directory(path: str | Path, *, line_width: int = 80, indent_width: in
             results.append(FormatResult(name, original, None, "; ".join(exc.problems)))
             continue
         results.append(FormatResult(name, original, formatted))
+    results.extend(FormatResult(problem.partition(":")[0], "", None, problem) for problem in problems)
     return results

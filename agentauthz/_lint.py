@@ -40,8 +40,8 @@ import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import EntityUID
-from agentauthz._policies import Policy, PolicyStore, TemplateLink, truncate
-from agentauthz._policytext import _TOKEN, DEFAULT_MAX_DEPTH, scan
+from agentauthz._policies import Policy, PolicyStore, TemplateLink, _read_text, truncate
+from agentauthz._policytext import _TOKEN, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, scan
 
 __all__ = ["Finding", "LintReport", "lint_directory", "locate_problems"]
 
@@ -188,8 +188,8 @@ class _Texts:
         if name not in self._cache:
             path = self.root / name
             try:
-                self._cache[name] = path.read_text(encoding="utf-8") if path.is_file() else None
-            except (OSError, UnicodeDecodeError):
+                self._cache[name] = _read_text(path, name, DEFAULT_MAX_BYTES)
+            except PolicyError:
                 self._cache[name] = None
         return self._cache[name]
 
@@ -427,20 +427,18 @@ def _entity_problems(root: Path, texts: _Texts, max_depth: int) -> list[Finding]
         _entity_handle,
         _parse_schema,
         _read_json,
-        _read_text,
+        schema_files,
+        store_entry,
     )
-    from agentauthz._policytext import DEFAULT_MAX_BYTES, schema_nesting_problem
+    from agentauthz._policytext import schema_nesting_problem
 
-    if not (root / "entities.json").is_file():
-        return []
     try:
+        if not store_entry(root / "entities.json", "entities.json"):
+            return []
         entities = _entities_from_json(
             _read_json(root / "entities.json", "entities.json", DEFAULT_MAX_BYTES), "entities.json")
         schema = None
-        chosen = [p for p in (root / "schema.cedarschema", root / "schema.cedarschema.json")
-                  if p.is_file()] or sorted(
-            p for p in root.iterdir()
-            if p.is_file() and p.name.endswith((".cedarschema", ".cedarschema.json")))
+        chosen = schema_files(root)
         if len(chosen) == 1:
             schema_text = _read_text(chosen[0], chosen[0].name, DEFAULT_MAX_BYTES)
             if not schema_text.lstrip().startswith("{") and schema_nesting_problem(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import stat
 import threading
@@ -340,20 +341,139 @@ class PolicyStore:
 # -- loading ------------------------------------------------------------------------
 
 
-def _read_text(path: Path, name: str, max_bytes: int) -> str:
+# Open without blocking: a named pipe with no writer would otherwise hang the load. The flag
+# does nothing to a regular file, the only kind that is then read.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(
+    os, "O_CLOEXEC", 0)
+
+
+def store_entry(path: Path, name: str) -> bool:
+    """Whether the directory holds an entry of this name, of any kind.
+
+    A dangling symlink, a named pipe, a socket or a directory counts: the store
+    then reads it, and reading says what is wrong with it, instead of the file
+    being silently left out.
+
+    Raises:
+        PolicyError: the directory cannot be searched.
+    """
     try:
-        info = path.stat()
-        # A pipe blocks and a device (a symlink to /dev/zero) reports size 0 and never ends.
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise PolicyError(f"{name}: cannot look it up ({exc.strerror})") from exc
+    return True
+
+
+def store_files(root: Path, suffixes: tuple[str, ...], problems: list[str],
+                label: str = "") -> list[Path]:
+    """Entries below ``root`` (hidden ones left out) whose names end with one of ``suffixes``.
+
+    Entries of any kind are returned, so that reading them reports what they
+    are; directories are searched (symlinked ones are not, as ``Path.rglob``
+    does not). A directory that cannot be listed is a problem, never skipped.
+
+    Args:
+        root: the directory to search.
+        suffixes: name endings to find, such as ``(".cedar",)``.
+        problems: where a directory that cannot be listed is reported.
+        label: how ``root`` is named in problems (its relative path).
+    """
+    found: list[Path] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = [(entry.name, _is_directory(entry)) for entry in entries]
+        except OSError as exc:
+            where = folder.relative_to(root).as_posix()
+            name = (f"{label}/{where}" if label else where) if where != "." else (label or str(root))
+            problems.append(f"{name}: cannot list the directory ({exc.strerror})")
+            continue
+        for entry_name, is_directory in listed:
+            if entry_name.startswith("."):
+                continue
+            if entry_name.endswith(suffixes):
+                found.append(folder / entry_name)
+            elif is_directory:
+                pending.append(folder / entry_name)
+    return sorted(found)
+
+
+def _is_directory(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False  # gone since it was listed: nothing below it to find
+
+
+def schema_files(root: Path) -> list[Path]:
+    """The schema candidates of a store directory; more than one is a problem for the caller.
+
+    ``schema.cedarschema`` or ``schema.cedarschema.json`` when either is there,
+    else every ``*.cedarschema`` / ``*.cedarschema.json`` entry, of any kind.
+
+    Raises:
+        PolicyError: the directory cannot be listed.
+    """
+    chosen = [path for path in (root / "schema.cedarschema", root / "schema.cedarschema.json")
+              if store_entry(path, path.name)]
+    if chosen:
+        return chosen
+    try:
+        names = os.listdir(root)
+    except OSError as exc:
+        raise PolicyError(f"{root}: cannot list the directory ({exc.strerror})") from exc
+    return sorted(root / name for name in names if name.endswith((".cedarschema", ".cedarschema.json")))
+
+
+def read_store_bytes(path: Path, name: str, max_bytes: int) -> bytes:
+    """The content of a store file, which must be a regular file (a symlink to one is fine).
+
+    A dangling symlink, a directory, a named pipe (never waited on), a socket, a
+    device, a file that cannot be opened or that vanished since it was listed:
+    each is a :class:`PolicyError` naming the file. At most ``max_bytes`` are read.
+
+    Raises:
+        PolicyError: the file cannot be read as a regular file, or is over the limit.
+    """
+    try:
+        info = os.stat(path)
+        # Checked before opening too, so that no device or pipe is ever opened.
         if not stat.S_ISREG(info.st_mode):
-            raise PolicyError(f"{name}: not a regular file")
-        if info.st_size > max_bytes:
-            raise PolicyError(f"{name}: {info.st_size} bytes is over the limit of {max_bytes}")
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise PolicyError(f"{name}: more than {max_bytes} bytes, over the limit")
+            raise PolicyError(f"{name}: not a regular file ({_kind(info.st_mode)})")
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        dangling = os.path.islink(path)
+        raise PolicyError(f"{name}: " + ("a symbolic link to a file that does not exist" if dangling
+                                         else f"cannot read ({exc.strerror})")) from exc
     except OSError as exc:
         raise PolicyError(f"{name}: cannot read ({exc.strerror})") from exc
+    try:
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())  # what was opened, should the entry have been swapped
+            if not stat.S_ISREG(info.st_mode):
+                raise PolicyError(f"{name}: not a regular file ({_kind(info.st_mode)})")
+            if info.st_size > max_bytes:
+                raise PolicyError(f"{name}: {info.st_size} bytes is over the limit of {max_bytes}")
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise PolicyError(f"{name}: cannot read ({exc.strerror})") from exc
+    if len(data) > max_bytes:
+        raise PolicyError(f"{name}: more than {max_bytes} bytes, over the limit")
+    return data
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((word for test, word in kinds if test(mode)), "not a file")
+
+
+def _read_text(path: Path, name: str, max_bytes: int) -> str:
+    data = read_store_bytes(path, name, max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -376,21 +496,19 @@ def _load_directory(root: Path, *, validate: bool, max_bytes: int, max_depth: in
         raise PolicyError(f"{root}: not a directory")
     problems: list[str] = []
     sources: list[_Source] = []
-    for path in sorted(root.rglob("*.cedar")):
+    for path in store_files(root, (".cedar",), problems):
         relative = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
         try:
             sources.append(_Source(relative, _read_text(path, relative, max_bytes)))
         except PolicyError as exc:
             problems.extend(exc.problems)
 
     schema: tuple[str | None, str] = (None, "")
-    candidates = [root / "schema.cedarschema", root / "schema.cedarschema.json"]
-    chosen = [p for p in candidates if p.is_file()]
-    if not chosen:
-        chosen = sorted(p for p in root.iterdir()
-                        if p.is_file() and p.name.endswith((".cedarschema", ".cedarschema.json")))
+    try:
+        chosen = schema_files(root)
+    except PolicyError as exc:
+        problems.extend(exc.problems)
+        chosen = []
     if len(chosen) > 1:
         problems.append(f"{root.name}: more than one schema file: "
                         + ", ".join(p.name for p in chosen))
@@ -401,22 +519,19 @@ def _load_directory(root: Path, *, validate: bool, max_bytes: int, max_depth: in
             problems.extend(exc.problems)
 
     entity_list: tuple[Entity, ...] = ()
-    entities_path = root / "entities.json"
-    if entities_path.is_file():
-        try:
+    links: tuple[TemplateLink, ...] = ()
+    try:
+        if store_entry(root / "entities.json", "entities.json"):
             entity_list = _entities_from_json(
-                _read_json(entities_path, "entities.json", max_bytes), "entities.json")
+                _read_json(root / "entities.json", "entities.json", max_bytes), "entities.json")
+    except PolicyError as exc:
+        problems.extend(exc.problems)
+    for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
+        try:
+            if store_entry(root / name, name):
+                links += reader(_read_json(root / name, name, max_bytes), name)
         except PolicyError as exc:
             problems.extend(exc.problems)
-
-    links: tuple[TemplateLink, ...] = ()
-    for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
-        link_path = root / name
-        if link_path.is_file():
-            try:
-                links += reader(_read_json(link_path, name, max_bytes), name)
-            except PolicyError as exc:
-                problems.extend(exc.problems)
 
     return _build(sources, schema=schema, entity_list=entity_list, entities_name="entities.json",
                   links=links, validate=validate, positional_names=False,

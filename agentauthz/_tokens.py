@@ -47,7 +47,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentauthz._errors import ConfigurationError, IdentityError
 from agentauthz._model import Entity, EntityUID
+from agentauthz._schematypes import EXTENSION_CONSTRUCTORS, SchemaTypes
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer, Identity
@@ -73,8 +73,8 @@ DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES2
 _REFUSED_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 _TOKEN_USE = {"identity": "id", "access": "access"}
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
-_EXTENSIONS = {"ipaddr": "ip", "decimal": "decimal", "datetime": "datetime", "duration": "duration"}
-_DROP = object()
+#: What :func:`claim_value` returns for a claim without a safe Cedar form.
+DROP: Any = object()
 # Ask the JWKS source again for an unknown key id at most this often.
 _JWKS_REFRESH_SECONDS = 60.0
 
@@ -108,26 +108,133 @@ def user_pool_id_from_arn(arn: str) -> str:
 
 # -- claims -> Cedar ------------------------------------------------------------------------
 
+# Keys of a JSON object that Cedar reads as something other than a record, where a schema
+# declares an entity or extension type: a record holding all of one of these sets (extra keys
+# are ignored) or any key starting "__" (__entity, __extn, __expr, and any escape to come).
+_IMPLICIT_KEYS = (frozenset({"type", "id"}), frozenset({"fn", "arg"}), frozenset({"fn", "args"}))
+_MAX_CLAIM_DEPTH = 32
 
-def _default_value(value: Any, depth: int = 0) -> Any:
-    """A JSON claim as the Cedar JSON value of the same shape, or _DROP."""
-    if depth > 32:
-        return _DROP
+
+def claim_value(value: Any, declared: Mapping[str, Any] | None = None, *,
+                types: SchemaTypes | None = None, namespace: str = "", depth: int = 0) -> Any:
+    """A verified claim as Cedar JSON *data*, or ``DROP`` when it has no safe Cedar form.
+
+    The one conversion of claims to Cedar, for principal attributes and
+    ``context.token`` alike. Claims are data: the value is never an entity
+    reference or an extension value, except where ``declared`` (a schema
+    type) asks for one and the claim is a string, which becomes exactly that.
+
+    Without a declared type, JSON maps to the Cedar value of the same shape;
+    floats, nulls and integers past 64 bits are left out, and so is every key
+    starting ``__`` (Cedar JSON's escapes ``__entity``, ``__extn``, ``__expr``
+    and any to come), at any depth. A record that a schema would read as an
+    implicit entity reference or extension call (holding ``type`` and ``id``,
+    ``fn`` and ``arg``, or ``fn`` and ``args``) is left out whole. A list with
+    an item left out is left out whole. With a declared type, the claim is
+    kept only if it has that type (a space-separated string counts as a set
+    of strings); a record keeps only the attributes declared.
+
+    Args:
+        value: the claim, as decoded from the token's JSON.
+        declared: its schema type (resolved or not), or None.
+        types: the schema, to resolve ``declared``.
+        namespace: the namespace ``declared`` is written in.
+        depth: nesting so far; past 32 levels a value is left out.
+
+    Example:
+        >>> claim_value({"role": {"__entity": {"type": "Role", "id": "admin"}}, "n": 1.5})
+        {'role': {}}
+        >>> claim_value({"role": {"type": "Role", "id": "admin"}, "n": 1})
+        {'n': 1}
+        >>> claim_value("read write", {"type": "Set", "element": {"type": "String"}})
+        ['read', 'write']
+    """
+    if depth > _MAX_CLAIM_DEPTH:
+        return DROP
+    if declared is None:
+        return _shaped_value(value, depth)
+    resolved = (types or SchemaTypes(None)).resolve(declared, namespace)
+    kind = resolved.get("type") if resolved is not None else None
+    if kind == "String":
+        return value if isinstance(value, str) else DROP
+    if kind == "Long":
+        return value if _is_long(value) else DROP
+    if kind == "Boolean":
+        return value if isinstance(value, bool) else DROP
+    if kind == "Set":
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return DROP
+        element = resolved.get("element") if resolved is not None else None
+        converted = [claim_value(item, element if isinstance(element, Mapping) else {},
+                                 types=types, namespace=namespace, depth=depth + 1) for item in items]
+        return DROP if any(item is DROP for item in converted) else converted
+    if kind == "Record" and isinstance(value, Mapping) and resolved is not None:
+        return _declared_record(value, resolved, types, namespace, depth)
+    if kind == "Entity" and isinstance(value, str) and value and resolved is not None:
+        return {"__entity": {"type": str(resolved.get("name")), "id": value}}
+    function = EXTENSION_CONSTRUCTORS.get(str(resolved.get("name"))) if kind == "Extension" and (
+        resolved is not None) else None
+    if function is not None and isinstance(value, str):
+        return {"__extn": {"fn": function, "arg": value}}
+    return DROP
+
+
+def _shaped_value(value: Any, depth: int) -> Any:
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int):
-        return value if _LONG_MIN <= value <= _LONG_MAX else _DROP
+        return value if _is_long(value) else DROP
+    if depth > _MAX_CLAIM_DEPTH:
+        return DROP
     if isinstance(value, list):
-        items = [_default_value(item, depth + 1) for item in value]
-        return _DROP if any(item is _DROP for item in items) else items
+        items = [_shaped_value(item, depth + 1) for item in value]
+        return DROP if any(item is DROP for item in items) else items
     if isinstance(value, Mapping):
-        record = {str(k): _default_value(v, depth + 1) for k, v in value.items()}
-        return {k: v for k, v in record.items() if v is not _DROP}
-    return _DROP  # floats, nulls
+        record = shaped_record(value, depth)
+        return DROP if any(shape <= record.keys() for shape in _IMPLICIT_KEYS) else record
+    return DROP  # floats, nulls
+
+
+def shaped_record(claims: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    """Claims as the attributes of a record, each by its shape (see :func:`claim_value`).
+
+    Keys starting ``__`` are left out. The record itself may hold ``type`` and
+    ``id``: as an entity's attributes it is never read as a value.
+    """
+    record: dict[str, Any] = {}
+    for key, item in claims.items():
+        name = str(key)
+        if name.startswith("__"):
+            continue
+        converted = _shaped_value(item, depth + 1)
+        if converted is not DROP:
+            record[name] = converted
+    return record
+
+
+def _declared_record(value: Mapping[str, Any], record: Mapping[str, Any], types: SchemaTypes | None,
+                     namespace: str, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, declared in (record.get("attributes") or {}).items():
+        # A schema may quote any attribute name; one starting "__" cannot travel in Cedar JSON.
+        if name in value and not name.startswith("__") and isinstance(declared, Mapping):
+            converted = claim_value(value[name], declared, types=types, namespace=namespace, depth=depth + 1)
+            if converted is not DROP:
+                out[name] = converted
+    return out
+
+
+def _is_long(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and _LONG_MIN <= value <= _LONG_MAX
 
 
 class ClaimMapper:
     """Converts claims to Cedar JSON following a Cedar JSON schema, or by shape without one.
+
+    Every conversion goes through :func:`claim_value`: claims never become
+    entity references or extension values unless the schema declares one
+    (see there).
 
     Args:
         schema: the policy store schema as a Cedar JSON document (namespace ->
@@ -136,6 +243,7 @@ class ClaimMapper:
 
     def __init__(self, schema: Mapping[str, Any] | None = None) -> None:
         self.schema: Mapping[str, Any] | None = schema if schema else None
+        self._types = SchemaTypes(self.schema)
 
     @classmethod
     def from_schema(cls, schema: Any) -> ClaimMapper:
@@ -144,27 +252,18 @@ class ClaimMapper:
         Raises:
             PolicyError: the schema does not parse or convert.
         """
-        if schema is None:
-            return cls(None)
-        if isinstance(schema, Mapping):
-            return cls(schema)
-        text = schema if isinstance(schema, str) else getattr(schema, "schema_text", None)
-        if text is None:
-            return cls(None)
-        from agentauthz._schemajson import schema_json_text
-
-        document = json.loads(schema_json_text(text))
-        return cls(document if isinstance(document, Mapping) else None)
+        return cls(SchemaTypes.from_schema(schema).document)
 
     # -- public ------------------------------------------------------------------------
 
     def attributes(self, claims: Mapping[str, Any], entity_type: str) -> dict[str, Any]:
         """Principal attributes (Cedar JSON) from ID-token claims."""
-        declared = self._entity_shape(entity_type)
+        declared = self._types.entity_shape(entity_type)
         if declared is None:
-            return self._default_record(claims)
-        namespace = _namespace_of(entity_type)
-        return self._record(claims, declared, namespace)
+            return shaped_record(claims)
+        value = claim_value(dict(claims), declared, types=self._types,
+                            namespace=entity_type.rpartition("::")[0])
+        return value if isinstance(value, dict) else {}
 
     def token_context(self, claims: Mapping[str, Any], action: EntityUID | None) -> dict[str, Any] | None:
         """``context.token`` (Cedar JSON) from access-token claims; None when the schema has no place for it.
@@ -172,145 +271,17 @@ class ClaimMapper:
         Without a schema (or without the action in it) every claim is kept and
         ``scope`` becomes a set of strings.
         """
-        shape = self._token_shape(action) if action is not None else _UNKNOWN
-        if shape is _UNKNOWN:
-            record = self._default_record(claims)
+        if action is None or self._types.action(action) is None:
             scope = claims.get("scope")
-            if isinstance(scope, str):
-                record["scope"] = scope.split()
-            return record
-        if shape is None:
+            record = claim_value(dict(claims) | ({"scope": scope.split()} if isinstance(scope, str) else {}))
+            return record if isinstance(record, dict) else {}
+        context = self._types.context(action)
+        token = (context.get("attributes") or {}).get("token") if context is not None and context.get(
+            "type") == "Record" else None
+        if not isinstance(token, Mapping):
             return None
-        namespace = _namespace_of(action.type) if action is not None else ""
-        value = self._convert(claims, shape, namespace, 0)
+        value = claim_value(dict(claims), token, types=self._types, namespace=action.type.rpartition("::")[0])
         return value if isinstance(value, dict) else None
-
-    # -- schema lookups ----------------------------------------------------------------
-
-    def _entity_shape(self, entity_type: str) -> Mapping[str, Any] | None:
-        if self.schema is None:
-            return None
-        namespace, _, name = entity_type.rpartition("::")
-        body = self.schema.get(namespace)
-        declared = (body.get("entityTypes") or {}).get(name) if isinstance(body, Mapping) else None
-        if not isinstance(declared, Mapping):
-            return None
-        shape = declared.get("shape")
-        if shape is None:
-            return {"type": "Record", "attributes": {}}
-        resolved = self._resolve(shape, namespace)
-        return resolved if isinstance(resolved, Mapping) and resolved.get("type") == "Record" else None
-
-    def _token_shape(self, action: EntityUID) -> Any:
-        if self.schema is None:
-            return _UNKNOWN
-        namespace = action.type[: -len("::Action")] if action.type.endswith("::Action") else ""
-        body = self.schema.get(namespace)
-        declared = (body.get("actions") or {}).get(action.id) if isinstance(body, Mapping) else None
-        if not isinstance(declared, Mapping):
-            return _UNKNOWN
-        applies = declared.get("appliesTo") or {}
-        context = applies.get("context") if isinstance(applies, Mapping) else None
-        if context is None:
-            return None
-        resolved = self._resolve(context, namespace)
-        if not isinstance(resolved, Mapping) or resolved.get("type") != "Record":
-            return None
-        token = (resolved.get("attributes") or {}).get("token")
-        return token if isinstance(token, Mapping) else None
-
-    def _resolve(self, declared: Any, namespace: str, depth: int = 0) -> Any:
-        """Follow common-type references until a concrete type (or an entity/extension/primitive marker)."""
-        if depth > 16 or not isinstance(declared, Mapping):
-            return None
-        kind = declared.get("type")
-        name = declared.get("name")
-        if kind in ("EntityOrCommon", "Entity", "Extension") and isinstance(name, str):
-            return self._named(name, namespace, depth, kind)
-        if isinstance(kind, str) and kind not in (
-                "String", "Long", "Boolean", "Set", "Record", "Entity", "Extension", "EntityOrCommon"):
-            return self._named(kind, namespace, depth, "EntityOrCommon")
-        return declared
-
-    def _named(self, name: str, namespace: str, depth: int, kind: str) -> Any:
-        bare = name.removeprefix("__cedar::")
-        if kind != "Entity":
-            if bare in ("String", "Long"):
-                return {"type": bare}
-            if bare in ("Bool", "Boolean"):
-                return {"type": "Boolean"}
-            if bare in _EXTENSIONS:
-                return {"type": "Extension", "name": bare}
-        space, _, short = name.rpartition("::")
-        candidates = [(space, short)] if space else [(namespace, short), ("", short)]
-        for space_name, short_name in candidates:
-            body = self.schema.get(space_name) if self.schema is not None else None
-            if not isinstance(body, Mapping):
-                continue
-            if kind != "Entity":
-                common = (body.get("commonTypes") or {}).get(short_name)
-                if isinstance(common, Mapping):
-                    return self._resolve(common, space_name, depth + 1)
-            if short_name in (body.get("entityTypes") or {}):
-                full = f"{space_name}::{short_name}" if space_name else short_name
-                return {"type": "Entity", "name": full}
-        return None
-
-    # -- conversion --------------------------------------------------------------------
-
-    @staticmethod
-    def _default_record(claims: Mapping[str, Any]) -> dict[str, Any]:
-        record = _default_value(dict(claims))
-        return record if isinstance(record, dict) else {}
-
-    def _record(self, claims: Mapping[str, Any], record: Mapping[str, Any], namespace: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, declared in (record.get("attributes") or {}).items():
-            if name in claims:
-                value = self._convert(claims[name], declared, namespace, 1)
-                if value is not _DROP:
-                    out[name] = value
-        return out
-
-    def _convert(self, value: Any, declared: Any, namespace: str, depth: int) -> Any:
-        if depth > 32:
-            return _DROP
-        resolved = self._resolve(declared, namespace)
-        if not isinstance(resolved, Mapping):
-            return _DROP
-        kind = resolved.get("type")
-        if kind == "String":
-            return value if isinstance(value, str) else _DROP
-        if kind == "Long":
-            ok = isinstance(value, int) and not isinstance(value, bool) and _LONG_MIN <= value <= _LONG_MAX
-            return value if ok else _DROP
-        if kind == "Boolean":
-            return value if isinstance(value, bool) else _DROP
-        if kind == "Set":
-            items = value.split() if isinstance(value, str) else value
-            if not isinstance(items, list):
-                return _DROP
-            converted = [self._convert(item, resolved.get("element"), namespace, depth + 1) for item in items]
-            return _DROP if any(item is _DROP for item in converted) else converted
-        if kind == "Record":
-            return self._record(value, resolved, namespace) if isinstance(value, Mapping) else _DROP
-        if kind == "Entity":
-            if not isinstance(value, str) or not value:
-                return _DROP
-            return {"__entity": {"type": str(resolved.get("name")), "id": value}}
-        if kind == "Extension":
-            function = _EXTENSIONS.get(str(resolved.get("name")))
-            if function is None or not isinstance(value, str):
-                return _DROP
-            return {"__extn": {"fn": function, "arg": value}}
-        return _DROP
-
-
-_UNKNOWN: Any = object()
-
-
-def _namespace_of(entity_type: str) -> str:
-    return entity_type.rpartition("::")[0]
 
 
 def group_names(value: Any) -> list[str]:

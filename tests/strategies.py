@@ -750,3 +750,50 @@ session_fact_paths = st.sampled_from([
 summed_arguments = st.sets(st.sampled_from(["seats", "fee"]))
 #: (seats, fee) of the calls made in one session.
 seat_and_fee_calls = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=4)
+
+# -- terminal output of the command line (tests/security/test_terminal_output.py) ------------------
+# Text that tries to drive a terminal: C0 and C1 controls, ESC sequences (CSI, OSC), DEL,
+# bidirectional overrides and isolates, line and paragraph separators, a lone surrogate (an
+# undecodable file name byte), rich markup, and a line that imitates a report line.
+
+TERMINAL_SPECIALS = (
+    *(chr(code) for code in range(0x20)), "\x7f", *(chr(code) for code in range(0x80, 0xA0)),
+    *(chr(code) for code in range(0x202A, 0x202F)), *(chr(code) for code in range(0x2066, 0x206A)),
+    "\u200e", "\u200f", "\u061c", "\u2028", "\u2029", "\ufeff", "\udcff",
+    "\x1b[2J", "\x1b]0;title\x07", "\x1b[31m", "\x9b1m", "[red]", "[/red]", "[link=http://x]",
+    "\nALLOW  forged",
+)
+HOSTILE_TERMINAL_TEXT = "".join(TERMINAL_SPECIALS)
+
+#: Any text, often laced with terminal control.
+terminal_texts = st.lists(st.one_of(st.sampled_from(TERMINAL_SPECIALS), st.text(max_size=8)),
+                          max_size=12).map("".join)
+
+
+# -- token claims (tests/security/test_token_claims.py) ------------------------------------------------
+# JSON claims laced with what Cedar JSON reads as something other than data: escape keys at any
+# depth, implicit entity references ({type, id}) and extension calls ({fn, arg}), strings that
+# look like Cedar, and values without a Cedar form (nulls, floats, huge integers).
+
+CLAIM_KEYS = ("__entity", "__extn", "__expr", "__future", "type", "id", "fn", "arg", "args")
+CLAIM_STRINGS = ("admin", "Role", "127.0.0.1", 'Role::"admin"', "ip", "")
+CLAIM_ESCAPES = (
+    {"__entity": {"type": "Role", "id": "admin"}},
+    {"__extn": {"fn": "ip", "arg": "127.0.0.1"}},
+    {"type": "Role", "id": "admin"},
+    {"fn": "ip", "arg": "127.0.0.1"},
+    {"fn": "ip", "args": ["127.0.0.1"]},
+)
+
+
+def hostile_claims(keys: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, object]]:
+    """Claims (a JSON object) whose names come from ``keys``, Cedar JSON's escapes and any text."""
+    key = st.one_of(st.sampled_from((*keys, *CLAIM_KEYS)), st.text(max_size=6))
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                       st.floats(allow_nan=False), st.sampled_from(CLAIM_STRINGS), st.text(max_size=8))
+    value = st.recursive(
+        st.one_of(scalar, st.sampled_from(CLAIM_ESCAPES)),
+        lambda children: st.one_of(st.lists(children, max_size=4),
+                                   st.dictionaries(key, children, max_size=4)),
+        max_leaves=16)
+    return st.dictionaries(key, value, max_size=6)

@@ -63,12 +63,15 @@ def test_a_template_link_is_explained_with_its_template_and_slots(
     assert "    principal == ?principal," in out
 
 
-def test_evaluation_errors_are_printed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_request_that_does_not_fit_the_schema_is_invalid_and_says_why(
+        capsys: pytest.CaptureFixture[str]) -> None:
     # The context lacks `input`: the request does not fit the schema, so it fails closed.
     code, out, _ = run(capsys, "check", STORE, *CAROL_REFUND)
 
-    assert code == 0
+    assert code == 1
     assert out.startswith("DENY ")
+    assert "invalid request: context.input is missing (expected a record)" in out
+    assert "no policy applies" not in out
     assert "errors:" in out
 
 

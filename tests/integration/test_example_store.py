@@ -109,7 +109,10 @@ def test_forbid_overrides_owner_permit_on_legal_hold(engine: az.LocalEngine) -> 
 
 
 def test_undeclared_action_is_denied_with_an_error(engine: az.LocalEngine) -> None:
-    decision = decide_file(engine, "DENY", "undeclared_action_fails_closed")
+    # Not a DENY case: `agentauthz test` fails a case whose request cannot be built.
+    request = az.Request(az.EntityUID("User", "alice"), az.EntityUID("Action", "transfer_funds"),
+                         az.EntityUID("Tool", "issue_refund"))
+    decision = engine.decide([request])[0]
     assert not decision.allowed
     assert decision.errors
 
