@@ -282,7 +282,9 @@ class Authorizer:
 
         The session belongs to the end user whose decision or write creates
         it; used for another end user it refuses the request with
-        IdentityError and an audit event (a session id is only a name).
+        IdentityError and an audit event (a session id is only a name). The
+        handle acts for the end user bound when it is opened (or, if none is,
+        for the one bound when it is used).
 
         Args:
             session: the application's conversation id, or a :class:`Session`.
@@ -303,7 +305,9 @@ class Authorizer:
         if isinstance(session, Session):
             bound = session
         elif isinstance(session, str):
+            identity = _identity.get()  # the handle acts for the end user bound now, if one is
             bound = Session(session, self.session_store, self.session_config,
+                            owner=identity.uid if identity is not None else None,
                             on_refusal=self._session_refused)
         else:
             raise ConfigurationError(f"a session is an id string or a Session, not {type(session).__name__}")
