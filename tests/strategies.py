@@ -734,3 +734,13 @@ shape_request_runs = st.lists(
               shape_principals, shape_contexts),
     min_size=1, max_size=12,
 )
+
+
+# -- sessions: owners, repeated call ids, approvals (tests/security/test_session_integrity.py) --------
+
+#: End users, session ids and call ids (None: the caller gave none) the session machine interleaves.
+SESSION_USERS = ("alice", "bob", "mallory")
+SESSION_IDS = ("s1", "s2")
+SESSION_CALL_IDS = (None, "call_0", "call_1")
+#: Refund amounts: one below the approval threshold (100), two above it.
+SESSION_AMOUNTS = (50, 150, 250)
