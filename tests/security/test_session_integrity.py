@@ -329,7 +329,8 @@ def test_the_langchain_middleware_runs_a_repeated_tool_call_id_once(kind: str, t
     same = [{"name": "delete", "args": {"name": f"d{i}"}, "id": "call_0"} for i in range(5)]
     for run in ("sync", "async"):
         (tmp_path / run).mkdir()
-        agent, _, ran, sink = _langchain_agent(real_store(kind, tmp_path / run), AIMessage("", tool_calls=same))
+        agent, _, ran, sink = _langchain_agent(real_store(kind, tmp_path / run),
+                                               AIMessage("", tool_calls=same))
         config = {"configurable": {PRINCIPAL_KEY: ALICE, SESSION_KEY: f"conv-{run}"}}
         if run == "sync":
             agent.invoke({"messages": [("user", "go")]}, config=config)
@@ -445,6 +446,23 @@ def test_an_approval_covers_one_exact_call(tmp_path: Path) -> None:
         tools["refund"]("o-1", 150)  # another principal type with the same id is another end user
 
 
+def test_an_approval_never_covers_another_principals_call_even_from_a_store_that_mixes_them() -> None:
+    """Approvals name their principal: a store that hands out someone else's still approves nothing."""
+
+    class Mixing(MemorySessionStore):
+        def load(self, session_id: str, *, since: float, history: int) -> SessionSnapshot:
+            snapshot = super().load(session_id, since=since, history=history)
+            foreign = Approval(str(MALLORY), "refund", str(REFUND_TOOL), '{"amount":150,"order":"o"}')
+            return dataclasses.replace(snapshot, approvals=(*snapshot.approvals, foreign))
+
+    authz, _, tools = make(Mixing())
+    with authz.acting_as(ALICE), authz.session("s") as session:
+        session.see("x")  # the session is alice's
+        with pytest.raises(az.AccessDenied) as denied:
+            tools["refund"]("o", 150)
+    assert denied.value.decision.reasons == ("refund-needs-approval",)
+
+
 def test_a_store_that_records_no_owner_serves_no_session_with_facts() -> None:
     """A third-party store written against the old protocol: snapshots without owner."""
 
@@ -494,6 +512,7 @@ def test_a_session_stored_before_owners_is_refused_until_the_application_names_i
     for user in (ALICE, MALLORY):  # nobody, not even the first to ask, gets an ownerless session
         with authz.acting_as(user), authz.session("old"), pytest.raises(az.IdentityError):
             tools["refund"]("o", 500)
+    assert [(e.principal, e.decision) for e in sink.events] == [(str(ALICE), "deny"), (str(MALLORY), "deny")]
     with pytest.raises(az.IdentityError):
         store.add_labels("old", ["x"], owner=str(ALICE))
     store.assign_owner("old", str(ALICE))
@@ -591,7 +610,8 @@ def test_a_store_failing_before_the_tool_runs_denies_on_every_path(failing: str,
             store.failing["load"] = 1
             assert not authz.authorize(action="ping", resource=az.EntityUID("Tool", "ping")).allowed
             store.failing["load"] = 1
-            assert not asyncio.run(authz.aauthorize(action="ping", resource=az.EntityUID("Tool", "ping"))).allowed
+            ping = az.EntityUID("Tool", "ping")
+            assert not asyncio.run(authz.aauthorize(action="ping", resource=ping)).allowed
     assert tools["ran"] == []
     assert all(e.decision == "deny" and "session store failed" in e.errors[0] for e in sink.events)
     assert len(sink.events) == (5 if failing == "load" else 3)
@@ -716,7 +736,12 @@ class SessionMachine(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(SESSION_USERS), session=st.sampled_from(SESSION_IDS),
           external_id=st.sampled_from(SESSION_CALL_IDS), refund=st.booleans(),
-          amount=st.sampled_from(SESSION_AMOUNTS), failing=st.sampled_from([None, None, None, "load", "admit"]))
+          amount=st.sampled_from(SESSION_AMOUNTS),
+          failing=st.sampled_from([None, None, None, "load", "admit"]))
+    def decide_a_call(self, user: str, session: str, external_id: str | None, refund: bool, amount: int,
+                      failing: str | None) -> None:
+        self.call(user, session, external_id, refund, amount, failing)
+
     def call(self, user: str, session: str, external_id: str | None, refund: bool, amount: int,
              failing: str | None) -> None:
         action, arguments = ("refund", {"order": "o", "amount": amount}) if refund else (
@@ -753,9 +778,18 @@ class SessionMachine(RuleBasedStateMachine):
             self.in_flight.setdefault(session, set()).add(external_id)
         self.open.append(Open(session, user, action, external_id, call))
 
+    @precondition(lambda self: any(self.completed.values()) or any(self.in_flight.values()))
+    @rule(data=st.data(), refund=st.booleans())
+    def repeat_a_call_id(self, data: st.DataObject, refund: bool) -> None:
+        """The owner's agent repeats a call id that is in flight or completed: it must not run."""
+        session, external_id = data.draw(st.sampled_from(sorted(
+            (session, external_id) for ids in (self.completed, self.in_flight)
+            for session, external_ids in ids.items() for external_id in external_ids)))
+        self.call(self.owners[session], session, external_id, refund, 50, None)
+
     @precondition(lambda self: bool(self.open))
-    @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail", "crash"]),
-          store_fails=st.booleans())
+    @rule(data=st.data(), outcome=st.sampled_from(["complete", "complete", "fail", "crash"]),
+          store_fails=st.sampled_from([False, False, True]))
     def settle(self, data: st.DataObject, outcome: str, store_fails: bool) -> None:
         index = data.draw(st.integers(0, len(self.open) - 1))
         done = self.open.pop(index)
@@ -791,7 +825,8 @@ class SessionMachine(RuleBasedStateMachine):
                                   arguments={"order": "o", "amount": amount})
                 self._expect_event(before, "deny")
                 return
-            bound.approve("refund", az.EntityUID("Tool", "refund"), arguments={"order": "o", "amount": amount})
+            bound.approve("refund", az.EntityUID("Tool", "refund"),
+                          arguments={"order": "o", "amount": amount})
         assert len(self.sink.events) == before
         self.owners.setdefault(session, user)
         self.approvals.add((session, user, amount))
@@ -845,7 +880,7 @@ class SQLiteSessionMachine(SessionMachine):
         assert not call.admits and "database is locked" in call.decision.errors[0]
 
 
-MACHINE_SETTINGS = settings(max_examples=40, stateful_step_count=25, deadline=None,
+MACHINE_SETTINGS = settings(max_examples=50, stateful_step_count=25, deadline=None,
                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestSessionMachine = SessionMachine.TestCase
 TestSessionMachine.settings = MACHINE_SETTINGS
