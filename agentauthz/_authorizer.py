@@ -864,12 +864,18 @@ class Authorizer:
         Args:
             tool: a guarded tool, its ToolSpec or its name.
             arguments: the arguments the model chose.
-            call_id: the call's id (e.g. the model's tool call id): a call id
-                completed before is never counted again.
+            call_id: the id the caller gave the call (e.g. the model's tool
+                call id): a label in the session, never its key. A call with
+                the same id in flight or completed in the session refuses this
+                one (a released call may be retried under its id).
+
+        A store that fails before the tool runs denies the call
+        (``call.decision.errors`` says so, and so does its audit event).
 
         Raises:
             InvalidValueError: the arguments do not validate.
-            IdentityError: no end user is bound.
+            IdentityError: no end user is bound, or the bound session belongs
+                to another end user.
 
         Example:
             >>> authz = Authorizer.from_text('permit(principal, action, resource);', audit=[])

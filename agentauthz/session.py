@@ -299,7 +299,7 @@ class Session:
         action: str | EntityUID,
         resource: EntityUID | Entity,
         *,
-        arguments: Mapping[str, Any],
+        arguments: Mapping[str, Any] | None = None,
         granted_by: str | None = None,
     ) -> Approval:
         """Approve one exact call for the session's owner: this action, resource and arguments.
@@ -315,7 +315,8 @@ class Session:
             resource: the resource the call acts on (``Tool::"issue_refund"``
                 for a guarded tool that names none).
             arguments: every argument of the approved call
-                (``{"order_id": "o-1", "amount": 4200}``); ``{}`` for a call without any.
+                (``{"order_id": "o-1", "amount": 4200}``); None or ``{}``
+                approves only a call without any.
             granted_by: who approved, kept with the approval.
 
         Returns:
@@ -335,7 +336,7 @@ class Session:
             principal=str(principal),
             action=_action_key(action),
             resource=_resource_text(resource),
-            arguments=_canonical(arguments),
+            arguments=_canonical(arguments or {}),
             granted_by=granted_by,
         )
         with self._writing(principal, "approve"):

@@ -654,8 +654,11 @@ def test_an_approval_of_another_resource_or_action_does_not_cover_a_call() -> No
             session.approve("pay", "Order::o-1", arguments={})  # type: ignore[arg-type]
         with pytest.raises(az.InvalidValueError):
             session.approve("pay", None, arguments={})  # type: ignore[arg-type]
-        with pytest.raises(TypeError):
-            session.approve("pay", PAY)  # type: ignore[call-arg]
+        session.approve("pay", PAY)  # only a call without arguments
+        with pytest.raises(az.AccessDenied):
+            tools["pay"]("o-1", 50)
+        assert authz.authorize(action="pay", resource=PAY, context={"input": {"amount": 50}}).reasons == (
+            "big-payment-needs-approval",)
 
 
 def test_approvals_are_per_session() -> None:
