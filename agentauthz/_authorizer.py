@@ -594,7 +594,7 @@ class Authorizer:
             requests, overlay = self._filter_requests(groups, action, context)
         except _Refused as refused:
             return self._filter_result(items, groups, refused.decisions)
-        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() else None
+        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() is not None else None
         decisions: list[Decision] = []
         for start in range(0, len(requests), max(1, page_size)):
             page = requests[start : start + page_size]
@@ -616,7 +616,7 @@ class Authorizer:
             requests, overlay = self._filter_requests(groups, action, context)
         except _Refused as refused:
             return self._filter_result(items, groups, refused.decisions)
-        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() else None
+        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() is not None else None
         decisions: list[Decision] = []
         for start in range(0, len(requests), max(1, page_size)):
             page = requests[start : start + page_size]
