@@ -137,8 +137,6 @@ class SessionSnapshot:
     Attributes:
         session_id: the session.
         version: bumped by every change; 0 for a session with no record yet.
-        owner: Cedar text of the end user the session belongs to; None for a
-            session with no record yet (or one stored before owners were recorded).
         seen: labels of the resources the agent was allowed to read.
         calls: completed calls per action.
         window_calls: completed calls per action since the ``since`` of the load.
@@ -146,11 +144,12 @@ class SessionSnapshot:
         history: the last completed calls, oldest first.
         pending: calls in flight (admitted, neither completed nor released).
         approvals: approvals granted, in grant order.
+        owner: Cedar text of the end user the session belongs to; None for a
+            session with no record yet (or one stored before owners were recorded).
     """
 
     session_id: str
     version: int = 0
-    owner: str | None = None
     seen: frozenset[str] = frozenset()
     calls: Mapping[str, int] = field(default_factory=dict)
     window_calls: Mapping[str, int] = field(default_factory=dict)
@@ -158,6 +157,7 @@ class SessionSnapshot:
     history: tuple[CallRecord, ...] = ()
     pending: tuple[CallRecord, ...] = ()
     approvals: tuple[Approval, ...] = ()
+    owner: str | None = field(default=None, kw_only=True)
 
 
 @runtime_checkable
