@@ -34,6 +34,7 @@ from agentauthz._policies import PolicyStore, redact, truncate
 from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
 from agentauthz._schemagen import validate_policies_for_tools
 from agentauthz._session_facts import ProducedFacts, SessionSchema, action_name
+from agentauthz._session_store import FOREIGN_SESSION, foreign_session
 from agentauthz._shadow import shadow_outcomes
 from agentauthz._tools import (
     ContextSpec,
@@ -75,6 +76,20 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 500
 _MODES = ("enforce", "shadow")
 _BUSY = "the session kept changing while the call was decided; try again"
+_REPEATED = "a call with this id already completed in this session: it does not run again"
+_IN_FLIGHT = "a call with this id is already running in this session: it does not run twice"
+
+
+class _Refused(Exception):
+    """The session layer refused requests before the engine decided them (already audited)."""
+
+    def __init__(self, decisions: list[Decision]) -> None:
+        super().__init__("refused by the session")
+        self.decisions = decisions
+
+
+def _store_failure(exc: BaseException) -> str:
+    return f"session store failed: {type(exc).__name__}: {truncate(redact(str(exc)))}"
 
 
 @dataclass(frozen=True)
@@ -267,6 +282,12 @@ class Authorizer:
         what it lets through, and tool calls are counted once they complete.
         Like the identity it is a contextvar: thread- and task-safe.
 
+        The session belongs to the end user whose decision or write creates
+        it; used for another end user it refuses the request with
+        IdentityError and an audit event (a session id is only a name). The
+        handle acts for the end user bound when it is opened (or, if none is,
+        for the one bound when it is used).
+
         Args:
             session: the application's conversation id, or a :class:`Session`.
 
@@ -286,7 +307,10 @@ class Authorizer:
         if isinstance(session, Session):
             bound = session
         elif isinstance(session, str):
-            bound = Session(session, self.session_store, self.session_config)
+            identity = _identity.get()  # the handle acts for the end user bound now, if one is
+            bound = Session(session, self.session_store, self.session_config,
+                            owner=identity.uid if identity is not None else None,
+                            on_refusal=self._session_refused)
         else:
             raise ConfigurationError(f"a session is an id string or a Session, not {type(session).__name__}")
         with bind_session(bound):
@@ -349,19 +373,59 @@ class Authorizer:
         known.check(self._produced_facts())
         return known.shape(action)
 
-    def _session_facts(self, session: Session, exclude: str | None = None) -> tuple[SessionFacts, int, float]:
+    def _session_facts(self, session: Session, principal: EntityUID) -> tuple[SessionFacts, int, float]:
+        """The session's facts, version and the time, for ``principal``.
+
+        Raises:
+            IdentityError: the session belongs to another end user.
+        """
         config = self.session_config
         now = config.clock()
         since = now - config.window.total_seconds()
-        snapshot = session.store.load(session.id, now=now, since=since, history=config.history)
-        facts = SessionFacts.of(snapshot, history=config.history, exclude=exclude, since=since)
+        snapshot = session.store.load(session.id, since=since, history=config.history)
+        if not session.belongs_to(snapshot, principal):
+            raise foreign_session(session.id)
+        facts = SessionFacts.of(snapshot, history=config.history, since=since)
         return facts, snapshot.version, now
+
+    def _loaded(self, session: Session, requests: list[Request]) -> tuple[SessionFacts, int, float]:
+        """The session's facts for these requests (one principal), or their audited refusal.
+
+        Raises:
+            IdentityError: the session belongs to another end user.
+            _Refused: the store failed: the requests are denied.
+        """
+        try:
+            return self._session_facts(session, requests[0].principal)
+        except IdentityError:
+            self._deny_unasked(requests, FOREIGN_SESSION)
+            raise
+        except Exception as exc:  # a failing store denies, never decides on missing facts
+            raise _Refused(self._deny_unasked(requests, _store_failure(exc))) from exc
+
+    def _deny_unasked(self, requests: list[Request], why: str) -> list[Decision]:
+        """Deny requests the session refused, one audit event each (enforced in shadow mode too)."""
+        decision = Decision.deny(why)
+        sinks = self._active_sinks()
+        if sinks:
+            for request in requests:
+                self._emit(sinks, self._event(request, decision, 0, []))
+        return [decision] * len(requests)
+
+    def _session_refused(self, principal: EntityUID, operation: str, session: Session) -> None:
+        """Audit an operation of the application on a session that belongs to another end user."""
+        request = Request(principal=principal, action=EntityUID("Action", f"session.{operation}"),
+                          resource=EntityUID("Session", session.id))
+        decision = Decision.deny(FOREIGN_SESSION)
+        sinks = self._active_sinks()
+        if sinks:
+            self._emit(sinks, dataclasses.replace(self._event(request, decision, 0, []), session=session.id))
 
     _action_name = staticmethod(action_name)
 
-    def _session_record(self, shape: SessionShape, facts: SessionFacts, action: EntityUID,
-                        resource: EntityUID, context: Mapping[str, Any]) -> dict[str, Any]:
-        approved = any(approval_covers(a, action, resource, context) for a in facts.approvals)
+    def _session_record(self, shape: SessionShape, facts: SessionFacts, principal: EntityUID,
+                        action: EntityUID, resource: EntityUID, context: Mapping[str, Any]) -> dict[str, Any]:
+        approved = any(approval_covers(a, principal, action, resource, context) for a in facts.approvals)
         if shape is not FULL_SHAPE:
             return session_record(facts, shape, approved=approved)
         actions = {self._action_name(spec.action) for spec in self.tools.values()} | {action.id}
@@ -376,8 +440,8 @@ class Authorizer:
                 kinds.setdefault(self._action_name(name), {}).setdefault(argument, "Long")
         return session_record(facts, shape, approved=approved, actions=actions, sum_kinds=kinds)
 
-    def _with_session(self, context: dict[str, Any], action: EntityUID, resource: EntityUID,
-                      facts: SessionFacts | None) -> None:
+    def _with_session(self, context: dict[str, Any], principal: EntityUID, action: EntityUID,
+                      resource: EntityUID, facts: SessionFacts | None) -> None:
         session = current_session()
         if session is None:
             return
@@ -388,8 +452,8 @@ class Authorizer:
         if shape is None:
             return  # the action declares no context.session
         if facts is None:
-            facts = self._session_facts(session)[0]
-        context["session"] = self._session_record(shape, facts, action, resource, context)
+            facts = self._loaded(session, [Request(principal, action, resource, dict(context))])[0]
+        context["session"] = self._session_record(shape, facts, principal, action, resource, context)
 
     def _entities_by_uid(
         self, uids: Iterable[EntityUID], given: Mapping[EntityUID, Entity]
@@ -414,6 +478,27 @@ class Authorizer:
             labels |= labels_of(entity, self.session_config.labels)
         return labels
 
+    def _recorded(self, items: Sequence[T], groups: ResourceGroups, result: FilterResult[T],
+                  held: list[tuple[list[AuditSink], AuditEvent]] | None) -> FilterResult[T]:
+        """Record what the filter let through in the bound session, then release its audit events.
+
+        If the store cannot record it, nothing is let through: the model must
+        not read what the session would not know it read.
+        """
+        if held is None:
+            return result
+        try:
+            self._record_seen(result, groups)
+        except IdentityError:
+            self._refused_by_session(held, FOREIGN_SESSION)
+            raise
+        except Exception as exc:  # unrecorded reads would escape the session's rules: deny them
+            why = _store_failure(exc)
+            self._refused_by_session(held, why)
+            return self._filter_result(items, groups, [Decision.deny(why)] * len(groups.uids))
+        self._release_held(held)
+        return result
+
     def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups) -> None:
         session = current_session()
         if session is None:
@@ -422,7 +507,7 @@ class Authorizer:
                 if uid is not None and decision.admits]
         labels = self._labels(read, groups.entities)
         if labels:
-            session.store.add_labels(session.id, labels)
+            session.store.add_labels(session.id, labels, owner=str(self.current_principal()))
 
     # -- decisions -----------------------------------------------------------------
 
@@ -440,7 +525,10 @@ class Authorizer:
         Raises:
             IdentityError: no principal given and none bound.
         """
-        request, extra = self._request(principal, action, resource, context)
+        try:
+            request, extra = self._request(principal, action, resource, context)
+        except _Refused as refused:
+            return refused.decisions[0]
         return self._decide([request], [*extra, *entities])[0]
 
     async def aauthorize(
@@ -453,7 +541,10 @@ class Authorizer:
         entities: Sequence[Entity] = (),
     ) -> Decision:
         """Async twin of :meth:`authorize`."""
-        request, extra = self._request(principal, action, resource, context)
+        try:
+            request, extra = self._request(principal, action, resource, context)
+        except _Refused as refused:
+            return refused.decisions[0]
         return (await self._adecide([request], [*extra, *entities]))[0]
 
     def authorize_many(
@@ -505,14 +596,16 @@ class Authorizer:
             IdentityError: no end user is bound.
         """
         groups = group_by_resource(items, resource, self._stored_entities)
-        requests, overlay = self._filter_requests(groups, action, context)
+        try:
+            requests, overlay = self._filter_requests(groups, action, context)
+        except _Refused as refused:
+            return self._filter_result(items, groups, refused.decisions)
+        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() is not None else None
         decisions: list[Decision] = []
         for start in range(0, len(requests), max(1, page_size)):
             page = requests[start : start + page_size]
-            decisions.extend(self._decide(page, self._page_entities(page, overlay)))
-        result = self._filter_result(items, groups, decisions)
-        self._record_seen(result, groups)
-        return result
+            decisions.extend(self._decide(page, self._page_entities(page, overlay), hold=held))
+        return self._recorded(items, groups, self._filter_result(items, groups, decisions), held)
 
     async def afilter(
         self,
@@ -525,14 +618,16 @@ class Authorizer:
     ) -> FilterResult[T]:
         """Async twin of :meth:`filter`."""
         groups = group_by_resource(items, resource, self._stored_entities)
-        requests, overlay = self._filter_requests(groups, action, context)
+        try:
+            requests, overlay = self._filter_requests(groups, action, context)
+        except _Refused as refused:
+            return self._filter_result(items, groups, refused.decisions)
+        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() is not None else None
         decisions: list[Decision] = []
         for start in range(0, len(requests), max(1, page_size)):
             page = requests[start : start + page_size]
-            decisions.extend(await self._adecide(page, self._page_entities(page, overlay)))
-        result = self._filter_result(items, groups, decisions)
-        self._record_seen(result, groups)
-        return result
+            decisions.extend(await self._adecide(page, self._page_entities(page, overlay), hold=held))
+        return self._recorded(items, groups, self._filter_result(items, groups, decisions), held)
 
     def _stored_entities(self, uids: list[EntityUID]) -> dict[EntityUID, Entity]:
         """The entities the engine's store or the entity provider hold for these uids."""
@@ -554,22 +649,22 @@ class Authorizer:
         overlay = [identity.entity] if identity and identity.entity else []
         resolved = self.engine.resolve_action(action)
         base_context = dict(context) if context else {}
+        base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
+        requests = [base.replace(resource=uid) for uid in groups.uids]
         session = current_session()
-        shape = self._session_shape(resolved) if session is not None else None
-        if session is None or shape is None:
-            base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
-            requests = [base.replace(resource=uid) for uid in groups.uids]
-        else:
+        if session is not None:
             if "session" in base_context:
                 raise ConfigurationError(
                     "context['session'] comes from the bound session: do not set it as well")
-            facts = self._session_facts(session)[0]
-            requests = [
-                Request(principal=principal, action=resolved, resource=uid, context={
-                    **base_context,
-                    "session": self._session_record(shape, facts, resolved, uid, base_context)})
-                for uid in groups.uids
-            ]
+            # Loaded whatever the action declares: what the filter lets through is recorded in it.
+            facts = self._loaded(session, requests)[0] if requests else None
+            shape = self._session_shape(resolved)
+            if shape is not None and facts is not None:
+                requests = [
+                    request.replace(context={**base_context, "session": self._session_record(
+                        shape, facts, principal, resolved, request.resource, base_context)})
+                    for request in requests
+                ]
         return requests, overlay + list(groups.entities.values())
 
     @staticmethod
@@ -793,12 +888,18 @@ class Authorizer:
         Args:
             tool: a guarded tool, its ToolSpec or its name.
             arguments: the arguments the model chose.
-            call_id: the call's id (e.g. the model's tool call id): a call id
-                completed before is never counted again.
+            call_id: the id the caller gave the call (e.g. the model's tool
+                call id): a label in the session, never its key. A call with
+                the same id in flight or completed in the session refuses this
+                one (a released call may be retried under its id).
+
+        A store that fails before the tool runs denies the call
+        (``call.decision.errors`` says so, and so does its audit event).
 
         Raises:
             InvalidValueError: the arguments do not validate.
-            IdentityError: no end user is bound.
+            IdentityError: no end user is bound, or the bound session belongs
+                to another end user.
 
         Example:
             >>> authz = Authorizer.from_text('permit(principal, action, resource);', audit=[])
@@ -866,41 +967,57 @@ class Authorizer:
             labels = frozenset(self._labels([uid], given))
         return action, sums, labels
 
-    def _attempt(self, session: Session, inputs: Mapping[str, Any], call_id: str, action: EntityUID,
+    def _attempt(self, session: Session, inputs: Mapping[str, Any], action: EntityUID,
                  ) -> tuple[Request, list[Entity], int, float]:
-        facts, version, now = self._session_facts(session, exclude=call_id)
-        request, extra = self._request(None, action, inputs["resource"], inputs["context"], facts=facts)
+        """The call's request on the session's current facts, with their version and the time."""
+        principal, _ = self._principal(None, action, inputs["resource"])
+        resource = inputs["resource"]
+        bare = Request(principal, action, resource.uid if isinstance(resource, Entity) else resource,
+                       dict(inputs["context"] or {}))
+        facts, version, now = self._loaded(session, [bare])
+        request, extra = self._request(None, action, resource, inputs["context"], facts=facts)
         return request, extra, version, now
 
-    def _admit(self, session: Session, call_id: str, request: Request,
+    def _admit(self, session: Session, call: ToolCall, request: Request,
                plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float) -> str:
-        record = call_record(call_id, plan[0], request.resource, now, plan[1], plan[2])
-        lease = now + self.session_config.lease.total_seconds()
-        return session.store.admit(session.id, record, version=version, lease_until=lease)
+        record = call_record(call.call_id, plan[0], request.resource, now, plan[1], plan[2],
+                             external_id=call.external_id)
+        return session.store.admit(session.id, record, owner=str(request.principal), version=version)
 
-    def _refused_by_session(self, held: list[tuple[list[AuditSink], AuditEvent]], call_id: str,
-                            why: str) -> ToolCall:
+    def _refused_by_session(self, held: list[tuple[list[AuditSink], AuditEvent]], why: str) -> Decision:
+        """Deny what was decided but cannot go ahead in the session: its held events say so."""
         decision = Decision.deny(why)
         for sinks, event in held:
             self._emit(sinks, dataclasses.replace(event, decision="deny", enforced=True,
                                                   errors=decision.errors))
-        return ToolCall(decision, call_id=call_id)
+        return decision
 
-    def _admission(self, session: Session, call_id: str, request: Request, decision: Decision,
+    def _admission(self, session: Session, call: ToolCall, request: Request,
                    plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float,
                    held: list[tuple[list[AuditSink], AuditEvent]]) -> ToolCall | None:
         """The call's outcome, or None when the session changed and it must be decided again."""
-        if not decision.admits:
+        if not call.admits:
             self._release_held(held)
-            return ToolCall(decision, call_id=call_id, session=session)
-        admission = self._admit(session, call_id, request, plan, version, now)
+            return call
+        try:
+            admission = self._admit(session, call, request, plan, version, now)
+        except IdentityError:
+            self._refused_by_session(held, FOREIGN_SESSION)
+            raise
+        except Exception as exc:  # the store failed before the tool ran: the call does not run
+            return self._unreserved(call, self._refused_by_session(held, _store_failure(exc)))
         if admission == "changed":
             return None
-        if admission == "completed":
-            return self._refused_by_session(
-                held, call_id, f"call {call_id!r} already completed in this session: it does not run again")
+        if admission != "admitted":
+            why = _REPEATED if admission == "completed" else _IN_FLIGHT
+            return self._unreserved(call, self._refused_by_session(held, why))
         self._release_held(held)
-        return ToolCall(decision, call_id=call_id, session=session, reserved=True)
+        return ToolCall(call.decision, call_id=call.call_id, session=session, reserved=True,
+                        external_id=call.external_id)
+
+    @staticmethod
+    def _unreserved(call: ToolCall, decision: Decision) -> ToolCall:
+        return ToolCall(decision, call_id=call.call_id, external_id=call.external_id)
 
     def _release_held(self, held: list[tuple[list[AuditSink], AuditEvent]]) -> None:
         for sinks, event in held:
@@ -908,40 +1025,47 @@ class Authorizer:
 
     def _begin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
                spec: ToolSpec | None, call_id: str | None) -> ToolCall:
-        call_id = call_id or uuid.uuid4().hex
-        session = current_session()
+        # Our own key for the call; the caller's id (the model's) is only a label.
+        key, session = uuid.uuid4().hex, current_session()
         if session is None:
-            return ToolCall(self.authorize(**inputs), call_id=call_id)
+            return ToolCall(self.authorize(**inputs), call_id=key, external_id=call_id)
         plan = self._call_plan(inputs, arguments, spec)
         held: list[tuple[list[AuditSink], AuditEvent]] = []
         for attempt in range(self.session_config.max_attempts):
             held.clear()
-            request, extra, version, now = self._attempt(session, inputs, call_id, plan[0])
+            try:
+                request, extra, version, now = self._attempt(session, inputs, plan[0])
+            except _Refused as refused:
+                return ToolCall(refused.decisions[0], call_id=key, external_id=call_id)
             decision = self._decide([request], extra, hold=held)[0]
-            outcome = self._admission(session, call_id, request, decision, plan, version, now, held)
+            decided = ToolCall(decision, call_id=key, session=session, external_id=call_id)
+            outcome = self._admission(session, decided, request, plan, version, now, held)
             if outcome is not None:
                 return outcome
             if attempt:
                 time.sleep(random.uniform(0, 0.0005 * min(attempt, 20)))
-        return self._refused_by_session(held, call_id, _BUSY)
+        return ToolCall(self._refused_by_session(held, _BUSY), call_id=key, external_id=call_id)
 
     async def _abegin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
                       spec: ToolSpec | None, call_id: str | None) -> ToolCall:
-        call_id = call_id or uuid.uuid4().hex
-        session = current_session()
+        key, session = uuid.uuid4().hex, current_session()
         if session is None:
-            return ToolCall(await self.aauthorize(**inputs), call_id=call_id)
+            return ToolCall(await self.aauthorize(**inputs), call_id=key, external_id=call_id)
         plan = self._call_plan(inputs, arguments, spec)
         held: list[tuple[list[AuditSink], AuditEvent]] = []
         for attempt in range(self.session_config.max_attempts):
             held.clear()
-            request, extra, version, now = self._attempt(session, inputs, call_id, plan[0])
+            try:
+                request, extra, version, now = self._attempt(session, inputs, plan[0])
+            except _Refused as refused:
+                return ToolCall(refused.decisions[0], call_id=key, external_id=call_id)
             decision = (await self._adecide([request], extra, hold=held))[0]
-            outcome = self._admission(session, call_id, request, decision, plan, version, now, held)
+            decided = ToolCall(decision, call_id=key, session=session, external_id=call_id)
+            outcome = self._admission(session, decided, request, plan, version, now, held)
             if outcome is not None:
                 return outcome
             await asyncio.sleep(random.uniform(0, 0.0005 * min(attempt, 20)) if attempt else 0)
-        return self._refused_by_session(held, call_id, _BUSY)
+        return ToolCall(self._refused_by_session(held, _BUSY), call_id=key, external_id=call_id)
 
     def permitted_tools(self, tools: Iterable[Any]) -> list[Any]:
         """The tools the bound user could call with some arguments, in input order.
@@ -1028,6 +1152,21 @@ class Authorizer:
 
     # -- internals -----------------------------------------------------------------
 
+    def _principal(self, principal: EntityUID | Entity | None, action: str | EntityUID,
+                   resource: EntityUID | Entity) -> tuple[EntityUID, list[Entity]]:
+        """The request's principal (default: the bound end user) and the entity it brings."""
+        if principal is None:
+            identity = _identity.get()
+            if identity is None:
+                self.audit_missing_identity(action, resource)
+                raise IdentityError(
+                    "no end user is bound: wrap the call in authz.acting_as(user)"
+                )
+            return identity.uid, [identity.entity] if identity.entity is not None else []
+        if isinstance(principal, Entity):
+            return principal.uid, [principal]
+        return principal, []
+
     def _request(
         self,
         principal: EntityUID | Entity | None,
@@ -1036,22 +1175,7 @@ class Authorizer:
         context: Mapping[str, Any] | None,
         facts: SessionFacts | None = None,
     ) -> tuple[Request, list[Entity]]:
-        extra: list[Entity] = []
-        if principal is None:
-            identity = _identity.get()
-            if identity is None:
-                self.audit_missing_identity(action, resource)
-                raise IdentityError(
-                    "no end user is bound: wrap the call in authz.acting_as(user)"
-                )
-            principal_uid = identity.uid
-            if identity.entity is not None:
-                extra.append(identity.entity)
-        elif isinstance(principal, Entity):
-            principal_uid = principal.uid
-            extra.append(principal)
-        else:
-            principal_uid = principal
+        principal_uid, extra = self._principal(principal, action, resource)
         if isinstance(resource, Entity):
             extra.append(resource)
             resource_uid = resource.uid
@@ -1059,7 +1183,7 @@ class Authorizer:
             resource_uid = resource
         action_uid = self.engine.resolve_action(action)
         request_context = dict(context) if context else {}
-        self._with_session(request_context, action_uid, resource_uid, facts)
+        self._with_session(request_context, principal_uid, action_uid, resource_uid, facts)
         request = Request(
             principal=principal_uid,
             action=action_uid,

@@ -11,6 +11,8 @@ key), agentauthz records
   a sliding time window, running sums of declared numeric arguments (the total
   refunded), and the last actions,
 * approvals granted by the application or a human (:meth:`Session.approve`),
+  each for one exact call: the session owner's, of one action, on one resource,
+  with exactly the given arguments,
 
 and every request decided in the session carries them as ``context.session``,
 so rules that span a conversation are plain Cedar::
@@ -33,21 +35,29 @@ The record (``agentauthz schema generate`` declares it as the stub's
       totals: { <action>: { <argument>: Long | decimal } },  // running sums
     };
 
+A session belongs to the end user whose decision or write created it (its
+*owner*, recorded by the store). Every load and every write checks it: a
+session id named for another end user (an id is only a name, and may come from
+a client) is refused with :class:`~agentauthz.IdentityError` and an audit event.
+
 A request made with no session bound has no ``context.session``: policies test
 ``context has session``. A schema may declare any subset of these attributes
 (and of the actions in ``calls``); the record sent is cut to what the
 request's action declares, so the request always conforms.
 
-Counting is exact and never counts a call twice: a call is *in flight* from the
-moment it is allowed until its tool returns, and *completed* then. Decisions
-see completed and in-flight calls (parallel calls cannot overrun a limit); a
-call that is denied, raises, or reports failure is released and never counts;
-completing is idempotent by call id, so a retried call id counts once and a
-crash between the decision and the completion does not count the call at all
-(its in-flight reservation expires after ``SessionConfig.lease``). Each
-admission is a compare-and-swap on the session's version: if the session
-changed while a call was being decided (a confidential document was read in a
-parallel branch, another refund went out), the call is decided again.
+Counting is exact and never lets a call past a limit: a call is *in flight*
+from the moment it is allowed until its tool returns, and *completed* then.
+Decisions see completed and in-flight calls (parallel calls cannot overrun a
+limit); a call that is denied, raises, or reports failure is released and never
+counts. A call whose outcome is unknown (its process crashed, the store failed
+while completing it) stays in flight and keeps counting. Every admitted call
+gets its own key; the id its caller gave it (the model's tool call id) is a
+label, and a repeated one is refused while its call is in flight or once it
+completed. Each admission is a compare-and-swap on the session's version: if
+the session changed while a call was being decided (a confidential document was
+read in a parallel branch, another refund went out), the call is decided again.
+A store that fails before the tool runs denies the call; every decision has
+exactly one audit event whatever fails after it.
 
 Example:
     >>> import agentauthz as az
@@ -76,14 +86,16 @@ from __future__ import annotations
 import contextvars
 import decimal as _decimal
 import json
+import logging
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from agentauthz._errors import ConfigurationError, InvalidValueError
+from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, ExtensionValue, decimal, to_cedar_value
 from agentauthz._session_store import (
     Approval,
@@ -93,6 +105,7 @@ from agentauthz._session_store import (
     SessionSnapshot,
     SessionStore,
     SQLiteSessionStore,
+    foreign_session,
 )
 
 __all__ = [
@@ -115,6 +128,14 @@ SESSION_KEY = "agentauthz_session"
 """Default key of the session (an id or a :class:`Session`) in an integration's config."""
 
 LabelsOf = str | Sequence[str] | Callable[[Entity], Iterable[str]]
+Refusal = Callable[[EntityUID, str, "Session"], None]
+"""Told (end user, operation, session) when a session refuses an end user who does not own it."""
+
+_logger = logging.getLogger("agentauthz")
+# Settling (completing or releasing) a call that ran is retried this many times; if the store
+# still fails the call stays in flight, and keeps counting.
+_SETTLE_ATTEMPTS = 3
+_SETTLE_BACKOFF = 0.02
 
 _LONG_MAX = 2**63 - 1
 _LONG_MIN = -(2**63)
@@ -147,8 +168,10 @@ class SessionConfig:
             of the resource Entity returning its labels. Default ``"labels"``.
         window: length of the sliding window of ``window_calls``.
         history: how many of the latest calls ``last_actions`` covers.
-        lease: how long a call stays in flight without completing before it
-            stops counting (a crashed process's calls expire).
+        lease: deprecated and ignored: an in-flight call counts until it
+            completes or is released, however long that takes (a crashed
+            call's outcome is unknown; letting it lapse allowed a second call
+            past a limit).
         sums: tool arguments to add up per action name, besides those the
             guards declare (``{"issue_refund": ["amount"]}``).
         reads: tool actions whose completed calls record their resource's
@@ -164,7 +187,7 @@ class SessionConfig:
     labels: LabelsOf = "labels"
     window: timedelta = timedelta(hours=1)
     history: int = 10
-    lease: timedelta = timedelta(minutes=15)
+    lease: timedelta | None = None
     sums: Mapping[str, Sequence[str]] = field(default_factory=dict)
     reads: Collection[str] = ()
     schema: str | Mapping[str, Any] | None = None
@@ -174,8 +197,11 @@ class SessionConfig:
     def __post_init__(self) -> None:
         if self.history < 0:
             raise ConfigurationError("SessionConfig.history must be 0 or more")
-        if self.window <= timedelta(0) or self.lease <= timedelta(0):
-            raise ConfigurationError("SessionConfig.window and .lease must be positive")
+        if self.window <= timedelta(0):
+            raise ConfigurationError("SessionConfig.window must be positive")
+        if self.lease is not None:
+            warnings.warn("SessionConfig.lease is ignored: an in-flight call counts until it completes "
+                          "or is released", DeprecationWarning, stacklevel=3)
         if self.max_attempts < 1:
             raise ConfigurationError("SessionConfig.max_attempts must be at least 1")
         if self.store is not None and not isinstance(self.store, SessionStore):
@@ -186,91 +212,176 @@ class SessionConfig:
 class Session:
     """One conversation's recorded facts; bound with ``authz.session(session_id)``.
 
+    A session belongs to one end user, its *owner*: the one whose decision or
+    write created it. Each operation acts for ``owner`` when the handle names
+    one, otherwise for the end user bound with ``authz.acting_as``; an end user
+    who does not own the stored session is refused with IdentityError.
+
     Attributes:
         id: the session id (the application's conversation id).
         store: where its facts live.
         config: the recording settings of the Authorizer that opened it.
+        owner: the end user this handle acts for, or None for the bound one.
+        on_refusal: told when the session refuses an end user (the Authorizer
+            that opens a session records an audit event).
 
     Example:
-        >>> s = Session("c-9", MemorySessionStore())
-        >>> _ = s.approve(action="issue_refund", resource=EntityUID("Order", "o-1"))
+        >>> s = Session("c-9", MemorySessionStore(), owner=EntityUID("User", "alice"))
+        >>> _ = s.approve("issue_refund", EntityUID("Order", "o-1"), arguments={"amount": 40})
         >>> s.see("pii")
-        >>> s.state().approvals[0].resource, sorted(s.state().seen)
-        ('Order::"o-1"', ['pii'])
+        >>> s.state().approvals[0].resource, sorted(s.state().seen), s.state().owner
+        ('Order::"o-1"', ['pii'], 'User::"alice"')
+        >>> Session("c-9", s.store, owner=EntityUID("User", "mallory")).state()
+        Traceback (most recent call last):
+        agentauthz._errors.IdentityError: session 'c-9': the session belongs to another end user
     """
 
-    def __init__(self, session_id: str, store: SessionStore, config: SessionConfig | None = None) -> None:
+    def __init__(self, session_id: str, store: SessionStore, config: SessionConfig | None = None, *,
+                 owner: EntityUID | Entity | None = None, on_refusal: Refusal | None = None) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ConfigurationError("a session id must be a non-empty string")
+        if owner is not None and not isinstance(owner, (EntityUID, Entity)):
+            raise IdentityError(f"a session's owner is an EntityUID or Entity, not {type(owner).__name__}")
         self.id = session_id
         self.store = store
         self.config = config or SessionConfig()
+        self.owner: EntityUID | None = owner.uid if isinstance(owner, Entity) else owner
+        self.on_refusal = on_refusal
 
     def __repr__(self) -> str:
         return f"Session({self.id!r})"
 
+    def acting_for(self) -> EntityUID:
+        """The end user operations act for: ``owner``, else the bound end user.
+
+        Raises:
+            IdentityError: neither is there.
+        """
+        if self.owner is not None:
+            return self.owner
+        from agentauthz._authorizer import _identity  # the Authorizer binds the end user
+
+        identity = _identity.get()
+        if identity is None:
+            raise IdentityError(f"session {self.id!r} belongs to an end user: bind one with "
+                                "authz.acting_as(user) or give the Session its owner")
+        return identity.uid
+
+    def refuse(self, principal: EntityUID, operation: str) -> IdentityError:
+        """Tell ``on_refusal`` that ``principal`` was refused; the error to raise."""
+        if self.on_refusal is not None:
+            self.on_refusal(principal, operation, self)
+        return foreign_session(self.id)
+
+    def belongs_to(self, snapshot: SessionSnapshot, principal: EntityUID) -> bool:
+        """Whether ``principal`` may use this session as ``snapshot`` shows it.
+
+        True for its recorded owner, and for anyone while nothing is recorded;
+        False for another end user, for a session that holds facts but records
+        no owner (stored before owners were), and for an end user other than
+        the handle's ``owner``.
+        """
+        if self.owner is not None and self.owner != principal:
+            return False
+        return snapshot.owner == str(principal) or (
+            snapshot.owner is None and snapshot == SessionSnapshot(self.id))
+
+    @contextmanager
+    def _writing(self, principal: EntityUID, operation: str) -> Iterator[None]:
+        """Audit a write the store refused because the session belongs to another end user."""
+        try:
+            yield
+        except IdentityError:
+            raise self.refuse(principal, operation) from None
+
     def approve(
         self,
         action: str | EntityUID,
-        resource: EntityUID | Entity | None = None,
+        resource: EntityUID | Entity,
         *,
         arguments: Mapping[str, Any] | None = None,
         granted_by: str | None = None,
     ) -> Approval:
-        """Approve calls of ``action`` on ``resource`` for the rest of the session.
+        """Approve one exact call for the session's owner: this action, resource and arguments.
 
-        A request is approved (``context.session.approved``) when its action
-        and resource are the approval's and its ``context.input`` holds every
-        argument value the approval names. Call it from the application (a
-        human clicked "approve"), never from model output.
+        A request is approved (``context.session.approved``) when its
+        principal is the session's owner and its action, resource and complete
+        ``context.input`` are the approval's (arguments compared as Cedar
+        values). Call it from the application (a human clicked "approve"),
+        never from model output.
 
         Args:
             action: the action name (``"issue_refund"``) or uid.
-            resource: the resource; None approves any resource of the action.
-            arguments: tool arguments the approval is limited to
-                (``{"order_id": "o-1"}``), compared as Cedar values.
+            resource: the resource the call acts on (``Tool::"issue_refund"``
+                for a guarded tool that names none).
+            arguments: every argument of the approved call
+                (``{"order_id": "o-1", "amount": 4200}``); None or ``{}``
+                approves only a call without any.
             granted_by: who approved, kept with the approval.
 
         Returns:
             The approval, for :meth:`revoke`.
 
+        Raises:
+            IdentityError: no end user to act for, or the session is another's.
+
         Example:
-            >>> s = Session("c-1", MemorySessionStore())
-            >>> s.approve("issue_refund", arguments={"order_id": "o-7"}).arguments
-            '{"order_id":"o-7"}'
+            >>> s = Session("c-1", MemorySessionStore(), owner=EntityUID("User", "carol"))
+            >>> s.approve("issue_refund", EntityUID("Tool", "issue_refund"),
+            ...           arguments={"order_id": "o-7", "amount": 4200}).arguments
+            '{"amount":4200,"order_id":"o-7"}'
         """
+        principal = self.acting_for()
         approval = Approval(
+            principal=str(principal),
             action=_action_key(action),
-            resource=_resource_text(resource) if resource is not None else None,
+            resource=_resource_text(resource),
             arguments=_canonical(arguments or {}),
             granted_by=granted_by,
         )
-        self.store.approve(self.id, approval)
+        with self._writing(principal, "approve"):
+            self.store.approve(self.id, approval)
         return approval
 
     def revoke(self, approval: Approval) -> bool:
         """Withdraw an approval; True if it was granted."""
-        return self.store.revoke(self.id, approval)
+        principal = self.acting_for()
+        with self._writing(principal, "revoke"):
+            if approval.principal != str(principal):
+                raise foreign_session(self.id)
+            return self.store.revoke(self.id, approval)
 
     def see(self, *labels: str) -> None:
         """Record labels of data the application itself showed the agent."""
         for label in labels:
             if not isinstance(label, str):
                 raise InvalidValueError(f"a label must be a string, not {type(label).__name__}")
-        self.store.add_labels(self.id, labels)
+        principal = self.acting_for()
+        with self._writing(principal, "see"):
+            self.store.add_labels(self.id, labels, owner=str(principal))
 
     def state(self) -> SessionSnapshot:
         """What is recorded now (completed calls; in-flight ones in ``pending``)."""
-        now = self.config.clock()
-        return self.store.load(self.id, now=now, since=now - self.config.window.total_seconds(),
-                               history=self.config.history)
+        return self._load(self._since())
 
     def facts(self) -> SessionFacts:
         """The facts decisions see now: completed and in-flight calls together."""
-        return SessionFacts.of(self.state(), history=self.config.history)
+        since = self._since()
+        return SessionFacts.of(self._load(since), history=self.config.history, since=since)
+
+    def _since(self) -> float:
+        return self.config.clock() - self.config.window.total_seconds()
+
+    def _load(self, since: float) -> SessionSnapshot:
+        principal = self.acting_for()
+        snapshot = self.store.load(self.id, since=since, history=self.config.history)
+        if not self.belongs_to(snapshot, principal):
+            raise self.refuse(principal, "state")
+        return snapshot
 
     def clear(self) -> None:
-        """Forget everything recorded for this session."""
+        """Forget everything recorded for this session (its owner's to clear)."""
+        self.state()
         self.store.delete(self.id)
 
 
@@ -318,13 +429,12 @@ class SessionFacts:
     approvals: tuple[Approval, ...] = ()
 
     @classmethod
-    def of(cls, snapshot: SessionSnapshot, *, history: int, exclude: str | None = None,
-           since: float | None = None) -> SessionFacts:
-        """Fold the in-flight calls (but ``exclude``, the call being decided) into the snapshot."""
+    def of(cls, snapshot: SessionSnapshot, *, history: int, since: float | None = None) -> SessionFacts:
+        """Fold the in-flight calls into the snapshot (``since`` starts the window)."""
         calls = dict(snapshot.calls)
         window = dict(snapshot.window_calls)
         totals = {action: dict(sums) for action, sums in snapshot.totals.items()}
-        pending = [call for call in snapshot.pending if call.call_id != exclude]
+        pending = snapshot.pending
         for call in pending:
             calls[call.action] = calls.get(call.action, 0) + 1
             if since is None or call.at >= since:
@@ -594,24 +704,28 @@ def _canonical(arguments: Mapping[str, Any]) -> str:
                       separators=(",", ":"))
 
 
-def approval_covers(approval: Approval, action: EntityUID, resource: EntityUID,
+def approval_covers(approval: Approval, principal: EntityUID, action: EntityUID, resource: EntityUID,
                     context: Mapping[str, Any]) -> bool:
-    """Whether ``approval`` covers a request (action, resource and the arguments it names)."""
-    if approval.action not in (action.id, str(action)):
+    """Whether ``approval`` covers a request: same principal, action, resource and complete arguments.
+
+    Example:
+        >>> alice, tool = EntityUID("User", "alice"), EntityUID("Tool", "refund")
+        >>> approval = Approval('User::"alice"', "refund", str(tool), _canonical({"amount": 50}))
+        >>> [approval_covers(approval, who, EntityUID("Action", "refund"), tool, {"input": {"amount": n}})
+        ...  for who, n in ((alice, 50), (alice, 5000), (EntityUID("User", "mallory"), 50))]
+        [True, False, False]
+    """
+    if approval.principal != str(principal) or approval.action != _action_key(action):
         return False
-    if approval.resource is not None and approval.resource != str(resource):
+    if approval.resource != str(resource):
         return False
-    wanted = json.loads(approval.arguments)
-    if not wanted:
-        return True
-    given = context.get("input")
+    given = context.get("input", {})
     if not isinstance(given, Mapping):
         return False
     try:
-        actual = to_cedar_value({key: given.get(key) for key in wanted}, decimal_floats=True)
+        return _canonical(given) == approval.arguments
     except InvalidValueError:
         return False
-    return all(key in actual and actual[key] == value for key, value in wanted.items())
 
 
 def labels_of(entity: Entity, labels: LabelsOf) -> set[str]:
@@ -694,18 +808,23 @@ class ToolCall:
 
     ``with call:`` around running the tool: leaving the block normally counts
     the call (unless :meth:`fail` was called), an exception releases it. A
-    denied call, or one made without a session, records nothing.
+    denied call, or one made without a session, records nothing. Completing and
+    releasing are retried when the store fails; a call the store still cannot
+    settle stays in flight and keeps counting (it is never dropped as "not
+    done"), and the failure is logged on the ``agentauthz`` logger.
 
     Attributes:
         decision: the decision (see ``decision.admits``).
-        call_id: the call's id in the session.
+        call_id: the key agentauthz gave the call in the session (unique).
+        external_id: the id its caller gave it (the model's tool call id), if any.
         session: the session it is recorded in, if any.
     """
 
     def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
-                 reserved: bool = False) -> None:
+                 reserved: bool = False, external_id: str | None = None) -> None:
         self.decision = decision
         self.call_id = call_id
+        self.external_id = external_id
         self.session = session
         self._reserved = reserved and session is not None
         self._failed = False
@@ -721,19 +840,36 @@ class ToolCall:
         self._failed = True
 
     def complete(self) -> bool:
-        """Count the call now; True if this counted it."""
+        """Count the call now; True if this counted it (False too when the store kept failing)."""
         if self._settled or not self._reserved or self.session is None:
             return False
-        self._settled = True
         session = self.session
-        return session.store.complete(session.id, self.call_id, now=session.config.clock())
+        counted = self._settle("complete", lambda: session.store.complete(
+            session.id, self.call_id, now=session.config.clock()))
+        return bool(counted)
 
     def release(self) -> None:
-        """Drop the call: it never counts."""
+        """Drop the call: it never counts (if the store fails, it stays in flight and counts)."""
         if self._settled or not self._reserved or self.session is None:
             return
-        self._settled = True
-        self.session.store.release(self.session.id, self.call_id)
+        session = self.session
+        self._settle("release", lambda: session.store.release(session.id, self.call_id))
+
+    def _settle(self, step: str, attempt: Callable[[], Any]) -> Any:
+        for tried in range(1, _SETTLE_ATTEMPTS + 1):
+            try:
+                outcome = attempt()
+            except Exception:  # the tool already ran: keep its result, keep the call counting
+                if tried == _SETTLE_ATTEMPTS:
+                    _logger.exception("session %r: could not %s call %s after %d attempts; it stays "
+                                      "in flight and keeps counting", self.session.id if self.session
+                                      else None, step, self.call_id, tried)
+                    return None
+                time.sleep(_SETTLE_BACKOFF * tried)
+            else:
+                self._settled = True
+                return outcome
+        return None
 
     def __enter__(self) -> ToolCall:
         return self
@@ -750,7 +886,8 @@ class ToolCall:
 
 
 def call_record(call_id: str, action: EntityUID, resource: EntityUID, at: float,
-                sums: Mapping[str, Number], labels: Iterable[str] = ()) -> CallRecord:
+                sums: Mapping[str, Number], labels: Iterable[str] = (),
+                external_id: str | None = None) -> CallRecord:
     """The record of a call about to be admitted."""
     return CallRecord(call_id=call_id, action=action.id, resource=str(resource), at=at,
-                      sums=dict(sums), labels=frozenset(labels))
+                      sums=dict(sums), labels=frozenset(labels), external_id=external_id)

@@ -797,3 +797,12 @@ def hostile_claims(keys: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, ob
                                    st.dictionaries(key, children, max_size=4)),
         max_leaves=16)
     return st.dictionaries(key, value, max_size=6)
+
+# -- sessions: owners, repeated call ids, approvals (tests/security/test_session_integrity.py) --------
+
+#: End users, session ids and call ids (None: the caller gave none) the session machine interleaves.
+SESSION_USERS = ("alice", "bob", "mallory")
+SESSION_IDS = ("s1", "s2")
+SESSION_CALL_IDS = (None, "call_0", "call_1")
+#: Refund amounts: one below the approval threshold (100), two above it.
+SESSION_AMOUNTS = (50, 150, 250)

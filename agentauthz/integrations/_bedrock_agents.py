@@ -667,7 +667,7 @@ def _session_bound(authz: Authorizer, session: SessionOf, event: Mapping[str, An
 
 
 def _call_id(lambda_context: Any) -> str | None:
-    """Lambda's request id: a retried invocation keeps it, so the session counts it once."""
+    """Lambda's request id: a retried invocation keeps it, so it runs and counts at most once."""
     request_id = getattr(lambda_context, "aws_request_id", None)
     return request_id if isinstance(request_id, str) and request_id else None
 

@@ -639,8 +639,10 @@ class AuthzMiddleware(_MiddlewareBase):
         filter_tools: hide the tools the user can never call from the model.
         session_key: key of the session in ``RunnableConfig["configurable"]``
             (e.g. the thread id). In a session each call is decided with
-            ``context.session`` and counted once the tool returns, keyed by the
-            model's tool call id; an error ToolMessage does not count.
+            ``context.session`` and counted once the tool returns, labelled with
+            the model's tool call id (a repeated id does not run again); an
+            error ToolMessage does not count. The session belongs to the end
+            user whose run created it: another end user naming it is refused.
 
     Raises:
         ImportError: langchain v1 is not installed.

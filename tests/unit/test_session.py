@@ -195,6 +195,8 @@ def test_invalid_configuration_is_refused() -> None:
         SessionConfig(history=-1)
     with pytest.raises(az.ConfigurationError):
         SessionConfig(window=timedelta(0))
+    with pytest.warns(DeprecationWarning, match="lease is ignored"):
+        SessionConfig(lease=timedelta(minutes=1))
     with pytest.raises(az.ConfigurationError):
         SessionConfig(store=object())  # type: ignore[arg-type]
     with pytest.raises(az.ConfigurationError):
@@ -347,7 +349,7 @@ def test_counts_are_exact_under_threads() -> None:
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(work, range(400)))
-    with authz.session("shared") as session:
+    with authz.acting_as(ALICE), authz.session("shared") as session:
         assert session.state().calls == {"mail": 400}
         assert session.state().pending == ()
 
@@ -375,7 +377,7 @@ def test_a_limit_holds_exactly_under_parallel_calls() -> None:
     for thread in threads:
         thread.join()
     assert outcomes.count("ran") == 3
-    with authz.session("race") as session:
+    with authz.acting_as(ALICE), authz.session("race") as session:
         assert session.state().calls == {"delete": 3}
 
 
@@ -410,7 +412,7 @@ def test_counts_and_limits_are_exact_under_asyncio() -> None:
     refunds, mails = asyncio.run(main())
     assert sum(refunds) == 14 and sum(ran) == 98  # 14 * 7 <= 100 < 15 * 7: the cap holds exactly
     assert all(mails)
-    with authz.session("async") as session:
+    with authz.acting_as(ALICE), authz.session("async") as session:
         assert session.state().calls == {"refund": 14, "mail": 300}
         assert session.state().totals == {"refund": {"amount": 98}}
 
@@ -426,7 +428,7 @@ def test_a_decision_on_facts_that_changed_is_made_again() -> None:
         snapshot = original(session_id, **kwargs)
         if not raced:  # a parallel branch reads a secret document right after this snapshot
             raced.append(True)
-            store.add_labels(session_id, ["secret"])
+            store.add_labels(session_id, ["secret"], owner=str(ALICE))
         return snapshot
 
     store.load = load  # type: ignore[method-assign]
@@ -443,7 +445,7 @@ def test_a_session_that_never_settles_denies_after_the_attempts() -> None:
 
     def load(session_id: str, **kwargs: Any) -> Any:
         snapshot = original(session_id, **kwargs)
-        store.add_labels(session_id, [f"l{snapshot.version}"])  # changes every time
+        store.add_labels(session_id, [f"l{snapshot.version}"], owner=str(ALICE))  # changes every time
         return snapshot
 
     store.load = load  # type: ignore[method-assign]
@@ -457,39 +459,39 @@ def test_a_session_that_never_settles_denies_after_the_attempts() -> None:
 # -- crashes and retries -----------------------------------------------------------------------
 
 
-def test_a_crash_between_decision_and_completion_does_not_count_the_call() -> None:
+def test_a_crashed_call_keeps_counting_and_its_id_does_not_run_again() -> None:
+    """The tool may have run before the crash: the call counts, however long ago it was admitted."""
     clock = Clock()
-    authz, _ = make(SessionConfig(clock=clock, lease=timedelta(minutes=5)))
+    authz, _ = make(SessionConfig(clock=clock))
     with authz.acting_as(ALICE), authz.session("c") as session:
         call = authz.begin_tool_call("delete", {"name": "a"}, call_id="tc-1")
-        assert call.admits
+        assert call.admits and call.external_id == "tc-1" and call.call_id != "tc-1"
         del call  # the process "crashed" here: the tool never reported back
         assert session.state().calls == {}
-        assert [p.call_id for p in session.state().pending] == ["tc-1"]
-        assert session.facts().calls == {"delete": 1}  # in flight: it counts against limits...
-        clock.now += 301
-        assert session.facts().calls == {}  # ...until its lease expires
-        # The application retries the same call id: decided again, counted once.
+        assert [p.external_id for p in session.state().pending] == ["tc-1"]
+        clock.now += 10 * 86_400
+        assert session.facts().calls == {"delete": 1}  # in flight: it still counts against limits
         retry = authz.begin_tool_call("delete", {"name": "a"}, call_id="tc-1")
-        with retry:
-            pass
-        assert session.state().calls == {"delete": 1}
+        assert not retry.admits and "already running" in retry.decision.errors[0]
+        assert session.facts().calls == {"delete": 1}
 
 
-def test_a_retry_of_an_in_flight_call_is_not_counted_against_itself() -> None:
+def test_a_repeated_call_id_in_flight_is_refused_not_counted_against_itself() -> None:
     authz, _ = make()
-    with authz.acting_as(ALICE), authz.session("c") as session:
+    with capture_events() as events, authz.acting_as(ALICE), authz.session("c") as session:
         for name in ("a", "b"):
             with authz.begin_tool_call("delete", {"name": name}):
                 pass
         first = authz.begin_tool_call("delete", {"name": "c"}, call_id="tc-3")
         assert first.admits
-        retry = authz.begin_tool_call("delete", {"name": "c"}, call_id="tc-3")  # 2 done + itself
-        assert retry.admits
+        retry = authz.begin_tool_call("delete", {"name": "c"}, call_id="tc-3")
+        assert not retry.admits
         with retry:
             pass
-        first.complete()  # the first attempt reporting late counts nothing more
+        with first:
+            pass
         assert session.state().calls == {"delete": 3}
+    assert [event.decision for event in events] == ["allow", "allow", "allow", "deny"]
 
 
 def test_a_completed_call_id_is_not_admitted_again() -> None:
@@ -500,6 +502,8 @@ def test_a_completed_call_id_is_not_admitted_again() -> None:
         replay = authz.begin_tool_call("refund", {"order": "o", "amount": 50}, call_id="tc-9")
         assert not replay.admits
         assert "already completed" in replay.decision.errors[0]
+        other = authz.begin_tool_call("refund", {"order": "o", "amount": 1}, call_id="tc-9")
+        assert not other.admits  # whatever the arguments: the id ran once
         with replay:
             pass
         assert session.state().totals == {"refund": {"amount": 50}}
@@ -601,7 +605,7 @@ def test_read_tools_record_their_resource_labels_when_they_complete() -> None:
 
 
 def test_see_records_labels_and_rejects_non_strings() -> None:
-    session = Session("c", MemorySessionStore())
+    session = Session("c", MemorySessionStore(), owner=ALICE)
     session.see("a", "b")
     assert session.state().seen == frozenset({"a", "b"})
     with pytest.raises(az.InvalidValueError):
@@ -613,15 +617,21 @@ def test_see_records_labels_and_rejects_non_strings() -> None:
 # -- approvals ---------------------------------------------------------------------------------
 
 
-def test_an_approval_covers_its_action_resource_and_arguments() -> None:
+PAY = az.EntityUID("Tool", "pay")
+
+
+def test_an_approval_covers_exactly_its_principal_action_resource_and_arguments() -> None:
     authz, tools = make()
     with authz.acting_as(ALICE), authz.session("c") as session:
         with pytest.raises(az.AccessDenied) as denied:
             tools["pay"]("o-1", 50)
         assert denied_by(denied) == ("big-payment-needs-approval",)
-        approval = session.approve("pay", az.EntityUID("Tool", "pay"), arguments={"order": "o-1"},
+        approval = session.approve("pay", PAY, arguments={"order": "o-1", "amount": 50},
                                    granted_by="manager@acme")
+        assert approval.principal == str(ALICE)
         assert tools["pay"]("o-1", 50) == "paid"
+        with pytest.raises(az.AccessDenied):
+            tools["pay"]("o-1", 5000)  # the same order, another amount
         with pytest.raises(az.AccessDenied):
             tools["pay"]("o-2", 50)  # another order
         assert tools["pay"]("o-2", 5) == "paid"  # small payments need none
@@ -629,27 +639,33 @@ def test_an_approval_covers_its_action_resource_and_arguments() -> None:
         assert session.revoke(approval) is False
         with pytest.raises(az.AccessDenied):
             tools["pay"]("o-1", 50)
-        session.approve(az.EntityUID("Action", "pay"))  # any resource, any arguments
-        assert tools["pay"]("o-9", 500) == "paid"
-        assert session.state().approvals[0].action == "pay"
+        assert session.state().approvals == ()
 
 
 def test_an_approval_of_another_resource_or_action_does_not_cover_a_call() -> None:
     authz, tools = make()
     with authz.acting_as(ALICE), authz.session("c") as session:
-        session.approve("pay", az.EntityUID("Order", "o-1"))
-        session.approve("refund", arguments={"order": "o-1"})
+        session.approve("pay", az.EntityUID("Order", "o-1"), arguments={"order": "o-1", "amount": 50})
+        session.approve("refund", PAY, arguments={"order": "o-1", "amount": 50})
+        session.approve("pay", PAY, arguments={"order": "o-1"})  # not every argument
         with pytest.raises(az.AccessDenied):
             tools["pay"]("o-1", 50)
         with pytest.raises(az.InvalidValueError):
-            session.approve("pay", "Order::o-1")  # type: ignore[arg-type]
+            session.approve("pay", "Order::o-1", arguments={})  # type: ignore[arg-type]
+        with pytest.raises(az.InvalidValueError):
+            session.approve("pay", None, arguments={})  # type: ignore[arg-type]
+        session.approve("pay", PAY)  # only a call without arguments
+        with pytest.raises(az.AccessDenied):
+            tools["pay"]("o-1", 50)
+        assert authz.authorize(action="pay", resource=PAY, context={"input": {"amount": 50}}).reasons == (
+            "big-payment-needs-approval",)
 
 
 def test_approvals_are_per_session() -> None:
     authz, tools = make()
     with authz.acting_as(ALICE):
         with authz.session("a") as a:
-            a.approve("pay")
+            a.approve("pay", PAY, arguments={"order": "o", "amount": 50})
             assert tools["pay"]("o", 50) == "paid"
         with authz.session("b"), pytest.raises(az.AccessDenied):
             tools["pay"]("o", 50)
