@@ -683,12 +683,15 @@ class ToolCall:
         decision: the decision (see ``decision.admits``).
         call_id: the call's id in the session.
         session: the session it is recorded in, if any.
+        arguments: the validated arguments of a guarded tool's call, as the
+            policy evaluated them: run the tool with exactly these.
     """
 
     def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
                  reserved: bool = False) -> None:
         self.decision = decision
         self.call_id = call_id
+        self.arguments: dict[str, Any] = {}
         self.session = session
         self._reserved = reserved and session is not None
         self._failed = False
