@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, TypeVar
 
+import typing_extensions
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
@@ -115,7 +116,7 @@ def cedar_type(annotation: Any, *, where: str = "") -> dict[str, Any]:
             {name: (f.annotation, not f.is_required()) for name, f in annotation.model_fields.items()},
             where,
         )
-    if typing.is_typeddict(annotation):
+    if typing.is_typeddict(annotation) or typing_extensions.is_typeddict(annotation):
         # __required_keys__ is wrong under postponed annotations: read NotRequired/Required here.
         hints = typing.get_type_hints(annotation, include_extras=True)
         total = getattr(annotation, "__total__", True)
@@ -524,12 +525,20 @@ def _disclosed(decision: Decision, kind: RefusalKind) -> list[str]:
 
 def bind_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                    tool: str) -> dict[str, Any]:
-    """Map a call's positional and keyword arguments to parameter names."""
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise InvalidValueError(f"tool {tool!r}: {exc}") from None
-    return dict(bound.arguments)
+    """Map a call's positional and keyword arguments to parameter names.
+
+    Keywords are taken as given: one the function does not declare is for the
+    spec to refuse, as an unknown argument, like on every other path.
+    """
+    names = list(inspect.signature(fn).parameters)
+    if len(args) > len(names):
+        raise InvalidValueError(f"tool {tool!r} got invalid arguments: it takes {len(names)} "
+                                f"positional arguments, not {len(args)}")
+    positional = dict(zip(names, args, strict=False))
+    twice = sorted(positional.keys() & kwargs.keys())
+    if twice:
+        raise InvalidValueError(f"tool {tool!r} got invalid arguments: {twice[0]}: given twice")
+    return {**positional, **kwargs}
 
 
 def is_coroutine_function(fn: Callable[..., Any]) -> bool:
