@@ -23,7 +23,7 @@ import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NotRequired, Optional
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,7 +32,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from pydantic import BaseModel, ConfigDict, create_model
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict  # pydantic takes only this one before Python 3.12
 
 import agentauthz as az
 from agentauthz._model import to_cedar_value
@@ -83,7 +83,8 @@ def json_schema(fields: tuple[ArgumentShape, ...]) -> dict[str, Any]:
         return {
             "str": {"type": "string"}, "int": {"type": "integer"}, "bool": {"type": "boolean"},
             "float": {"type": "number"}, "strs": {"type": "array", "items": {"type": "string"}},
-            "ints": {"type": "array", "items": {"type": "integer"}}, "choice": {"enum": list(ARGUMENT_CHOICES)},
+            "ints": {"type": "array", "items": {"type": "integer"}},
+            "choice": {"enum": list(ARGUMENT_CHOICES)},
         }[shape.kind]
 
     return {"type": "object", "properties": {f.name: node(f) for f in fields},
@@ -181,7 +182,8 @@ def via_guard(case: ToolCase, h: Harness) -> None:
 
 
 def via_authorized_tool(case: ToolCase, h: Harness) -> None:
-    AuthorizedTool(tool=h.langchain_tool(case), authz=h.authz).invoke(tool_call(case.arguments), config=h.config)
+    tool = AuthorizedTool(tool=h.langchain_tool(case), authz=h.authz)
+    tool.invoke(tool_call(case.arguments), config=h.config)
 
 
 def via_authorized_tool_in_tool_node(case: ToolCase, h: Harness) -> None:
@@ -267,7 +269,7 @@ PATHS = [
 def conforms(value: Any, fields: tuple[ArgumentShape, ...], case: ToolCase, where: str = "") -> None:
     """The received arguments are declared ones, of their declared Python types (coerced), no more."""
     if isinstance(value, BaseModel):
-        assert not case.style == "json", f"{where}: a JSON-schema tool got a model, not JSON"
+        assert case.style != "json", f"{where}: a JSON-schema tool got a model, not JSON"
         assert not value.model_extra, f"{where}: undeclared {sorted(value.model_extra)}"
         value = {name: getattr(value, name) for name in type(value).model_fields}
     assert isinstance(value, dict), where
@@ -326,11 +328,10 @@ DELETE = (ArgumentShape("to", "str", True), ArgumentShape("force", "bool", False
 EXTRA_STYLES = [("json", "allow"), ("pydantic", "allow"), ("pydantic", "ignore"), ("signature", "allow")]
 
 
-@pytest.mark.parametrize("path", PATHS, ids=str)
-@pytest.mark.parametrize(("style", "extra"), EXTRA_STYLES)
+@pytest.mark.parametrize(("path", "style", "extra"), [
+    pytest.param(path, style, extra, id=f"{path}-{style}-{extra}")
+    for path in PATHS for style, extra in EXTRA_STYLES if style in path.styles])
 def test_a_model_invented_bcc_never_reaches_send_email(path: Path, style: str, extra: str) -> None:
-    if style not in path.styles:
-        pytest.skip(f"{path} takes no {style} tools")
     arguments = {"to": "dave@acme.example", "subject": "Q3", "bcc": "x@evil.example"}
     case = ToolCase(EMAIL, style, extra, False, arguments, unknown=True)
     harness = Harness()
@@ -340,11 +341,9 @@ def test_a_model_invented_bcc_never_reaches_send_email(path: Path, style: str, e
     assert refusal.decision == "deny" and "bcc: unknown argument" in refusal.errors[0]
 
 
-@pytest.mark.parametrize("path", PATHS, ids=str)
-@pytest.mark.parametrize("style", ALL_STYLES)
+@pytest.mark.parametrize(("path", "style"), [
+    pytest.param(path, style, id=f"{path}-{style}") for path in PATHS for style in path.styles])
 def test_a_string_false_reaches_the_tool_as_the_false_the_policy_saw(path: Path, style: str) -> None:
-    if style not in path.styles:
-        pytest.skip(f"{path} takes no {style} tools")
     policy = 'permit(principal, action, resource) unless { context.input has force && context.input.force };'
     case = ToolCase(DELETE, style, "allow", False, {"to": "orders", "force": "false"}, unknown=False)
     harness = Harness(policies=policy)

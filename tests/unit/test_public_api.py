@@ -75,5 +75,6 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 
 
 def test_tool_spec_from_json_schema_is_public() -> None:
-    spec = az.ToolSpec.from_json_schema("ping", {"type": "object", "properties": {"host": {"type": "string"}}})
+    schema = {"type": "object", "properties": {"host": {"type": "string"}}}
+    spec = az.ToolSpec.from_json_schema("ping", schema)
     assert spec.parameters == ("host",)
