@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
@@ -19,8 +19,8 @@ from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool, tool
-from langgraph.prebuilt import ToolRuntime
+from langchain_core.tools import BaseTool, InjectedToolCallId, tool
+from langgraph.prebuilt import InjectedState, ToolRuntime
 from pydantic import Field
 
 import agentauthz as az
@@ -439,3 +439,23 @@ def test_every_python_snippet_of_the_docs_page_runs_and_prints_what_it_says(
             for line in capsys.readouterr().out.splitlines():
                 assert line.strip() in code, f"block {number} printed {line!r}"
     assert ran >= 8
+
+
+def test_injected_state_and_tool_call_id_reach_the_tool_beside_the_decided_arguments(
+    authz: az.Authorizer, middleware: AuthzMiddleware
+) -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    @tool
+    def send_email(to: str, subject: str, tool_call_id: Annotated[str, InjectedToolCallId],
+                   state: Annotated[dict[str, Any], InjectedState]) -> str:
+        """Send an email."""
+        seen.append((to, tool_call_id, len(state["messages"])))
+        return f"sent to {to}"
+
+    for agent_tools, around in (([send_email], [middleware]), (authorize_tools([send_email], authz), [])):
+        model = scripted(("send_email", {"to": "dave@acme.example", "subject": "hi"}))
+        agent = create_agent(model, tools=agent_tools, middleware=around)
+        [sent] = tool_messages(agent.invoke({"messages": [("user", "mail")]}, config=as_user("carol")))
+        assert sent.content == "sent to dave@acme.example"
+    assert seen == [("dave@acme.example", "call-0", 2)] * 2
