@@ -1014,8 +1014,13 @@ class Authorizer:
         cannot be built, are an audited refusal.
 
         Raises:
+            IdentityError: no end user is bound (audited): checked first, so a
+                call without one never reads as a mere argument problem.
             InvalidArguments: carrying the audited refusal.
         """
+        if _identity.get() is None:
+            self.audit_missing_identity(spec.action, EntityUID(self.tool_entity_type, spec.name))
+            self.current_principal()  # raises IdentityError
         try:
             validated = spec.arguments(arguments() if callable(arguments) else arguments)
             return validated, self._tool_request(spec, validated)
@@ -1040,9 +1045,6 @@ class Authorizer:
     def _prepare_tool_call(
         self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
-        if _identity.get() is None:  # no end user, no call
-            self.audit_missing_identity(spec.action, EntityUID(self.tool_entity_type, spec.name))
-            self.current_principal()  # raises IdentityError
         try:
             return self._checked_call(spec, lambda: bind_arguments(fn, args, kwargs, spec.name))
         except InvalidArguments as exc:

@@ -556,7 +556,7 @@ def _prepared(rules: _Rules, invocation: ActionInvocation) -> tuple[ActionInvoca
     """Convert the parameters and build the request.
 
     Returns the invocation and either None (the invocation was refused and is
-    settled), a ``(spec, arguments)`` pair for ``authorize_tool_call``, or the
+    settled), a ``(spec, arguments)`` pair for ``begin_tool_call``, or the
     keyword arguments of ``authorize``.
     """
     try:

@@ -382,3 +382,14 @@ def test_a_refusal_of_invalid_arguments_reaches_the_model_as_an_error_tool_messa
     message = result["messages"][-1]
     assert isinstance(message, ToolMessage) and message.status == "error"
     assert harness.audit.events[-1].decision_id in str(message.content)
+
+
+def test_a_call_without_an_end_user_is_an_identity_error_even_with_invalid_arguments() -> None:
+    case = ToolCase(EMAIL, "json", "allow", False, {"to": "a", "bcc": "b"}, unknown=True)
+    harness = Harness()
+    tool = AuthorizedTool(tool=harness.langchain_tool(case), authz=harness.authz)
+    with pytest.raises(az.IdentityError):
+        tool.invoke(tool_call(case.arguments))  # no end user in the config, none bound
+    assert harness.received == []
+    [refusal] = harness.audit.events
+    assert refusal.principal is None and refusal.errors == ("no end user bound",)
