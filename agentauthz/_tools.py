@@ -238,9 +238,10 @@ class ToolSpec:
         Bool, ``array`` -> Set, ``object`` with ``properties`` -> record,
         ``enum``/``const`` of strings or of integers -> String/Long (only the
         listed values validate). A property not ``required`` (or nullable) is an
-        optional attribute. ``$ref`` to local definitions and single-type
-        ``anyOf``/``oneOf`` are followed; ``format`` and value constraints
-        (``minimum``, ``pattern``, ...) are not checked here.
+        optional attribute. ``$ref`` to local definitions, a single ``allOf``
+        and single-type ``anyOf``/``oneOf`` are followed; ``format`` (a
+        ``date-time`` stays a String) and value constraints (``minimum``,
+        ``pattern``, ...) are not checked here.
 
         Arguments validate as a guarded function's do (see :meth:`arguments`):
         one outside ``properties`` is refused whatever ``additionalProperties``
@@ -628,6 +629,11 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
             if ref not in definitions:
                 raise ConfigurationError(f"{where}: unresolved $ref {node['$ref']!r}")
             return annotation(definitions[ref], where, depth + 1)
+        if "allOf" in node:
+            parts = node["allOf"]
+            if not isinstance(parts, list) or len(parts) != 1:
+                raise ConfigurationError(f"{where}: allOf of several schemas has no Cedar equivalent")
+            return annotation(parts[0], where, depth + 1)
         for key in ("anyOf", "oneOf"):
             if key in node:
                 options = [o for o in node[key] if not (isinstance(o, Mapping) and o.get("type") == "null")]

@@ -393,3 +393,57 @@ def test_a_call_without_an_end_user_is_an_identity_error_even_with_invalid_argum
     assert harness.received == []
     [refusal] = harness.audit.events
     assert refusal.principal is None and refusal.errors == ("no end user bound",)
+
+
+# -- ToolSpec.from_json_schema: the Cedar types and validation of @authz.guard ------------------------
+
+
+def test_a_json_schema_maps_to_the_cedar_types_a_guarded_signature_would_have() -> None:
+    schema = {
+        "type": "object", "description": "Send an email.", "required": ["to", "level"],
+        "$defs": {"Who": {"type": "object", "required": ["name"],
+                          "properties": {"name": {"type": "string"}}}},
+        "additionalProperties": True,
+        "properties": {
+            "to": {"type": "string"}, "level": {"enum": [1, 2, 3]}, "price": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}}, "urgent": {"type": ["boolean", "null"]},
+            "who": {"allOf": [{"$ref": "#/$defs/Who"}]}, "mode": {"const": "fast"},
+        },
+    }
+    spec = az.ToolSpec.from_json_schema("send_email", schema, sum_arguments=["price"])
+
+    def guarded(to: str, level: Literal[1, 2, 3], price: float | None = None, tags: list[str] | None = None,
+                urgent: bool | None = None, who: _Who | None = None,
+                mode: Literal["fast"] | None = None) -> None: ...
+
+    authz = az.Authorizer.from_text(ALLOW_ALL, audit=[])
+    assert spec.input_type == authz.guard(name="send_email")(guarded).__agentauthz_tool__.input_type
+    assert (spec.description, spec.sums, spec.action) == ("Send an email.", ("price",), "send_email")
+    assert spec.arguments({"to": "a", "level": 2, "who": {"name": "n"}}) == {
+        "to": "a", "level": 2, "who": {"name": "n"}}
+    for wrong in ({"to": "a", "level": 4}, {"to": "a", "level": 1, "mode": "slow"},
+                  {"to": "a", "level": 1, "who": {"name": "n", "admin": True}},
+                  {"to": "a", "level": 1, "x": 1}):
+        with pytest.raises(az.InvalidValueError):
+            spec.arguments(wrong)
+
+
+class _Who(BaseModel):
+    name: str
+
+
+@pytest.mark.parametrize("properties", [
+    {"settings": {"type": "object"}},                                  # free-form: no Cedar record
+    {"either": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},  # a union of types
+    {"_hidden": {"type": "string"}},                                   # pydantic would hide it
+    {"model_config": {"type": "string"}},
+    {"mixed": {"enum": ["a", 1]}},
+    {"loop": {"$ref": "#/$defs/Loop"}},
+])
+def test_a_json_schema_without_a_cedar_equivalent_is_a_configuration_error(
+    properties: dict[str, Any]
+) -> None:
+    schema = {"type": "object", "properties": properties,
+              "$defs": {"Loop": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Loop"}}}}}
+    with pytest.raises(az.ConfigurationError):
+        az.ToolSpec.from_json_schema("t", schema)
