@@ -23,6 +23,7 @@ from agentauthz._errors import (
     ConfigurationError,
     EngineError,
     IdentityError,
+    InvalidArguments,
     InvalidValueError,
     PolicyError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "FilterResult",
     "Identity",
     "IdentityError",
+    "InvalidArguments",
     "InvalidValueError",
     "LocalEngine",
     "LoggingSink",

@@ -41,6 +41,8 @@ class AuditEvent:
             (``{"policy-id": "would deny"}``; see :mod:`agentauthz._shadow`);
             empty when the store has none. Shadow policies never change ``decision``.
         session: id of the session bound when the decision was made, if any.
+        decision_id: the decision's opaque id (:attr:`Decision.id`): the id a
+            refusal shown to the model names, to find this event from it.
     """
 
     principal: str | None
@@ -60,11 +62,12 @@ class AuditEvent:
     extra: dict[str, Any] = field(default_factory=dict)
     shadow: dict[str, str] = field(default_factory=dict)
     session: str | None = None
+    decision_id: str = ""
 
     def to_json(self) -> str:
-        """One line of JSON (``request``, ``extra``, ``shadow``, ``session`` only when set)."""
+        """One line of JSON (``request``, ``extra``, ``shadow``, ``session``, ``decision_id``: when set)."""
         data = asdict(self)
-        for optional in ("request", "extra", "shadow", "session"):
+        for optional in ("request", "extra", "shadow", "session", "decision_id"):
             if not data[optional]:
                 del data[optional]
         return json.dumps(data, separators=(",", ":"), default=str)

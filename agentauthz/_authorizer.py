@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import inspect
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from agentauthz._errors import (
     AuthzError,
     ConfigurationError,
     IdentityError,
+    InvalidArguments,
     InvalidValueError,
 )
 from agentauthz._model import Decision, Entity, EntityUID, Request
@@ -39,6 +41,7 @@ from agentauthz._shadow import shadow_outcomes
 from agentauthz._tools import (
     ContextSpec,
     OnDeny,
+    RefusalKind,
     ResourceSpec,
     ToolSpec,
     bind_arguments,
@@ -124,6 +127,11 @@ class Authorizer:
             (``Tool::"<tool name>"``).
         sessions: how sessions are recorded (:class:`~agentauthz.session.SessionConfig`:
             store, label attribute, window, summed arguments); see :meth:`session`.
+        disclose_reasons: put the determining policy ids (and the problems of
+            invalid arguments) into the refusals a model reads. Off by default:
+            the model gets a generic refusal and the decision's opaque id, and the
+            reasons stay in the audit event. Turning it on discloses how the
+            policies are built to the model and to whoever steers it.
 
     Example:
         >>> authz = Authorizer.from_text(
@@ -143,6 +151,7 @@ class Authorizer:
         record_requests: bool = False,
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
+        disclose_reasons: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ConfigurationError(f"mode must be 'enforce' or 'shadow', not {mode!r}")
@@ -159,6 +168,9 @@ class Authorizer:
         )
         self.record_requests = record_requests
         self.tool_entity_type = tool_entity_type
+        if not isinstance(disclose_reasons, bool):
+            raise ConfigurationError("disclose_reasons must be True or False")
+        self.disclose_reasons = disclose_reasons
         self.tools: dict[str, ToolSpec] = {}
         if sessions is not None and not isinstance(sessions, SessionConfig):
             raise ConfigurationError("sessions= takes an agentauthz.session.SessionConfig")
@@ -737,7 +749,8 @@ class Authorizer:
                 generation when ``resource`` is a callable).
             context: extra context, fixed or a callable of the validated arguments.
             on_deny: ``"raise"`` raises AccessDenied; ``"message"`` returns a
-                short refusal the model can read, naming the determining policies.
+                short refusal the model can read (:func:`refusal_message`: the
+                decision's id; the policy ids only with ``disclose_reasons``).
             name: tool name (default: the function name).
             sum_arguments: int or decimal arguments a bound session adds up
                 over the calls that complete (``context.session.totals.<action>.<argument>``).
@@ -746,10 +759,14 @@ class Authorizer:
         ``context.session`` and counted in the session once the function
         returns; a denied call, or one that raises, does not count.
 
+        The function runs with the validated arguments the policy evaluated
+        (:meth:`ToolSpec.arguments`: coerced values, defaults filled in);
+        arguments it does not declare are refused, and the refusal is audited.
+
         Raises:
             IdentityError: at call time, when no end user is bound.
             AccessDenied: at call time, when denied and ``on_deny="raise"``.
-            InvalidValueError: at call time, for arguments that fail validation
+            InvalidArguments: at call time, for arguments that fail validation
                 (with ``on_deny="message"`` a refusal is returned instead).
             ConfigurationError: at decoration time, for a signature with no Cedar mapping.
 
@@ -782,12 +799,12 @@ class Authorizer:
                     prepared = self._prepare_tool_call(spec, fn, args, kwargs)
                     if isinstance(prepared, str):
                         return prepared
-                    request_args, decision_inputs = prepared
-                    call = await self._abegin(decision_inputs, request_args, spec, None)
+                    arguments, decision_inputs = prepared
+                    call = await self._abegin(decision_inputs, arguments, spec, None)
                     if not call.admits:
                         return self._refuse(spec, call.decision)
                     with call:
-                        return await fn(**request_args)
+                        return await fn(**arguments)
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -795,12 +812,12 @@ class Authorizer:
                 prepared = self._prepare_tool_call(spec, fn, args, kwargs)
                 if isinstance(prepared, str):
                     return prepared
-                request_args, decision_inputs = prepared
-                call = self._begin(decision_inputs, request_args, spec, None)
+                arguments, decision_inputs = prepared
+                call = self._begin(decision_inputs, arguments, spec, None)
                 if not call.admits:
                     return self._refuse(spec, call.decision)
                 with call:
-                    return fn(**request_args)
+                    return fn(**arguments)
 
             return wraps_tool(fn, guarded, spec)
 
@@ -865,39 +882,47 @@ class Authorizer:
         )
 
     def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:
-        """Decide one call of a guarded tool with these arguments, without running it."""
-        spec = self._spec(tool)
-        validated = self._validated(spec, arguments)
-        return self.authorize(**self._tool_request(spec, validated))
+        """Decide one call of a guarded tool with these arguments, without running it.
+
+        Raises:
+            InvalidArguments: the arguments do not validate (the refusal is audited).
+            IdentityError: no end user is bound.
+        """
+        return self.begin_tool_call(tool, arguments, record=False).decision
 
     async def aauthorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:
         """Async twin of :meth:`authorize_tool_call`."""
-        spec = self._spec(tool)
-        validated = self._validated(spec, arguments)
-        return await self.aauthorize(**self._tool_request(spec, validated))
+        return (await self.abegin_tool_call(tool, arguments, record=False)).decision
 
     def begin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
-                        call_id: str | None = None) -> ToolCall:
+                        call_id: str | None = None, record: bool = True) -> ToolCall:
         """Decide a call of a guarded tool that the caller runs, and count it when it completes.
 
         For integrations that run the tool themselves: run it inside
-        ``with call:`` when ``call.admits``; leaving the block counts the call
-        in the bound session, an exception (or ``call.fail()``) releases it.
+        ``with call:`` when ``call.admits``, with exactly ``call.arguments``:
+        the validated arguments the policy evaluated (coerced values, defaults
+        filled in), never the raw ones. Leaving the block counts the call in
+        the bound session, an exception (or ``call.fail()``) releases it.
         Without a session this is :meth:`authorize_tool_call`.
 
         Args:
             tool: a guarded tool, its ToolSpec or its name.
-            arguments: the arguments the model chose.
+            arguments: the arguments the model chose. One the tool does not
+                declare is refused.
             call_id: the id the caller gave the call (e.g. the model's tool
                 call id): a label in the session, never its key. A call with
                 the same id in flight or completed in the session refuses this
                 one (a released call may be retried under its id).
+            record: False decides without reserving the call in the bound
+                session (for a call run elsewhere, such as a Bedrock return of
+                control): ``context.session`` is still given to the policies.
 
         A store that fails before the tool runs denies the call
         (``call.decision.errors`` says so, and so does its audit event).
 
         Raises:
-            InvalidValueError: the arguments do not validate.
+            InvalidArguments: the arguments do not validate; the refusal is
+                audited and ``exc.decision`` carries its id.
             IdentityError: no end user is bound, or the bound session belongs
                 to another end user.
 
@@ -910,19 +935,29 @@ class Authorizer:
             ...     call = authz.begin_tool_call("ping", {"host": "a"}, call_id="t-1")
             ...     with call:
             ...         pass  # run the tool here
-            ...     s.state().calls
-            {'ping': 1}
+            ...     s.state().calls, call.arguments
+            ({'ping': 1}, {'host': 'a'})
         """
         spec = self._spec(tool)
-        validated = self._validated(spec, arguments)
-        return self._begin(self._tool_request(spec, validated), validated, spec, call_id)
+        validated, inputs = self._checked_call(spec, arguments)
+        if record:
+            call = self._begin(inputs, validated, spec, call_id)
+        else:
+            call = ToolCall(self.authorize(**inputs), call_id=uuid.uuid4().hex, external_id=call_id)
+        call.arguments = validated
+        return call
 
     async def abegin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
-                               call_id: str | None = None) -> ToolCall:
+                               call_id: str | None = None, record: bool = True) -> ToolCall:
         """Async twin of :meth:`begin_tool_call`."""
         spec = self._spec(tool)
-        validated = self._validated(spec, arguments)
-        return await self._abegin(self._tool_request(spec, validated), validated, spec, call_id)
+        validated, inputs = self._checked_call(spec, arguments)
+        if record:
+            call = await self._abegin(inputs, validated, spec, call_id)
+        else:
+            call = ToolCall(await self.aauthorize(**inputs), call_id=uuid.uuid4().hex, external_id=call_id)
+        call.arguments = validated
+        return call
 
     def begin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                    context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
@@ -986,7 +1021,8 @@ class Authorizer:
 
     def _refused_by_session(self, held: list[tuple[list[AuditSink], AuditEvent]], why: str) -> Decision:
         """Deny what was decided but cannot go ahead in the session: its held events say so."""
-        decision = Decision.deny(why)
+        decision = Decision(allowed=False, errors=(why,),
+                            id=held[0][1].decision_id if held else _decision_id())
         for sinks, event in held:
             self._emit(sinks, dataclasses.replace(event, decision="deny", enforced=True,
                                                   errors=decision.errors))
@@ -1118,10 +1154,33 @@ class Authorizer:
             raise ConfigurationError(f"{tool!r} is not a tool guarded by this Authorizer")
         return spec
 
-    @staticmethod
-    def _validated(spec: ToolSpec, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        model = spec.validate(arguments)
-        return {name: getattr(model, name) for name in spec.parameters}
+    def _checked_call(self, spec: ToolSpec, arguments: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The validated arguments of one call and the request deciding it (the one path of every call).
+
+        ``context.input`` is built from the very values the tool then runs
+        with. Arguments that do not validate, or whose resource or context
+        cannot be built, are an audited refusal.
+
+        Raises:
+            IdentityError: no end user is bound (audited): checked first, so a
+                call without one never reads as a mere argument problem.
+            InvalidArguments: carrying the audited refusal.
+        """
+        if _identity.get() is None:
+            self.audit_missing_identity(spec.action, EntityUID(self.tool_entity_type, spec.name))
+            self.current_principal()  # raises IdentityError
+        try:
+            validated = spec.arguments(arguments() if callable(arguments) else arguments)
+            return validated, self._tool_request(spec, validated)
+        except InvalidArguments:
+            raise
+        except InvalidValueError as exc:
+            fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
+            refusal = self.audit_refusal(
+                action=spec.action, resource=fixed or EntityUID(self.tool_entity_type, spec.name),
+                reason=str(exc))
+            raise InvalidArguments(str(exc), refusal) from None
 
     def _tool_request(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
         context = spec.context_for(arguments)
@@ -1135,20 +1194,33 @@ class Authorizer:
     def _prepare_tool_call(
         self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
-        self.current_principal()  # no end user, no call: raises IdentityError
         try:
-            arguments = self._validated(spec, bind_arguments(fn, args, kwargs, spec.name))
-        except AuthzError as exc:
+            return self._checked_call(spec, lambda: bind_arguments(fn, args, kwargs, spec.name))
+        except InvalidArguments as exc:
             if spec.on_deny == "message":
-                return f"Tool '{spec.name}' was not called: {exc}"
+                return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
-        return arguments, self._tool_request(spec, arguments)
 
-    @staticmethod
-    def _refuse(spec: ToolSpec, decision: Decision) -> str:
+    def _refuse(self, spec: ToolSpec, decision: Decision) -> str:
         if spec.on_deny == "message":
-            return refusal_message(spec.name, decision.reasons, decision.errors)
+            return self.refusal(spec.name, decision)
         raise AccessDenied(decision, subject=f"tool '{spec.name}'")
+
+    def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
+        """The refusal a model reads for a refused call of ``tool`` (see :func:`refusal_message`).
+
+        Generic, naming the decision's opaque id; with ``disclose_reasons`` it
+        adds the determining policy ids (or the problems of invalid arguments).
+
+        Example:
+            >>> authz = Authorizer.from_text('@id("no-wipe") forbid(principal, action, resource);', audit=[])
+            >>> with authz.acting_as(EntityUID("User", "u")):
+            ...     refused = authz.authorize(action="wipe", resource=EntityUID("Tool", "wipe"))
+            >>> authz.refusal("wipe", refused) == (
+            ...     f"Tool 'wipe' is not permitted for this user (decision {refused.id}). Do not retry it.")
+            True
+        """
+        return refusal_message(tool, decision, kind=kind, disclose=self.disclose_reasons)
 
     # -- internals -----------------------------------------------------------------
 
@@ -1252,10 +1324,10 @@ class Authorizer:
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
-        if self.mode == "shadow":
-            decisions = [d.replace(enforced=False) for d in decisions]
-        elif not all(d.enforced for d in decisions):  # only shadow mode lets a denied call go ahead
-            decisions = [d if d.enforced else d.replace(enforced=True) for d in decisions]
+        # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
+        enforced = self.mode != "shadow"
+        decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, _decision_id())
+                     for d in decisions]
         sinks = self._active_sinks()
         if sinks:
             elapsed_us = (time.perf_counter_ns() - started) // 1000
@@ -1300,25 +1372,72 @@ class Authorizer:
                 if self.record_requests else None
             ),
             session=session.id if session is not None else None,
+            decision_id=decision.id,
         )
 
-    def audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> None:
+    def audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> Decision:
         """Record a call refused because no end user was bound (a denial without principal).
 
         The Authorizer does this itself; integrations that refuse a call before
         asking it (an invalid token, say) call it to keep the audit trail whole.
+
+        Returns:
+            The audited refusal (its ``id`` is the event's ``decision_id``).
         """
+        return self._audit_refusal(None, action, resource, "no end user bound", None)
+
+    def audit_refusal(self, *, action: str | EntityUID, resource: EntityUID | Entity,
+                      reason: str) -> Decision:
+        """Record a call refused before any policy was evaluated, for the bound end user.
+
+        For integrations that refuse a call themselves: a tool the agent does
+        not have, arguments that cannot be read. The Authorizer does this itself
+        for invalid tool arguments. Every refusal is then one audit event, like
+        every decision.
+
+        Args:
+            action: the action the call would have been (a name that is no
+                action of the schema is recorded as given).
+            resource: the resource it would have touched.
+            reason: why it was refused (the event's ``errors``; no values).
+
+        Returns:
+            The audited refusal: a denial carrying ``reason`` and the event's id.
+
+        Example:
+            >>> from agentauthz._audit import MemorySink
+            >>> sink = MemorySink()
+            >>> authz = Authorizer.from_text("permit(principal, action, resource);", audit=[sink])
+            >>> refused = authz.audit_refusal(action="wipe", resource=EntityUID("Tool", "wipe"),
+            ...                               reason="unknown tool")
+            >>> refused.allowed, sink.events[0].errors, sink.events[0].decision_id == refused.id
+            (False, ('unknown tool',), True)
+        """
+        identity = _identity.get()
+        try:
+            action_text = str(self.engine.resolve_action(action))
+        except Exception:  # a name no schema declares (what a model invented): recorded as written
+            action_text = str(action)
+        correlation = identity.correlation_id if identity is not None else None
+        return self._audit_refusal(identity.uid if identity is not None else None, action_text, resource,
+                                   reason, correlation)
+
+    def _audit_refusal(self, principal: EntityUID | None, action: str | EntityUID,
+                       resource: EntityUID | Entity, reason: str, correlation: str | None) -> Decision:
+        decision = Decision(allowed=False, errors=(truncate(reason),), id=_decision_id())
         sinks = self._active_sinks()
-        if not sinks:
-            return
-        uid = resource.uid if isinstance(resource, Entity) else resource
-        event = AuditEvent(
-            principal=None, action=str(action), resource=str(uid), decision="deny",
-            enforced=True, reasons=(), errors=("no end user bound",),
-            fingerprint=self.engine.fingerprint, engine=self.engine.name, mode=self.mode,
-            elapsed_us=0, correlation_id=uuid.uuid4().hex, timestamp=time.time(),
-        )
-        self._emit(sinks, event)
+        if sinks:
+            uid = resource.uid if isinstance(resource, Entity) else resource
+            session = current_session()
+            event = AuditEvent(
+                principal=str(principal) if principal is not None else None, action=str(action),
+                resource=str(uid), decision="deny", enforced=True, reasons=(), errors=decision.errors,
+                fingerprint=self.engine.fingerprint, engine=self.engine.name, mode=self.mode,
+                elapsed_us=0, correlation_id=correlation or uuid.uuid4().hex, timestamp=time.time(),
+                session=session.id if session is not None else None, decision_id=decision.id,
+            )
+            self._emit(sinks, event)
+        return decision
 
     @staticmethod
     def _emit(sinks: list[AuditSink], event: AuditEvent) -> None:
@@ -1329,6 +1448,11 @@ class Authorizer:
                 import logging
 
                 logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
+
+
+def _decision_id() -> str:
+    """An opaque, unguessable id for one decision (128 random bits)."""
+    return secrets.token_hex(16)
 
 
 def _failure(exc: Exception) -> Decision:

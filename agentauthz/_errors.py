@@ -10,6 +10,7 @@ application can catch one type at its boundary::
     ├── ConfigurationError    the library was set up or called inconsistently
     ├── IdentityError         a call needs an end user and none is bound
     └── InvalidValueError     a Python value has no Cedar equivalent (float, huge int, ...)
+        └── InvalidArguments  a tool call's arguments do not fit the tool; carries the refusal .decision
 
 Backend exceptions are translated at the boundary with ``raise ... from`` so the
 original stays available as ``__cause__``. Messages name the problem, never
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigurationError",
     "EngineError",
     "IdentityError",
+    "InvalidArguments",
     "InvalidValueError",
     "PolicyError",
 ]
@@ -90,3 +92,19 @@ class IdentityError(AuthzError):
 
 class InvalidValueError(AuthzError):
     """A Python value cannot be represented as a Cedar value."""
+
+
+class InvalidArguments(InvalidValueError):
+    """A tool call was refused because its arguments do not fit the tool.
+
+    An argument the tool does not declare, a missing one, or one of the wrong
+    type: the call never reaches a policy or the tool. The refusal is audited.
+
+    Attributes:
+        decision: the audited refusal (a denial whose ``errors`` name the
+            problems and whose ``id`` is the audit event's ``decision_id``).
+    """
+
+    def __init__(self, message: str, decision: Decision) -> None:
+        super().__init__(message)
+        self.decision = decision

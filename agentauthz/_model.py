@@ -679,6 +679,9 @@ class Decision:
             audited, but the call goes ahead.
         policy_version: fingerprint of the policy-store version that decided,
             when the engine knows it (a reload may land between decision and audit).
+        id: opaque id the Authorizer gives every decision it makes; the audit
+            event carries it as ``decision_id``, and refusals shown to a model
+            name it instead of policy ids ("" on a decision the Authorizer did not make).
 
     Example:
         >>> Decision(allowed=False, reasons=("no-external-email",)).admits
@@ -690,6 +693,7 @@ class Decision:
     errors: tuple[str, ...] = ()
     enforced: bool = True
     policy_version: str = field(default="", compare=False)
+    id: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if type(self.allowed) is not bool:

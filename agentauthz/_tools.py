@@ -5,10 +5,16 @@ arguments, validated against the function signature, travel as
 ``context.input``; the resource is the tool itself (``Tool::"<name>"``) unless
 the guard names one. The principal is always the bound end user, never an
 argument.
+
+:meth:`ToolSpec.arguments` is the one place where the arguments a model chose
+become the arguments of a call: every integration decides on its result and
+hands the tool exactly that, nothing more. :func:`refusal_message` is the one
+text a model reads when a call is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import decimal as _decimal
 import enum
@@ -16,17 +22,19 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
+import typing_extensions
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
-from agentauthz._model import Entity, EntityUID, float_to_decimal
+from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
 
 __all__ = [
     "OnDeny",
+    "RefusalKind",
     "ToolSpec",
     "cedar_type",
     "refusal_message",
@@ -34,6 +42,7 @@ __all__ = [
 ]
 
 OnDeny = Literal["raise", "message"]
+RefusalKind = Literal["denied", "invalid", "unknown", "no-identity"]
 ResourceSpec = EntityUID | Entity | Callable[[dict[str, Any]], "EntityUID | Entity"] | None
 ContextSpec = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,7 +116,7 @@ def cedar_type(annotation: Any, *, where: str = "") -> dict[str, Any]:
             {name: (f.annotation, not f.is_required()) for name, f in annotation.model_fields.items()},
             where,
         )
-    if typing.is_typeddict(annotation):
+    if typing.is_typeddict(annotation) or typing_extensions.is_typeddict(annotation):
         # __required_keys__ is wrong under postponed annotations: read NotRequired/Required here.
         hints = typing.get_type_hints(annotation, include_extras=True)
         total = getattr(annotation, "__total__", True)
@@ -190,6 +199,9 @@ class ToolSpec:
         parameters: the argument names, in signature order.
         sums: numeric arguments whose values a session adds up per action
             (``context.session.totals.<action>.<argument>``).
+        json_arguments: the tool takes JSON values (it was described by a JSON
+            Schema): :meth:`arguments` gives records as dicts and leaves out an
+            optional argument that was not given.
     """
 
     name: str
@@ -203,22 +215,140 @@ class ToolSpec:
     description: str = ""
     parameters: tuple[str, ...] = field(default_factory=tuple)
     sums: tuple[str, ...] = ()
+    json_arguments: bool = False
 
-    def validate(self, arguments: Mapping[str, Any]) -> BaseModel:
-        """Validate arguments against the signature.
+    @classmethod
+    def from_json_schema(
+        cls,
+        name: str,
+        schema: Mapping[str, Any],
+        *,
+        description: str | None = None,
+        action: str | EntityUID | None = None,
+        resource: ResourceSpec = None,
+        resource_types: Iterable[str] = (),
+        context: ContextSpec = None,
+        on_deny: OnDeny = "raise",
+        sum_arguments: Iterable[str] = (),
+    ) -> ToolSpec:
+        """The spec of a tool described by a JSON Schema (an MCP ``inputSchema``, a JSON ``args_schema``).
+
+        Properties map to Cedar as ``@authz.guard`` maps Python types: ``string``
+        -> String, ``integer`` -> Long, ``number`` -> decimal, ``boolean`` ->
+        Bool, ``array`` -> Set, ``object`` with ``properties`` -> record,
+        ``enum``/``const`` of strings or of integers -> String/Long (only the
+        listed values validate). A property not ``required`` (or nullable) is an
+        optional attribute. ``$ref`` to local definitions, a single ``allOf``
+        and single-type ``anyOf``/``oneOf`` are followed; ``format`` (a
+        ``date-time`` stays a String) and value constraints (``minimum``,
+        ``pattern``, ...) are not checked here.
+
+        Arguments validate as a guarded function's do (see :meth:`arguments`):
+        one outside ``properties`` is refused whatever ``additionalProperties``
+        says (a policy could not see it), and the tool receives JSON values:
+        the coerced values the policy saw, records as dicts, optional
+        arguments that were not given left out.
+
+        Args:
+            name: the tool name (the Cedar action unless ``action`` is given).
+            schema: the JSON Schema of the arguments (an object schema).
+            description: the tool description (default: the schema's).
+            action: Cedar action name or uid.
+            resource: a fixed EntityUID/Entity, or a callable of the validated arguments.
+            resource_types: entity types a computed resource can have.
+            context: extra context, fixed or a callable of the validated arguments.
+            on_deny: ``"raise"`` or ``"message"``, for guards built on the spec.
+            sum_arguments: integer or number arguments a session adds up.
 
         Raises:
-            InvalidValueError: an argument is missing or of the wrong type; the
-                message names the argument, never its value.
+            ConfigurationError: a property has no Cedar equivalent (a free-form
+                object, a union of several types, a ``$ref`` cycle), or an
+                argument name cannot be authorized.
+
+        Example:
+            >>> spec = ToolSpec.from_json_schema("send_email", {
+            ...     "type": "object", "required": ["to"],
+            ...     "properties": {"to": {"type": "string"}, "urgent": {"type": "boolean"}}})
+            >>> spec.input_type["attributes"]["urgent"]
+            {'type': 'Boolean', 'required': False}
+            >>> spec.arguments({"to": "dave@example.com", "urgent": "false"})
+            {'to': 'dave@example.com', 'urgent': False}
         """
+        if not isinstance(schema, Mapping):
+            raise ConfigurationError(f"tool {name!r}: a JSON Schema must be an object")
+        text = description if description is not None else schema.get("description")
+        spec = build_spec_from_model(
+            _json_schema_model(name, schema), name=name, description=text if isinstance(text, str) else "",
+            action=action, resource=resource, resource_types=tuple(resource_types), context=context,
+            on_deny=on_deny, sums=tuple(sum_arguments),
+        )
+        return dataclasses.replace(spec, json_arguments=True)
+
+    def validate(self, arguments: Mapping[str, Any]) -> BaseModel:
+        """Validate arguments against the tool's argument model.
+
+        Every key must be an argument the tool declares, at any depth: an
+        undeclared one is refused even where the model would allow or drop it
+        (``extra="allow"``/``"ignore"``), since no policy could see it.
+
+        Raises:
+            InvalidValueError: an argument is unknown, missing or of the wrong
+                type; the message names the argument, never its value.
+        """
+        if not isinstance(arguments, Mapping):
+            raise InvalidValueError(
+                f"tool {self.name!r} got invalid arguments: they must be an object of named "
+                f"arguments, not {type(arguments).__name__}")
         try:
-            return self.input_model.model_validate(dict(arguments))
+            model = self.input_model.model_validate(dict(arguments), extra="forbid")
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}"
+                f"{'.'.join(map(str, error['loc'])) or 'arguments'}: "
+                + ("unknown argument" if error["type"] == "extra_forbidden" else error["msg"])
                 for error in exc.errors(include_input=False, include_url=False)
             )
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {problems}") from None
+        undeclared = _undeclared(model, "")
+        if undeclared is not None:  # a model instance passed in as it was, with extra fields
+            raise InvalidValueError(
+                f"tool {self.name!r} got invalid arguments: {undeclared}: unknown argument")
+        return model
+
+    def arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments of one call as the policy evaluates them and the tool receives them.
+
+        The one place where what a model sent becomes a call: validated by
+        :meth:`validate` (unknown arguments refused), values coerced as
+        pydantic's lax mode does (``"5"`` -> 5 for an int, ``"false"`` -> False
+        for a bool), defaults filled in. ``context.input`` is built from the
+        result, and integrations hand the tool exactly the result: the coerced
+        value the policy saw, never the raw one.
+
+        Raises:
+            InvalidValueError: the arguments do not validate, or a value has no
+                Cedar form (an integer beyond 64 bits, a float with more than
+                four decimals): the message names the argument, never its value.
+
+        Example:
+            >>> spec = ToolSpec.from_json_schema(
+            ...     "delete", {"type": "object", "properties": {"force": {"type": "boolean"}}})
+            >>> spec.arguments({"force": "false"})
+            {'force': False}
+            >>> spec.arguments({"force": False, "bcc": "x"})
+            Traceback (most recent call last):
+            ...
+            agentauthz._errors.InvalidValueError: tool 'delete' got invalid arguments: bcc: unknown argument
+        """
+        model = self.validate(arguments)
+        if self.json_arguments:
+            values: dict[str, Any] = _json_values(model)
+        else:
+            values = {name: getattr(model, name) for name in self.parameters}
+        try:
+            to_cedar_value(tool_input(values))
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {exc}") from None
+        return values
 
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
         """The resource of one call: fixed, computed from the arguments, or the tool itself."""
@@ -337,25 +467,79 @@ def build_spec_from_model(
     )
 
 
-def refusal_message(tool: str, reasons: tuple[str, ...], errors: tuple[str, ...]) -> str:
-    """A short refusal the model can read: the tool and determining policies, no values."""
-    if reasons:
-        because = f"denied by policy {', '.join(reasons)}"
-    elif errors:
-        because = "denied: the request could not be evaluated"
-    else:
-        because = "denied: no policy permits it"
-    return f"Tool '{tool}' is not permitted for this user ({because}). Do not retry it."
+_REFUSALS: dict[str, tuple[str, str]] = {
+    "denied": ("is not permitted for this user", "Do not retry it."),
+    "invalid": ("was not called: its arguments do not match the tool's schema",
+                "Check them against the schema before calling it again."),
+    "unknown": ("is not available to this agent", "Do not retry it."),
+    "no-identity": ("was not called: the end user's identity is missing or could not be verified",
+                    "Do not retry it."),
+}
+
+
+def refusal_message(tool: str, decision: Decision, *, kind: RefusalKind = "denied",
+                    disclose: bool = False) -> str:
+    """The text a model reads when a call of ``tool`` is refused; every integration uses it.
+
+    By default it says which kind of refusal it is and names the decision by
+    its opaque id (the audit event's ``decision_id``), and nothing else: no
+    policy id, no evaluation error, no argument problem. Those are in the
+    audit event. ``disclose=True`` (``Authorizer(disclose_reasons=True)``)
+    adds them: the determining policy ids of a denial, the problems of invalid
+    arguments. That discloses how the policies are built to the model and to
+    whoever steers it (a policy named ``exec-records-need-clearance`` tells it
+    who is an executive).
+
+    Args:
+        tool: the tool (or operation) name the model called.
+        decision: the refusal: a denying decision, or the audited refusal of a
+            call refused before policies were evaluated.
+        kind: ``"denied"`` (by policy), ``"invalid"`` (arguments), ``"unknown"``
+            (a tool this agent does not have) or ``"no-identity"``.
+        disclose: add the policy ids or problems.
+
+    Example:
+        >>> refused = Decision(allowed=False, reasons=("no-external-email",), id="7f3a")
+        >>> refusal_message("send_email", refused)
+        "Tool 'send_email' is not permitted for this user (decision 7f3a). Do not retry it."
+        >>> refusal_message("send_email", refused, disclose=True)
+        "Tool 'send_email' is not permitted for this user (denied by policy no-external-email; \
+decision 7f3a). Do not retry it."
+    """
+    what, advice = _REFUSALS[kind]
+    details = _disclosed(decision, kind) if disclose else []
+    if decision.id:
+        details.append(f"decision {decision.id}")
+    said = f" ({'; '.join(details)})" if details else ""
+    return f"Tool '{tool}' {what}{said}. {advice}"
+
+
+def _disclosed(decision: Decision, kind: RefusalKind) -> list[str]:
+    if kind != "denied":
+        return list(decision.errors)
+    if decision.reasons:
+        return [f"denied by policy {', '.join(decision.reasons)}"]
+    if decision.errors:  # evaluation errors may name attributes: never shown, even when disclosing
+        return ["the request could not be evaluated"]
+    return ["no policy permits it"]
 
 
 def bind_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                    tool: str) -> dict[str, Any]:
-    """Map a call's positional and keyword arguments to parameter names."""
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise InvalidValueError(f"tool {tool!r}: {exc}") from None
-    return dict(bound.arguments)
+    """Map a call's positional and keyword arguments to parameter names.
+
+    Keywords are taken as given: one the function does not declare is for the
+    spec to refuse, as an unknown argument, like on every other path.
+    """
+    names = list(inspect.signature(fn).parameters)
+    if len(args) > len(names):
+        raise InvalidValueError(f"tool {tool!r} got invalid arguments: it takes {len(names)} "
+                                f"positional arguments, not {len(args)}")
+    positional = dict(zip(names, args, strict=False))
+    twice = sorted(positional.keys() & kwargs.keys())
+    if twice:
+        raise InvalidValueError(f"tool {tool!r} got invalid arguments: {twice[0]}: given twice")
+    return {**positional, **kwargs}
 
 
 def is_coroutine_function(fn: Callable[..., Any]) -> bool:
@@ -375,3 +559,149 @@ def spec_of(tool: Any) -> ToolSpec | None:
     spec = getattr(tool, "__agentauthz_tool__", None)
     return spec if isinstance(spec, ToolSpec) else None
 
+
+
+# -- validated arguments -----------------------------------------------------------------
+
+
+def _undeclared(value: Any, path: str) -> str | None:
+    """The path of the first field a model instance holds beyond its declared ones, if any."""
+    if isinstance(value, BaseModel):
+        extra = value.model_extra
+        if extra:
+            name = sorted(map(str, extra))[0]
+            return f"{path}.{name}" if path else name
+        for name in type(value).model_fields:
+            found = _undeclared(getattr(value, name), f"{path}.{name}" if path else name)
+            if found is not None:
+                return found
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _undeclared(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            found = _undeclared(item, f"{path}[]")
+            if found is not None:
+                return found
+    return None
+
+
+def _json_values(value: Any) -> Any:
+    """Validated arguments of a JSON-Schema tool as JSON values: records as dicts.
+
+    An optional field that was not given (its default is None) stays absent, as
+    the model left it: a tool whose schema does not allow null gets no null.
+    """
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return {
+            name: _json_values(getattr(value, name)) for name, info in fields.items()
+            if name in value.model_fields_set or info.default is not None
+        }
+    if isinstance(value, list):
+        return [_json_values(item) for item in value]
+    return value
+
+
+_JSON_SCALARS: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+_MAX_JSON_DEPTH = 32
+
+
+def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
+    """A pydantic model for a JSON Schema of tool arguments (objects of Cedar-mappable types).
+
+    Raises:
+        ConfigurationError: a property has no Cedar equivalent (free-form
+            objects, unions of several types, ``$ref`` cycles), or a name cannot
+            be authorized.
+    """
+    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+
+    def annotation(node: Any, where: str, depth: int) -> Any:
+        if depth > _MAX_JSON_DEPTH:
+            raise ConfigurationError(f"{where}: JSON schema nests too deeply (or refers to itself)")
+        if not isinstance(node, Mapping):
+            raise ConfigurationError(f"{where}: is not a JSON Schema object")
+        if "$ref" in node:
+            ref = str(node["$ref"]).rsplit("/", 1)[-1]
+            if ref not in definitions:
+                raise ConfigurationError(f"{where}: unresolved $ref {node['$ref']!r}")
+            return annotation(definitions[ref], where, depth + 1)
+        if "allOf" in node:
+            parts = node["allOf"]
+            if not isinstance(parts, list) or len(parts) != 1:
+                raise ConfigurationError(f"{where}: allOf of several schemas has no Cedar equivalent")
+            return annotation(parts[0], where, depth + 1)
+        for key in ("anyOf", "oneOf"):
+            if key in node:
+                options = [o for o in node[key] if not (isinstance(o, Mapping) and o.get("type") == "null")]
+                if len(options) != 1:
+                    raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
+                inner = annotation(options[0], where, depth + 1)
+                return Optional[inner] if len(options) < len(node[key]) else inner  # noqa: UP045
+        kind = node.get("type")
+        nullable = False
+        if isinstance(kind, list):
+            present = [k for k in kind if k != "null"]
+            if len(present) != 1:
+                raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
+            nullable = len(present) < len(kind)
+            kind = present[0]
+        result: Any
+        if "enum" in node or "const" in node:
+            result = _json_choices(node, where)
+        elif kind in _JSON_SCALARS:
+            result = _JSON_SCALARS[kind]
+        elif kind == "array":
+            if not isinstance(node.get("items"), Mapping):
+                raise ConfigurationError(f"{where}: an array needs an item type")
+            result = list[annotation(node["items"], f"{where}[]", depth + 1)]  # type: ignore[misc]
+        elif kind in ("object", None) and node.get("properties"):
+            result = record(node, where, depth + 1)
+        else:
+            raise ConfigurationError(f"{where}: JSON schema type {kind!r} has no Cedar equivalent")
+        return Optional[result] if nullable else result  # noqa: UP045
+
+    def record(node: Mapping[str, Any], where: str, depth: int) -> type[BaseModel]:
+        required = set(node.get("required", ()))
+        properties = node.get("properties", {})
+        if not isinstance(properties, Mapping):
+            raise ConfigurationError(f"{where}: properties must be an object")
+        fields: dict[str, Any] = {}
+        for prop, sub in properties.items():
+            hint = annotation(sub, f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}", depth)
+            default = sub.get("default") if isinstance(sub, Mapping) else None
+            if prop in required:
+                fields[prop] = (hint, ...)
+            else:
+                fields[prop] = (hint if default is not None else Optional[hint], default)  # noqa: UP045
+        model_name = "_".join("".join(c if c.isalnum() else " " for c in where).split()) + "_input"
+        model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+        hidden = sorted(set(fields) - set(model.model_fields))
+        if hidden:
+            # pydantic keeps names like "_x" or "model_config" out of its fields: such an argument
+            # would reach the tool without ever being authorized.
+            raise ConfigurationError(f"{where}: argument names {hidden} cannot be authorized "
+                                     "(a leading underscore or a pydantic-reserved name)")
+        return model
+
+    if schema.get("type", "object") != "object":
+        raise ConfigurationError(f"tool {name!r}: a JSON Schema of arguments must describe an object")
+    return record({**schema, "properties": schema.get("properties", {})}, f"tool {name!r}", 0)
+
+
+def _json_choices(node: Mapping[str, Any], where: str) -> Any:
+    """``enum``/``const``: a Literal of the strings or integers it lists (null makes it optional)."""
+    listed = node["enum"] if "enum" in node else [node["const"]]
+    if not isinstance(listed, list) or not listed:
+        raise ConfigurationError(f"{where}: enum must be a non-empty list")
+    values = [value for value in listed if value is not None]
+    strings = all(isinstance(v, str) for v in values)
+    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    if not values or not (strings or integers):
+        raise ConfigurationError(f"{where}: an enum maps to Cedar only when it holds only strings or "
+                                 "only integers")
+    choice = Literal[tuple(dict.fromkeys(values))]  # type: ignore[valid-type]
+    return Optional[choice] if len(values) < len(listed) else choice  # noqa: UP045

@@ -818,6 +818,8 @@ class ToolCall:
         call_id: the key agentauthz gave the call in the session (unique).
         external_id: the id its caller gave it (the model's tool call id), if any.
         session: the session it is recorded in, if any.
+        arguments: the validated arguments of a guarded tool's call, as the
+            policy evaluated them: run the tool with exactly these.
     """
 
     def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
@@ -825,6 +827,7 @@ class ToolCall:
         self.decision = decision
         self.call_id = call_id
         self.external_id = external_id
+        self.arguments: dict[str, Any] = {}
         self.session = session
         self._reserved = reserved and session is not None
         self._failed = False

@@ -5,7 +5,8 @@ A scripted chat model stands in for the LLM, including a turn where text the
 model read steers it into emailing an outside address (prompt injection).
 `AuthzMiddleware` decides every tool call for the end user the application
 bound, shows the model only the tools that user could use, and turns a denied
-call into a refusal the model reads; the tool never runs.
+call into a refusal the model reads (generic, with the decision's id; the
+policies shown here come from the audit trail); the tool never runs.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def show(messages: Sequence[BaseMessage], events: list[az.AuditEvent]) -> None:
                 print("         policies: none (the request could not be evaluated)")
             else:
                 print("         policies: none permits it (default deny)")
-            print(f"         tool result: {str(result.content)[:110]}")
+            # The model reads a refusal naming only the decision id; the policies are in the audit event.
+            print(f"         model reads: {str(result.content)[:110]}")
 
 
 def run(agent: Any, user: str, model: ScriptedChatModel, recorder: az.MemorySink) -> None:

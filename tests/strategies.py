@@ -806,3 +806,113 @@ SESSION_IDS = ("s1", "s2")
 SESSION_CALL_IDS = (None, "call_0", "call_1")
 #: Refund amounts: one below the approval threshold (100), two above it.
 SESSION_AMOUNTS = (50, 150, 250)
+
+# -- Tool arguments: what the policy sees is what the tool gets (tests/security/test_tool_arguments.py) --
+
+#: Argument kinds of generated tools: their Python type, JSON Schema type and Cedar type differ.
+ARGUMENT_KINDS = ("str", "int", "bool", "float", "strs", "ints", "choice", "record")
+ARGUMENT_CHOICES = ("low", "high")
+#: Names a model may invent; no generated tool declares them.
+UNKNOWN_ARGUMENTS = ("bcc", "admin", "principal", "cc_all")
+_ARGUMENT_NAMES = ("to", "subject", "amount", "force", "labels", "priority", "ids", "note", "count")
+
+
+@dataclass(frozen=True)
+class ArgumentShape:
+    """One argument of a generated tool (``fields``: a record's own arguments)."""
+
+    name: str
+    kind: str
+    required: bool
+    fields: tuple[ArgumentShape, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCase:
+    """A generated tool and one call of it by a model.
+
+    Attributes:
+        fields: the tool's arguments.
+        style: how the tool declares them: ``"signature"`` (a guarded function),
+            ``"pydantic"`` (an ``args_schema`` model) or ``"json"`` (a JSON Schema).
+        extra: the pydantic models' ``extra=`` (``"allow"``, ``"ignore"``, ``"forbid"``).
+        typed_dict: records are TypedDicts rather than pydantic models.
+        arguments: what the model sends: coercible values (``"5"`` for an int,
+            ``"false"`` for a bool), sometimes invalid ones or invented keys.
+        unknown: ``arguments`` holds a key the tool does not declare, at some depth.
+    """
+
+    fields: tuple[ArgumentShape, ...]
+    style: str
+    extra: str
+    typed_dict: bool
+    arguments: dict[str, object]
+    unknown: bool
+
+
+@st.composite
+def _argument_fields(draw: st.DrawFn, depth: int = 0) -> tuple[ArgumentShape, ...]:
+    kinds = ARGUMENT_KINDS if depth < 1 else ARGUMENT_KINDS[:-1]
+    names = draw(st.lists(st.sampled_from(_ARGUMENT_NAMES), min_size=1, max_size=4, unique=True))
+    fields = []
+    for name in names:
+        kind = draw(st.sampled_from(kinds))
+        children = draw(_argument_fields(depth + 1)) if kind == "record" else ()
+        fields.append(ArgumentShape(name, kind, draw(st.booleans()), children))
+    return tuple(fields)
+
+
+def _or_invalid(valid: st.SearchStrategy[object],
+                invalid: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Mostly valid values, sometimes one the tool must refuse."""
+    return st.one_of(*[valid] * 9, invalid)
+
+
+_integers = st.integers(-10**6, 10**6)
+_argument_values: dict[str, st.SearchStrategy[object]] = {
+    "str": st.text(alphabet="abxyz @.-", max_size=8),
+    "int": _or_invalid(_integers.flatmap(lambda n: st.sampled_from([n, str(n), float(n)])),
+                       st.sampled_from(["many", 1.5, 2**70])),
+    "bool": _or_invalid(st.sampled_from([True, False, "true", "false", "False", 0, 1, "0", "1", "yes", "no"]),
+                        st.sampled_from(["maybe", 2])),
+    "float": _or_invalid(_integers.map(lambda n: n / 100).flatmap(lambda x: st.sampled_from([x, str(x)])),
+                         st.sampled_from(["lots", 1e-7])),
+    "strs": st.lists(st.text(alphabet="abxyz", max_size=4), max_size=3),
+    "ints": st.lists(_integers.flatmap(lambda n: st.sampled_from([n, str(n)])), max_size=3),
+    "choice": _or_invalid(st.sampled_from(ARGUMENT_CHOICES), st.just("medium")),
+}
+
+
+@st.composite
+def _model_arguments(draw: st.DrawFn, fields: tuple[ArgumentShape, ...]) -> tuple[dict[str, object], bool]:
+    """Arguments a model could send for these fields, and whether it invented a key."""
+    arguments: dict[str, object] = {}
+    unknown = False
+    for field in fields:
+        presence = draw(st.sampled_from(["given"] * 12 + ["omitted", "null"]))
+        if presence == "omitted" or (presence == "null" and field.required):
+            continue  # a required argument left out: the call must be refused
+        if presence == "null":
+            arguments[field.name] = None
+        elif field.kind == "record":
+            arguments[field.name], inner = draw(_model_arguments(field.fields))
+            unknown = unknown or inner
+        else:
+            arguments[field.name] = draw(_argument_values[field.kind])
+    if draw(st.integers(0, 5)) == 0:
+        arguments[draw(st.sampled_from(UNKNOWN_ARGUMENTS))] = draw(
+            st.sampled_from(["attacker@evil.example", True, 1]))
+        unknown = True
+    return arguments, unknown
+
+
+@st.composite
+def tool_cases(draw: st.DrawFn, styles: tuple[str, ...] = ("signature", "pydantic", "json")) -> ToolCase:
+    """A generated tool (its arguments and how it declares them) and a model's call of it."""
+    fields = draw(_argument_fields())
+    arguments, unknown = draw(_model_arguments(fields))
+    return ToolCase(
+        fields=fields, style=draw(st.sampled_from(styles)),
+        extra=draw(st.sampled_from(["allow", "ignore", "forbid"])), typed_dict=draw(st.booleans()),
+        arguments=arguments, unknown=unknown,
+    )

@@ -7,7 +7,10 @@ the end user from the session attributes the *application* set (or a token it
 put there, verified by the application's verifier), one action per function,
 the parameters, converted by their declared types, in ``context.input``. A
 denied call never reaches the handler; the agent gets a refusal the model can
-read. Events are plain dicts: nothing here imports boto3.
+read (``authz.refusal``: the decision's id, not its policies). The handler
+reads the arguments from ``invocation.arguments``: exactly what the policy
+evaluated (for an operation decided by a tool's spec, validated by it).
+Events are plain dicts: nothing here imports boto3.
 """
 
 from __future__ import annotations
@@ -24,9 +27,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeAlias, cast, overload
 
 from agentauthz._authorizer import Authorizer, Identity
-from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidValueError
+from agentauthz._errors import (
+    AccessDenied,
+    ConfigurationError,
+    IdentityError,
+    InvalidArguments,
+    InvalidValueError,
+)
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal
-from agentauthz._tools import ToolSpec, refusal_message, spec_of, tool_input
+from agentauthz._tools import RefusalKind, ToolSpec, spec_of, tool_input
 from agentauthz.session import ToolCall
 
 __all__ = [
@@ -111,18 +120,23 @@ class ActionInvocation:
             properties) converted by their declared types: ``integer`` -> int,
             ``number`` -> float (a Cedar decimal in ``context.input``),
             ``boolean`` -> bool, ``array`` -> list, ``object`` -> dict,
-            anything else -> str. Handlers should use these: they are what was
-            authorized.
+            anything else -> str; for an operation decided by a tool's spec
+            (``tools=``), the spec's validated arguments (undeclared parameters
+            are refused, values coerced to the tool's types). Handlers must use
+            these, never the event's ``parameters``: they are what was authorized.
         raw: the event (Lambda) or invocation input (return of control) it came from.
         agent_id: the ``agentId`` of a return-of-control input (multi-agent collaboration).
         action: the Cedar action the call was decided as.
         resource: the Cedar resource the call was decided on.
         principal: the end user the call was decided for.
-        decision: the Cedar decision (None when the call was refused before one).
+        decision: the Cedar decision; for a call refused before policies were
+            evaluated (malformed parameters, unknown operation, no identity), the
+            audited refusal. Its ``id`` is the audit event's ``decision_id``.
         status: ``"allowed"``, ``"denied"`` (by policy), ``"no-identity"``,
             ``"invalid"`` (malformed parameters) or ``"unknown"`` (an operation
             this handler does not authorize).
-        refusal: the text the model reads when the call was refused.
+        refusal: the text the model reads when the call was refused
+            (``authz.refusal``: generic, naming the decision's id).
 
     Example:
         >>> inv = ActionInvocation.from_event({
@@ -493,55 +507,64 @@ def _action_name(action: str | EntityUID | None) -> str:
 # -- deciding ---------------------------------------------------------------------------
 
 
-def _refused(invocation: ActionInvocation, status: Status, text: str,
-             decision: Decision | None = None) -> ActionInvocation:
+_KINDS: dict[Status, RefusalKind] = {
+    "denied": "denied", "invalid": "invalid", "unknown": "unknown", "no-identity": "no-identity",
+}
+
+
+def _refused(rules: _Rules, invocation: ActionInvocation, status: Status,
+             decision: Decision) -> ActionInvocation:
+    """The invocation refused with ``decision``, carrying the one refusal text the model reads."""
+    text = rules.authz.refusal(invocation.operation, decision, kind=_KINDS[status])
     return replace(invocation, status=status, refusal=text, decision=decision)
 
 
-def _no_identity(invocation: ActionInvocation) -> ActionInvocation:
-    return _refused(
-        invocation, "no-identity",
-        f"Tool '{invocation.operation}' was not called: the end user's identity is missing or could "
-        "not be verified. Do not retry it.",
-    )
+def _audited(rules: _Rules, invocation: ActionInvocation, reason: str) -> Decision:
+    """Audit a refusal made before any policy was evaluated, named as well as the call is known."""
+    action = invocation.action or _guessed_action(rules, invocation)
+    resource = invocation.resource or EntityUID(rules.authz.tool_entity_type, _action_name(action))
+    return rules.authz.audit_refusal(action=action, resource=resource, reason=reason)
 
 
-def _invalid(invocation: ActionInvocation, problem: str) -> ActionInvocation:
-    return _refused(invocation, "invalid", f"Tool '{invocation.operation}' was not called: {problem}")
+def _no_identity(rules: _Rules, invocation: ActionInvocation) -> ActionInvocation:
+    """Refuse (and audit) a call without a valid end user, as a decision without a principal."""
+    action = _action_name(_guessed_action(rules, invocation))
+    decision = rules.authz.audit_missing_identity(action, EntityUID(rules.authz.tool_entity_type, action))
+    return _refused(rules, invocation, "no-identity", decision)
 
 
-def _unknown(invocation: ActionInvocation) -> ActionInvocation:
-    return _refused(
-        invocation, "unknown",
-        f"Tool '{invocation.operation}' is not available to this agent. Do not retry it.",
-    )
+def _invalid(rules: _Rules, invocation: ActionInvocation, problem: str) -> ActionInvocation:
+    return _refused(rules, invocation, "invalid", _audited(rules, invocation, problem))
 
 
-def _settled(invocation: ActionInvocation, decision: Decision) -> ActionInvocation:
+def _unknown(rules: _Rules, invocation: ActionInvocation) -> ActionInvocation:
+    return _refused(rules, invocation, "unknown", _audited(rules, invocation, "unknown operation"))
+
+
+def _settled(rules: _Rules, invocation: ActionInvocation, decision: Decision) -> ActionInvocation:
     if decision.admits:
         return replace(invocation, status="allowed", decision=decision, refusal=None)
-    text = refusal_message(invocation.operation, decision.reasons, decision.errors)
-    return _refused(invocation, "denied", text, decision)
+    return _refused(rules, invocation, "denied", decision)
 
 
-def _unbuildable(invocation: ActionInvocation, exc: Exception) -> ActionInvocation:
+def _unbuildable(rules: _Rules, invocation: ActionInvocation, exc: Exception) -> ActionInvocation:
     _log.error("Bedrock action %r: the request could not be built (%s)",
                invocation.operation, type(exc).__name__)
-    text = refusal_message(invocation.operation, (), ("the request could not be built",))
-    return _refused(invocation, "denied", text)
+    decision = _audited(rules, invocation, f"the request could not be built ({type(exc).__name__})")
+    return _refused(rules, invocation, "denied", decision)
 
 
 def _prepared(rules: _Rules, invocation: ActionInvocation) -> tuple[ActionInvocation, Any]:
     """Convert the parameters and build the request.
 
     Returns the invocation and either None (the invocation was refused and is
-    settled), a ``(spec, arguments)`` pair for ``authorize_tool_call``, or the
+    settled), a ``(spec, arguments)`` pair for ``begin_tool_call``, or the
     keyword arguments of ``authorize``.
     """
     try:
         invocation = _with_arguments(invocation)
     except InvalidValueError as exc:
-        return _invalid(invocation, str(exc)), None
+        return _invalid(rules, invocation, str(exc)), None
     spec = rules.spec_for(invocation)
     try:
         if spec is not None:
@@ -549,14 +572,14 @@ def _prepared(rules: _Rules, invocation: ActionInvocation) -> tuple[ActionInvoca
             return invocation, (spec, dict(invocation.arguments))
         action = rules.action_for(invocation)
         if action is None:
-            return _unknown(invocation), None
+            return _unknown(rules, invocation), None
         invocation = replace(invocation, action=action)
         invocation = replace(invocation, resource=rules.resource_for(invocation))
         context = rules.context_for(invocation)
     except InvalidValueError as exc:
-        return _invalid(invocation, str(exc)), None
+        return _invalid(rules, invocation, str(exc)), None
     except Exception as exc:  # a failing mapping refuses the call; it never lets it through
-        return _unbuildable(invocation, exc), None
+        return _unbuildable(rules, invocation, exc), None
     assert invocation.resource is not None and invocation.action is not None
     return invocation, {"action": invocation.action, "resource": invocation.resource, "context": context}
 
@@ -589,24 +612,25 @@ def _begin(rules: _Rules, invocation: ActionInvocation, *, record: bool = True,
     try:
         if isinstance(request, tuple):
             spec, arguments = request
-            if record:
-                call = authz.begin_tool_call(spec, arguments, call_id=call_id)
-                decision = call.decision
-            else:
-                decision = authz.authorize_tool_call(spec, arguments)
+            decided = authz.begin_tool_call(spec, arguments, call_id=call_id, record=record)
+            call, decision = (decided if record else None), decided.decision
+            # The handler runs with what the spec validated, never with the raw parameters.
+            invocation = replace(invocation, arguments=decided.arguments)
             invocation = replace(invocation, resource=_resource_of(rules, invocation, spec))
         elif record:
             call = authz.begin_call(**request, call_id=call_id)
             decision = call.decision
         else:
             decision = authz.authorize(**request)
+    except InvalidArguments as exc:  # audited by the Authorizer
+        return _refused(rules, invocation, "invalid", exc.decision), None
     except InvalidValueError as exc:
-        return _invalid(invocation, str(exc)), None
+        return _invalid(rules, invocation, str(exc)), None
     except IdentityError:
         raise
     except Exception as exc:  # a failing resource callable refuses the call, never lets it through
-        return _unbuildable(invocation, exc), None
-    return _settled(replace(invocation, principal=authz.current_principal()), decision), call
+        return _unbuildable(rules, invocation, exc), None
+    return _settled(rules, replace(invocation, principal=authz.current_principal()), decision), call
 
 
 async def _abegin(rules: _Rules, invocation: ActionInvocation, *, record: bool = True,
@@ -620,24 +644,25 @@ async def _abegin(rules: _Rules, invocation: ActionInvocation, *, record: bool =
     try:
         if isinstance(request, tuple):
             spec, arguments = request
-            if record:
-                call = await authz.abegin_tool_call(spec, arguments, call_id=call_id)
-                decision = call.decision
-            else:
-                decision = await authz.aauthorize_tool_call(spec, arguments)
+            decided = await authz.abegin_tool_call(spec, arguments, call_id=call_id, record=record)
+            call, decision = (decided if record else None), decided.decision
+            # The handler runs with what the spec validated, never with the raw parameters.
+            invocation = replace(invocation, arguments=decided.arguments)
             invocation = replace(invocation, resource=_resource_of(rules, invocation, spec))
         elif record:
             call = await authz.abegin_call(**request, call_id=call_id)
             decision = call.decision
         else:
             decision = await authz.aauthorize(**request)
+    except InvalidArguments as exc:  # audited by the Authorizer
+        return _refused(rules, invocation, "invalid", exc.decision), None
     except InvalidValueError as exc:
-        return _invalid(invocation, str(exc)), None
+        return _invalid(rules, invocation, str(exc)), None
     except IdentityError:
         raise
     except Exception as exc:  # a failing resource callable refuses the call, never lets it through
-        return _unbuildable(invocation, exc), None
-    return _settled(replace(invocation, principal=authz.current_principal()), decision), call
+        return _unbuildable(rules, invocation, exc), None
+    return _settled(rules, replace(invocation, principal=authz.current_principal()), decision), call
 
 
 def _failed_response(response: Response) -> bool:
@@ -676,21 +701,22 @@ def _uncounted() -> ToolCall:
     return ToolCall(Decision(allowed=True), call_id="")
 
 
-def _run_counted(call: ToolCall | None, invocation: ActionInvocation, run: Callable[[], Any]) -> Response:
+def _run_counted(rules: _Rules, call: ToolCall | None, invocation: ActionInvocation,
+                 run: Callable[[], Any]) -> Response:
     """Run the handler; the call counts in the session unless it raised or reported a failure."""
     with call if call is not None else _uncounted() as counted:
         try:
             result = run()
         except AccessDenied as exc:
             counted.fail()
-            return _denied_inside(invocation, exc)
+            return _denied_inside(rules, invocation, exc)
         response = _wrapped(invocation, result)
         if _failed_response(response):
             counted.fail()
         return response
 
 
-async def _arun_counted(call: ToolCall | None, invocation: ActionInvocation,
+async def _arun_counted(rules: _Rules, call: ToolCall | None, invocation: ActionInvocation,
                         run: Callable[[], Awaitable[Any]]) -> Response:
     """Async twin of :func:`_run_counted`."""
     with call if call is not None else _uncounted() as counted:
@@ -698,7 +724,7 @@ async def _arun_counted(call: ToolCall | None, invocation: ActionInvocation,
             result = await run()
         except AccessDenied as exc:
             counted.fail()
-            return _denied_inside(invocation, exc)
+            return _denied_inside(rules, invocation, exc)
         response = _wrapped(invocation, result)
         if _failed_response(response):
             counted.fail()
@@ -713,15 +739,14 @@ def _bound(authz: Authorizer, principal: Principal | None, correlation_id: str |
         yield bound
 
 
-def _audit_no_identity(rules: _Rules, invocation: ActionInvocation) -> None:
-    """Record the refused call in the audit trail, as a decision without a principal."""
-    action = rules.keys(invocation)[0]
+def _guessed_action(rules: _Rules, invocation: ActionInvocation) -> str | EntityUID:
+    """The action a call not decided would have been, for its audit event."""
     try:
         spec = rules.spec_for(invocation)
-        action = _action_name(spec.action if spec is not None else rules.action_for(invocation)) or action
+        action = spec.action if spec is not None else rules.action_for(invocation)
+        return action or rules.keys(invocation)[0]
     except Exception:  # auditing names the call as well as it can; it never fails it
-        pass
-    rules.authz.audit_missing_identity(action, EntityUID(rules.authz.tool_entity_type, action))
+        return rules.keys(invocation)[0]
 
 
 # -- Lambda responses -------------------------------------------------------------------
@@ -776,8 +801,8 @@ _API_ERRORS: dict[str, tuple[int, str]] = {
 def _api_refusal_body(invocation: ActionInvocation) -> tuple[int, str]:
     status_code, error = _API_ERRORS[invocation.status or "denied"]
     body: dict[str, Any] = {"error": error, "message": invocation.refusal or ""}
-    if invocation.decision is not None and invocation.status == "denied":
-        body["policies"] = list(invocation.decision.reasons)
+    if invocation.decision is not None and invocation.decision.id:
+        body["decision_id"] = invocation.decision.id
     return status_code, json.dumps(body)
 
 
@@ -798,10 +823,9 @@ def _wrapped(invocation: ActionInvocation, result: Any) -> Response:
     return invocation.response(result)
 
 
-def _denied_inside(invocation: ActionInvocation, exc: AccessDenied) -> Response:
+def _denied_inside(rules: _Rules, invocation: ActionInvocation, exc: AccessDenied) -> Response:
     """A guarded tool the handler called was denied: the agent gets the refusal."""
-    text = refusal_message(invocation.operation, exc.decision.reasons, exc.decision.errors)
-    return _refusal_response(_refused(invocation, "denied", text, exc.decision))
+    return _refusal_response(_refused(rules, invocation, "denied", exc.decision))
 
 
 # -- identity of the end user -----------------------------------------------------------------
@@ -945,9 +969,12 @@ def action_group_handler(
       the Authorizer a shared store (``SessionConfig(store=...)``).
 
     A refused call returns ``responseState: "REPROMPT"`` with the refusal as
-    text (function groups) or a JSON body with ``httpStatusCode`` 403 (400 for
-    malformed parameters) for OpenAPI groups; the determining policy ids are
-    named, values never. Session attributes pass through unchanged.
+    text (function groups) or a JSON body ``{"error", "message", "decision_id"}``
+    with ``httpStatusCode`` 403 (400 for malformed parameters) for OpenAPI
+    groups. The refusal is ``authz.refusal(...)``: generic, naming the
+    decision's id (the audit event's ``decision_id``); the determining policy
+    ids only with ``Authorizer(disclose_reasons=True)``, values never. Every
+    refusal is audited. Session attributes pass through unchanged.
 
     Args:
         authz: the Authorizer deciding the calls.
@@ -1016,8 +1043,7 @@ def action_group_handler(
                 invocation = _envelope(event)
                 user = await identify.aresolve(event)
                 if user is None:
-                    _audit_no_identity(rules, invocation)
-                    return _refusal_response(_no_identity(invocation))
+                    return _refusal_response(_no_identity(rules, invocation))
                 try:
                     with _bound(authz, user, _session_id(event), "the session attributes"), \
                             _session_bound(authz, session, event):
@@ -1026,9 +1052,10 @@ def action_group_handler(
                         if not invocation.allowed:
                             return _refusal_response(invocation)
                         return await _arun_counted(
-                            call, invocation, lambda: fn(event, lambda_context, **arguments(invocation)))
+                            rules, call, invocation,
+                            lambda: fn(event, lambda_context, **arguments(invocation)))
                 except IdentityError:
-                    return _refusal_response(_no_identity(invocation))
+                    return _refusal_response(_no_identity(rules, invocation))
 
             return _named(fn, handle_async)
 
@@ -1036,18 +1063,17 @@ def action_group_handler(
             invocation = _envelope(event)
             user = identify.resolve(event)
             if user is None:
-                _audit_no_identity(rules, invocation)
-                return _refusal_response(_no_identity(invocation))
+                return _refusal_response(_no_identity(rules, invocation))
             try:
                 with _bound(authz, user, _session_id(event), "the session attributes"), \
                         _session_bound(authz, session, event):
                     invocation, call = _begin(rules, invocation, call_id=_call_id(lambda_context))
                     if not invocation.allowed:
                         return _refusal_response(invocation)
-                    return _run_counted(call, invocation,
+                    return _run_counted(rules, call, invocation,
                                         lambda: fn(event, lambda_context, **arguments(invocation)))
             except IdentityError:
-                return _refusal_response(_no_identity(invocation))
+                return _refusal_response(_no_identity(rules, invocation))
 
         return _named(fn, handle)
 

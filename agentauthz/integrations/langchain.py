@@ -19,6 +19,13 @@ The session (:mod:`agentauthz.session`) comes from
 the conversation id, e.g. the thread id, or a Session) or ``authz.session(...)``;
 tool calls are then decided with ``context.session`` and counted once they complete.
 
+On every path the tool runs with exactly the arguments the policy evaluated:
+the model's arguments validated by the tool's :class:`~agentauthz.ToolSpec`
+(:meth:`~agentauthz.ToolSpec.arguments`: an argument the schema does not
+declare is refused, values are coerced), never the raw ones. A refused call
+answers the model with :meth:`Authorizer.refusal <agentauthz.Authorizer.refusal>`:
+an error ``ToolMessage`` naming the decision's id, not its policies.
+
 Authorization is never done in a callback handler: LangChain logs and swallows
 exceptions raised by callback handlers (unless ``raise_error`` is set), so a
 denial there would let the call go ahead.
@@ -58,24 +65,25 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SkipValidation, create_model, model_validator
+from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidValueError
+from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidArguments
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._tools import (
     ContextSpec,
     OnDeny,
+    RefusalKind,
     ResourceSpec,
     ToolSpec,
     build_spec_from_model,
-    refusal_message,
     spec_of,
 )
 from agentauthz.integrations._langchain_retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
-from agentauthz.session import SESSION_KEY, Session
+from agentauthz.session import SESSION_KEY, Session, ToolCall
 
 if TYPE_CHECKING:
     from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -167,92 +175,24 @@ def _failed(result: Any) -> bool:
 # -- tool specs from LangChain argument schemas --------------------------------------
 
 
-_JSON_SCALARS: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
-
-
-def _model_from_json_schema(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
-    """A pydantic model for a JSON-schema ``args_schema`` (objects of Cedar-mappable types).
-
-    Raises:
-        ConfigurationError: a property has no Cedar equivalent (free-form
-            objects, unions of several types, ``$ref`` cycles).
-    """
-    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-
-    def annotation(node: Mapping[str, Any], where: str, depth: int = 0) -> Any:
-        if depth > 32:
-            raise ConfigurationError(f"{where}: JSON schema nests too deeply (or refers to itself)")
-        if "$ref" in node:
-            ref = str(node["$ref"]).rsplit("/", 1)[-1]
-            if ref not in definitions:
-                raise ConfigurationError(f"{where}: unresolved $ref {node['$ref']!r}")
-            return annotation(definitions[ref], where, depth + 1)
-        for key in ("anyOf", "oneOf"):
-            if key in node:
-                options = [o for o in node[key] if o.get("type") != "null"]
-                if len(options) != 1:
-                    raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
-                inner = annotation(options[0], where, depth + 1)
-                return Optional[inner] if len(options) < len(node[key]) else inner  # noqa: UP045
-        kind = node.get("type")
-        nullable = False
-        if isinstance(kind, list):
-            present = [k for k in kind if k != "null"]
-            if len(present) != 1:
-                raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
-            nullable = len(present) < len(kind)
-            kind = present[0]
-        if kind is None and "enum" in node:
-            values = node["enum"]
-            kind = "string" if all(isinstance(v, str) for v in values) else "integer"
-        result: Any
-        if kind in _JSON_SCALARS:
-            result = _JSON_SCALARS[kind]
-        elif kind == "array":
-            if not isinstance(node.get("items"), Mapping):
-                raise ConfigurationError(f"{where}: an array needs an item type")
-            result = list[annotation(node["items"], f"{where}[]", depth + 1)]  # type: ignore[misc]
-        elif kind == "object" and node.get("properties"):
-            result = record(node, where, depth + 1)
-        else:
-            raise ConfigurationError(f"{where}: JSON schema type {kind!r} has no Cedar equivalent")
-        return Optional[result] if nullable else result  # noqa: UP045
-
-    def record(node: Mapping[str, Any], where: str, depth: int) -> type[BaseModel]:
-        required = set(node.get("required", ()))
-        fields: dict[str, Any] = {}
-        for prop, sub in node.get("properties", {}).items():
-            hint = annotation(sub, f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}", depth)
-            if prop in required:
-                fields[prop] = (hint, ...)
-            else:
-                default = sub.get("default")
-                fields[prop] = (hint if default is not None else Optional[hint], default)  # noqa: UP045
-        model_name = "_".join("".join(c if c.isalnum() else " " for c in where).split()) + "_input"
-        model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
-        hidden = sorted(set(fields) - set(model.model_fields))
-        if hidden:
-            # pydantic keeps names like "_x" or "model_config" out of its fields: such an argument
-            # would reach the tool without ever being authorized.
-            raise ConfigurationError(f"{where}: argument names {hidden} cannot be authorized "
-                                     "(a leading underscore or a pydantic-reserved name)")
-        return model
-
-    if schema.get("type", "object") != "object":
-        raise ConfigurationError(f"tool {name!r}: a JSON args_schema must describe an object")
-    return record({**schema, "properties": schema.get("properties", {})}, f"tool {name!r}", 0)
-
-
 def _argument_model(tool: BaseTool) -> type[BaseModel]:
-    """The arguments the model chooses for a tool, without injected ones (state, runtime, ids)."""
+    """The pydantic model of the arguments the model chooses for a tool.
+
+    The tool's own ``args_schema`` when the model chooses all of its fields (its
+    validators then shape the values the policy sees); otherwise LangChain's
+    ``tool_call_schema``, which leaves out injected arguments (state, runtime,
+    ids) and, with them, the schema's validators.
+    """
     schema = tool.tool_call_schema
-    if isinstance(schema, Mapping):
-        return _model_from_json_schema(tool.name, schema)
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema
-    raise ConfigurationError(
-        f"tool {tool.name!r}: args_schema must be a pydantic (v2) model or a JSON schema dict"
-    )
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise ConfigurationError(
+            f"tool {tool.name!r}: args_schema must be a pydantic (v2) model or a JSON schema dict"
+        )
+    own = tool.args_schema
+    if isinstance(own, type) and issubclass(own, BaseModel) and set(own.model_fields) == set(
+            schema.model_fields):
+        return own
+    return schema
 
 
 def _spec_for_tool(
@@ -264,6 +204,11 @@ def _spec_for_tool(
     context: ContextSpec = None,
     on_deny: OnDeny = "message",
 ) -> ToolSpec:
+    if isinstance(tool.tool_call_schema, Mapping):  # a JSON schema (how MCP tools arrive)
+        return ToolSpec.from_json_schema(
+            tool.name, tool.tool_call_schema, description=tool.description or "", action=action,
+            resource=resource, resource_types=resource_types, context=context, on_deny=on_deny,
+        )
     return build_spec_from_model(
         _argument_model(tool),
         name=tool.name,
@@ -276,13 +221,63 @@ def _spec_for_tool(
     )
 
 
-def _arguments(spec: ToolSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The model-chosen arguments of one call (injected arguments left out)."""
-    if args:
-        if len(args) != 1 or len(spec.parameters) != 1 or kwargs.keys() & set(spec.parameters):
-            raise InvalidValueError(f"tool {spec.name!r} takes its arguments by name")
-        return {spec.parameters[0]: args[0]}
-    return {name: kwargs[name] for name in spec.parameters if name in kwargs}
+@dataclass(frozen=True)
+class _Invocation:
+    """One call as LangChain hands it to a tool: the raw input and the model's tool call id."""
+
+    tool_input: Any
+    tool_call_id: str | None = None
+
+    @classmethod
+    def of(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Invocation:
+        """The invocation ``_run`` was given: by LangChain, or by an outer wrapper as arguments."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], _Invocation):
+            return args[0]
+        if args:  # a string input, or positional arguments of an outer wrapper
+            return cls(args[0] if len(args) == 1 and not kwargs else (*args, kwargs))
+        return cls(kwargs)
+
+    def split(self, spec: ToolSpec, injected: frozenset[str]) -> tuple[Any, dict[str, Any]]:
+        """The arguments the model chose (for the spec to validate) and the ones LangChain injects."""
+        given = self.tool_input
+        if isinstance(given, Mapping):
+            return ({k: v for k, v in given.items() if k not in injected},
+                    {k: v for k, v in given.items() if k in injected})
+        if isinstance(given, str) and len(spec.parameters) == 1:
+            return {spec.parameters[0]: given}, {}
+        return given, {}  # not arguments by name: the spec refuses them
+
+
+def _call_kwargs(tool: BaseTool, arguments: dict[str, Any], injected: dict[str, Any],
+                 tool_call_id: str | None) -> dict[str, Any]:
+    """What the wrapped tool's ``_run`` gets: the validated arguments, and the injected ones.
+
+    The tool's own parsing runs only for the injected arguments, as LangChain
+    injects them (it adds the tool call id where the tool asks for it); the
+    model-chosen values are the validated ones, as they are, even where the
+    tool's schema would change them again.
+    """
+    if not _injected_keys(tool):
+        return dict(arguments)
+    parsed = tool._parse_input({**arguments, **injected}, tool_call_id)
+    assert isinstance(parsed, dict)
+    return {**{k: v for k, v in parsed.items() if k not in arguments}, **arguments}
+
+
+def _injected_keys(tool: BaseTool) -> frozenset[str]:
+    """Arguments LangChain injects into a tool (state, ToolRuntime, tool call id): never the model's."""
+    keys: Iterable[str] = getattr(tool, "_injected_args_keys", frozenset())
+    return frozenset(keys)
+
+
+def _refusal_result(tool: BaseTool, text: str, tool_call_id: str | None) -> Any:
+    """A refusal as a tool's result: an error ``ToolMessage`` answering the call, as the middleware's."""
+    if tool.handle_tool_error:
+        raise ToolException(text)
+    result: Any = text
+    if tool_call_id is not None:
+        result = ToolMessage(content=text, name=tool.name, tool_call_id=tool_call_id, status="error")
+    return (result, None) if tool.response_format == "content_and_artifact" else result
 
 
 # -- calling the wrapped tool the way BaseTool.run would ------------------------------
@@ -308,20 +303,18 @@ def _unbound(method: Any) -> Callable[..., Any]:
 
 
 def _run_wrapped(
-    tool: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any],
-    run_manager: CallbackManagerForToolRun | None,
+    tool: BaseTool, kwargs: dict[str, Any], run_manager: CallbackManagerForToolRun | None,
 ) -> Any:
     takes_manager, config_param = _call_options(_unbound(tool._run))
     if takes_manager:
         kwargs["run_manager"] = run_manager
     if config_param:
         kwargs[config_param] = ensure_config()
-    return tool._run(*args, **kwargs)
+    return tool._run(**kwargs)
 
 
 async def _arun_wrapped(
-    tool: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any],
-    run_manager: AsyncCallbackManagerForToolRun | None,
+    tool: BaseTool, kwargs: dict[str, Any], run_manager: AsyncCallbackManagerForToolRun | None,
 ) -> Any:
     method = tool._run if type(tool)._arun is BaseTool._arun else tool._arun
     takes_manager, config_param = _call_options(_unbound(method))
@@ -329,7 +322,7 @@ async def _arun_wrapped(
         kwargs["run_manager"] = run_manager
     if config_param:
         kwargs[config_param] = ensure_config()
-    return await tool._arun(*args, **kwargs)
+    return await tool._arun(**kwargs)
 
 
 # -- AuthorizedTool ----------------------------------------------------------------------
@@ -340,7 +333,76 @@ _COPIED = (
 )
 
 
-class AuthorizedTool(BaseTool):
+class _WrappingTool(BaseTool):
+    """A tool that shows itself, and runs, as the tool it wraps (name, schema, run settings).
+
+    LangChain hands ``_run`` the call as it came (:class:`_Invocation`): the
+    arguments are validated by the spec, not by LangChain's parsing, so what
+    the wrapped tool gets is what the policy evaluated.
+    """
+
+    tool: SkipValidation[BaseTool]
+    name: str = ""
+    description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mirror_wrapped_tool(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        wrapped = data.get("tool")
+        if not isinstance(wrapped, BaseTool):
+            raise ConfigurationError(
+                f"AuthorizedTool wraps a LangChain BaseTool, not {type(wrapped).__name__}"
+            )
+        mirrored = dict(data)
+        for field in _COPIED:
+            if field not in type(wrapped).model_fields:  # e.g. `extras`, new in langchain-core 1.x
+                continue
+            value = getattr(wrapped, field)
+            if field in ("name", "description", "args_schema") and field in data and data[field] != value:
+                raise ConfigurationError(
+                    f"AuthorizedTool keeps the wrapped tool's {field}; rename the wrapped tool instead"
+                )
+            mirrored.setdefault(field, value)
+        return mirrored
+
+    @functools.cached_property
+    def _injected_args_keys(self) -> frozenset[str]:
+        # Arguments LangChain injects (state, ToolRuntime, tool call id) are the wrapped tool's.
+        return _injected_keys(self.tool)
+
+    def _to_args_and_kwargs(self, tool_input: str | dict[str, Any],
+                            tool_call_id: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (_Invocation(tool_input, tool_call_id),), {}
+
+
+class _Decided(_WrappingTool):
+    """Runs a call the middleware decided: the wrapped tool gets the validated arguments.
+
+    Whatever arguments the call carries by the time it runs (another
+    middleware may edit them), the model-chosen ones are those decided.
+    """
+
+    arguments: SkipValidation[dict[str, Any]]
+
+    def _run(self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
+        invocation = _Invocation.of(args, kwargs)
+        return _run_wrapped(self.tool, self._kwargs(invocation), run_manager)
+
+    async def _arun(
+        self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
+    ) -> Any:
+        invocation = _Invocation.of(args, kwargs)
+        return await _arun_wrapped(self.tool, self._kwargs(invocation), run_manager)
+
+    def _kwargs(self, invocation: _Invocation) -> dict[str, Any]:
+        given = invocation.tool_input if isinstance(invocation.tool_input, Mapping) else {}
+        injected = {k: v for k, v in given.items() if k in self._injected_args_keys}
+        return _call_kwargs(self.tool, self.arguments, injected, invocation.tool_call_id)
+
+
+class AuthorizedTool(_WrappingTool):
     """A LangChain tool whose every call is decided by Cedar before the wrapped tool runs.
 
     The wrapper shows the model the wrapped tool's ``name``, ``description`` and
@@ -350,7 +412,11 @@ class AuthorizedTool(BaseTool):
     Cedar request: the bound end user, the tool's action (default: the tool
     name), the resource (default ``Tool::"<name>"``), and the validated
     arguments the model chose as ``context.input`` (injected arguments such as
-    state or ``ToolRuntime`` are passed to the tool but not sent to Cedar).
+    state or ``ToolRuntime`` are passed to the tool but not sent to Cedar). The
+    wrapped tool runs with exactly those validated arguments: an argument its
+    schema does not declare is refused (even under ``extra="allow"`` or with a
+    JSON-schema ``args_schema``), and it gets the coerced value the policy saw
+    (``False`` for ``"false"``), never the raw one.
 
     The end user is ``config["configurable"][principal_key]`` (an EntityUID or
     Entity the application put there; strings and dicts are refused) or the one
@@ -358,13 +424,16 @@ class AuthorizedTool(BaseTool):
     IdentityError; when both name different users, too. The user stays bound
     while the wrapped tool runs.
 
-    When a call is denied the wrapped tool does not run, and with
-    ``on_deny="message"`` (the default) the model reads a refusal naming the
-    determining policies: the tool result (``ToolMessage`` content) is the
-    refusal, unless the wrapped tool sets ``handle_tool_error``, in which case
-    a ``ToolException`` carrying the refusal is raised and LangChain turns it
-    into the tool result through that handler (a ``ToolMessage`` with
-    ``status="error"``). ``on_deny="raise"`` raises AccessDenied out of the agent.
+    When a call is refused (denied, or invalid arguments) the wrapped tool does
+    not run, and with ``on_deny="message"`` (the default) the model reads
+    ``authz.refusal(...)``: a generic refusal naming the decision's id (the
+    audit event's ``decision_id``); the policy ids only with
+    ``Authorizer(disclose_reasons=True)``. Called with a tool call, the result
+    is a ``ToolMessage`` with ``status="error"``, as the middleware's refusals;
+    when the wrapped tool sets ``handle_tool_error``, a ``ToolException``
+    carrying the refusal is raised instead and LangChain turns it into the
+    result through that handler. ``on_deny="raise"`` raises AccessDenied (or
+    InvalidArguments) out of the agent.
 
     Attributes:
         tool: the wrapped tool.
@@ -392,12 +461,11 @@ class AuthorizedTool(BaseTool):
         >>> safe = AuthorizedTool(tool=refund, authz=authz)
         >>> with authz.acting_as(az.EntityUID("User", "bob")):
         ...     print(safe.invoke({"order_id": "o-1", "amount": 50}))
-        ...     print(safe.invoke({"order_id": "o-1", "amount": 5000}))
+        ...     print(safe.invoke({"order_id": "o-1", "amount": 5000}).split(" (")[0])
         refunded 50
-        Tool 'refund' is not permitted for this user (denied: no policy permits it). Do not retry it.
+        Tool 'refund' is not permitted for this user
     """
 
-    tool: SkipValidation[BaseTool]
     authz: SkipValidation[Authorizer]
     action: SkipValidation[str | EntityUID | None] = None
     resource: SkipValidation[ResourceSpec] = None
@@ -406,34 +474,15 @@ class AuthorizedTool(BaseTool):
     principal_key: str = PRINCIPAL_KEY
     session_key: str = SESSION_KEY
     on_deny: OnDeny = "message"
-    name: str = ""
-    description: str = ""
 
     _spec: ToolSpec = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
-    def _mirror_wrapped_tool(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        wrapped = data.get("tool")
-        if not isinstance(wrapped, BaseTool):
-            raise ConfigurationError(
-                f"AuthorizedTool wraps a LangChain BaseTool, not {type(wrapped).__name__}"
-            )
-        if not isinstance(data.get("authz"), Authorizer):
+    def _needs_authorizer(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and not isinstance(data.get("authz"), Authorizer):
             raise ConfigurationError("AuthorizedTool needs authz=<an agentauthz Authorizer>")
-        mirrored = dict(data)
-        for field in _COPIED:
-            if field not in type(wrapped).model_fields:  # e.g. `extras`, new in langchain-core 1.x
-                continue
-            value = getattr(wrapped, field)
-            if field in ("name", "description", "args_schema") and field in data and data[field] != value:
-                raise ConfigurationError(
-                    f"AuthorizedTool keeps the wrapped tool's {field}; rename the wrapped tool instead"
-                )
-            mirrored.setdefault(field, value)
-        return mirrored
+        return data
 
     def model_post_init(self, context: Any, /) -> None:
         """Build the tool's ToolSpec and register it with the Authorizer."""
@@ -454,54 +503,45 @@ class AuthorizedTool(BaseTool):
         """Lets ``authz.permitted_tools`` and ``authz.authorize_tool_call`` take this tool."""
         return self._spec
 
-    @functools.cached_property
-    def _injected_args_keys(self) -> frozenset[str]:
-        # Arguments LangChain injects (state, ToolRuntime, tool call id) are the wrapped tool's.
-        keys: Iterable[str] = getattr(self.tool, "_injected_args_keys", frozenset())
-        return frozenset(keys)
-
     # -- calls -------------------------------------------------------------------
 
-    def _run(
-        self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
-    ) -> Any:
+    def _run(self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
+        invocation = _Invocation.of(args, kwargs)
         with _bound(self.authz, ensure_config(), self.principal_key, self.session_key):
+            chosen, injected = invocation.split(self._spec, self._injected_args_keys)
             try:
-                call = self.authz.begin_tool_call(self._spec, _arguments(self._spec, args, kwargs))
-            except InvalidValueError as exc:
-                return self._not_called(exc)
+                call = self.authz.begin_tool_call(self._spec, chosen)
+            except InvalidArguments as exc:
+                return self._refused(exc.decision, "invalid", invocation, exc)
             if not call.admits:
-                return self._refuse(call.decision)
+                return self._refused(call.decision, "denied", invocation)
             with call:  # counted in the session when the wrapped tool returns
-                return _run_wrapped(self.tool, args, kwargs, run_manager)
+                return _run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
+        invocation = _Invocation.of(args, kwargs)
         with _bound(self.authz, ensure_config(), self.principal_key, self.session_key):
+            chosen, injected = invocation.split(self._spec, self._injected_args_keys)
             try:
-                call = await self.authz.abegin_tool_call(self._spec, _arguments(self._spec, args, kwargs))
-            except InvalidValueError as exc:
-                return self._not_called(exc)
+                call = await self.authz.abegin_tool_call(self._spec, chosen)
+            except InvalidArguments as exc:
+                return self._refused(exc.decision, "invalid", invocation, exc)
             if not call.admits:
-                return self._refuse(call.decision)
+                return self._refused(call.decision, "denied", invocation)
             with call:
-                return await _arun_wrapped(self.tool, args, kwargs, run_manager)
+                return await _arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
 
-    def _refuse(self, decision: Decision) -> Any:
+    def _kwargs(self, call: ToolCall, injected: dict[str, Any], invocation: _Invocation) -> dict[str, Any]:
+        return _call_kwargs(self.tool, call.arguments, injected, invocation.tool_call_id)
+
+    def _refused(self, decision: Decision, kind: RefusalKind, invocation: _Invocation,
+                 error: InvalidArguments | None = None) -> Any:
         if self.on_deny == "raise":
-            raise AccessDenied(decision, subject=f"tool '{self.name}'")
-        return self._result(refusal_message(self.name, decision.reasons, decision.errors))
-
-    def _not_called(self, exc: InvalidValueError) -> Any:
-        if self.on_deny == "raise":
-            raise exc
-        return self._result(f"Tool '{self.name}' was not called: {exc}")
-
-    def _result(self, text: str) -> Any:
-        if self.handle_tool_error:
-            raise ToolException(text)
-        return (text, None) if self.response_format == "content_and_artifact" else text
+            raise error if error is not None else AccessDenied(decision, subject=f"tool '{self.name}'")
+        return _refusal_result(self, self.authz.refusal(self.name, decision, kind=kind),
+                               invocation.tool_call_id)
 
 
 def authorize_tools(
@@ -603,11 +643,17 @@ class AuthzMiddleware(_MiddlewareBase):
     """Agent middleware for ``langchain.agents.create_agent`` (langchain v1).
 
     * ``wrap_tool_call`` / ``awrap_tool_call`` decide every tool call the model
-      makes, with its arguments as ``context.input``, before the tool runs. A
-      denied call is not executed: the agent gets a ``ToolMessage`` with the
-      refusal (``status="error"``), or AccessDenied is raised with
-      ``on_deny="raise"``. An :class:`AuthorizedTool` of the same Authorizer
-      decides its own calls and is passed through, so a call is decided once.
+      makes, with its validated arguments as ``context.input``, before the tool
+      runs, and the tool then runs with exactly those arguments (an argument
+      its schema does not declare is refused; values are coerced, and the tool
+      gets the coerced value the policy saw). A refused call is not executed:
+      the agent gets a ``ToolMessage`` with ``authz.refusal(...)``
+      (``status="error"``; the decision's id, not its policies), or
+      AccessDenied/InvalidArguments is raised with ``on_deny="raise"``. An
+      :class:`AuthorizedTool` of the same Authorizer decides its own calls and
+      is passed through, so a call is decided once. Put this middleware last
+      in ``middleware=[...]`` (innermost): a middleware inside it can still
+      change the call after it was decided.
     * ``wrap_model_call`` / ``awrap_model_call`` show the model only the tools
       the user could call with some arguments (``authz.permitted_tools``
       semantics: partial evaluation). This only shapes the prompt; a call of a
@@ -736,8 +782,9 @@ class AuthzMiddleware(_MiddlewareBase):
 
     # -- tool calls -----------------------------------------------------------------
 
-    def _refusal(self, request: ToolCallRequest, text: str) -> ToolMessage:
+    def _refusal(self, request: ToolCallRequest, decision: Decision, kind: RefusalKind) -> ToolMessage:
         call = request.tool_call
+        text = self.authz.refusal(call["name"], decision, kind=kind)
         return ToolMessage(content=text, name=call["name"], tool_call_id=call["id"] or "", status="error")
 
     def _config(self, request: ToolCallRequest) -> Mapping[str, Any]:
@@ -745,51 +792,56 @@ class AuthzMiddleware(_MiddlewareBase):
         config = getattr(runtime, "config", None)
         return config if isinstance(config, Mapping) else ensure_config()
 
-    def _verdict(
-        self, request: ToolCallRequest, spec: ToolSpec | None, outcome: Decision | InvalidValueError | None
-    ) -> ToolMessage | None:
-        """None when the call may go ahead; otherwise the refusal the agent gets."""
+    def _unknown(self, request: ToolCallRequest) -> ToolMessage:
+        """Refuse (and audit) a call of a tool the agent does not have."""
         name = request.tool_call["name"]
-        if spec is None or outcome is None:
-            if self.on_deny == "raise":
-                raise AccessDenied(Decision.deny("unknown tool"), subject=f"tool '{name}'")
-            return self._refusal(request, refusal_message(name, (), ("unknown tool",)))
-        if isinstance(outcome, InvalidValueError):
+        refused = self.authz.audit_refusal(
+            action=name, resource=EntityUID(self.authz.tool_entity_type, name), reason="unknown tool")
+        if self.on_deny == "raise":
+            raise AccessDenied(refused, subject=f"tool '{name}'")
+        return self._refusal(request, refused, "unknown")
+
+    def _refused(self, request: ToolCallRequest, outcome: ToolCall | InvalidArguments) -> ToolMessage:
+        """The refusal the agent gets (with ``on_deny="raise"``: the error raised)."""
+        if isinstance(outcome, InvalidArguments):
             if self.on_deny == "raise":
                 raise outcome
-            return self._refusal(request, f"Tool '{name}' was not called: {outcome}")
-        if outcome.admits:
-            return None
+            return self._refusal(request, outcome.decision, "invalid")
         if self.on_deny == "raise":
-            raise AccessDenied(outcome, subject=f"tool '{name}'")
-        return self._refusal(request, refusal_message(name, outcome.reasons, outcome.errors))
+            raise AccessDenied(outcome.decision, subject=f"tool '{request.tool_call['name']}'")
+        return self._refusal(request, outcome.decision, "denied")
+
+    @staticmethod
+    def _decided(request: ToolCallRequest, tool: BaseTool, call: ToolCall) -> ToolCallRequest:
+        """The call as it runs: the decided arguments, by a tool that runs with nothing else."""
+        return request.override(tool_call={**request.tool_call, "args": dict(call.arguments)},
+                                tool=_Decided(tool=tool, arguments=call.arguments))
 
     def wrap_tool_call(
         self,
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
     ) -> ToolMessage | Command[Any]:
-        """Decide the call; run the tool only when it is allowed."""
+        """Decide the call; run the tool, with the arguments decided, only when it is allowed."""
         if self._decides_itself(request.tool):
             return handler(request)
         with _bound(self.authz, self._config(request), self.principal_key, self.session_key):
-            spec = self.spec_for(request.tool_call["name"], request.tool)
-            outcome: Decision | InvalidValueError | None = None
-            call = None
-            if spec is not None:
-                try:
-                    call = self.authz.begin_tool_call(spec, dict(request.tool_call["args"] or {}),
-                                                      call_id=request.tool_call.get("id") or None)
-                    outcome = call.decision
-                except InvalidValueError as exc:
-                    outcome = exc
-            refusal = self._verdict(request, spec, outcome)
-            if refusal is not None or call is None:
-                return refusal if refusal is not None else self._refusal(request, "not decided")
-            with call:  # counted in the session once the tool ran without error
-                result = handler(request)
+            tool = request.tool
+            spec = self.spec_for(request.tool_call["name"], tool)
+            if spec is None or tool is None:
+                return self._unknown(request)
+            outcome: ToolCall | InvalidArguments
+            try:
+                outcome = self.authz.begin_tool_call(spec, request.tool_call.get("args") or {},
+                                                     call_id=request.tool_call.get("id") or None)
+            except InvalidArguments as exc:
+                outcome = exc
+            if isinstance(outcome, InvalidArguments) or not outcome.admits:
+                return self._refused(request, outcome)
+            with outcome:  # counted in the session once the tool ran without error
+                result = handler(self._decided(request, tool, outcome))
                 if _failed(result):
-                    call.fail()
+                    outcome.fail()
             return result
 
     async def awrap_tool_call(
@@ -801,24 +853,22 @@ class AuthzMiddleware(_MiddlewareBase):
         if self._decides_itself(request.tool):
             return await handler(request)
         with _bound(self.authz, self._config(request), self.principal_key, self.session_key):
-            spec = self.spec_for(request.tool_call["name"], request.tool)
-            outcome: Decision | InvalidValueError | None = None
-            call = None
-            if spec is not None:
-                try:
-                    call = await self.authz.abegin_tool_call(
-                        spec, dict(request.tool_call["args"] or {}),
-                        call_id=request.tool_call.get("id") or None)
-                    outcome = call.decision
-                except InvalidValueError as exc:
-                    outcome = exc
-            refusal = self._verdict(request, spec, outcome)
-            if refusal is not None or call is None:
-                return refusal if refusal is not None else self._refusal(request, "not decided")
-            with call:
-                result = await handler(request)
+            tool = request.tool
+            spec = self.spec_for(request.tool_call["name"], tool)
+            if spec is None or tool is None:
+                return self._unknown(request)
+            outcome: ToolCall | InvalidArguments
+            try:
+                outcome = await self.authz.abegin_tool_call(
+                    spec, request.tool_call.get("args") or {}, call_id=request.tool_call.get("id") or None)
+            except InvalidArguments as exc:
+                outcome = exc
+            if isinstance(outcome, InvalidArguments) or not outcome.admits:
+                return self._refused(request, outcome)
+            with outcome:
+                result = await handler(self._decided(request, tool, outcome))
                 if _failed(result):
-                    call.fail()
+                    outcome.fail()
             return result
 
     # -- model calls ----------------------------------------------------------------

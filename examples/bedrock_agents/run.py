@@ -3,7 +3,8 @@
 Each file of events/ is a Bedrock Agents Lambda input event; its name ends in
 ``_allowed`` or ``_denied``, the outcome the policies must give. The runner
 calls ``lambda_function.lambda_handler`` as the Lambda runtime would and prints
-what the agent gets back; it exits 1 if an outcome differs from the file name.
+what the agent gets back (a refusal names only the decision's id) and, from the
+audit event with that id, why; it exits 1 if an outcome differs from the file name.
 
     python examples/bedrock_agents/run.py [events/<name>.json ...]
 """
@@ -18,7 +19,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from lambda_function import lambda_handler  # noqa: E402 (the module sits beside this script)
+import lambda_function  # noqa: E402 (the module sits beside this script)
+from lambda_function import lambda_handler  # noqa: E402
+
+import agentauthz as az  # noqa: E402
+
+AUDIT = az.MemorySink()
+lambda_function.authz.audit_sinks = (AUDIT,)  # what an operator reads in CloudWatch Logs
 
 
 def outcome(response: dict[str, Any]) -> tuple[bool, str]:
@@ -38,16 +45,29 @@ def describe(event: dict[str, Any]) -> str:
     return f"{user} -> {event['actionGroup']}/{operation}"
 
 
+def why(body: str) -> str:
+    """What the audit event of a refusal says: found by the decision id the agent read."""
+    event = next((e for e in AUDIT.events if e.decision_id and e.decision_id in body), None)
+    if event is None:
+        return ""
+    if event.reasons:
+        return f"policies {', '.join(event.reasons)}"
+    return "; ".join(event.errors) or "no policy permits it"
+
+
 def run(paths: list[Path]) -> int:
     mismatches = 0
     for path in paths:
         event = json.loads(path.read_text(encoding="utf-8"))
+        AUDIT.clear()
         allowed, body = outcome(lambda_handler(event, None))
         expected = not path.stem.endswith("_denied")
         mark = "" if allowed == expected else "   <-- UNEXPECTED"
         mismatches += allowed != expected
         print(f"  {'ALLOW' if allowed else 'DENY '}  {path.stem}: {describe(event)}{mark}")
         print(f"         agent reads: {body}")
+        if not allowed:
+            print(f"         audit says:  {why(body)}")
     return 1 if mismatches else 0
 
 

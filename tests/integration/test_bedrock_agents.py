@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import time
@@ -232,11 +233,12 @@ def test_api_path_query_and_body_parameters_all_reach_context_input(
     both = api_event("POST", "/refunds", query={"amount": 1}, body={"amount": 2})
     response = handler(both, None)
     assert refused(response) and response["response"]["httpStatusCode"] == 400
-    assert "given twice" in body_of(response)
+    assert "given twice" in recorder.events[-1].errors[0]
+    assert recorder.events[-1].decision_id == json.loads(body_of(response))["decision_id"]
 
 
-def test_denied_function_call_reprompts_with_the_determining_policies_and_no_values(
-    handler: Callable[..., dict[str, Any]], calls: Calls
+def test_denied_function_call_reprompts_with_the_decision_id_and_no_policies_or_values(
+    handler: Callable[..., dict[str, Any]], calls: Calls, recorder: az.MemorySink
 ) -> None:
     event = function_event("issue_refund", order_id="o-secret-99", amount=300, weekend=True,
                            session={"tenant": "acme"}, prompt={"keep": "me"})
@@ -244,7 +246,9 @@ def test_denied_function_call_reprompts_with_the_determining_policies_and_no_val
     function_response = response["response"]["functionResponse"]
     assert function_response["responseState"] == "REPROMPT"
     text = function_response["responseBody"]["TEXT"]["body"]
-    assert "no-weekend-refunds" in text and "issue_refund" in text
+    [audited] = recorder.events
+    assert audited.reasons == ("no-weekend-refunds",) and audited.decision_id in text
+    assert "no-weekend-refunds" not in text and "issue_refund" in text
     assert "o-secret-99" not in text and "300" not in text
     assert response["sessionAttributes"] == {"userId": "bob", "tenant": "acme"}
     assert response["promptSessionAttributes"] == {"keep": "me"}
@@ -262,7 +266,8 @@ def test_denied_api_call_is_a_403_with_a_json_body(
     where = (answer["apiPath"], answer["httpMethod"], answer["actionGroup"])
     assert where == ("/refunds", "POST", "orders-api")
     body = json.loads(answer["responseBody"]["application/json"]["body"])
-    assert body["error"] == "forbidden" and body["policies"] == []
+    assert body["error"] == "forbidden" and "policies" not in body
+    assert body["decision_id"] in body["message"]
     assert "POST /refunds" in body["message"] and "900" not in body["message"]
     assert response["sessionAttributes"] == {"userId": "bob"}
     assert calls.seen == []
@@ -350,8 +355,9 @@ def test_converted_types_reach_cedar_as_long_bool_set_decimal_string_record(
         ("object", "[1]", "JSON object"),
     ],
 )
-def test_malformed_values_are_a_clear_reprompt_not_a_crash(
-    handler: Callable[..., dict[str, Any]], calls: Calls, kind: str, text: str, problem: str
+def test_malformed_values_are_an_audited_reprompt_not_a_crash(
+    handler: Callable[..., dict[str, Any]], calls: Calls, recorder: az.MemorySink, kind: str, text: str,
+    problem: str
 ) -> None:
     event = function_event("issue_refund", order_id="o-1", amount=("integer", "5"))
     event["parameters"].append({"name": "weird", "type": kind, "value": text})
@@ -360,10 +366,22 @@ def test_malformed_values_are_a_clear_reprompt_not_a_crash(
     assert function_response["responseState"] == "REPROMPT"
     message = function_response["responseBody"]["TEXT"]["body"]
     assert message.startswith("Tool 'issue_refund' was not called")
-    assert problem in message
+    [audited] = recorder.events
+    assert audited.decision == "deny" and audited.principal == 'User::"bob"'
+    assert problem in audited.errors[0] and problem not in message  # the problem: audit only
+    assert audited.decision_id in message
     if text.strip() and text not in ("1", "[1]"):
-        assert text not in message  # the value is not echoed
+        assert text not in message and text not in audited.to_json()  # the value is not echoed
     assert calls.seen == []
+
+
+def test_malformed_values_are_named_to_the_model_when_the_authorizer_discloses_reasons(
+    calls: Calls
+) -> None:
+    disclosing = az.Authorizer.from_text(POLICY, audit=[], disclose_reasons=True)
+    handler = action_group_handler(disclosing, principal=session_user)(calls)
+    response = handler(api_event("POST", "/refunds", body={"amount": ("integer", "12abc")}), None)
+    assert "parameter 'amount' must be an integer" in json.loads(body_of(response))["message"]
 
 
 def test_malformed_values_in_an_api_call_are_a_400(handler: Callable[..., dict[str, Any]]) -> None:
@@ -371,7 +389,7 @@ def test_malformed_values_in_an_api_call_are_a_400(handler: Callable[..., dict[s
     assert response["response"]["httpStatusCode"] == 400
     body = json.loads(body_of(response))
     assert body["error"] == "invalid_request"
-    assert "parameter 'amount' must be an integer" in body["message"]
+    assert "amount" not in body["message"] and body["decision_id"] in body["message"]
 
 
 @pytest.mark.parametrize(
@@ -807,7 +825,7 @@ def test_tools_reuse_the_guard_spec(recorder: az.MemorySink) -> None:
     # The spec validates like the guard: an argument the tool does not take is refused.
     extra = handler(
         function_event("read_document", "alice", document_id="acme-eng-roadmap", userId="x"), None)
-    assert "userId" in body_of(extra) and refused(extra)
+    assert refused(extra) and "userId: unknown argument" in recorder.events[-1].errors[0]
     # tools=authz.tools reuses every guarded tool by name
     registry = action_group_handler(authz, principal=session_user, tools=authz.tools)(Calls())
     assert not refused(registry(roadmap, None))
@@ -1039,7 +1057,12 @@ def test_lambda_response_matches_the_guard_refusal_text(
         refusal = guarded["issue_refund"](order_id="g-1", amount=20)
     response = example.lambda_handler(
         function_event("issue_refund", "frank", group="assistant-tools", order_id="g-1", amount=20), None)
-    assert body_of(response) == refusal
+    assert "decision " in refusal
+    assert without_decision_id(body_of(response)) == without_decision_id(refusal)
+
+
+def without_decision_id(text: str) -> str:
+    return re.sub(r"decision [0-9a-f]{32}", "decision <id>", text)
 
 
 # -- module hygiene ---------------------------------------------------------------------------------

@@ -59,11 +59,15 @@ def test_runner_reports_an_unexpected_outcome(tmp_path: Path) -> None:
     assert "UNEXPECTED" in result.stdout
 
 
-def test_the_demo_shows_refusals_with_policy_ids_and_no_identity_from_the_model() -> None:
+def test_the_demo_shows_generic_refusals_and_their_reasons_from_the_audit_trail() -> None:
     out = run().stdout
-    assert "identity is missing or could not be verified" in out
-    assert "parameter 'amount' must be an integer" in out
-    assert "is not available to this agent" in out
+    agent_reads = [line for line in out.splitlines() if "agent reads:" in line]
+    audit_says = [line for line in out.splitlines() if "audit says:" in line]
+    assert any("identity is missing or could not be verified" in line for line in agent_reads)
+    assert any("its arguments do not match the tool's schema" in line for line in agent_reads)
+    assert any("is not available to this agent" in line for line in agent_reads)
+    assert any("parameter 'amount' must be an integer" in line for line in audit_says)
+    assert not any("must be an integer" in line or "refund-" in line for line in agent_reads)
     assert "HTTP 403" in out and "HTTP 200" in out
 
 

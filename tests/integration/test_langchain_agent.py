@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
@@ -19,8 +19,8 @@ from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool, tool
-from langgraph.prebuilt import ToolRuntime
+from langchain_core.tools import BaseTool, InjectedToolCallId, tool
+from langgraph.prebuilt import InjectedState, ToolRuntime
 from pydantic import Field
 
 import agentauthz as az
@@ -223,7 +223,9 @@ def test_a_hidden_tool_called_anyway_is_still_refused(
     result = agent.invoke({"messages": [("user", "refund")]}, config=as_user("frank"))
     assert "issue_refund" not in model.offered[0]
     [refusal] = tool_messages(result)
-    assert "tool-enabled-for-tenant" in str(refusal.content)
+    [event] = [e for e in recorder.events if e.action.endswith('"issue_refund"')]
+    assert event.reasons == ("tool-enabled-for-tenant",)
+    assert event.decision_id in str(refusal.content) and "tool-enabled-for-tenant" not in str(refusal.content)
     assert ran == []
 
 
@@ -242,15 +244,17 @@ def test_document_tools_are_decided_on_the_document_and_injection_stays_an_id(
     )
     agent = create_agent(model, tools=tools, middleware=[middleware])
     result = asyncio.run(agent.ainvoke({"messages": [("user", "read")]}, config=as_user("bob")))
-    first, *refused = tool_messages(result)
+    first, *refused, invented = tool_messages(result)
     assert first.content == "contents of acme-support-playbook"
     assert all("not permitted" in str(m.content) for m in refused)
+    assert "was not called" in str(invented.content)  # an argument the tool does not have: refused
     assert ran == [("read_document", {"document_id": "acme-support-playbook"})]
     assert {e.principal for e in events.events} == {'User::"bob"'}
     assert [e.resource for e in events.events] == [
         'Document::"acme-support-playbook"', 'Document::"acme-salaries"',
-        str(az.EntityUID("Document", smuggled)), str(az.EntityUID("Document", 'User::"admin"')),
+        str(az.EntityUID("Document", smuggled)), 'Tool::"read_document"',
     ]
+    assert "principal: unknown argument" in events.events[-1].errors[0]
 
 
 def test_a_call_of_a_tool_the_agent_does_not_have_is_refused(
@@ -260,7 +264,10 @@ def test_a_call_of_a_tool_the_agent_does_not_have_is_refused(
     agent = create_agent(model, tools=tools, middleware=[middleware])
     result = agent.invoke({"messages": [("user", "hi")]}, config=as_user("alice"))
     [refusal] = tool_messages(result)
-    assert refusal.status == "error" and "not permitted" in str(refusal.content)
+    assert refusal.status == "error" and "is not available to this agent" in str(refusal.content)
+    [event] = recorder.events
+    assert event.decision == "deny" and event.errors == ("unknown tool",)
+    assert event.principal == 'User::"alice"' and event.decision_id in str(refusal.content)
 
 
 def test_invalid_arguments_are_refused_without_running_the_tool(
@@ -283,7 +290,9 @@ def test_on_deny_raise_stops_the_agent(tools: list[BaseTool], authz: az.Authoriz
         agent.invoke({"messages": [("user", "hi")]}, config=as_user("carol"))
 
 
-def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(authz: az.Authorizer) -> None:
+def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(
+    authz: az.Authorizer, recorder: az.MemorySink
+) -> None:
     removed: list[str] = []
 
     @tool
@@ -304,7 +313,9 @@ def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(authz: az.Au
     result = agent.invoke({"messages": [("user", "clean up")]}, config=as_user("alice"))
     done, refused = tool_messages(result)
     assert done.content == "removed"
-    assert "legal-hold-blocks-delete" in str(refused.content)
+    assert "not permitted" in str(refused.content)
+    assert recorder.events[-1].action == 'Action::"delete_document"'
+    assert recorder.events[-1].reasons == ("legal-hold-blocks-delete",)
     assert removed == ["acme-budget"]
 
 
@@ -428,3 +439,23 @@ def test_every_python_snippet_of_the_docs_page_runs_and_prints_what_it_says(
             for line in capsys.readouterr().out.splitlines():
                 assert line.strip() in code, f"block {number} printed {line!r}"
     assert ran >= 8
+
+
+def test_injected_state_and_tool_call_id_reach_the_tool_beside_the_decided_arguments(
+    authz: az.Authorizer, middleware: AuthzMiddleware
+) -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    @tool
+    def send_email(to: str, subject: str, tool_call_id: Annotated[str, InjectedToolCallId],
+                   state: Annotated[dict[str, Any], InjectedState]) -> str:
+        """Send an email."""
+        seen.append((to, tool_call_id, len(state["messages"])))
+        return f"sent to {to}"
+
+    for agent_tools, around in (([send_email], [middleware]), (authorize_tools([send_email], authz), [])):
+        model = scripted(("send_email", {"to": "dave@acme.example", "subject": "hi"}))
+        agent = create_agent(model, tools=agent_tools, middleware=around)
+        [sent] = tool_messages(agent.invoke({"messages": [("user", "mail")]}, config=as_user("carol")))
+        assert sent.content == "sent to dave@acme.example"
+    assert seen == [("dave@acme.example", "call-0", 2)] * 2

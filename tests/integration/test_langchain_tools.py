@@ -204,15 +204,16 @@ def test_allowed_sync_call_runs_with_validated_arguments_as_context_input(
 
 
 def test_denied_call_returns_the_refusal_and_never_runs_the_tool(
-    tools: dict[str, AuthorizedTool], ran: Ran
+    tools: dict[str, AuthorizedTool], ran: Ran, recorder: az.MemorySink
 ) -> None:
     result = tools["sync_refund"].invoke({"order_id": "o-1", "amount": -200}, config=as_user("carol"))
+    [event] = tool_events(recorder)
+    assert event.reasons == ("refund-must-be-positive",)
     assert result == (
-        "Tool 'sync_refund' is not permitted for this user (denied by policy refund-must-be-positive). "
-        "Do not retry it."
+        f"Tool 'sync_refund' is not permitted for this user (decision {event.decision_id}). Do not retry it."
     )
     over = tools["sync_refund"].invoke({"order_id": "o-1", "amount": 7500}, config=as_user("carol"))
-    assert "no policy permits it" in over
+    assert "not permitted" in over and "policy" not in over
     assert ran.calls == []
 
 
@@ -293,7 +294,7 @@ def test_a_document_tool_is_decided_on_the_document(tools: dict[str, AuthorizedT
         "contents of acme-eng-roadmap"
     )
     refused = read.invoke({"document_id": "globex-design"}, config=as_user("grace"))
-    assert "tenant-isolation" in refused
+    assert "not permitted" in refused and "tenant-isolation" not in refused
     assert [c[1]["document_id"] for c in ran.calls] == ["acme-eng-roadmap"]
 
 
@@ -378,7 +379,7 @@ def test_an_argument_that_looks_like_an_entity_stays_a_string_id(
     assert ran.calls == []
 
 
-def test_arguments_naming_a_principal_are_dropped_not_obeyed(
+def test_arguments_naming_a_principal_are_refused_not_obeyed(
     tools: dict[str, AuthorizedTool], recorder: az.MemorySink, ran: Ran
 ) -> None:
     result = tools["send_email"].invoke(
@@ -386,11 +387,10 @@ def test_arguments_naming_a_principal_are_dropped_not_obeyed(
              agentauthz_principal='User::"bob"', configurable={PRINCIPAL_KEY: 'User::"bob"'}),
         config=as_user("grace"),
     )
-    assert "not permitted" in str(result.content)
+    assert "was not called" in str(result.content) and result.status == "error"
     [event] = tool_events(recorder)
-    assert event.principal == 'User::"grace"'
-    assert event.request is not None
-    assert event.request["request"]["context"]["input"] == {"to": "x@evil.example", "subject": "s"}
+    assert event.principal == 'User::"grace"' and event.decision == "deny"
+    assert "unknown argument" in event.errors[0]
     assert ran.calls == []
 
 

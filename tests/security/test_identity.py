@@ -141,7 +141,7 @@ def test_model_written_tool_call_naming_a_principal_is_decided_for_the_bound_use
             "args": {"target": value, PRINCIPAL_KEY: ADMIN, "principal": value}}
     with capture_decisions() as events:
         message = safe.invoke(call, config={"configurable": {PRINCIPAL_KEY: ALICE}})
-    assert "not permitted" in message.content
+    assert "was not called" in message.content  # arguments naming a principal: refused, never obeyed
     assert ran == []
     assert [e.principal for e in events] == [str(ALICE)]
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel
 
 import agentauthz as az
 from agentauthz._entities import MAX_GIVEN_DEPTH
+from agentauthz.testing import capture_decisions
 from tests.security.support import run_isolated
 from tests.strategies import TRICKY_IDS, cedar_string_literal, entity_ids
 
@@ -216,9 +217,12 @@ def test_reserved_cedar_json_keys_in_user_data_are_refused(entry: str) -> None:
 
 @pytest.mark.parametrize("value", [json.dumps(ESCAPE), json.dumps({"inner": [EXTN]})])
 def test_reserved_keys_in_bedrock_object_parameters_are_refused(value: str) -> None:
-    response = _through_bedrock(value)
+    with capture_decisions() as events:
+        response = _through_bedrock(value)
     assert response["responseState"] == "REPROMPT"
-    assert "reserved" in response["responseBody"]["TEXT"]["body"]
+    assert "was not called" in response["responseBody"]["TEXT"]["body"]
+    [refusal] = events
+    assert refusal.decision == "deny" and "reserved" in refusal.errors[0]
 
 
 def test_text_that_spells_an_escape_stays_a_string() -> None:

@@ -112,7 +112,8 @@ def _decide(name: str, *, record: bool = False) -> tuple[az.Decision, list[Any],
             texts.append(str(az.AccessDenied(decision, subject="tool 'x'")))
             from agentauthz._tools import refusal_message
 
-            texts.append(refusal_message("x", decision.reasons, decision.errors))
+            texts.append(refusal_message("x", decision))
+            texts.append(refusal_message("x", decision, disclose=True))
     return decision, events, texts
 
 

@@ -36,7 +36,7 @@ def test_public_modules_do_not_leak_private_helpers() -> None:
 
 def test_every_library_error_derives_from_authz_error() -> None:
     for name in ("AccessDenied", "PolicyError", "EngineError", "ConfigurationError",
-                 "IdentityError", "InvalidValueError"):
+                 "IdentityError", "InvalidValueError", "InvalidArguments"):
         assert issubclass(getattr(az, name), az.AuthzError), name
 
 
@@ -72,3 +72,9 @@ def test_unknown_attribute_raises_attribute_error() -> None:
         assert "NoSuchThing" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected AttributeError")
+
+
+def test_tool_spec_from_json_schema_is_public() -> None:
+    schema = {"type": "object", "properties": {"host": {"type": "string"}}}
+    spec = az.ToolSpec.from_json_schema("ping", schema)
+    assert spec.parameters == ("host",)
