@@ -409,20 +409,20 @@ class Authorizer:
         """
         try:
             return self._session_facts(session, requests[0].principal)
-        except IdentityError:
-            self._deny_unasked(requests, FOREIGN_SESSION)
+        except IdentityError as exc:
+            exc.decision = self._deny_unasked(requests, FOREIGN_SESSION)[0]
             raise
         except Exception as exc:  # a failing store denies, never decides on missing facts
             raise _Refused(self._deny_unasked(requests, _store_failure(exc))) from exc
 
     def _deny_unasked(self, requests: list[Request], why: str) -> list[Decision]:
         """Deny requests the session refused, one audit event each (enforced in shadow mode too)."""
-        decision = Decision.deny(why)
+        decisions = [Decision(allowed=False, errors=(why,), id=_decision_id()) for _ in requests]
         sinks = self._active_sinks()
         if sinks:
-            for request in requests:
+            for request, decision in zip(requests, decisions, strict=True):
                 self._emit(sinks, self._event(request, decision, 0, []))
-        return [decision] * len(requests)
+        return decisions
 
     def _session_refused(self, principal: EntityUID, operation: str, session: Session) -> None:
         """Audit an operation of the application on a session that belongs to another end user."""
@@ -501,8 +501,8 @@ class Authorizer:
             return result
         try:
             self._record_seen(result, groups)
-        except IdentityError:
-            self._refused_by_session(held, FOREIGN_SESSION)
+        except IdentityError as exc:
+            exc.decision = self._refused_by_session(held, FOREIGN_SESSION)
             raise
         except Exception as exc:  # unrecorded reads would escape the session's rules: deny them
             why = _store_failure(exc)
@@ -1037,8 +1037,8 @@ class Authorizer:
             return call
         try:
             admission = self._admit(session, call, request, plan, version, now)
-        except IdentityError:
-            self._refused_by_session(held, FOREIGN_SESSION)
+        except IdentityError as exc:
+            exc.decision = self._refused_by_session(held, FOREIGN_SESSION)
             raise
         except Exception as exc:  # the store failed before the tool ran: the call does not run
             return self._unreserved(call, self._refused_by_session(held, _store_failure(exc)))
@@ -1230,10 +1230,8 @@ class Authorizer:
         if principal is None:
             identity = _identity.get()
             if identity is None:
-                self.audit_missing_identity(action, resource)
-                raise IdentityError(
-                    "no end user is bound: wrap the call in authz.acting_as(user)"
-                )
+                raise IdentityError("no end user is bound: wrap the call in authz.acting_as(user)",
+                                    decision=self.audit_missing_identity(action, resource))
             return identity.uid, [identity.entity] if identity.entity is not None else []
         if isinstance(principal, Entity):
             return principal.uid, [principal]

@@ -87,7 +87,20 @@ class ConfigurationError(AuthzError):
 
 
 class IdentityError(AuthzError):
-    """A call needs the end user's identity and none is bound (see ``Authorizer.acting_as``)."""
+    """A call needs the end user's identity and none is bound (see ``Authorizer.acting_as``).
+
+    Also raised when the bound end user may not use what the call names (a
+    session another end user owns).
+
+    Attributes:
+        decision: the audited refusal when the Authorizer already recorded the
+            refused call (its ``id`` is the audit event's ``decision_id``), so an
+            integration refusing the call does not record it twice; else None.
+    """
+
+    def __init__(self, message: str, *, decision: Decision | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
 
 
 class InvalidValueError(AuthzError):

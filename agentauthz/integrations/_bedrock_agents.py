@@ -526,10 +526,13 @@ def _audited(rules: _Rules, invocation: ActionInvocation, reason: str) -> Decisi
     return rules.authz.audit_refusal(action=action, resource=resource, reason=reason)
 
 
-def _no_identity(rules: _Rules, invocation: ActionInvocation) -> ActionInvocation:
-    """Refuse (and audit) a call without a valid end user, as a decision without a principal."""
-    action = _action_name(_guessed_action(rules, invocation))
-    decision = rules.authz.audit_missing_identity(action, EntityUID(rules.authz.tool_entity_type, action))
+def _no_identity(rules: _Rules, invocation: ActionInvocation,
+                 error: IdentityError | None = None) -> ActionInvocation:
+    """Refuse a call without a valid end user, audited once: by the Authorizer if it did, else here."""
+    decision = error.decision if error is not None else None
+    if decision is None:
+        action = _action_name(_guessed_action(rules, invocation))
+        decision = rules.authz.audit_missing_identity(action, EntityUID(rules.authz.tool_entity_type, action))
     return _refused(rules, invocation, "no-identity", decision)
 
 
@@ -1054,8 +1057,8 @@ def action_group_handler(
                         return await _arun_counted(
                             rules, call, invocation,
                             lambda: fn(event, lambda_context, **arguments(invocation)))
-                except IdentityError:
-                    return _refusal_response(_no_identity(rules, invocation))
+                except IdentityError as exc:
+                    return _refusal_response(_no_identity(rules, invocation, exc))
 
             return _named(fn, handle_async)
 
@@ -1072,8 +1075,8 @@ def action_group_handler(
                         return _refusal_response(invocation)
                     return _run_counted(rules, call, invocation,
                                         lambda: fn(event, lambda_context, **arguments(invocation)))
-            except IdentityError:
-                return _refusal_response(_no_identity(rules, invocation))
+            except IdentityError as exc:
+                return _refusal_response(_no_identity(rules, invocation, exc))
 
         return _named(fn, handle)
 

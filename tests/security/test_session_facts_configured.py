@@ -131,7 +131,8 @@ def test_unsummed_seats_never_let_5_5_1_pass_a_10_seat_cap_through_langchain(
 
 @pytest.mark.parametrize("wiring", WIRINGS)
 def test_summed_seats_hold_the_10_seat_cap_through_langchain(tmp_path: Path, wiring: str) -> None:
-    authz = az.Authorizer.from_directory(store_dir(tmp_path), audit=[],
+    sink = az.MemorySink()
+    authz = az.Authorizer.from_directory(store_dir(tmp_path), audit=[sink],
                                          sessions=SessionConfig(sums={GRANT: ["seats"]}))
     granted: list[int] = []
     if wiring == "authorize_tools":
@@ -140,7 +141,8 @@ def test_summed_seats_hold_the_10_seat_cap_through_langchain(tmp_path: Path, wir
         assert denied.value.decision.reasons == ("seat-cap",)
     else:
         messages = run_agent(authz, wiring, granted)
-        assert "seat-cap" in str(messages[-1].content)
+        refused = [event for event in sink.events if event.decision_id in str(messages[-1].content)]
+        assert [event.reasons for event in refused] == [("seat-cap",)]
     assert granted == [5, 5]
 
 
