@@ -31,7 +31,13 @@ from agentauthz._errors import (
 )
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
-from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
+from agentauthz._retrieval import (
+    FilterResult,
+    ResourceGroups,
+    ResourceOf,
+    RetrievalScope,
+    group_by_resource,
+)
 from agentauthz._schemagen import validate_policies_for_tools
 from agentauthz._shadow import shadow_outcomes
 from agentauthz._tools import (
@@ -540,31 +546,50 @@ class Authorizer:
             found.update((entity.uid, entity) for entity in self.entity_provider.get_entities(missing))
         return found
 
-    def _filter_requests(
-        self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
-    ) -> tuple[list[Request], list[Entity]]:
+    def _retrieval_scope(self, action: str | EntityUID, context: Mapping[str, Any] | None) -> RetrievalScope:
+        """Principal, action, entity and per-resource context of a retrieval's requests.
+
+        The one place they are built: :meth:`filter` decides with them and the
+        pre-filter compiler compiles with them, so both see the bound session.
+
+        Raises:
+            IdentityError: no end user is bound.
+            ConfigurationError: ``context`` sets ``session`` while a session is bound.
+        """
         principal = self.current_principal()
         identity = _identity.get()
-        overlay = [identity.entity] if identity and identity.entity else []
+        given = (identity.entity,) if identity and identity.entity else ()
         resolved = self.engine.resolve_action(action)
         base_context = dict(context) if context else {}
+        base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
         session = current_session()
         shape = self._session_shape(resolved) if session is not None else None
         if session is None or shape is None:
-            base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
-            requests = [base.replace(resource=uid) for uid in groups.uids]
-        else:
-            if "session" in base_context:
-                raise ConfigurationError(
-                    "context['session'] comes from the bound session: do not set it as well")
-            facts = self._session_facts(session)[0]
-            requests = [
-                Request(principal=principal, action=resolved, resource=uid, context={
-                    **base_context,
-                    "session": self._session_record(shape, facts, resolved, uid, base_context)})
-                for uid in groups.uids
-            ]
-        return requests, overlay + list(groups.entities.values())
+            return RetrievalScope(principal, resolved, given, base)
+        if "session" in base_context:
+            raise ConfigurationError(
+                "context['session'] comes from the bound session: do not set it as well")
+        facts = self._session_facts(session)[0]
+        named: dict[EntityUID, None] = {}
+        for approval in facts.approvals:
+            if approval.resource is not None:
+                try:
+                    named[EntityUID.parse(approval.resource)] = None
+                except AuthzError:
+                    continue  # not a uid's text: no resource's text equals it
+
+        def with_session(resource: EntityUID) -> dict[str, Any]:
+            return {**base_context,
+                    "session": self._session_record(shape, facts, resolved, resource, base_context)}
+
+        return RetrievalScope(principal, resolved, given, base, with_session, tuple(named))
+
+    def _filter_requests(
+        self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
+    ) -> tuple[list[Request], list[Entity]]:
+        scope = self._retrieval_scope(action, context)
+        requests = [scope.request(uid) for uid in groups.uids]
+        return requests, [*scope.entities, *groups.entities.values()]
 
     @staticmethod
     def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -312,9 +313,19 @@ def test_short_cuts() -> None:
 
 
 def test_short_cut_renderings() -> None:
-    for constant in (ALWAYS_DENIED, ALWAYS_ALLOWED, NO_PREFILTER):
+    # None means "send no filter": every document is allowed, or (not exact) nothing narrows.
+    for constant in (ALWAYS_ALLOWED, NO_PREFILTER):
         assert constant.to_bedrock() is None and constant.to_mongo() is None
-        assert not constant.filters
+    assert ALWAYS_ALLOWED.to_bedrock(exact=True) is None
+    with pytest.raises(az.ConfigurationError, match="exactly"):
+        NO_PREFILTER.to_bedrock(exact=True)
+    # No filter keeps nothing: the short cut is refused, never rendered as "no filter".
+    exact = partial(ALWAYS_DENIED.to_bedrock, exact=True)
+    for render in (ALWAYS_DENIED.to_bedrock, ALWAYS_DENIED.to_mongo, exact):
+        with pytest.raises(az.AccessDenied):
+            render()
+    assert not any(constant.filters for constant in (ALWAYS_DENIED, ALWAYS_ALLOWED, NO_PREFILTER))
+    assert ALWAYS_DENIED.exact and ALWAYS_ALLOWED.exact and not NO_PREFILTER.exact
     assert ALWAYS_DENIED.to_callable()({"x": 1}) is False
     assert ALWAYS_DENIED.to_document_filter()(SimpleNamespace(metadata={})) is False
     assert ALWAYS_DENIED.to_document_filter()(object()) is False
