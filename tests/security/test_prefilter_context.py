@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import boto3
@@ -351,8 +350,9 @@ def test_no_prefilter_path_lets_through_a_document_authorization_denies_in_the_s
         allowed = allowed_by_filter(authz, docs, context, resource_of)
     with authz.acting_as(ALICE), in_session(authz, session):
         allowed_generation = allowed_by_filter(authz, docs, context, generation_resource)
-    event(f"session: {'none' if session is None else 'bound'}; "
-          f"pre-filter: {'always denied' if pre.always_denied else 'always allowed' if pre.always_allowed else 'exact' if pre.exact else 'superset'}")
+    kind = ("always denied" if pre.always_denied else "always allowed" if pre.always_allowed
+            else "exact" if pre.exact else "superset")
+    event(f"session: {'none' if session is None else 'bound'}; pre-filter: {kind}")
 
     check_superset(pre, docs, allowed)
     check_exact(pre, docs, allowed)
@@ -371,7 +371,8 @@ def test_no_prefilter_path_lets_through_a_document_authorization_denies_in_the_s
         return
     event("generation filter" if generated.filter is not None else "generation: every document")
     assert generated.exact
-    passed = [doc for doc in docs if generated.filter is None or bedrock_matches(generated.filter, doc.metadata)]
-    assert passed == allowed_generation, f"generation filter {generated.filter}"
+    sent_filter = generated.filter
+    passed = [doc for doc in docs if sent_filter is None or bedrock_matches(sent_filter, doc.metadata)]
+    assert passed == allowed_generation, f"generation filter {sent_filter}"
     with Stubber(client) as stubber:
         generate(client, stubber, generated)
