@@ -497,12 +497,12 @@ class Prefilter:
         if not self.filters:
             return None
         dialect = _Bedrock(keys or {}, strict=exact)
-        out = _render(_nnf(self.expression), dialect, frozenset())
+        out = _checked(_render(_nnf(self.expression), dialect, frozenset()))
         if dialect.approximated:
             raise ConfigurationError(
                 "the policies do not translate exactly into a Bedrock metadata filter: "
                 + "; ".join(dict.fromkeys(dialect.approximated)))
-        return out if isinstance(out, dict) else None
+        return out
 
     def to_mongo(
         self, keys: Mapping[str, str] | None = None, *, ne_matches_missing: bool = True
@@ -535,8 +535,7 @@ class Prefilter:
             raise AccessDenied(Decision(allowed=False), subject="the retrieval")
         if not self.filters:
             return None
-        out = _render(_nnf(self.expression), _Mongo(keys or {}, ne_matches_missing), frozenset())
-        return out if isinstance(out, dict) else None
+        return _checked(_render(_nnf(self.expression), _Mongo(keys or {}, ne_matches_missing), frozenset()))
 
     def to_callable(self, keys: Mapping[str, str] | None = None) -> Callable[[Mapping[str, Any]], bool]:
         """A predicate over a document's metadata, exact for any metadata.
@@ -607,6 +606,13 @@ def _attributes(expr: Expr) -> frozenset[str]:
         return _attributes(expr.item)
     name = _attr_of(expr)
     return frozenset() if name is None else frozenset((name,))
+
+
+def _checked(rendered: _Rendered) -> dict[str, Any] | None:
+    """A rendered filter; None (no filter) only for "keep every document", never for "keep none"."""
+    if rendered == FALSE:
+        raise AccessDenied(Decision(allowed=False), subject="the retrieval")
+    return rendered if isinstance(rendered, dict) else None
 
 
 def _restricted(expr: Expr, attributes: frozenset[str], ancestors: bool) -> Expr:
@@ -1579,8 +1585,9 @@ def _translate(
         else:
             return Prefilter(note=f"unknown effect in policy {store_id(positional)}")
     # Allowed: some permit true and no forbid true (an erroring policy does not apply).
-    upper = all_of(any_of(*permits_up), *(negate(f) for f in forbids_low))
-    lower = all_of(any_of(*permits_low), *(negate(f) for f in forbids_up))
+    # In negation normal form, where contradictions and tautologies across policies show.
+    upper = _nnf(all_of(any_of(*permits_up), *(negate(f) for f in forbids_low)))
+    lower = _nnf(all_of(any_of(*permits_low), *(negate(f) for f in forbids_up)))
     if upper == FALSE:
         return ALWAYS_DENIED
     if lower == TRUE:

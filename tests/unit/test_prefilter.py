@@ -338,6 +338,22 @@ def test_short_cut_renderings() -> None:
         ALWAYS_DENIED.always_denied = False  # type: ignore[misc]
 
 
+def test_a_filter_that_keeps_nothing_is_never_rendered_as_no_filter() -> None:
+    # The contradiction shows only in negation normal form: it once rendered as None ("send no
+    # filter"), which an exact caller reads as "every document is allowed".
+    hr = Comparison("dept", "==", "hr")
+    contradiction = Prefilter(And((hr, Not(Or((hr, Comparison("dept", "!=", "hr")))))), exact=True)
+    for render in (contradiction.to_bedrock, contradiction.to_mongo,
+                   partial(contradiction.to_bedrock, exact=True)):
+        with pytest.raises(az.AccessDenied):
+            render()
+    assert contradiction.to_callable()({"dept": "hr"}) is False
+    # Compiled, such policies are recognised as denying everything.
+    assert compile_for(f'{READ} when {{ resource.dept == "hr" }};\n'
+                       'forbid(principal, action, resource) when '
+                       '{ resource.dept == "hr" || !(resource.dept == "hr") };') == ALWAYS_DENIED
+
+
 def test_needs_a_bound_user() -> None:
     authz = az.Authorizer.from_text(f"{READ};", audit=[])
     with pytest.raises(az.IdentityError):
