@@ -1653,11 +1653,12 @@ def compile_prefilter(
     """
     from agentauthz.engines.local import LocalEngine
 
-    scope = authz._retrieval_scope(action, context)
     engine = authz.engine
     if not isinstance(engine, LocalEngine):
+        authz.current_principal()  # no end user: IdentityError, as on every path
         return Prefilter(note=f"the {getattr(engine, 'name', type(engine).__name__)} engine "
                               "has no partial evaluation")
+    scope = authz._retrieval_scope(action, context)
     # Stands for every resource no approval names (a uuid: no approval can name it).
     unnamed = EntityUID(resource_type or "Resource", f"agentauthz-unnamed-{uuid.uuid4()}")
     compiled: list[Prefilter] = []

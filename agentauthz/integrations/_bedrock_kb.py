@@ -161,7 +161,8 @@ class KnowledgeBaseRetriever:
 
     Each call to ``bedrock-agent-runtime`` ``retrieve`` carries the caller's
     own filter and, with the pre-filter on, the policies compiled for the
-    bound user, and-ed (``andAll``) into ``vectorSearchConfiguration.filter``.
+    bound user (with the context and session record the post-filter decides
+    with), and-ed (``andAll``) into ``vectorSearchConfiguration.filter``.
     Every result is then turned into a Cedar resource from its ``metadata``
     (``id_key`` gives the id, ``attributes`` the attributes) and decided with
     :meth:`Authorizer.filter`; a result without the metadata is dropped.
@@ -335,6 +336,9 @@ class KnowledgeBaseRetriever:
 
     def compile_prefilter(self) -> Prefilter:
         """The policies compiled for the bound end user (what the pre-filter sends).
+
+        Compiled with the context :meth:`Authorizer.filter` decides with, the
+        bound session's ``context.session`` included.
 
         Raises:
             IdentityError: no end user is bound.

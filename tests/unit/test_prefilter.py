@@ -354,6 +354,23 @@ def test_a_filter_that_keeps_nothing_is_never_rendered_as_no_filter() -> None:
                        '{ resource.dept == "hr" || !(resource.dept == "hr") };') == ALWAYS_DENIED
 
 
+def test_compiles_with_the_context_the_filter_decides_with() -> None:
+    authz = az.Authorizer.from_text(
+        f'{READ} when {{ context has session && context.session.seen.contains("pii") && resource.x == 1 }};',
+        audit=[])
+    with authz.acting_as(ALICE):
+        assert compile_prefilter(authz, action="read") == ALWAYS_DENIED  # no session: no context.session
+        with authz.session("s-1") as session:
+            assert compile_prefilter(authz, action="read") == ALWAYS_DENIED  # nothing seen yet
+            session.see("pii")
+            assert str(compile_prefilter(authz, action="read")) == "x == 1"
+            # A caller's context.session next to the bound one is refused, as the filter refuses it.
+            for call in (partial(compile_prefilter, authz, action="read"),
+                         partial(authz.filter, [], action="read", resource=lambda doc: doc)):
+                with pytest.raises(az.ConfigurationError, match="session"):
+                    call(context={"session": {"seen": []}})
+
+
 def test_needs_a_bound_user() -> None:
     authz = az.Authorizer.from_text(f"{READ};", audit=[])
     with pytest.raises(az.IdentityError):
