@@ -2,15 +2,19 @@
 
 :func:`compile_prefilter` asks Cedar which resources the bound end user could
 ``action`` by partially evaluating the store's policies with the resource
-unknown. The residual policies are translated into a small, neutral filter
+unknown and everything else as :meth:`Authorizer.filter` sends it (the same
+scope builds both: principal, entity, context, the bound session's record).
+The residual policies are translated into a small, neutral filter
 expression over resource attributes (:class:`Prefilter.expression`), which
 renders as an Amazon Bedrock Knowledge Base ``RetrievalFilter``, a Mongo-style
 dict (Chroma, Pinecone, MongoDB) or a Python callable over document metadata.
 
-The pre-filter is an optimization, never a decision: it lets a vector store
-skip documents the user can certainly not read, so that the ``k`` results
-fetched are mostly ones the user may see. Every document it lets through is
-still decided by :meth:`Authorizer.filter`.
+The pre-filter is an optimization: it lets a vector store skip documents the
+user can certainly not read, so that the ``k`` results fetched are mostly ones
+the user may see, and every document it lets through is still decided by
+:meth:`Authorizer.filter`. Only an :attr:`Prefilter.exact` one, rendered with
+``to_bedrock(keys, exact=True)``, may stand in for that decision (Bedrock's
+``retrieve_and_generate``, which nothing can post-filter).
 
 Soundness: the filter never excludes a document that full authorization would
 allow, under the metadata convention below. Where a policy condition cannot be
@@ -45,7 +49,8 @@ Translated: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` between a top-level
 resource attribute and a string, integer or boolean (values from the principal
 and the context are filled in by Cedar); ``S.contains(resource.a)`` with a
 literal set (``a in [...]``); ``resource.a.contains(v)``, ``containsAny``,
-``containsAll``; ``resource has a``; boolean attributes; ``like``; ``is`` (with
+``containsAll``; ``resource has a``; boolean attributes; ``like`` (matched in
+linear time by :func:`like_matches`); ``is`` (with
 ``resource_type``); ``resource in E`` (with the ancestors convention);
 ``&&``, ``||``, ``!``, ``if-then-else``. Everything else (nested attributes,
 arithmetic, extension functions, tags, ``isEmpty``, comparisons between two
