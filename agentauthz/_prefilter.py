@@ -456,6 +456,17 @@ class Prefilter:
         return _attributes(self.expression)
 
     @property
+    def attributes_present(self) -> frozenset[str]:
+        """The attributes every document the expression keeps has (an atom on them must hold).
+
+        Example:
+            >>> pre = Prefilter(any_of(Comparison("a", "==", 1), all_of(Comparison("a", "==", 2), Has("b"))))
+            >>> sorted(pre.attributes_present)
+            ['a']
+        """
+        return _needed(self.expression)
+
+    @property
     def filters(self) -> bool:
         """Whether there is a filter to apply (neither everything nor nothing)."""
         return not isinstance(self.expression, Const)

@@ -20,6 +20,7 @@ from agentauthz._entities import StaticEntityProvider
 from agentauthz._errors import AccessDenied, ConfigurationError, EngineError
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._policies import PolicyStore
+from agentauthz._schemajson import schema_json_text
 from agentauthz.integrations._overfetch import (
     OverFetchPlan,
     PrefilterState,
@@ -565,12 +566,10 @@ def retrieve_and_generate_filter(
         raise AccessDenied(Decision(allowed=False), subject="retrieve_and_generate")
     # What KnowledgeBaseRetriever builds: the mapped attributes only, parents only from ancestors.
     restricted = compiled.restricted_to(set(fields), ancestors=ancestors_key is not None)
-    if restricted.always_allowed:
-        return GenerationFilter(filter=and_all(filter), exact=True, prefilter=compiled)
     keys = _metadata_keys(fields, ancestors_key)
     try:
         _refuse_what_metadata_cannot_decide(authz, restricted, fields, resource_type)
-        ours = restricted.to_bedrock(keys, exact=True)
+        ours = restricted.to_bedrock(keys, exact=True)  # None: every document is allowed
     except ConfigurationError as exc:
         if not allow_inexact:
             raise ConfigurationError(
@@ -578,7 +577,7 @@ def retrieve_and_generate_filter(
                 "read could reach the model. Use KnowledgeBaseRetriever (it post-authorizes every "
                 "result), or pass allow_inexact=True to accept that risk") from exc
         ours = restricted.to_bedrock(keys)
-        if ours is None:
+        if ours is None and not restricted.always_allowed:
             raise ConfigurationError(
                 "nothing in the policies narrows the search: even with allow_inexact=True, every "
                 "document would reach the model. Use KnowledgeBaseRetriever") from exc
@@ -590,16 +589,32 @@ def _refuse_what_metadata_cannot_decide(
     authz: Authorizer, restricted: Prefilter, fields: Mapping[str, MetadataField], resource_type: str
 ) -> None:
     """Raise where the resource is not what the metadata says, as the filter assumes."""
+    if restricted.always_denied:
+        return  # nothing passes: rendering refuses it
     unexact = "the policies do not translate exactly into a Bedrock metadata filter"
     entity_typed = sorted(name for name in restricted.attributes if fields[name].entity_type is not None)
     if entity_typed:
         # An entity there compares unlike the id string in metadata (never equal to a string).
         raise ConfigurationError(f"{unexact}: they read the entity-typed attributes {entity_typed}")
-    stored = _stored_resources(authz, resource_type)
+    stored = "" if restricted.always_allowed else _stored_resources(authz, resource_type)
     if stored:
         raise ConfigurationError(
             f"{unexact}: {stored} may hold {resource_type} entities, which authorization decides "
             "on their stored attributes, not on metadata")
+    declared = _declared_attributes(authz, resource_type)
+    if declared is not None:
+        # Authorization denies a resource that does not conform to the schema; a Bedrock filter
+        # cannot test that a key is present, only imply it with a condition on the key.
+        names, required = declared
+        undeclared = sorted(set(fields) - names)
+        if undeclared:
+            raise ConfigurationError(f"{unexact}: {undeclared} are mapped but not declared for "
+                                     f"{resource_type} in the schema")
+        unchecked = sorted(required - restricted.attributes_present)
+        if unchecked:
+            raise ConfigurationError(
+                f"{unexact}: the schema requires {unchecked} of {resource_type}, and the filter does "
+                "not keep only documents that have them (no filter tests that a key is present)")
 
 
 def _refuse_unrecorded_reads(authz: Authorizer, fields: Mapping[str, MetadataField]) -> None:
@@ -611,6 +626,36 @@ def _refuse_unrecorded_reads(authz: Authorizer, fields: Mapping[str, MetadataFie
             "the bound session records the labels of the documents read, and retrieve_and_generate "
             "reads them inside the service where they cannot be recorded: use KnowledgeBaseRetriever "
             "in a session")
+
+
+def _declared_attributes(
+    authz: Authorizer, resource_type: str
+) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The attributes the store's schema declares for ``resource_type``, and the required ones.
+
+    Returns:
+        None when the store has no schema.
+
+    Raises:
+        ConfigurationError: the schema does not declare the type, or its shape cannot be read.
+    """
+    store = getattr(authz.engine, "store", None)
+    if not isinstance(store, PolicyStore) or store.schema_text is None:
+        return None
+    namespace, _, name = resource_type.rpartition("::")
+    declarations = json.loads(schema_json_text(store.schema_text)).get(namespace) or {}
+    entity = (declarations.get("entityTypes") or {}).get(name)
+    if not isinstance(entity, Mapping):
+        raise ConfigurationError(f"the schema declares no entity type {resource_type}")
+    shape = entity.get("shape", {"type": "Record", "attributes": {}})
+    if isinstance(shape, Mapping) and shape.get("type") != "Record":  # a common type by name
+        shape = (declarations.get("commonTypes") or {}).get(shape.get("name", shape.get("type")))
+    if not isinstance(shape, Mapping) or shape.get("type") != "Record":
+        raise ConfigurationError(f"cannot read the attributes the schema declares for {resource_type}")
+    attributes = shape.get("attributes") or {}
+    required = {key for key, spec in attributes.items() if not isinstance(spec, Mapping)
+                or spec.get("required", True) is not False}
+    return frozenset(attributes), frozenset(required)
 
 
 def _stored_resources(authz: Authorizer, resource_type: str) -> str:

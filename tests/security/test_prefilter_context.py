@@ -15,6 +15,8 @@ Cases tried:
 * approvals naming one resource: the pre-filter joins both contexts and is not exact
 * what a Bedrock filter cannot decide is refused: stored resource entities, entity-typed
   attributes, a session that records labels; "allow_inexact" never means "no filter"
+* with a schema: a resource lacking a required attribute is denied, and Bedrock cannot test
+  that a key is present: the filter must imply it (Hypothesis, 150 examples)
 * class (Hypothesis, 150 examples): random policies reading the resource, the session's
   ``seen`` and ``approved`` and the caller's context, random sessions, random metadata;
   for every pre-filter path, whatever is let through without a post-filter (an exact
@@ -33,6 +35,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import InMemoryVectorStore
@@ -376,3 +379,73 @@ def test_no_prefilter_path_lets_through_a_document_authorization_denies_in_the_s
     assert passed == allowed_generation, f"generation filter {sent_filter}"
     with Stubber(client) as stubber:
         generate(client, stubber, generated)
+
+
+# -- with a schema: a resource that does not conform is denied, whatever its metadata says ----------
+
+DOC_SCHEMA = """
+entity User;
+entity Doc = { dept: String, level?: Long, classification?: String };
+action read appliesTo { principal: [User], resource: [Doc] };
+"""
+SCHEMA_POLICIES = (
+    'permit(principal, action == Action::"read", resource) when { resource.dept == "hr" };',
+    'permit(principal, action == Action::"read", resource) when '
+    '{ resource has level && resource.level <= 3 };',
+    'permit(principal, action == Action::"read", resource) when '
+    '{ resource has classification && resource.classification == "public" };',
+    'forbid(principal, action == Action::"read", resource) when '
+    '{ resource has classification && resource.classification == "secret" };',
+    'permit(principal, action == Action::"read", resource);',
+    'permit(principal, action == Action::"read", resource) when '
+    '{ resource.dept == "eng" && resource has level && resource.level >= 2 };',
+    'permit(principal, action == Action::"read", resource) when '
+    '{ ["hr", "eng"].contains(resource.dept) && !(resource has classification) };',
+    'forbid(principal, action == Action::"read", resource) when '
+    '{ resource has level && resource.level > 4 };',
+)
+SCHEMA_MAPPING: dict[str, str | MetadataField] = {"dept": "dept", "level": "level",
+                                                  "classification": "classification"}
+
+
+def schema_resource(doc: Doc) -> az.Entity:
+    return az.Entity(uid=az.EntityUID("Doc", doc.id), attrs={
+        key: value for key, value in doc.metadata.items() if key in SCHEMA_MAPPING and value is not None})
+
+
+@settings(SETTINGS, max_examples=int(os.environ.get("AGENTAUTHZ_PREFILTER_EXAMPLES", "150")))
+@given(chosen=st.lists(st.sampled_from(SCHEMA_POLICIES), min_size=1, max_size=3, unique=True),
+       metadata=st.lists(st.fixed_dictionaries({}, optional={
+           "dept": st.sampled_from(("hr", "eng")), "level": st.integers(0, 6),
+           "classification": st.sampled_from(("public", "secret", "internal"))}), min_size=1, max_size=8))
+def test_generation_filter_never_lets_through_a_resource_the_schema_rejects(
+    chosen: list[str], metadata: list[dict[str, Any]]
+) -> None:
+    authz = az.Authorizer.from_text("\n".join(chosen), schema=DOC_SCHEMA, audit=[])
+    docs = as_docs(metadata)
+    with authz.acting_as(USER):
+        try:
+            generated = retrieve_and_generate_filter(authz, resource_type="Doc", attributes=SCHEMA_MAPPING)
+        except (az.ConfigurationError, az.AccessDenied) as exc:
+            event(f"refused: {type(exc).__name__}")
+            return
+        # One at a time: a non-conforming entity makes Cedar reject its whole batch.
+        allowed = [doc for doc in docs if allowed_by_filter(authz, [doc], {}, schema_resource)]
+    event("generation filter" if generated.filter is not None else "generation: every document")
+    sent_filter = generated.filter
+    passed = [doc for doc in docs if sent_filter is None or bedrock_matches(sent_filter, doc.metadata)]
+    assert passed == allowed, f"generation filter {sent_filter}"
+
+
+def test_generation_filter_with_a_schema_keeps_only_documents_with_the_required_attributes() -> None:
+    authz = az.Authorizer.from_text(SCHEMA_POLICIES[0], schema=DOC_SCHEMA, audit=[])
+    generated = retrieve_and_generate_filter(authz, principal=USER, resource_type="Doc",
+                                             attributes=SCHEMA_MAPPING)
+    assert generated.exact and generated.filter == {"equals": {"key": "dept", "value": "hr"}}
+    # Every document level <= 3 would pass, including those without the required dept: refused.
+    authz = az.Authorizer.from_text(SCHEMA_POLICIES[1], schema=DOC_SCHEMA, audit=[])
+    with pytest.raises(az.ConfigurationError, match="requires"):
+        retrieve_and_generate_filter(authz, principal=USER, resource_type="Doc", attributes=SCHEMA_MAPPING)
+    with pytest.raises(az.ConfigurationError, match="not declared"):
+        retrieve_and_generate_filter(authz, principal=USER, resource_type="Doc",
+                                     attributes={**SCHEMA_MAPPING, "year": "year"})
