@@ -518,8 +518,10 @@ def retrieve_and_generate_filter(
     (``has``, a negated ``contains``, ``like`` with a wildcard, ``!=`` on a key
     that may be missing), stored entities of ``resource_type`` (authorization
     would decide those on their stored attributes, the filter on metadata),
-    and a bound session that records labels of what is read (nothing read by
-    the service can be recorded).
+    a schema attribute the resource requires and the filter does not imply
+    (authorization denies a resource without it; no Bedrock filter tests
+    that a key is present), and a bound session that records labels of what
+    is read (nothing read by the service can be recorded).
 
     Prefer :class:`KnowledgeBaseRetriever` and generate with the authorized
     results yourself. ``allow_inexact=True`` returns an over-approximating
