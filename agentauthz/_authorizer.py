@@ -33,7 +33,13 @@ from agentauthz._errors import (
 )
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import PolicyStore, redact, truncate
-from agentauthz._retrieval import FilterResult, ResourceGroups, ResourceOf, group_by_resource
+from agentauthz._retrieval import (
+    FilterResult,
+    ResourceGroups,
+    ResourceOf,
+    RetrievalScope,
+    group_by_resource,
+)
 from agentauthz._schemagen import validate_policies_for_tools
 from agentauthz._session_facts import ProducedFacts, SessionSchema, action_name
 from agentauthz._session_store import FOREIGN_SESSION, foreign_session
@@ -653,31 +659,56 @@ class Authorizer:
             found.update((entity.uid, entity) for entity in self.entity_provider.get_entities(missing))
         return found
 
-    def _filter_requests(
-        self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
-    ) -> tuple[list[Request], list[Entity]]:
+    def _retrieval_scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
+                         uids: Sequence[EntityUID] = ()) -> RetrievalScope:
+        """Principal, action, entity and per-resource context of a retrieval's requests.
+
+        The one place they are built: :meth:`filter` decides with them and the
+        pre-filter compiler compiles with them, so both see the bound session.
+        ``uids`` are the resources to be decided: if the session refuses them,
+        each gets its audited denial (the pre-filter's refusal is one event).
+
+        Raises:
+            IdentityError: no end user is bound, or the session belongs to another.
+            ConfigurationError: ``context`` sets ``session`` while a session is bound.
+            _Refused: the session store failed: the requests are denied (audited).
+        """
         principal = self.current_principal()
         identity = _identity.get()
-        overlay = [identity.entity] if identity and identity.entity else []
+        given = (identity.entity,) if identity and identity.entity else ()
         resolved = self.engine.resolve_action(action)
         base_context = dict(context) if context else {}
         base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
-        requests = [base.replace(resource=uid) for uid in groups.uids]
         session = current_session()
-        if session is not None:
-            if "session" in base_context:
-                raise ConfigurationError(
-                    "context['session'] comes from the bound session: do not set it as well")
-            # Loaded whatever the action declares: what the filter lets through is recorded in it.
-            facts = self._loaded(session, requests)[0] if requests else None
-            shape = self._session_shape(resolved)
-            if shape is not None and facts is not None:
-                requests = [
-                    request.replace(context={**base_context, "session": self._session_record(
-                        shape, facts, principal, resolved, request.resource, base_context)})
-                    for request in requests
-                ]
-        return requests, overlay + list(groups.entities.values())
+        if session is None:
+            return RetrievalScope(principal, resolved, given, base)
+        if "session" in base_context:
+            raise ConfigurationError(
+                "context['session'] comes from the bound session: do not set it as well")
+        # Loaded whatever the action declares: what the filter lets through is recorded in it.
+        facts = self._loaded(session, [base.replace(resource=uid) for uid in uids] or [base])[0]
+        shape = self._session_shape(resolved)
+        if shape is None:
+            return RetrievalScope(principal, resolved, given, base)
+        named: dict[EntityUID, None] = {}
+        for approval in facts.approvals:
+            try:
+                named[EntityUID.parse(approval.resource)] = None
+            except AuthzError:
+                continue  # not a uid's text: no resource's text equals it
+
+        def with_session(resource: EntityUID) -> dict[str, Any]:
+            return {**base_context, "session": self._session_record(
+                shape, facts, principal, resolved, resource, base_context)}
+
+        return RetrievalScope(principal, resolved, given, base, with_session, tuple(named))
+
+    def _filter_requests(
+        self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
+    ) -> tuple[list[Request], list[Entity]]:
+        scope = self._retrieval_scope(action, context, groups.uids)
+        requests = [scope.request(uid) for uid in groups.uids]
+        return requests, [*scope.entities, *groups.entities.values()]
 
     @staticmethod
     def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:

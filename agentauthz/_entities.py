@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from agentauthz._model import Entity, EntityUID, ExtensionValue
@@ -37,6 +37,9 @@ class StaticEntityProvider:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def __iter__(self) -> Iterator[Entity]:
+        return iter(self._index.values())
 
 
 def referenced_uids(value: Any) -> Iterable[EntityUID]:

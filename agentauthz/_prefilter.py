@@ -2,15 +2,19 @@
 
 :func:`compile_prefilter` asks Cedar which resources the bound end user could
 ``action`` by partially evaluating the store's policies with the resource
-unknown. The residual policies are translated into a small, neutral filter
+unknown and everything else as :meth:`Authorizer.filter` sends it (the same
+scope builds both: principal, entity, context, the bound session's record).
+The residual policies are translated into a small, neutral filter
 expression over resource attributes (:class:`Prefilter.expression`), which
 renders as an Amazon Bedrock Knowledge Base ``RetrievalFilter``, a Mongo-style
 dict (Chroma, Pinecone, MongoDB) or a Python callable over document metadata.
 
-The pre-filter is an optimization, never a decision: it lets a vector store
-skip documents the user can certainly not read, so that the ``k`` results
-fetched are mostly ones the user may see. Every document it lets through is
-still decided by :meth:`Authorizer.filter`.
+The pre-filter is an optimization: it lets a vector store skip documents the
+user can certainly not read, so that the ``k`` results fetched are mostly ones
+the user may see, and every document it lets through is still decided by
+:meth:`Authorizer.filter`. Only an :attr:`Prefilter.exact` one, rendered with
+``to_bedrock(keys, exact=True)``, may stand in for that decision (Bedrock's
+``retrieve_and_generate``, which nothing can post-filter).
 
 Soundness: the filter never excludes a document that full authorization would
 allow, under the metadata convention below. Where a policy condition cannot be
@@ -45,7 +49,8 @@ Translated: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` between a top-level
 resource attribute and a string, integer or boolean (values from the principal
 and the context are filled in by Cedar); ``S.contains(resource.a)`` with a
 literal set (``a in [...]``); ``resource.a.contains(v)``, ``containsAny``,
-``containsAll``; ``resource has a``; boolean attributes; ``like``; ``is`` (with
+``containsAll``; ``resource has a``; boolean attributes; ``like`` (matched in
+linear time by :func:`like_matches`); ``is`` (with
 ``resource_type``); ``resource in E`` (with the ancestors convention);
 ``&&``, ``||``, ``!``, ``if-then-else``. Everything else (nested attributes,
 arithmetic, extension functions, tags, ``isEmpty``, comparisons between two
@@ -56,18 +61,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeAlias
 
 import cedarpy
 
 from agentauthz._entities import referenced_uids
-from agentauthz._model import Entity, EntityUID, Request
+from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError
+from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._policies import truncate
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
+    from agentauthz._retrieval import RetrievalScope
 
 __all__ = [
     "ALWAYS_ALLOWED",
@@ -91,6 +99,7 @@ __all__ = [
     "all_of",
     "any_of",
     "compile_prefilter",
+    "like_matches",
     "negate",
 ]
 
@@ -385,16 +394,24 @@ def _nnf(expr: Expr, negated: bool = False) -> Expr:
 class Prefilter:
     """What a vector store may filter on before the documents are authorized.
 
-    A pre-filter only narrows the candidates: every document it lets through
-    must still be authorized with :meth:`Authorizer.filter` (the retrievers do
-    this). It never excludes a document the end user may read.
+    A pre-filter never excludes a document the end user may read. Unless it
+    is :attr:`exact`, it may keep documents the user may not read: every
+    document it lets through must then still be authorized with
+    :meth:`Authorizer.filter` (the retrievers always do this). Only an exact
+    pre-filter, rendered with ``to_bedrock(keys, exact=True)``, may stand in
+    for authorization where nothing can be post-filtered.
 
     Attributes:
         expression: the filter over resource attributes; ``TRUE`` when there is
             nothing to filter on, ``FALSE`` when nothing can be allowed.
         always_allowed: Cedar allows the action on every resource: no filter needed.
         always_denied: no resource can be allowed: do not search at all.
-        note: why there is no pre-filter, when there is none (for logs).
+        exact: the expression keeps exactly the documents the policies allow
+            (the metadata convention of this module holding): the partial
+            evaluation's upper and lower bounds met. True for the two short cuts;
+            False for a pre-filter made by hand, for :data:`NO_PREFILTER` and
+            wherever a condition was over-approximated.
+        note: why there is no pre-filter, or why it is not exact (for logs).
 
     Example:
         >>> import agentauthz as az
@@ -416,6 +433,7 @@ class Prefilter:
     expression: Expr = TRUE
     always_allowed: bool = False
     always_denied: bool = False
+    exact: bool = False
     note: str = field(default="", compare=False)
 
     def __str__(self) -> str:
@@ -428,29 +446,79 @@ class Prefilter:
         return str(self.expression)
 
     @property
+    def attributes(self) -> frozenset[str]:
+        """The resource attributes the expression reads.
+
+        Example:
+            >>> sorted(Prefilter(all_of(Comparison("a", "==", 1), Not(Has("b")))).attributes)
+            ['a', 'b']
+        """
+        return _attributes(self.expression)
+
+    @property
+    def attributes_present(self) -> frozenset[str]:
+        """The attributes every document the expression keeps has (an atom on them must hold).
+
+        Example:
+            >>> pre = Prefilter(any_of(Comparison("a", "==", 1), all_of(Comparison("a", "==", 2), Has("b"))))
+            >>> sorted(pre.attributes_present)
+            ['a']
+        """
+        return _needed(self.expression)
+
+    @property
     def filters(self) -> bool:
         """Whether there is a filter to apply (neither everything nor nothing)."""
         return not isinstance(self.expression, Const)
 
-    def to_bedrock(self, keys: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    def to_bedrock(
+        self, keys: Mapping[str, str] | None = None, *, exact: bool = False
+    ) -> dict[str, Any] | None:
         """The Bedrock Knowledge Base ``RetrievalFilter`` (for ``vectorSearchConfiguration.filter``).
+
+        By default a superset: it keeps every document the user may read and
+        perhaps others, for a caller that authorizes every result. With
+        ``exact=True`` it keeps exactly the documents the policies allow, or
+        raises: use that where the filter stands in for authorization
+        (``retrieve_and_generate``).
 
         Args:
             keys: Cedar resource attribute -> metadata key (default: the same
                 name); ``keys[ANCESTORS]`` names the ancestors list.
+            exact: refuse anything but an exact filter.
 
         Returns:
-            The filter, or None when there is nothing to filter on (also when
-            :attr:`always_denied`: check it first and do not search).
+            The filter. None only when no filter is needed: every document is
+            allowed (:attr:`always_allowed`) or, without ``exact``, nothing
+            narrows the search (authorize every result).
+
+        Raises:
+            AccessDenied: :attr:`always_denied`: no document can be allowed (do not search).
+            ConfigurationError: ``exact`` and the filter would keep documents the
+                policies do not allow (the message names the construct).
 
         Example:
             >>> Prefilter(Comparison("level", "<=", 3)).to_bedrock()
             {'lessThanOrEquals': {'key': 'level', 'value': 3}}
         """
+        if self.always_denied:
+            raise AccessDenied(Decision(allowed=False), subject="the retrieval")
+        if self.always_allowed:
+            return None
+        if exact and not self.exact:
+            raise ConfigurationError(
+                "the policies do not translate exactly into a metadata filter: "
+                + ("no pre-filter" if not self.filters else "a condition is over-approximated")
+                + " (see Prefilter.note)")
         if not self.filters:
             return None
-        out = _render(_nnf(self.expression), _Bedrock(keys or {}), frozenset())
-        return out if isinstance(out, dict) else None
+        dialect = _Bedrock(keys or {}, strict=exact)
+        out = _checked(_render(_nnf(self.expression), dialect, frozenset()))
+        if dialect.approximated:
+            raise ConfigurationError(
+                "the policies do not translate exactly into a Bedrock metadata filter: "
+                + "; ".join(dict.fromkeys(dialect.approximated)))
+        return out
 
     def to_mongo(
         self, keys: Mapping[str, str] | None = None, *, ne_matches_missing: bool = True
@@ -469,17 +537,21 @@ class Prefilter:
                 negations that need it are then left out (the filter keeps more).
 
         Returns:
-            The filter, or None when there is nothing to filter on (also when
-            :attr:`always_denied`: check it first and do not search).
+            The filter (a superset: authorize every result), or None when
+            nothing narrows the search.
+
+        Raises:
+            AccessDenied: :attr:`always_denied`: no document can be allowed (do not search).
 
         Example:
             >>> Prefilter(Contains("tags", "public")).to_mongo()
             {'tags': {'$in': ['public']}}
         """
+        if self.always_denied:
+            raise AccessDenied(Decision(allowed=False), subject="the retrieval")
         if not self.filters:
             return None
-        out = _render(_nnf(self.expression), _Mongo(keys or {}, ne_matches_missing), frozenset())
-        return out if isinstance(out, dict) else None
+        return _checked(_render(_nnf(self.expression), _Mongo(keys or {}, ne_matches_missing), frozenset()))
 
     def to_callable(self, keys: Mapping[str, str] | None = None) -> Callable[[Mapping[str, Any]], bool]:
         """A predicate over a document's metadata, exact for any metadata.
@@ -498,6 +570,27 @@ class Prefilter:
         if expression == TRUE:
             return _allow_all
         return _MetadataPredicate(expression, dict(keys or {}))
+
+    def restricted_to(self, attributes: Collection[str], *, ancestors: bool) -> Prefilter:
+        """This pre-filter for resources that have only ``attributes`` (and parents only if ``ancestors``).
+
+        For a mapping that builds a resource from a few metadata keys: every
+        other attribute is missing (a condition on it is false), and without
+        ancestors the resource descends from nothing. Exactness is kept.
+
+        Example:
+            >>> pre = Prefilter(any_of(Comparison("dept", "==", "hr"), Comparison("x", "==", 1)), exact=True)
+            >>> print(pre.restricted_to({"dept"}, ancestors=False))
+            dept == "hr"
+        """
+        if not self.filters:
+            return self
+        expression = _restricted(self.expression, frozenset(attributes), ancestors)
+        if expression == FALSE:
+            return ALWAYS_DENIED  # even the superset keeps nothing
+        if expression == TRUE and self.exact:
+            return ALWAYS_ALLOWED
+        return replace(self, expression=expression)
 
     def to_document_filter(self, keys: Mapping[str, str] | None = None) -> Callable[[Any], bool]:
         """:meth:`to_callable` for objects with a ``.metadata`` mapping (LangChain ``Document``).
@@ -522,10 +615,41 @@ class Prefilter:
         return keep
 
 
+def _attributes(expr: Expr) -> frozenset[str]:
+    if isinstance(expr, (And, Or)):
+        return frozenset().union(*(_attributes(item) for item in expr.items))
+    if isinstance(expr, Not):
+        return _attributes(expr.item)
+    name = _attr_of(expr)
+    return frozenset() if name is None else frozenset((name,))
+
+
+def _checked(rendered: _Rendered) -> dict[str, Any] | None:
+    """A rendered filter; None (no filter) only for "keep every document", never for "keep none"."""
+    if rendered == FALSE:
+        raise AccessDenied(Decision(allowed=False), subject="the retrieval")
+    return rendered if isinstance(rendered, dict) else None
+
+
+def _restricted(expr: Expr, attributes: frozenset[str], ancestors: bool) -> Expr:
+    """``expr`` where attributes outside ``attributes`` (and, without ``ancestors``, parents) are missing."""
+    if isinstance(expr, Const):
+        return expr
+    if isinstance(expr, And):
+        return all_of(*(_restricted(item, attributes, ancestors) for item in expr.items))
+    if isinstance(expr, Or):
+        return any_of(*(_restricted(item, attributes, ancestors) for item in expr.items))
+    if isinstance(expr, Not):
+        return negate(_restricted(expr.item, attributes, ancestors))
+    if isinstance(expr, InHierarchy):
+        return expr if ancestors else FALSE
+    return expr if expr.attr in attributes else FALSE  # every atom needs its attribute present
+
+
 #: The action is allowed on every resource: no filter.
-ALWAYS_ALLOWED = Prefilter(TRUE, always_allowed=True)
+ALWAYS_ALLOWED = Prefilter(TRUE, always_allowed=True, exact=True)
 #: No resource can be allowed: make no retrieval call.
-ALWAYS_DENIED = Prefilter(FALSE, always_denied=True)
+ALWAYS_DENIED = Prefilter(FALSE, always_denied=True, exact=True)
 #: Nothing to filter on (the engine cannot evaluate partially, or nothing translates).
 NO_PREFILTER = Prefilter(TRUE)
 
@@ -597,7 +721,7 @@ class _MetadataPredicate:
             return any(_cedar_equal(value, item) for item in expr.values)
         if isinstance(expr, Contains):
             return _is_list(value) and any(_cedar_equal(item, expr.value) for item in value)
-        return isinstance(value, str) and _like(value, expr.pattern)
+        return isinstance(value, str) and like_matches(value, expr.pattern)
 
 
 def _is_long(value: Any) -> bool:
@@ -641,9 +765,42 @@ def _same_entity(value: Any, entity: EntityUID) -> bool:
     return False
 
 
-def _like(text: str, pattern: tuple[str | None, ...]) -> bool:
-    regex = "".join(".*" if part is None else re.escape(part) for part in pattern)
-    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+def like_matches(text: str, pattern: Sequence[str | None]) -> bool:
+    """Cedar ``like``: whether ``text`` matches ``pattern``, in linear time.
+
+    ``pattern`` is a sequence of literal parts and wildcards (``None``, Cedar's
+    unescaped ``*``: any run of characters, the empty one included); an escaped
+    ``\\*`` in Cedar text is a literal ``"*"`` part. Characters are Unicode
+    code points, compared exactly (no case folding, no normalization), as Cedar
+    does. Without backtracking: the first literal run is a prefix, the last a
+    suffix, and each run between wildcards is taken at its leftmost occurrence
+    after the previous one (a later occurrence would only leave less room for
+    the rest), so a hostile value costs one scan, not exponential time.
+
+    Example:
+        >>> like_matches("alpha.pdf", ("alpha", None, ".pdf"))
+        True
+        >>> like_matches("a*b", ("a", "*", "b")), like_matches("axb", ("a", "*", "b"))
+        (True, False)
+    """
+    runs = [""]
+    for part in pattern:
+        if part is None:
+            runs.append("")
+        else:
+            runs[-1] += part
+    if len(runs) == 1:
+        return text == runs[0]
+    first, *middle, last = runs
+    if len(text) < len(first) + len(last) or not text.startswith(first) or not text.endswith(last):
+        return False
+    position, end = len(first), len(text) - len(last)
+    for run in middle:
+        found = text.find(run, position, end)
+        if found < 0:
+            return False
+        position = found + len(run)
+    return True
 
 
 # -- backends -------------------------------------------------------------------------
@@ -732,8 +889,11 @@ class _Bedrock(_Dialect):
         "<": "lessThan", "<=": "lessThanOrEquals", ">": "greaterThan", ">=": "greaterThanOrEquals",
     }
 
-    def __init__(self, keys: Mapping[str, str]) -> None:
+    def __init__(self, keys: Mapping[str, str], *, strict: bool = False) -> None:
         self.keys = keys
+        self.strict = strict
+        #: With ``strict``: what was rendered as a strict superset of itself.
+        self.approximated: list[str] = []
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"andAll": _spliced("andAll", items)}
@@ -749,27 +909,48 @@ class _Bedrock(_Dialect):
     def _leaf(op: str, key: str, value: Any) -> dict[str, Any]:
         return {op: {"key": key, "value": value}}
 
+    def _superset(self, rendered: _Rendered, what: str) -> _Rendered:
+        """``rendered`` keeps more than the literal: fine unless strict, where it is noted."""
+        if self.strict:
+            self.approximated.append(what)
+        return rendered
+
     def literal(self, atom: _Atom, negated: bool, present: frozenset[str]) -> _Rendered:
         if isinstance(atom, InHierarchy):
             key = self.keys.get(ANCESTORS)
-            if key is None or negated or not 1 <= len(key) <= 100:
-                return TRUE
+            if key is None or not 1 <= len(key) <= 100:
+                return self._superset(TRUE, "a hierarchy condition without an ancestors key")
+            if negated:
+                return self._superset(TRUE, "a negated hierarchy condition")
             return self._leaf("listContains", key, str(atom.entity))
         key = self._key(atom.attr)
-        if key is None or isinstance(atom, Has):
-            return TRUE
-        known = atom.attr in present
+        if key is None:
+            return self._superset(TRUE, f"attribute {_name(atom.attr)} has no valid metadata key")
+        if isinstance(atom, Has):
+            return self._superset(TRUE, f"has {_name(atom.attr)} (no filter tests a key's presence)")
+        if self.strict and not _bedrock_exact_values(atom):
+            self.approximated.append(f"a comparison of {_name(atom.attr)} with an entity or a "
+                                     "number beyond 2^53")
+        # Presence the conjunction needs is not enforced by the filter where `has` renders as
+        # nothing: strict rendering does not rely on it.
+        known = atom.attr in present and not self.strict
         if isinstance(atom, Comparison):
             value = _plain(atom.value)
             op = _NEGATED[atom.op] if negated else atom.op
             if op == "==":
                 # missing-or-equal (a negated !=) cannot be written; equal alone needs presence.
-                return self._leaf("equals", key, value) if not negated or known else TRUE
+                if not negated or known:
+                    return self._leaf("equals", key, value)
+                return self._superset(TRUE, f"{_name(atom.attr)} missing or equal")
             if op == "!=":
-                return self._leaf("notEquals", key, value)
+                leaf = self._leaf("notEquals", key, value)  # also keeps documents without the key
+                return leaf if negated else self._superset(leaf, f"{_name(atom.attr)} != ... "
+                                                                 "(notEquals keeps documents without it)")
             if negated and not known:
-                return TRUE
-            return self._leaf(self._ORDER[op], key, value) if _numeric(value) else TRUE
+                return self._superset(TRUE, f"{_name(atom.attr)} missing or out of range")
+            if not _numeric(value):
+                return self._superset(TRUE, f"an order on {_name(atom.attr)} with a non-number")
+            return self._leaf(self._ORDER[op], key, value)
         if isinstance(atom, In):
             values = [_plain(v) for v in atom.values]
             if not negated:
@@ -779,20 +960,38 @@ class _Bedrock(_Dialect):
             leaves = [self._leaf("notEquals", key, v) for v in values]
             return leaves[0] if len(leaves) == 1 else {"andAll": leaves}
         if isinstance(atom, Contains):
-            return TRUE if negated else self._leaf("listContains", key, _plain(atom.value))
+            if negated:
+                return self._superset(TRUE, f"!{_name(atom.attr)}.contains(...) (no negated listContains)")
+            return self._leaf("listContains", key, _plain(atom.value))
         # Like
         if negated:
-            return TRUE
-        return self._like(key, atom.pattern)
+            return self._superset(TRUE, f"!({_name(atom.attr)} like ...)")
+        return self._like(key, atom.attr, atom.pattern)
 
-    def _like(self, key: str, pattern: tuple[str | None, ...]) -> _Rendered:
+    def _like(self, key: str, attr: str, pattern: tuple[str | None, ...]) -> _Rendered:
         if all(part is not None for part in pattern):
             return self._leaf("equals", key, "".join(part for part in pattern if part is not None))
         # startsWith would be closer, but only OpenSearch Serverless stores accept it.
         chunks = [part for part in pattern if part]
+        what = f"{_name(attr)} like a pattern with a wildcard"
         if chunks:
-            return self._leaf("stringContains", key, max(chunks, key=len))
-        return TRUE
+            return self._superset(self._leaf("stringContains", key, max(chunks, key=len)), what)
+        return self._superset(TRUE, what)
+
+
+#: Bedrock numbers are doubles: a Long beyond this compares inexactly.
+_DOUBLE_EXACT = 2**53
+
+
+def _bedrock_exact_values(atom: _Atom) -> bool:
+    """Whether the literal values of ``atom`` compare in Bedrock as in Cedar."""
+    values: tuple[Any, ...] = ()
+    if isinstance(atom, (Comparison, Contains)):
+        values = (atom.value,)
+    elif isinstance(atom, In):
+        values = atom.values
+    return not any(isinstance(value, EntityUID) or (_is_long(value) and abs(value) > _DOUBLE_EXACT)
+                   for value in values)
 
 
 class _Mongo(_Dialect):
@@ -1402,15 +1601,17 @@ def _translate(
         else:
             return Prefilter(note=f"unknown effect in policy {store_id(positional)}")
     # Allowed: some permit true and no forbid true (an erroring policy does not apply).
-    upper = all_of(any_of(*permits_up), *(negate(f) for f in forbids_low))
-    lower = all_of(any_of(*permits_low), *(negate(f) for f in forbids_up))
+    # In negation normal form, where contradictions and tautologies across policies show.
+    upper = _nnf(all_of(any_of(*permits_up), *(negate(f) for f in forbids_low)))
+    lower = _nnf(all_of(any_of(*permits_low), *(negate(f) for f in forbids_up)))
     if upper == FALSE:
         return ALWAYS_DENIED
     if lower == TRUE:
         return ALWAYS_ALLOWED
     if upper == TRUE:
         return Prefilter(note="no policy condition translates to a filter")
-    return Prefilter(upper)
+    # The bounds meet: the filter keeps exactly the documents the policies allow.
+    return Prefilter(upper, exact=upper == lower)
 
 
 def compile_prefilter(
@@ -1423,19 +1624,24 @@ def compile_prefilter(
 ) -> Prefilter:
     """Compile the bound end user's policies for ``action`` into a pre-filter over resource attributes.
 
-    The store's policies are partially evaluated with the resource unknown
-    (principal: the bound end user, with the bound entity if any; context:
-    ``context`` or empty), and the residual conditions are translated. The
-    result is an optimization: every item retrieved with it must still go
-    through :meth:`Authorizer.filter`, which decides.
+    The store's policies are partially evaluated with the resource unknown and
+    everything else as :meth:`Authorizer.filter` would send it: the bound end
+    user (with the bound entity, if any), ``context``, and in a bound session
+    its ``context.session`` record (what was seen, calls, approvals). The
+    residual conditions are translated. Where ``context.session.approved``
+    differs between resources (an approval names one), the policies are
+    compiled for each variant and the results joined (never exact).
 
     Engines without partial evaluation (AVP) give :data:`NO_PREFILTER`, as do
-    failures of the partial evaluation: no filter is always sound.
+    failures of the partial evaluation: no filter is always sound, for a
+    caller that authorizes every result; such a pre-filter is not
+    :attr:`~Prefilter.exact`.
 
     Args:
-        authz: the Authorizer (its engine and entities).
+        authz: the Authorizer (its engine, entities and bound session).
         action: the action of the retrieval, e.g. ``"read"``.
-        context: the context the retrieval will be authorized with.
+        context: the context the retrieval will be authorized with (without
+            ``session``: the bound session adds it).
         resource_type: the Cedar type of the retrieved resources (e.g.
             ``"Document"``): lets ``is`` and hierarchy conditions translate.
         entities: entities the requests need beyond the Authorizer's own.
@@ -1445,6 +1651,7 @@ def compile_prefilter(
 
     Raises:
         IdentityError: no end user is bound.
+        ConfigurationError: ``context`` sets ``session`` while a session is bound.
 
     Example:
         >>> import agentauthz as az
@@ -1455,44 +1662,68 @@ def compile_prefilter(
         ...     pre = compile_prefilter(authz, action="read")
         >>> print(pre)
         level <= 2 && !(archived == true)
+        >>> pre.exact
+        True
         >>> pre.to_bedrock()["andAll"][1]
         {'notEquals': {'key': 'archived', 'value': True}}
     """
     from agentauthz.engines.local import LocalEngine
 
-    principal = authz.current_principal()
     engine = authz.engine
     if not isinstance(engine, LocalEngine):
+        authz.current_principal()  # no end user: IdentityError, as on every path
         return Prefilter(note=f"the {getattr(engine, 'name', type(engine).__name__)} engine "
                               "has no partial evaluation")
     try:
-        return _compile_local(authz, engine, principal, action, context, resource_type, entities)
-    except Exception as exc:  # no pre-filter is always sound: authorization still decides
-        return Prefilter(note=f"partial evaluation failed: {type(exc).__name__}: "
-                              f"{truncate(str(exc), 200)}")
+        scope = authz._retrieval_scope(action, context)
+    except AuthzError:
+        raise
+    except Exception:  # the session store failed (the refusal is audited): nothing may be let through
+        return ALWAYS_DENIED
+    # Stands for every resource no approval names (a uuid: no approval can name it).
+    unnamed = EntityUID(resource_type or "Resource", f"agentauthz-unnamed-{uuid.uuid4()}")
+    compiled: list[Prefilter] = []
+    for request in scope.unknown_resource_requests(unnamed):
+        try:
+            compiled.append(_compile_local(authz, engine, request, scope, resource_type, entities))
+        except Exception as exc:  # no pre-filter is always sound: authorization still decides
+            return Prefilter(note=f"partial evaluation failed: {type(exc).__name__}: "
+                                  f"{truncate(str(exc), 200)}")
+    return _joined(compiled)
+
+
+def _joined(compiled: Sequence[Prefilter]) -> Prefilter:
+    """The pre-filter keeping what any of ``compiled`` keeps (each holds for some resources)."""
+    if len(compiled) == 1:
+        return compiled[0]
+    if all(pre.always_denied for pre in compiled):
+        return ALWAYS_DENIED
+    if all(pre.always_allowed for pre in compiled):
+        return ALWAYS_ALLOWED
+    kept = [pre for pre in compiled if not pre.always_denied]
+    expression = any_of(*(pre.expression for pre in kept))
+    note = "the context differs between resources (context.session.approved)"
+    # Exact only if every variant keeps the same documents: the choice then does not matter.
+    exact = all(pre.exact and pre == kept[0] for pre in compiled)
+    return Prefilter(expression, exact=exact, note="" if exact else note)
 
 
 def _compile_local(
     authz: Authorizer,
     engine: Any,
-    principal: EntityUID,
-    action: str | EntityUID,
-    context: Mapping[str, Any] | None,
+    request: Request,
+    scope: RetrievalScope,
     resource_type: str | None,
     entities: Iterable[Entity],
 ) -> Prefilter:
-    identity = authz.identity
-    given = ([identity.entity] if identity is not None and identity.entity is not None else [])
-    given.extend(entities)
-    action_uid = engine.resolve_action(action)
-    request = Request(principal=principal, action=action_uid, resource=principal,
-                      context=dict(context) if context else {})
-    roots = [principal, *referenced_uids(request.context)]
+    given = [*scope.entities, *entities]
+    roots = [request.principal, *referenced_uids(request.context)]
     slice_ = authz._entities_for_roots(roots, given)
     snapshot = engine.store.snapshot
     entity_set = engine.entity_set(snapshot, slice_)
     result = cedarpy.is_authorized_partial(
-        {"principal": str(principal), "action": str(action_uid), "context": request.cedar_context},
+        {"principal": str(request.principal), "action": str(scope.action),
+         "context": request.cedar_context},
         snapshot.policy_set, entity_set, schema=snapshot.schema,
     )
     if result.decision is cedarpy.Decision.Allow:
@@ -1504,6 +1735,6 @@ def _compile_local(
         return Prefilter(note=f"partial evaluation gave no decision: {truncate(errors, 200)}")
     known = dict(snapshot.entity_index)
     known.update((entity.uid, entity) for entity in slice_)
-    translator = _Translator(principal=principal, action=action_uid, context=request.cedar_context,
-                             resource_type=resource_type, entities=known)
+    translator = _Translator(principal=request.principal, action=scope.action,
+                             context=request.cedar_context, resource_type=resource_type, entities=known)
     return _translate(result, translator, snapshot.store_id)

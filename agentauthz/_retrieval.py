@@ -8,13 +8,14 @@ is dropped and counted: an unreadable label never lets an item through.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from agentauthz._model import Decision, Entity, EntityUID
+from agentauthz._model import Decision, Entity, EntityUID, Request
 
-__all__ = ["FilterResult", "ResourceOf", "group_by_resource"]
+__all__ = ["FilterResult", "ResourceOf", "RetrievalScope", "group_by_resource"]
 
 T = TypeVar("T")
 ResourceOf = Callable[[Any], "EntityUID | Entity | None"]
@@ -36,6 +37,57 @@ class FilterResult(Generic[T]):
     decisions: tuple[Decision, ...] = ()
     unresolved: int = 0
     resources: tuple[EntityUID | None, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class RetrievalScope:
+    """What the requests of one retrieval share, built once by the Authorizer.
+
+    :meth:`Authorizer.filter` makes its requests with :meth:`request`, and the
+    pre-filter compiler compiles with :meth:`unknown_resource_requests`: both
+    see the same principal, action, bound entity and context, the bound
+    session's ``context.session`` included.
+
+    Attributes:
+        principal: the bound end user.
+        action: the resolved action.
+        entities: the bound end user's entity, when one was bound.
+        base: the request for a resource the context does not depend on (its
+            resource is a placeholder).
+        session_context: the context for a resource, when a session is bound
+            and the action declares ``context.session``; None otherwise.
+        named_resources: the resources whose context may differ from every
+            other resource's (an approval names them): ``context.session.approved``.
+    """
+
+    principal: EntityUID
+    action: EntityUID
+    entities: tuple[Entity, ...]
+    base: Request
+    session_context: Callable[[EntityUID], dict[str, Any]] | None = None
+    named_resources: tuple[EntityUID, ...] = ()
+
+    def request(self, resource: EntityUID) -> Request:
+        """The request deciding ``resource``."""
+        if self.session_context is None:
+            return self.base.replace(resource=resource)
+        return Request(principal=self.principal, action=self.action, resource=resource,
+                       context=self.session_context(resource))
+
+    def unknown_resource_requests(self, unnamed: EntityUID) -> list[Request]:
+        """One request per distinct context a resource may get (resource: a placeholder).
+
+        ``unnamed`` stands for every resource no approval names; each named
+        resource is tried as well. One request: the context is the same for
+        every resource.
+        """
+        if self.session_context is None:
+            return [self.base]
+        found: dict[str, Request] = {}
+        for resource in (unnamed, *self.named_resources):
+            request = self.request(resource).replace(resource=self.principal)
+            found.setdefault(json.dumps(request.cedar_context, sort_keys=True), request)
+        return list(found.values())
 
 
 @dataclass

@@ -916,3 +916,65 @@ def tool_cases(draw: st.DrawFn, styles: tuple[str, ...] = ("signature", "pydanti
         extra=draw(st.sampled_from(["allow", "ignore", "forbid"])), typed_dict=draw(st.booleans()),
         arguments=arguments, unknown=unknown,
     )
+
+# -- Pre-filter context and like (tests/security/test_prefilter_context.py, test_like_linear.py) ---
+# Policies that also read the request context (the bound session's facts and the caller's fields),
+# sessions to bind, and Cedar `like` patterns with the texts to match them against.
+
+#: Conditions on the context: what the session saw, its approvals, the caller's context fields.
+PREFILTER_CONTEXT_ATOMS = (
+    'context.session.seen.contains("untrusted")',
+    '(context has session && context.session.seen.contains("untrusted"))',
+    'context.session.seen.containsAny(["confidential", "untrusted"])',
+    "context has session",
+    "context.session.approved",
+    "context.flag",
+    "resource.level < context.limit",
+)
+
+#: Resource conditions a Bedrock filter can say exactly, so that exact filters are common.
+PREFILTER_EXACT_ATOMS = (
+    'resource.dept == "hr"',
+    'resource.dept != "sales"',
+    'resource.classification in ["public"]',
+    '["public", "internal"].contains(resource.classification)',
+    'resource.tags.contains("x")',
+    "resource.level <= 3",
+    "resource.level >= 5",
+    "resource.archived == true",
+    "resource.secret",
+    'resource.title like "beta"',
+)
+
+#: One to four policies mixing context conditions with resource conditions of the pre-filter family.
+prefilter_context_policy_sets = st.tuples(
+    st.lists(st.sampled_from(PREFILTER_ATOMS + PREFILTER_EXACT_ATOMS * 3), min_size=1, max_size=3,
+             unique=True),
+    st.lists(st.sampled_from(PREFILTER_CONTEXT_ATOMS), min_size=1, max_size=2, unique=True),
+).flatmap(
+    lambda atoms: st.lists(prefilter_policies(tuple(atoms[0] + atoms[1])), min_size=1, max_size=4)
+    .map("\n".join)
+)
+
+#: A session to bind (None: no session): labels already seen and approvals of ``read``
+#: (an id approves reading that ``Doc``).
+prefilter_sessions = st.none() | st.fixed_dictionaries({
+    "seen": st.lists(st.sampled_from(("untrusted", "confidential", "x")), max_size=2, unique=True),
+    "approvals": st.lists(st.sampled_from(("d0", "d1", "d9")), max_size=2),
+})
+
+#: The caller's context of a retrieval.
+prefilter_contexts = st.fixed_dictionaries({"flag": st.booleans(), "limit": st.integers(0, 6)})
+
+#: Characters for `like`: Cedar's wildcard and escape, regex metacharacters, non-ASCII (combining,
+#: astral, confusable) and a character class the matcher must not treat specially.
+LIKE_CHARS = ("a", "b", "*", "\\", ".", "?", "[", "]", "^", "$", "\n", "\u00e9", "e\u0301", "\u0430",
+              "\U0001f600", "\x00", " ")
+
+#: A `like` pattern as parts: literal text or None for a wildcard.
+like_patterns = st.lists(
+    st.none() | st.lists(st.sampled_from(LIKE_CHARS), min_size=1, max_size=3).map("".join),
+    max_size=6,
+)
+#: Texts to match: built from the same characters, so that matches are common.
+like_texts = st.lists(st.sampled_from(LIKE_CHARS), max_size=12).map("".join)

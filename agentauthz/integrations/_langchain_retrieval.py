@@ -111,7 +111,8 @@ class AuthorizedRetriever(BaseRetriever):
     let through are recorded as seen (``context.session.seen``).
 
     With ``prefilter=True`` the policies are also compiled into a search
-    filter over metadata (partial evaluation for the bound user) so that
+    filter over metadata (partial evaluation for the bound user, with the
+    same context and session record the post-filter decides with) so that
     denied documents are not fetched at all: an InMemoryVectorStore gets a
     callable filter, other stores what ``prefilter_kwargs`` builds. The
     pre-filter only narrows the search; every document is still
@@ -323,6 +324,9 @@ class AuthorizedRetriever(BaseRetriever):
 
     def compile_prefilter(self) -> Prefilter:
         """The policies compiled for the bound end user (what ``prefilter=True`` applies).
+
+        Compiled with the context :meth:`Authorizer.filter` decides with, the
+        bound session's ``context.session`` included.
 
         Raises:
             IdentityError: no end user is bound.

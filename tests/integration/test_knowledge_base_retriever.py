@@ -400,24 +400,60 @@ def test_retrieve_and_generate_filter_when_everything_or_nothing_is_allowed() ->
         retrieve_and_generate_filter(nothing)
 
 
-def test_retrieve_and_generate_filter_uses_an_exact_compilation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When the compiler can vouch for exactness, the filter is returned as exact."""
-    import dataclasses
-
-    from agentauthz import _prefilter
+def test_retrieve_and_generate_filter_sends_an_exact_filter(client: Any, stubber: Stubber) -> None:
+    """Policies that translate exactly give an exact filter the service accepts (Stubber validates)."""
     from agentauthz.integrations.bedrock import retrieve_and_generate_filter
 
-    @dataclasses.dataclass(frozen=True)
-    class ExactPrefilter(_prefilter.Prefilter):
-        exact: bool = True
-
     authz = az.Authorizer.from_text(
-        'permit(principal, action, resource) when { resource.department == "hr" };')
-    real = _prefilter.compile_prefilter
+        'permit(principal, action, resource) when { resource.department == "hr" && resource.level <= 2 };\n'
+        'forbid(principal, action, resource) when { resource.archived };')
+    generated = retrieve_and_generate_filter(
+        authz, principal=BOB, attributes={"department": "dept", "level": "level", "archived": "archived"})
+    assert generated.exact and generated.prefilter.exact
+    assert generated.filter == {"andAll": [
+        {"equals": {"key": "dept", "value": "hr"}},
+        {"lessThanOrEquals": {"key": "level", "value": 2}},
+        {"notEquals": {"key": "archived", "value": True}},
+    ]}
+    params = {
+        "input": {"text": "What is the HR policy?"},
+        "retrieveAndGenerateConfiguration": {
+            "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseConfiguration": {
+                "knowledgeBaseId": KB,
+                "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2",
+                "retrievalConfiguration": {"vectorSearchConfiguration": {"filter": generated.filter}},
+            },
+        },
+    }
+    stubber.add_response("retrieve_and_generate", {"output": {"text": "..."}, "sessionId": "s-1"}, params)
+    client.retrieve_and_generate(**params)
 
-    def exact_compile(*args: Any, **kwargs: Any) -> _prefilter.Prefilter:
-        return ExactPrefilter(real(*args, **kwargs).expression)
 
-    monkeypatch.setattr(_prefilter, "compile_prefilter", exact_compile)
-    generated = retrieve_and_generate_filter(authz, principal=BOB, attributes={"department": "dept"})
-    assert generated.exact and generated.filter == {"equals": {"key": "dept", "value": "hr"}}
+def test_retrieve_and_generate_filter_refuses_what_bedrock_cannot_say_exactly() -> None:
+    from agentauthz.integrations.bedrock import retrieve_and_generate_filter
+
+    cases: dict[str, tuple[str, str | None]] = {
+        "has": ("resource has department", None),
+        "like with a wildcard": ('resource.department like "h*"', None),
+        "negated contains": ('!resource.labels.contains("x")', None),
+        "!= on a key that may be missing": ('resource.department != "hr"', None),
+        "negated hierarchy": ('!(resource in Folder::"f")', "ancestors"),
+    }
+    for name, (condition, ancestors_key) in cases.items():
+        authz = az.Authorizer.from_text(f"permit(principal, action, resource) when {{ {condition} }};")
+        with pytest.raises(az.ConfigurationError, match="exactly"):
+            retrieve_and_generate_filter(authz, principal=BOB, ancestors_key=ancestors_key, attributes={
+                "department": "department", "labels": "labels"})
+            pytest.fail(name)
+
+
+def test_retrieve_and_generate_filter_reads_hierarchy_from_the_ancestors_key_only() -> None:
+    from agentauthz.integrations.bedrock import retrieve_and_generate_filter
+
+    authz = az.Authorizer.from_text('permit(principal, action, resource) when { resource in Folder::"hr" };')
+    generated = retrieve_and_generate_filter(authz, principal=BOB, ancestors_key="ancestors")
+    assert generated.exact
+    assert generated.filter == {"listContains": {"key": "ancestors", "value": 'Folder::"hr"'}}
+    with pytest.raises(az.AccessDenied):  # without ancestors a resource descends from nothing
+        retrieve_and_generate_filter(authz, principal=BOB)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from typing import Any
 import cedarpy
 
 import agentauthz as az
+from agentauthz.session import Approval, CallRecord, SessionSnapshot, SessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,3 +105,52 @@ def event_texts(events: Iterable[Any], *, without_request: bool = True) -> list[
             data.pop("request", None)
         out.append(json.dumps(data))
     return out
+
+
+class FailingStore:
+    """The SessionStore protocol over a real store; the operations named in ``failing`` raise.
+
+    ``failing[name] = n`` fails the next ``n`` calls of ``name`` with the error a
+    locked SQLite database gives.
+    """
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+        self.failing: dict[str, int] = {}
+
+    def _check(self, name: str) -> None:
+        if self.failing.get(name, 0) > 0:
+            self.failing[name] -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+    def load(self, session_id: str, *, since: float, history: int) -> SessionSnapshot:
+        self._check("load")
+        return self.inner.load(session_id, since=since, history=history)
+
+    def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Any:
+        self._check("admit")
+        return self.inner.admit(session_id, call, owner=owner, version=version)
+
+    def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
+        self._check("complete")
+        return self.inner.complete(session_id, call_id, now=now)
+
+    def release(self, session_id: str, call_id: str) -> None:
+        self._check("release")
+        self.inner.release(session_id, call_id)
+
+    def add_labels(self, session_id: str, labels: Iterable[str], *, owner: str) -> None:
+        self._check("add_labels")
+        self.inner.add_labels(session_id, labels, owner=owner)
+
+    def approve(self, session_id: str, approval: Approval) -> None:
+        self._check("approve")
+        self.inner.approve(session_id, approval)
+
+    def revoke(self, session_id: str, approval: Approval) -> bool:
+        self._check("revoke")
+        return self.inner.revoke(session_id, approval)
+
+    def delete(self, session_id: str) -> None:
+        self._check("delete")
+        self.inner.delete(session_id)

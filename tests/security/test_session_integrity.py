@@ -24,7 +24,7 @@ import sqlite3
 import stat
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +38,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import agentauthz as az
 from agentauthz.session import (
     Approval,
-    CallRecord,
     MemorySessionStore,
     Session,
     SessionConfig,
@@ -46,6 +45,7 @@ from agentauthz.session import (
     SessionStore,
     SQLiteSessionStore,
 )
+from tests.security.support import FailingStore
 from tests.strategies import (
     SESSION_AMOUNTS,
     SESSION_CALL_IDS,
@@ -74,55 +74,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class FailingStore:
-    """The SessionStore protocol over a real store; the operations named in ``failing`` raise.
-
-    ``failing[name] = n`` fails the next ``n`` calls of ``name`` with the error a
-    locked SQLite database gives.
-    """
-
-    def __init__(self, inner: SessionStore) -> None:
-        self.inner = inner
-        self.failing: dict[str, int] = {}
-
-    def _check(self, name: str) -> None:
-        if self.failing.get(name, 0) > 0:
-            self.failing[name] -= 1
-            raise sqlite3.OperationalError("database is locked")
-
-    def load(self, session_id: str, *, since: float, history: int) -> SessionSnapshot:
-        self._check("load")
-        return self.inner.load(session_id, since=since, history=history)
-
-    def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Any:
-        self._check("admit")
-        return self.inner.admit(session_id, call, owner=owner, version=version)
-
-    def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
-        self._check("complete")
-        return self.inner.complete(session_id, call_id, now=now)
-
-    def release(self, session_id: str, call_id: str) -> None:
-        self._check("release")
-        self.inner.release(session_id, call_id)
-
-    def add_labels(self, session_id: str, labels: Iterable[str], *, owner: str) -> None:
-        self._check("add_labels")
-        self.inner.add_labels(session_id, labels, owner=owner)
-
-    def approve(self, session_id: str, approval: Approval) -> None:
-        self._check("approve")
-        self.inner.approve(session_id, approval)
-
-    def revoke(self, session_id: str, approval: Approval) -> bool:
-        self._check("revoke")
-        return self.inner.revoke(session_id, approval)
-
-    def delete(self, session_id: str) -> None:
-        self._check("delete")
-        self.inner.delete(session_id)
 
 
 def real_store(kind: str, path: Path, *, timeout: float = 30.0) -> SessionStore:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -312,9 +313,19 @@ def test_short_cuts() -> None:
 
 
 def test_short_cut_renderings() -> None:
-    for constant in (ALWAYS_DENIED, ALWAYS_ALLOWED, NO_PREFILTER):
+    # None means "send no filter": every document is allowed, or (not exact) nothing narrows.
+    for constant in (ALWAYS_ALLOWED, NO_PREFILTER):
         assert constant.to_bedrock() is None and constant.to_mongo() is None
-        assert not constant.filters
+    assert ALWAYS_ALLOWED.to_bedrock(exact=True) is None
+    with pytest.raises(az.ConfigurationError, match="exactly"):
+        NO_PREFILTER.to_bedrock(exact=True)
+    # No filter keeps nothing: the short cut is refused, never rendered as "no filter".
+    exact = partial(ALWAYS_DENIED.to_bedrock, exact=True)
+    for render in (ALWAYS_DENIED.to_bedrock, ALWAYS_DENIED.to_mongo, exact):
+        with pytest.raises(az.AccessDenied):
+            render()
+    assert not any(constant.filters for constant in (ALWAYS_DENIED, ALWAYS_ALLOWED, NO_PREFILTER))
+    assert ALWAYS_DENIED.exact and ALWAYS_ALLOWED.exact and not NO_PREFILTER.exact
     assert ALWAYS_DENIED.to_callable()({"x": 1}) is False
     assert ALWAYS_DENIED.to_document_filter()(SimpleNamespace(metadata={})) is False
     assert ALWAYS_DENIED.to_document_filter()(object()) is False
@@ -325,6 +336,39 @@ def test_short_cut_renderings() -> None:
     assert not NO_PREFILTER.always_allowed and not NO_PREFILTER.always_denied
     with pytest.raises(dataclasses.FrozenInstanceError):
         ALWAYS_DENIED.always_denied = False  # type: ignore[misc]
+
+
+def test_a_filter_that_keeps_nothing_is_never_rendered_as_no_filter() -> None:
+    # The contradiction shows only in negation normal form: it once rendered as None ("send no
+    # filter"), which an exact caller reads as "every document is allowed".
+    hr = Comparison("dept", "==", "hr")
+    contradiction = Prefilter(And((hr, Not(Or((hr, Comparison("dept", "!=", "hr")))))), exact=True)
+    for render in (contradiction.to_bedrock, contradiction.to_mongo,
+                   partial(contradiction.to_bedrock, exact=True)):
+        with pytest.raises(az.AccessDenied):
+            render()
+    assert contradiction.to_callable()({"dept": "hr"}) is False
+    # Compiled, such policies are recognised as denying everything.
+    assert compile_for(f'{READ} when {{ resource.dept == "hr" }};\n'
+                       'forbid(principal, action, resource) when '
+                       '{ resource.dept == "hr" || !(resource.dept == "hr") };') == ALWAYS_DENIED
+
+
+def test_compiles_with_the_context_the_filter_decides_with() -> None:
+    authz = az.Authorizer.from_text(
+        f'{READ} when {{ context has session && context.session.seen.contains("pii") && resource.x == 1 }};',
+        audit=[])
+    with authz.acting_as(ALICE):
+        assert compile_prefilter(authz, action="read") == ALWAYS_DENIED  # no session: no context.session
+        with authz.session("s-1") as session:
+            assert compile_prefilter(authz, action="read") == ALWAYS_DENIED  # nothing seen yet
+            session.see("pii")
+            assert str(compile_prefilter(authz, action="read")) == "x == 1"
+            # A caller's context.session next to the bound one is refused, as the filter refuses it.
+            for call in (partial(compile_prefilter, authz, action="read"),
+                         partial(authz.filter, [], action="read", resource=lambda doc: doc)):
+                with pytest.raises(az.ConfigurationError, match="session"):
+                    call(context={"session": {"seen": []}})
 
 
 def test_needs_a_bound_user() -> None:

@@ -255,6 +255,9 @@ def test_bedrock_and_mongo_filters_never_drop_an_allowed_document(
     docs = as_docs(metadata)
     with authz.acting_as(ALICE):
         pre = compiled(authz, context, typed)
+        if pre.always_denied:  # no filter keeps nothing: rendering one is refused
+            assert post(authz, docs, context) == []
+            return
         for keys in (KEYS, None):
             bedrock = pre.to_bedrock(keys)
             if bedrock is not None:
@@ -287,3 +290,20 @@ def test_filter_equals_authorizing_each_item(
             and authz.authorize(action="read", resource=resource_of(doc), context=context).allowed
         ]
         assert post(authz, docs, context) == one_by_one
+
+
+@SETTINGS
+@given(policies=prefilter_policy_sets, metadata=prefilter_documents(wild=True), context=contexts,
+       typed=st.booleans())
+def test_an_exact_callable_keeps_exactly_the_allowed_documents(
+    policies: str, metadata: list[dict[str, Any]], context: dict[str, Any], typed: bool
+) -> None:
+    authz = authorizer(policies)
+    docs = as_docs(metadata)
+    with authz.acting_as(ALICE):
+        pre = compiled(authz, context, typed)
+        allowed = post(authz, docs, context)
+    event("exact" if pre.exact else "not exact")
+    if pre.exact:
+        keep = pre.to_callable(KEYS)
+        assert [doc for doc in docs if buildable(doc) and keep(doc.metadata)] == allowed, str(pre)
