@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from agentauthz._cli import EXIT_OK, Subparsers, UsageError
+from agentauthz._console import printable
 from agentauthz._errors import ConfigurationError
 
 __all__ = ["add_avp_commands", "add_pull_command", "add_push_command", "add_serve_avp_command"]
@@ -86,15 +87,17 @@ def _push(args: argparse.Namespace) -> int:
     verb = {"create": "would create" if args.dry_run else "created",
             "update": "would update" if args.dry_run else "updated",
             "delete": "would delete" if args.dry_run else "deleted"}
-    print(f"policy store {args.policy_store_id}" + (" (dry run: nothing changed)" if args.dry_run else ""))
+    dry_run = " (dry run: nothing changed)" if args.dry_run else ""
+    print(f"policy store {printable(args.policy_store_id)}{dry_run}")
     for change in plan.changes:
         if change.action in verb:
-            reason = f"  ({change.reason})" if change.reason and change.action == "update" else ""
-            print(f"  {verb[change.action]:<13} {change.kind:<9} {change.id}{reason}")
+            updated = change.reason and change.action == "update"
+            reason = f"  ({printable(change.reason)})" if updated else ""
+            print(f"  {verb[change.action]:<13} {change.kind:<9} {printable(change.id)}{reason}")
     extra = [c for c in plan.changes if c.action == "extra"]
     for change in extra:
         note = change.reason if change.kind == "schema" else f"{change.reason}; --prune deletes it"
-        print(f"  {'kept':<13} {change.kind:<9} {change.id}  ({note})")
+        print(f"  {'kept':<13} {change.kind:<9} {printable(change.id)}  ({printable(note)})")
     if store.entities:
         print(f"  note: {len(store.entities)} entities in entities.json are not pushed (AVP keeps none)")
     summary = (f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
@@ -129,9 +132,10 @@ def _pull(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.out_dir}: not an empty directory (pull never overwrites files)")
     result = pull(_client(args), args.policy_store_id, out)
     for warning in result.warnings:
-        print(f"agentauthz: warning: {warning}", file=sys.stderr)
-    print(f"wrote {out}: {result.policies} policies, {result.templates} templates, {result.links} links"
-          + (", schema" if result.schema else ", no schema"))
+        print(f"agentauthz: warning: {printable(warning)}", file=sys.stderr)
+    schema = ", schema" if result.schema else ", no schema"
+    print(f"wrote {printable(str(out))}: {result.policies} policies, {result.templates} templates, "
+          f"{result.links} links{schema}")
     return EXIT_OK
 
 

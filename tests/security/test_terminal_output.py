@@ -245,3 +245,21 @@ def test_printable_keeps_printable_text_and_escapes_the_rest_faithfully(text: st
         assert shown == text
     if "\\" not in text and "'" not in text:
         assert ast.literal_eval(f"'{shown}'") == text  # the escapes say exactly what was there
+
+
+def test_push_and_pull_show_policy_ids_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agentauthz.testing import LocalVerifiedPermissions
+
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "policies.cedar").write_text(
+        '@id("p\\u{1b}[2J\\n' + FORGED + '\\u{202e}")\npermit(principal, action, resource);\n',
+        encoding="utf-8")
+    with LocalVerifiedPermissions() as server:
+        store_id = server.add_store()
+        _, pushed, push_err = run(capsys, "push", str(root), "--policy-store-id", store_id,
+                                  "--endpoint-url", server.endpoint_url)
+        _, pulled, pull_err = run(capsys, "pull", str(tmp_path / f"out\x1b[31m{FORGED}"),
+                                  "--policy-store-id", store_id, "--endpoint-url", server.endpoint_url)
+    assert "created" in pushed and "wrote" in pulled
+    _assert_safe(pushed + push_err + pulled + pull_err)
