@@ -36,16 +36,16 @@ from agentauthz._model import (
     decimal,
     ipaddr,
 )
-from agentauthz._policies import Policy, PolicyStore, TemplateLink
-from agentauthz._prefilter import Prefilter, compile_prefilter
-from agentauthz._retrieval import FilterResult
-from agentauthz._schemagen import generate_schema, mcp_input_type, validate_policies_for_tools
-from agentauthz._session_store import MemorySessionStore, SessionStore, SQLiteSessionStore
-from agentauthz._tokens import TokenIdentity, VerifiedToken, acting_with_token
-from agentauthz._tools import OnDeny, ToolSpec
+from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
-from agentauthz.session import Session, SessionConfig, ToolCall
+from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
+from agentauthz.retrieval._filter import FilterResult
+from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
+from agentauthz.session._session import Session, SessionConfig, ToolCall
+from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
+from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
+from agentauthz.tools._spec import OnDeny, ToolSpec
 
 __version__ = "0.1.0"
 
@@ -103,7 +103,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # The AVP engine's module is imported on first use so that `import agentauthz` stays light.
     if name == "VerifiedPermissionsEngine":
-        from agentauthz.engines.avp import VerifiedPermissionsEngine
+        from agentauthz.avp._engine import VerifiedPermissionsEngine
 
         return VerifiedPermissionsEngine
     raise AttributeError(f"module 'agentauthz' has no attribute {name!r}")

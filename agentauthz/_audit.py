@@ -38,7 +38,7 @@ class AuditEvent:
         request: the Cedar request with its entities, only when the application opted in.
         extra: integration-specific fields (tool name, retrieval counts, ...).
         shadow: what each ``@mode("shadow")`` policy of the store would have done
-            (``{"policy-id": "would deny"}``; see :mod:`agentauthz._shadow`);
+            (``{"policy-id": "would deny"}``; see :mod:`agentauthz.engines._shadow`);
             empty when the store has none. Shadow policies never change ``decision``.
         session: id of the session bound when the decision was made, if any.
         decision_id: the decision's opaque id (:attr:`Decision.id`): the id a

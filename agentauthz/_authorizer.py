@@ -32,33 +32,18 @@ from agentauthz._errors import (
     InvalidValueError,
 )
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz._policies import PolicyStore, redact, truncate
-from agentauthz._retrieval import (
+from agentauthz.engines._shadow import shadow_outcomes
+from agentauthz.engines.base import Engine
+from agentauthz.policy._store import PolicyStore, redact, truncate
+from agentauthz.retrieval._filter import (
     FilterResult,
     ResourceGroups,
     ResourceOf,
     RetrievalScope,
     group_by_resource,
 )
-from agentauthz._schemagen import validate_policies_for_tools
-from agentauthz._session_facts import ProducedFacts, SessionSchema, action_name
-from agentauthz._session_store import FOREIGN_SESSION, foreign_session
-from agentauthz._shadow import shadow_outcomes
-from agentauthz._tools import (
-    ContextSpec,
-    OnDeny,
-    RefusalKind,
-    ResourceSpec,
-    ToolSpec,
-    bind_arguments,
-    build_spec,
-    refusal_message,
-    spec_of,
-    tool_input,
-    wraps_tool,
-)
-from agentauthz.engines.base import Engine
-from agentauthz.session import (
+from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
+from agentauthz.session._session import (
     FULL_SHAPE,
     MemorySessionStore,
     Session,
@@ -74,6 +59,21 @@ from agentauthz.session import (
     labels_of,
     session_record,
     summed_value,
+)
+from agentauthz.session._stores import FOREIGN_SESSION, foreign_session
+from agentauthz.tools._schema import validate_policies_for_tools
+from agentauthz.tools._spec import (
+    ContextSpec,
+    OnDeny,
+    RefusalKind,
+    ResourceSpec,
+    ToolSpec,
+    bind_arguments,
+    build_spec,
+    refusal_message,
+    spec_of,
+    tool_input,
+    wraps_tool,
 )
 
 __all__ = ["Authorizer", "Identity"]
@@ -131,7 +131,7 @@ class Authorizer:
             events (attribute values included), for ``agentauthz replay``.
         tool_entity_type: entity type of a guarded tool that names no resource
             (``Tool::"<tool name>"``).
-        sessions: how sessions are recorded (:class:`~agentauthz.session.SessionConfig`:
+        sessions: how sessions are recorded (:class:`~agentauthz.session._session.SessionConfig`:
             store, label attribute, window, summed arguments); see :meth:`session`.
         disclose_reasons: put the determining policy ids (and the problems of
             invalid arguments) into the refusals a model reads. Off by default:
@@ -179,7 +179,7 @@ class Authorizer:
         self.disclose_reasons = disclose_reasons
         self.tools: dict[str, ToolSpec] = {}
         if sessions is not None and not isinstance(sessions, SessionConfig):
-            raise ConfigurationError("sessions= takes an agentauthz.session.SessionConfig")
+            raise ConfigurationError("sessions= takes an agentauthz.session._session.SessionConfig")
         self.session_config = sessions or SessionConfig()
         store = self.session_config.store
         self.session_store: SessionStore = store if store is not None else MemorySessionStore()
@@ -296,7 +296,7 @@ class Authorizer:
         """Bind a session (one conversation) for the calls made inside the block.
 
         While it is bound, every request carries ``context.session`` (see
-        :mod:`agentauthz.session`), the retrieval filter records the labels of
+        :mod:`agentauthz.session._session`), the retrieval filter records the labels of
         what it lets through, and tool calls are counted once they complete.
         Like the identity it is a contextvar: thread- and task-safe.
 

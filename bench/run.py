@@ -451,7 +451,7 @@ def template_links(report: Report, sizes: Sizes) -> None:
 
 def avp(report: Report, sizes: Sizes) -> None:
     try:
-        from agentauthz.engines.avp import VerifiedPermissionsEngine
+        from agentauthz.avp._engine import VerifiedPermissionsEngine
         from agentauthz.testing import LocalVerifiedPermissions
     except ImportError as exc:  # pragma: no cover - the aws extra is a test dependency
         report.skipped("Amazon Verified Permissions (local endpoint)", f"{exc}")

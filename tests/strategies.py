@@ -195,7 +195,7 @@ statement_separators = st.lists(
 ).map("".join)
 
 
-# -- Retrieval pre-filter (agentauthz._prefilter) --------------------------------------------
+# -- Retrieval pre-filter (agentauthz.retrieval._prefilter) --------------------------------------------
 # Policies over documents whose Cedar attributes are built from their metadata, and such
 # metadata: the pre-filter must never drop a document that authorization allows.
 
@@ -324,7 +324,7 @@ def prefilter_documents(*, wild: bool = False) -> st.SearchStrategy[list[dict[st
     return st.lists(prefilter_metadata(wild=wild), min_size=1, max_size=10)
 
 
-# -- Policy slicing (agentauthz._slicing) -----------------------------------------------------
+# -- Policy slicing (agentauthz.policy._slicing) -----------------------------------------------------
 # Policy sets whose scopes (==, in, is, action groups, template slots) name a small pool of
 # entities, entity graphs over that pool, and requests: slicing must decide exactly like the
 # whole set. The pool is small so that scopes, hierarchies and requests often meet.

@@ -14,15 +14,15 @@ from typing import Any
 
 import cedarpy
 
-from agentauthz._cedarcall import authorize_batch
 from agentauthz._entities import MAX_GIVEN_DEPTH, given_depth
 from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz._policies import PolicySnapshot, PolicyStore, redact, truncate
-from agentauthz._reach import Reach, condition_literals
-from agentauthz._schemajson import schema_json_text
-from agentauthz._shapes import KnownShapes, enumerated_types
-from agentauthz._slicing import Slice, SliceIndex
+from agentauthz.engines._cedarcall import authorize_batch
+from agentauthz.engines._conformance import KnownShapes, enumerated_types
+from agentauthz.engines._reach import Reach, condition_literals
+from agentauthz.policy._schema_json import schema_json_text
+from agentauthz.policy._slicing import Slice, SliceIndex
+from agentauthz.policy._store import PolicySnapshot, PolicyStore, redact, truncate
 
 __all__ = ["LocalEngine"]
 
@@ -47,15 +47,15 @@ class LocalEngine:
     Uses the store's pre-parsed ``PolicySet``, ``Schema`` and ``Entities``
     handles; the stored graph is never re-parsed per call. Entities given with
     a call are parsed together with the stored entities its requests can reach
-    (see :mod:`agentauthz._reach`), or merged onto the stored graph when that
+    (see :mod:`agentauthz.engines._reach`), or merged onto the stored graph when that
     is cheaper. Requests are schema-checked when the store has a schema (once
-    per request shape, see :mod:`agentauthz._shapes`).
+    per request shape, see :mod:`agentauthz.engines._conformance`).
 
     With ``slicing`` (the default) each request is evaluated against only the
     policies whose scope can match it (its action, the types of its principal
     and resource, and the template links naming its principal or resource):
     decisions, determining policies and errors are those of the whole set
-    (see :mod:`agentauthz._slicing`). ``slicing=False`` evaluates every policy.
+    (see :mod:`agentauthz.policy._slicing`). ``slicing=False`` evaluates every policy.
 
     Example:
         >>> store = PolicyStore.from_text('@id("p") permit(principal, action, resource);')
@@ -269,7 +269,7 @@ class LocalEngine:
         """The entities handle for a call and the given entities that differ from the stored ones.
 
         With ``requests``, a handle that serves only those requests may be
-        built from the entities they can reach (see :mod:`agentauthz._reach`)
+        built from the entities they can reach (see :mod:`agentauthz.engines._reach`)
         when that is cheaper than merging onto the whole stored graph.
         """
         if not entities:

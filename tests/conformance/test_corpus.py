@@ -38,7 +38,7 @@ def test_corpus_file_decisions_reasons_and_errors_match_cedar(generated_case: Co
 
 def test_corpus_file_decides_the_same_once_its_request_shapes_are_known(generated_case: CorpusCase) -> None:
     # The first round checks each request against the schema and learns the shapes that pass;
-    # the second decides those without the check (see agentauthz._shapes).
+    # the second decides those without the check (see agentauthz.engines._conformance).
     engine = az.LocalEngine(generated_case.store(validate=False))
     requests = [az.Request.from_cedar(data) for data in generated_case.requests]
     for _ in range(2):

@@ -53,7 +53,7 @@ def avp_client(avp_server: LocalVerifiedPermissions) -> Any:
 @pytest.fixture
 def avp_engine(avp_server: LocalVerifiedPermissions, avp_client: Any) -> Iterator[Any]:
     """A VerifiedPermissionsEngine for the seeded store (on_error="deny")."""
-    from agentauthz.engines.avp import VerifiedPermissionsEngine
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
 
     with VerifiedPermissionsEngine(avp_server.policy_store_id, client=avp_client) as engine:
         yield engine

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentauthz._cli import main
+from agentauthz.cli._main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_STORE = ROOT / "policies"

@@ -21,9 +21,9 @@ from agentauthz.testing import LocalVerifiedPermissions
 pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-import agentauthz.engines.avp as avp_module
-from agentauthz._avp_server import serve_directory
-from agentauthz.engines.avp import VerifiedPermissionsEngine
+import agentauthz.avp._engine as avp_module
+from agentauthz.avp._engine import VerifiedPermissionsEngine
+from agentauthz.avp._server import serve_directory
 from tests.integration.conftest import EXAMPLE_STORE
 
 U = az.EntityUID

@@ -19,7 +19,7 @@ import agentauthz as az
 from agentauthz.testing import Fault, LocalVerifiedPermissions
 
 pytest.importorskip("boto3")
-from agentauthz.engines.avp import VerifiedPermissionsEngine
+from agentauthz.avp._engine import VerifiedPermissionsEngine
 
 U = az.EntityUID
 SINGLE = [az.Request(principal=U("User", "alice"), action=U("Action", "read"), resource=U("Doc", "d0"))]

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._avp_shapes import entity_problems, uid_problem
+from agentauthz.avp._wire import entity_problems, uid_problem
 from agentauthz.testing import LocalVerifiedPermissions
 from tests.corpus import (
     GENERATED_DIR,
@@ -46,7 +46,7 @@ from tests.corpus import (
 )
 
 pytest.importorskip("boto3")
-from agentauthz.engines.avp import NOT_SENT, VerifiedPermissionsEngine
+from agentauthz.avp._engine import NOT_SENT, VerifiedPermissionsEngine
 
 PARITY_ENV = "AGENTAUTHZ_AVP_PARITY_SAMPLE"
 # Some selected files turn out to need an entity AVP cannot hold for every request: select

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._tokens import TokenIdentity, acting_with_token
+from agentauthz.avp._tokens import TokenIdentity, acting_with_token
 from agentauthz.testing import LocalVerifiedPermissions
 from tests.tokens import (
     CLIENT_ID,
@@ -33,7 +33,7 @@ from tests.tokens import (
 pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from agentauthz.engines.avp import VerifiedPermissionsEngine
+from agentauthz.avp._engine import VerifiedPermissionsEngine
 
 U = az.EntityUID
 SCHEMA = """

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._cases import load_cases, run_cases
 from agentauthz.testing import policy_cases
+from agentauthz.testing._cases import load_cases, run_cases
 from tests.integration.policy_stores import run
 from tests.integration.test_cedar_examples import EXAMPLES, EXAMPLES_ENV, NONCONFORMING, example_stores
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from agentauthz._cases import load_cases, run_cases
-from agentauthz._policies import PolicyStore
+from agentauthz.policy._store import PolicyStore
+from agentauthz.testing._cases import load_cases, run_cases
 from tests.integration.policy_stores import EXAMPLE_STORE, ROOT, run
 
 PAGES = ["docs/cli.md", "docs/policies.md"]

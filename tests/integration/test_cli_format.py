@@ -9,7 +9,7 @@ import cedarpy
 import pytest
 
 import agentauthz as az
-from agentauthz import _formatter
+from agentauthz.policy import _format as _formatter
 from tests.integration.policy_stores import (
     BROKEN,
     BROKEN_IDS,

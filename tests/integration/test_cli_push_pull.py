@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._cli import main
+from agentauthz.cli._main import main
 from agentauthz.testing import LocalVerifiedPermissions
 from tests.integration.conftest import EXAMPLE_STORE
 
 pytest.importorskip("boto3")
 
-from agentauthz.engines.avp import VerifiedPermissionsEngine
+from agentauthz.avp._engine import VerifiedPermissionsEngine
 
 CASES = sorted([*EXAMPLE_STORE.glob("ALLOW/*.json"), *EXAMPLE_STORE.glob("DENY/*.json")])
 EXAMPLE = az.PolicyStore.from_directory(EXAMPLE_STORE)
@@ -267,7 +267,7 @@ def test_push_pull_load_round_trip(
     got = az.LocalEngine(pulled).decide(requests, original.entities)
     assert [(d.allowed, d.reasons) for d in got] == [(d.allowed, d.reasons) for d in want]
     # the fingerprint of what AVP keeps (policies, links) is the same
-    from agentauthz._policies import _fingerprint
+    from agentauthz.policy._store import _fingerprint
 
     assert _fingerprint(pulled.policies, pulled.links, (), None) == _fingerprint(
         original.policies, original.links, (), None)

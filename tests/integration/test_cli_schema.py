@@ -12,7 +12,7 @@ from pathlib import Path
 import cedarpy
 import pytest
 
-from agentauthz._cli import main
+from agentauthz.cli._main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"

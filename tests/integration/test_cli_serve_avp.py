@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import agentauthz as az
-from agentauthz._cli import main
+from agentauthz.cli._main import main
 from tests.integration.conftest import EXAMPLE_STORE
 
 ROOT = EXAMPLE_STORE.parent
@@ -97,7 +97,7 @@ def test_serve_avp_prints_the_endpoint_serves_decisions_and_stops_on_ctrl_c(serv
     assert any(f"agentauthz push --endpoint-url {url} --policy-store-id {store_id}" in line
                for line in serve.seen)
 
-    from agentauthz.engines.avp import VerifiedPermissionsEngine
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
 
     store = az.PolicyStore.from_directory(EXAMPLE_STORE)
     client = boto3.client("verifiedpermissions", endpoint_url=url, region_name="us-east-1",

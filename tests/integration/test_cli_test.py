@@ -219,7 +219,7 @@ def test_progress_bar_is_drawn_for_long_runs_on_a_terminal(tmp_path: Path) -> No
     pytest.importorskip("rich")
     import io
 
-    from agentauthz._console import Output
+    from agentauthz.cli._console import Output
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -44,7 +44,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
-from agentauthz import _cedarcall
+from agentauthz.engines import _cedarcall as _cedarcall
 from agentauthz.testing import capture_decisions
 from tests.security.support import reference_allows
 from tests.strategies import fault_schedules, faulty_contexts
@@ -305,7 +305,7 @@ def server(avp: Any) -> Iterator[Any]:
 
 
 def _avp_authz(server: Any) -> az.Authorizer:
-    from agentauthz.engines.avp import VerifiedPermissionsEngine
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
 
     client = server.client(connect_timeout=1, read_timeout=0.3,
                            retries={"mode": "standard", "max_attempts": 1})

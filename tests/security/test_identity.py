@@ -335,7 +335,7 @@ def _entry_points() -> dict[str, Callable[[az.Authorizer], Any]]:
         return safe.invoke({})
 
     def prefilter(authz: az.Authorizer) -> Any:
-        from agentauthz._prefilter import compile_prefilter
+        from agentauthz.retrieval._prefilter import compile_prefilter
 
         return compile_prefilter(authz, action="read")
 
@@ -577,7 +577,7 @@ def minter() -> Minter:
 
 def _identity(minter: Minter) -> Any:
     try:
-        from agentauthz._tokens import TokenIdentity
+        from agentauthz.avp._tokens import TokenIdentity
     except ImportError:  # pragma: no cover - the verifier predates this suite in main
         pytest.skip("agentauthz has no JWT verifier (TokenIdentity)")
     return TokenIdentity.cognito(user_pool_id=POOL, client_ids=[CLIENT], jwks=minter.jwks)

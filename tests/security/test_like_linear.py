@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz._prefilter import compile_prefilter, like_matches
+from agentauthz.retrieval._prefilter import compile_prefilter, like_matches
 from tests.strategies import cedar_string_literal, like_patterns, like_texts
 
 USER = az.EntityUID("User", "u")

@@ -110,7 +110,7 @@ def _decide(name: str, *, record: bool = False) -> tuple[az.Decision, list[Any],
                                    context=scenario.get("context"), entities=scenario.get("entities", ()))
         if not decision.allowed:
             texts.append(str(az.AccessDenied(decision, subject="tool 'x'")))
-            from agentauthz._tools import refusal_message
+            from agentauthz.tools._spec import refusal_message
 
             texts.append(refusal_message("x", decision))
             texts.append(refusal_message("x", decision, disclose=True))
@@ -252,7 +252,7 @@ def test_a_rejected_token_reaches_no_log_or_refusal(logs: pytest.LogCaptureFixtu
 def test_token_identity_errors_never_quote_the_token_or_its_claims() -> None:
     pytest.importorskip("jwt")
     try:
-        from agentauthz._tokens import TokenIdentity
+        from agentauthz.avp._tokens import TokenIdentity
     except ImportError:  # pragma: no cover
         pytest.skip("agentauthz has no JWT verifier (TokenIdentity)")
     import base64
@@ -285,7 +285,7 @@ def test_token_identity_errors_never_quote_the_token_or_its_claims() -> None:
 ])
 def test_avp_validation_errors_that_echo_values_are_redacted(message: str) -> None:
     pytest.importorskip("boto3")
-    from agentauthz.engines.avp import VerifiedPermissionsEngine
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
     from agentauthz.testing import Fault, LocalVerifiedPermissions
 
     with LocalVerifiedPermissions(az.PolicyStore.from_text("permit(principal, action, resource);")) as server:

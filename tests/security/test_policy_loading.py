@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._policytext import DEFAULT_MAX_DEPTH
+from agentauthz.policy._text import DEFAULT_MAX_DEPTH
 from tests.security.support import run_isolated
 
 U = az.EntityUID

@@ -41,7 +41,6 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import InMemoryVectorStore
 
 import agentauthz as az
-from agentauthz._prefilter import ANCESTORS, Prefilter, compile_prefilter
 from agentauthz.integrations.bedrock import (
     GenerationFilter,
     KnowledgeBaseRetriever,
@@ -49,6 +48,7 @@ from agentauthz.integrations.bedrock import (
     retrieve_and_generate_filter,
 )
 from agentauthz.integrations.langchain import AuthorizedRetriever
+from agentauthz.retrieval._prefilter import ANCESTORS, Prefilter, compile_prefilter
 from agentauthz.session import MemorySessionStore, SessionConfig
 from tests.security.support import FailingStore
 from tests.strategies import (

@@ -40,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
-from agentauthz._prefilter import compile_prefilter
+from agentauthz.retrieval._prefilter import compile_prefilter
 from tests.strategies import (
     hostile_like_policies,
     hostile_titles,

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz._cli import main
+from agentauthz.cli._main import main
 from agentauthz.session import SessionConfig
 from tests.strategies import FACT_ACTION, seat_and_fee_calls, session_fact_paths, summed_arguments
 

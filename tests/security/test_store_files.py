@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._cli import main
+from agentauthz.cli._main import main
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX pipes and sockets")
 

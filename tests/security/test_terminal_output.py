@@ -3,7 +3,7 @@
 ``agentauthz replay`` printed audit-log text as it was: escape sequences that
 recolor, clear or retitle the terminal, and line breaks that forge report
 lines. Every command now shows strings from input files through one function,
-:func:`agentauthz._console.printable`, in the plain and the rich renderer
+:func:`agentauthz.cli._console.printable`, in the plain and the rich renderer
 alike, and never interprets rich markup found in them.
 
 Cases tried: replay of a hostile audit log, plain and color: 2; test, check,
@@ -27,8 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz._cli import _report
-from agentauthz._console import Output, printable
+from agentauthz.cli._console import Output, printable
+from agentauthz.cli._main import _report
 from agentauthz.testing import capture_decisions
 from tests.integration.policy_stores import run
 from tests.strategies import HOSTILE_TERMINAL_TEXT, terminal_texts

@@ -8,7 +8,7 @@ Role::"admin"`` allowed), and with a schema Cedar also reads ``{type, id}`` /
 that turns claims into Cedar (principal attributes of an ID token,
 ``context.token`` of an access token; TokenIdentity, acting_with_token, the
 local Verified Permissions endpoint's identity source) now goes through one
-function, :func:`agentauthz._tokens.claim_value`, which leaves out keys starting
+function, :func:`agentauthz.avp._tokens.claim_value`, which leaves out keys starting
 ``__`` at any depth and records of those implicit shapes, and makes an entity
 reference or extension value only where the schema declares one, from a string.
 
@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
-from agentauthz._tokens import TokenIdentity
+from agentauthz.avp._tokens import TokenIdentity
 from tests.strategies import hostile_claims
 from tests.tokens import CLIENT_ID, POOL_ID, Issuer
 
@@ -172,7 +172,7 @@ def test_acting_with_token_binds_a_principal_without_smuggled_references(
 @pytest.fixture(scope="module", params=["no-schema", "schema"])
 def endpoint(request: pytest.FixtureRequest, issuer: Issuer) -> Iterator[tuple[Any, Any]]:
     pytest.importorskip("boto3")
-    from agentauthz.engines.avp import VerifiedPermissionsEngine
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
     from agentauthz.testing import LocalVerifiedPermissions
 
     store = STORES[request.param]

@@ -36,9 +36,9 @@ from typing_extensions import TypedDict  # pydantic takes only this one before P
 
 import agentauthz as az
 from agentauthz._model import to_cedar_value
-from agentauthz._tools import tool_input
 from agentauthz.integrations.bedrock import action_group_handler, authorize_return_control
 from agentauthz.integrations.langchain import PRINCIPAL_KEY, AuthorizedTool, AuthzMiddleware
+from agentauthz.tools._spec import tool_input
 from tests.strategies import ARGUMENT_CHOICES, ArgumentShape, ToolCase, tool_cases
 
 NAME = "send_email"

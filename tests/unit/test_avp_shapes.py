@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz import _avp_shapes as shapes
-from agentauthz._schemajson import cedar_schema_to_json, schema_json_text
+from agentauthz.avp import _wire as shapes
+from agentauthz.policy._schema_json import cedar_schema_to_json, schema_json_text
 
 boto3 = pytest.importorskip("boto3")
 from botocore.stub import ANY, Stubber  # type: ignore[import-untyped]  # noqa: E402
 
-from agentauthz.engines.avp import NOT_SENT, VerifiedPermissionsEngine, _groups  # noqa: E402
+from agentauthz.avp._engine import NOT_SENT, VerifiedPermissionsEngine, _groups  # noqa: E402
 
 STORE_ID = "PSEXAMPLEabcdefg111111"
 U = az.EntityUID
@@ -303,7 +303,7 @@ def test_grouping_shares_a_principal_or_a_resource_in_every_group() -> None:
 
 
 def _prepared(index: int, principal: str, resource: str) -> Any:
-    from agentauthz.engines.avp import _Prepared
+    from agentauthz.avp._engine import _Prepared
 
     return _Prepared(index=index, item={}, key=str(index), principal=principal, resource=resource,
                      slice=[], slice_key="")
@@ -383,7 +383,7 @@ def test_without_boto3_the_constructor_names_the_extra(monkeypatch: pytest.Monke
 def test_core_does_not_import_boto3() -> None:
     import subprocess
 
-    code = ("import sys, agentauthz, agentauthz.testing, agentauthz.engines.avp; "
+    code = ("import sys, agentauthz, agentauthz.testing, agentauthz.avp._engine; "
             "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

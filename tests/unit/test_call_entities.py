@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 import agentauthz as az
 import agentauthz.engines.local as local
 from agentauthz._entities import given_depth
-from agentauthz._reach import condition_literals
+from agentauthz.engines._reach import condition_literals
 from tests.strategies import SlicingCase, slicing_cases
 
 U = az.EntityUID

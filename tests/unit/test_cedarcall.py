@@ -9,7 +9,7 @@ import cedarpy
 import pytest
 
 import agentauthz as az
-from agentauthz import _cedarcall
+from agentauthz.engines import _cedarcall as _cedarcall
 
 POLICIES = """
 @id("reader") permit(principal, action == Action::"read", resource) when { context.level >= 2 };

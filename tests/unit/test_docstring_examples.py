@@ -28,6 +28,6 @@ def _has_examples(name: str) -> bool:
 
 
 def test_the_modules_with_examples_include_the_integrations_and_sessions() -> None:
-    expected = {"agentauthz.session", "agentauthz._session_store", "agentauthz.integrations.langchain",
-                "agentauthz.integrations._bedrock_agents", "agentauthz._shapes"}
+    expected = {"agentauthz.session", "agentauthz.session._stores", "agentauthz.integrations.langchain",
+                "agentauthz.integrations.bedrock._agents", "agentauthz.engines._conformance"}
     assert expected <= set(filter(_has_examples, MODULES))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentauthz._policytext import DEFAULT_MAX_DEPTH, scan
+from agentauthz.policy._text import DEFAULT_MAX_DEPTH, scan
 from tests import strategies as S
 
 PERMIT = "permit(principal, action, resource);"

@@ -18,7 +18,7 @@ from botocore.stub import Stubber
 from botocore.validate import ParamValidator
 
 import agentauthz as az
-from agentauthz._prefilter import (
+from agentauthz.retrieval._prefilter import (
     ALWAYS_ALLOWED,
     ALWAYS_DENIED,
     ANCESTORS,

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz._prefilter import ANCESTORS, Prefilter, compile_prefilter
+from agentauthz.retrieval._prefilter import ANCESTORS, Prefilter, compile_prefilter
 from tests.strategies import prefilter_documents, prefilter_policy_sets
 
 ALICE = az.Entity(

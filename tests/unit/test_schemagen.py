@@ -16,15 +16,15 @@ import cedarpy
 import pytest
 
 import agentauthz as az
-from agentauthz._schemagen import (
+from agentauthz.engines.local import LocalEngine
+from agentauthz.session import SessionConfig
+from agentauthz.tools._schema import (
     generate_schema,
     mcp_input_type,
     read_mcp_tools,
     tool_specs,
     validate_policies_for_tools,
 )
-from agentauthz.engines.local import LocalEngine
-from agentauthz.session import SessionConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

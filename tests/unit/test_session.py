@@ -14,18 +14,16 @@ import pytest
 
 import agentauthz as az
 from agentauthz._audit import capture_events
-from agentauthz._schemagen import generate_schema
 from agentauthz.session import (
-    FULL_SHAPE,
     MemorySessionStore,
-    SchemaShapes,
     Session,
     SessionConfig,
     SessionFacts,
     current_session,
-    session_record,
     session_record_type,
 )
+from agentauthz.session._session import FULL_SHAPE, SchemaShapes, session_record
+from agentauthz.tools._schema import generate_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

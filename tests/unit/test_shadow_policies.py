@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz._audit import capture_events
-from agentauthz._policies import policy_mode
+from agentauthz.policy._store import policy_mode
 from tests import strategies as S
 
 ROOT = Path(__file__).resolve().parents[2]

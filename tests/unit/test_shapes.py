@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
-from agentauthz._schemajson import schema_json_text
-from agentauthz._shapes import KnownShapes, enumerated_types
+from agentauthz.engines._conformance import KnownShapes, enumerated_types
+from agentauthz.policy._schema_json import schema_json_text
 from tests.strategies import SHAPES_POLICIES, SHAPES_SCHEMA, shape_request_runs
 
 U = az.EntityUID

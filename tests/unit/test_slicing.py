@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz._slicing import ANY, EQ, IN, IS, IS_IN, SliceIndex, read_scopes, scope_text
+from agentauthz.policy._slicing import ANY, EQ, IN, IS, IS_IN, SliceIndex, read_scopes, scope_text
 from tests.strategies import SlicingCase, slicing_cases
 
 User = lambda name: az.EntityUID("User", name)  # noqa: E731
@@ -105,7 +105,7 @@ def test_a_policy_whose_conditions_are_too_deep_for_pst_still_gets_its_scope() -
 
 
 def test_an_unreadable_scope_puts_the_policy_in_every_slice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agentauthz._slicing as slicing
+    import agentauthz.policy._slicing as slicing
 
     monkeypatch.setattr(slicing, "scope_text", lambda text: None if "odd" in text else scope_text(text))
     store = az.PolicyStore.from_text(
@@ -259,7 +259,7 @@ def test_shadow_policies_stay_out_of_enforced_slices() -> None:
 
 
 def test_forgetting_request_shapes_never_mixes_up_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agentauthz._slicing as slicing
+    import agentauthz.policy._slicing as slicing
 
     monkeypatch.setattr(slicing, "_MAX_KEYS", 2)
     lines = [f'@id("r{t}") permit(principal, action == Action::"read", resource is T{t}) when {{ false }};'

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz._tokens import ClaimMapper, TokenIdentity, group_names
+from agentauthz.avp._tokens import ClaimMapper, TokenIdentity, group_names
 from tests.tokens import (
     CLIENT_ID,
     COGNITO_ISSUER,

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 import agentauthz as az
-from agentauthz._tools import cedar_type
+from agentauthz.tools._spec import cedar_type
 
 LONG = {"type": "Long"}
 STRING = {"type": "String"}

@@ -1,0 +1,940 @@
+"""The Amazon Verified Permissions engine: the same Engine protocol, decided by AVP through boto3.
+
+Requests become ``IsAuthorized`` calls (one request) or ``BatchIsAuthorized``
+calls (several: groups of at most 30 that share a principal or a resource, sent
+concurrently); each call carries the entities its requests need. Every failure
+fails closed: a timeout, a throttled or failing call, a malformed answer, a
+decision other than ALLOW/DENY or a request without its own result is a denial
+carrying the error (or an :class:`~agentauthz.EngineError` with ``on_error="raise"``).
+
+boto3 is imported when an engine is built; without it the constructor raises
+ImportError naming ``pip install "agentauthz[aws]"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import hashlib
+import importlib
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agentauthz._entities import StaticEntityProvider, entity_slice, referenced_uids
+from agentauthz._errors import ConfigurationError, EngineError, IdentityError
+from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz.avp import _wire as shapes
+from agentauthz.policy._store import redact, truncate
+
+__all__ = ["VerifiedPermissionsEngine"]
+
+OnError = Literal["deny", "raise"]
+Encoding = Literal["structured", "cedar_json"]
+TokenType = Literal["identity", "access"]
+_TOKEN_PARAMETER = {"identity": "identityToken", "access": "accessToken"}
+# The token bound by VerifiedPermissionsEngine.bind_token: (engine, token, token type).
+_BOUND_TOKEN: contextvars.ContextVar[tuple[object, str, TokenType] | None] = contextvars.ContextVar(
+    "agentauthz_avp_token", default=None)
+
+INSTALL_HINT = 'pip install "agentauthz[aws]"'
+NOT_SENT = "not sent to Verified Permissions: "
+# Type of a bare action name the schema could not be fetched to resolve: decide denies it unsent.
+_UNRESOLVED = "AgentauthzUnresolved::Action"
+_STORE_ID = re.compile(r"[A-Za-z0-9/_-]{1,200}")
+_QUOTED = re.compile(r"`([A-Za-z0-9/_-]+)`")
+_ERRING = re.compile(r"\bpolicy `([A-Za-z0-9/_-]+)`")
+# Do not ask AVP again for a failed schema, or for an unknown policy id, more often than this.
+_RETRY_LOOKUP_SECONDS = 1.0
+_LIST_PAGE = 50
+
+
+def _boto() -> tuple[Any, Any]:
+    try:
+        boto3 = importlib.import_module("boto3")
+        botocore_config = importlib.import_module("botocore.config")
+    except ImportError as exc:
+        raise ImportError(
+            f"VerifiedPermissionsEngine needs boto3, the 'aws' extra: {INSTALL_HINT}") from exc
+    return boto3, botocore_config
+
+
+@dataclass
+class _Prepared:
+    """One request in AVP form, ready to be grouped."""
+
+    index: int
+    item: dict[str, Any]
+    key: str
+    principal: str
+    resource: str
+    slice: list[Entity]
+    slice_key: str
+
+
+@dataclass
+class _Outcome:
+    """What came back for one unique request."""
+
+    decision: Decision | None = None
+    failure: str | None = None
+    cause: BaseException | None = None
+    avp_reasons: tuple[str, ...] = ()
+    raw_errors: tuple[str, ...] = ()
+    principal: Any = None
+
+
+@dataclass
+class _Schema:
+    actions: tuple[EntityUID, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    error: str | None = None
+    fetched: float = field(default_factory=time.monotonic)
+
+
+class VerifiedPermissionsEngine:
+    """Decide requests with Amazon Verified Permissions (AVP).
+
+    Args:
+        policy_store_id: the AVP policy store.
+        client: a boto3 ``verifiedpermissions`` client; built from ``region_name``
+            (with ``timeout`` and ``max_attempts``) when None.
+        region_name: region of the client built when ``client`` is None.
+        on_error: ``"deny"`` turns a backend failure into a denial carrying the
+            error; ``"raise"`` raises :class:`~agentauthz.EngineError` instead.
+            A request AVP would refuse (an id past its limits) is denied either way.
+        max_workers: concurrent AVP calls of one ``decide``.
+        timeout: connect and read timeout, seconds, of each attempt (built clients).
+        max_attempts: attempts per call, retries included (standard retry mode:
+            throttling and 5xx are retried with backoff; built clients).
+        deadline: seconds one ``decide`` waits for AVP in all, whatever the
+            client's own settings; default ``max_attempts * 2 * timeout + 2 ** max_attempts``.
+        cache_ttl: seconds to keep decisions (keyed by the request and the
+            entities sent with it); None (the default) caches nothing.
+        cache_size: most decisions kept.
+        encoding: ``"structured"`` sends ``contextMap`` / ``entityList`` (values
+            without a structured form still go as ``cedarJson``); ``"cedar_json"``
+            always sends Cedar JSON text.
+        min_batch: smallest group sent as one BatchIsAuthorized call; smaller
+            groups go as single IsAuthorized calls. 2 (the default) makes the
+            fewest calls; 30 the cheapest bill where AVP prices a batch call
+            like 30 single ones.
+
+    Example:
+        >>> import agentauthz as az
+        >>> from agentauthz.testing import LocalVerifiedPermissions
+        >>> store = az.PolicyStore.from_text('@id("all") permit(principal, action, resource);')
+        >>> with LocalVerifiedPermissions(store) as server:
+        ...     engine = VerifiedPermissionsEngine(server.policy_store_id, client=server.client())
+        ...     engine.decide([az.Request(principal=az.EntityUID("User", "a"), action="read",
+        ...                               resource=az.EntityUID("Doc", "d"))])[0].reasons
+        ('all',)
+    """
+
+    name = "avp"
+
+    def __init__(
+        self,
+        policy_store_id: str,
+        client: Any = None,
+        *,
+        region_name: str | None = None,
+        on_error: OnError = "deny",
+        max_workers: int = 4,
+        timeout: float = 5.0,
+        max_attempts: int = 3,
+        deadline: float | None = None,
+        cache_ttl: float | None = None,
+        cache_size: int = 10_000,
+        encoding: Encoding = "structured",
+        min_batch: int = 2,
+    ) -> None:
+        if not isinstance(policy_store_id, str) or not _STORE_ID.fullmatch(policy_store_id):
+            raise ConfigurationError("policy_store_id must be 1 to 200 characters of A-Z a-z 0-9 - _ /")
+        if on_error not in ("deny", "raise"):
+            raise ConfigurationError(f"on_error must be 'deny' or 'raise', not {on_error!r}")
+        if encoding not in ("structured", "cedar_json"):
+            raise ConfigurationError(f"encoding must be 'structured' or 'cedar_json', not {encoding!r}")
+        if max_workers < 1 or max_attempts < 1 or timeout <= 0:
+            raise ConfigurationError("max_workers and max_attempts must be at least 1, timeout positive")
+        if not 2 <= min_batch <= shapes.BATCH_LIMIT:
+            raise ConfigurationError(f"min_batch must be 2 to {shapes.BATCH_LIMIT}")
+        if cache_ttl is not None and cache_ttl <= 0:
+            raise ConfigurationError("cache_ttl must be positive (or None for no cache)")
+        boto3, botocore_config = _boto()
+        if client is None:
+            config = botocore_config.Config(
+                connect_timeout=timeout, read_timeout=timeout,
+                retries={"mode": "standard", "max_attempts": max_attempts},
+                max_pool_connections=max(10, max_workers),
+            )
+            try:
+                client = boto3.client("verifiedpermissions", region_name=region_name, config=config)
+            except Exception as exc:  # no region, no credentials chain, bad settings
+                raise ConfigurationError(
+                    f"cannot build a verifiedpermissions client: {type(exc).__name__}: {exc}") from exc
+        self.client = client
+        self.policy_store_id = policy_store_id
+        self.on_error: OnError = on_error
+        self.encoding: Encoding = encoding
+        self.deadline = deadline if deadline is not None else max_attempts * 2 * timeout + 2**max_attempts
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        self._max_workers = max_workers
+        self.min_batch = min_batch
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._schema: _Schema | None = None
+        self._policy_ids: dict[str, str] = {}
+        self._policies_listed: float | None = None
+        self._identity_sources: list[dict[str, Any]] | None = None
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Decision]] = OrderedDict()
+        self._members, self._tags = _model_members(client)
+
+    # -- protocol ------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """``avp:<policy store id>``: AVP holds the policy version."""
+        return f"avp:{self.policy_store_id}"
+
+    def resolve_action(self, action: str | EntityUID) -> EntityUID:
+        """``"read"`` -> ``NS::Action::"read"`` from the policy store's schema (GetSchema, cached).
+
+        An action the schema declares in one namespace takes that namespace; an
+        undeclared one takes the schema's only namespace, else plain ``Action``.
+        Cedar text such as ``'NS::Action::"read"'`` is taken as written. When the
+        schema cannot be fetched, the action is left unresolved and every
+        request with it is denied (``on_error="raise"``: EngineError here).
+        """
+        if isinstance(action, EntityUID):
+            return action
+        if '::"' in action:
+            return EntityUID.parse(action)
+        schema = self._load_schema()
+        if schema.error is not None:
+            if self.on_error == "raise":
+                raise EngineError(f"cannot resolve action {action!r}: {schema.error}")
+            return EntityUID(_UNRESOLVED, action)
+        matches = [uid for uid in schema.actions if uid.id == action]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches and len(schema.namespaces) == 1 and schema.namespaces[0]:
+            return EntityUID(f"{schema.namespaces[0]}::Action", action)
+        return EntityUID("Action", action)
+
+    def decide(self, requests: Sequence[Request], entities: Sequence[Entity] = ()) -> list[Decision]:
+        """Decide each request in order (IsAuthorized / BatchIsAuthorized); see :class:`~agentauthz.Engine`.
+
+        Raises:
+            EngineError: with ``on_error="raise"``, when AVP gave no valid answer for some request.
+        """
+        bound = _BOUND_TOKEN.get()
+        if bound is not None and bound[0] is self:
+            return self.decide_with_token(bound[1], requests, entities, token_type=bound[2])
+        if not requests:
+            return []
+        decisions: list[Decision | None] = [None] * len(requests)
+        try:
+            index = _entity_index(entities)
+        except ValueError as exc:
+            return [Decision.deny(f"entities rejected: {exc}")] * len(requests)
+        provider = StaticEntityProvider(index.values())
+        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]] = {}
+        unique: dict[tuple[str, str], _Prepared] = {}
+        members: dict[tuple[str, str], list[int]] = {}
+        for position, request in enumerate(requests):
+            prepared = self._prepare(position, request, provider, slices)
+            if isinstance(prepared, Decision):
+                decisions[position] = prepared
+                continue
+            key = (prepared.key, prepared.slice_key)
+            cached = self._cached(key)
+            if cached is not None:
+                decisions[position] = cached
+                continue
+            unique.setdefault(key, prepared)
+            members.setdefault(key, []).append(position)
+        outcomes = self._send(list(unique.values())) if unique else {}
+        self._map_policy_ids(outcomes.values())
+        failures: list[_Outcome] = []
+        for key, positions in members.items():
+            outcome = outcomes[unique[key].key]
+            if outcome.decision is None:
+                failures.append(outcome)
+                decision = Decision.deny(outcome.failure or "no answer from Verified Permissions")
+            else:
+                decision = self._translate(outcome)
+                self._remember(key, decision)
+            for position in positions:
+                decisions[position] = decision
+        if failures and self.on_error == "raise":
+            first = failures[0]
+            raise EngineError(f"{len(failures)} request(s) got no valid answer from Verified "
+                              f"Permissions; first: {first.failure}") from first.cause
+        return [d if d is not None else Decision.deny("no decision") for d in decisions]
+
+    async def adecide(
+        self, requests: Sequence[Request], entities: Sequence[Entity] = ()
+    ) -> list[Decision]:
+        """Async twin of :meth:`decide` (runs it in a worker thread)."""
+        return await asyncio.to_thread(self.decide, requests, entities)
+
+    # -- tokens (identity sources) ------------------------------------------------------------
+
+    def decide_with_token(self, token: str, requests: Sequence[Request], entities: Sequence[Entity] = (),
+                          *, token_type: TokenType = "identity") -> list[Decision]:
+        """Decide requests for the user of a Cognito/OIDC token (IsAuthorizedWithToken / Batch...WithToken).
+
+        AVP verifies the token with the policy store's identity source and
+        derives the principal (with its groups and, for an ID token, its
+        attributes; an access token's claims go to ``context.token``). Each
+        request's principal must be that principal (build them with
+        :meth:`token_principal`): a request AVP answers for another principal
+        is denied. The principal entity is not sent with an ID token (AVP
+        refuses it twice). Requests sharing one token go ``ceil(n/30)`` per call;
+        decisions are not cached. A refused token denies every request.
+
+        Example:
+            >>> # principal = engine.token_principal(id_token)
+            >>> # engine.decide_with_token(id_token, [az.Request(principal=principal, ...)])
+
+        Raises:
+            EngineError: with ``on_error="raise"``, when AVP gave no valid answer for some request.
+        """
+        if token_type not in _TOKEN_PARAMETER:
+            raise ConfigurationError(f"token_type must be 'identity' or 'access', not {token_type!r}")
+        if not requests:
+            return []
+        if not isinstance(token, str) or not token:
+            return [Decision.deny("no token to send to Verified Permissions")] * len(requests)
+        decisions: list[Decision | None] = [None] * len(requests)
+        try:
+            index = _entity_index(entities)
+        except ValueError as exc:
+            return [Decision.deny(f"entities rejected: {exc}")] * len(requests)
+        provider = StaticEntityProvider(index.values())
+        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]] = {}
+        unique: dict[str, _Prepared] = {}
+        members: dict[str, list[int]] = {}
+        for position, request in enumerate(requests):
+            prepared = self._prepare(position, request, provider, slices)
+            if isinstance(prepared, Decision):
+                decisions[position] = prepared
+                continue
+            item = {k: v for k, v in prepared.item.items() if k != "principal"}
+            chosen = [e for e in prepared.slice if token_type == "access" or e.uid != request.principal]
+            key = json.dumps(item, sort_keys=True)  # the echo of a batch result names it
+            unique.setdefault(key, _Prepared(index=position, item=item, key=key, principal="token",
+                                             resource=prepared.resource, slice=chosen,
+                                             slice_key=prepared.slice_key))
+            members.setdefault(key, []).append(position)
+        outcomes = self._send(list(unique.values()), (_TOKEN_PARAMETER[token_type], token)) if unique else {}
+        self._map_policy_ids(outcomes.values())
+        failures: list[_Outcome] = []
+        for key, positions in members.items():
+            outcome = outcomes[key]
+            expected = requests[positions[0]].principal
+            if outcome.decision is not None and _principal_of(outcome.principal) != expected:
+                got = _principal_of(outcome.principal)
+                shown = truncate(str(got), 120) if got is not None else "no principal"
+                outcome = _Outcome(failure=f"Verified Permissions mapped the token to {shown}, not to "
+                                           f"the request's principal {truncate(str(expected), 120)}")
+            if outcome.decision is None:
+                failures.append(outcome)
+                decision = Decision.deny(outcome.failure or "no answer from Verified Permissions")
+            else:
+                decision = self._translate(outcome)
+            for position in positions:
+                decisions[position] = decision
+        if failures and self.on_error == "raise":
+            first = failures[0]
+            raise EngineError(f"{len(failures)} request(s) got no valid answer from Verified "
+                              f"Permissions; first: {first.failure}") from first.cause
+        return [d if d is not None else Decision.deny("no decision") for d in decisions]
+
+    async def adecide_with_token(self, token: str, requests: Sequence[Request],
+                                 entities: Sequence[Entity] = (), *,
+                                 token_type: TokenType = "identity") -> list[Decision]:
+        """Async twin of :meth:`decide_with_token`."""
+        return await asyncio.to_thread(self.decide_with_token, token, requests, entities,
+                                       token_type=token_type)
+
+    def token_principal(self, token: str, token_type: TokenType = "identity") -> EntityUID:
+        """The principal AVP derives from a token: its claims read with the store's identity sources.
+
+        The token is **not** verified here (AVP verifies it on every decision,
+        and :meth:`decide_with_token` denies a decision made for any other
+        principal): use the result to label requests, never to decide.
+
+        Raises:
+            IdentityError: not a JWT, no identity source of the policy store for
+                its issuer, or no principal claim.
+            EngineError: the identity sources could not be listed.
+        """
+        claims = _unverified_claims(token)
+        issuer = claims.get("iss")
+        for source in self.identity_sources():
+            configuration = source.get("configuration") or {}
+            cognito = configuration.get("cognitoUserPoolConfiguration")
+            oidc = configuration.get("openIdConnectConfiguration")
+            if isinstance(cognito, Mapping) and cognito.get("issuer") == issuer:
+                prefix: str | None = str(cognito.get("userPoolArn", "")).rpartition("/")[2]
+                claim = "sub"
+            elif isinstance(oidc, Mapping) and oidc.get("issuer") == issuer:
+                prefix = oidc.get("entityIdPrefix")
+                selection = oidc.get("tokenSelection") or {}
+                chosen = next(iter(selection.values()), None) or {}
+                claim = chosen.get("principalIdClaim") or "sub"
+            else:
+                continue
+            value = claims.get(claim)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or not value:
+                raise IdentityError(f"the token has no usable {claim!r} claim")
+            return EntityUID(str(source.get("principalEntityType")), f"{prefix}|{value}" if prefix else value)
+        raise IdentityError("the policy store has no identity source for the token's issuer")
+
+    def identity_sources(self) -> list[dict[str, Any]]:
+        """The policy store's identity sources (ListIdentitySources, all pages; cached until :meth:`refresh`).
+
+        Raises:
+            EngineError: AVP could not be asked.
+        """
+        with self._lock:
+            cached = self._identity_sources
+        if cached is not None:
+            return list(cached)
+        try:
+            sources = self._run(self._list_identity_sources)
+        except Exception as exc:
+            raise EngineError(_failure_text("ListIdentitySources", exc)) from exc
+        with self._lock:
+            self._identity_sources = sources
+        return list(sources)
+
+    @contextmanager
+    def bind_token(self, token: str, token_type: TokenType = "identity") -> Iterator[EntityUID]:
+        """Decide with this token for the block: :meth:`decide` then sends ``*WithToken`` calls.
+
+        Yields the principal the token names (:meth:`token_principal`, not
+        verified here) for ``authz.acting_as``; see
+        :func:`agentauthz.acting_with_token`, which does both.
+
+        Raises:
+            IdentityError: see :meth:`token_principal`.
+        """
+        if token_type not in _TOKEN_PARAMETER:
+            raise ConfigurationError(f"token_type must be 'identity' or 'access', not {token_type!r}")
+        principal = self.token_principal(token, token_type)
+        bound = _BOUND_TOKEN.set((self, token, token_type))
+        try:
+            yield principal
+        finally:
+            _BOUND_TOKEN.reset(bound)
+
+    def _list_identity_sources(self) -> list[dict[str, Any]]:
+        sources: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
+            if token:
+                params["nextToken"] = token
+            page = self.client.list_identity_sources(**params)
+            items = page.get("identitySources") or ()
+            sources.extend(dict(item) for item in items if isinstance(item, Mapping))
+            token = page.get("nextToken")
+            if not token:
+                return sources
+
+    # -- management --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Forget the cached schema, policy ids and decisions (e.g. after pushing policies)."""
+        with self._lock:
+            self._schema = None
+            self._policy_ids = {}
+            self._policies_listed = None
+            self._cache.clear()
+            self._identity_sources = None
+
+    @property
+    def policy_ids(self) -> dict[str, str]:
+        """AVP policy id -> our policy id, as learned from ListPolicies so far."""
+        return dict(self._policy_ids)
+
+    def close(self) -> None:
+        """Stop the worker threads; calls still running finish in the background."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> VerifiedPermissionsEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"VerifiedPermissionsEngine(policy_store_id={self.policy_store_id!r}, "
+                f"on_error={self.on_error!r})")
+
+    # -- preparing ---------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        position: int,
+        request: Request,
+        provider: StaticEntityProvider,
+        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]],
+    ) -> _Prepared | Decision:
+        action = request.action
+        if isinstance(action, str):
+            action = self.resolve_action(action)
+        if action.type == _UNRESOLVED:
+            error = self._schema.error if self._schema is not None else "schema unavailable"
+            return Decision.deny(f"action {truncate(action.id, 80)!r} could not be resolved with the "
+                                 f"policy store schema: {error}")
+        try:
+            principal = shapes.entity_identifier(request.principal.to_cedar())
+            resource = shapes.entity_identifier(request.resource.to_cedar())
+            problem = shapes.uid_problem(action.type, action.id, action=True)
+            if problem:
+                raise shapes.ShapeError(problem)
+            item: dict[str, Any] = {"principal": principal,
+                                    "action": {"actionType": action.type, "actionId": action.id},
+                                    "resource": resource}
+            if request.cedar_context:
+                item["context"] = self._context(request.cedar_context)
+        except shapes.ShapeError as exc:
+            return Decision.deny(NOT_SENT + str(exc))
+        roots = (request.principal, request.resource, *referenced_uids(request.context))
+        found = slices.get(roots)
+        if found is None:
+            chosen = sorted(entity_slice(provider, list(roots)), key=lambda e: (e.uid.type, e.uid.id))
+            problem = next((f"entity {truncate(str(e.uid), 120)}: {p}" for e in chosen
+                            if (p := shapes.entity_problems(e.cedar))), None)
+            if problem is None:
+                by_uid = {(e.uid.type, e.uid.id): e.cedar for e in chosen}
+                problem = (shapes.hierarchy_problem(request.principal.to_cedar(), by_uid)
+                           or shapes.hierarchy_problem(request.resource.to_cedar(), by_uid))
+            digest = hashlib.sha256(json.dumps([e.cedar for e in chosen], sort_keys=True).encode())
+            found = (chosen, digest.hexdigest(), problem)
+            slices[roots] = found
+        chosen, slice_key, problem = found
+        if problem:
+            return Decision.deny(NOT_SENT + problem)
+        return _Prepared(index=position, item=item, key=json.dumps(item, sort_keys=True),
+                         principal=json.dumps(principal, sort_keys=True),
+                         resource=json.dumps(resource, sort_keys=True), slice=chosen,
+                         slice_key=slice_key)
+
+    def _context(self, context: dict[str, Any]) -> dict[str, Any]:
+        problem = shapes.reference_problem(context)
+        if problem:
+            raise shapes.ShapeError(problem)
+        if self.encoding == "structured":
+            try:
+                return {"contextMap": {key: shapes.attribute_value(value, self._members, 1)
+                                       for key, value in context.items()}}
+            except shapes.Unrepresentable:
+                pass
+        return {"cedarJson": json.dumps(context, ensure_ascii=False)}
+
+    def _entities(self, chosen: Sequence[Entity]) -> dict[str, Any] | None:
+        if not chosen:
+            return None
+        if self.encoding == "structured":
+            try:
+                return {"entityList": [shapes.entity_item(e.cedar, self._members, self._tags)
+                                       for e in chosen]}
+            except shapes.Unrepresentable:
+                pass
+        return {"cedarJson": json.dumps([e.cedar for e in chosen], ensure_ascii=False)}
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send(self, prepared: list[_Prepared], token: tuple[str, str] | None = None) -> dict[str, _Outcome]:
+        calls: list[tuple[list[_Prepared], dict[str, Any]]] = []
+        outcomes: dict[str, _Outcome] = {}
+        for group in _groups(prepared):
+            if len(group) < self.min_batch:
+                for member in group:
+                    self._plan([member], calls, outcomes, token)
+            else:
+                self._plan(group, calls, outcomes, token)
+        pool = self._executor()
+        futures: list[tuple[list[_Prepared], Future[dict[str, _Outcome]]]] = [
+            (group, pool.submit(self._call, group, params, token)) for group, params in calls]
+        done, _ = wait_futures([future for _, future in futures], timeout=self.deadline)
+        for group, future in futures:
+            if future in done:
+                outcomes.update(future.result())
+            else:
+                future.cancel()
+                for member in group:
+                    outcomes[member.key] = _Outcome(
+                        failure=f"Verified Permissions did not answer within {self.deadline:g} s",
+                        cause=TimeoutError("deadline"))
+        for member in prepared:
+            outcomes.setdefault(member.key, _Outcome(failure="no result from Verified Permissions"))
+        return outcomes
+
+    def _plan(self, group: list[_Prepared], calls: list[tuple[list[_Prepared], dict[str, Any]]],
+              outcomes: dict[str, _Outcome], token: tuple[str, str] | None = None) -> None:
+        params = self._params(group, token)
+        if len(json.dumps(params)) <= shapes.MAX_REQUEST_BYTES:
+            calls.append((group, params))
+        elif len(group) > 1:
+            half = len(group) // 2
+            self._plan(group[:half], calls, outcomes, token)
+            self._plan(group[half:], calls, outcomes, token)
+        else:
+            outcomes[group[0].key] = _Outcome(decision=Decision.deny(
+                NOT_SENT + "the request with its entities is over AVP's 1 MB request quota"))
+
+    def _params(self, group: list[_Prepared], token: tuple[str, str] | None = None) -> dict[str, Any]:
+        seen: dict[EntityUID, Entity] = {}
+        for member in group:
+            for entity in member.slice:
+                seen.setdefault(entity.uid, entity)
+        params: dict[str, Any] = {"policyStoreId": self.policy_store_id}
+        if token is not None:
+            params[token[0]] = token[1]
+        if len(group) == 1:
+            params.update(group[0].item)
+        else:
+            params["requests"] = [member.item for member in group]
+        entities = self._entities(sorted(seen.values(), key=lambda e: (e.uid.type, e.uid.id)))
+        if entities is not None:
+            params["entities"] = entities
+        return params
+
+    def _call(self, group: list[_Prepared], params: dict[str, Any],
+              token: tuple[str, str] | None = None) -> dict[str, _Outcome]:
+        operation = ("IsAuthorized" if len(group) == 1 else "BatchIsAuthorized") + (
+            "WithToken" if token is not None else "")
+        try:
+            if len(group) == 1:
+                single = self.client.is_authorized_with_token if token else self.client.is_authorized
+                return {group[0].key: _result_outcome(single(**params))}
+            batch = self.client.batch_is_authorized_with_token if token else self.client.batch_is_authorized
+            answer = batch(**params)
+        except Exception as exc:  # every failure of the call denies its requests
+            # (a refused token would be refused request by request too: no retry one by one then)
+            if len(group) > 1 and token is None and _error_code(exc) == "ValidationException":
+                # One refused request must not take the batch down: ask for each alone.
+                outcomes: dict[str, _Outcome] = {}
+                for member in group:
+                    outcomes.update(self._call([member], self._params([member])))
+                return outcomes
+            failure = _failure_text(operation, exc)
+            return {member.key: _Outcome(failure=failure, cause=exc) for member in group}
+        outcomes = _batch_outcomes(group, answer)
+        if token is not None:
+            principal = answer.get("principal") if isinstance(answer, Mapping) else None
+            for outcome in outcomes.values():
+                outcome.principal = principal
+        return outcomes
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._max_workers,
+                                                thread_name_prefix="agentauthz-avp")
+            return self._pool
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one AVP call within the deadline."""
+        future = self._executor().submit(fn, *args, **kwargs)
+        done, _ = wait_futures([future], timeout=self.deadline)
+        if not done:
+            future.cancel()
+            raise TimeoutError(f"Verified Permissions did not answer within {self.deadline:g} s")
+        return future.result()
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def _translate(self, outcome: _Outcome) -> Decision:
+        assert outcome.decision is not None
+        if not outcome.avp_reasons and not outcome.raw_errors:
+            return outcome.decision
+        ids = self._policy_ids
+        reasons = tuple(sorted(ids.get(reason, reason) for reason in outcome.avp_reasons))
+        errors = tuple(_error_text(ids, error) for error in outcome.raw_errors)
+        return outcome.decision.replace(reasons=reasons, errors=errors)
+
+    def _map_policy_ids(self, outcomes: Any) -> None:
+        wanted = {reason for outcome in outcomes for reason in outcome.avp_reasons}
+        for outcome in outcomes:
+            for error in outcome.raw_errors:
+                wanted.update(_ERRING.findall(error))
+        if not wanted or wanted <= set(self._policy_ids):
+            return
+        listed = self._policies_listed
+        if listed is not None and time.monotonic() - listed < _RETRY_LOOKUP_SECONDS:
+            return
+        try:
+            mapping = self._run(self._list_policy_ids)
+        except Exception:  # the decisions stand; their reasons keep AVP's ids
+            mapping = None
+        with self._lock:
+            self._policies_listed = time.monotonic()
+            if mapping is not None:
+                self._policy_ids = mapping
+
+    def _list_policy_ids(self) -> dict[str, str]:
+        mapping: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
+            if token:
+                params["nextToken"] = token
+            page = self.client.list_policies(**params)
+            for item in page.get("policies") or ():
+                if isinstance(item, Mapping) and isinstance(item.get("policyId"), str):
+                    mapping[item["policyId"]] = shapes.our_policy_id(item)
+            token = page.get("nextToken")
+            if not token:
+                return mapping
+
+    def _load_schema(self) -> _Schema:
+        schema = self._schema
+        if schema is not None and (schema.error is None
+                                   or time.monotonic() - schema.fetched < _RETRY_LOOKUP_SECONDS):
+            return schema
+        try:
+            answer = self._run(self.client.get_schema, policyStoreId=self.policy_store_id)
+            schema = _schema_from(answer)
+        except Exception as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                schema = _Schema()
+            else:
+                schema = _Schema(error=_failure_text("GetSchema", exc))
+        with self._lock:
+            self._schema = schema
+        return schema
+
+    # -- cache -------------------------------------------------------------------------------
+
+    def _cached(self, key: tuple[str, str]) -> Decision | None:
+        if self.cache_ttl is None:
+            return None
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return entry[1]
+
+    def _remember(self, key: tuple[str, str], decision: Decision) -> None:
+        if self.cache_ttl is None:
+            return
+        with self._lock:
+            self._cache[key] = (time.monotonic() + self.cache_ttl, decision)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _model_members(client: Any) -> tuple[frozenset[str] | None, bool]:
+    """AttributeValue members and EntityItem tags in the client's service model."""
+    try:
+        model = client.meta.service_model
+        members = frozenset(model.shape_for("AttributeValue").members)
+        tags = "tags" in model.shape_for("EntityItem").members
+    except Exception:  # a stand-in client without a model: assume the current API
+        return None, True
+    return members, tags
+
+
+def _entity_index(entities: Sequence[Entity]) -> dict[EntityUID, Entity]:
+    index: dict[EntityUID, Entity] = {}
+    for entity in entities:
+        if shapes.is_action_type(entity.uid.type):
+            continue  # AVP takes actions from the schema, never from the request
+        earlier = index.get(entity.uid)
+        if earlier is not None and earlier.cedar != entity.cedar:
+            raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
+        index[entity.uid] = entity
+    return index
+
+
+def _groups(prepared: list[_Prepared]) -> list[list[_Prepared]]:
+    """Groups of at most 30 requests sharing a principal or a resource, few as can be.
+
+    Greedy: take up to 30 of the requests of the principal or resource that has
+    the most left, then count again. n requests sharing one principal make
+    ceil(n/30) groups.
+    """
+    remaining = dict.fromkeys(range(len(prepared)))
+    keys: dict[tuple[str, str], list[int]] = {}
+    for position, member in enumerate(prepared):
+        keys.setdefault(("p", member.principal), []).append(position)
+        keys.setdefault(("r", member.resource), []).append(position)
+    groups: list[list[_Prepared]] = []
+    while remaining:
+        best: list[int] = []
+        for positions in keys.values():
+            left = [p for p in positions if p in remaining]
+            if len(left) > len(best) or (len(left) == len(best) and left and left[0] < best[0]):
+                best = left
+        chosen = best[: shapes.BATCH_LIMIT]
+        for position in chosen:
+            del remaining[position]
+        groups.append([prepared[position] for position in chosen])
+    return groups
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        error = response.get("Error")
+        if isinstance(error, Mapping) and isinstance(error.get("Code"), str):
+            return str(error["Code"])
+    return None
+
+
+def _failure_text(operation: str, exc: BaseException) -> str:
+    code = _error_code(exc) or type(exc).__name__
+    return f"Verified Permissions {operation} failed: {code}: {truncate(redact(str(exc)), 200)}"
+
+
+def _result_outcome(answer: Any) -> _Outcome:
+    """Check one IsAuthorized answer (or batch result) strictly: anything odd is a failure."""
+    if not isinstance(answer, Mapping):
+        return _Outcome(failure="malformed answer from Verified Permissions: not a structure")
+    decision = answer.get("decision")
+    if decision not in ("ALLOW", "DENY"):
+        shown = truncate(repr(decision), 40)
+        return _Outcome(failure=f"malformed answer from Verified Permissions: decision {shown}")
+    policies = answer.get("determiningPolicies")
+    errors = answer.get("errors")
+    if not isinstance(policies, list) or not all(
+            isinstance(p, Mapping) and isinstance(p.get("policyId"), str) for p in policies):
+        return _Outcome(failure="malformed answer from Verified Permissions: determiningPolicies")
+    if not isinstance(errors, list) or not all(
+            isinstance(e, Mapping) and isinstance(e.get("errorDescription"), str) for e in errors):
+        return _Outcome(failure="malformed answer from Verified Permissions: errors")
+    return _Outcome(decision=Decision(decision == "ALLOW"),
+                    avp_reasons=tuple(p["policyId"] for p in policies),
+                    raw_errors=tuple(e["errorDescription"] for e in errors),
+                    principal=answer.get("principal"))
+
+
+def _batch_outcomes(group: list[_Prepared], answer: Any) -> dict[str, _Outcome]:
+    """Match each batch result to the request it echoes; a request without exactly one is a failure."""
+    results = answer.get("results") if isinstance(answer, Mapping) else None
+    if not isinstance(results, list):
+        failure = "malformed answer from Verified Permissions: no results"
+        return {member.key: _Outcome(failure=failure) for member in group}
+    by_key = {sent.key: sent for sent in group}
+    by_scope: dict[str, list[_Prepared]] = {}
+    for sent in group:
+        scope = {k: sent.item[k] for k in ("principal", "action", "resource") if k in sent.item}
+        by_scope.setdefault(json.dumps(scope, sort_keys=True), []).append(sent)
+    matched: dict[str, list[_Outcome]] = {}
+    for result in results:
+        echo = result.get("request") if isinstance(result, Mapping) else None
+        if not isinstance(echo, Mapping):
+            continue
+        try:
+            key = json.dumps(echo, sort_keys=True)
+        except (TypeError, ValueError):
+            continue
+        member = by_key.get(key)
+        if member is None and "context" not in echo:
+            # An echo without its context still names the request when its scope is unique.
+            candidates = by_scope.get(key, [])
+            member = candidates[0] if len(candidates) == 1 else None
+        if member is not None:
+            matched.setdefault(member.key, []).append(_result_outcome(result))
+    outcomes: dict[str, _Outcome] = {}
+    for member in group:
+        found = matched.get(member.key, [])
+        if len(found) == 1:
+            outcomes[member.key] = found[0]
+        elif not found:
+            outcomes[member.key] = _Outcome(
+                failure="Verified Permissions returned no result for this request")
+        else:
+            outcomes[member.key] = _Outcome(
+                failure="Verified Permissions returned several results for this request")
+    return outcomes
+
+
+def _principal_of(identifier: Any) -> EntityUID | None:
+    """An EntityIdentifier AVP answered as an EntityUID, or None when absent or malformed."""
+    if not isinstance(identifier, Mapping):
+        return None
+    entity_type, entity_id = identifier.get("entityType"), identifier.get("entityId")
+    if not isinstance(entity_type, str) or not isinstance(entity_id, str) or not entity_type or not entity_id:
+        return None
+    try:
+        return EntityUID(entity_type, entity_id)
+    except Exception:
+        return None
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, not verified (to find its identity source and label its principal)."""
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        raise IdentityError("the token is not a JWT (header.payload.signature)")
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):
+        raise IdentityError("the token's payload does not parse") from None
+    if not isinstance(payload, dict):
+        raise IdentityError("the token's payload is not a JSON object")
+    return payload
+
+
+def _schema_from(answer: Any) -> _Schema:
+    text = answer.get("schema") if isinstance(answer, Mapping) else None
+    if not isinstance(text, str):
+        return _Schema(error="malformed GetSchema answer: no schema")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return _Schema(error="malformed GetSchema answer: the schema is not JSON")
+    if not isinstance(document, Mapping):
+        return _Schema(error="malformed GetSchema answer: the schema is not a JSON object")
+    actions: list[EntityUID] = []
+    for namespace, body in document.items():
+        declared = body.get("actions") if isinstance(body, Mapping) else None
+        action_type = f"{namespace}::Action" if namespace else "Action"
+        for action_id in declared or ():
+            actions.append(EntityUID(action_type, str(action_id)))
+    return _Schema(actions=tuple(actions), namespaces=tuple(str(n) for n in document))
+
+
+def _error_text(ids: Mapping[str, str], error: str) -> str:
+    """An AVP error with its policy ids as ours; ids stay through redaction, values do not."""
+    named: list[str] = []
+
+    def ours(match: re.Match[str]) -> str:
+        found = ids.get(match.group(1))
+        if found is None:
+            return match.group(0)
+        named.append(found)
+        return f"`{found}`"
+
+    return truncate(redact(_QUOTED.sub(ours, error), keep=named))

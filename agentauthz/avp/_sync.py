@@ -1,0 +1,497 @@
+"""Sync a policy store directory with an Amazon Verified Permissions policy store, both ways.
+
+``plan_push`` compares a :class:`~agentauthz.PolicyStore` with what a policy
+store holds (schema, templates, static policies, template-linked policies) and
+``apply_push`` makes the store match; ``pull`` writes a store back to files.
+Our ids ride in AVP as the ``agentauthz:<id>`` description and the
+``name/<id>`` name (:mod:`agentauthz.avp._wire`), so a second push finds
+everything unchanged. The client is any boto3 ``verifiedpermissions`` client
+(this module never imports boto3).
+
+Example:
+    >>> import agentauthz as az
+    >>> from agentauthz.testing import LocalVerifiedPermissions
+    >>> store = az.PolicyStore.from_text('@id("all") permit(principal, action, resource);')
+    >>> with LocalVerifiedPermissions() as server:
+    ...     target = server.add_store()
+    ...     plan = plan_push(store, server.client(), target)
+    ...     [(c.action, c.kind, c.id) for c in apply_push(plan, server.client())]
+    [('create', 'policy', 'all')]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cedarpy
+
+from agentauthz._errors import ConfigurationError, EngineError, PolicyError
+from agentauthz._model import EntityUID
+from agentauthz._model import _escape as escape
+from agentauthz.avp import _wire as shapes
+from agentauthz.policy._schema_json import schema_json_text
+from agentauthz.policy._store import PolicyStore, truncate
+
+__all__ = ["Change", "PullResult", "PushPlan", "apply_push", "plan_push", "pull"]
+
+Kind = Literal["schema", "template", "policy", "link"]
+Action = Literal["create", "update", "delete", "unchanged", "extra"]
+_PAGE = 50
+_ORDER: dict[str, int] = {"schema": 0, "template": 1, "policy": 2, "link": 3}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the directory and the policy store.
+
+    Attributes:
+        kind: ``schema``, ``template``, ``policy`` (static) or ``link`` (template-linked).
+        id: our id (``schema`` for the schema; the AVP id for items agentauthz did not write).
+        action: ``create``, ``update``, ``delete``, ``unchanged``, or ``extra``
+            (in the store only; deleted with ``prune``).
+        reason: why it is an update or extra.
+        avp_id: the item's id in AVP, when it exists there.
+    """
+
+    kind: Kind
+    id: str
+    action: Action
+    reason: str = ""
+    avp_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form for ``--json`` output."""
+        out: dict[str, Any] = {"kind": self.kind, "id": self.id, "action": self.action}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.avp_id:
+            out["avpId"] = self.avp_id
+        return out
+
+
+@dataclass
+class _Remote:
+    schema: str | None = None
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)   # our id -> item (+ statement)
+    statics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    template_ours: dict[str, str] = field(default_factory=dict)         # AVP template id -> our id
+
+
+@dataclass
+class PushPlan:
+    """What a push would change, in the order it applies."""
+
+    policy_store_id: str
+    store: PolicyStore
+    changes: list[Change]
+    prune: bool
+    remote: _Remote = field(repr=False)
+
+    def counts(self) -> dict[str, int]:
+        """Changes per action (``create``, ``update``, ``delete``, ``unchanged``, ``extra``)."""
+        counts = dict.fromkeys(("create", "update", "delete", "unchanged", "extra"), 0)
+        for change in self.changes:
+            counts[change.action] += 1
+        return counts
+
+    @property
+    def pending(self) -> list[Change]:
+        """The changes a push makes (not unchanged, not extra)."""
+        return [c for c in self.changes if c.action in ("create", "update", "delete")]
+
+
+# -- reading the store ------------------------------------------------------------------------
+
+
+def _call(client: Any, operation: str, **params: Any) -> Any:
+    try:
+        return getattr(client, operation)(**params)
+    except Exception as exc:
+        raise EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
+                          f"{truncate(str(exc), 300)}") from exc
+
+
+def _code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    code = error.get("Code") if isinstance(error, Mapping) else None
+    return str(code) if code else None
+
+
+def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        extra = {"nextToken": token} if token else {}
+        page = _call(client, operation, maxResults=_PAGE, **params, **extra)
+        for item in page.get(key) or ():
+            if isinstance(item, Mapping):
+                yield dict(item)
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
+def _template_our_id(item: Mapping[str, Any]) -> str:
+    description = item.get("description")
+    if isinstance(description, str) and description.startswith(shapes.DESCRIPTION_PREFIX) and len(
+            description) > len(shapes.DESCRIPTION_PREFIX):
+        return description[len(shapes.DESCRIPTION_PREFIX):]
+    name = item.get("name")
+    decoded = shapes.id_from_name(name) if isinstance(name, str) else None
+    return decoded or str(item.get("policyTemplateId", ""))
+
+
+def _read_remote(client: Any, policy_store_id: str) -> _Remote:
+    remote = _Remote()
+    try:
+        answer = client.get_schema(policyStoreId=policy_store_id)
+        remote.schema = answer.get("schema") if isinstance(answer, Mapping) else None
+    except Exception as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise EngineError(f"Verified Permissions GetSchema failed: {_code(exc) or type(exc).__name__}: "
+                              f"{truncate(str(exc), 300)}") from exc
+    for item in _pages(client, "list_policy_templates", "policyTemplates", policyStoreId=policy_store_id):
+        detail = _call(client, "get_policy_template", policyStoreId=policy_store_id,
+                       policyTemplateId=item["policyTemplateId"])
+        merged = {**item, **detail}
+        ours = _template_our_id(merged)
+        remote.templates.setdefault(ours, merged)
+        remote.template_ours[merged["policyTemplateId"]] = ours
+    for item in _pages(client, "list_policies", "policies", policyStoreId=policy_store_id):
+        ours = shapes.our_policy_id(item)
+        definition = item.get("definition") or {}
+        if "templateLinked" in definition:
+            remote.links.setdefault(ours, item)
+        else:
+            detail = _call(client, "get_policy", policyStoreId=policy_store_id, policyId=item["policyId"])
+            static = (detail.get("definition") or {}).get("static") or {}
+            remote.statics.setdefault(ours, {**item, "statement": static.get("statement", ""),
+                                             "description": static.get("description")})
+    return remote
+
+
+def _normal(statement: str) -> str:
+    return "\n".join(line.rstrip() for line in statement.strip().splitlines())
+
+
+def _identifier(uid: EntityUID | None) -> dict[str, str] | None:
+    return None if uid is None else {"entityType": uid.type, "entityId": uid.id}
+
+
+# -- push ---------------------------------------------------------------------------------------
+
+
+def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: bool = False) -> PushPlan:
+    """Compare a directory's store with a policy store; nothing is changed.
+
+    Raises:
+        PolicyError: the schema cannot be converted, or an id cannot be kept in AVP.
+        EngineError: the policy store could not be read.
+    """
+    too_long = [p.id for p in store.enforced_policies
+                if shapes.policy_description(p.id) is None and shapes.policy_name(p.id) is None]
+    too_long += [link.id for link in store.enforced_links if shapes.policy_name(link.id) is None]
+    if too_long:
+        raise PolicyError([f"{truncate(i, 80)}: id too long to keep in a Verified Permissions policy "
+                           "name or description (at most 139 characters)" for i in too_long])
+    desired_schema = schema_json_text(store.schema_text) if store.schema_text is not None else None
+    remote = _read_remote(client, policy_store_id)
+    changes: list[Change] = []
+
+    if desired_schema is not None:
+        if remote.schema is None:
+            changes.append(Change("schema", "schema", "create"))
+        elif _json(remote.schema) != _json(desired_schema):
+            changes.append(Change("schema", "schema", "update", "schema changed"))
+        else:
+            changes.append(Change("schema", "schema", "unchanged"))
+    elif remote.schema is not None:
+        changes.append(Change("schema", "schema", "extra", "no schema in the directory (AVP cannot delete "
+                                                           "a schema; it stays)"))
+
+    replaced_templates: set[str] = set()
+    wanted_templates = {p.id: p for p in store.enforced_policies if p.is_template}
+    for our_id, policy in sorted(wanted_templates.items()):
+        item = remote.templates.get(our_id)
+        if item is None:
+            changes.append(Change("template", our_id, "create"))
+        elif _normal(str(item.get("statement", ""))) != _normal(policy.text):
+            changes.append(Change("template", our_id, "update", "statement changed",
+                                  item["policyTemplateId"]))
+            if _slots(item.get("statement", "")) != _slots(policy.text):
+                replaced_templates.add(our_id)
+        elif item.get("description") != shapes.policy_description(our_id):
+            changes.append(Change("template", our_id, "update", "description changed",
+                                  item["policyTemplateId"]))
+        else:
+            changes.append(Change("template", our_id, "unchanged", avp_id=item["policyTemplateId"]))
+
+    wanted_statics = {p.id: p for p in store.enforced_policies if not p.is_template}
+    for our_id, policy in sorted(wanted_statics.items()):
+        item = remote.statics.get(our_id)
+        if item is None:
+            changes.append(Change("policy", our_id, "create"))
+        elif _normal(str(item.get("statement", ""))) != _normal(policy.text):
+            changes.append(Change("policy", our_id, "update", "statement changed", item["policyId"]))
+        elif item.get("description") != shapes.policy_description(our_id):
+            changes.append(Change("policy", our_id, "update", "description changed", item["policyId"]))
+        else:
+            changes.append(Change("policy", our_id, "unchanged", avp_id=item["policyId"]))
+
+    for link in sorted(store.enforced_links, key=lambda item: item.id):
+        item = remote.links.get(link.id)
+        if item is None:
+            changes.append(Change("link", link.id, "create"))
+            continue
+        linked = (item.get("definition") or {}).get("templateLinked") or {}
+        template_ours = remote.template_ours.get(str(linked.get("policyTemplateId")))
+        same = (template_ours == link.template and link.template not in replaced_templates
+                and linked.get("principal") == _identifier(link.principal)
+                and linked.get("resource") == _identifier(link.resource))
+        if same:
+            changes.append(Change("link", link.id, "unchanged", avp_id=item["policyId"]))
+        else:
+            reason = ("template replaced" if link.template in replaced_templates
+                      else "template, principal or resource changed")
+            changes.append(Change("link", link.id, "update", reason, item["policyId"]))
+
+    extra_action: Action = "delete" if prune else "extra"
+    linked_ids = {link.id for link in store.enforced_links}
+    for our_id, item in sorted(remote.links.items()):
+        if our_id not in linked_ids:
+            changes.append(Change("link", our_id, extra_action, "not in the directory", item["policyId"]))
+    for our_id, item in sorted(remote.statics.items()):
+        if our_id not in wanted_statics:
+            changes.append(Change("policy", our_id, extra_action, "not in the directory", item["policyId"]))
+    for our_id, item in sorted(remote.templates.items()):
+        if our_id not in wanted_templates:
+            reason = "not in the directory (its links go with it)"
+            changes.append(Change("template", our_id, extra_action, reason, item["policyTemplateId"]))
+    return PushPlan(policy_store_id, store, changes, prune, remote)
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _slots(statement: str) -> tuple[bool, bool]:
+    return ("?principal" in statement, "?resource" in statement)
+
+
+def apply_push(plan: PushPlan, client: Any) -> list[Change]:
+    """Make the changes of a plan, in order: schema, templates, policies, links, then deletions.
+
+    A static policy whose effect or scope changed (which UpdatePolicy cannot
+    do) and a template whose slots changed are deleted and created again; a
+    template-linked policy is always re-created (links cannot be updated).
+
+    Returns:
+        The changes made.
+
+    Raises:
+        EngineError: a call failed (what was done before it stays done; push again).
+        PolicyError: the schema cannot be converted.
+    """
+    store_id = plan.policy_store_id
+    store = plan.store
+    remote = plan.remote
+    done: list[Change] = []
+    template_ids = {ours: str(item["policyTemplateId"]) for ours, item in remote.templates.items()}
+    texts = {p.id: p.text for p in store.enforced_policies}
+    links = {link.id: link for link in store.enforced_links}
+    recreate_links: set[str] = set()
+
+    for change in sorted(plan.pending, key=lambda c: (c.action == "delete", _ORDER[c.kind])):
+        if change.kind == "schema":
+            text = schema_json_text(store.schema_text) if store.schema_text is not None else None
+            if text is None:
+                continue
+            _call(client, "put_schema", policyStoreId=store_id, definition={"cedarJson": text})
+        elif change.kind == "template" and change.action == "create":
+            template_ids[change.id] = _create_template(client, store_id, change.id, texts[change.id])
+        elif change.kind == "template" and change.action == "update":
+            assert change.avp_id is not None
+            try:
+                _call(client, "update_policy_template", policyStoreId=store_id,
+                      policyTemplateId=change.avp_id, statement=texts[change.id],
+                      **_described(change.id))
+            except EngineError as exc:
+                if _code(exc.__cause__ or exc) != "ValidationException":
+                    raise
+                # slots changed: a new template (its links are deleted with the old one)
+                _call(client, "delete_policy_template", policyStoreId=store_id,
+                      policyTemplateId=change.avp_id)
+                template_ids[change.id] = _create_template(client, store_id, change.id, texts[change.id])
+                recreate_links.update(link.id for link in store.enforced_links if link.template == change.id)
+        elif change.kind == "policy" and change.action == "create":
+            _create_static(client, store_id, change.id, texts[change.id])
+        elif change.kind == "policy" and change.action == "update":
+            assert change.avp_id is not None
+            try:
+                _call(client, "update_policy", policyStoreId=store_id, policyId=change.avp_id,
+                      definition={"static": {"statement": texts[change.id], **_described(change.id)}})
+            except EngineError as exc:
+                if _code(exc.__cause__ or exc) != "ValidationException":
+                    raise
+                # effect, principal or resource changed: UpdatePolicy cannot; replace it
+                _call(client, "delete_policy", policyStoreId=store_id, policyId=change.avp_id)
+                _create_static(client, store_id, change.id, texts[change.id])
+        elif change.kind == "link" and change.action in ("create", "update"):
+            if change.action == "update" and change.avp_id and change.id not in recreate_links:
+                _delete_quietly(client, store_id, change.avp_id)
+            _create_link(client, store_id, links[change.id], template_ids)
+            recreate_links.discard(change.id)
+        elif change.action == "delete":
+            assert change.avp_id is not None
+            if change.kind == "template":
+                _delete_quietly(client, store_id, change.avp_id, template=True)
+            else:
+                _delete_quietly(client, store_id, change.avp_id)
+        done.append(change)
+    for link_id in sorted(recreate_links):  # links of replaced templates the plan called unchanged
+        _create_link(client, store_id, links[link_id], template_ids)
+    return done
+
+
+def _described(our_id: str) -> dict[str, str]:
+    description = shapes.policy_description(our_id)
+    return {"description": description} if description is not None else {}
+
+
+def _named(our_id: str) -> dict[str, str]:
+    name = shapes.policy_name(our_id)
+    return {"name": name} if name is not None else {}
+
+
+def _create_template(client: Any, store_id: str, our_id: str, text: str) -> str:
+    answer = _call(client, "create_policy_template", policyStoreId=store_id, statement=text,
+                   **_described(our_id), **_named(our_id))
+    return str(answer["policyTemplateId"])
+
+
+def _create_static(client: Any, store_id: str, our_id: str, text: str) -> None:
+    _call(client, "create_policy", policyStoreId=store_id,
+          definition={"static": {"statement": text, **_described(our_id)}}, **_named(our_id))
+
+
+def _create_link(client: Any, store_id: str, link: Any, template_ids: Mapping[str, str]) -> None:
+    template_id = template_ids.get(link.template)
+    if template_id is None:
+        raise PolicyError(f"{link.source}: link {link.id!r} names template {link.template!r}, "
+                          "which the policy store does not have")
+    linked: dict[str, Any] = {"policyTemplateId": template_id}
+    if link.principal is not None:
+        linked["principal"] = _identifier(link.principal)
+    if link.resource is not None:
+        linked["resource"] = _identifier(link.resource)
+    _call(client, "create_policy", policyStoreId=store_id, definition={"templateLinked": linked},
+          **_named(link.id))
+
+
+def _delete_quietly(client: Any, store_id: str, avp_id: str, *, template: bool = False) -> None:
+    try:
+        if template:
+            client.delete_policy_template(policyStoreId=store_id, policyTemplateId=avp_id)
+        else:
+            client.delete_policy(policyStoreId=store_id, policyId=avp_id)
+    except Exception as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return  # gone already (a template's links go with it)
+        operation = "DeletePolicyTemplate" if template else "DeletePolicy"
+        raise EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
+                          f"{truncate(str(exc), 300)}") from exc
+
+
+# -- pull ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What ``pull`` wrote: file paths and how many of each were written."""
+
+    files: tuple[Path, ...]
+    policies: int
+    templates: int
+    links: int
+    schema: bool
+    warnings: tuple[str, ...] = ()
+
+
+def pull(client: Any, policy_store_id: str, out_dir: str | Path) -> PullResult:
+    """Write a policy store as a directory: ``policies.cedar``, ``templates.cedar``,
+    ``template-links.json``, ``schema.cedarschema.json``.
+
+    Each statement carries ``@id("<our id>")`` (added when AVP's text has no
+    ``@id``), so loading the directory gives the ids the store reports.
+    ``out_dir`` must be empty or absent.
+
+    Raises:
+        ConfigurationError: ``out_dir`` holds files already.
+        EngineError: the policy store could not be read.
+    """
+    root = Path(out_dir)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ConfigurationError(f"{root}: not an empty directory (pull never overwrites files)")
+    remote = _read_remote(client, policy_store_id)
+    warnings: list[str] = []
+    root.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(name: str, text: str) -> None:
+        path = root / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+
+    if remote.schema is not None:
+        document = _json(remote.schema)
+        write("schema.cedarschema.json", (json.dumps(document, indent=2, ensure_ascii=False)
+                                          if not isinstance(document, str) else document) + "\n")
+    for name, items in (("templates.cedar", remote.templates), ("policies.cedar", remote.statics)):
+        if items:
+            blocks = []
+            for our_id, item in sorted(items.items()):
+                text, warning = _with_id(str(item.get("statement", "")), our_id)
+                if warning:
+                    warnings.append(warning)
+                blocks.append(text)
+            write(name, "\n\n".join(blocks) + "\n")
+    if remote.links:
+        entries = []
+        for our_id, item in sorted(remote.links.items()):
+            linked = (item.get("definition") or {}).get("templateLinked") or {}
+            template = remote.template_ours.get(str(linked.get("policyTemplateId")),
+                                                str(linked.get("policyTemplateId")))
+            entry: dict[str, Any] = {"id": our_id, "template": template}
+            for slot in ("principal", "resource"):
+                uid = linked.get(slot)
+                if isinstance(uid, Mapping):
+                    entry[slot] = {"type": uid.get("entityType"), "id": uid.get("entityId")}
+            entries.append(entry)
+        write("template-links.json", json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+    return PullResult(tuple(written), len(remote.statics), len(remote.templates), len(remote.links),
+                      remote.schema is not None, tuple(warnings))
+
+
+def _with_id(statement: str, our_id: str) -> tuple[str, str | None]:
+    """The statement with an ``@id`` annotation naming ``our_id`` (added when missing)."""
+    text = statement.strip()
+    try:
+        parsed = json.loads(cedarpy.policies_to_json_str(text))
+        bodies = [*parsed.get("staticPolicies", {}).values(), *parsed.get("templates", {}).values()]
+        annotations = bodies[0].get("annotations") or {} if bodies else {}
+    except (ValueError, IndexError):
+        return text, f"{our_id}: the statement does not parse; written as it is"
+    written = annotations.get("id")
+    if written is None:
+        return f'@id("{escape(our_id)}")\n{text}', None
+    if written != our_id:
+        return text, f"{our_id}: the statement's @id is {written!r}; it loads under that id"
+    return text, None

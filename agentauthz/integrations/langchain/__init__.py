@@ -1,0 +1,70 @@
+"""LangChain integration: authorized tools and agent middleware (extra ``langchain``).
+
+Three ways to put Cedar decisions between a LangChain agent and its tools
+(and :class:`AuthorizedRetriever`, re-exported here, for what it retrieves):
+
+* :class:`AuthorizedTool` wraps any ``BaseTool``; every call is decided for the
+  end user before the wrapped tool runs.
+* :func:`authorize_tools` wraps a list of tools at once.
+* :class:`AuthzMiddleware` plugs into ``langchain.agents.create_agent``
+  (langchain v1): it decides every tool call in ``wrap_tool_call`` and shows the
+  model, in ``wrap_model_call``, only the tools the user could use.
+
+The end user comes from ``RunnableConfig["configurable"][principal_key]`` (an
+:class:`~agentauthz.EntityUID` or :class:`~agentauthz.Entity` put there by the
+application) or from ``authz.acting_as(...)``; with neither, the call raises
+:class:`~agentauthz.IdentityError`. Tool arguments never name the principal.
+The session (:mod:`agentauthz.session._session`) comes from
+``RunnableConfig["configurable"][session_key]`` (default ``"agentauthz_session"``:
+the conversation id, e.g. the thread id, or a Session) or ``authz.session(...)``;
+tool calls are then decided with ``context.session`` and counted once they complete.
+
+On every path the tool runs with exactly the arguments the policy evaluated:
+the model's arguments validated by the tool's :class:`~agentauthz.ToolSpec`
+(:meth:`~agentauthz.ToolSpec.arguments`: an argument the schema does not
+declare is refused, values are coerced), never the raw ones. A refused call
+answers the model with :meth:`Authorizer.refusal <agentauthz.Authorizer.refusal>`:
+an error ``ToolMessage`` naming the decision's id, not its policies.
+
+Authorization is never done in a callback handler: LangChain logs and swallows
+exceptions raised by callback handlers (unless ``raise_error`` is set), so a
+denial there would let the call go ahead.
+
+Example:
+    >>> import agentauthz as az
+    >>> from langchain_core.tools import tool
+    >>> authz = az.Authorizer.from_text(
+    ...     '@id("search") permit(principal, action == Action::"search", resource);')
+    >>> @tool
+    ... def search(query: str) -> str:
+    ...     '''Search the knowledge base.'''
+    ...     return f"results for {query}"
+    >>> [safe_search] = authorize_tools([search], authz)
+    >>> config = {"configurable": {PRINCIPAL_KEY: az.EntityUID("User", "alice")}}
+    >>> safe_search.invoke({"query": "refunds"}, config=config)
+    'results for refunds'
+"""
+
+from __future__ import annotations
+
+from agentauthz.integrations.langchain._tools import (
+    PRINCIPAL_KEY,
+    SESSION_KEY,
+    AuthorizedRetriever,
+    AuthorizedTool,
+    AuthzMiddleware,
+    RetrievalResult,
+    RetrievalStats,
+    authorize_tools,
+)
+
+__all__ = [
+    "PRINCIPAL_KEY",
+    "SESSION_KEY",
+    "AuthorizedRetriever",
+    "AuthorizedTool",
+    "AuthzMiddleware",
+    "RetrievalResult",
+    "RetrievalStats",
+    "authorize_tools",
+]

@@ -1,0 +1,484 @@
+"""AuthorizedRetriever: a LangChain retriever that returns only what the end user may read.
+
+Re-exported by :mod:`agentauthz.integrations.langchain._tools`; import it from there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore, VectorStoreRetriever
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from agentauthz._authorizer import Authorizer
+from agentauthz._errors import ConfigurationError
+from agentauthz._model import Entity, EntityUID
+from agentauthz.integrations.bedrock._kb import CHUNK_ID_KEY, KnowledgeBaseRetriever
+from agentauthz.retrieval._overfetch import (
+    OverFetchPlan,
+    PrefilterState,
+    RetrievalStats,
+    emit_summary,
+)
+from agentauthz.session._session import SESSION_KEY, Session
+
+if TYPE_CHECKING:
+    from agentauthz.retrieval._prefilter import Prefilter
+
+__all__ = [
+    "AuthorizedRetriever",
+    "KnowledgeBaseLangChainRetriever",
+    "RetrievalResult",
+    "RetrievalStats",
+    "knowledge_base_document",
+]
+
+DEFAULT_PRINCIPAL_KEY = "agentauthz_principal"
+ResourceOfDocument = Callable[[Document], "Entity | EntityUID | None"]
+
+
+class RetrievalResult:
+    """Documents of one authorized retrieval with its shrinkage counters.
+
+    Attributes:
+        documents: the permitted documents, best first, at most ``k``.
+        stats: requested, fetched, dropped, rounds, ... (:class:`RetrievalStats`).
+    """
+
+    __slots__ = ("documents", "stats")
+
+    def __init__(self, documents: list[Document], stats: RetrievalStats) -> None:
+        self.documents = documents
+        self.stats = stats
+
+    def __repr__(self) -> str:
+        return f"RetrievalResult(documents={len(self.documents)}, stats={self.stats!r})"
+
+
+@contextmanager
+def _bound(authz: Authorizer, config: RunnableConfig | None, principal_key: str,
+           session_key: str) -> Iterator[None]:
+    """Bind the end user and session the application put in ``config["configurable"]``."""
+    configurable = ensure_config(config).get("configurable") or {}
+    session = configurable.get(session_key)
+    if session is not None and not isinstance(session, (str, Session)):
+        raise ConfigurationError(
+            f"config['configurable'][{session_key!r}] must be a session id string or a Session, "
+            f"not {type(session).__name__}")
+    with authz.bound_to(configurable.get(principal_key),
+                        source=f"config['configurable'][{principal_key!r}]"), \
+            authz.session_bound_to(session, source=f"config['configurable'][{session_key!r}]"):
+        yield
+
+
+def _document_key(doc: Document) -> Hashable:
+    """Identity of a chunk: its id, else its text and metadata."""
+    if doc.id:
+        return ("id", doc.id)
+    return ("content", doc.page_content, json.dumps(doc.metadata, sort_keys=True, default=str))
+
+
+class AuthorizedRetriever(BaseRetriever):
+    """Wraps a retriever or vector store; every document is authorized for the end user.
+
+    Each retrieved document is mapped to a Cedar resource by ``resource`` and
+    decided with :meth:`Authorizer.filter` (``action``, default ``read``).
+    Denied documents, and documents whose resource cannot be built (missing
+    metadata), never reach the caller; a failing retriever raises, it never
+    returns unfiltered documents.
+
+    To keep ``k`` results when early hits are denied, a VectorStoreRetriever
+    is re-run (on a copy) with a larger ``search_kwargs["k"]``, and a
+    VectorStore is queried with a larger ``k``, the fetch size growing by the
+    observed pass rate, never past ``max_candidates`` distinct candidates.
+    Any other retriever is called once and its results filtered as returned.
+
+    The end user is the principal bound with ``authz.acting_as(...)`` or, per
+    call, ``config["configurable"][principal_key]`` (an Entity or EntityUID
+    the application sets; never model output). In a session (``authz.session``
+    or ``config["configurable"][session_key]``) the labels of the documents
+    let through are recorded as seen (``context.session.seen``).
+
+    With ``prefilter=True`` the policies are also compiled into a search
+    filter over metadata (partial evaluation for the bound user, with the
+    same context and session record the post-filter decides with) so that
+    denied documents are not fetched at all: an InMemoryVectorStore gets a
+    callable filter, other stores what ``prefilter_kwargs`` builds. The
+    pre-filter only narrows the search; every document is still
+    post-authorized. It assumes ``resource`` builds the resource's attributes
+    from the metadata (under the keys ``metadata_keys`` names).
+
+    Each call records one audit summary event (``extra["retrieval"]``) and
+    sets :attr:`last_stats`; :meth:`retrieve_with_stats` returns both.
+
+    Args:
+        retriever: a BaseRetriever (VectorStoreRetriever included) or a VectorStore.
+        authz: the Authorizer deciding each document.
+        action: Cedar action (default ``"read"``).
+        resource: maps a Document to its resource (Entity from metadata, or EntityUID).
+        k: results wanted.
+        max_candidates: most distinct candidates examined per call.
+        max_rounds: most calls to the underlying retriever per query.
+        context: Cedar context of every request.
+        search_kwargs: extra arguments for a VectorStore's ``similarity_search``.
+        principal_key: key of the principal in ``config["configurable"]``.
+        session_key: key of the session in ``config["configurable"]``.
+        prefilter: compile the policies into a metadata filter for the search.
+        resource_type: entity type of the resources (for the pre-filter).
+        metadata_keys: Cedar resource attribute -> metadata key, where they differ.
+        prefilter_kwargs: for stores other than InMemoryVectorStore, builds the
+            search arguments from the compiled pre-filter, e.g.
+            ``lambda pf: {"pre_filter": pf.to_mongo()}``.
+
+    Example:
+        >>> import agentauthz as az
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> authz = az.Authorizer.from_text(
+        ...     'permit(principal, action, resource) when { resource.public };')
+        >>> store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
+        >>> _ = store.add_texts(["open", "secret"], metadatas=[{"public": True}, {"public": False}])
+        >>> retriever = AuthorizedRetriever(retriever=store, authz=authz, action="read", k=2,
+        ...     resource=lambda doc: az.Entity(az.EntityUID("Doc", doc.id), doc.metadata))
+        >>> with authz.acting_as(az.EntityUID("User", "u")):
+        ...     [doc.page_content for doc in retriever.invoke("anything")]
+        ['open']
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: BaseRetriever | VectorStore
+    authz: Authorizer
+    action: str | EntityUID = "read"
+    resource: ResourceOfDocument
+    k: int = 4
+    max_candidates: int = 100
+    max_rounds: int = 10
+    context: dict[str, Any] | None = None
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    principal_key: str = DEFAULT_PRINCIPAL_KEY
+    session_key: str = SESSION_KEY
+    prefilter: bool = False
+    resource_type: str | None = None
+    metadata_keys: dict[str, str] | None = None
+    prefilter_kwargs: Callable[[Any], Mapping[str, Any] | None] | None = None  # (Prefilter) -> kwargs
+
+    _last_stats: RetrievalStats | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthorizedRetriever:
+        if self.k < 1:
+            raise ConfigurationError(f"k must be at least 1, not {self.k}")
+        if self.max_candidates < self.k:
+            raise ConfigurationError(
+                f"max_candidates ({self.max_candidates}) must be at least k ({self.k})"
+            )
+        if self.max_rounds < 1:
+            raise ConfigurationError(f"max_rounds must be at least 1, not {self.max_rounds}")
+        return self
+
+    @property
+    def last_stats(self) -> RetrievalStats | None:
+        """Counters of the latest call on this retriever (shared by concurrent calls:
+        use :meth:`retrieve_with_stats` when calls overlap)."""
+        return self._last_stats
+
+    # -- entry points --------------------------------------------------------------
+
+    def invoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
+        with _bound(self.authz, config, self.principal_key, self.session_key):
+            return super().invoke(input, config, **kwargs)
+
+    async def ainvoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Async twin of :meth:`invoke`."""
+        with _bound(self.authz, config, self.principal_key, self.session_key):
+            return await super().ainvoke(input, config, **kwargs)
+
+    def retrieve_with_stats(self, query: str, config: RunnableConfig | None = None) -> RetrievalResult:
+        """Like :meth:`invoke` (without callbacks), returning the shrinkage counters too.
+
+        Example:
+            >>> import agentauthz as az
+            >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+            >>> authz = az.Authorizer.from_text('permit(principal, action, resource);')
+            >>> store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
+            >>> _ = store.add_texts(["a", "b", "c"])
+            >>> retriever = AuthorizedRetriever(retriever=store, authz=authz, k=2,
+            ...     resource=lambda doc: az.EntityUID("Doc", doc.id))
+            >>> with authz.acting_as(az.EntityUID("User", "u")):
+            ...     retriever.retrieve_with_stats("a").stats.returned
+            2
+        """
+        with _bound(self.authz, config, self.principal_key, self.session_key):
+            documents, stats = self._run(query, None)
+        return RetrievalResult(documents, stats)
+
+    async def aretrieve_with_stats(
+        self, query: str, config: RunnableConfig | None = None
+    ) -> RetrievalResult:
+        """Async twin of :meth:`retrieve_with_stats`."""
+        with _bound(self.authz, config, self.principal_key, self.session_key):
+            documents, stats = await self._arun(query, None)
+        return RetrievalResult(documents, stats)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        documents, _ = self._run(query, run_manager.get_child())
+        return documents
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        documents, _ = await self._arun(query, run_manager.get_child())
+        return documents
+
+    # -- the loops -----------------------------------------------------------------
+
+    def _run(self, query: str, callbacks: Any) -> tuple[list[Document], RetrievalStats]:
+        started = time.perf_counter_ns()
+        self.authz.current_principal()  # no end user: IdentityError before any search
+        plan = self._plan()
+        search, state = self._search(query, callbacks)
+        if search is not None:
+            while True:
+                batch = search.fetch(plan.size)
+                fresh = plan.take(batch)
+                if fresh:
+                    plan.record(fresh, self.authz.filter(
+                        fresh, action=self.action, resource=self.resource, context=self.context))
+                if not plan.advance(len(batch), more=search.more):
+                    break
+        return self._finish(plan, state, started)
+
+    async def _arun(self, query: str, callbacks: Any) -> tuple[list[Document], RetrievalStats]:
+        started = time.perf_counter_ns()
+        self.authz.current_principal()
+        plan = self._plan()
+        search, state = self._search(query, callbacks)
+        if search is not None:
+            while True:
+                batch = await search.afetch(plan.size)
+                fresh = plan.take(batch)
+                if fresh:
+                    plan.record(fresh, await self.authz.afilter(
+                        fresh, action=self.action, resource=self.resource, context=self.context))
+                if not plan.advance(len(batch), more=search.more):
+                    break
+        return self._finish(plan, state, started)
+
+    def _plan(self) -> OverFetchPlan[Document]:
+        return OverFetchPlan(k=self.k, max_candidates=self.max_candidates,
+                             key=_document_key, max_rounds=self.max_rounds)
+
+    def _finish(
+        self, plan: OverFetchPlan[Document], state: PrefilterState, started: int
+    ) -> tuple[list[Document], RetrievalStats]:
+        stats = plan.stats(state)
+        self._last_stats = stats
+        emit_summary(self.authz, action=self.action, retriever=self.get_name(),
+                     stats=stats, started_ns=started)
+        return plan.results, stats
+
+    # -- searching -----------------------------------------------------------------
+
+    def _search(self, query: str, callbacks: Any) -> tuple[_Search | None, PrefilterState]:
+        """How to fetch ``n`` candidates, with the pre-filter applied where possible.
+
+        Returns ``(None, "always_denied")`` when the policies deny every
+        document to this user: then nothing is searched at all.
+        """
+        extra: dict[str, Any] = {}
+        state: PrefilterState = "off"
+        if self.prefilter:
+            compiled = self.compile_prefilter()
+            if compiled.always_denied:
+                return None, "always_denied"
+            if compiled.always_allowed:
+                state = "always_allowed"
+            else:
+                extra, state = self._prefilter_arguments(compiled)
+        inner = self.retriever
+        if isinstance(inner, VectorStoreRetriever):
+            return _RetrieverSearch(query, inner, extra, callbacks), state
+        if isinstance(inner, VectorStore):
+            return _StoreSearch(query, inner, _merge_kwargs(self.search_kwargs, extra)), state
+        if extra:
+            state = "unsupported"  # a generic retriever takes no search filter
+        return _OnceSearch(query, inner, callbacks), state
+
+    def compile_prefilter(self) -> Prefilter:
+        """The policies compiled for the bound end user (what ``prefilter=True`` applies).
+
+        Compiled with the context :meth:`Authorizer.filter` decides with, the
+        bound session's ``context.session`` included.
+
+        Raises:
+            IdentityError: no end user is bound.
+        """
+        from agentauthz.retrieval._prefilter import compile_prefilter
+
+        return compile_prefilter(self.authz, action=self.action, context=self.context,
+                                 resource_type=self.resource_type)
+
+    def _prefilter_arguments(self, compiled: Prefilter) -> tuple[dict[str, Any], PrefilterState]:
+        if self.prefilter_kwargs is not None:
+            built = self.prefilter_kwargs(compiled)
+            return (dict(built), "applied") if built else ({}, "unsupported")
+        store = self.retriever
+        if isinstance(store, VectorStoreRetriever):
+            store = store.vectorstore
+        if not isinstance(store, InMemoryVectorStore):
+            return {}, "unsupported"
+        return {"filter": compiled.to_document_filter(self.metadata_keys)}, "applied"
+
+
+class _Search:
+    """Fetches candidates from one kind of source."""
+
+    more: bool | None = None  # None: a short page means the source is exhausted
+
+    def fetch(self, n: int) -> list[Document]:
+        raise NotImplementedError
+
+    async def afetch(self, n: int) -> list[Document]:
+        raise NotImplementedError
+
+
+def _and_filters(caller: Any, ours: Any) -> Any:
+    """Both callable filters must pass (the caller's own filter is kept)."""
+    if caller is None:
+        return ours
+    if ours is None:
+        return caller
+    if not callable(caller):
+        raise ConfigurationError("cannot combine a non-callable search filter with the pre-filter")
+    return lambda doc: bool(caller(doc)) and bool(ours(doc))
+
+
+def _merge_kwargs(caller: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller's search arguments with the pre-filter's; two filters are and-ed."""
+    merged = dict(caller)
+    for key, value in extra.items():
+        merged[key] = _and_filters(merged.get(key), value) if key == "filter" else value
+    return merged
+
+
+class _RetrieverSearch(_Search):
+    """A VectorStoreRetriever re-run on a copy with ``search_kwargs["k"] = n``."""
+
+    def __init__(self, query: str, retriever: VectorStoreRetriever,
+                 extra: Mapping[str, Any], callbacks: Any) -> None:
+        self.query = query
+        self.retriever = retriever
+        self.extra = dict(extra)
+        self.config: RunnableConfig = {"callbacks": callbacks} if callbacks is not None else {}
+
+    def _sized(self, n: int) -> VectorStoreRetriever:
+        kwargs = _merge_kwargs(self.retriever.search_kwargs, self.extra)
+        kwargs["k"] = n
+        if self.retriever.search_type == "mmr":
+            kwargs["fetch_k"] = max(int(kwargs.get("fetch_k", 20)), n)
+        return self.retriever.model_copy(update={"search_kwargs": kwargs})
+
+    def fetch(self, n: int) -> list[Document]:
+        return list(self._sized(n).invoke(self.query, self.config))
+
+    async def afetch(self, n: int) -> list[Document]:
+        return list(await self._sized(n).ainvoke(self.query, self.config))
+
+
+class _StoreSearch(_Search):
+    """A VectorStore queried directly with ``similarity_search(query, k=n, ...)``."""
+
+    def __init__(self, query: str, store: VectorStore, kwargs: Mapping[str, Any]) -> None:
+        self.query = query
+        self.store = store
+        self.kwargs = {key: value for key, value in kwargs.items() if key != "k"}
+
+    def fetch(self, n: int) -> list[Document]:
+        return list(self.store.similarity_search(self.query, k=n, **self.kwargs))
+
+    async def afetch(self, n: int) -> list[Document]:
+        return list(await self.store.asimilarity_search(self.query, k=n, **self.kwargs))
+
+
+class _OnceSearch(_Search):
+    """Any other retriever: one call, its results filtered as returned."""
+
+    more = False
+
+    def __init__(self, query: str, retriever: BaseRetriever, callbacks: Any) -> None:
+        self.query = query
+        self.retriever = retriever
+        self.config: RunnableConfig = {"callbacks": callbacks} if callbacks is not None else {}
+
+    def fetch(self, n: int) -> list[Document]:
+        return list(self.retriever.invoke(self.query, self.config))
+
+    async def afetch(self, n: int) -> list[Document]:
+        return list(await self.retriever.ainvoke(self.query, self.config))
+
+
+
+def knowledge_base_document(result: Mapping[str, Any]) -> Document:
+    """A Bedrock knowledge-base result as a LangChain Document."""
+    content = result.get("content") or {}
+    metadata = dict(result.get("metadata") or {})
+    if "location" in result:
+        metadata["location"] = result["location"]
+    if "score" in result:
+        metadata["score"] = result["score"]
+    chunk = metadata.get(CHUNK_ID_KEY)
+    return Document(page_content=str(content.get("text") or ""), metadata=metadata,
+                    id=chunk if isinstance(chunk, str) and chunk else None)
+
+
+class KnowledgeBaseLangChainRetriever(BaseRetriever):
+    """A :class:`KnowledgeBaseRetriever` as a LangChain retriever (see ``as_langchain``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    knowledge_base: KnowledgeBaseRetriever
+    principal_key: str = DEFAULT_PRINCIPAL_KEY
+    session_key: str = SESSION_KEY
+
+    def invoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
+        with _bound(self.knowledge_base.authz, config, self.principal_key, self.session_key):
+            return super().invoke(input, config, **kwargs)
+
+    async def ainvoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Async twin of :meth:`invoke`."""
+        with _bound(self.knowledge_base.authz, config, self.principal_key, self.session_key):
+            return await super().ainvoke(input, config, **kwargs)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return [knowledge_base_document(r) for r in self.knowledge_base.retrieve(query).results]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        found = await self.knowledge_base.aretrieve(query)
+        return [knowledge_base_document(r) for r in found.results]
