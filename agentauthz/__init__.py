@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, MemorySink
-from agentauthz._authorizer import Authorizer, Identity
+from agentauthz._authorizer import Authorizer
 from agentauthz._entities import EntityProvider, StaticEntityProvider
 from agentauthz._errors import (
     AccessDenied,
@@ -27,6 +27,7 @@ from agentauthz._errors import (
     InvalidValueError,
     PolicyError,
 )
+from agentauthz._identity import Identity
 from agentauthz._model import (
     Decision,
     Entity,

@@ -8,7 +8,6 @@ raises, answers NoDecision or errors yields a denying decision.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import inspect
 import random
@@ -17,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -31,6 +29,8 @@ from agentauthz._errors import (
     InvalidArguments,
     InvalidValueError,
 )
+from agentauthz._identity import Identity
+from agentauthz._identity import bound_identity as _identity
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.engines._shadow import shadow_outcomes
 from agentauthz.engines.base import Engine
@@ -99,20 +99,6 @@ class _Refused(Exception):
 
 def _store_failure(exc: BaseException) -> str:
     return f"session store failed: {type(exc).__name__}: {truncate(redact(str(exc)))}"
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The end user an agent acts for, as bound by :meth:`Authorizer.acting_as`."""
-
-    uid: EntityUID
-    entity: Entity | None
-    correlation_id: str | None
-
-
-_identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
-    "agentauthz_identity", default=None
-)
 
 
 class Authorizer:

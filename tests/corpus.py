@@ -1,7 +1,7 @@
 """The Cedar project's conformance corpus: where it is, which files a run covers, how to read them.
 
 Shared by the conformance suite (``tests/conformance``) and the Verified
-Permissions parity test (``tests/integration/test_avp_parity.py``). The corpus
+Permissions parity test (``tests/avp/test_parity.py``). The corpus
 lives outside the repository: ``$AGENTAUTHZ_CEDAR_CORPUS`` or
 ``../shared/cedar-corpus`` next to the repository root.
 """

@@ -584,7 +584,7 @@ def fault_schedules(names: list[str]) -> st.SearchStrategy[list[str | None]]:
     return st.lists(st.none() | st.sampled_from(names), min_size=1, max_size=6)
 
 
-# -- shadow policies (tests/unit/test_shadow_policies.py) -------------------------------------------
+# -- shadow policies (tests/engines/test_shadow.py) -------------------------------------------
 
 SHADOW_CONDITIONS = (
     "true",
@@ -667,7 +667,7 @@ state_machine_resources = st.one_of(
 )
 
 
-# -- request shapes checked once against the schema (tests/unit/test_shapes.py) -------------------
+# -- request shapes checked once against the schema (tests/engines/test_conformance.py) -------------------
 
 SHAPES_SCHEMA = """
 entity User, Doc;

@@ -26,13 +26,10 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
 import importlib
 import json
 import re
 import secrets
-import string
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -45,7 +42,19 @@ import cedarpy
 
 from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz.avp import _wire as shapes
-from agentauthz.avp._identity import IDENTITY_OPERATIONS, IdentitySourceOperations, JwksRegistry
+from agentauthz.avp._identity_sources import IDENTITY_OPERATIONS, IdentitySourceOperations, JwksRegistry
+from agentauthz.avp._service import (
+    ServiceError,
+    invalid,
+    json_member,
+    new_id,
+    not_found,
+    one_of,
+    paginate,
+    required_string,
+    timestamp,
+    with_next_token,
+)
 from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.policy._store import PolicyStore, truncate
 
@@ -54,37 +63,8 @@ __all__ = ["Fault", "LocalVerifiedPermissions", "serve_directory"]
 ValidationMode = Literal["STRICT", "OFF"]
 _TARGET_PREFIX = "VerifiedPermissions."
 _JSON_TYPE = "application/x-amz-json-1.0"
-_ID_ALPHABET = string.ascii_letters + string.digits
 _POSITIONAL = re.compile(r"\bpolicy(\d+)\b")
-_LIST_DEFAULT = 10
-_LIST_MAX = 50
 _MAX_BODY = 2_000_000
-_ERROR_STATUS = {
-    "ValidationException": 400, "ThrottlingException": 400, "ConflictException": 400,
-    "ResourceNotFoundException": 400, "AccessDeniedException": 400,
-    "ServiceQuotaExceededException": 400, "UnknownOperationException": 400,
-    "SerializationException": 400, "InternalServerException": 500,
-}
-
-
-class ServiceError(Exception):
-    """A modeled AVP error, answered as ``{"__type": ..., "message": ...}``."""
-
-    def __init__(self, code: str, message: str, status: int | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status if status is not None else _ERROR_STATUS.get(code, 400)
-        self.extra = extra
-
-
-def _invalid(message: str) -> ServiceError:
-    return ServiceError("ValidationException", message)
-
-
-def _not_found(kind: str, resource_id: str) -> ServiceError:
-    return ServiceError("ResourceNotFoundException", f"{kind.replace('_', ' ').lower()} not found",
-                        resourceId=resource_id, resourceType=kind)
 
 
 # -- faults ------------------------------------------------------------------------------
@@ -168,14 +148,6 @@ class _Injection:
 # -- the policy store --------------------------------------------------------------------
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(20))
-
-
 @dataclass
 class _Policy:
     id: str
@@ -232,7 +204,7 @@ class _Store:
 
     def touch(self) -> None:
         self.version += 1
-        self.updated = _now()
+        self.updated = timestamp()
 
 
 def _summary(statement: str) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -240,10 +212,10 @@ def _summary(statement: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     try:
         est = json.loads(cedarpy.policies_to_json_str(statement))
     except ValueError as exc:
-        raise _invalid(f"policy statement does not parse: {truncate(str(exc))}") from exc
+        raise invalid(f"policy statement does not parse: {truncate(str(exc))}") from exc
     bodies = list(est.get("staticPolicies", {}).values()) + list(est.get("templates", {}).values())
     if len(bodies) != 1:
-        raise _invalid(f"a policy statement must hold exactly one policy, not {len(bodies)}")
+        raise invalid(f"a policy statement must hold exactly one policy, not {len(bodies)}")
     body = bodies[0]
     summary: dict[str, Any] = {"effect": "Permit" if body["effect"] == "permit" else "Forbid"}
     slots: list[str] = []
@@ -270,10 +242,10 @@ class _Backend(IdentitySourceOperations):
     # -- helpers -----------------------------------------------------------------------
 
     def store(self, body: Mapping[str, Any]) -> _Store:
-        store_id = _string(body, "policyStoreId")
+        store_id = required_string(body, "policyStoreId")
         store = self.stores.get(store_id)
         if store is None:
-            raise _not_found("POLICY_STORE", store_id)
+            raise not_found("POLICY_STORE", store_id)
         return store
 
     @staticmethod
@@ -282,7 +254,7 @@ class _Backend(IdentitySourceOperations):
         if found is None and key.startswith(shapes.NAME_PREFIX):
             found = next((item for item in items.values() if item.name == key), None)
         if found is None:
-            raise _not_found(kind, key)
+            raise not_found(kind, key)
         return found
 
     @staticmethod
@@ -291,7 +263,7 @@ class _Backend(IdentitySourceOperations):
             return None
         if not isinstance(name, str) or not name.startswith(shapes.NAME_PREFIX) or len(
                 name) > shapes.NAME_MAX or not re.fullmatch(r"[A-Za-z0-9_/-]+", name):
-            raise _invalid("name must start with name/ and use only A-Z a-z 0-9 _ - / "
+            raise invalid("name must start with name/ and use only A-Z a-z 0-9 _ - / "
                            f"(at most {shapes.NAME_MAX} characters)")
         for item in items.values():
             if item.name == name and item.id != own_id:
@@ -304,7 +276,7 @@ class _Backend(IdentitySourceOperations):
         if description is None:
             return None
         if not isinstance(description, str) or len(description) > shapes.DESCRIPTION_MAX:
-            raise _invalid(f"description must be a string of at most {shapes.DESCRIPTION_MAX} characters")
+            raise invalid(f"description must be a string of at most {shapes.DESCRIPTION_MAX} characters")
         return description
 
     def _validate(self, store: _Store, statement: str) -> None:
@@ -313,13 +285,13 @@ class _Backend(IdentitySourceOperations):
         result = cedarpy.validate_policies(statement, store.schema)
         if not result.validation_passed:
             messages = "; ".join(truncate(str(error.error), 200) for error in result.errors)
-            raise _invalid(f"policy fails schema validation: {messages}")
+            raise invalid(f"policy fails schema validation: {messages}")
 
     # -- policy stores -----------------------------------------------------------------
 
     def create_store(self, mode: ValidationMode, description: str | None) -> _Store:
-        now = _now()
-        store = _Store(id=_new_id("PS"), validation_mode=mode, description=description,
+        now = timestamp()
+        store = _Store(id=new_id("PS"), validation_mode=mode, description=description,
                        created=now, updated=now)
         with self.lock:
             self.stores[store.id] = store
@@ -329,7 +301,7 @@ class _Backend(IdentitySourceOperations):
         settings = body.get("validationSettings")
         mode = settings.get("mode") if isinstance(settings, Mapping) else None
         if mode not in ("STRICT", "OFF"):
-            raise _invalid("validationSettings.mode must be STRICT or OFF")
+            raise invalid("validationSettings.mode must be STRICT or OFF")
         store = self.create_store(mode, self._check_description(body.get("description")))
         return {"policyStoreId": store.id, "arn": store.arn, "createdDate": store.created,
                 "lastUpdatedDate": store.updated}
@@ -350,7 +322,7 @@ class _Backend(IdentitySourceOperations):
             settings = body.get("validationSettings")
             mode = settings.get("mode") if isinstance(settings, Mapping) else None
             if mode not in ("STRICT", "OFF"):
-                raise _invalid("validationSettings.mode must be STRICT or OFF")
+                raise invalid("validationSettings.mode must be STRICT or OFF")
             store.validation_mode = mode
             if "description" in body:
                 store.description = self._check_description(body["description"])
@@ -360,13 +332,13 @@ class _Backend(IdentitySourceOperations):
 
     def DeletePolicyStore(self, body: Mapping[str, Any]) -> dict[str, Any]:
         with self.lock:
-            self.stores.pop(_string(body, "policyStoreId"), None)
+            self.stores.pop(required_string(body, "policyStoreId"), None)
         return {}
 
     def ListPolicyStores(self, body: Mapping[str, Any]) -> dict[str, Any]:
         with self.lock:
             stores = list(self.stores.values())
-        page, token = _page(stores, body)
+        page, token = paginate(stores, body)
         items = []
         for store in page:
             item = {"policyStoreId": store.id, "arn": store.arn, "createdDate": store.created,
@@ -374,7 +346,7 @@ class _Backend(IdentitySourceOperations):
             if store.description is not None:
                 item["description"] = store.description
             items.append(item)
-        return _with_token({"policyStores": items}, token)
+        return with_next_token({"policyStores": items}, token)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -383,11 +355,11 @@ class _Backend(IdentitySourceOperations):
             handle = cedarpy.Schema.from_json_str(schema_json)
             document = json.loads(schema_json)
         except ValueError as exc:
-            raise _invalid(f"schema does not parse: {truncate(str(exc))}") from exc
+            raise invalid(f"schema does not parse: {truncate(str(exc))}") from exc
         if len(schema_json.encode("utf-8")) > 100_000:
-            raise _invalid("schema is over the 100,000 byte quota")
+            raise invalid("schema is over the 100,000 byte quota")
         with self.lock:
-            now = _now()
+            now = timestamp()
             store.schema_json = schema_json
             store.schema = handle
             store.schema_created = store.schema_created or now
@@ -400,7 +372,7 @@ class _Backend(IdentitySourceOperations):
         definition = body.get("definition")
         text = definition.get("cedarJson") if isinstance(definition, Mapping) else None
         if not isinstance(text, str) or not text:
-            raise _invalid("definition.cedarJson must hold the schema in Cedar's JSON format")
+            raise invalid("definition.cedarJson must hold the schema in Cedar's JSON format")
         self.set_schema(store, text)
         return {"policyStoreId": store.id, "namespaces": store.namespaces,
                 "createdDate": store.schema_created, "lastUpdatedDate": store.schema_updated}
@@ -408,7 +380,7 @@ class _Backend(IdentitySourceOperations):
     def GetSchema(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
         if store.schema_json is None:
-            raise _not_found("SCHEMA", store.id)
+            raise not_found("SCHEMA", store.id)
         return {"policyStoreId": store.id, "schema": store.schema_json, "namespaces": store.namespaces,
                 "createdDate": store.schema_created, "lastUpdatedDate": store.schema_updated}
 
@@ -418,13 +390,13 @@ class _Backend(IdentitySourceOperations):
                    name: str | None, *, validate: bool = True) -> _Policy:
         summary, slots = _summary(statement)
         if slots:
-            raise _invalid("a static policy cannot have slots: create a policy template")
+            raise invalid("a static policy cannot have slots: create a policy template")
         if len(statement.encode("utf-8")) > 10_000:
-            raise _invalid("policy is over the 10,000 byte quota")
+            raise invalid("policy is over the 10,000 byte quota")
         if validate:
             self._validate(store, statement)
-        now = _now()
-        policy = _Policy(id=_new_id("SP"), type="STATIC", created=now, updated=now,
+        now = timestamp()
+        policy = _Policy(id=new_id("SP"), type="STATIC", created=now, updated=now,
                          statement=statement, description=description, name=name, summary=summary)
         with self.lock:
             self._check_name(store.policies, name)
@@ -438,12 +410,12 @@ class _Backend(IdentitySourceOperations):
         values = {"?principal": principal, "?resource": resource}
         for slot, value in values.items():
             if (value is not None) != (slot in template.slots):
-                raise _invalid(f"template {template.id} {'takes' if slot in template.slots else 'has no'} "
+                raise invalid(f"template {template.id} {'takes' if slot in template.slots else 'has no'} "
                                f"{slot}")
             if value is not None:
                 shapes.cedar_uid(value)
-        now = _now()
-        policy = _Policy(id=_new_id("TP"), type="TEMPLATE_LINKED", created=now, updated=now,
+        now = timestamp()
+        policy = _Policy(id=new_id("TP"), type="TEMPLATE_LINKED", created=now, updated=now,
                          template_id=template.id, principal=_plain(principal), resource=_plain(resource),
                          name=name, summary={"effect": template.summary["effect"],
                                              "actions": template.summary["actions"]})
@@ -455,16 +427,16 @@ class _Backend(IdentitySourceOperations):
 
     def CreatePolicy(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
-        definition = _union(body, "definition", ("static", "templateLinked"))
+        definition = one_of(body, "definition", ("static", "templateLinked"))
         name = self._check_name(store.policies, body.get("name"))
         if "static" in definition:
             static = definition["static"]
-            policy = self.add_static(store, _string(static, "statement"),
+            policy = self.add_static(store, required_string(static, "statement"),
                                      self._check_description(static.get("description")), name)
         else:
             linked = definition["templateLinked"]
-            policy = self.add_link(store, _string(linked, "policyTemplateId"), linked.get("principal"),
-                                   linked.get("resource"), name)
+            template_id = required_string(linked, "policyTemplateId")
+            policy = self.add_link(store, template_id, linked.get("principal"), linked.get("resource"), name)
         return self._policy_out(store, policy, details=False)
 
     def _policy_out(self, store: _Store, policy: _Policy, *, details: bool,
@@ -497,32 +469,32 @@ class _Backend(IdentitySourceOperations):
 
     def GetPolicy(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
-        policy = self._find(store.policies, _string(body, "policyId"), "POLICY")
+        policy = self._find(store.policies, required_string(body, "policyId"), "POLICY")
         return self._policy_out(store, policy, details=True)
 
     def UpdatePolicy(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
         with self.lock:
-            policy: _Policy = self._find(store.policies, _string(body, "policyId"), "POLICY")
+            policy: _Policy = self._find(store.policies, required_string(body, "policyId"), "POLICY")
             name = self._check_name(store.policies, body.get("name"), policy.id)
             definition = body.get("definition")
             if definition is not None:
                 if policy.type != "STATIC":
-                    raise _invalid("a template-linked policy changes through its template")
-                static = _union(body, "definition", ("static",))["static"]
-                statement = _string(static, "statement")
+                    raise invalid("a template-linked policy changes through its template")
+                static = one_of(body, "definition", ("static",))["static"]
+                statement = required_string(static, "statement")
                 summary, slots = _summary(statement)
                 if slots:
-                    raise _invalid("a static policy cannot have slots")
+                    raise invalid("a static policy cannot have slots")
                 for key in ("effect", "principal", "resource"):
                     if summary.get(key) != policy.summary.get(key):
-                        raise _invalid(f"UpdatePolicy cannot change the {key} of a static policy")
+                        raise invalid(f"UpdatePolicy cannot change the {key} of a static policy")
                 self._validate(store, statement)
                 policy = replace(policy, statement=statement, summary=summary,
                                  description=self._check_description(static.get("description")))
             if name is not None:
                 policy = replace(policy, name=name)
-            policy.updated = _now()
+            policy.updated = timestamp()
             store.policies[policy.id] = policy
             store.touch()
         return self._policy_out(store, policy, details=False)
@@ -530,7 +502,7 @@ class _Backend(IdentitySourceOperations):
     def DeletePolicy(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
         with self.lock:
-            policy = self._find(store.policies, _string(body, "policyId"), "POLICY")
+            policy = self._find(store.policies, required_string(body, "policyId"), "POLICY")
             del store.policies[policy.id]
             store.touch()
         return {}
@@ -545,8 +517,8 @@ class _Backend(IdentitySourceOperations):
                 policies = [p for p in policies if p.type == wanted["policyType"]]
             if wanted.get("policyTemplateId"):
                 policies = [p for p in policies if p.template_id == wanted["policyTemplateId"]]
-        page, token = _page(policies, body)
-        return _with_token({"policies": [self._policy_out(store, p, details=False, item=True)
+        page, token = paginate(policies, body)
+        return with_next_token({"policies": [self._policy_out(store, p, details=False, item=True)
                                          for p in page]}, token)
 
     # -- templates -----------------------------------------------------------------------
@@ -555,11 +527,11 @@ class _Backend(IdentitySourceOperations):
                      *, validate: bool = True) -> _Template:
         summary, slots = _summary(statement)
         if not slots:
-            raise _invalid("a policy template needs ?principal or ?resource")
+            raise invalid("a policy template needs ?principal or ?resource")
         if validate:
             self._validate(store, statement)
-        now = _now()
-        template = _Template(id=_new_id("PT"), statement=statement, created=now, updated=now,
+        now = timestamp()
+        template = _Template(id=new_id("PT"), statement=statement, created=now, updated=now,
                              description=description, name=name, slots=slots, summary=summary)
         with self.lock:
             self._check_name(store.templates, name)
@@ -569,7 +541,7 @@ class _Backend(IdentitySourceOperations):
 
     def CreatePolicyTemplate(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
-        template = self.add_template(store, _string(body, "statement"),
+        template = self.add_template(store, required_string(body, "statement"),
                                      self._check_description(body.get("description")),
                                      self._check_name(store.templates, body.get("name")))
         return {"policyStoreId": store.id, "policyTemplateId": template.id,
@@ -588,21 +560,21 @@ class _Backend(IdentitySourceOperations):
 
     def GetPolicyTemplate(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
-        template = self._find(store.templates, _string(body, "policyTemplateId"), "POLICY_TEMPLATE")
+        template = self._find(store.templates, required_string(body, "policyTemplateId"), "POLICY_TEMPLATE")
         return self._template_out(store, template, statement=True)
 
     def UpdatePolicyTemplate(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
         with self.lock:
-            template: _Template = self._find(store.templates, _string(body, "policyTemplateId"),
+            template: _Template = self._find(store.templates, required_string(body, "policyTemplateId"),
                                              "POLICY_TEMPLATE")
-            statement = _string(body, "statement")
+            statement = required_string(body, "statement")
             summary, slots = _summary(statement)
             if slots != template.slots:
-                raise _invalid("UpdatePolicyTemplate cannot change the template's slots")
+                raise invalid("UpdatePolicyTemplate cannot change the template's slots")
             self._validate(store, statement)
             name = self._check_name(store.templates, body.get("name"), template.id)
-            template = replace(template, statement=statement, summary=summary, updated=_now(),
+            template = replace(template, statement=statement, summary=summary, updated=timestamp(),
                                description=self._check_description(body.get("description")),
                                name=name if name is not None else template.name)
             store.templates[template.id] = template
@@ -612,8 +584,9 @@ class _Backend(IdentitySourceOperations):
 
     def DeletePolicyTemplate(self, body: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store(body)
+        template_id = required_string(body, "policyTemplateId")
         with self.lock:
-            template = self._find(store.templates, _string(body, "policyTemplateId"), "POLICY_TEMPLATE")
+            template = self._find(store.templates, template_id, "POLICY_TEMPLATE")
             del store.templates[template.id]
             # Like AVP: the policies linked to the template go with it.
             for policy_id in [p.id for p in store.policies.values() if p.template_id == template.id]:
@@ -625,8 +598,8 @@ class _Backend(IdentitySourceOperations):
         store = self.store(body)
         with self.lock:
             templates = list(store.templates.values())
-        page, token = _page(templates, body)
-        return _with_token({"policyTemplates": [self._template_out(store, t, statement=False)
+        page, token = paginate(templates, body)
+        return with_next_token({"policyTemplates": [self._template_out(store, t, statement=False)
                                                 for t in page]}, token)
 
     # -- authorization -------------------------------------------------------------------
@@ -662,7 +635,7 @@ class _Backend(IdentitySourceOperations):
     def _request(self, item: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("principal", "action", "resource"):
             if not isinstance(item.get(key), Mapping):
-                raise _invalid(f"this endpoint needs a {key} in every request")
+                raise invalid(f"this endpoint needs a {key} in every request")
         request: dict[str, Any] = {
             "principal": shapes.cedar_uid(item["principal"]),
             "action": shapes.cedar_uid(item["action"], action=True),
@@ -670,14 +643,14 @@ class _Backend(IdentitySourceOperations):
         }
         context = item.get("context")
         if context is not None:
-            definition = _union(item, "context", ("contextMap", "cedarJson"))
+            definition = one_of(item, "context", ("contextMap", "cedarJson"))
             if "contextMap" in definition:
                 values = definition["contextMap"]
                 if not isinstance(values, Mapping):
-                    raise _invalid("contextMap must be a map")
+                    raise invalid("contextMap must be a map")
                 cedar_context = {key: shapes.cedar_value(value, 1) for key, value in values.items()}
             else:
-                cedar_context = _json_member(definition["cedarJson"], dict, "context cedarJson")
+                cedar_context = json_member(definition["cedarJson"], dict, "context cedarJson")
             if cedar_context:
                 request["context"] = cedar_context
         return request
@@ -685,22 +658,22 @@ class _Backend(IdentitySourceOperations):
     def _entities(self, store: _Store, body: Mapping[str, Any]) -> Any:
         entities: list[Any] = []
         if body.get("entities") is not None:
-            definition = _union(body, "entities", ("entityList", "cedarJson"))
+            definition = one_of(body, "entities", ("entityList", "cedarJson"))
             if "entityList" in definition:
                 if not isinstance(definition["entityList"], list):
-                    raise _invalid("entityList must be a list")
+                    raise invalid("entityList must be a list")
                 entities = [shapes.cedar_entity(item) for item in definition["entityList"]]
             else:
-                entities = _json_member(definition["cedarJson"], list, "entities cedarJson")
+                entities = json_member(definition["cedarJson"], list, "entities cedarJson")
         for entity in entities:
             uid = entity.get("uid") if isinstance(entity, dict) else None
             if isinstance(uid, dict) and shapes.is_action_type(str(uid.get("type", ""))):
-                raise _invalid("entities may hold only principals and resources, not actions "
+                raise invalid("entities may hold only principals and resources, not actions "
                                "(actions come from the schema)")
         try:
             return cedarpy.Entities.from_json_str(json.dumps(entities), store.schema)
         except ValueError as exc:
-            raise _invalid(f"entities rejected: {truncate(str(exc))}") from exc
+            raise invalid(f"entities rejected: {truncate(str(exc))}") from exc
 
     def _evaluate(self, store: _Store, requests: list[dict[str, Any]], entities: Any) -> list[dict[str, Any]]:
         compiled = self.compiled(store)
@@ -731,13 +704,13 @@ class _Backend(IdentitySourceOperations):
         store = self.store(body)
         items = body.get("requests")
         if not isinstance(items, list) or not 1 <= len(items) <= shapes.BATCH_LIMIT:
-            raise _invalid(f"requests must hold 1 to {shapes.BATCH_LIMIT} requests")
+            raise invalid(f"requests must hold 1 to {shapes.BATCH_LIMIT} requests")
         if not all(isinstance(item, Mapping) for item in items):
-            raise _invalid("every request must be a structure")
+            raise invalid("every request must be a structure")
         principals = {json.dumps(item.get("principal"), sort_keys=True) for item in items}
         resources = {json.dumps(item.get("resource"), sort_keys=True) for item in items}
         if len(principals) > 1 and len(resources) > 1:
-            raise _invalid("the requests of a batch must all share the principal or all share the resource")
+            raise invalid("the requests of a batch must all share the principal or all share the resource")
         requests = [self._request(item) for item in items]
         entities = self._entities(store, body)
         answers = self._evaluate(store, requests, entities)
@@ -750,54 +723,6 @@ def _plain(identifier: Any) -> dict[str, str] | None:
         return None
     uid = shapes.cedar_uid(identifier)
     return {"entityType": uid["type"], "entityId": uid["id"]}
-
-
-def _string(body: Mapping[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise _invalid(f"{key} is required")
-    return value
-
-
-def _union(body: Mapping[str, Any], key: str, members: tuple[str, ...]) -> Mapping[str, Any]:
-    value = body.get(key)
-    if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in members:
-        raise _invalid(f"{key} must set exactly one of {', '.join(members)}")
-    return value
-
-
-def _json_member(text: Any, kind: type, what: str) -> Any:
-    if not isinstance(text, str):
-        raise _invalid(f"{what} must be a string")
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise _invalid(f"{what} is not JSON") from exc
-    if not isinstance(value, kind):
-        raise _invalid(f"{what} must be a JSON {'object' if kind is dict else 'array'}")
-    return value
-
-
-def _page(items: list[Any], body: Mapping[str, Any]) -> tuple[list[Any], str | None]:
-    limit = body.get("maxResults", _LIST_DEFAULT)
-    if not isinstance(limit, int) or not 1 <= limit <= _LIST_MAX:
-        raise _invalid(f"maxResults must be 1 to {_LIST_MAX}")
-    start = 0
-    token = body.get("nextToken")
-    if token is not None:
-        try:
-            start = int(base64.urlsafe_b64decode(str(token).encode()).decode())
-        except ValueError as exc:
-            raise _invalid("invalid nextToken") from exc
-    page = items[start: start + limit]
-    more = start + limit < len(items)
-    return page, base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
-
-
-def _with_token(answer: dict[str, Any], token: str | None) -> dict[str, Any]:
-    if token is not None:
-        answer["nextToken"] = token
-    return answer
 
 
 # -- HTTP --------------------------------------------------------------------------------
@@ -1121,7 +1046,7 @@ class LocalVerifiedPermissions:
         except ServiceError as exc:
             return _error_body(exc)
         except shapes.ShapeError as exc:
-            return _error_body(_invalid(str(exc)))
+            return _error_body(invalid(str(exc)))
         except Exception as exc:  # a bug here must look like a server failure, never an answer
             return _error_body(ServiceError("InternalServerException", f"{type(exc).__name__}: "
                                             f"{truncate(str(exc))}"))

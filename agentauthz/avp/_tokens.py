@@ -59,7 +59,8 @@ from agentauthz._model import Entity, EntityUID
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
 
 if TYPE_CHECKING:
-    from agentauthz._authorizer import Authorizer, Identity
+    from agentauthz._authorizer import Authorizer
+    from agentauthz._identity import Identity
 
 __all__ = ["ClaimMapper", "TokenIdentity", "TokenType", "VerifiedToken", "acting_with_token"]
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
+from agentauthz.cli._common import EXIT_OK, EXIT_PROBLEMS, Subparsers, UsageError
 from agentauthz.cli._console import Output
-from agentauthz.cli._main import EXIT_OK, EXIT_PROBLEMS, Subparsers, UsageError
 from agentauthz.policy._store import PolicyStore
 
 __all__ = [
@@ -172,7 +172,8 @@ def add_test_command(commands: Subparsers) -> None:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from agentauthz.testing._cases import coverage, load_cases, run_cases, write_junit
+    from agentauthz.cli._junit import write_junit
+    from agentauthz.testing._cases import coverage, load_cases, run_cases
 
     root = _directory(args)
     label = _label(root)

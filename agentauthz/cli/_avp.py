@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from agentauthz._errors import ConfigurationError
+from agentauthz.cli._common import EXIT_OK, Subparsers, UsageError
 from agentauthz.cli._console import printable
-from agentauthz.cli._main import EXIT_OK, Subparsers, UsageError
 
 __all__ = ["add_avp_commands", "add_pull_command", "add_push_command", "add_serve_avp_command"]
 

@@ -29,19 +29,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentauthz._errors import AuthzError, ConfigurationError, PolicyError
+from agentauthz.cli._common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Handler, Subparsers, UsageError
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-
-Subparsers = Any  # argparse._SubParsersAction[argparse.ArgumentParser], private in typeshed
-Handler = Callable[[argparse.Namespace], int]
-
-
-class UsageError(Exception):
-    """The command was called wrongly: exit code 2 with the message on stderr."""
 
 
 # -- schema -----------------------------------------------------------------------------

@@ -18,13 +18,15 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from agentauthz._audit import AuditEvent, AuditSink, global_sinks
-from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import EntityUID
 from agentauthz.retrieval._filter import FilterResult
+
+if TYPE_CHECKING:
+    from agentauthz._authorizer import Authorizer
 
 __all__ = ["OverFetchPlan", "PrefilterState", "RetrievalStats", "emit_summary"]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cedarpy
 
@@ -38,7 +38,9 @@ from agentauthz.session._session import (
     SchemaShapes,
     SessionShape,
 )
-from agentauthz.tools._spec import ToolSpec
+
+if TYPE_CHECKING:
+    from agentauthz.tools._spec import ToolSpec
 
 __all__ = [
     "FactRead",

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
+from agentauthz._identity import bound_identity
 from agentauthz._model import Decision, Entity, EntityUID, ExtensionValue, decimal, to_cedar_value
 from agentauthz.session._stores import (
     Approval,
@@ -178,9 +179,7 @@ class Session:
         """
         if self.owner is not None:
             return self.owner
-        from agentauthz._authorizer import _identity  # the Authorizer binds the end user
-
-        identity = _identity.get()
+        identity = bound_identity.get()
         if identity is None:
             raise IdentityError(f"session {self.id!r} belongs to an end user: bind one with "
                                 "authz.acting_as(user) or give the Session its owner")

@@ -30,19 +30,16 @@ import datetime as _dt
 import difflib
 import json
 import re
-import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from xml.etree import ElementTree
 
 import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
-from agentauthz.cli._console import printable
 from agentauthz.engines._cedarcall import authorize_batch
 from agentauthz.engines._reach import entity_refs
 from agentauthz.engines.local import LocalEngine
@@ -65,7 +62,6 @@ __all__ = [
     "erring_policies",
     "load_cases",
     "run_cases",
-    "write_junit",
 ]
 
 Outcome = Literal["allow", "deny"]
@@ -700,53 +696,3 @@ def coverage(store: PolicyStore, results: Iterable[CaseResult]) -> list[tuple[st
         if link.id not in determining:
             missing.append((link.id, f"{link.source} (link of {link.template!r})"))
     return missing
-
-
-# -- reports ----------------------------------------------------------------------------
-
-
-def write_junit(path: str | Path, suite: str, results: Sequence[CaseResult], *,
-                elapsed: float = 0.0, load_error: str | None = None) -> None:
-    """Write a JUnit XML report (one ``testcase`` per case; a load error is one ``error``).
-
-    Text from the store's files goes through :func:`~agentauthz.cli._console.printable`
-    line by line: XML 1.0 cannot hold control characters, and CI pages show the report.
-    """
-    failures = sum(1 for result in results if not result.passed)
-    tests = len(results) if load_error is None else 1
-    root = ElementTree.Element("testsuites")
-    element = ElementTree.SubElement(root, "testsuite", {
-        "name": printable(suite), "tests": str(tests), "failures": str(failures),
-        "errors": "0" if load_error is None else "1", "skipped": "0", "time": f"{elapsed:.3f}",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    })
-    if load_error is not None:
-        case = ElementTree.SubElement(element, "testcase", {"classname": printable(suite), "name": "load"})
-        lines = load_error.split("\n")
-        error = ElementTree.SubElement(case, "error", {"message": printable(lines[0]), "type": "PolicyError"})
-        error.text = _printable_lines(lines)
-    for result in results:
-        attributes = {"classname": printable(f"{suite}.{result.case.source}"),
-                      "name": printable(result.case.id)}
-        case = ElementTree.SubElement(element, "testcase", attributes)
-        if not result.passed:
-            failure = ElementTree.SubElement(case, "failure", {"message": printable(result.failures[0]),
-                                                              "type": "DecisionMismatch"})
-            failure.text = _printable_lines([*result.failures, *_details(result)])
-    ElementTree.indent(root)
-    ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-
-
-def _printable_lines(lines: Iterable[str]) -> str:
-    return "\n".join(printable(line) for line in lines)
-
-
-def _details(result: CaseResult) -> list[str]:
-    lines = []
-    request = result.case.request
-    if request is not None:
-        lines.append(f"request: {request.principal} {request.action} {request.resource}")
-    if result.decision is not None:
-        lines.append(f"reasons: {', '.join(result.decision.reasons) or '-'}")
-        lines.extend(f"error: {error}" for error in result.decision.errors)
-    return lines

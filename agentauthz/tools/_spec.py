@@ -43,7 +43,7 @@ __all__ = [
 
 OnDeny = Literal["raise", "message"]
 RefusalKind = Literal["denied", "invalid", "unknown", "no-identity"]
-ResourceSpec = EntityUID | Entity | Callable[[dict[str, Any]], "EntityUID | Entity"] | None
+ResourceSpec = EntityUID | Entity | Callable[[dict[str, Any]], EntityUID | Entity] | None
 ContextSpec = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None
 F = TypeVar("F", bound=Callable[..., Any])
 

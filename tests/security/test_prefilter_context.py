@@ -50,14 +50,7 @@ from agentauthz.integrations.bedrock import (
 from agentauthz.integrations.langchain import AuthorizedRetriever
 from agentauthz.retrieval._prefilter import ANCESTORS, Prefilter, compile_prefilter
 from agentauthz.session import MemorySessionStore, SessionConfig
-from tests.security.support import FailingStore
-from tests.strategies import (
-    prefilter_context_policy_sets,
-    prefilter_contexts,
-    prefilter_documents,
-    prefilter_sessions,
-)
-from tests.unit.test_prefilter_soundness import (
+from tests.retrieval.test_prefilter_soundness import (
     ALICE,
     Doc,
     as_docs,
@@ -65,6 +58,13 @@ from tests.unit.test_prefilter_soundness import (
     buildable,
     mongo_matches,
     resource_of,
+)
+from tests.security.support import FailingStore
+from tests.strategies import (
+    prefilter_context_policy_sets,
+    prefilter_contexts,
+    prefilter_documents,
+    prefilter_sessions,
 )
 
 KB = "KB12345678"

@@ -19,7 +19,7 @@ Cases tried:
   vector store: 1
 * a metadata entity with a stored entity's uid: 4 spoofs decided on the stored entity
   (store and provider) + 2 equal entities decided normally
-* pre-filter soundness: tests/unit/test_prefilter_soundness.py is the main property
+* pre-filter soundness: tests/retrieval/test_prefilter_soundness.py is the main property
   (random policy families and metadata, three renderings); here an adversarial variant
   with hostile ``like`` patterns and strings (regex metacharacters, escaped stars,
   quotes, newlines, confusables): Hypothesis, 150 examples, three renderings, and an
@@ -41,12 +41,12 @@ from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
 from agentauthz.retrieval._prefilter import compile_prefilter
+from tests.retrieval.test_prefilter_soundness import bedrock_matches, mongo_matches
 from tests.strategies import (
     hostile_like_policies,
     hostile_titles,
     spoofing_contents,
 )
-from tests.unit.test_prefilter_soundness import bedrock_matches, mongo_matches
 
 U = az.EntityUID
 ALICE = az.Entity(uid=U("User", "alice"), attrs={"groups": [], "clearance": 0})

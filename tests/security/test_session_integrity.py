@@ -247,7 +247,7 @@ def _langchain_agent(store: SessionStore, *turns: Any) -> tuple[Any, az.Authoriz
     from langchain_core.tools import tool
 
     from agentauthz.integrations.langchain import AuthzMiddleware
-    from tests.integration.test_session_rules import ScriptedChatModel
+    from tests.session.test_rules import ScriptedChatModel
 
     sink = az.MemorySink()
     authz = az.Authorizer.from_text(RULES, audit=[sink], sessions=SessionConfig(store=store))

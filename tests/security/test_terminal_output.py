@@ -30,7 +30,7 @@ import agentauthz as az
 from agentauthz.cli._console import Output, printable
 from agentauthz.cli._main import _report
 from agentauthz.testing import capture_decisions
-from tests.integration.policy_stores import run
+from tests.policy_stores import run
 from tests.strategies import HOSTILE_TERMINAL_TEXT, terminal_texts
 
 pytest.importorskip("rich", reason="the color renderer needs the cli extra")

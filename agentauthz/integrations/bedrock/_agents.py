@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeAlias, cast, overload
 
-from agentauthz._authorizer import Authorizer, Identity
+from agentauthz._authorizer import Authorizer
 from agentauthz._errors import (
     AccessDenied,
     ConfigurationError,
@@ -34,6 +34,7 @@ from agentauthz._errors import (
     InvalidArguments,
     InvalidValueError,
 )
+from agentauthz._identity import Identity
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import RefusalKind, ToolSpec, spec_of, tool_input

@@ -450,12 +450,13 @@ class KnowledgeBaseRetriever:
         from ``acting_as`` or ``config["configurable"][principal_key]``.
         """
         try:
-            from agentauthz.integrations.langchain._retrieval import KnowledgeBaseLangChainRetriever
+            from agentauthz.integrations.bedrock._kb_langchain import KnowledgeBaseLangChainRetriever
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
                 'as_langchain needs langchain-core: pip install "agentauthz[langchain]"'
             ) from exc
-        return KnowledgeBaseLangChainRetriever(knowledge_base=self, principal_key=principal_key)
+        return KnowledgeBaseLangChainRetriever(knowledge_base=self, chunk_id_key=CHUNK_ID_KEY,
+                                               principal_key=principal_key)
 
 
 def _results(response: Any) -> list[Result]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import (
@@ -17,34 +16,30 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import RunnableConfig
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore, VectorStoreRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
-from agentauthz.integrations.bedrock._kb import CHUNK_ID_KEY, KnowledgeBaseRetriever
+from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
 from agentauthz.retrieval._overfetch import (
     OverFetchPlan,
     PrefilterState,
     RetrievalStats,
     emit_summary,
 )
-from agentauthz.session._session import SESSION_KEY, Session
 
 if TYPE_CHECKING:
     from agentauthz.retrieval._prefilter import Prefilter
 
 __all__ = [
     "AuthorizedRetriever",
-    "KnowledgeBaseLangChainRetriever",
     "RetrievalResult",
     "RetrievalStats",
-    "knowledge_base_document",
 ]
 
-DEFAULT_PRINCIPAL_KEY = "agentauthz_principal"
 ResourceOfDocument = Callable[[Document], "Entity | EntityUID | None"]
 
 
@@ -64,22 +59,6 @@ class RetrievalResult:
 
     def __repr__(self) -> str:
         return f"RetrievalResult(documents={len(self.documents)}, stats={self.stats!r})"
-
-
-@contextmanager
-def _bound(authz: Authorizer, config: RunnableConfig | None, principal_key: str,
-           session_key: str) -> Iterator[None]:
-    """Bind the end user and session the application put in ``config["configurable"]``."""
-    configurable = ensure_config(config).get("configurable") or {}
-    session = configurable.get(session_key)
-    if session is not None and not isinstance(session, (str, Session)):
-        raise ConfigurationError(
-            f"config['configurable'][{session_key!r}] must be a session id string or a Session, "
-            f"not {type(session).__name__}")
-    with authz.bound_to(configurable.get(principal_key),
-                        source=f"config['configurable'][{principal_key!r}]"), \
-            authz.session_bound_to(session, source=f"config['configurable'][{session_key!r}]"):
-        yield
 
 
 def _document_key(doc: Document) -> Hashable:
@@ -166,7 +145,7 @@ class AuthorizedRetriever(BaseRetriever):
     max_rounds: int = 10
     context: dict[str, Any] | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
-    principal_key: str = DEFAULT_PRINCIPAL_KEY
+    principal_key: str = PRINCIPAL_KEY
     session_key: str = SESSION_KEY
     prefilter: bool = False
     resource_type: str | None = None
@@ -199,14 +178,14 @@ class AuthorizedRetriever(BaseRetriever):
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
-        with _bound(self.authz, config, self.principal_key, self.session_key):
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             return super().invoke(input, config, **kwargs)
 
     async def ainvoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async twin of :meth:`invoke`."""
-        with _bound(self.authz, config, self.principal_key, self.session_key):
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             return await super().ainvoke(input, config, **kwargs)
 
     def retrieve_with_stats(self, query: str, config: RunnableConfig | None = None) -> RetrievalResult:
@@ -224,7 +203,7 @@ class AuthorizedRetriever(BaseRetriever):
             ...     retriever.retrieve_with_stats("a").stats.returned
             2
         """
-        with _bound(self.authz, config, self.principal_key, self.session_key):
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             documents, stats = self._run(query, None)
         return RetrievalResult(documents, stats)
 
@@ -232,7 +211,7 @@ class AuthorizedRetriever(BaseRetriever):
         self, query: str, config: RunnableConfig | None = None
     ) -> RetrievalResult:
         """Async twin of :meth:`retrieve_with_stats`."""
-        with _bound(self.authz, config, self.principal_key, self.session_key):
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             documents, stats = await self._arun(query, None)
         return RetrievalResult(documents, stats)
 
@@ -433,52 +412,3 @@ class _OnceSearch(_Search):
 
     async def afetch(self, n: int) -> list[Document]:
         return list(await self.retriever.ainvoke(self.query, self.config))
-
-
-
-def knowledge_base_document(result: Mapping[str, Any]) -> Document:
-    """A Bedrock knowledge-base result as a LangChain Document."""
-    content = result.get("content") or {}
-    metadata = dict(result.get("metadata") or {})
-    if "location" in result:
-        metadata["location"] = result["location"]
-    if "score" in result:
-        metadata["score"] = result["score"]
-    chunk = metadata.get(CHUNK_ID_KEY)
-    return Document(page_content=str(content.get("text") or ""), metadata=metadata,
-                    id=chunk if isinstance(chunk, str) and chunk else None)
-
-
-class KnowledgeBaseLangChainRetriever(BaseRetriever):
-    """A :class:`KnowledgeBaseRetriever` as a LangChain retriever (see ``as_langchain``)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    knowledge_base: KnowledgeBaseRetriever
-    principal_key: str = DEFAULT_PRINCIPAL_KEY
-    session_key: str = SESSION_KEY
-
-    def invoke(
-        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Document]:
-        """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
-        with _bound(self.knowledge_base.authz, config, self.principal_key, self.session_key):
-            return super().invoke(input, config, **kwargs)
-
-    async def ainvoke(
-        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Document]:
-        """Async twin of :meth:`invoke`."""
-        with _bound(self.knowledge_base.authz, config, self.principal_key, self.session_key):
-            return await super().ainvoke(input, config, **kwargs)
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        return [knowledge_base_document(r) for r in self.knowledge_base.retrieve(query).results]
-
-    async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        found = await self.knowledge_base.aretrieve(query)
-        return [knowledge_base_document(r) for r in found.results]

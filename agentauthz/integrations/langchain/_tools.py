@@ -18,8 +18,7 @@ import asyncio
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +26,10 @@ from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
 
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidArguments
-from agentauthz._model import Decision, Entity, EntityUID
+from agentauthz._model import Decision, EntityUID
+from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
 from agentauthz.integrations.langchain._retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
-from agentauthz.session._session import SESSION_KEY, Session, ToolCall
+from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import (
     ContextSpec,
     OnDeny,
@@ -71,55 +71,7 @@ __all__ = [
     "authorize_tools",
 ]
 
-PRINCIPAL_KEY = "agentauthz_principal"
-"""Default key of the end user in ``RunnableConfig["configurable"]``."""
-
 _AGENTS_HINT = 'AuthzMiddleware needs langchain>=1.0 (create_agent): pip install "agentauthz[langchain]"'
-
-
-# -- principal ---------------------------------------------------------------------
-
-
-def _configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity | EntityUID | None:
-    """The end user the application put in ``config["configurable"][key]``, if any."""
-    configurable = (config or {}).get("configurable")
-    if not isinstance(configurable, Mapping):
-        return None
-    value = configurable.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, (Entity, EntityUID)):
-        # A string or dict could come from a client (e.g. a LangGraph server request);
-        # the principal is a value the application built, never parsed from text.
-        raise IdentityError(
-            f"RunnableConfig['configurable'][{key!r}] must be an EntityUID or Entity set by "
-            f"the application, not {type(value).__name__}"
-        )
-    return value
-
-
-def _configured_session(config: Mapping[str, Any] | None, key: str) -> str | Session | None:
-    """The session the application put in ``config["configurable"][key]``, if any."""
-    configurable = (config or {}).get("configurable")
-    if not isinstance(configurable, Mapping):
-        return None
-    value = configurable.get(key)
-    if value is None or isinstance(value, (str, Session)):
-        return value
-    raise ConfigurationError(
-        f"RunnableConfig['configurable'][{key!r}] must be a session id string or a Session, "
-        f"not {type(value).__name__}")
-
-
-@contextmanager
-def _bound(authz: Authorizer, config: Mapping[str, Any] | None, key: str,
-           session_key: str = SESSION_KEY) -> Iterator[None]:
-    """Bind the configured end user and session for the block, or keep what is bound."""
-    with authz.bound_to(_configured_principal(config, key),
-                        source=f"RunnableConfig['configurable'][{key!r}]"), \
-            authz.session_bound_to(_configured_session(config, session_key),
-                                   source=f"RunnableConfig['configurable'][{session_key!r}]"):
-        yield
 
 
 def _failed(result: Any) -> bool:
@@ -462,7 +414,7 @@ class AuthorizedTool(_WrappingTool):
 
     def _run(self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
         invocation = _Invocation.of(args, kwargs)
-        with _bound(self.authz, ensure_config(), self.principal_key, self.session_key):
+        with bound_from_config(self.authz, ensure_config(), self.principal_key, self.session_key):
             chosen, injected = invocation.split(self._spec, self._injected_args_keys)
             try:
                 call = self.authz.begin_tool_call(self._spec, chosen)
@@ -477,7 +429,7 @@ class AuthorizedTool(_WrappingTool):
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
         invocation = _Invocation.of(args, kwargs)
-        with _bound(self.authz, ensure_config(), self.principal_key, self.session_key):
+        with bound_from_config(self.authz, ensure_config(), self.principal_key, self.session_key):
             chosen, injected = invocation.split(self._spec, self._injected_args_keys)
             try:
                 call = await self.authz.abegin_tool_call(self._spec, chosen)
@@ -780,7 +732,7 @@ class AuthzMiddleware(_MiddlewareBase):
         """Decide the call; run the tool, with the arguments decided, only when it is allowed."""
         if self._decides_itself(request.tool):
             return handler(request)
-        with _bound(self.authz, self._config(request), self.principal_key, self.session_key):
+        with bound_from_config(self.authz, self._config(request), self.principal_key, self.session_key):
             tool = request.tool
             spec = self.spec_for(request.tool_call["name"], tool)
             if spec is None or tool is None:
@@ -807,7 +759,7 @@ class AuthzMiddleware(_MiddlewareBase):
         """Async twin of :meth:`wrap_tool_call`."""
         if self._decides_itself(request.tool):
             return await handler(request)
-        with _bound(self.authz, self._config(request), self.principal_key, self.session_key):
+        with bound_from_config(self.authz, self._config(request), self.principal_key, self.session_key):
             tool = request.tool
             spec = self.spec_for(request.tool_call["name"], tool)
             if spec is None or tool is None:
@@ -835,7 +787,7 @@ class AuthzMiddleware(_MiddlewareBase):
                 spec = self.spec_for(tool.name, tool)
                 if spec is not None:
                     offered.append(_Offered(tool, spec))
-        with _bound(self.authz, config, self.principal_key, self.session_key):
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             if self.authz.identity is None:
                 raise IdentityError(
                     "no end user is bound: pass it in RunnableConfig['configurable']"

@@ -23,8 +23,8 @@ import pytest
 import agentauthz as az
 from agentauthz.testing import policy_cases
 from agentauthz.testing._cases import load_cases, run_cases
-from tests.integration.policy_stores import run
-from tests.integration.test_cedar_examples import EXAMPLES, EXAMPLES_ENV, NONCONFORMING, example_stores
+from tests.policy.test_cedar_examples import EXAMPLES, EXAMPLES_ENV, NONCONFORMING, example_stores
+from tests.policy_stores import run
 
 SCHEMA = """\
 namespace App {

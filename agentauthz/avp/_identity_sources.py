@@ -26,6 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 from agentauthz._errors import AuthzError, IdentityError
 from agentauthz.avp import _wire as shapes
+from agentauthz.avp._service import (
+    ServiceError,
+    invalid,
+    json_member,
+    new_id,
+    not_found,
+    one_of,
+    paginate,
+    required_string,
+    timestamp,
+    with_next_token,
+)
 from agentauthz.policy._store import truncate
 
 if TYPE_CHECKING:
@@ -68,30 +80,21 @@ class _IdentitySource:
                 "configuration": json.loads(json.dumps(self.configuration))}
 
 
-def _service() -> Any:
-    from agentauthz.avp import _server as _avp_server
-
-    return _avp_server
-
-
-def _invalid(message: str) -> Exception:
-    error: Exception = _service().ServiceError("ValidationException", message)
-    return error
 
 
 def _configuration(raw: Any, *, update: bool = False) -> dict[str, Any]:
     """Validate a Configuration (or UpdateConfiguration) union; returns the detail form AVP answers."""
     if not isinstance(raw, Mapping) or len(raw) != 1:
-        raise _invalid("configuration must set exactly one of cognitoUserPoolConfiguration, "
+        raise invalid("configuration must set exactly one of cognitoUserPoolConfiguration, "
                        "openIdConnectConfiguration")
     ((member, body),) = raw.items()
     if not isinstance(body, Mapping):
-        raise _invalid(f"{member} must be a structure")
+        raise invalid(f"{member} must be a structure")
     if member == "cognitoUserPoolConfiguration":
         arn = body.get("userPoolArn")
         match = _USER_POOL_ARN.fullmatch(arn) if isinstance(arn, str) else None
         if match is None:
-            raise _invalid("userPoolArn must be a Cognito user pool ARN")
+            raise invalid("userPoolArn must be a Cognito user pool ARN")
         region, pool = match.group(1), match.group(3)
         detail: dict[str, Any] = {
             "userPoolArn": arn, "clientIds": _strings(body.get("clientIds"), "clientIds"),
@@ -103,47 +106,47 @@ def _configuration(raw: Any, *, update: bool = False) -> dict[str, Any]:
     if member == "openIdConnectConfiguration":
         issuer = body.get("issuer")
         if not isinstance(issuer, str) or not issuer.startswith("https://") or len(issuer) > 2048:
-            raise _invalid("issuer must be an https:// URL of at most 2048 characters")
+            raise invalid("issuer must be an https:// URL of at most 2048 characters")
         oidc: dict[str, Any] = {"issuer": issuer}
         prefix = body.get("entityIdPrefix")
         if prefix is not None:
             if not isinstance(prefix, str) or not 1 <= len(prefix) <= 100:
-                raise _invalid("entityIdPrefix must be 1 to 100 characters")
+                raise invalid("entityIdPrefix must be 1 to 100 characters")
             oidc["entityIdPrefix"] = prefix
         group = body.get("groupConfiguration")
         if group is not None:
             claim = group.get("groupClaim") if isinstance(group, Mapping) else None
             if not isinstance(claim, str) or not claim:
-                raise _invalid("groupConfiguration.groupClaim is required")
+                raise invalid("groupConfiguration.groupClaim is required")
             oidc["groupConfiguration"] = {"groupClaim": claim,
                                           "groupEntityType": _type_name(group, "groupEntityType")}
         selection = body.get("tokenSelection")
         if not isinstance(selection, Mapping) or len(selection) != 1 or next(iter(selection)) not in (
                 "accessTokenOnly", "identityTokenOnly"):
-            raise _invalid("tokenSelection must set exactly one of accessTokenOnly, identityTokenOnly")
+            raise invalid("tokenSelection must set exactly one of accessTokenOnly, identityTokenOnly")
         ((kind, chosen),) = selection.items()
         chosen = chosen if isinstance(chosen, Mapping) else {}
         key = "clientIds" if kind == "identityTokenOnly" else "audiences"
         claim = chosen.get("principalIdClaim", "sub")
         if not isinstance(claim, str) or not claim:
-            raise _invalid("principalIdClaim must be a claim name")
+            raise invalid("principalIdClaim must be a claim name")
         oidc["tokenSelection"] = {kind: {key: _strings(chosen.get(key), key), "principalIdClaim": claim}}
         return {member: oidc}
-    raise _invalid(f"unknown configuration member {member!r}")
+    raise invalid(f"unknown configuration member {member!r}")
 
 
 def _strings(value: Any, name: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _invalid(f"{name} must be a list of strings")
+        raise invalid(f"{name} must be a list of strings")
     return list(value)
 
 
 def _type_name(group: Any, key: str) -> str:
     value = group.get(key) if isinstance(group, Mapping) else None
     if not isinstance(value, str) or not _TYPE_NAME.fullmatch(value) or len(value) > 200:
-        raise _invalid(f"{key} must be an entity type name")
+        raise invalid(f"{key} must be an entity type name")
     return value
 
 
@@ -186,20 +189,19 @@ class IdentitySourceOperations:
     def add_identity_source(self, store: Any, configuration: Any,
                             principal_entity_type: Any) -> _IdentitySource:
         """Create an identity source in a store (validated like CreateIdentitySource)."""
-        service = _service()
         detail = _configuration(configuration)
         principal_type = principal_entity_type if principal_entity_type is not None else (
             _DEFAULT_PRINCIPAL_TYPE)
         if not isinstance(principal_type, str) or not 1 <= len(principal_type) <= 200:
-            raise _invalid("principalEntityType must be 1 to 200 characters")
-        now = service._now()
-        source = _IdentitySource(id=service._new_id("IS"), store_id=store.id,
+            raise invalid("principalEntityType must be 1 to 200 characters")
+        now = timestamp()
+        source = _IdentitySource(id=new_id("IS"), store_id=store.id,
                                  principal_entity_type=principal_type, configuration=detail,
                                  created=now, updated=now)
         with self.lock:
             sources = self._sources(store.id)
             if any(other.issuer == source.issuer for other in sources.values()):
-                raise service.ServiceError(
+                raise ServiceError(
                     "ConflictException", "an identity source for this issuer exists",
                     resources=[{"resourceId": store.id, "resourceType": "IDENTITY_SOURCE"}])
             sources[source.id] = source
@@ -213,10 +215,10 @@ class IdentitySourceOperations:
 
     def _source(self, body: Mapping[str, Any]) -> tuple[Any, _IdentitySource]:
         store: Any = self.store(body)  # type: ignore[attr-defined]
-        source_id = _service()._string(body, "identitySourceId")
+        source_id = required_string(body, "identitySourceId")
         source = self._sources(store.id).get(source_id)
         if source is None:
-            raise _service()._not_found("IDENTITY_SOURCE", source_id)
+            raise not_found("IDENTITY_SOURCE", source_id)
         return store, source
 
     def _source_out(self, source: _IdentitySource) -> dict[str, Any]:
@@ -243,9 +245,9 @@ class IdentitySourceOperations:
             if body.get("principalEntityType") is not None:
                 principal_type = body["principalEntityType"]
                 if not isinstance(principal_type, str) or not 1 <= len(principal_type) <= 200:
-                    raise _invalid("principalEntityType must be 1 to 200 characters")
+                    raise invalid("principalEntityType must be 1 to 200 characters")
                 source.principal_entity_type = principal_type
-            source.updated = _service()._now()
+            source.updated = timestamp()
             source.verifiers.clear()
         return {"policyStoreId": source.store_id, "identitySourceId": source.id,
                 "createdDate": source.created, "lastUpdatedDate": source.updated}
@@ -257,7 +259,6 @@ class IdentitySourceOperations:
         return {}
 
     def ListIdentitySources(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        service = _service()
         store: Any = self.store(body)  # type: ignore[attr-defined]
         with self.lock:
             sources = list(self._sources(store.id).values())
@@ -265,8 +266,8 @@ class IdentitySourceOperations:
         wanted = {f.get("principalEntityType") for f in filters if isinstance(f, Mapping)} - {None}
         if wanted:
             sources = [s for s in sources if s.principal_entity_type in wanted]
-        page, token = service._page(sources, body)
-        answer: dict[str, Any] = service._with_token(
+        page, token = paginate(sources, body)
+        answer: dict[str, Any] = with_next_token(
             {"identitySources": [self._source_out(s) for s in page]}, token)
         return answer
 
@@ -278,47 +279,45 @@ class IdentitySourceOperations:
         given = [(kind, body.get(key)) for kind, key in (("identity", "identityToken"),
                                                          ("access", "accessToken")) if body.get(key)]
         if len(given) != 1:
-            raise _invalid("give exactly one of identityToken, accessToken")
+            raise invalid("give exactly one of identityToken, accessToken")
         kind_name, token = given[0]
         kind: TokenType = "identity" if kind_name == "identity" else "access"
         if not isinstance(token, str):
-            raise _invalid("the token must be a string")
+            raise invalid("the token must be a string")
         issuer = _unverified_issuer(token)
         with self.lock:
             source = next((s for s in self._sources(store.id).values() if s.issuer == issuer), None)
         if source is None:
-            raise _invalid("the token's issuer is not an identity source of this policy store")
+            raise invalid("the token's issuer is not an identity source of this policy store")
         verifier = source.verifiers.get(store.version)
         if verifier is None:
             jwks = self._jwks_for(issuer)
             if jwks is None:
-                raise _invalid("no signing keys are known for this identity source's issuer "
+                raise invalid("no signing keys are known for this identity source's issuer "
                                "(give LocalVerifiedPermissions its JWKS)")
             schema = json.loads(store.schema_json) if store.schema_json else None
             try:
                 verifier = TokenIdentity.from_identity_source(source.detail(), jwks=jwks, schema=schema)
             except AuthzError as exc:
-                raise _invalid(f"identity source unusable: {exc}") from exc
+                raise invalid(f"identity source unusable: {exc}") from exc
             source.verifiers.clear()
             source.verifiers[store.version] = verifier
         try:
             return verifier.verify_token(token, token_type=kind)
         except IdentityError as exc:
-            raise _invalid(f"the {kind} token is invalid: {exc}") from None
+            raise invalid(f"the {kind} token is invalid: {exc}") from None
 
     def _token_entities(self, store: Any, body: Mapping[str, Any], verified: VerifiedToken) -> Any:
         import cedarpy
-
-        service = _service()
         entities: list[Any] = []
         if body.get("entities") is not None:
-            definition = service._union(body, "entities", ("entityList", "cedarJson"))
+            definition = one_of(body, "entities", ("entityList", "cedarJson"))
             if "entityList" in definition:
                 if not isinstance(definition["entityList"], list):
-                    raise _invalid("entityList must be a list")
+                    raise invalid("entityList must be a list")
                 entities = [shapes.cedar_entity(item) for item in definition["entityList"]]
             else:
-                entities = service._json_member(definition["cedarJson"], list, "entities cedarJson")
+                entities = json_member(definition["cedarJson"], list, "entities cedarJson")
         principal = verified.principal.to_cedar()
         token_entity = verified.entity.to_cedar()
         merged: list[Any] = []
@@ -326,11 +325,11 @@ class IdentitySourceOperations:
         for entity in entities:
             uid = entity.get("uid") if isinstance(entity, dict) else None
             if isinstance(uid, dict) and shapes.is_action_type(str(uid.get("type", ""))):
-                raise _invalid("entities may hold only principals and resources, not actions "
+                raise invalid("entities may hold only principals and resources, not actions "
                                "(actions come from the schema)")
             if uid == principal:
                 if verified.token_type == "identity":
-                    raise _invalid("the principal comes from the identity token: do not also "
+                    raise invalid("the principal comes from the identity token: do not also "
                                    "send it in entities")
                 found = True
                 parents = list(entity.get("parents") or [])
@@ -342,12 +341,12 @@ class IdentitySourceOperations:
         try:
             return cedarpy.Entities.from_json_str(json.dumps(merged), store.schema)
         except ValueError as exc:
-            raise _invalid(f"entities rejected: {truncate(str(exc))}") from exc
+            raise invalid(f"entities rejected: {truncate(str(exc))}") from exc
 
     def _token_request(self, item: Mapping[str, Any], verified: VerifiedToken) -> dict[str, Any]:
         for key in ("action", "resource"):
             if not isinstance(item.get(key), Mapping):
-                raise _invalid(f"this endpoint needs an {key} in every request")
+                raise invalid(f"this endpoint needs an {key} in every request")
         request: dict[str, Any] = self._request(  # type: ignore[attr-defined]
             {**item, "principal": {"entityType": verified.principal.type,
                                    "entityId": verified.principal.id}})
@@ -359,7 +358,7 @@ class IdentitySourceOperations:
             if token is not None:
                 context = dict(request.get("context") or {})
                 if "token" in context:
-                    raise _invalid("the context already has a 'token' attribute: the access token's "
+                    raise invalid("the context already has a 'token' attribute: the access token's "
                                    "claims go there")
                 context["token"] = token
                 request["context"] = context
@@ -379,9 +378,9 @@ class IdentitySourceOperations:
         items = body.get("requests")
         limit = shapes.BATCH_LIMIT
         if not isinstance(items, list) or not 1 <= len(items) <= limit:
-            raise _invalid(f"requests must hold 1 to {limit} requests")
+            raise invalid(f"requests must hold 1 to {limit} requests")
         if not all(isinstance(item, Mapping) for item in items):
-            raise _invalid("every request must be a structure")
+            raise invalid("every request must be a structure")
         verified = self._verified(store, body)
         requests = [self._token_request(item, verified) for item in items]
         entities = self._token_entities(store, body, verified)
@@ -397,12 +396,12 @@ def _unverified_issuer(token: str) -> str:
 
     parts = token.split(".")
     if len(parts) != 3:
-        raise _invalid("the token is not a JWT")
+        raise invalid("the token is not a JWT")
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (ValueError, TypeError):
-        raise _invalid("the token's payload does not parse") from None
+        raise invalid("the token's payload does not parse") from None
     issuer = payload.get("iss") if isinstance(payload, dict) else None
     if not isinstance(issuer, str):
-        raise _invalid("the token has no issuer")
+        raise invalid("the token has no issuer")
     return issuer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.policy_stores import (
+from tests.policy_stores import (
     BROKEN,
     BROKEN_IDS,
     EXAMPLE_STORE,

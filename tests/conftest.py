@@ -17,7 +17,7 @@ import pytest
 import agentauthz as az
 from agentauthz.testing import LocalVerifiedPermissions
 
-EXAMPLE_STORE = Path(__file__).resolve().parents[2] / "policies"
+EXAMPLE_STORE = Path(__file__).resolve().parents[1] / "policies"
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 import agentauthz.avp._engine as avp_module
 from agentauthz.avp._engine import VerifiedPermissionsEngine
 from agentauthz.avp._server import serve_directory
-from tests.integration.conftest import EXAMPLE_STORE
+from tests.conftest import EXAMPLE_STORE
 
 U = az.EntityUID
 CASES = sorted([*EXAMPLE_STORE.glob("ALLOW/*.json"), *EXAMPLE_STORE.glob("DENY/*.json")])

@@ -19,7 +19,7 @@ import pytest
 
 import agentauthz as az
 from agentauthz.cli._main import main
-from tests.integration.conftest import EXAMPLE_STORE
+from tests.conftest import EXAMPLE_STORE
 
 ROOT = EXAMPLE_STORE.parent
 READY_SECONDS = 30

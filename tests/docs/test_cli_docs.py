@@ -22,7 +22,7 @@ import pytest
 
 from agentauthz.policy._store import PolicyStore
 from agentauthz.testing._cases import load_cases, run_cases
-from tests.integration.policy_stores import EXAMPLE_STORE, ROOT, run
+from tests.policy_stores import EXAMPLE_STORE, ROOT, run
 
 PAGES = ["docs/cli.md", "docs/policies.md"]
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.S | re.M)

@@ -18,7 +18,7 @@ import pytest
 import agentauthz as az
 from agentauthz.cli._main import main
 from agentauthz.testing import LocalVerifiedPermissions
-from tests.integration.conftest import EXAMPLE_STORE
+from tests.conftest import EXAMPLE_STORE
 
 pytest.importorskip("boto3")
 

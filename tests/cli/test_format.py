@@ -10,7 +10,7 @@ import pytest
 
 import agentauthz as az
 from agentauthz.policy import _format as _formatter
-from tests.integration.policy_stores import (
+from tests.policy_stores import (
     BROKEN,
     BROKEN_IDS,
     Broken,

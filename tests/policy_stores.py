@@ -16,7 +16,7 @@ import pytest
 
 from agentauthz.cli._main import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_STORE = ROOT / "policies"
 
 SCHEMA = """\

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from tests.integration.policy_stores import run
+from tests.policy_stores import run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_ENV = "AGENTAUTHZ_CEDAR_EXAMPLES"

@@ -40,7 +40,7 @@ from agentauthz.retrieval._prefilter import (
     compile_prefilter,
     negate,
 )
-from tests.unit.test_prefilter_soundness import bedrock_matches, mongo_matches
+from tests.retrieval.test_prefilter_soundness import bedrock_matches, mongo_matches
 
 ALICE = az.Entity(
     uid=az.EntityUID("User", "alice"),

@@ -11,7 +11,7 @@ import pytest
 
 import agentauthz as az
 from agentauthz.testing import PolicyCase, policy_cases
-from tests.integration.policy_stores import (
+from tests.policy_stores import (
     BROKEN,
     BROKEN_IDS,
     EXAMPLE_STORE,

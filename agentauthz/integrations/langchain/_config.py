@@ -1,0 +1,68 @@
+"""The end user and session an application puts in ``RunnableConfig["configurable"]``.
+
+One reading for every LangChain path (tools, middleware, retrievers): the end user
+must be an :class:`~agentauthz.EntityUID` or :class:`~agentauthz.Entity` the
+application built (a string there could come from a client and is refused), the
+session an id or a :class:`~agentauthz.session.Session`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from agentauthz._errors import ConfigurationError, IdentityError
+from agentauthz._model import Entity, EntityUID
+from agentauthz.session._session import SESSION_KEY, Session
+
+if TYPE_CHECKING:
+    from agentauthz._authorizer import Authorizer
+
+__all__ = ["PRINCIPAL_KEY", "SESSION_KEY", "bound_from_config", "configured_principal", "configured_session"]
+
+PRINCIPAL_KEY = "agentauthz_principal"
+"""Default key of the end user in ``RunnableConfig["configurable"]``."""
+
+
+
+def configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity | EntityUID | None:
+    """The end user the application put in ``config["configurable"][key]``, if any."""
+    configurable = (config or {}).get("configurable")
+    if not isinstance(configurable, Mapping):
+        return None
+    value = configurable.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (Entity, EntityUID)):
+        # A string or dict could come from a client (e.g. a LangGraph server request);
+        # the principal is a value the application built, never parsed from text.
+        raise IdentityError(
+            f"RunnableConfig['configurable'][{key!r}] must be an EntityUID or Entity set by "
+            f"the application, not {type(value).__name__}"
+        )
+    return value
+
+
+def configured_session(config: Mapping[str, Any] | None, key: str) -> str | Session | None:
+    """The session the application put in ``config["configurable"][key]``, if any."""
+    configurable = (config or {}).get("configurable")
+    if not isinstance(configurable, Mapping):
+        return None
+    value = configurable.get(key)
+    if value is None or isinstance(value, (str, Session)):
+        return value
+    raise ConfigurationError(
+        f"RunnableConfig['configurable'][{key!r}] must be a session id string or a Session, "
+        f"not {type(value).__name__}")
+
+
+@contextmanager
+def bound_from_config(authz: Authorizer, config: Mapping[str, Any] | None, key: str,
+           session_key: str = SESSION_KEY) -> Iterator[None]:
+    """Bind the configured end user and session for the block, or keep what is bound."""
+    with authz.bound_to(configured_principal(config, key),
+                        source=f"RunnableConfig['configurable'][{key!r}]"), \
+            authz.session_bound_to(configured_session(config, session_key),
+                                   source=f"RunnableConfig['configurable'][{session_key!r}]"):
+        yield
