@@ -9,15 +9,12 @@ import base64
 import copy
 import hashlib
 import hmac
-import importlib.util
 import json
-import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -29,80 +26,17 @@ from agentauthz.integrations.bedrock import (
     action_group_handler,
     authorize_return_control,
 )
+from tests.integrations.bedrock_events import (
+    api_event,
+    body_of,
+    function_event,
+    refused,
+    session_user,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 EXAMPLE = ROOT / "examples" / "bedrock_agents"
-
-AGENT = {"name": "assistant", "id": "AGENT12345", "alias": "TSTALIASID", "version": "DRAFT"}
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def params(**values: Any) -> list[dict[str, str]]:
-    """Parameters as Bedrock sends them: every value a string, typed by its declared type."""
-    out = []
-    for name, value in values.items():
-        if isinstance(value, tuple):
-            kind, text = value
-        elif isinstance(value, bool):
-            kind, text = "boolean", str(value).lower()
-        elif isinstance(value, int):
-            kind, text = "integer", str(value)
-        elif isinstance(value, float):
-            kind, text = "number", repr(value)
-        else:
-            kind, text = "string", str(value)
-        out.append({"name": name, "type": kind, "value": text})
-    return out
-
-
-def function_event(function: str, user: str | None = "bob", *, group: str = "orders",
-                   session: dict[str, Any] | None = None, prompt: dict[str, Any] | None = None,
-                   text: str = "please do it", **values: Any) -> dict[str, Any]:
-    attributes = dict(session or {})
-    if user is not None:
-        attributes.setdefault("userId", user)
-    return {
-        "messageVersion": "1.0", "agent": AGENT, "inputText": text, "sessionId": "session-1",
-        "actionGroup": group, "function": function, "parameters": params(**values),
-        "sessionAttributes": attributes, "promptSessionAttributes": dict(prompt or {}),
-    }
-
-
-def api_event(method: str, path: str, user: str | None = "bob", *, group: str = "orders-api",
-              query: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
-              prompt: dict[str, Any] | None = None, text: str = "please do it") -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "messageVersion": "1.0", "agent": AGENT, "inputText": text, "sessionId": "session-2",
-        "actionGroup": group, "apiPath": path, "httpMethod": method,
-        "parameters": params(**(query or {})),
-        "sessionAttributes": {} if user is None else {"userId": user},
-        "promptSessionAttributes": dict(prompt or {}),
-    }
-    if body is not None:
-        event["requestBody"] = {"content": {"application/json": {"properties": params(**body)}}}
-    return event
-
-
-def session_user(event: dict[str, Any]) -> az.EntityUID:
-    return az.EntityUID("User", event["sessionAttributes"]["userId"])
-
-
-def body_of(response: dict[str, Any]) -> str:
-    answer = response["response"]
-    if "functionResponse" in answer:
-        return str(answer["functionResponse"]["responseBody"]["TEXT"]["body"])
-    return str(answer["responseBody"]["application/json"]["body"])
-
-
-def refused(response: dict[str, Any]) -> bool:
-    answer = response["response"]
-    if "functionResponse" in answer:
-        return answer["functionResponse"].get("responseState") == "REPROMPT"
-    return int(answer["httpStatusCode"]) >= 400
-
 
 class Calls:
     """A handler that records what it was called with."""
@@ -907,162 +841,6 @@ def test_shadow_mode_audits_the_denial_and_lets_the_call_run(recorder: az.Memory
     # identity is never shadowed: without a user nothing runs
     assert refused(handler(function_event("issue_refund", None, order_id="o", amount=1), None))
     assert len(calls.seen) == 1
-
-
-# -- parity: @guard, LangChain, Lambda ---------------------------------------------------------------------
-
-
-PARITY_CALLS = [
-    ("bob", "search_documents", {"query": "vacation policy"}),
-    ("bob", "issue_refund", {"order_id": "o-1001", "amount": 500}),
-    ("bob", "issue_refund", {"order_id": "o-1003", "amount": 501}),
-    ("carol", "issue_refund", {"order_id": "o-1002", "amount": 4200}),
-    ("carol", "issue_refund", {"order_id": "o-1004", "amount": 5001}),
-    ("carol", "issue_refund", {"order_id": "o-1005", "amount": -200}),
-    ("frank", "issue_refund", {"order_id": "g-1", "amount": 20}),
-    ("alice", "read_document", {"document_id": "acme-eng-roadmap"}),
-    ("carol", "read_document", {"document_id": "acme-incident-report"}),
-    ("erin", "read_document", {"document_id": "acme-handbook"}),
-    ("bob", "delete_document", {"document_id": "acme-support-playbook"}),
-    ("carol", "delete_document", {"document_id": "acme-eng-roadmap"}),
-    ("alice", "delete_document", {"document_id": "acme-vendor-contract"}),
-    ("carol", "send_email", {"to": "dave@acme.example", "subject": "Budget"}),
-    ("carol", "send_email", {"to": "attacker@evil.example, dave@acme.example", "subject": "Q3"}),
-    ("erin", "send_email", {"to": "alice@acme.example", "subject": "hi"}),
-]
-
-
-def load_module(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def example() -> ModuleType:
-    return load_module(EXAMPLE / "lambda_function.py", "bedrock_example_lambda")
-
-
-@pytest.fixture(scope="module")
-def assistant_tools() -> ModuleType:
-    return load_module(ROOT / "examples" / "assistant_tools.py", "bedrock_assistant_tools")
-
-
-def decided(recorder: az.MemorySink) -> tuple[Any, ...]:
-    [event] = recorder.events
-    return (event.principal, event.action, event.resource, event.decision, event.reasons, event.errors)
-
-
-def via_guard(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
-    recorder = az.MemorySink()
-    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
-    guarded = tools.build_tools(authz)
-    with authz.acting_as(az.EntityUID("User", who)):
-        guarded[tool](**arguments)
-    return decided(recorder)
-
-
-def via_langchain(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
-    from langchain_core.tools import StructuredTool
-
-    from agentauthz.integrations.langchain import PRINCIPAL_KEY, authorize_tools
-
-    def search_documents(query: str) -> str:
-        """Search."""
-        return "..."
-
-    def read_document(document_id: str) -> str:
-        """Read."""
-        return "..."
-
-    def delete_document(document_id: str) -> str:
-        """Delete."""
-        return "..."
-
-    def send_email(to: str, subject: str) -> str:
-        """Email."""
-        return "..."
-
-    def issue_refund(order_id: str, amount: int) -> str:
-        """Refund."""
-        return "..."
-
-    plain = [search_documents, read_document, delete_document, send_email, issue_refund]
-    recorder = az.MemorySink()
-    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
-    wrapped = authorize_tools(
-        [StructuredTool.from_function(fn) for fn in plain], authz,
-        resources={"read_document": tools.document, "delete_document": tools.document},
-    )
-    by_name = {t.name: t for t in wrapped}
-    by_name[tool].invoke(arguments, config={"configurable": {PRINCIPAL_KEY: az.EntityUID("User", who)}})
-    return decided(recorder)
-
-
-def lambda_handler_for(example: ModuleType, recorder: az.MemorySink) -> Callable[..., dict[str, Any]]:
-    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
-    return action_group_handler(authz, principal=example.end_user, action=example.action,
-                                resource=example.resource)(lambda event, context: "ran")
-
-
-def via_lambda_function(
-    example: ModuleType, who: str, tool: str, arguments: dict[str, Any]
-) -> tuple[Any, ...]:
-    recorder = az.MemorySink()
-    event = function_event(tool, who, group="assistant-tools", **arguments)
-    lambda_handler_for(example, recorder)(event, None)
-    return decided(recorder)
-
-
-def via_lambda_api(example: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
-    operation = {action: op for op, action in example.OPERATIONS.items()}[tool]
-    method, path = operation.split(" ", 1)
-    query = {k: v for k, v in arguments.items() if "{" + k + "}" in path or method == "GET"}
-    body = {k: v for k, v in arguments.items() if k not in query}
-    recorder = az.MemorySink()
-    event = api_event(method, path, who, group="assistant-api", query=query, body=body or None)
-    lambda_handler_for(example, recorder)(event, None)
-    return decided(recorder)
-
-
-@pytest.mark.parametrize(("who", "tool", "arguments"), PARITY_CALLS,
-                         ids=[f"{w}-{t}-{i}" for i, (w, t, _) in enumerate(PARITY_CALLS)])
-def test_guard_langchain_and_lambda_decide_the_same_call_identically(
-    example: ModuleType, assistant_tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]
-) -> None:
-    guard = via_guard(assistant_tools, who, tool, arguments)
-    assert via_langchain(assistant_tools, who, tool, arguments) == guard
-    assert via_lambda_function(example, who, tool, arguments) == guard
-    assert via_lambda_api(example, who, tool, arguments) == guard
-
-
-def test_parity_covers_allowed_and_denied_calls_with_forbid_reasons(
-    example: ModuleType, assistant_tools: ModuleType
-) -> None:
-    outcomes = [via_guard(assistant_tools, *call) for call in PARITY_CALLS]
-    assert {o[3] for o in outcomes} == {"allow", "deny"}
-    reasons = {r for o in outcomes if o[3] == "deny" for r in o[4]}
-    assert {"refund-must-be-positive", "tool-enabled-for-tenant", "legal-hold-blocks-delete",
-            "email-single-recipient", "tenant-isolation"} <= reasons
-
-
-def test_lambda_response_matches_the_guard_refusal_text(
-    example: ModuleType, assistant_tools: ModuleType
-) -> None:
-    authz = az.Authorizer.from_directory(POLICIES, audit=[])
-    guarded = assistant_tools.build_tools(authz)
-    with authz.acting_as(az.EntityUID("User", "frank")):
-        refusal = guarded["issue_refund"](order_id="g-1", amount=20)
-    response = example.lambda_handler(
-        function_event("issue_refund", "frank", group="assistant-tools", order_id="g-1", amount=20), None)
-    assert "decision " in refusal
-    assert without_decision_id(body_of(response)) == without_decision_id(refusal)
-
-
-def without_decision_id(text: str) -> str:
-    return re.sub(r"decision [0-9a-f]{32}", "decision <id>", text)
 
 
 # -- module hygiene ---------------------------------------------------------------------------------
