@@ -120,11 +120,8 @@ def tools(ran: list[tuple[str, dict[str, Any]]]) -> list[BaseTool]:
 
 @pytest.fixture
 def middleware(authz: az.Authorizer) -> AuthzMiddleware:
-    return AuthzMiddleware(
-        authz,
-        resources={name: document for name in DOCUMENT_TOOLS},
-        resource_types={name: ["Document"] for name in DOCUMENT_TOOLS},
-    )
+    on_a_document = az.ToolSettings(resource=document, resource_types="Document")
+    return AuthzMiddleware(authz, settings=dict.fromkeys(DOCUMENT_TOOLS, on_a_document))
 
 
 REFUND_SCRIPT = (
@@ -301,12 +298,10 @@ def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(
         removed.append(document_id)
         return "removed"
 
-    mapped = AuthzMiddleware(
-        authz, actions={"remove_file": "delete_document"},
-        resources={"remove_file": document}, resource_types={"remove_file": ["Document"]},
-    )
-    with pytest.raises(az.ConfigurationError, match="names no tool"):
-        authorize_tools([remove_file], authz, actions={"remove_fille": "delete_document"})
+    as_delete = az.ToolSettings(action="delete_document", resource=document, resource_types="Document")
+    mapped = AuthzMiddleware(authz, settings={"remove_file": as_delete})
+    with pytest.raises(az.ConfigurationError, match="name no tool: remove_fille"):
+        authorize_tools([remove_file], authz, settings={"remove_fille": as_delete})
     model = scripted(("remove_file", {"document_id": "acme-budget"}),
                      ("remove_file", {"document_id": "acme-vendor-contract"}))
     agent = create_agent(model, tools=[remove_file], middleware=[mapped])
@@ -323,8 +318,7 @@ def test_middleware_passes_authorized_tools_through_so_each_call_is_decided_once
     tools: list[BaseTool], authz: az.Authorizer, middleware: AuthzMiddleware, recorder: az.MemorySink,
     ran: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    wrapped = authorize_tools(tools, authz, resources={name: document for name in DOCUMENT_TOOLS},
-                              resource_types={name: ["Document"] for name in DOCUMENT_TOOLS})
+    wrapped = authorize_tools(tools, authz, settings=middleware.settings)
     assert all(isinstance(t, AuthorizedTool) for t in wrapped)
     model = scripted(*REFUND_SCRIPT)
     agent = create_agent(model, tools=wrapped, middleware=[AuthzMiddleware(authz)])

@@ -40,6 +40,9 @@ def document(args: dict[str, Any]) -> az.EntityUID:
     return az.EntityUID("Document", args["document_id"])
 
 
+REFUND_ACTION = az.ToolSettings(action="issue_refund", resource=az.EntityUID("Tool", "issue_refund"))
+
+
 class Ran:
     """What the tool bodies saw: (tool, arguments, bound principal)."""
 
@@ -109,11 +112,10 @@ def raw(ran: Ran) -> dict[str, BaseTool]:
 def tools(raw: dict[str, BaseTool], authz: az.Authorizer) -> dict[str, AuthorizedTool]:
     wrapped = authorize_tools(
         [raw["search_documents"], raw["read_document"], raw["send_email"], raw["issue_refund"]],
-        authz, resources={"read_document": document}, resource_types={"read_document": ["Document"]},
+        authz, settings={"read_document": az.ToolSettings(resource=document, resource_types=["Document"])},
     )
     result = {t.name: t for t in wrapped if isinstance(t, AuthorizedTool)}
-    result["sync_refund"] = AuthorizedTool(tool=raw["sync_refund"], authz=authz, action="issue_refund",
-                                           resource=az.EntityUID("Tool", "issue_refund"))
+    result["sync_refund"] = AuthorizedTool(tool=raw["sync_refund"], authz=authz, settings=REFUND_ACTION)
     return result
 
 
@@ -151,7 +153,8 @@ def test_a_setting_for_an_unknown_tool_name_is_a_configuration_error(
     raw: dict[str, BaseTool], authz: az.Authorizer
 ) -> None:
     with pytest.raises(az.ConfigurationError, match="read_documnet"):
-        authorize_tools([raw["read_document"]], authz, resources={"read_documnet": document})
+        authorize_tools([raw["read_document"]], authz,
+                        settings={"read_documnet": az.ToolSettings(resource=document)})
 
 
 def test_the_spec_is_registered_and_types_its_input(
@@ -268,8 +271,7 @@ def test_handle_tool_error_on_the_wrapped_tool_turns_a_denial_into_an_error_mess
 def test_on_deny_raise_raises_access_denied_with_the_decision(
     raw: dict[str, BaseTool], authz: az.Authorizer, ran: Ran
 ) -> None:
-    wrapped = AuthorizedTool(tool=raw["sync_refund"], authz=authz, action="issue_refund",
-                             resource=az.EntityUID("Tool", "issue_refund"), on_deny="raise")
+    wrapped = AuthorizedTool(tool=raw["sync_refund"], authz=authz, settings=REFUND_ACTION, on_deny="raise")
     with pytest.raises(az.AccessDenied) as caught:
         wrapped.invoke({"order_id": "o", "amount": 0}, config=as_user("carol"))
     assert caught.value.decision.reasons == ("refund-must-be-positive",)
@@ -451,7 +453,8 @@ def test_content_and_artifact_tools_keep_their_artifact(authz: az.Authorizer) ->
     message = wrapped.invoke(call("search_documents", query="q"), config=as_user("grace"))
     assert message.content == "2 hits" and message.artifact == {"hits": 2}
     with authz.acting_as(user("grace")):
-        refused = AuthorizedTool(tool=search_documents, authz=authz, action="delete_document")
+        refused = AuthorizedTool(tool=search_documents, authz=authz,
+                                 settings=az.ToolSettings(action="delete_document"))
         denied = refused.invoke(call("search_documents", query="q"))
     assert "not permitted" in denied.content and denied.artifact is None
 

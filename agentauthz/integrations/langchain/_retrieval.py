@@ -1,6 +1,6 @@
 """AuthorizedRetriever: a LangChain retriever that returns only what the end user may read.
 
-Re-exported by :mod:`agentauthz.integrations.langchain._tools`; import it from there.
+Import it from :mod:`agentauthz.integrations.langchain`.
 """
 
 from __future__ import annotations
