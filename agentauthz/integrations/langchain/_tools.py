@@ -401,27 +401,28 @@ class AuthorizedTool(_WrappingTool):
 
     _spec: ToolSpec = PrivateAttr()
 
+    def __init__(self, **data: Any) -> None:
+        old = {option: data.pop(option) for option in _DEPRECATED_OPTIONS if option in data}
+        if old:
+            if "settings" in data:
+                raise ConfigurationError(
+                    f"AuthorizedTool takes settings= or the deprecated {'=, '.join(old)}=, not both")
+            warnings.warn(
+                f"AuthorizedTool({'=, '.join(old)}=) is deprecated: pass settings=ToolSettings(...) "
+                "(agentauthz.ToolSettings); these keywords go in the next release",
+                DeprecationWarning, stacklevel=2)
+            data["settings"] = ToolSettings(**{k: v for k, v in old.items() if v is not None})
+        super().__init__(**data)
+
     @model_validator(mode="before")
     @classmethod
     def _needs_authorizer_and_settings(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        if not isinstance(data.get("authz"), Authorizer):
-            raise ConfigurationError("AuthorizedTool needs authz=<an agentauthz Authorizer>")
-        old = {option: data[option] for option in _DEPRECATED_OPTIONS if option in data}
-        if not old:
+        if isinstance(data, Mapping):
+            if not isinstance(data.get("authz"), Authorizer):
+                raise ConfigurationError("AuthorizedTool needs authz=<an agentauthz Authorizer>")
             if not isinstance(data.get("settings", ToolSettings()), ToolSettings):
                 raise ConfigurationError("AuthorizedTool settings= takes an agentauthz.ToolSettings")
-            return data
-        if "settings" in data:
-            raise ConfigurationError(
-                f"AuthorizedTool takes settings= or the deprecated {'=, '.join(old)}=, not both")
-        warnings.warn(
-            f"AuthorizedTool({'=, '.join(old)}=) is deprecated: pass settings=ToolSettings(...) "
-            "(agentauthz.ToolSettings); these keywords go in the next release",
-            DeprecationWarning, stacklevel=_VALIDATOR_STACKLEVEL)
-        kept = {key: value for key, value in data.items() if key not in old}
-        return {**kept, "settings": ToolSettings(**{k: v for k, v in old.items() if v is not None})}
+        return data
 
     def model_post_init(self, context: Any, /) -> None:
         """Build the tool's ToolSpec and register it with the Authorizer."""
@@ -485,8 +486,6 @@ class AuthorizedTool(_WrappingTool):
 
 
 _DEPRECATED_OPTIONS = ("action", "resource", "resource_types", "context")
-# warnings.warn from the model validator: validator, BaseModel.__init__, BaseTool.__init__, the caller.
-_VALIDATOR_STACKLEVEL = 4
 
 
 def refused_as(outcome: ToolCall | InvalidArguments) -> tuple[RefusalKind, Decision]:
