@@ -87,8 +87,11 @@ def spec_for_tool(tool: BaseTool, settings: ToolSettings, on_deny: OnDeny) -> To
                                     on_deny=on_deny)
 
 
+# The keywords of earlier releases: mappings by tool name (authorize_tools, AuthzMiddleware) and the
+# ToolSettings option each one sets (AuthorizedTool's own keywords of the same names).
 _DEPRECATED_MAPPINGS = {"actions": "action", "resources": "resource", "resource_types": "resource_types",
                         "contexts": "context"}
+_DEPRECATED_OPTIONS = tuple(_DEPRECATED_MAPPINGS.values())
 
 
 def settings_by_tool(
@@ -484,8 +487,6 @@ class AuthorizedTool(_WrappingTool):
                                 invocation.tool_call_id)
         return (result, None) if self.response_format == "content_and_artifact" else result
 
-
-_DEPRECATED_OPTIONS = ("action", "resource", "resource_types", "context")
 
 
 def refused_as(outcome: ToolCall | InvalidArguments) -> tuple[RefusalKind, Decision]:
