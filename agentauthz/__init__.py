@@ -46,6 +46,7 @@ from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
 from agentauthz.session._session import Session, SessionConfig, ToolCall
 from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
 from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
+from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import OnDeny, ToolSpec
 
 __version__ = "0.1.0"
@@ -87,6 +88,7 @@ __all__ = [
     "TemplateLink",
     "TokenIdentity",
     "ToolCall",
+    "ToolSettings",
     "ToolSpec",
     "VerifiedPermissionsEngine",
     "VerifiedToken",

@@ -129,10 +129,9 @@ def run(agent: Any, user: str, model: ScriptedChatModel, recorder: az.MemorySink
 def main() -> int:
     recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
+    on_a_document = az.ToolSettings(resource=document, resource_types="Document")
     middleware = AuthzMiddleware(
-        authz, resources={"read_document": document, "delete_document": document},
-        resource_types={"read_document": ["Document"], "delete_document": ["Document"]},
-    )
+        authz, settings={"read_document": on_a_document, "delete_document": on_a_document})
 
     def agent_for(model: ScriptedChatModel) -> Any:
         return create_agent(model, tools=TOOLS, middleware=[middleware])

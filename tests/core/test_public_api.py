@@ -79,3 +79,10 @@ def test_tool_spec_from_json_schema_is_public() -> None:
     schema = {"type": "object", "properties": {"host": {"type": "string"}}}
     spec = az.ToolSpec.from_json_schema("ping", schema)
     assert spec.parameters == ("host",)
+
+
+def test_tool_settings_are_public_and_build_a_tools_spec() -> None:
+    schema = {"type": "object", "properties": {"amount": {"type": "integer"}}}
+    spec = az.ToolSettings(action="refund", sum_arguments="amount").spec_from_json_schema(
+        schema, name="issue_refund", description="", on_deny="message")
+    assert (spec.action, spec.sums, spec.on_deny) == ("refund", ("amount",), "message")

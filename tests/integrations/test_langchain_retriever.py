@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
@@ -298,6 +300,134 @@ def test_a_generic_retriever_is_filtered_as_returned(authz: az.Authorizer) -> No
         found = retriever.retrieve_with_stats("anything")
     assert ids(found.documents) == ["rag-0", "rag-2", "rag-4"]
     assert found.stats.rounds == 1 and found.stats.fetched == 6  # never more than max_candidates
+
+
+# -- call-time k and search arguments ----------------------------------------------------
+
+
+class KwargsRetriever(ListRetriever):
+    """A generic retriever that takes search arguments and records them."""
+
+    calls: list[dict[str, Any]] = Field(default_factory=list)
+
+    def _get_relevant_documents(  # type: ignore[override]
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        self.calls.append(kwargs)
+        return list(self.documents)
+
+
+def test_call_time_k_is_honoured_on_every_kind_of_source_sync_and_async(
+    authz: az.Authorizer, mixed_store: InMemoryVectorStore
+) -> None:
+    best = expected(authz, mixed_store, "roadmap", "bob", 7)
+    sources = {"store": mixed_store, "store retriever": mixed_store.as_retriever(search_kwargs={"k": 2})}
+    for name, source in sources.items():
+        retriever = retriever_over(source, authz, k=3, max_candidates=70)
+        with authz.acting_as(user("bob")):
+            assert ids(retriever.invoke("roadmap", k=1)) == best[:1], name
+            assert ids(retriever.invoke("roadmap", k=7)) == best, name
+            assert ids(asyncio.run(retriever.ainvoke("roadmap", k=2))) == best[:2], name
+            assert ids(retriever.retrieve_with_stats("roadmap", k=5).documents) == best[:5], name
+            assert ids(asyncio.run(retriever.aretrieve_with_stats("roadmap", k=4)).documents) == best[:4]
+            assert ids(retriever.invoke("roadmap")) == best[:3], name  # the retriever's own k otherwise
+
+
+def test_call_time_k_is_capped_by_max_candidates(authz: az.Authorizer) -> None:
+    store = CountingStore(KeywordEmbedding())
+    add(store, [(text("refund", 190 - n), metadata(f"rag-{n}", "support", "public")) for n in range(40)])
+    retriever = retriever_over(store, authz, k=3, max_candidates=10)
+    with authz.acting_as(user("bob")):
+        found = retriever.retrieve_with_stats("refund", k=1000)
+    assert len(found.documents) == 10 and found.stats.requested == 10
+    assert max(store.asked) <= 10 and found.stats.fetched <= 10
+
+
+@pytest.mark.parametrize("k", [0, -1, "3", 2.5, True, None])
+def test_call_time_k_must_be_a_positive_integer_and_nothing_is_searched_otherwise(
+    authz: az.Authorizer, k: object
+) -> None:
+    store = CountingStore(KeywordEmbedding())
+    add(store, [(text("refund", 100), metadata("rag-1", "support", "public"))])
+    with authz.acting_as(user("bob")), pytest.raises(az.ConfigurationError, match="k must be"):
+        retriever_over(store, authz).invoke("refund", k=k)
+    assert store.asked == []
+
+
+@pytest.mark.parametrize("setting", ["action", "resource", "context", "max_candidates", "prefilter",
+                                     "principal_key"])
+def test_call_time_arguments_cannot_change_how_documents_are_decided(
+    authz: az.Authorizer, mixed_store: InMemoryVectorStore, setting: str
+) -> None:
+    with authz.acting_as(user("bob")), pytest.raises(az.ConfigurationError, match="not a search argument"):
+        retriever_over(mixed_store, authz).invoke("roadmap", **{setting: None})
+
+
+def test_call_time_search_arguments_reach_the_search(
+    authz: az.Authorizer, mixed_store: InMemoryVectorStore
+) -> None:
+    only_support: Callable[[Document], bool] = lambda doc: doc.metadata["department"] == "support"  # noqa: E731
+    best = [doc_id for doc_id in expected(authz, mixed_store, "roadmap", "bob", 70)
+            if mixed_store.get_by_ids([doc_id])[0].metadata["department"] == "support"]
+    for source in (mixed_store, mixed_store.as_retriever()):
+        retriever = retriever_over(source, authz, k=3, max_candidates=70)
+        with authz.acting_as(user("bob")):
+            assert ids(retriever.invoke("roadmap", filter=only_support)) == best[:3]
+    docs = [Document(page_content="x", metadata=metadata("rag-1", "support", "public"), id="c1")]
+    generic = KwargsRetriever(documents=docs)
+    with authz.acting_as(user("bob")):
+        found = retriever_over(generic, authz, k=3).invoke("q", k=1, filter="support", score_threshold=0.5)
+    assert ids(found) == ["rag-1"]
+    assert generic.calls == [{"filter": "support", "score_threshold": 0.5}]  # k is ours: never passed on
+
+
+def test_a_call_time_filter_is_and_ed_with_the_prefilter_never_replacing_it(
+    authz: az.Authorizer, mixed_store: InMemoryVectorStore
+) -> None:
+    everything: Callable[[Document], bool] = lambda doc: True  # noqa: E731
+    only_hr: Callable[[Document], bool] = lambda doc: doc.metadata["department"] == "hr"  # noqa: E731
+    retriever = retriever_over(mixed_store, authz, k=5, max_candidates=70, prefilter=True,
+                               resource_type="Document")
+    with authz.acting_as(user("dave")):
+        alone = retriever.retrieve_with_stats("roadmap")
+        found = retriever.retrieve_with_stats("roadmap", filter=everything)
+        hr = retriever.invoke("roadmap", filter=only_hr)
+    assert ids(found.documents) == ids(alone.documents) == expected(authz, mixed_store, "roadmap", "dave", 5)
+    assert found.stats == alone.stats and found.stats.prefilter == "applied"  # the pre-filter still applied
+    assert hr and all(doc.metadata["department"] == "hr" for doc in hr)
+    assert ids(hr) == [d for d in expected(authz, mixed_store, "roadmap", "dave", 70)
+                       if mixed_store.get_by_ids([d])[0].metadata["department"] == "hr"][:5]
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 80), who=st.sampled_from(("alice", "bob", "carol", "dave", "erin", "nobody")),
+       as_retriever=st.booleans())
+def test_any_call_time_k_returns_the_best_k_documents_the_user_may_read(
+    k: int, who: str, as_retriever: bool
+) -> None:
+    """The class of "invoke(q, k=1) returned 3": whatever k a call asks for, it gets the best
+    min(k, max_candidates) permitted documents among the candidates, never more, never others."""
+    authz, store = CALL_TIME_K_CASE
+    source = store.as_retriever() if as_retriever else store
+    retriever = retriever_over(source, authz, k=4, max_candidates=50)
+    with authz.acting_as(user(who)):
+        docs = retriever.invoke("roadmap", k=k)
+    ranked = store.similarity_search("roadmap", k=50)
+    permitted = [doc.metadata["doc_id"] for doc in ranked
+                 if authz.authorize(principal=user(who), action="read", resource=resource(doc)).allowed]
+    assert ids(docs) == permitted[:min(k, 50)]
+
+
+def _call_time_k_case() -> tuple[az.Authorizer, InMemoryVectorStore]:
+    store = InMemoryVectorStore(KeywordEmbedding())
+    departments, classes = ("engineering", "support", "finance", "hr"), ("public", "internal", "confidential")
+    add(store, [(text("roadmap", 150 - n), metadata(f"rag-{n:03d}", departments[(n // 3) % 4], classes[n % 3],
+                                                      tenant="globex" if n % 7 == 0 else "acme"))
+                for n in range(70)])
+    return az.Authorizer.from_directory(POLICIES), store
+
+
+CALL_TIME_K_CASE = _call_time_k_case()
 
 
 # -- fail closed ------------------------------------------------------------------------

@@ -40,6 +40,9 @@ def document(args: dict[str, Any]) -> az.EntityUID:
     return az.EntityUID("Document", args["document_id"])
 
 
+REFUND_ACTION = az.ToolSettings(action="issue_refund", resource=az.EntityUID("Tool", "issue_refund"))
+
+
 class Ran:
     """What the tool bodies saw: (tool, arguments, bound principal)."""
 
@@ -109,11 +112,10 @@ def raw(ran: Ran) -> dict[str, BaseTool]:
 def tools(raw: dict[str, BaseTool], authz: az.Authorizer) -> dict[str, AuthorizedTool]:
     wrapped = authorize_tools(
         [raw["search_documents"], raw["read_document"], raw["send_email"], raw["issue_refund"]],
-        authz, resources={"read_document": document}, resource_types={"read_document": ["Document"]},
+        authz, settings={"read_document": az.ToolSettings(resource=document, resource_types=["Document"])},
     )
     result = {t.name: t for t in wrapped if isinstance(t, AuthorizedTool)}
-    result["sync_refund"] = AuthorizedTool(tool=raw["sync_refund"], authz=authz, action="issue_refund",
-                                           resource=az.EntityUID("Tool", "issue_refund"))
+    result["sync_refund"] = AuthorizedTool(tool=raw["sync_refund"], authz=authz, settings=REFUND_ACTION)
     return result
 
 
@@ -151,7 +153,8 @@ def test_a_setting_for_an_unknown_tool_name_is_a_configuration_error(
     raw: dict[str, BaseTool], authz: az.Authorizer
 ) -> None:
     with pytest.raises(az.ConfigurationError, match="read_documnet"):
-        authorize_tools([raw["read_document"]], authz, resources={"read_documnet": document})
+        authorize_tools([raw["read_document"]], authz,
+                        settings={"read_documnet": az.ToolSettings(resource=document)})
 
 
 def test_the_spec_is_registered_and_types_its_input(
@@ -268,8 +271,7 @@ def test_handle_tool_error_on_the_wrapped_tool_turns_a_denial_into_an_error_mess
 def test_on_deny_raise_raises_access_denied_with_the_decision(
     raw: dict[str, BaseTool], authz: az.Authorizer, ran: Ran
 ) -> None:
-    wrapped = AuthorizedTool(tool=raw["sync_refund"], authz=authz, action="issue_refund",
-                             resource=az.EntityUID("Tool", "issue_refund"), on_deny="raise")
+    wrapped = AuthorizedTool(tool=raw["sync_refund"], authz=authz, settings=REFUND_ACTION, on_deny="raise")
     with pytest.raises(az.AccessDenied) as caught:
         wrapped.invoke({"order_id": "o", "amount": 0}, config=as_user("carol"))
     assert caught.value.decision.reasons == ("refund-must-be-positive",)
@@ -451,7 +453,8 @@ def test_content_and_artifact_tools_keep_their_artifact(authz: az.Authorizer) ->
     message = wrapped.invoke(call("search_documents", query="q"), config=as_user("grace"))
     assert message.content == "2 hits" and message.artifact == {"hits": 2}
     with authz.acting_as(user("grace")):
-        refused = AuthorizedTool(tool=search_documents, authz=authz, action="delete_document")
+        refused = AuthorizedTool(tool=search_documents, authz=authz,
+                                 settings=az.ToolSettings(action="delete_document"))
         denied = refused.invoke(call("search_documents", query="q"))
     assert "not permitted" in denied.content and denied.artifact is None
 
@@ -565,6 +568,108 @@ def test_permitted_tools_takes_authorized_tools(
 
 
 # -- packaging ------------------------------------------------------------------------------
+
+
+# -- one ToolSettings per tool --------------------------------------------------------------
+
+SUMMED_REFUNDS = """
+@id("refunds") permit(principal, action == Action::"issue_refund", resource);
+@id("refund-cap") forbid(principal, action == Action::"issue_refund", resource)
+when { context has session && context.input.amount > 100 - context.session.totals.issue_refund.amount };
+"""
+
+
+def test_sum_arguments_in_tool_settings_reach_the_session_totals_of_a_wrapped_tool(
+    raw: dict[str, BaseTool],
+) -> None:
+    authz = az.Authorizer.from_text(SUMMED_REFUNDS, audit=[])
+    [refund] = authorize_tools([raw["sync_refund"]], authz, settings={
+        "sync_refund": az.ToolSettings(action="issue_refund", sum_arguments="amount")})
+    assert isinstance(refund, AuthorizedTool) and refund.spec.sums == ("amount",)
+    with authz.acting_as(user("carol")), authz.session("c-1") as session:
+        assert refund.invoke({"order_id": "o-1", "amount": 60}) == "refunded 60 on o-1"
+        assert refund.invoke({"order_id": "o-2", "amount": 40}) == "refunded 40 on o-2"
+        assert "not permitted" in refund.invoke({"order_id": "o-3", "amount": 1})
+        assert session.state().totals == {"issue_refund": {"amount": 100}}
+
+
+def test_tool_settings_give_the_same_spec_to_the_wrapper_the_list_and_the_middleware(
+    raw: dict[str, BaseTool], authz: az.Authorizer
+) -> None:
+    pytest.importorskip("langchain.agents")
+    from agentauthz.integrations.langchain import AuthzMiddleware
+
+    settings = az.ToolSettings(action="read_document", resource=document, resource_types="Document",
+                               context={"channel": "chat"}, on_deny="raise")
+    one = AuthorizedTool(tool=raw["search_documents"], authz=authz, settings=settings).spec
+    [listed] = authorize_tools([raw["search_documents"]], authz, settings={"search_documents": settings})
+    assert isinstance(listed, AuthorizedTool)
+    middleware = AuthzMiddleware(authz, settings={"search_documents": settings})
+    decided = middleware.spec_for("search_documents", raw["search_documents"])
+    for spec in (listed.spec, decided):
+        assert spec is not None
+        assert (spec.action, spec.resource, spec.resource_types, spec.context, spec.on_deny) == (
+            one.action, one.resource, one.resource_types, one.context, one.on_deny)
+    assert one.on_deny == "raise" and one.resource_types == ("Document",)
+
+
+def test_a_tool_own_on_deny_overrides_the_wrappers(raw: dict[str, BaseTool], authz: az.Authorizer,
+                                                   ran: Ran) -> None:
+    strict = az.ToolSettings(on_deny="raise")
+    email, search = authorize_tools([raw["send_email"], raw["search_documents"]], authz,
+                                    settings={"send_email": strict}, on_deny="message")
+    with authz.acting_as(user("carol")):
+        with pytest.raises(az.AccessDenied):
+            email.invoke({"to": "attacker@evil.example", "subject": "Q3"})
+        assert search.invoke({"query": "q"}) == "results for q"
+    assert [name for name, _, _ in ran.calls] == ["search_documents"]
+
+
+@pytest.mark.parametrize("options", [
+    {"on_deny": "ignore"},
+    {"resource": 'Document::"d1"'},  # a string is never parsed into an entity
+    {"action": ""},
+    {"context": ["not", "a", "mapping"]},
+    {"resource_types": ["Document", ""]},
+])
+def test_tool_settings_refuse_a_wrong_option_when_built(options: dict[str, Any]) -> None:
+    with pytest.raises(az.ConfigurationError, match="ToolSettings"):
+        az.ToolSettings(**options)
+
+
+def test_settings_must_be_tool_settings_not_dicts(raw: dict[str, BaseTool], authz: az.Authorizer) -> None:
+    with pytest.raises(az.ConfigurationError, match="ToolSettings"):
+        authorize_tools([raw["read_document"]], authz,
+                        settings={"read_document": {"resource": document}})  # type: ignore[dict-item]
+    with pytest.raises(az.ConfigurationError, match="ToolSettings"):
+        AuthorizedTool(tool=raw["read_document"], authz=authz, settings={"resource": document})
+
+
+def test_the_old_keyword_mappings_still_work_and_warn_at_the_callers_line(
+    raw: dict[str, BaseTool], authz: az.Authorizer, ran: Ran
+) -> None:
+    with pytest.warns(DeprecationWarning, match=r"authorize_tools\(resources=, resource_types=\)") as warned:
+        [read] = authorize_tools([raw["read_document"]], authz, resources={"read_document": document},
+                                 resource_types={"read_document": ["Document"]})
+    assert warned[0].filename == __file__
+    assert isinstance(read, AuthorizedTool) and read.spec.resource_types == ("Document",)
+    with pytest.warns(DeprecationWarning, match=r"AuthorizedTool\(action=, resource=\)") as warned:
+        refund = AuthorizedTool(tool=raw["sync_refund"], authz=authz, action="issue_refund",
+                                resource=az.EntityUID("Tool", "issue_refund"))
+    assert warned[0].filename == __file__
+    assert refund.settings == REFUND_ACTION
+    assert read.invoke({"document_id": "acme-eng-roadmap"}, config=as_user("grace")) == (
+        "contents of acme-eng-roadmap")
+    assert refund.invoke({"order_id": "o-9", "amount": 5}, config=as_user("carol")) == "refunded 5 on o-9"
+
+
+def test_a_tool_configured_both_ways_is_refused_not_guessed(raw: dict[str, BaseTool],
+                                                            authz: az.Authorizer) -> None:
+    with pytest.warns(DeprecationWarning), pytest.raises(az.ConfigurationError, match="both"):
+        authorize_tools([raw["read_document"]], authz, settings={"read_document": az.ToolSettings()},
+                        resources={"read_document": document})
+    with pytest.raises(az.ConfigurationError, match="not both"):
+        AuthorizedTool(tool=raw["read_document"], authz=authz, settings=az.ToolSettings(), resource=document)
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:

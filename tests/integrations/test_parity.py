@@ -105,7 +105,8 @@ def via_langchain(tools: ModuleType, who: str, tool: str, arguments: dict[str, A
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     wrapped = authorize_tools(
         [StructuredTool.from_function(fn) for fn in plain], authz,
-        resources={"read_document": tools.document, "delete_document": tools.document},
+        settings={name: az.ToolSettings(resource=tools.document)
+                  for name in ("read_document", "delete_document")},
     )
     by_name = {t.name: t for t in wrapped}
     by_name[tool].invoke(arguments, config={"configurable": {PRINCIPAL_KEY: az.EntityUID("User", who)}})

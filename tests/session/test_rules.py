@@ -110,8 +110,8 @@ class Agent:
         self.tools = self._tools()
         self.middleware = AuthzMiddleware(
             self.authz,
-            resources={name: _document for name in ("read_document", "delete_document")},
-            resource_types={name: ["Document"] for name in ("read_document", "delete_document")})
+            settings={name: az.ToolSettings(resource=_document, resource_types="Document")
+                      for name in ("read_document", "delete_document")})
 
     def _tools(self) -> list[BaseTool]:
         ran, retriever = self.ran, self.retriever

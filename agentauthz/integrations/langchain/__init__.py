@@ -10,10 +10,14 @@ Three ways to put Cedar decisions between a LangChain agent and its tools
   (langchain v1): it decides every tool call in ``wrap_tool_call`` and shows the
   model, in ``wrap_model_call``, only the tools the user could use.
 
+How each tool's calls become Cedar requests is one :class:`~agentauthz.ToolSettings`
+per tool (``settings=``), the same object for all three.
+
 The end user comes from ``RunnableConfig["configurable"][principal_key]`` (an
 :class:`~agentauthz.EntityUID` or :class:`~agentauthz.Entity` put there by the
-application) or from ``authz.acting_as(...)``; with neither, the call raises
-:class:`~agentauthz.IdentityError`. Tool arguments never name the principal.
+application) or from ``authz.acting_as(...)``; with neither, every path raises
+the same :class:`~agentauthz.IdentityError`, naming both. Tool arguments never
+name the principal.
 The session (:mod:`agentauthz.session._session`) comes from
 ``RunnableConfig["configurable"][session_key]`` (default ``"agentauthz_session"``:
 the conversation id, e.g. the thread id, or a Session) or ``authz.session(...)``;
@@ -24,7 +28,8 @@ the model's arguments validated by the tool's :class:`~agentauthz.ToolSpec`
 (:meth:`~agentauthz.ToolSpec.arguments`: an argument the schema does not
 declare is refused, values are coerced), never the raw ones. A refused call
 answers the model with :meth:`Authorizer.refusal <agentauthz.Authorizer.refusal>`:
-an error ``ToolMessage`` naming the decision's id, not its policies.
+an error ``ToolMessage`` naming the decision's id, not its policies, the same
+whether the middleware or an :class:`AuthorizedTool` refused.
 
 Authorization is never done in a callback handler: LangChain logs and swallows
 exceptions raised by callback handlers (unless ``raise_error`` is set), so a
@@ -47,16 +52,11 @@ Example:
 
 from __future__ import annotations
 
-from agentauthz.integrations.langchain._tools import (
-    PRINCIPAL_KEY,
-    SESSION_KEY,
-    AuthorizedRetriever,
-    AuthorizedTool,
-    AuthzMiddleware,
-    RetrievalResult,
-    RetrievalStats,
-    authorize_tools,
-)
+# _tools first: without langchain-core, its ImportError names the extra to install.
+from agentauthz.integrations.langchain._tools import AuthorizedTool, authorize_tools  # isort: skip
+from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY
+from agentauthz.integrations.langchain._middleware import AuthzMiddleware
+from agentauthz.integrations.langchain._retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
 
 __all__ = [
     "PRINCIPAL_KEY",

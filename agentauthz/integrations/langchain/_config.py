@@ -19,12 +19,23 @@ from agentauthz.session._session import SESSION_KEY, Session
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
 
-__all__ = ["PRINCIPAL_KEY", "SESSION_KEY", "bound_from_config", "configured_principal", "configured_session"]
+__all__ = [
+    "PRINCIPAL_KEY",
+    "SESSION_KEY",
+    "bound_from_config",
+    "configured_principal",
+    "configured_session",
+    "no_end_user",
+]
 
 PRINCIPAL_KEY = "agentauthz_principal"
 """Default key of the end user in ``RunnableConfig["configurable"]``."""
 
 
+def no_end_user(key: str) -> str:
+    """The message of every LangChain path refused for want of an end user: both ways to bind one."""
+    return (f"no end user is bound: put an EntityUID or Entity in RunnableConfig['configurable'][{key!r}] "
+            "or wrap the call in authz.acting_as(user)")
 
 def configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity | EntityUID | None:
     """The end user the application put in ``config["configurable"][key]``, if any."""
@@ -60,9 +71,23 @@ def configured_session(config: Mapping[str, Any] | None, key: str) -> str | Sess
 @contextmanager
 def bound_from_config(authz: Authorizer, config: Mapping[str, Any] | None, key: str,
            session_key: str = SESSION_KEY) -> Iterator[None]:
-    """Bind the configured end user and session for the block, or keep what is bound."""
+    """Bind the configured end user and session for the block, or keep what is bound.
+
+    Raises:
+        IdentityError: the configured end user is not an Entity or EntityUID,
+            conflicts with the bound one, or, when the block needs an end user
+            and none is bound, with :func:`no_end_user`'s message (naming both
+            ways to bind one, and keeping the audited refusal's ``decision``).
+    """
     with authz.bound_to(configured_principal(config, key),
                         source=f"RunnableConfig['configurable'][{key!r}]"), \
             authz.session_bound_to(configured_session(config, session_key),
                                    source=f"RunnableConfig['configurable'][{session_key!r}]"):
-        yield
+        try:
+            yield
+        except IdentityError as exc:
+            if authz.identity is not None:  # bound: refused for another reason (a foreign session)
+                raise
+            # Nothing ran without an end user (every decision needs one), so this is the refusal
+            # for want of one: said the same on every LangChain path, with both ways to bind a user.
+            raise IdentityError(no_end_user(key), decision=exc.decision) from exc

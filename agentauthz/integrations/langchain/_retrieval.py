@@ -1,6 +1,6 @@
 """AuthorizedRetriever: a LangChain retriever that returns only what the end user may read.
 
-Re-exported by :mod:`agentauthz.integrations.langchain._tools`; import it from there.
+Import it from :mod:`agentauthz.integrations.langchain`.
 """
 
 from __future__ import annotations
@@ -82,6 +82,15 @@ class AuthorizedRetriever(BaseRetriever):
     VectorStore is queried with a larger ``k``, the fetch size growing by the
     observed pass rate, never past ``max_candidates`` distinct candidates.
     Any other retriever is called once and its results filtered as returned.
+
+    A call can ask for another number of results and add search arguments,
+    as LangChain retrievers take them: ``retriever.invoke(query, k=1,
+    filter=...)``. ``k`` is capped by ``max_candidates``; the other arguments
+    go to the search (a VectorStoreRetriever's ``search_kwargs``, a
+    VectorStore's ``similarity_search``, another retriever's ``invoke``),
+    overriding the retriever's own. They only shape the search: every
+    document found is still decided for the end user, and a search filter
+    given at call time is and-ed with the pre-filter, never replacing it.
 
     The end user is the principal bound with ``authz.acting_as(...)`` or, per
     call, ``config["configurable"][principal_key]`` (an Entity or EntityUID
@@ -177,7 +186,19 @@ class AuthorizedRetriever(BaseRetriever):
     def invoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
-        """Retrieve for the end user bound by ``acting_as`` or named in ``config``."""
+        """Retrieve for the end user bound by ``acting_as`` or named in ``config``.
+
+        Args:
+            input: the query.
+            config: the run config (the end user may be in its ``configurable``).
+            **kwargs: ``k`` (results wanted for this call, at most
+                ``max_candidates``) and search arguments (e.g. ``filter``).
+
+        Raises:
+            IdentityError: no end user is bound (nothing is searched).
+            ConfigurationError: ``k`` is not a positive integer, or an argument
+                names a setting of the retriever (``action``, ``max_candidates``...).
+        """
         with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             return super().invoke(input, config, **kwargs)
 
@@ -188,7 +209,8 @@ class AuthorizedRetriever(BaseRetriever):
         with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             return await super().ainvoke(input, config, **kwargs)
 
-    def retrieve_with_stats(self, query: str, config: RunnableConfig | None = None) -> RetrievalResult:
+    def retrieve_with_stats(self, query: str, config: RunnableConfig | None = None,
+                            **kwargs: Any) -> RetrievalResult:
         """Like :meth:`invoke` (without callbacks), returning the shrinkage counters too.
 
         Example:
@@ -204,66 +226,89 @@ class AuthorizedRetriever(BaseRetriever):
             2
         """
         with bound_from_config(self.authz, config, self.principal_key, self.session_key):
-            documents, stats = self._run(query, None)
+            documents, stats = self._run(query, None, kwargs)
         return RetrievalResult(documents, stats)
 
     async def aretrieve_with_stats(
-        self, query: str, config: RunnableConfig | None = None
+        self, query: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> RetrievalResult:
         """Async twin of :meth:`retrieve_with_stats`."""
         with bound_from_config(self.authz, config, self.principal_key, self.session_key):
-            documents, stats = await self._arun(query, None)
+            documents, stats = await self._arun(query, None, kwargs)
         return RetrievalResult(documents, stats)
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        documents, _ = self._run(query, run_manager.get_child())
+        documents, _ = self._run(query, run_manager.get_child(), kwargs)
         return documents
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        documents, _ = await self._arun(query, run_manager.get_child())
+        documents, _ = await self._arun(query, run_manager.get_child(), kwargs)
         return documents
 
-    # -- the loops -----------------------------------------------------------------
+    # -- the loops: the twins differ only by their awaits ---------------------------------
 
-    def _run(self, query: str, callbacks: Any) -> tuple[list[Document], RetrievalStats]:
+    def _run(self, query: str, callbacks: Any,
+             kwargs: Mapping[str, Any]) -> tuple[list[Document], RetrievalStats]:
+        started, plan, search, state = self._start(query, callbacks, kwargs)
+        while search is not None:
+            batch = search.fetch(plan.size)
+            fresh = plan.take(batch)
+            if fresh:
+                plan.record(fresh, self.authz.filter(fresh, **self._decide))
+            if not plan.advance(len(batch), more=search.more):
+                break
+        return self._finish(plan, state, started)
+
+    async def _arun(self, query: str, callbacks: Any,
+                    kwargs: Mapping[str, Any]) -> tuple[list[Document], RetrievalStats]:
+        started, plan, search, state = self._start(query, callbacks, kwargs)
+        while search is not None:
+            batch = await search.afetch(plan.size)
+            fresh = plan.take(batch)
+            if fresh:
+                plan.record(fresh, await self.authz.afilter(fresh, **self._decide))
+            if not plan.advance(len(batch), more=search.more):
+                break
+        return self._finish(plan, state, started)
+
+    @property
+    def _decide(self) -> dict[str, Any]:
+        """How each candidate is decided (``Authorizer.filter``'s arguments)."""
+        return {"action": self.action, "resource": self.resource, "context": self.context}
+
+    def _start(
+        self, query: str, callbacks: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[int, OverFetchPlan[Document], _Search | None, PrefilterState]:
+        """The I/O-free start of a call: the end user checked, the plan and the search."""
         started = time.perf_counter_ns()
         self.authz.current_principal()  # no end user: IdentityError before any search
-        plan = self._plan()
-        search, state = self._search(query, callbacks)
-        if search is not None:
-            while True:
-                batch = search.fetch(plan.size)
-                fresh = plan.take(batch)
-                if fresh:
-                    plan.record(fresh, self.authz.filter(
-                        fresh, action=self.action, resource=self.resource, context=self.context))
-                if not plan.advance(len(batch), more=search.more):
-                    break
-        return self._finish(plan, state, started)
+        k, search_arguments = self._call_arguments(kwargs)
+        plan = OverFetchPlan(k=k, max_candidates=self.max_candidates, key=_document_key,
+                             max_rounds=self.max_rounds)
+        search, state = self._search(query, callbacks, search_arguments)
+        return started, plan, search, state
 
-    async def _arun(self, query: str, callbacks: Any) -> tuple[list[Document], RetrievalStats]:
-        started = time.perf_counter_ns()
-        self.authz.current_principal()
-        plan = self._plan()
-        search, state = self._search(query, callbacks)
-        if search is not None:
-            while True:
-                batch = await search.afetch(plan.size)
-                fresh = plan.take(batch)
-                if fresh:
-                    plan.record(fresh, await self.authz.afilter(
-                        fresh, action=self.action, resource=self.resource, context=self.context))
-                if not plan.advance(len(batch), more=search.more):
-                    break
-        return self._finish(plan, state, started)
+    def _call_arguments(self, kwargs: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The call's ``k`` (capped by ``max_candidates``) and its search arguments.
 
-    def _plan(self) -> OverFetchPlan[Document]:
-        return OverFetchPlan(k=self.k, max_candidates=self.max_candidates,
-                             key=_document_key, max_rounds=self.max_rounds)
+        Raises:
+            ConfigurationError: ``k`` is not a positive integer, or an argument
+                names a setting of this retriever (it is not a search argument,
+                and a call cannot change how documents are decided).
+        """
+        search_arguments = dict(kwargs)
+        k = search_arguments.pop("k", self.k)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigurationError(f"k must be an integer of at least 1, not {k!r}")
+        settings = sorted(set(search_arguments) & set(type(self).model_fields))
+        if settings:
+            raise ConfigurationError(
+                f"{', '.join(settings)}: a setting of AuthorizedRetriever, not a search argument")
+        return min(k, self.max_candidates), search_arguments
 
     def _finish(
         self, plan: OverFetchPlan[Document], state: PrefilterState, started: int
@@ -276,8 +321,9 @@ class AuthorizedRetriever(BaseRetriever):
 
     # -- searching -----------------------------------------------------------------
 
-    def _search(self, query: str, callbacks: Any) -> tuple[_Search | None, PrefilterState]:
-        """How to fetch ``n`` candidates, with the pre-filter applied where possible.
+    def _search(self, query: str, callbacks: Any,
+                arguments: Mapping[str, Any]) -> tuple[_Search | None, PrefilterState]:
+        """How to fetch ``n`` candidates, with the call's search arguments and the pre-filter.
 
         Returns ``(None, "always_denied")`` when the policies deny every
         document to this user: then nothing is searched at all.
@@ -294,26 +340,33 @@ class AuthorizedRetriever(BaseRetriever):
                 extra, state = self._prefilter_arguments(compiled)
         inner = self.retriever
         if isinstance(inner, VectorStoreRetriever):
-            return _RetrieverSearch(query, inner, extra, callbacks), state
+            own = {**inner.search_kwargs, **arguments}
+            return _RetrieverSearch(query, inner, own, extra, callbacks), state
         if isinstance(inner, VectorStore):
-            return _StoreSearch(query, inner, _merge_kwargs(self.search_kwargs, extra)), state
+            searched = _merge_kwargs({**self.search_kwargs, **arguments}, extra)
+            return _StoreSearch(query, inner, searched), state
         if extra:
             state = "unsupported"  # a generic retriever takes no search filter
-        return _OnceSearch(query, inner, callbacks), state
+        return _OnceSearch(query, inner, arguments, callbacks), state
 
-    def compile_prefilter(self) -> Prefilter:
-        """The policies compiled for the bound end user (what ``prefilter=True`` applies).
+    def compile_prefilter(self, config: RunnableConfig | None = None) -> Prefilter:
+        """The policies compiled for the end user (what ``prefilter=True`` applies).
 
         Compiled with the context :meth:`Authorizer.filter` decides with, the
         bound session's ``context.session`` included.
+
+        Args:
+            config: a run config naming the end user, as :meth:`invoke` takes it
+                (default: the end user bound with ``authz.acting_as``).
 
         Raises:
             IdentityError: no end user is bound.
         """
         from agentauthz.retrieval._prefilter import compile_prefilter
 
-        return compile_prefilter(self.authz, action=self.action, context=self.context,
-                                 resource_type=self.resource_type)
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
+            return compile_prefilter(self.authz, action=self.action, context=self.context,
+                                     resource_type=self.resource_type)
 
     def _prefilter_arguments(self, compiled: Prefilter) -> tuple[dict[str, Any], PrefilterState]:
         if self.prefilter_kwargs is not None:
@@ -359,17 +412,21 @@ def _merge_kwargs(caller: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[s
 
 
 class _RetrieverSearch(_Search):
-    """A VectorStoreRetriever re-run on a copy with ``search_kwargs["k"] = n``."""
+    """A VectorStoreRetriever re-run on a copy with ``search_kwargs["k"] = n``.
 
-    def __init__(self, query: str, retriever: VectorStoreRetriever,
+    ``arguments`` are its search arguments for this call (its own, with the
+    call's over them), ``extra`` the pre-filter's.
+    """
+
+    def __init__(self, query: str, retriever: VectorStoreRetriever, arguments: Mapping[str, Any],
                  extra: Mapping[str, Any], callbacks: Any) -> None:
         self.query = query
         self.retriever = retriever
-        self.extra = dict(extra)
+        self.arguments = _merge_kwargs(arguments, extra)
         self.config: RunnableConfig = {"callbacks": callbacks} if callbacks is not None else {}
 
     def _sized(self, n: int) -> VectorStoreRetriever:
-        kwargs = _merge_kwargs(self.retriever.search_kwargs, self.extra)
+        kwargs = dict(self.arguments)
         kwargs["k"] = n
         if self.retriever.search_type == "mmr":
             kwargs["fetch_k"] = max(int(kwargs.get("fetch_k", 20)), n)
@@ -398,17 +455,23 @@ class _StoreSearch(_Search):
 
 
 class _OnceSearch(_Search):
-    """Any other retriever: one call, its results filtered as returned."""
+    """Any other retriever: one call (with the call's search arguments), its results filtered as returned.
+
+    The call's ``k`` is not passed on: the retriever returns as many as it
+    does, and the permitted ones are kept up to ``k``.
+    """
 
     more = False
 
-    def __init__(self, query: str, retriever: BaseRetriever, callbacks: Any) -> None:
+    def __init__(self, query: str, retriever: BaseRetriever, arguments: Mapping[str, Any],
+                 callbacks: Any) -> None:
         self.query = query
         self.retriever = retriever
+        self.arguments = dict(arguments)
         self.config: RunnableConfig = {"callbacks": callbacks} if callbacks is not None else {}
 
     def fetch(self, n: int) -> list[Document]:
-        return list(self.retriever.invoke(self.query, self.config))
+        return list(self.retriever.invoke(self.query, self.config, **self.arguments))
 
     async def afetch(self, n: int) -> list[Document]:
-        return list(await self.retriever.ainvoke(self.query, self.config))
+        return list(await self.retriever.ainvoke(self.query, self.config, **self.arguments))

@@ -1,4 +1,9 @@
-"""LangChain tools and agent middleware (see :mod:`agentauthz.integrations.langchain`)."""
+"""LangChain tools: :class:`AuthorizedTool` and :func:`authorize_tools`.
+
+Also what the middleware (``_middleware``) shares with them: the spec of a
+LangChain tool, the call as LangChain hands it over, running the wrapped tool,
+and the one refusal a model reads on every LangChain path.
+"""
 
 from __future__ import annotations
 
@@ -10,74 +15,39 @@ try:
     from langchain_core.tools import tool as _as_tool
 except ImportError as _missing:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
-        "agentauthz.integrations.langchain._tools needs langchain-core: "
+        "agentauthz.integrations.langchain needs langchain-core: "
         'pip install "agentauthz[langchain]"'
     ) from _missing
 
-import asyncio
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidArguments
-from agentauthz._model import Decision, EntityUID
+from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments
+from agentauthz._model import Decision
 from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
-from agentauthz.integrations.langchain._retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
 from agentauthz.session._session import ToolCall
-from agentauthz.tools._spec import (
-    ContextSpec,
-    OnDeny,
-    RefusalKind,
-    ResourceSpec,
-    ToolSpec,
-    build_spec_from_model,
-    spec_of,
-)
-
-if TYPE_CHECKING:
-    from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
-    from langchain.agents.middleware.types import ExtendedModelResponse
-    from langchain_core.messages import AIMessage
-    from langgraph.prebuilt.tool_node import ToolCallRequest
-    from langgraph.types import Command
-
-    _MiddlewareBase = AgentMiddleware[AgentState[Any], Any, Any]
-    _AGENTS = True
-else:
-    try:
-        from langchain.agents.middleware import AgentMiddleware as _MiddlewareBase
-
-        _AGENTS = True
-    except ImportError:  # langchain v1 is optional: only AuthzMiddleware needs it
-        _AGENTS = False
-
-        class _MiddlewareBase:
-            """Stands in for AgentMiddleware when langchain v1 is not installed."""
+from agentauthz.tools._settings import ToolSettings
+from agentauthz.tools._spec import OnDeny, RefusalKind, ToolSpec
 
 __all__ = [
-    "PRINCIPAL_KEY",
-    "SESSION_KEY",
-    "AuthorizedRetriever",
     "AuthorizedTool",
-    "AuthzMiddleware",
-    "RetrievalResult",
-    "RetrievalStats",
+    "DecidedTool",
+    "arun_wrapped",
     "authorize_tools",
+    "refusal_output",
+    "refused_as",
+    "run_wrapped",
+    "settings_by_tool",
+    "spec_for_tool",
 ]
-
-_AGENTS_HINT = 'AuthzMiddleware needs langchain>=1.0 (create_agent): pip install "agentauthz[langchain]"'
-
-
-def _failed(result: Any) -> bool:
-    """Whether a tool node's result reports a failed run (an error ToolMessage)."""
-    return isinstance(result, ToolMessage) and result.status == "error"
-
 
 # -- tool specs from LangChain argument schemas --------------------------------------
 
@@ -102,30 +72,69 @@ def _argument_model(tool: BaseTool) -> type[BaseModel]:
     return schema
 
 
-def _spec_for_tool(
-    tool: BaseTool,
+def spec_for_tool(tool: BaseTool, settings: ToolSettings, on_deny: OnDeny) -> ToolSpec:
+    """How the calls of a LangChain tool become Cedar requests (``on_deny``: unless the settings say).
+
+    A JSON-schema ``args_schema`` (how MCP tools arrive) is read as
+    :meth:`ToolSpec.from_json_schema` reads it; a pydantic one as
+    :func:`_argument_model` picks it.
+    """
+    description = tool.description or ""
+    if isinstance(tool.tool_call_schema, Mapping):
+        return settings.spec_from_json_schema(tool.tool_call_schema, name=tool.name,
+                                              description=description, on_deny=on_deny)
+    return settings.spec_from_model(_argument_model(tool), name=tool.name, description=description,
+                                    on_deny=on_deny)
+
+
+# The keywords of earlier releases: mappings by tool name (authorize_tools, AuthzMiddleware) and the
+# ToolSettings option each one sets (AuthorizedTool's own keywords of the same names).
+_DEPRECATED_MAPPINGS = {"actions": "action", "resources": "resource", "resource_types": "resource_types",
+                        "contexts": "context"}
+_DEPRECATED_OPTIONS = tuple(_DEPRECATED_MAPPINGS.values())
+
+
+def settings_by_tool(
+    settings: Mapping[str, ToolSettings] | None,
+    deprecated: Mapping[str, Mapping[str, Any] | None],
     *,
-    action: str | EntityUID | None = None,
-    resource: ResourceSpec = None,
-    resource_types: Iterable[str] = (),
-    context: ContextSpec = None,
-    on_deny: OnDeny = "message",
-) -> ToolSpec:
-    if isinstance(tool.tool_call_schema, Mapping):  # a JSON schema (how MCP tools arrive)
-        return ToolSpec.from_json_schema(
-            tool.name, tool.tool_call_schema, description=tool.description or "", action=action,
-            resource=resource, resource_types=resource_types, context=context, on_deny=on_deny,
-        )
-    return build_spec_from_model(
-        _argument_model(tool),
-        name=tool.name,
-        description=tool.description or "",
-        action=action,
-        resource=resource,
-        resource_types=tuple(resource_types),
-        context=context,
-        on_deny=on_deny,
-    )
+    caller: str,
+) -> dict[str, ToolSettings]:
+    """The per-tool settings, with the deprecated keyword mappings folded in.
+
+    Args:
+        settings: ``{tool name: ToolSettings}``.
+        deprecated: the old mappings by keyword (``actions``, ``resources``,
+            ``resource_types``, ``contexts``), None where not given.
+        caller: the API taking them, for the warning and errors.
+
+    Raises:
+        ConfigurationError: a value of ``settings`` is not a ToolSettings, or a
+            tool has settings both ways (which to keep would be a guess).
+    """
+    merged: dict[str, ToolSettings] = {}
+    for name, value in (settings or {}).items():
+        if not isinstance(value, ToolSettings):
+            raise ConfigurationError(f"{caller}: settings[{name!r}] must be an agentauthz.ToolSettings, "
+                                     f"not {type(value).__name__}")
+        merged[name] = value
+    given = {option: mapping for option, mapping in deprecated.items() if mapping is not None}
+    if not given:
+        return merged
+    warnings.warn(
+        f"{caller}({'=, '.join(given)}=) is deprecated: pass settings={{tool name: ToolSettings(...)}} "
+        "(agentauthz.ToolSettings); the keyword mappings go in the next release",
+        DeprecationWarning, stacklevel=3)
+    options: dict[str, dict[str, Any]] = {}
+    for option, mapping in given.items():
+        for name, value in mapping.items():
+            options.setdefault(name, {})[_DEPRECATED_MAPPINGS[option]] = value
+    for name, chosen in options.items():
+        if name in merged:
+            raise ConfigurationError(f"{caller}: tool {name!r} has settings both in settings= and in "
+                                     "the deprecated keyword mappings; keep only settings=")
+        merged[name] = ToolSettings(**chosen)
+    return merged
 
 
 @dataclass(frozen=True)
@@ -177,14 +186,27 @@ def _injected_keys(tool: BaseTool) -> frozenset[str]:
     return frozenset(keys)
 
 
-def _refusal_result(tool: BaseTool, text: str, tool_call_id: str | None) -> Any:
-    """A refusal as a tool's result: an error ``ToolMessage`` answering the call, as the middleware's."""
-    if tool.handle_tool_error:
-        raise ToolException(text)
-    result: Any = text
-    if tool_call_id is not None:
-        result = ToolMessage(content=text, name=tool.name, tool_call_id=tool_call_id, status="error")
-    return (result, None) if tool.response_format == "content_and_artifact" else result
+def refusal_output(tool: BaseTool | None, name: str, text: str, tool_call_id: str | None) -> Any:
+    """The one refusal a model reads on every LangChain path (AuthorizedTool and the middleware).
+
+    Answering a tool call, an error ``ToolMessage`` (``status="error"``);
+    called with plain arguments, the content alone. The content is ``text``,
+    or what the tool's ``handle_tool_error`` makes of it, as LangChain handles
+    a ``ToolException`` the tool raised.
+    """
+    content = _handled(text, tool.handle_tool_error if tool is not None else None)
+    if tool_call_id is None:
+        return content
+    return ToolMessage(content=content, name=name, tool_call_id=tool_call_id, status="error")
+
+
+def _handled(text: str, handler: bool | str | Callable[[ToolException], Any] | None) -> Any:
+    """What LangChain's ``handle_tool_error`` setting makes of a ToolException carrying ``text``."""
+    if not handler or handler is True:
+        return text
+    if isinstance(handler, str):
+        return handler
+    return handler(ToolException(text))
 
 
 # -- calling the wrapped tool the way BaseTool.run would ------------------------------
@@ -209,27 +231,29 @@ def _unbound(method: Any) -> Callable[..., Any]:
     return typing.cast("Callable[..., Any]", getattr(method, "__func__", method))
 
 
-def _run_wrapped(
-    tool: BaseTool, kwargs: dict[str, Any], run_manager: CallbackManagerForToolRun | None,
-) -> Any:
-    takes_manager, config_param = _call_options(_unbound(tool._run))
-    if takes_manager:
-        kwargs["run_manager"] = run_manager
-    if config_param:
-        kwargs[config_param] = ensure_config()
-    return tool._run(**kwargs)
-
-
-async def _arun_wrapped(
-    tool: BaseTool, kwargs: dict[str, Any], run_manager: AsyncCallbackManagerForToolRun | None,
-) -> Any:
-    method = tool._run if type(tool)._arun is BaseTool._arun else tool._arun
+def _wrapped_kwargs(method: Callable[..., Any], kwargs: dict[str, Any], run_manager: Any) -> dict[str, Any]:
+    """The keyword arguments of the wrapped tool's ``_run``/``_arun``, as ``BaseTool.run`` builds them."""
     takes_manager, config_param = _call_options(_unbound(method))
     if takes_manager:
         kwargs["run_manager"] = run_manager
     if config_param:
         kwargs[config_param] = ensure_config()
-    return await tool._arun(**kwargs)
+    return kwargs
+
+
+def run_wrapped(
+    tool: BaseTool, kwargs: dict[str, Any], run_manager: CallbackManagerForToolRun | None,
+) -> Any:
+    """Run the wrapped tool's ``_run`` with these (decided) arguments."""
+    return tool._run(**_wrapped_kwargs(tool._run, kwargs, run_manager))
+
+
+async def arun_wrapped(
+    tool: BaseTool, kwargs: dict[str, Any], run_manager: AsyncCallbackManagerForToolRun | None,
+) -> Any:
+    """Async twin of :func:`run_wrapped` (a tool without its own ``_arun`` runs ``_run`` in a thread)."""
+    method = tool._run if type(tool)._arun is BaseTool._arun else tool._arun
+    return await tool._arun(**_wrapped_kwargs(method, kwargs, run_manager))
 
 
 # -- AuthorizedTool ----------------------------------------------------------------------
@@ -284,7 +308,7 @@ class _WrappingTool(BaseTool):
         return (_Invocation(tool_input, tool_call_id),), {}
 
 
-class _Decided(_WrappingTool):
+class DecidedTool(_WrappingTool):
     """Runs a call the middleware decided: the wrapped tool gets the validated arguments.
 
     Whatever arguments the call carries by the time it runs (another
@@ -294,14 +318,12 @@ class _Decided(_WrappingTool):
     arguments: SkipValidation[dict[str, Any]]
 
     def _run(self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
-        invocation = _Invocation.of(args, kwargs)
-        return _run_wrapped(self.tool, self._kwargs(invocation), run_manager)
+        return run_wrapped(self.tool, self._kwargs(_Invocation.of(args, kwargs)), run_manager)
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
     ) -> Any:
-        invocation = _Invocation.of(args, kwargs)
-        return await _arun_wrapped(self.tool, self._kwargs(invocation), run_manager)
+        return await arun_wrapped(self.tool, self._kwargs(_Invocation.of(args, kwargs)), run_manager)
 
     def _kwargs(self, invocation: _Invocation) -> dict[str, Any]:
         given = invocation.tool_input if isinstance(invocation.tool_input, Mapping) else {}
@@ -328,32 +350,33 @@ class AuthorizedTool(_WrappingTool):
     The end user is ``config["configurable"][principal_key]`` (an EntityUID or
     Entity the application put there; strings and dicts are refused) or the one
     bound with ``authz.acting_as(...)``. With neither, the call raises
-    IdentityError; when both name different users, too. The user stays bound
-    while the wrapped tool runs.
+    IdentityError naming both; when both name different users, too. The user
+    stays bound while the wrapped tool runs.
 
     When a call is refused (denied, or invalid arguments) the wrapped tool does
     not run, and with ``on_deny="message"`` (the default) the model reads
     ``authz.refusal(...)``: a generic refusal naming the decision's id (the
     audit event's ``decision_id``); the policy ids only with
     ``Authorizer(disclose_reasons=True)``. Called with a tool call, the result
-    is a ``ToolMessage`` with ``status="error"``, as the middleware's refusals;
-    when the wrapped tool sets ``handle_tool_error``, a ``ToolException``
-    carrying the refusal is raised instead and LangChain turns it into the
-    result through that handler. ``on_deny="raise"`` raises AccessDenied (or
-    InvalidArguments) out of the agent.
+    is a ``ToolMessage`` with ``status="error"``, the same as the middleware's
+    refusals; the wrapped tool's ``handle_tool_error`` (a fixed text or a
+    handler of a ``ToolException`` carrying the refusal) shapes the content,
+    as LangChain's own error handling would. ``on_deny="raise"`` raises
+    AccessDenied (or InvalidArguments) out of the agent.
+
+    The keywords ``action``, ``resource``, ``resource_types`` and ``context``
+    still work, deprecated (DeprecationWarning): pass ``settings=ToolSettings(...)``.
 
     Attributes:
         tool: the wrapped tool.
         authz: the Authorizer deciding the calls.
-        action: Cedar action name or uid (default: the tool name).
-        resource: a fixed EntityUID/Entity, or a callable of the validated
-            arguments returning one (e.g. the document being read).
-        resource_types: entity types a computed resource can have.
-        context: extra context, fixed or a callable of the validated arguments.
+        settings: how its calls become Cedar requests (:class:`~agentauthz.ToolSettings`:
+            action, resource, resource types, context, summed arguments, on_deny).
         principal_key: key of the end user in ``RunnableConfig["configurable"]``.
         session_key: key of the session in ``RunnableConfig["configurable"]``: a
             call made in a session is counted in it once the wrapped tool returns.
-        on_deny: ``"message"`` (a refusal the model reads) or ``"raise"``.
+        on_deny: ``"message"`` (a refusal the model reads) or ``"raise"``, unless
+            ``settings.on_deny`` says otherwise.
 
     Example:
         >>> import agentauthz as az
@@ -362,42 +385,52 @@ class AuthorizedTool(_WrappingTool):
         ...     'permit(principal, action == Action::"refund", resource) '
         ...     'when { context.input.amount <= 100 };')
         >>> @tool
-        ... def refund(order_id: str, amount: int) -> str:
+        ... def issue_refund(order_id: str, amount: int) -> str:
         ...     '''Refund an order.'''
         ...     return f"refunded {amount}"
-        >>> safe = AuthorizedTool(tool=refund, authz=authz)
+        >>> safe = AuthorizedTool(tool=issue_refund, authz=authz, settings=az.ToolSettings(action="refund"))
         >>> with authz.acting_as(az.EntityUID("User", "bob")):
         ...     print(safe.invoke({"order_id": "o-1", "amount": 50}))
         ...     print(safe.invoke({"order_id": "o-1", "amount": 5000}).split(" (")[0])
         refunded 50
-        Tool 'refund' is not permitted for this user
+        Tool 'issue_refund' is not permitted for this user
     """
 
     authz: SkipValidation[Authorizer]
-    action: SkipValidation[str | EntityUID | None] = None
-    resource: SkipValidation[ResourceSpec] = None
-    resource_types: tuple[str, ...] = ()
-    context: SkipValidation[ContextSpec] = None
+    settings: SkipValidation[ToolSettings] = ToolSettings()
     principal_key: str = PRINCIPAL_KEY
     session_key: str = SESSION_KEY
     on_deny: OnDeny = "message"
 
     _spec: ToolSpec = PrivateAttr()
 
+    def __init__(self, **data: Any) -> None:
+        old = {option: data.pop(option) for option in _DEPRECATED_OPTIONS if option in data}
+        if old:
+            if "settings" in data:
+                raise ConfigurationError(
+                    f"AuthorizedTool takes settings= or the deprecated {'=, '.join(old)}=, not both")
+            warnings.warn(
+                f"AuthorizedTool({'=, '.join(old)}=) is deprecated: pass settings=ToolSettings(...) "
+                "(agentauthz.ToolSettings); these keywords go in the next release",
+                DeprecationWarning, stacklevel=2)
+            data["settings"] = ToolSettings(**{k: v for k, v in old.items() if v is not None})
+        super().__init__(**data)
+
     @model_validator(mode="before")
     @classmethod
-    def _needs_authorizer(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and not isinstance(data.get("authz"), Authorizer):
-            raise ConfigurationError("AuthorizedTool needs authz=<an agentauthz Authorizer>")
+    def _needs_authorizer_and_settings(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            if not isinstance(data.get("authz"), Authorizer):
+                raise ConfigurationError("AuthorizedTool needs authz=<an agentauthz Authorizer>")
+            if not isinstance(data.get("settings", ToolSettings()), ToolSettings):
+                raise ConfigurationError("AuthorizedTool settings= takes an agentauthz.ToolSettings")
         return data
 
     def model_post_init(self, context: Any, /) -> None:
         """Build the tool's ToolSpec and register it with the Authorizer."""
         super().model_post_init(context)
-        self._spec = _spec_for_tool(
-            self.tool, action=self.action, resource=self.resource,
-            resource_types=self.resource_types, context=self.context, on_deny=self.on_deny,
-        )
+        self._spec = spec_for_tool(self.tool, self.settings, self.on_deny)
         self.authz.tools[self._spec.name] = self._spec
 
     @property
@@ -410,7 +443,7 @@ class AuthorizedTool(_WrappingTool):
         """Lets ``authz.permitted_tools`` and ``authz.authorize_tool_call`` take this tool."""
         return self._spec
 
-    # -- calls -------------------------------------------------------------------
+    # -- calls: the twins differ only by their awaits -------------------------------------
 
     def _run(self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
         invocation = _Invocation.of(args, kwargs)
@@ -419,11 +452,11 @@ class AuthorizedTool(_WrappingTool):
             try:
                 call = self.authz.begin_tool_call(self._spec, chosen)
             except InvalidArguments as exc:
-                return self._refused(exc.decision, "invalid", invocation, exc)
+                return self._refused(invocation, exc)
             if not call.admits:
-                return self._refused(call.decision, "denied", invocation)
+                return self._refused(invocation, call)
             with call:  # counted in the session when the wrapped tool returns
-                return _run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+                return run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
@@ -434,52 +467,69 @@ class AuthorizedTool(_WrappingTool):
             try:
                 call = await self.authz.abegin_tool_call(self._spec, chosen)
             except InvalidArguments as exc:
-                return self._refused(exc.decision, "invalid", invocation, exc)
+                return self._refused(invocation, exc)
             if not call.admits:
-                return self._refused(call.decision, "denied", invocation)
+                return self._refused(invocation, call)
             with call:
-                return await _arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+                return await arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
 
     def _kwargs(self, call: ToolCall, injected: dict[str, Any], invocation: _Invocation) -> dict[str, Any]:
         return _call_kwargs(self.tool, call.arguments, injected, invocation.tool_call_id)
 
-    def _refused(self, decision: Decision, kind: RefusalKind, invocation: _Invocation,
-                 error: InvalidArguments | None = None) -> Any:
-        if self.on_deny == "raise":
-            raise error if error is not None else AccessDenied(decision, subject=f"tool '{self.name}'")
-        return _refusal_result(self, self.authz.refusal(self.name, decision, kind=kind),
-                               invocation.tool_call_id)
+    def _refused(self, invocation: _Invocation, outcome: ToolCall | InvalidArguments) -> Any:
+        """The refused call's result (with ``on_deny="raise"``: the error raised)."""
+        kind, decision = refused_as(outcome)
+        if self._spec.on_deny == "raise":
+            if isinstance(outcome, InvalidArguments):
+                raise outcome
+            raise AccessDenied(decision, subject=f"tool '{self.name}'")
+        result = refusal_output(self, self.name, self.authz.refusal(self.name, decision, kind=kind),
+                                invocation.tool_call_id)
+        return (result, None) if self.response_format == "content_and_artifact" else result
+
+
+
+def refused_as(outcome: ToolCall | InvalidArguments) -> tuple[RefusalKind, Decision]:
+    """The kind of refusal and its audited decision: invalid arguments, or a denial."""
+    if isinstance(outcome, InvalidArguments):
+        return "invalid", outcome.decision
+    return "denied", outcome.decision
 
 
 def authorize_tools(
     tools: Iterable[BaseTool | Callable[..., Any]],
     authz: Authorizer,
     *,
-    actions: Mapping[str, str | EntityUID] | None = None,
-    resources: Mapping[str, ResourceSpec] | None = None,
-    resource_types: Mapping[str, Sequence[str]] | None = None,
-    contexts: Mapping[str, ContextSpec] | None = None,
+    settings: Mapping[str, ToolSettings] | None = None,
     principal_key: str = PRINCIPAL_KEY,
     on_deny: OnDeny = "message",
     session_key: str = SESSION_KEY,
+    actions: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    resource_types: Mapping[str, Any] | None = None,
+    contexts: Mapping[str, Any] | None = None,
 ) -> list[BaseTool]:
     """Wrap each tool in an :class:`AuthorizedTool`; same names, descriptions and schemas.
 
     Plain functions are first made tools with ``langchain_core.tools.tool``.
-    Per-tool settings are keyed by tool name; a name that matches no tool is a
-    configuration error (a typo would otherwise leave a tool on its defaults).
+    Per-tool settings are one :class:`~agentauthz.ToolSettings` per tool name; a
+    name that matches no tool is a configuration error (a typo would otherwise
+    leave a tool on its defaults).
 
     Args:
         tools: LangChain tools (or functions) in the order the agent gets them.
         authz: the Authorizer deciding the calls.
-        actions: Cedar action per tool name (default: the tool name).
-        resources: resource per tool name: an EntityUID/Entity or a callable of
-            the validated arguments (default: ``Tool::"<name>"``).
-        resource_types: entity types of a computed resource, per tool name.
-        contexts: extra context per tool name, fixed or computed from the arguments.
+        settings: ``{tool name: ToolSettings(...)}``: action, resource,
+            resource types, context, summed arguments and on_deny of a tool
+            (default: the action is the tool name, the resource ``Tool::"<name>"``).
         principal_key: key of the end user in ``RunnableConfig["configurable"]``.
-        on_deny: ``"message"`` (a refusal the model reads) or ``"raise"`` (AccessDenied).
+        on_deny: ``"message"`` (a refusal the model reads) or ``"raise"``
+            (AccessDenied), for the tools whose settings set none.
         session_key: key of the session in ``RunnableConfig["configurable"]``.
+        actions: deprecated: ``settings={name: ToolSettings(action=...)}``.
+        resources: deprecated: ``settings={name: ToolSettings(resource=...)}``.
+        resource_types: deprecated: ``settings={name: ToolSettings(resource_types=...)}``.
+        contexts: deprecated: ``settings={name: ToolSettings(context=...)}``.
 
     Returns:
         The wrapped tools, in input order.
@@ -496,324 +546,27 @@ def authorize_tools(
         ... def read_document(document_id: str) -> str:
         ...     '''Read one document.'''
         ...     return "..."
-        >>> [read] = authorize_tools(
-        ...     [read_document], authz,
-        ...     resources={"read_document": lambda args: az.EntityUID("Document", args["document_id"])})
+        >>> [read] = authorize_tools([read_document], authz, settings={
+        ...     "read_document": az.ToolSettings(
+        ...         resource=lambda args: az.EntityUID("Document", args["document_id"]),
+        ...         resource_types=["Document"])})
         >>> read.name, read.spec.resource_types
-        ('read_document', ())
+        ('read_document', ('Document',))
     """
     converted = [t if isinstance(t, BaseTool) else _as_tool(t) for t in tools]
-    actions, resources = dict(actions or {}), dict(resources or {})
-    resource_types, contexts = dict(resource_types or {}), dict(contexts or {})
-    _check_names(
-        {"actions": actions, "resources": resources, "resource_types": resource_types,
-         "contexts": contexts},
-        {t.name for t in converted},
-    )
+    chosen = settings_by_tool(
+        settings, {"actions": actions, "resources": resources, "resource_types": resource_types,
+                   "contexts": contexts}, caller="authorize_tools")
+    unknown = sorted(set(chosen) - {t.name for t in converted})
+    if unknown:
+        raise ConfigurationError(f"settings name no tool: {', '.join(unknown)}")
     wrapped: list[BaseTool] = []
     for item in converted:
-        configured = any(item.name in m for m in (actions, resources, resource_types, contexts))
-        if isinstance(item, AuthorizedTool) and item.authz is authz and not configured:
+        if isinstance(item, AuthorizedTool) and item.authz is authz and item.name not in chosen:
             wrapped.append(item)
             continue
         wrapped.append(AuthorizedTool(
-            tool=item, authz=authz,
-            action=actions.get(item.name),
-            resource=resources.get(item.name),
-            resource_types=tuple(resource_types.get(item.name, ())),
-            context=contexts.get(item.name),
+            tool=item, authz=authz, settings=chosen.get(item.name, ToolSettings()),
             principal_key=principal_key, on_deny=on_deny, session_key=session_key,
         ))
     return wrapped
-
-
-def _check_names(settings: Mapping[str, Mapping[str, Any]], names: set[str]) -> None:
-    for option, mapping in settings.items():
-        unknown = sorted(set(mapping) - names)
-        if unknown:
-            raise ConfigurationError(f"{option} names no tool: {', '.join(unknown)}")
-
-
-# -- middleware for create_agent ------------------------------------------------------------
-
-
-class _Offered:
-    """A tool offered to the model, carrying its spec for ``authz.permitted_tools``."""
-
-    def __init__(self, tool: BaseTool, spec: ToolSpec) -> None:
-        self.tool = tool
-        self.name = tool.name
-        self.__agentauthz_tool__ = spec
-
-
-class AuthzMiddleware(_MiddlewareBase):
-    """Agent middleware for ``langchain.agents.create_agent`` (langchain v1).
-
-    * ``wrap_tool_call`` / ``awrap_tool_call`` decide every tool call the model
-      makes, with its validated arguments as ``context.input``, before the tool
-      runs, and the tool then runs with exactly those arguments (an argument
-      its schema does not declare is refused; values are coerced, and the tool
-      gets the coerced value the policy saw). A refused call is not executed:
-      the agent gets a ``ToolMessage`` with ``authz.refusal(...)``
-      (``status="error"``; the decision's id, not its policies), or
-      AccessDenied/InvalidArguments is raised with ``on_deny="raise"``. An
-      :class:`AuthorizedTool` of the same Authorizer decides its own calls and
-      is passed through, so a call is decided once. Put this middleware last
-      in ``middleware=[...]`` (innermost): a middleware inside it can still
-      change the call after it was decided.
-    * ``wrap_model_call`` / ``awrap_model_call`` show the model only the tools
-      the user could call with some arguments (``authz.permitted_tools``
-      semantics: partial evaluation). This only shapes the prompt; a call of a
-      hidden tool is still decided, and denied, in ``wrap_tool_call``.
-      Provider-side tools given as dicts (e.g. a hosted web search) run outside
-      the agent where no call can be decided, so they are removed too.
-
-    The end user is ``config["configurable"][principal_key]`` or the one bound
-    with ``authz.acting_as(...)``; with neither, the agent run raises
-    IdentityError. Never enforce authorization in a callback handler instead:
-    LangChain logs and swallows exceptions raised by callback handlers (unless
-    the handler sets ``raise_error``), so a denial there would not stop the call.
-
-    How a tool call maps to Cedar: the settings given here by tool name win,
-    then the spec of an AuthorizedTool or of a tool of that name registered
-    with the Authorizer (``@authz.guard``, AuthorizedTool), then the defaults:
-    the action is the tool name and the resource ``Tool::"<name>"``. A call of
-    a tool the agent does not know is refused.
-
-    Args:
-        authz: the Authorizer deciding the calls.
-        actions: Cedar action per tool name.
-        resources: resource per tool name (EntityUID/Entity or a callable of the
-            validated arguments).
-        resource_types: entity types of a computed resource, per tool name.
-        contexts: extra context per tool name.
-        principal_key: key of the end user in ``RunnableConfig["configurable"]``.
-        on_deny: ``"message"`` (a refusal ToolMessage) or ``"raise"`` (AccessDenied).
-        filter_tools: hide the tools the user can never call from the model.
-        session_key: key of the session in ``RunnableConfig["configurable"]``
-            (e.g. the thread id). In a session each call is decided with
-            ``context.session`` and counted once the tool returns, labelled with
-            the model's tool call id (a repeated id does not run again); an
-            error ToolMessage does not count. The session belongs to the end
-            user whose run created it: another end user naming it is refused.
-
-    Raises:
-        ImportError: langchain v1 is not installed.
-
-    Example:
-        >>> import agentauthz as az
-        >>> from langchain.agents import create_agent
-        >>> from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-        >>> from langchain_core.messages import AIMessage
-        >>> from langchain_core.tools import tool
-        >>> authz = az.Authorizer.from_text('permit(principal, action == Action::"search", resource);')
-        >>> @tool
-        ... def search(query: str) -> str:
-        ...     '''Search.'''
-        ...     return "found"
-        >>> class Model(GenericFakeChatModel):
-        ...     def bind_tools(self, tools, **kwargs):
-        ...         return self
-        >>> model = Model(messages=iter([
-        ...     AIMessage("", tool_calls=[{"name": "search", "args": {"query": "q"}, "id": "1"}]),
-        ...     AIMessage("done")]))
-        >>> agent = create_agent(model, tools=[search], middleware=[AuthzMiddleware(authz)])
-        >>> config = {"configurable": {PRINCIPAL_KEY: az.EntityUID("User", "alice")}}
-        >>> agent.invoke({"messages": [("user", "hi")]}, config=config)["messages"][2].content
-        'found'
-    """
-
-    def __init__(
-        self,
-        authz: Authorizer,
-        *,
-        actions: Mapping[str, str | EntityUID] | None = None,
-        resources: Mapping[str, ResourceSpec] | None = None,
-        resource_types: Mapping[str, Sequence[str]] | None = None,
-        contexts: Mapping[str, ContextSpec] | None = None,
-        principal_key: str = PRINCIPAL_KEY,
-        on_deny: OnDeny = "message",
-        filter_tools: bool = True,
-        session_key: str = SESSION_KEY,
-    ) -> None:
-        if not _AGENTS:
-            raise ImportError(_AGENTS_HINT)
-        if not isinstance(authz, Authorizer):
-            raise ConfigurationError("AuthzMiddleware needs an agentauthz Authorizer")
-        if on_deny not in ("raise", "message"):
-            raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
-        self.authz = authz
-        self.actions = dict(actions or {})
-        self.resources = dict(resources or {})
-        self.resource_types = {name: tuple(types) for name, types in (resource_types or {}).items()}
-        self.contexts = dict(contexts or {})
-        self.principal_key = principal_key
-        self.session_key = session_key
-        self.on_deny: OnDeny = on_deny
-        self.filter_tools = filter_tools
-        self._specs: dict[int, tuple[BaseTool, ToolSpec]] = {}
-
-    # -- specs -------------------------------------------------------------------
-
-    def _configured(self, name: str) -> bool:
-        return any(name in m for m in (self.actions, self.resources, self.resource_types, self.contexts))
-
-    def spec_for(self, name: str, tool: BaseTool | None) -> ToolSpec | None:
-        """How calls of this tool become Cedar requests (None: unknown tool, refused)."""
-        if tool is not None and not self._configured(name):
-            spec = spec_of(tool)
-            if spec is not None:
-                return spec
-        if tool is None or not self._configured(name):
-            registered = self.authz.tools.get(name)
-            if registered is not None:
-                return registered
-        if tool is None:
-            return None
-        cached = self._specs.get(id(tool))
-        if cached is not None and cached[0] is tool:
-            return cached[1]
-        spec = _spec_for_tool(
-            tool, action=self.actions.get(name), resource=self.resources.get(name),
-            resource_types=self.resource_types.get(name, ()), context=self.contexts.get(name),
-            on_deny=self.on_deny,
-        )
-        self._specs[id(tool)] = (tool, spec)  # the tool is kept, so its id is not reused
-        return spec
-
-    def _decides_itself(self, tool: BaseTool | None) -> bool:
-        return (
-            isinstance(tool, AuthorizedTool) and tool.authz is self.authz
-            and not self._configured(tool.name)
-        )
-
-    # -- tool calls -----------------------------------------------------------------
-
-    def _refusal(self, request: ToolCallRequest, decision: Decision, kind: RefusalKind) -> ToolMessage:
-        call = request.tool_call
-        text = self.authz.refusal(call["name"], decision, kind=kind)
-        return ToolMessage(content=text, name=call["name"], tool_call_id=call["id"] or "", status="error")
-
-    def _config(self, request: ToolCallRequest) -> Mapping[str, Any]:
-        runtime = getattr(request, "runtime", None)
-        config = getattr(runtime, "config", None)
-        return config if isinstance(config, Mapping) else ensure_config()
-
-    def _unknown(self, request: ToolCallRequest) -> ToolMessage:
-        """Refuse (and audit) a call of a tool the agent does not have."""
-        name = request.tool_call["name"]
-        refused = self.authz.audit_refusal(
-            action=name, resource=EntityUID(self.authz.tool_entity_type, name), reason="unknown tool")
-        if self.on_deny == "raise":
-            raise AccessDenied(refused, subject=f"tool '{name}'")
-        return self._refusal(request, refused, "unknown")
-
-    def _refused(self, request: ToolCallRequest, outcome: ToolCall | InvalidArguments) -> ToolMessage:
-        """The refusal the agent gets (with ``on_deny="raise"``: the error raised)."""
-        if isinstance(outcome, InvalidArguments):
-            if self.on_deny == "raise":
-                raise outcome
-            return self._refusal(request, outcome.decision, "invalid")
-        if self.on_deny == "raise":
-            raise AccessDenied(outcome.decision, subject=f"tool '{request.tool_call['name']}'")
-        return self._refusal(request, outcome.decision, "denied")
-
-    @staticmethod
-    def _decided(request: ToolCallRequest, tool: BaseTool, call: ToolCall) -> ToolCallRequest:
-        """The call as it runs: the decided arguments, by a tool that runs with nothing else."""
-        return request.override(tool_call={**request.tool_call, "args": dict(call.arguments)},
-                                tool=_Decided(tool=tool, arguments=call.arguments))
-
-    def wrap_tool_call(
-        self,
-        request: ToolCallRequest,
-        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
-    ) -> ToolMessage | Command[Any]:
-        """Decide the call; run the tool, with the arguments decided, only when it is allowed."""
-        if self._decides_itself(request.tool):
-            return handler(request)
-        with bound_from_config(self.authz, self._config(request), self.principal_key, self.session_key):
-            tool = request.tool
-            spec = self.spec_for(request.tool_call["name"], tool)
-            if spec is None or tool is None:
-                return self._unknown(request)
-            outcome: ToolCall | InvalidArguments
-            try:
-                outcome = self.authz.begin_tool_call(spec, request.tool_call.get("args") or {},
-                                                     call_id=request.tool_call.get("id") or None)
-            except InvalidArguments as exc:
-                outcome = exc
-            if isinstance(outcome, InvalidArguments) or not outcome.admits:
-                return self._refused(request, outcome)
-            with outcome:  # counted in the session once the tool ran without error
-                result = handler(self._decided(request, tool, outcome))
-                if _failed(result):
-                    outcome.fail()
-            return result
-
-    async def awrap_tool_call(
-        self,
-        request: ToolCallRequest,
-        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
-    ) -> ToolMessage | Command[Any]:
-        """Async twin of :meth:`wrap_tool_call`."""
-        if self._decides_itself(request.tool):
-            return await handler(request)
-        with bound_from_config(self.authz, self._config(request), self.principal_key, self.session_key):
-            tool = request.tool
-            spec = self.spec_for(request.tool_call["name"], tool)
-            if spec is None or tool is None:
-                return self._unknown(request)
-            outcome: ToolCall | InvalidArguments
-            try:
-                outcome = await self.authz.abegin_tool_call(
-                    spec, request.tool_call.get("args") or {}, call_id=request.tool_call.get("id") or None)
-            except InvalidArguments as exc:
-                outcome = exc
-            if isinstance(outcome, InvalidArguments) or not outcome.admits:
-                return self._refused(request, outcome)
-            with outcome:
-                result = await handler(self._decided(request, tool, outcome))
-                if _failed(result):
-                    outcome.fail()
-            return result
-
-    # -- model calls ----------------------------------------------------------------
-
-    def _permitted(self, tools: Sequence[BaseTool | dict[str, Any]], config: Mapping[str, Any]) -> list[Any]:
-        offered: list[_Offered] = []
-        for tool in tools:
-            if isinstance(tool, BaseTool):
-                spec = self.spec_for(tool.name, tool)
-                if spec is not None:
-                    offered.append(_Offered(tool, spec))
-        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
-            if self.authz.identity is None:
-                raise IdentityError(
-                    "no end user is bound: pass it in RunnableConfig['configurable']"
-                    f"[{self.principal_key!r}] or wrap the call in authz.acting_as(user)"
-                )
-            kept = self.authz.permitted_tools(offered)
-        return [item.tool for item in kept]
-
-    def wrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
-    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """Offer the model only the tools the user could call."""
-        if not self.filter_tools:
-            return handler(request)
-        return handler(request.override(tools=self._permitted(request.tools, ensure_config())))
-
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
-    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """Async twin of :meth:`wrap_model_call` (the filtering runs in a worker thread)."""
-        if not self.filter_tools:
-            return await handler(request)
-        tools = await asyncio.to_thread(self._permitted, request.tools, ensure_config())
-        return await handler(request.override(tools=tools))
-
