@@ -23,7 +23,8 @@ from tests.integrations.strands_model import ScriptedModel, json_tool
 
 POLICIES = """
 @id("search") permit (principal, action == Action::"search", resource);
-@id("pay-up-to-100") permit (principal, action == Action::"pay", resource) when { context.input.amount <= 100 };
+@id("pay-up-to-100") permit (principal, action == Action::"pay", resource)
+  when { context.input.amount <= 100 };
 @id("admin-wipes") permit (principal == User::"admin", action == Action::"wipe", resource);
 @id("lookup") permit (principal, action == Action::"lookup", resource);
 @id("lookup-twice-per-session") forbid (principal, action == Action::"lookup", resource)
@@ -205,7 +206,8 @@ def test_an_entity_in_invocation_state_brings_its_attributes_and_parents() -> No
     w = World()
     model = ScriptedModel([("tool", "wipe", {})])
     agent = Agent(model=model, tools=w.tools, interventions=[AuthzIntervention(authz)], callback_handler=None)
-    ops = az.Entity(uid=az.EntityUID("User", "olga"), attrs={"on_call": True}, parents=[az.EntityUID("Role", "ops")])
+    ops = az.Entity(uid=az.EntityUID("User", "olga"), attrs={"on_call": True},
+                    parents=[az.EntityUID("Role", "ops")])
     agent("wipe", invocation_state={PRINCIPAL_KEY: ops})
     assert [e.decision for e in audit.events] == ["allow"] and w.ran == [("wipe", {})]
 
@@ -297,7 +299,8 @@ def test_the_model_is_offered_only_the_tools_the_user_could_call() -> None:
     agent, model = w.agent([("text", "hi"), ("text", "hi")])
     agent("hi", invocation_state=as_alice())
     agent("hi", invocation_state={PRINCIPAL_KEY: ADMIN})
-    assert model.offered == [["search", "pay", "lookup", "flaky"], ["search", "pay", "wipe", "lookup", "flaky"]]
+    assert model.offered == [["search", "pay", "lookup", "flaky"],
+                             ["search", "pay", "wipe", "lookup", "flaky"]]
     assert w.audit.events == []  # shaping the offer decides no call
 
 
@@ -410,9 +413,8 @@ def test_tool_middleware_changing_the_arguments_after_the_decision_is_refused() 
     agent("pay", invocation_state=as_alice())
     assert w.ran == []
     assert model.texts()[0].startswith("DENIED: Tool 'pay' is not permitted")
-    assert [(e.decision, e.errors) for e in w.audit.events] == [
-        ("allow", ()),
-        ("deny", ("the call changed after it was decided (a hook or middleware replaced its tool or arguments)",))]
+    changed = "the call changed after it was decided (a hook or middleware replaced its tool or arguments)"
+    assert [(e.decision, e.errors) for e in w.audit.events] == [("allow", ()), ("deny", (changed,))]
 
 
 def test_a_hook_ordered_after_interventions_changing_the_arguments_is_refused() -> None:
@@ -469,8 +471,8 @@ def test_a_second_call_with_the_same_id_in_one_turn_is_refused() -> None:
 
 def test_parallel_calls_in_one_turn_are_each_decided_and_counted() -> None:
     w = World()
-    agent, model = w.agent([("tools", [("lookup", {"key": "a"}), ("lookup", {"key": "b"}),
-                                       ("lookup", {"key": "c"})])])
+    agent, _ = w.agent([("tools", [("lookup", {"key": "a"}), ("lookup", {"key": "b"}),
+                                   ("lookup", {"key": "c"})])])
     agent("three at once", invocation_state=as_alice())
     assert sorted(w.decisions("lookup")) == ["allow", "allow", "deny"]
     assert len(w.ran) == 2
@@ -498,7 +500,7 @@ def test_a_call_paused_for_confirmation_is_decided_again_when_it_resumes() -> No
 
 def test_the_async_api_decides_the_same_way() -> None:
     w = World()
-    agent, model = w.agent([("tool", "wipe", {}), ("tool", "search", {"query": "x"})])
+    agent, _ = w.agent([("tool", "wipe", {}), ("tool", "search", {"query": "x"})])
     asyncio.run(agent.invoke_async("go", invocation_state=as_alice()))
     assert w.decisions("wipe") == ["deny"] and w.ran == [("search", {"query": "x"})]
 

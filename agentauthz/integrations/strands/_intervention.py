@@ -26,6 +26,7 @@ import asyncio
 import copy
 import logging
 import threading
+import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -126,9 +127,12 @@ class AuthzIntervention(InterventionHandler):
             ``Resource::"agent"``, ``context.session`` = ``{call_count,
             hour_utc}`` where ``call_count`` counts this call and the earlier
             calls of the tool that went ahead, per agent and end user (in
-            memory), and ``hour_utc`` is the hour of
-            ``authz.session_config.clock()``. This profile binds no agentauthz session.
+            memory), and ``hour_utc`` is the hour of ``clock()`` in UTC. This
+            profile binds no agentauthz session (an Authorizer built with
+            ``sessions=`` refuses policies reading ``call_count``).
         filter_tools: offer the model only the tools the user could call.
+        clock: seconds since the epoch, for the strands profile's ``hour_utc``
+            (tests pass a fake clock).
 
     Raises:
         ConfigurationError: an option is wrong (a setting name, a profile).
@@ -165,6 +169,7 @@ class AuthzIntervention(InterventionHandler):
         tools: Mapping[str, Mapping[str, Any]] | None = None,
         profile: Profile = "agentauthz",
         filter_tools: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(authz, Authorizer):
             raise ConfigurationError("AuthzIntervention needs an agentauthz Authorizer")
@@ -184,6 +189,7 @@ class AuthzIntervention(InterventionHandler):
         self.session = session
         self.profile: Profile = profile
         self.filter_tools = filter_tools
+        self.clock = clock
         self._specs = SpecCache(tool_options(tools), profile)
         self._agents: weakref.WeakKeyDictionary[Any, AgentState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -363,7 +369,7 @@ class AuthzIntervention(InterventionHandler):
         if self.profile == "strands":
             with self._lock:
                 counted, count = state.count(str(identity.uid), name)
-            spec = strands_session(spec, call_count=count, now=self.authz.session_config.clock())
+            spec = strands_session(spec, call_count=count, now=self.clock())
         raw = event.tool_use.get("input")
         call_id = str(event.tool_use.get("toolUseId", "")) or None
         call: ToolCall | None = None
