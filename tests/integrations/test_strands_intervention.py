@@ -545,3 +545,39 @@ def test_the_integration_without_strands_installed_names_the_extra() -> None:
             "except ImportError as exc:\n    print(exc)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 'pip install "agentauthz[strands]"' in result.stdout
+
+
+# -- null for an optional argument whose schema does not allow null -------------------------------------
+
+
+def test_a_null_the_tool_schema_does_not_allow_reaches_the_tool_as_absent_not_as_a_failed_call() -> None:
+    # Strands publishes `note: str | None = None` as {"type": "string", "default": null}: null is not
+    # allowed, and @tool would refuse a call the policy had allowed. The policy saw `note` absent.
+    w = World()
+
+    @tool
+    def remind(text: str, note: str | None = None) -> str:
+        """Set a reminder."""
+        w.ran.append(("remind", {"text": text, "note": note}))
+        return "set"
+
+    authz = az.Authorizer.from_text('permit (principal, action == Action::"remind", resource);',
+                                    audit=[w.audit], record_requests=True)
+    model = ScriptedModel([("tool", "remind", {"text": "call bob", "note": None})])
+    Agent(model=model, tools=[remind], interventions=[AuthzIntervention(authz)], callback_handler=None)(
+        "remind me", invocation_state=as_alice())
+    assert remind.tool_spec["inputSchema"]["json"]["properties"]["note"] == {
+        "default": None, "description": "Parameter note", "type": "string"}
+    assert model.texts() == ["set"] and w.ran == [("remind", {"text": "call bob", "note": None})]
+    [event] = w.audit.events
+    assert event.request is not None and event.request["request"]["context"]["input"] == {"text": "call bob"}
+
+
+def test_from_json_schema_leaves_out_a_null_only_where_the_schema_does_not_allow_null() -> None:
+    spec = az.ToolSpec.from_json_schema("t", {"properties": {
+        "plain": {"type": "string"}, "listed": {"type": ["string", "null"]},
+        "union": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "record": {"type": "object", "properties": {"inner": {"type": "string"}}}}})
+    assert spec.arguments({"plain": None, "listed": None, "union": None}) == {"listed": None, "union": None}
+    assert spec.arguments({"record": {"inner": None}}) == {"record": {}}
+    assert spec.arguments({"plain": "x"}) == {"plain": "x"}
