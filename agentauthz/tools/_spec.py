@@ -598,7 +598,7 @@ def _json_values(value: Any) -> Any:
     """
     if isinstance(value, BaseModel):
         fields = type(value).model_fields
-        absent_if_null = getattr(type(value), _ABSENT_IF_NULL, frozenset())
+        absent_if_null: frozenset[str] = getattr(type(value), _ABSENT_IF_NULL, frozenset())
         return {
             name: _json_values(getattr(value, name)) for name, info in fields.items()
             if (name in value.model_fields_set or info.default is not None)
@@ -676,7 +676,7 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
         if not isinstance(properties, Mapping):
             raise ConfigurationError(f"{where}: properties must be an object")
         fields: dict[str, Any] = {}
-        absent_if_null = set()
+        absent_if_null: set[str] = set()
         for prop, sub in properties.items():
             hint = annotation(sub, f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}", depth)
             default = sub.get("default") if isinstance(sub, Mapping) else None

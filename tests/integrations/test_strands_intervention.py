@@ -551,12 +551,12 @@ def test_the_integration_without_strands_installed_names_the_extra() -> None:
 
 
 def test_a_null_the_tool_schema_does_not_allow_reaches_the_tool_as_absent_not_as_a_failed_call() -> None:
-    # Strands publishes `note: str | None = None` as {"type": "string", "default": null}: null is not
-    # allowed, and @tool would refuse a call the policy had allowed. The policy saw `note` absent.
+    # Strands publishes `note: str = None` as {"type": "string", "default": null}: null is not allowed,
+    # and @tool refuses it: the call the policy allowed would fail. The policy saw `note` absent.
     w = World()
 
     @tool
-    def remind(text: str, note: str | None = None) -> str:
+    def remind(text: str, note: str = None) -> str:  # type: ignore[assignment]  # noqa: RUF013
         """Set a reminder."""
         w.ran.append(("remind", {"text": text, "note": note}))
         return "set"
