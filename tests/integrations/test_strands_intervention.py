@@ -581,3 +581,37 @@ def test_from_json_schema_leaves_out_a_null_only_where_the_schema_does_not_allow
     assert spec.arguments({"plain": None, "listed": None, "union": None}) == {"listed": None, "union": None}
     assert spec.arguments({"record": {"inner": None}}) == {"record": {}}
     assert spec.arguments({"plain": "x"}) == {"plain": "x"}
+
+
+# -- totals: summed arguments ----------------------------------------------------------------------------
+
+CAPPED = """
+permit (principal, action, resource);
+@id("pay-100-per-session") forbid (principal, action == Action::"pay", resource)
+  when { context has session && context.input.amount > 100 - context.session.totals.pay.amount };
+"""
+
+
+def test_sum_arguments_add_up_the_amounts_of_a_session() -> None:
+    audit = az.MemorySink()
+    w = World()
+    authz = az.Authorizer.from_text(CAPPED, audit=[audit])
+    agent, _ = w.agent([("tool", "pay", {"amount": 60}), ("tool", "pay", {"amount": 60}),
+                        ("tool", "pay", {"amount": 40})],
+                       intervention=AuthzIntervention(authz, tools={"pay": {"sum_arguments": ["amount"]}}))
+    agent("pay", invocation_state=as_alice())
+    assert [e.decision for e in audit.events] == ["allow", "deny", "allow"]
+    assert authz.tools["pay"].sums == ("amount",)  # registered, as guarded tools are
+
+
+def test_a_total_no_tool_sums_refuses_every_call_and_the_log_says_how_to_sum_it(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = az.MemorySink()
+    w = World()
+    authz = az.Authorizer.from_text(CAPPED, audit=[audit])
+    agent, model = w.agent([("tool", "search", {"query": "x"})], intervention=AuthzIntervention(authz))
+    with caplog.at_level("WARNING", logger="agentauthz"):
+        agent("search", invocation_state=as_alice())
+    assert w.ran == [] and model.texts()[0].startswith("DENIED: ")
+    assert "nothing sums argument 'amount' of action 'pay'" in caplog.text

@@ -202,17 +202,34 @@ class AuthzIntervention(InterventionHandler):
     # -- per agent ------------------------------------------------------------------------
 
     def _state_of(self, agent: Any) -> AgentState:
-        """The agent's state; the first time, the agent's model filter, execution check and end hook."""
+        """The agent's state; the first time, its tools are registered and its stages wired."""
         with self._lock:
             state = self._agents.get(agent)
             if state is None:
                 state = AgentState()
+                self._register(agent)
                 if self.filter_tools:
                     agent.add_middleware(InvokeModelStage.Input, self._offer_permitted)
                 agent.add_middleware(ExecuteToolStage, self._check_execution)
                 agent.add_hook(self._invocation_ended, AfterInvocationEvent)
                 self._agents[agent] = state
             return state
+
+    def _register(self, agent: Any) -> None:
+        """Register the agent's tools with the Authorizer, as guarded tools are.
+
+        Sessions check that every summed argument a policy reads is summed by
+        some registered tool (``sum_arguments``); ``Authorizer.validate_tools``
+        sees them too. A tool already registered under that name keeps its spec.
+        """
+        if self.profile != "agentauthz":
+            return  # its requests carry no agentauthz session
+        for tool_spec in agent.tool_registry.get_all_tool_specs():
+            try:
+                spec = self._specs.spec(tool_spec)
+            except ConfigurationError:
+                continue  # never callable: refused when called, hidden from the model
+            self.authz.tools.setdefault(spec.name, spec)
 
     def _session_for(self, agent: Any, state: AgentState, identity: Identity,
                      given: Any) -> str | Session | None:
