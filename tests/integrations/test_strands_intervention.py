@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from strands import Agent, ToolContext, tool
-from strands.hooks import BeforeToolCallEvent, HookOrder
+from strands.hooks import AfterToolCallEvent, BeforeToolCallEvent, HookOrder
 from strands.interventions import Confirm, InterventionHandler, Proceed, Transform
 from strands.middleware import ExecuteToolStage
 
 import agentauthz as az
 from agentauthz.integrations.strands import PRINCIPAL_KEY, SESSION_KEY, AuthzIntervention
+from agentauthz.session import MemorySessionStore, SessionConfig
 from tests.integrations.strands_model import ScriptedModel, json_tool
 
 POLICIES = """
@@ -498,6 +499,23 @@ def test_a_call_paused_for_confirmation_is_decided_again_when_it_resumes() -> No
     assert w.decisions("lookup") == ["allow", "allow"]
 
 
+def test_a_call_strands_retries_after_a_failure_is_decided_again_and_each_attempt_released() -> None:
+    w = World()
+    agent, _ = w.agent([("tool", "flaky", {"fail": True})])
+    retried: list[bool] = []
+
+    def retry_once(event: AfterToolCallEvent[Any]) -> None:
+        if event.exception is not None and not retried:
+            retried.append(True)
+            event.retry = True
+
+    agent.add_hook(retry_once, AfterToolCallEvent)
+    agent("go", invocation_state={**as_alice(), SESSION_KEY: "c-retry"})
+    assert w.ran == [("flaky", {"fail": True})] * 2 and w.decisions("flaky") == ["allow", "allow"]
+    with w.authz.acting_as(ALICE), w.authz.session("c-retry") as session:
+        assert session.state().calls == {}
+
+
 def test_the_async_api_decides_the_same_way() -> None:
     w = World()
     agent, _ = w.agent([("tool", "wipe", {}), ("tool", "search", {"query": "x"})])
@@ -615,3 +633,28 @@ def test_a_total_no_tool_sums_refuses_every_call_and_the_log_says_how_to_sum_it(
         agent("search", invocation_state=as_alice())
     assert w.ran == [] and model.texts()[0].startswith("DENIED: ")
     assert "nothing sums argument 'amount' of action 'pay'" in caplog.text
+
+
+def test_the_sessions_named_after_an_agent_are_deleted_from_the_store_with_the_agent() -> None:
+    import gc
+
+    class Recording(MemorySessionStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.deleted: list[str] = []
+
+        def delete(self, session_id: str) -> None:
+            self.deleted.append(session_id)
+            super().delete(session_id)
+
+    store = Recording()
+    authz = az.Authorizer.from_text(POLICIES, audit=[], sessions=SessionConfig(store=store))
+    w = World()
+    agent, _ = w.agent([*lookups(1), ("text", "ok"), *lookups(1)], intervention=AuthzIntervention(authz))
+    agent("look", invocation_state=as_alice())
+    agent("look", invocation_state={PRINCIPAL_KEY: BOB})
+    assert store.deleted == []
+    del agent
+    gc.collect()
+    assert sorted(name.split(":", 2)[2] for name in store.deleted) == ['User::"alice"', 'User::"bob"']
+    assert all(store.load(name, since=0.0, history=0).owner is None for name in store.deleted)

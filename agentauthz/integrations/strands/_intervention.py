@@ -45,7 +45,7 @@ from agentauthz.integrations.strands._specs import (
     tool_options,
 )
 from agentauthz.integrations.strands._state import ABSENT, AgentState, Decided, Run, canonical
-from agentauthz.session._session import SESSION_KEY, Session, ToolCall
+from agentauthz.session._session import SESSION_KEY, Session, SessionStore, ToolCall
 
 __all__ = ["PRINCIPAL_KEY", "SESSION_KEY", "AuthzIntervention", "SessionChoice"]
 
@@ -60,6 +60,16 @@ SessionChoice = Literal["agent"] | Callable[[Any, EntityUID], "str | Session | N
 _IN_FLIGHT = "a call with this id is already running for this agent: it does not run twice"
 _UNDECIDED = "the tool was about to run without a decision (a hook let a refused call through)"
 _CHANGED = "the call changed after it was decided (a hook or middleware replaced its tool or arguments)"
+
+
+def _forget_sessions(store: SessionStore, session_ids: set[str]) -> None:
+    """Delete the sessions named after an agent that is gone: nothing can name them any more."""
+    for session_id in sorted(session_ids):
+        try:
+            store.delete(session_id)
+        except Exception:  # a finalizer must not raise; the session stays, harmless
+            _logger.warning("agentauthz: could not delete session %r of a collected Strands agent",
+                            session_id, exc_info=True)
 
 
 def _failed(event: AfterToolCallEvent[Any]) -> bool:
@@ -109,8 +119,9 @@ class AuthzIntervention(InterventionHandler):
     bound by the application win; otherwise ``session`` chooses: ``"agent"``
     (default) records the calls of each agent and end user in a session of
     their own (never shared between agents that share this intervention, nor
-    between users), a callable ``(agent, user) -> id | Session | None`` picks
-    one, ``None`` records nothing.
+    between users; deleted from the store when the agent is garbage-collected),
+    a callable ``(agent, user) -> id | Session | None`` picks one, ``None``
+    records nothing.
 
     Args:
         authz: the Authorizer deciding the calls.
@@ -212,6 +223,7 @@ class AuthzIntervention(InterventionHandler):
                     agent.add_middleware(InvokeModelStage.Input, self._offer_permitted)
                 agent.add_middleware(ExecuteToolStage, self._check_execution)
                 agent.add_hook(self._invocation_ended, AfterInvocationEvent)
+                weakref.finalize(agent, _forget_sessions, self.authz.session_store, state.sessions)
                 self._agents[agent] = state
             return state
 
@@ -252,7 +264,10 @@ class AuthzIntervention(InterventionHandler):
             with self.authz.session_bound_to(given, source=source):  # refuses two different sessions
                 return given
         if self.session == "agent":
-            return f"strands:{state.key}:{identity.uid}"
+            named = f"strands:{state.key}:{identity.uid}"
+            with self._lock:
+                state.sessions.add(named)
+            return named
         if self.session is None:
             return None
         chosen = self.session(agent, identity.uid)

@@ -105,12 +105,14 @@ class AgentState:
         decided: admitted calls not settled yet, by ``(id(invocation_state), toolUseId)``
             (None while the call is being decided).
         counts: the strands profile's call counts, by (end user, tool).
+        sessions: the ids of the sessions named after the agent (deleted with it).
     """
 
     key: str = field(default_factory=lambda: secrets.token_hex(8))
     runs: dict[int, Run] = field(default_factory=dict)
     decided: dict[tuple[int, str], Decided | None] = field(default_factory=dict)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    sessions: set[str] = field(default_factory=set)
 
     def run_of(self, state: Mapping[str, Any]) -> Run | None:
         """The invocation this ``invocation_state`` belongs to, if one began with it."""
