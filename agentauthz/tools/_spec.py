@@ -592,13 +592,17 @@ def _json_values(value: Any) -> Any:
     """Validated arguments of a JSON-Schema tool as JSON values: records as dicts.
 
     An optional field that was not given (its default is None) stays absent, as
-    the model left it: a tool whose schema does not allow null gets no null.
+    the model left it: a tool whose schema does not allow null gets no null. So
+    does one the model set to null where the schema does not allow null: the
+    policy saw it absent (Cedar has no null), and so does the tool.
     """
     if isinstance(value, BaseModel):
         fields = type(value).model_fields
+        absent_if_null: frozenset[str] = getattr(type(value), _ABSENT_IF_NULL, frozenset())
         return {
             name: _json_values(getattr(value, name)) for name, info in fields.items()
-            if name in value.model_fields_set or info.default is not None
+            if (name in value.model_fields_set or info.default is not None)
+            and not (name in absent_if_null and getattr(value, name) is None)
         }
     if isinstance(value, list):
         return [_json_values(item) for item in value]
@@ -606,6 +610,8 @@ def _json_values(value: Any) -> Any:
 
 
 _JSON_SCALARS: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+# On a model built from a JSON Schema: the optional fields whose schema does not allow null.
+_ABSENT_IF_NULL = "__agentauthz_absent_if_null__"
 _MAX_JSON_DEPTH = 32
 
 
@@ -670,6 +676,7 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
         if not isinstance(properties, Mapping):
             raise ConfigurationError(f"{where}: properties must be an object")
         fields: dict[str, Any] = {}
+        absent_if_null: set[str] = set()
         for prop, sub in properties.items():
             hint = annotation(sub, f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}", depth)
             default = sub.get("default") if isinstance(sub, Mapping) else None
@@ -677,6 +684,8 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
                 fields[prop] = (hint, ...)
             else:
                 fields[prop] = (hint if default is not None else Optional[hint], default)  # noqa: UP045
+                if default is None and type(None) not in typing.get_args(hint):
+                    absent_if_null.add(prop)
         model_name = "_".join("".join(c if c.isalnum() else " " for c in where).split()) + "_input"
         model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
         hidden = sorted(set(fields) - set(model.model_fields))
@@ -685,6 +694,7 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
             # would reach the tool without ever being authorized.
             raise ConfigurationError(f"{where}: argument names {hidden} cannot be authorized "
                                      "(a leading underscore or a pydantic-reserved name)")
+        setattr(model, _ABSENT_IF_NULL, frozenset(absent_if_null))
         return model
 
     if schema.get("type", "object") != "object":

@@ -139,12 +139,59 @@ def via_lambda_api(example: ModuleType, who: str, tool: str, arguments: dict[str
     return decided(recorder)
 
 
+def via_strands(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
+    """A Strands agent whose scripted model makes the call; no session, as the guard has none."""
+    from strands import Agent
+    from strands import tool as strands_tool
+
+    from agentauthz.integrations.strands import PRINCIPAL_KEY as STRANDS_PRINCIPAL_KEY
+    from agentauthz.integrations.strands import AuthzIntervention
+    from tests.integrations.strands_model import ScriptedModel
+
+    @strands_tool
+    def search_documents(query: str) -> str:
+        """Search."""
+        return "..."
+
+    @strands_tool
+    def read_document(document_id: str) -> str:
+        """Read."""
+        return "..."
+
+    @strands_tool
+    def delete_document(document_id: str) -> str:
+        """Delete."""
+        return "..."
+
+    @strands_tool
+    def send_email(to: str, subject: str) -> str:
+        """Email."""
+        return "..."
+
+    @strands_tool
+    def issue_refund(order_id: str, amount: int) -> str:
+        """Refund."""
+        return "..."
+
+    recorder = az.MemorySink()
+    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
+    documents = {"resource": tools.document, "resource_types": ["Document"]}
+    intervention = AuthzIntervention(authz, session=None,
+                                     tools={"read_document": documents, "delete_document": documents})
+    agent = Agent(model=ScriptedModel([("tool", tool, dict(arguments))]), interventions=[intervention],
+                  tools=[search_documents, read_document, delete_document, send_email, issue_refund],
+                  callback_handler=None)
+    agent("go", invocation_state={STRANDS_PRINCIPAL_KEY: az.EntityUID("User", who)})
+    return decided(recorder)
+
+
 Decided = tuple[Any, ...]
 #: name -> how a call travels: (example lambda module, assistant tools module, who, tool, arguments) -> event.
 PATHS: dict[str, Callable[[ModuleType, ModuleType, str, str, dict[str, Any]], Decided]] = {
     "langchain": lambda example, tools, *call: via_langchain(tools, *call),
     "bedrock-function": lambda example, tools, *call: via_lambda_function(example, *call),
     "bedrock-openapi": lambda example, tools, *call: via_lambda_api(example, *call),
+    "strands": lambda example, tools, *call: via_strands(tools, *call),
 }
 
 

@@ -181,6 +181,35 @@ def return_of_control(authz: az.Authorizer, kind: str) -> str:
     return str(result["functionResult"]["responseBody"]["TEXT"]["body"])
 
 
+def strands(authz: az.Authorizer, kind: str) -> str:
+    """A Strands agent with AuthzIntervention: the model's call, or a direct call without an end user."""
+    from strands import Agent
+    from strands import tool as strands_tool
+
+    from agentauthz.integrations.strands import PRINCIPAL_KEY as STRANDS_PRINCIPAL_KEY
+    from agentauthz.integrations.strands import AuthzIntervention
+    from tests.integrations.strands_model import ScriptedModel
+
+    @strands_tool
+    def read_record(employee: str) -> str:
+        """Read an employee record."""
+        return f"record of {employee}"
+
+    name = "transfer_funds" if kind == "unknown" else "read_record"
+    model = ScriptedModel([("tool", name, CALLS.get(kind, {"employee": "e1"}))])
+    agent = Agent(model=model, tools=[read_record], interventions=[AuthzIntervention(authz)],
+                  callback_handler=None)
+    if kind == "no-identity":
+        [result] = [agent.tool.read_record(employee="e1")]
+    else:
+        agent("hi", invocation_state={STRANDS_PRINCIPAL_KEY: USER})
+        [result] = model.tool_results()
+    assert result["status"] == "error"
+    text = str(result["content"][0]["text"])
+    assert text.startswith("DENIED: ")  # Strands' prefix of a refusal
+    return text
+
+
 @dataclass(frozen=True)
 class RefusalPath:
     name: str
@@ -197,6 +226,7 @@ REFUSALS = [
     RefusalPath("Bedrock OpenAPI group", bedrock_api, ("denied", "invalid", "no-identity")),
     RefusalPath("Bedrock guarded tool denied in the handler", bedrock_denied_inside, ("denied",)),
     RefusalPath("Bedrock return of control", return_of_control),
+    RefusalPath("Strands AuthzIntervention", strands, ("denied", "invalid", "unknown", "no-identity")),
 ]
 CASES = [pytest.param(path, kind, id=f"{path.name}-{kind}") for path in REFUSALS for kind in path.kinds]
 

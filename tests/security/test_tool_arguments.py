@@ -237,6 +237,23 @@ def via_bedrock_return_of_control(case: ToolCase, h: Harness) -> None:
         h.record(**invocation.arguments)
 
 
+def via_strands(case: ToolCase, h: Harness) -> None:
+    """A Strands agent (scripted model) with AuthzIntervention; a @tool from the signature, or a JSON tool."""
+    from strands import Agent
+    from strands import tool as strands_tool
+
+    from agentauthz.integrations.strands import PRINCIPAL_KEY as STRANDS_PRINCIPAL_KEY
+    from agentauthz.integrations.strands import AuthzIntervention
+    from tests.integrations.strands_model import ScriptedModel, json_tool
+
+    send_email = (json_tool(NAME, json_schema(case.fields), lambda arguments: h.record(**arguments))
+                  if case.style == "json" else strands_tool(h.function(case)))
+    intervention = AuthzIntervention(h.authz, session=None, filter_tools=False)
+    agent = Agent(model=ScriptedModel([("tool", NAME, case.arguments)]), tools=[send_email],
+                  interventions=[intervention], callback_handler=None)
+    agent("go", invocation_state={STRANDS_PRINCIPAL_KEY: USER})
+
+
 @dataclass(frozen=True)
 class Path:
     """One way a model's tool call reaches a tool."""
@@ -260,6 +277,7 @@ PATHS = [
     Path("Bedrock function group", via_bedrock_function_group, ALL_STYLES),
     Path("Bedrock OpenAPI group", via_bedrock_openapi_group, ALL_STYLES),
     Path("Bedrock return of control", via_bedrock_return_of_control, ALL_STYLES),
+    Path("Strands AuthzIntervention", via_strands, ("signature", "json")),
 ]
 
 
