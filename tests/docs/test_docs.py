@@ -8,6 +8,7 @@ own Python process (tests/docs/page_runner.py), from a temporary folder.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import shutil
 import subprocess
@@ -152,7 +153,7 @@ def test_python_is_written_as_python_so_that_it_runs(page: str) -> None:
 def test_output_of_a_python_block_is_shown_in_it_not_after_it(page: str) -> None:
     text = (ROOT / page).read_text(encoding="utf-8")
     page_blocks = blocks(page)
-    for before, after in zip(page_blocks, page_blocks[1:], strict=False):
+    for before, after in itertools.pairwise(page_blocks):
         between = text.splitlines()[before.line + before.code.count("\n"): after.line - 1]
         if before.language == "python" and after.language == "text" and not "".join(between[1:]).strip():
             pytest.fail(f"{after.where} follows a python block: show its lines with `# ->` instead")

@@ -76,8 +76,8 @@ def test_a_missing_name_is_noticed() -> None:
     rendered = {"agentauthz.Authorizer": resolve("agentauthz.Authorizer")}
     assert documented("agentauthz", "Authorizer", rendered)
     assert not documented("agentauthz", "Decision", rendered)
-    assert not documented("agentauthz.session", "SESSION_KEY", {"agentauthz.integrations.langchain.SESSION_KEY":
-                                                                resolve("agentauthz.integrations.langchain")})
+    elsewhere = "agentauthz.integrations.langchain.SESSION_KEY"
+    assert not documented("agentauthz.session", "SESSION_KEY", {elsewhere: resolve(elsewhere)})
 
 
 def test_the_authorizer_documents_every_constructor_option_and_the_filter() -> None:

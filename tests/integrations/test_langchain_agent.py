@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -419,26 +418,6 @@ def test_the_demo_runs_offline_and_shows_allowed_and_denied_calls() -> None:
     assert "IdentityError" in result.stdout
     assert result.stderr == ""
 
-
-
-def test_every_python_snippet_of_the_docs_page_runs_and_prints_what_it_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """docs/integrations/langchain.md: python blocks run in page order in one namespace,
-    and every line a block prints is written in that block (as a comment)."""
-    text = (ROOT / "docs" / "integrations" / "langchain.md").read_text(encoding="utf-8")
-    (tmp_path / "policies").symlink_to(POLICIES, target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    ran = 0
-    for number, match in enumerate(re.finditer(r"^```([\w-]*)[^\n]*\n(.*?)^```", text, re.S | re.M)):
-        if match.group(1) == "python":
-            code = match.group(2)
-            exec(compile(code, f"langchain.md block {number}", "exec"), namespace)
-            ran += 1
-            for line in capsys.readouterr().out.splitlines():
-                assert line.strip() in code, f"block {number} printed {line!r}"
-    assert ran >= 8
 
 
 def test_injected_state_and_tool_call_id_reach_the_tool_beside_the_decided_arguments(
