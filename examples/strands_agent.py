@@ -13,17 +13,15 @@ with the decision's id (the policies shown here come from the audit trail).
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import AsyncGenerator
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from strands import Agent, tool
-from strands.models.model import Model
 
 import agentauthz as az
-from agentauthz.integrations.strands import PRINCIPAL_KEY, AuthzIntervention
+from agentauthz.integrations.strands import PRINCIPAL_KEY, AuthzIntervention, ScriptedModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from assistant_tools import POLICIES, document
@@ -72,52 +70,10 @@ def issue_refund(order_id: str, amount: int) -> str:
 TOOLS = [search_documents, read_document, delete_document, send_email, issue_refund]
 
 
-class ScriptedModel(Model):
-    """Stands in for the LLM: each model call plays the next scripted tool call, then says "Done."."""
-
-    def __init__(self, *calls: tuple[str, dict[str, Any]]) -> None:
-        self.calls = list(calls)
-        self.offered: list[list[str]] = []
-        self.read: list[str] = []  # what the model read back from each tool call
-
-    def update_config(self, **model_config: Any) -> None:
-        pass
-
-    def get_config(self) -> Any:
-        return {"model_id": "scripted"}
-
-    async def structured_output(self, output_model: Any, prompt: Any, system_prompt: str | None = None,
-                                **kwargs: Any) -> AsyncGenerator[Any, None]:
-        raise NotImplementedError
-        yield  # pragma: no cover
-
-    async def stream(self, messages: Any, tool_specs: Any = None, system_prompt: str | None = None,
-                     **kwargs: Any) -> AsyncGenerator[Any, None]:
-        self.offered.append([spec["name"] for spec in tool_specs or []])
-        for block in messages[-1]["content"] if messages else []:
-            if "toolResult" in block:
-                self.read.append(block["toolResult"]["content"][0]["text"])
-        yield {"messageStart": {"role": "assistant"}}
-        if self.calls:
-            name, arguments = self.calls.pop(0)
-            use = {"toolUseId": f"call-{len(self.offered)}", "name": name}
-            yield {"contentBlockStart": {"start": {"toolUse": use}}}
-            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(arguments)}}}}
-            yield {"contentBlockStop": {}}
-            yield {"messageStop": {"stopReason": "tool_use"}}
-        else:
-            yield {"contentBlockStart": {"start": {}}}
-            yield {"contentBlockDelta": {"delta": {"text": "Done."}}}
-            yield {"contentBlockStop": {}}
-            yield {"messageStop": {"stopReason": "end_turn"}}
-        yield {"metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
-                            "metrics": {"latencyMs": 0}}}
-
-
 def show(model: ScriptedModel, calls: list[tuple[str, dict[str, Any]]], events: list[az.AuditEvent]) -> None:
     """Print each tool call with its decision, its policies and what the model read."""
     print(f"  model was offered: {', '.join(model.offered[0])}")
-    for (name, arguments), event, read in zip(calls, events, model.read, strict=True):
+    for (name, arguments), event, read in zip(calls, events, model.texts(), strict=True):
         shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
         print(f"  {'ALLOW' if event.decision == 'allow' else 'DENY '}  {name}({shown})")
         if event.reasons:
@@ -126,13 +82,13 @@ def show(model: ScriptedModel, calls: list[tuple[str, dict[str, Any]]], events: 
             print(f"         refused: {event.errors[0]}")
         else:
             print("         policies: none permits it (default deny)")
-        print(f"         model reads: {read[:110]}")
+        print(f"         model reads: {textwrap.shorten(read, 110, placeholder=' ...')}")
 
 
 def run(authz: az.Authorizer, intervention: AuthzIntervention, recorder: az.MemorySink, user: str,
         *calls: tuple[str, dict[str, Any]]) -> None:
     recorder.events.clear()
-    model = ScriptedModel(*calls)
+    model = ScriptedModel([("tool", name, arguments) for name, arguments in calls])
     agent = Agent(model=model, tools=TOOLS, interventions=[intervention], callback_handler=None)
     agent("Please help.", invocation_state={PRINCIPAL_KEY: az.EntityUID("User", user)})
     show(model, list(calls), recorder.events)
@@ -141,10 +97,10 @@ def run(authz: az.Authorizer, intervention: AuthzIntervention, recorder: az.Memo
 def main() -> int:
     recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
-    documents = {"resource": document, "resource_types": ["Document"]}
+    documents = az.ToolSettings(resource=document, resource_types="Document")
     intervention = AuthzIntervention(authz, tools={
         "read_document": documents, "delete_document": documents,
-        "issue_refund": {"sum_arguments": ["amount"]},  # context.session.totals.issue_refund.amount
+        "issue_refund": az.ToolSettings(sum_arguments="amount"),  # context.session.totals.issue_refund.amount
     })
 
     print("1. carol (Acme, finance) refunds an order; a search result carries an injected")
@@ -165,7 +121,7 @@ def main() -> int:
 
     print("\n3. Fail closed: an invocation without an end user never reaches the model.")
     try:
-        Agent(model=ScriptedModel(), tools=TOOLS, interventions=[intervention], callback_handler=None)("Hi")
+        Agent(model=ScriptedModel([]), tools=TOOLS, interventions=[intervention], callback_handler=None)("Hi")
     except az.IdentityError as exc:
         print(f"  {type(exc).__name__}: {exc}")
 

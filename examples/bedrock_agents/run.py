@@ -73,7 +73,13 @@ def run(paths: list[Path]) -> int:
 
 def main(argv: list[str]) -> int:
     paths = [Path(arg) for arg in argv] or sorted((HERE / "events").glob("*.json"))
-    print("Bedrock Agents action-group Lambda, authorized by agentauthz (policies/):")
+    print("Bedrock Agents action-group Lambda, authorized by agentauthz (policies/).")
+    print("Each sample event is what Bedrock sends the Lambda when the agent calls a function")
+    print("(assistant-tools) or an API operation (assistant-api). The end user is the userId")
+    print("session attribute, which the application sets server-side; events that name a user")
+    print("only in the input text, the prompt session attributes or the parameters (where the")
+    print("model or an injection could write it) have no user and are refused. Per event: the")
+    print("outcome, what the agent reads back, and for a refusal what the audit event says.\n")
     return run(paths)
 
 

@@ -352,19 +352,6 @@ def test_min_batch_sends_small_groups_as_single_calls(avp_server: Any, avp_clien
     assert avp_server.call_count("IsAuthorized") == 5
 
 
-def test_docs_page_snippets_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import re
-
-    page = (EXAMPLE_STORE.parent / "docs" / "avp.md").read_text(encoding="utf-8")
-    snippets = re.findall(r"^```python\n(.*?)^```", page, re.S | re.M)
-    assert len(snippets) >= 2
-    (tmp_path / "policies").symlink_to(EXAMPLE_STORE, target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    namespace: dict[str, Any] = {"__name__": "__docs__"}
-    for number, code in enumerate(snippets):
-        exec(compile(code, f"docs/avp.md python block {number}", "exec"), namespace)
-
-
 def test_an_erring_template_link_is_named_by_our_id_on_both_engines() -> None:
     # AVP names the failing policy by its own id; the engine maps it to the link's id, which
     # redaction must keep (`share-1` is no identifier) while the quoted values go.

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -441,28 +439,6 @@ def test_the_demo_runs_offline_and_shows_allowed_and_denied_calls() -> None:
     assert "IdentityError" in result.stdout
     assert result.stderr == ""
 
-
-
-def test_every_python_snippet_of_the_docs_page_runs_and_prints_what_it_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """docs/integrations/langchain.md: python blocks run in page order in one namespace,
-    and every line a block prints is written in that block (as a comment)."""
-    text = (ROOT / "docs" / "integrations" / "langchain.md").read_text(encoding="utf-8")
-    (tmp_path / "policies").symlink_to(POLICIES, target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    ran = 0
-    python = [match.group(2) for match in re.finditer(r"^```([\w-]*)[^\n]*\n(.*?)^```", text, re.S | re.M)
-              if match.group(1) == "python"]
-    for number, code in enumerate(python):
-        with warnings.catch_warnings():  # the page shows the current API, no deprecated keyword
-            warnings.filterwarnings("error", ".*is deprecated: pass settings=", DeprecationWarning)
-            exec(compile(code, f"langchain.md python block {number}", "exec"), namespace)
-        ran += 1
-        for line in capsys.readouterr().out.splitlines():
-            assert line.strip() in code, f"block {number} printed {line!r}"
-    assert ran >= 8
 
 
 def test_injected_state_and_tool_call_id_reach_the_tool_beside_the_decided_arguments(

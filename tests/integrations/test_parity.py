@@ -145,8 +145,7 @@ def via_strands(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any
     from strands import tool as strands_tool
 
     from agentauthz.integrations.strands import PRINCIPAL_KEY as STRANDS_PRINCIPAL_KEY
-    from agentauthz.integrations.strands import AuthzIntervention
-    from tests.integrations.strands_model import ScriptedModel
+    from agentauthz.integrations.strands import AuthzIntervention, ScriptedModel
 
     @strands_tool
     def search_documents(query: str) -> str:

@@ -18,9 +18,9 @@ from strands.interventions import Confirm, InterventionHandler, Proceed, Transfo
 from strands.middleware import ExecuteToolStage
 
 import agentauthz as az
-from agentauthz.integrations.strands import PRINCIPAL_KEY, SESSION_KEY, AuthzIntervention
+from agentauthz.integrations.strands import PRINCIPAL_KEY, SESSION_KEY, AuthzIntervention, ScriptedModel
 from agentauthz.session import MemorySessionStore, SessionConfig
-from tests.integrations.strands_model import ScriptedModel, json_tool
+from tests.integrations.strands_model import json_tool
 
 POLICIES = """
 @id("search") permit (principal, action == Action::"search", resource);
@@ -532,8 +532,8 @@ def test_per_tool_settings_name_the_action_resource_and_context() -> None:
         'permit (principal, action == Action::"read", resource == Document::"d1") '
         'when { context.channel == "chat" };', audit=[audit])
     w = World()
-    settings = {"search": {"action": "read", "resource": lambda args: az.EntityUID("Document", args["query"]),
-                           "context": {"channel": "chat"}}}
+    settings = {"search": az.ToolSettings(action="read", context={"channel": "chat"},
+                                          resource=lambda args: az.EntityUID("Document", args["query"]))}
     agent, _ = w.agent([("tool", "search", {"query": "d1"}), ("tool", "search", {"query": "d2"})],
                        intervention=AuthzIntervention(authz, tools=settings))
     agent("read", invocation_state=as_alice())
@@ -542,8 +542,8 @@ def test_per_tool_settings_name_the_action_resource_and_context() -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"tools": {"search": {"resources": None}}}, "unknown settings"),
-    ({"tools": {"search": "Document"}}, "mapping of settings"),
+    ({"tools": {"search": {"resource": None}}}, "must be an agentauthz.ToolSettings"),
+    ({"tools": {"search": "Document"}}, "must be an agentauthz.ToolSettings"),
     ({"profile": "cedar"}, "profile must be one of"),
     ({"session": "conversation"}, "session is 'agent', None, or a callable"),
     ({"profile": "strands", "session": lambda agent, user: "s"}, "takes no session="),
@@ -616,7 +616,8 @@ def test_sum_arguments_add_up_the_amounts_of_a_session() -> None:
     authz = az.Authorizer.from_text(CAPPED, audit=[audit])
     agent, _ = w.agent([("tool", "pay", {"amount": 60}), ("tool", "pay", {"amount": 60}),
                         ("tool", "pay", {"amount": 40})],
-                       intervention=AuthzIntervention(authz, tools={"pay": {"sum_arguments": ["amount"]}}))
+                       intervention=AuthzIntervention(
+                           authz, tools={"pay": az.ToolSettings(sum_arguments="amount")}))
     agent("pay", invocation_state=as_alice())
     assert [e.decision for e in audit.events] == ["allow", "deny", "allow"]
     assert authz.tools["pay"].sums == ("amount",)  # registered, as guarded tools are

@@ -17,8 +17,7 @@ from strands.vended_interventions.cedar import CedarAuthorization
 from strands.vended_interventions.cedar._schema_generator import generate_cedar_schema
 
 import agentauthz as az
-from agentauthz.integrations.strands import PRINCIPAL_KEY, STRANDS_RESOURCE, AuthzIntervention
-from tests.integrations.strands_model import ScriptedModel
+from agentauthz.integrations.strands import PRINCIPAL_KEY, STRANDS_RESOURCE, AuthzIntervention, ScriptedModel
 
 #: Written for CedarAuthorization: Action::"<tool>", Resource::"agent", context.input, context.session.
 POLICIES = """

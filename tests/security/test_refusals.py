@@ -187,8 +187,7 @@ def strands(authz: az.Authorizer, kind: str) -> str:
     from strands import tool as strands_tool
 
     from agentauthz.integrations.strands import PRINCIPAL_KEY as STRANDS_PRINCIPAL_KEY
-    from agentauthz.integrations.strands import AuthzIntervention
-    from tests.integrations.strands_model import ScriptedModel
+    from agentauthz.integrations.strands import AuthzIntervention, ScriptedModel
 
     @strands_tool
     def read_record(employee: str) -> str:

@@ -243,8 +243,8 @@ def via_strands(case: ToolCase, h: Harness) -> None:
     from strands import tool as strands_tool
 
     from agentauthz.integrations.strands import PRINCIPAL_KEY as STRANDS_PRINCIPAL_KEY
-    from agentauthz.integrations.strands import AuthzIntervention
-    from tests.integrations.strands_model import ScriptedModel, json_tool
+    from agentauthz.integrations.strands import AuthzIntervention, ScriptedModel
+    from tests.integrations.strands_model import json_tool
 
     send_email = (json_tool(NAME, json_schema(case.fields), lambda arguments: h.record(**arguments))
                   if case.style == "json" else strands_tool(h.function(case)))

@@ -532,8 +532,11 @@ def retrieve_and_generate_filter(
 
     Args:
         authz: the Authorizer; the end user is the bound one or ``principal``.
-        action, resource_type, attributes, ancestors_key, context: as for
-            :class:`KnowledgeBaseRetriever`.
+        action: as for :class:`KnowledgeBaseRetriever`.
+        resource_type: as for :class:`KnowledgeBaseRetriever`.
+        attributes: as for :class:`KnowledgeBaseRetriever`.
+        ancestors_key: as for :class:`KnowledgeBaseRetriever`.
+        context: as for :class:`KnowledgeBaseRetriever`.
         filter: the caller's own RetrievalFilter, and-ed with the compiled one.
         principal: the end user, when not bound with ``authz.acting_as``.
         session: the session (id or :class:`~agentauthz.session._session.Session`), when

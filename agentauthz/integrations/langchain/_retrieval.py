@@ -110,7 +110,7 @@ class AuthorizedRetriever(BaseRetriever):
     Each call records one audit summary event (``extra["retrieval"]``) and
     sets :attr:`last_stats`; :meth:`retrieve_with_stats` returns both.
 
-    Args:
+    Attributes:
         retriever: a BaseRetriever (VectorStoreRetriever included) or a VectorStore.
         authz: the Authorizer deciding each document.
         action: Cedar action (default ``"read"``).

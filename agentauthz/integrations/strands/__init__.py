@@ -41,13 +41,15 @@ from agentauthz.integrations.strands._intervention import (
     AuthzIntervention,
     SessionChoice,
 )
-from agentauthz.integrations.strands._specs import STRANDS_RESOURCE, TOOL_OPTIONS
+from agentauthz.integrations.strands._scripted import ScriptedModel, Turn
+from agentauthz.integrations.strands._specs import STRANDS_RESOURCE
 
 __all__ = [
     "PRINCIPAL_KEY",
     "SESSION_KEY",
     "STRANDS_RESOURCE",
-    "TOOL_OPTIONS",
     "AuthzIntervention",
+    "ScriptedModel",
     "SessionChoice",
+    "Turn",
 ]

@@ -42,10 +42,11 @@ from agentauthz.integrations.strands._specs import (
     Profile,
     SpecCache,
     strands_session,
-    tool_options,
+    tool_settings,
 )
 from agentauthz.integrations.strands._state import ABSENT, AgentState, Decided, Run, canonical
 from agentauthz.session._session import SESSION_KEY, Session, SessionStore, ToolCall
+from agentauthz.tools._settings import ToolSettings
 
 __all__ = ["PRINCIPAL_KEY", "SESSION_KEY", "AuthzIntervention", "SessionChoice"]
 
@@ -128,10 +129,8 @@ class AuthzIntervention(InterventionHandler):
         principal_key: key of the end user in ``invocation_state``.
         session: which session records the calls (see above).
         session_key: key of the session in ``invocation_state``.
-        tools: settings per tool name, as for :meth:`ToolSpec.from_json_schema
-            <agentauthz.ToolSpec.from_json_schema>`: ``action``, ``resource`` (an
-            EntityUID/Entity or a callable of the validated arguments),
-            ``resource_types``, ``context``, ``sum_arguments``. Default: the
+        tools: a :class:`~agentauthz.ToolSettings` per tool name (action,
+            resource, resource types, context, summed arguments). Default: the
             action is the tool name and the resource ``Tool::"<name>"``.
         profile: ``"agentauthz"``, or ``"strands"`` to read policies written
             for Strands' ``CedarAuthorization`` unchanged: resource
@@ -177,7 +176,7 @@ class AuthzIntervention(InterventionHandler):
         principal_key: str = PRINCIPAL_KEY,
         session: SessionChoice = "agent",
         session_key: str = SESSION_KEY,
-        tools: Mapping[str, Mapping[str, Any]] | None = None,
+        tools: Mapping[str, ToolSettings] | None = None,
         profile: Profile = "agentauthz",
         filter_tools: bool = True,
         clock: Callable[[], float] = time.time,
@@ -201,7 +200,7 @@ class AuthzIntervention(InterventionHandler):
         self.profile: Profile = profile
         self.filter_tools = filter_tools
         self.clock = clock
-        self._specs = SpecCache(tool_options(tools), profile)
+        self._specs = SpecCache(tool_settings(tools), profile)
         self._agents: weakref.WeakKeyDictionary[Any, AgentState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 

@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import EntityUID
+from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import ToolSpec
 
-__all__ = ["STRANDS_RESOURCE", "TOOL_OPTIONS", "Profile", "SpecCache", "strands_session", "tool_options"]
+__all__ = ["STRANDS_RESOURCE", "Profile", "SpecCache", "strands_session", "tool_settings"]
 
 Profile = Literal["agentauthz", "strands"]
 PROFILES: tuple[Profile, ...] = ("agentauthz", "strands")
@@ -34,32 +35,25 @@ PROFILES: tuple[Profile, ...] = ("agentauthz", "strands")
 STRANDS_RESOURCE = EntityUID("Resource", "agent")
 """The resource of every call under the ``"strands"`` profile, as Strands' ``CedarAuthorization`` names it."""
 
-TOOL_OPTIONS = frozenset({"action", "resource", "resource_types", "context", "sum_arguments"})
-"""The per-tool settings :class:`~agentauthz.integrations.strands.AuthzIntervention` takes (``tools=``)."""
-
 # Distinct (name, schema) pairs kept; tools whose schemas change (MCP servers) are rebuilt past it.
 _CACHE_SIZE = 1024
 
 
-def tool_options(tools: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def tool_settings(tools: Mapping[str, ToolSettings] | None) -> dict[str, ToolSettings]:
     """The per-tool settings, checked when the intervention is built (a typo fails at start-up).
 
     Raises:
-        ConfigurationError: a tool name is not a string, its settings are not a
-            mapping, or a setting is not one of :data:`TOOL_OPTIONS`.
+        ConfigurationError: a tool name is not a string, or its settings are not a
+            :class:`~agentauthz.ToolSettings`.
     """
-    checked: dict[str, dict[str, Any]] = {}
-    for name, options in (tools or {}).items():
+    checked: dict[str, ToolSettings] = {}
+    for name, settings in (tools or {}).items():
         if not isinstance(name, str) or not name:
             raise ConfigurationError("tools= is keyed by tool name (a non-empty string)")
-        if not isinstance(options, Mapping):
+        if not isinstance(settings, ToolSettings):
             raise ConfigurationError(
-                f"tools[{name!r}] must be a mapping of settings, not {type(options).__name__}")
-        unknown = sorted(set(options) - TOOL_OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"tools[{name!r}]: unknown settings {unknown} (known: {', '.join(sorted(TOOL_OPTIONS))})")
-        checked[name] = dict(options)
+                f"tools[{name!r}] must be an agentauthz.ToolSettings, not {type(settings).__name__}")
+        checked[name] = settings
     return checked
 
 
@@ -83,12 +77,12 @@ class SpecCache:
     """The spec of each Strands tool, built once per name and schema.
 
     Args:
-        options: the per-tool settings (:func:`tool_options`).
+        settings: the per-tool settings (:func:`tool_settings`).
         profile: the request conventions (``"agentauthz"`` or ``"strands"``).
     """
 
-    def __init__(self, options: Mapping[str, Mapping[str, Any]], profile: Profile) -> None:
-        self.options = options
+    def __init__(self, settings: Mapping[str, ToolSettings], profile: Profile) -> None:
+        self.settings = settings
         self.profile = profile
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._lock = threading.Lock()
@@ -105,13 +99,13 @@ class SpecCache:
             cached = self._specs.get(key)
         if cached is not None:
             return cached
-        options = dict(self.options.get(name, {}))
-        if self.profile == "strands":
-            options.setdefault("resource", STRANDS_RESOURCE)
+        settings = self.settings.get(name, ToolSettings())
+        if self.profile == "strands" and settings.resource is None:
+            settings = dataclasses.replace(settings, resource=STRANDS_RESOURCE)
         description = tool_spec.get("description")
-        spec = ToolSpec.from_json_schema(
-            name, schema, description=description if isinstance(description, str) else None,
-            on_deny="message", **options)
+        spec = settings.spec_from_json_schema(
+            schema, name=name, description=description if isinstance(description, str) else "",
+            on_deny="message")
         with self._lock:
             if len(self._specs) >= _CACHE_SIZE:
                 self._specs.clear()
