@@ -174,7 +174,7 @@ def via_strands(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any
 
     recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
-    documents = {"resource": tools.document, "resource_types": ["Document"]}
+    documents = az.ToolSettings(resource=tools.document, resource_types="Document")
     intervention = AuthzIntervention(authz, session=None,
                                      tools={"read_document": documents, "delete_document": documents})
     agent = Agent(model=ScriptedModel([("tool", tool, dict(arguments))]), interventions=[intervention],
