@@ -35,10 +35,10 @@ from agentauthz._identity import bound_identity as _identity
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.engines.base import Engine
-from agentauthz.policy._store import PolicyStore, redact, truncate
 
 if TYPE_CHECKING:
     from agentauthz.avp._tokens import TokenIdentity, TokenType
+    from agentauthz.policy._store import PolicyStore
     from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
     from agentauthz.retrieval._filtering import RetrievalFilter
     from agentauthz.session._admission import SessionAdmission
@@ -142,6 +142,7 @@ class Authorizer:
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:
         """An Authorizer over a policy store directory on the embedded engine."""
         from agentauthz.engines.local import LocalEngine
+        from agentauthz.policy._store import PolicyStore
 
         return cls(LocalEngine(PolicyStore.from_directory(path)), **options)
 
@@ -150,6 +151,7 @@ class Authorizer:
                   entities: Sequence[Entity] = (), **options: Any) -> Authorizer:
         """An Authorizer over policy text on the embedded engine."""
         from agentauthz.engines.local import LocalEngine
+        from agentauthz.policy._store import PolicyStore
 
         store = PolicyStore.from_text(policies, schema=schema, entities=entities)
         return cls(LocalEngine(store), **options)
@@ -787,11 +789,14 @@ class Authorizer:
         wanted = list(uids)
         found = {uid: given[uid] for uid in wanted if uid in given} if given else {}
         missing = [uid for uid in wanted if uid not in found]
-        store = getattr(self.engine, "store", None)
-        if missing and isinstance(store, PolicyStore):
-            index = store.snapshot.entity_index
-            found.update((uid, index[uid]) for uid in missing if uid in index)
-            missing = [uid for uid in missing if uid not in found]
+        store = getattr(self.engine, "store", None) if missing else None
+        if store is not None:
+            from agentauthz.policy._store import PolicyStore  # an engine with a store has imported it
+
+            if isinstance(store, PolicyStore):
+                index = store.snapshot.entity_index
+                found.update((uid, index[uid]) for uid in missing if uid in index)
+                missing = [uid for uid in missing if uid not in found]
         if missing and self.entity_provider is not None:
             for entity in self.entity_provider.get_entities(missing):
                 found.setdefault(entity.uid, entity)
@@ -1003,6 +1008,8 @@ class Authorizer:
 
     def _audit_refusal(self, principal: EntityUID | None, action: str | EntityUID,
                        resource: EntityUID | Entity, reason: str, correlation: str | None) -> Decision:
+        from agentauthz.policy._store import truncate
+
         decision = Decision(allowed=False, errors=(truncate(reason),), id=_decision_id())
         sinks = self._active_sinks()
         if sinks:
@@ -1069,4 +1076,6 @@ def _decision_id() -> str:
 
 
 def _failure(exc: Exception) -> Decision:
+    from agentauthz.policy._store import redact, truncate
+
     return Decision.deny(f"authorization failed: {type(exc).__name__}: {truncate(redact(str(exc)))}")

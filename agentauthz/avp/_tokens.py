@@ -834,7 +834,8 @@ def bound_token(
                                 f"not {type(claims).__name__}")
         if kind not in identity.token_types:
             raise IdentityError(f"this identity source does not accept {kind} tokens")
-        with authz.acting_as(identity.map_claims(claims, kind).entity, correlation_id=correlation_id) as bound:
+        mapped = identity.map_claims(claims, kind).entity
+        with authz.acting_as(mapped, correlation_id=correlation_id) as bound:
             yield bound
         return
     assert token is not None

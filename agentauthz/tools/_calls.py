@@ -135,7 +135,7 @@ class ToolCalls:
 
     def begin_tool_call(self, tool: Any, arguments: Mapping[str, Any], call_id: str | None,
                         record: bool) -> Plan[ToolCall]:
-        """Decide (and with ``record``, admit) a call of a guarded tool (:meth:`Authorizer.begin_tool_call`)."""
+        """Decide a guarded tool's call; with ``record``, admit it (:meth:`Authorizer.begin_tool_call`)."""
         authz = self.authz
         spec = self.spec(tool)
         validated, inputs = self.checked(spec, arguments)
