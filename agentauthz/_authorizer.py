@@ -655,7 +655,11 @@ class Authorizer:
         the validated arguments the policy evaluated (coerced values, defaults
         filled in), never the raw ones. Leaving the block counts the call in
         the bound session, an exception (or ``call.fail()``) releases it.
-        Without a session this is :meth:`authorize_tool_call`.
+        Runtimes with separate before and after hooks settle it without a
+        block: ``call.complete()`` once the tool returned, ``call.fail()``
+        once it raised or reported a failure. A call never settled stays in
+        flight and keeps counting (see :class:`ToolCall`). Without a session
+        this is :meth:`authorize_tool_call`.
 
         Args:
             tool: a guarded tool, its ToolSpec or its name.
@@ -701,7 +705,18 @@ class Authorizer:
                    context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
         """Like :meth:`begin_tool_call`, for a call that is no guarded tool.
 
-        Its arguments, if any, are ``context["input"]``.
+        Its arguments, if any, are ``context["input"]``. Settle the call as
+        :meth:`begin_tool_call` says: ``with call:``, or ``call.complete()`` /
+        ``call.fail()`` from a runtime's after-hook.
+
+        Example:
+            >>> authz = Authorizer.from_text("permit(principal, action, resource);", audit=[])
+            >>> with authz.acting_as(EntityUID("User", "u")), authz.session("c") as s:
+            ...     call = authz.begin_call(action="ship", resource=EntityUID("Order", "o-1"),
+            ...                             context={"input": {"weight": 3}})
+            ...     counted = call.admits and call.complete()  # in the runtime's after-hook
+            ...     counted, s.state().calls
+            (True, {'ship': 1})
         """
         return self._run(self._tool_calls.begin_call(action, resource, context, call_id))
 

@@ -33,8 +33,6 @@ from agentauthz.retrieval._filter import (
     RetrievalScope,
     group_by_resource,
 )
-from agentauthz.session._admission import store_failure
-from agentauthz.session._stores import FOREIGN_SESSION
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
@@ -130,6 +128,9 @@ class RetrievalFilter:
         """
         if held is None:
             return result
+        from agentauthz.session._admission import store_failure  # a session is bound: its wing is loaded
+        from agentauthz.session._stores import FOREIGN_SESSION
+
         authz = self.authz
         try:
             self._record_seen(result, groups)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidArguments
+from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments
+from agentauthz._identity import no_end_user
 from agentauthz._model import Decision, EntityUID
 from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
 from agentauthz.integrations.langchain._retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
@@ -789,10 +790,8 @@ class AuthzMiddleware(_MiddlewareBase):
                     offered.append(_Offered(tool, spec))
         with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             if self.authz.identity is None:
-                raise IdentityError(
-                    "no end user is bound: pass it in RunnableConfig['configurable']"
-                    f"[{self.principal_key!r}] or wrap the call in authz.acting_as(user)"
-                )
+                raise no_end_user(
+                    f"this middleware reads RunnableConfig['configurable'][{self.principal_key!r}]")
             kept = self.authz.permitted_tools(offered)
         return [item.tool for item in kept]
 
