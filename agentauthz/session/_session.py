@@ -180,7 +180,8 @@ class Session:
             return self.owner
         identity = bound_identity.get()
         if identity is None:
-            raise no_end_user(f"session {self.id!r} acts for one: bind one or give the Session its owner")
+            raise no_end_user(
+                f"session {self.id!r} acts for an end user: bind one, or give the Session its owner")
         return identity.uid
 
     def refuse(self, principal: EntityUID, operation: str) -> IdentityError:
