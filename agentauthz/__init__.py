@@ -4,6 +4,11 @@ Every tool call and knowledge-base lookup an agent makes is decided by Cedar
 policies for the end user it acts for, embedded (cedarpy) or on Amazon
 Verified Permissions.
 
+``import agentauthz`` loads the core only (values, errors, audit, the
+Authorizer); the wings (the policy store and cedarpy, the embedded engine,
+sessions, tools and schema generation, retrieval and the pre-filter, Verified
+Permissions, tokens) are imported when one of their names is first used.
+
 Example:
     >>> import agentauthz as az
     >>> authz = az.Authorizer.from_text('@id("read") permit(principal, action == Action::"read", resource);')
@@ -13,6 +18,9 @@ Example:
 """
 
 from __future__ import annotations
+
+import importlib as _importlib
+import typing as _typing
 
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, MemorySink
 from agentauthz._authorizer import Authorizer
@@ -37,17 +45,20 @@ from agentauthz._model import (
     decimal,
     ipaddr,
 )
-from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
 from agentauthz.engines.base import Engine
-from agentauthz.engines.local import LocalEngine
-from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
-from agentauthz.retrieval._filter import FilterResult
-from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
-from agentauthz.session._session import Session, SessionConfig, ToolCall
-from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
-from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
-from agentauthz.tools._settings import ToolSettings
-from agentauthz.tools._spec import OnDeny, ToolSpec
+
+if _typing.TYPE_CHECKING:
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
+    from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
+    from agentauthz.engines.local import LocalEngine
+    from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
+    from agentauthz.retrieval._filter import FilterResult
+    from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
+    from agentauthz.session._session import Session, SessionConfig, ToolCall
+    from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
+    from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
+    from agentauthz.tools._settings import ToolSettings
+    from agentauthz.tools._spec import OnDeny, ToolSpec
 
 __version__ = "0.1.0"
 
@@ -101,12 +112,43 @@ __all__ = [
     "validate_policies_for_tools",
 ]
 
+#: Names exported on first use, with the module that defines each.
+_LAZY = {
+    "FilterResult": "agentauthz.retrieval._filter",
+    "LocalEngine": "agentauthz.engines.local",
+    "MemorySessionStore": "agentauthz.session._stores",
+    "OnDeny": "agentauthz.tools._spec",
+    "Policy": "agentauthz.policy._store",
+    "PolicyStore": "agentauthz.policy._store",
+    "Prefilter": "agentauthz.retrieval._prefilter",
+    "SQLiteSessionStore": "agentauthz.session._stores",
+    "Session": "agentauthz.session._session",
+    "SessionConfig": "agentauthz.session._session",
+    "SessionStore": "agentauthz.session._stores",
+    "TemplateLink": "agentauthz.policy._store",
+    "TokenIdentity": "agentauthz.avp._tokens",
+    "ToolCall": "agentauthz.session._session",
+    "ToolSettings": "agentauthz.tools._settings",
+    "ToolSpec": "agentauthz.tools._spec",
+    "VerifiedPermissionsEngine": "agentauthz.avp._engine",
+    "VerifiedToken": "agentauthz.avp._tokens",
+    "acting_with_token": "agentauthz.avp._tokens",
+    "compile_prefilter": "agentauthz.retrieval._prefilter",
+    "generate_schema": "agentauthz.tools._schema",
+    "mcp_input_type": "agentauthz.tools._schema",
+    "validate_policies_for_tools": "agentauthz.tools._schema",
+}
 
 
 def __getattr__(name: str) -> object:
-    # The AVP engine's module is imported on first use so that `import agentauthz` stays light.
-    if name == "VerifiedPermissionsEngine":
-        from agentauthz.avp._engine import VerifiedPermissionsEngine
+    # Wings are imported on first use, so that `import agentauthz` stays light (langchain-aws's way).
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentauthz' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return VerifiedPermissionsEngine
-    raise AttributeError(f"module 'agentauthz' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

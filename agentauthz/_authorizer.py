@@ -2,79 +2,50 @@
 
 It is the one place where a request becomes a decision, so the fail-closed
 rules live here: no principal raises :class:`IdentityError`; an engine that
-raises, answers NoDecision or errors yields a denying decision.
+raises, answers NoDecision or errors yields a denying decision; every
+decision gets one audit event.
+
+Each capability's logic lives in its wing, in a collaborator the Authorizer
+creates on first use (so ``import agentauthz`` loads none of them):
+tool calls in :class:`~agentauthz.tools._calls.ToolCalls`, retrieval in
+:class:`~agentauthz.retrieval._filtering.RetrievalFilter`, sessions in
+:class:`~agentauthz.session._admission.SessionAdmission`. They build plans
+(:mod:`agentauthz._plans`) that the Authorizer drives, so each public method
+and its async twin run the same steps.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import inspect
-import random
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
-from agentauthz._errors import (
-    AccessDenied,
-    AuthzError,
-    ConfigurationError,
-    IdentityError,
-    InvalidArguments,
-    InvalidValueError,
-)
-from agentauthz._identity import Identity
+from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
+from agentauthz._identity import Identity, bound_session, no_end_user
 from agentauthz._identity import bound_identity as _identity
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz.engines._shadow import shadow_outcomes
+from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.engines.base import Engine
-from agentauthz.policy._store import PolicyStore, redact, truncate
-from agentauthz.retrieval._filter import (
-    FilterResult,
-    ResourceGroups,
-    ResourceOf,
-    RetrievalScope,
-    group_by_resource,
-)
-from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
-from agentauthz.session._session import (
-    FULL_SHAPE,
-    MemorySessionStore,
-    Session,
-    SessionConfig,
-    SessionFacts,
-    SessionShape,
-    SessionStore,
-    ToolCall,
-    approval_covers,
-    bind_session,
-    call_record,
-    current_session,
-    labels_of,
-    session_record,
-    summed_value,
-)
-from agentauthz.session._stores import FOREIGN_SESSION, foreign_session
-from agentauthz.tools._schema import validate_policies_for_tools
-from agentauthz.tools._spec import (
-    ContextSpec,
-    OnDeny,
-    RefusalKind,
-    ResourceSpec,
-    ToolSpec,
-    bind_arguments,
-    build_spec,
-    refusal_message,
-    spec_of,
-    tool_input,
-    wraps_tool,
-)
+
+if TYPE_CHECKING:
+    from agentauthz.avp._tokens import TokenIdentity, TokenType
+    from agentauthz.policy._store import PolicyStore
+    from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
+    from agentauthz.retrieval._filtering import RetrievalFilter
+    from agentauthz.session._admission import SessionAdmission
+    from agentauthz.session._session import Session, SessionConfig, ToolCall
+    from agentauthz.session._stores import SessionStore
+    from agentauthz.tools._calls import ToolCalls
+    from agentauthz.tools._spec import ContextSpec, OnDeny, RefusalKind, ResourceSpec, ToolSpec
 
 __all__ = ["Authorizer", "Identity"]
 
@@ -84,21 +55,6 @@ T = TypeVar("T")
 # Requests per engine call when filtering: bounds memory and latency per call.
 DEFAULT_PAGE_SIZE = 500
 _MODES = ("enforce", "shadow")
-_BUSY = "the session kept changing while the call was decided; try again"
-_REPEATED = "a call with this id already completed in this session: it does not run again"
-_IN_FLIGHT = "a call with this id is already running in this session: it does not run twice"
-
-
-class _Refused(Exception):
-    """The session layer refused requests before the engine decided them (already audited)."""
-
-    def __init__(self, decisions: list[Decision]) -> None:
-        super().__init__("refused by the session")
-        self.decisions = decisions
-
-
-def _store_failure(exc: BaseException) -> str:
-    return f"session store failed: {type(exc).__name__}: {truncate(redact(str(exc)))}"
 
 
 class Authorizer:
@@ -124,6 +80,13 @@ class Authorizer:
             the model gets a generic refusal and the decision's opaque id, and the
             reasons stay in the audit event. Turning it on discloses how the
             policies are built to the model and to whoever steers it.
+
+    The methods name what they return: ``authorize*`` decide and return a
+    :class:`Decision` (nothing runs, nothing is counted); ``begin*`` decide and
+    return a :class:`ToolCall` the caller runs and settles (``with call:``, or
+    ``call.complete()`` / ``call.fail()``), counted in the bound session;
+    ``*_tool_call`` take a guarded tool and the model's arguments, the others
+    an action and a resource. Each has an async twin prefixed ``a``.
 
     Example:
         >>> authz = Authorizer.from_text(
@@ -164,19 +127,22 @@ class Authorizer:
             raise ConfigurationError("disclose_reasons must be True or False")
         self.disclose_reasons = disclose_reasons
         self.tools: dict[str, ToolSpec] = {}
-        if sessions is not None and not isinstance(sessions, SessionConfig):
-            raise ConfigurationError("sessions= takes an agentauthz.session._session.SessionConfig")
-        self.session_config = sessions or SessionConfig()
-        store = self.session_config.store
-        self.session_store: SessionStore = store if store is not None else MemorySessionStore()
-        self._session_schema_cache: SessionSchema | None = None
-        if sessions is not None:  # the tools (and the sums they declare) register later
-            self._session_schema().check(ProducedFacts())
+        self._lazy = threading.Lock()
+        self._session_config: SessionConfig | None = None
+        self._session_store: SessionStore | None = None
+        if sessions is not None:
+            from agentauthz.session._session import SessionConfig
+
+            if not isinstance(sessions, SessionConfig):
+                raise ConfigurationError("sessions= takes an agentauthz.session._session.SessionConfig")
+            self._session_config = sessions
+            self._sessions.check_configuration()  # the tools (and the sums they declare) register later
 
     @classmethod
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:
         """An Authorizer over a policy store directory on the embedded engine."""
         from agentauthz.engines.local import LocalEngine
+        from agentauthz.policy._store import PolicyStore
 
         return cls(LocalEngine(PolicyStore.from_directory(path)), **options)
 
@@ -185,34 +151,134 @@ class Authorizer:
                   entities: Sequence[Entity] = (), **options: Any) -> Authorizer:
         """An Authorizer over policy text on the embedded engine."""
         from agentauthz.engines.local import LocalEngine
+        from agentauthz.policy._store import PolicyStore
 
         store = PolicyStore.from_text(policies, schema=schema, entities=entities)
         return cls(LocalEngine(store), **options)
+
+    # -- the collaborators, created on first use ----------------------------------------
+
+    @cached_property
+    def _tool_calls(self) -> ToolCalls:
+        from agentauthz.tools._calls import ToolCalls
+
+        return ToolCalls(self)
+
+    @cached_property
+    def _retrieval(self) -> RetrievalFilter:
+        from agentauthz.retrieval._filtering import RetrievalFilter
+
+        return RetrievalFilter(self)
+
+    @cached_property
+    def _sessions(self) -> SessionAdmission:
+        from agentauthz.session._admission import SessionAdmission
+
+        return SessionAdmission(self)
+
+    @property
+    def session_config(self) -> SessionConfig:
+        """How sessions are recorded (the ``sessions=`` given, else the defaults)."""
+        if self._session_config is None:
+            from agentauthz.session._session import SessionConfig
+
+            with self._lazy:
+                if self._session_config is None:
+                    self._session_config = SessionConfig()
+        return self._session_config
+
+    @property
+    def session_store(self) -> SessionStore:
+        """Where sessions live: ``SessionConfig.store``, else one memory store of this Authorizer."""
+        if self._session_store is None:
+            from agentauthz.session._stores import MemorySessionStore
+
+            config = self.session_config
+            with self._lazy:  # one store: two would each count half of a session's calls
+                if self._session_store is None:
+                    self._session_store = config.store if config.store is not None else MemorySessionStore()
+        return self._session_store
 
     # -- identity ------------------------------------------------------------------
 
     @contextmanager
     def acting_as(
-        self, principal: Entity | EntityUID, *, correlation_id: str | None = None
+        self,
+        principal: Entity | EntityUID | None = None,
+        *,
+        token: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        identity: TokenIdentity | None = None,
+        token_type: TokenType | None = None,
+        correlation_id: str | None = None,
     ) -> Iterator[Identity]:
         """Bind the end user for the calls made inside the block (thread- and task-safe).
 
         The principal must come from the application (a verified token, its
-        session), never from tool arguments or model output.
+        session), never from tool arguments or model output. Give exactly one of:
+
+        * ``principal``: the end user's Entity or EntityUID;
+        * ``token``: a Cognito/OIDC token. On
+          :class:`~agentauthz.VerifiedPermissionsEngine` the decisions in the
+          block are ``IsAuthorizedWithToken`` calls: AVP verifies the token with
+          the policy store's identity source and derives the principal (bound
+          here for audit events and entity lookups; a decision for any other
+          principal is denied); with ``identity`` the token is verified here
+          first too. On any other engine ``identity`` verifies and maps it, and
+          its principal entity (attributes, groups) is bound. An access
+          token's claims are context: pass
+          ``context=identity.verify_token(t).context(action, ...)``;
+        * ``claims``: the claims of a token the runtime already verified
+          (an MCP server's access token, say), mapped by ``identity`` exactly
+          as a token would be, without verifying a second time. Its entity is
+          bound, whichever engine decides. Only claims whose signature, issuer,
+          audience and expiry were checked: nothing here checks them again.
+
+        Args:
+            principal: the end user.
+            token: a token to verify and bind (see above).
+            claims: verified claims to map and bind (see above).
+            identity: the :class:`~agentauthz.TokenIdentity` that verifies
+                ``token`` or maps ``claims``.
+            token_type: ``"identity"`` or ``"access"`` (default: the identity's
+                only type, else ``"identity"``).
+            correlation_id: audit correlation id of the calls in the block.
+
+        Raises:
+            IdentityError: the principal is not an Entity or EntityUID, the
+                token does not verify, or the claims name no principal.
+            ConfigurationError: none or several of ``principal``, ``token`` and
+                ``claims``; ``claims`` without ``identity``; a ``token`` without
+                ``identity`` on an engine that cannot decide with tokens.
+
+        Example:
+            >>> authz = Authorizer.from_text("permit(principal, action, resource);", audit=[])
+            >>> with authz.acting_as(EntityUID("User", "alice")) as user:
+            ...     str(user.uid), authz.authorize(action="read", resource=EntityUID("Doc", "d")).allowed
+            ('User::"alice"', True)
         """
+        if token is not None or claims is not None:
+            from agentauthz.avp._tokens import bound_token
+
+            if principal is not None:
+                raise ConfigurationError("acting_as takes a principal, a token or claims: only one")
+            with bound_token(self, token=token, claims=claims, identity=identity, token_type=token_type,
+                             correlation_id=correlation_id) as bound:
+                yield bound
+            return
         if isinstance(principal, Entity):
-            identity = Identity(principal.uid, principal, correlation_id)
+            bound = Identity(principal.uid, principal, correlation_id)
         elif isinstance(principal, EntityUID):
-            identity = Identity(principal, None, correlation_id)
+            bound = Identity(principal, None, correlation_id)
         else:
             raise IdentityError(
                 f"acting_as needs an Entity or EntityUID, not {type(principal).__name__}"
             )
-        token = _identity.set(identity)
+        reset = _identity.set(bound)
         try:
-            yield identity
+            yield bound
         finally:
-            _identity.reset(token)
+            _identity.reset(reset)
 
     @contextmanager
     def bound_to(
@@ -272,13 +338,12 @@ class Authorizer:
         """
         identity = _identity.get()
         if identity is None:
-            raise IdentityError("no end user is bound: wrap the call in authz.acting_as(user)")
+            raise no_end_user()
         return identity.uid
 
     # -- sessions ------------------------------------------------------------------
 
-    @contextmanager
-    def session(self, session: str | Session) -> Iterator[Session]:
+    def session(self, session: str | Session) -> AbstractContextManager[Session]:
         """Bind a session (one conversation) for the calls made inside the block.
 
         While it is bound, every request carries ``context.session`` (see
@@ -308,22 +373,11 @@ class Authorizer:
             >>> before, after, sorted(s.state().seen)
             (True, False, ['secret'])
         """
-        if isinstance(session, Session):
-            bound = session
-        elif isinstance(session, str):
-            identity = _identity.get()  # the handle acts for the end user bound now, if one is
-            bound = Session(session, self.session_store, self.session_config,
-                            owner=identity.uid if identity is not None else None,
-                            on_refusal=self._session_refused)
-        else:
-            raise ConfigurationError(f"a session is an id string or a Session, not {type(session).__name__}")
-        with bind_session(bound):
-            yield bound
+        return self._sessions.open(session)
 
-    @contextmanager
     def session_bound_to(
         self, session: str | Session | None, *, source: str = "the configured session"
-    ) -> Iterator[Session | None]:
+    ) -> AbstractContextManager[Session | None]:
         """Bind a session an integration received from the application, for the block.
 
         ``None`` keeps whatever :meth:`session` bound (possibly nothing). The
@@ -333,185 +387,12 @@ class Authorizer:
             ConfigurationError: the value is not an id string or a Session, or
                 it names another session than the bound one.
         """
-        current = current_session()
-        if session is None:
-            yield current
-            return
-        if not isinstance(session, (str, Session)) or (isinstance(session, str) and not session):
-            raise ConfigurationError(
-                f"{source} must be a session id string or a Session, not {type(session).__name__}")
-        wanted = session if isinstance(session, str) else session.id
-        if current is not None:
-            if current.id != wanted:
-                raise ConfigurationError(
-                    f"two sessions for one call: {current.id!r} (bound) and {wanted!r} ({source})")
-            yield current
-            return
-        with self.session(session) as bound:
-            yield bound
+        return self._sessions.bound_to(session, source)
 
     @property
     def current_session(self) -> Session | None:
         """The session bound in this context, if any."""
-        return current_session()
-
-    def _session_schema(self) -> SessionSchema:
-        store = getattr(self.engine, "store", None)
-        snapshot = store.snapshot if isinstance(store, PolicyStore) else None
-        key = snapshot.fingerprint if snapshot is not None else None
-        cached = self._session_schema_cache
-        if cached is None or cached.key != key:
-            schema, source = self.session_config.schema, "SessionConfig.schema"
-            if schema is None and snapshot is not None:
-                schema, source = snapshot.schema_text, snapshot.schema_source
-            cached = SessionSchema(key, schema, source, snapshot.policies if snapshot is not None else ())
-            self._session_schema_cache = cached
-        return cached
-
-    def _produced_facts(self) -> ProducedFacts:
-        return ProducedFacts.of(self.tools.values(), self.session_config.sums)
-
-    def _session_shape(self, action: EntityUID) -> SessionShape | None:
-        """The action's ``context.session`` shape, once every fact read is known to be filled."""
-        known = self._session_schema()
-        known.check(self._produced_facts())
-        return known.shape(action)
-
-    def _session_facts(self, session: Session, principal: EntityUID) -> tuple[SessionFacts, int, float]:
-        """The session's facts, version and the time, for ``principal``.
-
-        Raises:
-            IdentityError: the session belongs to another end user.
-        """
-        config = self.session_config
-        now = config.clock()
-        since = now - config.window.total_seconds()
-        snapshot = session.store.load(session.id, since=since, history=config.history)
-        if not session.belongs_to(snapshot, principal):
-            raise foreign_session(session.id)
-        facts = SessionFacts.of(snapshot, history=config.history, since=since)
-        return facts, snapshot.version, now
-
-    def _loaded(self, session: Session, requests: list[Request]) -> tuple[SessionFacts, int, float]:
-        """The session's facts for these requests (one principal), or their audited refusal.
-
-        Raises:
-            IdentityError: the session belongs to another end user.
-            _Refused: the store failed: the requests are denied.
-        """
-        try:
-            return self._session_facts(session, requests[0].principal)
-        except IdentityError as exc:
-            exc.decision = self._deny_unasked(requests, FOREIGN_SESSION)[0]
-            raise
-        except Exception as exc:  # a failing store denies, never decides on missing facts
-            raise _Refused(self._deny_unasked(requests, _store_failure(exc))) from exc
-
-    def _deny_unasked(self, requests: list[Request], why: str) -> list[Decision]:
-        """Deny requests the session refused, one audit event each (enforced in shadow mode too)."""
-        decisions = [Decision(allowed=False, errors=(why,), id=_decision_id()) for _ in requests]
-        sinks = self._active_sinks()
-        if sinks:
-            for request, decision in zip(requests, decisions, strict=True):
-                self._emit(sinks, self._event(request, decision, 0, []))
-        return decisions
-
-    def _session_refused(self, principal: EntityUID, operation: str, session: Session) -> None:
-        """Audit an operation of the application on a session that belongs to another end user."""
-        request = Request(principal=principal, action=EntityUID("Action", f"session.{operation}"),
-                          resource=EntityUID("Session", session.id))
-        decision = Decision.deny(FOREIGN_SESSION)
-        sinks = self._active_sinks()
-        if sinks:
-            self._emit(sinks, dataclasses.replace(self._event(request, decision, 0, []), session=session.id))
-
-    _action_name = staticmethod(action_name)
-
-    def _session_record(self, shape: SessionShape, facts: SessionFacts, principal: EntityUID,
-                        action: EntityUID, resource: EntityUID, context: Mapping[str, Any]) -> dict[str, Any]:
-        approved = any(approval_covers(a, principal, action, resource, context) for a in facts.approvals)
-        if shape is not FULL_SHAPE:
-            return session_record(facts, shape, approved=approved)
-        actions = {self._action_name(spec.action) for spec in self.tools.values()} | {action.id}
-        kinds: dict[str, dict[str, str]] = {}
-        for spec in self.tools.values():
-            for name in spec.sums:
-                kind = spec.input_type["attributes"].get(name, {})
-                kinds.setdefault(self._action_name(spec.action), {})[name] = (
-                    "decimal" if kind.get("name") == "decimal" else "Long")
-        for name, arguments in self.session_config.sums.items():
-            for argument in arguments:
-                kinds.setdefault(self._action_name(name), {}).setdefault(argument, "Long")
-        return session_record(facts, shape, approved=approved, actions=actions, sum_kinds=kinds)
-
-    def _with_session(self, context: dict[str, Any], principal: EntityUID, action: EntityUID,
-                      resource: EntityUID, facts: SessionFacts | None) -> None:
-        session = current_session()
-        if session is None:
-            return
-        if "session" in context:
-            raise ConfigurationError(
-                "context['session'] comes from the bound session: do not set it as well")
-        shape = self._session_shape(action)
-        if shape is None:
-            return  # the action declares no context.session
-        if facts is None:
-            facts = self._loaded(session, [Request(principal, action, resource, dict(context))])[0]
-        context["session"] = self._session_record(shape, facts, principal, action, resource, context)
-
-    def _entities_by_uid(
-        self, uids: Iterable[EntityUID], given: Mapping[EntityUID, Entity]
-    ) -> dict[EntityUID, Entity]:
-        uids = list(uids)
-        found = {uid: given[uid] for uid in uids if uid in given}
-        missing = [uid for uid in uids if uid not in found]
-        store = getattr(self.engine, "store", None)
-        if missing and isinstance(store, PolicyStore):
-            index = store.snapshot.entity_index
-            found.update({uid: index[uid] for uid in missing if uid in index})
-        missing = [uid for uid in missing if uid not in found]
-        if missing and self.entity_provider is not None:
-            for entity in self.entity_provider.get_entities(missing):
-                found.setdefault(entity.uid, entity)
-        return found
-
-    def _labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
-        wanted = list(dict.fromkeys(resources))
-        labels: set[str] = set()
-        for entity in self._entities_by_uid(wanted, given).values():
-            labels |= labels_of(entity, self.session_config.labels)
-        return labels
-
-    def _recorded(self, items: Sequence[T], groups: ResourceGroups, result: FilterResult[T],
-                  held: list[tuple[list[AuditSink], AuditEvent]] | None) -> FilterResult[T]:
-        """Record what the filter let through in the bound session, then release its audit events.
-
-        If the store cannot record it, nothing is let through: the model must
-        not read what the session would not know it read.
-        """
-        if held is None:
-            return result
-        try:
-            self._record_seen(result, groups)
-        except IdentityError as exc:
-            exc.decision = self._refused_by_session(held, FOREIGN_SESSION)
-            raise
-        except Exception as exc:  # unrecorded reads would escape the session's rules: deny them
-            why = _store_failure(exc)
-            self._refused_by_session(held, why)
-            return self._filter_result(items, groups, [Decision.deny(why)] * len(groups.uids))
-        self._release_held(held)
-        return result
-
-    def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups) -> None:
-        session = current_session()
-        if session is None:
-            return
-        read = [uid for uid, decision in zip(result.resources, result.decisions, strict=True)
-                if uid is not None and decision.admits]
-        labels = self._labels(read, groups.entities)
-        if labels:
-            session.store.add_labels(session.id, labels, owner=str(self.current_principal()))
+        return bound_session.get()
 
     # -- decisions -----------------------------------------------------------------
 
@@ -529,9 +410,9 @@ class Authorizer:
         Raises:
             IdentityError: no principal given and none bound.
         """
-        try:
+        try:  # not a plan: the hot path saves the generator's microseconds
             request, extra = self._request(principal, action, resource, context)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.decisions[0]
         return self._decide([request], [*extra, *entities])[0]
 
@@ -547,7 +428,7 @@ class Authorizer:
         """Async twin of :meth:`authorize`."""
         try:
             request, extra = self._request(principal, action, resource, context)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.decisions[0]
         return (await self._adecide([request], [*extra, *entities]))[0]
 
@@ -599,17 +480,7 @@ class Authorizer:
         Raises:
             IdentityError: no end user is bound.
         """
-        groups = group_by_resource(items, resource, self._stored_entities)
-        try:
-            requests, overlay = self._filter_requests(groups, action, context)
-        except _Refused as refused:
-            return self._filter_result(items, groups, refused.decisions)
-        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() is not None else None
-        decisions: list[Decision] = []
-        for start in range(0, len(requests), max(1, page_size)):
-            page = requests[start : start + page_size]
-            decisions.extend(self._decide(page, self._page_entities(page, overlay), hold=held))
-        return self._recorded(items, groups, self._filter_result(items, groups, decisions), held)
+        return self._run(self._retrieval.filter(items, action, resource, context, page_size))
 
     async def afilter(
         self,
@@ -621,107 +492,12 @@ class Authorizer:
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> FilterResult[T]:
         """Async twin of :meth:`filter`."""
-        groups = group_by_resource(items, resource, self._stored_entities)
-        try:
-            requests, overlay = self._filter_requests(groups, action, context)
-        except _Refused as refused:
-            return self._filter_result(items, groups, refused.decisions)
-        held: list[tuple[list[AuditSink], AuditEvent]] | None = [] if current_session() is not None else None
-        decisions: list[Decision] = []
-        for start in range(0, len(requests), max(1, page_size)):
-            page = requests[start : start + page_size]
-            decisions.extend(await self._adecide(page, self._page_entities(page, overlay), hold=held))
-        return self._recorded(items, groups, self._filter_result(items, groups, decisions), held)
-
-    def _stored_entities(self, uids: list[EntityUID]) -> dict[EntityUID, Entity]:
-        """The entities the engine's store or the entity provider hold for these uids."""
-        found: dict[EntityUID, Entity] = {}
-        store = getattr(self.engine, "store", None)
-        if isinstance(store, PolicyStore):
-            index = store.snapshot.entity_index
-            found.update((uid, index[uid]) for uid in uids if uid in index)
-        missing = [uid for uid in uids if uid not in found]
-        if self.entity_provider is not None and missing:
-            found.update((entity.uid, entity) for entity in self.entity_provider.get_entities(missing))
-        return found
+        return await self._arun(self._retrieval.filter(items, action, resource, context, page_size))
 
     def _retrieval_scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
                          uids: Sequence[EntityUID] = ()) -> RetrievalScope:
-        """Principal, action, entity and per-resource context of a retrieval's requests.
-
-        The one place they are built: :meth:`filter` decides with them and the
-        pre-filter compiler compiles with them, so both see the bound session.
-        ``uids`` are the resources to be decided: if the session refuses them,
-        each gets its audited denial (the pre-filter's refusal is one event).
-
-        Raises:
-            IdentityError: no end user is bound, or the session belongs to another.
-            ConfigurationError: ``context`` sets ``session`` while a session is bound.
-            _Refused: the session store failed: the requests are denied (audited).
-        """
-        principal = self.current_principal()
-        identity = _identity.get()
-        given = (identity.entity,) if identity and identity.entity else ()
-        resolved = self.engine.resolve_action(action)
-        base_context = dict(context) if context else {}
-        base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
-        session = current_session()
-        if session is None:
-            return RetrievalScope(principal, resolved, given, base)
-        if "session" in base_context:
-            raise ConfigurationError(
-                "context['session'] comes from the bound session: do not set it as well")
-        # Loaded whatever the action declares: what the filter lets through is recorded in it.
-        facts = self._loaded(session, [base.replace(resource=uid) for uid in uids] or [base])[0]
-        shape = self._session_shape(resolved)
-        if shape is None:
-            return RetrievalScope(principal, resolved, given, base)
-        named: dict[EntityUID, None] = {}
-        for approval in facts.approvals:
-            try:
-                named[EntityUID.parse(approval.resource)] = None
-            except AuthzError:
-                continue  # not a uid's text: no resource's text equals it
-
-        def with_session(resource: EntityUID) -> dict[str, Any]:
-            return {**base_context, "session": self._session_record(
-                shape, facts, principal, resolved, resource, base_context)}
-
-        return RetrievalScope(principal, resolved, given, base, with_session, tuple(named))
-
-    def _filter_requests(
-        self, groups: ResourceGroups, action: str | EntityUID, context: Mapping[str, Any] | None
-    ) -> tuple[list[Request], list[Entity]]:
-        scope = self._retrieval_scope(action, context, groups.uids)
-        requests = [scope.request(uid) for uid in groups.uids]
-        return requests, [*scope.entities, *groups.entities.values()]
-
-    @staticmethod
-    def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:
-        wanted = {request.resource for request in page}
-        return [entity for entity in overlay if entity.uid in wanted or entity.uid == page[0].principal]
-
-    @staticmethod
-    def _filter_result(
-        items: Sequence[T], groups: ResourceGroups, decisions: list[Decision]
-    ) -> FilterResult[T]:
-        by_uid = dict(zip(groups.uids, decisions, strict=True))
-        allowed: list[T] = []
-        per_item: list[Decision] = []
-        for index, (item, uid) in enumerate(zip(items, groups.item_uids, strict=True)):
-            decision = by_uid.get(uid) if uid is not None else None
-            if decision is None:
-                decision = Decision.deny(groups.errors.get(index, "no decision"))
-            per_item.append(decision)
-            if decision.admits:
-                allowed.append(item)
-        return FilterResult(
-            allowed=allowed,
-            denied=len(items) - len(allowed),
-            decisions=tuple(per_item),
-            unresolved=len(groups.errors),
-            resources=tuple(groups.item_uids),
-        )
+        """The scope of a retrieval's requests (see :meth:`RetrievalFilter.scope`), for the pre-filter."""
+        return self._retrieval.scope(action, context, uids)
 
     # -- tools ---------------------------------------------------------------------
 
@@ -797,48 +573,9 @@ class Authorizer:
             ...     add(2, 3)
             5
         """
-        if callable(action) and not isinstance(action, (str, EntityUID)):
-            return self.guard()(action)
-        if on_deny not in ("raise", "message"):
-            raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
-        chosen_action = action
-
-        def decorate(fn: F) -> F:
-            spec = build_spec(
-                fn, name=name, action=chosen_action, resource=resource,
-                resource_types=tuple(resource_types), context=context, on_deny=on_deny,
-                sums=tuple(sum_arguments),
-            )
-            self.tools[spec.name] = spec
-            if inspect.iscoroutinefunction(fn):
-
-                async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    prepared = self._prepare_tool_call(spec, fn, args, kwargs)
-                    if isinstance(prepared, str):
-                        return prepared
-                    arguments, decision_inputs = prepared
-                    call = await self._abegin(decision_inputs, arguments, spec, None)
-                    if not call.admits:
-                        return self._refuse(spec, call.decision)
-                    with call:
-                        return await fn(**arguments)
-
-                return wraps_tool(fn, guarded_async, spec)
-
-            def guarded(*args: Any, **kwargs: Any) -> Any:
-                prepared = self._prepare_tool_call(spec, fn, args, kwargs)
-                if isinstance(prepared, str):
-                    return prepared
-                arguments, decision_inputs = prepared
-                call = self._begin(decision_inputs, arguments, spec, None)
-                if not call.admits:
-                    return self._refuse(spec, call.decision)
-                with call:
-                    return fn(**arguments)
-
-            return wraps_tool(fn, guarded, spec)
-
-        return decorate
+        return self._tool_calls.guard(action, resource=resource, resource_types=resource_types,
+                                      context=context, on_deny=on_deny, name=name,
+                                      sum_arguments=sum_arguments)
 
     def validate_tools(
         self,
@@ -887,16 +624,23 @@ class Authorizer:
             ...     print(exc.problems[0].split(": add: ")[0])
             <schema>:2: tool 'send_email' has no action in the schema, so no call of it can be decided
         """
-        store = store or getattr(self.engine, "store", None)
-        if not isinstance(store, PolicyStore):
-            raise ConfigurationError("validate_tools needs the policies: pass store=PolicyStore...")
-        stub = stub if stub is not None else store.schema_text
-        if stub is None:
-            raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")
-        validate_policies_for_tools(
-            store, self.tools, stub, principal_types=principal_types, namespace=namespace,
-            tool_type=self.tool_entity_type, session_sums=self.session_config.sums,
-        )
+        self._tool_calls.validate(stub=stub, principal_types=principal_types, namespace=namespace,
+                                  store=store)
+
+    def permitted_tools(self, tools: Iterable[Any]) -> list[Any]:
+        """The tools the bound user could call with some arguments, in input order.
+
+        Each tool's policies are partially evaluated with the arguments (and a
+        computed resource) unknown; a tool is dropped only when every call of
+        it is certainly denied. This shapes what the model sees; it never
+        decides a call: each call is still fully authorized.
+
+        Unguarded tools are dropped (nothing could authorize them).
+
+        Raises:
+            IdentityError: no end user is bound.
+        """
+        return self._tool_calls.permitted(tools)
 
     def authorize_tool_call(self, tool: Any, arguments: Mapping[str, Any]) -> Decision:
         """Decide one call of a guarded tool with these arguments, without running it.
@@ -920,7 +664,11 @@ class Authorizer:
         the validated arguments the policy evaluated (coerced values, defaults
         filled in), never the raw ones. Leaving the block counts the call in
         the bound session, an exception (or ``call.fail()``) releases it.
-        Without a session this is :meth:`authorize_tool_call`.
+        Runtimes with separate before and after hooks settle it without a
+        block: ``call.complete()`` once the tool returned, ``call.fail()``
+        once it raised or reported a failure. A call never settled stays in
+        flight and keeps counting (see :class:`ToolCall`). Without a session
+        this is :meth:`authorize_tool_call`.
 
         Args:
             tool: a guarded tool, its ToolSpec or its name.
@@ -955,273 +703,36 @@ class Authorizer:
             ...     s.state().calls, call.arguments
             ({'ping': 1}, {'host': 'a'})
         """
-        spec = self._spec(tool)
-        validated, inputs = self._checked_call(spec, arguments)
-        if record:
-            call = self._begin(inputs, validated, spec, call_id)
-        else:
-            call = ToolCall(self.authorize(**inputs), call_id=uuid.uuid4().hex, external_id=call_id)
-        call.arguments = validated
-        return call
+        return self._run(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
 
     async def abegin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
                                call_id: str | None = None, record: bool = True) -> ToolCall:
         """Async twin of :meth:`begin_tool_call`."""
-        spec = self._spec(tool)
-        validated, inputs = self._checked_call(spec, arguments)
-        if record:
-            call = await self._abegin(inputs, validated, spec, call_id)
-        else:
-            call = ToolCall(await self.aauthorize(**inputs), call_id=uuid.uuid4().hex, external_id=call_id)
-        call.arguments = validated
-        return call
+        return await self._arun(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
 
     def begin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                    context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
         """Like :meth:`begin_tool_call`, for a call that is no guarded tool.
 
-        Its arguments, if any, are ``context["input"]``.
+        Its arguments, if any, are ``context["input"]``. Settle the call as
+        :meth:`begin_tool_call` says: ``with call:``, or ``call.complete()`` /
+        ``call.fail()`` from a runtime's after-hook.
+
+        Example:
+            >>> authz = Authorizer.from_text("permit(principal, action, resource);", audit=[])
+            >>> with authz.acting_as(EntityUID("User", "u")), authz.session("c") as s:
+            ...     call = authz.begin_call(action="ship", resource=EntityUID("Order", "o-1"),
+            ...                             context={"input": {"weight": 3}})
+            ...     counted = call.admits and call.complete()  # in the runtime's after-hook
+            ...     counted, s.state().calls
+            (True, {'ship': 1})
         """
-        request_context = dict(context or {})
-        given = request_context.get("input")
-        inputs = {"action": action, "resource": resource, "context": request_context}
-        return self._begin(inputs, given if isinstance(given, Mapping) else None, None, call_id)
+        return self._run(self._tool_calls.begin_call(action, resource, context, call_id))
 
     async def abegin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                           context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
         """Async twin of :meth:`begin_call`."""
-        request_context = dict(context or {})
-        given = request_context.get("input")
-        inputs = {"action": action, "resource": resource, "context": request_context}
-        return await self._abegin(inputs, given if isinstance(given, Mapping) else None, None, call_id)
-
-    def _call_plan(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
-                   spec: ToolSpec | None) -> tuple[EntityUID, dict[str, Any], frozenset[str]]:
-        """The call's action uid, summed argument values and the labels it reads."""
-        action = self.engine.resolve_action(inputs["action"])
-        names = list(spec.sums) if spec is not None else []
-        # What any registered tool or the configuration sums for this action, whatever the
-        # path of this call: a total that some calls of its action skip would undercount.
-        names.extend(sorted((self._produced_facts().sums or {}).get(action.id, ())))
-        sums: dict[str, Any] = {}
-        for name in dict.fromkeys(names):
-            try:
-                value = summed_value((arguments or {}).get(name), f"argument {name!r} of {action.id!r}")
-            except InvalidValueError as exc:
-                raise ConfigurationError(f"summed arguments (SessionConfig.sums): {exc}") from None
-            if value is not None:
-                sums[name] = value
-        labels: frozenset[str] = frozenset()
-        if action.id in self.session_config.reads or str(action) in self.session_config.reads:
-            resource = inputs["resource"]
-            given = {resource.uid: resource} if isinstance(resource, Entity) else {}
-            uid = resource.uid if isinstance(resource, Entity) else resource
-            labels = frozenset(self._labels([uid], given))
-        return action, sums, labels
-
-    def _attempt(self, session: Session, inputs: Mapping[str, Any], action: EntityUID,
-                 ) -> tuple[Request, list[Entity], int, float]:
-        """The call's request on the session's current facts, with their version and the time."""
-        principal, _ = self._principal(None, action, inputs["resource"])
-        resource = inputs["resource"]
-        bare = Request(principal, action, resource.uid if isinstance(resource, Entity) else resource,
-                       dict(inputs["context"] or {}))
-        facts, version, now = self._loaded(session, [bare])
-        request, extra = self._request(None, action, resource, inputs["context"], facts=facts)
-        return request, extra, version, now
-
-    def _admit(self, session: Session, call: ToolCall, request: Request,
-               plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float) -> str:
-        record = call_record(call.call_id, plan[0], request.resource, now, plan[1], plan[2],
-                             external_id=call.external_id)
-        return session.store.admit(session.id, record, owner=str(request.principal), version=version)
-
-    def _refused_by_session(self, held: list[tuple[list[AuditSink], AuditEvent]], why: str) -> Decision:
-        """Deny what was decided but cannot go ahead in the session: its held events say so."""
-        decision = Decision(allowed=False, errors=(why,),
-                            id=held[0][1].decision_id if held else _decision_id())
-        for sinks, event in held:
-            self._emit(sinks, dataclasses.replace(event, decision="deny", enforced=True,
-                                                  errors=decision.errors))
-        return decision
-
-    def _admission(self, session: Session, call: ToolCall, request: Request,
-                   plan: tuple[EntityUID, dict[str, Any], frozenset[str]], version: int, now: float,
-                   held: list[tuple[list[AuditSink], AuditEvent]]) -> ToolCall | None:
-        """The call's outcome, or None when the session changed and it must be decided again."""
-        if not call.admits:
-            self._release_held(held)
-            return call
-        try:
-            admission = self._admit(session, call, request, plan, version, now)
-        except IdentityError as exc:
-            exc.decision = self._refused_by_session(held, FOREIGN_SESSION)
-            raise
-        except Exception as exc:  # the store failed before the tool ran: the call does not run
-            return self._unreserved(call, self._refused_by_session(held, _store_failure(exc)))
-        if admission == "changed":
-            return None
-        if admission != "admitted":
-            why = _REPEATED if admission == "completed" else _IN_FLIGHT
-            return self._unreserved(call, self._refused_by_session(held, why))
-        self._release_held(held)
-        return ToolCall(call.decision, call_id=call.call_id, session=session, reserved=True,
-                        external_id=call.external_id)
-
-    @staticmethod
-    def _unreserved(call: ToolCall, decision: Decision) -> ToolCall:
-        return ToolCall(decision, call_id=call.call_id, external_id=call.external_id)
-
-    def _release_held(self, held: list[tuple[list[AuditSink], AuditEvent]]) -> None:
-        for sinks, event in held:
-            self._emit(sinks, event)
-
-    def _begin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
-               spec: ToolSpec | None, call_id: str | None) -> ToolCall:
-        # Our own key for the call; the caller's id (the model's) is only a label.
-        key, session = uuid.uuid4().hex, current_session()
-        if session is None:
-            return ToolCall(self.authorize(**inputs), call_id=key, external_id=call_id)
-        plan = self._call_plan(inputs, arguments, spec)
-        held: list[tuple[list[AuditSink], AuditEvent]] = []
-        for attempt in range(self.session_config.max_attempts):
-            held.clear()
-            try:
-                request, extra, version, now = self._attempt(session, inputs, plan[0])
-            except _Refused as refused:
-                return ToolCall(refused.decisions[0], call_id=key, external_id=call_id)
-            decision = self._decide([request], extra, hold=held)[0]
-            decided = ToolCall(decision, call_id=key, session=session, external_id=call_id)
-            outcome = self._admission(session, decided, request, plan, version, now, held)
-            if outcome is not None:
-                return outcome
-            if attempt:
-                time.sleep(random.uniform(0, 0.0005 * min(attempt, 20)))
-        return ToolCall(self._refused_by_session(held, _BUSY), call_id=key, external_id=call_id)
-
-    async def _abegin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
-                      spec: ToolSpec | None, call_id: str | None) -> ToolCall:
-        key, session = uuid.uuid4().hex, current_session()
-        if session is None:
-            return ToolCall(await self.aauthorize(**inputs), call_id=key, external_id=call_id)
-        plan = self._call_plan(inputs, arguments, spec)
-        held: list[tuple[list[AuditSink], AuditEvent]] = []
-        for attempt in range(self.session_config.max_attempts):
-            held.clear()
-            try:
-                request, extra, version, now = self._attempt(session, inputs, plan[0])
-            except _Refused as refused:
-                return ToolCall(refused.decisions[0], call_id=key, external_id=call_id)
-            decision = (await self._adecide([request], extra, hold=held))[0]
-            decided = ToolCall(decision, call_id=key, session=session, external_id=call_id)
-            outcome = self._admission(session, decided, request, plan, version, now, held)
-            if outcome is not None:
-                return outcome
-            await asyncio.sleep(random.uniform(0, 0.0005 * min(attempt, 20)) if attempt else 0)
-        return ToolCall(self._refused_by_session(held, _BUSY), call_id=key, external_id=call_id)
-
-    def permitted_tools(self, tools: Iterable[Any]) -> list[Any]:
-        """The tools the bound user could call with some arguments, in input order.
-
-        Each tool's policies are partially evaluated with the arguments (and a
-        computed resource) unknown; a tool is dropped only when every call of
-        it is certainly denied. This shapes what the model sees; it never
-        decides a call: each call is still fully authorized.
-
-        Unguarded tools are dropped (nothing could authorize them).
-
-        Raises:
-            IdentityError: no end user is bound.
-        """
-        principal = self.current_principal()
-        identity = _identity.get()
-        extra = [identity.entity] if identity and identity.entity else []
-        evaluate = getattr(self.engine, "may_allow", None)
-        kept = []
-        for tool in tools:
-            spec = (tool if isinstance(tool, ToolSpec) else spec_of(tool)
-                    or self.tools.get(getattr(tool, "name", None) or ""))
-            if spec is None:
-                continue
-            if evaluate is None:
-                kept.append(tool)
-                continue
-            resource = None
-            if spec.resource is None:
-                resource = EntityUID(self.tool_entity_type, spec.name)
-            elif isinstance(spec.resource, (EntityUID, Entity)):
-                resource = spec.resource.uid if isinstance(spec.resource, Entity) else spec.resource
-                if isinstance(spec.resource, Entity):
-                    extra = [*extra, spec.resource]
-            action = self.engine.resolve_action(spec.action)
-            roots = [principal] + ([resource] if resource else [])
-            try:
-                entities = self._entities_for_roots(roots, extra)
-                if evaluate(principal, action, resource, entities):
-                    kept.append(tool)
-            except Exception:  # partial evaluation failing hides the tool, never shows more
-                continue
-        return kept
-
-    def _spec(self, tool: Any) -> ToolSpec:
-        spec = tool if isinstance(tool, ToolSpec) else spec_of(tool)
-        if spec is None and isinstance(tool, str):
-            spec = self.tools.get(tool)
-        if spec is None:
-            raise ConfigurationError(f"{tool!r} is not a tool guarded by this Authorizer")
-        return spec
-
-    def _checked_call(self, spec: ToolSpec, arguments: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The validated arguments of one call and the request deciding it (the one path of every call).
-
-        ``context.input`` is built from the very values the tool then runs
-        with. Arguments that do not validate, or whose resource or context
-        cannot be built, are an audited refusal.
-
-        Raises:
-            IdentityError: no end user is bound (audited): checked first, so a
-                call without one never reads as a mere argument problem.
-            InvalidArguments: carrying the audited refusal.
-        """
-        if _identity.get() is None:
-            self.audit_missing_identity(spec.action, EntityUID(self.tool_entity_type, spec.name))
-            self.current_principal()  # raises IdentityError
-        try:
-            validated = spec.arguments(arguments() if callable(arguments) else arguments)
-            return validated, self._tool_request(spec, validated)
-        except InvalidArguments:
-            raise
-        except InvalidValueError as exc:
-            fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
-            refusal = self.audit_refusal(
-                action=spec.action, resource=fixed or EntityUID(self.tool_entity_type, spec.name),
-                reason=str(exc))
-            raise InvalidArguments(str(exc), refusal) from None
-
-    def _tool_request(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
-        context = spec.context_for(arguments)
-        context["input"] = tool_input(arguments)
-        return {
-            "action": spec.action,
-            "resource": spec.resource_for(arguments, self.tool_entity_type),
-            "context": context,
-        }
-
-    def _prepare_tool_call(
-        self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> str | tuple[dict[str, Any], dict[str, Any]]:
-        try:
-            return self._checked_call(spec, lambda: bind_arguments(fn, args, kwargs, spec.name))
-        except InvalidArguments as exc:
-            if spec.on_deny == "message":
-                return self.refusal(spec.name, exc.decision, kind="invalid")
-            raise
-
-    def _refuse(self, spec: ToolSpec, decision: Decision) -> str:
-        if spec.on_deny == "message":
-            return self.refusal(spec.name, decision)
-        raise AccessDenied(decision, subject=f"tool '{spec.name}'")
+        return await self._arun(self._tool_calls.begin_call(action, resource, context, call_id))
 
     def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
         """The refusal a model reads for a refused call of ``tool`` (see :func:`refusal_message`).
@@ -1237,9 +748,9 @@ class Authorizer:
             ...     f"Tool 'wipe' is not permitted for this user (decision {refused.id}). Do not retry it.")
             True
         """
-        return refusal_message(tool, decision, kind=kind, disclose=self.disclose_reasons)
+        return self._tool_calls.refusal(tool, decision, kind=kind)
 
-    # -- internals -----------------------------------------------------------------
+    # -- requests and entities -----------------------------------------------------
 
     def _principal(self, principal: EntityUID | Entity | None, action: str | EntityUID,
                    resource: EntityUID | Entity) -> tuple[EntityUID, list[Entity]]:
@@ -1247,8 +758,7 @@ class Authorizer:
         if principal is None:
             identity = _identity.get()
             if identity is None:
-                raise IdentityError("no end user is bound: wrap the call in authz.acting_as(user)",
-                                    decision=self.audit_missing_identity(action, resource))
+                raise no_end_user(decision=self.audit_missing_identity(action, resource))
             return identity.uid, [identity.entity] if identity.entity is not None else []
         if isinstance(principal, Entity):
             return principal.uid, [principal]
@@ -1260,8 +770,18 @@ class Authorizer:
         action: str | EntityUID,
         resource: EntityUID | Entity,
         context: Mapping[str, Any] | None,
-        facts: SessionFacts | None = None,
+        facts: Any = None,
     ) -> tuple[Request, list[Entity]]:
+        """The request (with the bound session's ``context.session``) and the entities it brings.
+
+        Args:
+            facts: the session's facts when the caller loaded them already.
+
+        Raises:
+            IdentityError: no principal given and none bound, or the bound
+                session belongs to another end user.
+            Refused: the session store failed (the refusal is audited).
+        """
         principal_uid, extra = self._principal(principal, action, resource)
         if isinstance(resource, Entity):
             extra.append(resource)
@@ -1270,7 +790,10 @@ class Authorizer:
             resource_uid = resource
         action_uid = self.engine.resolve_action(action)
         request_context = dict(context) if context else {}
-        self._with_session(request_context, principal_uid, action_uid, resource_uid, facts)
+        session = bound_session.get()
+        if session is not None:
+            self._sessions.add_to_context(session, request_context, principal_uid, action_uid,
+                                          resource_uid, facts)
         request = Request(
             principal=principal_uid,
             action=action_uid,
@@ -1283,6 +806,25 @@ class Authorizer:
         if isinstance(request.action, str):
             return request.replace(action=self.engine.resolve_action(request.action))
         return request
+
+    def _stored_entities(self, uids: Iterable[EntityUID],
+                         given: Mapping[EntityUID, Entity] | None = None) -> dict[EntityUID, Entity]:
+        """The entities for these uids: given ones, then the engine's store's, then the provider's."""
+        wanted = list(uids)
+        found = {uid: given[uid] for uid in wanted if uid in given} if given else {}
+        missing = [uid for uid in wanted if uid not in found]
+        store = getattr(self.engine, "store", None) if missing else None
+        if store is not None:
+            from agentauthz.policy._store import PolicyStore  # an engine with a store has imported it
+
+            if isinstance(store, PolicyStore):
+                index = store.snapshot.entity_index
+                found.update((uid, index[uid]) for uid in missing if uid in index)
+                missing = [uid for uid in missing if uid not in found]
+        if missing and self.entity_provider is not None:
+            for entity in self.entity_provider.get_entities(missing):
+                found.setdefault(entity.uid, entity)
+        return found
 
     def _entities_for(self, requests: Sequence[Request], given: list[Entity]) -> list[Entity]:
         if self.entity_provider is None:
@@ -1300,8 +842,54 @@ class Authorizer:
         known = {entity.uid: entity for entity in given}
         return entity_slice(self.entity_provider, roots, known)
 
+    # -- deciding ------------------------------------------------------------------
+
+    def _decision(self, principal: EntityUID | Entity | None, action: str | EntityUID,
+                  resource: EntityUID | Entity, context: Mapping[str, Any] | None) -> Plan[Decision]:
+        """The plan of one decision (:meth:`authorize` as a step of another plan)."""
+        try:
+            request, extra = self._request(principal, action, resource, context)
+        except Refused as refused:
+            return refused.decisions[0]
+        return (yield Ask([request], extra))[0]
+
+    def _run(self, plan: Plan[T]) -> T:
+        """Drive a plan (:mod:`agentauthz._plans`): decide what it asks, pause as long as it asks."""
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Ask):
+                    step = plan.send(self._decide(step.requests, step.entities, step.held))
+                else:
+                    if step:
+                        time.sleep(step)
+                    step = plan.send([])
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            plan.close()
+
+    async def _arun(self, plan: Plan[T]) -> T:
+        """Async twin of :meth:`_run`: the same plan, with ``await``."""
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Ask):
+                    step = plan.send(await self._adecide(step.requests, step.entities, step.held))
+                else:
+                    import asyncio  # the loop that awaits this has imported it
+
+                    await asyncio.sleep(step)
+                    step = plan.send([])
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            plan.close()
+
     def _decide(self, requests: list[Request], entities: list[Entity],
-                hold: list[tuple[list[AuditSink], AuditEvent]] | None = None) -> list[Decision]:
+                hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
         sliced = entities
         try:
@@ -1314,7 +902,7 @@ class Authorizer:
         return self._finish(requests, entities, decisions, started, sliced, hold)
 
     async def _adecide(self, requests: list[Request], entities: list[Entity],
-                       hold: list[tuple[list[AuditSink], AuditEvent]] | None = None) -> list[Decision]:
+                       hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
         sliced = entities
         try:
@@ -1333,7 +921,7 @@ class Authorizer:
         decisions: list[Decision],
         started: int,
         sliced: list[Entity] | None = None,
-        hold: list[tuple[list[AuditSink], AuditEvent]] | None = None,
+        hold: Held | None = None,
     ) -> list[Decision]:
         if len(decisions) != len(requests):
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
@@ -1345,6 +933,8 @@ class Authorizer:
                      for d in decisions]
         sinks = self._active_sinks()
         if sinks:
+            from agentauthz.engines._shadow import shadow_outcomes  # imported once someone listens
+
             elapsed_us = (time.perf_counter_ns() - started) // 1000
             # Shadow policies only inform the audit trail: evaluated when someone listens.
             shadow = shadow_outcomes(self.engine, requests, sliced if sliced is not None else entities,
@@ -1359,6 +949,8 @@ class Authorizer:
                     self._emit(sinks, event)
         return decisions
 
+    # -- audit ---------------------------------------------------------------------
+
     def _active_sinks(self) -> list[AuditSink]:
         return [sink for sink in (*self.audit_sinks, *global_sinks()) if sink.enabled]
 
@@ -1367,7 +959,7 @@ class Authorizer:
     ) -> AuditEvent:
         identity = _identity.get()
         correlation = identity.correlation_id if identity and identity.correlation_id else None
-        session = current_session()
+        session = bound_session.get()
         return AuditEvent(
             principal=str(request.principal),
             action=str(request.action),
@@ -1439,11 +1031,13 @@ class Authorizer:
 
     def _audit_refusal(self, principal: EntityUID | None, action: str | EntityUID,
                        resource: EntityUID | Entity, reason: str, correlation: str | None) -> Decision:
+        from agentauthz.policy._store import truncate
+
         decision = Decision(allowed=False, errors=(truncate(reason),), id=_decision_id())
         sinks = self._active_sinks()
         if sinks:
             uid = resource.uid if isinstance(resource, Entity) else resource
-            session = current_session()
+            session = bound_session.get()
             event = AuditEvent(
                 principal=str(principal) if principal is not None else None, action=str(action),
                 resource=str(uid), decision="deny", enforced=True, reasons=(), errors=decision.errors,
@@ -1453,6 +1047,40 @@ class Authorizer:
             )
             self._emit(sinks, event)
         return decision
+
+    def _deny_unasked(self, requests: list[Request], why: str) -> list[Decision]:
+        """Deny requests the session refused, one audit event each (enforced in shadow mode too)."""
+        decisions = [Decision(allowed=False, errors=(why,), id=_decision_id()) for _ in requests]
+        sinks = self._active_sinks()
+        if sinks:
+            for request, decision in zip(requests, decisions, strict=True):
+                self._emit(sinks, self._event(request, decision, 0, []))
+        return decisions
+
+    def _deny_held(self, held: Held, why: str) -> Decision:
+        """Deny what was decided but cannot go ahead in the session: its held events say so."""
+        decision = Decision(allowed=False, errors=(why,),
+                            id=held[0][1].decision_id if held else _decision_id())
+        for sinks, event in held:
+            self._emit(sinks, dataclasses.replace(event, decision="deny", enforced=True,
+                                                  errors=decision.errors))
+        return decision
+
+    def _release_held(self, held: Held) -> None:
+        """Emit the held events of decisions the session let go ahead, as decided."""
+        for sinks, event in held:
+            self._emit(sinks, event)
+
+    def _session_refused(self, principal: EntityUID, operation: str, session: Session) -> None:
+        """Audit an operation of the application on a session that belongs to another end user."""
+        from agentauthz.session._stores import FOREIGN_SESSION
+
+        request = Request(principal=principal, action=EntityUID("Action", f"session.{operation}"),
+                          resource=EntityUID("Session", session.id))
+        decision = Decision.deny(FOREIGN_SESSION)
+        sinks = self._active_sinks()
+        if sinks:
+            self._emit(sinks, dataclasses.replace(self._event(request, decision, 0, []), session=session.id))
 
     @staticmethod
     def _emit(sinks: list[AuditSink], event: AuditEvent) -> None:
@@ -1471,4 +1099,6 @@ def _decision_id() -> str:
 
 
 def _failure(exc: Exception) -> Decision:
+    from agentauthz.policy._store import redact, truncate
+
     return Decision.deny(f"authorization failed: {type(exc).__name__}: {truncate(redact(str(exc)))}")

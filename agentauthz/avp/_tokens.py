@@ -49,8 +49,9 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
     from agentauthz._identity import Identity
 
-__all__ = ["ClaimMapper", "TokenIdentity", "TokenType", "VerifiedToken", "acting_with_token"]
+__all__ = ["ClaimMapper", "TokenIdentity", "TokenType", "VerifiedToken", "acting_with_token", "bound_token"]
 
 TokenType = Literal["identity", "access"]
 Jwks = Mapping[str, Any]
@@ -791,37 +792,53 @@ class TokenIdentity:
 
 
 @contextmanager
-def acting_with_token(
+def bound_token(
     authz: Authorizer,
-    token: str,
     *,
+    token: str | None = None,
+    claims: Mapping[str, Any] | None = None,
     identity: TokenIdentity | None = None,
     token_type: TokenType | None = None,
     correlation_id: str | None = None,
 ) -> Iterator[Identity]:
-    """Bind the user of a Cognito/OIDC token for the block, whichever engine decides.
+    """Bind the user of a token, or of claims already verified, for the block.
 
-    * On :class:`~agentauthz.VerifiedPermissionsEngine`, decisions in the block
-      are ``IsAuthorizedWithToken`` / ``BatchIsAuthorizedWithToken`` calls:
-      AVP verifies the token with the policy store's identity source and
-      derives the principal. The principal bound here (for audit events and
-      entity lookups) is the one the token names, read with the store's
-      identity sources; a decision AVP makes for any other principal is denied.
-      With ``identity`` the token is also verified here first.
-    * On any other engine (``LocalEngine``), ``identity`` verifies and maps the
-      token, and its principal entity (attributes, groups) is bound like
-      ``authz.acting_as(identity.verify(token))``. An access token's claims
-      are context: pass ``context=identity.verify_token(t).context(action, ...)``.
+    What ``authz.acting_as(token=...)`` and ``authz.acting_as(claims=...)`` do
+    (see :meth:`Authorizer.acting_as`):
 
-    Example:
-        ``with acting_with_token(authz, id_token): authz.authorize(action="read", resource=doc)``
+    * a token, on :class:`~agentauthz.VerifiedPermissionsEngine`: decisions in
+      the block are ``IsAuthorizedWithToken`` / ``BatchIsAuthorizedWithToken``
+      calls; the principal bound (for audit events and entity lookups) is the
+      one the token names in the store's identity sources, and with
+      ``identity`` the token is verified here first too;
+    * a token, on any other engine: ``identity`` verifies and maps it, and its
+      principal entity is bound;
+    * claims: ``identity`` maps them as it maps a verified token's, and the
+      principal entity is bound (the runtime verified the token itself).
 
     Raises:
         IdentityError: the token does not verify (here), or names no principal.
-        ConfigurationError: the engine cannot decide with tokens and no ``identity`` was given.
+        ConfigurationError: both or neither of ``token`` and ``claims``; claims
+            without ``identity``; a token the engine cannot decide with and no
+            ``identity`` to verify it.
     """
+    if (token is None) == (claims is None):
+        raise ConfigurationError("give a token or its verified claims: exactly one")
     kind: TokenType = token_type or (
         identity.token_types[0] if identity is not None and len(identity.token_types) == 1 else "identity")
+    if claims is not None:
+        if identity is None:
+            raise ConfigurationError("claims= needs identity=TokenIdentity(...) to map them to Cedar")
+        if not isinstance(claims, Mapping):
+            raise IdentityError(f"claims must be the verified token's claims (a mapping), "
+                                f"not {type(claims).__name__}")
+        if kind not in identity.token_types:
+            raise IdentityError(f"this identity source does not accept {kind} tokens")
+        mapped = identity.map_claims(claims, kind).entity
+        with authz.acting_as(mapped, correlation_id=correlation_id) as bound:
+            yield bound
+        return
+    assert token is not None
     principal: Entity | None = None
     if identity is not None:
         principal = identity.verify_token(token, token_type=kind).entity
@@ -841,3 +858,31 @@ def acting_with_token(
         with authz.acting_as(principal if principal is not None else named,
                              correlation_id=correlation_id) as bound:
             yield bound
+
+
+def acting_with_token(
+    authz: Authorizer,
+    token: str,
+    *,
+    identity: TokenIdentity | None = None,
+    token_type: TokenType | None = None,
+    correlation_id: str | None = None,
+) -> AbstractContextManager[Identity]:
+    """Bind the user of a Cognito/OIDC token for the block, whichever engine decides.
+
+    .. deprecated:: 0.2
+        Use ``authz.acting_as(token=token, identity=...)``, which does the same
+        (see :meth:`Authorizer.acting_as`). This alias warns with
+        DeprecationWarning and goes away in the next release.
+
+    Example:
+        ``with authz.acting_as(token=id_token): authz.authorize(action="read", resource=doc)``
+
+    Raises:
+        IdentityError: the token does not verify (here), or names no principal.
+        ConfigurationError: the engine cannot decide with tokens and no ``identity`` was given.
+    """
+    warnings.warn("acting_with_token(authz, token) is deprecated: use authz.acting_as(token=token)",
+                  DeprecationWarning, stacklevel=2)
+    return authz.acting_as(token=token, identity=identity, token_type=token_type,
+                           correlation_id=correlation_id)

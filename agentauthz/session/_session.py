@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import decimal as _decimal
 import json
 import logging
@@ -15,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
-from agentauthz._identity import bound_identity
+from agentauthz._identity import bound_identity, bound_session, no_end_user
 from agentauthz._model import Decision, Entity, EntityUID, ExtensionValue, decimal, to_cedar_value
 from agentauthz.session._stores import (
     Approval,
@@ -181,8 +180,8 @@ class Session:
             return self.owner
         identity = bound_identity.get()
         if identity is None:
-            raise IdentityError(f"session {self.id!r} belongs to an end user: bind one with "
-                                "authz.acting_as(user) or give the Session its owner")
+            raise no_end_user(
+                f"session {self.id!r} acts for an end user: bind one, or give the Session its owner")
         return identity.uid
 
     def refuse(self, principal: EntityUID, operation: str) -> IdentityError:
@@ -303,24 +302,19 @@ class Session:
         self.store.delete(self.id)
 
 
-_current: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
-    "agentauthz_session", default=None
-)
-
-
 def current_session() -> Session | None:
     """The session bound in this context (thread or task), if any."""
-    return _current.get()
+    return bound_session.get()
 
 
 @contextmanager
 def bind_session(session: Session) -> Iterator[Session]:
     """Bind ``session`` for the block (contextvar: thread- and task-safe)."""
-    token = _current.set(session)
+    token = bound_session.set(session)
     try:
         yield session
     finally:
-        _current.reset(token)
+        bound_session.reset(token)
 
 
 # -- facts --------------------------------------------------------------------------------------
@@ -722,14 +716,22 @@ def session_record_type(
 
 
 class ToolCall:
-    """A decided tool call; recorded in the bound session when its block completes.
+    """A decided call, counted in the bound session once it completes.
 
-    ``with call:`` around running the tool: leaving the block normally counts
-    the call (unless :meth:`fail` was called), an exception releases it. A
-    denied call, or one made without a session, records nothing. Completing and
-    releasing are retried when the store fails; a call the store still cannot
-    settle stays in flight and keeps counting (it is never dropped as "not
-    done"), and the failure is logged on the ``agentauthz`` logger.
+    Settle it in one of two ways:
+
+    * ``with call:`` around running the tool: leaving the block normally
+      counts the call (unless :meth:`fail` was called inside it), an
+      exception releases it;
+    * without a block, for runtimes with separate before and after hooks:
+      :meth:`complete` once the tool returned, :meth:`fail` once it raised
+      or reported a failure.
+
+    A denied call, or one made without a session, records nothing. A call
+    that is begun and never settled stays in flight and keeps counting (its
+    outcome is unknown: a crashed process, a lost hook), as does one whose
+    settling the store still fails after retries (logged on the
+    ``agentauthz`` logger). Settling is no decision: it adds no audit event.
 
     Attributes:
         decision: the decision (see ``decision.admits``).
@@ -738,6 +740,19 @@ class ToolCall:
         session: the session it is recorded in, if any.
         arguments: the validated arguments of a guarded tool's call, as the
             policy evaluated them: run the tool with exactly these.
+
+    Example:
+        >>> import agentauthz as az
+        >>> authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[])
+        >>> with authz.acting_as(az.EntityUID("User", "u")), authz.session("c") as s:
+        ...     call = authz.begin_call(action="ping", resource=az.EntityUID("Tool", "ping"))
+        ...     # ... the runtime runs the tool, and its after-hook reports:
+        ...     call.complete()
+        ...     failed = authz.begin_call(action="ping", resource=az.EntityUID("Tool", "ping"))
+        ...     failed.fail()
+        ...     s.state().calls
+        True
+        {'ping': 1}
     """
 
     def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
@@ -750,6 +765,7 @@ class ToolCall:
         self._reserved = reserved and session is not None
         self._failed = False
         self._settled = False
+        self._in_block = False
 
     @property
     def admits(self) -> bool:
@@ -757,8 +773,14 @@ class ToolCall:
         return self.decision.admits
 
     def fail(self) -> None:
-        """Mark the call failed: leaving the block releases it instead of counting it."""
+        """The call failed: it never counts.
+
+        Inside ``with call:`` this marks it, and leaving the block releases
+        it; outside a block it releases the call now (see :meth:`release`).
+        """
         self._failed = True
+        if not self._in_block:
+            self.release()
 
     def complete(self) -> bool:
         """Count the call now; True if this counted it (False too when the store kept failing)."""
@@ -793,10 +815,12 @@ class ToolCall:
         return None
 
     def __enter__(self) -> ToolCall:
+        self._in_block = True
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: Any) -> None:
+        self._in_block = False
         if kind is not None or self._failed:
             self.release()
         else:

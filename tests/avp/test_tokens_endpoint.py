@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
-from agentauthz.avp._tokens import TokenIdentity, acting_with_token
+from agentauthz.avp._tokens import TokenIdentity
 from agentauthz.testing import LocalVerifiedPermissions
 from tests.tokens import (
     CLIENT_ID,
@@ -215,7 +215,7 @@ def test_authorizer_with_a_bound_token_uses_with_token_calls(
     token = id_tokens(issuer)["alice-eng"]
     remote = az.Authorizer(engine, entities=store.entities, audit=[])
     local = az.Authorizer(az.LocalEngine(store), audit=[])
-    with acting_with_token(remote, token) as bound:
+    with remote.acting_as(token=token) as bound:
         assert bound.uid == U("App::User", f"{POOL_ID}|u-alice")
         got = [remote.authorize(action="read", resource=doc.uid) for doc in DOCS]
         got_many = remote.authorize_many(requests_for(bound.uid))
@@ -235,26 +235,26 @@ def test_authorizer_with_a_bound_token_uses_with_token_calls(
         remote.authorize(action="read", resource=DOCS[0].uid)
 
 
-def test_acting_with_token_verifies_locally_too_when_given_the_identity(
+def test_acting_as_a_token_verifies_locally_too_when_given_the_identity(
     issuer: Issuer, identity: TokenIdentity, store: az.PolicyStore, engine: VerifiedPermissionsEngine,
 ) -> None:
     remote = az.Authorizer(engine, entities=store.entities, audit=[])
-    with acting_with_token(remote, id_tokens(issuer)["admin"], identity=identity) as bound:
+    with remote.acting_as(token=id_tokens(issuer)["admin"], identity=identity) as bound:
         assert bound.entity is not None and bound.entity.parents == (U("App::Group", f"{POOL_ID}|admins"),)
         assert remote.authorize(action="delete", resource=U("App::Doc", "secret")).reasons == ("admins-all",)
-    with pytest.raises(az.IdentityError), acting_with_token(remote, tampered(issuer.id_token()),
+    with pytest.raises(az.IdentityError), remote.acting_as(token=tampered(issuer.id_token()),
                                                             identity=identity):
         pytest.fail("a tampered token was bound")
 
 
-def test_acting_with_token_on_the_local_engine(issuer: Issuer, identity: TokenIdentity,
+def test_acting_as_a_token_on_the_local_engine(issuer: Issuer, identity: TokenIdentity,
                                                store: az.PolicyStore) -> None:
     local = az.Authorizer(az.LocalEngine(store), audit=[])
-    with pytest.raises(az.ConfigurationError), acting_with_token(local, issuer.id_token()):
+    with pytest.raises(az.ConfigurationError), local.acting_as(token=issuer.id_token()):
         pass
-    with acting_with_token(local, id_tokens(issuer)["admin"], identity=identity):
+    with local.acting_as(token=id_tokens(issuer)["admin"], identity=identity):
         assert local.authorize(action="delete", resource=U("App::Doc", "secret")).allowed
-    with pytest.raises(az.IdentityError), acting_with_token(local, issuer.id_token(exp=1), identity=identity):
+    with pytest.raises(az.IdentityError), local.acting_as(token=issuer.id_token(exp=1), identity=identity):
         pass
 
 
@@ -265,7 +265,7 @@ def test_async_decisions_with_a_bound_token(issuer: Issuer, store: az.PolicyStor
     principal = engine.token_principal(token)
 
     async def run() -> tuple[az.Decision, az.Decision]:
-        with acting_with_token(remote, token):
+        with remote.acting_as(token=token):
             decision = await remote.aauthorize(action="delete", resource=U("App::Doc", "secret"))
         [again] = await engine.adecide_with_token(
             token, [az.Request(principal=principal, action=DELETE, resource=U("App::Doc", "secret"))],
@@ -285,7 +285,7 @@ def test_guarded_tool_with_a_token(issuer: Issuer, store: az.PolicyStore,
     def delete(doc: str) -> str:
         return f"deleted {doc}"
 
-    with acting_with_token(remote, id_tokens(issuer)["alice-eng"]):
+    with remote.acting_as(token=id_tokens(issuer)["alice-eng"]):
         assert delete("roadmap") == "deleted roadmap"
         with pytest.raises(az.AccessDenied):
             delete("secret")

@@ -21,6 +21,6 @@ def test_the_example_runs_offline_and_shows_each_refusal_with_its_reason() -> No
     assert "refused: tool 'issue_refund' got invalid arguments: currency: unknown argument" in out
     assert "refund-over-1000-needs-approval" in out and "tenant-isolation" in out
     assert "model was offered: search_documents, read_document, delete_document, send_email\n" in out
-    assert "IdentityError: no end user for this Strands invocation" in out
+    assert "IdentityError: no end user is bound" in out
     assert "Tool bodies that ran: issue_refund(900), search_documents\n" in out
     assert "refund-finance-limit" not in re.sub(r"policies: .*", "", out)  # policy ids only from the audit

@@ -27,6 +27,7 @@ from langchain_core.tools import BaseTool, ToolException, tool
 from langchain_core.vectorstores import InMemoryVectorStore
 
 import agentauthz as az
+import agentauthz._identity as az_identity
 from agentauthz.integrations.langchain import AuthorizedRetriever, AuthorizedTool, AuthzMiddleware
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -121,8 +122,8 @@ def test_the_middleware_and_authorized_tool_refuse_with_the_same_message(
 # -- no end user ------------------------------------------------------------------------------
 
 KEY = "tenant_user"
-NO_END_USER = ("no end user is bound: put an EntityUID or Entity in RunnableConfig['configurable']"
-               "['tenant_user'] or wrap the call in authz.acting_as(user)")
+NO_END_USER = (f"{az_identity.NO_END_USER}; this LangChain path reads "
+               "RunnableConfig['configurable']['tenant_user']")
 
 
 def identity_paths(authz: az.Authorizer, ran: list[str]) -> dict[str, Callable[[], Any]]:

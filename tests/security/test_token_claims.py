@@ -6,7 +6,7 @@ an entity reference or an extension value (``principal.profile ==
 Role::"admin"`` allowed), and with a schema Cedar also reads ``{type, id}`` /
 ``{fn, arg}`` records, extra keys ignored, as references and calls. Every path
 that turns claims into Cedar (principal attributes of an ID token,
-``context.token`` of an access token; TokenIdentity, acting_with_token, the
+``context.token`` of an access token; TokenIdentity, acting_as(token=...), the
 local Verified Permissions endpoint's identity source) now goes through one
 function, :func:`agentauthz.avp._tokens.claim_value`, which leaves out keys starting
 ``__`` at any depth and records of those implicit shapes, and makes an entity
@@ -15,7 +15,7 @@ reference or extension value only where the schema declares one, from a string.
 Cases tried: 12 hostile claim shapes x (ID-token attribute, access-token
 context) x (TokenIdentity with no schema, with the schema; evaluated by a store
 without and with a schema) = 96, through verify + LocalEngine; the same 12 as
-ID and access tokens through acting_with_token: 24 and through the local AVP
+ID and access tokens through acting_as(token=...): 24 and through the local AVP
 endpoint (IsAuthorizedWithToken) with and without a schema: 48; Hypothesis,
 150 examples each: any JSON claims mapped without a schema hold no escape, no
 implicit shape and no reference; mapped with a schema, every reference or
@@ -152,14 +152,14 @@ def test_hostile_claims_never_become_references_or_extension_values(
 
 @pytest.mark.parametrize("token_type", ["identity", "access"])
 @pytest.mark.parametrize("shape", list(HOSTILE))
-def test_acting_with_token_binds_a_principal_without_smuggled_references(
+def test_acting_as_a_token_binds_a_principal_without_smuggled_references(
         issuer: Issuer, shape: str, token_type: str) -> None:
     identity = _identity(issuer, None)
     claims = _claims(shape)
     token = _signed(issuer, token_type, claims)
     authz = az.Authorizer(az.LocalEngine(STORES["no-schema"]), audit=[])
 
-    with az.acting_with_token(authz, token, identity=identity, token_type=token_type):  # type: ignore[arg-type]
+    with authz.acting_as(token=token, identity=identity, token_type=token_type):  # type: ignore[arg-type]
         context = identity.verify_token(token, token_type=token_type).context(READ)  # type: ignore[arg-type]
         decision = authz.authorize(action=READ, resource=DOC, context=context)
 

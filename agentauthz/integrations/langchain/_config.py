@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from agentauthz._errors import ConfigurationError, IdentityError
+from agentauthz._identity import no_end_user as core_no_end_user
 from agentauthz._model import Entity, EntityUID
 from agentauthz.session._session import SESSION_KEY, Session
 
@@ -33,9 +34,10 @@ PRINCIPAL_KEY = "agentauthz_principal"
 
 
 def no_end_user(key: str) -> str:
-    """The message of every LangChain path refused for want of an end user: both ways to bind one."""
-    return (f"no end user is bound: put an EntityUID or Entity in RunnableConfig['configurable'][{key!r}] "
-            "or wrap the call in authz.acting_as(user)")
+    """The message of every LangChain path refused for want of an end user (the core's; a custom key named)."""
+    detail = None if key == PRINCIPAL_KEY else f"this LangChain path reads RunnableConfig['configurable'][{key!r}]"
+    return str(core_no_end_user(detail))
+
 
 def configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity | EntityUID | None:
     """The end user the application put in ``config["configurable"][key]``, if any."""

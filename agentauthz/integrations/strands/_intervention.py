@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidArguments
-from agentauthz._identity import Identity
+from agentauthz._identity import Identity, no_end_user
 from agentauthz._model import Decision, EntityUID
 from agentauthz.integrations.strands._specs import (
     PROFILES,
@@ -307,8 +307,8 @@ class AuthzIntervention(InterventionHandler):
         source = f"invocation_state[{self.principal_key!r}]"
         with self.authz.bound_to(given.get(self.principal_key), source=source) as identity:
             if identity is None:
-                raise IdentityError(f"no end user for this Strands invocation: put an EntityUID or Entity in "
-                                    f"{source} or wrap the call in authz.acting_as(user)")
+                raise no_end_user(None if self.principal_key == PRINCIPAL_KEY
+                                  else f"this Strands invocation reads {source}")
             session = self._session_for(event.agent, state, identity, given.get(self.session_key))
         with self._lock:
             state.runs[id(given)] = Run(given, identity, session, kept)

@@ -1,0 +1,180 @@
+"""The Authorizer's retrieval part: filter items, build a retrieval's scope, record what was seen.
+
+:class:`RetrievalFilter` is created by the Authorizer on first use and does
+what :meth:`Authorizer.filter` and the pre-filter compiler need:
+
+* the retrieval's scope (:class:`RetrievalScope`): principal, action, the bound
+  end user's entity and each resource's context, the bound session's
+  ``context.session`` included, built in one place so that the filter and the
+  pre-filter compiler decide alike;
+* the filter itself: items grouped by resource, one decision per resource, in
+  pages of ``page_size`` requests;
+* in a bound session, the labels of what was let through recorded as seen
+  before the decisions' audit events are released; if the store cannot record
+  them, nothing is let through.
+
+Its filter is a plan (:mod:`agentauthz._plans`): ``Authorizer.filter`` and
+``Authorizer.afilter`` drive the same one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
+from agentauthz._identity import bound_identity, bound_session
+from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._plans import Ask, Held, Plan, Refused
+from agentauthz.retrieval._filter import (
+    FilterResult,
+    ResourceGroups,
+    ResourceOf,
+    RetrievalScope,
+    group_by_resource,
+)
+
+if TYPE_CHECKING:
+    from agentauthz._authorizer import Authorizer
+
+__all__ = ["RetrievalFilter"]
+
+T = TypeVar("T")
+
+
+class RetrievalFilter:
+    """What an Authorizer does for retrieval (see the module docstring).
+
+    Args:
+        authz: the Authorizer it serves.
+    """
+
+    def __init__(self, authz: Authorizer) -> None:
+        self.authz = authz
+
+    def filter(self, items: Sequence[T], action: str | EntityUID, resource: ResourceOf,
+               context: Mapping[str, Any] | None, page_size: int) -> Plan[FilterResult[T]]:
+        """Keep the items the bound end user may ``action`` (:meth:`Authorizer.filter`)."""
+        groups = group_by_resource(items, resource, self.authz._stored_entities)
+        try:
+            requests, overlay = self._requests(groups, action, context)
+        except Refused as refused:
+            return _result(items, groups, refused.decisions)
+        held: Held | None = [] if bound_session.get() is not None else None
+        decisions: list[Decision] = []
+        for start in range(0, len(requests), max(1, page_size)):
+            page = requests[start : start + page_size]
+            decisions.extend((yield Ask(page, _page_entities(page, overlay), held)))
+        return self._recorded(items, groups, _result(items, groups, decisions), held)
+
+    def scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
+              uids: Sequence[EntityUID] = ()) -> RetrievalScope:
+        """Principal, action, entity and per-resource context of a retrieval's requests.
+
+        The one place they are built: :meth:`filter` decides with them and the
+        pre-filter compiler compiles with them, so both see the bound session.
+        ``uids`` are the resources to be decided: if the session refuses them,
+        each gets its audited denial (the pre-filter's refusal is one event).
+
+        Raises:
+            IdentityError: no end user is bound, or the session belongs to another.
+            ConfigurationError: ``context`` sets ``session`` while a session is bound.
+            Refused: the session store failed: the requests are denied (audited).
+        """
+        authz = self.authz
+        principal = authz.current_principal()
+        identity = bound_identity.get()
+        given = (identity.entity,) if identity and identity.entity else ()
+        resolved = authz.engine.resolve_action(action)
+        base_context = dict(context) if context else {}
+        base = Request(principal=principal, action=resolved, resource=principal, context=base_context)
+        session = bound_session.get()
+        if session is None:
+            return RetrievalScope(principal, resolved, given, base)
+        if "session" in base_context:
+            raise ConfigurationError(
+                "context['session'] comes from the bound session: do not set it as well")
+        sessions = authz._sessions
+        # Loaded whatever the action declares: what the filter lets through is recorded in it.
+        facts = sessions.loaded(session, [base.replace(resource=uid) for uid in uids] or [base])[0]
+        shape = sessions.shape(resolved)
+        if shape is None:
+            return RetrievalScope(principal, resolved, given, base)
+        named: dict[EntityUID, None] = {}
+        for approval in facts.approvals:
+            try:
+                named[EntityUID.parse(approval.resource)] = None
+            except AuthzError:
+                continue  # not a uid's text: no resource's text equals it
+
+        def with_session(resource: EntityUID) -> dict[str, Any]:
+            return {**base_context, "session": sessions.record(
+                shape, facts, principal, resolved, resource, base_context)}
+
+        return RetrievalScope(principal, resolved, given, base, with_session, tuple(named))
+
+    def _requests(self, groups: ResourceGroups, action: str | EntityUID,
+                  context: Mapping[str, Any] | None) -> tuple[list[Request], list[Entity]]:
+        scope = self.scope(action, context, groups.uids)
+        requests = [scope.request(uid) for uid in groups.uids]
+        return requests, [*scope.entities, *groups.entities.values()]
+
+    def _recorded(self, items: Sequence[T], groups: ResourceGroups, result: FilterResult[T],
+                  held: Held | None) -> FilterResult[T]:
+        """Record what the filter let through in the bound session, then release its audit events.
+
+        If the store cannot record it, nothing is let through: the model must
+        not read what the session would not know it read.
+        """
+        if held is None:
+            return result
+        from agentauthz.session._admission import store_failure  # a session is bound: its wing is loaded
+        from agentauthz.session._stores import FOREIGN_SESSION
+
+        authz = self.authz
+        try:
+            self._record_seen(result, groups)
+        except IdentityError as exc:
+            exc.decision = authz._deny_held(held, FOREIGN_SESSION)
+            raise
+        except Exception as exc:  # unrecorded reads would escape the session's rules: deny them
+            why = store_failure(exc)
+            authz._deny_held(held, why)
+            return _result(items, groups, [Decision.deny(why)] * len(groups.uids))
+        authz._release_held(held)
+        return result
+
+    def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups) -> None:
+        session = bound_session.get()
+        if session is None:
+            return
+        read = [uid for uid, decision in zip(result.resources, result.decisions, strict=True)
+                if uid is not None and decision.admits]
+        labels = self.authz._sessions.labels(read, groups.entities)
+        if labels:
+            session.store.add_labels(session.id, labels, owner=str(self.authz.current_principal()))
+
+
+def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:
+    wanted = {request.resource for request in page}
+    return [entity for entity in overlay if entity.uid in wanted or entity.uid == page[0].principal]
+
+
+def _result(items: Sequence[T], groups: ResourceGroups, decisions: list[Decision]) -> FilterResult[T]:
+    by_uid = dict(zip(groups.uids, decisions, strict=True))
+    allowed: list[T] = []
+    per_item: list[Decision] = []
+    for index, (item, uid) in enumerate(zip(items, groups.item_uids, strict=True)):
+        decision = by_uid.get(uid) if uid is not None else None
+        if decision is None:
+            decision = Decision.deny(groups.errors.get(index, "no decision"))
+        per_item.append(decision)
+        if decision.admits:
+            allowed.append(item)
+    return FilterResult(
+        allowed=allowed,
+        denied=len(items) - len(allowed),
+        decisions=tuple(per_item),
+        unresolved=len(groups.errors),
+        resources=tuple(groups.item_uids),
+    )

@@ -1,0 +1,329 @@
+"""The Authorizer's session part: binding a session, its facts in each request, admitting each call.
+
+:class:`SessionAdmission` is created by the Authorizer on first use (an
+application without sessions never imports this wing) and does what
+:meth:`Authorizer.session`, ``context.session`` and :meth:`Authorizer.begin_tool_call`
+need of the bound session:
+
+* binding: a session id or :class:`Session` for a block, refusing a second one;
+* facts: the bound session's facts loaded for a request's principal (another
+  end user's session is refused with IdentityError), cut to the shape the
+  request's action declares, checked against what the configuration fills;
+* admission: a call is decided on the session's facts and admitted with a
+  compare-and-swap on the session's version; when the session changed under
+  it, it is decided again (with a growing random pause), and denied after
+  ``SessionConfig.max_attempts``. A store that fails before the tool runs
+  denies the call. Each decision keeps exactly one audit event: events are
+  held until the admission's outcome is known.
+
+It makes no engine call itself: :meth:`SessionAdmission.begin` is a plan
+(:mod:`agentauthz._plans`) that ``Authorizer._run`` or ``Authorizer._arun`` drives.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
+from agentauthz._identity import bound_identity, bound_session
+from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._plans import Ask, Held, Plan, Refused
+from agentauthz.policy._store import PolicyStore, redact, truncate
+from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
+from agentauthz.session._session import (
+    FULL_SHAPE,
+    Session,
+    SessionFacts,
+    SessionShape,
+    ToolCall,
+    approval_covers,
+    bind_session,
+    call_record,
+    labels_of,
+    session_record,
+    summed_value,
+)
+from agentauthz.session._stores import FOREIGN_SESSION, foreign_session
+
+if TYPE_CHECKING:
+    from agentauthz._authorizer import Authorizer
+    from agentauthz.tools._spec import ToolSpec
+
+__all__ = ["CallPlan", "SessionAdmission", "store_failure"]
+
+BUSY = "the session kept changing while the call was decided; try again"
+REPEATED = "a call with this id already completed in this session: it does not run again"
+IN_FLIGHT = "a call with this id is already running in this session: it does not run twice"
+
+CallPlan = tuple[EntityUID, dict[str, Any], frozenset[str]]
+"""A call's action uid, the values of its summed arguments, and the labels it reads."""
+
+
+def store_failure(exc: BaseException) -> str:
+    """The error a decision carries when the session store failed (no values, truncated)."""
+    return f"session store failed: {type(exc).__name__}: {truncate(redact(str(exc)))}"
+
+
+class SessionAdmission:
+    """What an Authorizer does with the bound session (see the module docstring).
+
+    Args:
+        authz: the Authorizer it serves (its engine, tools, configuration and audit).
+    """
+
+    def __init__(self, authz: Authorizer) -> None:
+        self.authz = authz
+        self._schema_cache: SessionSchema | None = None
+
+    # -- binding -----------------------------------------------------------------------
+
+    @contextmanager
+    def open(self, session: str | Session) -> Iterator[Session]:
+        """Bind a session for the block (:meth:`Authorizer.session`)."""
+        authz = self.authz
+        if isinstance(session, Session):
+            bound = session
+        elif isinstance(session, str):
+            identity = bound_identity.get()  # the handle acts for the end user bound now, if one is
+            bound = Session(session, authz.session_store, authz.session_config,
+                            owner=identity.uid if identity is not None else None,
+                            on_refusal=authz._session_refused)
+        else:
+            raise ConfigurationError(f"a session is an id string or a Session, not {type(session).__name__}")
+        with bind_session(bound):
+            yield bound
+
+    @contextmanager
+    def bound_to(self, session: str | Session | None, source: str) -> Iterator[Session | None]:
+        """Bind a session an integration received, for the block (:meth:`Authorizer.session_bound_to`)."""
+        current = bound_session.get()
+        if session is None:
+            yield current
+            return
+        if not isinstance(session, (str, Session)) or (isinstance(session, str) and not session):
+            raise ConfigurationError(
+                f"{source} must be a session id string or a Session, not {type(session).__name__}")
+        wanted = session if isinstance(session, str) else session.id
+        if current is not None:
+            if current.id != wanted:
+                raise ConfigurationError(
+                    f"two sessions for one call: {current.id!r} (bound) and {wanted!r} ({source})")
+            yield current
+            return
+        with self.open(session) as bound:
+            yield bound
+
+    # -- facts -------------------------------------------------------------------------
+
+    def schema(self) -> SessionSchema:
+        """The session shapes and fact reads of the engine's current store version."""
+        authz = self.authz
+        store = getattr(authz.engine, "store", None)
+        snapshot = store.snapshot if isinstance(store, PolicyStore) else None
+        key = snapshot.fingerprint if snapshot is not None else None
+        cached = self._schema_cache
+        if cached is None or cached.key != key:
+            schema, source = authz.session_config.schema, "SessionConfig.schema"
+            if schema is None and snapshot is not None:
+                schema, source = snapshot.schema_text, snapshot.schema_source
+            cached = SessionSchema(key, schema, source, snapshot.policies if snapshot is not None else ())
+            self._schema_cache = cached
+        return cached
+
+    def produced_facts(self) -> ProducedFacts:
+        """The facts the registered tools and the configuration fill."""
+        return ProducedFacts.of(self.authz.tools.values(), self.authz.session_config.sums)
+
+    def check_configuration(self) -> None:
+        """Refuse, as the Authorizer is built, a session fact read that no configuration fills.
+
+        Totals are left unchecked: the tools summing arguments register later.
+
+        Raises:
+            ConfigurationError: naming each such fact.
+        """
+        self.schema().check(ProducedFacts())
+
+    def shape(self, action: EntityUID) -> SessionShape | None:
+        """The action's ``context.session`` shape, once every fact read is known to be filled."""
+        known = self.schema()
+        known.check(self.produced_facts())
+        return known.shape(action)
+
+    def facts(self, session: Session, principal: EntityUID) -> tuple[SessionFacts, int, float]:
+        """The session's facts, version and the time, for ``principal``.
+
+        Raises:
+            IdentityError: the session belongs to another end user.
+        """
+        config = self.authz.session_config
+        now = config.clock()
+        since = now - config.window.total_seconds()
+        snapshot = session.store.load(session.id, since=since, history=config.history)
+        if not session.belongs_to(snapshot, principal):
+            raise foreign_session(session.id)
+        facts = SessionFacts.of(snapshot, history=config.history, since=since)
+        return facts, snapshot.version, now
+
+    def loaded(self, session: Session, requests: list[Request]) -> tuple[SessionFacts, int, float]:
+        """The session's facts for these requests (one principal), or their audited refusal.
+
+        Raises:
+            IdentityError: the session belongs to another end user.
+            Refused: the store failed: the requests are denied.
+        """
+        try:
+            return self.facts(session, requests[0].principal)
+        except IdentityError as exc:
+            exc.decision = self.authz._deny_unasked(requests, FOREIGN_SESSION)[0]
+            raise
+        except Exception as exc:  # a failing store denies, never decides on missing facts
+            raise Refused(self.authz._deny_unasked(requests, store_failure(exc))) from exc
+
+    def record(self, shape: SessionShape, facts: SessionFacts, principal: EntityUID,
+               action: EntityUID, resource: EntityUID, context: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``context.session`` record of one request."""
+        authz = self.authz
+        approved = any(approval_covers(a, principal, action, resource, context) for a in facts.approvals)
+        if shape is not FULL_SHAPE:
+            return session_record(facts, shape, approved=approved)
+        actions = {action_name(spec.action) for spec in authz.tools.values()} | {action.id}
+        kinds: dict[str, dict[str, str]] = {}
+        for spec in authz.tools.values():
+            for name in spec.sums:
+                kind = spec.input_type["attributes"].get(name, {})
+                kinds.setdefault(action_name(spec.action), {})[name] = (
+                    "decimal" if kind.get("name") == "decimal" else "Long")
+        for name, arguments in authz.session_config.sums.items():
+            for argument in arguments:
+                kinds.setdefault(action_name(name), {}).setdefault(argument, "Long")
+        return session_record(facts, shape, approved=approved, actions=actions, sum_kinds=kinds)
+
+    def add_to_context(self, session: Session, context: dict[str, Any], principal: EntityUID,
+                       action: EntityUID, resource: EntityUID, facts: SessionFacts | None) -> None:
+        """Put the bound session's record in a request's context, if its action declares one.
+
+        Raises:
+            ConfigurationError: the context already sets ``session``.
+            IdentityError: the session belongs to another end user.
+            Refused: the store failed (the request's refusal is audited).
+        """
+        if "session" in context:
+            raise ConfigurationError(
+                "context['session'] comes from the bound session: do not set it as well")
+        shape = self.shape(action)
+        if shape is None:
+            return  # the action declares no context.session
+        if facts is None:
+            facts = self.loaded(session, [Request(principal, action, resource, dict(context))])[0]
+        context["session"] = self.record(shape, facts, principal, action, resource, context)
+
+    def labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
+        """The labels (``SessionConfig.labels``) of these resources, as given or stored."""
+        wanted = list(dict.fromkeys(resources))
+        labels: set[str] = set()
+        for entity in self.authz._stored_entities(wanted, given).values():
+            labels |= labels_of(entity, self.authz.session_config.labels)
+        return labels
+
+    # -- admitting a call --------------------------------------------------------------
+
+    def begin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
+              spec: ToolSpec | None, call_id: str | None) -> Plan[ToolCall]:
+        """Decide a call (``inputs``: action, resource, context) and admit it in the bound session.
+
+        Without a session the call is only decided. ``call_id`` is the
+        caller's id for it (a label); the call's key is agentauthz's own.
+        """
+        authz = self.authz
+        key, session = uuid.uuid4().hex, bound_session.get()
+        if session is None:
+            decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
+                                                  inputs["context"])
+            return ToolCall(decision, call_id=key, external_id=call_id)
+        plan = self.call_plan(inputs, arguments, spec)
+        held: Held = []
+        for attempt in range(authz.session_config.max_attempts):
+            held.clear()
+            try:
+                request, extra, version, now = self._attempt(session, inputs, plan[0])
+            except Refused as refused:
+                return ToolCall(refused.decisions[0], call_id=key, external_id=call_id)
+            decision = (yield Ask([request], extra, held))[0]
+            decided = ToolCall(decision, call_id=key, session=session, external_id=call_id)
+            outcome = self._admission(session, decided, request, plan, version, now, held)
+            if outcome is not None:
+                return outcome
+            yield random.uniform(0, 0.0005 * min(attempt, 20)) if attempt else 0.0
+        return ToolCall(authz._deny_held(held, BUSY), call_id=key, external_id=call_id)
+
+    def call_plan(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
+                  spec: ToolSpec | None) -> CallPlan:
+        """The call's action uid, summed argument values and the labels it reads."""
+        config = self.authz.session_config
+        action = self.authz.engine.resolve_action(inputs["action"])
+        names = list(spec.sums) if spec is not None else []
+        # What any registered tool or the configuration sums for this action, whatever the
+        # path of this call: a total that some calls of its action skip would undercount.
+        names.extend(sorted((self.produced_facts().sums or {}).get(action.id, ())))
+        sums: dict[str, Any] = {}
+        for name in dict.fromkeys(names):
+            try:
+                value = summed_value((arguments or {}).get(name), f"argument {name!r} of {action.id!r}")
+            except InvalidValueError as exc:
+                raise ConfigurationError(f"summed arguments (SessionConfig.sums): {exc}") from None
+            if value is not None:
+                sums[name] = value
+        labels: frozenset[str] = frozenset()
+        if action.id in config.reads or str(action) in config.reads:
+            resource = inputs["resource"]
+            given = {resource.uid: resource} if isinstance(resource, Entity) else {}
+            uid = resource.uid if isinstance(resource, Entity) else resource
+            labels = frozenset(self.labels([uid], given))
+        return action, sums, labels
+
+    def _attempt(self, session: Session, inputs: Mapping[str, Any], action: EntityUID,
+                 ) -> tuple[Request, list[Entity], int, float]:
+        """The call's request on the session's current facts, with their version and the time."""
+        authz = self.authz
+        principal, _ = authz._principal(None, action, inputs["resource"])
+        resource = inputs["resource"]
+        bare = Request(principal, action, resource.uid if isinstance(resource, Entity) else resource,
+                       dict(inputs["context"] or {}))
+        facts, version, now = self.loaded(session, [bare])
+        request, extra = authz._request(None, action, resource, inputs["context"], facts=facts)
+        return request, extra, version, now
+
+    def _admission(self, session: Session, call: ToolCall, request: Request, plan: CallPlan,
+                   version: int, now: float, held: Held) -> ToolCall | None:
+        """The call's outcome, or None when the session changed and it must be decided again."""
+        authz = self.authz
+        if not call.admits:
+            authz._release_held(held)
+            return call
+        try:
+            record = call_record(call.call_id, plan[0], request.resource, now, plan[1], plan[2],
+                                 external_id=call.external_id)
+            admission = session.store.admit(session.id, record, owner=str(request.principal),
+                                            version=version)
+        except IdentityError as exc:
+            exc.decision = authz._deny_held(held, FOREIGN_SESSION)
+            raise
+        except Exception as exc:  # the store failed before the tool ran: the call does not run
+            return _unreserved(call, authz._deny_held(held, store_failure(exc)))
+        if admission == "changed":
+            return None
+        if admission != "admitted":
+            why = REPEATED if admission == "completed" else IN_FLIGHT
+            return _unreserved(call, authz._deny_held(held, why))
+        authz._release_held(held)
+        return ToolCall(call.decision, call_id=call.call_id, session=session, reserved=True,
+                        external_id=call.external_id)
+
+
+def _unreserved(call: ToolCall, decision: Decision) -> ToolCall:
+    return ToolCall(decision, call_id=call.call_id, external_id=call.external_id)
