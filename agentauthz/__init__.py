@@ -37,6 +37,7 @@ from agentauthz._model import (
     decimal,
     ipaddr,
 )
+from agentauthz.avp._options import Batching, DecisionCache, Retry
 from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
 from agentauthz.engines.base import Engine
 from agentauthz.engines.local import LocalEngine
@@ -56,8 +57,10 @@ __all__ = [
     "AuditSink",
     "Authorizer",
     "AuthzError",
+    "Batching",
     "ConfigurationError",
     "Decision",
+    "DecisionCache",
     "Engine",
     "EngineError",
     "Entity",
@@ -79,6 +82,7 @@ __all__ = [
     "PolicyStore",
     "Prefilter",
     "Request",
+    "Retry",
     "SQLiteSessionStore",
     "Session",
     "SessionConfig",

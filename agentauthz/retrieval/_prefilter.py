@@ -526,5 +526,5 @@ def _compile_local(
     known = dict(snapshot.entity_index)
     known.update((entity.uid, entity) for entity in slice_)
     translator = Translator(principal=request.principal, action=scope.action,
-                             context=request.cedar_context, resource_type=resource_type, entities=known)
+                            context=request.cedar_context, resource_type=resource_type, entities=known)
     return _translate(result, translator, snapshot.store_id)
