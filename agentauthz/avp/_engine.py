@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
@@ -370,18 +370,21 @@ class VerifiedPermissionsEngine:
             _BOUND_TOKEN.reset(bound)
 
     def _list_identity_sources(self) -> list[dict[str, Any]]:
-        sources: list[dict[str, Any]] = []
+        items = self._listed(self.client.list_identity_sources, "identitySources")
+        return [dict(item) for item in items if isinstance(item, Mapping)]
+
+    def _listed(self, list_operation: Callable[..., Any], member: str) -> Iterator[Any]:
+        """Every item of a paginated List operation on the policy store, page after page."""
         token: str | None = None
         while True:
             params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
             if token:
                 params["nextToken"] = token
-            page = self.client.list_identity_sources(**params)
-            items = page.get("identitySources") or ()
-            sources.extend(dict(item) for item in items if isinstance(item, Mapping))
+            page = list_operation(**params)
+            yield from page.get(member) or ()
             token = page.get("nextToken")
             if not token:
-                return sources
+                return
 
     # -- management --------------------------------------------------------------------------
 
@@ -668,19 +671,9 @@ class VerifiedPermissionsEngine:
                 self._policy_ids = mapping
 
     def _list_policy_ids(self) -> dict[str, str]:
-        mapping: dict[str, str] = {}
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
-            if token:
-                params["nextToken"] = token
-            page = self.client.list_policies(**params)
-            for item in page.get("policies") or ():
-                if isinstance(item, Mapping) and isinstance(item.get("policyId"), str):
-                    mapping[item["policyId"]] = shapes.our_policy_id(item)
-            token = page.get("nextToken")
-            if not token:
-                return mapping
+        return {item["policyId"]: shapes.our_policy_id(item)
+                for item in self._listed(self.client.list_policies, "policies")
+                if isinstance(item, Mapping) and isinstance(item.get("policyId"), str)}
 
     def _load_schema(self) -> Schema:
         schema = self._schema
