@@ -187,12 +187,7 @@ class _Bedrock(_Dialect):
 
     def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
         if isinstance(atom, InHierarchy):
-            key = self.keys.get(ANCESTORS)
-            if key is None or not 1 <= len(key) <= 100:
-                return self._superset(TRUE, "a hierarchy condition without an ancestors key")
-            if negated:
-                return self._superset(TRUE, "a negated hierarchy condition")
-            return self._leaf("listContains", key, str(atom.entity))
+            return self._hierarchy(atom, negated)
         key = self._key(atom.attr)
         if key is None:
             return self._superset(TRUE, f"attribute {attribute_text(atom.attr)} has no valid metadata key")
@@ -205,22 +200,7 @@ class _Bedrock(_Dialect):
         # nothing: strict rendering does not rely on it.
         known = atom.attr in present and not self.strict
         if isinstance(atom, Comparison):
-            value = _plain(atom.value)
-            op = NEGATED[atom.op] if negated else atom.op
-            if op == "==":
-                # missing-or-equal (a negated !=) cannot be written; equal alone needs presence.
-                if not negated or known:
-                    return self._leaf("equals", key, value)
-                return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or equal")
-            if op == "!=":
-                leaf = self._leaf("notEquals", key, value)  # also keeps documents without the key
-                return leaf if negated else self._superset(leaf, f"{attribute_text(atom.attr)} != ... "
-                                                                 "(notEquals keeps documents without it)")
-            if negated and not known:
-                return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or out of range")
-            if not is_long(value):
-                return self._superset(TRUE, f"an order on {attribute_text(atom.attr)} with a non-number")
-            return self._leaf(self._ORDER[op], key, value)
+            return self._comparison(key, atom, negated, known)
         if isinstance(atom, In):
             values = [_plain(v) for v in atom.values]
             if not negated:
@@ -238,6 +218,33 @@ class _Bedrock(_Dialect):
         if negated:
             return self._superset(TRUE, f"!({attribute_text(atom.attr)} like ...)")
         return self._like(key, atom.attr, atom.pattern)
+
+    def _hierarchy(self, atom: InHierarchy, negated: bool) -> Rendered:
+        key = self.keys.get(ANCESTORS)
+        if key is None or not 1 <= len(key) <= 100:
+            return self._superset(TRUE, "a hierarchy condition without an ancestors key")
+        if negated:
+            return self._superset(TRUE, "a negated hierarchy condition")
+        return self._leaf("listContains", key, str(atom.entity))
+
+    def _comparison(self, key: str, atom: Comparison, negated: bool, known: bool) -> Rendered:
+        """``known``: the attribute is present wherever the literal is evaluated."""
+        value = _plain(atom.value)
+        op = NEGATED[atom.op] if negated else atom.op
+        if op == "==":
+            # missing-or-equal (a negated !=) cannot be written; equal alone needs presence.
+            if not negated or known:
+                return self._leaf("equals", key, value)
+            return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or equal")
+        if op == "!=":
+            leaf = self._leaf("notEquals", key, value)  # also keeps documents without the key
+            return leaf if negated else self._superset(leaf, f"{attribute_text(atom.attr)} != ... "
+                                                             "(notEquals keeps documents without it)")
+        if negated and not known:
+            return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or out of range")
+        if not is_long(value):
+            return self._superset(TRUE, f"an order on {attribute_text(atom.attr)} with a non-number")
+        return self._leaf(self._ORDER[op], key, value)
 
     def _like(self, key: str, attr: str, pattern: tuple[str | None, ...]) -> Rendered:
         if all(part is not None for part in pattern):
