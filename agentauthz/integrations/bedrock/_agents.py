@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast, overload
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError, InvalidValueError
+from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz.integrations.bedrock._decisions import (
     ActionOf,
@@ -47,7 +47,7 @@ from agentauthz.integrations.bedrock._end_user import (
     event_session_id,
     session_bound,
 )
-from agentauthz.integrations.bedrock._events import ActionInvocation, envelope
+from agentauthz.integrations.bedrock._events import ActionInvocation, envelope, return_control_inputs
 from agentauthz.integrations.bedrock._responses import (
     Response,
     denied_result,
@@ -374,28 +374,6 @@ class ReturnControlAuthorization:
         return iter((self.results, list(self.allowed)))
 
 
-def _inputs(return_control_event: Mapping[str, Any]) -> tuple[str | None, list[ActionInvocation]]:
-    if not isinstance(return_control_event, Mapping):
-        raise InvalidValueError("a returnControl payload is a JSON object")
-    payload = return_control_event.get("returnControl", return_control_event)
-    inputs = payload.get("invocationInputs") if isinstance(payload, Mapping) else None
-    if not isinstance(inputs, list):
-        raise InvalidValueError("not a returnControl payload: no 'invocationInputs' list")
-    invocation_id = payload.get("invocationId")
-    invocations = []
-    for member in inputs:
-        if isinstance(member, Mapping) and isinstance(member.get("functionInvocationInput"), Mapping):
-            invocations.append(envelope(member["functionInvocationInput"], "function"))
-        elif isinstance(member, Mapping) and isinstance(member.get("apiInvocationInput"), Mapping):
-            invocations.append(envelope(member["apiInvocationInput"], "api"))
-        else:
-            raise InvalidValueError(
-                "returnControl invocation input of an unsupported kind (expected "
-                "functionInvocationInput or apiInvocationInput)"
-            )
-    return (invocation_id if isinstance(invocation_id, str) else None), invocations
-
-
 def _split(invocation_id: str | None, decided: list[ActionInvocation]) -> ReturnControlAuthorization:
     return ReturnControlAuthorization(
         invocation_id=invocation_id,
@@ -488,7 +466,7 @@ def _return_control(authz: Authorizer, return_control_event: Mapping[str, Any], 
                     tools: Tools) -> tuple[Rules, str | None, list[ActionInvocation]]:
     """The rules and the parsed invocations of a return-of-control payload."""
     rules = Rules.build(authz, action, resource, context, tools)
-    invocation_id, invocations = _inputs(return_control_event)
+    invocation_id, invocations = return_control_inputs(return_control_event)
     return rules, invocation_id, invocations
 
 

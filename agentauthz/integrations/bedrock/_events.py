@@ -3,7 +3,8 @@
 An action-group Lambda event, or one ``invocationInputs`` entry of a
 ``returnControl`` payload, names its group and either a ``function`` (a
 function-details group) or an ``apiPath`` and ``httpMethod`` (an OpenAPI
-group). :func:`envelope` reads that much; :func:`with_arguments` converts the
+group). :func:`envelope` reads that much (:func:`return_control_inputs` for
+each entry of a payload); :func:`with_arguments` converts the
 parameters (and an OpenAPI request body's properties) by their declared types,
 refusing a value that does not match (the message names the parameter and the
 type, never the value).
@@ -27,7 +28,7 @@ from agentauthz.integrations.bedrock._responses import (
     invocation_result,
 )
 
-__all__ = ["ActionInvocation", "Status", "envelope", "with_arguments"]
+__all__ = ["ActionInvocation", "Status", "envelope", "return_control_inputs", "with_arguments"]
 
 Status: TypeAlias = Literal["allowed", "denied", "no-identity", "invalid", "unknown"]
 
@@ -291,3 +292,28 @@ def _array(where: str, text: str) -> list[Any]:
             raise InvalidValueError(f"{where} must be an array of plain items, or JSON")
         items.append(item)
     return items
+
+
+def return_control_inputs(
+    return_control_event: Mapping[str, Any],
+) -> tuple[str | None, list[ActionInvocation]]:
+    """The ``invocationId`` and the invocations of a ``returnControl`` payload (or the event holding it)."""
+    if not isinstance(return_control_event, Mapping):
+        raise InvalidValueError("a returnControl payload is a JSON object")
+    payload = return_control_event.get("returnControl", return_control_event)
+    inputs = payload.get("invocationInputs") if isinstance(payload, Mapping) else None
+    if not isinstance(inputs, list):
+        raise InvalidValueError("not a returnControl payload: no 'invocationInputs' list")
+    invocation_id = payload.get("invocationId")
+    invocations = []
+    for member in inputs:
+        if isinstance(member, Mapping) and isinstance(member.get("functionInvocationInput"), Mapping):
+            invocations.append(envelope(member["functionInvocationInput"], "function"))
+        elif isinstance(member, Mapping) and isinstance(member.get("apiInvocationInput"), Mapping):
+            invocations.append(envelope(member["apiInvocationInput"], "api"))
+        else:
+            raise InvalidValueError(
+                "returnControl invocation input of an unsupported kind (expected "
+                "functionInvocationInput or apiInvocationInput)"
+            )
+    return (invocation_id if isinstance(invocation_id, str) else None), invocations
