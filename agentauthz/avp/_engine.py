@@ -429,7 +429,8 @@ class VerifiedPermissionsEngine:
         batch = self._batch(requests, entities, token)
         if isinstance(batch, list):
             return batch
-        outcomes = self._send(list(batch.unique.values()), token) if batch.unique else {}
+        sent = list({prepared.key: prepared for prepared in batch.unique.values()}.values())
+        outcomes = self._send(sent, token) if sent else {}
         self._map_policy_ids(outcomes.values())
         failures: list[Outcome] = []
         for key, positions in batch.members.items():
@@ -467,7 +468,9 @@ class VerifiedPermissionsEngine:
                 batch.decisions[position] = prepared
             elif token is not None:
                 sent = token.request(prepared, request.principal)
-                batch.add((sent.key, ""), sent, position)  # no cache: a token is checked on every call
+                # No cache (a token is checked on every call); requests naming different principals
+                # share a call but never an answer: each is checked against its own principal.
+                batch.add((sent.key, str(request.principal)), sent, position)
             elif (cached := self._cached((prepared.key, prepared.slice_key))) is not None:
                 batch.decisions[position] = cached
             else:
