@@ -7,8 +7,10 @@ fails closed: a timeout, a throttled or failing call, a malformed answer, a
 decision other than ALLOW/DENY or a request without its own result is a denial
 carrying the error (or an :class:`~agentauthz.EngineError` with ``on_error="raise"``).
 
-boto3 is imported when an engine is built; without it the constructor raises
-ImportError naming ``pip install "agentauthz[aws]"``.
+Options are grouped in :mod:`~agentauthz.avp._options` (``retry=``, ``cache=``,
+``batching=``); the requests as sent and the strict checks of every answer are
+:mod:`~agentauthz.avp._exchange`. boto3 is imported when an engine is built;
+without it the constructor raises ImportError naming ``pip install "agentauthz[aws]"``.
 """
 
 from __future__ import annotations
