@@ -109,7 +109,8 @@ class Identify:
     @classmethod
     def build(cls, principal: PrincipalOf | None, verify_token: TokenVerifier | None,
               token_attribute: str) -> Identify:
-        """Check the options of :func:`action_group_handler` that name the end user.
+        """Check the options that name the end user (of
+        :func:`~agentauthz.integrations.bedrock.action_group_handler`).
 
         Raises:
             ConfigurationError: neither or both of ``principal``/``verify_token``,

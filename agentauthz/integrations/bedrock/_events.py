@@ -136,7 +136,8 @@ class ActionInvocation:
     def result(self, body: Any = "", *, status_code: int = 200) -> dict[str, Any]:
         """The ``returnControlInvocationResults`` entry returning ``body`` for this invocation.
 
-        For an invocation the application ran after :func:`authorize_return_control`.
+        For an invocation the application ran after
+        :func:`~agentauthz.integrations.bedrock.authorize_return_control`.
         """
         return invocation_result(self, body_text(body), status_code)
 

@@ -83,14 +83,15 @@ def retrieve_and_generate_filter(
     retrieved chunk passes through this process, so nothing can be
     post-authorized and the filter is the only protection. This function is
     therefore fail-closed: it returns a filter only when it keeps *exactly*
-    the documents :class:`KnowledgeBaseRetriever` (same arguments) would let
-    through for this user in this session, and raises otherwise.
+    the documents :class:`~agentauthz.integrations.bedrock.KnowledgeBaseRetriever`
+    (same arguments) would let through for this user in this session, and
+    raises otherwise.
 
     The policies are compiled as :meth:`Authorizer.filter` decides: for the
     bound end user, with ``context`` and, in a bound session, its
     ``context.session`` (what was seen, calls, approvals). A resource carries
-    only the ``metadata.attributes`` mapped (and parents only with an ``ancestors_key``).
-    It refuses where a Bedrock filter cannot say what the policies say: a
+    only the ``metadata.attributes`` mapped (and parents only with an
+    ``ancestors_key``). It refuses where a Bedrock filter cannot say what the policies say: a
     condition the compiler over-approximates (entity comparisons such as
     tenant isolation, ``resource == Document::"..."`` share links, an engine
     without partial evaluation), a condition Bedrock filters cannot express
@@ -102,16 +103,17 @@ def retrieve_and_generate_filter(
     that a key is present), and a bound session that records labels of what
     is read (nothing read by the service can be recorded).
 
-    Prefer :class:`KnowledgeBaseRetriever` and generate with the authorized
-    results yourself. ``allow_inexact=True`` returns an over-approximating
+    Prefer :class:`~agentauthz.integrations.bedrock.KnowledgeBaseRetriever` and
+    generate with the authorized results yourself. ``allow_inexact=True`` returns an over-approximating
     filter instead of refusing a condition (``exact=False``): documents the
     user may not read can then reach the model; it still never returns "no
     filter" for policies that do not allow every document.
 
     Args:
         authz: the Authorizer; the end user is the bound one or ``principal``.
-        action, metadata, context: as for :class:`KnowledgeBaseRetriever` (its
-            ``id_key`` plays no part here).
+        action, metadata, context: as for
+            :class:`~agentauthz.integrations.bedrock.KnowledgeBaseRetriever`
+            (its ``id_key`` plays no part here).
         filter: the caller's own RetrievalFilter, and-ed with the compiled one.
         principal: the end user, when not bound with ``authz.acting_as``.
         session: the session (id or :class:`~agentauthz.session._session.Session`), when
