@@ -49,6 +49,7 @@ from agentauthz.engines.base import Engine
 
 if _typing.TYPE_CHECKING:
     from agentauthz.avp._engine import VerifiedPermissionsEngine
+    from agentauthz.avp._options import Batching, DecisionCache, Retry
     from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
     from agentauthz.engines.local import LocalEngine
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
@@ -68,8 +69,10 @@ __all__ = [
     "AuditSink",
     "Authorizer",
     "AuthzError",
+    "Batching",
     "ConfigurationError",
     "Decision",
+    "DecisionCache",
     "Engine",
     "EngineError",
     "Entity",
@@ -91,6 +94,7 @@ __all__ = [
     "PolicyStore",
     "Prefilter",
     "Request",
+    "Retry",
     "SQLiteSessionStore",
     "Session",
     "SessionConfig",
@@ -114,6 +118,8 @@ __all__ = [
 
 #: Names exported on first use, with the module that defines each.
 _LAZY = {
+    "Batching": "agentauthz.avp._options",
+    "DecisionCache": "agentauthz.avp._options",
     "FilterResult": "agentauthz.retrieval._filter",
     "LocalEngine": "agentauthz.engines.local",
     "MemorySessionStore": "agentauthz.session._stores",
@@ -121,6 +127,7 @@ _LAZY = {
     "Policy": "agentauthz.policy._store",
     "PolicyStore": "agentauthz.policy._store",
     "Prefilter": "agentauthz.retrieval._prefilter",
+    "Retry": "agentauthz.avp._options",
     "SQLiteSessionStore": "agentauthz.session._stores",
     "Session": "agentauthz.session._session",
     "SessionConfig": "agentauthz.session._session",

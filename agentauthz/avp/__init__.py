@@ -1,8 +1,12 @@
 """Amazon Verified Permissions: the engine, push/pull, the local endpoint, tokens.
 
-``_engine`` (:class:`~agentauthz.VerifiedPermissionsEngine`) decides through boto3;
-``_wire`` converts requests and entities to AVP shapes; ``_sync`` pushes and pulls
-policy stores; ``_server`` and ``_identity`` are the AVP-compatible local endpoint
-(:class:`agentauthz.testing.LocalVerifiedPermissions`); ``_tokens`` verifies JWTs and
-maps their claims like AVP identity sources (:class:`~agentauthz.TokenIdentity`).
+``_engine`` (:class:`~agentauthz.VerifiedPermissionsEngine`) decides through boto3,
+with its options in ``_options`` and its answers checked in ``_exchange``;
+``_wire`` converts requests and entities to AVP shapes; ``_sync`` pushes and
+pulls policy stores; ``_server`` is the AVP-compatible local endpoint
+(:class:`agentauthz.testing.LocalVerifiedPermissions`), answering with
+``_backend``'s operations (identity sources from ``_identity_sources``, errors
+and request members from ``_service``) and injecting ``_faults``; ``_tokens``
+verifies JWTs and maps their claims like AVP identity sources
+(:class:`~agentauthz.TokenIdentity`).
 """

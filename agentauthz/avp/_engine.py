@@ -7,8 +7,10 @@ fails closed: a timeout, a throttled or failing call, a malformed answer, a
 decision other than ALLOW/DENY or a request without its own result is a denial
 carrying the error (or an :class:`~agentauthz.EngineError` with ``on_error="raise"``).
 
-boto3 is imported when an engine is built; without it the constructor raises
-ImportError naming ``pip install "agentauthz[aws]"``.
+Options are grouped in :mod:`~agentauthz.avp._options` (``retry=``, ``cache=``,
+``batching=``); the requests as sent and the strict checks of every answer are
+:mod:`~agentauthz.avp._exchange`. boto3 is imported when an engine is built;
+without it the constructor raises ImportError naming ``pip install "agentauthz[aws]"``.
 """
 
 from __future__ import annotations
@@ -23,18 +25,32 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from agentauthz._entities import StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import ConfigurationError, EngineError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.avp import _wire as shapes
-from agentauthz.policy._store import redact, truncate
+from agentauthz.avp._exchange import (
+    Outcome,
+    Prepared,
+    Schema,
+    batch_outcomes,
+    error_code,
+    error_text,
+    failure_text,
+    groups,
+    principal_of,
+    result_outcome,
+    schema_from,
+)
+from agentauthz.avp._options import Batching, DecisionCache, EngineKeywords, Retry, engine_options
+from agentauthz.policy._store import truncate
 
 __all__ = ["VerifiedPermissionsEngine"]
 
@@ -51,7 +67,6 @@ NOT_SENT = "not sent to Verified Permissions: "
 # Type of a bare action name the schema could not be fetched to resolve: decide denies it unsent.
 _UNRESOLVED = "AgentauthzUnresolved::Action"
 _STORE_ID = re.compile(r"[A-Za-z0-9/_-]{1,200}")
-_QUOTED = re.compile(r"`([A-Za-z0-9/_-]+)`")
 _ERRING = re.compile(r"\bpolicy `([A-Za-z0-9/_-]+)`")
 # Do not ask AVP again for a failed schema, or for an unknown policy id, more often than this.
 _RETRY_LOOKUP_SECONDS = 1.0
@@ -68,37 +83,56 @@ def _boto() -> tuple[Any, Any]:
     return boto3, botocore_config
 
 
+def _built_client(boto3: Any, botocore_config: Any, region_name: str | None, retry: Retry,
+                  batching: Batching) -> Any:
+    """A ``verifiedpermissions`` client timed and retried as ``retry`` says."""
+    config = botocore_config.Config(
+        connect_timeout=retry.timeout, read_timeout=retry.timeout,
+        retries={"mode": "standard", "max_attempts": retry.max_attempts},
+        max_pool_connections=max(10, batching.max_workers),
+    )
+    try:
+        return boto3.client("verifiedpermissions", region_name=region_name, config=config)
+    except Exception as exc:  # no region, no credentials chain, bad settings
+        raise ConfigurationError(
+            f"cannot build a verifiedpermissions client: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Token:
+    """The token requests are decided with: ``*WithToken`` calls, AVP derives the principal."""
+
+    parameter: str
+    value: str
+    type: TokenType
+
+    def request(self, prepared: Prepared, principal: EntityUID) -> Prepared:
+        """``prepared`` as sent with the token: without its principal, which the token names.
+
+        The principal entity is not sent with an ID token (AVP refuses it twice).
+        """
+        item = {k: v for k, v in prepared.item.items() if k != "principal"}
+        chosen = [e for e in prepared.slice if self.type == "access" or e.uid != principal]
+        key = json.dumps(item, sort_keys=True)  # the echo of a batch result names it
+        return Prepared(index=prepared.index, item=item, key=key, principal="token",
+                        resource=prepared.resource, slice=chosen, slice_key=prepared.slice_key)
+
+
 @dataclass
-class _Prepared:
-    """One request in AVP form, ready to be grouped."""
+class _Batch:
+    """The requests of one decision: those settled before sending, and the unique ones to send.
 
-    index: int
-    item: dict[str, Any]
-    key: str
-    principal: str
-    resource: str
-    slice: list[Entity]
-    slice_key: str
+    ``members`` maps each unique request to the positions it answers.
+    """
 
+    decisions: list[Decision | None]
+    unique: dict[tuple[str, str], Prepared] = field(default_factory=dict)
+    members: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
-@dataclass
-class _Outcome:
-    """What came back for one unique request."""
+    def add(self, key: tuple[str, str], prepared: Prepared, position: int) -> None:
+        self.unique.setdefault(key, prepared)
+        self.members.setdefault(key, []).append(position)
 
-    decision: Decision | None = None
-    failure: str | None = None
-    cause: BaseException | None = None
-    avp_reasons: tuple[str, ...] = ()
-    raw_errors: tuple[str, ...] = ()
-    principal: Any = None
-
-
-@dataclass
-class _Schema:
-    actions: tuple[EntityUID, ...] = ()
-    namespaces: tuple[str, ...] = ()
-    error: str | None = None
-    fetched: float = field(default_factory=time.monotonic)
 
 
 class VerifiedPermissionsEngine:
@@ -107,34 +141,34 @@ class VerifiedPermissionsEngine:
     Args:
         policy_store_id: the AVP policy store.
         client: a boto3 ``verifiedpermissions`` client; built from ``region_name``
-            (with ``timeout`` and ``max_attempts``) when None.
+            (with ``retry``'s timeout and attempts) when None.
         region_name: region of the client built when ``client`` is None.
         on_error: ``"deny"`` turns a backend failure into a denial carrying the
             error; ``"raise"`` raises :class:`~agentauthz.EngineError` instead.
             A request AVP would refuse (an id past its limits) is denied either way.
-        max_workers: concurrent AVP calls of one ``decide``.
-        timeout: connect and read timeout, seconds, of each attempt (built clients).
-        max_attempts: attempts per call, retries included (standard retry mode:
-            throttling and 5xx are retried with backoff; built clients).
-        deadline: seconds one ``decide`` waits for AVP in all, whatever the
-            client's own settings; default ``max_attempts * 2 * timeout + 2 ** max_attempts``.
-        cache_ttl: seconds to keep decisions (keyed by the request and the
-            entities sent with it); None (the default) caches nothing.
-        cache_size: most decisions kept.
         encoding: ``"structured"`` sends ``contextMap`` / ``entityList`` (values
             without a structured form still go as ``cedarJson``); ``"cedar_json"``
             always sends Cedar JSON text.
-        min_batch: smallest group sent as one BatchIsAuthorized call; smaller
-            groups go as single IsAuthorized calls. 2 (the default) makes the
-            fewest calls; 30 the cheapest bill where AVP prices a batch call
-            like 30 single ones.
+        retry: how long each call may take and how often it is tried
+            (:class:`~agentauthz.Retry`; default ``Retry()``: 5 s, 3 attempts).
+        cache: keep decisions (:class:`~agentauthz.DecisionCache`); None (the
+            default) caches nothing.
+        batching: how requests are grouped and sent (:class:`~agentauthz.Batching`).
+        deprecated: ``timeout``, ``max_attempts``, ``deadline`` (now in ``retry``),
+            ``cache_ttl``, ``cache_size`` (``cache``), ``min_batch``,
+            ``max_workers`` (``batching``): still taken, with a DeprecationWarning.
+
+    .. versionchanged:: 0.2
+       ``retry=``, ``cache=`` and ``batching=`` replace the flat keywords.
 
     Example:
         >>> import agentauthz as az
         >>> from agentauthz.testing import LocalVerifiedPermissions
         >>> store = az.PolicyStore.from_text('@id("all") permit(principal, action, resource);')
         >>> with LocalVerifiedPermissions(store) as server:
-        ...     engine = VerifiedPermissionsEngine(server.policy_store_id, client=server.client())
+        ...     engine = VerifiedPermissionsEngine(server.policy_store_id, client=server.client(),
+        ...                                        retry=az.Retry(timeout=2.0),
+        ...                                        cache=az.DecisionCache(ttl=60))
         ...     engine.decide([az.Request(principal=az.EntityUID("User", "a"), action="read",
         ...                               resource=az.EntityUID("Doc", "d"))])[0].reasons
         ('all',)
@@ -149,14 +183,11 @@ class VerifiedPermissionsEngine:
         *,
         region_name: str | None = None,
         on_error: OnError = "deny",
-        max_workers: int = 4,
-        timeout: float = 5.0,
-        max_attempts: int = 3,
-        deadline: float | None = None,
-        cache_ttl: float | None = None,
-        cache_size: int = 10_000,
         encoding: Encoding = "structured",
-        min_batch: int = 2,
+        retry: Retry | None = None,
+        cache: DecisionCache | None = None,
+        batching: Batching | None = None,
+        **deprecated: Unpack[EngineKeywords],
     ) -> None:
         if not isinstance(policy_store_id, str) or not _STORE_ID.fullmatch(policy_store_id):
             raise ConfigurationError("policy_store_id must be 1 to 200 characters of A-Z a-z 0-9 - _ /")
@@ -164,36 +195,18 @@ class VerifiedPermissionsEngine:
             raise ConfigurationError(f"on_error must be 'deny' or 'raise', not {on_error!r}")
         if encoding not in ("structured", "cedar_json"):
             raise ConfigurationError(f"encoding must be 'structured' or 'cedar_json', not {encoding!r}")
-        if max_workers < 1 or max_attempts < 1 or timeout <= 0:
-            raise ConfigurationError("max_workers and max_attempts must be at least 1, timeout positive")
-        if not 2 <= min_batch <= shapes.BATCH_LIMIT:
-            raise ConfigurationError(f"min_batch must be 2 to {shapes.BATCH_LIMIT}")
-        if cache_ttl is not None and cache_ttl <= 0:
-            raise ConfigurationError("cache_ttl must be positive (or None for no cache)")
+        self.retry, self.cache, self.batching = engine_options(retry, cache, batching, deprecated)
         boto3, botocore_config = _boto()
         if client is None:
-            config = botocore_config.Config(
-                connect_timeout=timeout, read_timeout=timeout,
-                retries={"mode": "standard", "max_attempts": max_attempts},
-                max_pool_connections=max(10, max_workers),
-            )
-            try:
-                client = boto3.client("verifiedpermissions", region_name=region_name, config=config)
-            except Exception as exc:  # no region, no credentials chain, bad settings
-                raise ConfigurationError(
-                    f"cannot build a verifiedpermissions client: {type(exc).__name__}: {exc}") from exc
+            client = _built_client(boto3, botocore_config, region_name, self.retry, self.batching)
         self.client = client
         self.policy_store_id = policy_store_id
         self.on_error: OnError = on_error
         self.encoding: Encoding = encoding
-        self.deadline = deadline if deadline is not None else max_attempts * 2 * timeout + 2**max_attempts
-        self.cache_ttl = cache_ttl
-        self.cache_size = cache_size
-        self._max_workers = max_workers
-        self.min_batch = min_batch
+        self.deadline = self.retry.total
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._schema: _Schema | None = None
+        self._schema: Schema | None = None
         self._policy_ids: dict[str, str] = {}
         self._policies_listed: float | None = None
         self._identity_sources: list[dict[str, Any]] | None = None
@@ -241,47 +254,7 @@ class VerifiedPermissionsEngine:
         bound = _BOUND_TOKEN.get()
         if bound is not None and bound[0] is self:
             return self.decide_with_token(bound[1], requests, entities, token_type=bound[2])
-        if not requests:
-            return []
-        decisions: list[Decision | None] = [None] * len(requests)
-        try:
-            index = _entity_index(entities)
-        except ValueError as exc:
-            return [Decision.deny(f"entities rejected: {exc}")] * len(requests)
-        provider = StaticEntityProvider(index.values())
-        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]] = {}
-        unique: dict[tuple[str, str], _Prepared] = {}
-        members: dict[tuple[str, str], list[int]] = {}
-        for position, request in enumerate(requests):
-            prepared = self._prepare(position, request, provider, slices)
-            if isinstance(prepared, Decision):
-                decisions[position] = prepared
-                continue
-            key = (prepared.key, prepared.slice_key)
-            cached = self._cached(key)
-            if cached is not None:
-                decisions[position] = cached
-                continue
-            unique.setdefault(key, prepared)
-            members.setdefault(key, []).append(position)
-        outcomes = self._send(list(unique.values())) if unique else {}
-        self._map_policy_ids(outcomes.values())
-        failures: list[_Outcome] = []
-        for key, positions in members.items():
-            outcome = outcomes[unique[key].key]
-            if outcome.decision is None:
-                failures.append(outcome)
-                decision = Decision.deny(outcome.failure or "no answer from Verified Permissions")
-            else:
-                decision = self._translate(outcome)
-                self._remember(key, decision)
-            for position in positions:
-                decisions[position] = decision
-        if failures and self.on_error == "raise":
-            first = failures[0]
-            raise EngineError(f"{len(failures)} request(s) got no valid answer from Verified "
-                              f"Permissions; first: {first.failure}") from first.cause
-        return [d if d is not None else Decision.deny("no decision") for d in decisions]
+        return self._decided(requests, entities, None)
 
     async def adecide(
         self, requests: Sequence[Request], entities: Sequence[Entity] = ()
@@ -313,54 +286,9 @@ class VerifiedPermissionsEngine:
         """
         if token_type not in _TOKEN_PARAMETER:
             raise ConfigurationError(f"token_type must be 'identity' or 'access', not {token_type!r}")
-        if not requests:
-            return []
-        if not isinstance(token, str) or not token:
+        if requests and (not isinstance(token, str) or not token):
             return [Decision.deny("no token to send to Verified Permissions")] * len(requests)
-        decisions: list[Decision | None] = [None] * len(requests)
-        try:
-            index = _entity_index(entities)
-        except ValueError as exc:
-            return [Decision.deny(f"entities rejected: {exc}")] * len(requests)
-        provider = StaticEntityProvider(index.values())
-        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]] = {}
-        unique: dict[str, _Prepared] = {}
-        members: dict[str, list[int]] = {}
-        for position, request in enumerate(requests):
-            prepared = self._prepare(position, request, provider, slices)
-            if isinstance(prepared, Decision):
-                decisions[position] = prepared
-                continue
-            item = {k: v for k, v in prepared.item.items() if k != "principal"}
-            chosen = [e for e in prepared.slice if token_type == "access" or e.uid != request.principal]
-            key = json.dumps(item, sort_keys=True)  # the echo of a batch result names it
-            unique.setdefault(key, _Prepared(index=position, item=item, key=key, principal="token",
-                                             resource=prepared.resource, slice=chosen,
-                                             slice_key=prepared.slice_key))
-            members.setdefault(key, []).append(position)
-        outcomes = self._send(list(unique.values()), (_TOKEN_PARAMETER[token_type], token)) if unique else {}
-        self._map_policy_ids(outcomes.values())
-        failures: list[_Outcome] = []
-        for key, positions in members.items():
-            outcome = outcomes[key]
-            expected = requests[positions[0]].principal
-            if outcome.decision is not None and _principal_of(outcome.principal) != expected:
-                got = _principal_of(outcome.principal)
-                shown = truncate(str(got), 120) if got is not None else "no principal"
-                outcome = _Outcome(failure=f"Verified Permissions mapped the token to {shown}, not to "
-                                           f"the request's principal {truncate(str(expected), 120)}")
-            if outcome.decision is None:
-                failures.append(outcome)
-                decision = Decision.deny(outcome.failure or "no answer from Verified Permissions")
-            else:
-                decision = self._translate(outcome)
-            for position in positions:
-                decisions[position] = decision
-        if failures and self.on_error == "raise":
-            first = failures[0]
-            raise EngineError(f"{len(failures)} request(s) got no valid answer from Verified "
-                              f"Permissions; first: {first.failure}") from first.cause
-        return [d if d is not None else Decision.deny("no decision") for d in decisions]
+        return self._decided(requests, entities, _Token(_TOKEN_PARAMETER[token_type], token, token_type))
 
     async def adecide_with_token(self, token: str, requests: Sequence[Request],
                                  entities: Sequence[Entity] = (), *,
@@ -418,7 +346,7 @@ class VerifiedPermissionsEngine:
         try:
             sources = self._run(self._list_identity_sources)
         except Exception as exc:
-            raise EngineError(_failure_text("ListIdentitySources", exc)) from exc
+            raise EngineError(failure_text("ListIdentitySources", exc)) from exc
         with self._lock:
             self._identity_sources = sources
         return list(sources)
@@ -444,18 +372,21 @@ class VerifiedPermissionsEngine:
             _BOUND_TOKEN.reset(bound)
 
     def _list_identity_sources(self) -> list[dict[str, Any]]:
-        sources: list[dict[str, Any]] = []
+        items = self._listed(self.client.list_identity_sources, "identitySources")
+        return [dict(item) for item in items if isinstance(item, Mapping)]
+
+    def _listed(self, list_operation: Callable[..., Any], member: str) -> Iterator[Any]:
+        """Every item of a paginated List operation on the policy store, page after page."""
         token: str | None = None
         while True:
             params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
             if token:
                 params["nextToken"] = token
-            page = self.client.list_identity_sources(**params)
-            items = page.get("identitySources") or ()
-            sources.extend(dict(item) for item in items if isinstance(item, Mapping))
+            page = list_operation(**params)
+            yield from page.get(member) or ()
             token = page.get("nextToken")
             if not token:
-                return sources
+                return
 
     # -- management --------------------------------------------------------------------------
 
@@ -490,6 +421,64 @@ class VerifiedPermissionsEngine:
         return (f"VerifiedPermissionsEngine(policy_store_id={self.policy_store_id!r}, "
                 f"on_error={self.on_error!r})")
 
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _decided(self, requests: Sequence[Request], entities: Sequence[Entity],
+                 token: _Token | None) -> list[Decision]:
+        """One preparation, then the plain or the ``*WithToken`` send; every failure denies."""
+        if not requests:
+            return []
+        batch = self._batch(requests, entities, token)
+        if isinstance(batch, list):
+            return batch
+        sent = list({prepared.key: prepared for prepared in batch.unique.values()}.values())
+        outcomes = self._send(sent, token) if sent else {}
+        self._map_policy_ids(outcomes.values())
+        failures: list[Outcome] = []
+        for key, positions in batch.members.items():
+            outcome = outcomes[batch.unique[key].key]
+            if token is not None:
+                outcome = _answered_for(outcome, requests[positions[0]].principal)
+            if outcome.decision is None:
+                failures.append(outcome)
+                decision = Decision.deny(outcome.failure or "no answer from Verified Permissions")
+            else:
+                decision = self._translate(outcome)
+                if token is None:
+                    self._remember(key, decision)
+            for position in positions:
+                batch.decisions[position] = decision
+        if failures and self.on_error == "raise":
+            first = failures[0]
+            raise EngineError(f"{len(failures)} request(s) got no valid answer from Verified "
+                              f"Permissions; first: {first.failure}") from first.cause
+        return [d if d is not None else Decision.deny("no decision") for d in batch.decisions]
+
+    def _batch(self, requests: Sequence[Request], entities: Sequence[Entity],
+               token: _Token | None) -> _Batch | list[Decision]:
+        """Prepare every request: settled here (refused unsent, cached), or one of the unique ones to send."""
+        try:
+            index = _entity_index(entities)
+        except ValueError as exc:
+            return [Decision.deny(f"entities rejected: {exc}")] * len(requests)
+        provider = StaticEntityProvider(index.values())
+        slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]] = {}
+        batch = _Batch([None] * len(requests))
+        for position, request in enumerate(requests):
+            prepared = self._prepare(position, request, provider, slices)
+            if isinstance(prepared, Decision):
+                batch.decisions[position] = prepared
+            elif token is not None:
+                sent = token.request(prepared, request.principal)
+                # No cache (a token is checked on every call); requests naming different principals
+                # share a call but never an answer: each is checked against its own principal.
+                batch.add((sent.key, str(request.principal)), sent, position)
+            elif (cached := self._cached((prepared.key, prepared.slice_key))) is not None:
+                batch.decisions[position] = cached
+            else:
+                batch.add((prepared.key, prepared.slice_key), prepared, position)
+        return batch
+
     # -- preparing ---------------------------------------------------------------------------
 
     def _prepare(
@@ -498,7 +487,7 @@ class VerifiedPermissionsEngine:
         request: Request,
         provider: StaticEntityProvider,
         slices: dict[tuple[EntityUID, ...], tuple[list[Entity], str, str | None]],
-    ) -> _Prepared | Decision:
+    ) -> Prepared | Decision:
         action = request.action
         if isinstance(action, str):
             action = self.resolve_action(action)
@@ -520,25 +509,15 @@ class VerifiedPermissionsEngine:
         except shapes.ShapeError as exc:
             return Decision.deny(NOT_SENT + str(exc))
         roots = (request.principal, request.resource, *referenced_uids(request.context))
-        found = slices.get(roots)
-        if found is None:
-            chosen = sorted(entity_slice(provider, list(roots)), key=lambda e: (e.uid.type, e.uid.id))
-            problem = next((f"entity {truncate(str(e.uid), 120)}: {p}" for e in chosen
-                            if (p := shapes.entity_problems(e.cedar))), None)
-            if problem is None:
-                by_uid = {(e.uid.type, e.uid.id): e.cedar for e in chosen}
-                problem = (shapes.hierarchy_problem(request.principal.to_cedar(), by_uid)
-                           or shapes.hierarchy_problem(request.resource.to_cedar(), by_uid))
-            digest = hashlib.sha256(json.dumps([e.cedar for e in chosen], sort_keys=True).encode())
-            found = (chosen, digest.hexdigest(), problem)
-            slices[roots] = found
-        chosen, slice_key, problem = found
+        if roots not in slices:
+            slices[roots] = _entity_slice(request, roots, provider)
+        chosen, slice_key, problem = slices[roots]
         if problem:
             return Decision.deny(NOT_SENT + problem)
-        return _Prepared(index=position, item=item, key=json.dumps(item, sort_keys=True),
-                         principal=json.dumps(principal, sort_keys=True),
-                         resource=json.dumps(resource, sort_keys=True), slice=chosen,
-                         slice_key=slice_key)
+        return Prepared(index=position, item=item, key=json.dumps(item, sort_keys=True),
+                        principal=json.dumps(principal, sort_keys=True),
+                        resource=json.dumps(resource, sort_keys=True), slice=chosen,
+                        slice_key=slice_key)
 
     def _context(self, context: dict[str, Any]) -> dict[str, Any]:
         problem = shapes.reference_problem(context)
@@ -565,17 +544,17 @@ class VerifiedPermissionsEngine:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _send(self, prepared: list[_Prepared], token: tuple[str, str] | None = None) -> dict[str, _Outcome]:
-        calls: list[tuple[list[_Prepared], dict[str, Any]]] = []
-        outcomes: dict[str, _Outcome] = {}
-        for group in _groups(prepared):
-            if len(group) < self.min_batch:
+    def _send(self, prepared: list[Prepared], token: _Token | None = None) -> dict[str, Outcome]:
+        calls: list[tuple[list[Prepared], dict[str, Any]]] = []
+        outcomes: dict[str, Outcome] = {}
+        for group in groups(prepared):
+            if len(group) < self.batching.min_batch:
                 for member in group:
                     self._plan([member], calls, outcomes, token)
             else:
                 self._plan(group, calls, outcomes, token)
         pool = self._executor()
-        futures: list[tuple[list[_Prepared], Future[dict[str, _Outcome]]]] = [
+        futures: list[tuple[list[Prepared], Future[dict[str, Outcome]]]] = [
             (group, pool.submit(self._call, group, params, token)) for group, params in calls]
         done, _ = wait_futures([future for _, future in futures], timeout=self.deadline)
         for group, future in futures:
@@ -584,15 +563,15 @@ class VerifiedPermissionsEngine:
             else:
                 future.cancel()
                 for member in group:
-                    outcomes[member.key] = _Outcome(
+                    outcomes[member.key] = Outcome(
                         failure=f"Verified Permissions did not answer within {self.deadline:g} s",
                         cause=TimeoutError("deadline"))
         for member in prepared:
-            outcomes.setdefault(member.key, _Outcome(failure="no result from Verified Permissions"))
+            outcomes.setdefault(member.key, Outcome(failure="no result from Verified Permissions"))
         return outcomes
 
-    def _plan(self, group: list[_Prepared], calls: list[tuple[list[_Prepared], dict[str, Any]]],
-              outcomes: dict[str, _Outcome], token: tuple[str, str] | None = None) -> None:
+    def _plan(self, group: list[Prepared], calls: list[tuple[list[Prepared], dict[str, Any]]],
+              outcomes: dict[str, Outcome], token: _Token | None = None) -> None:
         params = self._params(group, token)
         if len(json.dumps(params)) <= shapes.MAX_REQUEST_BYTES:
             calls.append((group, params))
@@ -601,17 +580,17 @@ class VerifiedPermissionsEngine:
             self._plan(group[:half], calls, outcomes, token)
             self._plan(group[half:], calls, outcomes, token)
         else:
-            outcomes[group[0].key] = _Outcome(decision=Decision.deny(
+            outcomes[group[0].key] = Outcome(decision=Decision.deny(
                 NOT_SENT + "the request with its entities is over AVP's 1 MB request quota"))
 
-    def _params(self, group: list[_Prepared], token: tuple[str, str] | None = None) -> dict[str, Any]:
+    def _params(self, group: list[Prepared], token: _Token | None = None) -> dict[str, Any]:
         seen: dict[EntityUID, Entity] = {}
         for member in group:
             for entity in member.slice:
                 seen.setdefault(entity.uid, entity)
         params: dict[str, Any] = {"policyStoreId": self.policy_store_id}
         if token is not None:
-            params[token[0]] = token[1]
+            params[token.parameter] = token.value
         if len(group) == 1:
             params.update(group[0].item)
         else:
@@ -621,27 +600,29 @@ class VerifiedPermissionsEngine:
             params["entities"] = entities
         return params
 
-    def _call(self, group: list[_Prepared], params: dict[str, Any],
-              token: tuple[str, str] | None = None) -> dict[str, _Outcome]:
+    def _call(self, group: list[Prepared], params: dict[str, Any],
+              token: _Token | None = None) -> dict[str, Outcome]:
         operation = ("IsAuthorized" if len(group) == 1 else "BatchIsAuthorized") + (
             "WithToken" if token is not None else "")
         try:
             if len(group) == 1:
-                single = self.client.is_authorized_with_token if token else self.client.is_authorized
-                return {group[0].key: _result_outcome(single(**params))}
-            batch = self.client.batch_is_authorized_with_token if token else self.client.batch_is_authorized
+                single = (self.client.is_authorized_with_token if token is not None
+                          else self.client.is_authorized)
+                return {group[0].key: result_outcome(single(**params))}
+            batch = (self.client.batch_is_authorized_with_token if token is not None
+                     else self.client.batch_is_authorized)
             answer = batch(**params)
         except Exception as exc:  # every failure of the call denies its requests
             # (a refused token would be refused request by request too: no retry one by one then)
-            if len(group) > 1 and token is None and _error_code(exc) == "ValidationException":
+            if len(group) > 1 and token is None and error_code(exc) == "ValidationException":
                 # One refused request must not take the batch down: ask for each alone.
-                outcomes: dict[str, _Outcome] = {}
+                outcomes: dict[str, Outcome] = {}
                 for member in group:
                     outcomes.update(self._call([member], self._params([member])))
                 return outcomes
-            failure = _failure_text(operation, exc)
-            return {member.key: _Outcome(failure=failure, cause=exc) for member in group}
-        outcomes = _batch_outcomes(group, answer)
+            failure = failure_text(operation, exc)
+            return {member.key: Outcome(failure=failure, cause=exc) for member in group}
+        outcomes = batch_outcomes(group, answer)
         if token is not None:
             principal = answer.get("principal") if isinstance(answer, Mapping) else None
             for outcome in outcomes.values():
@@ -651,7 +632,7 @@ class VerifiedPermissionsEngine:
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._max_workers,
+                self._pool = ThreadPoolExecutor(max_workers=self.batching.max_workers,
                                                 thread_name_prefix="agentauthz-avp")
             return self._pool
 
@@ -666,13 +647,13 @@ class VerifiedPermissionsEngine:
 
     # -- answers -----------------------------------------------------------------------------
 
-    def _translate(self, outcome: _Outcome) -> Decision:
+    def _translate(self, outcome: Outcome) -> Decision:
         assert outcome.decision is not None
         if not outcome.avp_reasons and not outcome.raw_errors:
             return outcome.decision
         ids = self._policy_ids
         reasons = tuple(sorted(ids.get(reason, reason) for reason in outcome.avp_reasons))
-        errors = tuple(_error_text(ids, error) for error in outcome.raw_errors)
+        errors = tuple(error_text(ids, error) for error in outcome.raw_errors)
         return outcome.decision.replace(reasons=reasons, errors=errors)
 
     def _map_policy_ids(self, outcomes: Any) -> None:
@@ -695,33 +676,23 @@ class VerifiedPermissionsEngine:
                 self._policy_ids = mapping
 
     def _list_policy_ids(self) -> dict[str, str]:
-        mapping: dict[str, str] = {}
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"policyStoreId": self.policy_store_id, "maxResults": _LIST_PAGE}
-            if token:
-                params["nextToken"] = token
-            page = self.client.list_policies(**params)
-            for item in page.get("policies") or ():
-                if isinstance(item, Mapping) and isinstance(item.get("policyId"), str):
-                    mapping[item["policyId"]] = shapes.our_policy_id(item)
-            token = page.get("nextToken")
-            if not token:
-                return mapping
+        return {item["policyId"]: shapes.our_policy_id(item)
+                for item in self._listed(self.client.list_policies, "policies")
+                if isinstance(item, Mapping) and isinstance(item.get("policyId"), str)}
 
-    def _load_schema(self) -> _Schema:
+    def _load_schema(self) -> Schema:
         schema = self._schema
         if schema is not None and (schema.error is None
                                    or time.monotonic() - schema.fetched < _RETRY_LOOKUP_SECONDS):
             return schema
         try:
             answer = self._run(self.client.get_schema, policyStoreId=self.policy_store_id)
-            schema = _schema_from(answer)
+            schema = schema_from(answer)
         except Exception as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
-                schema = _Schema()
+            if error_code(exc) == "ResourceNotFoundException":
+                schema = Schema()
             else:
-                schema = _Schema(error=_failure_text("GetSchema", exc))
+                schema = Schema(error=failure_text("GetSchema", exc))
         with self._lock:
             self._schema = schema
         return schema
@@ -729,7 +700,7 @@ class VerifiedPermissionsEngine:
     # -- cache -------------------------------------------------------------------------------
 
     def _cached(self, key: tuple[str, str]) -> Decision | None:
-        if self.cache_ttl is None:
+        if self.cache is None:
             return None
         with self._lock:
             entry = self._cache.get(key)
@@ -742,12 +713,12 @@ class VerifiedPermissionsEngine:
             return entry[1]
 
     def _remember(self, key: tuple[str, str], decision: Decision) -> None:
-        if self.cache_ttl is None:
+        if self.cache is None:
             return
         with self._lock:
-            self._cache[key] = (time.monotonic() + self.cache_ttl, decision)
+            self._cache[key] = (time.monotonic() + self.cache.ttl, decision)
             self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
+            while len(self._cache) > self.cache.size:
                 self._cache.popitem(last=False)
 
 
@@ -777,120 +748,6 @@ def _entity_index(entities: Sequence[Entity]) -> dict[EntityUID, Entity]:
     return index
 
 
-def _groups(prepared: list[_Prepared]) -> list[list[_Prepared]]:
-    """Groups of at most 30 requests sharing a principal or a resource, few as can be.
-
-    Greedy: take up to 30 of the requests of the principal or resource that has
-    the most left, then count again. n requests sharing one principal make
-    ceil(n/30) groups.
-    """
-    remaining = dict.fromkeys(range(len(prepared)))
-    keys: dict[tuple[str, str], list[int]] = {}
-    for position, member in enumerate(prepared):
-        keys.setdefault(("p", member.principal), []).append(position)
-        keys.setdefault(("r", member.resource), []).append(position)
-    groups: list[list[_Prepared]] = []
-    while remaining:
-        best: list[int] = []
-        for positions in keys.values():
-            left = [p for p in positions if p in remaining]
-            if len(left) > len(best) or (len(left) == len(best) and left and left[0] < best[0]):
-                best = left
-        chosen = best[: shapes.BATCH_LIMIT]
-        for position in chosen:
-            del remaining[position]
-        groups.append([prepared[position] for position in chosen])
-    return groups
-
-
-def _error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        error = response.get("Error")
-        if isinstance(error, Mapping) and isinstance(error.get("Code"), str):
-            return str(error["Code"])
-    return None
-
-
-def _failure_text(operation: str, exc: BaseException) -> str:
-    code = _error_code(exc) or type(exc).__name__
-    return f"Verified Permissions {operation} failed: {code}: {truncate(redact(str(exc)), 200)}"
-
-
-def _result_outcome(answer: Any) -> _Outcome:
-    """Check one IsAuthorized answer (or batch result) strictly: anything odd is a failure."""
-    if not isinstance(answer, Mapping):
-        return _Outcome(failure="malformed answer from Verified Permissions: not a structure")
-    decision = answer.get("decision")
-    if decision not in ("ALLOW", "DENY"):
-        shown = truncate(repr(decision), 40)
-        return _Outcome(failure=f"malformed answer from Verified Permissions: decision {shown}")
-    policies = answer.get("determiningPolicies")
-    errors = answer.get("errors")
-    if not isinstance(policies, list) or not all(
-            isinstance(p, Mapping) and isinstance(p.get("policyId"), str) for p in policies):
-        return _Outcome(failure="malformed answer from Verified Permissions: determiningPolicies")
-    if not isinstance(errors, list) or not all(
-            isinstance(e, Mapping) and isinstance(e.get("errorDescription"), str) for e in errors):
-        return _Outcome(failure="malformed answer from Verified Permissions: errors")
-    return _Outcome(decision=Decision(decision == "ALLOW"),
-                    avp_reasons=tuple(p["policyId"] for p in policies),
-                    raw_errors=tuple(e["errorDescription"] for e in errors),
-                    principal=answer.get("principal"))
-
-
-def _batch_outcomes(group: list[_Prepared], answer: Any) -> dict[str, _Outcome]:
-    """Match each batch result to the request it echoes; a request without exactly one is a failure."""
-    results = answer.get("results") if isinstance(answer, Mapping) else None
-    if not isinstance(results, list):
-        failure = "malformed answer from Verified Permissions: no results"
-        return {member.key: _Outcome(failure=failure) for member in group}
-    by_key = {sent.key: sent for sent in group}
-    by_scope: dict[str, list[_Prepared]] = {}
-    for sent in group:
-        scope = {k: sent.item[k] for k in ("principal", "action", "resource") if k in sent.item}
-        by_scope.setdefault(json.dumps(scope, sort_keys=True), []).append(sent)
-    matched: dict[str, list[_Outcome]] = {}
-    for result in results:
-        echo = result.get("request") if isinstance(result, Mapping) else None
-        if not isinstance(echo, Mapping):
-            continue
-        try:
-            key = json.dumps(echo, sort_keys=True)
-        except (TypeError, ValueError):
-            continue
-        member = by_key.get(key)
-        if member is None and "context" not in echo:
-            # An echo without its context still names the request when its scope is unique.
-            candidates = by_scope.get(key, [])
-            member = candidates[0] if len(candidates) == 1 else None
-        if member is not None:
-            matched.setdefault(member.key, []).append(_result_outcome(result))
-    outcomes: dict[str, _Outcome] = {}
-    for member in group:
-        found = matched.get(member.key, [])
-        if len(found) == 1:
-            outcomes[member.key] = found[0]
-        elif not found:
-            outcomes[member.key] = _Outcome(
-                failure="Verified Permissions returned no result for this request")
-        else:
-            outcomes[member.key] = _Outcome(
-                failure="Verified Permissions returned several results for this request")
-    return outcomes
-
-
-def _principal_of(identifier: Any) -> EntityUID | None:
-    """An EntityIdentifier AVP answered as an EntityUID, or None when absent or malformed."""
-    if not isinstance(identifier, Mapping):
-        return None
-    entity_type, entity_id = identifier.get("entityType"), identifier.get("entityId")
-    if not isinstance(entity_type, str) or not isinstance(entity_id, str) or not entity_type or not entity_id:
-        return None
-    try:
-        return EntityUID(entity_type, entity_id)
-    except Exception:
-        return None
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:
@@ -907,34 +764,25 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     return payload
 
 
-def _schema_from(answer: Any) -> _Schema:
-    text = answer.get("schema") if isinstance(answer, Mapping) else None
-    if not isinstance(text, str):
-        return _Schema(error="malformed GetSchema answer: no schema")
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return _Schema(error="malformed GetSchema answer: the schema is not JSON")
-    if not isinstance(document, Mapping):
-        return _Schema(error="malformed GetSchema answer: the schema is not a JSON object")
-    actions: list[EntityUID] = []
-    for namespace, body in document.items():
-        declared = body.get("actions") if isinstance(body, Mapping) else None
-        action_type = f"{namespace}::Action" if namespace else "Action"
-        for action_id in declared or ():
-            actions.append(EntityUID(action_type, str(action_id)))
-    return _Schema(actions=tuple(actions), namespaces=tuple(str(n) for n in document))
+def _entity_slice(request: Request, roots: tuple[EntityUID, ...],
+                  provider: StaticEntityProvider) -> tuple[list[Entity], str, str | None]:
+    """The entities a request needs, their digest, and why AVP would refuse them (None: it would not)."""
+    chosen = sorted(entity_slice(provider, list(roots)), key=lambda e: (e.uid.type, e.uid.id))
+    problem = next((f"entity {truncate(str(e.uid), 120)}: {p}" for e in chosen
+                    if (p := shapes.entity_problems(e.cedar))), None)
+    if problem is None:
+        by_uid = {(e.uid.type, e.uid.id): e.cedar for e in chosen}
+        problem = (shapes.hierarchy_problem(request.principal.to_cedar(), by_uid)
+                   or shapes.hierarchy_problem(request.resource.to_cedar(), by_uid))
+    digest = hashlib.sha256(json.dumps([e.cedar for e in chosen], sort_keys=True).encode())
+    return chosen, digest.hexdigest(), problem
 
 
-def _error_text(ids: Mapping[str, str], error: str) -> str:
-    """An AVP error with its policy ids as ours; ids stay through redaction, values do not."""
-    named: list[str] = []
-
-    def ours(match: re.Match[str]) -> str:
-        found = ids.get(match.group(1))
-        if found is None:
-            return match.group(0)
-        named.append(found)
-        return f"`{found}`"
-
-    return truncate(redact(_QUOTED.sub(ours, error), keep=named))
+def _answered_for(outcome: Outcome, expected: EntityUID) -> Outcome:
+    """A token decision counts only for the request's principal: one AVP made for another is a failure."""
+    got = principal_of(outcome.principal)
+    if outcome.decision is None or got == expected:
+        return outcome
+    shown = truncate(str(got), 120) if got is not None else "no principal"
+    return Outcome(failure=f"Verified Permissions mapped the token to {shown}, not to "
+                           f"the request's principal {truncate(str(expected), 120)}")

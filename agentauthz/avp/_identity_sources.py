@@ -1,6 +1,6 @@
 """Identity sources and the ``*WithToken`` operations of the local Verified Permissions endpoint.
 
-A mixin of the endpoint's backend (:mod:`agentauthz.avp._server`): identity
+A mixin of the endpoint's backend (:mod:`agentauthz.avp._backend`): identity
 sources are kept per policy store like AVP keeps them (``CreateIdentitySource``,
 ``GetIdentitySource``, ``ListIdentitySources``, ``UpdateIdentitySource``,
 ``DeleteIdentitySource``), and ``IsAuthorizedWithToken`` /

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from agentauthz._model import EntityUID
 from agentauthz._model import _escape as escape
 from agentauthz.avp import _wire as shapes
 from agentauthz.policy._schema_json import schema_json_text
-from agentauthz.policy._store import PolicyStore, truncate
+from agentauthz.policy._store import PolicyStore, TemplateLink, truncate
 
 __all__ = ["Change", "PullResult", "PushPlan", "apply_push", "plan_push", "pull"]
 
@@ -112,8 +112,12 @@ def _call(client: Any, operation: str, **params: Any) -> Any:
     try:
         return getattr(client, operation)(**params)
     except Exception as exc:
-        raise EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
-                          f"{truncate(str(exc), 300)}") from exc
+        raise _failed(operation, exc) from exc
+
+
+def _failed(operation: str, exc: BaseException) -> EngineError:
+    return EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
+                       f"{truncate(str(exc), 300)}")
 
 
 def _code(exc: BaseException) -> str | None:
@@ -153,8 +157,7 @@ def _read_remote(client: Any, policy_store_id: str) -> _Remote:
         remote.schema = answer.get("schema") if isinstance(answer, Mapping) else None
     except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
-            raise EngineError(f"Verified Permissions GetSchema failed: {_code(exc) or type(exc).__name__}: "
-                              f"{truncate(str(exc), 300)}") from exc
+            raise _failed("GetSchema", exc) from exc
     for item in _pages(client, "list_policy_templates", "policyTemplates", policyStoreId=policy_store_id):
         detail = _call(client, "get_policy_template", policyStoreId=policy_store_id,
                        policyTemplateId=item["policyTemplateId"])
@@ -193,86 +196,106 @@ def plan_push(store: PolicyStore, client: Any, policy_store_id: str, *, prune: b
         PolicyError: the schema cannot be converted, or an id cannot be kept in AVP.
         EngineError: the policy store could not be read.
     """
+    _check_ids(store)
+    desired_schema = schema_json_text(store.schema_text) if store.schema_text is not None else None
+    remote = _read_remote(client, policy_store_id)
+    wanted_templates = {p.id: p.text for p in store.enforced_policies if p.is_template}
+    wanted_statics = {p.id: p.text for p in store.enforced_policies if not p.is_template}
+    changes = _schema_changes(desired_schema, remote.schema)
+    replaced = _replaced_templates(wanted_templates, remote.templates)
+    changes += _item_changes("template", wanted_templates, remote.templates, "policyTemplateId")
+    changes += _item_changes("policy", wanted_statics, remote.statics, "policyId")
+    changes += _link_changes(store.enforced_links, remote, replaced)
+    changes += _extra_changes(remote, set(wanted_templates), set(wanted_statics),
+                              {link.id for link in store.enforced_links}, "delete" if prune else "extra")
+    return PushPlan(policy_store_id, store, changes, prune, remote)
+
+
+def _check_ids(store: PolicyStore) -> None:
+    """Every id must ride in an AVP policy name or description."""
     too_long = [p.id for p in store.enforced_policies
                 if shapes.policy_description(p.id) is None and shapes.policy_name(p.id) is None]
     too_long += [link.id for link in store.enforced_links if shapes.policy_name(link.id) is None]
     if too_long:
         raise PolicyError([f"{truncate(i, 80)}: id too long to keep in a Verified Permissions policy "
                            "name or description (at most 139 characters)" for i in too_long])
-    desired_schema = schema_json_text(store.schema_text) if store.schema_text is not None else None
-    remote = _read_remote(client, policy_store_id)
+
+
+def _schema_changes(desired: str | None, remote: str | None) -> list[Change]:
+    if desired is not None:
+        if remote is None:
+            return [Change("schema", "schema", "create")]
+        if _json(remote) != _json(desired):
+            return [Change("schema", "schema", "update", "schema changed")]
+        return [Change("schema", "schema", "unchanged")]
+    if remote is not None:
+        return [Change("schema", "schema", "extra", "no schema in the directory (AVP cannot delete "
+                                                    "a schema; it stays)")]
+    return []
+
+
+def _item_changes(kind: Kind, wanted: Mapping[str, str], remote: Mapping[str, dict[str, Any]],
+                  id_key: str) -> list[Change]:
+    """Templates or static policies of the directory against the store's: by statement, then description."""
     changes: list[Change] = []
-
-    if desired_schema is not None:
-        if remote.schema is None:
-            changes.append(Change("schema", "schema", "create"))
-        elif _json(remote.schema) != _json(desired_schema):
-            changes.append(Change("schema", "schema", "update", "schema changed"))
-        else:
-            changes.append(Change("schema", "schema", "unchanged"))
-    elif remote.schema is not None:
-        changes.append(Change("schema", "schema", "extra", "no schema in the directory (AVP cannot delete "
-                                                           "a schema; it stays)"))
-
-    replaced_templates: set[str] = set()
-    wanted_templates = {p.id: p for p in store.enforced_policies if p.is_template}
-    for our_id, policy in sorted(wanted_templates.items()):
-        item = remote.templates.get(our_id)
+    for our_id, text in sorted(wanted.items()):
+        item = remote.get(our_id)
         if item is None:
-            changes.append(Change("template", our_id, "create"))
-        elif _normal(str(item.get("statement", ""))) != _normal(policy.text):
-            changes.append(Change("template", our_id, "update", "statement changed",
-                                  item["policyTemplateId"]))
-            if _slots(item.get("statement", "")) != _slots(policy.text):
-                replaced_templates.add(our_id)
+            changes.append(Change(kind, our_id, "create"))
+        elif _normal(str(item.get("statement", ""))) != _normal(text):
+            changes.append(Change(kind, our_id, "update", "statement changed", item[id_key]))
         elif item.get("description") != shapes.policy_description(our_id):
-            changes.append(Change("template", our_id, "update", "description changed",
-                                  item["policyTemplateId"]))
+            changes.append(Change(kind, our_id, "update", "description changed", item[id_key]))
         else:
-            changes.append(Change("template", our_id, "unchanged", avp_id=item["policyTemplateId"]))
+            changes.append(Change(kind, our_id, "unchanged", avp_id=item[id_key]))
+    return changes
 
-    wanted_statics = {p.id: p for p in store.enforced_policies if not p.is_template}
-    for our_id, policy in sorted(wanted_statics.items()):
-        item = remote.statics.get(our_id)
-        if item is None:
-            changes.append(Change("policy", our_id, "create"))
-        elif _normal(str(item.get("statement", ""))) != _normal(policy.text):
-            changes.append(Change("policy", our_id, "update", "statement changed", item["policyId"]))
-        elif item.get("description") != shapes.policy_description(our_id):
-            changes.append(Change("policy", our_id, "update", "description changed", item["policyId"]))
-        else:
-            changes.append(Change("policy", our_id, "unchanged", avp_id=item["policyId"]))
 
-    for link in sorted(store.enforced_links, key=lambda item: item.id):
+def _replaced_templates(wanted: Mapping[str, str], remote: Mapping[str, dict[str, Any]]) -> set[str]:
+    """Templates whose slots change: UpdatePolicyTemplate cannot, so they and their links are made again."""
+    replaced: set[str] = set()
+    for our_id, text in wanted.items():
+        if our_id not in remote:
+            continue
+        statement = str(remote[our_id].get("statement", ""))
+        if _normal(statement) != _normal(text) and _slots(statement) != _slots(text):
+            replaced.add(our_id)
+    return replaced
+
+
+def _link_changes(links: Iterable[TemplateLink], remote: _Remote, replaced: set[str]) -> list[Change]:
+    """Template-linked policies: unchanged only with the same template (not replaced), principal, resource."""
+    changes: list[Change] = []
+    for link in sorted(links, key=lambda item: item.id):
         item = remote.links.get(link.id)
         if item is None:
             changes.append(Change("link", link.id, "create"))
             continue
         linked = (item.get("definition") or {}).get("templateLinked") or {}
         template_ours = remote.template_ours.get(str(linked.get("policyTemplateId")))
-        same = (template_ours == link.template and link.template not in replaced_templates
+        same = (template_ours == link.template and link.template not in replaced
                 and linked.get("principal") == _identifier(link.principal)
                 and linked.get("resource") == _identifier(link.resource))
         if same:
             changes.append(Change("link", link.id, "unchanged", avp_id=item["policyId"]))
         else:
-            reason = ("template replaced" if link.template in replaced_templates
+            reason = ("template replaced" if link.template in replaced
                       else "template, principal or resource changed")
             changes.append(Change("link", link.id, "update", reason, item["policyId"]))
+    return changes
 
-    extra_action: Action = "delete" if prune else "extra"
-    linked_ids = {link.id for link in store.enforced_links}
-    for our_id, item in sorted(remote.links.items()):
-        if our_id not in linked_ids:
-            changes.append(Change("link", our_id, extra_action, "not in the directory", item["policyId"]))
-    for our_id, item in sorted(remote.statics.items()):
-        if our_id not in wanted_statics:
-            changes.append(Change("policy", our_id, extra_action, "not in the directory", item["policyId"]))
-    for our_id, item in sorted(remote.templates.items()):
-        if our_id not in wanted_templates:
-            reason = "not in the directory (its links go with it)"
-            changes.append(Change("template", our_id, extra_action, reason, item["policyTemplateId"]))
-    return PushPlan(policy_store_id, store, changes, prune, remote)
+
+def _extra_changes(remote: _Remote, templates: set[str], statics: set[str], links: set[str],
+                   action: Action) -> list[Change]:
+    """What the store holds and the directory does not: deleted with ``prune``, else reported."""
+    changes = [Change("link", our_id, action, "not in the directory", item["policyId"])
+               for our_id, item in sorted(remote.links.items()) if our_id not in links]
+    changes += [Change("policy", our_id, action, "not in the directory", item["policyId"])
+                for our_id, item in sorted(remote.statics.items()) if our_id not in statics]
+    changes += [Change("template", our_id, action, "not in the directory (its links go with it)",
+                       item["policyTemplateId"])
+                for our_id, item in sorted(remote.templates.items()) if our_id not in templates]
+    return changes
 
 
 def _json(text: str) -> Any:
@@ -300,65 +323,94 @@ def apply_push(plan: PushPlan, client: Any) -> list[Change]:
         EngineError: a call failed (what was done before it stays done; push again).
         PolicyError: the schema cannot be converted.
     """
-    store_id = plan.policy_store_id
-    store = plan.store
-    remote = plan.remote
-    done: list[Change] = []
-    template_ids = {ours: str(item["policyTemplateId"]) for ours, item in remote.templates.items()}
-    texts = {p.id: p.text for p in store.enforced_policies}
-    links = {link.id: link for link in store.enforced_links}
-    recreate_links: set[str] = set()
-
-    for change in sorted(plan.pending, key=lambda c: (c.action == "delete", _ORDER[c.kind])):
-        if change.kind == "schema":
-            text = schema_json_text(store.schema_text) if store.schema_text is not None else None
-            if text is None:
-                continue
-            _call(client, "put_schema", policyStoreId=store_id, definition={"cedarJson": text})
-        elif change.kind == "template" and change.action == "create":
-            template_ids[change.id] = _create_template(client, store_id, change.id, texts[change.id])
-        elif change.kind == "template" and change.action == "update":
-            assert change.avp_id is not None
-            try:
-                _call(client, "update_policy_template", policyStoreId=store_id,
-                      policyTemplateId=change.avp_id, statement=texts[change.id],
-                      **_described(change.id))
-            except EngineError as exc:
-                if _code(exc.__cause__ or exc) != "ValidationException":
-                    raise
-                # slots changed: a new template (its links are deleted with the old one)
-                _call(client, "delete_policy_template", policyStoreId=store_id,
-                      policyTemplateId=change.avp_id)
-                template_ids[change.id] = _create_template(client, store_id, change.id, texts[change.id])
-                recreate_links.update(link.id for link in store.enforced_links if link.template == change.id)
-        elif change.kind == "policy" and change.action == "create":
-            _create_static(client, store_id, change.id, texts[change.id])
-        elif change.kind == "policy" and change.action == "update":
-            assert change.avp_id is not None
-            try:
-                _call(client, "update_policy", policyStoreId=store_id, policyId=change.avp_id,
-                      definition={"static": {"statement": texts[change.id], **_described(change.id)}})
-            except EngineError as exc:
-                if _code(exc.__cause__ or exc) != "ValidationException":
-                    raise
-                # effect, principal or resource changed: UpdatePolicy cannot; replace it
-                _call(client, "delete_policy", policyStoreId=store_id, policyId=change.avp_id)
-                _create_static(client, store_id, change.id, texts[change.id])
-        elif change.kind == "link" and change.action in ("create", "update"):
-            if change.action == "update" and change.avp_id and change.id not in recreate_links:
-                _delete_quietly(client, store_id, change.avp_id)
-            _create_link(client, store_id, links[change.id], template_ids)
-            recreate_links.discard(change.id)
-        elif change.action == "delete":
-            assert change.avp_id is not None
-            if change.kind == "template":
-                _delete_quietly(client, store_id, change.avp_id, template=True)
-            else:
-                _delete_quietly(client, store_id, change.avp_id)
-        done.append(change)
-    for link_id in sorted(recreate_links):  # links of replaced templates the plan called unchanged
-        _create_link(client, store_id, links[link_id], template_ids)
+    push = _Push(plan, client)
+    done = [change for change in sorted(plan.pending, key=lambda c: (c.action == "delete", _ORDER[c.kind]))
+            if push.apply(change)]
+    push.finish()
     return done
+
+
+class _Push:
+    """Makes a plan's changes one by one, keeping the AVP ids of the templates it creates."""
+
+    def __init__(self, plan: PushPlan, client: Any) -> None:
+        self.client = client
+        self.store_id = plan.policy_store_id
+        self.store = plan.store
+        self.template_ids = {ours: str(item["policyTemplateId"])
+                             for ours, item in plan.remote.templates.items()}
+        self.texts = {p.id: p.text for p in plan.store.enforced_policies}
+        self.links = {link.id: link for link in plan.store.enforced_links}
+        #: Links of templates made again: created after every change (the plan may call them unchanged).
+        self.recreate_links: set[str] = set()
+
+    def apply(self, change: Change) -> bool:
+        """Make one change; False when there was nothing to do."""
+        if change.kind == "schema":
+            return self._schema()
+        if change.action == "delete":
+            assert change.avp_id is not None
+            _delete_quietly(self.client, self.store_id, change.avp_id, template=change.kind == "template")
+        elif change.kind == "template":
+            self._template(change)
+        elif change.kind == "policy":
+            self._policy(change)
+        else:
+            self._link(change)
+        return True
+
+    def finish(self) -> None:
+        """Create the links of replaced templates that no change created."""
+        for link_id in sorted(self.recreate_links):
+            _create_link(self.client, self.store_id, self.links[link_id], self.template_ids)
+
+    def _schema(self) -> bool:
+        if self.store.schema_text is None:
+            return False
+        _call(self.client, "put_schema", policyStoreId=self.store_id,
+              definition={"cedarJson": schema_json_text(self.store.schema_text)})
+        return True
+
+    def _template(self, change: Change) -> None:
+        text = self.texts[change.id]
+        if change.action == "create":
+            self.template_ids[change.id] = _create_template(self.client, self.store_id, change.id, text)
+            return
+        assert change.avp_id is not None
+        try:
+            _call(self.client, "update_policy_template", policyStoreId=self.store_id,
+                  policyTemplateId=change.avp_id, statement=text, **_described(change.id))
+        except EngineError as exc:
+            if _code(exc.__cause__ or exc) != "ValidationException":
+                raise
+            # slots changed: a new template (its links are deleted with the old one)
+            _call(self.client, "delete_policy_template", policyStoreId=self.store_id,
+                  policyTemplateId=change.avp_id)
+            self.template_ids[change.id] = _create_template(self.client, self.store_id, change.id, text)
+            self.recreate_links.update(link.id for link in self.links.values() if link.template == change.id)
+
+    def _policy(self, change: Change) -> None:
+        text = self.texts[change.id]
+        if change.action == "create":
+            _create_static(self.client, self.store_id, change.id, text)
+            return
+        assert change.avp_id is not None
+        try:
+            _call(self.client, "update_policy", policyStoreId=self.store_id, policyId=change.avp_id,
+                  definition={"static": {"statement": text, **_described(change.id)}})
+        except EngineError as exc:
+            if _code(exc.__cause__ or exc) != "ValidationException":
+                raise
+            # effect, principal or resource changed: UpdatePolicy cannot; replace it
+            _call(self.client, "delete_policy", policyStoreId=self.store_id, policyId=change.avp_id)
+            _create_static(self.client, self.store_id, change.id, text)
+
+    def _link(self, change: Change) -> None:
+        """Links cannot be updated: an updated one is deleted (unless its template took it) and created."""
+        if change.action == "update" and change.avp_id and change.id not in self.recreate_links:
+            _delete_quietly(self.client, self.store_id, change.avp_id)
+        _create_link(self.client, self.store_id, self.links[change.id], self.template_ids)
+        self.recreate_links.discard(change.id)
 
 
 def _described(our_id: str) -> dict[str, str]:
@@ -405,9 +457,7 @@ def _delete_quietly(client: Any, store_id: str, avp_id: str, *, template: bool =
     except Exception as exc:
         if _code(exc) == "ResourceNotFoundException":
             return  # gone already (a template's links go with it)
-        operation = "DeletePolicyTemplate" if template else "DeletePolicy"
-        raise EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
-                          f"{truncate(str(exc), 300)}") from exc
+        raise _failed("DeletePolicyTemplate" if template else "DeletePolicy", exc) from exc
 
 
 # -- pull ---------------------------------------------------------------------------------------

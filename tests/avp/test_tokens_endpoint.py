@@ -374,6 +374,23 @@ def test_a_decision_for_another_principal_is_denied(issuer: Issuer, store: az.Po
     assert "not to the request's principal" in decision.errors[0]
 
 
+def test_a_request_for_another_principal_is_denied_even_beside_the_token_user_s_own(
+    issuer: Issuer, store: az.PolicyStore, engine: VerifiedPermissionsEngine
+) -> None:
+    token = id_tokens(issuer)["admin"]
+    admin = engine.token_principal(token)
+    someone = U("App::User", f"{POOL_ID}|someone-else")
+    secret = U("App::Doc", "secret")
+    # every order and mix of the token's user and another principal asking the same thing
+    for principals in itertools.product((admin, someone), repeat=3):
+        decisions = engine.decide_with_token(
+            token, [az.Request(principal=p, action=DELETE, resource=secret) for p in principals],
+            store.entities)
+        assert [d.allowed for d in decisions] == [p == admin for p in principals], principals
+        assert all("not to the request's principal" in d.errors[0]
+                   for p, d in zip(principals, decisions, strict=True) if p != admin)
+
+
 def test_token_principal_needs_an_identity_source_for_the_issuer(engine: VerifiedPermissionsEngine) -> None:
     other = Issuer(issuer="https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other")
     with pytest.raises(az.IdentityError):

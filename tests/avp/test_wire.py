@@ -25,7 +25,8 @@ from agentauthz.policy._schema_json import cedar_schema_to_json, schema_json_tex
 boto3 = pytest.importorskip("boto3")
 from botocore.stub import ANY, Stubber  # type: ignore[import-untyped]  # noqa: E402
 
-from agentauthz.avp._engine import NOT_SENT, VerifiedPermissionsEngine, _groups  # noqa: E402
+from agentauthz.avp._engine import NOT_SENT, VerifiedPermissionsEngine  # noqa: E402
+from agentauthz.avp._exchange import groups as _groups  # noqa: E402
 
 STORE_ID = "PSEXAMPLEabcdefg111111"
 U = az.EntityUID
@@ -303,10 +304,10 @@ def test_grouping_shares_a_principal_or_a_resource_in_every_group() -> None:
 
 
 def _prepared(index: int, principal: str, resource: str) -> Any:
-    from agentauthz.avp._engine import _Prepared
+    from agentauthz.avp._exchange import Prepared
 
-    return _Prepared(index=index, item={}, key=str(index), principal=principal, resource=resource,
-                     slice=[], slice_key="")
+    return Prepared(index=index, item={}, key=str(index), principal=principal, resource=resource,
+                    slice=[], slice_key="")
 
 
 # -- names, values, schema, extras -----------------------------------------------------------

@@ -9,10 +9,10 @@ boto3 is imported only when a client has to be made.
 
 Example:
     >>> import agentauthz as az
-    >>> from agentauthz.integrations.bedrock import KnowledgeBaseRetriever
+    >>> from agentauthz.integrations.bedrock import KnowledgeBaseRetriever, MetadataMapping
     >>> authz = az.Authorizer.from_directory("policies")
     >>> kb = KnowledgeBaseRetriever("KB12345678", authz, client=object(),
-    ...                             attributes={"department": "department"})
+    ...                             metadata=MetadataMapping(attributes={"department": "department"}))
     >>> kb.k
     4
 """
@@ -27,15 +27,18 @@ from agentauthz.integrations.bedrock._agents import (
     action_group_handler,
     authorize_return_control,
 )
+from agentauthz.integrations.bedrock._generation import GenerationFilter, retrieve_and_generate_filter
 from agentauthz.integrations.bedrock._kb import (
-    CHUNK_ID_KEY,
-    SOURCE_URI_KEY,
-    GenerationFilter,
+    FetchLimits,
     KnowledgeBaseResults,
     KnowledgeBaseRetriever,
-    MetadataField,
     and_all,
-    retrieve_and_generate_filter,
+)
+from agentauthz.integrations.bedrock._metadata import (
+    CHUNK_ID_KEY,
+    SOURCE_URI_KEY,
+    MetadataField,
+    MetadataMapping,
 )
 from agentauthz.retrieval._overfetch import RetrievalStats
 
@@ -43,10 +46,12 @@ __all__ = [
     "CHUNK_ID_KEY",
     "SOURCE_URI_KEY",
     "ActionInvocation",
+    "FetchLimits",
     "GenerationFilter",
     "KnowledgeBaseResults",
     "KnowledgeBaseRetriever",
     "MetadataField",
+    "MetadataMapping",
     "RetrievalStats",
     "ReturnControlAuthorization",
     "TokenVerifier",

@@ -1,7 +1,9 @@
 """Amazon Bedrock Knowledge Bases: retrieval authorized for the end user.
 
 Re-exported by :mod:`agentauthz.integrations.bedrock`; import it from there.
-boto3 is imported only when no client is given (extra ``aws``).
+boto3 is imported only when no client is given (extra ``aws``). How a result's
+metadata becomes its resource is :mod:`~agentauthz.integrations.bedrock._metadata`;
+the filter for ``retrieve_and_generate`` is :mod:`~agentauthz.integrations.bedrock._generation`.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ import copy
 import importlib
 import json
 import time
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._entities import StaticEntityProvider
-from agentauthz._errors import AccessDenied, ConfigurationError, EngineError
-from agentauthz._model import Decision, Entity, EntityUID
-from agentauthz.policy._schema_json import schema_json_text
-from agentauthz.policy._store import PolicyStore
+from agentauthz._errors import ConfigurationError, EngineError
+from agentauthz._model import Entity, EntityUID
+from agentauthz.integrations.bedrock._metadata import (
+    CHUNK_ID_KEY,
+    MappingKeywords,
+    MetadataField,
+    MetadataMapping,
+    mapping_from_keywords,
+)
 from agentauthz.retrieval._overfetch import (
     OverFetchPlan,
     PrefilterState,
@@ -32,21 +39,9 @@ if TYPE_CHECKING:
     from langchain_core.retrievers import BaseRetriever
 
     from agentauthz.retrieval._prefilter import Prefilter
-    from agentauthz.session._session import Session
 
-__all__ = [
-    "CHUNK_ID_KEY",
-    "SOURCE_URI_KEY",
-    "GenerationFilter",
-    "KnowledgeBaseResults",
-    "KnowledgeBaseRetriever",
-    "MetadataField",
-    "and_all",
-    "retrieve_and_generate_filter",
-]
+__all__ = ["FetchLimits", "KnowledgeBaseResults", "KnowledgeBaseRetriever", "and_all"]
 
-SOURCE_URI_KEY = "x-amz-bedrock-kb-source-uri"
-CHUNK_ID_KEY = "x-amz-bedrock-kb-chunk-id"
 # The service caps numberOfResults at 100 per call.
 PAGE_MAX = 100
 _INSTALL = 'pip install "agentauthz[aws]"'
@@ -56,42 +51,40 @@ ResourceOfResult = Callable[[Mapping[str, Any]], "Entity | EntityUID | None"]
 
 
 @dataclass(frozen=True)
-class MetadataField:
-    """Where a resource attribute lives in a knowledge-base result's metadata.
+class FetchLimits:
+    """How far one retrieval may look for its ``k`` permitted results.
 
     Attributes:
-        key: the metadata key (as set in the document's ``.metadata.json``).
-        entity_type: when set, the metadata value is the id of an entity of
-            this type (``"acme"`` -> ``Tenant::"acme"``).
+        max_candidates: most distinct results examined per call (at least ``k``).
+        max_rounds: most ``retrieve`` calls per query.
+
+    Raises:
+        ConfigurationError: ``max_rounds`` or ``max_candidates`` below 1.
 
     Example:
-        >>> MetadataField("tenant_id", entity_type="Tenant").key
-        'tenant_id'
+        >>> FetchLimits(max_candidates=40).max_rounds
+        10
+
+    .. versionadded:: 0.2
     """
 
-    key: str
-    entity_type: str | None = None
+    max_candidates: int = 100
+    max_rounds: int = 10
+
+    def __post_init__(self) -> None:
+        if self.max_candidates < 1 or self.max_rounds < 1:
+            raise ConfigurationError("max_candidates and max_rounds must be at least 1")
 
 
-def _field(spec: str | MetadataField) -> MetadataField:
-    if isinstance(spec, MetadataField):
-        return spec
-    if isinstance(spec, str):
-        return MetadataField(spec)
-    raise ConfigurationError(f"an attribute maps to a metadata key or MetadataField, not {spec!r}")
+class _RetrieverKeywords(MappingKeywords, total=False):
+    """The flat keywords ``metadata=`` and ``limits=`` replace (deprecated)."""
+
+    max_candidates: int
+    max_rounds: int
 
 
-def _cedar_value(value: Any, spec: MetadataField) -> Any:
-    """A metadata value as the Python value of a Cedar attribute."""
-    if spec.entity_type is not None:
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"metadata {spec.key!r} is not an entity id")
-        return EntityUID(spec.entity_type, value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # the service returns numbers as JSON numbers; Cedar has Long only
-    if isinstance(value, list):
-        return [_cedar_value(item, MetadataField(spec.key)) for item in value]
-    return value
+_LIMIT_KEYWORDS = ("max_candidates", "max_rounds")
+
 
 
 def and_all(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -122,14 +115,6 @@ def and_all(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return members[0]
     return {"andAll": members}
 
-
-def _metadata_keys(attributes: Mapping[str, MetadataField], ancestors_key: str | None) -> dict[str, str]:
-    from agentauthz.retrieval._prefilter import ANCESTORS
-
-    keys = {name: spec.key for name, spec in attributes.items()}
-    if ancestors_key is not None:
-        keys[ANCESTORS] = ancestors_key
-    return keys
 
 
 def _result_key(result: Any) -> Hashable:
@@ -177,18 +162,14 @@ class KnowledgeBaseRetriever:
         knowledge_base_id: the knowledge base.
         authz: the Authorizer deciding each result.
         action: Cedar action (default ``"read"``).
-        resource_type: entity type of the resources (default ``"Document"``).
-        id_key: metadata key holding the resource id (default the source URI).
-        attributes: Cedar attribute -> metadata key (or :class:`MetadataField`
-            for entity-typed attributes).
-        ancestors_key: metadata key listing the Cedar text of every ancestor of
-            the resource (``['Folder::"hr"', 'Folder::"root"']``): they become
-            its parents, and ``resource in ...`` conditions can be pre-filtered.
+        metadata: how a result's metadata becomes its resource
+            (:class:`MetadataMapping`: resource type, id key, attributes,
+            ancestors key; default: a ``Document`` named by the source URI).
         resource: builds the resource from a whole result instead (then the
             pre-filter is off unless ``prefilter=True``).
         k: results wanted.
-        max_candidates: most distinct results examined per call.
-        max_rounds: most ``retrieve`` calls per query.
+        limits: how far to look for them (:class:`FetchLimits`: at most 100
+            distinct results in at most 10 calls by default).
         context: Cedar context of every request.
         retrieval_configuration: the caller's ``retrievalConfiguration``
             (search type, reranking, its own filter, ...); ``numberOfResults``
@@ -198,13 +179,20 @@ class KnowledgeBaseRetriever:
             the resource is built from ``attributes``).
         client: a ``bedrock-agent-runtime`` client (default: one made with boto3).
         region_name: region of the default client.
+        deprecated: ``resource_type``, ``id_key``, ``attributes``,
+            ``ancestors_key`` (now in ``metadata``), ``max_candidates``,
+            ``max_rounds`` (``limits``): still taken, with a DeprecationWarning.
+
+    .. versionchanged:: 0.2
+       ``metadata=`` and ``limits=`` replace six flat keywords.
 
     Example:
         >>> import agentauthz as az
+        >>> from agentauthz.integrations.bedrock import SOURCE_URI_KEY
         >>> authz = az.Authorizer.from_text(
         ...     'permit(principal, action, resource) when { resource.department == "hr" };')
         >>> kb = KnowledgeBaseRetriever("KB12345678", authz, client=object(),
-        ...                             attributes={"department": "department"})
+        ...                             metadata=MetadataMapping(attributes={"department": "department"}))
         >>> kb.resource_of({"metadata": {SOURCE_URI_KEY: "s3://b/a.pdf", "department": "hr"}}).uid
         EntityUID(type='Document', id='s3://b/a.pdf')
     """
@@ -215,27 +203,25 @@ class KnowledgeBaseRetriever:
         authz: Authorizer,
         *,
         action: str | EntityUID = "read",
-        resource_type: str = "Document",
-        id_key: str = SOURCE_URI_KEY,
-        attributes: Mapping[str, str | MetadataField] | None = None,
-        ancestors_key: str | None = None,
+        metadata: MetadataMapping | None = None,
         resource: ResourceOfResult | None = None,
         k: int = 4,
-        max_candidates: int = 100,
-        max_rounds: int = 10,
+        limits: FetchLimits | None = None,
         context: Mapping[str, Any] | None = None,
         retrieval_configuration: Mapping[str, Any] | None = None,
         request_options: Mapping[str, Any] | None = None,
         prefilter: bool | None = None,
         client: Any = None,
         region_name: str | None = None,
+        **deprecated: Unpack[_RetrieverKeywords],
     ) -> None:
         if not knowledge_base_id:
             raise ConfigurationError("knowledge_base_id is required")
-        if k < 1 or max_candidates < k or max_rounds < 1:
+        mapping_keywords, limits = _limits(limits, dict(deprecated))
+        if k < 1 or limits.max_candidates < k:
             raise ConfigurationError(
                 f"need k >= 1, max_candidates >= k and max_rounds >= 1 "
-                f"(k={k}, max_candidates={max_candidates}, max_rounds={max_rounds})"
+                f"(k={k}, max_candidates={limits.max_candidates}, max_rounds={limits.max_rounds})"
             )
         config = dict(retrieval_configuration or {})
         if "managedSearchConfiguration" in config and "vectorSearchConfiguration" in config:
@@ -243,16 +229,10 @@ class KnowledgeBaseRetriever:
         self.knowledge_base_id = knowledge_base_id
         self.authz = authz
         self.action = action
-        self.resource_type = resource_type
-        self.id_key = id_key
-        self.attributes: dict[str, MetadataField] = {
-            name: _field(spec) for name, spec in (attributes or {}).items()
-        }
-        self.ancestors_key = ancestors_key
+        self.metadata = mapping_from_keywords("KnowledgeBaseRetriever", metadata, mapping_keywords)
         self.resource = resource
         self.k = k
-        self.max_candidates = max_candidates
-        self.max_rounds = max_rounds
+        self.limits = limits
         self.context = dict(context) if context else None
         self.retrieval_configuration = config
         self.request_options = dict(request_options or {})
@@ -280,10 +260,15 @@ class KnowledgeBaseRetriever:
     @property
     def metadata_keys(self) -> dict[str, str]:
         """Cedar resource attribute -> metadata key, as the pre-filter compiler wants them."""
-        return _metadata_keys(self.attributes, self.ancestors_key)
+        return self.metadata.keys
+
+    @property
+    def attributes(self) -> dict[str, MetadataField]:
+        """``metadata.fields``: Cedar attribute -> :class:`MetadataField`."""
+        return self.metadata.fields
 
     def resource_of(self, result: Mapping[str, Any]) -> Entity | EntityUID | None:
-        """The Cedar resource of one ``retrievalResults`` item.
+        """The Cedar resource of one ``retrievalResults`` item (``resource=``, or :attr:`metadata`'s).
 
         Raises:
             KeyError, ValueError: the metadata lacks the id or an attribute (the
@@ -291,20 +276,7 @@ class KnowledgeBaseRetriever:
         """
         if self.resource is not None:
             return self.resource(result)
-        metadata = result.get("metadata")
-        if not isinstance(metadata, Mapping):
-            raise KeyError("result has no metadata")
-        resource_id = metadata[self.id_key]
-        if not isinstance(resource_id, str) or not resource_id:
-            raise ValueError(f"metadata {self.id_key!r} is not a resource id")
-        attrs = {name: _cedar_value(metadata[spec.key], spec) for name, spec in self.attributes.items()}
-        parents: list[EntityUID] = []
-        if self.ancestors_key is not None:
-            ancestors = metadata[self.ancestors_key]  # missing: dropped (a forbid may need them)
-            if not isinstance(ancestors, list) or not all(isinstance(a, str) for a in ancestors):
-                raise ValueError(f"metadata {self.ancestors_key!r} is not a list of entity uids")
-            parents = [EntityUID.parse(text) for text in ancestors]
-        return Entity(uid=EntityUID(self.resource_type, resource_id), attrs=attrs, parents=parents)
+        return self.metadata.resource_of(result)
 
     def request(
         self,
@@ -347,7 +319,7 @@ class KnowledgeBaseRetriever:
         from agentauthz.retrieval._prefilter import compile_prefilter
 
         return compile_prefilter(self.authz, action=self.action, context=self.context,
-                                 resource_type=self.resource_type)
+                                 resource_type=self.metadata.resource_type)
 
     def search_filter(
         self, filter: Mapping[str, Any] | None = None
@@ -410,8 +382,8 @@ class KnowledgeBaseRetriever:
         started = time.perf_counter_ns()
         self.authz.current_principal()  # no end user: IdentityError before any search
         plan: OverFetchPlan[Result] = OverFetchPlan(
-            k=self.k, max_candidates=self.max_candidates, key=_result_key,
-            max_rounds=self.max_rounds, initial=min(self.k, PAGE_MAX),
+            k=self.k, max_candidates=self.limits.max_candidates, key=_result_key,
+            max_rounds=self.limits.max_rounds, initial=min(self.k, PAGE_MAX),
         )
         sent, state = self.search_filter(caller_filter)
         if state != "always_denied":
@@ -466,213 +438,23 @@ def _results(response: Any) -> list[Result]:
     return list(items)
 
 
-@dataclass(frozen=True)
-class GenerationFilter:
-    """The RetrievalFilter for ``retrieve_and_generate`` and whether it is exact.
-
-    Attributes:
-        filter: the filter for
-            ``retrieveAndGenerateConfiguration.knowledgeBaseConfiguration.retrievalConfiguration
-            .vectorSearchConfiguration.filter``. None only when the policies allow
-            this user every document and the caller gave no filter of its own.
-        exact: the filter keeps exactly the documents the policies allow. False
-            only when the caller accepted an inexact filter (``allow_inexact=True``):
-            documents the user may not read can then reach the model.
-        prefilter: the compiled policies it was built from.
-    """
-
-    filter: dict[str, Any] | None
-    exact: bool
-    prefilter: Prefilter = field(repr=False)
-
-
-def retrieve_and_generate_filter(
-    authz: Authorizer,
-    *,
-    action: str | EntityUID = "read",
-    resource_type: str = "Document",
-    attributes: Mapping[str, str | MetadataField] | None = None,
-    ancestors_key: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    filter: Mapping[str, Any] | None = None,
-    principal: Entity | EntityUID | None = None,
-    session: str | Session | None = None,
-    allow_inexact: bool = False,
-) -> GenerationFilter:
-    """The metadata filter that stands in for authorization in ``retrieve_and_generate``.
-
-    ``retrieve_and_generate`` retrieves and generates in one service call: no
-    retrieved chunk passes through this process, so nothing can be
-    post-authorized and the filter is the only protection. This function is
-    therefore fail-closed: it returns a filter only when it keeps *exactly*
-    the documents :class:`KnowledgeBaseRetriever` (same arguments) would let
-    through for this user in this session, and raises otherwise.
-
-    The policies are compiled as :meth:`Authorizer.filter` decides: for the
-    bound end user, with ``context`` and, in a bound session, its
-    ``context.session`` (what was seen, calls, approvals). A resource carries
-    only the ``attributes`` mapped (and parents only with ``ancestors_key``).
-    It refuses where a Bedrock filter cannot say what the policies say: a
-    condition the compiler over-approximates (entity comparisons such as
-    tenant isolation, ``resource == Document::"..."`` share links, an engine
-    without partial evaluation), a condition Bedrock filters cannot express
-    (``has``, a negated ``contains``, ``like`` with a wildcard, ``!=`` on a key
-    that may be missing), stored entities of ``resource_type`` (authorization
-    would decide those on their stored attributes, the filter on metadata),
-    a schema attribute the resource requires and the filter does not imply
-    (authorization denies a resource without it; no Bedrock filter tests
-    that a key is present), and a bound session that records labels of what
-    is read (nothing read by the service can be recorded).
-
-    Prefer :class:`KnowledgeBaseRetriever` and generate with the authorized
-    results yourself. ``allow_inexact=True`` returns an over-approximating
-    filter instead of refusing a condition (``exact=False``): documents the
-    user may not read can then reach the model; it still never returns "no
-    filter" for policies that do not allow every document.
-
-    Args:
-        authz: the Authorizer; the end user is the bound one or ``principal``.
-        action: as for :class:`KnowledgeBaseRetriever`.
-        resource_type: as for :class:`KnowledgeBaseRetriever`.
-        attributes: as for :class:`KnowledgeBaseRetriever`.
-        ancestors_key: as for :class:`KnowledgeBaseRetriever`.
-        context: as for :class:`KnowledgeBaseRetriever`.
-        filter: the caller's own RetrievalFilter, and-ed with the compiled one.
-        principal: the end user, when not bound with ``authz.acting_as``.
-        session: the session (id or :class:`~agentauthz.session._session.Session`), when
-            not bound with ``authz.session``.
-        allow_inexact: accept a filter that may keep documents the user may not read.
-
-    Returns:
-        The :class:`GenerationFilter`.
+def _limits(limits: FetchLimits | None, keywords: dict[str, Any]) -> tuple[dict[str, Any], FetchLimits]:
+    """The keywords left for the metadata mapping, and the limits (the deprecated keywords folded in).
 
     Raises:
-        AccessDenied: the policies allow the user no document at all (do not call
-            ``retrieve_and_generate``).
-        ConfigurationError: the filter is not exact and ``allow_inexact`` is False
-            (the message says why), or nothing narrows the search at all.
-        IdentityError: no end user.
-
-    Example:
-        >>> import agentauthz as az
-        >>> authz = az.Authorizer.from_text('permit(principal, action, resource);')
-        >>> with authz.acting_as(az.EntityUID("User", "ann")):
-        ...     retrieve_and_generate_filter(authz, filter={"equals": {"key": "lang", "value": "en"}})
-        GenerationFilter(filter={'equals': {'key': 'lang', 'value': 'en'}}, exact=True)
+        TypeError: a keyword the retriever never took.
+        ConfigurationError: ``max_candidates=``/``max_rounds=`` next to ``limits=``.
     """
-    from agentauthz.retrieval._prefilter import compile_prefilter
-
-    fields = {name: _field(spec) for name, spec in (attributes or {}).items()}
-    with authz.bound_to(principal, source="the principal argument"), \
-            authz.session_bound_to(session, source="the session argument") as bound:
-        compiled = compile_prefilter(authz, action=action, context=context, resource_type=resource_type)
-        if bound is not None:
-            _refuse_unrecorded_reads(authz, fields)
-    if compiled.always_denied:
-        raise AccessDenied(Decision(allowed=False), subject="retrieve_and_generate")
-    # What KnowledgeBaseRetriever builds: the mapped attributes only, parents only from ancestors.
-    restricted = compiled.restricted_to(set(fields), ancestors=ancestors_key is not None)
-    keys = _metadata_keys(fields, ancestors_key)
-    try:
-        _refuse_what_metadata_cannot_decide(authz, restricted, fields, resource_type)
-        ours = restricted.to_bedrock(keys, exact=True)  # None: every document is allowed
-    except ConfigurationError as exc:
-        if not allow_inexact:
-            raise ConfigurationError(
-                f"{exc}. retrieve_and_generate cannot post-filter, so documents the user may not "
-                "read could reach the model. Use KnowledgeBaseRetriever (it post-authorizes every "
-                "result), or pass allow_inexact=True to accept that risk") from exc
-        ours = restricted.to_bedrock(keys)
-        if ours is None and not restricted.always_allowed:
-            raise ConfigurationError(
-                "nothing in the policies narrows the search: even with allow_inexact=True, every "
-                "document would reach the model. Use KnowledgeBaseRetriever") from exc
-        return GenerationFilter(filter=and_all(filter, ours), exact=False, prefilter=compiled)
-    return GenerationFilter(filter=and_all(filter, ours), exact=True, prefilter=compiled)
-
-
-def _refuse_what_metadata_cannot_decide(
-    authz: Authorizer, restricted: Prefilter, fields: Mapping[str, MetadataField], resource_type: str
-) -> None:
-    """Raise where the resource is not what the metadata says, as the filter assumes."""
-    if restricted.always_denied:
-        return  # nothing passes: rendering refuses it
-    unexact = "the policies do not translate exactly into a Bedrock metadata filter"
-    entity_typed = sorted(name for name in restricted.attributes if fields[name].entity_type is not None)
-    if entity_typed:
-        # An entity there compares unlike the id string in metadata (never equal to a string).
-        raise ConfigurationError(f"{unexact}: they read the entity-typed attributes {entity_typed}")
-    stored = "" if restricted.always_allowed else _stored_resources(authz, resource_type)
-    if stored:
+    unknown = sorted(set(keywords) - _RetrieverKeywords.__optional_keys__)
+    if unknown:
+        raise TypeError(f"KnowledgeBaseRetriever() got unexpected keyword arguments {unknown}")
+    flat = {name: keywords.pop(name) for name in _LIMIT_KEYWORDS if name in keywords}
+    if not flat:
+        return keywords, limits or FetchLimits()
+    names = ", ".join(f"{name}=" for name in flat)
+    if limits is not None:
         raise ConfigurationError(
-            f"{unexact}: {stored} may hold {resource_type} entities, which authorization decides "
-            "on their stored attributes, not on metadata")
-    declared = _declared_attributes(authz, resource_type)
-    if declared is not None:
-        # Authorization denies a resource that does not conform to the schema; a Bedrock filter
-        # cannot test that a key is present, only imply it with a condition on the key.
-        names, required = declared
-        undeclared = sorted(set(fields) - names)
-        if undeclared:
-            raise ConfigurationError(f"{unexact}: {undeclared} are mapped but not declared for "
-                                     f"{resource_type} in the schema")
-        unchecked = sorted(required - restricted.attributes_present)
-        if unchecked:
-            raise ConfigurationError(
-                f"{unexact}: the schema requires {unchecked} of {resource_type}, and the filter does "
-                "not keep only documents that have them (no filter tests that a key is present)")
-
-
-def _refuse_unrecorded_reads(authz: Authorizer, fields: Mapping[str, MetadataField]) -> None:
-    """A bound session records the labels of what is read: the service's reads cannot be."""
-    labels = authz.session_config.labels
-    names = () if callable(labels) else ((labels,) if isinstance(labels, str) else tuple(labels))
-    if callable(labels) or set(names) & set(fields):
-        raise ConfigurationError(
-            "the bound session records the labels of the documents read, and retrieve_and_generate "
-            "reads them inside the service where they cannot be recorded: use KnowledgeBaseRetriever "
-            "in a session")
-
-
-def _declared_attributes(
-    authz: Authorizer, resource_type: str
-) -> tuple[frozenset[str], frozenset[str]] | None:
-    """The attributes the store's schema declares for ``resource_type``, and the required ones.
-
-    Returns:
-        None when the store has no schema.
-
-    Raises:
-        ConfigurationError: the schema does not declare the type, or its shape cannot be read.
-    """
-    store = getattr(authz.engine, "store", None)
-    if not isinstance(store, PolicyStore) or store.schema_text is None:
-        return None
-    namespace, _, name = resource_type.rpartition("::")
-    declarations = json.loads(schema_json_text(store.schema_text)).get(namespace) or {}
-    entity = (declarations.get("entityTypes") or {}).get(name)
-    if not isinstance(entity, Mapping):
-        raise ConfigurationError(f"the schema declares no entity type {resource_type}")
-    shape = entity.get("shape", {"type": "Record", "attributes": {}})
-    if isinstance(shape, Mapping) and shape.get("type") != "Record":  # a common type by name
-        shape = (declarations.get("commonTypes") or {}).get(shape.get("name", shape.get("type")))
-    if not isinstance(shape, Mapping) or shape.get("type") != "Record":
-        raise ConfigurationError(f"cannot read the attributes the schema declares for {resource_type}")
-    attributes = shape.get("attributes") or {}
-    required = {key for key, spec in attributes.items() if not isinstance(spec, Mapping)
-                or spec.get("required", True) is not False}
-    return frozenset(attributes), frozenset(required)
-
-
-def _stored_resources(authz: Authorizer, resource_type: str) -> str:
-    """Where stored entities of ``resource_type`` may come from (empty: nowhere)."""
-    store = getattr(authz.engine, "store", None)
-    if isinstance(store, PolicyStore) and any(
-            uid.type == resource_type for uid in store.snapshot.entity_index):
-        return "the policy store"
-    provider = authz.entity_provider
-    if provider is None:
-        return ""
-    if not isinstance(provider, StaticEntityProvider):
-        return f"the entity provider {type(provider).__name__}"
-    return "the Authorizer's entities" if any(e.uid.type == resource_type for e in provider) else ""
+            f"KnowledgeBaseRetriever: {names} and limits= both given: set them in limits=")
+    warnings.warn(f"KnowledgeBaseRetriever({names}) is deprecated: use limits=FetchLimits(...)",
+                  DeprecationWarning, stacklevel=3)
+    return keywords, FetchLimits(**flat)

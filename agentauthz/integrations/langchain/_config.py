@@ -34,9 +34,10 @@ PRINCIPAL_KEY = "agentauthz_principal"
 
 
 def no_end_user(key: str) -> str:
-    """The message of every LangChain path refused for want of an end user (the core's; a custom key named)."""
-    detail = None if key == PRINCIPAL_KEY else f"this LangChain path reads RunnableConfig['configurable'][{key!r}]"
-    return str(core_no_end_user(detail))
+    """The message of every LangChain path refused for want of an end user (a custom key named)."""
+    if key == PRINCIPAL_KEY:
+        return str(core_no_end_user())
+    return str(core_no_end_user(f"this LangChain path reads RunnableConfig['configurable'][{key!r}]"))
 
 
 def configured_principal(config: Mapping[str, Any] | None, key: str) -> Entity | EntityUID | None:

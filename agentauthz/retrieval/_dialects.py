@@ -1,0 +1,335 @@
+"""The pre-filter rendered for a vector store: a Bedrock ``RetrievalFilter`` or a Mongo-style dict.
+
+Each dialect writes an atom, a negated atom and the connectives its store
+understands; :func:`_render` walks an expression in negation normal form and
+renders each literal as a superset of itself, so the whole filter keeps at
+least the documents the expression keeps. A literal a store cannot express
+becomes "keep everything" (:data:`~agentauthz.retrieval._expr.TRUE`); the
+strict Bedrock rendering notes each such superset and refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeAlias
+
+from agentauthz._errors import AccessDenied, ConfigurationError
+from agentauthz._model import Decision, EntityUID
+from agentauthz.retrieval._expr import (
+    ANCESTORS,
+    ATOMS,
+    FALSE,
+    NEGATED,
+    TRUE,
+    And,
+    Atom,
+    Comparison,
+    Const,
+    Contains,
+    Expr,
+    Has,
+    In,
+    InHierarchy,
+    Not,
+    Or,
+    Scalar,
+    attribute_text,
+    is_long,
+    nnf,
+    present_attributes,
+)
+
+__all__ = ["bedrock_filter", "mongo_filter"]
+
+Rendered: TypeAlias = "dict[str, Any] | Const"
+
+
+def bedrock_filter(expression: Expr, keys: Mapping[str, str], *, strict: bool) -> dict[str, Any] | None:
+    """The Bedrock ``RetrievalFilter`` keeping at least the documents ``expression`` keeps.
+
+    Returns:
+        The filter, or None where it would keep every document.
+
+    Raises:
+        AccessDenied: the filter would keep no document.
+        ConfigurationError: ``strict`` and the filter would keep more than the
+            expression (the message names each construct).
+    """
+    dialect = _Bedrock(keys, strict=strict)
+    rendered = _checked(_render(nnf(expression), dialect, frozenset()))
+    if dialect.approximated:
+        raise ConfigurationError(
+            "the policies do not translate exactly into a Bedrock metadata filter: "
+            + "; ".join(dict.fromkeys(dialect.approximated)))
+    return rendered
+
+
+def mongo_filter(
+    expression: Expr, keys: Mapping[str, str], *, ne_matches_missing: bool
+) -> dict[str, Any] | None:
+    """A Mongo-style filter keeping at least the documents ``expression`` keeps (None: every document).
+
+    Raises:
+        AccessDenied: the filter would keep no document.
+    """
+    return _checked(_render(nnf(expression), _Mongo(keys, ne_matches_missing), frozenset()))
+
+
+def _checked(rendered: Rendered) -> dict[str, Any] | None:
+    """A rendered filter; None (no filter) only for "keep every document", never for "keep none"."""
+    if rendered == FALSE:
+        raise AccessDenied(Decision(allowed=False), subject="the retrieval")
+    return rendered if isinstance(rendered, dict) else None
+
+
+class _Dialect:
+    """How one backend writes atoms, negated atoms and connectives."""
+
+    def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def or_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
+        """A filter keeping at least the documents where the literal holds.
+
+        ``present``: attributes the enclosing conjunction already requires.
+        """
+        raise NotImplementedError
+
+
+def _render(expr: Expr, dialect: _Dialect, present: frozenset[str]) -> Rendered:
+    """Render an NNF expression; each literal becomes a superset of itself, so the whole does."""
+    if isinstance(expr, Const):
+        return expr
+    if isinstance(expr, Not):
+        assert isinstance(expr.item, ATOMS)
+        return dialect.literal(expr.item, True, present)
+    if isinstance(expr, And):
+        # What the conjunction needs present, each member may count on.
+        required = present.union(*(present_attributes(item) for item in expr.items))
+        parts: list[dict[str, Any]] = []
+        for item in expr.items:
+            rendered = _render(item, dialect, required)
+            if rendered == FALSE:
+                return FALSE
+            if isinstance(rendered, dict) and rendered not in parts:
+                parts.append(rendered)
+        if not parts:
+            return TRUE
+        return parts[0] if len(parts) == 1 else dialect.and_(parts)
+    if isinstance(expr, Or):
+        parts = []
+        for item in expr.items:
+            rendered = _render(item, dialect, present)
+            if rendered == TRUE:
+                return TRUE
+            if isinstance(rendered, dict) and rendered not in parts:
+                parts.append(rendered)
+        if not parts:
+            return FALSE
+        return parts[0] if len(parts) == 1 else dialect.or_(parts)
+    return dialect.literal(expr, False, present)
+
+
+def _spliced(connective: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Members of a connective, with nested uses of the same connective flattened."""
+    flat: list[dict[str, Any]] = []
+    for item in items:
+        for member in item[connective] if set(item) == {connective} else (item,):
+            if member not in flat:
+                flat.append(member)
+    return flat
+
+
+def _plain(value: Scalar) -> str | int | bool:
+    """The metadata form of a literal: an entity is stored as its id."""
+    return value.id if isinstance(value, EntityUID) else value
+
+
+class _Bedrock(_Dialect):
+    """Amazon Bedrock Knowledge Base ``RetrievalFilter``.
+
+    ``notEquals`` also matches documents without the key (documented); ``notIn``
+    does not. There is no "exists" operator and no negated ``listContains``.
+    """
+
+    _ORDER: ClassVar[dict[str, str]] = {
+        "<": "lessThan", "<=": "lessThanOrEquals", ">": "greaterThan", ">=": "greaterThanOrEquals",
+    }
+
+    def __init__(self, keys: Mapping[str, str], *, strict: bool = False) -> None:
+        self.keys = keys
+        self.strict = strict
+        #: With ``strict``: what was rendered as a strict superset of itself.
+        self.approximated: list[str] = []
+
+    def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"andAll": _spliced("andAll", items)}
+
+    def or_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"orAll": _spliced("orAll", items)}
+
+    def _key(self, attr: str) -> str | None:
+        key = self.keys.get(attr, attr)
+        return key if isinstance(key, str) and 1 <= len(key) <= 100 else None
+
+    @staticmethod
+    def _leaf(op: str, key: str, value: Any) -> dict[str, Any]:
+        return {op: {"key": key, "value": value}}
+
+    def _superset(self, rendered: Rendered, what: str) -> Rendered:
+        """``rendered`` keeps more than the literal: fine unless strict, where it is noted."""
+        if self.strict:
+            self.approximated.append(what)
+        return rendered
+
+    def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
+        if isinstance(atom, InHierarchy):
+            return self._hierarchy(atom, negated)
+        key = self._key(atom.attr)
+        if key is None:
+            return self._superset(TRUE, f"attribute {attribute_text(atom.attr)} has no valid metadata key")
+        if isinstance(atom, Has):
+            return self._superset(TRUE, f"has {attribute_text(atom.attr)} (no filter tests a key's presence)")
+        if self.strict and not _bedrock_exact_values(atom):
+            self.approximated.append(f"a comparison of {attribute_text(atom.attr)} with an entity or a "
+                                     "number beyond 2^53")
+        # Presence the conjunction needs is not enforced by the filter where `has` renders as
+        # nothing: strict rendering does not rely on it.
+        known = atom.attr in present and not self.strict
+        if isinstance(atom, Comparison):
+            return self._comparison(key, atom, negated, known)
+        if isinstance(atom, In):
+            values = [_plain(v) for v in atom.values]
+            if not negated:
+                return self._leaf("in", key, values)
+            if known:
+                return self._leaf("notIn", key, values)
+            leaves = [self._leaf("notEquals", key, v) for v in values]
+            return leaves[0] if len(leaves) == 1 else {"andAll": leaves}
+        if isinstance(atom, Contains):
+            if negated:
+                return self._superset(
+                    TRUE, f"!{attribute_text(atom.attr)}.contains(...) (no negated listContains)")
+            return self._leaf("listContains", key, _plain(atom.value))
+        # Like
+        if negated:
+            return self._superset(TRUE, f"!({attribute_text(atom.attr)} like ...)")
+        return self._like(key, atom.attr, atom.pattern)
+
+    def _hierarchy(self, atom: InHierarchy, negated: bool) -> Rendered:
+        key = self.keys.get(ANCESTORS)
+        if key is None or not 1 <= len(key) <= 100:
+            return self._superset(TRUE, "a hierarchy condition without an ancestors key")
+        if negated:
+            return self._superset(TRUE, "a negated hierarchy condition")
+        return self._leaf("listContains", key, str(atom.entity))
+
+    def _comparison(self, key: str, atom: Comparison, negated: bool, known: bool) -> Rendered:
+        """``known``: the attribute is present wherever the literal is evaluated."""
+        value = _plain(atom.value)
+        op = NEGATED[atom.op] if negated else atom.op
+        if op == "==":
+            # missing-or-equal (a negated !=) cannot be written; equal alone needs presence.
+            if not negated or known:
+                return self._leaf("equals", key, value)
+            return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or equal")
+        if op == "!=":
+            leaf = self._leaf("notEquals", key, value)  # also keeps documents without the key
+            return leaf if negated else self._superset(leaf, f"{attribute_text(atom.attr)} != ... "
+                                                             "(notEquals keeps documents without it)")
+        if negated and not known:
+            return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or out of range")
+        if not is_long(value):
+            return self._superset(TRUE, f"an order on {attribute_text(atom.attr)} with a non-number")
+        return self._leaf(self._ORDER[op], key, value)
+
+    def _like(self, key: str, attr: str, pattern: tuple[str | None, ...]) -> Rendered:
+        if all(part is not None for part in pattern):
+            return self._leaf("equals", key, "".join(part for part in pattern if part is not None))
+        # startsWith would be closer, but only OpenSearch Serverless stores accept it.
+        chunks = [part for part in pattern if part]
+        what = f"{attribute_text(attr)} like a pattern with a wildcard"
+        if chunks:
+            return self._superset(self._leaf("stringContains", key, max(chunks, key=len)), what)
+        return self._superset(TRUE, what)
+
+
+#: Bedrock numbers are doubles: a Long beyond this compares inexactly.
+_DOUBLE_EXACT = 2**53
+
+
+def _bedrock_exact_values(atom: Atom) -> bool:
+    """Whether the literal values of ``atom`` compare in Bedrock as in Cedar."""
+    values: tuple[Any, ...] = ()
+    if isinstance(atom, (Comparison, Contains)):
+        values = (atom.value,)
+    elif isinstance(atom, In):
+        values = atom.values
+    return not any(isinstance(value, EntityUID) or (is_long(value) and abs(value) > _DOUBLE_EXACT)
+                   for value in values)
+
+
+class _Mongo(_Dialect):
+    """Mongo-style filters as Chroma, Pinecone and MongoDB read them."""
+
+    _ORDER: ClassVar[dict[str, str]] = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+
+    def __init__(self, keys: Mapping[str, str], ne_matches_missing: bool) -> None:
+        self.keys = keys
+        self.ne_matches_missing = ne_matches_missing
+
+    def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"$and": _spliced("$and", items)}
+
+    def or_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"$or": _spliced("$or", items)}
+
+    def _key(self, attr: str) -> str | None:
+        key = self.keys.get(attr, attr)
+        # `$...` reads as an operator and a dot as a path: such keys cannot be addressed.
+        if not isinstance(key, str) or not key or key.startswith("$") or "." in key:
+            return None
+        return key
+
+    def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
+        if isinstance(atom, InHierarchy):
+            key = self.keys.get(ANCESTORS)
+            if key is None or self._key_ok(key) is None:
+                return TRUE
+            if negated:
+                return {key: {"$nin": [str(atom.entity)]}} if self.ne_matches_missing else TRUE
+            return {key: {"$in": [str(atom.entity)]}}
+        key = self._key(atom.attr)
+        if key is None or isinstance(atom, Has):
+            return TRUE
+        # Where the attribute may be missing, a negation must match documents without the key.
+        negation_ok = atom.attr in present or self.ne_matches_missing
+        if isinstance(atom, Comparison):
+            value = _plain(atom.value)
+            op = NEGATED[atom.op] if negated else atom.op
+            if op == "==":
+                return {key: {"$eq": value}} if not negated or atom.attr in present else TRUE
+            if op == "!=":
+                return {key: {"$ne": value}} if not negated or negation_ok else TRUE
+            if negated and atom.attr not in present:
+                return TRUE
+            return {key: {self._ORDER[op]: value}} if is_long(value) else TRUE
+        if isinstance(atom, In):
+            values = [_plain(v) for v in atom.values]
+            if not negated:
+                return {key: {"$in": values}}
+            return {key: {"$nin": values}} if negation_ok else TRUE
+        if isinstance(atom, Contains):
+            if not negated:
+                return {key: {"$in": [_plain(atom.value)]}}
+            return {key: {"$nin": [_plain(atom.value)]}} if negation_ok else TRUE
+        # Like: no pattern operator in the common subset; a pattern without wildcards is equality.
+        if negated or any(part is None for part in atom.pattern):
+            return TRUE
+        return {key: {"$eq": "".join(part for part in atom.pattern if part is not None)}}
+
+    def _key_ok(self, key: str) -> str | None:
+        return key if key and not key.startswith("$") and "." not in key else None
