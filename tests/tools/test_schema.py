@@ -115,7 +115,8 @@ def test_policy_reading_a_misspelled_argument_fails_validation_with_file_and_lin
         validate_policies_for_tools(store, example_tools, STUB, principal_types=["User"])
     assert len(info.value.problems) == 1
     problem = info.value.problems[0]
-    assert problem.startswith("zz_typo.cedar:3: [typo]")
+    # the line and column of the misspelled argument, as `agentauthz validate` prints them
+    assert problem.startswith("zz_typo.cedar:5:16: [typo]")
     assert "input.ammount" in problem
 
 
@@ -126,8 +127,8 @@ def test_policy_naming_a_misspelled_tool_action_fails_validation_with_file_and_l
     with pytest.raises(az.PolicyError) as info:
         validate_policies_for_tools(store, example_tools, STUB, principal_types=["User"])
     assert info.value.problems
-    assert all(p.startswith("zz_typo.cedar:3:") for p in info.value.problems)
-    assert any('unrecognized action `Action::"isue_refund"`' in p for p in info.value.problems)
+    assert all(p.startswith(("zz_typo.cedar:3:1: [typo]", "zz_typo.cedar:4:")) for p in info.value.problems)
+    assert 'zz_typo.cedar:4:30: [typo] unrecognized action `Action::"isue_refund"`' in info.value.problems
 
 
 def test_policy_of_a_tool_that_is_not_registered_fails_validation(
