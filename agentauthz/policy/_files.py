@@ -18,7 +18,9 @@ from typing import Any
 
 from agentauthz._errors import PolicyError
 
-__all__ = ["parse_json", "read_json", "read_store_bytes", "read_text", "schema_files", "store_entry", "store_files"]
+__all__ = [
+    "parse_json", "read_json", "read_store_bytes", "read_text", "schema_files", "store_entry", "store_files",
+]
 
 
 # Open without blocking: a named pipe with no writer would otherwise hang the load. The flag

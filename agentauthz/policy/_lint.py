@@ -20,7 +20,7 @@ Warnings need no schema and never fail the store (unless ``--strict``):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -21,6 +21,7 @@ A problem that already carries its column is read as it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -131,11 +132,10 @@ class StoreTexts:
         """The text of file ``name`` (relative to the store), or None if it cannot be read."""
         if name not in self._cache:
             self._cache[name] = None
+            # A problem naming a file that is gone or unreadable gets no column.
             if self.root is not None:
-                try:
+                with contextlib.suppress(PolicyError):
                     self._cache[name] = read_text(self.root / name, name, DEFAULT_MAX_BYTES)
-                except PolicyError:
-                    pass  # the problem names a file that is gone or unreadable: no column
         return self._cache[name]
 
     def statement_spans(self, name: str, max_depth: int = DEFAULT_MAX_DEPTH) -> list[tuple[int, int]]:

@@ -117,9 +117,11 @@ class _Probe:
     """Asks Cedar about parts of one policy's conditions, in the policy's own scope."""
 
     def __init__(self, statement: str, schema: Any) -> None:
-        document = json.loads(cedarpy.policies_to_json_str(statement))
-        (policy,) = [*document.get("staticPolicies", {}).values(), *document.get("templates", {}).values()]
-        self.conditions = [condition["body"] for condition in policy.get("conditions", [])]
+        document: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(statement))
+        policies = [*document["staticPolicies"].values(), *document["templates"].values()]
+        if len(policies) != 1:
+            raise _Unprintable("not one policy")
+        self.conditions = [condition["body"] for condition in policies[0].get("conditions", [])]
         self.scope = _scope_text(statement)
         self.schema = schema
         self.asked = 0
@@ -234,7 +236,8 @@ def _text(node: Mapping[str, Any]) -> tuple[str, int]:
     if kind == "Set":
         return "[" + ", ".join(_text(item)[0] for item in body) + "]", _MEMBER
     if kind == "Record":
-        return "{" + ", ".join(f"{_attribute(key)}: {_text(value)[0]}" for key, value in body.items()) + "}", _MEMBER
+        members = (f"{_attribute(key)}: {_text(value)[0]}" for key, value in body.items())
+        return "{" + ", ".join(members) + "}", _MEMBER
     if isinstance(body, list) and kind in _CONSTRUCTORS:
         return f"{kind}({', '.join(_text(argument)[0] for argument in body)})", _MEMBER
     if isinstance(body, list) and body and _IDENTIFIER.fullmatch(kind):

@@ -43,9 +43,9 @@ from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_v
 from agentauthz.engines._cedarcall import authorize_batch
 from agentauthz.engines._reach import entity_refs
 from agentauthz.engines.local import LocalEngine
-from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
 from agentauthz.policy._files import read_text, store_entry, store_files
 from agentauthz.policy._messages import author_message
+from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
 from agentauthz.policy._store import PolicyStore, first_nonconforming_entity
 from agentauthz.policy._text import DEFAULT_MAX_BYTES
 
@@ -465,7 +465,8 @@ class RequestCheck:
         try:
             engine.entity_set(snapshot, entities)
         except (ValueError, AuthzError) as exc:
-            culprit = first_nonconforming_entity(entities, snapshot.schema) if snapshot.schema is not None else None
+            schema = snapshot.schema
+            culprit = first_nonconforming_entity(entities, schema) if schema is not None else None
             if culprit:
                 return f"the entities given do not conform to the schema (first nonconforming: {culprit})"
             return f"the entities given cannot be used: {author_message(str(exc))}"
