@@ -36,7 +36,7 @@ __all__ = ["explain_type_error", "expression_text"]
 _TYPE_ERROR = re.compile(r"^(?:the types .+ are not compatible|unexpected type: expected (?P<expected>.+) "
                          r"but saw (?P<saw>.+))$", re.S)
 _SAW = re.compile(r"^unexpected type: expected Bool but saw (?P<saw>.+)$", re.S)
-_FOR_POLICY = re.compile(r"^for policy `[^`]*`, ")
+_FOR_POLICY = re.compile(r"^for policy(?: `[^`]*`)?, ")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTERNAL = (("__cedar::internal::AnyEntity", "an entity"), ("__cedar::internal::OpenRecord{}", "a record"),
              ("__cedar::internal::Any", "any type"), ("__cedar::internal::True", "Bool"),
