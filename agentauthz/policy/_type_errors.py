@@ -38,6 +38,8 @@ _TYPE_ERROR = re.compile(r"^(?:the types .+ are not compatible|unexpected type: 
 _SAW = re.compile(r"^unexpected type: expected Bool but saw (?P<saw>.+)$", re.S)
 _FOR_POLICY = re.compile(r"^for policy(?: `[^`]*`)?, ")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Identifiers Cedar's policy grammar reserves: an attribute of that name is written quoted.
+_RESERVED = frozenset({"true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar"})
 _INTERNAL = (("__cedar::internal::AnyEntity", "an entity"), ("__cedar::internal::OpenRecord{}", "a record"),
              ("__cedar::internal::Any", "any type"), ("__cedar::internal::True", "Bool"),
              ("__cedar::internal::False", "Bool"))
@@ -215,8 +217,12 @@ def _text(node: Mapping[str, Any]) -> tuple[str, int]:
         # Relations do not chain; the others associate to the left.
         left = _operand(body["left"], level + 1 if level == _RELATION else level)
         return f"{left} {kind} {_operand(body['right'], level + 1)}", level
-    if kind in ("!", "neg"):
-        return ("!" if kind == "!" else "-") + _operand(body["arg"], _UNARY), _UNARY
+    if kind == "!":
+        return "!" + _operand(body["arg"], _UNARY), _UNARY
+    if kind == "neg":
+        # `-3` is the literal -3: the negation of a literal needs its parentheses.
+        literal = isinstance(body["arg"].get("Value"), int) and not isinstance(body["arg"]["Value"], bool)
+        return "-" + _operand(body["arg"], _MEMBER + 1 if literal else _UNARY), _UNARY
     if kind == "isEmpty":
         return f"{_operand(body['arg'], _MEMBER)}.isEmpty()", _MEMBER
     if kind in _METHODS:
@@ -268,12 +274,16 @@ def _string(value: str) -> str:
     return '"' + str(EntityUID("T", value))[len('T::"'):]
 
 
+def _bare(name: str) -> bool:
+    return _IDENTIFIER.fullmatch(name) is not None and name not in _RESERVED
+
+
 def _attribute(name: str) -> str:
-    return name if _IDENTIFIER.fullmatch(name) else _string(name)
+    return name if _bare(name) else _string(name)
 
 
 def _access(name: str) -> str:
-    return f".{name}" if _IDENTIFIER.fullmatch(name) else f"[{_string(name)}]"
+    return f".{name}" if _bare(name) else f"[{_string(name)}]"
 
 
 def _pattern(parts: list[Any]) -> str:
