@@ -595,8 +595,7 @@ def _policy_sets(parsed: Sequence[_Parsed], policies: Sequence[Policy], links: S
 
 def _load_entities(entities: Sequence[Entity], schema: Any,
                    name: str) -> tuple[Any, dict[EntityUID, Entity]]:
-    """The parsed entities (checked against the schema) and an index by uid."""
-    entity_set = _entity_handle(entities, schema, name)
+    """An index of the entities by uid, and the parsed entities (checked against the schema)."""
     index: dict[EntityUID, Entity] = {}
     for position, entity in enumerate(entities):
         if entity.uid in index:
@@ -604,7 +603,7 @@ def _load_entities(entities: Sequence[Entity], schema: Any,
             raise PolicyError(f"{name}: entity #{position} {entity.uid}: the same entity uid appears "
                               f"more than once (first as #{first})")
         index[entity.uid] = entity
-    return entity_set, index
+    return _entity_handle(entities, schema, name), index
 
 
 def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> PolicyError:

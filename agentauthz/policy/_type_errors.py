@@ -217,12 +217,8 @@ def _text(node: Mapping[str, Any]) -> tuple[str, int]:
         # Relations do not chain; the others associate to the left.
         left = _operand(body["left"], level + 1 if level == _RELATION else level)
         return f"{left} {kind} {_operand(body['right'], level + 1)}", level
-    if kind == "!":
-        return "!" + _operand(body["arg"], _UNARY), _UNARY
-    if kind == "neg":
-        # `-3` is the literal -3: the negation of a literal needs its parentheses.
-        literal = isinstance(body["arg"].get("Value"), int) and not isinstance(body["arg"]["Value"], bool)
-        return "-" + _operand(body["arg"], _MEMBER + 1 if literal else _UNARY), _UNARY
+    if kind in ("!", "neg"):
+        return ("!" if kind == "!" else "-") + _unary_operand(kind, body["arg"]), _UNARY
     if kind == "isEmpty":
         return f"{_operand(body['arg'], _MEMBER)}.isEmpty()", _MEMBER
     if kind in _METHODS:
@@ -251,6 +247,18 @@ def _text(node: Mapping[str, Any]) -> tuple[str, int]:
         listed = ", ".join(_text(argument)[0] for argument in arguments)
         return f"{_operand(receiver, _MEMBER)}.{kind}({listed})", _MEMBER
     raise _Unprintable(kind)
+
+
+def _unary_operand(operator: str, node: Mapping[str, Any]) -> str:
+    """Cedar chains one unary operator (``!!x``, ``--x``) but not both, and ``-3`` is a literal."""
+    text, own = _text(node)
+    ((kind, body),) = node.items()
+    integer = kind == "Value" and isinstance(body, int) and not isinstance(body, bool)
+    if kind == operator or (operator == "neg" and integer and body < 0):
+        return text  # `!!x`, `--x`, `--3`
+    if own == _MEMBER and not (operator == "neg" and integer):
+        return text  # `!x`, `-x`; but `-(3)`, since `-3` is the literal
+    return f"({text})"
 
 
 def _operand(node: Mapping[str, Any], level: int) -> str:

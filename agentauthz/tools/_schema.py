@@ -600,13 +600,22 @@ def _addition(text: str, target: str, space: Namespace | None, rendered: list[st
         if before_brace.strip():  # `namespace A { entity B; }` on one line
             block = "\n\n".join("  " + _indented(action, "  ") for action in rendered)
             return space.close, space.close, "\n" + block + "\n"
-        inner = before_brace + "  "
+        inner = _inner_indentation(text[:line_start], before_brace)
         block = "\n\n".join(inner + _indented(action, inner) for action in rendered)
         return line_start, line_start, "\n" + block + "\n"
     if target and space is None:
         block = "\n\n".join("  " + _indented(action, "  ") for action in rendered)
         return len(text), len(text), _separator(text) + f"namespace {target} {{\n{block}\n}}\n"
     return len(text), len(text), _separator(text) + "\n\n".join(rendered) + "\n"
+
+
+def _inner_indentation(before: str, brace: str) -> str:
+    """How a namespace indents its declarations: as its last line, else 2 more than its brace."""
+    for line in reversed(before.splitlines()):
+        if line.strip():
+            indentation = line[:len(line) - len(line.lstrip())]
+            return indentation if len(indentation) > len(brace) else brace + "  "
+    return brace + "  "
 
 
 def _separator(text: str) -> str:

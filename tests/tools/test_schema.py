@@ -521,6 +521,78 @@ def test_builtin_type_names_the_stub_shadows_are_qualified() -> None:
     assert "a?: __cedar::decimal" in schema and "b?: __cedar::ipaddr" in schema and "c?: String" in schema
 
 
+# -- the stub edited in place (issue 19) ------------------------------------------------------
+
+COMMENTED_STUB = """// the people
+@mcp_principal
+entity User;   // end users
+
+namespace Shop {
+    // tools are resources
+    entity Tool;
+
+    @doc("old")
+    action "buy" in [Action::"all"] appliesTo { principal: User, resource: Tool };
+    action "all";
+
+    // the conversation
+    type Session = { seen: Set<String> };
+}
+"""
+
+
+def test_the_stubs_comments_order_and_layout_are_kept() -> None:
+    schema = generate_schema(COMMENTED_STUB, mcp_tools=[mcp("buy", {}), mcp("sell", {})],
+                             principal_types=["User"], namespace="Shop")
+
+    assert schema.startswith("// the people\n@mcp_principal\nentity User;   // end users\n\n"
+                             "namespace Shop {\n    // tools are resources\n    entity Tool;\n\n"
+                             "    @doc(\"old\")\n"
+                             '    action "buy" in [Action::"all"] appliesTo {\n      principal: [User],\n')
+    # the replaced action stays before `all`; the new one closes the namespace
+    assert schema.index('action "buy"') < schema.index('action "all"') < schema.index(
+        "// the conversation") < schema.index('action "sell"')
+    assert '\n    // the conversation\n    type Session = {\n      actions: Set<String>,' in schema
+    assert schema.endswith('    action "sell" appliesTo {\n      principal: [User],\n'
+                           "      resource: [Tool],\n      context: {\n        input: {},\n"
+                           "        session?: Session\n      }\n    };\n}\n")
+    cedarpy.Schema.from_str(schema)
+
+
+def test_generation_is_idempotent_on_its_own_output() -> None:
+    tools = [mcp("buy", {"n": {"type": "integer"}}), mcp("sell", {})]
+    once = generate_schema(COMMENTED_STUB, mcp_tools=tools, principal_types=["User"], namespace="Shop")
+    assert generate_schema(once, mcp_tools=tools, principal_types=["User"], namespace="Shop") == once
+
+
+def test_a_stub_without_tools_is_given_back_as_written() -> None:
+    assert generate_schema(COMMENTED_STUB, principal_types=["User"], session_type=None) == COMMENTED_STUB
+
+
+def _example_schemas() -> list[Path]:
+    from tests.policy.test_cedar_examples import EXAMPLES
+
+    return sorted(EXAMPLES.rglob("*.cedarschema")) if EXAMPLES.is_dir() else []
+
+
+@pytest.mark.parametrize("path", _example_schemas(), ids=lambda path: path.parent.name)
+def test_every_upstream_example_schema_is_read_and_kept_as_written(path: Path) -> None:
+    from agentauthz.policy._schema_text import read_namespaces
+
+    text = path.read_text(encoding="utf-8")
+    spaces = read_namespaces(text)
+    target = next((name for name in spaces if name), "")
+    entity = sorted(spaces[target].entity_types or spaces[""].entity_types)[0]
+    qualified = f"{target}::{entity}" if target and entity in spaces[target].entity_types else entity
+    assert generate_schema(text, principal_types=[qualified], session_type=None) == (
+        text if text.endswith("\n") else text + "\n")
+    schema = generate_schema(text, mcp_tools=[mcp("agentauthz_probe", {})], principal_types=[qualified],
+                             tool_type=qualified, session_type=None)
+    assert schema.startswith(text.rstrip("\n")[:200])
+    declared = json.loads(str(cedarpy.Entities.from_json_str("[]", cedarpy.Schema.from_str(schema))))
+    assert "agentauthz_probe" in {entity["uid"]["id"] for entity in declared}
+
+
 # -- MCP JSON Schema mapping --------------------------------------------------------------
 
 
