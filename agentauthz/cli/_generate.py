@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def add_schema_command(commands: Subparsers) -> None:
 def run_schema_generate_command(args: argparse.Namespace) -> int:
     """``agentauthz schema generate``: the stub with one action per tool, on stdout or ``--output``."""
     from agentauthz.session._facts import action_name
-    from agentauthz.tools._schema import generate_schema, read_mcp_tools, tool_sums
+    from agentauthz.tools._schema import generate_schema, tool_sums
 
     stub_path = Path(args.stub)
     if not stub_path.is_file():
@@ -86,38 +87,19 @@ def run_schema_generate_command(args: argparse.Namespace) -> int:
     stub: Any = _read(stub_path, "--stub")
     if stub_path.name.endswith(".json"):
         stub = _parse_json(stub, stub_path)
-    tools: list[Any] = []
-    sums: dict[str, list[str]] = {}
-    tool_types: set[str] = set()
-    for target in args.tools:
-        value = _import_attribute(target, "--tools")
-        tools.extend(_tool_specs(target, value))
-        config = _session_config(value)
-        if config is not None:
-            _add_sums(sums, config.sums)
-            tool_types.add(value.tool_entity_type)
-    for target in args.sessions:
-        config = _session_config(_import_attribute(target, "--sessions"), accept_config=True)
-        if config is None:
-            raise UsageError(f"--sessions {target}: expected a SessionConfig or an Authorizer")
-        _add_sums(sums, config.sums)
-    mcp_tools: list[Mapping[str, Any]] = []
-    for path in args.mcp:
-        mcp_path = Path(path)
-        if not mcp_path.is_file():
-            raise UsageError(f"--mcp {path}: no such file")
-        mcp_tools.extend(read_mcp_tools(_parse_json(_read(mcp_path, "--mcp"), mcp_path)))
-    if not tools and not mcp_tools:
+    found = _ApplicationTools.imported(args.tools, args.sessions)
+    mcp_tools = _mcp_tools(args.mcp)
+    if not found.tools and not mcp_tools:
         raise UsageError("no tools: give --tools MODULE:ATTRIBUTE and/or --mcp TOOLS.json")
-    if args.tool_type is None and len(tool_types) > 1:
+    if args.tool_type is None and len(found.tool_types) > 1:
         raise UsageError("the Authorizers name different tool entity types "
-                         f"({', '.join(sorted(tool_types))}): choose one with --tool-type")
-    tool_type = args.tool_type or next(iter(tool_types), "Tool")
-    names = [action_name(spec.action) for spec in tools] + [str(tool.get("name")) for tool in mcp_tools]
+                         f"({', '.join(sorted(found.tool_types))}): choose one with --tool-type")
+    names = [action_name(spec.action) for spec in found.tools] + [str(tool.get("name")) for tool in mcp_tools]
     schema = generate_schema(
-        stub, tools=tools, mcp_tools=mcp_tools, principal_types=args.principal_types,
-        namespace=args.namespace, tool_type=tool_type, session_type=args.session_type or None,
-        existing=args.on_existing, session_sums=tool_sums(sums, names),
+        stub, tools=found.tools, mcp_tools=mcp_tools, principal_types=args.principal_types,
+        namespace=args.namespace, tool_type=args.tool_type or next(iter(found.tool_types), "Tool"),
+        session_type=args.session_type or None, existing=args.on_existing,
+        session_sums=tool_sums(found.sums, names),
     )
     if args.output:
         try:
@@ -127,6 +109,44 @@ def run_schema_generate_command(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(schema)
     return EXIT_OK
+
+
+@dataclass
+class _ApplicationTools:
+    """What ``--tools`` and ``--sessions`` name: tool specs, session sums, tool entity types."""
+
+    tools: list[Any] = field(default_factory=list)
+    sums: dict[str, list[str]] = field(default_factory=dict)
+    tool_types: set[str] = field(default_factory=set)
+
+    @classmethod
+    def imported(cls, tools: Sequence[str], sessions: Sequence[str]) -> _ApplicationTools:
+        found = cls()
+        for target in tools:
+            value = _import_attribute(target, "--tools")
+            found.tools.extend(_tool_specs(target, value))
+            config = _session_config(value)
+            if config is not None:
+                _add_sums(found.sums, config.sums)
+                found.tool_types.add(value.tool_entity_type)
+        for target in sessions:
+            config = _session_config(_import_attribute(target, "--sessions"), accept_config=True)
+            if config is None:
+                raise UsageError(f"--sessions {target}: expected a SessionConfig or an Authorizer")
+            _add_sums(found.sums, config.sums)
+        return found
+
+
+def _mcp_tools(paths: Sequence[str]) -> list[Mapping[str, Any]]:
+    from agentauthz.tools._jsonschema import read_mcp_tools
+
+    found: list[Mapping[str, Any]] = []
+    for path in paths:
+        mcp_path = Path(path)
+        if not mcp_path.is_file():
+            raise UsageError(f"--mcp {path}: no such file")
+        found.extend(read_mcp_tools(_parse_json(_read(mcp_path, "--mcp"), mcp_path)))
+    return found
 
 
 def _session_config(value: Any, *, accept_config: bool = False) -> Any:

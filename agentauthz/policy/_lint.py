@@ -116,14 +116,17 @@ def _entity_problems(root: Path, texts: StoreTexts, max_depth: int) -> list[Find
 
 
 def _warnings(store: PolicyStore, texts: StoreTexts) -> list[Finding]:
-    found: list[Finding] = []
+    """Every warning, policy by policy: never applies, unlinked template, shadowed by a forbid."""
+    asts = {policy.id: ast for policy in store.policies if (ast := _ast(policy)) is not None}
     positions = _policy_positions(store)
-    asts: dict[str, dict[str, Any]] = {}
-    for policy in store.policies:
-        ast = _ast(policy)
-        if ast is not None:
-            asts[policy.id] = ast
+    return [*_never_applying(store, asts, positions), *_unlinked_templates(store, positions),
+            *_shadowed(store, asts, positions, texts)]
 
+
+def _never_applying(store: PolicyStore, asts: Mapping[str, dict[str, Any]],
+                    positions: Mapping[str, dict[str, Any]]) -> list[Finding]:
+    """Policies naming only actions the schema lacks, or whose condition is literally never true."""
+    found: list[Finding] = []
     declared = set(store.actions)
     for policy in store.policies:
         ast = asts.get(policy.id)
@@ -131,17 +134,14 @@ def _warnings(store: PolicyStore, texts: StoreTexts) -> list[Finding]:
             continue
         where = positions[policy.id]
         kind = "template" if policy.is_template else ast["effect"]
-        if store.schema_text is not None:
-            named = _actions_named(ast["action"])
-            unknown = [uid for uid in named if uid not in declared]
-            if unknown:
-                listed = ", ".join(str(uid) + _did_you_mean(uid, declared) for uid in unknown)
-                if len(unknown) == len(named):
-                    message = (f"{kind} {policy.id!r} can never apply: the schema declares no "
-                               f"action {listed}")
-                else:
-                    message = f"{kind} {policy.id!r} names actions the schema does not declare: {listed}"
-                found.append(Finding("warning", message, code="never-applies", **where))
+        named = _actions_named(ast["action"]) if store.schema_text is not None else []
+        unknown = [uid for uid in named if uid not in declared]
+        if unknown:
+            listed = ", ".join(str(uid) + _did_you_mean(uid, declared) for uid in unknown)
+            message = (f"{kind} {policy.id!r} can never apply: the schema declares no action {listed}"
+                       if len(unknown) == len(named)
+                       else f"{kind} {policy.id!r} names actions the schema does not declare: {listed}")
+            found.append(Finding("warning", message, code="never-applies", **where))
         for condition in ast.get("conditions", []):
             if condition.get("body") == {"Value": condition.get("kind") == "unless"}:
                 found.append(Finding(
@@ -151,50 +151,55 @@ def _warnings(store: PolicyStore, texts: StoreTexts) -> list[Finding]:
                     "is never satisfied",
                     code="never-applies", **where))
                 break
+    return found
 
+
+def _unlinked_templates(store: PolicyStore, positions: Mapping[str, dict[str, Any]]) -> list[Finding]:
     linked = {link.template for link in store.links}
-    for policy in store.policies:
-        if policy.is_template and policy.id not in linked:
-            found.append(Finding(
-                "warning", f"template {policy.id!r} has no link: it never applies",
-                code="unlinked-template", **positions[policy.id]))
+    return [Finding("warning", f"template {policy.id!r} has no link: it never applies",
+                    code="unlinked-template", **positions[policy.id])
+            for policy in store.policies if policy.is_template and policy.id not in linked]
 
+
+def _shadowed(store: PolicyStore, asts: Mapping[str, dict[str, Any]], positions: Mapping[str, dict[str, Any]],
+              texts: StoreTexts) -> list[Finding]:
+    """Permits, templates and links whose scope lies inside an unconditional forbid's."""
+    found: list[Finding] = []
     forbids = [(policy, asts[policy.id]) for policy in store.policies
                if policy.id in asts and not policy.is_template
                and asts[policy.id]["effect"] == "forbid" and _unconditional(asts[policy.id])]
     shadowed_templates = set()
     for policy in store.policies:
         ast = asts.get(policy.id)
-        if ast is None or ast["effect"] != "permit":
-            continue
-        for forbid, forbid_ast in forbids:
-            if _scope_covers(forbid_ast, ast):
-                subject = "every link of template" if policy.is_template else "permit"
-                found.append(Finding(
-                    "warning",
-                    f"{subject} {policy.id!r} can never allow: forbid {forbid.id!r} "
-                    f"({forbid.location}) has the same or a wider scope and no condition",
-                    code="shadowed", **positions[policy.id]))
-                shadowed_templates.add(policy.id)
-                break
+        forbid = _covering_forbid(forbids, ast) if ast is not None and ast["effect"] == "permit" else None
+        if forbid is not None:
+            subject = "every link of template" if policy.is_template else "permit"
+            found.append(Finding(
+                "warning",
+                f"{subject} {policy.id!r} can never allow: forbid {forbid.id!r} "
+                f"({forbid.location}) has the same or a wider scope and no condition",
+                code="shadowed", **positions[policy.id]))
+            shadowed_templates.add(policy.id)
     for link in store.links:
         template_ast = asts.get(link.template)
         if (template_ast is None or template_ast["effect"] != "permit"
                 or link.template in shadowed_templates):
             continue
-        ast = _linked(template_ast, link)
-        for forbid, forbid_ast in forbids:
-            if _scope_covers(forbid_ast, ast):
-                position = element_position(link.source, f"link {link.id!r}", texts)
-                found.append(Finding(
-                    "warning",
-                    f"template link {link.id!r} can never allow: forbid {forbid.id!r} "
-                    f"({forbid.location}) has the same or a wider scope and no condition",
-                    file=link.source if texts.text(link.source) is not None else None,
-                    line=position[0] if position else None, col=position[1] if position else None,
-                    code="shadowed", policy=link.id))
-                break
+        forbid = _covering_forbid(forbids, _linked(template_ast, link))
+        if forbid is not None:
+            position = element_position(link.source, f"link {link.id!r}", texts)
+            found.append(Finding(
+                "warning",
+                f"template link {link.id!r} can never allow: forbid {forbid.id!r} "
+                f"({forbid.location}) has the same or a wider scope and no condition",
+                file=link.source if texts.text(link.source) is not None else None,
+                line=position[0] if position else None, col=position[1] if position else None,
+                code="shadowed", policy=link.id))
     return found
+
+
+def _covering_forbid(forbids: list[tuple[Policy, dict[str, Any]]], ast: Mapping[str, Any]) -> Policy | None:
+    return next((forbid for forbid, forbid_ast in forbids if _scope_covers(forbid_ast, ast)), None)
 
 
 def _policy_positions(store: PolicyStore) -> dict[str, dict[str, Any]]:
