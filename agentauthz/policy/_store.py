@@ -4,13 +4,20 @@ A :class:`PolicyStore` turns a directory (or text) into an immutable
 :class:`PolicySnapshot` holding pre-parsed cedarpy handles. Reloading builds a
 whole new snapshot and swaps one reference, so a request always sees one
 consistent version and a failed reload leaves the old one in place.
+
+Loading reads the files (``_read_directory``, through :mod:`agentauthz.policy._files`)
+and builds the snapshot in named stages (``_build``): ``_parse_sources``,
+``_name_policies``, ``_duplicate_ids``, ``_load_schema``, validation
+(:mod:`agentauthz.policy._cedar_checks`), ``_mode_problems``, then
+``_policy_sets`` (links and shadow policies) and ``_load_entities``. Every
+problem of every stage is reported at once, at ``file:line:col`` for a
+directory (:mod:`agentauthz.policy._locate`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,17 +30,23 @@ import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.policy._cedar_checks import (
+    ParsedFile,
+    PolicyFile,
+    entity_handle,
+    parse_problems,
+    parse_schema,
+    validation_problems,
+)
 from agentauthz.policy._files import parse_json, read_text, schema_files, store_entry, store_files
 from agentauthz.policy._locate import StoreTexts, locate
 from agentauthz.policy._messages import author_message, redact, truncate
 from agentauthz.policy._text import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
-    Statement,
     scan,
     schema_nesting_problem,
 )
-from agentauthz.policy._type_errors import explain_type_error
 
 __all__ = [
     "Policy",
@@ -42,7 +55,6 @@ __all__ = [
     "ShadowPolicies",
     "TemplateLink",
     "entity_problems",
-    "first_nonconforming_entity",
     "policy_mode",
     "redact",  # from _messages, where the modules that decide import it from
     "schema_checks_are_deferred",
@@ -51,7 +63,6 @@ __all__ = [
     "validate_policies",
 ]
 
-_POSITIONAL = re.compile(r"policy(\d+)")
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,7 @@ class PolicyStore:
         except (TypeError, ValueError, RecursionError) as exc:
             raise PolicyError(f"<schema>: not a JSON document ({type(exc).__name__})") from None
 
-        given = _StoreInput([_Source("<text>", policies)], schema_text=schema_text,
+        given = _StoreInput([PolicyFile("<text>", policies)], schema_text=schema_text,
                             entities=tuple(entities or ()), links=tuple(links))
         return cls(_build(given, validate=validate, positional_names=True, max_bytes=max_bytes,
                           max_depth=max_depth))
@@ -294,14 +305,6 @@ class PolicyStore:
 
 
 @dataclass
-class _Source:
-    """One policy file (or the policy text) as read."""
-
-    name: str
-    text: str
-
-
-@dataclass
 class _StoreInput:
     """Everything a store is built from, as read from a directory or given as text.
 
@@ -311,7 +314,7 @@ class _StoreInput:
             only: a store built from text reports lines, as ``<text>:line:``).
     """
 
-    policies: list[_Source]
+    policies: list[PolicyFile]
     schema_text: str | None = None
     schema_name: str = "<schema>"
     entities: tuple[Entity, ...] = ()
@@ -329,7 +332,7 @@ def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
     for path in store_files(root, (".cedar",), given.problems):
         name = path.relative_to(root).as_posix()
         with _reported(given):
-            given.policies.append(_Source(name, _read(given, path, name, max_bytes)))
+            given.policies.append(PolicyFile(name, _read(given, path, name, max_bytes)))
     with _reported(given):
         chosen = schema_files(root)
         if len(chosen) > 1:
@@ -449,14 +452,6 @@ def schema_checks_are_deferred() -> bool:
     return _SCHEMA_CHECKS_DEFERRED.get()
 
 
-@dataclass(frozen=True)
-class _Parsed:
-    """A policy file that parsed, with its statements (Cedar counts the same number)."""
-
-    source: _Source
-    statements: list[Statement]
-
-
 def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_bytes: int,
            max_depth: int) -> PolicySnapshot:
     """The snapshot of a store, in stages; every problem found is reported at once."""
@@ -466,12 +461,12 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
     problems += _duplicate_ids(policies, given.links)
     schema, actions = _load_schema(given.schema_text, given.schema_name, max_depth, problems)
     if validate and schema is not None and not schema_checks_are_deferred():
-        problems += _validate_sources(parsed, schema)
+        problems += validation_problems(parsed, schema)
     problems += _mode_problems(policies)
     if problems:
         raise _load_error(problems, given, max_depth)
-    policy_set, shadow = _policy_sets(parsed, policies, given.links, ids_by_position)
     try:
+        policy_set, shadow = _policy_sets(parsed, policies, given.links, ids_by_position)
         entity_set, entity_index = _load_entities(given.entities, schema, given.entities_name)
     except PolicyError as exc:
         raise _load_error(list(exc.problems), given, max_depth) from exc
@@ -492,8 +487,8 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
     )
 
 
-def _parse_sources(sources: Sequence[_Source], max_bytes: int, max_depth: int,
-                   problems: list[str]) -> list[_Parsed]:
+def _parse_sources(sources: Sequence[PolicyFile], max_bytes: int, max_depth: int,
+                   problems: list[str]) -> list[ParsedFile]:
     """The files that parse, split into statements; each file that does not is a problem."""
     parsed = []
     for source in sources:
@@ -508,7 +503,7 @@ def _parse_sources(sources: Sequence[_Source], max_bytes: int, max_depth: int,
         try:
             handle = cedarpy.PolicySet.from_str(source.text)
         except ValueError:
-            problems.extend(_locate_parse_errors(source, statements))
+            problems.extend(parse_problems(source, statements))
             continue
         count = len(handle) + len(handle.templates())
         if count != len(statements):
@@ -516,11 +511,12 @@ def _parse_sources(sources: Sequence[_Source], max_bytes: int, max_depth: int,
                 f"{source.name}: found {len(statements)} statements but Cedar parsed {count}; "
                 "cannot name the policies reliably")
             continue
-        parsed.append(_Parsed(source, statements))
+        parsed.append(ParsedFile(source, statements))
     return parsed
 
 
-def _name_policies(parsed: Sequence[_Parsed], positional_names: bool) -> tuple[list[Policy], dict[str, str]]:
+def _name_policies(parsed: Sequence[ParsedFile],
+                   positional_names: bool) -> tuple[list[Policy], dict[str, str]]:
     """The policies with their store ids, and Cedar's positional id (``policyN``) of each."""
     policies: list[Policy] = []
     ids_by_position: dict[str, str] = {}
@@ -569,7 +565,7 @@ def _load_schema(text: str | None, name: str, max_depth: int,
         problems.append(f"{name}:{nesting.line}: {nesting.message}")
         return None, ()
     try:
-        schema = _parse_schema(text)
+        schema = parse_schema(text)
         action_entities = json.loads(str(cedarpy.Entities.from_json_str("[]", schema)))
     except ValueError as exc:
         problems.append(f"{name}: {author_message(str(exc))}")
@@ -577,7 +573,7 @@ def _load_schema(text: str | None, name: str, max_depth: int,
     return schema, tuple(EntityUID.from_cedar(entity["uid"]) for entity in action_entities)
 
 
-def _policy_sets(parsed: Sequence[_Parsed], policies: Sequence[Policy], links: Sequence[TemplateLink],
+def _policy_sets(parsed: Sequence[ParsedFile], policies: Sequence[Policy], links: Sequence[TemplateLink],
                  ids_by_position: Mapping[str, str]) -> tuple[Any, ShadowPolicies | None]:
     """The enforced policy set, links included, and the shadow policies kept apart."""
     policy_set = _combine([file.source for file in parsed], ids_by_position, policies)
@@ -603,7 +599,7 @@ def _load_entities(entities: Sequence[Entity], schema: Any,
             raise PolicyError(f"{name}: entity #{position} {entity.uid}: the same entity uid appears "
                               f"more than once (first as #{first})")
         index[entity.uid] = entity
-    return _entity_handle(entities, schema, name), index
+    return entity_handle(entities, schema, name), index
 
 
 def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> PolicyError:
@@ -709,13 +705,7 @@ def _split_shadow(texts: Sequence[str], policy_set: Any, policies: Sequence[Poli
                            sets["forbid"], sets["permit"]))
 
 
-def _parse_schema(text: str) -> Any:
-    if text.lstrip().startswith("{"):
-        return cedarpy.Schema.from_json_str(text)
-    return cedarpy.Schema.from_str(text)
-
-
-def _combine(sources: Sequence[_Source], ids_by_position: Mapping[str, str],
+def _combine(sources: Sequence[PolicyFile], ids_by_position: Mapping[str, str],
              policies: Sequence[Policy]) -> Any:
     # One parse of all files joined, so Cedar numbers policies across files in text order,
     # exactly as ids_by_position assumes. Newlines keep a trailing // comment in its file.
@@ -763,81 +753,6 @@ def _link(policy_set: Any, links: Sequence[TemplateLink], template_ids: Mapping[
         raise PolicyError(f"template links: {author_message(str(exc))}") from exc
 
 
-def _entity_handle(entities: Sequence[Entity], schema: Any, name: str) -> Any:
-    document = json.dumps([entity.cedar for entity in entities])
-    try:
-        return cedarpy.Entities.from_json_str(document, schema)
-    except ValueError as exc:
-        culprit = first_nonconforming_entity(entities, schema)
-        where = f" (first nonconforming entity: {culprit})" if culprit else ""
-        raise PolicyError(f"{name}: {author_message(str(exc))}{where}") from exc
-
-
-def first_nonconforming_entity(entities: Sequence[Entity], schema: Any) -> str | None:
-    """``#index uid: why`` of the first entity Cedar refuses, in the author's words (not redacted)."""
-    for index, entity in enumerate(entities):
-        try:
-            cedarpy.Entities.from_json_str(json.dumps([entity.cedar]), schema)
-        except ValueError:
-            why = _why_nonconforming(entity, schema)
-            return f"#{index} {entity.uid}" + (f": {why}" if why else "")
-    return None
-
-
-def _why_nonconforming(entity: Entity, schema: Any) -> str | None:
-    # Entities.from_json_str says only "does not conform"; is_authorized says why, after a
-    # dump of the entities it was given: keep what follows the dump.
-    try:
-        result = cedarpy.is_authorized(
-            {"principal": entity.uid.to_cedar(), "action": {"type": "Action", "id": "x"},
-             "resource": entity.uid.to_cedar(), "context": {}},
-            "", json.dumps([entity.cedar]), schema=schema)
-        errors = list(result.diagnostics.errors)
-    except Exception:  # only a diagnostic: never let it hide the real error
-        return None
-    if not errors or "]: " not in errors[0]:
-        return None
-    detail = errors[0][errors[0].rfind("]: ") + 3:]
-    return author_message(detail.removeprefix("entity does not conform to the schema: "))
-
-
-def _locate_parse_errors(source: _Source, statements: Sequence[Statement]) -> list[str]:
-    found = []
-    for statement in statements:
-        try:
-            cedarpy.PolicySet.from_str(statement.text)
-        except ValueError as exc:
-            found.append(f"{source.name}:{statement.line}: {author_message(str(exc))}")
-    return found or [f"{source.name}:1: cannot parse the policies"]
-
-
-def _validate_sources(parsed: Sequence[_Parsed], schema: Any) -> list[str]:
-    """Validation problems, file by file (so that Cedar's ``policyN`` names a statement of the file)."""
-    problems: list[str] = []
-    for file in parsed:
-        result = cedarpy.validate_policies(file.source.text, schema)
-        seen: dict[tuple[str, str], int] = {}
-        for error in result.errors:
-            key = (error.policy_id, error.error)
-            seen[key] = seen.get(key, -1) + 1
-            problems.append(_validation_problem(file, error, schema, seen[key]))
-    return problems
-
-
-def _validation_problem(file: _Parsed, error: Any, schema: Any, occurrence: int) -> str:
-    """``file:line: [id] message``; a type error also says which expression and its types."""
-    match = _POSITIONAL.fullmatch(error.policy_id or "")
-    if not (match and int(match.group(1)) < len(file.statements)):
-        return f"{file.source.name}: {author_message(error.error)}"
-    statement = file.statements[int(match.group(1))]
-    label = statement.annotations.get("id")
-    named = f" [{label}]" if label else ""
-    message = error.error.replace(f"policy `{error.policy_id}`", "policy")
-    explained = explain_type_error(statement.text, message, schema, occurrence)
-    message = f"{message}: {explained}" if explained else message
-    return f"{file.source.name}:{statement.line}:{named} {author_message(message)}"
-
-
 def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any]) -> list[str]:
     """Validate loaded policies against a schema, file by file, as loading does.
 
@@ -860,7 +775,7 @@ def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any
     """
     text = json.dumps(schema) if isinstance(schema, Mapping) else schema
     try:
-        handle = _parse_schema(text)
+        handle = parse_schema(text)
     except ValueError as exc:
         raise PolicyError(f"<schema>: {author_message(str(exc))}") from exc
     files: dict[str, str] = {}
@@ -870,8 +785,8 @@ def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any
         at = len(sofar) - (sofar.rfind("\n") + 1)  # the column the text has reached, less one
         sofar += " " * max(policy.column - 1 - at, 1 if at else 0)
         files[policy.source] = sofar + policy.text
-    parsed = [_Parsed(_Source(name, body), scan(body)[0]) for name, body in files.items()]
-    problems = _validate_sources(parsed, handle)
+    parsed = [ParsedFile(PolicyFile(name, body), scan(body)[0]) for name, body in files.items()]
+    problems = validation_problems(parsed, handle)
     texts = StoreTexts(loaded={name: body for name, body in files.items() if name != "<text>"})
     return [locate(problem, texts).text() for problem in problems]
 

@@ -43,10 +43,11 @@ from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_v
 from agentauthz.engines._cedarcall import authorize_batch
 from agentauthz.engines._reach import entity_refs
 from agentauthz.engines.local import LocalEngine
+from agentauthz.policy._cedar_checks import first_nonconforming_entity
 from agentauthz.policy._files import read_text, store_entry, store_files
 from agentauthz.policy._messages import author_message
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
-from agentauthz.policy._store import PolicyStore, first_nonconforming_entity
+from agentauthz.policy._store import PolicyStore
 from agentauthz.policy._text import DEFAULT_MAX_BYTES
 
 __all__ = [
