@@ -22,6 +22,7 @@ from typing import Any
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
 from agentauthz.cli._common import Subparsers, UsageError
+from agentauthz.cli._console import Output
 from agentauthz.cli._render import output, render
 from agentauthz.cli._results import CasesRun, FormatRun, ReplayRun, RequestCheckResult, StoreCheck
 from agentauthz.policy._store import PolicyStore
@@ -142,7 +143,7 @@ def run_test_command(args: argparse.Namespace) -> int:
         if not Path(table).is_file():
             raise UsageError(f"--cases {table}: no such file")
     run = decide_cases(root, tables=args.cases, validate=not args.no_validate,
-                       coverage_wanted=not args.no_coverage, args=args)
+                       coverage_wanted=not args.no_coverage, quiet=args.quiet, out=output(args))
     if args.junit:
         write_junit(args.junit, run)
     if run.load_error is not None and not args.json:
@@ -151,8 +152,11 @@ def run_test_command(args: argparse.Namespace) -> int:
 
 
 def decide_cases(root: Path, *, tables: list[str], validate: bool, coverage_wanted: bool,
-                 args: argparse.Namespace) -> CasesRun:
-    """Load the store and decide its cases; a store that does not load is the run's result."""
+                 quiet: bool = False, out: Output | None = None) -> CasesRun:
+    """Load the store and decide its cases; a store that does not load is the run's result.
+
+    ``out`` draws a progress bar of long runs on a terminal.
+    """
     from agentauthz.testing._cases import coverage, load_cases, run_cases
 
     label = _label(root)
@@ -164,11 +168,11 @@ def decide_cases(root: Path, *, tables: list[str], validate: bool, coverage_want
     cases = load_cases(root, tables)
     if not cases:
         raise UsageError(f"{label}: no decision cases (ALLOW/*.json, DENY/*.json, cases/*.toml)")
-    with output(args).progress(len(cases), "deciding") as advance:
+    with (out or Output(color="never")).progress(len(cases), "deciding") as advance:
         results = run_cases(store, cases, advance=advance)
     return CasesRun(label, results, elapsed=time.perf_counter() - started,
                     missing=coverage(store, results) if coverage_wanted else None, store=store,
-                    quiet=args.quiet)
+                    quiet=quiet)
 
 
 # -- check ------------------------------------------------------------------------------
