@@ -65,7 +65,7 @@ BROKEN = [
     Broken("type-error",
            '@id("adds-strings")\npermit (principal, action == Action::"read", resource)\n'
            'when { principal.dept + 1 == 2 };\n',
-           1, 1, "expected Long but saw String"),
+           3, 8, "expected Long but saw String: `principal.dept + 1`: `principal.dept` is String"),
     Broken("duplicate-id",
            '\n@id("owner-reads")\nforbid (principal, action, resource);\n',
            2, 1, "duplicate policy id 'owner-reads'"),

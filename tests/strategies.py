@@ -978,3 +978,39 @@ like_patterns = st.lists(
 )
 #: Texts to match: built from the same characters, so that matches are common.
 like_texts = st.lists(st.sampled_from(LIKE_CHARS), max_size=12).map("".join)
+
+# -- errors for policy authors (issue 19): Cedar expressions written out, parenthesized in full ----
+
+_EXPRESSION_ATOMS = ("principal", "resource", "context", "1", "0", "-2", '"a"', '"q\\"*"', "true", "false",
+                     'User::"x"', "[]", "{}", "context.input", "?principal")
+_ATTRIBUTES = ("a", "amount", "if", "in", "has", "with space", "__cedar")
+_INFIX = ("==", "!=", "<", "<=", ">", ">=", "&&", "||", "+", "-", "*", "in")
+_METHOD_CALLS = ("contains", "containsAll", "containsAny", "getTag", "hasTag", "lessThan", "isInRange")
+
+
+def _record(members: list[tuple[str, str]]) -> str:
+    return "{" + ", ".join(f'"{name}": {value}' for name, value in members) + "}"
+
+
+#: Cedar expressions as text, every subexpression in parentheses (the printer must find which it needs).
+cedar_expressions = st.recursive(
+    st.sampled_from(_EXPRESSION_ATOMS),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(_INFIX), inner).map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"),
+        inner.map(lambda e: f"!({e})"),
+        inner.map(lambda e: f"-({e})"),
+        st.tuples(inner, st.sampled_from(_ATTRIBUTES)).map(lambda t: f'({t[0]})["{t[1]}"]'),
+        st.tuples(inner, st.sampled_from(_ATTRIBUTES)).map(lambda t: f'({t[0]}) has "{t[1]}"'),
+        inner.map(lambda e: f'({e}) like "a*\\\\*b"'),
+        inner.map(lambda e: f"({e}) is User"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]}) is User in ({t[1]})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"if ({t[0]}) then ({t[1]}) else ({t[2]})"),
+        st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.lists(st.tuples(st.sampled_from(_ATTRIBUTES), inner), max_size=2, unique_by=lambda m: m[0])
+        .map(_record),
+        st.tuples(inner, st.sampled_from(_METHOD_CALLS), inner).map(lambda t: f"({t[0]}).{t[1]}({t[2]})"),
+        inner.map(lambda e: f"({e}).isEmpty()"),
+        inner.map(lambda e: f"decimal({e})"),
+    ),
+    max_leaves=10,
+)

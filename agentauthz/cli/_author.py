@@ -1,15 +1,17 @@
 """The policy-author commands of ``agentauthz``: validate, test, check, format, replay.
 
 Registered by :mod:`agentauthz.cli._main`. Every command reads a policy store
-directory (default: ``policies`` if there is one, else the current directory),
-writes plain text when piped, colors and tables on a terminal (with the ``cli``
-extra), and JSON with ``--json``. Exit codes: 0 ok, 1 problems found, 2 usage.
+directory (default: ``policies`` if there is one, else the current directory).
+Each handler (``run_<command>_command``) reads its arguments, computes a result
+(:mod:`agentauthz.cli._results`) and has it written by a renderer
+(:mod:`agentauthz.cli._render`: plain text when piped, colors and tables on a
+terminal with the ``cli`` extra, JSON with ``--json``; :mod:`agentauthz.cli._junit`
+for ``test --junit``). Exit codes: 0 ok, 1 problems found, 2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -19,8 +21,10 @@ from typing import Any
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
-from agentauthz.cli._common import EXIT_OK, EXIT_PROBLEMS, Subparsers, UsageError
+from agentauthz.cli._common import Subparsers, UsageError
 from agentauthz.cli._console import Output
+from agentauthz.cli._render import output, render
+from agentauthz.cli._results import CasesRun, FormatRun, ReplayRun, RequestCheckResult, StoreCheck
 from agentauthz.policy._store import PolicyStore
 
 __all__ = [
@@ -65,14 +69,6 @@ def _label(path: Path) -> str:
     return path.as_posix().rstrip("/") or "."
 
 
-def _output(args: argparse.Namespace) -> Output:
-    return Output(sys.stdout, color=args.color)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def _load(path: Path, *, validate: bool = True) -> PolicyStore:
     """The store, or a PolicyError whose problems read ``DIR/file:line:col: message``."""
     from agentauthz.policy._lint import locate_problems
@@ -80,22 +76,8 @@ def _load(path: Path, *, validate: bool = True) -> PolicyStore:
     try:
         return PolicyStore.from_directory(path, validate=validate)
     except PolicyError as exc:
-        label = _label(path)
-        raise PolicyError([f"{finding.location(label)}: {finding.message}"
+        raise PolicyError([finding.text(_label(path))
                            for finding in locate_problems(exc.problems, path)]) from exc
-
-
-def _store_summary(store: PolicyStore) -> str:
-    templates = sum(1 for policy in store.policies if policy.is_template)
-    parts = [_plural(len(store.policies) - templates, "policy").replace("policys", "policies"),
-             _plural(templates, "template"), _plural(len(store.links), "link"),
-             _plural(len(store.entities), "entity").replace("entitys", "entities"),
-             "schema" if store.schema_text is not None else "no schema"]
-    return ", ".join(parts)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 # -- validate ---------------------------------------------------------------------------
@@ -116,35 +98,16 @@ def add_validate_command(commands: Subparsers) -> None:
     _no_validate_option(parser)
     parser.add_argument("--strict", action="store_true", help="warnings fail the run too")
     _output_options(parser)
-    parser.set_defaults(handler=_validate)
+    parser.set_defaults(handler=run_validate_command)
 
 
-def _validate(args: argparse.Namespace) -> int:
+def run_validate_command(args: argparse.Namespace) -> int:
+    """``agentauthz validate``: lint the store, render the findings."""
     from agentauthz.policy._lint import lint_directory
 
     root = _directory(args)
-    label = _label(root)
     report = lint_directory(root, validate=not args.no_validate)
-    failed = bool(report.errors) or (args.strict and bool(report.warnings))
-    if args.json:
-        _print_json({
-            "directory": label, "ok": not failed,
-            "errors": [finding.to_json() for finding in report.errors],
-            "warnings": [finding.to_json() for finding in report.warnings],
-            "notes": report.notes,
-        })
-        return EXIT_PROBLEMS if failed else EXIT_OK
-    out = _output(args)
-    for finding in [*report.errors, *report.warnings]:
-        style = "red" if finding.severity == "error" else "yellow"
-        out.line(f"{finding.location(label)}: {finding.severity}: {finding.message}", style)
-    for note in report.notes:
-        out.line(f"{label}: note: {note}", "dim")
-    summary = f"{_plural(len(report.errors), 'error')}, {_plural(len(report.warnings), 'warning')}"
-    if report.store is not None and not report.errors:
-        summary += f" ({_store_summary(report.store)})"
-    out.line(f"{label}: {summary}", "bold red" if failed else "bold green")
-    return EXIT_PROBLEMS if failed else EXIT_OK
+    return render(StoreCheck(_label(root), report, strict=args.strict), args)
 
 
 # -- test -------------------------------------------------------------------------------
@@ -168,90 +131,48 @@ def add_test_command(commands: Subparsers) -> None:
     parser.add_argument("--no-coverage", action="store_true", help="skip the coverage report")
     _no_validate_option(parser)
     _output_options(parser)
-    parser.set_defaults(handler=_test)
+    parser.set_defaults(handler=run_test_command)
 
 
-def _test(args: argparse.Namespace) -> int:
+def run_test_command(args: argparse.Namespace) -> int:
+    """``agentauthz test``: decide the store's cases, render them (and the JUnit report)."""
     from agentauthz.cli._junit import write_junit
-    from agentauthz.testing._cases import coverage, load_cases, run_cases
 
     root = _directory(args)
-    label = _label(root)
     for table in args.cases:
         if not Path(table).is_file():
             raise UsageError(f"--cases {table}: no such file")
+    run = decide_cases(root, tables=args.cases, validate=not args.no_validate,
+                       coverage_wanted=not args.no_coverage, quiet=args.quiet, out=output(args))
+    if args.junit:
+        write_junit(args.junit, run)
+    if run.load_error is not None and not args.json:
+        raise run.load_error
+    return render(run, args)
+
+
+def decide_cases(root: Path, *, tables: list[str], validate: bool, coverage_wanted: bool,
+                 quiet: bool = False, out: Output | None = None) -> CasesRun:
+    """Load the store and decide its cases; a store that does not load is the run's result.
+
+    ``out`` draws a progress bar of long runs on a terminal.
+    """
+    from agentauthz.testing._cases import coverage, load_cases, run_cases
+
+    label = _label(root)
     started = time.perf_counter()
     try:
-        store = _load(root, validate=not args.no_validate)
+        store = _load(root, validate=validate)
     except PolicyError as exc:
-        if args.junit:
-            write_junit(args.junit, label, [], load_error=str(exc))
-        if args.json:
-            _print_json({"directory": label, "ok": False, "error": str(exc),
-                         "problems": list(exc.problems)})
-            return EXIT_PROBLEMS
-        raise
-    cases = load_cases(root, args.cases)
+        return CasesRun(label, load_error=exc)
+    cases = load_cases(root, tables)
     if not cases:
         raise UsageError(f"{label}: no decision cases (ALLOW/*.json, DENY/*.json, cases/*.toml)")
-    out = _output(args)
-    with out.progress(len(cases), "deciding") as advance:
+    with (out or Output(color="never")).progress(len(cases), "deciding") as advance:
         results = run_cases(store, cases, advance=advance)
-    elapsed = time.perf_counter() - started
-    failed = [result for result in results if not result.passed]
-    missing = [] if args.no_coverage else coverage(store, results)
-    if args.junit:
-        write_junit(args.junit, label, results, elapsed=elapsed)
-    if args.json:
-        _print_json({
-            "directory": label, "ok": not failed, "passed": len(results) - len(failed),
-            "failed": len(failed), "seconds": round(elapsed, 4),
-            "cases": [result.to_json() for result in results],
-            "never_determining": [{"id": pid, "location": where} for pid, where in missing],
-        })
-        return EXIT_PROBLEMS if failed else EXIT_OK
-
-    shown = failed if args.quiet else results
-    if shown:
-        rows, styles = [], []
-        for result in shown:
-            decision = result.decision
-            got = decision.outcome if decision else "-"
-            detail = "; ".join(result.failures) if result.failures else (
-                ", ".join(decision.reasons) if decision and decision.reasons else "")
-            rows.append(["pass" if result.passed else "FAIL", result.case.id, result.case.expected,
-                         got, detail])
-            styles.append(None if result.passed else "red")
-        out.table(["result", "case", "expected", "got", "determining policies / failure"], rows,
-                  styles=styles, title=f"{label}: decision cases")
-    for result in results:
-        for warning in result.warnings:
-            out.line(f"warning: {result.case.id}: {warning}", "yellow")
-    for result in failed:
-        case = result.case
-        where = (case.source if Path(case.source).is_absolute() else f"{label}/{case.source}") + (
-            f":{case.line}" if case.line else "")
-        out.line()
-        out.line(f"FAIL {case.id} ({where})", "bold red")
-        for failure in result.failures:
-            out.line(f"  {failure}")
-        if case.request is not None:
-            out.line(f"  request: {case.request.principal} {case.request.action} "
-                     f"{case.request.resource}")
-        if result.decision is not None:
-            for error in result.decision.errors:
-                out.line(f"  error: {error}", "yellow")
-    if not args.no_coverage:
-        determined = len(store.policies) + len(store.links) - len(missing)
-        out.line()
-        out.line(f"coverage: {determined} of {len(store.policies) + len(store.links)} policies, "
-                 "templates and links determined at least one case", "bold")
-        for policy_id, where in missing:
-            out.line(f"  never determining: {policy_id} ({where})", "yellow")
-    out.line()
-    out.line(f"{label}: {len(results) - len(failed)} passed, {len(failed)} failed "
-             f"in {elapsed:.2f} s", "bold red" if failed else "bold green")
-    return EXIT_PROBLEMS if failed else EXIT_OK
+    return CasesRun(label, results, elapsed=time.perf_counter() - started,
+                    missing=coverage(store, results) if coverage_wanted else None, store=store,
+                    quiet=quiet)
 
 
 # -- check ------------------------------------------------------------------------------
@@ -283,7 +204,7 @@ def add_check_command(commands: Subparsers) -> None:
                         help="exit 1 unless the decision is this one")
     _no_validate_option(parser)
     _output_options(parser)
-    parser.set_defaults(handler=_check)
+    parser.set_defaults(handler=run_check_command)
 
 
 def _uid_option(text: str, option: str) -> EntityUID:
@@ -311,10 +232,8 @@ def _json_option(text: str, option: str) -> Any:
                          f"{exc.msg}") from exc
 
 
-def _check(args: argparse.Namespace) -> int:
-    from agentauthz.engines.local import LocalEngine
-    from agentauthz.testing._cases import RequestCheck
-
+def run_check_command(args: argparse.Namespace) -> int:
+    """``agentauthz check``: decide one request, render the decision and why."""
     root = _directory(args)
     principal = _uid_option(args.principal, "--principal")
     resource = _uid_option(args.resource, "--resource")
@@ -323,20 +242,33 @@ def _check(args: argparse.Namespace) -> int:
         context = _json_option(args.context, "--context")
         if not isinstance(context, dict):
             raise UsageError("--context: expected a JSON object")
-    entities: list[Entity] = []
-    if args.entities:
-        data = _json_option("@" + args.entities, "--entities")
-        if not isinstance(data, list):
-            raise UsageError(f"--entities {args.entities}: expected a JSON array of entities")
-        try:
-            entities = [Entity.from_cedar(item) for item in data]
-        except AuthzError as exc:
-            raise UsageError(f"--entities {args.entities}: {exc}") from exc
+    entities = _entities_option(args.entities) if args.entities else []
     store = _load(root, validate=not args.no_validate)
+    return render(check_request(store, principal, args.action, resource, context, entities,
+                                expect=args.expect), args)
+
+
+def _entities_option(path: str) -> list[Entity]:
+    data = _json_option("@" + path, "--entities")
+    if not isinstance(data, list):
+        raise UsageError(f"--entities {path}: expected a JSON array of entities")
+    try:
+        return [Entity.from_cedar(item) for item in data]
+    except AuthzError as exc:
+        raise UsageError(f"--entities {path}: {exc}") from exc
+
+
+def check_request(store: PolicyStore, principal: EntityUID, action_name: str, resource: EntityUID,
+                  context: dict[str, Any], entities: list[Entity], *,
+                  expect: str | None = None) -> RequestCheckResult:
+    """Decide one request with the store's embedded engine, and say why (or why Cedar cannot)."""
+    from agentauthz.engines.local import LocalEngine
+    from agentauthz.testing._cases import RequestCheck
+
     engine = LocalEngine(store)
     try:
-        action = (EntityUID.parse(args.action) if '::"' in args.action
-                  else engine.resolve_action(args.action))
+        action = (EntityUID.parse(action_name) if '::"' in action_name
+                  else engine.resolve_action(action_name))
         request = Request(principal, action, resource,
                           {key: from_cedar_value(value) for key, value in context.items()})
     except AuthzError as exc:
@@ -346,46 +278,8 @@ def _check(args: argparse.Namespace) -> int:
     elapsed_ms = (time.perf_counter() - started) * 1000
     check = RequestCheck(store)
     invalid = check.problems([request])[0] or check.entities_problem(engine, entities)
-    warnings = check.warnings(request, entities)
-    # A request Cedar cannot build is denied, but that is no answer to "is this allowed?".
-    status = EXIT_PROBLEMS if invalid or (args.expect and decision.outcome != args.expect) else EXIT_OK
-    policies = _determining(store, decision)
-    if args.json:
-        _print_json({
-            "request": request.to_cedar(), "decision": decision.outcome,
-            "invalid_request": invalid, "warnings": warnings,
-            "reasons": list(decision.reasons), "errors": list(decision.errors),
-            "milliseconds": round(elapsed_ms, 3),
-            "policies": [{"id": pid, "location": where, "text": text}
-                         for pid, where, text in policies],
-        })
-        return status
-    out = _output(args)
-    word = "ALLOW" if decision.allowed else "DENY"
-    out.line(f"{word}  {request.principal} {request.action} {request.resource}",
-             "bold green" if decision.allowed else "bold red")
-    if invalid:
-        out.line(f"invalid request: {invalid}", "bold red")
-    elif policies:
-        out.line("determined by:")
-        for policy_id, where, text in policies:
-            out.line(f"  {policy_id} ({where})", "bold")
-            out.code(text, language="cedar")
-    elif not decision.allowed:
-        out.line("no policy applies: denied by default" if not decision.errors
-                 else "no policy applies (some failed to evaluate): denied")
-    if decision.errors:
-        out.line("errors:", "yellow")
-        for error in decision.errors:
-            out.line(f"  {error}", "yellow")
-    for warning in warnings:
-        out.line(f"warning: {warning}", "yellow")
-    out.line(f"decided in {elapsed_ms:.2f} ms", "dim")
-    if args.expect and decision.outcome != args.expect:
-        out.line(f"expected {args.expect}", "bold red")
-    elif invalid and args.expect:
-        out.line(f"expected {args.expect} of a valid request", "bold red")
-    return status
+    return RequestCheckResult(request, decision, invalid, check.warnings(request, entities), elapsed_ms,
+                              _determining(store, decision), expect)
 
 
 def _determining(store: PolicyStore, decision: Decision) -> list[tuple[str, str, str]]:
@@ -430,10 +324,11 @@ def add_format_command(commands: Subparsers) -> None:
     parser.add_argument("--indent-width", type=int, default=2, metavar="N",
                         help="indentation (default: 2)")
     _output_options(parser)
-    parser.set_defaults(handler=_format)
+    parser.set_defaults(handler=run_format_command)
 
 
-def _format(args: argparse.Namespace) -> int:
+def run_format_command(args: argparse.Namespace) -> int:
+    """``agentauthz format``: format the policy files (or check them), render what changed."""
     from agentauthz.policy._format import format_directory
 
     root = _directory(args)
@@ -443,43 +338,13 @@ def _format(args: argparse.Namespace) -> int:
     results = format_directory(root, line_width=args.line_width, indent_width=args.indent_width)
     if not results:
         raise UsageError(f"{label}: no *.cedar files")
-    changed = [result for result in results if result.changed]
-    refused = [result for result in results if result.problem is not None]
     written: list[str] = []
     if not args.check:
-        for result in changed:
-            _write_atomically(root / result.file, result.formatted or "")
-            written.append(result.file)
-    failed = bool(refused) or (args.check and bool(changed))
-    if args.json:
-        _print_json({
-            "directory": label, "ok": not failed, "check": args.check,
-            "changed": [result.file for result in changed], "written": written,
-            "refused": [{"file": result.file, "problem": result.problem} for result in refused],
-            "unchanged": [r.file for r in results if not r.changed and r.problem is None],
-        })
-        return EXIT_PROBLEMS if failed else EXIT_OK
-    out = _output(args)
-    for result in changed:
-        verb = "would reformat" if args.check else "reformatted"
-        out.line(f"{verb} {label}/{result.file}", "yellow" if args.check else "green")
-        if args.diff:
-            diff = difflib.unified_diff(
-                result.original.splitlines(keepends=True),
-                (result.formatted or "").splitlines(keepends=True),
-                f"{label}/{result.file}", f"{label}/{result.file} (formatted)", lineterm="")
-            for line in diff:
-                out.line(line.removesuffix("\n"), _DIFF_STYLES.get(line[:1]))
-    for result in refused:
-        out.line(f"error: {label}/{result.problem}", "red")
-    unchanged = len(results) - len(changed) - len(refused)
-    summary = (f"{_plural(len(changed), 'file')} {'would be ' if args.check else ''}reformatted, "
-               f"{unchanged} unchanged" + (f", {len(refused)} refused" if refused else ""))
-    out.line(f"{label}: {summary}", "bold red" if failed else "bold green")
-    return EXIT_PROBLEMS if failed else EXIT_OK
-
-
-_DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
+        for result in results:
+            if result.changed:
+                _write_atomically(root / result.file, result.formatted or "")
+                written.append(result.file)
+    return render(FormatRun(label, results, args.check, written, diff=args.diff), args)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -515,10 +380,11 @@ def add_replay_command(commands: Subparsers) -> None:
                         help="exit 1 if any decision would flip")
     _no_validate_option(parser)
     _output_options(parser)
-    parser.set_defaults(handler=_replay)
+    parser.set_defaults(handler=run_replay_command)
 
 
-def _replay(args: argparse.Namespace) -> int:
+def run_replay_command(args: argparse.Namespace) -> int:
+    """``agentauthz replay``: decide the recorded requests again, render what would change."""
     from agentauthz.cli._replay import count_lines, replay
 
     policies = Path(args.policies)
@@ -527,7 +393,6 @@ def _replay(args: argparse.Namespace) -> int:
     if args.examples < 0:
         raise UsageError("--examples must not be negative")
     store = _load(policies, validate=not args.no_validate)
-    out = _output(args)
     started = time.perf_counter()
     if args.audit == "-":
         report = replay(sys.stdin, store, examples=args.examples)
@@ -535,50 +400,9 @@ def _replay(args: argparse.Namespace) -> int:
         try:
             with open(args.audit, encoding="utf-8", errors="replace") as stream:
                 total = count_lines(stream)
-                with out.progress(total, "replaying") as advance:
+                with output(args).progress(total, "replaying") as advance:
                     report = replay(stream, store, examples=args.examples, advance=advance)
         except OSError as exc:
             raise UsageError(f"{args.audit}: cannot read ({exc.strerror})") from exc
-    elapsed = time.perf_counter() - started
-    status = EXIT_PROBLEMS if args.fail_on_flip and report.flips else EXIT_OK
-    if args.json:
-        _print_json({"audit": args.audit, "policies": _label(policies),
-                     "seconds": round(elapsed, 4), **report.to_json()})
-        return status
-    out.table(["", "events"], [
-        ["read", str(report.events)],
-        ["replayed", str(report.replayed)],
-        ["skipped (no recorded request)", str(report.skipped)],
-        ["unreadable", str(report.unreadable_count)],
-        ["unchanged", str(report.unchanged)],
-        ["allow -> deny", str(report.counts["allow->deny"])],
-        ["deny -> allow", str(report.counts["deny->allow"])],
-        ["same decision, other policies", str(report.counts["reasons"])],
-    ], title=f"replay of {args.audit} against {_label(policies)}")
-    titles = {"allow->deny": "would now be denied", "deny->allow": "would now be allowed",
-              "reasons": "decided by other policies"}
-    for kind, changes in report.examples.items():
-        if not changes:
-            continue
-        out.line()
-        out.line(f"{titles[kind]} ({report.counts[kind]}):",
-                 "bold red" if kind == "deny->allow" else "bold")
-        for change in changes:
-            out.line(f"  line {change.line}: {change.principal} {change.action} {change.resource}")
-            after = change.after
-            out.line(f"    before: {change.before} by {', '.join(change.before_reasons) or '-'}")
-            out.line(f"    after:  {after.outcome} by {', '.join(after.reasons) or '-'}"
-                     + (f" ({len(after.errors)} errors)" if after.errors else ""))
-    for line, why in report.unreadable:
-        out.line(f"{args.audit}:{line}: unreadable: {why}", "yellow")
-    if report.events and not report.replayed and report.skipped:
-        out.line("no event carries its request: create the Authorizer with record_requests=True "
-                 "to record them", "yellow")
-    out.line()
-    out.line(f"{report.flips} of {report.replayed} replayed decisions would flip "
-             f"({report.skipped} skipped) in {elapsed:.2f} s",
-             "bold red" if report.flips else "bold green")
-    return status
-
-
-
+    return render(ReplayRun(args.audit, _label(policies), report, time.perf_counter() - started,
+                            fail_on_flip=args.fail_on_flip), args)

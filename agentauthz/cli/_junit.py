@@ -1,31 +1,32 @@
-"""The JUnit XML report of ``agentauthz test --junit``: one ``testcase`` per decision case."""
+"""The JUnit renderer of ``agentauthz test --junit``: one ``testcase`` per decision case."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from xml.etree import ElementTree
 
 from agentauthz.cli._console import printable
+from agentauthz.cli._results import CasesRun
 from agentauthz.testing._cases import CaseResult
 
 __all__ = ["write_junit"]
 
 
-def write_junit(path: str | Path, suite: str, results: Sequence[CaseResult], *,
-                elapsed: float = 0.0, load_error: str | None = None) -> None:
+def write_junit(path: str | Path, run: CasesRun) -> None:
     """Write a JUnit XML report (one ``testcase`` per case; a load error is one ``error``).
 
     Text from the store's files goes through :func:`~agentauthz.cli._console.printable`
     line by line: XML 1.0 cannot hold control characters, and CI pages show the report.
     """
-    failures = sum(1 for result in results if not result.passed)
+    suite, results = run.label, run.results
+    load_error = str(run.load_error) if run.load_error is not None else None
     tests = len(results) if load_error is None else 1
     root = ElementTree.Element("testsuites")
     element = ElementTree.SubElement(root, "testsuite", {
-        "name": printable(suite), "tests": str(tests), "failures": str(failures),
-        "errors": "0" if load_error is None else "1", "skipped": "0", "time": f"{elapsed:.3f}",
+        "name": printable(suite), "tests": str(tests), "failures": str(len(run.failed)),
+        "errors": "0" if load_error is None else "1", "skipped": "0", "time": f"{run.elapsed:.3f}",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
     if load_error is not None:

@@ -7,7 +7,7 @@ exit code. To add one (``validate``, ``test``, ``format``, ...)::
     def add_validate_command(commands: Subparsers) -> None:
         parser = commands.add_parser("validate", help="...")
         parser.add_argument(...)
-        parser.set_defaults(handler=_validate)
+        parser.set_defaults(handler=run_validate_command)
 
     COMMANDS = (..., add_validate_command)
 
@@ -20,194 +20,33 @@ signals them by raising :class:`UsageError` or any
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
-import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
-from agentauthz._errors import AuthzError, ConfigurationError, PolicyError
-from agentauthz.cli._common import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Handler, Subparsers, UsageError
+from agentauthz._errors import AuthzError, PolicyError
+from agentauthz.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    Handler,
+    Subparsers,
+    UsageError,
+    help_handler,
+)
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 
 
-# -- schema -----------------------------------------------------------------------------
+# -- commands (each module is imported when the parser is built) -------------------------
 
 
 def add_schema_command(commands: Subparsers) -> None:
     """``agentauthz schema generate``: Cedar schema actions for tools."""
-    schema = commands.add_parser("schema", help="generate Cedar schemas",
-                                 description="Work with Cedar schemas.")
-    schema.set_defaults(handler=_help(schema))
-    actions = schema.add_subparsers(title="commands", metavar="COMMAND")
-    generate = actions.add_parser(
-        "generate",
-        help="add one action per tool to a schema stub",
-        description=(
-            "Generate a Cedar schema: the stub plus one action per tool (Cedar-for-agents "
-            "convention: arguments in context.input, optional context.session). Tools come "
-            "from guarded Python functions (--tools) and MCP tool descriptions (--mcp). An "
-            "action the stub already declares is replaced unless --on-existing error. The "
-            "session type declares the totals the session configuration sums: an Authorizer "
-            "given to --tools brings its SessionConfig (and its tool entity type), --sessions "
-            "names one for the other tools: the schema is the one Authorizer.validate_tools() "
-            "checks the policies against."),
-    )
-    generate.add_argument("--stub", required=True, metavar="STUB",
-                          help="schema stub declaring the entity types (.cedarschema or "
-                               ".cedarschema.json)")
-    generate.add_argument("--tools", action="append", default=[], metavar="MODULE:ATTRIBUTE",
-                          help="an Authorizer (its guarded tools and session configuration), or a "
-                               "list or dict of guarded functions; repeatable")
-    generate.add_argument("--sessions", action="append", default=[], metavar="MODULE:ATTRIBUTE",
-                          help="a SessionConfig (or an Authorizer) whose sums= the session totals "
-                               "declare; repeatable")
-    generate.add_argument("--mcp", action="append", default=[], metavar="TOOLS.json",
-                          help='MCP tool descriptions: a JSON list, {"tools": [...]} or a '
-                               "tools/list response; repeatable")
-    generate.add_argument("--principal-type", action="append", default=[], metavar="TYPE",
-                          dest="principal_types",
-                          help="principal entity type; repeatable (default: entity types the "
-                               "stub annotates @mcp_principal)")
-    generate.add_argument("--namespace", metavar="NS",
-                          help="namespace of the actions (default: the stub's namespace); "
-                               "'' for the top level")
-    generate.add_argument("--tool-type", metavar="TYPE",
-                          help="resource type of tools without a resource (default: the "
-                               "Authorizer's tool_entity_type, else Tool)")
-    generate.add_argument("--session-type", default="Session", metavar="TYPE",
-                          help="common type of context.session, added when the stub declares it "
-                               "(default: Session); '' for none")
-    generate.add_argument("--on-existing", choices=("replace", "error"), default="replace",
-                          help="what to do with actions the stub already declares (default: replace)")
-    generate.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
-    generate.set_defaults(handler=_schema_generate)
+    from agentauthz.cli._generate import add_schema_command as add
 
-
-def _schema_generate(args: argparse.Namespace) -> int:
-    from agentauthz.session._facts import action_name
-    from agentauthz.tools._schema import generate_schema, read_mcp_tools, tool_sums
-
-    stub_path = Path(args.stub)
-    if not stub_path.is_file():
-        raise UsageError(f"--stub {args.stub}: no such file")
-    stub: Any = _read(stub_path, "--stub")
-    if stub_path.name.endswith(".json"):
-        stub = _parse_json(stub, stub_path)
-    tools: list[Any] = []
-    sums: dict[str, list[str]] = {}
-    tool_types: set[str] = set()
-    for target in args.tools:
-        value = _import_attribute(target, "--tools")
-        tools.extend(_tool_specs(target, value))
-        config = _session_config(value)
-        if config is not None:
-            _add_sums(sums, config.sums)
-            tool_types.add(value.tool_entity_type)
-    for target in args.sessions:
-        config = _session_config(_import_attribute(target, "--sessions"), accept_config=True)
-        if config is None:
-            raise UsageError(f"--sessions {target}: expected a SessionConfig or an Authorizer")
-        _add_sums(sums, config.sums)
-    mcp_tools: list[Mapping[str, Any]] = []
-    for path in args.mcp:
-        mcp_path = Path(path)
-        if not mcp_path.is_file():
-            raise UsageError(f"--mcp {path}: no such file")
-        mcp_tools.extend(read_mcp_tools(_parse_json(_read(mcp_path, "--mcp"), mcp_path)))
-    if not tools and not mcp_tools:
-        raise UsageError("no tools: give --tools MODULE:ATTRIBUTE and/or --mcp TOOLS.json")
-    if args.tool_type is None and len(tool_types) > 1:
-        raise UsageError("the Authorizers name different tool entity types "
-                         f"({', '.join(sorted(tool_types))}): choose one with --tool-type")
-    tool_type = args.tool_type or next(iter(tool_types), "Tool")
-    names = [action_name(spec.action) for spec in tools] + [str(tool.get("name")) for tool in mcp_tools]
-    schema = generate_schema(
-        stub, tools=tools, mcp_tools=mcp_tools, principal_types=args.principal_types,
-        namespace=args.namespace, tool_type=tool_type, session_type=args.session_type or None,
-        existing=args.on_existing, session_sums=tool_sums(sums, names),
-    )
-    if args.output:
-        try:
-            Path(args.output).write_text(schema, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--output {args.output}: cannot write ({exc.strerror})") from exc
-    else:
-        sys.stdout.write(schema)
-    return EXIT_OK
-
-
-def _session_config(value: Any, *, accept_config: bool = False) -> Any:
-    """The SessionConfig of an Authorizer (or the value itself, when it is one and accepted)."""
-    from agentauthz._authorizer import Authorizer
-    from agentauthz.session._session import SessionConfig
-
-    if isinstance(value, Authorizer):
-        return value.session_config
-    return value if accept_config and isinstance(value, SessionConfig) else None
-
-
-def _add_sums(sums: dict[str, list[str]], more: Mapping[str, Sequence[str]]) -> None:
-    for action, arguments in more.items():
-        known = sums.setdefault(action, [])
-        known.extend(argument for argument in arguments if argument not in known)
-
-
-def _read(path: Path, option: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{option} {path}: cannot read ({exc})") from exc
-
-
-def _parse_json(text: str, path: Path) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-
-
-def _import_attribute(target: str, option: str) -> Any:
-    """The value ``module:attribute`` names (the working directory is importable)."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise UsageError(f"{option} {target}: expected MODULE:ATTRIBUTE, e.g. myapp.agent:authz")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        value: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"{option} {target}: cannot import {module_name!r} ({exc})") from exc
-    for part in attribute.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise UsageError(f"{option} {target}: {module_name!r} has no attribute {attribute!r}") from None
-    return value
-
-
-def _tool_specs(target: str, value: Any) -> list[Any]:
-    """The guarded tools of an Authorizer, a list or a dict named by ``--tools``."""
-    from agentauthz.tools._schema import tool_specs
-
-    registry = getattr(value, "tools", None)
-    if isinstance(registry, Mapping):
-        value = registry
-    elif not isinstance(value, (Mapping, list, tuple, set, frozenset)):
-        value = [value]
-    try:
-        return list(tool_specs(value))
-    except ConfigurationError as exc:
-        raise UsageError(
-            f"--tools {target}: expected an Authorizer, or a list or dict of guarded functions: {exc}"
-        ) from exc
-
-
-# -- policy author commands (agentauthz.cli._author, imported when the parser is built) ---
+    add(commands)
 
 
 def add_validate_command(commands: Subparsers) -> None:
@@ -260,14 +99,6 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 )
 
 
-def _help(parser: argparse.ArgumentParser) -> Handler:
-    def show(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    return show
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``agentauthz`` parser with every command of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
@@ -278,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agentauthz import __version__
 
     parser.add_argument("--version", action="version", version=f"agentauthz {__version__}")
-    parser.set_defaults(handler=_help(parser))
+    parser.set_defaults(handler=help_handler(parser))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in COMMANDS:
         add(commands)

@@ -21,7 +21,8 @@ from pathlib import Path
 import cedarpy
 
 from agentauthz._errors import PolicyError
-from agentauthz.policy._store import read_store_bytes, store_files, truncate
+from agentauthz.policy._files import read_store_bytes, store_files
+from agentauthz.policy._messages import truncate
 from agentauthz.policy._text import _TOKEN, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, scan
 
 __all__ = ["FormatResult", "format_directory", "format_text"]

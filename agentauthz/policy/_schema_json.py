@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +23,12 @@ import cedarpy
 
 from agentauthz._errors import PolicyError
 from agentauthz._model import unescape
+from agentauthz.policy._schema_text import schema_tokens
 
 __all__ = ["cedar_schema_to_json", "schema_json_text"]
 
-_TOKEN = re.compile(
-    r'\s+|//[^\n\r]*|(?P<str>"(?:[^"\\]|\\.)*")|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>::|[{}\[\]<>(),;:=?@])'
-)
+# The kinds of schema_tokens, as this parser names them.
+_KINDS = {"string": "str", "ident": "ident", "sep": "punct", "punct": "punct"}
 _PRIMITIVES = {"Long": "Long", "String": "String", "Bool": "Boolean"}
 _EXTENSIONS = ("ipaddr", "decimal", "datetime", "duration")
 
@@ -73,16 +72,7 @@ def cedar_schema_to_json(schema_text: str) -> dict[str, Any]:
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.tokens: list[tuple[str, str]] = []
-        position = 0
-        while position < len(text):
-            match = _TOKEN.match(text, position)
-            if match is None:
-                raise PolicyError(f"<schema>: unexpected character {text[position]!r}")
-            position = match.end()
-            kind = match.lastgroup
-            if kind is not None:
-                self.tokens.append((kind, match.group(kind)))
+        self.tokens = [(_KINDS[token.kind], token.text) for token in schema_tokens(text)]
         self.index = 0
 
     # -- tokens --------------------------------------------------------------------

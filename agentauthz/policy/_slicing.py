@@ -371,35 +371,14 @@ class SliceIndex:
             if scope is not None and scope.action.kind == IN:
                 groups.update(scope.action.entities)
         self._links: list[_Link] = []
-        self._always_links: list[int] = []  # links of templates whose scope is unreadable
+        self._always_links: list[int] = []  # links in every slice (scope unreadable, or no entity)
         self._by_principal: dict[tuple[int, Uid], list[int]] = {}
         self._by_resource: dict[tuple[int, Uid], list[int]] = {}
         self._principal_in = False
         self._resource_in = False
         for link in snapshot.links:
-            if link.id in excluded:
-                continue
-            number = len(self._links)
-            template = templates[link.template]
-            scope = self._scopes[template]
-            if scope is None:
-                self._links.append(_Link(number, link, template, Constraint(ANY), ActionScope(ANY),
-                                         Constraint(ANY)))
-                self._always_links.append(number)
-                continue
-            entry = _Link(number, link, template, scope.principal.filled(link.principal), scope.action,
-                          scope.resource.filled(link.resource))
-            self._links.append(entry)
-            if entry.principal.entity is not None:
-                kind = EQ if entry.principal.kind == EQ else IN
-                self._principal_in = self._principal_in or kind == IN
-                self._by_principal.setdefault((kind, entry.principal.entity), []).append(number)
-            elif entry.resource.entity is not None:
-                kind = EQ if entry.resource.kind == EQ else IN
-                self._resource_in = self._resource_in or kind == IN
-                self._by_resource.setdefault((kind, entry.resource.entity), []).append(number)
-            else:
-                self._always_links.append(number)
+            if link.id not in excluded:
+                self._index_link(link, templates[link.template])
         self._groups = frozenset(groups)
         self._linked_templates = sorted({entry.template for entry in self._links})
         self._hierarchy: _Hierarchy | None = None
@@ -410,6 +389,29 @@ class SliceIndex:
         self._lock = threading.Lock()
         self.full = Slice(snapshot.policy_set, snapshot.ids_by_position,
                           size=len(self._statics) + len(snapshot.links))
+
+    def _index_link(self, link: TemplateLink, template: int) -> None:
+        """File a template link under the entity its principal (else resource) constraint names."""
+        number = len(self._links)
+        scope = self._scopes[template]
+        if scope is None:
+            self._links.append(_Link(number, link, template, Constraint(ANY), ActionScope(ANY),
+                                     Constraint(ANY)))
+            self._always_links.append(number)
+            return
+        entry = _Link(number, link, template, scope.principal.filled(link.principal), scope.action,
+                      scope.resource.filled(link.resource))
+        self._links.append(entry)
+        if entry.principal.entity is not None:
+            kind = EQ if entry.principal.kind == EQ else IN
+            self._principal_in = self._principal_in or kind == IN
+            self._by_principal.setdefault((kind, entry.principal.entity), []).append(number)
+        elif entry.resource.entity is not None:
+            kind = EQ if entry.resource.kind == EQ else IN
+            self._resource_in = self._resource_in or kind == IN
+            self._by_resource.setdefault((kind, entry.resource.entity), []).append(number)
+        else:
+            self._always_links.append(number)
 
     @property
     def unreadable(self) -> int:

@@ -4,17 +4,24 @@ A :class:`PolicyStore` turns a directory (or text) into an immutable
 :class:`PolicySnapshot` holding pre-parsed cedarpy handles. Reloading builds a
 whole new snapshot and swaps one reference, so a request always sees one
 consistent version and a failed reload leaves the old one in place.
+
+Loading reads the files (``_read_directory``, through :mod:`agentauthz.policy._files`)
+and builds the snapshot in named stages (``_build``): ``_parse_sources``,
+``_name_policies``, ``_duplicate_ids``, ``_load_schema``, validation
+(:mod:`agentauthz.policy._cedar_checks`), ``_mode_problems``, then
+``_policy_sets`` (links and shadow policies) and ``_load_entities``. Every
+problem of every stage is reported at once, at ``file:line:col`` for a
+directory (:mod:`agentauthz.policy._locate`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import stat
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +30,20 @@ import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.policy._cedar_checks import (
+    ParsedFile,
+    PolicyFile,
+    entity_handle,
+    parse_problems,
+    parse_schema,
+    validation_problems,
+)
+from agentauthz.policy._files import parse_json, read_text, schema_files, store_entry, store_files
+from agentauthz.policy._locate import StoreTexts, locate
+from agentauthz.policy._messages import author_message, redact, truncate
 from agentauthz.policy._text import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
-    Statement,
     scan,
     schema_nesting_problem,
 )
@@ -37,78 +54,15 @@ __all__ = [
     "PolicyStore",
     "ShadowPolicies",
     "TemplateLink",
+    "entity_problems",
     "policy_mode",
+    "redact",  # from _messages, where the modules that decide import it from
+    "schema_checks_are_deferred",
+    "schema_checks_deferred",
+    "truncate",  # likewise
     "validate_policies",
 ]
 
-_MAX_MESSAGE = 300
-_POSITIONAL = re.compile(r"policy(\d+)")
-
-
-def truncate(message: str, limit: int = _MAX_MESSAGE) -> str:
-    """Bound an error message: cedarpy messages can embed whole entity dumps."""
-    message = " ".join(message.split())
-    return message if len(message) <= limit else message[: limit - 3] + "..."
-
-
-_QUOTED = re.compile(r"`([^`]*)`")
-_NAME_OR_UID = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*(?:::"(?:[^"\\]|\\.)*")?')
-
-
-# Errors whose text at that place is always a value, even one that looks like a name
-# (a password "hunter2" reads like an identifier): extension-function parse errors, tag lookups
-# by a computed key, and AWS validation messages ("Value 'x' at 'path' failed to ...").
-_VALUE_PLACES = (
-    (re.compile(r"`[^`]*`(?= is not a well-formed decimal value)"), "`<value>`"),
-    (re.compile(r"(?<=does not have the tag )`[^`]*`"), "`<value>`"),
-    (re.compile(r"(?<=from string )`[^`]*`|(?<=from the string )`[^`]*`|(?<=Found: )`[^`]*`"), "`<value>`"),
-    (re.compile(r"(?<=invalid IP address: )[^\n]*|(?<=invalid date: )[^\n]*"), "<value>"),
-)
-_WORD_CHAR = re.compile(r"\w")
-
-
-def _blank_validation_values(message: str) -> str:
-    """``Value <anything> at '`` -> ``Value <value> at '`` (AWS validation messages).
-
-    Without a regex: a lazy ``Value .*? at '`` rescans the rest of the message
-    from every ``Value `` when no `` at '`` follows, and a value can repeat
-    ``Value `` (a 48 KB entity id made one error take 5 s).
-    """
-    parts: list[str] = []
-    done = search = 0
-    while (found := message.find("Value ", search)) >= 0:
-        start = found + len("Value ")
-        if found and _WORD_CHAR.fullmatch(message[found - 1]):
-            search = found + 1
-            continue
-        end = message.find(" at '", start)
-        if end < 0:
-            break  # no later "Value " has an " at '" after it either
-        parts += (message[done:start], "<value>")
-        done, search = end, max(end - len("Value "), found + 1)
-    return "".join(parts) + message[done:]
-
-
-def redact(message: str, keep: Collection[str] = ()) -> str:
-    """Blank out values Cedar quotes in an error (records, strings, numbers).
-
-    Names, entity uids and policy ids stay: they say what failed without
-    saying what the data was. Where an error always shows a value (a string
-    that is no decimal or IP address, a tag looked up by a computed key, an
-    AWS validation message), it is blanked out whatever it looks like.
-
-    Args:
-        message: the error.
-        keep: quoted texts known to be policy ids (a link id such as
-            ``share-1`` does not look like a name).
-    """
-    for pattern, replacement in _VALUE_PLACES:
-        message = pattern.sub(replacement, message)
-    message = _blank_validation_values(message)
-    return _QUOTED.sub(
-        lambda m: m.group(0) if m.group(1) in keep or _NAME_OR_UID.fullmatch(m.group(1)) else "`<value>`",
-        message,
-    )
 
 
 @dataclass(frozen=True)
@@ -122,6 +76,7 @@ class Policy:
         line: 1-based line where the policy starts.
         is_template: whether it has ``?principal`` / ``?resource`` slots.
         annotations: all of its annotations.
+        column: 1-based column where the policy starts on its line.
     """
 
     id: str
@@ -130,6 +85,7 @@ class Policy:
     line: int
     is_template: bool = False
     annotations: Mapping[str, str] = field(default_factory=dict)
+    column: int = field(default=1, compare=False)
 
     @property
     def location(self) -> str:
@@ -169,12 +125,6 @@ class PolicySnapshot:
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
         return self.ids_by_position.get(positional, positional)
-
-
-@dataclass
-class _Source:
-    name: str
-    text: str
 
 
 class PolicyStore:
@@ -225,20 +175,10 @@ class PolicyStore:
         except (TypeError, ValueError, RecursionError) as exc:
             raise PolicyError(f"<schema>: not a JSON document ({type(exc).__name__})") from None
 
-        def load() -> PolicySnapshot:
-            return _build(
-                [_Source("<text>", policies)],
-                schema=(schema_text, "<schema>"),
-                entity_list=tuple(entities or ()),
-                entities_name="<entities>",
-                links=tuple(links),
-                validate=validate,
-                positional_names=True,
-                max_bytes=max_bytes,
-                max_depth=max_depth,
-            )
-
-        return cls(load())
+        given = _StoreInput([PolicyFile("<text>", policies)], schema_text=schema_text,
+                            entities=tuple(entities or ()), links=tuple(links))
+        return cls(_build(given, validate=validate, positional_names=True, max_bytes=max_bytes,
+                          max_depth=max_depth))
 
     @classmethod
     def from_directory(
@@ -263,8 +203,8 @@ class PolicyStore:
         root = Path(path)
 
         def load() -> PolicySnapshot:
-            return _load_directory(root, validate=validate, max_bytes=max_bytes,
-                                   max_depth=max_depth)
+            return _build(_read_directory(root, max_bytes), validate=validate, positional_names=False,
+                          max_bytes=max_bytes, max_depth=max_depth)
 
         return cls(load(), loader=load)
 
@@ -361,204 +301,71 @@ class PolicyStore:
                 f"entities={len(snap.entities)}, fingerprint={snap.fingerprint[:12]})")
 
 
-# -- loading ------------------------------------------------------------------------
+# -- what a store is built from ------------------------------------------------------
 
 
-# Open without blocking: a named pipe with no writer would otherwise hang the load. The flag
-# does nothing to a regular file, the only kind that is then read.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(
-    os, "O_CLOEXEC", 0)
+@dataclass
+class _StoreInput:
+    """Everything a store is built from, as read from a directory or given as text.
 
-
-def store_entry(path: Path, name: str) -> bool:
-    """Whether the directory holds an entry of this name, of any kind.
-
-    A dangling symlink, a named pipe, a socket or a directory counts: the store
-    then reads it, and reading says what is wrong with it, instead of the file
-    being silently left out.
-
-    Raises:
-        PolicyError: the directory cannot be searched.
+    Attributes:
+        problems: found while reading files; reported with those the build finds.
+        texts: the files' texts by name, to give each problem its column (directories
+            only: a store built from text reports lines, as ``<text>:line:``).
     """
-    try:
-        os.lstat(path)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise PolicyError(f"{name}: cannot look it up ({exc.strerror})") from exc
-    return True
+
+    policies: list[PolicyFile]
+    schema_text: str | None = None
+    schema_name: str = "<schema>"
+    entities: tuple[Entity, ...] = ()
+    entities_name: str = "<entities>"
+    links: tuple[TemplateLink, ...] = ()
+    problems: list[str] = field(default_factory=list)
+    texts: dict[str, str] | None = None
 
 
-def store_files(root: Path, suffixes: tuple[str, ...], problems: list[str],
-                label: str = "") -> list[Path]:
-    """Entries below ``root`` (hidden ones left out) whose names end with one of ``suffixes``.
-
-    Entries of any kind are returned, so that reading them reports what they
-    are; directories are searched (symlinked ones are not, as ``Path.rglob``
-    does not). A directory that cannot be listed is a problem, never skipped.
-
-    Args:
-        root: the directory to search.
-        suffixes: name endings to find, such as ``(".cedar",)``.
-        problems: where a directory that cannot be listed is reported.
-        label: how ``root`` is named in problems (its relative path).
-    """
-    found: list[Path] = []
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        try:
-            with os.scandir(folder) as entries:
-                listed = [(entry.name, _is_directory(entry)) for entry in entries]
-        except OSError as exc:
-            where = folder.relative_to(root).as_posix()
-            name = (f"{label}/{where}" if label else where) if where != "." else (label or str(root))
-            problems.append(f"{name}: cannot list the directory ({exc.strerror})")
-            continue
-        for entry_name, is_directory in listed:
-            if entry_name.startswith("."):
-                continue
-            if entry_name.endswith(suffixes):
-                found.append(folder / entry_name)
-            elif is_directory:
-                pending.append(folder / entry_name)
-    return sorted(found)
-
-
-def _is_directory(entry: os.DirEntry[str]) -> bool:
-    try:
-        return entry.is_dir(follow_symlinks=False)
-    except OSError:
-        return False  # gone since it was listed: nothing below it to find
-
-
-def schema_files(root: Path) -> list[Path]:
-    """The schema candidates of a store directory; more than one is a problem for the caller.
-
-    ``schema.cedarschema`` or ``schema.cedarschema.json`` when either is there,
-    else every ``*.cedarschema`` / ``*.cedarschema.json`` entry, of any kind.
-
-    Raises:
-        PolicyError: the directory cannot be listed.
-    """
-    chosen = [path for path in (root / "schema.cedarschema", root / "schema.cedarschema.json")
-              if store_entry(path, path.name)]
-    if chosen:
-        return chosen
-    try:
-        names = os.listdir(root)
-    except OSError as exc:
-        raise PolicyError(f"{root}: cannot list the directory ({exc.strerror})") from exc
-    return sorted(root / name for name in names if name.endswith((".cedarschema", ".cedarschema.json")))
-
-
-def read_store_bytes(path: Path, name: str, max_bytes: int) -> bytes:
-    """The content of a store file, which must be a regular file (a symlink to one is fine).
-
-    A dangling symlink, a directory, a named pipe (never waited on), a socket, a
-    device, a file that cannot be opened or that vanished since it was listed:
-    each is a :class:`PolicyError` naming the file. At most ``max_bytes`` are read.
-
-    Raises:
-        PolicyError: the file cannot be read as a regular file, or is over the limit.
-    """
-    try:
-        info = os.stat(path)
-        # Checked before opening too, so that no device or pipe is ever opened.
-        if not stat.S_ISREG(info.st_mode):
-            raise PolicyError(f"{name}: not a regular file ({_kind(info.st_mode)})")
-        descriptor = os.open(path, _OPEN_FLAGS)
-    except FileNotFoundError as exc:
-        dangling = os.path.islink(path)
-        raise PolicyError(f"{name}: " + ("a symbolic link to a file that does not exist" if dangling
-                                         else f"cannot read ({exc.strerror})")) from exc
-    except OSError as exc:
-        raise PolicyError(f"{name}: cannot read ({exc.strerror})") from exc
-    try:
-        with os.fdopen(descriptor, "rb") as handle:
-            info = os.fstat(handle.fileno())  # what was opened, should the entry have been swapped
-            if not stat.S_ISREG(info.st_mode):
-                raise PolicyError(f"{name}: not a regular file ({_kind(info.st_mode)})")
-            if info.st_size > max_bytes:
-                raise PolicyError(f"{name}: {info.st_size} bytes is over the limit of {max_bytes}")
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise PolicyError(f"{name}: cannot read ({exc.strerror})") from exc
-    if len(data) > max_bytes:
-        raise PolicyError(f"{name}: more than {max_bytes} bytes, over the limit")
-    return data
-
-
-def _kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    return next((word for test, word in kinds if test(mode)), "not a file")
-
-
-def _read_text(path: Path, name: str, max_bytes: int) -> str:
-    data = read_store_bytes(path, name, max_bytes)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise PolicyError(f"{name}:{line}: not valid UTF-8 (byte {exc.start})") from exc
-
-
-def _read_json(path: Path, name: str, max_bytes: int) -> Any:
-    text = _read_text(path, name, max_bytes)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-    except RecursionError as exc:
-        raise PolicyError(f"{name}: JSON nested too deeply") from exc
-
-
-def _load_directory(root: Path, *, validate: bool, max_bytes: int, max_depth: int) -> PolicySnapshot:
+def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
+    """Read every file of a store directory; a file that cannot be read is a problem, not an end."""
     if not root.is_dir():
         raise PolicyError(f"{root}: not a directory")
-    problems: list[str] = []
-    sources: list[_Source] = []
-    for path in store_files(root, (".cedar",), problems):
-        relative = path.relative_to(root).as_posix()
-        try:
-            sources.append(_Source(relative, _read_text(path, relative, max_bytes)))
-        except PolicyError as exc:
-            problems.extend(exc.problems)
-
-    schema: tuple[str | None, str] = (None, "")
-    try:
+    given = _StoreInput(policies=[], schema_name="", entities_name="entities.json", texts={})
+    for path in store_files(root, (".cedar",), given.problems):
+        name = path.relative_to(root).as_posix()
+        with _reported(given):
+            given.policies.append(PolicyFile(name, _read(given, path, name, max_bytes)))
+    with _reported(given):
         chosen = schema_files(root)
-    except PolicyError as exc:
-        problems.extend(exc.problems)
-        chosen = []
-    if len(chosen) > 1:
-        problems.append(f"{root.name}: more than one schema file: "
-                        + ", ".join(p.name for p in chosen))
-    elif chosen:
-        try:
-            schema = (_read_text(chosen[0], chosen[0].name, max_bytes), chosen[0].name)
-        except PolicyError as exc:
-            problems.extend(exc.problems)
-
-    entity_list: tuple[Entity, ...] = ()
-    links: tuple[TemplateLink, ...] = ()
-    try:
+        if len(chosen) > 1:
+            given.problems.append(f"{root.name}: more than one schema file: "
+                                  + ", ".join(path.name for path in chosen))
+        elif chosen:
+            given.schema_text = _read(given, chosen[0], chosen[0].name, max_bytes)
+            given.schema_name = chosen[0].name
+    with _reported(given):
         if store_entry(root / "entities.json", "entities.json"):
-            entity_list = _entities_from_json(
-                _read_json(root / "entities.json", "entities.json", max_bytes), "entities.json")
-    except PolicyError as exc:
-        problems.extend(exc.problems)
+            text = _read(given, root / "entities.json", "entities.json", max_bytes)
+            given.entities = _entities_from_json(parse_json(text, "entities.json"), "entities.json")
     for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
-        try:
+        with _reported(given):
             if store_entry(root / name, name):
-                links += reader(_read_json(root / name, name, max_bytes), name)
-        except PolicyError as exc:
-            problems.extend(exc.problems)
+                given.links += reader(parse_json(_read(given, root / name, name, max_bytes), name), name)
+    return given
 
-    return _build(sources, schema=schema, entity_list=entity_list, entities_name="entities.json",
-                  links=links, validate=validate, positional_names=False,
-                  max_bytes=max_bytes, max_depth=max_depth, problems=problems)
+
+@contextmanager
+def _reported(given: _StoreInput) -> Iterator[None]:
+    """Record a problem of reading one file and go on to the next."""
+    try:
+        yield
+    except PolicyError as exc:
+        given.problems.extend(exc.problems)
+
+
+def _read(given: _StoreInput, path: Path, name: str, max_bytes: int) -> str:
+    text = read_text(path, name, max_bytes)
+    if given.texts is not None:
+        given.texts[name] = text
+    return text
 
 
 def _entities_from_json(data: Any, name: str) -> tuple[Entity, ...]:
@@ -569,7 +376,7 @@ def _entities_from_json(data: Any, name: str) -> tuple[Entity, ...]:
         try:
             entities.append(Entity.from_cedar(item))
         except AuthzError as exc:
-            raise PolicyError(f"{name}: entity #{index}: {truncate(str(exc))}") from exc
+            raise PolicyError(f"{name}: entity #{index}: {author_message(str(exc))}") from exc
     return tuple(entities)
 
 
@@ -616,24 +423,74 @@ def _links_from_cli(data: Any, name: str) -> tuple[TemplateLink, ...]:
     return tuple(links)
 
 
-def _build(
-    sources: Sequence[_Source],
-    *,
-    schema: tuple[str | None, str],
-    entity_list: tuple[Entity, ...],
-    entities_name: str,
-    links: tuple[TemplateLink, ...],
-    validate: bool,
-    positional_names: bool,
-    max_bytes: int,
-    max_depth: int,
-    problems: list[str] | None = None,
-) -> PolicySnapshot:
-    # Problems found while reading files arrive here so that one error lists them all.
-    problems = list(problems or [])
-    policies: list[Policy] = []
-    parsed: list[tuple[_Source, list[Statement], Any]] = []
+# -- building a snapshot ----------------------------------------------------------------
 
+# Set by `agentauthz schema generate` while it imports the application: see schema_checks_deferred.
+_SCHEMA_CHECKS_DEFERRED: ContextVar[bool] = ContextVar("agentauthz_schema_checks_deferred", default=False)
+
+
+@contextmanager
+def schema_checks_deferred() -> Iterator[None]:
+    """Stores loaded inside parse their policies but do not check them against their schema.
+
+    For ``agentauthz schema generate --tools module:attr``: importing the
+    application builds its Authorizer over policies that name the tools being
+    added, which the schema declares only once it is generated. Everything else
+    is checked as usual (syntax, ids, links, entities against the schema), and
+    nothing is decided with such a store: the command only reads its tools.
+    ``validate_tools`` checks nothing inside either.
+    """
+    token = _SCHEMA_CHECKS_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _SCHEMA_CHECKS_DEFERRED.reset(token)
+
+
+def schema_checks_are_deferred() -> bool:
+    """Whether the caller runs inside :func:`schema_checks_deferred`."""
+    return _SCHEMA_CHECKS_DEFERRED.get()
+
+
+def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_bytes: int,
+           max_depth: int) -> PolicySnapshot:
+    """The snapshot of a store, in stages; every problem found is reported at once."""
+    problems = list(given.problems)
+    parsed = _parse_sources(given.policies, max_bytes, max_depth, problems)
+    policies, ids_by_position = _name_policies(parsed, positional_names)
+    problems += _duplicate_ids(policies, given.links)
+    schema, actions = _load_schema(given.schema_text, given.schema_name, max_depth, problems)
+    if validate and schema is not None and not schema_checks_are_deferred():
+        problems += validation_problems(parsed, schema)
+    problems += _mode_problems(policies)
+    if problems:
+        raise _load_error(problems, given, max_depth)
+    try:
+        policy_set, shadow = _policy_sets(parsed, policies, given.links, ids_by_position)
+        entity_set, entity_index = _load_entities(given.entities, schema, given.entities_name)
+    except PolicyError as exc:
+        raise _load_error(list(exc.problems), given, max_depth) from exc
+    return PolicySnapshot(
+        policies=tuple(policies),
+        links=given.links,
+        entities=given.entities,
+        schema_text=given.schema_text,
+        fingerprint=_fingerprint(policies, given.links, given.entities, given.schema_text),
+        policy_set=policy_set,
+        schema=schema,
+        entity_set=entity_set,
+        ids_by_position=ids_by_position,
+        actions=actions,
+        entity_index=entity_index,
+        shadow=shadow,
+        schema_source=given.schema_name or "<schema>",
+    )
+
+
+def _parse_sources(sources: Sequence[PolicyFile], max_bytes: int, max_depth: int,
+                   problems: list[str]) -> list[ParsedFile]:
+    """The files that parse, split into statements; each file that does not is a problem."""
+    parsed = []
     for source in sources:
         size = len(source.text.encode("utf-8"))
         if size > max_bytes:
@@ -646,7 +503,7 @@ def _build(
         try:
             handle = cedarpy.PolicySet.from_str(source.text)
         except ValueError:
-            problems.extend(_locate_parse_errors(source, statements))
+            problems.extend(parse_problems(source, statements))
             continue
         count = len(handle) + len(handle.templates())
         if count != len(statements):
@@ -654,26 +511,37 @@ def _build(
                 f"{source.name}: found {len(statements)} statements but Cedar parsed {count}; "
                 "cannot name the policies reliably")
             continue
-        parsed.append((source, statements, handle))
+        parsed.append(ParsedFile(source, statements))
+    return parsed
 
-    offset = 0
+
+def _name_policies(parsed: Sequence[ParsedFile],
+                   positional_names: bool) -> tuple[list[Policy], dict[str, str]]:
+    """The policies with their store ids, and Cedar's positional id (``policyN``) of each."""
+    policies: list[Policy] = []
     ids_by_position: dict[str, str] = {}
-    for source, statements, _ in parsed:
-        for statement in statements:
+    offset = 0
+    for file in parsed:
+        for statement in file.statements:
+            positional = f"policy{offset + statement.index}"
             if "id" in statement.annotations:
                 policy_id = statement.annotations["id"]
             elif positional_names:
-                policy_id = f"policy{offset + statement.index}"
+                policy_id = positional
             else:
-                policy_id = f"{source.name}:{statement.index}"
-            ids_by_position[f"policy{offset + statement.index}"] = policy_id
+                policy_id = f"{file.source.name}:{statement.index}"
+            ids_by_position[positional] = policy_id
             policies.append(Policy(
-                id=policy_id, text=statement.text.strip(), source=source.name,
+                id=policy_id, text=statement.text.strip(), source=file.source.name,
                 line=statement.line, is_template=statement.is_template,
-                annotations=dict(statement.annotations),
+                annotations=dict(statement.annotations), column=statement.column,
             ))
-        offset += len(statements)
+        offset += len(file.statements)
+    return policies, ids_by_position
 
+
+def _duplicate_ids(policies: Sequence[Policy], links: Sequence[TemplateLink]) -> list[str]:
+    problems = []
     seen: dict[str, Policy] = {}
     for policy in policies:
         if policy.id in seen:
@@ -681,63 +549,87 @@ def _build(
                             f"(first at {seen[policy.id].location})")
         else:
             seen[policy.id] = policy
-    for link in links:
-        if link.id in seen:
-            problems.append(f"{link.source}: link {link.id!r}: id already used by a policy")
+    problems.extend(f"{link.source}: link {link.id!r}: id already used by a policy"
+                    for link in links if link.id in seen)
+    return problems
 
-    schema_text, schema_name = schema
-    schema_handle = None
-    actions: tuple[EntityUID, ...] = ()
-    nesting = (schema_nesting_problem(schema_text, max_depth=max_depth)
-               if schema_text is not None and not schema_text.lstrip().startswith("{") else None)
+
+def _load_schema(text: str | None, name: str, max_depth: int,
+                 problems: list[str]) -> tuple[Any, tuple[EntityUID, ...]]:
+    """The parsed schema (None without one, or when it is a problem) and the actions it declares."""
+    if text is None:
+        return None, ()
+    nesting = (schema_nesting_problem(text, max_depth=max_depth)
+               if not text.lstrip().startswith("{") else None)
     if nesting is not None:
-        problems.append(f"{schema_name}:{nesting.line}: {nesting.message}")
-    elif schema_text is not None:
-        try:
-            schema_handle = _parse_schema(schema_text)
-            action_entities = json.loads(str(cedarpy.Entities.from_json_str("[]", schema_handle)))
-            actions = tuple(EntityUID.from_cedar(e["uid"]) for e in action_entities)
-        except ValueError as exc:
-            problems.append(f"{schema_name}: {truncate(str(exc))}")
+        problems.append(f"{name}:{nesting.line}: {nesting.message}")
+        return None, ()
+    try:
+        schema = parse_schema(text)
+        action_entities = json.loads(str(cedarpy.Entities.from_json_str("[]", schema)))
+    except ValueError as exc:
+        problems.append(f"{name}: {author_message(str(exc))}")
+        return None, ()
+    return schema, tuple(EntityUID.from_cedar(entity["uid"]) for entity in action_entities)
 
-    if validate and schema_handle is not None:
-        problems.extend(_validate_sources([(s, st) for s, st, _ in parsed], schema_handle))
 
-    problems.extend(_mode_problems(policies))
-    if problems:
-        raise PolicyError(problems)
-
-    policy_set = _combine([source for source, _, _ in parsed], ids_by_position, policies)
+def _policy_sets(parsed: Sequence[ParsedFile], policies: Sequence[Policy], links: Sequence[TemplateLink],
+                 ids_by_position: Mapping[str, str]) -> tuple[Any, ShadowPolicies | None]:
+    """The enforced policy set, links included, and the shadow policies kept apart."""
+    policy_set = _combine([file.source for file in parsed], ids_by_position, policies)
     templates = {policy.id for policy in policies if policy.is_template}
     template_ids = {policy_id: position for position, policy_id in ids_by_position.items()
                     if policy_id in templates}
     # Policies annotated @mode("shadow") leave the enforced set (see _split_shadow).
-    policy_set, shadow = _split_shadow([source.text for source, _, _ in parsed], policy_set,
+    policy_set, shadow = _split_shadow([file.source.text for file in parsed], policy_set,
                                        policies, links, ids_by_position, template_ids)
-    if links:
-        policy_set = _link(policy_set, [link for link in links if shadow is None
-                                        or link.template not in shadow.ids], template_ids)
+    enforced = [link for link in links if shadow is None or link.template not in shadow.ids]
+    if enforced:
+        policy_set = _link(policy_set, enforced, template_ids)
+    return policy_set, shadow
 
-    entity_set = _entity_handle(entity_list, schema_handle, entities_name)
-    entity_index = {entity.uid: entity for entity in entity_list}
-    if len(entity_index) != len(entity_list):
-        raise PolicyError(f"{entities_name}: the same entity uid appears more than once")
 
-    return PolicySnapshot(
-        policies=tuple(policies),
-        links=links,
-        entities=entity_list,
-        schema_text=schema_text,
-        fingerprint=_fingerprint(policies, links, entity_list, schema_text),
-        policy_set=policy_set,
-        schema=schema_handle,
-        entity_set=entity_set,
-        ids_by_position=ids_by_position,
-        actions=actions,
-        entity_index=entity_index,
-        shadow=shadow,
-        schema_source=schema_name or "<schema>",
-    )
+def _load_entities(entities: Sequence[Entity], schema: Any,
+                   name: str) -> tuple[Any, dict[EntityUID, Entity]]:
+    """An index of the entities by uid, and the parsed entities (checked against the schema)."""
+    index: dict[EntityUID, Entity] = {}
+    for position, entity in enumerate(entities):
+        if entity.uid in index:
+            first = next(at for at, other in enumerate(entities) if other.uid == entity.uid)
+            raise PolicyError(f"{name}: entity #{position} {entity.uid}: the same entity uid appears "
+                              f"more than once (first as #{first})")
+        index[entity.uid] = entity
+    return entity_handle(entities, schema, name), index
+
+
+def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> PolicyError:
+    """The error listing ``problems``, each with its column when the store has files."""
+    if given.texts is None:
+        return PolicyError(problems)
+    texts = StoreTexts(loaded=given.texts)
+    return PolicyError([locate(problem, texts, max_depth).text() for problem in problems])
+
+
+def entity_problems(root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                    max_depth: int = DEFAULT_MAX_DEPTH) -> list[str]:
+    """Problems of a store directory's entities alone, located like load problems.
+
+    Loading checks the entities only once the policies load: this checks them
+    against the schema whatever the policies hold (for ``agentauthz validate``).
+    Empty when the schema itself is a problem: that is reported with the schema.
+    """
+    given = _read_directory(root, max_bytes)
+    if any(problem.startswith("entities.json") for problem in given.problems):
+        return []  # reported with the files that cannot be read
+    schema_problems: list[str] = []
+    schema, _ = _load_schema(given.schema_text, given.schema_name, max_depth, schema_problems)
+    if schema_problems:
+        return []
+    try:
+        _load_entities(given.entities, schema, given.entities_name)
+    except PolicyError as exc:
+        return list(_load_error(list(exc.problems), given, max_depth).problems)
+    return []
 
 
 # -- per-policy enforcement mode ------------------------------------------------------------
@@ -813,13 +705,7 @@ def _split_shadow(texts: Sequence[str], policy_set: Any, policies: Sequence[Poli
                            sets["forbid"], sets["permit"]))
 
 
-def _parse_schema(text: str) -> Any:
-    if text.lstrip().startswith("{"):
-        return cedarpy.Schema.from_json_str(text)
-    return cedarpy.Schema.from_str(text)
-
-
-def _combine(sources: Sequence[_Source], ids_by_position: Mapping[str, str],
+def _combine(sources: Sequence[PolicyFile], ids_by_position: Mapping[str, str],
              policies: Sequence[Policy]) -> Any:
     # One parse of all files joined, so Cedar numbers policies across files in text order,
     # exactly as ids_by_position assumes. Newlines keep a trailing // comment in its file.
@@ -864,75 +750,19 @@ def _link(policy_set: Any, links: Sequence[TemplateLink], template_ids: Mapping[
     try:
         return policy_set.with_linked_batch(requests)
     except (ValueError, KeyError) as exc:
-        raise PolicyError(f"template links: {truncate(str(exc))}") from exc
-
-
-def _entity_handle(entities: Sequence[Entity], schema: Any, name: str) -> Any:
-    document = json.dumps([entity.cedar for entity in entities])
-    try:
-        return cedarpy.Entities.from_json_str(document, schema)
-    except ValueError as exc:
-        culprit = _first_bad_entity(entities, schema)
-        where = f" (first nonconforming entity: {culprit})" if culprit else ""
-        raise PolicyError(f"{name}: {truncate(str(exc))}{where}") from exc
-
-
-def _first_bad_entity(entities: Sequence[Entity], schema: Any) -> str | None:
-    for index, entity in enumerate(entities):
-        try:
-            cedarpy.Entities.from_json_str(json.dumps([entity.cedar]), schema)
-        except ValueError:
-            why = _why_nonconforming(entity, schema)
-            return f"#{index} {truncate(str(entity.uid), 120)}" + (f": {why}" if why else "")
-    return None
-
-
-def _why_nonconforming(entity: Entity, schema: Any) -> str | None:
-    # Entities.from_json_str says only "does not conform"; is_authorized says why, after a
-    # dump of the entities it was given: keep what follows the dump, values redacted.
-    try:
-        result = cedarpy.is_authorized(
-            {"principal": entity.uid.to_cedar(), "action": {"type": "Action", "id": "x"},
-             "resource": entity.uid.to_cedar(), "context": {}},
-            "", json.dumps([entity.cedar]), schema=schema)
-        errors = list(result.diagnostics.errors)
-    except Exception:  # only a diagnostic: never let it hide the real error
-        return None
-    if not errors or "]: " not in errors[0]:
-        return None
-    detail = errors[0][errors[0].rfind("]: ") + 3:]
-    detail = detail.removeprefix("entity does not conform to the schema: ")
-    return truncate(redact(detail), 300)
-
-
-def _locate_parse_errors(source: _Source, statements: Sequence[Statement]) -> list[str]:
-    found = []
-    for statement in statements:
-        try:
-            cedarpy.PolicySet.from_str(statement.text)
-        except ValueError as exc:
-            found.append(f"{source.name}:{statement.line}: {truncate(str(exc))}")
-    return found or [f"{source.name}:1: cannot parse the policies"]
-
-
-def _validate_sources(parsed: Sequence[tuple[_Source, Sequence[Statement]]], schema: Any) -> list[str]:
-    problems: list[str] = []
-    for source, statements in parsed:
-        result = cedarpy.validate_policies(source.text, schema)
-        if not result.validation_passed:
-            problems.extend(_locate_validation_error(source, statements, e) for e in result.errors)
-    return problems
+        raise PolicyError(f"template links: {author_message(str(exc))}") from exc
 
 
 def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any]) -> list[str]:
     """Validate loaded policies against a schema, file by file, as loading does.
 
     Used to check a store against another schema (e.g. one generated for its
-    tools). Each file is rebuilt from its policies at their original lines, so
-    problems carry the same ``file:line:`` as at load.
+    tools). Each file is rebuilt from its policies at their original lines and
+    columns, so problems carry the same ``file:line:col:`` as at load
+    (``<text>:line:`` for a store built from text).
 
     Returns:
-        One ``file:line: message`` per problem; empty when all validate.
+        One ``file:line:col: message`` per problem; empty when all validate.
 
     Raises:
         PolicyError: the schema does not parse.
@@ -945,27 +775,20 @@ def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any
     """
     text = json.dumps(schema) if isinstance(schema, Mapping) else schema
     try:
-        handle = _parse_schema(text)
+        handle = parse_schema(text)
     except ValueError as exc:
-        raise PolicyError(f"<schema>: {truncate(str(exc))}") from exc
+        raise PolicyError(f"<schema>: {author_message(str(exc))}") from exc
     files: dict[str, str] = {}
     for policy in policies:
         sofar = files.get(policy.source, "")
-        gap = policy.line - 1 - sofar.count("\n")
-        files[policy.source] = sofar + ("\n" * gap if gap > 0 else " ") + policy.text
-    parsed = [(_Source(name, body), scan(body)[0]) for name, body in files.items()]
-    return _validate_sources(parsed, handle)
-
-
-def _locate_validation_error(source: _Source, statements: Sequence[Statement], error: Any) -> str:
-    match = _POSITIONAL.fullmatch(error.policy_id or "")
-    if match and int(match.group(1)) < len(statements):
-        statement = statements[int(match.group(1))]
-        label = statement.annotations.get("id")
-        named = f" [{label}]" if label else ""
-        message = error.error.replace(f"policy `{error.policy_id}`", "policy")
-        return f"{source.name}:{statement.line}:{named} {truncate(message)}"
-    return f"{source.name}: {truncate(error.error)}"
+        sofar += "\n" * max(policy.line - 1 - sofar.count("\n"), 0)
+        at = len(sofar) - (sofar.rfind("\n") + 1)  # the column the text has reached, less one
+        sofar += " " * max(policy.column - 1 - at, 1 if at else 0)
+        files[policy.source] = sofar + policy.text
+    parsed = [ParsedFile(PolicyFile(name, body), scan(body)[0]) for name, body in files.items()]
+    problems = validation_problems(parsed, handle)
+    texts = StoreTexts(loaded={name: body for name, body in files.items() if name != "<text>"})
+    return [locate(problem, texts).text() for problem in problems]
 
 
 def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],

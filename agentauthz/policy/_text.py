@@ -53,6 +53,7 @@ class Statement:
         line: 1-based line of its first token.
         annotations: ``@name("value")`` pairs; a bare ``@name`` maps to ``""``.
         is_template: it has a ``?principal`` or ``?resource`` slot.
+        column: 1-based column of its first token.
     """
 
     index: int
@@ -60,6 +61,7 @@ class Statement:
     line: int
     annotations: dict[str, str] = field(default_factory=dict)
     is_template: bool = False
+    column: int = 1
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def scan(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[list[Stateme
             line=_line_of(newlines, start),
             annotations=_annotations(tokens),
             is_template=any(k == "slot" and t in _SLOTS for k, t in tokens),
+            column=start - text.rfind("\n", 0, start),
         ))
 
     for match in _TOKEN.finditer(text):

@@ -43,15 +43,11 @@ from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_v
 from agentauthz.engines._cedarcall import authorize_batch
 from agentauthz.engines._reach import entity_refs
 from agentauthz.engines.local import LocalEngine
+from agentauthz.policy._cedar_checks import first_nonconforming_entity
+from agentauthz.policy._files import read_text, store_entry, store_files
+from agentauthz.policy._messages import author_message
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
-from agentauthz.policy._store import (
-    PolicyStore,
-    _first_bad_entity,
-    _read_text,
-    store_entry,
-    store_files,
-    truncate,
-)
+from agentauthz.policy._store import PolicyStore
 from agentauthz.policy._text import DEFAULT_MAX_BYTES
 
 __all__ = [
@@ -206,7 +202,7 @@ def _relative(path: Path, base: Path) -> str:
 def _request_file(path: Path, name: str, expected: Outcome) -> DecisionCase:
     case_id = name.removesuffix(".json")
     try:
-        data = json.loads(_read_text(path, name, MAX_CASE_BYTES))
+        data = json.loads(read_text(path, name, MAX_CASE_BYTES))
         request = Request.from_cedar(data)
     except json.JSONDecodeError as exc:
         return DecisionCase(case_id, name, expected, None, line=exc.lineno,
@@ -215,7 +211,7 @@ def _request_file(path: Path, name: str, expected: Outcome) -> DecisionCase:
         return DecisionCase(case_id, name, expected, None, problem=str(exc))
     except (RecursionError, AuthzError) as exc:
         return DecisionCase(case_id, name, expected, None,
-                            problem=f"{name}: {truncate(str(exc))}")
+                            problem=f"{name}: {author_message(str(exc))}")
     return DecisionCase(case_id, name, expected, request)
 
 
@@ -225,7 +221,7 @@ def _table_file(path: Path, name: str) -> list[DecisionCase]:
         return [DecisionCase(name, name, "deny", None, line=line, problem=f"{where}: {message}")]
 
     try:
-        text = _read_text(path, name, MAX_CASE_BYTES)
+        text = read_text(path, name, MAX_CASE_BYTES)
     except PolicyError as exc:
         return [DecisionCase(name, name, "deny", None, problem=str(exc))]
     lines: list[int | None]
@@ -325,7 +321,7 @@ def _table_case(source: str, index: int, line: int | None, entry: Any) -> Decisi
         reasons = _id_set(entry, "reasons")
         errors = _id_set(entry, "errors")
     except AuthzError as exc:
-        return broken(truncate(str(exc)))
+        return broken(author_message(str(exc)))
     description = entry.get("description", "")
     return DecisionCase(case_id, source, decision, request, line=line, entities=entities,
                         reasons=reasons, errors=errors,
@@ -458,7 +454,7 @@ class RequestCheck:
                 found.append(None)
                 continue
             errors = (answer.get("diagnostics") or {}).get("errors") or ["Cedar cannot build it"]
-            cedar = truncate(str(errors[0]).removeprefix("failed to build request: "))
+            cedar = author_message(str(errors[0]).removeprefix("failed to build request: "))
             found.append(self.explain(request) or cedar)
         return found
 
@@ -470,10 +466,11 @@ class RequestCheck:
         try:
             engine.entity_set(snapshot, entities)
         except (ValueError, AuthzError) as exc:
-            culprit = _first_bad_entity(entities, snapshot.schema) if snapshot.schema is not None else None
+            schema = snapshot.schema
+            culprit = first_nonconforming_entity(entities, schema) if schema is not None else None
             if culprit:
                 return f"the entities given do not conform to the schema (first nonconforming: {culprit})"
-            return f"the entities given cannot be used: {truncate(str(exc))}"
+            return f"the entities given cannot be used: {author_message(str(exc))}"
         return None
 
     def warnings(self, request: Request, entities: Sequence[Entity] = ()) -> list[str]:

@@ -237,3 +237,80 @@ def test_help_lists_the_generate_options(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     for option in ("--stub", "--tools", "--mcp", "--principal-type", "--namespace", "--output"):
         assert option in out
+
+
+# -- an application whose policies already name the new tool (issue 19) -------------------------
+
+NEW_TOOL_APP = textwrap.dedent("""
+    import agentauthz as az
+
+    authz = az.Authorizer.from_directory("store")
+
+
+    @authz.guard
+    def escalate(ticket: str, level: int) -> str:
+        return "escalated"
+
+
+    authz.validate_tools(principal_types=["User"])  # the check an application runs at startup
+""")
+
+
+def _store_naming_a_new_tool(workdir: Path) -> Path:
+    store = workdir / "store"
+    store.mkdir()
+    (store / "schema.cedarschema").write_text("// before `escalate`\nentity User;\nentity Tool;\n")
+    (store / "escalations.cedar").write_text(
+        '@id("escalate-low")\npermit (principal, action == Action::"escalate", resource)\n'
+        "when { context.input.level < 3 };\n")
+    (workdir / "support_app.py").write_text(NEW_TOOL_APP, encoding="utf-8")
+    sys.modules.pop("support_app", None)
+    return store
+
+
+def test_generate_imports_an_application_whose_policies_name_a_tool_the_schema_lacks(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = _store_naming_a_new_tool(workdir)
+    with pytest.raises(Exception, match="unrecognized action"):
+        __import__("support_app")  # imported as the application runs: the store does not load
+    sys.modules.pop("support_app", None)
+
+    code, out, err = run(capsys, "schema", "generate", "--stub", str(store / "schema.cedarschema"),
+                         "--tools", "support_app:authz", "--principal-type", "User",
+                         "--output", str(store / "schema.cedarschema"))
+
+    assert (code, out, err) == (0, "", "")
+    generated = (store / "schema.cedarschema").read_text()
+    assert generated.startswith("// before `escalate`\nentity User;\nentity Tool;\n")
+    assert 'action "escalate" appliesTo' in generated
+    assert run(capsys, "validate", str(store))[0] == 0
+
+
+def test_stores_are_checked_against_their_schema_again_once_generation_imported_the_application(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import agentauthz as az
+
+    store = _store_naming_a_new_tool(workdir)
+
+    code, _, err = run(capsys, "schema", "generate", "--stub", str(store / "schema.cedarschema"),
+                       "--tools", "support_app:authz", "--principal-type", "User")
+
+    assert code == 0, err
+    with pytest.raises(az.PolicyError,
+                       match=r"escalations\.cedar:2:30: \[escalate-low\] unrecognized action"):
+        az.PolicyStore.from_directory(store)
+
+
+def test_a_policy_that_does_not_parse_still_stops_the_import(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = _store_naming_a_new_tool(workdir)
+    (store / "broken.cedar").write_text("permit (principal, action resource);\n")
+
+    code, _, err = run(capsys, "schema", "generate", "--stub", str(store / "schema.cedarschema"),
+                       "--tools", "support_app:authz", "--principal-type", "User")
+
+    assert code == 1
+    assert "broken.cedar:1:27: unexpected token `resource`" in err

@@ -264,5 +264,5 @@ def test_policy_cases_of_a_broken_store_raise_its_policy_error(tmp_path: Path) -
 
     assert [case.id for case in cases] == ["ALLOW/alice_reads_d1", "DENY/bob_reads_d1"]
     for case in cases:
-        with pytest.raises(az.PolicyError, match=r"broken\.cedar:2"):
+        with pytest.raises(az.PolicyError, match=r"broken\.cedar:3:27: unexpected token"):
             case.check()

@@ -68,7 +68,7 @@ def test_every_problem_of_every_file_is_reported_at_once(
     assert code == 1
     located = {line.split(": error: ")[0].removeprefix(root.as_posix() + "/")
                for line in out.splitlines() if ": error: " in line}
-    assert {"broken0.cedar:3:27", "broken1.cedar:1:1", "broken3.cedar:2:30",
+    assert {"broken0.cedar:3:27", "broken1.cedar:3:8", "broken3.cedar:2:30",
             "broken4.cedar:3:207"} <= located
 
 
@@ -229,10 +229,11 @@ def test_json_output_lists_errors_and_warnings(capsys: pytest.CaptureFixture[str
     assert code == 1
     report = json.loads(out)
     assert report["ok"] is False
-    assert report["errors"] == [{"severity": "error", "file": "broken.cedar", "line": 1, "col": 1,
+    assert report["errors"] == [{"severity": "error", "file": "broken.cedar", "line": 3, "col": 8,
                                  "code": None, "policy": None,
                                  "message": "[adds-strings] unexpected type: expected Long but "
-                                            "saw String"}]
+                                            "saw String: `principal.dept + 1`: `principal.dept` is "
+                                            "String, expected Long"}]
     assert [(w["file"], w["line"], w["code"], w["policy"]) for w in report["warnings"]] == [
         ("never.cedar", 1, "never-applies", "never")]
 

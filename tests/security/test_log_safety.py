@@ -20,7 +20,8 @@ Cases tried:
 * tool arguments that fail validation (guard, LangChain, Bedrock): 3
 * tokens rejected by the verifier (Bedrock handler; TokenIdentity): 2
 * Verified Permissions errors that echo a value: 2
-* load errors of a store whose entities carry secrets (message and traceback): 2
+* load errors of a store whose entities carry secrets (message and traceback): 2; the author's own
+  file, so the value at fault is quoted and nothing else
 * an erring template link named by its id (not redacted) while the secret is: 2 (sliced, whole set)
 """
 
@@ -309,7 +310,10 @@ def test_avp_validation_errors_that_echo_values_are_redacted(message: str) -> No
 
 
 @pytest.mark.parametrize("problem", ["nonconforming", "duplicate"])
-def test_load_errors_about_entities_never_quote_their_attributes(problem: str, tmp_path: Path) -> None:
+def test_load_errors_about_entities_quote_only_the_value_at_fault(problem: str, tmp_path: Path) -> None:
+    # entities.json is the author's own file: a load error names the entity, the attribute and its
+    # expected type, and quotes the value at fault so that it can be fixed (issue 19); no other
+    # attribute, in the message or in the chained cause. Decisions stay redacted (above).
     (tmp_path / "schema.cedarschema").write_text(SCHEMA, encoding="utf-8")
     (tmp_path / "p.cedar").write_text('permit(principal, action == Action::"read", resource);',
                                       encoding="utf-8")
@@ -321,8 +325,11 @@ def test_load_errors_about_entities_never_quote_their_attributes(problem: str, t
     (tmp_path / "entities.json").write_text(json.dumps(entities), encoding="utf-8")
     with pytest.raises(az.PolicyError) as raised:
         az.PolicyStore.from_directory(tmp_path)
-    assert leaks([str(raised.value)]) == []
-    assert leaks(traceback.format_exception(raised.value)) == [], "the chained cause quotes the entities"
+    at_fault = [TOKEN] if problem == "nonconforming" else []
+    assert leaks([str(raised.value)]) == at_fault
+    assert leaks(traceback.format_exception(raised.value)) == at_fault, "the chained cause quotes more"
+    if problem == "nonconforming":
+        assert 'User::"alice"' in str(raised.value) and "`level`" in str(raised.value)
 
 
 @pytest.mark.parametrize("slicing", [True, False])

@@ -428,7 +428,7 @@ def test_validate_tools_catches_a_misspelled_argument_with_file_and_line(tmp_pat
     typo_store = az.PolicyStore.from_directory(store_dir, validate=False)
     with pytest.raises(az.PolicyError) as problem:
         authz.validate_tools(principal_types=["User"], store=typo_store)
-    assert [p for p in problem.value.problems if p.startswith("zz_typo.cedar:2:") and "ammount" in p]
+    assert [p for p in problem.value.problems if p.startswith("zz_typo.cedar:4:16:") and "ammount" in p]
 
 
 def test_validate_tools_without_policies_or_stub_is_a_configuration_error() -> None:
