@@ -71,6 +71,7 @@ CLAIMS: list[tuple[str, str, Callable[[], int]]] = [
 #: Matches of the count pattern that count nothing.
 NOT_COUNTS = {
     ("docs/cli.md", "6 Document"): "an entity's position inside a quoted Cedar error message",
+    ("docs/cli.md", "0 User"): "an entity's position (#0) inside a quoted Cedar error message",
     ("docs/cli.md", "two policies"): "'between the same two policies': where a comment sits",
     ("docs/concepts.md", "Two policies"): "'two policies with the same id are a load error'",
     ("docs/rag.md", "Two chunks"): "'two chunks that claim the same resource uid'",
