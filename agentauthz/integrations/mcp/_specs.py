@@ -1,0 +1,107 @@
+"""Tool specs of MCP tools, built from their input schemas (see :mod:`agentauthz.integrations.mcp`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agentauthz._errors import ConfigurationError
+from agentauthz.tools._spec import ToolSpec, spec_of
+
+__all__ = ["ToolSpecs", "settings_by_name"]
+
+_logger = logging.getLogger("agentauthz")
+# Specs kept per (tool, schema): a server's tools and their versions, a client's servers.
+_CACHE_SIZE = 1024
+
+
+def settings_by_name(tools: Mapping[str, Any] | None) -> dict[str, ToolSpec]:
+    """The ``tools=`` option: per MCP tool name, the spec whose action, resource and context decide it.
+
+    A value is a :class:`~agentauthz.ToolSpec` or anything that carries one (a
+    function guarded with ``@authz.guard``, an ``AuthorizedTool``). Only its
+    action, resource, resource types, extra context and summed arguments are
+    used: the arguments are always those of the MCP tool's own input schema.
+
+    Raises:
+        ConfigurationError: a value carries no ToolSpec, or a key is no name.
+    """
+    settings: dict[str, ToolSpec] = {}
+    for name, value in (tools or {}).items():
+        spec = value if isinstance(value, ToolSpec) else spec_of(value)
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("tools= maps MCP tool names (strings) to ToolSpecs or guarded tools")
+        if spec is None:
+            raise ConfigurationError(
+                f"tools={{{name!r}: ...}} must be a ToolSpec or a guarded tool, not {type(value).__name__}")
+        settings[name] = spec
+    return settings
+
+
+class ToolSpecs:
+    """The :class:`~agentauthz.ToolSpec` of each MCP tool, cached per tool name and input schema.
+
+    A schema with no Cedar equivalent (a free-form object, a union of types)
+    gives :class:`~agentauthz.ConfigurationError`, every time it is asked for;
+    it is logged once.
+
+    Args:
+        settings: per tool name, the spec whose action, resource, context and
+            summed arguments to use (see :func:`settings_by_name`).
+    """
+
+    def __init__(self, settings: Mapping[str, ToolSpec] | None = None) -> None:
+        self.settings = dict(settings or {})
+        self._built: OrderedDict[tuple[str, str], ToolSpec | ConfigurationError] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tool(self, name: str, schema: Any, description: str | None = None) -> ToolSpec:
+        """The spec of tool ``name`` with this input schema.
+
+        Raises:
+            ConfigurationError: the schema cannot be authorized (see :meth:`ToolSpec.from_json_schema`).
+        """
+        given = self.settings.get(name)
+
+        def build() -> ToolSpec:
+            if given is None:
+                return ToolSpec.from_json_schema(name, schema, description=description)
+            return ToolSpec.from_json_schema(
+                name, schema, description=description, action=given.action, resource=given.resource,
+                resource_types=given.resource_types, context=given.context, sum_arguments=given.sums)
+
+        return self.cached(("tool", name), schema, build)
+
+    def cached(self, key: tuple[str, str], schema: Any, build: Callable[[], ToolSpec]) -> ToolSpec:
+        """The spec ``build()`` makes for ``key`` and ``schema``, built once per distinct schema.
+
+        Raises:
+            ConfigurationError: what ``build`` raised (cached too).
+        """
+        try:
+            text = json.dumps(schema, sort_keys=True, default=repr)
+        except (TypeError, ValueError) as exc:  # not JSON: nothing a policy could be written for
+            raise ConfigurationError(f"{key[0]} {key[1]!r}: its input schema is not JSON") from exc
+        entry = (f"{key[0]}:{key[1]}", text)
+        with self._lock:
+            found = self._built.get(entry)
+            if found is not None:
+                self._built.move_to_end(entry)
+        if found is None:
+            try:
+                found = build()
+            except ConfigurationError as exc:
+                _logger.warning("%s %r cannot be authorized, so every call of it is refused: %s",
+                                key[0], key[1], exc)
+                found = exc
+            with self._lock:
+                self._built[entry] = found
+                while len(self._built) > _CACHE_SIZE:
+                    self._built.popitem(last=False)
+        if isinstance(found, ConfigurationError):
+            raise ConfigurationError(str(found))
+        return found
