@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/langchain_agent.py
 	$(BIN)/python examples/rag_filtering.py
 	$(BIN)/python examples/bedrock_agents/run.py
+	$(BIN)/python examples/mcp/client.py
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check agentauthz tests examples

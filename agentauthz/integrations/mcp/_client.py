@@ -122,8 +122,7 @@ class AuthorizedClientSession:
         Raises:
             IdentityError: no end user is bound (audited).
         """
-        given = self.specs.settings.get(name)
-        action = given.action if given is not None else name
+        action = self.specs.action_of(name)
         resource = EntityUID(self.authz.tool_entity_type, name)
         if self.authz.identity is None:
             self._no_user(action, resource)

@@ -183,8 +183,7 @@ class AuthzMiddleware(Middleware):
         """Decide the call; run the tool with exactly the validated arguments, or refuse it."""
         message = context.message
         name = message.name
-        given = self.specs.settings.get(name)
-        action = given.action if given is not None else name
+        action = self.specs.action_of(name)
         tool_uid = EntityUID(self.authz.tool_entity_type, name)
         try:
             with await self._bound(context, action, tool_uid, count=True):

@@ -6,39 +6,69 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentauthz._errors import ConfigurationError
-from agentauthz.tools._spec import ToolSpec, spec_of
+from agentauthz._model import EntityUID
+from agentauthz.tools._spec import ContextSpec, ResourceSpec, ToolSpec, spec_of
 
-__all__ = ["ToolSpecs", "settings_by_name"]
+__all__ = ["ToolSettings", "ToolSpecs", "settings_by_name"]
 
 _logger = logging.getLogger("agentauthz")
 # Specs kept per (tool, schema): a server's tools and their versions, a client's servers.
 _CACHE_SIZE = 1024
 
 
-def settings_by_name(tools: Mapping[str, Any] | None) -> dict[str, ToolSpec]:
-    """The ``tools=`` option: per MCP tool name, the spec whose action, resource and context decide it.
+@dataclass(frozen=True)
+class ToolSettings:
+    """How the calls of one MCP tool become Cedar requests, beyond its arguments (``tools=``)."""
 
-    A value is a :class:`~agentauthz.ToolSpec` or anything that carries one (a
-    function guarded with ``@authz.guard``, an ``AuthorizedTool``). Only its
-    action, resource, resource types, extra context and summed arguments are
-    used: the arguments are always those of the MCP tool's own input schema.
+    action: str | EntityUID | None = None
+    resource: ResourceSpec = None
+    resource_types: tuple[str, ...] = ()
+    context: ContextSpec = None
+    sum_arguments: tuple[str, ...] = ()
+
+
+_SETTING_NAMES = ("action", "resource", "resource_types", "context", "sum_arguments")
+
+
+def settings_by_name(tools: Mapping[str, Any] | None) -> dict[str, ToolSettings]:
+    """The ``tools=`` option: per MCP tool name, the action, resource and context deciding its calls.
+
+    A value is a mapping of ``action``, ``resource`` (an EntityUID/Entity or a
+    callable of the validated arguments), ``resource_types``, ``context`` and
+    ``sum_arguments`` (as ``@authz.guard`` takes them), or a
+    :class:`~agentauthz.ToolSpec` or guarded tool whose settings are reused.
+    The arguments are always those of the MCP tool's own input schema.
 
     Raises:
-        ConfigurationError: a value carries no ToolSpec, or a key is no name.
+        ConfigurationError: a key is no name, a value is neither, or a mapping
+            names an unknown setting.
     """
-    settings: dict[str, ToolSpec] = {}
+    settings: dict[str, ToolSettings] = {}
     for name, value in (tools or {}).items():
-        spec = value if isinstance(value, ToolSpec) else spec_of(value)
         if not isinstance(name, str) or not name:
-            raise ConfigurationError("tools= maps MCP tool names (strings) to ToolSpecs or guarded tools")
+            raise ConfigurationError("tools= maps MCP tool names (strings) to their settings")
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(_SETTING_NAMES))
+            if unknown:
+                raise ConfigurationError(f"tools={{{name!r}: ...}}: unknown settings {unknown}; "
+                                         f"known: {list(_SETTING_NAMES)}")
+            settings[name] = ToolSettings(
+                action=value.get("action"), resource=value.get("resource"),
+                resource_types=tuple(value.get("resource_types", ())), context=value.get("context"),
+                sum_arguments=tuple(value.get("sum_arguments", ())))
+            continue
+        spec = value if isinstance(value, ToolSpec) else spec_of(value)
         if spec is None:
-            raise ConfigurationError(
-                f"tools={{{name!r}: ...}} must be a ToolSpec or a guarded tool, not {type(value).__name__}")
-        settings[name] = spec
+            raise ConfigurationError(f"tools={{{name!r}: ...}} must be a mapping of settings, a ToolSpec or "
+                                     f"a guarded tool, not {type(value).__name__}")
+        settings[name] = ToolSettings(action=spec.action, resource=spec.resource,
+                                      resource_types=spec.resource_types, context=spec.context,
+                                      sum_arguments=spec.sums)
     return settings
 
 
@@ -54,10 +84,15 @@ class ToolSpecs:
             summed arguments to use (see :func:`settings_by_name`).
     """
 
-    def __init__(self, settings: Mapping[str, ToolSpec] | None = None) -> None:
+    def __init__(self, settings: Mapping[str, ToolSettings] | None = None) -> None:
         self.settings = dict(settings or {})
         self._built: OrderedDict[tuple[str, str], ToolSpec | ConfigurationError] = OrderedDict()
         self._lock = threading.Lock()
+
+    def action_of(self, name: str) -> str | EntityUID:
+        """The Cedar action of tool ``name`` (its name unless ``tools=`` sets one)."""
+        given = self.settings.get(name)
+        return given.action if given is not None and given.action is not None else name
 
     def tool(self, name: str, schema: Any, description: str | None = None) -> ToolSpec:
         """The spec of tool ``name`` with this input schema.
@@ -65,14 +100,13 @@ class ToolSpecs:
         Raises:
             ConfigurationError: the schema cannot be authorized (see :meth:`ToolSpec.from_json_schema`).
         """
-        given = self.settings.get(name)
+        given = self.settings.get(name, ToolSettings())
 
         def build() -> ToolSpec:
-            if given is None:
-                return ToolSpec.from_json_schema(name, schema, description=description)
             return ToolSpec.from_json_schema(
                 name, schema, description=description, action=given.action, resource=given.resource,
-                resource_types=given.resource_types, context=given.context, sum_arguments=given.sums)
+                resource_types=given.resource_types, context=given.context,
+                sum_arguments=given.sum_arguments)
 
         return self.cached(("tool", name), schema, build)
 
