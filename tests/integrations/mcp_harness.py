@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio.from_thread
@@ -20,7 +20,7 @@ import mcp_types as mt
 from fastmcp import Client, FastMCP
 from fastmcp.server.auth.providers.jwt import JWTVerifier, RSAKeyPair, StaticTokenVerifier
 from fastmcp.tools.base import Tool, ToolResult
-from fastmcp.utilities.tests import asgi_server, run_server_async
+from fastmcp.utilities.tests import asgi_server, run_server_async, temporary_settings
 from pydantic import PrivateAttr
 
 T = TypeVar("T")
@@ -108,15 +108,6 @@ def recording_tool(name: str, schema: dict[str, Any], received: list[dict[str, A
     return tool
 
 
-@contextlib.contextmanager
-def quiet_uvicorn() -> Iterator[None]:
-    """uvicorn logs a CancelledError traceback from its lifespan when the test loop stops it."""
-    import logging
-
-    logger = logging.getLogger("uvicorn.error")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+def quiet_uvicorn() -> contextlib.AbstractContextManager[None]:
+    """No request log, and no CancelledError traceback from uvicorn's lifespan when the test stops it."""
+    return temporary_settings(log_level="CRITICAL")
