@@ -32,10 +32,10 @@ from fastmcp.server.auth.providers.jwt import JWTVerifier, RSAKeyPair
 from fastmcp.utilities.tests import run_server_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import server as assistant  # noqa: E402 (the module sits beside this script)
+import server as assistant
 
-import agentauthz as az  # noqa: E402
-from agentauthz.integrations.mcp import AuthorizedClientSession  # noqa: E402
+import agentauthz as az
+from agentauthz.integrations.mcp import AuthorizedClientSession
 
 ISSUER, AUDIENCE = "https://idp.acme.example", "assistant-mcp"
 AUDIT = az.MemorySink()  # the server's audit trail (deployed: the agentauthz.audit logger)

@@ -20,7 +20,7 @@ import agentauthz as az
 from agentauthz.integrations.mcp import AuthzMiddleware as MCPAuthzMiddleware
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from assistant_tools import POLICIES, document  # noqa: E402
+from assistant_tools import POLICIES, document
 
 RAN: list[str] = []  # the tool bodies that actually ran
 

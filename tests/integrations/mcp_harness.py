@@ -50,7 +50,8 @@ def static_tokens(*users: str) -> StaticTokenVerifier:
 
 
 @contextlib.asynccontextmanager
-async def served(server: FastMCP, token: str | None = None, *, mode: str = "auto") -> AsyncIterator[Client[Any]]:
+async def served(server: FastMCP, token: str | None = None, *,
+                 mode: str = "auto") -> AsyncIterator[Client[Any]]:
     """A fastmcp Client connected to ``server`` over its in-process streamable HTTP app."""
     async with asgi_server(server) as running, running.client(auth=token, mode=mode) as client:
         yield client
@@ -92,7 +93,7 @@ class LiveServer:
 
 
 class RecordingTool(Tool):
-    """A tool known only by its JSON Schema (as a proxied or hand-written MCP tool is); records its arguments."""
+    """A tool known only by its JSON Schema (as a proxied or hand-written tool is); records its arguments."""
 
     _received: list[dict[str, Any]] = PrivateAttr(default_factory=list)
 

@@ -98,12 +98,15 @@ def calls(third_party: tuple[ThirdParty, LiveServer], authz: az.Authorizer, user
     return live.run(agent)
 
 
-def test_an_allowed_call_is_sent_with_the_validated_arguments(third_party: tuple[ThirdParty, LiveServer]) -> None:
+def test_an_allowed_call_is_sent_with_the_validated_arguments(
+    third_party: tuple[ThirdParty, LiveServer]
+) -> None:
     state, _ = third_party
     audit = az.MemorySink()
     authz = authorizer(audit, record_requests=True)
     before = len(state.received)
-    [result] = calls(third_party, authz, USER, [("refund", {"order_id": "o-1", "amount": "40", "express": "no"})])
+    made = [("refund", {"order_id": "o-1", "amount": "40", "express": "no"})]
+    [result] = calls(third_party, authz, USER, made)
     assert not result.is_error and text_of(result) == "done"
     assert state.received[before:] == [{"order_id": "o-1", "amount": 40, "express": False}]
     [event] = audit.events
@@ -115,7 +118,8 @@ def test_an_allowed_call_is_sent_with_the_validated_arguments(third_party: tuple
 
 @pytest.mark.parametrize(("name", "arguments", "says"), [
     ("refund", {"order_id": "o-1", "amount": 400}, "is not permitted for this user"),
-    ("refund", {"order_id": "o-1", "amount": 40, "notify": "x@evil.example"}, "do not match the tool's schema"),
+    ("refund", {"order_id": "o-1", "amount": 40, "notify": "x@evil.example"},
+     "do not match the tool's schema"),
     ("refund", {"order_id": "o-1"}, "do not match the tool's schema"),
     ("wipe", {}, "is not permitted for this user"),
     ("drop_tables", {}, "is not available to this agent"),
@@ -134,7 +138,9 @@ def test_a_refused_call_is_never_sent_and_reads_as_a_tool_error(
     assert event.decision == "deny" and event.decision_id in text_of(result)
 
 
-def test_the_tool_list_shows_only_the_tools_the_user_could_call(third_party: tuple[ThirdParty, LiveServer]) -> None:
+def test_the_tool_list_shows_only_the_tools_the_user_could_call(
+    third_party: tuple[ThirdParty, LiveServer]
+) -> None:
     state, live = third_party
     authz = authorizer()
 
@@ -193,8 +199,8 @@ def test_calls_in_a_session_count_once_the_server_answered_without_error(
 def test_a_call_id_already_completed_in_the_session_is_not_sent_again() -> None:
     server = FastMCP("payments")
     received: list[dict[str, Any]] = []
-    server.add_tool(recording_tool("lookup", {"type": "object", "properties": {"order_id": {"type": "string"}}},
-                                   received))
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"}}}
+    server.add_tool(recording_tool("lookup", schema, received))
     authz = authorizer()
 
     async def agent() -> list[bool]:
@@ -209,14 +215,16 @@ def test_a_call_id_already_completed_in_the_session_is_not_sent_again() -> None:
     assert received == [{"order_id": "o-1"}]
 
 
-def test_a_tool_setting_decides_the_call_on_its_computed_resource(third_party: tuple[ThirdParty, LiveServer]) -> None:
+def test_a_tool_setting_decides_the_call_on_its_computed_resource(
+    third_party: tuple[ThirdParty, LiveServer]
+) -> None:
     audit = az.MemorySink()
     authz = az.Authorizer.from_text(
         'permit(principal, action == Action::"orders__lookup", resource == Order::"o-1");', audit=[audit])
     settings = {"lookup": {"action": "orders__lookup",
                            "resource": lambda args: az.EntityUID("Order", args["order_id"])}}
-    results = calls(third_party, authz, USER, [("lookup", {"order_id": "o-1"}), ("lookup", {"order_id": "o-2"})],
-                    tools=settings)
+    made = [("lookup", {"order_id": "o-1"}), ("lookup", {"order_id": "o-2"})]
+    results = calls(third_party, authz, USER, made, tools=settings)
     assert [r.is_error for r in results] == [False, True]
     assert [(e.action, e.resource) for e in audit.events] == [
         ('Action::"orders__lookup"', 'Order::"o-1"'), ('Action::"orders__lookup"', 'Order::"o-2"')]
@@ -256,14 +264,16 @@ def test_langchain_tools_shaped_like_langchain_mcp_adapters_are_authorized_by_au
     async def agent() -> list[ToolMessage]:
         async with mcp_session(live, state.issuer.token("agent-service")) as session:
             listed = await session.list_tools()
-            tools = authorize_tools([adapter_tool(session, t) for t in listed.tools if t.name == "refund"], authz)
+            refund = [adapter_tool(session, t) for t in listed.tools if t.name == "refund"]
+            tools = authorize_tools(refund, authz)
             config = {"configurable": {PRINCIPAL_KEY: USER}}
             made = [{"order_id": "o-1", "amount": "30"}, {"order_id": "o-1", "amount": 300},
                     {"order_id": "o-1", "amount": 30, "notify": "x@evil.example"}]
-            return [await tools[0].ainvoke({"type": "tool_call", "id": f"c-{n}", "name": "refund", "args": args},
-                                           config=config) for n, args in enumerate(made)]
+            return [await tools[0].ainvoke(
+                {"type": "tool_call", "id": f"c-{n}", "name": "refund", "args": args}, config=config)
+                for n, args in enumerate(made)]
 
     messages = live.run(agent)
     assert [m.status for m in messages] == ["success", "error", "error"]
-    assert state.received[before:] == [{"order_id": "o-1", "amount": 30}]  # coerced, and only the allowed call
+    assert state.received[before:] == [{"order_id": "o-1", "amount": 30}]  # coerced; only the allowed call
     assert [e.decision for e in audit.events] == ["allow", "deny", "deny"]

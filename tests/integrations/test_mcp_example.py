@@ -15,7 +15,9 @@ PAGE = ROOT / "docs" / "integrations" / "mcp.md"
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.S | re.M)
 
 
-def test_the_example_client_gets_every_expected_outcome_from_the_server_over_loopback(tmp_path: Path) -> None:
+def test_the_example_client_gets_every_expected_outcome_from_the_server_over_loopback(
+    tmp_path: Path
+) -> None:
     result = subprocess.run([sys.executable, str(CLIENT)], capture_output=True, text=True, timeout=120,
                             check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -32,7 +34,8 @@ def test_every_python_snippet_of_the_page_runs(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "policies").symlink_to(ROOT / "policies", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    snippets = [code for language, code in FENCE.findall(PAGE.read_text(encoding="utf-8")) if language == "python"]
+    page = PAGE.read_text(encoding="utf-8")
+    snippets = [code for language, code in FENCE.findall(page) if language == "python"]
     assert len(snippets) >= 5
     for number, code in enumerate(snippets):
         exec(compile(code, f"{PAGE.name} block {number}", "exec"), namespace)

@@ -1,4 +1,4 @@
-"""AuthzMiddleware on a real FastMCP server: over streamable HTTP on 127.0.0.1 with signed JWTs, and in-process.
+"""AuthzMiddleware on a real FastMCP server: streamable HTTP on 127.0.0.1 with signed JWTs, and in-process.
 
 The module's main server runs once, on a real socket, verifying RS256 access tokens with FastMCP's
 ``JWTVerifier``; tests that need a server of their own serve it over the in-process HTTP app
@@ -39,7 +39,8 @@ POLICIES = """
 @id("bob-whoami") permit (principal == User::"bob", action == Action::"whoami", resource);
 @id("bob-public") permit (principal == User::"bob", action == Action::"read_resource",
   resource == Resource::"data://public");
-@id("bob-greet") permit (principal == User::"bob", action == Action::"get_prompt", resource == Prompt::"greet")
+@id("bob-greet") permit (principal == User::"bob", action == Action::"get_prompt",
+  resource == Prompt::"greet")
   when { context.input.name != "Mallory" };
 """
 DECISION = r"decision ([0-9a-f]{32})"
@@ -140,7 +141,8 @@ def test_an_allowed_call_runs_the_tool_with_exactly_the_arguments_the_policy_eva
     mark = len(state.audit.events)
     result = tool_call(live, state.issuer.token("bob"), "pay", {"amount": "7", "urgent": "false"})
     assert not result.is_error and text_of(result) == "paid 7"
-    assert state.received[-1] == ("pay", {"amount": 7, "note": "", "urgent": False})  # coerced, defaults filled
+    # coerced, defaults filled in
+    assert state.received[-1] == ("pay", {"amount": 7, "note": "", "urgent": False})
     [event] = state.events_since(mark)
     assert (event.principal, event.action, event.resource, event.decision) == (
         'User::"bob"', 'Action::"pay"', 'Tool::"pay"', "allow")
@@ -203,7 +205,9 @@ def test_an_unknown_tool_is_refused_and_audited(bank: tuple[Bank, LiveServer]) -
     assert (event.action, event.errors) == ('Action::"transfer_funds"', ("unknown tool",))
 
 
-def test_a_tool_whose_schema_has_no_cedar_equivalent_is_hidden_and_refused(bank: tuple[Bank, LiveServer]) -> None:
+def test_a_tool_whose_schema_has_no_cedar_equivalent_is_hidden_and_refused(
+    bank: tuple[Bank, LiveServer]
+) -> None:
     state, live = bank
     result = tool_call(live, state.issuer.token("alice"), "configure", {"settings": {"debug": True}})
     assert result.is_error and "is not available to this agent" in text_of(result)
@@ -219,7 +223,9 @@ def listed(live: LiveServer, token: str | None) -> list[str]:
     return live.run(run)
 
 
-def test_the_tool_list_shows_each_user_only_the_tools_they_could_ever_call(bank: tuple[Bank, LiveServer]) -> None:
+def test_the_tool_list_shows_each_user_only_the_tools_they_could_ever_call(
+    bank: tuple[Bank, LiveServer]
+) -> None:
     state, live = bank
     assert listed(live, state.issuer.token("alice")) == ["pay", "whoami", "admin_reset", "transfer"]
     assert listed(live, state.issuer.token("bob")) == ["pay", "whoami"]
@@ -242,7 +248,9 @@ def test_the_tool_runs_with_the_tokens_user_bound(bank: tuple[Bank, LiveServer])
 # -- identity ---------------------------------------------------------------------------------------------
 
 
-def test_a_request_without_a_valid_token_is_rejected_before_any_middleware(bank: tuple[Bank, LiveServer]) -> None:
+def test_a_request_without_a_valid_token_is_rejected_before_any_middleware(
+    bank: tuple[Bank, LiveServer]
+) -> None:
     state, live = bank
     mark = len(state.audit.events)
 
@@ -339,7 +347,8 @@ def test_identity_maps_the_verified_claims_as_an_identity_source_does() -> None:
 
 
 def test_identity_refuses_a_token_of_another_issuer() -> None:
-    token = type("Token", (), {"subject": "dana", "claims": {"sub": "dana", "iss": "https://other.example"}})()
+    claims = {"sub": "dana", "iss": "https://other.example"}
+    token = type("Token", (), {"subject": "dana", "claims": claims})()
     identity = az.TokenIdentity.oidc(issuer=ISSUER, jwks={"keys": []}, audiences=["assistant-mcp"])
     with pytest.raises(az.IdentityError, match="issuer"):
         asyncio.run(token_principal(token, identity=identity))
@@ -384,7 +393,8 @@ def test_a_resource_is_read_only_as_allowed_and_a_refusal_reads_as_a_missing_res
         ('Action::"read_resource"', 'Resource::"data://payroll"', "deny"),
         ('Action::"read_resource"', 'Resource::"data://nothing-here"', "deny"),
     ]
-    assert events[0].request is not None and events[0].request["request"]["context"] == {"uri": "data://public"}
+    assert events[0].request is not None
+    assert events[0].request["request"]["context"] == {"uri": "data://public"}
     assert read(live, state.issuer.token("alice"), "data://payroll") == "salaries"
 
 
@@ -418,7 +428,8 @@ def test_a_prompt_is_decided_on_its_arguments_and_a_refusal_reads_as_a_missing_p
         assert refused.error.message.startswith("Unknown prompt: ")
     events = state.events_since(mark)
     assert [e.decision for e in events] == ["allow", "deny", "deny", "deny", "deny"]
-    assert events[0].request is not None and events[0].request["request"]["context"] == {"input": {"name": "Ann"}}
+    assert events[0].request is not None
+    assert events[0].request["request"]["context"] == {"input": {"name": "Ann"}}
     assert "role: unknown argument" in events[2].errors[0]
 
 
@@ -458,7 +469,8 @@ def test_a_tool_setting_decides_the_call_on_the_resource_computed_from_its_argum
     audit = az.MemorySink()
     server = documents_server(audit, resource=lambda args: az.EntityUID("Document", args["document_id"]),
                               resource_types=["Document"])
-    assert text_of(call(server, "t-alice", "read_document", {"document_id": "d-alice"})) == "contents of d-alice"
+    allowed = call(server, "t-alice", "read_document", {"document_id": "d-alice"})
+    assert text_of(allowed) == "contents of d-alice"
     assert call(server, "t-alice", "read_document", {"document_id": "d-bob"}).is_error
     assert [(e.resource, e.decision) for e in audit.events] == [
         ('Document::"d-alice"', "allow"), ('Document::"d-bob"', "deny")]
@@ -474,7 +486,8 @@ def test_a_failing_resource_callable_refuses_the_call() -> None:
 
 def test_a_versioned_tool_is_validated_against_the_version_the_call_asks_for() -> None:
     audit = az.MemorySink()
-    authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[audit], record_requests=True)
+    authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[audit],
+                                    record_requests=True)
     server = FastMCP("svc", auth=static_tokens("alice"), middleware=[AuthzMiddleware(authz)])
 
     @server.tool(version="1")
@@ -482,7 +495,7 @@ def test_a_versioned_tool_is_validated_against_the_version_the_call_asks_for() -
         return f"v1 {key!r}"
 
     @server.tool(version="2")  # type: ignore[no-redef]
-    def lookup(key: str) -> str:
+    def lookup(key: str) -> str:  # noqa: F811 (the same tool, version 2)
         return f"v2 {key!r}"
 
     async def run() -> tuple[str, str]:
@@ -559,7 +572,8 @@ def test_calls_in_an_mcp_session_count_once_they_complete_and_a_failed_call_does
     assert asyncio.run(run()) == (["ok", "error", "ok", "error"], ["ok"])
     assert [e.decision for e in audit.events] == ["allow", "allow", "allow", "deny", "allow"]
     assert audit.events[3].reasons == ("two-payments-per-conversation",)
-    assert len({e.session for e in audit.events[:4]}) == 1 and audit.events[4].session != audit.events[0].session
+    assert len({e.session for e in audit.events[:4]}) == 1
+    assert audit.events[4].session != audit.events[0].session
 
 
 def test_a_2026_request_has_no_mcp_session_so_session_true_refuses_it() -> None:

@@ -147,7 +147,7 @@ def mcp_example() -> ModuleType:
 
 
 def via_mcp_server(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
-    """The call as a tools/call to the example MCP server (examples/mcp/server.py), bearer token of ``who``."""
+    """The call as a tools/call to the example MCP server (examples/mcp/server.py), with ``who``'s token."""
     server_module = mcp_example()
     recorder = az.MemorySink()
     authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])

@@ -243,7 +243,7 @@ def via_bedrock_return_of_control(case: ToolCase, h: Harness) -> None:
 
 
 def mcp_tool(case: ToolCase, h: Harness) -> Any:
-    """The case's tool on a FastMCP server: a function by its signature, or a tool known by its JSON Schema."""
+    """The case's tool on a FastMCP server: a function by its signature, or a tool known by JSON Schema."""
     if case.style == "json":
         return recording_tool(NAME, json_schema(case.fields), h.received)
     return FunctionTool.from_function(h.function(case), name=NAME)

@@ -1,4 +1,6 @@
-"""Model Context Protocol integration: MCP servers and clients (extra ``mcp``: ``pip install "agentauthz[mcp]"``).
+"""Model Context Protocol integration: MCP servers and clients (extra ``mcp``).
+
+``pip install "agentauthz[mcp]"``.
 
 Two places to put Cedar decisions, one per side of the protocol:
 

@@ -64,7 +64,8 @@ class AuthorizedClientSession:
         ... def refund(order_id: str, amount: int) -> str:
         ...     return f"refunded {amount!r}"
         >>> authz = az.Authorizer.from_text(
-        ...     'permit(principal, action == Action::"refund", resource) when { context.input.amount <= 100 };',
+        ...     'permit(principal, action == Action::"refund", resource)'
+        ...     ' when { context.input.amount <= 100 };',
         ...     audit=[])
         >>> async def agent():
         ...     async with Client(server) as client:

@@ -18,7 +18,7 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
         'agentauthz.integrations.mcp needs fastmcp 4.1: pip install "agentauthz[mcp]"'
     ) from _missing
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
@@ -123,7 +123,8 @@ class AuthzMiddleware(Middleware):
         >>> from fastmcp.utilities.tests import asgi_server
         >>> authz = az.Authorizer.from_text(
         ...     'permit(principal == User::"alice", action == Action::"echo", resource);', audit=[])
-        >>> tokens = {"t-alice": {"client_id": "app", "sub": "alice"}, "t-bob": {"client_id": "app", "sub": "bob"}}
+        >>> tokens = {"t-alice": {"client_id": "app", "sub": "alice"},
+        ...           "t-bob": {"client_id": "app", "sub": "bob"}}
         >>> server = FastMCP("svc", auth=StaticTokenVerifier(tokens), middleware=[AuthzMiddleware(authz)])
         >>> @server.tool
         ... def echo(text: str) -> str:
@@ -277,7 +278,8 @@ class AuthzMiddleware(Middleware):
         resource = EntityUID(self.prompt_type, name)
         try:
             with await self._bound(context, self.prompt_action, resource):
-                prompt = await _found(context, lambda server, version: server.get_prompt(name, version=version))
+                prompt = await _found(context, lambda server, version: server.get_prompt(
+                    name, version=version))
                 if not isinstance(prompt, Prompt):
                     self._refuse(self.prompt_action, resource, "unknown prompt", "unknown")
                 spec = self._prompt_spec(prompt)
@@ -312,7 +314,8 @@ class AuthzMiddleware(Middleware):
         schema = {"type": "object", "properties": {a.name: {"type": "string"} for a in arguments},
                   "required": [a.name for a in arguments if a.required]}
         return self.specs.cached(("prompt", prompt.name), schema, lambda: ToolSpec.from_json_schema(
-            prompt.name, schema, action=self.prompt_action, resource=EntityUID(self.prompt_type, prompt.name)))
+            prompt.name, schema, action=self.prompt_action,
+            resource=EntityUID(self.prompt_type, prompt.name)))
 
     # -- shared steps ------------------------------------------------------------------------
 
@@ -351,8 +354,8 @@ class AuthzMiddleware(Middleware):
             return key if isinstance(key, str) and key else None
         return _mcp_session(fastmcp_context)
 
-    async def _decided(self, decide: Callable[[], Any], action: str | EntityUID,
-                       resource: EntityUID | Entity) -> Any:
+    async def _decided(self, decide: Callable[[], Awaitable[T]], action: str | EntityUID,
+                       resource: EntityUID | Entity) -> T:
         """``await decide()``; any failure is an audited refusal, never an allow."""
         try:
             return await decide()

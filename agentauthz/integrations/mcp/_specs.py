@@ -6,8 +6,8 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from agentauthz._errors import ConfigurationError
