@@ -39,6 +39,8 @@ POLICIES = """
 @id("bob-whoami") permit (principal == User::"bob", action == Action::"whoami", resource);
 @id("bob-public") permit (principal == User::"bob", action == Action::"read_resource",
   resource == Resource::"data://public");
+@id("carols-statement-is-hers") forbid (principal == User::"alice", action == Action::"read_resource",
+  resource == Resource::"accounts://carol/statement");
 @id("bob-greet") permit (principal == User::"bob", action == Action::"get_prompt",
   resource == Prompt::"greet")
   when { context.input.name != "Mallory" };
@@ -89,6 +91,10 @@ class Bank:
         @server.resource("data://payroll")
         def payroll() -> str:
             return "salaries"
+
+        @server.resource("accounts://{owner}/statement")
+        def statement(owner: str) -> str:
+            return f"statement of {owner}"
 
         @server.prompt
         def greet(name: str) -> str:
@@ -398,6 +404,26 @@ def test_a_resource_is_read_only_as_allowed_and_a_refusal_reads_as_a_missing_res
     assert read(live, state.issuer.token("alice"), "data://payroll") == "salaries"
 
 
+def test_a_template_read_is_decided_on_the_uri_its_parameters_expand_to(
+    bank: tuple[Bank, LiveServer]
+) -> None:
+    state, live = bank
+    alice = state.issuer.token("alice")
+    mark = len(state.audit.events)
+    # FastMCP decodes template parameters and ignores an undeclared query: each of these reads carol's
+    for spelling in ("accounts://carol/statement", "accounts://c%61rol/statement",
+                     "accounts://carol/statement?view=full"):
+        assert isinstance(read(live, alice, spelling), MCPError), spelling
+    assert read(live, alice, "accounts://dave/statement") == "statement of dave"
+    events = state.events_since(mark)
+    assert [(e.resource, e.decision) for e in events] == [
+        ('Resource::"accounts://carol/statement"', "deny")] * 3 + [
+        ('Resource::"accounts://dave/statement"', "allow")]
+    assert events[-1].request is not None
+    assert events[-1].request["request"]["context"] == {
+        "uri": "accounts://dave/statement", "input": {"owner": "dave"}}
+
+
 def prompt(live: LiveServer, token: str, name: str, arguments: dict[str, Any]) -> str | MCPError:
     async def run() -> str | MCPError:
         async with live.client(token) as client:
@@ -446,6 +472,20 @@ def test_resources_and_prompts_are_listed_only_where_the_user_could_be_allowed(
     assert live.run(lambda: run(state.issuer.token("bob"))) == (["data://public"], ["greet"])
     assert live.run(lambda: run(state.issuer.token("alice"))) == (
         ["data://public", "data://payroll"], ["greet", "audit_summary"])
+    assert live.run(lambda: run(state.issuer.token("carol"))) == ([], [])
+
+
+def test_resource_templates_are_listed_to_a_user_who_could_read_some_resource(
+    bank: tuple[Bank, LiveServer]
+) -> None:
+    state, live = bank
+
+    async def run(token: str) -> list[str]:
+        async with live.client(token) as client:
+            return [t.uri_template for t in await client.list_resource_templates()]
+
+    assert live.run(lambda: run(state.issuer.token("alice"))) == ["accounts://{owner}/statement"]
+    assert live.run(lambda: run(state.issuer.token("carol"))) == []
 
 
 # -- settings per tool ------------------------------------------------------------------------------------

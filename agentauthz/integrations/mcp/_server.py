@@ -7,6 +7,7 @@ try:
     from fastmcp.exceptions import NotFoundError, ToolError
     from fastmcp.prompts.base import Prompt, PromptResult
     from fastmcp.resources.base import Resource, ResourceResult
+    from fastmcp.resources.template import ResourceTemplate, expand_uri_template
     from fastmcp.server.context import Context
     from fastmcp.server.dependencies import get_access_token, get_http_request
     from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
@@ -236,13 +237,15 @@ class AuthzMiddleware(Middleware):
         context: MiddlewareContext[mt.ReadResourceRequestParams],
         call_next: CallNext[mt.ReadResourceRequestParams, ResourceResult],
     ) -> ResourceResult:
-        """Decide the read of ``Resource::"<uri>"``; a refusal reads as an unknown resource."""
+        """Decide the read of the resource the URI names; a refusal reads as an unknown resource."""
         uri = str(context.message.uri)
-        resource = EntityUID(self.resource_type, uri)
         try:
-            with await self._bound(context, self.resource_action, resource):
+            with await self._bound(context, self.resource_action, EntityUID(self.resource_type, uri)):
+                target, params = await _read_target(context, uri)
+                resource = EntityUID(self.resource_type, target)
+                read = {"uri": target, **({"input": params} if params is not None else {})}
                 decision = await self._decided(lambda: self.authz.aauthorize(
-                    action=self.resource_action, resource=resource, context={"uri": uri}),
+                    action=self.resource_action, resource=resource, context=read),
                     self.resource_action, resource)
                 if not decision.admits:
                     raise _Refused(decision, "denied")
@@ -259,6 +262,18 @@ class AuthzMiddleware(Middleware):
         resources = await call_next(context)
         specs = {id(resource): self._resource_spec(str(resource.uri)) for resource in resources}
         return await self._visible(resources, specs)
+
+    async def on_list_resource_templates(
+        self,
+        context: MiddlewareContext[mt.ListResourceTemplatesRequest],
+        call_next: CallNext[mt.ListResourceTemplatesRequest, Sequence[ResourceTemplate]],
+    ) -> Sequence[ResourceTemplate]:
+        """Only the templates of a user who could be allowed to read some resource."""
+        templates = await call_next(context)
+        spec = self.specs.cached(("resource template", "*"), {}, lambda: ToolSpec.from_json_schema(
+            "resource template", {"type": "object"}, action=self.resource_action,
+            resource=lambda arguments: EntityUID(self.resource_type, "")))
+        return await self._visible(templates, {id(template): spec for template in templates})
 
     def _resource_spec(self, uri: str) -> ToolSpec:
         return self.specs.cached(("resource", uri), {}, lambda: ToolSpec.from_json_schema(
@@ -388,6 +403,28 @@ async def _found(context: MiddlewareContext[Any], lookup: Callable[[Any, Any], A
     if fastmcp_context is None:
         return None
     return await lookup(fastmcp_context.fastmcp, _requested_version(context.message.meta))
+
+
+async def _read_target(context: MiddlewareContext[Any], uri: str) -> tuple[str, dict[str, Any] | None]:
+    """What a read of ``uri`` reads, found as the server finds it: the URI and the template's parameters.
+
+    A concrete resource is its URI. A template read is decided on the URI
+    FastMCP's own ``expand_uri_template`` builds from the parameters it
+    extracted (and hands the template function): ``users://b%6Fb/profile``
+    and ``users://bob/profile?x`` read ``users://bob/profile`` and are decided
+    as that. Anything else (unknown, synthesized) is its URI as given.
+    """
+    fastmcp_context = context.fastmcp_context
+    if fastmcp_context is None:
+        return uri, None
+    server, version = fastmcp_context.fastmcp, _requested_version(context.message.meta)
+    if await server.get_resource(uri, version=version) is not None:
+        return uri, None
+    template = await server.get_resource_template(uri, version=version)
+    params = template.matches(uri) if template is not None else None
+    if template is None or params is None:
+        return uri, None
+    return expand_uri_template(template.uri_template, params), params
 
 
 def _mcp_session(fastmcp_context: Context) -> str | None:
