@@ -83,7 +83,9 @@ class AuthzMiddleware(Middleware):
       could ever be allowed (partial evaluation with the arguments unknown).
       Listing shapes what a client shows; every call is still decided.
     * ``resources/read``: action ``read_resource`` on ``Resource::"<uri>"``
-      with ``context.uri``. ``prompts/get``: action ``get_prompt`` on
+      with ``context.uri``; a template read is decided on the URI the template
+      expands to from the parameters FastMCP extracts (``%``-escapes decoded,
+      an undeclared query dropped), the parameters in ``context.input``. ``prompts/get``: action ``get_prompt`` on
       ``Prompt::"<name>"`` with the (string) arguments in ``context.input``;
       one the prompt does not declare is refused. Either refusal reads
       exactly as FastMCP's own "Unknown resource"/"Unknown prompt" error
