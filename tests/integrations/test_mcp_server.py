@@ -8,6 +8,8 @@ The module's main server runs once, on a real socket, verifying RS256 access tok
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -624,7 +626,7 @@ def test_a_2026_request_has_no_mcp_session_so_session_true_refuses_it() -> None:
             return await payments(client, [1])
 
     assert asyncio.run(run()) == ["error"]
-    assert "no MCP session" in audit.events[-1].errors[0]
+    assert "the connection has no MCP session" in audit.events[-1].errors[0]
 
 
 def test_a_session_key_belongs_to_the_user_whose_call_opened_it() -> None:
@@ -651,4 +653,19 @@ def test_a_session_callable_that_fails_refuses_the_call() -> None:
             return await payments(client, [1])
 
     assert asyncio.run(run()) == ["error"]
-    assert [e.decision for e in audit.events] == ["deny"]
+    [event] = audit.events
+    assert event.decision == "deny" and event.errors[0].startswith("no session for the request")
+
+
+def test_without_fastmcp_the_import_names_the_extra() -> None:
+    code = ("import sys\n"
+            "sys.modules['fastmcp'] = None\n"
+            "try:\n"
+            "    import agentauthz.integrations.mcp\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+            "    sys.exit(0)\n"
+            "sys.exit(1)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'pip install "agentauthz[mcp]"' in result.stdout

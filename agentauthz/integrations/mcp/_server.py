@@ -39,8 +39,8 @@ __all__ = ["AuthzMiddleware", "SessionOf"]
 #: ``session=``: False, True (the MCP session of a 2025-era connection), or the application's key.
 SessionOf: TypeAlias = "bool | Callable[[Context], str]"
 T = TypeVar("T")
-_NO_SESSION = ("the request has no MCP session (2026-07-28 requests and stateless HTTP have none): "
-               "pass session= a callable giving the conversation key")
+_NO_SESSION = ("no session for the request: session= gave no key, or the connection has no MCP session "
+               "(2026-07-28 requests and stateless HTTP have none; give session= a callable)")
 
 
 class _Refused(Exception):
@@ -85,7 +85,8 @@ class AuthzMiddleware(Middleware):
     * ``resources/read``: action ``read_resource`` on ``Resource::"<uri>"``
       with ``context.uri``; a template read is decided on the URI the template
       expands to from the parameters FastMCP extracts (``%``-escapes decoded,
-      an undeclared query dropped), the parameters in ``context.input``. ``prompts/get``: action ``get_prompt`` on
+      an undeclared query dropped), the parameters in ``context.input``.
+      ``prompts/get``: action ``get_prompt`` on
       ``Prompt::"<name>"`` with the (string) arguments in ``context.input``;
       one the prompt does not declare is refused. Either refusal reads
       exactly as FastMCP's own "Unknown resource"/"Unknown prompt" error
