@@ -223,6 +223,24 @@ def test_a_tool_whose_schema_has_no_cedar_equivalent_is_hidden_and_refused(
     assert "configure" not in listed(live, state.issuer.token("alice"))
 
 
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"model_dump": {"type": "string"}}},  # a pydantic BaseModel member
+    {"type": "object", "properties": {"a": {"type": "string"}}, "$defs": "not a mapping"},
+    {"type": "object", "properties": {"settings": {"type": "object"}}},  # no Cedar type
+])
+def test_a_tool_whose_schema_cannot_be_read_is_refused_as_unavailable_and_never_runs(
+    schema: dict[str, Any]
+) -> None:
+    audit = az.MemorySink()
+    received: list[dict[str, Any]] = []
+    authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[audit])
+    server = FastMCP("svc", auth=static_tokens("alice"), middleware=[AuthzMiddleware(authz)])
+    server.add_tool(recording_tool("odd", schema, received))
+    result = call(server, "t-alice", "odd", {})
+    assert result.is_error and "is not available to this agent" in text_of(result)
+    assert received == [] and [e.decision for e in audit.events] == ["deny"]
+
+
 def listed(live: LiveServer, token: str | None) -> list[str]:
     async def run() -> list[str]:
         async with live.client(token) as client:

@@ -242,9 +242,11 @@ class AuthzMiddleware(Middleware):
     ) -> ResourceResult:
         """Decide the read of the resource the URI names; a refusal reads as an unknown resource."""
         uri = str(context.message.uri)
+        named = EntityUID(self.resource_type, uri)
         try:
-            with await self._bound(context, self.resource_action, EntityUID(self.resource_type, uri)):
-                target, params = await _read_target(context, uri)
+            with await self._bound(context, self.resource_action, named):
+                target, params = await self._decided(lambda: _read_target(context, uri), self.resource_action,
+                                                     named)
                 resource = EntityUID(self.resource_type, target)
                 read = {"uri": target, **({"input": params} if params is not None else {})}
                 decision = await self._decided(lambda: self.authz.aauthorize(
@@ -340,24 +342,22 @@ class AuthzMiddleware(Middleware):
     async def _bound(self, context: MiddlewareContext[Any], action: str | EntityUID,
                      resource: EntityUID, *, count: bool = False) -> ExitStack:
         """The token's user bound (and, for calls, the session), or :class:`_Refused` (audited)."""
-        try:
-            user = await token_principal(get_access_token(), principal=self.principal, identity=self.identity)
-        except IdentityError:
-            raise _Refused(self.authz.audit_missing_identity(action, resource), "no-identity") from None
         stack = ExitStack()
         try:
+            user = await token_principal(get_access_token(), principal=self.principal, identity=self.identity)
             stack.enter_context(self.authz.bound_to(user, source="the MCP access token"))
+        except Exception:  # no token, no subject, a mapping that failed: no end user, refused
+            stack.close()
+            raise _Refused(self.authz.audit_missing_identity(action, resource), "no-identity") from None
+        try:
             if count and self.session is not False:
                 key = self._session_key(context.fastmcp_context)
                 if key is None:
                     self._refuse(action, resource, _NO_SESSION, "denied")
                 stack.enter_context(self.authz.session(key))
-        except _Refused:
+        except BaseException:
             stack.close()
             raise
-        except IdentityError:
-            stack.close()
-            raise _Refused(self.authz.audit_missing_identity(action, resource), "no-identity") from None
         return stack
 
     def _session_key(self, fastmcp_context: Context | None) -> str | None:
@@ -401,11 +401,17 @@ class AuthzMiddleware(Middleware):
 
 
 async def _found(context: MiddlewareContext[Any], lookup: Callable[[Any, Any], Any]) -> Any:
-    """The component the request names (the version it asks for), as the server will resolve it."""
+    """The component the request names (the version it asks for), as the server will resolve it.
+
+    None when there is none, or when looking it up failed: the request is then refused.
+    """
     fastmcp_context = context.fastmcp_context
     if fastmcp_context is None:
         return None
-    return await lookup(fastmcp_context.fastmcp, _requested_version(context.message.meta))
+    try:
+        return await lookup(fastmcp_context.fastmcp, _requested_version(context.message.meta))
+    except Exception:
+        return None
 
 
 async def _read_target(context: MiddlewareContext[Any], uri: str) -> tuple[str, dict[str, Any] | None]:

@@ -128,10 +128,11 @@ class ToolSpecs:
         if found is None:
             try:
                 found = build()
-            except ConfigurationError as exc:
+            except Exception as exc:  # any schema that cannot be read is refused, never let through
+                found = exc if isinstance(exc, ConfigurationError) else ConfigurationError(
+                    f"{key[0]} {key[1]!r}: its input schema cannot be read ({type(exc).__name__})")
                 _logger.warning("%s %r cannot be authorized, so every call of it is refused: %s",
-                                key[0], key[1], exc)
-                found = exc
+                                key[0], key[1], found)
             with self._lock:
                 self._built[entry] = found
                 while len(self._built) > _CACHE_SIZE:
