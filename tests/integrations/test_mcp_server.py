@@ -687,3 +687,46 @@ def test_without_fastmcp_the_import_names_the_extra() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'pip install "agentauthz[mcp]"' in result.stdout
+
+
+class FailingEngine:
+    """An Engine double whose every decision raises ``error``."""
+
+    name = fingerprint = "failing"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def resolve_action(self, action: str | az.EntityUID) -> az.EntityUID:
+        return action if isinstance(action, az.EntityUID) else az.EntityUID("Action", action)
+
+    def decide(self, requests: Any, entities: Any = ()) -> list[az.Decision]:
+        raise self.error
+
+    async def adecide(self, requests: Any, entities: Any = ()) -> list[az.Decision]:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [RuntimeError("backend exploded"), az.EngineError("AVP unreachable")])
+def test_an_engine_that_fails_refuses_every_call_read_and_prompt(error: Exception) -> None:
+    ran: list[str] = []
+    authz = az.Authorizer(FailingEngine(error), audit=[])
+    server = FastMCP("svc", auth=static_tokens("alice"), middleware=[AuthzMiddleware(authz)])
+    server.tool(lambda: ran.append("tool") or "ran", name="wipe")
+    server.resource("data://x")(lambda: ran.append("resource") or "x")
+    server.prompt(name="p")(lambda: ran.append("prompt") or "p")
+
+    async def run() -> tuple[bool, str, str]:
+        async with served(server, "t-alice") as client:
+            called = await client.call_tool_mcp("wipe", {})
+            outcomes = []
+            for attempt in (lambda: client.read_resource("data://x"), lambda: client.get_prompt("p")):
+                try:
+                    await attempt()
+                    outcomes.append("allowed")
+                except MCPError as exc:
+                    outcomes.append(str(exc.error.code))
+        return called.is_error, *outcomes  # type: ignore[return-value]
+
+    assert asyncio.run(run()) == (True, "-32602", "-32602")
+    assert ran == []
