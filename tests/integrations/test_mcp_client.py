@@ -277,3 +277,22 @@ def test_langchain_tools_shaped_like_langchain_mcp_adapters_are_authorized_by_au
     assert [m.status for m in messages] == ["success", "error", "error"]
     assert state.received[before:] == [{"order_id": "o-1", "amount": 30}]  # coerced; only the allowed call
     assert [e.decision for e in audit.events] == ["allow", "deny", "deny"]
+
+
+def test_a_tool_on_a_later_page_of_the_list_is_found_and_decided_on_its_schema() -> None:
+    server = FastMCP("paged", list_page_size=2)
+    received: list[dict[str, Any]] = []
+    for n in range(5):
+        schema = {"type": "object", "properties": {"count": {"type": "integer"}}}
+        server.add_tool(recording_tool(f"tool_{n}", schema, received))
+    authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[])
+
+    async def agent() -> bool:
+        async with Client(server) as client:
+            guarded = AuthorizedClientSession(client.session, authz)
+            with authz.acting_as(USER):
+                result = await guarded.call_tool("tool_4", {"count": "3"})
+        return result.is_error
+
+    assert asyncio.run(agent()) is False
+    assert received == [{"count": 3}]

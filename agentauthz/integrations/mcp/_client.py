@@ -20,6 +20,9 @@ from agentauthz.tools._spec import RefusalKind, ToolSpec
 
 __all__ = ["AuthorizedClientSession"]
 
+# A server that keeps answering with a next page cannot keep a call waiting forever.
+_MAX_PAGES = 100
+
 
 class AuthorizedClientSession:
     """An MCP ``ClientSession`` whose tool calls are decided by Cedar before they are sent.
@@ -151,16 +154,17 @@ class AuthorizedClientSession:
         return self.specs.tool(tool.name, tool.input_schema, tool.description)
 
     async def _find(self, name: str) -> mt.Tool | None:
-        """The tool as the server lists it, paging through the whole list."""
+        """The tool as the server lists it, paging through the list (at most ``_MAX_PAGES`` pages)."""
         cursor: str | None = None
-        while True:
+        for _ in range(_MAX_PAGES):
             params = mt.PaginatedRequestParams(cursor=cursor) if cursor else None
             listed: mt.ListToolsResult = await self.session.list_tools(params=params)
             for tool in listed.tools:
                 self._listed[tool.name] = tool
             if name in self._listed or not listed.next_cursor:
-                return self._listed.get(name)
+                break
             cursor = listed.next_cursor
+        return self._listed.get(name)
 
     def _no_user(self, action: str | EntityUID, resource: EntityUID) -> None:
         self.authz.audit_missing_identity(action, resource)
