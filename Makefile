@@ -4,8 +4,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 DOCS_STAMP := $(VENV)/.docs-installed
-# What the demos import: LangChain (with numpy, for its in-memory vector store), boto3 and Strands.
-DEMO_EXTRAS := langchain,aws,strands
+# What the demos import: LangChain (with numpy, for its in-memory vector store), boto3, Strands and MCP.
+DEMO_EXTRAS := langchain,aws,strands,mcp
 
 .PHONY: demo test docs conformance bench soak clean
 
@@ -32,6 +32,7 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python examples/rag_filtering.py
 	$(BIN)/python examples/bedrock_agents/run.py
 	$(BIN)/python examples/strands_agent.py
+	$(BIN)/python examples/mcp/client.py
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check agentauthz tests examples

@@ -6,6 +6,8 @@ user through one integration and returns what its one audit event says. A new ru
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import importlib.util
 import re
 from collections.abc import Callable
@@ -18,6 +20,7 @@ import pytest
 import agentauthz as az
 from agentauthz.integrations.bedrock import action_group_handler
 from tests.integrations.bedrock_events import api_event, body_of, function_event
+from tests.integrations.mcp_harness import call, static_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -184,6 +187,44 @@ def via_strands(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any
     return decided(recorder)
 
 
+@functools.cache
+def mcp_example() -> ModuleType:
+    return load_module(ROOT / "examples" / "mcp" / "server.py", "mcp_example_server")
+
+
+def via_mcp_server(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
+    """The call as a tools/call to the example MCP server (examples/mcp/server.py), with ``who``'s token."""
+    server_module = mcp_example()
+    recorder = az.MemorySink()
+    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
+    call(server_module.build_server(authz, static_tokens(who)), f"t-{who}", tool, arguments)
+    return decided(recorder)
+
+
+def via_mcp_client(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
+    """The call through AuthorizedClientSession, to the example MCP server's tools with no middleware."""
+    from fastmcp import Client, FastMCP
+
+    from agentauthz.integrations.mcp import AuthorizedClientSession
+
+    server_module = mcp_example()
+    bare = FastMCP("third-party")
+    for listed in asyncio.run(server_module.build_server(az.Authorizer.from_text("", audit=[]), None)
+                              .list_tools(run_middleware=False)):
+        bare.add_tool(listed)
+    recorder = az.MemorySink()
+    authz = az.Authorizer.from_directory(POLICIES, audit=[recorder])
+
+    async def agent() -> None:
+        async with Client(bare) as client:
+            session = AuthorizedClientSession(client.session, authz, tools=server_module.DOCUMENT_TOOLS)
+            with authz.acting_as(az.EntityUID("User", who)):
+                await session.call_tool(tool, arguments)
+
+    asyncio.run(agent())
+    return decided(recorder)
+
+
 Decided = tuple[Any, ...]
 #: name -> how a call travels: (example lambda module, assistant tools module, who, tool, arguments) -> event.
 PATHS: dict[str, Callable[[ModuleType, ModuleType, str, str, dict[str, Any]], Decided]] = {
@@ -191,6 +232,8 @@ PATHS: dict[str, Callable[[ModuleType, ModuleType, str, str, dict[str, Any]], De
     "bedrock-function": lambda example, tools, *call: via_lambda_function(example, *call),
     "bedrock-openapi": lambda example, tools, *call: via_lambda_api(example, *call),
     "strands": lambda example, tools, *call: via_strands(tools, *call),
+    "mcp-server": lambda example, tools, *call: via_mcp_server(tools, *call),
+    "mcp-client": lambda example, tools, *call: via_mcp_client(tools, *call),
 }
 
 

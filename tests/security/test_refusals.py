@@ -13,6 +13,7 @@ decision id that is the ``decision_id`` of the audit event holding the reasons.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastmcp import Client, FastMCP
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
@@ -28,6 +30,10 @@ from langchain_core.tools import BaseTool, tool
 import agentauthz as az
 from agentauthz.integrations.bedrock import action_group_handler, authorize_return_control
 from agentauthz.integrations.langchain import PRINCIPAL_KEY, AuthorizedTool, AuthzMiddleware
+from agentauthz.integrations.mcp import AuthorizedClientSession
+from agentauthz.integrations.mcp import AuthzMiddleware as MCPAuthzMiddleware
+from tests.integrations.mcp_harness import call as mcp_call
+from tests.integrations.mcp_harness import static_tokens
 
 POLICIES = """
 @id("exec-records-need-clearance")
@@ -209,6 +215,37 @@ def strands(authz: az.Authorizer, kind: str) -> str:
     return text
 
 
+def mcp_record_server(authz: az.Authorizer | None, *, auth: bool) -> FastMCP:
+    """An MCP server with the read_record tool, behind AuthzMiddleware when an Authorizer is given."""
+    middleware = [MCPAuthzMiddleware(authz)] if authz is not None else []
+    server = FastMCP("hr", auth=static_tokens("alice") if auth else None, middleware=middleware)
+    server.tool(read_record_tool().func)  # type: ignore[attr-defined]
+    return server
+
+
+def mcp_server(authz: az.Authorizer, kind: str) -> str:
+    name = "transfer_funds" if kind == "unknown" else "read_record"
+    identified = kind != "no-identity"  # a server without auth=: its requests carry no token
+    result = mcp_call(mcp_record_server(authz, auth=identified), "t-alice" if identified else None, name,
+                      CALLS.get(kind, {"employee": "e1"}))
+    assert result.is_error  # a tool error result, never a JSON-RPC "internal error"
+    return str(result.content[0].text)  # type: ignore[union-attr]
+
+
+def mcp_client(authz: az.Authorizer, kind: str) -> str:
+    name = "transfer_funds" if kind == "unknown" else "read_record"
+
+    async def agent() -> Any:
+        async with Client(mcp_record_server(None, auth=False)) as client:
+            with authz.acting_as(USER):
+                return await AuthorizedClientSession(client.session, authz).call_tool(
+                    name, CALLS.get(kind, {"employee": "e1"}))
+
+    result = asyncio.run(agent())
+    assert result.is_error
+    return str(result.content[0].text)
+
+
 @dataclass(frozen=True)
 class RefusalPath:
     name: str
@@ -226,6 +263,8 @@ REFUSALS = [
     RefusalPath("Bedrock guarded tool denied in the handler", bedrock_denied_inside, ("denied",)),
     RefusalPath("Bedrock return of control", return_of_control),
     RefusalPath("Strands AuthzIntervention", strands, ("denied", "invalid", "unknown", "no-identity")),
+    RefusalPath("MCP server middleware", mcp_server, ("denied", "invalid", "unknown", "no-identity")),
+    RefusalPath("MCP client session", mcp_client, ("denied", "invalid", "unknown")),
 ]
 CASES = [pytest.param(path, kind, id=f"{path.name}-{kind}") for path in REFUSALS for kind in path.kinds]
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Optional
 
 import pytest
+from fastmcp import Client, FastMCP
+from fastmcp.tools.function_tool import FunctionTool
 from hypothesis import HealthCheck, given, settings
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
@@ -38,7 +40,10 @@ import agentauthz as az
 from agentauthz._model import to_cedar_value
 from agentauthz.integrations.bedrock import action_group_handler, authorize_return_control
 from agentauthz.integrations.langchain import PRINCIPAL_KEY, AuthorizedTool, AuthzMiddleware
+from agentauthz.integrations.mcp import AuthorizedClientSession
+from agentauthz.integrations.mcp import AuthzMiddleware as MCPAuthzMiddleware
 from agentauthz.tools._spec import tool_input
+from tests.integrations.mcp_harness import call, recording_tool, static_tokens
 from tests.strategies import ARGUMENT_CHOICES, ArgumentShape, ToolCase, tool_cases
 
 NAME = "send_email"
@@ -254,6 +259,31 @@ def via_strands(case: ToolCase, h: Harness) -> None:
     agent("go", invocation_state={STRANDS_PRINCIPAL_KEY: USER})
 
 
+def mcp_tool(case: ToolCase, h: Harness) -> Any:
+    """The case's tool on a FastMCP server: a function by its signature, or a tool known by JSON Schema."""
+    if case.style == "json":
+        return recording_tool(NAME, json_schema(case.fields), h.received)
+    return FunctionTool.from_function(h.function(case), name=NAME)
+
+
+def via_mcp_server_middleware(case: ToolCase, h: Harness) -> None:
+    server = FastMCP("mail", auth=static_tokens("carol"), middleware=[MCPAuthzMiddleware(h.authz)])
+    server.add_tool(mcp_tool(case, h))
+    call(server, "t-carol", NAME, case.arguments)
+
+
+def via_mcp_client_session(case: ToolCase, h: Harness) -> None:
+    server = FastMCP("third-party")
+    server.add_tool(mcp_tool(case, h))
+
+    async def agent() -> None:
+        async with Client(server) as client:
+            with h.authz.acting_as(USER):
+                await AuthorizedClientSession(client.session, h.authz).call_tool(NAME, case.arguments)
+
+    asyncio.run(agent())
+
+
 @dataclass(frozen=True)
 class Path:
     """One way a model's tool call reaches a tool."""
@@ -278,6 +308,8 @@ PATHS = [
     Path("Bedrock OpenAPI group", via_bedrock_openapi_group, ALL_STYLES),
     Path("Bedrock return of control", via_bedrock_return_of_control, ALL_STYLES),
     Path("Strands AuthzIntervention", via_strands, ("signature", "json")),
+    Path("MCP server middleware", via_mcp_server_middleware, ALL_STYLES),
+    Path("MCP client session", via_mcp_client_session, ALL_STYLES),
 ]
 
 
