@@ -111,15 +111,17 @@ def retrieve_and_generate_filter(
 
     Args:
         authz: the Authorizer; the end user is the bound one or ``principal``.
-        action, metadata, context: as for
-            :class:`~agentauthz.integrations.bedrock.KnowledgeBaseRetriever`
-            (its ``id_key`` plays no part here).
+        action: the Cedar action, as for
+            :class:`~agentauthz.integrations.bedrock.KnowledgeBaseRetriever`.
+        metadata: how a result's metadata becomes its resource, as for the
+            retriever (its ``id_key`` plays no part here).
+        context: extra request context, as for the retriever.
         filter: the caller's own RetrievalFilter, and-ed with the compiled one.
         principal: the end user, when not bound with ``authz.acting_as``.
         session: the session (id or :class:`~agentauthz.session._session.Session`), when
             not bound with ``authz.session``.
         allow_inexact: accept a filter that may keep documents the user may not read.
-        deprecated: ``resource_type``, ``attributes``, ``ancestors_key`` (now in
+        **deprecated: ``resource_type``, ``attributes``, ``ancestors_key`` (now in
             ``metadata``): still taken, with a DeprecationWarning.
 
     Returns:
