@@ -183,7 +183,8 @@ def test_denied_function_call_reprompts_with_the_decision_id_and_no_policies_or_
     [audited] = recorder.events
     assert audited.reasons == ("no-weekend-refunds",) and audited.decision_id in text
     assert "no-weekend-refunds" not in text and "issue_refund" in text
-    assert "o-secret-99" not in text and "300" not in text
+    shown = text.replace(audited.decision_id, "<id>")  # a random hex id may spell "300" by chance
+    assert "o-secret-99" not in shown and "300" not in shown
     assert response["sessionAttributes"] == {"userId": "bob", "tenant": "acme"}
     assert response["promptSessionAttributes"] == {"keep": "me"}
     assert response["response"]["actionGroup"] == "orders"
@@ -202,7 +203,8 @@ def test_denied_api_call_is_a_403_with_a_json_body(
     body = json.loads(answer["responseBody"]["application/json"]["body"])
     assert body["error"] == "forbidden" and "policies" not in body
     assert body["decision_id"] in body["message"]
-    assert "POST /refunds" in body["message"] and "900" not in body["message"]
+    shown = body["message"].replace(body["decision_id"], "<id>")  # a random hex id may spell "900"
+    assert "POST /refunds" in shown and "900" not in shown
     assert response["sessionAttributes"] == {"userId": "bob"}
     assert calls.seen == []
 

@@ -275,8 +275,9 @@ def test_the_model_reads_a_generic_refusal_naming_the_audited_decision_id(
 ) -> None:
     audit = az.MemorySink()
     text = path.refuse(az.Authorizer.from_text(POLICIES, audit=[audit]), kind)
+    shown = DECISION_ID.sub("decision <id>", text)  # a random hex id may spell "e100" by chance
     for never in NEVER_SHOWN:
-        assert never not in text, (never, text)
+        assert never not in shown, (never, text)
     found = DECISION_ID.search(text)
     assert found is not None, text
     [event] = [e for e in audit.events if e.decision_id == found[1]]
