@@ -78,12 +78,12 @@ def approval_problems(policies: Sequence[Policy]) -> list[str]:
             continue
         body = _policy_json(policy.text)
         if body is None or body.get("effect") != "forbid":
-            problems.append(f'{policy.location}: {policy.id} is @approval("required") but is no forbid: '
-                            "only a forbid can be lifted by an approval")
+            problems.append(f'{policy.location}: {policy.id} is @approval("required") but is no '
+                            "forbid: only a forbid can be lifted by an approval")
         elif not lifted_by_approval(body):
             problems.append(
-                f'{policy.location}: {policy.id} is @approval("required") but no approval can lift it: '
-                "add `&& !context.session.approved` to its when condition (or `unless { "
+                f'{policy.location}: {policy.id} is @approval("required") but no approval can lift '
+                "it: add `&& !context.session.approved` to its when condition (or `unless { "
                 "context.session.approved }`), so that a granted approval stops it from applying")
     return problems
 
@@ -92,11 +92,10 @@ def lifted_by_approval(policy: Mapping[str, Any]) -> bool:
     """Whether a policy (Cedar JSON) does not apply whenever ``context.session.approved`` is true.
 
     Example:
-        >>> lifted_by_approval(_policy_json('forbid(principal, action, resource) '
-        ...                                 'when { context.input.amount > 9 && !context.session.approved };'))
+        >>> head = "forbid(principal, action, resource) when { context.input.amount > 9 "
+        >>> lifted_by_approval(_policy_json(head + "&& !context.session.approved };"))
         True
-        >>> lifted_by_approval(_policy_json('forbid(principal, action, resource) '
-        ...                                 'when { context.input.amount > 9 || !context.session.approved };'))
+        >>> lifted_by_approval(_policy_json(head + "|| !context.session.approved };"))
         False
     """
     for condition in policy.get("conditions") or ():
@@ -140,7 +139,7 @@ def _true_when_approved(node: Any) -> bool:
 
 
 def _is_approved(node: Any) -> bool:
-    return node == _APPROVED
+    return bool(node == _APPROVED)
 
 
 def _compares(arg: Any, value: bool) -> bool:
@@ -156,8 +155,8 @@ def _session_present(node: Any) -> bool:
     if not isinstance(node, Mapping) or set(node) != {"has"}:
         return False
     test = node["has"]
-    return (test.get("left") == {"Var": "context"} and test.get("attr") == "session") or (
-        test.get("left") == _APPROVED["."]["left"] and test.get("attr") == "approved")
+    return bool((test.get("left") == {"Var": "context"} and test.get("attr") == "session") or (
+        test.get("left") == _APPROVED["."]["left"] and test.get("attr") == "approved"))
 
 
 def _policy_json(text: str) -> dict[str, Any] | None:
