@@ -66,7 +66,7 @@ def approval_problems(policies: Sequence[Policy]) -> list[str]:
         ...                           ' when { context.input.amount > 100 };')
         ... except PolicyError as exc:
         ...     print(exc.problems[0][:75])
-        <text>:1: policy0 is @approval("required") but no approval can lift it: an
+        <text>:1: policy0 is @approval("required") but no approval can lift it: add
     """
     problems = []
     for policy in policies:

@@ -30,6 +30,7 @@ import random
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
@@ -242,6 +243,42 @@ class SessionAdmission:
         for entity in self.authz._stored_entities(wanted, given).values():
             labels |= labels_of(entity, self.authz.session_config.labels)
         return labels
+
+    # -- approvals ---------------------------------------------------------------------
+
+    def grant(self, request: ApprovalRequest, granted_by: str | None) -> Approval:
+        """Record a person's grant of a held call: a single-use approval, audited.
+
+        Raises:
+            ConfigurationError: ``request`` is no ApprovalRequest, or it expired.
+            IdentityError: its session belongs to another end user.
+        """
+        authz = self.authz
+        if not isinstance(request, ApprovalRequest):
+            raise ConfigurationError(
+                f"approve takes the ApprovalRequest of a held call, not {type(request).__name__}")
+        left = request.expires_at - authz.session_config.clock()
+        if left <= 0:
+            raise ConfigurationError(
+                f"approval request {request.id} expired: make the call again to ask anew")
+        session = Session(request.session_id, authz.session_store, authz.session_config,
+                          owner=request.principal, on_refusal=authz._session_refused)
+        approval = session.approve(request.action, request.resource, arguments=request.arguments,
+                                   granted_by=granted_by, expires_in=timedelta(seconds=left), once=True)
+        self._audit_answer(request, "granted", granted_by)
+        return approval
+
+    def refuse(self, request: ApprovalRequest, refused_by: str | None = None) -> None:
+        """Record that a person (or the approver) did not grant a held call: it stays denied."""
+        self._audit_answer(request, "refused", refused_by)
+
+    def _audit_answer(self, request: ApprovalRequest, answer: str, by: str | None) -> None:
+        extra = {"approval": answer, "approval_request": request.id,
+                 "approved_action": str(request.action), "approved_resource": str(request.resource)}
+        if by is not None:
+            extra["answered_by"] = by
+        self.authz._audit_session_operation(request.principal, "approve", request.session_id,
+                                            Decision(allowed=answer == "granted"), extra)
 
     # -- admitting a call --------------------------------------------------------------
 
