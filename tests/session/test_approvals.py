@@ -440,3 +440,44 @@ def test_one_grant_lifts_every_approvable_forbid_that_held_the_call() -> None:
         assert request.why == ("big-refunds", "huge-refunds-need-review")
         tools.authz.approve(request)
         assert tools.refund("bob", 20000) == "refunded"
+
+
+# -- Verified Permissions: approvals are plain context ---------------------------------------------
+
+
+def test_held_grant_and_run_decide_the_same_on_verified_permissions() -> None:
+    pytest.importorskip("boto3")
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
+    from agentauthz.testing import LocalVerifiedPermissions
+
+    store = az.PolicyStore.from_text(POLICIES, schema=SCHEMA)
+    assert store.approvable == {"big-refunds", "huge-refunds-need-review"}
+    outcomes: dict[str, list[str]] = {}
+    with LocalVerifiedPermissions(store) as server:
+        client = server.client(connect_timeout=2, read_timeout=2, retries={"max_attempts": 1})
+        with VerifiedPermissionsEngine(server.policy_store_id, client=client) as avp:
+            engines: dict[str, az.Engine] = {"local": az.LocalEngine(store), "avp": avp}
+            for name, engine in engines.items():
+                config = SessionConfig(schema=SCHEMA if name == "avp" else None,
+                                       approvals=ApprovalConfig(approvable=store.approvable))
+                authz = az.Authorizer(engine, audit=[], sessions=config)
+
+                @authz.guard(action="refund")
+                def refund(to: str, amount: int) -> str:
+                    return "refunded"
+
+                seen = outcomes.setdefault(name, [])
+                with authz.acting_as(ALICE), authz.session("c1"):
+                    for to, amount in [("bob", 5), ("bob", 500), ("mallory", 500), ("bob", 500),
+                                       ("bob", 20000)]:
+                        try:
+                            seen.append(refund(to, amount))
+                        except az.ApprovalRequired as exc:
+                            seen.append("held:" + ",".join(exc.approval.why))
+                            if (to, amount) == ("bob", 500) and seen.count(seen[-1]) == 1:
+                                authz.approve(exc.approval)
+                        except az.AccessDenied as exc:
+                            seen.append("denied:" + ",".join(exc.decision.reasons))
+    assert outcomes["local"] == outcomes["avp"] == [
+        "refunded", "held:big-refunds", "denied:big-refunds,never-to-mallory", "refunded",
+        "held:big-refunds,huge-refunds-need-review"]
