@@ -151,17 +151,15 @@ class ToolCalls:
     def approved(self, call: ToolCall, again: Callable[[], ToolCall]) -> ToolCall:
         """The call, or, when it was held and the configured approver grants it, the call made ``again``.
 
-        The approver answers True to grant; anything else, an exception, or a
-        coroutine (an async approver serves async calls only) leaves it held.
+        The approver answers True to grant; anything else, or a coroutine (an
+        async approver serves async calls only), refuses it. An exception it
+        raises propagates and the call does not run: that is how LangGraph's
+        ``interrupt()`` pauses a graph until a person answers.
         """
         request, approver = call.approval, self.authz.session_config.approvals.approver
         if request is None or approver is None:
             return call
-        try:
-            answer = approver(request)
-        except Exception:  # an approver failing grants nothing
-            _logger.exception("approver failed on approval request %s", request.id)
-            answer = False
+        answer = approver(request)
         if inspect.isawaitable(answer):
             getattr(answer, "close", lambda: None)()
             _logger.error("approval request %s: an async approver cannot answer a sync call", request.id)
@@ -173,13 +171,9 @@ class ToolCalls:
         request, approver = call.approval, self.authz.session_config.approvals.approver
         if request is None or approver is None:
             return call
-        try:
-            answer = approver(request)
-            if inspect.isawaitable(answer):
-                answer = await answer
-        except Exception:  # an approver failing grants nothing
-            _logger.exception("approver failed on approval request %s", request.id)
-            answer = False
+        answer = approver(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
         return await again() if self._record_answer(call, answer) else call
 
     def _record_answer(self, call: ToolCall, answer: object) -> bool:

@@ -172,9 +172,8 @@ def test_a_grant_made_again_after_expiry_covers_the_call_again() -> None:
 
 def test_a_denial_by_any_non_approvable_forbid_stays_a_plain_denial() -> None:
     tools = Tools()
-    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
-        with pytest.raises(az.AccessDenied) as caught:
-            tools.refund("mallory", 500)
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"), pytest.raises(az.AccessDenied) as caught:
+        tools.refund("mallory", 500)
     assert not isinstance(caught.value, az.ApprovalRequired)
     assert set(caught.value.decision.reasons) == {"big-refunds", "never-to-mallory"}
     assert not any(event.extra.get("approval") for event in tools.sink.events)
@@ -336,21 +335,22 @@ def test_an_approver_that_grants_runs_the_call_at_once() -> None:
 @pytest.mark.parametrize("answer", [False, None, "yes", 1])
 def test_an_approver_answer_other_than_true_leaves_the_call_denied(answer: object) -> None:
     tools = Tools(approver=lambda request: answer)
-    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
-        with pytest.raises(az.AccessDenied) as caught:
-            tools.refund("bob", 500)
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"), pytest.raises(az.AccessDenied) as caught:
+        tools.refund("bob", 500)
     assert not isinstance(caught.value, az.ApprovalRequired) and tools.ran == []
     assert tools.sink.events[-1].extra["approval"] == "refused"
 
 
-def test_an_approver_that_fails_grants_nothing() -> None:
+def test_an_approver_that_fails_grants_nothing_and_its_error_propagates() -> None:
     def broken(request: ApprovalRequest) -> bool:
         raise RuntimeError("review service down")
 
     tools = Tools(approver=broken)
-    with tools.authz.acting_as(ALICE), tools.authz.session("c1"), pytest.raises(az.AccessDenied):
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"), pytest.raises(RuntimeError):
         tools.refund("bob", 500)
     assert tools.ran == []
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1") as session:
+        assert session.state().approvals == ()
 
 
 def test_an_async_approver_answers_async_calls_and_never_sync_ones() -> None:
@@ -400,7 +400,8 @@ def forbid(policy_id: str, approvable: bool, condition: str) -> str:
     if approvable:
         return (f'@id("{policy_id}") @approval("required") forbid(principal, action == Action::"refund", '
                 f"resource) when {{ {condition} && !context.session.approved }};")
-    return f'@id("{policy_id}") forbid(principal, action == Action::"refund", resource) when {{ {condition} }};'
+    return (f'@id("{policy_id}") forbid(principal, action == Action::"refund", resource) '
+            f"when {{ {condition} }};")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
