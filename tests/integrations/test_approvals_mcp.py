@@ -11,11 +11,10 @@ pytest.importorskip("fastmcp")
 
 from fastmcp import FastMCP
 from fastmcp.client.elicitation import ElicitResult
+from fastmcp.utilities.tests import asgi_server
 
 import agentauthz as az
 from agentauthz.integrations.mcp import AuthzMiddleware
-from fastmcp.utilities.tests import asgi_server
-
 from tests.integrations.mcp_harness import static_tokens
 
 SCHEMA = """
@@ -86,7 +85,7 @@ def test_a_held_call_is_put_to_the_clients_user_and_runs_once_they_accept() -> N
 
 def test_a_declined_call_does_not_run_and_reads_as_a_denial() -> None:
     server, ran, sink = bank()
-    (result,), asked = calls(server, decline, {"to": "bob", "amount": 500})
+    (result,), _ = calls(server, decline, {"to": "bob", "amount": 500})
     assert result.is_error and "not permitted" in result.content[0].text and ran == []
     assert sink.events[-1].extra["approval"] == "refused"
 
