@@ -332,13 +332,26 @@ def test_an_approver_that_grants_runs_the_call_at_once() -> None:
         "required", "granted", "used", None]
 
 
-@pytest.mark.parametrize("answer", [False, None, "yes", 1])
+@pytest.mark.parametrize("answer", [False, "yes", 1, {"approved": True}])
 def test_an_approver_answer_other_than_true_leaves_the_call_denied(answer: object) -> None:
     tools = Tools(approver=lambda request: answer)
     with tools.authz.acting_as(ALICE), tools.authz.session("c1"), pytest.raises(az.AccessDenied) as caught:
         tools.refund("bob", 500)
     assert not isinstance(caught.value, az.ApprovalRequired) and tools.ran == []
     assert tools.sink.events[-1].extra["approval"] == "refused"
+
+
+def test_an_approver_answering_none_leaves_the_call_held_for_a_person_later() -> None:
+    queued: list[ApprovalRequest] = []
+    tools = Tools(approver=lambda request: queued.append(request))
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
+        request = tools.held("bob", 500)
+    assert queued == [request] and tools.ran == []
+    assert not any(event.extra.get("approval") == "refused" for event in tools.sink.events)
+    tools.authz.approve(request, granted_by="reviewer")
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
+        assert tools.refund("bob", 500) == "refunded"
+    assert len(queued) == 1  # the granted call was not put to the approver again
 
 
 def test_an_approver_that_fails_grants_nothing_and_its_error_propagates() -> None:
