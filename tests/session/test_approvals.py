@@ -495,3 +495,48 @@ def test_held_grant_and_run_decide_the_same_on_verified_permissions() -> None:
     assert outcomes["local"] == outcomes["avp"] == [
         "refunded", "held:big-refunds", "denied:big-refunds,never-to-mallory", "refunded",
         "held:big-refunds,huge-refunds-need-review"]
+
+
+# -- a rule a person must lift is never skipped ----------------------------------------------------
+
+UNTYPED = """
+@id("allow-all") permit(principal, action, resource);
+@id("big-refunds") @approval("required")
+forbid(principal, action == Action::"refund", resource)
+when { context.input.amount > 100 && !context.session.approved };
+"""
+
+
+def test_without_a_schema_or_a_session_an_approvable_forbid_that_cannot_evaluate_denies() -> None:
+    authz = az.Authorizer.from_text(UNTYPED, audit=[])
+    ran = []
+
+    @authz.guard(action="refund")
+    def refund(to: str, amount: int) -> str:
+        ran.append(amount)
+        return "refunded"
+
+    with authz.acting_as(ALICE):
+        decision = authz.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                                   context={"input": {"to": "bob", "amount": 500}})
+        assert not decision.allowed and any("could not be evaluated" in e for e in decision.errors)
+        with pytest.raises(az.AccessDenied) as caught:
+            refund("bob", 500)
+        assert not isinstance(caught.value, az.ApprovalRequired)
+        assert refund("bob", 5) == "refunded"  # the rule did not apply: nothing failed
+    with authz.acting_as(ALICE), authz.session("c1"), pytest.raises(az.ApprovalRequired):
+        refund("bob", 500)
+    assert ran == [5]
+
+
+def test_a_forbid_listed_approvable_in_the_configuration_is_never_skipped_either() -> None:
+    listed = UNTYPED.replace('@approval("required")', "")
+    authz = az.Authorizer.from_text(
+        listed, audit=[], sessions=SessionConfig(approvals=ApprovalConfig(approvable={"big-refunds"})))
+    with authz.acting_as(ALICE):
+        assert not authz.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                                   context={"input": {"to": "bob", "amount": 500}}).allowed
+    plain = az.Authorizer.from_text(listed, audit=[])  # not approvable: Cedar's own skip-on-error
+    with plain.acting_as(ALICE):
+        assert plain.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                               context={"input": {"to": "bob", "amount": 500}}).allowed
