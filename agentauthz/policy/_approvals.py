@@ -159,7 +159,7 @@ def _has_session_term(node: Any) -> bool:
     (op, arg), = node.items()
     if op == "&&":
         return _has_session_term(arg.get("left")) or _has_session_term(arg.get("right"))
-    return op == "has" and arg.get("left") == {"Var": "context"} and arg.get("attr") == "session"
+    return bool(op == "has" and arg.get("left") == {"Var": "context"} and arg.get("attr") == "session")
 
 
 def _is_approved(node: Any) -> bool:

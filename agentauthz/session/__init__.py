@@ -83,7 +83,7 @@ Example:
 
 from __future__ import annotations
 
-from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalConfig, ApprovalRequest
 from agentauthz.session._session import (
     SESSION_KEY,
     Approval,
@@ -101,6 +101,7 @@ from agentauthz.session._session import (
 )
 
 __all__ = [
+    "APPROVAL_INTERRUPT",
     "SESSION_KEY",
     "Approval",
     "ApprovalConfig",

@@ -42,7 +42,10 @@ from typing import Any
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Decision, EntityUID, Request, to_cedar_value
 
-__all__ = ["ApprovalConfig", "ApprovalRequest", "Approver", "approval_probe"]
+__all__ = ["APPROVAL_INTERRUPT", "ApprovalConfig", "ApprovalRequest", "Approver", "approval_probe"]
+
+APPROVAL_INTERRUPT = "agentauthz.approval"
+"""Name (and ``type``) of the interrupt that puts a held call to a person (LangGraph, Strands)."""
 
 
 @dataclass(frozen=True)
