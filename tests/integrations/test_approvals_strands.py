@@ -25,7 +25,8 @@ forbid(principal, action == Action::"refund", resource) when { context.input.to 
 ALICE = az.EntityUID("User", "alice")
 
 
-def agent_for(*turns: Any, **options: Any) -> tuple[Agent, ScriptedModel, list[dict[str, Any]], az.MemorySink]:
+def agent_for(*turns: Any, **options: Any,
+              ) -> tuple[Agent, ScriptedModel, list[dict[str, Any]], az.MemorySink]:
     sink = az.MemorySink()
     authz = az.Authorizer.from_text(POLICIES, audit=[sink])
     ran: list[dict[str, Any]] = []
