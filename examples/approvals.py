@@ -77,8 +77,8 @@ def main() -> None:
          for n, args in enumerate(calls)] + [AIMessage("Done.")]))
     agent = create_agent(model, tools=[refund], middleware=[AuthzMiddleware(authz)],
                          checkpointer=InMemorySaver())
-    config: Any = {"configurable": {"thread_id": "support-1", PRINCIPAL_KEY: az.EntityUID("User", "alice"),
-                                    SESSION_KEY: "support-1"}}
+    alice = az.EntityUID("User", "alice")
+    config: Any = {"configurable": {"thread_id": "support-1", PRINCIPAL_KEY: alice, SESSION_KEY: "support-1"}}
 
     state = agent.invoke({"messages": [("user", "Please refund bob 400, twice if you can")]}, config=config)
     for answer in (True, False):
