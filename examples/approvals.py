@@ -84,7 +84,8 @@ def main() -> None:
     for answer in (True, False):
         (interrupt,) = state["__interrupt__"]
         print("supervisor asked:", interrupt.value["description"].split(" (held by")[0])
-        print("  held by:", ", ".join(interrupt.value["why"]), "| answer:", "approve" if answer else "decline")
+        verdict = "approve" if answer else "decline"
+        print("  held by:", ", ".join(interrupt.value["why"]), "| answer:", verdict)
         state = agent.invoke(Command(resume=answer), config=config)
 
     print("\nwhat the model read:")
