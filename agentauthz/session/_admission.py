@@ -348,7 +348,9 @@ class SessionAdmission:
         resource = inputs["resource"]
         bare = Request(principal, action, resource.uid if isinstance(resource, Entity) else resource,
                        dict(inputs["context"] or {}))
-        facts, version, now = self.loaded(session, [bare], single_use=True)
+        # A store that cannot use an approval up atomically never counts a single-use one.
+        single_use = getattr(session.store, "consumes_approvals", False) is True
+        facts, version, now = self.loaded(session, [bare], single_use=single_use)
         request, extra = authz._request(None, action, resource, inputs["context"], facts=facts)
         return request, extra, version, now, facts
 

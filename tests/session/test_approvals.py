@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz.session import ApprovalConfig, ApprovalRequest, SessionConfig, SQLiteSessionStore
+from agentauthz.session import (
+    ApprovalConfig,
+    ApprovalRequest,
+    CallRecord,
+    MemorySessionStore,
+    SessionConfig,
+    SQLiteSessionStore,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ALICE, MALLORY = az.EntityUID("User", "alice"), az.EntityUID("User", "mallory")
@@ -540,3 +548,22 @@ def test_a_forbid_listed_approvable_in_the_configuration_is_never_skipped_either
     with plain.acting_as(ALICE):
         assert plain.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
                                context={"input": {"to": "bob", "amount": 500}}).allowed
+
+
+class ForgetfulStore(MemorySessionStore):
+    """A store written before single-use approvals: it admits calls without using approvals up."""
+
+    consumes_approvals = False
+
+    def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Any:
+        return super().admit(session_id, dataclasses.replace(call, approval=None), owner=owner,
+                             version=version)
+
+
+def test_a_store_that_cannot_use_approvals_up_never_lets_a_single_use_grant_run() -> None:
+    tools = Tools(store=ForgetfulStore())
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
+        tools.authz.approve(tools.held("bob", 500))
+        tools.held("bob", 500)
+        tools.held("bob", 500)
+    assert tools.ran == []
