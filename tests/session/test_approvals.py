@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.session import (
@@ -27,6 +26,7 @@ from agentauthz.session import (
     SessionConfig,
     SQLiteSessionStore,
 )
+from tests.strategies import approval_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 ALICE, MALLORY = az.EntityUID("User", "alice"), az.EntityUID("User", "mallory")
@@ -409,14 +409,6 @@ def test_a_held_call_of_a_message_tool_tells_the_model_it_awaits_approval() -> N
 
 # -- the class: only approvable forbids ever ask a person ------------------------------------------
 
-FORBIDS = [  # (id, approvable, condition)
-    ("a1", True, "context.input.amount > 100"),
-    ("a2", True, 'context.input.to == "bob"'),
-    ("h1", False, "context.input.amount > 1000"),
-    ("h2", False, 'context.input.to == "eve"'),
-]
-
-
 def forbid(policy_id: str, approvable: bool, condition: str) -> str:
     if approvable:
         return (f'@id("{policy_id}") @approval("required") forbid(principal, action == Action::"refund", '
@@ -426,10 +418,10 @@ def forbid(policy_id: str, approvable: bool, condition: str) -> str:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(chosen=st.lists(st.sampled_from(FORBIDS), unique=True), permit=st.booleans(),
-       to=st.sampled_from(["bob", "eve", "carol"]), amount=st.sampled_from([5, 500, 5000]))
+@given(case=approval_cases)
 def test_a_call_is_held_only_when_approvable_forbids_alone_deny_it_and_granting_would_allow_it(
-        chosen: list[tuple[str, bool, str]], permit: bool, to: str, amount: int) -> None:
+        case: tuple[list[tuple[str, bool, str]], bool, str, int]) -> None:
+    chosen, permit, to, amount = case
     text = "\n".join(forbid(*f) for f in chosen)
     if permit:
         text += '\n@id("allow") permit(principal, action == Action::"refund", resource);'
