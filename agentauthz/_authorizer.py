@@ -82,6 +82,14 @@ class Authorizer:
             the model gets a generic refusal and the decision's opaque id, and the
             reasons stay in the audit event. Turning it on discloses how the
             policies are built to the model and to whoever steers it.
+        policy_errors: what an allow means when a policy failed to evaluate.
+            Cedar skips such a policy, so a forbid that errors (an attribute
+            missing, an overflow, ``context.session`` read with no session
+            bound) would let the call through. ``"deny"`` (the default) turns
+            the allow into a denial unless every failed policy is a permit of
+            the engine's own store (a failed permit can only withhold an
+            allow); ``"skip"`` keeps Cedar's semantics, except for forbids a
+            person may lift (``@approval("required")``), which always deny.
 
     The methods name what they return: ``authorize*`` decide and return a
     :class:`Decision` (nothing runs, nothing is counted); ``begin*`` decide and
@@ -109,6 +117,7 @@ class Authorizer:
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
         disclose_reasons: bool = False,
+        policy_errors: Literal["deny", "skip"] = "deny",
     ) -> None:
         if mode not in _MODES:
             raise ConfigurationError(f"mode must be 'enforce' or 'shadow', not {mode!r}")
@@ -128,6 +137,9 @@ class Authorizer:
         if not isinstance(disclose_reasons, bool):
             raise ConfigurationError("disclose_reasons must be True or False")
         self.disclose_reasons = disclose_reasons
+        if policy_errors not in ("deny", "skip"):
+            raise ConfigurationError(f"policy_errors must be 'deny' or 'skip', not {policy_errors!r}")
+        self.policy_errors: Literal["deny", "skip"] = policy_errors
         self.tools: dict[str, ToolSpec] = {}
         self._lazy = threading.Lock()
         self._session_config: SessionConfig | None = None
@@ -963,7 +975,7 @@ class Authorizer:
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
-        decisions = [self._approvals_evaluated(d) for d in decisions]
+        decisions = [self._failures_evaluated(d) for d in decisions]
         # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
         enforced = self.mode != "shadow"
         decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, _decision_id())
@@ -986,21 +998,33 @@ class Authorizer:
                     self._emit(sinks, event)
         return decisions
 
-    def _approvals_evaluated(self, decision: Decision) -> Decision:
-        """An allow is a denial when an approvable forbid could not be evaluated.
+    def _failures_evaluated(self, decision: Decision) -> Decision:
+        """An allow is a denial when a policy that could forbid it failed to evaluate.
 
-        Cedar skips a policy whose evaluation fails; a rule a person must lift
-        (``@approval("required")``) is never skipped so: without a session (no
-        ``context.session``) such a call is denied, not waved through.
+        Cedar skips a policy whose evaluation fails. Only a failed permit is
+        harmless (it can only withhold an allow); a failed forbid, a failure
+        naming no policy, or a policy this engine cannot place (Verified
+        Permissions) denies, unless ``policy_errors="skip"``. A forbid a person
+        may lift (``@approval("required")``) is never skipped: without a
+        session (no ``context.session``) such a call is denied, not waved through.
         """
         if not decision.allowed or not decision.errors:
             return decision
-        failed = {match.group(1) for error in decision.errors
-                  if (match := _FAILED_POLICY.match(error)) is not None}
-        if not failed & self._approvable_ids():
+        failed = [match.group(1) if (match := _FAILED_POLICY.match(error)) else None
+                  for error in decision.errors]
+        if self.policy_errors == "deny":
+            store = getattr(self.engine, "store", None)
+            effect_of = getattr(store, "effect_of", None)
+            if all(policy_id is not None and callable(effect_of)
+                   and effect_of(policy_id, version=decision.policy_version) == "permit"
+                   for policy_id in failed):
+                return decision
+            why = _APPROVAL_UNEVALUATED if set(failed) & self._approvable_ids() else _POLICY_UNEVALUATED
+        elif set(failed) & self._approvable_ids():
+            why = _APPROVAL_UNEVALUATED
+        else:
             return decision
-        return Decision(False, (), (*decision.errors, _APPROVAL_UNEVALUATED), decision.enforced,
-                        decision.policy_version)
+        return Decision(False, (), (*decision.errors, why), decision.enforced, decision.policy_version)
 
     def _approvable_ids(self) -> frozenset[str]:
         """Ids of the forbids a person may lift: the engine's store's and the session configuration's."""
@@ -1160,6 +1184,7 @@ class Authorizer:
 
 _FAILED_POLICY = re.compile(r"error while evaluating policy `([^`]*)`")
 _APPROVAL_UNEVALUATED = "a policy that requires approval could not be evaluated (is a session bound?)"
+_POLICY_UNEVALUATED = "a policy that could forbid this request could not be evaluated"
 
 
 def _decision_id() -> str:
