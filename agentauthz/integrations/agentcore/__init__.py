@@ -1,0 +1,14 @@
+"""Amazon Bedrock AgentCore Policy: our tool policies on an AgentCore Gateway's policy engine.
+
+(extra ``aws`` for push, pull and diff; translation and local evaluation need only cedarpy.)
+"""
+
+from __future__ import annotations
+
+from agentauthz.integrations.agentcore._limits import policy_names
+from agentauthz.integrations.agentcore._profile import AgentCoreProfile, TagMapping
+from agentauthz.integrations.agentcore._schema import gateway_schema
+from agentauthz.integrations.agentcore._translate import NotApplicable, TranslatedPolicy, Translation, translate
+
+__all__ = ["AgentCoreProfile", "NotApplicable", "TagMapping", "TranslatedPolicy", "Translation",
+           "gateway_schema", "policy_names", "translate"]
