@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 from agentauthz.integrations.agentcore._limits import policy_names
+from agentauthz.integrations.agentcore._local import LocalGateway, claim_tags, write_store
 from agentauthz.integrations.agentcore._profile import AgentCoreProfile, TagMapping
 from agentauthz.integrations.agentcore._schema import gateway_schema
 from agentauthz.integrations.agentcore._translate import NotApplicable, TranslatedPolicy, Translation, translate
 
-__all__ = ["AgentCoreProfile", "NotApplicable", "TagMapping", "TranslatedPolicy", "Translation",
-           "gateway_schema", "policy_names", "translate"]
+__all__ = ["AgentCoreProfile", "LocalGateway", "NotApplicable", "TagMapping", "TranslatedPolicy", "Translation",
+           "claim_tags", "gateway_schema", "policy_names", "translate", "write_store"]
