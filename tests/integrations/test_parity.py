@@ -253,11 +253,12 @@ def gateway_subset() -> az.PolicyStore:
     """The example store without the policies the AgentCore translation refuses."""
     store = az.PolicyStore.from_directory(POLICIES)
     kept = "\n\n".join(p.text for p in store.policies if p.id not in AGENTCORE_REFUSED)
-    return az.PolicyStore.from_text(kept, schema=store.schema_text, entities=store.entities, links=store.links)
+    return az.PolicyStore.from_text(kept, schema=store.schema_text, entities=store.entities,
+                                    links=store.links)
 
 
 def user_claims(who: str) -> dict[str, Any]:
-    """The claims an identity provider would put in ``who``'s token: sub, tenant, every role (ancestors too)."""
+    """The claims an identity provider puts in ``who``'s token: sub, tenant, every role (ancestors too)."""
     store = az.PolicyStore.from_directory(POLICIES)
     index = {entity.uid: entity for entity in store.entities}
     roles: set[str] = set()
@@ -275,8 +276,8 @@ def via_agentcore(tools: ModuleType, who: str, tool: str, arguments: dict[str, A
     from agentauthz.integrations.agentcore import LocalGateway, translate
 
     if tool not in GATEWAY_TOOLS:
-        pytest.skip(f"{tool} computes its resource (a document): AgentCoreProfile refuses it as a gateway tool "
-                    "(tests/integrations/agentcore/test_translate.py)")
+        pytest.skip(f"{tool} computes its resource (a document): AgentCoreProfile refuses it as a "
+                    "gateway tool (tests/integrations/agentcore/test_translate.py)")
     recorder = az.MemorySink()
     gateway = LocalGateway(translate(gateway_subset(), agentcore_profile(tools)), audit=[recorder])
     gateway.decide(user_claims(who), tool, arguments)

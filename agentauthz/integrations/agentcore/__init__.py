@@ -9,7 +9,39 @@ from agentauthz.integrations.agentcore._limits import policy_names
 from agentauthz.integrations.agentcore._local import LocalGateway, claim_tags, write_store
 from agentauthz.integrations.agentcore._profile import AgentCoreProfile, TagMapping
 from agentauthz.integrations.agentcore._schema import gateway_schema
-from agentauthz.integrations.agentcore._translate import NotApplicable, TranslatedPolicy, Translation, translate
+from agentauthz.integrations.agentcore._sync import (
+    PolicyChange,
+    PullResult,
+    PushPlan,
+    apply_push,
+    plan_push,
+    policy_engine_id,
+    pull,
+)
+from agentauthz.integrations.agentcore._translate import (
+    NotApplicable,
+    TranslatedPolicy,
+    Translation,
+    translate,
+)
 
-__all__ = ["AgentCoreProfile", "LocalGateway", "NotApplicable", "TagMapping", "TranslatedPolicy", "Translation",
-           "claim_tags", "gateway_schema", "policy_names", "translate", "write_store"]
+__all__ = [
+    "AgentCoreProfile",
+    "LocalGateway",
+    "NotApplicable",
+    "PolicyChange",
+    "PullResult",
+    "PushPlan",
+    "TagMapping",
+    "TranslatedPolicy",
+    "Translation",
+    "apply_push",
+    "claim_tags",
+    "gateway_schema",
+    "plan_push",
+    "policy_engine_id",
+    "policy_names",
+    "pull",
+    "translate",
+    "write_store",
+]

@@ -112,7 +112,8 @@ def statement_problems(statement: str) -> list[str]:
     if resource["op"] == "All":
         problems.append("AgentCore refuses a policy whose resource is unconstrained")
     elif action["op"] != "All" and resource["op"] != "==":
-        problems.append("a policy that names actions must name the gateway (resource == AgentCore::Gateway::...)")
+        problems.append("a policy that names actions must name the gateway "
+                        "(resource == AgentCore::Gateway::...)")
     elif action["op"] == "All" and resource["op"] != "is":
         problems.append("a policy for every action must test the type (resource is AgentCore::Gateway)")
     return problems

@@ -92,8 +92,9 @@ class LocalGateway:
         >>> from agentauthz.integrations.agentcore import AgentCoreProfile, TagMapping, translate
         >>> spec = az.ToolSpec.from_json_schema("issue_refund", {"type": "object", "properties": {
         ...     "amount": {"type": "number"}}, "required": ["amount"]})
-        >>> store = az.PolicyStore.from_text('@id("finance") permit(principal in Role::"finance", '
-        ...     'action == Action::"issue_refund", resource) when { context.input.amount.lessThan(decimal("99.5")) };')
+        >>> store = az.PolicyStore.from_text(
+        ...     '@id("finance") permit(principal in Role::"finance", action == Action::"issue_refund", '
+        ...     'resource) when { context.input.amount.lessThan(decimal("99.5")) };')
         >>> profile = AgentCoreProfile("arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/gw-1",
         ...                            "Refunds", [spec], tags=TagMapping(groups={"Role": "roles"}))
         >>> gateway = LocalGateway(translate(store, profile), audit=[])

@@ -1,4 +1,4 @@
-"""The AgentCore profile: which gateway, which tools, and how the end user's claims stand in for our entities."""
+"""The AgentCore profile: the gateway, its tools, and how the user's claims stand in for our entities."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ class AgentCoreProfile:
     tool_type: str = "Tool"
 
     def __init__(self, gateway_arn: str, target: str, tools: Iterable[ToolSpec], *,
-                 tags: TagMapping | None = None, principal_type: str = "User", tool_type: str = "Tool") -> None:
+                 tags: TagMapping | None = None, principal_type: str = "User",
+                 tool_type: str = "Tool") -> None:
         specs = tuple(tools)
         if not gateway_arn.startswith("arn:"):
             raise ConfigurationError("gateway_arn must be the gateway's ARN (arn:...)")

@@ -116,16 +116,18 @@ def translate(store: PolicyStore, profile: AgentCoreProfile) -> Translation:
         >>> from agentauthz.integrations.agentcore import AgentCoreProfile
         >>> spec = az.ToolSpec.from_json_schema("issue_refund", {"type": "object", "properties": {
         ...     "amount": {"type": "integer"}}, "required": ["amount"]})
-        >>> store = az.PolicyStore.from_text('@id("small") permit(principal, action == Action::"issue_refund",'
-        ...                                  ' resource) when { context.input.amount <= 500 };')
+        >>> store = az.PolicyStore.from_text(
+        ...     '@id("small") permit(principal, action == Action::"issue_refund", resource) '
+        ...     'when { context.input.amount <= 500 };')
         >>> arn = "arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/gw-1"
         >>> print(translate(store, AgentCoreProfile(arn, "Refunds", [spec])).policies[0].statement)
         permit (
           principal,
           action == AgentCore::Action::"Refunds___issue_refund",
-          resource == AgentCore::Gateway::"arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/gw-1"
+          resource ==
+            AgentCore::Gateway::"arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/gw-1"
         )
-        when { context.input.amount <= 500 };
+        when { ((context.input).amount) <= 500 };
     """
     translator = _Translator(store, profile)
     translated: list[TranslatedPolicy] = []
@@ -150,8 +152,8 @@ def _deployment_problems(translated: Sequence[TranslatedPolicy], profile: AgentC
     """What AgentCore would refuse: a statement its generated schema rejects, or a broken limit."""
     schema = gateway_schema(profile)
     invalid = validation_problems({p.id: p.statement for p in translated}, schema)
-    problems = [f"{p.location}: policy {truncate(p.id, 80)!r}: does not validate against the schema AgentCore "
-                f"generates from the tools: {truncate('; '.join(invalid[p.id]), 300)}"
+    problems = [f"{p.location}: policy {truncate(p.id, 80)!r}: does not validate against the schema "
+                f"AgentCore generates from the tools: {truncate('; '.join(invalid[p.id]), 300)}"
                 for p in translated if p.id in invalid]
     return problems + limit_problems(translated)
 
@@ -432,7 +434,8 @@ class _Expression:
             if _var(mine) == "principal":
                 if uid.type != self.translator.profile.principal_type:
                     raise _Refused(f"it compares the principal with a {uid.type}")
-                return {op: {"left": mine, "right": {"Value": {"__entity": {"type": PRINCIPAL, "id": uid.id}}}}}
+                user = {"__entity": {"type": PRINCIPAL, "id": uid.id}}
+                return {op: {"left": mine, "right": {"Value": user}}}
             attribute = self._entity_attribute(mine)
             if attribute is not None:
                 declared = self.translator.attribute_types.get(attribute)
