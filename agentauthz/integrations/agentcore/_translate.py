@@ -508,6 +508,9 @@ def _all(tests: Iterable[Node]) -> Node:
 
 
 def _statement(est: Node) -> str:
-    text = cedarpy.policies_from_json_str(json.dumps({"staticPolicies": {"policy0": est}, "templates": {},
-                                                      "templateLinks": []}))
-    return str(cedarpy.format_policies(text)).strip()
+    document = json.dumps({"staticPolicies": {"policy0": est}, "templates": {}, "templateLinks": []})
+    try:
+        return str(cedarpy.format_policies(cedarpy.policies_from_json_str(document))).strip()
+    except ValueError as exc:  # cedarpy reads Cedar's JSON form to a depth of about 128 only
+        raise _Refused("the translated policy is nested too deeply for Cedar's JSON policy form (split a "
+                       "long chain of || or && into several policies)") from exc
