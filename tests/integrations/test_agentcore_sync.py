@@ -31,7 +31,7 @@ from agentauthz.integrations.agentcore import (
 
 ENGINE = "assistant_engine-a1b2c3d4e5"
 ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/gw-a1b2c3d4e5"
-NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 SCHEMA = ("entity User = { department: String }; entity Tool; action refund appliesTo "
           "{ principal: User, resource: Tool, context: { input: { amount: Long } } };")
 POLICIES = (
@@ -97,8 +97,9 @@ def expect_create(stub: Stubber, current: Translation, our_id: str) -> None:
     mode = "LOG_ONLY" if policy.shadow else "ACTIVE"
     answer = remote(our_id, policy.statement, mode=mode, status="CREATING")
     stub.add_response("create_policy", answer, {
-        "policyEngineId": ENGINE, "name": answer["name"], "definition": {"cedar": {"statement": policy.statement}},
-        "description": f"agentauthz:{our_id}", "validationMode": "FAIL_ON_ANY_FINDINGS", "enforcementMode": mode})
+        "policyEngineId": ENGINE, "name": answer["name"],
+        "definition": {"cedar": {"statement": policy.statement}}, "description": f"agentauthz:{our_id}",
+        "validationMode": "FAIL_ON_ANY_FINDINGS", "enforcementMode": mode})
 
 
 def test_a_first_push_creates_every_policy_forbids_before_permits(client: Any, stub: Stubber) -> None:
@@ -198,7 +199,8 @@ def test_a_failed_call_is_an_engine_error_naming_what_was_done_before_it(client:
 
 
 def test_an_unreadable_policy_engine_is_an_engine_error(client: Any, stub: Stubber) -> None:
-    stub.add_client_error("list_policies", "ResourceNotFoundException", "no such engine", http_status_code=404)
+    stub.add_client_error("list_policies", "ResourceNotFoundException", "no such engine",
+                          http_status_code=404)
     with pytest.raises(az.EngineError, match="list_policies failed: ResourceNotFoundException"):
         plan_push(translation(), client, ENGINE)
 

@@ -1,4 +1,4 @@
-"""The AgentCore translation: what it writes, what it leaves out and why, and what it refuses (never drops)."""
+"""The AgentCore translation: what it writes, what it leaves out and why, what it refuses (never drops)."""
 
 from __future__ import annotations
 
@@ -82,9 +82,10 @@ def test_a_policy_on_two_tools_lists_both_actions_and_names_the_gateway() -> Non
 
 
 def test_policies_that_match_no_gateway_tool_are_listed_with_their_reason() -> None:
-    translation = translate(store(ALLOW_REFUNDS + '@id("docs") permit(principal, action == Action::"read", '
-                                  'resource) when { resource.owner == principal };\n'
-                                  '@id("doc-type") forbid(principal, action, resource is Document);'), PROFILE)
+    text = (ALLOW_REFUNDS + '@id("docs") permit(principal, action == Action::"read", resource) '
+            'when { resource.owner == principal };\n'
+            '@id("doc-type") forbid(principal, action, resource is Document);')
+    translation = translate(store(text), PROFILE)
     assert [p.id for p in translation.policies] == ["all"]
     assert {n.id for n in translation.not_applicable} == {"docs", "doc-type"}
     assert all(n.reason and n.location.startswith("<text>:") for n in translation.not_applicable)
@@ -188,7 +189,8 @@ def test_a_claim_read_as_a_number_is_refused_by_the_generated_schema() -> None:
 def test_every_refusal_of_a_store_is_reported_at_once() -> None:
     with pytest.raises(az.PolicyError) as raised:
         translate(store('@id("a") forbid(principal, action, resource) when { resource has x };\n'
-                        '@id("b") forbid(principal, action, resource) when { context has session };'), PROFILE)
+                        '@id("b") forbid(principal, action, resource) when { context has session };'),
+                  PROFILE)
     assert len(raised.value.problems) == 2
 
 
