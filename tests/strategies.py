@@ -1018,8 +1018,8 @@ cedar_expressions = st.recursive(
 
 # -- AgentCore profile (tests/integrations/test_agentcore_translate.py) ------------------------------
 
-_AC_PRINCIPALS = ("principal", 'principal in Role::"finance"', 'principal == User::"u"', 'principal == User::"v"',
-                  "principal is User", 'principal is User in Role::"employee"')
+_AC_PRINCIPALS = ("principal", 'principal in Role::"finance"', 'principal == User::"u"',
+                  'principal == User::"v"', "principal is User", 'principal is User in Role::"employee"')
 _AC_ACTIONS = ("action", 'action == Action::"refund"', 'action == Action::"lookup"',
                'action in [Action::"refund", Action::"lookup"]', 'action == Action::"read"')
 _AC_RESOURCES = ("resource", 'resource == Tool::"refund"', "resource is Tool", "resource is Document",
