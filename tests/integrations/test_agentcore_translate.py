@@ -102,6 +102,33 @@ def test_a_shadow_policy_stays_shadow_and_is_never_enforced_locally() -> None:
     assert recorder.events[0].shadow == {"audit-big": "would deny"}
 
 
+def test_a_namespaced_store_names_its_tool_actions_as_the_guard_does() -> None:
+    schema = "namespace Shop { entity User; entity Tool; action refund appliesTo { principal: User, " \
+             "resource: Tool, context: { input: { amount: Long } } }; }"
+    text = ('@id("all") permit(principal, action, resource);\n'
+            '@id("cap") forbid(principal, action == Shop::Action::"refund", resource) '
+            "when { context.input.amount > 10 };")
+    translation = translate(az.PolicyStore.from_text(text, schema=schema),
+                            AgentCoreProfile(ARN, "Shop", [REFUND], tool_type="Shop::Tool"))
+    assert [p.id for p in translation.policies] == ["all", "cap"]
+    assert not LocalGateway(translation, audit=[]).decide({"sub": "u"}, "refund", {"amount": 11}).allowed
+
+
+def test_a_tool_the_schema_does_not_declare_is_refused() -> None:
+    other = az.ToolSpec.from_json_schema("wire", {"type": "object", "properties": {}})
+    with pytest.raises(az.PolicyError, match="declares no action"):
+        translate(store(ALLOW_REFUNDS), AgentCoreProfile(ARN, "Shop", [REFUND, other]))
+
+
+def test_an_action_group_of_entities_json_reaches_the_tools_in_it() -> None:
+    group = az.Entity(uid=az.EntityUID("Action", "payments"))
+    member = az.Entity(uid=az.EntityUID("Action", "refund"), parents=[group.uid])
+    text = ALLOW_REFUNDS + '@id("no-payments") forbid(principal, action in Action::"payments", resource);'
+    translation = translate(az.PolicyStore.from_text(text, entities=[group, member]), PROFILE)
+    assert [p.id for p in translation.policies] == ["all", "no-payments"]
+    assert not LocalGateway(translation, audit=[]).decide({"sub": "u"}, "refund", {"amount": 1}).allowed
+
+
 # -- claims as tags -----------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from agentauthz._errors import ConfigurationError
 from agentauthz._model import EntityUID
 from agentauthz.tools._spec import ToolSpec
 
-__all__ = ["AgentCoreProfile", "TagMapping", "tool_action", "tool_uid"]
+__all__ = ["AgentCoreProfile", "TagMapping", "tool_uid"]
 
 NAMESPACE = "AgentCore"
 PRINCIPAL = f"{NAMESPACE}::OAuthUser"
@@ -140,11 +140,6 @@ class AgentCoreProfile:
             if spec.name == name:
                 return spec
         raise ConfigurationError(f"the gateway target has no tool {name!r}")
-
-
-def tool_action(spec: ToolSpec) -> EntityUID:
-    """Our Cedar action of a tool (``Action::"<action>"`` unless the spec names a uid)."""
-    return spec.action if isinstance(spec.action, EntityUID) else EntityUID("Action", spec.action)
 
 
 def tool_uid(profile: AgentCoreProfile, spec: ToolSpec) -> EntityUID:

@@ -33,13 +33,13 @@ import cedarpy
 
 from agentauthz._errors import PolicyError
 from agentauthz._model import EntityUID
+from agentauthz.engines.local import LocalEngine
 from agentauthz.integrations.agentcore._limits import limit_problems
 from agentauthz.integrations.agentcore._profile import (
     ACTION,
     GATEWAY,
     PRINCIPAL,
     AgentCoreProfile,
-    tool_action,
     tool_uid,
 )
 from agentauthz.integrations.agentcore._schema import gateway_schema, validation_problems
@@ -132,11 +132,10 @@ def translate(store: PolicyStore, profile: AgentCoreProfile) -> Translation:
     translator = _Translator(store, profile)
     translated: list[TranslatedPolicy] = []
     skipped: list[NotApplicable] = []
-    problems: list[str] = []
-    parsed = _parse(store)
+    problems: list[str] = list(translator.problems)
     for policy in store.policies:
         try:
-            translated.append(translator.policy(policy, parsed[policy.id]))
+            translated.append(translator.policy(policy, _parse(policy)))
         except _NotApplicable as exc:
             skipped.append(NotApplicable(policy.id, policy.location, str(exc)))
         except _Refused as exc:
@@ -158,14 +157,15 @@ def _deployment_problems(translated: Sequence[TranslatedPolicy], profile: AgentC
     return problems + limit_problems(translated)
 
 
-def _parse(store: PolicyStore) -> dict[str, Node]:
-    """Our id -> the policy's JSON form (each policy parsed alone: positions are not ids)."""
-    parsed: dict[str, Node] = {}
-    for policy in store.policies:
+def _parse(policy: Policy) -> Node:
+    """The policy's JSON form (each policy parsed alone: positions are not ids)."""
+    try:
         document = json.loads(cedarpy.policies_to_json_str(policy.text))
-        bodies = [*document.get("staticPolicies", {}).values(), *document.get("templates", {}).values()]
-        parsed[policy.id] = bodies[0]
-    return parsed
+    except ValueError as exc:  # cedarpy writes Cedar's JSON form to a depth of about 128 only
+        raise _Refused("the policy is nested too deeply for Cedar's JSON policy form") from exc
+    bodies = [*document.get("staticPolicies", {}).values(), *document.get("templates", {}).values()]
+    body: Node = bodies[0]
+    return body
 
 
 def _uid(node: Mapping[str, Any]) -> EntityUID:
@@ -184,11 +184,12 @@ def _var(node: Any) -> str | None:
 
 
 def _action_ancestors(store: PolicyStore) -> dict[EntityUID, frozenset[EntityUID]]:
-    """Each schema action's action groups, transitively (empty without a schema)."""
-    if store.schema_text is None:
-        return {}
-    document = json.loads(schema_json_text(store.schema_text))
+    """Each action's action groups, transitively: from the schema, and from action entities' parents."""
     parents: dict[EntityUID, set[EntityUID]] = {}
+    for entity in store.entities:
+        if entity.uid.type.rpartition("::")[2] == "Action":
+            parents.setdefault(entity.uid, set()).update(entity.parents)
+    document = json.loads(schema_json_text(store.schema_text)) if store.schema_text is not None else {}
     for namespace, body in document.items():
         default_type = f"{namespace}::Action" if namespace else "Action"
         for name, action in (body.get("actions") or {}).items():
@@ -233,7 +234,13 @@ class _Translator:
         self.profile = profile
         self.ancestors = _action_ancestors(store)
         self.attribute_types = _entity_attribute_types(store, profile.principal_type)
-        self.tools = {tool_action(spec): spec for spec in profile.tools}
+        # a bare action name means what it means to the guard: the schema's action of that name
+        engine = LocalEngine(store)
+        self.tools = {engine.resolve_action(spec.action): spec for spec in profile.tools}
+        declared = set(store.actions) if store.schema_text is not None else set(self.tools)
+        self.problems = [f"tool {spec.name!r}: the store's schema declares no action {uid} (or declares it "
+                         "in several namespaces): its calls would all be denied here"
+                         for uid, spec in self.tools.items() if uid not in declared]
 
     # -- the scope ------------------------------------------------------------------------------
 
