@@ -108,10 +108,16 @@ def test_a_namespaced_store_names_its_tool_actions_as_the_guard_does() -> None:
     text = ('@id("all") permit(principal, action, resource);\n'
             '@id("cap") forbid(principal, action == Shop::Action::"refund", resource) '
             "when { context.input.amount > 10 };")
-    translation = translate(az.PolicyStore.from_text(text, schema=schema),
-                            AgentCoreProfile(ARN, "Shop", [REFUND], tool_type="Shop::Tool"))
+    profile = AgentCoreProfile(ARN, "Shop", [REFUND], principal_type="Shop::User", tool_type="Shop::Tool")
+    translation = translate(az.PolicyStore.from_text(text, schema=schema), profile)
     assert [p.id for p in translation.policies] == ["all", "cap"]
     assert not LocalGateway(translation, audit=[]).decide({"sub": "u"}, "refund", {"amount": 11}).allowed
+
+
+def test_a_tool_type_the_schema_does_not_declare_is_refused_rather_than_leaving_policies_out() -> None:
+    # with the wrong type, `resource is Tool` scopes would match no gateway tool and be left out
+    with pytest.raises(az.PolicyError, match="declares no entity type Shop::Tool"):
+        translate(store(ALLOW_REFUNDS), AgentCoreProfile(ARN, "Shop", [REFUND], tool_type="Shop::Tool"))
 
 
 def test_a_tool_the_schema_does_not_declare_is_refused() -> None:

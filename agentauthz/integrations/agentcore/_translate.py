@@ -229,6 +229,15 @@ def _entity_attribute_types(store: PolicyStore, entity_type: str) -> dict[str, s
     return found
 
 
+def _declared_entity_types(store: PolicyStore) -> set[str] | None:
+    """The schema's entity types, qualified (None without a schema)."""
+    if store.schema_text is None:
+        return None
+    document = json.loads(schema_json_text(store.schema_text))
+    return {f"{namespace}::{name}" if namespace else name
+            for namespace, body in document.items() for name in body.get("entityTypes") or {}}
+
+
 class _Translator:
     def __init__(self, store: PolicyStore, profile: AgentCoreProfile) -> None:
         self.profile = profile
@@ -241,6 +250,13 @@ class _Translator:
         self.problems = [f"tool {spec.name!r}: the store's schema declares no action {uid} (or declares it "
                          "in several namespaces): its calls would all be denied here"
                          for uid, spec in self.tools.items() if uid not in declared]
+        # a scope naming our types is matched against these two: a wrong name would leave policies out
+        types = _declared_entity_types(store)
+        self.problems += [f"the store's schema declares no entity type {entity_type} "
+                          f"(AgentCoreProfile.{option})"
+                          for option, entity_type in (("principal_type", profile.principal_type),
+                                                      ("tool_type", profile.tool_type))
+                          if types is not None and entity_type not in types]
 
     # -- the scope ------------------------------------------------------------------------------
 
