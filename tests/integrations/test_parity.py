@@ -259,8 +259,7 @@ def gateway_subset() -> az.PolicyStore:
 
 def user_claims(who: str) -> dict[str, Any]:
     """The claims an identity provider puts in ``who``'s token: sub, tenant, every role (ancestors too)."""
-    store = az.PolicyStore.from_directory(POLICIES)
-    index = {entity.uid: entity for entity in store.entities}
+    index = {entity.uid: entity for entity in gateway_subset().entities}
     roles: set[str] = set()
     pending = list(index[az.EntityUID("User", who)].parents)
     while pending:
@@ -277,7 +276,7 @@ def via_agentcore(tools: ModuleType, who: str, tool: str, arguments: dict[str, A
 
     if tool not in GATEWAY_TOOLS:
         pytest.skip(f"{tool} computes its resource (a document): AgentCoreProfile refuses it as a "
-                    "gateway tool (tests/integrations/agentcore/test_translate.py)")
+                    "gateway tool (tests/integrations/test_agentcore_translate.py)")
     recorder = az.MemorySink()
     gateway = LocalGateway(translate(gateway_subset(), agentcore_profile(tools)), audit=[recorder])
     gateway.decide(user_claims(who), tool, arguments)
