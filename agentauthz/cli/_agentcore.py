@@ -81,6 +81,9 @@ def _translation_options(parser: argparse.ArgumentParser) -> None:
                         help="principal in TYPE::\"x\" reads the JSON-array claim CLAIM (e.g. Role=roles)")
     parser.add_argument("--attribute-claim", action="append", default=[], metavar="ATTRIBUTE=CLAIM",
                         help="principal.ATTRIBUTE reads the claim CLAIM (e.g. tenant=tenant)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="POLICY_ID",
+                        help="keep this policy off the gateway on purpose (e.g. a session rule enforced in "
+                             "process); repeatable")
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +117,7 @@ def _translation(args: argparse.Namespace) -> Translation:
     tags = TagMapping(attributes=_pairs(args.attribute_claim, "--attribute-claim"),
                       groups=_pairs(args.group_claim, "--group-claim"))
     profile = AgentCoreProfile(args.gateway_arn, args.target, specs, tags=tags)
-    translation = translate(PolicyStore.from_directory(directory), profile)
+    translation = translate(PolicyStore.from_directory(directory), profile, exclude=args.exclude)
     for skipped in translation.not_applicable:
         print(f"agentauthz: note: {printable(skipped.location)}: policy {printable(skipped.id)!s} left out: "
               f"{printable(skipped.reason)}", file=sys.stderr)

@@ -7,7 +7,6 @@ injected boto3 client here, stubbed with botocore's Stubber (no local AgentCore 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,22 +59,16 @@ uid = { type = "AgentCore::OAuthUser", id = "mallory" }
 
 
 @pytest.fixture
-def gateway_store(tmp_path: Path) -> Path:
-    """The example store without the policies a gateway cannot decide, and the tools file."""
-    store = tmp_path / "policies"
-    shutil.copytree(EXAMPLE_STORE, store, ignore=shutil.ignore_patterns("ALLOW", "DENY", "cases"))
-    for path in store.rglob("*.cedar"):
-        blocks = path.read_text(encoding="utf-8").split("\n\n")
-        path.write_text("\n\n".join(b for b in blocks if not any(f'@id("{i}")' in b for i in REFUSED)),
-                        encoding="utf-8")
-    (tmp_path / "tools.json").write_text(json.dumps(TOOLS), encoding="utf-8")
-    return store
+def tools_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(TOOLS), encoding="utf-8")
+    return path
 
 
-def translation_args(store: Path) -> list[str]:
-    tools = str(store.parent / "tools.json")
-    return [str(store), "--gateway-arn", ARN, "--target", "Assistant", "--mcp", tools,
-            "--group-claim", "Role=roles", "--attribute-claim", "tenant=tenant"]
+def translation_args(tools: Path, *, exclude: tuple[str, ...] = REFUSED) -> list[str]:
+    return [str(EXAMPLE_STORE), "--gateway-arn", ARN, "--target", "Assistant", "--mcp", str(tools),
+            "--group-claim", "Role=roles", "--attribute-claim", "tenant=tenant",
+            *(f"--exclude={policy_id}" for policy_id in exclude)]
 
 
 @pytest.fixture
@@ -92,12 +85,9 @@ def stub(client: Any) -> Iterator[Stubber]:
 
 
 def test_export_refuses_the_whole_example_store_naming_each_policy_it_cannot_translate(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tools_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "tools.json").write_text(json.dumps(TOOLS), encoding="utf-8")
-    args = ["agentcore", "export", str(EXAMPLE_STORE), "--out", str(tmp_path / "out"), "--gateway-arn", ARN,
-            "--target", "Assistant", "--mcp", str(tmp_path / "tools.json"), "--group-claim", "Role=roles",
-            "--attribute-claim", "tenant=tenant"]
+    args = ["agentcore", "export", *translation_args(tools_file, exclude=()), "--out", str(tmp_path / "out")]
     assert main(args) == EXIT_PROBLEMS
     err = capsys.readouterr().err
     assert all(f"policy '{policy_id}'" in err for policy_id in REFUSED)
@@ -105,21 +95,23 @@ def test_export_refuses_the_whole_example_store_naming_each_policy_it_cannot_tra
 
 
 def test_exported_gateway_policies_run_decision_cases_with_agentauthz_test(
-    gateway_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tools_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "gateway"
-    assert main(["agentcore", "export", *translation_args(gateway_store), "--out", str(out)]) == EXIT_OK
-    assert "left out" in capsys.readouterr().err   # the document policies, each named
+    assert main(["agentcore", "export", *translation_args(tools_file), "--out", str(out)]) == EXIT_OK
+    notes = capsys.readouterr().err   # each policy left out is named, with why
+    assert "policy tool-enabled-for-tenant left out: excluded: kept off the gateway" in notes
+    assert "policy tenant-isolation left out: its action and resource match no tool" in notes
     (out / "cases").mkdir()
     (out / "cases" / "refunds.toml").write_text(CASES, encoding="utf-8")
     assert main(["test", str(out)]) == EXIT_OK, capsys.readouterr()
 
 
 def test_push_then_diff_through_an_injected_client(
-    gateway_store: Path, client: Any, stub: Stubber, capsys: pytest.CaptureFixture[str]
+    tools_file: Path, client: Any, stub: Stubber, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = build_parser()
-    push = parser.parse_args(["agentcore", "push", *translation_args(gateway_store),
+    push = parser.parse_args(["agentcore", "push", *translation_args(tools_file),
                               "--policy-engine", ENGINE, "--json"])
     stub.add_response("list_policies", {"policies": []}, {"policyEngineId": ENGINE, "maxResults": 50})
     for _ in range(8):
@@ -127,7 +119,7 @@ def test_push_then_diff_through_an_injected_client(
     assert _agentcore.push(push, client) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert report["counts"]["create"] == 8 and report["applied"] is True
-    diff = parser.parse_args(["agentcore", "diff", *translation_args(gateway_store),
+    diff = parser.parse_args(["agentcore", "diff", *translation_args(tools_file),
                               "--policy-engine", ENGINE])
     stub.add_response("list_policies", {"policies": []}, {"policyEngineId": ENGINE, "maxResults": 50})
     assert _agentcore.diff(diff, client) == EXIT_OK

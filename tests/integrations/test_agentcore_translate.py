@@ -91,6 +91,16 @@ def test_policies_that_match_no_gateway_tool_are_listed_with_their_reason() -> N
     assert all(n.reason and n.location.startswith("<text>:") for n in translation.not_applicable)
 
 
+def test_an_excluded_policy_is_listed_and_an_unknown_exclusion_is_an_error() -> None:
+    text = ALLOW_REFUNDS + '@id("approval") forbid(principal, action, resource) when { context has session };'
+    translation = translate(store(text), PROFILE, exclude=["approval"])
+    assert [p.id for p in translation.policies] == ["all"]
+    assert [(n.id, n.reason) for n in translation.not_applicable] == [
+        ("approval", "excluded: kept off the gateway")]
+    with pytest.raises(az.PolicyError, match="excluded policy 'typo' is not in the store"):
+        translate(store(text), PROFILE, exclude=["approval", "typo"])
+
+
 def test_a_shadow_policy_stays_shadow_and_is_never_enforced_locally() -> None:
     text = ALLOW_REFUNDS + '@id("audit-big") @mode("shadow") forbid(principal, action == Action::"refund", ' \
                            'resource) when { context.input.amount > 100 };'

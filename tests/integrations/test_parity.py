@@ -241,10 +241,9 @@ AGENTCORE_REFUSED = {
 
 def agentcore_profile(tools: ModuleType) -> Any:
     from agentauthz.integrations.agentcore import AgentCoreProfile, TagMapping
-    from agentauthz.tools._spec import spec_of
 
     guarded = tools.build_tools(az.Authorizer.from_text("", audit=[]))
-    return AgentCoreProfile(GATEWAY_ARN, "Assistant", [spec_of(guarded[name]) for name in GATEWAY_TOOLS],
+    return AgentCoreProfile(GATEWAY_ARN, "Assistant", [guarded[name] for name in GATEWAY_TOOLS],
                             tags=TagMapping(attributes={"tenant": "tenant"}, groups={"Role": "roles"}))
 
 

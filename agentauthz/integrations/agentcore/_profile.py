@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import EntityUID
-from agentauthz.tools._spec import ToolSpec
+from agentauthz.tools._spec import ToolSpec, spec_of
 
 __all__ = ["AgentCoreProfile", "TagMapping", "tool_uid"]
 
@@ -74,9 +75,10 @@ class AgentCoreProfile:
         gateway_arn: the AgentCore Gateway's ARN, the resource of every request.
         target: the gateway target name; tool ``t`` is action
             ``AgentCore::Action::"<target>___t"``.
-        tools: the target's tools (``ToolSpec.from_json_schema`` for MCP tools,
-            or the specs of guarded functions). Each must have the guard's
-            default resource (the tool itself) and no extra context.
+        tools: the target's tools: ``ToolSpec``s (``ToolSpec.from_json_schema``
+            for MCP tools) or functions guarded with ``@authz.guard``. Each
+            must have the guard's default resource (the tool itself) and no
+            extra context.
         tags: how claims stand in for principal attributes and groups.
         principal_type: our principal entity type (the end user).
         tool_type: our entity type of a tool resource (``Tool::"<name>"``).
@@ -103,10 +105,10 @@ class AgentCoreProfile:
     principal_type: str = "User"
     tool_type: str = "Tool"
 
-    def __init__(self, gateway_arn: str, target: str, tools: Iterable[ToolSpec], *,
+    def __init__(self, gateway_arn: str, target: str, tools: Iterable[ToolSpec | Callable[..., Any]], *,
                  tags: TagMapping | None = None, principal_type: str = "User",
                  tool_type: str = "Tool") -> None:
-        specs = tuple(tools)
+        specs = tuple(_spec(tool) for tool in tools)
         if not gateway_arn.startswith("arn:"):
             raise ConfigurationError("gateway_arn must be the gateway's ARN (arn:...)")
         if not _TARGET.fullmatch(target):
@@ -140,6 +142,13 @@ class AgentCoreProfile:
             if spec.name == name:
                 return spec
         raise ConfigurationError(f"the gateway target has no tool {name!r}")
+
+
+def _spec(tool: ToolSpec | Callable[..., Any]) -> ToolSpec:
+    spec = tool if isinstance(tool, ToolSpec) else spec_of(tool)
+    if spec is None:
+        raise ConfigurationError(f"{tool!r} is neither a ToolSpec nor a function guarded with @authz.guard")
+    return spec
 
 
 def tool_uid(profile: AgentCoreProfile, spec: ToolSpec) -> EntityUID:

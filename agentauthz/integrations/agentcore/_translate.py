@@ -97,19 +97,23 @@ class Translation:
     not_applicable: tuple[NotApplicable, ...]
 
 
-def translate(store: PolicyStore, profile: AgentCoreProfile) -> Translation:
+def translate(store: PolicyStore, profile: AgentCoreProfile, *, exclude: Iterable[str] = ()) -> Translation:
     """Translate a store's policies for one gateway target.
 
     Args:
         store: our policies (shadow ones become ``LOG_ONLY`` policies).
         profile: the gateway, its target's tools and the claim mapping.
+        exclude: ids of policies you keep off the gateway on purpose (e.g.
+            session rules enforced in process in front of it): listed in
+            ``not_applicable`` as excluded, never translated.
 
     Returns:
         The translated policies and those that cannot match a gateway call.
 
     Raises:
         PolicyError: one problem per policy that could decide a gateway call but
-            cannot be expressed there (``file:line: policy 'id': reason``).
+            cannot be expressed there (``file:line: policy 'id': reason``), or
+            per excluded id the store does not have.
 
     Example:
         >>> import agentauthz as az
@@ -133,7 +137,13 @@ def translate(store: PolicyStore, profile: AgentCoreProfile) -> Translation:
     translated: list[TranslatedPolicy] = []
     skipped: list[NotApplicable] = []
     problems: list[str] = list(translator.problems)
+    excluded = set(exclude)
+    problems += [f"excluded policy {truncate(i, 80)!r} is not in the store"
+                 for i in sorted(excluded - {p.id for p in store.policies})]
     for policy in store.policies:
+        if policy.id in excluded:
+            skipped.append(NotApplicable(policy.id, policy.location, "excluded: kept off the gateway"))
+            continue
         try:
             translated.append(translator.policy(policy, _parse(policy)))
         except _NotApplicable as exc:
