@@ -62,6 +62,9 @@ def add_agentcore_command(commands: Subparsers) -> None:
                                  help="delete policies the translation does not have")
             command.add_argument("--create-engine", action="store_true",
                                  help="create the policy engine when none has the name given")
+            command.add_argument("--no-wait", action="store_true",
+                                 help="do not wait for each phase (forbids, then permits) to be ACTIVE "
+                                      "before the next")
         command.set_defaults(handler=handler)
     pull_parser = sub.add_parser("pull", help="write a policy engine's Cedar policies to a directory")
     pull_parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (empty or absent)")
@@ -148,7 +151,7 @@ def push(args: argparse.Namespace, client: Any = None) -> int:
     client = client if client is not None else _client(args, SERVICE)
     engine = policy_engine_id(client, args.policy_engine, create=args.create_engine)
     plan = plan_push(translation, client, engine, prune=args.prune)
-    apply_push(plan, client)
+    apply_push(plan, client, wait=not args.no_wait)
     _report(args, plan, applied=True)
     return EXIT_OK
 

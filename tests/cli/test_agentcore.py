@@ -112,7 +112,7 @@ def test_push_then_diff_through_an_injected_client(
 ) -> None:
     parser = build_parser()
     push = parser.parse_args(["agentcore", "push", *translation_args(tools_file),
-                              "--policy-engine", ENGINE, "--json"])
+                              "--policy-engine", ENGINE, "--json", "--no-wait"])
     stub.add_response("list_policies", {"policies": []}, {"policyEngineId": ENGINE, "maxResults": 50})
     for _ in range(8):
         stub.add_response("create_policy", created(), None)

@@ -140,21 +140,97 @@ def test_a_changed_statement_or_mode_is_updated_in_place(client: Any, stub: Stub
     apply_push(plan, client)
 
 
-def test_a_failed_or_renamed_policy_is_deleted_and_created_again(client: Any, stub: Stubber) -> None:
+def expect_delete(stub: Stubber, item: dict[str, Any]) -> None:
+    stub.add_response("delete_policy", {**item, "status": "DELETING"},
+                      {"policyEngineId": ENGINE, "policyId": item["policyId"]})
+
+
+def test_a_failed_create_is_replaced_a_failed_update_retried_a_renamed_policy_created_before_deletion(
+    client: Any, stub: Stubber
+) -> None:
     current = translation()
-    items = in_sync(current)
+    items = in_sync(current)   # small-refunds, positive, watch-big
     items[0]["status"] = "CREATE_FAILED"
     items[1]["name"] = "old_name"
+    items[2]["status"] = "UPDATE_FAILED"
     expect_list(stub, items)
-    for item in (items[1], items[0]):
-        our_id = item["description"].removeprefix("agentauthz:")
-        stub.add_response("delete_policy", {**item, "status": "DELETING"},
-                          {"policyEngineId": ENGINE, "policyId": item["policyId"]})
-        expect_create(stub, current, our_id)
+    expect_create(stub, current, "positive")   # renamed: the new one first (the forbid is never missing)
+    expect_delete(stub, items[1])
+    stub.add_response("update_policy", items[2], {
+        "policyEngineId": ENGINE, "policyId": items[2]["policyId"],
+        "definition": items[2]["definition"], "description": {"optionalValue": "agentauthz:watch-big"},
+        "validationMode": "FAIL_ON_ANY_FINDINGS", "enforcementMode": "LOG_ONLY"})
+    expect_delete(stub, items[0])               # failed create, same name: it goes first
+    expect_create(stub, current, "small-refunds")
     plan = plan_push(current, client, ENGINE)
-    assert {c.id: c.reason for c in plan.pending} == {"small-refunds": "status CREATE_FAILED",
-                                                      "positive": "name changed"}
-    apply_push(plan, client)
+    assert {c.id: (c.action, c.reason) for c in plan.pending} == {
+        "small-refunds": ("replace", "status CREATE_FAILED"), "positive": ("replace", "name changed"),
+        "watch-big": ("update", "status UPDATE_FAILED")}
+    done = apply_push(plan, client)
+    assert {c.id: c.policy_id for c in done}["positive"] == "positive-0123456789"   # the new policy
+
+
+def expect_status(stub: Stubber, current: Translation, our_id: str, status: str,
+                  reasons: tuple[str, ...] = ()) -> None:
+    policy = next(p for p in current.policies if p.id == our_id)
+    answer = {**remote(our_id, policy.statement, mode="LOG_ONLY" if policy.shadow else "ACTIVE",
+                       status=status), "statusReasons": list(reasons)}
+    stub.add_response("get_policy", answer, {"policyEngineId": ENGINE, "policyId": answer["policyId"]})
+
+
+def test_with_wait_no_permit_is_written_before_the_forbids_are_active(client: Any, stub: Stubber) -> None:
+    current = translation()
+    expect_list(stub, [])
+    expect_create(stub, current, "positive")
+    expect_create(stub, current, "watch-big")
+    expect_status(stub, current, "positive", "CREATING")
+    expect_status(stub, current, "watch-big", "ACTIVE")
+    expect_status(stub, current, "positive", "ACTIVE")
+    expect_create(stub, current, "small-refunds")
+    expect_status(stub, current, "small-refunds", "ACTIVE")
+    done = apply_push(plan_push(current, client, ENGINE), client, wait=True, delay=0)
+    assert [c.id for c in done] == ["positive", "watch-big", "small-refunds"]
+
+
+def test_with_wait_a_forbid_the_service_fails_stops_the_push_before_any_permit(
+    client: Any, stub: Stubber
+) -> None:
+    current = translation()
+    expect_list(stub, [])
+    expect_create(stub, current, "positive")
+    expect_create(stub, current, "watch-big")
+    expect_status(stub, current, "positive", "CREATE_FAILED", ("policy does not validate",))
+    with pytest.raises(az.EngineError) as raised:
+        apply_push(plan_push(current, client, ENGINE), client, wait=True, delay=0)
+    assert "AgentCore policy 'positive' is CREATE_FAILED: policy does not validate" in str(raised.value)
+    assert "changes made before it: create positive, create watch-big" in str(raised.value)
+
+
+def test_with_wait_deleted_permits_are_gone_before_forbids_are_deleted(client: Any, stub: Stubber) -> None:
+    everything = in_sync(translation())
+    expect_list(stub, everything)
+    expect_delete(stub, everything[0])   # the permit
+    stub.add_client_error("get_policy", "ResourceNotFoundException", "gone", http_status_code=404,
+                          expected_params={"policyEngineId": ENGINE, "policyId": everything[0]["policyId"]})
+    expect_delete(stub, everything[1])   # then the forbids
+    expect_delete(stub, everything[2])
+    for item in everything[1:]:
+        stub.add_client_error("get_policy", "ResourceNotFoundException", "gone", http_status_code=404,
+                              expected_params={"policyEngineId": ENGINE, "policyId": item["policyId"]})
+    empty = Translation(translation().profile, (), ())
+    done = apply_push(plan_push(empty, client, ENGINE, prune=True), client, wait=True, delay=0)
+    assert [c.id for c in done] == ["small-refunds", "positive", "watch-big"]
+
+
+def test_a_policy_that_never_settles_is_an_error(client: Any, stub: Stubber) -> None:
+    current = translation('@id("positive") forbid(principal, action == Action::"refund", resource) '
+                          "when { context.input.amount <= 0 };")
+    expect_list(stub, [])
+    expect_create(stub, current, "positive")
+    for _ in range(3):
+        expect_status(stub, current, "positive", "CREATING")
+    with pytest.raises(az.EngineError, match="did not settle in time: positive"):
+        apply_push(plan_push(current, client, ENGINE), client, wait=True, delay=0, attempts=3)
 
 
 def test_policies_the_translation_lacks_are_kept_unless_pruned_permits_deleted_first(

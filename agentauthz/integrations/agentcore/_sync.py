@@ -11,14 +11,18 @@ naming the operation and the service's error code.
 
 Order matters while a push runs, since each policy takes effect on its own:
 forbids are created and updated before permits, and on deletion permits go
-before forbids, so a half-applied push never allows more than both ends do.
+before forbids; with ``wait`` each phase is ACTIVE (or gone) before the next
+starts, so a half-applied push never allows more than both ends do. A renamed
+policy is created before the old one is deleted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +30,7 @@ from typing import Any, Literal
 import cedarpy
 
 from agentauthz._errors import ConfigurationError, EngineError, PolicyError
-from agentauthz.avp._sync import _call, _normal, _pages, _with_id
+from agentauthz.avp._sync import _call, _code, _failed, _normal, _pages, _with_id
 from agentauthz.avp._wire import DESCRIPTION_PREFIX
 from agentauthz.integrations.agentcore._limits import limit_problems, policy_description, policy_names
 from agentauthz.integrations.agentcore._translate import TranslatedPolicy, Translation
@@ -37,7 +41,7 @@ __all__ = ["PolicyChange", "PullResult", "PushPlan", "apply_push", "plan_push", 
 SERVICE = "AgentCore Policy"
 Change = Literal["create", "update", "replace", "delete", "unchanged", "extra"]
 _ENGINE_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[a-z0-9_]{10}")
-_FAILED = {"CREATE_FAILED", "UPDATE_FAILED"}
+_FAILED = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED")
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,17 @@ class PolicyChange:
 
     Attributes:
         id: our policy id (the AgentCore name for policies agentauthz did not write).
-        action: ``create``; ``update`` (statement or enforcement mode);
-            ``replace`` (delete and create: the name changed, which AgentCore
-            cannot update, or the last create/update failed); ``delete``;
+        action: ``create``; ``update`` (statement or enforcement mode, or the
+            last update failed); ``replace`` (the name changed, which AgentCore
+            cannot update: the new policy is created, then the old one deleted;
+            or the last create failed: deleted, then created); ``delete``;
             ``unchanged``; ``extra`` (in the engine only: deleted with ``prune``).
         reason: why it is an update, a replacement or extra.
-        policy_id: AgentCore's id of the policy, when it exists there.
+        policy_id: AgentCore's id of the policy, when it exists there (after
+            :func:`apply_push`: the id of the policy it created, for a create or
+            a replacement).
         effect: ``permit`` or ``forbid`` (``forbid`` when a remote statement does not parse).
+        renamed: a replacement whose new policy has another name (created before the old one goes).
     """
 
     id: str
@@ -60,6 +68,7 @@ class PolicyChange:
     reason: str = ""
     policy_id: str | None = None
     effect: str = "forbid"
+    renamed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for ``--json`` output."""
@@ -177,11 +186,11 @@ def _change(policy: TranslatedPolicy, name: str, item: Mapping[str, Any] | None)
     if item is None:
         return PolicyChange(policy.id, "create", effect=policy.effect)
     policy_id = str(item["policyId"])
-    if item.get("status") in _FAILED:
-        return PolicyChange(policy.id, "replace", f"status {item['status']}", policy_id, policy.effect)
     if item.get("name") != name:
-        return PolicyChange(policy.id, "replace", "name changed", policy_id, policy.effect)
-    reasons = []
+        return PolicyChange(policy.id, "replace", "name changed", policy_id, policy.effect, renamed=True)
+    if item.get("status") == "CREATE_FAILED":
+        return PolicyChange(policy.id, "replace", "status CREATE_FAILED", policy_id, policy.effect)
+    reasons = [f"status {item['status']}"] if item.get("status") == "UPDATE_FAILED" else []
     if _normal(_statement(item)) != _normal(policy.statement):
         reasons.append("statement changed")
     if (item.get("enforcementMode") or "ACTIVE") != _mode(policy):
@@ -191,52 +200,117 @@ def _change(policy: TranslatedPolicy, name: str, item: Mapping[str, Any] | None)
     return PolicyChange(policy.id, "unchanged", policy_id=policy_id, effect=policy.effect)
 
 
-def apply_push(plan: PushPlan, client: Any) -> list[PolicyChange]:
-    """Make a plan's changes (:attr:`PushPlan.pending` order) and return them.
+def apply_push(plan: PushPlan, client: Any, *, wait: bool = False, delay: float = 5.0,
+               attempts: int = 60) -> list[PolicyChange]:
+    """Make a plan's changes and return them, in four phases: forbids written, permits written,
+    permits deleted, forbids deleted.
+
+    AgentCore creates, updates and deletes policies asynchronously. With
+    ``wait``, each phase is polled (``GetPolicy`` every ``delay`` seconds, at
+    most ``attempts`` times) until its policies are ``ACTIVE`` (or gone) before
+    the next phase starts, so no permit is written while a forbid it relies on
+    is still pending, and a policy the service fails stops the push there.
 
     Raises:
-        EngineError: a call failed; the message says which change failed and
-            which were made before it (they stay made: push again to finish).
+        EngineError: a call failed, or (with ``wait``) a policy ended
+            ``*_FAILED`` or did not settle in time; the message says which
+            change failed and which were made before it (they stay made: push
+            again to finish).
     """
     done: list[PolicyChange] = []
     names = policy_names(plan.wanted)
-    for change in plan.pending:
-        try:
-            _apply(change, plan, names, client)
-        except EngineError as exc:
-            made = ", ".join(f"{c.action} {c.id}" for c in done) or "none"
-            raise EngineError(f"AgentCore push stopped at {change.action} {truncate(change.id, 80)!r} "
-                              f"(changes made before it: {truncate(made, 300)}): {exc}") from exc
-        done.append(change)
+    for phase in _phases(plan.pending):
+        made: list[PolicyChange] = []
+        for change in phase:
+            try:
+                made.append(_apply(change, plan, names, client))
+            except EngineError as exc:
+                raise _stopped(change, [*done, *made], exc) from exc
+        done += made
+        if wait:
+            try:
+                _settle(client, plan.policy_engine_id, made, delay, attempts)
+            except EngineError as exc:
+                raise _stopped(phase[0], done, exc) from exc
     return done
 
 
-def _apply(change: PolicyChange, plan: PushPlan, names: Mapping[str, str], client: Any) -> None:
+def _phases(pending: Sequence[PolicyChange]) -> list[list[PolicyChange]]:
+    """Consecutive changes of the same kind (write or delete) and effect."""
+    phases: list[list[PolicyChange]] = []
+    for change in pending:
+        key = (change.action == "delete", change.effect)
+        if phases and (phases[-1][0].action == "delete", phases[-1][0].effect) == key:
+            phases[-1].append(change)
+        else:
+            phases.append([change])
+    return phases
+
+
+def _stopped(change: PolicyChange, done: Sequence[PolicyChange], exc: EngineError) -> EngineError:
+    made = ", ".join(f"{c.action} {c.id}" for c in done) or "none"
+    return EngineError(f"AgentCore push stopped at {change.action} {truncate(change.id, 80)!r} "
+                       f"(changes made before it: {truncate(made, 300)}): {exc}")
+
+
+def _apply(change: PolicyChange, plan: PushPlan, names: Mapping[str, str], client: Any) -> PolicyChange:
+    """Make one change; the change with the id of the policy it created, if any."""
     engine = plan.policy_engine_id
-    if change.action in ("delete", "replace"):
-        _call(client, "delete_policy", service=SERVICE, policyEngineId=engine, policyId=change.policy_id)
-        if change.action == "delete":
-            return
-        try:
-            _create(plan.wanted[change.id], engine, names, client)
-        except EngineError as exc:
-            raise EngineError(f"the old policy {change.policy_id} was deleted; creating it again failed: "
-                              f"{exc}") from exc
-        return
+    if change.action == "delete":
+        _delete(client, engine, change.policy_id)
+        return change
     policy = plan.wanted[change.id]
-    definition = {"cedar": {"statement": policy.statement}}
     if change.action == "update":
         _call(client, "update_policy", service=SERVICE, policyEngineId=engine, policyId=change.policy_id,
-              definition=definition, description={"optionalValue": policy_description(policy.id)},
+              definition={"cedar": {"statement": policy.statement}},
+              description={"optionalValue": policy_description(policy.id)},
               validationMode="FAIL_ON_ANY_FINDINGS", enforcementMode=_mode(policy))
-        return
-    _create(policy, engine, names, client)
+        return change
+    if change.action == "replace" and not change.renamed:   # same name: the failed one must go first
+        _delete(client, engine, change.policy_id)
+    created = _create(policy, engine, names, client)
+    if change.action == "replace" and change.renamed:        # the new one exists before the old one goes
+        _delete(client, engine, change.policy_id)
+    return dataclasses.replace(change, policy_id=created)
 
 
-def _create(policy: TranslatedPolicy, engine: str, names: Mapping[str, str], client: Any) -> None:
-    _call(client, "create_policy", service=SERVICE, policyEngineId=engine, name=names[policy.id],
-          definition={"cedar": {"statement": policy.statement}}, description=policy_description(policy.id),
-          validationMode="FAIL_ON_ANY_FINDINGS", enforcementMode=_mode(policy))
+def _delete(client: Any, engine: str, policy_id: str | None) -> None:
+    _call(client, "delete_policy", service=SERVICE, policyEngineId=engine, policyId=policy_id)
+
+
+def _create(policy: TranslatedPolicy, engine: str, names: Mapping[str, str], client: Any) -> str:
+    answer = _call(client, "create_policy", service=SERVICE, policyEngineId=engine, name=names[policy.id],
+                   definition={"cedar": {"statement": policy.statement}},
+                   description=policy_description(policy.id), validationMode="FAIL_ON_ANY_FINDINGS",
+                   enforcementMode=_mode(policy))
+    return str(answer["policyId"])
+
+
+def _settle(client: Any, engine: str, changes: Sequence[PolicyChange], delay: float, attempts: int) -> None:
+    """Poll until written policies are ACTIVE and deleted ones gone; a *_FAILED status is an error."""
+    pending = {str(c.policy_id): c for c in changes if c.policy_id}
+    for attempt in range(attempts):
+        for policy_id, change in list(pending.items()):
+            try:
+                item = client.get_policy(policyEngineId=engine, policyId=policy_id)
+            except Exception as exc:
+                if change.action == "delete" and _code(exc) == "ResourceNotFoundException":
+                    del pending[policy_id]
+                    continue
+                raise _failed("get_policy", exc, SERVICE) from exc
+            status = item.get("status")
+            if status in _FAILED:
+                reasons = "; ".join(str(r) for r in item.get("statusReasons") or ()) or "no reason given"
+                raise EngineError(f"AgentCore policy {truncate(change.id, 80)!r} is {status}: "
+                                  f"{truncate(reasons, 300)}")
+            if status == "ACTIVE" and change.action != "delete":
+                del pending[policy_id]
+        if not pending:
+            return
+        if attempt + 1 < attempts:
+            time.sleep(delay)
+    late = ", ".join(c.id for c in pending.values())
+    raise EngineError(f"AgentCore policies did not settle in time: {truncate(late, 200)}")
 
 
 @dataclass(frozen=True)
