@@ -253,6 +253,9 @@ def test_a_translated_store_decides_every_gateway_call_as_the_guard_does(case: d
         translation = translate(original, PROFILE)
     except az.PolicyError:
         return
+    translated = {p.id for p in translation.policies}
+    left_out = {n.id for n in translation.not_applicable}
+    assert translated | left_out == {p.id for p in original.policies} and not translated & left_out
     gw = LocalGateway(translation, audit=[])
     guard = az.Authorizer(az.LocalEngine(original), audit=[])
     user = az.Entity(uid=az.EntityUID("User", "u"), parents=[az.EntityUID("Role", r) for r in case["roles"]],
