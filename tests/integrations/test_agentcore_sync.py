@@ -310,10 +310,13 @@ def test_pull_writes_ids_and_log_only_as_shadow_and_loads_back(
 ) -> None:
     current = translation()
     dogwood = {**remote("temporal", "x" * 40), "definition": {"policy": {"statement": "x" * 40}}}
-    expect_list(stub, [*in_sync(current), dogwood])
+    failed = remote("broken", current.policies[0].statement, status="CREATE_FAILED")
+    expect_list(stub, [*in_sync(current), dogwood, failed])
     result = pull(client, ENGINE, tmp_path / "pulled")
     assert (result.policies, result.shadow) == (3, 1)
-    assert result.warnings == ("temporal: not a Cedar policy (Dogwood or generated); not written",)
+    assert result.warnings == (
+        "broken: status CREATE_FAILED (the engine does not enforce it); not written",
+        "temporal: not a Cedar policy (Dogwood or generated); not written")
     pulled = az.PolicyStore.from_directory(tmp_path / "pulled")
     assert {p.id for p in pulled.policies} == {"small-refunds", "positive", "watch-big"}
     assert {p.id for p in pulled.enforced_policies} == {"small-refunds", "positive"}

@@ -329,7 +329,8 @@ def pull(client: Any, policy_engine: str, out_dir: str | Path) -> PullResult:
     Each statement carries ``@id`` (ours from the description, else the
     AgentCore name) and ``@mode("shadow")`` when it is ``LOG_ONLY``, so
     loading the directory reproduces what the engine enforces and logs.
-    Non-Cedar (Dogwood) policies are not written; each is named in a warning.
+    Non-Cedar (Dogwood) policies and policies whose creation failed (the
+    engine does not enforce them) are not written; each is named in a warning.
     ``out_dir`` must be empty or absent.
 
     Raises:
@@ -347,6 +348,11 @@ def pull(client: Any, policy_engine: str, out_dir: str | Path) -> PullResult:
         if "cedar" not in (item.get("definition") or {}):
             warnings.append(f"{label}: not a Cedar policy (Dogwood or generated); not written")
             continue
+        if item.get("status") == "CREATE_FAILED":
+            warnings.append(f"{label}: status CREATE_FAILED (the engine does not enforce it); not written")
+            continue
+        if item.get("status") in _FAILED:
+            warnings.append(f"{label}: status {item['status']}; written as the engine reports it")
         text, warning = _with_id(_statement(item), label)
         if warning:
             warnings.append(warning)
