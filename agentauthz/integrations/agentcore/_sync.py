@@ -82,7 +82,13 @@ class PolicyChange:
 
 @dataclass(frozen=True)
 class PushPlan:
-    """What a push would change; nothing is changed until :func:`apply_push`."""
+    """What a push would change; nothing is changed until :func:`apply_push`.
+
+    Attributes:
+        policy_engine_id: the policy engine compared with.
+        changes: every difference, unchanged and extra policies included.
+        wanted: the translated policies by our id.
+    """
 
     policy_engine_id: str
     changes: tuple[PolicyChange, ...]

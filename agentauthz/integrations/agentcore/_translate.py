@@ -90,7 +90,14 @@ class NotApplicable:
 
 @dataclass(frozen=True)
 class Translation:
-    """The outcome of :func:`translate`: what a gateway's policy engine holds, and what was left out."""
+    """The outcome of :func:`translate`: what a gateway's policy engine holds, and what was left out.
+
+    Attributes:
+        profile: the gateway target it was translated for.
+        policies: the translated policies, in the store's order.
+        not_applicable: the policies left out (no gateway tool matches them, or
+            excluded), each with its reason.
+    """
 
     profile: AgentCoreProfile
     policies: tuple[TranslatedPolicy, ...]
