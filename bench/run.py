@@ -12,6 +12,7 @@ smoke test does).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -629,6 +630,58 @@ def approvals(report: Report, sizes: Sizes) -> None:
         "probe); and a call a single-use approval covers (the grant written first, then used up as "
         "the call is admitted: both timed).",
         ["call", "agentauthz (us)", "vs allowed"], rows)
+#: The example store's calls to its gateway tools (examples/agentcore_gateway.py): user, tool, arguments.
+_GATEWAY_CALLS = [
+    ("bob", "issue_refund", {"order_id": "o-1", "amount": 500}),
+    ("carol", "issue_refund", {"order_id": "o-2", "amount": -200}),
+    ("carol", "send_email", {"to": "dave@acme.example", "subject": "Budget"}),
+    ("erin", "search_documents", {"query": "vacation policy"}),
+]
+_GATEWAY_REFUSED = ["tool-enabled-for-tenant", "refund-over-1000-needs-approval", "refund-session-cap",
+                    "acme-no-external-email-after-confidential",
+                    "globex-no-external-email-after-confidential"]
+
+
+def agentcore(report: Report, sizes: Sizes) -> None:
+    from agentauthz.integrations.agentcore import AgentCoreProfile, LocalGateway, TagMapping, translate
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from assistant_tools import POLICIES, build_tools
+
+    store = az.PolicyStore.from_directory(POLICIES)
+    guarded = build_tools(az.Authorizer.from_text("", audit=[]))
+    profile = AgentCoreProfile("arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/gw-a1b2c3d4e5", "A",
+                               [guarded[name] for name in ("search_documents", "send_email", "issue_refund")],
+                               tags=TagMapping(attributes={"tenant": "tenant"}, groups={"Role": "roles"}))
+    translated = measure({"translate": (lambda: translate(store, profile, exclude=_GATEWAY_REFUSED), 1)},
+                         sizes.rounds)["translate"]
+    gateway = LocalGateway(translate(store, profile, exclude=_GATEWAY_REFUSED), audit=[])
+    authz = az.Authorizer(az.LocalEngine(store), audit=[])
+    users = {e.uid.id: e for e in store.entities if e.uid.type == "User"}
+
+    def claims(who: str) -> dict[str, Any]:
+        roles = {p.id for p in users[who].parents}
+        return {"sub": who, "tenant": users[who].attrs["tenant"].id, "roles": sorted(roles | {"employee"})}
+
+    found = measure_calls({
+        "guard": [functools.partial(authz.authorize, principal=users[who].uid, action=tool,
+                                    resource=az.EntityUID("Tool", tool), context={"input": arguments})
+                  for who, tool, arguments in _GATEWAY_CALLS],
+        "gateway": [functools.partial(gateway.decide, claims(who), tool, arguments)
+                    for who, tool, arguments in _GATEWAY_CALLS],
+    }, sizes.rounds)
+    report.section(
+        "AgentCore Gateway policies, evaluated locally",
+        "The example store translated for an AgentCore Gateway target of its three tool-resource tools "
+        "(`examples/agentcore_gateway.py`: 8 policies; the 5 that read session facts or tool "
+        "attributes excluded), then the same calls decided in process by the guard's Authorizer on "
+        "the whole store and by `LocalGateway` on AgentCore-shaped requests (the user as "
+        "`AgentCore::OAuthUser` with claim tags, the arguments validated and typed as AgentCore's schema).",
+        ["measure", "median"],
+        [["translate the store (parse, rewrite, validate against the generated schema, limits)",
+          f"{translated / 1000:,.1f} ms"],
+         ["Authorizer.authorize, our shape (us per call)", us(found["guard"])],
+         ["LocalGateway.decide, AgentCore's shape (us per call)", us(found["gateway"])]])
 
 
 SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
@@ -639,6 +692,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "avp": avp,
     "retrieval": retrieval,
     "approvals": approvals,
+    "agentcore": agentcore,
 }
 
 

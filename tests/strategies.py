@@ -1033,3 +1033,43 @@ approval_cases = st.tuples(
     st.sampled_from(["bob", "eve", "carol"]),
     st.sampled_from([5, 500, 5000]),
 )
+# -- AgentCore profile (tests/integrations/test_agentcore_translate.py) ------------------------------
+
+_AC_PRINCIPALS = ("principal", 'principal in Role::"finance"', 'principal == User::"u"',
+                  'principal == User::"v"', "principal is User", 'principal is User in Role::"employee"')
+_AC_ACTIONS = ("action", 'action == Action::"refund"', 'action == Action::"lookup"',
+               'action in [Action::"refund", Action::"lookup"]', 'action == Action::"read"')
+_AC_RESOURCES = ("resource", 'resource == Tool::"refund"', "resource is Tool", "resource is Document",
+                 'resource == Tool::"lookup"')
+#: Conditions on the user: translatable with the test's TagMapping, except the last two (refused).
+_AC_USER_ATOMS = ('principal.department == "sales"', 'principal.department like "e*"',
+                  'principal in Role::"finance"', 'principal.tenant == Tenant::"acme"',
+                  'principal.tenant != Tenant::"acme"', "principal has department",
+                  'principal == User::"u"', "principal.clearance > 1", "context has session")
+#: Conditions on a refund's arguments (only under `action == Action::"refund"`, where they validate).
+_AC_REFUND_ATOMS = ("context.input.amount > 100", "context.input.amount <= 0", 'context.input has note',
+                    "context.input.amount == 42")
+
+
+@st.composite
+def agentcore_policies(draw: st.DrawFn) -> dict[str, object]:
+    """A small store of tool policies in our shape, and a user and refund amount to decide calls for."""
+    policies = []
+    for number in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(_AC_ACTIONS))
+        atoms = _AC_USER_ATOMS + (_AC_REFUND_ATOMS if action == 'action == Action::"refund"' else ())
+        atom = st.sampled_from(atoms)
+        expression = st.one_of(atom, st.tuples(atom, st.sampled_from(("&&", "||")), atom)
+                               .map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"), atom.map(lambda a: f"!({a})"))
+        clauses = draw(st.lists(st.tuples(st.sampled_from(("when", "unless")), expression), max_size=2))
+        policies.append(
+            f'@id("p{number}") {draw(st.sampled_from(("permit", "forbid")))} ('
+            f'{draw(st.sampled_from(_AC_PRINCIPALS))}, {action}, {draw(st.sampled_from(_AC_RESOURCES))})'
+            + "".join(f" {kind} {{ {body} }}" for kind, body in clauses) + ";")
+    return {
+        "policies": "\n".join(policies),
+        "roles": draw(st.lists(st.sampled_from(("finance", "employee")), unique=True)),
+        "department": draw(st.sampled_from(("sales", "eng"))),
+        "tenant": draw(st.sampled_from(("acme", "globex"))),
+        "amount": draw(st.integers(-5, 600)),
+    }

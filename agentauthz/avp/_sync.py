@@ -108,15 +108,16 @@ class PushPlan:
 # -- reading the store ------------------------------------------------------------------------
 
 
-def _call(client: Any, operation: str, **params: Any) -> Any:
+def _call(client: Any, operation: str, *, service: str = "Verified Permissions", **params: Any) -> Any:
+    """One call, its failure translated into an EngineError naming the service, operation and error code."""
     try:
         return getattr(client, operation)(**params)
     except Exception as exc:
-        raise _failed(operation, exc) from exc
+        raise _failed(operation, exc, service) from exc
 
 
-def _failed(operation: str, exc: BaseException) -> EngineError:
-    return EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
+def _failed(operation: str, exc: BaseException, service: str = "Verified Permissions") -> EngineError:
+    return EngineError(f"{service} {operation} failed: {_code(exc) or type(exc).__name__}: "
                        f"{truncate(str(exc), 300)}")
 
 
@@ -127,11 +128,13 @@ def _code(exc: BaseException) -> str | None:
     return str(code) if code else None
 
 
-def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+def _pages(client: Any, operation: str, key: str, *, service: str = "Verified Permissions",
+           **params: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated list operation (``nextToken``), ``_PAGE`` per call."""
     token: str | None = None
     while True:
         extra = {"nextToken": token} if token else {}
-        page = _call(client, operation, maxResults=_PAGE, **params, **extra)
+        page = _call(client, operation, service=service, maxResults=_PAGE, **params, **extra)
         for item in page.get(key) or ():
             if isinstance(item, Mapping):
                 yield dict(item)
