@@ -57,6 +57,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
+    from agentauthz.tools._injected import Injected
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
     from agentauthz.tools._settings import ToolSettings
     from agentauthz.tools._spec import OnDeny, ToolSpec
@@ -82,6 +83,7 @@ __all__ = [
     "FilterResult",
     "Identity",
     "IdentityError",
+    "Injected",
     "InvalidArguments",
     "InvalidValueError",
     "LocalEngine",
@@ -121,6 +123,7 @@ _LAZY = {
     "Batching": "agentauthz.avp._options",
     "DecisionCache": "agentauthz.avp._options",
     "FilterResult": "agentauthz.retrieval._filter",
+    "Injected": "agentauthz.tools._injected",
     "LocalEngine": "agentauthz.engines.local",
     "MemorySessionStore": "agentauthz.session._stores",
     "OnDeny": "agentauthz.tools._spec",

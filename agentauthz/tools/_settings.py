@@ -7,7 +7,7 @@ added here reaches every one of them without a new keyword mapping each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,14 @@ from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
-from agentauthz.tools._spec import ContextSpec, OnDeny, ResourceSpec, ToolSpec, build_spec_from_model
+from agentauthz.tools._spec import (
+    ContextSpec,
+    OnDeny,
+    ResourceSpec,
+    ToolSpec,
+    build_spec,
+    build_spec_from_model,
+)
 
 __all__ = ["ToolSettings"]
 
@@ -98,6 +105,23 @@ class ToolSettings:
     def on_deny_or(self, default: OnDeny) -> OnDeny:
         """This tool's ``on_deny``, or the wrapper's ``default`` when it sets none."""
         return self.on_deny if self.on_deny is not None else default
+
+    def spec_from_function(self, fn: Callable[..., Any], *, name: str | None, on_deny: OnDeny) -> ToolSpec:
+        """The spec of a guarded function (its signature), with these settings.
+
+        Args:
+            fn: the tool function; its signature declares the arguments.
+            name: the tool name (default: the function's name).
+            on_deny: used when these settings set none.
+
+        Raises:
+            ConfigurationError: an argument type has no Cedar equivalent, or a
+                summed argument is not an integer or decimal argument.
+        """
+        return build_spec(
+            fn, name=name, action=self.action, resource=self.resource, resource_types=self.resource_types,
+            context=self.context, on_deny=self.on_deny_or(on_deny), sums=self.sum_arguments,
+        )
 
     def spec_from_model(self, model: type[BaseModel], *, name: str, description: str,
                         on_deny: OnDeny) -> ToolSpec:
