@@ -57,7 +57,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
-    from agentauthz.tools._injected import Injected
+    from agentauthz.tools._injected import Injected, bind_injected
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
     from agentauthz.tools._settings import ToolSettings
     from agentauthz.tools._spec import OnDeny, ToolSpec
@@ -110,6 +110,7 @@ __all__ = [
     "VerifiedPermissionsEngine",
     "VerifiedToken",
     "acting_with_token",
+    "bind_injected",
     "compile_prefilter",
     "decimal",
     "generate_schema",
@@ -143,6 +144,7 @@ _LAZY = {
     "VerifiedPermissionsEngine": "agentauthz.avp._engine",
     "VerifiedToken": "agentauthz.avp._tokens",
     "acting_with_token": "agentauthz.avp._tokens",
+    "bind_injected": "agentauthz.tools._injected",
     "compile_prefilter": "agentauthz.retrieval._prefilter",
     "generate_schema": "agentauthz.tools._schema",
     "mcp_input_type": "agentauthz.tools._schema",

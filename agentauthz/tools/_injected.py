@@ -7,7 +7,9 @@ Cedar schema, out of ``context.input`` and out of every schema a model is
 shown; a model that sends it anyway is refused (an audited refusal of invalid
 arguments). The application supplies it when it calls the tool: a keyword of
 the guarded function's call, ``RunnableConfig["configurable"][INJECTED_KEY]``
-on LangChain's paths.
+on LangChain's paths, or once for a runtime that builds its tool schema from
+the signature (FastMCP, Strands): :func:`bind_injected` gives the function
+without those parameters, calling it with the application's values.
 
 LangChain's own ``InjectedToolArg`` (and its subclasses) marks the same kind
 of argument; a guarded function may use either marker.
@@ -15,12 +17,17 @@ of argument; a guarded function may use either marker.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Injected", "injected_parameters", "is_injected"]
+from agentauthz._errors import ConfigurationError
+
+__all__ = ["Injected", "bind_injected", "injected_parameters", "is_injected"]
+
+R = TypeVar("R")
 
 
 class Injected:
@@ -48,16 +55,22 @@ class Injected:
     """
 
 
-def is_injected(annotation: Any) -> bool:
-    """Whether an annotation is ``Annotated[T, Injected]`` (or LangChain's ``InjectedToolArg``)."""
+def is_injected(annotation: Any, *, langchain: bool = True) -> bool:
+    """Whether an annotation is ``Annotated[T, Injected]`` (or, with ``langchain``, LangChain's ``InjectedToolArg``).
+
+    The LangChain integration leaves LangChain's own markers to LangChain's
+    injection (state, store, ``ToolRuntime``), so it asks with ``langchain=False``.
+    """
     if typing.get_origin(annotation) is not typing.Annotated:
         return False
-    return any(_marks(marker) for marker in typing.get_args(annotation)[1:])
+    return any(_marks(marker, langchain) for marker in typing.get_args(annotation)[1:])
 
 
-def _marks(marker: Any) -> bool:
+def _marks(marker: Any, langchain: bool) -> bool:
     if marker is Injected or isinstance(marker, Injected):
         return True
+    if not langchain:
+        return False
     # LangChain's markers, recognised without importing langchain-core into the core wings.
     kind = marker if isinstance(marker, type) else type(marker)
     return any(base.__name__ == "InjectedToolArg" and base.__module__.startswith("langchain_core.")
@@ -71,3 +84,69 @@ def injected_parameters(fn: Callable[..., Any]) -> tuple[str, ...]:
     except Exception:  # a signature we cannot read has nothing we could leave out
         return ()
     return tuple(name for name in inspect.signature(fn).parameters if is_injected(hints.get(name)))
+
+
+def bind_injected(fn: Callable[..., R], /, **values: Any) -> Callable[..., R]:
+    """``fn`` without its injected parameters, called with these values: a tool for a runtime.
+
+    FastMCP, Strands and LangChain build the schema a model is shown from a
+    function's signature; the function returned here has a signature without
+    the ``Annotated[T, az.Injected]`` parameters (so no model sees them, and a
+    model that sends one sends an unknown argument, which the integrations
+    refuse), and calls ``fn`` (a guarded function or a plain one) with the
+    application's ``values`` for them. A value can be any object, e.g. one
+    that looks up the current request's environment when used.
+
+    Args:
+        fn: the tool function (sync or async), guarded or not.
+        **values: one value per injected parameter; those with a default may be
+            left out.
+
+    Raises:
+        ConfigurationError: a value names no injected parameter, or an injected
+            parameter without a default has no value.
+
+    Example:
+        >>> from typing import Annotated
+        >>> import inspect
+        >>> def lookup(query: str, env: Annotated[dict, Injected]) -> str:
+        ...     return f"{query} in {env['region']}"
+        >>> tool = bind_injected(lookup, env={"region": "eu"})
+        >>> str(inspect.signature(tool)), tool("weather")
+        ('(query: str) -> str', 'weather in eu')
+    """
+    names = injected_parameters(fn)
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigurationError(f"bind_injected({getattr(fn, '__name__', fn)!r}): {unknown[0]!r} is not an "
+                                 "injected parameter (Annotated[T, az.Injected])")
+    signature = inspect.signature(fn)
+    missing = [name for name in names if name not in values and signature.parameters[name].default
+               is inspect.Parameter.empty]
+    if missing:
+        raise ConfigurationError(f"bind_injected({getattr(fn, '__name__', fn)!r}): needs a value for "
+                                 f"{missing[0]!r}")
+    shown = signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in names])
+
+    def check(kwargs: dict[str, Any]) -> dict[str, Any]:
+        given = sorted(set(kwargs) & set(names))
+        if given:  # what Python says of an argument the signature does not have
+            raise TypeError(f"{getattr(fn, '__name__', 'tool')}() got an unexpected keyword argument {given[0]!r}")
+        return {**kwargs, **values}
+
+    if inspect.iscoroutinefunction(fn):
+        async def bound_async(*args: Any, **kwargs: Any) -> Any:
+            return await fn(*args, **check(kwargs))
+
+        wrapper: Callable[..., Any] = bound_async
+    else:
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **check(kwargs))
+
+        wrapper = bound
+    functools.update_wrapper(wrapper, fn)
+    del wrapper.__wrapped__  # type: ignore[attr-defined]  # the signature shown is this one, not fn's
+    wrapper.__signature__ = shown  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {name: hint for name, hint in getattr(fn, "__annotations__", {}).items()
+                               if name not in names}
+    return typing.cast(Callable[..., R], wrapper)
