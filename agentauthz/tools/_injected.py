@@ -56,7 +56,7 @@ class Injected:
 
 
 def is_injected(annotation: Any, *, langchain: bool = True) -> bool:
-    """Whether an annotation is ``Annotated[T, Injected]`` (or, with ``langchain``, LangChain's ``InjectedToolArg``).
+    """Whether an annotation is ``Annotated[T, Injected]`` (``langchain``: or LangChain's InjectedToolArg).
 
     The LangChain integration leaves LangChain's own markers to LangChain's
     injection (state, store, ``ToolRuntime``), so it asks with ``langchain=False``.
@@ -131,7 +131,8 @@ def bind_injected(fn: Callable[..., R], /, **values: Any) -> Callable[..., R]:
     def check(kwargs: dict[str, Any]) -> dict[str, Any]:
         given = sorted(set(kwargs) & set(names))
         if given:  # what Python says of an argument the signature does not have
-            raise TypeError(f"{getattr(fn, '__name__', 'tool')}() got an unexpected keyword argument {given[0]!r}")
+            name = getattr(fn, "__name__", "tool")
+            raise TypeError(f"{name}() got an unexpected keyword argument {given[0]!r}")
         return {**kwargs, **values}
 
     if inspect.iscoroutinefunction(fn):

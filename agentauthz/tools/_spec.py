@@ -185,7 +185,7 @@ def validatable(annotation: Any) -> Any:
     if converted == args:
         return annotation
     if origin is typing.Annotated:
-        return typing.Annotated[(converted[0], *args[1:])]  # type: ignore[valid-type]
+        return typing.Annotated[(converted[0], *args[1:])]
     if origin in (typing.Union, types.UnionType):
         return typing.Union[converted]  # noqa: UP007
     return origin[converted if len(converted) > 1 else converted[0]]
@@ -326,7 +326,7 @@ class ToolSpec:
 
     @classmethod
     def from_mcp_tool(cls, tool: Any, **options: Any) -> ToolSpec:
-        """The spec of an MCP tool (an ``mcp.types.Tool``, or its JSON form): its name, description, input schema.
+        """The spec of an MCP tool (an ``mcp.types.Tool`` or its JSON form): name, description, input schema.
 
         The same as :meth:`from_json_schema` on ``tool.inputSchema``, named and
         described as the tool is (``description=`` overrides it).

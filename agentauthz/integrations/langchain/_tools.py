@@ -13,7 +13,7 @@ try:
     from langchain_core.runnables import RunnableConfig, ensure_config
     from langchain_core.tools import BaseTool, ToolException
     from langchain_core.tools import tool as _as_tool
-    from langchain_core.tools.base import ArgsSchema, _create_subset_model, get_all_basemodel_annotations
+    from langchain_core.tools.base import ArgsSchema, get_all_basemodel_annotations
 except ImportError as _missing:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "agentauthz.integrations.langchain needs langchain-core: "
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SkipValidation, create_model, model_validator
 
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments
@@ -75,11 +75,14 @@ def application_keys(tool: BaseTool) -> tuple[str, ...]:
 
 
 def model_schema(tool: BaseTool, schema: ArgsSchema, application: tuple[str, ...]) -> ArgsSchema:
-    """``schema`` (LangChain's ``tool_call_schema``) without the application's arguments: what a model is shown."""
+    """``schema`` (a ``tool_call_schema``) without the application's arguments: what a model is shown."""
     if not application or not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         return schema
-    kept = [name for name in schema.model_fields if name not in application]
-    return _create_subset_model(tool.name, schema, kept, fn_description=tool.description)
+    kept: dict[str, Any] = {name: (info.annotation, info) for name, info in schema.model_fields.items()
+                            if name not in application}
+    config = ConfigDict(arbitrary_types_allowed=True)
+    shown: type[BaseModel] = create_model(schema.__name__, __config__=config, __doc__=schema.__doc__, **kept)
+    return shown
 
 
 def shown_to_model(tool: BaseTool) -> BaseTool:
@@ -233,7 +236,7 @@ def _supplied(tool: BaseTool) -> dict[str, Any]:
     """
     names = application_keys(tool)
     supplied = supplied_from_config(ensure_config(), names)
-    fields = tool.get_input_schema().model_fields if names else {}
+    fields = typing.cast("type[BaseModel]", tool.get_input_schema()).model_fields if names else {}
     missing = [name for name in names if name not in supplied and fields[name].is_required()]
     if missing:
         raise ConfigurationError(
