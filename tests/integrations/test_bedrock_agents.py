@@ -411,7 +411,8 @@ def test_a_principal_written_by_the_model_is_ignored(
     else:
         event = api_event("POST", "/close", body={"userId": "carol"})
         handler = action_group_handler(
-            authz, principal=greedy, tools={"POST /close": az.ToolSettings(action="orders__close_account")})(calls)
+            authz, principal=greedy,
+            tools={"POST /close": az.ToolSettings(action="orders__close_account")})(calls)
     response = handler(event, None)
     assert refused(response)
     assert calls.seen == []
@@ -684,7 +685,8 @@ def test_handler_errors_propagate_and_non_bedrock_events_fail(handler: Callable[
 
 def test_tool_settings_by_operation_set_action_resource_and_context(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(
-        'permit(principal, action == Action::"refund", resource == Order::"o-1") when { context.channel == "web" };'
+        'permit(principal, action == Action::"refund", resource == Order::"o-1") '
+        'when { context.channel == "web" };'
         'permit(principal, action == Action::"lookup", resource);', audit=[recorder])
     calls = Calls(authz)
     handler = action_group_handler(authz, principal=session_user, tools={
