@@ -143,6 +143,17 @@ class ToolSettings:
             sums=self.sum_arguments,
         )
 
+    def spec_from_mcp_tool(self, tool: Any, *, on_deny: OnDeny) -> ToolSpec:
+        """The spec of an MCP tool (:meth:`ToolSpec.from_mcp_tool`), with these settings.
+
+        Raises:
+            ConfigurationError: see :meth:`ToolSpec.from_mcp_tool`.
+        """
+        return ToolSpec.from_mcp_tool(
+            tool, action=self.action, resource=self.resource, resource_types=self.resource_types,
+            context=self.context, on_deny=self.on_deny_or(on_deny), sum_arguments=self.sum_arguments,
+        )
+
     def spec_from_json_schema(self, schema: Mapping[str, Any], *, name: str, description: str,
                               on_deny: OnDeny) -> ToolSpec:
         """The spec of a tool described by a JSON Schema, with these settings.
