@@ -1,4 +1,4 @@
-"""Tool building blocks: az.Injected arguments, TypedDict arguments, guard(settings=), ToolSpec.from_mcp_tool."""
+"""Tool building blocks: az.Injected, TypedDict arguments, guard(settings=), ToolSpec.from_mcp_tool."""
 
 from __future__ import annotations
 
@@ -213,7 +213,7 @@ def test_guard_settings_and_its_keywords_are_one_or_the_other() -> None:
     authz = az.Authorizer.from_text(ALLOW_ALL)
     with pytest.raises(az.ConfigurationError, match="settings= or action=, not both"):
         authz.guard("read", settings=az.ToolSettings())
-    with pytest.raises(az.ConfigurationError, match="takes an agentauthz.ToolSettings"):
+    with pytest.raises(az.ConfigurationError, match=r"takes an agentauthz\.ToolSettings"):
         authz.guard(settings={"action": "read"})  # type: ignore[call-overload]
 
 
@@ -249,7 +249,8 @@ def test_from_mcp_tool_is_from_json_schema_on_the_tools_input_schema(tool: Any) 
     same = az.ToolSpec.from_json_schema("send_email", SCHEMA, description="Send an email.", action="email")
     assert (spec.name, spec.action, spec.description, spec.input_type) == (
         same.name, same.action, same.description, same.input_type)
-    assert spec.arguments({"to": "x@example.com", "urgent": "true"}) == {"to": "x@example.com", "urgent": True}
+    assert spec.arguments({"to": "x@example.com", "urgent": "true"}) == {
+        "to": "x@example.com", "urgent": True}
 
 
 @pytest.mark.parametrize("tool", [{"inputSchema": SCHEMA}, {"name": "x"}, {"name": "x", "inputSchema": []}])
