@@ -74,7 +74,8 @@ def test_from_json_schema_builds_a_round_tripping_spec_or_raises_a_configuration
     ({"type": "object", "properties": ["n"]}, "properties must be an object"),
     ({"type": "object", "properties": {"n": []}}, "is not a JSON Schema object"),
     ({"type": "object", "properties": {"n": {"type": "string"}}, "required": "n"}, "required must be a list"),
-    ({"type": "object", "properties": {"n": {"anyOf": {"type": "string"}}}}, "anyOf must be a non-empty list"),
+    ({"type": "object", "properties": {"n": {"anyOf": {"type": "string"}}}},
+     "anyOf must be a non-empty list"),
     ({"type": "object", "properties": {1: {"type": "string"}}}, "property names must be strings"),
 ])
 def test_a_malformed_schema_is_a_configuration_error_naming_the_problem(schema: Any, problem: str) -> None:

@@ -53,8 +53,8 @@ def required_properties(schema: dict[str, Any]) -> set[str]:
 @given(arguments=tool_signatures())
 def test_defaults_make_arguments_optional_on_every_path(arguments: tuple[SignatureArgument, ...]) -> None:
     fn = tool_function(arguments)
-    optional = {a.name for a in arguments if a.has_default or a.default is None and "Optional" in str(
-        a.annotation)}
+    nullable = {a.name for a in arguments if "Optional" in str(a.annotation)}
+    optional = {a.name for a in arguments if a.has_default or a.name in nullable}
     without_default = {a.name for a in arguments if not a.has_default}
     authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[])
 
@@ -92,7 +92,8 @@ def test_defaults_make_arguments_optional_on_every_path(arguments: tuple[Signatu
 
 def test_a_default_is_in_context_input_though_the_attribute_is_optional() -> None:
     sink = az.MemorySink()
-    authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[sink], record_requests=True)
+    authz = az.Authorizer.from_text("permit(principal, action, resource);", audit=[sink],
+                                    record_requests=True)
 
     @authz.guard
     def search(query: str, limit: int = 10) -> str:
