@@ -1,4 +1,4 @@
-"""``Annotated[T, az.Injected]`` on every path: never shown to the model, never in Cedar, refused from the model.
+"""``Annotated[T, az.Injected]`` on every path: not shown to the model, not in Cedar, refused from the model.
 
 One tool, ``lookup(query, env: Annotated[Env, az.Injected])``, reached the way
 each runtime reaches it (the guard, LangChain's AuthorizedTool and middleware,
@@ -101,8 +101,9 @@ def via_middleware(run: Run, arguments: dict[str, Any]) -> None:
     middleware = AuthzMiddleware(run.authz)
     shown: list[Any] = []
 
-    class Request:
-        tools = [tool]
+    class Request:  # the part of a ModelRequest the middleware reads
+        def __init__(self) -> None:
+            self.tools = [tool]
 
         def override(self, tools: list[Any]) -> list[Any]:
             shown.extend(tools)
