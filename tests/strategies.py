@@ -841,6 +841,11 @@ class ToolCase:
         arguments: what the model sends: coercible values (``"5"`` for an int,
             ``"false"`` for a bool), sometimes invalid ones or invented keys.
         unknown: ``arguments`` holds a key the tool does not declare, at some depth.
+        typed_dict_module: ``"typing"`` or ``"typing_extensions"``: whose TypedDict
+            a signature's records are.
+        injected: the tool also takes ``env: Annotated[Env, az.Injected]``, which
+            the application supplies.
+        sends_injected: the model sends ``env`` too (it must be refused).
     """
 
     fields: tuple[ArgumentShape, ...]
@@ -849,6 +854,9 @@ class ToolCase:
     typed_dict: bool
     arguments: dict[str, object]
     unknown: bool
+    typed_dict_module: str = "typing_extensions"
+    injected: bool = False
+    sends_injected: bool = False
 
 
 @st.composite
@@ -912,10 +920,13 @@ def tool_cases(draw: st.DrawFn, styles: tuple[str, ...] = ("signature", "pydanti
     """A generated tool (its arguments and how it declares them) and a model's call of it."""
     fields = draw(_argument_fields())
     arguments, unknown = draw(_model_arguments(fields))
+    injected = draw(st.booleans())
     return ToolCase(
         fields=fields, style=draw(st.sampled_from(styles)),
         extra=draw(st.sampled_from(["allow", "ignore", "forbid"])), typed_dict=draw(st.booleans()),
         arguments=arguments, unknown=unknown,
+        typed_dict_module=draw(st.sampled_from(["typing", "typing_extensions"])),
+        injected=injected, sends_injected=injected and draw(st.integers(0, 3)) == 0,
     )
 
 # -- Pre-filter context and like (tests/security/test_prefilter_context.py, test_like_linear.py) ---
