@@ -73,7 +73,7 @@ def _marks(marker: Any, langchain: bool) -> bool:
         return False
     # LangChain's markers, recognised without importing langchain-core into the core wings.
     kind = marker if isinstance(marker, type) else type(marker)
-    return any(base.__name__ == "InjectedToolArg" and base.__module__.startswith("langchain_core.")
+    return any(base.__name__ == "InjectedToolArg" and base.__module__.startswith("langchain")
                for base in kind.__mro__)
 
 
@@ -112,8 +112,8 @@ def bind_injected(fn: Callable[..., R], /, **values: Any) -> Callable[..., R]:
         >>> def lookup(query: str, env: Annotated[dict, Injected]) -> str:
         ...     return f"{query} in {env['region']}"
         >>> tool = bind_injected(lookup, env={"region": "eu"})
-        >>> str(inspect.signature(tool)), tool("weather")
-        ('(query: str) -> str', 'weather in eu')
+        >>> list(inspect.signature(tool).parameters), tool("weather")
+        (['query'], 'weather in eu')
     """
     names = injected_parameters(fn)
     unknown = sorted(set(values) - set(names))

@@ -244,7 +244,8 @@ def via_middleware_async(case: ToolCase, h: Harness) -> None:
 def via_middleware_over_authorized_tool(case: ToolCase, h: Harness) -> None:
     middleware = AuthzMiddleware(h.authz, filter_tools=False)
     tool = AuthorizedTool(tool=h.langchain_tool(case), authz=h.authz)
-    graph([tool], wrap_tool_call=middleware.wrap_tool_call).invoke(model_turn(model_arguments(case)), h.config)
+    app = graph([tool], wrap_tool_call=middleware.wrap_tool_call)
+    app.invoke(model_turn(model_arguments(case)), h.config)
 
 
 def via_bedrock_function_group(case: ToolCase, h: Harness) -> None:
