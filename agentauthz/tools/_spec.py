@@ -325,7 +325,18 @@ class ToolSpec:
         return dataclasses.replace(spec, json_arguments=True)
 
     @classmethod
-    def from_mcp_tool(cls, tool: Any, **options: Any) -> ToolSpec:
+    def from_mcp_tool(
+        cls,
+        tool: Any,
+        *,
+        description: str | None = None,
+        action: str | EntityUID | None = None,
+        resource: ResourceSpec = None,
+        resource_types: Iterable[str] = (),
+        context: ContextSpec = None,
+        on_deny: OnDeny = "raise",
+        sum_arguments: Iterable[str] = (),
+    ) -> ToolSpec:
         """The spec of an MCP tool (an ``mcp.types.Tool`` or its JSON form): name, description, input schema.
 
         The same as :meth:`from_json_schema` on ``tool.inputSchema``, named and
@@ -335,9 +346,13 @@ class ToolSpec:
             tool: an ``mcp.types.Tool`` (or any object with ``name``,
                 ``description`` and ``input_schema``/``inputSchema``), or a
                 tool description as a mapping (``{"name", "description", "inputSchema"}``).
-            **options: the keywords of :meth:`from_json_schema` (``action``,
-                ``resource``, ``resource_types``, ``context``, ``on_deny``,
-                ``sum_arguments``, ``description``).
+            description: the tool description (default: the tool's own).
+            action: Cedar action name or uid (default: the tool name).
+            resource: a fixed EntityUID/Entity, or a callable of the validated arguments.
+            resource_types: entity types a computed resource can have.
+            context: extra context, fixed or a callable of the validated arguments.
+            on_deny: ``"raise"`` or ``"message"``, for guards built on the spec.
+            sum_arguments: integer or number arguments a session adds up.
 
         Raises:
             ConfigurationError: the tool has no name or no input schema, or see
@@ -365,8 +380,11 @@ class ToolSpec:
         if not isinstance(schema, Mapping):
             raise ConfigurationError(f"MCP tool {name!r}: needs an inputSchema object")
         given = read("description")
-        options.setdefault("description", given if isinstance(given, str) else "")
-        return cls.from_json_schema(name, schema, **options)
+        if description is None:
+            description = given if isinstance(given, str) else ""
+        return cls.from_json_schema(name, schema, description=description, action=action, resource=resource,
+                                    resource_types=resource_types, context=context, on_deny=on_deny,
+                                    sum_arguments=sum_arguments)
 
     def validate(self, arguments: Mapping[str, Any]) -> BaseModel:
         """Validate arguments against the tool's argument model.
