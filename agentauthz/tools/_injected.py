@@ -24,8 +24,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from agentauthz._errors import ConfigurationError
+from agentauthz.tools._annotations import validatable
 
-__all__ = ["Injected", "bind_injected", "injected_parameters", "is_injected"]
+__all__ = ["Injected", "bind_injected", "injected_parameters", "is_injected", "pydantic_ready"]
 
 R = TypeVar("R")
 
@@ -95,7 +96,10 @@ def bind_injected(fn: Callable[..., R], /, **values: Any) -> Callable[..., R]:
     model that sends one sends an unknown argument, which the integrations
     refuse), and calls ``fn`` (a guarded function or a plain one) with the
     application's ``values`` for them. A value can be any object, e.g. one
-    that looks up the current request's environment when used.
+    that looks up the current request's environment when used. Its
+    annotations are the ones pydantic takes (``typing.TypedDict`` records as
+    ``typing_extensions`` copies before Python 3.12), so these runtimes can
+    read a signature the guard reads.
 
     Args:
         fn: the tool function (sync or async), guarded or not.
@@ -126,10 +130,38 @@ def bind_injected(fn: Callable[..., R], /, **values: Any) -> Callable[..., R]:
     if missing:
         raise ConfigurationError(f"bind_injected({getattr(fn, '__name__', fn)!r}): needs a value for "
                                  f"{missing[0]!r}")
-    shown = signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in names])
+    return _rebuilt(fn, names, values)
+
+
+def pydantic_ready(fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn`` with annotations pydantic takes, for runtimes that build a schema from a signature.
+
+    Where its annotations hold ``typing.TypedDict`` records (which pydantic
+    refuses before Python 3.12), a wrapper annotated with ``typing_extensions``
+    copies; otherwise ``fn`` itself. LangChain's ``@tool``, FastMCP and Strands
+    build their schemas with pydantic.
+    """
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # annotations the runtime will read (and report) itself
+        return fn
+    if all(validatable(hint) is hint for hint in hints.values()):
+        return fn
+    return _rebuilt(fn, (), {})
+
+
+def _rebuilt(fn: Callable[..., R], drop: tuple[str, ...], values: dict[str, Any]) -> Callable[..., R]:
+    """A wrapper of ``fn`` without the parameters ``drop`` (given ``values``), its annotations validatable."""
+    signature = inspect.signature(fn)
+    hints = {name: validatable(hint) for name, hint in typing.get_type_hints(fn, include_extras=True).items()
+             if name not in drop}
+    shown = signature.replace(
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                    for p in signature.parameters.values() if p.name not in drop],
+        return_annotation=hints.get("return", signature.return_annotation))
 
     def check(kwargs: dict[str, Any]) -> dict[str, Any]:
-        given = sorted(set(kwargs) & set(names))
+        given = sorted(set(kwargs) & set(drop))
         if given:  # what Python says of an argument the signature does not have
             name = getattr(fn, "__name__", "tool")
             raise TypeError(f"{name}() got an unexpected keyword argument {given[0]!r}")
@@ -148,6 +180,5 @@ def bind_injected(fn: Callable[..., R], /, **values: Any) -> Callable[..., R]:
     functools.update_wrapper(wrapper, fn)
     del wrapper.__wrapped__  # type: ignore[attr-defined]  # the signature shown is this one, not fn's
     wrapper.__signature__ = shown  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {name: hint for name, hint in getattr(fn, "__annotations__", {}).items()
-                               if name not in names}
+    wrapper.__annotations__ = hints
     return typing.cast(Callable[..., R], wrapper)

@@ -20,7 +20,6 @@ import decimal as _decimal
 import enum
 import functools
 import inspect
-import sys
 import types
 import typing
 import warnings
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, Vali
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz.tools._annotations import validatable
 from agentauthz.tools._injected import injected_parameters
 
 __all__ = [
@@ -163,32 +163,6 @@ def _record(fields: Mapping[str, tuple[Any, bool]], where: str) -> dict[str, Any
             attribute["required"] = False
         attributes[name] = attribute
     return {"type": "Record", "attributes": attributes}
-
-
-def validatable(annotation: Any) -> Any:
-    """``annotation`` as pydantic validates it: ``typing.TypedDict`` records as ``typing_extensions`` ones.
-
-    Before Python 3.12 pydantic refuses ``typing.TypedDict``; a copy made with
-    ``typing_extensions.TypedDict`` (the same fields, totality and
-    ``Required``/``NotRequired`` marks) validates the same values, at any depth.
-    """
-    if sys.version_info < (3, 12) and typing.is_typeddict(annotation):
-        hints = typing.get_type_hints(annotation, include_extras=True)
-        fields = {name: validatable(hint) for name, hint in hints.items()}
-        return typing_extensions.TypedDict(  # type: ignore[operator]
-            annotation.__name__, fields, total=getattr(annotation, "__total__", True))
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is None or origin is Literal or not args:
-        return annotation
-    converted = tuple(validatable(arg) for arg in args)
-    if converted == args:
-        return annotation
-    if origin is typing.Annotated:
-        return typing.Annotated[(converted[0], *args[1:])]
-    if origin in (typing.Union, types.UnionType):
-        return typing.Union[converted]  # noqa: UP007
-    return origin[converted if len(converted) > 1 else converted[0]]
 
 
 def tool_input(value: Any) -> Any:

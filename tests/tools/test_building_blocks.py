@@ -257,3 +257,25 @@ def test_from_mcp_tool_is_from_json_schema_on_the_tools_input_schema(tool: Any) 
 def test_from_mcp_tool_without_a_name_or_an_input_schema_is_a_configuration_error(tool: Any) -> None:
     with pytest.raises(az.ConfigurationError):
         az.ToolSpec.from_mcp_tool(tool)
+
+
+def test_typing_typed_dicts_reach_runtimes_that_build_schemas_with_pydantic() -> None:
+    from fastmcp.tools.function_tool import FunctionTool
+    from strands import tool as strands_tool
+
+    from agentauthz.integrations.langchain import PRINCIPAL_KEY, authorize_tools
+
+    def search(where: Any) -> str:
+        """Search."""
+        return repr(where)
+
+    search.__annotations__ = {"where": Filters, "return": str}
+    authz, sink = recording_authz()
+    [wrapped] = authorize_tools([search], authz)
+    config: Any = {"configurable": {PRINCIPAL_KEY: ALICE}}
+    assert wrapped.invoke({"where": {"owner": "ann", "limit": "2"}}, config=config) == repr(
+        {"owner": "ann", "limit": 2})
+    assert evaluated_input(sink) == {"where": {"owner": "ann", "limit": 2}}
+    ready = az.bind_injected(search)  # no injected arguments: only the annotations pydantic takes
+    assert FunctionTool.from_function(ready).parameters["required"] == ["where"]
+    assert strands_tool(ready).tool_spec["inputSchema"]["json"]["required"] == ["where"]

@@ -42,7 +42,7 @@ from agentauthz.integrations.langchain._config import (
     supplied_from_config,
 )
 from agentauthz.session._session import ToolCall
-from agentauthz.tools._injected import is_injected
+from agentauthz.tools._injected import is_injected, pydantic_ready
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import OnDeny, RefusalKind, ToolSpec
 
@@ -623,7 +623,7 @@ def authorize_tools(
         >>> read.name, read.spec.resource_types
         ('read_document', ('Document',))
     """
-    converted = [t if isinstance(t, BaseTool) else _as_tool(t) for t in tools]
+    converted = [t if isinstance(t, BaseTool) else _as_tool(pydantic_ready(t)) for t in tools]
     chosen = settings_by_tool(
         settings, {"actions": actions, "resources": resources, "resource_types": resource_types,
                    "contexts": contexts}, caller="authorize_tools")
