@@ -368,10 +368,14 @@ class _WrappingTool(BaseTool):
         # Arguments LangChain injects (state, ToolRuntime, tool call id) are the wrapped tool's.
         return _injected_keys(self.tool)
 
+    @functools.cached_property
+    def _application_keys(self) -> tuple[str, ...]:
+        return application_keys(self.tool)
+
     @property
     def tool_call_schema(self) -> ArgsSchema:
         """The wrapped tool's schema for models, without the application's (``az.Injected``) arguments."""
-        return model_schema(self, super().tool_call_schema, application_keys(self.tool))
+        return model_schema(self, super().tool_call_schema, self._application_keys)
 
     def _to_args_and_kwargs(self, tool_input: str | dict[str, Any],
                             tool_call_id: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
