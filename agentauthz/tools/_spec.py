@@ -805,9 +805,43 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
         setattr(model, _ABSENT_IF_NULL, frozenset(absent_if_null))
         return model
 
+    top = _top_object(schema, definitions, f"tool {name!r}")
+    return record({**top, "properties": top.get("properties", {})}, f"tool {name!r}", 0)
+
+
+def _top_object(schema: Mapping[str, Any], definitions: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """The object schema of the arguments: a top-level ``$ref``, single ``allOf`` or single-type
+    ``anyOf``/``oneOf`` followed (as schema generation follows them), never silently skipped.
+
+    Raises:
+        ConfigurationError: the schema does not describe one object.
+    """
+    for _ in range(_MAX_JSON_DEPTH):
+        if "$ref" in schema:
+            given = schema["$ref"]
+            ref = given.rsplit("/", 1)[-1] if isinstance(given, str) and given.startswith("#/") else None
+            if ref not in definitions:
+                raise ConfigurationError(f"{where}: unresolved $ref {given!r}")
+            schema = definitions[ref]
+        elif any(key in schema for key in ("allOf", "anyOf", "oneOf")):
+            key = next(key for key in ("allOf", "anyOf", "oneOf") if key in schema)
+            parts = schema[key]
+            listed = parts if isinstance(parts, list) else []
+            options = [part for part in listed
+                       if not (isinstance(part, Mapping) and part.get("type") == "null")]
+            if len(options) != 1:
+                raise ConfigurationError(f"{where}: the arguments must be one object schema, not a {key} "
+                                         "of several")
+            schema = options[0]
+        else:
+            break
+        if not isinstance(schema, Mapping):
+            raise ConfigurationError(f"{where}: is not a JSON Schema object")
+    else:
+        raise ConfigurationError(f"{where}: JSON schema nests too deeply (or refers to itself)")
     if schema.get("type", "object") != "object":
-        raise ConfigurationError(f"tool {name!r}: a JSON Schema of arguments must describe an object")
-    return record({**schema, "properties": schema.get("properties", {})}, f"tool {name!r}", 0)
+        raise ConfigurationError(f"{where}: a JSON Schema of arguments must describe an object")
+    return schema
 
 
 def _json_default(default: Any, hint: Any, where: str) -> Any:

@@ -9,6 +9,7 @@ Cedar form. A raw pydantic error, KeyError or TypeError is a defect.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -46,6 +47,10 @@ def test_from_json_schema_builds_a_round_tripping_spec_or_raises_a_configuration
     except az.ConfigurationError as exc:
         assert "tool 'tool'" in str(exc)
         return
+    # The Cedar type schema generation declares is the type of context.input. Generation is stricter in
+    # places (an enum holding null): no schema then, so nothing to disagree with.
+    with contextlib.suppress(az.ConfigurationError):
+        assert az.mcp_input_type({"name": "tool", "inputSchema": schema}) == spec.input_type
     for candidate in candidates:
         try:
             arguments = spec.arguments(candidate)
@@ -81,6 +86,24 @@ def test_from_json_schema_builds_a_round_tripping_spec_or_raises_a_configuration
 def test_a_malformed_schema_is_a_configuration_error_naming_the_problem(schema: Any, problem: str) -> None:
     with pytest.raises(az.ConfigurationError, match=problem):
         az.ToolSpec.from_json_schema("tool", schema)
+
+
+@pytest.mark.parametrize("schema", [
+    {"anyOf": [{"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]}]},
+    {"$ref": "#/$defs/args", "$defs": {"args": {"type": "object", "properties": {"to": {"type": "string"}},
+                                                "required": ["to"]}}},
+    {"allOf": [{"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]}]},
+])
+def test_a_top_level_wrapper_of_the_arguments_object_is_followed_as_schema_generation_follows_it(
+        schema: dict[str, Any]) -> None:
+    spec = az.ToolSpec.from_json_schema("tool", schema)
+    assert spec.input_type == az.mcp_input_type({"name": "tool", "inputSchema": schema})
+    assert spec.arguments({"to": "x"}) == {"to": "x"}
+
+
+def test_a_top_level_union_of_several_objects_is_a_configuration_error() -> None:
+    with pytest.raises(az.ConfigurationError, match="one object schema, not a anyOf of several"):
+        az.ToolSpec.from_json_schema("tool", {"anyOf": [{"type": "object"}, {"type": "object"}]})
 
 
 def test_a_valid_default_is_what_the_policy_sees_when_the_model_leaves_the_argument_out() -> None:
