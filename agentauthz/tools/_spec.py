@@ -820,7 +820,7 @@ def _top_object(schema: Mapping[str, Any], definitions: Mapping[str, Any], where
         if "$ref" in schema:
             given = schema["$ref"]
             ref = given.rsplit("/", 1)[-1] if isinstance(given, str) and given.startswith("#/") else None
-            if ref not in definitions:
+            if ref is None or ref not in definitions:
                 raise ConfigurationError(f"{where}: unresolved $ref {given!r}")
             schema = definitions[ref]
         elif any(key in schema for key in ("allOf", "anyOf", "oneOf")):
