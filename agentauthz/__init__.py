@@ -59,6 +59,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
+    from agentauthz.tools._injected import Injected, bind_injected
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
     from agentauthz.tools._settings import ToolSettings
     from agentauthz.tools._spec import OnDeny, ToolSpec
@@ -87,6 +88,7 @@ __all__ = [
     "FilterResult",
     "Identity",
     "IdentityError",
+    "Injected",
     "InvalidArguments",
     "InvalidValueError",
     "LocalEngine",
@@ -113,6 +115,7 @@ __all__ = [
     "VerifiedPermissionsEngine",
     "VerifiedToken",
     "acting_with_token",
+    "bind_injected",
     "compile_prefilter",
     "decimal",
     "generate_schema",
@@ -128,6 +131,7 @@ _LAZY = {
     "Batching": "agentauthz.avp._options",
     "DecisionCache": "agentauthz.avp._options",
     "FilterResult": "agentauthz.retrieval._filter",
+    "Injected": "agentauthz.tools._injected",
     "LocalEngine": "agentauthz.engines.local",
     "MemorySessionStore": "agentauthz.session._stores",
     "OnDeny": "agentauthz.tools._spec",
@@ -147,6 +151,7 @@ _LAZY = {
     "VerifiedPermissionsEngine": "agentauthz.avp._engine",
     "VerifiedToken": "agentauthz.avp._tokens",
     "acting_with_token": "agentauthz.avp._tokens",
+    "bind_injected": "agentauthz.tools._injected",
     "compile_prefilter": "agentauthz.retrieval._prefilter",
     "generate_schema": "agentauthz.tools._schema",
     "mcp_input_type": "agentauthz.tools._schema",

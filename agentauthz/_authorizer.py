@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from agentauthz.session._session import Approval, Session, SessionConfig, ToolCall
     from agentauthz.session._stores import SessionStore
     from agentauthz.tools._calls import ToolCalls
+    from agentauthz.tools._settings import ToolSettings
     from agentauthz.tools._spec import ContextSpec, OnDeny, RefusalKind, ResourceSpec, ToolSpec
 
 __all__ = ["Authorizer", "Identity"]
@@ -550,9 +551,10 @@ class Authorizer:
         resource: ResourceSpec = None,
         resource_types: Iterable[str] = (),
         context: ContextSpec = None,
-        on_deny: OnDeny = "raise",
+        on_deny: OnDeny | None = None,
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        settings: ToolSettings | None = None,
     ) -> Callable[[F], F]: ...
 
     def guard(
@@ -562,9 +564,10 @@ class Authorizer:
         resource: ResourceSpec = None,
         resource_types: Iterable[str] = (),
         context: ContextSpec = None,
-        on_deny: OnDeny = "raise",
+        on_deny: OnDeny | None = None,
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        settings: ToolSettings | None = None,
     ) -> Any:
         """Authorize every call of a tool function (sync or async) for the bound end user.
 
@@ -579,12 +582,21 @@ class Authorizer:
             resource_types: entity types the resource can have (for schema
                 generation when ``resource`` is a callable).
             context: extra context, fixed or a callable of the validated arguments.
-            on_deny: ``"raise"`` raises AccessDenied; ``"message"`` returns a
+            on_deny: ``"raise"`` (the default) raises AccessDenied; ``"message"`` returns a
                 short refusal the model can read (:func:`refusal_message`: the
                 decision's id; the policy ids only with ``disclose_reasons``).
+                With ``settings=``, used when the settings set none.
             name: tool name (default: the function name).
             sum_arguments: int or decimal arguments a bound session adds up
                 over the calls that complete (``context.session.totals.<action>.<argument>``).
+            settings: the same options as one :class:`~agentauthz.ToolSettings`
+                (as the integrations take them): ``action``, ``resource``,
+                ``resource_types``, ``context``, ``sum_arguments``, ``on_deny``.
+                Give either ``settings=`` or those keywords, not both.
+
+        Arguments marked ``Annotated[T, az.Injected]`` are the application's:
+        the caller passes them, the function gets them as given, and they are
+        neither validated nor in ``context.input`` (see :class:`~agentauthz.Injected`).
 
         With a session bound (:meth:`session`) the call is decided with
         ``context.session`` and counted in the session once the function
@@ -599,7 +611,8 @@ class Authorizer:
             AccessDenied: at call time, when denied and ``on_deny="raise"``.
             InvalidArguments: at call time, for arguments that fail validation
                 (with ``on_deny="message"`` a refusal is returned instead).
-            ConfigurationError: at decoration time, for a signature with no Cedar mapping.
+            ConfigurationError: at decoration time, for a signature with no Cedar
+                mapping, or for ``settings=`` together with the keywords it replaces.
 
         Example:
             >>> authz = Authorizer.from_text(
@@ -611,8 +624,8 @@ class Authorizer:
             ...     add(2, 3)
             5
         """
-        return self._tool_calls.guard(action, resource=resource, resource_types=resource_types,
-                                      context=context, on_deny=on_deny, name=name,
+        return self._tool_calls.guard(action, settings=settings, name=name, on_deny=on_deny,
+                                      resource=resource, resource_types=resource_types, context=context,
                                       sum_arguments=sum_arguments)
 
     def validate_tools(

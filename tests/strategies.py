@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 from hypothesis import strategies as st
 
@@ -840,6 +841,11 @@ class ToolCase:
         arguments: what the model sends: coercible values (``"5"`` for an int,
             ``"false"`` for a bool), sometimes invalid ones or invented keys.
         unknown: ``arguments`` holds a key the tool does not declare, at some depth.
+        typed_dict_module: ``"typing"`` or ``"typing_extensions"``: whose TypedDict
+            a signature's records are.
+        injected: the tool also takes ``env: Annotated[Env, az.Injected]``, which
+            the application supplies.
+        sends_injected: the model sends ``env`` too (it must be refused).
     """
 
     fields: tuple[ArgumentShape, ...]
@@ -848,6 +854,9 @@ class ToolCase:
     typed_dict: bool
     arguments: dict[str, object]
     unknown: bool
+    typed_dict_module: str = "typing_extensions"
+    injected: bool = False
+    sends_injected: bool = False
 
 
 @st.composite
@@ -911,10 +920,13 @@ def tool_cases(draw: st.DrawFn, styles: tuple[str, ...] = ("signature", "pydanti
     """A generated tool (its arguments and how it declares them) and a model's call of it."""
     fields = draw(_argument_fields())
     arguments, unknown = draw(_model_arguments(fields))
+    injected = draw(st.booleans())
     return ToolCase(
         fields=fields, style=draw(st.sampled_from(styles)),
         extra=draw(st.sampled_from(["allow", "ignore", "forbid"])), typed_dict=draw(st.booleans()),
         arguments=arguments, unknown=unknown,
+        typed_dict_module=draw(st.sampled_from(["typing", "typing_extensions"])),
+        injected=injected, sends_injected=injected and draw(st.integers(0, 3)) == 0,
     )
 
 # -- Pre-filter context and like (tests/security/test_prefilter_context.py, test_like_linear.py) ---
@@ -1073,3 +1085,90 @@ def agentcore_policies(draw: st.DrawFn) -> dict[str, object]:
         "tenant": draw(st.sampled_from(("acme", "globex"))),
         "amount": draw(st.integers(-5, 600)),
     }
+# -- Tool building blocks (tests/tools/test_schema_agreement.py, test_json_schema_robustness.py) --------
+# Tool signatures whose arguments may have defaults, and arbitrary JSON-ish schemas of tool arguments.
+
+#: (annotation, valid defaults) of a generated tool argument; None as a default only where Optional.
+SIGNATURE_TYPES: tuple[tuple[object, tuple[object, ...]], ...] = (
+    (int, (0, 7)),
+    (str, ("", "x")),
+    (bool, (True, False)),
+    (float, (0.5, 2.0)),
+    (list[str], ((),)),
+    (Literal["a", "b"], ("a",)),
+    (Optional[int], (None, 3)),  # noqa: UP045
+)
+_SIGNATURE_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon")
+
+
+@dataclass(frozen=True)
+class SignatureArgument:
+    """One argument of a generated tool signature: its annotation and, if it has one, its default."""
+
+    name: str
+    annotation: object
+    has_default: bool
+    default: object = None
+
+
+@st.composite
+def tool_signatures(draw: st.DrawFn) -> tuple[SignatureArgument, ...]:
+    """The arguments of a tool function, some with defaults (keyword-only, so in any order)."""
+    names = draw(st.lists(st.sampled_from(_SIGNATURE_NAMES), min_size=1, max_size=5, unique=True))
+    arguments = []
+    for name in names:
+        annotation, defaults = draw(st.sampled_from(SIGNATURE_TYPES))
+        has_default = draw(st.booleans())
+        default = draw(st.sampled_from(defaults)) if has_default else None
+        arguments.append(SignatureArgument(name, annotation, has_default, default))
+    return tuple(arguments)
+
+
+_SCHEMA_KEYS = ("type", "properties", "required", "items", "$ref", "$defs", "definitions", "enum", "const",
+                "default", "anyOf", "oneOf", "allOf", "additionalProperties", "format", "description")
+_SCHEMA_TYPES = ("object", "string", "integer", "number", "boolean", "array", "null", "thing")
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                          st.sampled_from(("", "a", "#/$defs/a", "#/definitions/b", "#/$defs/missing",
+                                           *_SCHEMA_TYPES)))
+_json_values = st.recursive(_json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(("a", "b", "to")), inner, max_size=3)),
+    max_leaves=6)
+
+
+def _schema_value(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(
+        inner, _json_values,
+        st.sampled_from(_SCHEMA_TYPES), st.lists(st.sampled_from(_SCHEMA_TYPES), max_size=3),
+        st.dictionaries(st.sampled_from(("a", "b", "to", "_x", "model_config", "schema")), inner, max_size=3),
+        st.lists(inner, max_size=3),
+        st.lists(st.sampled_from(("a", "b", "to", "zz")), max_size=3),
+    )
+
+
+_arbitrary_schemas: st.SearchStrategy[object] = st.recursive(
+    st.fixed_dictionaries({"type": st.sampled_from(_SCHEMA_TYPES)}),
+    lambda inner: st.dictionaries(st.sampled_from(_SCHEMA_KEYS), _schema_value(inner), max_size=5),
+    max_leaves=8,
+)
+_valid_leaves = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(("string", "integer", "number", "boolean"))}),
+    st.fixed_dictionaries({"enum": st.sampled_from((["a", "b"], [1, 2], ["a", None]))}),
+    st.fixed_dictionaries({"type": st.just(["integer", "null"])}),
+    st.fixed_dictionaries({"type": st.just("integer"), "default": st.sampled_from((0, "3", "x", None))}),
+)
+_valid_schemas: st.SearchStrategy[object] = st.recursive(_valid_leaves, lambda inner: st.one_of(
+    st.fixed_dictionaries({"type": st.just("array"), "items": inner}),
+    st.builds(lambda properties, required: {"type": "object", "properties": properties,
+                                            "required": [n for n in required if n in properties]},
+              st.dictionaries(st.sampled_from(("a", "b", "to")), inner, min_size=1, max_size=3),
+              st.lists(st.sampled_from(("a", "b", "to")), max_size=3)),
+    st.fixed_dictionaries({"anyOf": st.lists(st.one_of(inner, st.just({"type": "null"})), min_size=1,
+                                             max_size=2)}),
+), max_leaves=6)
+
+#: JSON-ish schemas of tool arguments: often valid, often malformed in some place.
+json_schemas: st.SearchStrategy[object] = st.one_of(
+    _valid_schemas, _arbitrary_schemas,
+    st.builds(lambda valid, junk: {**valid, **junk} if isinstance(valid, dict) else valid,
+              _valid_schemas, st.dictionaries(st.sampled_from(_SCHEMA_KEYS), _json_values, max_size=1)),
+)

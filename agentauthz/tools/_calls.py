@@ -37,14 +37,12 @@ from agentauthz._plans import Plan
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
 from agentauthz.session._session import ToolCall
+from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
-    ContextSpec,
     OnDeny,
     RefusalKind,
-    ResourceSpec,
     ToolSpec,
     bind_arguments,
-    build_spec,
     refusal_message,
     spec_of,
     tool_input,
@@ -73,28 +71,37 @@ class ToolCalls:
 
     # -- guarding ----------------------------------------------------------------------
 
-    def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, resource: ResourceSpec = None,
-              resource_types: Iterable[str] = (), context: ContextSpec = None, on_deny: OnDeny = "raise",
-              name: str | None = None, sum_arguments: Iterable[str] = ()) -> Any:
-        """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``)."""
+    def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, settings: ToolSettings | None,
+              name: str | None, on_deny: OnDeny | None, **options: Any) -> Any:
+        """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``).
+
+        ``options`` are the ToolSettings keywords given one by one (``resource=``...):
+        they and ``settings=`` are one way of saying the same, so not both.
+        """
         if callable(action) and not isinstance(action, (str, EntityUID)):
-            return self.guard(None)(action)
-        if on_deny not in ("raise", "message"):
-            raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
+            return self.guard(None, settings=settings, name=name, on_deny=on_deny, **options)(action)
+        given = {key: value for key, value in options.items() if value not in (None, ())}
+        if action is not None:
+            given["action"] = action
+        if settings is None:
+            settings = ToolSettings(**given)
+        elif not isinstance(settings, ToolSettings):
+            raise ConfigurationError("guard(settings=) takes an agentauthz.ToolSettings")
+        elif given:
+            raise ConfigurationError(f"guard takes settings= or {'=, '.join(sorted(given))}=, not both")
+        fallback = ToolSettings(on_deny=on_deny).on_deny_or("raise")  # checked now, not at decoration
         authz = self.authz
-        chosen_action = action
+        chosen = settings
 
         def decorate(fn: F) -> F:
-            spec = build_spec(
-                fn, name=name, action=chosen_action, resource=resource,
-                resource_types=tuple(resource_types), context=context, on_deny=on_deny,
-                sums=tuple(sum_arguments),
-            )
+            spec = chosen.spec_from_function(fn, name=name, on_deny=fallback)
             authz.tools[spec.name] = spec
+            needed = tuple(parameter.name for parameter in inspect.signature(fn).parameters.values()
+                           if parameter.name in spec.injected and parameter.default is parameter.empty)
             if inspect.iscoroutinefunction(fn):
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    prepared = self._prepare(spec, fn, args, kwargs)
+                    prepared = self._prepare(spec, fn, needed, args, kwargs)
                     if isinstance(prepared, str):
                         return prepared
                     arguments, inputs = prepared
@@ -109,7 +116,7 @@ class ToolCalls:
                 return wraps_tool(fn, guarded_async, spec)
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                prepared = self._prepare(spec, fn, args, kwargs)
+                prepared = self._prepare(spec, fn, needed, args, kwargs)
                 if isinstance(prepared, str):
                     return prepared
                 arguments, inputs = prepared
@@ -125,15 +132,37 @@ class ToolCalls:
         return decorate
 
     def _prepare(
-        self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, spec: ToolSpec, fn: Callable[..., Any], needed: tuple[str, ...], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
-        """The validated arguments and request inputs of a guarded call, or its refusal for the model."""
+        """The arguments a guarded call runs with and its request inputs, or its refusal for the model.
+
+        The caller of a guarded function is the application: it passes the
+        injected arguments (``Annotated[T, az.Injected]``), which the function
+        gets as given and the policy never sees. ``needed`` are those without a default.
+
+        Raises:
+            ConfigurationError: an injected argument without a default was not
+                passed (before anything is decided: the application's mistake).
+        """
+        supplied: dict[str, Any] = {}
+
+        def chosen() -> dict[str, Any]:
+            bound = bind_arguments(fn, args, kwargs, spec.name)
+            supplied.update((name, bound.pop(name)) for name in spec.injected if name in bound)
+            missing = [name for name in needed if name not in supplied]
+            if missing:
+                raise ConfigurationError(f"tool {spec.name!r} needs {missing[0]!r}, which the application "
+                                         "supplies (it is az.Injected): pass it when calling the tool")
+            return bound
+
         try:
-            return self.checked(spec, lambda: bind_arguments(fn, args, kwargs, spec.name))
+            arguments, inputs = self.checked(spec, chosen)
         except InvalidArguments as exc:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
+        return {**arguments, **supplied}, inputs
 
     def _refuse(self, spec: ToolSpec, call: ToolCall) -> str:
         if spec.on_deny == "message":

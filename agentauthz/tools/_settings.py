@@ -7,7 +7,7 @@ added here reaches every one of them without a new keyword mapping each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,14 @@ from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
-from agentauthz.tools._spec import ContextSpec, OnDeny, ResourceSpec, ToolSpec, build_spec_from_model
+from agentauthz.tools._spec import (
+    ContextSpec,
+    OnDeny,
+    ResourceSpec,
+    ToolSpec,
+    build_spec,
+    build_spec_from_model,
+)
 
 __all__ = ["ToolSettings"]
 
@@ -99,6 +106,23 @@ class ToolSettings:
         """This tool's ``on_deny``, or the wrapper's ``default`` when it sets none."""
         return self.on_deny if self.on_deny is not None else default
 
+    def spec_from_function(self, fn: Callable[..., Any], *, name: str | None, on_deny: OnDeny) -> ToolSpec:
+        """The spec of a guarded function (its signature), with these settings.
+
+        Args:
+            fn: the tool function; its signature declares the arguments.
+            name: the tool name (default: the function's name).
+            on_deny: used when these settings set none.
+
+        Raises:
+            ConfigurationError: an argument type has no Cedar equivalent, or a
+                summed argument is not an integer or decimal argument.
+        """
+        return build_spec(
+            fn, name=name, action=self.action, resource=self.resource, resource_types=self.resource_types,
+            context=self.context, on_deny=self.on_deny_or(on_deny), sums=self.sum_arguments,
+        )
+
     def spec_from_model(self, model: type[BaseModel], *, name: str, description: str,
                         on_deny: OnDeny) -> ToolSpec:
         """The spec of a tool whose arguments are the fields of ``model``, with these settings.
@@ -117,6 +141,17 @@ class ToolSettings:
             model, name=name, description=description, action=self.action, resource=self.resource,
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sums=self.sum_arguments,
+        )
+
+    def spec_from_mcp_tool(self, tool: Any, *, on_deny: OnDeny) -> ToolSpec:
+        """The spec of an MCP tool (:meth:`ToolSpec.from_mcp_tool`), with these settings.
+
+        Raises:
+            ConfigurationError: see :meth:`ToolSpec.from_mcp_tool`.
+        """
+        return ToolSpec.from_mcp_tool(
+            tool, action=self.action, resource=self.resource, resource_types=self.resource_types,
+            context=self.context, on_deny=self.on_deny_or(on_deny), sum_arguments=self.sum_arguments,
         )
 
     def spec_from_json_schema(self, schema: Mapping[str, Any], *, name: str, description: str,

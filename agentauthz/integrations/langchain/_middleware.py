@@ -25,6 +25,7 @@ from agentauthz.integrations.langchain._tools import (
     refusal_output,
     refused_as,
     settings_by_tool,
+    shown_to_model,
     spec_for_tool,
 )
 from agentauthz.session._session import ToolCall
@@ -327,15 +328,19 @@ class AuthzMiddleware(_MiddlewareBase):
             kept = self.authz.permitted_tools(offered)  # no end user: IdentityError, as every path says
         return [item.tool for item in kept]
 
+    def _offered(self, tools: Sequence[BaseTool | dict[str, Any]], config: Mapping[str, Any]) -> list[Any]:
+        """The tools the model is shown: those the user could call (``filter_tools``), without
+        the application's arguments (``az.Injected``)."""
+        kept = self._permitted(tools, config) if self.filter_tools else list(tools)
+        return [shown_to_model(tool) if isinstance(tool, BaseTool) else tool for tool in kept]
+
     def wrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """Offer the model only the tools the user could call."""
-        if not self.filter_tools:
-            return handler(request)
-        return handler(request.override(tools=self._permitted(request.tools, ensure_config())))
+        return handler(request.override(tools=self._offered(request.tools, ensure_config())))
 
     async def awrap_model_call(
         self,
@@ -343,7 +348,5 @@ class AuthzMiddleware(_MiddlewareBase):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """Async twin of :meth:`wrap_model_call` (the filtering runs in a worker thread)."""
-        if not self.filter_tools:
-            return await handler(request)
-        tools = await asyncio.to_thread(self._permitted, request.tools, ensure_config())
+        tools = await asyncio.to_thread(self._offered, request.tools, ensure_config())
         return await handler(request.override(tools=tools))

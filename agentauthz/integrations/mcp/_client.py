@@ -151,7 +151,7 @@ class AuthorizedClientSession:
             return result
 
     def _spec(self, tool: mt.Tool) -> ToolSpec:
-        return self.specs.tool(tool.name, tool.input_schema, tool.description)
+        return self.specs.tool(tool)
 
     async def _find(self, name: str) -> mt.Tool | None:
         """The tool as the server lists it, paging through the list (at most ``_MAX_PAGES`` pages)."""
