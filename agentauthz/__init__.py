@@ -50,6 +50,7 @@ from agentauthz.engines.base import Engine
 if _typing.TYPE_CHECKING:
     from agentauthz.avp._engine import VerifiedPermissionsEngine
     from agentauthz.avp._options import Batching, DecisionCache, Retry
+    from agentauthz.avp._synced import SyncedEngine
     from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
     from agentauthz.engines.local import LocalEngine
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
@@ -100,6 +101,7 @@ __all__ = [
     "SessionConfig",
     "SessionStore",
     "StaticEntityProvider",
+    "SyncedEngine",
     "TemplateLink",
     "TokenIdentity",
     "ToolCall",
@@ -132,6 +134,7 @@ _LAZY = {
     "Session": "agentauthz.session._session",
     "SessionConfig": "agentauthz.session._session",
     "SessionStore": "agentauthz.session._stores",
+    "SyncedEngine": "agentauthz.avp._synced",
     "TemplateLink": "agentauthz.policy._store",
     "TokenIdentity": "agentauthz.avp._tokens",
     "ToolCall": "agentauthz.session._session",
