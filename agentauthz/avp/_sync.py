@@ -148,9 +148,13 @@ def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[dic
     while True:
         extra = {"nextToken": token} if token else {}
         page = _call(client, operation, maxResults=_PAGE, **params, **extra)
-        for item in page.get(key) or ():
-            if isinstance(item, Mapping):
-                yield dict(item)
+        items = page.get(key) if isinstance(page, Mapping) else None
+        # A page without its list, or with something other than items, is no empty store: an answer
+        # botocore could not read (a 200 without JSON reads as {}) would otherwise drop every policy.
+        if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+            raise EngineError(f"Verified Permissions {_operation_name(operation)} answered without a "
+                              f"list of {key}")
+        yield from (dict(item) for item in items)
         token = page.get("nextToken")
         if not token:
             return
@@ -200,10 +204,15 @@ def list_store(client: Any, policy_store_id: str) -> Listing:
     schema: str | None = None
     try:
         answer = client.get_schema(policyStoreId=policy_store_id)
-        schema = answer.get("schema") if isinstance(answer, Mapping) else None
     except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
             raise _failed("GetSchema", exc) from exc
+    else:
+        # A store without a schema answers ResourceNotFoundException; an answer without one is broken
+        # (read as "no schema", a copy would lose the action groups forbid policies name).
+        schema = answer.get("schema") if isinstance(answer, Mapping) else None
+        if not isinstance(schema, str) or not schema:
+            raise EngineError("Verified Permissions GetSchema answered without a schema")
     return Listing(
         schema=schema,
         templates=tuple(_pages(client, "list_policy_templates", "policyTemplates", policyStoreId=policy_store_id)),
@@ -236,8 +245,9 @@ def _read_remote(client: Any, policy_store_id: str, listing: Listing | None = No
             assert before is not None
             merged = {**before, **item}
         else:
-            merged = {**item, **_call(client, "get_policy_template", policyStoreId=policy_store_id,
-                                      policyTemplateId=item["policyTemplateId"])}
+            detail = _call(client, "get_policy_template", policyStoreId=policy_store_id,
+                           policyTemplateId=item["policyTemplateId"])
+            merged = {**item, **detail, "statement": _statement(detail, "GetPolicyTemplate")}
         ours = _template_our_id(merged)
         _keep(remote, remote.templates, ours, merged)
         remote.template_ours[merged["policyTemplateId"]] = ours
@@ -254,9 +264,22 @@ def _read_remote(client: Any, policy_store_id: str, listing: Listing | None = No
         else:
             detail = _call(client, "get_policy", policyStoreId=policy_store_id, policyId=item["policyId"])
             static = (detail.get("definition") or {}).get("static") or {}
-            statement, description = static.get("statement", ""), static.get("description")
+            statement, description = _statement(static, "GetPolicy"), static.get("description")
         _keep(remote, remote.statics, ours, {**item, "statement": statement, "description": description})
     return remote
+
+
+def _statement(detail: Any, operation: str) -> str:
+    """The ``statement`` of a GetPolicy / GetPolicyTemplate answer; an answer without one is an error."""
+    statement = detail.get("statement") if isinstance(detail, Mapping) else None
+    if not isinstance(statement, str) or not statement.strip():
+        raise EngineError(f"Verified Permissions {operation} answered without a statement")
+    return statement
+
+
+def _operation_name(operation: str) -> str:
+    """``list_policies`` -> ``ListPolicies``."""
+    return "".join(part.capitalize() for part in operation.split("_"))
 
 
 def _keep(remote: _Remote, items: dict[str, dict[str, Any]], ours: str, item: dict[str, Any]) -> None:

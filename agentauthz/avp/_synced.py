@@ -269,6 +269,7 @@ class SyncedEngine:
         store = PolicyStore.from_text(
             text, schema=pulled.schema, links=[_link(entry) for entry in pulled.links], validate=False,
             max_bytes=max(DEFAULT_MAX_BYTES, len(text.encode("utf-8")) + 1))
+        _check_complete(store, pulled, self.policy_store_id)
         for warning in pulled.warnings:
             _log.warning("agentauthz: Verified Permissions policy store %s: %s", self.policy_store_id, warning)
         schema = schema_from({"schema": pulled.schema}) if pulled.schema is not None else Schema()
@@ -284,6 +285,29 @@ class SyncedEngine:
                 self._last_error = truncate(redact(f"{type(exc).__name__}: {exc}"))
                 _log.warning("agentauthz: refreshing the copy of Verified Permissions policy store %s "
                              "failed: %s", self.policy_store_id, self._last_error)
+
+
+def _check_complete(store: PolicyStore, pulled: PulledStore, policy_store_id: str) -> None:
+    """Refuse a copy that would not decide as the policy store does.
+
+    Each statement must load as exactly one policy or template (a missing or
+    doubled one changes decisions: a lost forbid is an allow), every link must
+    load, and no policy may be ``@mode("shadow")``: Verified Permissions
+    enforces every policy it holds, the copy would not.
+
+    Raises:
+        EngineError: the copy differs from the store.
+    """
+    where = f"the copy of Verified Permissions policy store {policy_store_id}"
+    held = (len(pulled.templates) + len(pulled.policies), len(pulled.links))
+    loaded = (len(store.policies), len(store.links))
+    if loaded != held:
+        raise EngineError(f"{where} loads {loaded[0]} policies and templates and {loaded[1]} links, the "
+                          f"store holds {held[0]} and {held[1]}: refused")
+    shadow = store.snapshot.shadow
+    if shadow is not None:
+        raise EngineError(f"{where} holds @mode(\"shadow\") policies ({', '.join(sorted(shadow.ids)[:3])}), "
+                          "which Verified Permissions enforces: refused")
 
 
 def _link(entry: Mapping[str, Any]) -> TemplateLink:
