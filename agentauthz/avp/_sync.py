@@ -128,7 +128,7 @@ def _call(client: Any, operation: str, **params: Any) -> Any:
     try:
         return getattr(client, operation)(**params)
     except Exception as exc:
-        raise _failed(operation, exc) from exc
+        raise _failed(_operation_name(operation), exc) from exc
 
 
 def _failed(operation: str, exc: BaseException) -> EngineError:

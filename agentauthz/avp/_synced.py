@@ -270,7 +270,8 @@ class SyncedEngine:
             text, schema=pulled.schema, links=[_link(entry) for entry in pulled.links], validate=False,
             max_bytes=max(DEFAULT_MAX_BYTES, len(text.encode("utf-8")) + 1))
         _check_complete(store, pulled, self.policy_store_id)
-        for warning in pulled.warnings:
+        known = set(self._current.pulled.warnings) if hasattr(self, "_current") else set()
+        for warning in (w for w in pulled.warnings if w not in known):  # each once, not every refresh
             _log.warning("agentauthz: Verified Permissions policy store %s: %s", self.policy_store_id, warning)
         schema = schema_from({"schema": pulled.schema}) if pulled.schema is not None else Schema()
         return _Copy(pulled, LocalEngine(store, slicing=self.slicing), schema, confirmed)
@@ -282,9 +283,11 @@ class SyncedEngine:
             try:
                 self.refresh()
             except Exception as exc:  # the copy in use stays; it goes stale after max_age
-                self._last_error = truncate(redact(f"{type(exc).__name__}: {exc}"))
-                _log.warning("agentauthz: refreshing the copy of Verified Permissions policy store %s "
-                             "failed: %s", self.policy_store_id, self._last_error)
+                error = truncate(redact(f"{type(exc).__name__}: {exc}"))
+                if error != self._last_error:  # once per failure, not once per check
+                    _log.warning("agentauthz: refreshing the copy of Verified Permissions policy store %s "
+                                 "failed: %s", self.policy_store_id, error)
+                self._last_error = error
 
 
 def _check_complete(store: PolicyStore, pulled: PulledStore, policy_store_id: str) -> None:
