@@ -22,4 +22,5 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
                   "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval"):
         assert title in text
     assert "Not measured" not in text
-    assert text.count("| yes |") + text.count("| **no** |") == 3  # tools, RAG and links targets
+    # tools, RAG and links targets, and zero service calls on the SyncedEngine decision path
+    assert text.count("| yes |") + text.count("| **no** |") == 4
