@@ -215,7 +215,8 @@ def list_store(client: Any, policy_store_id: str) -> Listing:
             raise EngineError("Verified Permissions GetSchema answered without a schema")
     return Listing(
         schema=schema,
-        templates=tuple(_pages(client, "list_policy_templates", "policyTemplates", policyStoreId=policy_store_id)),
+        templates=tuple(_pages(client, "list_policy_templates", "policyTemplates",
+                               policyStoreId=policy_store_id)),
         policies=tuple(_pages(client, "list_policies", "policies", policyStoreId=policy_store_id)),
     )
 
@@ -237,7 +238,8 @@ def _read_remote(client: Any, policy_store_id: str, listing: Listing | None = No
     """
     listing = listing or list_store(client, policy_store_id)
     remote = _Remote(schema=listing.schema)
-    known_templates = {str(item["policyTemplateId"]): item for item in (known.templates.values() if known else ())}
+    known_templates = {str(item["policyTemplateId"]): item
+                       for item in (known.templates.values() if known else ())}
     known_statics = {str(item["policyId"]): item for item in (known.statics.values() if known else ())}
     for item in listing.templates:
         before = known_templates.get(str(item["policyTemplateId"]))

@@ -272,7 +272,8 @@ class SyncedEngine:
         _check_complete(store, pulled, self.policy_store_id)
         known = set(self._current.pulled.warnings) if hasattr(self, "_current") else set()
         for warning in (w for w in pulled.warnings if w not in known):  # each once, not every refresh
-            _log.warning("agentauthz: Verified Permissions policy store %s: %s", self.policy_store_id, warning)
+            _log.warning("agentauthz: Verified Permissions policy store %s: %s", self.policy_store_id,
+                         warning)
         schema = schema_from({"schema": pulled.schema}) if pulled.schema is not None else Schema()
         return _Copy(pulled, LocalEngine(store, slicing=self.slicing), schema, confirmed)
 
@@ -315,12 +316,13 @@ def _check_complete(store: PolicyStore, pulled: PulledStore, policy_store_id: st
 
 def _link(entry: Mapping[str, Any]) -> TemplateLink:
     """A template link of the copy from its ``template-links.json`` entry."""
-    slots: dict[str, EntityUID] = {}
-    for slot in ("principal", "resource"):
-        uid = entry.get(slot)
+    def slot(name: str) -> EntityUID | None:
+        uid = entry.get(name)
         if uid is None:
-            continue
+            return None
         if not isinstance(uid.get("type"), str) or not isinstance(uid.get("id"), str):
-            raise PolicyError(f"template link {entry.get('id')!r}: malformed {slot}")
-        slots[slot] = EntityUID(uid["type"], uid["id"])
-    return TemplateLink(id=str(entry["id"]), template=str(entry["template"]), **slots)
+            raise PolicyError(f"template link {entry.get('id')!r}: malformed {name}")
+        return EntityUID(uid["type"], uid["id"])
+
+    return TemplateLink(id=str(entry["id"]), template=str(entry["template"]), principal=slot("principal"),
+                        resource=slot("resource"))
