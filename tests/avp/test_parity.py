@@ -262,8 +262,11 @@ def _synced_mismatches(name: str, fitting: list[tuple[int, Any]], remote: list[a
     return [f"{name} request {index}: AVP {got.outcome} {list(got.reasons)} errors {list(got.errors)[:2]}; "
             f"synced copy {mine.outcome} {list(mine.reasons)} errors {list(mine.errors)[:2]}"
             for (index, _), got, mine in zip(fitting, remote, copy, strict=True)
-            if not (got.errors and got.errors[0].startswith(NOT_SENT)) and (
-                got.allowed, got.reasons, erring_policies(got)) != (mine.allowed, mine.reasons, erring_policies(mine))]
+            if not (got.errors and got.errors[0].startswith(NOT_SENT)) and _compared(got) != _compared(mine)]
+
+
+def _compared(decision: az.Decision) -> tuple[bool, tuple[str, ...], Any]:
+    return decision.allowed, decision.reasons, erring_policies(decision)
 
 
 @pytest.mark.corpus

@@ -28,6 +28,7 @@ POLICIES = """
 LINKS = [az.TemplateLink(id="alice-d1", template="templ", principal=az.EntityUID("User", "alice"),
                          resource=az.EntityUID("Doc", "d1"))]
 LISTING = ["GetSchema", "ListPolicyTemplates", "ListPolicies"]
+NO_CAROL = '@id("no-carol") forbid(principal == User::"carol", action, resource);'
 
 
 def read(user: str = "alice", doc: str = "d1") -> az.Request:
@@ -100,7 +101,8 @@ def test_refresh_picks_up_an_updated_statement_and_a_deleted_policy(
         assert engine.decide([read("carol")])[0].allowed
 
 
-def test_the_background_refresh_swaps_in_a_changed_store(server: LocalVerifiedPermissions, client: Any) -> None:
+def test_the_background_refresh_swaps_in_a_changed_store(
+        server: LocalVerifiedPermissions, client: Any) -> None:
     with SyncedEngine(server.policy_store_id, client=client, refresh_interval=0.05, max_age=5) as engine:
         before = engine.fingerprint
         add_forbid(client, server, '@id("no-bob") forbid(principal == User::"bob", action, resource);')
@@ -117,7 +119,8 @@ def test_a_check_of_an_unchanged_store_lists_it_and_reads_no_statement(
     assert [call.operation for call in server.calls] == LISTING
 
 
-def test_a_refresh_reads_only_the_statements_that_changed(server: LocalVerifiedPermissions, client: Any) -> None:
+def test_a_refresh_reads_only_the_statements_that_changed(
+        server: LocalVerifiedPermissions, client: Any) -> None:
     with SyncedEngine(server.policy_store_id, client=client, refresh_interval=None) as engine:
         add_forbid(client, server, '@id("no-bob") forbid(principal == User::"bob", action, resource);')
         server.reset_calls()
@@ -125,7 +128,8 @@ def test_a_refresh_reads_only_the_statements_that_changed(server: LocalVerifiedP
     assert [call.operation for call in server.calls] == [*LISTING, "GetPolicy"]
 
 
-def test_decisions_make_no_call_to_verified_permissions(server: LocalVerifiedPermissions, client: Any) -> None:
+def test_decisions_make_no_call_to_verified_permissions(
+        server: LocalVerifiedPermissions, client: Any) -> None:
     sink = az.MemorySink()
     with SyncedEngine(server.policy_store_id, client=client, refresh_interval=None) as engine:
         authz = az.Authorizer(engine, audit=[sink])
@@ -185,8 +189,8 @@ def test_an_unreadable_answer_never_becomes_an_empty_copy(operation: str) -> Non
         with server.faults(operation, Fault.malformed_json(b"not json")), pytest.raises(az.EngineError):
             SyncedEngine(server.policy_store_id, client=client, refresh_interval=None)
         with SyncedEngine(server.policy_store_id, client=client, refresh_interval=None) as engine:
-            add_forbid(client, server, '@id("no-carol") forbid(principal == User::"carol", action, resource);')
-            template = client.list_policy_templates(policyStoreId=server.policy_store_id)["policyTemplates"][0]
+            add_forbid(client, server, NO_CAROL)
+            [template] = client.list_policy_templates(policyStoreId=server.policy_store_id)["policyTemplates"]
             client.update_policy_template(  # so that the refresh reads the template again
                 policyStoreId=server.policy_store_id, policyTemplateId=template["policyTemplateId"],
                 statement=POLICIES.strip().splitlines()[1])
