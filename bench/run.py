@@ -541,8 +541,8 @@ def avp_synced(report: Report, sizes: Sizes) -> None:
             found = measure_calls({"single": _authorize_each(authz, single)}, rounds)
             found |= measure({"filter": (run_filter, 1)}, rounds)
             per_filtered = found["filter"] / len(docs)
-            rows.append([label, f"{calls_per_1000:,.0f}", us(found["single"]), f"{1e6 / found['single']:,.0f}",
-                         us(per_filtered), f"{1e6 / per_filtered:,.0f}"])
+            rows.append([label, f"{calls_per_1000:,.0f}", us(found["single"]),
+                         f"{1e6 / found['single']:,.0f}", us(per_filtered), f"{1e6 / per_filtered:,.0f}"])
             if engine is synced:
                 report.target("SyncedEngine: service calls per 1,000 decisions", f"{calls_per_1000:g}",
                               calls_per_1000 == 0)
