@@ -312,10 +312,13 @@ def test_a_stale_synced_copy_denies_with_its_span(telemetry: Telemetry) -> None:
 # -- what spans never carry --------------------------------------------------------------------
 
 
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+
+
 @settings(max_examples=60, deadline=None)
-@given(user=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=6, max_size=20),
-       value=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=6, max_size=20))
+@given(user=_TEXT.map("Zu~".__add__), value=_TEXT.map("Zv~".__add__))
 def test_spans_and_metrics_never_carry_ids_or_attribute_values(user: str, value: str) -> None:
+    # The marked prefixes keep a short id from matching a timestamp or a hex id by chance.
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -337,7 +340,7 @@ def test_spans_and_metrics_never_carry_ids_or_attribute_values(user: str, value:
     assert len(spans.get_finished_spans()) == 3
     for text in exported:
         for secret in (user, value, json.dumps(user)[1:-1], json.dumps(value)[1:-1]):
-            assert secret not in text or secret in {"User", "Doc", "read", "allow", "deny"}
+            assert secret not in text
 
 
 # -- without the extra -------------------------------------------------------------------------
