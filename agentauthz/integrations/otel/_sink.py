@@ -27,7 +27,6 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
     ) from _missing
 
 from agentauthz._audit import AuditEvent, Operation, current_operation
-from agentauthz._model import EntityUID
 from agentauthz.session._admission import STORE_FAILED
 
 __all__ = ["SCOPE", "OpenTelemetrySink"]
@@ -53,13 +52,13 @@ def _version() -> str:
 
 
 def _type_of(uid_text: str | None) -> str:
-    """``User::"alice"`` -> ``User`` (only the type: an id may be personal data)."""
-    if not uid_text:
-        return ""
-    try:
-        return EntityUID.parse(uid_text).type
-    except Exception:  # a name no schema declares, recorded as written
-        return ""
+    """``User::"alice"`` -> ``User`` (only the type: an id may be personal data).
+
+    A type holds no ``"``, so the text before the first ``::"`` is the type;
+    text that is no uid (a name recorded as written) gives ``""``.
+    """
+    entity_type, quote, _ = (uid_text or "").partition('::"')
+    return entity_type if quote else ""
 
 
 class OpenTelemetrySink:
