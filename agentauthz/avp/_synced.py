@@ -30,7 +30,7 @@ from typing import Any
 from agentauthz._errors import ConfigurationError, EngineError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.avp._engine import _STORE_ID, _boto, _built_client
-from agentauthz.avp._exchange import Schema, schema_from
+from agentauthz.avp._exchange import Schema, action_in, schema_from
 from agentauthz.avp._options import Batching, Retry
 from agentauthz.avp._sync import PulledStore, list_store, read_store
 from agentauthz.engines.local import LocalEngine
@@ -150,13 +150,7 @@ class SyncedEngine:
             return action
         if '::"' in action:
             return EntityUID.parse(action)
-        schema = self._current.schema
-        matches = [uid for uid in schema.actions if uid.id == action]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches and len(schema.namespaces) == 1 and schema.namespaces[0]:
-            return EntityUID(f"{schema.namespaces[0]}::Action", action)
-        return EntityUID("Action", action)
+        return action_in(self._current.schema, action)
 
     def decide(self, requests: Sequence[Request], entities: Sequence[Entity] = ()) -> list[Decision]:
         """Decide each request on the copy; every request is denied when the copy is stale."""

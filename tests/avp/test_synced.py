@@ -252,3 +252,21 @@ def test_close_stops_the_background_checks(server: LocalVerifiedPermissions, cli
 
 def test_the_engine_is_exported_at_the_top_level() -> None:
     assert az.SyncedEngine is SyncedEngine
+
+
+def test_a_bare_action_name_resolves_as_the_remote_engine_resolves_it() -> None:
+    schema = """namespace Shop {
+      entity User; entity Doc;
+      action read appliesTo { principal: User, resource: Doc };
+    }"""
+    store = az.PolicyStore.from_text('@id("r") permit(principal, action == Shop::Action::"read", resource);',
+                                     schema=schema)
+    with LocalVerifiedPermissions(store) as server, SyncedEngine(
+            server.policy_store_id, client=server.client(), refresh_interval=None) as engine:
+        remote = az.VerifiedPermissionsEngine(server.policy_store_id, client=server.client())
+        for name in ("read", "write", 'Other::Action::"x"'):
+            assert engine.resolve_action(name) == remote.resolve_action(name)
+        request = az.Request(principal=az.EntityUID("Shop::User", "a"), action=engine.resolve_action("read"),
+                             resource=az.EntityUID("Shop::Doc", "d"))
+        assert engine.decide([request])[0].reasons == remote.decide([request])[0].reasons == ("r",)
+        remote.close()
