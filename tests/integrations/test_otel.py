@@ -251,6 +251,28 @@ def test_an_mcp_tool_call_has_its_spans(telemetry: Telemetry, authz: az.Authoriz
     assert telemetry.counted("agentauthz.denials", **{"agentauthz.policy_id": "(none)"}) >= 1
 
 
+def test_a_strands_agent_tool_call_has_its_spans(telemetry: Telemetry, authz: az.Authorizer) -> None:
+    pytest.importorskip("strands")
+    from strands import Agent, tool
+
+    from agentauthz.integrations.strands import PRINCIPAL_KEY, AuthzIntervention, ScriptedModel
+
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """Look an order up."""
+        return "shipped"
+
+    model = ScriptedModel([("tool", "lookup_order", {"order_id": "o-1"})])
+    agent = Agent(model=model, tools=[lookup_order], interventions=[AuthzIntervention(authz)],
+                  callback_handler=None)
+    agent("where is my order", invocation_state={PRINCIPAL_KEY: ALICE})
+    [span] = telemetry.finished("agentauthz.tool_call")
+    [decision] = telemetry.finished("agentauthz.decision")
+    assert span.attributes is not None and span.attributes["gen_ai.tool.name"] == "lookup_order"
+    assert decision.parent is not None and decision.parent.span_id == span.context.span_id
+    assert_decision_metrics(telemetry, allowed=1, denied=0)
+
+
 def test_a_retrieval_is_a_span_with_its_counters_and_no_decision_metrics(
         telemetry: Telemetry, authz: az.Authorizer) -> None:
     pytest.importorskip("langchain_core")
