@@ -600,6 +600,10 @@ class PulledStore:
         warnings: statements written as they are (no parse, another ``@id``), and
             ids held by several items (only the first is kept).
         listing: the listing it was read from (its :attr:`Listing.version`).
+        renamed: static policies whose statement carries another ``@id``: that
+            ``@id`` -> the id Verified Permissions' decisions report (ours).
+            They load under their ``@id``; links name a template by the id it
+            loads under.
     """
 
     schema: str | None
@@ -609,6 +613,7 @@ class PulledStore:
     warnings: tuple[str, ...]
     listing: Listing
     remote: _Remote = field(repr=False, compare=False)
+    renamed: Mapping[str, str] = field(default_factory=dict)
 
 
 def read_store(client: Any, policy_store_id: str, listing: Listing | None = None,
@@ -630,27 +635,33 @@ def read_store(client: Any, policy_store_id: str, listing: Listing | None = None
     warnings = [f"{our_id}: several items of the policy store carry this id; only the first is kept"
                 for our_id in remote.duplicates]
     texts: dict[str, tuple[str, ...]] = {}
+    loaded_as: dict[str, dict[str, str]] = {}  # kind -> our id -> the @id it loads under, when another
     for kind, items in (("templates", remote.templates), ("policies", remote.statics)):
         blocks = []
         for our_id, item in sorted(items.items()):
-            text, warning = _with_id(str(item.get("statement", "")), our_id)
+            text, written, warning = _with_id(str(item.get("statement", "")), our_id)
             if warning:
                 warnings.append(warning)
+            if written is not None and written != our_id:
+                loaded_as.setdefault(kind, {})[our_id] = written
             blocks.append(text)
         texts[kind] = tuple(blocks)
+    templates_as = loaded_as.get("templates", {})
     links = []
     for our_id, item in sorted(remote.links.items()):
         linked = (item.get("definition") or {}).get("templateLinked") or {}
         template = remote.template_ours.get(str(linked.get("policyTemplateId")),
                                             str(linked.get("policyTemplateId")))
+        template = templates_as.get(template, template)
         entry: dict[str, Any] = {"id": our_id, "template": template}
         for slot in ("principal", "resource"):
             uid = linked.get(slot)
             if isinstance(uid, Mapping):
                 entry[slot] = {"type": uid.get("entityType"), "id": uid.get("entityId")}
         links.append(entry)
+    renamed = {written: our_id for our_id, written in loaded_as.get("policies", {}).items()}
     return PulledStore(remote.schema, texts["templates"], texts["policies"], tuple(links), tuple(warnings),
-                       listing, remote)
+                       listing, remote, renamed)
 
 
 def pull(client: Any, policy_store_id: str, out_dir: str | Path) -> PullResult:
@@ -690,18 +701,22 @@ def pull(client: Any, policy_store_id: str, out_dir: str | Path) -> PullResult:
                       pulled.schema is not None, pulled.warnings)
 
 
-def _with_id(statement: str, our_id: str) -> tuple[str, str | None]:
-    """The statement with an ``@id`` annotation naming ``our_id`` (added when missing)."""
+def _with_id(statement: str, our_id: str) -> tuple[str, str | None, str | None]:
+    """The statement with an ``@id`` annotation naming ``our_id`` (added when missing).
+
+    Returns:
+        The text, the ``@id`` it loads under (None when it does not parse), and a warning.
+    """
     text = statement.strip()
     try:
         parsed = json.loads(cedarpy.policies_to_json_str(text))
         bodies = [*parsed.get("staticPolicies", {}).values(), *parsed.get("templates", {}).values()]
         annotations = bodies[0].get("annotations") or {} if bodies else {}
     except (ValueError, IndexError):
-        return text, f"{our_id}: the statement does not parse; written as it is"
+        return text, None, f"{our_id}: the statement does not parse; written as it is"
     written = annotations.get("id")
     if written is None:
-        return f'@id("{escape(our_id)}")\n{text}', None
+        return f'@id("{escape(our_id)}")\n{text}', our_id, None
     if written != our_id:
-        return text, f"{our_id}: the statement's @id is {written!r}; it loads under that id"
-    return text, None
+        return text, written, f"{our_id}: the statement's @id is {written!r}; it loads under that id"
+    return text, written, None

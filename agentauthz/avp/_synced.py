@@ -20,12 +20,15 @@ is denied, with an error saying so, until a check succeeds.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+import cedarpy
 
 from agentauthz._errors import ConfigurationError, EngineError, PolicyError
 from agentauthz._model import Decision, Entity, EntityUID, Request
@@ -258,14 +261,16 @@ class SyncedEngine:
             raise EngineError(
                 f"Verified Permissions policy store {self.policy_store_id} holds several items with the "
                 f"id {pulled.remote.duplicates[0]!r}: a copy keeping one of them would decide differently")
-        text = "\n\n".join((*pulled.templates, *pulled.policies))
+        text = "\n\n".join((*pulled.templates, *_under_reported_ids(pulled)))
         # Each statement passed AVP's own size limits; together they are no single file to bound.
         store = PolicyStore.from_text(
             text, schema=pulled.schema, links=[_link(entry) for entry in pulled.links], validate=False,
             max_bytes=max(DEFAULT_MAX_BYTES, len(text.encode("utf-8")) + 1))
         _check_complete(store, pulled, self.policy_store_id)
         known = set(self._current.pulled.warnings) if hasattr(self, "_current") else set()
-        for warning in (w for w in pulled.warnings if w not in known):  # each once, not every refresh
+        # Each once, not every refresh; a statement's other @id is no news: the copy reports AVP's id.
+        renamed = tuple(f"{ours}: the statement's @id is " for ours in pulled.renamed.values())
+        for warning in (w for w in pulled.warnings if w not in known and not w.startswith(renamed)):
             _log.warning("agentauthz: Verified Permissions policy store %s: %s", self.policy_store_id,
                          warning)
         schema = schema_from({"schema": pulled.schema}) if pulled.schema is not None else Schema()
@@ -283,6 +288,35 @@ class SyncedEngine:
                     _log.warning("agentauthz: refreshing the copy of Verified Permissions policy store %s "
                                  "failed: %s", self.policy_store_id, error)
                 self._last_error = error
+
+
+def _under_reported_ids(pulled: PulledStore) -> list[str]:
+    """The static policies, each under the id Verified Permissions' decisions report.
+
+    A statement whose ``@id`` differs from that id (a policy created in AVP
+    with its own ``@id`` and no agentauthz name) gets it replaced, through
+    Cedar's JSON form: the copy's determining policies are the remote engine's.
+
+    Raises:
+        PolicyError: such a statement cannot be converted.
+    """
+    if not pulled.renamed:
+        return list(pulled.policies)
+    texts = []
+    for text in pulled.policies:
+        try:
+            est = json.loads(cedarpy.policies_to_json_str(text))
+            bodies = list(est.get("staticPolicies", {}).values())
+            annotations = bodies[0].get("annotations") or {} if len(bodies) == 1 else {}
+            reported = pulled.renamed.get(annotations.get("id", ""))
+            if reported is not None:
+                annotations["id"] = reported
+                text = cedarpy.policies_from_json_str(json.dumps(est))
+        except ValueError as exc:
+            raise PolicyError(f"a statement of the policy store cannot be renamed: {truncate(str(exc))}"
+                              ) from exc
+        texts.append(text)
+    return texts
 
 
 def _check_complete(store: PolicyStore, pulled: PulledStore, policy_store_id: str) -> None:

@@ -28,6 +28,7 @@ POLICIES = """
 LINKS = [az.TemplateLink(id="alice-d1", template="templ", principal=az.EntityUID("User", "alice"),
                          resource=az.EntityUID("Doc", "d1"))]
 LISTING = ["GetSchema", "ListPolicyTemplates", "ListPolicies"]
+NO_BOB = '@id("no-bob") forbid(principal == User::"bob", action, resource);'
 NO_CAROL = '@id("no-carol") forbid(principal == User::"carol", action, resource);'
 
 
@@ -77,11 +78,12 @@ def test_the_copy_decides_policies_templates_and_links_of_the_store(
 def test_refresh_picks_up_a_policy_added_to_the_store(server: LocalVerifiedPermissions, client: Any) -> None:
     with SyncedEngine(server.policy_store_id, client=client, refresh_interval=None) as engine:
         assert engine.decide([read("bob")])[0].allowed
-        add_forbid(client, server, '@id("no-bob") forbid(principal == User::"bob", action, resource);')
+        policy_id = add_forbid(client, server, NO_BOB)
         assert engine.decide([read("bob")])[0].allowed  # not yet refreshed
         assert engine.refresh() is True
         decision = engine.decide([read("bob")])[0]
-    assert (decision.allowed, decision.reasons) == (False, ("no-bob",))
+    # Created without an agentauthz name: decisions name it by its AVP id, as the remote engine does.
+    assert (decision.allowed, decision.reasons) == (False, (policy_id,))
 
 
 def test_refresh_picks_up_an_updated_statement_and_a_deleted_policy(
@@ -213,6 +215,7 @@ def test_decisions_during_refreshes_see_one_whole_copy(server: LocalVerifiedPerm
     # A forbid and the permit it overrides change together: a decision mixing copies would allow bob.
     with SyncedEngine(server.policy_store_id, client=client, refresh_interval=None) as engine:
         seen: set[tuple[bool, tuple[str, ...]]] = set()
+        forbids: set[str] = set()
         done = threading.Event()
 
         def decide() -> None:
@@ -226,13 +229,14 @@ def test_decisions_during_refreshes_see_one_whole_copy(server: LocalVerifiedPerm
             for _ in range(5):
                 policy_id = add_forbid(client, server,
                                        '@id("no-bob") forbid(principal == User::"bob", action, resource);')
+                forbids.add(policy_id)
                 engine.refresh()
                 client.delete_policy(policyStoreId=server.policy_store_id, policyId=policy_id)
                 engine.refresh()
         finally:
             done.set()
             worker.join()
-    assert seen <= {(True, ("readers",)), (False, ("no-bob",))}
+    assert seen <= {(True, ("readers",))} | {(False, (policy_id,)) for policy_id in forbids}
 
 
 def test_bad_timings_are_configuration_errors(server: LocalVerifiedPermissions, client: Any) -> None:
@@ -270,3 +274,28 @@ def test_a_bare_action_name_resolves_as_the_remote_engine_resolves_it() -> None:
                              resource=az.EntityUID("Shop::Doc", "d"))
         assert engine.decide([request])[0].reasons == remote.decide([request])[0].reasons == ("r",)
         remote.close()
+
+
+def test_a_policy_created_in_verified_permissions_with_its_own_id_reports_the_remote_engines_id() -> None:
+    # Created in the console or by another tool: no agentauthz name, an @id of its own. AVP's decisions
+    # name its policy id; the copy's must too, or audit trails and parity differ by engine.
+    template = ('@id("share") permit(principal == ?principal, action == Action::"read", '
+                'resource == ?resource);')
+    with LocalVerifiedPermissions(az.PolicyStore.from_text('@id("all") permit(principal, action, resource) '
+                                                           'when { principal == User::"carol" };')) as server:
+        client = server.client()
+        store_id = server.policy_store_id
+        add_forbid(client, server, '@id("no-bob") forbid(principal == User::"bob", action, resource);')
+        add_forbid(client, server, 'forbid(principal == User::"dan", action, resource);')
+        created = client.create_policy_template(policyStoreId=store_id, statement=template)
+        template_id = created["policyTemplateId"]
+        client.create_policy(policyStoreId=store_id, definition={"templateLinked": {
+            "policyTemplateId": template_id, "principal": {"entityType": "User", "entityId": "erin"},
+            "resource": {"entityType": "Doc", "entityId": "d"}}})
+        remote = az.VerifiedPermissionsEngine(store_id, client=client)
+        with SyncedEngine(store_id, client=client, refresh_interval=None) as engine:
+            requests = [read(user, "d") for user in ("bob", "carol", "dan", "erin")]
+            expected = [(d.allowed, d.reasons) for d in remote.decide(requests)]
+            assert [(d.allowed, d.reasons) for d in engine.decide(requests)] == expected
+        remote.close()
+    assert expected[0][1] != ("no-bob",) and expected[3][0]  # AVP's ids; the link decides erin
