@@ -11,8 +11,12 @@ carries its ``lastUpdatedDate``); when the listing is the one the copy was read
 from, the check costs those calls only. Otherwise the changed statements are
 read, a new copy is built beside the old one, and one reference is swapped:
 a decision sees the old copy or the new one, never a mix. A copy that cannot
-be built (a statement Cedar refuses, two items with one id) leaves the old one
-in place.
+be built (a statement Cedar refuses, two items with one id), that would not
+hold exactly the items listed, or that holds a ``@mode("shadow")`` policy
+(AVP enforces it; the copy would not) leaves the old one in place. An answer
+missing what it must hold is a failed check, never an empty store
+(:func:`~agentauthz.avp._sync.list_store`). Determining policies are named
+as the remote engine names them, also for a statement with an ``@id`` of its own.
 
 A copy no check has confirmed for ``max_age`` seconds is stale: every decision
 is denied, with an error saying so, until a check succeeds.
