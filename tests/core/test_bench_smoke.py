@@ -23,5 +23,5 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
                   "## Verified Permissions at the edge"):
         assert title in text
     assert "Not measured" not in text
-    # tools, RAG and links targets, and zero service calls on the SyncedEngine decision path
-    assert text.count("| yes |") + text.count("| **no** |") == 4
+    # tools, RAG and links targets; SyncedEngine: zero service calls to decide, and AVP's decisions
+    assert text.count("| yes |") + text.count("| **no** |") == 5
