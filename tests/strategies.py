@@ -1014,3 +1014,16 @@ cedar_expressions = st.recursive(
     ),
     max_leaves=10,
 )
+
+
+# -- observability (OpenTelemetry) ----------------------------------------------------------
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+
+
+def marked_text(marker: str) -> st.SearchStrategy[str]:
+    """Any text behind ``marker``: an id or value found verbatim in exported telemetry is a leak.
+
+    The marker keeps a short text from matching a timestamp or a hex id by chance.
+    """
+    return _ANY_TEXT.map(marker.__add__)
