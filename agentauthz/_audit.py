@@ -148,13 +148,41 @@ def operation_scope(sinks: Sequence[AuditSink], operation: Operation) -> Iterato
         with ExitStack() as stack:
             for sink in sinks:
                 if isinstance(sink, OperationSink):
-                    try:
-                        stack.enter_context(sink.operation(operation))
-                    except Exception:  # a sink must not turn a call into a crash
-                        logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
+                    stack.enter_context(_observed(sink, operation))
             yield
     finally:
         _operation.reset(token)
+
+
+@contextmanager
+def _observed(sink: OperationSink, operation: Operation) -> Iterator[None]:
+    """A sink's operation context that can neither fail the call nor swallow what it raises.
+
+    An exception of the call (an :class:`~agentauthz.AccessDenied`) goes on
+    whatever the sink's ``__exit__`` returns: a sink never turns a refusal into
+    a call that went ahead.
+    """
+    log = logging.getLogger("agentauthz")
+    try:
+        context = sink.operation(operation)
+        context.__enter__()
+    except Exception:  # a sink must not turn a call into a crash
+        log.exception("audit sink %r failed", sink)
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            context.__exit__(type(exc), exc, exc.__traceback__)  # its answer is ignored: never swallowed
+        except Exception:
+            log.exception("audit sink %r failed", sink)
+        raise
+    else:
+        try:
+            context.__exit__(None, None, None)
+        except Exception:
+            log.exception("audit sink %r failed", sink)
 
 
 class LoggingSink:
