@@ -154,6 +154,8 @@ def test_a_filter_is_one_span_over_one_decision_span_per_item(
     decisions = telemetry.finished("agentauthz.decision")
     assert len(decisions) == 3
     assert {span.parent.span_id for span in decisions if span.parent} == {filtered.context.span_id}
+    attributes = dict(filtered.attributes or {})
+    assert (attributes["agentauthz.decisions.allowed"], attributes["agentauthz.decisions.denied"]) == (2, 1)
     assert_decision_metrics(telemetry, allowed=2, denied=1)
 
 

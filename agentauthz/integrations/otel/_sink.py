@@ -14,7 +14,9 @@ principal's or resource's id, never an attribute value, never an error's text.
 
 from __future__ import annotations
 
+import contextvars
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -76,8 +78,8 @@ class OpenTelemetrySink:
       ``gen_ai.operation.name`` = ``execute_tool``.
     * ``agentauthz.tool_call`` and ``agentauthz.filter``, around the decisions
       of one tool call or one filter (one per round of an over-fetching
-      retriever), when the sink is registered with :func:`instrument` or given
-      to the Authorizer (``audit=[...]``).
+      retriever), with how many were allowed and denied
+      (``agentauthz.decisions.allowed``, ``agentauthz.decisions.denied``).
     * ``agentauthz.retrieval``, one per retrieval of an authorized retriever,
       with its counters (``agentauthz.retrieval.rounds``, ``.fetched``,
       ``.returned``, ``.dropped``).
@@ -124,6 +126,9 @@ class OpenTelemetrySink:
         self.store_errors = meter.create_counter(
             "agentauthz.session_store.errors", unit="{error}",
             description="Decisions denied because the session store failed")
+        # The outcomes counted for the operation span that is open (a filter's allowed and denied items).
+        self._outcomes: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar(
+            "agentauthz_otel_outcomes", default=None)
 
     @property
     def enabled(self) -> bool:
@@ -158,6 +163,9 @@ class OpenTelemetrySink:
         outcome = {"agentauthz.decision": event.decision, "agentauthz.engine": event.engine,
                    "agentauthz.mode": event.mode}
         self.decisions.add(1, outcome)
+        counted = self._outcomes.get()
+        if counted is not None:
+            counted[event.decision] += 1
         self.duration.record(event.elapsed_us / 1e6, outcome)
         if event.decision == "deny":
             for policy in event.reasons or (NO_POLICY,):
@@ -174,7 +182,14 @@ class OpenTelemetrySink:
             attributes[GEN_AI_TOOL] = operation.name
         name = f"agentauthz.{operation.kind}"
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
-            yield span
+            counted: Counter[str] = Counter()
+            token = self._outcomes.set(counted)
+            try:
+                yield span
+            finally:
+                self._outcomes.reset(token)
+                span.set_attribute("agentauthz.decisions.allowed", counted["allow"])
+                span.set_attribute("agentauthz.decisions.denied", counted["deny"])
 
     def _retrieval(self, event: AuditEvent) -> None:
         stats = event.extra.get("retrieval") or {}
