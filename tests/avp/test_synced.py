@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.testing import LocalVerifiedPermissions
@@ -299,3 +301,43 @@ def test_a_policy_created_in_verified_permissions_with_its_own_id_reports_the_re
             assert [(d.allowed, d.reasons) for d in engine.decide(requests)] == expected
         remote.close()
     assert expected[0][1] != ("no-bob",) and expected[3][0]  # AVP's ids; the link decides erin
+
+
+_USERS = ("alice", "bob", "carol")
+_CHANGE = st.tuples(st.sampled_from(["add-permit", "add-forbid", "update", "delete", "none"]),
+                    st.sampled_from(_USERS), st.sampled_from(["read", "write"]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.lists(_CHANGE, min_size=1, max_size=6))
+def test_after_every_refresh_the_copy_decides_as_verified_permissions(
+        server: LocalVerifiedPermissions, client: Any, changes: list[tuple[str, str, str]]) -> None:
+    # Any sequence of policy changes made in the store: each refresh leaves a copy that decides every
+    # request as the remote engine does, with the same determining policies.
+    store_id = server.add_store(az.PolicyStore.from_text(POLICIES, links=LINKS))
+    requests = [read(user) for user in _USERS] + [write(user) for user in _USERS]
+    created: list[str] = []
+    remote = az.VerifiedPermissionsEngine(store_id, client=client)
+    try:
+        with SyncedEngine(store_id, client=client, refresh_interval=None) as engine:
+            for kind, user, action in changes:
+                scope = f'principal == User::"{user}", action == Action::"{action}", resource'
+                if kind in ("add-permit", "add-forbid"):
+                    effect = "permit" if kind == "add-permit" else "forbid"
+                    answer = client.create_policy(policyStoreId=store_id, definition={
+                        "static": {"statement": f"{effect}({scope});"}})
+                    created.append(answer["policyId"])
+                elif kind == "update" and created:
+                    policy_id = created[-1]
+                    old = client.get_policy(policyStoreId=store_id, policyId=policy_id)
+                    statement = old["definition"]["static"]["statement"].rstrip(";")
+                    client.update_policy(policyStoreId=store_id, policyId=policy_id, definition={
+                        "static": {"statement": f"{statement} when {{ principal has retired }};"}})
+                elif kind == "delete" and created:
+                    client.delete_policy(policyStoreId=store_id, policyId=created.pop(0))
+                engine.refresh()
+                mine = [(d.allowed, d.reasons) for d in engine.decide(requests)]
+                assert mine == [(d.allowed, d.reasons) for d in remote.decide(requests)]
+    finally:
+        remote.close()
+        server.delete_store(store_id)
