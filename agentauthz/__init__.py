@@ -51,6 +51,7 @@ from agentauthz.engines.base import Engine
 if _typing.TYPE_CHECKING:
     from agentauthz.avp._engine import VerifiedPermissionsEngine
     from agentauthz.avp._options import Batching, DecisionCache, Retry
+    from agentauthz.avp._synced import SyncedEngine
     from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
     from agentauthz.engines.local import LocalEngine
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
@@ -107,6 +108,7 @@ __all__ = [
     "SessionConfig",
     "SessionStore",
     "StaticEntityProvider",
+    "SyncedEngine",
     "TemplateLink",
     "TokenIdentity",
     "ToolCall",
@@ -143,6 +145,7 @@ _LAZY = {
     "Session": "agentauthz.session._session",
     "SessionConfig": "agentauthz.session._session",
     "SessionStore": "agentauthz.session._stores",
+    "SyncedEngine": "agentauthz.avp._synced",
     "TemplateLink": "agentauthz.policy._store",
     "TokenIdentity": "agentauthz.avp._tokens",
     "ToolCall": "agentauthz.session._session",

@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
+from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, Operation, global_sinks, operation_scope
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import Identity, bound_session, no_end_user
@@ -1050,6 +1050,10 @@ class Authorizer:
 
     def _active_sinks(self) -> list[AuditSink]:
         return [sink for sink in (*self.audit_sinks, *global_sinks()) if sink.enabled]
+
+    def _operation(self, operation: Operation) -> AbstractContextManager[None]:
+        """The scope of one tool call's or filter's decisions (tracing sinks open their span here)."""
+        return operation_scope(self._active_sinks(), operation)
 
     def _event(
         self, request: Request, decision: Decision, elapsed_us: int, entities: list[Entity]

@@ -1172,3 +1172,14 @@ json_schemas: st.SearchStrategy[object] = st.one_of(
     st.builds(lambda valid, junk: {**valid, **junk} if isinstance(valid, dict) else valid,
               _valid_schemas, st.dictionaries(st.sampled_from(_SCHEMA_KEYS), _json_values, max_size=1)),
 )
+# -- observability (OpenTelemetry) ----------------------------------------------------------
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+
+
+def marked_text(marker: str) -> st.SearchStrategy[str]:
+    """Any text behind ``marker``: an id or value found verbatim in exported telemetry is a leak.
+
+    The marker keeps a short text from matching a timestamp or a hex id by chance.
+    """
+    return _ANY_TEXT.map(marker.__add__)

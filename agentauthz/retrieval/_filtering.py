@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentauthz._audit import Operation
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
@@ -55,17 +56,19 @@ class RetrievalFilter:
     def filter(self, items: Sequence[T], action: str | EntityUID, resource: ResourceOf,
                context: Mapping[str, Any] | None, page_size: int) -> Plan[FilterResult[T]]:
         """Keep the items the bound end user may ``action`` (:meth:`Authorizer.filter`)."""
-        groups = group_by_resource(items, resource, self.authz._stored_entities)
-        try:
-            requests, overlay = self._requests(groups, action, context)
-        except Refused as refused:
-            return _result(items, groups, refused.decisions)
-        held: Held | None = [] if bound_session.get() is not None else None
-        decisions: list[Decision] = []
-        for start in range(0, len(requests), max(1, page_size)):
-            page = requests[start : start + page_size]
-            decisions.extend((yield Ask(page, _page_entities(page, overlay), held)))
-        return self._recorded(items, groups, _result(items, groups, decisions), held)
+        # A plan runs in its caller's context from start to close: the scope spans its steps.
+        with self.authz._operation(Operation("filter")):
+            groups = group_by_resource(items, resource, self.authz._stored_entities)
+            try:
+                requests, overlay = self._requests(groups, action, context)
+            except Refused as refused:
+                return _result(items, groups, refused.decisions)
+            held: Held | None = [] if bound_session.get() is not None else None
+            decisions: list[Decision] = []
+            for start in range(0, len(requests), max(1, page_size)):
+                page = requests[start : start + page_size]
+                decisions.extend((yield Ask(page, _page_entities(page, overlay), held)))
+            return self._recorded(items, groups, _result(items, groups, decisions), held)
 
     def scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
               uids: Sequence[EntityUID] = ()) -> RetrievalScope:

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
     from agentauthz.tools._spec import ToolSpec
 
-__all__ = ["CallPlan", "SessionAdmission", "store_failure"]
+__all__ = ["STORE_FAILED", "CallPlan", "SessionAdmission", "store_failure"]
 
 BUSY = "the session kept changing while the call was decided; try again"
 REPEATED = "a call with this id already completed in this session: it does not run again"
@@ -71,9 +71,13 @@ CallPlan = tuple[EntityUID, dict[str, Any], frozenset[str]]
 """A call's action uid, the values of its summed arguments, and the labels it reads."""
 
 
+STORE_FAILED = "session store failed"
+"""How the error of a decision denied because the session store failed begins (metrics count them)."""
+
+
 def store_failure(exc: BaseException) -> str:
     """The error a decision carries when the session store failed (no values, truncated)."""
-    return f"session store failed: {type(exc).__name__}: {truncate(redact(str(exc)))}"
+    return f"{STORE_FAILED}: {type(exc).__name__}: {truncate(redact(str(exc)))}"
 
 
 class SessionAdmission:

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentauthz._audit import Operation
 from agentauthz._errors import (
     AccessDenied,
     ApprovalRequired,
@@ -101,13 +102,14 @@ class ToolCalls:
             if inspect.iscoroutinefunction(fn):
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    prepared = self._prepare(spec, fn, needed, args, kwargs)
-                    if isinstance(prepared, str):
-                        return prepared
-                    arguments, inputs = prepared
-                    call = await self.aapproved(
-                        await authz._arun(authz._sessions.begin(inputs, arguments, spec, None)),
-                        lambda: authz._arun(authz._sessions.begin(inputs, arguments, spec, None)))
+                    with authz._operation(Operation("tool_call", spec.name)):
+                        prepared = self._prepare(spec, fn, needed, args, kwargs)
+                        if isinstance(prepared, str):
+                            return prepared
+                        arguments, inputs = prepared
+                        call = await self.aapproved(
+                            await authz._arun(authz._sessions.begin(inputs, arguments, spec, None)),
+                            lambda: authz._arun(authz._sessions.begin(inputs, arguments, spec, None)))
                     if not call.admits:
                         return self._refuse(spec, call)
                     with call:
@@ -116,12 +118,14 @@ class ToolCalls:
                 return wraps_tool(fn, guarded_async, spec)
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                prepared = self._prepare(spec, fn, needed, args, kwargs)
-                if isinstance(prepared, str):
-                    return prepared
-                arguments, inputs = prepared
-                call = self.approved(authz._run(authz._sessions.begin(inputs, arguments, spec, None)),
-                                     lambda: authz._run(authz._sessions.begin(inputs, arguments, spec, None)))
+                with authz._operation(Operation("tool_call", spec.name)):
+                    prepared = self._prepare(spec, fn, needed, args, kwargs)
+                    if isinstance(prepared, str):
+                        return prepared
+                    arguments, inputs = prepared
+                    call = self.approved(
+                        authz._run(authz._sessions.begin(inputs, arguments, spec, None)),
+                        lambda: authz._run(authz._sessions.begin(inputs, arguments, spec, None)))
                 if not call.admits:
                     return self._refuse(spec, call)
                 with call:
@@ -230,13 +234,15 @@ class ToolCalls:
         """Decide a guarded tool's call; with ``record``, admit it (:meth:`Authorizer.begin_tool_call`)."""
         authz = self.authz
         spec = self.spec(tool)
-        validated, inputs = self.checked(spec, arguments)
-        if record:
-            call = yield from authz._sessions.begin(inputs, validated, spec, call_id)
-        else:
-            decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
-                                                  inputs["context"])
-            call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
+        # A plan runs in its caller's context from start to close: the scope spans its steps.
+        with authz._operation(Operation("tool_call", spec.name)):
+            validated, inputs = self.checked(spec, arguments)
+            if record:
+                call = yield from authz._sessions.begin(inputs, validated, spec, call_id)
+            else:
+                decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
+                                                      inputs["context"])
+                call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
         call.arguments = validated
         return call
 
@@ -247,7 +253,9 @@ class ToolCalls:
         given = request_context.get("input")
         inputs = {"action": action, "resource": resource, "context": request_context}
         arguments = given if isinstance(given, Mapping) else None
-        return (yield from self.authz._sessions.begin(inputs, arguments, None, call_id))
+        name = action.id if isinstance(action, EntityUID) else action
+        with self.authz._operation(Operation("tool_call", name)):
+            return (yield from self.authz._sessions.begin(inputs, arguments, None, call_id))
 
     def spec(self, tool: Any) -> ToolSpec:
         """The spec of a guarded tool, given as the tool, its ToolSpec or its name.

@@ -359,7 +359,7 @@ def pull(client: Any, policy_engine: str, out_dir: str | Path) -> PullResult:
             continue
         if item.get("status") in _FAILED:
             warnings.append(f"{label}: status {item['status']}; written as the engine reports it")
-        text, warning = _with_id(_statement(item), label)
+        text, _, warning = _with_id(_statement(item), label)
         if warning:
             warnings.append(warning)
         if item.get("enforcementMode") == "LOG_ONLY":
