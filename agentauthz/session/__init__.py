@@ -83,6 +83,7 @@ Example:
 
 from __future__ import annotations
 
+from agentauthz.session._dynamodb import DynamoDBSessionStore, create_table
 from agentauthz.session._session import (
     SESSION_KEY,
     Approval,
@@ -103,6 +104,7 @@ __all__ = [
     "SESSION_KEY",
     "Approval",
     "CallRecord",
+    "DynamoDBSessionStore",
     "MemorySessionStore",
     "SQLiteSessionStore",
     "Session",
@@ -111,6 +113,7 @@ __all__ = [
     "SessionSnapshot",
     "SessionStore",
     "ToolCall",
+    "create_table",
     "current_session",
     "session_record_type",
 ]
