@@ -43,6 +43,7 @@ import hashlib
 import importlib
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -87,7 +88,6 @@ _HEAD = "head"
 # A head stays well under DynamoDB's 400 KB item limit: completed calls move to pages first,
 # and a head that still does not fit (labels, approvals, calls in flight) is refused, never cut.
 _MAX_HEAD_BYTES = 350_000
-_RECENT_CALLS = 100
 _THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
                         "RequestLimitExceeded", "LimitExceededException"})
 _FORBIDDEN = frozenset({"AccessDeniedException", "UnrecognizedClientException",
@@ -246,6 +246,16 @@ class _Head:
         )
 
 
+def _repeated_in(head: _Head, call: CallRecord) -> Admission | None:
+    def same(record: CallRecord) -> bool:
+        return record.call_id == call.call_id or (
+            call.external_id is not None and record.external_id == call.external_id)
+
+    if any(same(record) for record in head.recent):
+        return "completed"
+    return "in_flight" if any(same(record) for record in head.pending) else None
+
+
 class DynamoDBSessionStore:
     """Sessions in a DynamoDB table, for agents served by many processes and hosts.
 
@@ -270,6 +280,8 @@ class DynamoDBSessionStore:
         client: a boto3 DynamoDB client; default ``boto3.client("dynamodb")``.
         ttl: how long a session lives after its last write (DynamoDB's time to
             live on ``expires_at``); None keeps sessions until deleted.
+        page_size: completed calls the head keeps; past it, the older half
+            moves to a page (an extra item read only for long windows or histories).
         max_attempts: reads and writes of one change before it fails when other
             writers keep changing the session.
         clock: seconds since the epoch (tests pass a fake clock).
@@ -287,8 +299,9 @@ class DynamoDBSessionStore:
         ['pii']
     """
 
-    def __init__(self, table_name: str, *, client: Any = None, ttl: timedelta | None = timedelta(days=30),
-                 max_attempts: int = 100, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, table_name: str, *, client: Any = None,
+                 ttl: timedelta | None = timedelta(days=30), page_size: int = 100, max_attempts: int = 100,
+                 clock: Callable[[], float] = time.time) -> None:
         if client is None:
             try:
                 boto3 = importlib.import_module("boto3")
@@ -299,8 +312,10 @@ class DynamoDBSessionStore:
         self.table_name = table_name
         self.client = client
         self.ttl = ttl
+        self.page_size = page_size
         self.max_attempts = max_attempts
         self.clock = clock
+        self._local = threading.local()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -320,12 +335,23 @@ class DynamoDBSessionStore:
         expires = item.get(TTL_ATTRIBUTE)
         return expires is not None and float(expires["N"]) <= self.clock()
 
-    def _head(self, session_id: str, owner: str | None = None) -> _Head:
-        """The session's head; a missing or expired one reads as a new session of ``owner``."""
-        with dynamodb_errors(self.table_name):
-            item: dict[str, Any] | None = self.client.get_item(
-                TableName=self.table_name, Key=self._key(session_id, _HEAD), ConsistentRead=True).get("Item")
-        if item is not None and not self._expired(item):
+    def _head(self, session_id: str, owner: str | None = None, *, version: int | None = None) -> _Head:
+        """The session's head; a missing or expired one reads as a new session of ``owner``.
+
+        With ``version``, this thread's last read of the session is reused when it is at that
+        version (an admission right after its decision's load); a stale one fails the write's
+        condition, and the retry reads again.
+        """
+        last = getattr(self._local, "last", None)
+        if version is not None and last is not None and last[0] == session_id and last[1] == version:
+            item = last[2]
+        else:
+            with dynamodb_errors(self.table_name):
+                item = self.client.get_item(TableName=self.table_name, Key=self._key(session_id, _HEAD),
+                                            ConsistentRead=True).get("Item")
+        live = item is not None and not self._expired(item)
+        self._local.last = (session_id, int(item["version"]["N"]) if live else 0, item)
+        if item is not None and live:
             return _Head.from_item(session_id, item)
         stored = int(item["version"]["N"]) if item is not None else None
         return _Head(session_id, owner or "", uuid.uuid4().hex, stored_version=stored)
@@ -410,8 +436,8 @@ class DynamoDBSessionStore:
         raise EngineError(f"session store: DynamoDB table {self.table_name!r}: the session kept changing "
                           f"during {self.max_attempts} attempts; the call is denied")
 
-    def _owned(self, session_id: str, owner: str) -> _Head:
-        head = self._head(session_id, owner)
+    def _owned(self, session_id: str, owner: str, *, version: int | None = None) -> _Head:
+        head = self._head(session_id, owner, version=version)
         if head.live and head.owner != owner:
             raise foreign_session(session_id)
         return head
@@ -427,24 +453,54 @@ class DynamoDBSessionStore:
     def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Admission:
         """See :meth:`SessionStore.admit`."""
 
+        reuse = [version]  # the first attempt writes on the decision's own read; a lost race reads again
+
         def attempt() -> Admission:
-            head = self._owned(session_id, owner)
-            if head.live:
-                states = [item["state"]["S"] for key in self._markers(head, call)
-                          if (item := self._get(session_id, key)) is not None]
-                if "completed" in states:
-                    return "completed"
-                if states:
-                    return "in_flight"
+            head = self._owned(session_id, owner, version=reuse.pop() if reuse else None)
             if head.version != version:
-                return "changed"
+                repeated = self._repeated(head, call)
+                if repeated is None:
+                    self._back_off(call.call_id)
+                return repeated or "changed"
+            if not head.pages and (repeated := _repeated_in(head, call)) is not None:
+                return repeated
             head.pending.append(call)
-            self._write(head, *(self._marker_put(head, key, "in_flight", condition=True)
-                                for key in self._markers(head, call)))
+            try:
+                self._write(head, *(self._marker_put(head, key, "in_flight", condition=True)
+                                    for key in self._markers(head, call)))
+            except _Conflict:
+                head.pending.remove(call)  # the head may be stale: only a marker is evidence here
+                if head.pages and (repeated := self._repeated(head, call)) is not None:
+                    return repeated
+                raise
             return "admitted"
 
         admission: Admission = self._retrying(attempt)
         return admission
+
+    def _back_off(self, call_id: str) -> None:
+        """Pause before a call is decided again: a jittered, growing pause per call (AWS's advice
+        for optimistic locking), so that writers racing on one session do not flood the table."""
+        previous = getattr(self._local, "changed", ("", 0))
+        count = previous[1] + 1 if previous[0] == call_id else 1
+        self._local.changed = (call_id, count)
+        time.sleep(random.uniform(0, min(0.2, 0.004 * 2 ** min(count, 6))))
+
+    def _repeated(self, head: _Head, call: CallRecord) -> Admission | None:
+        """``"completed"`` or ``"in_flight"`` when the call's key or external id was admitted before."""
+        if not head.live:
+            return None
+        if not head.pages:  # every call of the session is in the head: no need to read markers
+            return _repeated_in(head, call)
+        with dynamodb_errors(self.table_name):
+            found = self.client.transact_get_items(TransactItems=[
+                {"Get": {"TableName": self.table_name, "Key": self._key(head.session_id, key)}}
+                for key in self._markers(head, call)])["Responses"]
+        states = [answer["Item"]["state"]["S"] for answer in found
+                  if answer.get("Item") and not self._expired(answer["Item"])]
+        if "completed" in states:
+            return "completed"
+        return "in_flight" if states else None
 
     def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
         """See :meth:`SessionStore.complete`."""
@@ -475,7 +531,7 @@ class DynamoDBSessionStore:
 
     def _page_out(self, head: _Head) -> dict[str, Any] | None:
         """Move the older half of the completed calls to a new page when the head holds too many."""
-        if len(head.recent) <= _RECENT_CALLS and len(head.state_json().encode("utf-8")) <= _MAX_HEAD_BYTES:
+        if len(head.recent) <= self.page_size and len(head.state_json().encode("utf-8")) <= _MAX_HEAD_BYTES:
             return None
         half = len(head.recent) // 2 or 1
         moved, head.recent = head.recent[:half], head.recent[half:]
