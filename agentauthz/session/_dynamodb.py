@@ -94,6 +94,8 @@ _FORBIDDEN = frozenset({"AccessDeniedException", "UnrecognizedClientException",
                         "InvalidSignatureException", "ExpiredTokenException",
                         "MissingAuthenticationTokenException", "IncompleteSignatureException"})
 _CONFLICTS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+_THROTTLED_IN_TRANSACTION = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded",
+                                       "RequestLimitExceeded"})
 
 
 class _Conflict(Exception):
@@ -113,7 +115,9 @@ def dynamodb_errors(table_name: str) -> Iterator[None]:
         if isinstance(response, Mapping):
             code = str(response.get("Error", {}).get("Code", ""))
             reasons = {str(reason.get("Code")) for reason in response.get("CancellationReasons", ())}
-            if code == "ConditionalCheckFailedException" or (
+            if code == "TransactionCanceledException" and reasons & _THROTTLED_IN_TRANSACTION:
+                code = "ThrottlingException"
+            elif code == "ConditionalCheckFailedException" or (
                     code == "TransactionCanceledException" and reasons & _CONFLICTS):
                 raise _Conflict from exc
             if code == "TransactionConflictException":
@@ -121,15 +125,14 @@ def dynamodb_errors(table_name: str) -> Iterator[None]:
             raise EngineError(_client_error_message(table_name, code, response)) from exc
         if type(exc).__module__.startswith(("botocore", "urllib3")):
             raise EngineError(
-                f"session store: DynamoDB table {table_name!r} is unreachable "
-                f"({type(exc).__name__}); the call is denied") from exc
+                f"DynamoDB table {table_name!r} is unreachable ({type(exc).__name__})") from exc
         raise
 
 
 def _client_error_message(table_name: str, code: str, response: Mapping[str, Any]) -> str:
-    where = f"session store: DynamoDB table {table_name!r}"
+    where = f"DynamoDB table {table_name!r}"
     if code in _THROTTLED:
-        return f"{where} throttled the request ({code}) after retries; the call is denied"
+        return f"{where} throttled the request ({code}) after retries"
     if code in _FORBIDDEN:
         return (f"{where}: access denied ({code}); the role needs dynamodb:GetItem, PutItem, "
                 "DeleteItem, Query, BatchWriteItem and TransactWriteItems on the table")
@@ -138,7 +141,7 @@ def _client_error_message(table_name: str, code: str, response: Mapping[str, Any
     message = str(response.get("Error", {}).get("Message", ""))
     if code == "ValidationException" and "size" in message.lower():
         return f"{where}: a session item is larger than DynamoDB allows ({code})"
-    return f"{where} failed ({code or 'unknown error'}); the call is denied"
+    return f"{where} failed ({code or 'unknown error'})"
 
 
 def create_table(client: Any, table_name: str, *, wait: bool = True) -> None:
@@ -405,8 +408,8 @@ class DynamoDBSessionStore:
         state = head.state_json()
         if len(state.encode("utf-8")) > _MAX_HEAD_BYTES:
             raise EngineError(
-                f"session store: session {head.session_id!r} no longer fits one DynamoDB item "
-                f"({len(state)} bytes of labels, approvals and calls in flight); the call is denied")
+                f"session {head.session_id!r} no longer fits one DynamoDB item "
+                f"({len(state)} bytes of labels, approvals and calls in flight)")
         item = {**self._key(head.session_id, _HEAD), "version": {"N": str(head.version + 1)},
                 "owner": {"S": head.owner}, "generation": {"S": head.generation}, "state": {"S": state},
                 **self._expiry()}
@@ -433,8 +436,8 @@ class DynamoDBSessionStore:
                 return change()
             except _Conflict:
                 time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** min(attempt, 5))))
-        raise EngineError(f"session store: DynamoDB table {self.table_name!r}: the session kept changing "
-                          f"during {self.max_attempts} attempts; the call is denied")
+        raise EngineError(f"DynamoDB table {self.table_name!r}: the session kept changing "
+                          f"during {self.max_attempts} attempts")
 
     def _owned(self, session_id: str, owner: str, *, version: int | None = None) -> _Head:
         head = self._head(session_id, owner, version=version)
@@ -446,8 +449,9 @@ class DynamoDBSessionStore:
         put: dict[str, Any] = {
             "TableName": self.table_name,
             "Item": {**self._key(head.session_id, sort_key), "state": {"S": state}, **self._expiry()}}
-        if condition:
-            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        if condition:  # an expired marker (DynamoDB removes them lazily) is no evidence any more
+            put["ConditionExpression"] = f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} <= :now"
+            put["ExpressionAttributeValues"] = {":now": {"N": str(int(self.clock()))}}
         return {"Put": put}
 
     def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Admission:
@@ -462,7 +466,7 @@ class DynamoDBSessionStore:
                 if repeated is None:
                     self._back_off(call.call_id)
                 return repeated or "changed"
-            if not head.pages and (repeated := _repeated_in(head, call)) is not None:
+            if (repeated := _repeated_in(head, call)) is not None:
                 return repeated
             head.pending.append(call)
             try:
@@ -490,8 +494,9 @@ class DynamoDBSessionStore:
         """``"completed"`` or ``"in_flight"`` when the call's key or external id was admitted before."""
         if not head.live:
             return None
-        if not head.pages:  # every call of the session is in the head: no need to read markers
-            return _repeated_in(head, call)
+        in_head = _repeated_in(head, call)
+        if in_head is not None or not head.pages:  # without pages, every call of the session is in the head
+            return in_head
         with dynamodb_errors(self.table_name):
             found = self.client.transact_get_items(TransactItems=[
                 {"Get": {"TableName": self.table_name, "Key": self._key(head.session_id, key)}}
@@ -621,6 +626,10 @@ class DynamoDBSessionStore:
                     self._batch_delete(keys[start:start + 25])
 
     def _batch_delete(self, requests: list[dict[str, Any]]) -> None:
-        while requests:
+        for attempt in range(self.max_attempts):
             answer = self.client.batch_write_item(RequestItems={self.table_name: requests})
             requests = answer.get("UnprocessedItems", {}).get(self.table_name, [])
+            if not requests:
+                return
+            time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
+        # The head is already gone: what is left is unreachable, and its time to live removes it.

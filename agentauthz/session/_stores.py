@@ -164,8 +164,9 @@ class SessionSnapshot:
 class SessionStore(Protocol):
     """Where sessions live. Implementations must be safe for concurrent use.
 
-    Implementations: :class:`MemorySessionStore` (one process) and
-    :class:`SQLiteSessionStore` (processes sharing a file). A store records
+    Implementations: :class:`MemorySessionStore` (one process),
+    :class:`SQLiteSessionStore` (processes sharing a file) and
+    :class:`~agentauthz.session.DynamoDBSessionStore` (a fleet). A store records
     each session's owner with its first write and refuses, with
     :class:`~agentauthz.IdentityError` and atomically with the write, every
     write for another owner; ``load`` returns the owner it recorded.
