@@ -46,9 +46,9 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
@@ -182,17 +182,29 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _record_json(record: CallRecord) -> list[Any]:
-    return [record.call_id, record.action, record.resource, record.at,
-            {name: _number_text(value) for name, value in sorted(record.sums.items())},
-            sorted(record.labels), record.external_id]
+def _record_json(record: CallRecord) -> dict[str, Any]:
+    # Field by field, so that a field CallRecord gains (a used-up approval's key) is stored too.
+    data = {item.name: getattr(record, item.name) for item in fields(CallRecord)}
+    data["sums"] = {name: _number_text(value) for name, value in sorted(record.sums.items())}
+    data["labels"] = sorted(record.labels)
+    return data
 
 
-def _record(data: list[Any]) -> CallRecord:
-    call_id, action, resource, at, sums, labels, external_id = data
-    return CallRecord(call_id, action, resource, float(at),
-                      {name: _number(value) for name, value in sums.items()},
-                      frozenset(labels), external_id)
+def _record(data: Mapping[str, Any]) -> CallRecord:
+    values = dict(data)
+    values["at"] = float(values["at"])
+    values["sums"] = {name: _number(value) for name, value in values["sums"].items()}
+    values["labels"] = frozenset(values["labels"])
+    if isinstance(values.get("approval"), list):
+        values["approval"] = tuple(values["approval"])
+    return CallRecord(**values)
+
+
+def _grant_terms(approval: Approval) -> dict[str, Any]:
+    """What a grant says besides who granted it (re-granting with other terms replaces it)."""
+    terms = asdict(approval)
+    del terms["granted_by"]
+    return terms
 
 
 @dataclass
@@ -211,6 +223,7 @@ class _Head:
     approvals: list[Approval] = field(default_factory=list)
     recent: list[CallRecord] = field(default_factory=list)
     pages: list[tuple[int, float]] = field(default_factory=list)  # (number, latest completion) per page
+    provenance: dict[str, set[str]] = field(default_factory=dict)  # value key -> where it came from
 
     @property
     def live(self) -> bool:
@@ -223,8 +236,8 @@ class _Head:
             "totals": {action: {name: _number_text(value) for name, value in sums.items()}
                        for action, sums in self.totals.items()},
             "pending": [_record_json(record) for record in self.pending],
-            "approvals": [[a.principal, a.action, a.resource, a.arguments, a.granted_by]
-                          for a in self.approvals],
+            "approvals": [asdict(approval) for approval in self.approvals],
+            "provenance": {key: sorted(labels) for key, labels in sorted(self.provenance.items())},
             "recent": [_record_json(record) for record in self.recent],
             "pages": self.pages,
         }, separators=(",", ":"))
@@ -243,7 +256,8 @@ class _Head:
             totals={action: {name: _number(value) for name, value in sums.items()}
                     for action, sums in state["totals"].items()},
             pending=[_record(data) for data in state["pending"]],
-            approvals=[Approval(*data) for data in state["approvals"]],
+            approvals=[Approval(**data) for data in state["approvals"]],
+            provenance={key: set(labels) for key, labels in state.get("provenance", {}).items()},
             recent=[_record(data) for data in state["recent"]],
             pages=[(int(number), float(latest)) for number, latest in state["pages"]],
         )
@@ -468,6 +482,13 @@ class DynamoDBSessionStore:
                 return repeated or "changed"
             if (repeated := _repeated_in(head, call)) is not None:
                 return repeated
+            used = getattr(call, "approval", None)  # a single-use approval the call uses up
+            if used is not None:
+                grant = next((approval for approval in head.approvals if approval.key == tuple(used)
+                              and getattr(approval, "once", False)), None)
+                if grant is None:
+                    return "changed"  # used up by another call: decide again without it
+                head.approvals.remove(grant)  # in the same conditional write as the reservation
             head.pending.append(call)
             try:
                 self._write(head, *(self._marker_put(head, key, "in_flight", condition=True)
@@ -583,9 +604,13 @@ class DynamoDBSessionStore:
 
         def attempt() -> None:
             head = self._owned(session_id, approval.principal)
-            if any(existing.key == approval.key for existing in head.approvals):
+            known = [index for index, existing in enumerate(head.approvals) if existing.key == approval.key]
+            if known and _grant_terms(head.approvals[known[0]]) == _grant_terms(approval):
                 return
-            head.approvals.append(approval)
+            if known:
+                head.approvals[known[0]] = approval  # the same call granted on other terms
+            else:
+                head.approvals.append(approval)
             self._write(head)
 
         self._retrying(attempt)
@@ -608,6 +633,31 @@ class DynamoDBSessionStore:
 
         revoked: bool = self._retrying(attempt)
         return revoked
+
+    def add_provenance(self, session_id: str, keys: Mapping[str, Iterable[str]], *, owner: str) -> None:
+        """Record where values came from (``key`` -> source labels), as the other stores do.
+
+        Raises:
+            IdentityError: the session belongs to another owner.
+        """
+        fresh = {key: set(labels) for key, labels in keys.items() if labels}
+        if not fresh:
+            return
+
+        def attempt() -> None:
+            head = self._owned(session_id, owner)
+            if all(labels <= head.provenance.get(key, set()) for key, labels in fresh.items()):
+                return
+            for key, labels in fresh.items():
+                head.provenance.setdefault(key, set()).update(labels)
+            self._write(head)
+
+        self._retrying(attempt)
+
+    def provenance(self, session_id: str, keys: Collection[str]) -> dict[str, frozenset[str]]:
+        """The source labels recorded for these value keys (keys never recorded are left out)."""
+        head = self._head(session_id)
+        return {key: frozenset(head.provenance[key]) for key in keys if key in head.provenance}
 
     def delete(self, session_id: str) -> None:
         """See :meth:`SessionStore.delete`: the head goes first, then the items of its generation."""

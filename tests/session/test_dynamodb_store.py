@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 import uuid
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,64 @@ def test_a_session_too_large_for_one_item_is_refused_never_cut(dynamodb_client: 
     with pytest.raises(az.EngineError, match="no longer fits one DynamoDB item"):
         store.add_labels("s", [f"more-{i:06d}-{'y' * 40}" for i in range(4000)], owner=OWNER)
     assert store.load("s", since=0.0, history=0) == before  # nothing was written, nothing dropped
+
+
+# -- approvals and provenance ---------------------------------------------------------------------
+
+#: Single-use and expiring approvals come with the approvals branch (r-w10b); these tests run once merged.
+needs_single_use = pytest.mark.skipif("once" not in {item.name for item in fields(Approval)},
+                                      reason="single-use approvals (Approval.once) are not in this tree yet")
+
+
+@needs_single_use
+def test_a_single_use_approval_is_used_up_by_exactly_one_call(dynamodb_client: Any,
+                                                               dynamodb_table: str) -> None:
+    store = store_on(dynamodb_client, dynamodb_table)
+    grant = Approval(OWNER, "pay", 'Tool::"pay"', "{}", once=True)  # type: ignore[call-arg]
+    store.approve("s", grant)
+    version = store.load("s", since=0.0, history=0).version
+    first = CallRecord("k1", "pay", 'Tool::"pay"', 1.0, approval=grant.key)  # type: ignore[call-arg]
+    second = CallRecord("k2", "pay", 'Tool::"pay"', 1.0, approval=grant.key)  # type: ignore[call-arg]
+    assert store.admit("s", first, owner=OWNER, version=version) == "admitted"
+    snapshot = store.load("s", since=0.0, history=0)
+    assert snapshot.approvals == ()
+    assert store.admit("s", second, owner=OWNER, version=snapshot.version) == "changed"  # decide again
+    assert [record.call_id for record in store.load("s", since=0.0, history=0).pending] == ["k1"]
+
+
+@needs_single_use
+def test_granting_the_same_call_on_other_terms_replaces_the_grant(dynamodb_client: Any,
+                                                                  dynamodb_table: str) -> None:
+    store = store_on(dynamodb_client, dynamodb_table)
+    lasting = Approval(OWNER, "pay", 'Tool::"pay"', "{}")
+    store.approve("s", lasting)
+    version = store.load("s", since=0.0, history=0).version
+    store.approve("s", Approval(OWNER, "pay", 'Tool::"pay"', "{}", "bob"))  # same terms: nothing changes
+    assert store.load("s", since=0.0, history=0).version == version
+    once = Approval(OWNER, "pay", 'Tool::"pay"', "{}", expires_at=50.0, once=True)  # type: ignore[call-arg]
+    store.approve("s", once)
+    assert store.load("s", since=0.0, history=0).approvals == (once,)
+
+
+def test_approvals_keep_every_field_they_are_granted_with(dynamodb_client: Any, dynamodb_table: str) -> None:
+    store = store_on(dynamodb_client, dynamodb_table)
+    grant = Approval(OWNER, "pay", 'Order::"o-1"', '{"order":"o-1"}', "ann")
+    store.approve("s", grant)
+    assert store.load("s", since=0.0, history=0).approvals == (grant,)
+
+
+def test_provenance_is_recorded_per_key_for_the_owner_only(dynamodb_client: Any, dynamodb_table: str) -> None:
+    store = store_on(dynamodb_client, dynamodb_table)
+    store.add_provenance("s", {"v1": ["user"], "v2": ["tool:search"]}, owner=OWNER)
+    version = store.load("s", since=0.0, history=0).version
+    store.add_provenance("s", {"v1": ["user"]}, owner=OWNER)  # nothing new: no new version
+    assert store.load("s", since=0.0, history=0).version == version
+    store.add_provenance("s", {"v1": ["payee"]}, owner=OWNER)
+    assert store.provenance("s", ["v1", "v2", "v3"]) == {"v1": frozenset({"user", "payee"}),
+                                                         "v2": frozenset({"tool:search"})}
+    with pytest.raises(az.IdentityError):
+        store.add_provenance("s", {"v1": ["user"]}, owner='User::"mallory"')
+    assert store.provenance("nobody", ["v1"]) == {}
 
 
 # -- time to live and deletion ----------------------------------------------------------------------
