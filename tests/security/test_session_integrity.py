@@ -76,7 +76,13 @@ class Clock:
         return self.now
 
 
+#: Builds a DynamoDB store on a new table, while a test of the "dynamodb" kind runs (set by ``kind``).
+_DYNAMODB: list[Callable[[], SessionStore]] = []
+
+
 def real_store(kind: str, path: Path, *, timeout: float = 30.0) -> SessionStore:
+    if kind == "dynamodb":
+        return _DYNAMODB[-1]()
     return MemorySessionStore() if kind == "memory" else SQLiteSessionStore(path / "s.db", timeout=timeout)
 
 
@@ -106,9 +112,13 @@ def make(store: SessionStore, *, clock: Clock | None = None,
     return authz, sink, {"delete": delete, "adelete": adelete, "refund": refund, "ran": ran}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+def kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "dynamodb":
+        _DYNAMODB.append(request.getfixturevalue("new_dynamodb_store"))
+    yield str(request.param)
+    if request.param == "dynamodb":
+        _DYNAMODB.pop()
 
 
 @contextmanager
