@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
-from agentauthz._errors import EngineError
+from agentauthz._errors import ConfigurationError, EngineError
 from agentauthz.session._stores import (
     Admission,
     Approval,
@@ -305,6 +305,8 @@ class DynamoDBSessionStore:
 
     Raises:
         ImportError: no client given and boto3 is not installed.
+        ConfigurationError: a ttl that is not positive, a page size or a number
+            of attempts below 1.
 
     Example:
         >>> from agentauthz.testing import LocalDynamoDB
@@ -319,6 +321,10 @@ class DynamoDBSessionStore:
     def __init__(self, table_name: str, *, client: Any = None,
                  ttl: timedelta | None = timedelta(days=30), page_size: int = 100, max_attempts: int = 100,
                  clock: Callable[[], float] = time.time) -> None:
+        if ttl is not None and ttl <= timedelta(0):
+            raise ConfigurationError("DynamoDBSessionStore: ttl must be positive (or None: no expiry)")
+        if page_size < 1 or max_attempts < 1:
+            raise ConfigurationError("DynamoDBSessionStore: page_size and max_attempts must be 1 or more")
         if client is None:
             try:
                 boto3 = importlib.import_module("boto3")
@@ -366,12 +372,16 @@ class DynamoDBSessionStore:
             with dynamodb_errors(self.table_name):
                 item = self.client.get_item(TableName=self.table_name, Key=self._key(session_id, _HEAD),
                                             ConsistentRead=True).get("Item")
-        live = item is not None and not self._expired(item)
-        self._local.last = (session_id, int(item["version"]["N"]) if live else 0, item)
-        if item is not None and live:
-            return _Head.from_item(session_id, item)
-        stored = int(item["version"]["N"]) if item is not None else None
-        return _Head(session_id, owner or "", uuid.uuid4().hex, stored_version=stored)
+        try:
+            live = item is not None and not self._expired(item)
+            head = _Head.from_item(session_id, item) if item is not None and live else _Head(
+                session_id, owner or "", uuid.uuid4().hex,
+                stored_version=int(item["version"]["N"]) if item is not None else None)
+        except (KeyError, TypeError, ValueError) as exc:  # written by something else: never guess
+            raise EngineError(f"DynamoDB table {self.table_name!r}: the item of session {session_id!r} "
+                              "is not a session this version can read") from exc
+        self._local.last = (session_id, head.version, item)
+        return head
 
     def _marker_key(self, head: _Head, kind: str, value: str) -> str:
         return f"{head.generation}#{kind}#{_digest(value)}"

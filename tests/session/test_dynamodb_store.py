@@ -339,6 +339,19 @@ def test_an_unreachable_endpoint_denies_the_call() -> None:
     assert time.monotonic() - started < 10
 
 
+def test_an_item_that_is_no_session_denies_the_call(dynamodb_client: Any, dynamodb_table: str) -> None:
+    dynamodb_client.put_item(TableName=dynamodb_table, Item={
+        "pk": {"S": "s"}, "sk": {"S": "head"}, "version": {"N": "3"}, "state": {"S": "{not json"}})
+    error = refused_error(*guarded(store_on(dynamodb_client, dynamodb_table)))
+    assert "is not a session this version can read" in error
+
+
+@pytest.mark.parametrize("options", [{"ttl": timedelta(0)}, {"page_size": 0}, {"max_attempts": 0}])
+def test_settings_that_cannot_work_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(az.ConfigurationError):
+        DynamoDBSessionStore("sessions", client=object(), **options)
+
+
 def test_a_store_without_a_client_builds_one_with_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     store = DynamoDBSessionStore("sessions")
