@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any
 
@@ -103,7 +103,7 @@ class _Conflict(Exception):
 
 
 @contextmanager
-def dynamodb_errors(table_name: str) -> Iterator[None]:
+def map_dynamodb_errors(table_name: str) -> Iterator[None]:
     """Translate botocore's errors into :class:`~agentauthz.EngineError` (messages name no values).
 
     A lost optimistic race (a failed condition) becomes ``_Conflict`` for the caller to retry.
@@ -135,7 +135,7 @@ def _client_error_message(table_name: str, code: str, response: Mapping[str, Any
         return f"{where} throttled the request ({code}) after retries"
     if code in _FORBIDDEN:
         return (f"{where}: access denied ({code}); the role needs dynamodb:GetItem, PutItem, "
-                "DeleteItem, Query, BatchWriteItem and TransactWriteItems on the table")
+                "DeleteItem, Query, BatchWriteItem, TransactWriteItems and TransactGetItems on the table")
     if code == "ResourceNotFoundException":
         return f"{where} does not exist (create it with agentauthz.session.create_table)"
     message = str(response.get("Error", {}).get("Message", ""))
@@ -167,7 +167,7 @@ def create_table(client: Any, table_name: str, *, wait: bool = True) -> None:
         ...         "TimeToLiveDescription"]["AttributeName"]
         'expires_at'
     """
-    with dynamodb_errors(table_name):
+    with map_dynamodb_errors(table_name):
         client.create_table(TableName=table_name, **TABLE_DEFINITION)
         if wait:
             client.get_waiter("table_exists").wait(TableName=table_name,
@@ -215,7 +215,7 @@ class _Head:
     owner: str
     generation: str
     version: int = 0
-    stored_version: int | None = None  # None: no head item (or an expired one is overwritten below)
+    stored_version: int | None = None  # the item's version, None when there is none (an expired one counts)
     seen: set[str] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
     totals: dict[str, dict[str, Number]] = field(default_factory=dict)
@@ -261,6 +261,11 @@ class _Head:
             recent=[_record(data) for data in state["recent"]],
             pages=[(int(number), float(latest)) for number, latest in state["pages"]],
         )
+
+
+def _holding(call_id: str) -> Callable[[_Head], bool]:
+    """Accepts a head that has this call in flight (the one to complete or release)."""
+    return lambda head: any(record.call_id == call_id for record in head.pending)
 
 
 def _repeated_in(head: _Head, call: CallRecord) -> Admission | None:
@@ -346,7 +351,7 @@ class DynamoDBSessionStore:
         return {"pk": {"S": session_id}, "sk": {"S": sort_key}}
 
     def _get(self, session_id: str, sort_key: str) -> dict[str, Any] | None:
-        with dynamodb_errors(self.table_name):
+        with map_dynamodb_errors(self.table_name):
             item: dict[str, Any] | None = self.client.get_item(
                 TableName=self.table_name, Key=self._key(session_id, sort_key),
                 ConsistentRead=True).get("Item")
@@ -358,30 +363,35 @@ class DynamoDBSessionStore:
         expires = item.get(TTL_ATTRIBUTE)
         return expires is not None and float(expires["N"]) <= self.clock()
 
-    def _head(self, session_id: str, owner: str | None = None, *, version: int | None = None) -> _Head:
+    def _head(self, session_id: str, owner: str | None = None, *,
+              reuse: Callable[[_Head], bool] | None = None) -> _Head:
         """The session's head; a missing or expired one reads as a new session of ``owner``.
 
-        With ``version``, this thread's last read of the session is reused when it is at that
-        version (an admission right after its decision's load); a stale one fails the write's
-        condition, and the retry reads again.
+        With ``reuse``, this thread's last read or write of the session stands in for a new
+        read when ``reuse`` accepts it (an admission right after its decision's load, a
+        completion right after its admission). Every write is conditioned on the version the
+        head holds, so a stale one only fails the write, and the retry reads again.
         """
         last = getattr(self._local, "last", None)
-        if version is not None and last is not None and last[0] == session_id and last[1] == version:
-            item = last[2]
-        else:
-            with dynamodb_errors(self.table_name):
-                item = self.client.get_item(TableName=self.table_name, Key=self._key(session_id, _HEAD),
-                                            ConsistentRead=True).get("Item")
+        if reuse is not None and last is not None and last[0] == session_id:
+            head = self._parsed(session_id, last[1], owner)
+            if reuse(head):
+                return head
+        with map_dynamodb_errors(self.table_name):
+            item = self.client.get_item(TableName=self.table_name, Key=self._key(session_id, _HEAD),
+                                        ConsistentRead=True).get("Item")
+        self._local.last = (session_id, item)
+        return self._parsed(session_id, item, owner)
+
+    def _parsed(self, session_id: str, item: Mapping[str, Any] | None, owner: str | None) -> _Head:
         try:
-            live = item is not None and not self._expired(item)
-            head = _Head.from_item(session_id, item) if item is not None and live else _Head(
-                session_id, owner or "", uuid.uuid4().hex,
-                stored_version=int(item["version"]["N"]) if item is not None else None)
+            if item is not None and not self._expired(item):
+                return _Head.from_item(session_id, item)
+            return _Head(session_id, owner or "", uuid.uuid4().hex,
+                         stored_version=int(item["version"]["N"]) if item is not None else None)
         except (KeyError, TypeError, ValueError) as exc:  # written by something else: never guess
             raise EngineError(f"DynamoDB table {self.table_name!r}: the item of session {session_id!r} "
                               "is not a session this version can read") from exc
-        self._local.last = (session_id, head.version, item)
-        return head
 
     def _marker_key(self, head: _Head, kind: str, value: str) -> str:
         return f"{head.generation}#{kind}#{_digest(value)}"
@@ -447,24 +457,26 @@ class DynamoDBSessionStore:
 
     def _write(self, head: _Head, *others: dict[str, Any]) -> None:
         """Write the head (conditioned on its read version) and ``others`` in one transaction."""
-        with dynamodb_errors(self.table_name):
+        put = self._head_put(head)
+        with map_dynamodb_errors(self.table_name):
             if others:
-                self.client.transact_write_items(TransactItems=[{"Put": self._head_put(head)}, *others])
+                self.client.transact_write_items(TransactItems=[{"Put": put}, *others])
             else:
-                self.client.put_item(**self._head_put(head))
+                self.client.put_item(**put)
+        self._local.last = (head.session_id, put["Item"])
 
-    def _retrying(self, change: Callable[[], Any]) -> Any:
-        """Run a read-modify-write until it is not overtaken by another writer."""
+    def _retrying(self, change: Callable[[bool], Any]) -> Any:
+        """Run a read-modify-write until it is not overtaken by another writer (``change(first)``)."""
         for attempt in range(self.max_attempts):
             try:
-                return change()
+                return change(attempt == 0)
             except _Conflict:
                 time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** min(attempt, 5))))
         raise EngineError(f"DynamoDB table {self.table_name!r}: the session kept changing "
                           f"during {self.max_attempts} attempts")
 
-    def _owned(self, session_id: str, owner: str, *, version: int | None = None) -> _Head:
-        head = self._head(session_id, owner, version=version)
+    def _owned(self, session_id: str, owner: str, *, reuse: Callable[[_Head], bool] | None = None) -> _Head:
+        head = self._head(session_id, owner, reuse=reuse)
         if head.live and head.owner != owner:
             raise foreign_session(session_id)
         return head
@@ -481,10 +493,12 @@ class DynamoDBSessionStore:
     def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Admission:
         """See :meth:`SessionStore.admit`."""
 
-        reuse = [version]  # the first attempt writes on the decision's own read; a lost race reads again
+        def decided_on(head: _Head) -> bool:
+            return head.version == version
 
-        def attempt() -> Admission:
-            head = self._owned(session_id, owner, version=reuse.pop() if reuse else None)
+        def attempt(first: bool) -> Admission:
+            # The first attempt writes on the decision's own read; a lost race reads again.
+            head = self._owned(session_id, owner, reuse=decided_on if first else None)
             if head.version != version:
                 repeated = self._repeated(head, call)
                 if repeated is None:
@@ -528,7 +542,7 @@ class DynamoDBSessionStore:
         in_head = _repeated_in(head, call)
         if in_head is not None or not head.pages:  # without pages, every call of the session is in the head
             return in_head
-        with dynamodb_errors(self.table_name):
+        with map_dynamodb_errors(self.table_name):
             found = self.client.transact_get_items(TransactItems=[
                 {"Get": {"TableName": self.table_name, "Key": self._key(head.session_id, key)}}
                 for key in self._markers(head, call)])["Responses"]
@@ -541,15 +555,13 @@ class DynamoDBSessionStore:
     def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
         """See :meth:`SessionStore.complete`."""
 
-        def attempt() -> bool:
-            head = self._head(session_id)
+        def attempt(first: bool) -> bool:
+            head = self._head(session_id, reuse=_holding(call_id) if first else None)
             call = next((record for record in head.pending if record.call_id == call_id), None)
             if not head.live or call is None:
                 return False
             head.pending.remove(call)
-            done = CallRecord(call.call_id, call.action, call.resource, now, call.sums, call.labels,
-                              call.external_id)
-            head.recent.append(done)
+            head.recent.append(replace(call, at=now))
             head.calls[call.action] = head.calls.get(call.action, 0) + 1
             if call.sums:
                 bucket = head.totals.setdefault(call.action, {})
@@ -582,8 +594,8 @@ class DynamoDBSessionStore:
     def release(self, session_id: str, call_id: str) -> None:
         """See :meth:`SessionStore.release`."""
 
-        def attempt() -> None:
-            head = self._head(session_id)
+        def attempt(first: bool) -> None:
+            head = self._head(session_id, reuse=_holding(call_id) if first else None)
             call = next((record for record in head.pending if record.call_id == call_id), None)
             if not head.live or call is None:
                 return
@@ -600,7 +612,7 @@ class DynamoDBSessionStore:
         if not fresh:
             return
 
-        def attempt() -> None:
+        def attempt(first: bool) -> None:
             head = self._owned(session_id, owner)
             if fresh <= head.seen:
                 return
@@ -612,7 +624,7 @@ class DynamoDBSessionStore:
     def approve(self, session_id: str, approval: Approval) -> None:
         """See :meth:`SessionStore.approve`."""
 
-        def attempt() -> None:
+        def attempt(first: bool) -> None:
             head = self._owned(session_id, approval.principal)
             known = [index for index, existing in enumerate(head.approvals) if existing.key == approval.key]
             if known and _grant_terms(head.approvals[known[0]]) == _grant_terms(approval):
@@ -628,7 +640,7 @@ class DynamoDBSessionStore:
     def revoke(self, session_id: str, approval: Approval) -> bool:
         """See :meth:`SessionStore.revoke`."""
 
-        def attempt() -> bool:
+        def attempt(first: bool) -> bool:
             head = self._head(session_id)
             if not head.live:
                 return False
@@ -654,7 +666,7 @@ class DynamoDBSessionStore:
         if not fresh:
             return
 
-        def attempt() -> None:
+        def attempt(first: bool) -> None:
             head = self._owned(session_id, owner)
             if all(labels <= head.provenance.get(key, set()) for key, labels in fresh.items()):
                 return
@@ -671,7 +683,7 @@ class DynamoDBSessionStore:
 
     def delete(self, session_id: str) -> None:
         """See :meth:`SessionStore.delete`: the head goes first, then the items of its generation."""
-        with dynamodb_errors(self.table_name):
+        with map_dynamodb_errors(self.table_name):
             old = self.client.delete_item(TableName=self.table_name, Key=self._key(session_id, _HEAD),
                                           ReturnValues="ALL_OLD").get("Attributes")
             if old is None:

@@ -453,3 +453,15 @@ def test_a_killed_process_reservation_keeps_counting_until_the_application_relea
         with authz.begin_tool_call("refund", {"order": "o-2", "amount": 43}) as other:
             assert other.admits
         assert session.facts().totals == {"refund": {"amount": 50}}
+
+
+def test_a_guarded_call_costs_the_table_three_requests(dynamodb_client: Any, dynamodb_table: str) -> None:
+    sent: list[str] = []
+    dynamodb_client.meta.events.register("before-call.dynamodb", lambda model, **_: sent.append(model.name))
+    authz, refund = guarded(store_on(dynamodb_client, dynamodb_table))
+    with authz.acting_as(ALICE), authz.session("s"):
+        refund("o-1", 5)
+        sent.clear()
+        refund("o-2", 5)
+    # the decision's read; the reservation, written on that read; the completion, written on the reservation
+    assert sent == ["GetItem", "PutItem", "PutItem"]
