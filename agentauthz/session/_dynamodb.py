@@ -18,10 +18,14 @@ Layout (one table, partition key ``pk``, sort key ``sk``, both strings; see
   transaction as the head that no longer holds them). Counts and sums live in
   the head; pages only serve ``window_calls`` and ``history``.
 * ``(session id, "<generation>#call#<digest>")`` and ``"...#ext#<digest>"``:
-  one **marker** per admitted call id and per external id, written with the
-  head in one transaction on the condition that it does not exist. It keeps a
-  key from ever being reused, and a repeated external id from running twice,
-  without growing the head.
+  a **marker** per key and per external id of each call moved to a page,
+  written in the same transaction. The head answers for the calls it holds
+  (in flight, latest completed), markers for the older ones: a key is never
+  reused and an external id never runs twice, without growing the head.
+
+A guarded call costs one strongly consistent read (its decision's) and two
+conditional writes (its admission, its completion); a completion that moves
+calls to a page is a transaction.
 
 Every item carries ``expires_at`` (seconds since the epoch) for DynamoDB's time
 to live: a session nobody wrote for ``ttl`` is deleted by DynamoDB, and a head
@@ -88,6 +92,8 @@ _HEAD = "head"
 # A head stays well under DynamoDB's 400 KB item limit: completed calls move to pages first,
 # and a head that still does not fit (labels, approvals, calls in flight) is refused, never cut.
 _MAX_HEAD_BYTES = 350_000
+# A transaction holds at most 100 items: the head, a page and two markers per moved call.
+_MOVED_AT_ONCE = 49
 _THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
                         "RequestLimitExceeded", "LimitExceededException"})
 _FORBIDDEN = frozenset({"AccessDeniedException", "UnrecognizedClientException",
@@ -481,15 +487,6 @@ class DynamoDBSessionStore:
             raise foreign_session(session_id)
         return head
 
-    def _marker_put(self, head: _Head, sort_key: str, state: str, condition: bool) -> dict[str, Any]:
-        put: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Item": {**self._key(head.session_id, sort_key), "state": {"S": state}, **self._expiry()}}
-        if condition:  # an expired marker (DynamoDB removes them lazily) is no evidence any more
-            put["ConditionExpression"] = f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} <= :now"
-            put["ExpressionAttributeValues"] = {":now": {"N": str(int(self.clock()))}}
-        return {"Put": put}
-
     def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Admission:
         """See :meth:`SessionStore.admit`."""
 
@@ -499,13 +496,12 @@ class DynamoDBSessionStore:
         def attempt(first: bool) -> Admission:
             # The first attempt writes on the decision's own read; a lost race reads again.
             head = self._owned(session_id, owner, reuse=decided_on if first else None)
-            if head.version != version:
-                repeated = self._repeated(head, call)
-                if repeated is None:
-                    self._back_off(call.call_id)
-                return repeated or "changed"
-            if (repeated := _repeated_in(head, call)) is not None:
+            repeated = self._repeated(head, call)
+            if repeated is not None:
                 return repeated
+            if head.version != version:
+                self._back_off(call.call_id)
+                return "changed"
             used = getattr(call, "approval", None)  # a single-use approval the call uses up
             if used is not None:
                 grant = next((approval for approval in head.approvals if approval.key == tuple(used)
@@ -514,14 +510,7 @@ class DynamoDBSessionStore:
                     return "changed"  # used up by another call: decide again without it
                 head.approvals.remove(grant)  # in the same conditional write as the reservation
             head.pending.append(call)
-            try:
-                self._write(head, *(self._marker_put(head, key, "in_flight", condition=True)
-                                    for key in self._markers(head, call)))
-            except _Conflict:
-                head.pending.remove(call)  # the head may be stale: only a marker is evidence here
-                if head.pages and (repeated := self._repeated(head, call)) is not None:
-                    return repeated
-                raise
+            self._write(head)
             return "admitted"
 
         admission: Admission = self._retrying(attempt)
@@ -536,21 +525,20 @@ class DynamoDBSessionStore:
         time.sleep(random.uniform(0, min(0.2, 0.004 * 2 ** min(count, 6))))
 
     def _repeated(self, head: _Head, call: CallRecord) -> Admission | None:
-        """``"completed"`` or ``"in_flight"`` when the call's key or external id was admitted before."""
-        if not head.live:
-            return None
+        """``"completed"`` or ``"in_flight"`` when the call's key or external id was admitted before.
+
+        The head holds the calls in flight and the latest completed ones; a completed call moved
+        to a page left a marker per key and external id, written with the head that moved it.
+        """
         in_head = _repeated_in(head, call)
-        if in_head is not None or not head.pages:  # without pages, every call of the session is in the head
+        if in_head is not None or not head.pages:
             return in_head
         with map_dynamodb_errors(self.table_name):
             found = self.client.transact_get_items(TransactItems=[
                 {"Get": {"TableName": self.table_name, "Key": self._key(head.session_id, key)}}
                 for key in self._markers(head, call)])["Responses"]
-        states = [answer["Item"]["state"]["S"] for answer in found
-                  if answer.get("Item") and not self._expired(answer["Item"])]
-        if "completed" in states:
-            return "completed"
-        return "in_flight" if states else None
+        live = [answer for answer in found if answer.get("Item") and not self._expired(answer["Item"])]
+        return "completed" if live else None
 
     def complete(self, session_id: str, call_id: str, *, now: float) -> bool:
         """See :meth:`SessionStore.complete`."""
@@ -568,28 +556,30 @@ class DynamoDBSessionStore:
                 for name, value in call.sums.items():
                     bucket[name] = bucket.get(name, 0) + value
             head.seen.update(call.labels)
-            others = [self._marker_put(head, key, "completed", condition=False)
-                      for key in self._markers(head, call)]
-            page = self._page_out(head)
-            self._write(head, *others, *([page] if page else []))
+            self._write(head, *self._page_out(head))
             return True
 
         counted: bool = self._retrying(attempt)
         return counted
 
-    def _page_out(self, head: _Head) -> dict[str, Any] | None:
-        """Move the older half of the completed calls to a new page when the head holds too many."""
+    def _page_out(self, head: _Head) -> list[dict[str, Any]]:
+        """Move the oldest completed calls to a new page when the head holds too many.
+
+        The page and a marker per moved call key and external id are written in the head's
+        transaction (at most 100 items: up to 49 calls move at a time).
+        """
         if len(head.recent) <= self.page_size and len(head.state_json().encode("utf-8")) <= _MAX_HEAD_BYTES:
-            return None
-        half = len(head.recent) // 2 or 1
-        moved, head.recent = head.recent[:half], head.recent[half:]
+            return []
+        moved = head.recent[:min(len(head.recent) // 2 or 1, _MOVED_AT_ONCE)]
+        head.recent = head.recent[len(moved):]
         number = head.pages[-1][0] + 1 if head.pages else 1
         head.pages.append((number, max(record.at for record in moved)))
-        item = {**self._key(head.session_id, f"{head.generation}#page#{number:010d}"),
+        page = {**self._key(head.session_id, f"{head.generation}#page#{number:010d}"),
                 "records": {"S": json.dumps([_record_json(r) for r in moved], separators=(",", ":"))},
                 **self._expiry()}
-        return {"Put": {"TableName": self.table_name, "Item": item,
-                        "ConditionExpression": "attribute_not_exists(pk)"}}
+        markers = [{**self._key(head.session_id, key), **self._expiry()}
+                   for record in moved for key in self._markers(head, record)]
+        return [{"Put": {"TableName": self.table_name, "Item": item}} for item in (page, *markers)]
 
     def release(self, session_id: str, call_id: str) -> None:
         """See :meth:`SessionStore.release`."""
@@ -600,9 +590,7 @@ class DynamoDBSessionStore:
             if not head.live or call is None:
                 return
             head.pending.remove(call)
-            self._write(head, *({"Delete": {"TableName": self.table_name,
-                                            "Key": self._key(session_id, key)}}
-                                for key in self._markers(head, call)))
+            self._write(head)
 
         self._retrying(attempt)
 

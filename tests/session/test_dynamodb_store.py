@@ -22,6 +22,7 @@ import boto3
 import pytest
 import yaml
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from hypothesis import HealthCheck, given, settings
 
@@ -35,7 +36,7 @@ from agentauthz.session import (
     SessionStore,
     create_table,
 )
-from agentauthz.session._dynamodb import TABLE_DEFINITION, TTL_ATTRIBUTE
+from agentauthz.session._dynamodb import TABLE_DEFINITION, TTL_ATTRIBUTE, map_dynamodb_errors
 from agentauthz.testing import LocalDynamoDB, capture_decisions
 from tests.strategies import session_store_operations
 
@@ -142,8 +143,10 @@ def test_completed_calls_move_to_pages_and_windows_and_histories_still_count_the
         dynamodb_client: Any, dynamodb_table: str) -> None:
     store = store_on(dynamodb_client, dynamodb_table, page_size=10)
     complete_calls(store, 45)
-    pages = [item for item in items(dynamodb_client, dynamodb_table) if "#page#" in item["sk"]["S"]]
-    assert len(pages) >= 3  # the head kept at most 10 completed calls
+    stored = [item["sk"]["S"] for item in items(dynamodb_client, dynamodb_table)]
+    assert len([key for key in stored if "#page#" in key]) >= 3  # the head kept at most 10 completed calls
+    moved = len(stored) - 1 - len([key for key in stored if "#page#" in key])
+    assert moved % 2 == 0 and moved >= 2 * 35  # a marker per key and per external id of each moved call
     snapshot = store.load("s", since=3.0, history=40)
     assert snapshot.calls == {"ping": 45} and snapshot.totals == {"ping": {"n": 45}}
     assert snapshot.window_calls == {"ping": 42}  # completed at 3..44, across pages and head
@@ -301,12 +304,20 @@ def test_a_throttled_load_denies_the_call(code: str) -> None:
 def test_a_throttled_admission_denies_the_call_and_reserves_nothing() -> None:
     client, stubber = stubbed_client()
     stubber.add_response("get_item", {})  # the decision's load (a new session), reused by the admission
-    stubber.add_client_error("transact_write_items", service_error_code="ThrottlingException",
-                             http_status_code=400)
+    stubber.add_client_error("put_item", service_error_code="ThrottlingException", http_status_code=400)
     with stubber:
         error = refused_error(*guarded(store_on(client, "sessions")))
         stubber.assert_no_pending_responses()
     assert "throttled the request (ThrottlingException)" in error
+
+
+def test_a_transaction_cancelled_by_throttling_is_a_throttled_request_not_a_lost_race() -> None:
+    cancelled = ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                             "CancellationReasons": [{"Code": "None"}, {"Code": "ThrottlingError"}]},
+                            "TransactWriteItems")
+    with pytest.raises(az.EngineError, match=r"throttled the request \(ThrottlingException\)"), \
+            map_dynamodb_errors("sessions"):
+        raise cancelled
 
 
 def test_access_denied_denies_the_call_and_names_the_permissions_needed() -> None:
@@ -465,3 +476,4 @@ def test_a_guarded_call_costs_the_table_three_requests(dynamodb_client: Any, dyn
         refund("o-2", 5)
     # the decision's read; the reservation, written on that read; the completion, written on the reservation
     assert sent == ["GetItem", "PutItem", "PutItem"]
+    assert all(item["sk"]["S"] == "head" for item in items(dynamodb_client, dynamodb_table))  # no markers yet
