@@ -329,6 +329,9 @@ class DynamoDBSessionStore:
         ['pii']
     """
 
+    #: A call's single-use approval (``CallRecord.approval``) is removed in the write that admits it.
+    consumes_approvals = True
+
     def __init__(self, table_name: str, *, client: Any = None,
                  ttl: timedelta | None = timedelta(days=30), page_size: int = 100, max_attempts: int = 100,
                  clock: Callable[[], float] = time.time) -> None:
