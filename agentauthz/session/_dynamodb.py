@@ -307,9 +307,12 @@ class DynamoDBSessionStore:
             CloudFormation resource of the deploying guide).
         client: a boto3 DynamoDB client; default ``boto3.client("dynamodb")``.
         ttl: how long a session lives after its last write (DynamoDB's time to
-            live on ``expires_at``); None keeps sessions until deleted.
-        page_size: completed calls the head keeps; past it, the older half
-            moves to a page (an extra item read only for long windows or histories).
+            live on ``expires_at``); None keeps sessions until deleted. Pages
+            and markers live ``ttl`` after they were written: a call older than
+            that drops out of ``history`` and its ids may be used again.
+        page_size: completed calls the head keeps; past it, the oldest (half of
+            them, at most 49 at a time) move to a page, an extra item read only
+            for long windows or histories.
         max_attempts: reads and writes of one change before it fails when other
             writers keep changing the session.
         clock: seconds since the epoch (tests pass a fake clock).
