@@ -222,6 +222,7 @@ class _Head:
     generation: str
     version: int = 0
     stored_version: int | None = None  # the item's version, None when there is none (an expired one counts)
+    stored_generation: str | None = None  # the item's generation (the head's own unless it expired)
     seen: set[str] = field(default_factory=set)
     calls: dict[str, int] = field(default_factory=dict)
     totals: dict[str, dict[str, Number]] = field(default_factory=dict)
@@ -257,6 +258,7 @@ class _Head:
             generation=item["generation"]["S"],
             version=int(item["version"]["N"]),
             stored_version=int(item["version"]["N"]),
+            stored_generation=item["generation"]["S"],
             seen=set(state["seen"]),
             calls={action: int(n) for action, n in state["calls"].items()},
             totals={action: {name: _number(value) for name, value in sums.items()}
@@ -400,7 +402,8 @@ class DynamoDBSessionStore:
             if item is not None and not self._expired(item):
                 return _Head.from_item(session_id, item)
             return _Head(session_id, owner or "", uuid.uuid4().hex,
-                         stored_version=int(item["version"]["N"]) if item is not None else None)
+                         stored_version=int(item["version"]["N"]) if item is not None else None,
+                         stored_generation=item["generation"]["S"] if item is not None else None)
         except (KeyError, TypeError, ValueError) as exc:  # written by something else: never guess
             raise EngineError(f"DynamoDB table {self.table_name!r}: the item of session {session_id!r} "
                               "is not a session this version can read") from exc
@@ -463,8 +466,10 @@ class DynamoDBSessionStore:
         if head.stored_version is None:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            put["ConditionExpression"] = "version = :read"
-            put["ExpressionAttributeValues"] = {":read": {"N": str(head.stored_version)}}
+            # The generation too: a session deleted and started again reaches the same versions.
+            put["ConditionExpression"] = "version = :read AND generation = :generation"
+            put["ExpressionAttributeValues"] = {":read": {"N": str(head.stored_version)},
+                                                ":generation": {"S": head.stored_generation or ""}}
         return put
 
     def _write(self, head: _Head, *others: dict[str, Any]) -> None:

@@ -263,6 +263,21 @@ def test_delete_removes_every_item_of_the_session_and_a_new_one_starts_clean(
     assert store.load("other", since=0.0, history=5).calls == {"ping": 1}
 
 
+def test_a_write_prepared_before_a_delete_never_overwrites_the_session_started_again(
+        dynamodb_client: Any, dynamodb_table: str) -> None:
+    store, other = store_on(dynamodb_client, dynamodb_table), store_on(dynamodb_client, dynamodb_table)
+    store.add_labels("s", ["old"], owner=OWNER)
+    store.admit("s", CallRecord("c0", "ping", 'Tool::"ping"', 1.0), owner=OWNER, version=1)
+    version = store.load("s", since=0.0, history=0).version  # this thread's read: version 2
+    other.delete("s")
+    other.add_labels("s", ["new"], owner=OWNER)
+    other.admit("s", CallRecord("c9", "ping", 'Tool::"ping"', 1.0), owner=OWNER, version=1)  # version 2 again
+    store.admit("s", CallRecord("c1", "ping", 'Tool::"ping"', 1.0), owner=OWNER, version=version)
+    snapshot = store.load("s", since=0.0, history=0)
+    assert snapshot.seen == frozenset({"new"})  # the deleted session's facts did not come back...
+    assert [call.call_id for call in snapshot.pending] == ["c9", "c1"]  # ...nor replace the new calls
+
+
 # -- failures deny ---------------------------------------------------------------------------------
 
 
