@@ -17,6 +17,7 @@ and its async twin run the same steps.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import threading
 import time
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
     from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
     from agentauthz.retrieval._filtering import RetrievalFilter
     from agentauthz.session._admission import SessionAdmission
-    from agentauthz.session._session import Session, SessionConfig, ToolCall
+    from agentauthz.session._approvals import ApprovalRequest
+    from agentauthz.session._session import Approval, Session, SessionConfig, ToolCall
     from agentauthz.session._stores import SessionStore
     from agentauthz.tools._calls import ToolCalls
     from agentauthz.tools._spec import ContextSpec, OnDeny, RefusalKind, ResourceSpec, ToolSpec
@@ -394,6 +396,30 @@ class Authorizer:
         """The session bound in this context, if any."""
         return bound_session.get()
 
+    def approve(self, request: ApprovalRequest, *, granted_by: str | None = None) -> Approval:
+        """Grant a held call (``ApprovalRequired.approval``): it may then run once, as it was asked.
+
+        Records a single-use approval in the call's session, bound to its end
+        user, action, resource and exact arguments, until the request's expiry;
+        the grant has its audit event. Make the call again (the same tool, the
+        same arguments, in the same session, for the same end user) and it runs
+        once. Call this from the application when a person approved, never on
+        model output. See ``docs/approvals.md``.
+
+        Args:
+            request: the held call's approval request.
+            granted_by: who approved (kept with the approval and in the audit event).
+
+        Raises:
+            ConfigurationError: the request expired (make the call again to ask anew).
+            IdentityError: the session belongs to another end user.
+        """
+        return self._sessions.grant(request, granted_by)
+
+    def decline(self, request: ApprovalRequest, *, declined_by: str | None = None) -> None:
+        """Record that a person did not approve a held call (audited); it stays denied."""
+        self._sessions.refuse(request, declined_by)
+
     # -- decisions -----------------------------------------------------------------
 
     def authorize(
@@ -703,12 +729,17 @@ class Authorizer:
             ...     s.state().calls, call.arguments
             ({'ping': 1}, {'host': 'a'})
         """
-        return self._run(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
+        calls = self._tool_calls
+        return calls.approved(self._run(calls.begin_tool_call(tool, arguments, call_id, record)),
+                              lambda: self._run(calls.begin_tool_call(tool, arguments, call_id, record)))
 
     async def abegin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
                                call_id: str | None = None, record: bool = True) -> ToolCall:
         """Async twin of :meth:`begin_tool_call`."""
-        return await self._arun(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
+        calls = self._tool_calls
+        return await calls.aapproved(
+            await self._arun(calls.begin_tool_call(tool, arguments, call_id, record)),
+            lambda: self._arun(calls.begin_tool_call(tool, arguments, call_id, record)))
 
     def begin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                    context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
@@ -727,12 +758,17 @@ class Authorizer:
             ...     counted, s.state().calls
             (True, {'ship': 1})
         """
-        return self._run(self._tool_calls.begin_call(action, resource, context, call_id))
+        calls = self._tool_calls
+        return calls.approved(self._run(calls.begin_call(action, resource, context, call_id)),
+                              lambda: self._run(calls.begin_call(action, resource, context, call_id)))
 
     async def abegin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                           context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
         """Async twin of :meth:`begin_call`."""
-        return await self._arun(self._tool_calls.begin_call(action, resource, context, call_id))
+        calls = self._tool_calls
+        return await calls.aapproved(
+            await self._arun(calls.begin_call(action, resource, context, call_id)),
+            lambda: self._arun(calls.begin_call(action, resource, context, call_id)))
 
     def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
         """The refusal a model reads for a refused call of ``tool`` (see :func:`refusal_message`).
@@ -927,6 +963,7 @@ class Authorizer:
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
+        decisions = [self._approvals_evaluated(d) for d in decisions]
         # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
         enforced = self.mode != "shadow"
         decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, _decision_id())
@@ -948,6 +985,29 @@ class Authorizer:
                 else:
                     self._emit(sinks, event)
         return decisions
+
+    def _approvals_evaluated(self, decision: Decision) -> Decision:
+        """An allow is a denial when an approvable forbid could not be evaluated.
+
+        Cedar skips a policy whose evaluation fails; a rule a person must lift
+        (``@approval("required")``) is never skipped so: without a session (no
+        ``context.session``) such a call is denied, not waved through.
+        """
+        if not decision.allowed or not decision.errors:
+            return decision
+        failed = {match.group(1) for error in decision.errors
+                  if (match := _FAILED_POLICY.match(error)) is not None}
+        if not failed & self._approvable_ids():
+            return decision
+        return Decision(False, (), (*decision.errors, _APPROVAL_UNEVALUATED), decision.enforced,
+                        decision.policy_version)
+
+    def _approvable_ids(self) -> frozenset[str]:
+        """Ids of the forbids a person may lift: the engine's store's and the session configuration's."""
+        store = getattr(self.engine, "store", None)
+        own: frozenset[str] = getattr(store, "approvable", frozenset()) if store is not None else frozenset()
+        config = self._session_config
+        return own | frozenset(config.approvals.approvable) if config is not None else own
 
     # -- audit ---------------------------------------------------------------------
 
@@ -1075,12 +1135,17 @@ class Authorizer:
         """Audit an operation of the application on a session that belongs to another end user."""
         from agentauthz.session._stores import FOREIGN_SESSION
 
+        self._audit_session_operation(principal, operation, session.id, Decision.deny(FOREIGN_SESSION))
+
+    def _audit_session_operation(self, principal: EntityUID, operation: str, session_id: str,
+                                 decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
+        """One audit event for an operation on a session (``Action::"session.<operation>"``)."""
         request = Request(principal=principal, action=EntityUID("Action", f"session.{operation}"),
-                          resource=EntityUID("Session", session.id))
-        decision = Decision.deny(FOREIGN_SESSION)
+                          resource=EntityUID("Session", session_id))
         sinks = self._active_sinks()
         if sinks:
-            self._emit(sinks, dataclasses.replace(self._event(request, decision, 0, []), session=session.id))
+            event = self._event(request, decision.replace(id=_decision_id()), 0, [])
+            self._emit(sinks, dataclasses.replace(event, session=session_id, extra=dict(extra or {})))
 
     @staticmethod
     def _emit(sinks: list[AuditSink], event: AuditEvent) -> None:
@@ -1091,6 +1156,10 @@ class Authorizer:
                 import logging
 
                 logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
+
+
+_FAILED_POLICY = re.compile(r"error while evaluating policy `([^`]*)`")
+_APPROVAL_UNEVALUATED = "a policy that requires approval could not be evaluated (is a session bound?)"
 
 
 def _decision_id() -> str:

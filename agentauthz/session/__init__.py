@@ -83,6 +83,7 @@ Example:
 
 from __future__ import annotations
 
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalConfig, ApprovalRequest
 from agentauthz.session._dynamodb import DynamoDBSessionStore, create_table
 from agentauthz.session._session import (
     SESSION_KEY,
@@ -101,8 +102,11 @@ from agentauthz.session._session import (
 )
 
 __all__ = [
+    "APPROVAL_INTERRUPT",
     "SESSION_KEY",
     "Approval",
+    "ApprovalConfig",
+    "ApprovalRequest",
     "CallRecord",
     "DynamoDBSessionStore",
     "MemorySessionStore",
