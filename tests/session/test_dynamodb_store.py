@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 import uuid
-from dataclasses import fields
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -168,20 +168,14 @@ def test_a_session_too_large_for_one_item_is_refused_never_cut(dynamodb_client: 
 
 # -- approvals and provenance ---------------------------------------------------------------------
 
-#: Single-use and expiring approvals come with the approvals branch (r-w10b); these tests run once merged.
-needs_single_use = pytest.mark.skipif("once" not in {item.name for item in fields(Approval)},
-                                      reason="single-use approvals (Approval.once) are not in this tree yet")
-
-
-@needs_single_use
 def test_a_single_use_approval_is_used_up_by_exactly_one_call(dynamodb_client: Any,
                                                                dynamodb_table: str) -> None:
     store = store_on(dynamodb_client, dynamodb_table)
-    grant = Approval(OWNER, "pay", 'Tool::"pay"', "{}", once=True)  # type: ignore[call-arg]
+    grant = Approval(OWNER, "pay", 'Tool::"pay"', "{}", once=True)
     store.approve("s", grant)
     version = store.load("s", since=0.0, history=0).version
-    first = CallRecord("k1", "pay", 'Tool::"pay"', 1.0, approval=grant.key)  # type: ignore[call-arg]
-    second = CallRecord("k2", "pay", 'Tool::"pay"', 1.0, approval=grant.key)  # type: ignore[call-arg]
+    first = CallRecord("k1", "pay", 'Tool::"pay"', 1.0, approval=grant.key)
+    second = CallRecord("k2", "pay", 'Tool::"pay"', 1.0, approval=grant.key)
     assert store.admit("s", first, owner=OWNER, version=version) == "admitted"
     snapshot = store.load("s", since=0.0, history=0)
     assert snapshot.approvals == ()
@@ -189,7 +183,6 @@ def test_a_single_use_approval_is_used_up_by_exactly_one_call(dynamodb_client: A
     assert [record.call_id for record in store.load("s", since=0.0, history=0).pending] == ["k1"]
 
 
-@needs_single_use
 def test_granting_the_same_call_on_other_terms_replaces_the_grant(dynamodb_client: Any,
                                                                   dynamodb_table: str) -> None:
     store = store_on(dynamodb_client, dynamodb_table)
@@ -198,9 +191,55 @@ def test_granting_the_same_call_on_other_terms_replaces_the_grant(dynamodb_clien
     version = store.load("s", since=0.0, history=0).version
     store.approve("s", Approval(OWNER, "pay", 'Tool::"pay"', "{}", "bob"))  # same terms: nothing changes
     assert store.load("s", since=0.0, history=0).version == version
-    once = Approval(OWNER, "pay", 'Tool::"pay"', "{}", expires_at=50.0, once=True)  # type: ignore[call-arg]
+    once = Approval(OWNER, "pay", 'Tool::"pay"', "{}", expires_at=50.0, once=True)
     store.approve("s", once)
     assert store.load("s", since=0.0, history=0).approvals == (once,)
+
+
+APPROVAL_SCHEMA = """
+entity User;
+entity Tool;
+action refund appliesTo { principal: User, resource: Tool,
+  context: { input: { to: String, amount: Long }, session: { approved: Bool } } };
+"""
+APPROVAL_POLICIES = """
+@id("allow-all") permit(principal, action == Action::"refund", resource);
+@id("big-refunds") @approval("required")
+forbid(principal, action == Action::"refund", resource)
+when { context.input.amount > 100 && !context.session.approved };
+"""
+
+
+def test_one_single_use_grant_runs_one_of_many_parallel_calls(dynamodb_client: Any,
+                                                              dynamodb_table: str) -> None:
+    store = store_on(dynamodb_client, dynamodb_table)
+    authz = az.Authorizer.from_text(APPROVAL_POLICIES, schema=APPROVAL_SCHEMA, audit=[],
+                                    sessions=SessionConfig(store=store))
+    ran: list[int] = []
+
+    @authz.guard(action="refund")
+    def refund(to: str, amount: int) -> str:
+        ran.append(amount)
+        return "refunded"
+
+    with authz.acting_as(ALICE), authz.session("race"):
+        with pytest.raises(az.ApprovalRequired) as held:
+            refund("bob", 500)
+        authz.approve(held.value.approval)
+        (grant,) = store.load("race", since=0.0, history=0).approvals
+        assert grant.once and grant.expires_at is not None  # kept as granted
+
+    def call(_: int) -> str:
+        with authz.acting_as(ALICE), authz.session("race"):
+            try:
+                return refund("bob", 500)
+            except az.ApprovalRequired:
+                return "held"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(call, range(12)))
+    assert outcomes.count("refunded") == 1 and ran == [500]
+    assert store.load("race", since=0.0, history=0).approvals == ()  # used up
 
 
 def test_approvals_keep_every_field_they_are_granted_with(dynamodb_client: Any, dynamodb_table: str) -> None:
