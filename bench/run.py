@@ -58,10 +58,12 @@ class Sizes:
     avp_filter: int = 1000
     retrieval_docs: int = 2000
     retrieval_queries: int = 20
+    session_calls: int = 50
 
 
 QUICK = Sizes(rounds=1, requests=5, single=((10, 10),), tools=(40, 4, 20), rag=(20,), rag_policies=10,
-              links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2)
+              links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2,
+              session_calls=3)
 
 
 @dataclass
@@ -644,6 +646,67 @@ def retrieval(report: Report, sizes: Sizes) -> None:
          "ratio"], rows)
 
 
+SESSION_RULES = """
+@id("all") permit(principal, action, resource);
+@id("refund-cap") forbid(principal, action == Action::"refund", resource)
+when { context has session && context.session.totals has refund &&
+       context.session.totals.refund.amount + context.input.amount > 1000000000 };
+"""
+
+
+def session_stores(report: Report, sizes: Sizes) -> None:
+    """A guarded call in a session (decided, reserved, run, counted) on each session store."""
+    import tempfile
+
+    from agentauthz.session import DynamoDBSessionStore, SessionConfig, SQLiteSessionStore, create_table
+    from agentauthz.testing import LocalDynamoDB
+
+    title = "Session stores: a guarded call"
+    stores: dict[str, Callable[[], Any]] = {"memory": lambda: None}
+    folder = tempfile.mkdtemp()
+    stores["SQLite (WAL file)"] = lambda: SQLiteSessionStore(Path(folder) / "sessions.db")
+    try:
+        dynamodb = LocalDynamoDB().start()
+    except ImportError as exc:
+        report.skipped(title, f"{exc}")
+        return
+    client = dynamodb.client()
+    create_table(client, "bench-sessions")
+    sent: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: sent.append(model.name))
+    stores["DynamoDB (local moto server)"] = lambda: DynamoDBSessionStore("bench-sessions", client=client)
+    alice = az.EntityUID("User", "alice")
+    rounds = max(1, min(sizes.rounds, 5))
+    rows = []
+    try:
+        for name, make in stores.items():
+            authz = az.Authorizer.from_text(SESSION_RULES, sessions=SessionConfig(store=make()))
+
+            @authz.guard(sum_arguments=["amount"])
+            def refund(order: str, amount: int) -> str:
+                return "ok"
+
+            def run(authz: az.Authorizer = authz, refund: Any = refund) -> None:
+                with authz.acting_as(alice), authz.session(f"s-{time.perf_counter_ns()}"):
+                    for index in range(sizes.session_calls):
+                        refund(f"o-{index}", 1)
+
+            sent.clear()
+            found = measure({name: (run, sizes.session_calls)}, rounds)[name]
+            runs = rounds + 1  # measure warms up with one untimed run
+            rows.append([name, us(found), f"{len(sent) / (runs * sizes.session_calls):g}" if sent else "-"])
+    finally:
+        dynamodb.stop()
+    report.section(
+        title,
+        "`@authz.guard` with a bound session: load the session, decide, reserve the call (a compare-and-swap "
+        "on the session's version), run the tool, count it. One process, one thread; a new session per "
+        "round. The DynamoDB row talks to moto on 127.0.0.1: its time is moto's, not DynamoDB's (a "
+        "request to DynamoDB in the same region takes a few milliseconds); the requests per call are "
+        "what the table is billed for.",
+        ["store", "per call (us)", "DynamoDB requests per call"], rows)
+
+
 # -- approvals ----------------------------------------------------------------------------------------
 
 _APPROVAL_POLICIES = """
@@ -758,6 +821,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "retrieval": retrieval,
     "approvals": approvals,
     "agentcore": agentcore,
+    "sessions": session_stores,
 }
 
 

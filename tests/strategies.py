@@ -1183,3 +1183,23 @@ def marked_text(marker: str) -> st.SearchStrategy[str]:
     The marker keeps a short text from matching a timestamp or a hex id by chance.
     """
     return _ANY_TEXT.map(marker.__add__)
+
+
+# -- session stores (DynamoDB against the in-memory model) ----------------------------------------
+
+#: One operation on a session store: ("admit", call index, external id or None, action, amount),
+#: ("complete", call index), ("release", call index), ("labels", labels), ("approve", action),
+#: ("revoke", action). Call indexes refer to calls admitted earlier in the same sequence.
+session_store_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.integers(0, 7), st.sampled_from([None, "tc-1", "tc-2"]),
+                  st.sampled_from(["pay", "refund"]), st.integers(0, 9)),
+        st.tuples(st.just("complete"), st.integers(0, 7)),
+        st.tuples(st.just("release"), st.integers(0, 7)),
+        st.tuples(st.just("labels"),
+                  st.frozensets(st.sampled_from(["pii", "secret", "public"]), min_size=1, max_size=2)),
+        st.tuples(st.just("approve"), st.sampled_from(["pay", "refund"])),
+        st.tuples(st.just("revoke"), st.sampled_from(["pay", "refund"])),
+    ),
+    max_size=25,
+)

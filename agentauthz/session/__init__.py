@@ -84,6 +84,7 @@ Example:
 from __future__ import annotations
 
 from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalConfig, ApprovalRequest
+from agentauthz.session._dynamodb import DynamoDBSessionStore, create_table
 from agentauthz.session._session import (
     SESSION_KEY,
     Approval,
@@ -107,6 +108,7 @@ __all__ = [
     "ApprovalConfig",
     "ApprovalRequest",
     "CallRecord",
+    "DynamoDBSessionStore",
     "MemorySessionStore",
     "SQLiteSessionStore",
     "Session",
@@ -115,6 +117,7 @@ __all__ = [
     "SessionSnapshot",
     "SessionStore",
     "ToolCall",
+    "create_table",
     "current_session",
     "session_record_type",
 ]

@@ -82,7 +82,8 @@ class SessionConfig:
     Attributes:
         store: where sessions live; default: a :class:`MemorySessionStore` of
             the Authorizer. Use :class:`SQLiteSessionStore` when several
-            processes serve one conversation.
+            processes of one host serve one conversation, and
+            :class:`~agentauthz.session.DynamoDBSessionStore` for a fleet.
         labels: the resource attribute(s) whose values are the labels recorded
             in ``seen`` (a String or Set<String> attribute each), or a callable
             of the resource Entity returning its labels. Default ``"labels"``.

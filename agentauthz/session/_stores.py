@@ -178,8 +178,9 @@ class SessionSnapshot:
 class SessionStore(Protocol):
     """Where sessions live. Implementations must be safe for concurrent use.
 
-    Implementations: :class:`MemorySessionStore` (one process) and
-    :class:`SQLiteSessionStore` (processes sharing a file). A store that sets
+    Implementations: :class:`MemorySessionStore` (one process),
+    :class:`SQLiteSessionStore` (processes sharing a file) and
+    :class:`~agentauthz.session.DynamoDBSessionStore` (a fleet). A store that sets
     ``consumes_approvals = True`` removes a call's single-use approval
     (``CallRecord.approval``) in the transaction that admits it; on a store
     without it, single-use approvals cover nothing (a held call stays held,
