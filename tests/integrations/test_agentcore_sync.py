@@ -270,7 +270,7 @@ def test_a_failed_call_is_an_engine_error_naming_what_was_done_before_it(client:
         apply_push(plan, client)
     message = str(raised.value)
     assert "stopped at create 'watch-big'" in message and "create positive" in message
-    assert "AgentCore Policy create_policy failed: ValidationException" in message
+    assert "AgentCore Policy CreatePolicy failed: ValidationException" in message
     assert raised.value.__cause__ is not None
 
 
