@@ -55,6 +55,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
+    from agentauthz.session._provenance import Provenance
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
@@ -93,6 +94,7 @@ __all__ = [
     "PolicyError",
     "PolicyStore",
     "Prefilter",
+    "Provenance",
     "Request",
     "Retry",
     "SQLiteSessionStore",
@@ -127,6 +129,7 @@ _LAZY = {
     "Policy": "agentauthz.policy._store",
     "PolicyStore": "agentauthz.policy._store",
     "Prefilter": "agentauthz.retrieval._prefilter",
+    "Provenance": "agentauthz.session._provenance",
     "Retry": "agentauthz.avp._options",
     "SQLiteSessionStore": "agentauthz.session._stores",
     "Session": "agentauthz.session._session",

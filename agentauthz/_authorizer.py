@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
     from agentauthz.retrieval._filtering import RetrievalFilter
     from agentauthz.session._admission import SessionAdmission
+    from agentauthz.session._provenance import ResultLabel
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import SessionStore
     from agentauthz.tools._calls import ToolCalls
@@ -515,6 +516,7 @@ class Authorizer:
         on_deny: OnDeny = "raise",
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        provenance: ResultLabel | None = None,
     ) -> Callable[[F], F]: ...
 
     def guard(
@@ -527,6 +529,7 @@ class Authorizer:
         on_deny: OnDeny = "raise",
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        provenance: ResultLabel | None = None,
     ) -> Any:
         """Authorize every call of a tool function (sync or async) for the bound end user.
 
@@ -547,6 +550,10 @@ class Authorizer:
             name: tool name (default: the function name).
             sum_arguments: int or decimal arguments a bound session adds up
                 over the calls that complete (``context.session.totals.<action>.<argument>``).
+            provenance: how the tool's results are labelled as sources of the
+                session (``"trusted"``, ``"payee"``, or a function of the result
+                returning labels); default: ``SessionConfig.provenance``'s
+                ``results`` or ``default_result`` (``"untrusted"``).
 
         With a session bound (:meth:`session`) the call is decided with
         ``context.session`` and counted in the session once the function
@@ -575,7 +582,7 @@ class Authorizer:
         """
         return self._tool_calls.guard(action, resource=resource, resource_types=resource_types,
                                       context=context, on_deny=on_deny, name=name,
-                                      sum_arguments=sum_arguments)
+                                      sum_arguments=sum_arguments, provenance=provenance)
 
     def validate_tools(
         self,
@@ -791,7 +798,8 @@ class Authorizer:
         action_uid = self.engine.resolve_action(action)
         request_context = dict(context) if context else {}
         session = bound_session.get()
-        if session is not None:
+        if session is not None or (
+                self._session_config is not None and self._session_config.provenance is not None):
             self._sessions.add_to_context(session, request_context, principal_uid, action_uid,
                                           resource_uid, facts)
         request = Request(

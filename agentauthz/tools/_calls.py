@@ -18,6 +18,7 @@ drive the same one.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from agentauthz._identity import bound_identity
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.policy._store import PolicyStore
+from agentauthz.session._provenance import ResultLabel, check_result_label
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import (
     ContextSpec,
@@ -65,10 +67,12 @@ class ToolCalls:
 
     def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, resource: ResourceSpec = None,
               resource_types: Iterable[str] = (), context: ContextSpec = None, on_deny: OnDeny = "raise",
-              name: str | None = None, sum_arguments: Iterable[str] = ()) -> Any:
+              name: str | None = None, sum_arguments: Iterable[str] = (),
+              provenance: ResultLabel | None = None) -> Any:
         """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``)."""
         if callable(action) and not isinstance(action, (str, EntityUID)):
             return self.guard(None)(action)
+        check_result_label(provenance, "@authz.guard(provenance=...)")
         if on_deny not in ("raise", "message"):
             raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
         authz = self.authz
@@ -80,6 +84,8 @@ class ToolCalls:
                 resource_types=tuple(resource_types), context=context, on_deny=on_deny,
                 sums=tuple(sum_arguments),
             )
+            if provenance is not None:
+                spec = dataclasses.replace(spec, provenance=provenance)
             authz.tools[spec.name] = spec
             if inspect.iscoroutinefunction(fn):
 
@@ -92,7 +98,9 @@ class ToolCalls:
                     if not call.admits:
                         return self._refuse(spec, call.decision)
                     with call:
-                        return await fn(**arguments)
+                        result = await fn(**arguments)
+                    call.record_result(result)  # before the result reaches the model
+                    return result
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -105,7 +113,9 @@ class ToolCalls:
                 if not call.admits:
                     return self._refuse(spec, call.decision)
                 with call:
-                    return fn(**arguments)
+                    result = fn(**arguments)
+                call.record_result(result)  # before the result reaches the model
+                return result
 
             return wraps_tool(fn, guarded, spec)
 
@@ -258,4 +268,5 @@ class ToolCalls:
         validate_policies_for_tools(
             store, authz.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=authz.tool_entity_type, session_sums=authz.session_config.sums,
+            provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
         )
