@@ -35,7 +35,7 @@ from agentauthz._errors import (
     InvalidValueError,
     PolicyError,
 )
-from agentauthz._identity import Identity
+from agentauthz._identity import Agent, Identity
 from agentauthz._model import (
     Decision,
     Entity,
@@ -66,6 +66,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "Agent",
     "AuditEvent",
     "AuditSink",
     "Authorizer",

@@ -616,6 +616,10 @@ class SchemaShapes:
         record, namespace = found
         return frozenset(self._resolve(record, namespace).get("attributes") or {})
 
+    def declares(self, action: EntityUID, name: str) -> bool:
+        """Whether ``action``'s context declares attribute ``name``."""
+        return self._context_attribute(action, name) is not None
+
     def _context_attribute(self, action: EntityUID, name: str) -> tuple[Mapping[str, Any], str] | None:
         """The declared type of ``context.<name>`` of ``action`` (and its namespace), if declared."""
         namespace = action.type[: -len("Action")].removesuffix("::") if action.type.endswith(

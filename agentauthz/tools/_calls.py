@@ -269,4 +269,5 @@ class ToolCalls:
             store, authz.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=authz.tool_entity_type, session_sums=authz.session_config.sums,
             provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
+            agent_type=authz.agent.entity_type if authz.agent is not None else None,
         )

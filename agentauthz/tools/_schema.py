@@ -124,6 +124,7 @@ def generate_schema(
     existing: Existing = "replace",
     session_sums: Mapping[str, Sequence[str]] | None = None,
     provenance: Iterable[str] = (),
+    agent_type: str | None = None,
 ) -> str:
     """A Cedar schema: the stub plus one action per tool (and the session type).
 
@@ -150,6 +151,10 @@ def generate_schema(
             (``Provenance.tools``; ``"*"`` for all): their context declares
             ``provenance`` and ``provenance_all``, a ``Set<String>`` per
             argument that is a String, a Long or a Set of them.
+        agent_type: the entity type of the agent (``Agent``; see
+            :class:`~agentauthz.Agent`): every tool action's context declares
+            ``agent?: <agent_type>``. The stub declares the type; with
+            ``agent_grant`` add it to ``principal_types`` too.
 
     Returns:
         The schema in the stub's format: the stub's Cedar text with its
@@ -183,14 +188,14 @@ def generate_schema(
         <BLANKLINE>
     """
     return _generate(stub, tools, mcp_tools, principal_types, namespace, tool_type, session_type, existing,
-                     session_sums, provenance)[0]
+                     session_sums, provenance, agent_type)[0]
 
 
 def _generate(stub: StubInput, tools: Iterable[Any] | Mapping[str, Any],
               mcp_tools: Iterable[Mapping[str, Any]], principal_types: Sequence[str],
               namespace: str | None, tool_type: str, session_type: str | None, existing: Existing,
               session_sums: Mapping[str, Sequence[str]] | None,
-              provenance: Iterable[str] = ()) -> tuple[str, str]:
+              provenance: Iterable[str] = (), agent_type: str | None = None) -> tuple[str, str]:
     """The generated schema and the namespace its tool actions went into."""
     if existing not in ("replace", "error"):
         raise ConfigurationError(f"existing must be 'replace' or 'error', not {existing!r}")
@@ -202,8 +207,11 @@ def _generate(stub: StubInput, tools: Iterable[Any] | Mapping[str, Any],
         raise ConfigurationError(
             "no principal types: pass principal_types (CLI: --principal-type) or annotate "
             "entity types of the stub with @mcp_principal")
-    actions = _with_provenance(_actions(tools, mcp_tools, principals, tool_type, target, session_sums or {}),
-                               frozenset(provenance))
+    actions = _with_context_facts(
+        _actions(tools, mcp_tools, principals, tool_type, target, session_sums or {}),
+        frozenset(provenance), agent_type)
+    if agent_type is not None:
+        _check_entity_type(parsed, target, agent_type, "agent type")
     context = _shared_context(parsed, target, session_type)
     session = _session_type(parsed, target, context, actions)
     for action in actions:
@@ -251,6 +259,7 @@ def validate_policies_for_tools(
     session_type: str | None = DEFAULT_SESSION_TYPE,
     session_sums: Mapping[str, Sequence[str]] | None = None,
     provenance: Iterable[str] = (),
+    agent_type: str | None = None,
 ) -> None:
     """Check a store against its tools: schema actions, session facts, and policies.
 
@@ -276,7 +285,7 @@ def validate_policies_for_tools(
         session_sums: ``SessionConfig.sums``: all of it is filled at run time;
             what it names for the tools is declared in the generated schema.
         provenance: the tracked tool actions (``Provenance.tools``), as
-            :func:`generate_schema` takes them.
+            :func:`generate_schema` takes them; so is ``agent_type``.
 
     Raises:
         PolicyError: one ``file:line: message`` per problem (``.problems``).
@@ -302,7 +311,7 @@ def validate_policies_for_tools(
     sums = session_sums or {}
     schema, target = _generate(stub, specs, (), principal_types, namespace, tool_type, session_type,
                                "replace", tool_sums(sums, (action_name(spec.action) for spec in specs)),
-                               provenance)
+                               provenance, agent_type)
     problems = missing_tool_actions(store, specs, schema, target)
     reads, declared = [], None
     if store.schema_text is not None:
@@ -342,6 +351,7 @@ class _Action:
     input_type: dict[str, Any]
     sums: tuple[str, ...] = ()
     provenance: tuple[str, ...] | None = None  # the arguments of context.provenance, when tracked
+    agent_type: str | None = None  # the entity type of context.agent, when declared
 
     def entity_types(self) -> list[tuple[str, str]]:
         return ([(name, "principal type") for name in self.principal_types]
@@ -382,12 +392,13 @@ def _actions(tools: Iterable[Any] | Mapping[str, Any], mcp_tools: Iterable[Mappi
     return sorted(actions.values(), key=lambda a: a.name)
 
 
-def _with_provenance(actions: list[_Action], tracked: frozenset[str]) -> list[_Action]:
-    """The actions, those ``tracked`` declaring the arguments their provenance covers."""
-    if not tracked:
-        return actions
-    return [dataclasses.replace(action, provenance=provenance_arguments(action.input_type))
-            if action.name in tracked or "*" in tracked else action for action in actions]
+def _with_context_facts(actions: list[_Action], tracked: frozenset[str],
+                        agent_type: str | None) -> list[_Action]:
+    """The actions, with ``context.agent`` and, for ``tracked`` ones, the arguments of their provenance."""
+    return [dataclasses.replace(
+        action, agent_type=agent_type,
+        provenance=provenance_arguments(action.input_type) if action.name in tracked or "*" in tracked
+        else None) for action in actions]
 
 
 def provenance_arguments(input_type: Mapping[str, Any]) -> tuple[str, ...]:
@@ -557,6 +568,8 @@ def _context_type(action: _Action, context: list[tuple[str, str, bool]]) -> dict
             name: {"type": "Set", "element": {"type": "String"}} for name in action.provenance}}
         attributes["provenance"] = labels
         attributes["provenance_all"] = json.loads(json.dumps(labels))
+    if action.agent_type is not None:
+        attributes["agent"] = {"type": "Entity", "name": action.agent_type, "required": False}
     for attribute, common, required in context:
         attributes[attribute] = {"type": common} if required else {"type": common, "required": False}
     return {"type": "Record", "attributes": attributes}
