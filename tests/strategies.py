@@ -1033,8 +1033,8 @@ def _spelled(atom: str) -> st.SearchStrategy[str]:
 provenance_values = st.one_of(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), st.integers(0, 50))
 """An argument value: one identifier or word, in some spelling, or a number."""
 
-_provenance_texts = st.lists(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), min_size=1, max_size=4).map(
-    " ".join)
+_provenance_texts = st.lists(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), min_size=1,
+                             max_size=4).map(" ".join)
 _provenance_content = st.recursive(
     st.one_of(_provenance_texts, st.integers(0, 50)),
     lambda inner: st.one_of(st.lists(inner, max_size=3),

@@ -98,7 +98,8 @@ def test_normalize_folds_case_width_and_whitespace() -> None:
     ("call +1 (555) 123-4567 now", "+1 555 123 4567", "phone"),
     ("open Q3-report.final.pdf", "q3-report.final.pdf", "file"),
 ])
-def test_each_default_extractor_matches_an_identifier_inside_text(text: str, argument: str, kind: str) -> None:
+def test_each_default_extractor_matches_an_identifier_inside_text(text: str, argument: str,
+                                                                  kind: str) -> None:
     keys = source_keys(text)
     assert f"{kind}:" in " ".join(key for key in value_keys(argument) if key in keys)
 
@@ -298,9 +299,8 @@ def test_a_store_failing_to_look_labels_up_denies_the_call_with_one_audit_event(
     sink = az.MemorySink()
     authz = make_authz(store=FailingLookupStore(), sink=sink)
     t = tools(authz)
-    with authz.acting_as(ALICE), authz.session("c"):
-        with pytest.raises(az.AccessDenied) as denied:
-            t["send_money"](LANDLORD_IBAN, 1)
+    with authz.acting_as(ALICE), authz.session("c"), pytest.raises(az.AccessDenied) as denied:
+        t["send_money"](LANDLORD_IBAN, 1)
     assert "session store failed: OSError" in denied.value.decision.errors[0]
     assert [event.decision for event in sink.events] == ["deny"]
 
@@ -319,8 +319,8 @@ def test_a_context_that_sets_provenance_itself_is_refused() -> None:
     with authz.acting_as(ALICE), authz.session("c"):
         for name in ("provenance", "provenance_all"):
             with pytest.raises(az.ConfigurationError, match="comes from the session's provenance"):
-                authz.authorize(action="send_money", resource=U("Tool", "send_money"),
-                                context={"input": {"recipient": "x", "amount": 1}, name: {"recipient": ["user"]}})
+                authz.authorize(action="send_money", resource=U("Tool", "send_money"), context={
+                    "input": {"recipient": "x", "amount": 1}, name: {"recipient": ["user"]}})
 
 
 def test_a_schema_that_tracks_a_tool_but_declares_no_provenance_is_refused() -> None:
@@ -328,7 +328,7 @@ def test_a_schema_that_tracks_a_tool_but_declares_no_provenance_is_refused() -> 
               "context: { input: { recipient: String, amount: Long } } };")
     authz = az.Authorizer.from_text("permit(principal, action, resource);", schema=schema, audit=[],
                                     sessions=SessionConfig(provenance=Provenance(tools={"send_money"})))
-    with authz.acting_as(ALICE), pytest.raises(az.ConfigurationError, match="declares no context.provenance"):
+    with authz.acting_as(ALICE), pytest.raises(az.ConfigurationError, match=r"declares no context\.provenance"):
         authz.authorize(action="send_money", resource=U("Tool", "send_money"),
                         context={"input": {"recipient": "x", "amount": 1}})
 
@@ -397,8 +397,8 @@ def test_the_generated_schema_types_provenance_and_the_example_rule_validates() 
     with strict.acting_as(ALICE), strict.session("c") as session:
         session.register([LANDLORD_IBAN], "payee")
         assert strict.authorize_tool_call("send_money", {"recipient": LANDLORD_IBAN, "amount": 3}).allowed
-        assert strict.authorize_tool_call("send_money", {"recipient": ATTACKER_IBAN, "amount": 3}).reasons == (
-            "payee-only",)
+        attacker = strict.authorize_tool_call("send_money", {"recipient": ATTACKER_IBAN, "amount": 3})
+        assert attacker.reasons == ("payee-only",)
 
 
 def test_audit_events_carry_the_labels_of_each_argument_never_the_values() -> None:
