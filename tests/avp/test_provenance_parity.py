@@ -39,7 +39,8 @@ when { context has agent && context.agent == Agent::"support-bot" && context.inp
 when { context has agent && context.agent.version == "0.9" };
 @id("users") permit (principal is User, action, resource);
 @id("bot-grant")
-permit (principal == Agent::"support-bot", action in [Action::"send_email", Action::"issue_refund"], resource);
+permit (principal == Agent::"support-bot", action in [Action::"send_email", Action::"issue_refund"],
+        resource);
 """
 
 CALLS: list[tuple[str, dict[str, Any]]] = [
