@@ -154,7 +154,7 @@ class Extractor:
         return self._canon(match.group(0)) if match is not None else None
 
 
-_IBAN_DIGITS = str.maketrans({letter: str(10 + index) for index, letter in enumerate("abcdefghijklmnopqrstuvwxyz")})
+_IBAN_DIGITS = str.maketrans({letter: str(10 + n) for n, letter in enumerate("abcdefghijklmnopqrstuvwxyz")})
 
 
 def _iban(match: str) -> str | None:
@@ -298,14 +298,15 @@ def _leaves(value: Any, depth: int = 0) -> Iterator[str]:
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
             yield from _leaves(item, depth + 1)
-    else:
-        dumped = getattr(value, "model_dump", None)  # pydantic models, LangChain messages
-        if callable(dumped):
-            yield from _leaves(dumped(), depth + 1)
-        else:
-            content = getattr(value, "content", getattr(value, "page_content", None))
+    else:  # what a message, document or tool result holds for the model, else its fields
+        for name in ("content", "page_content", "text"):
+            content = getattr(value, name, None)
             if content is not None:
                 yield from _leaves(content, depth + 1)
+                return
+        dumped = getattr(value, "model_dump", None)
+        if callable(dumped):
+            yield from _leaves(dumped(), depth + 1)
 
 
 def source_keys(value: Any, extractors: Sequence[Extractor] = DEFAULT_EXTRACTORS) -> set[str]:
