@@ -246,6 +246,8 @@ class SessionAdmission:
         names: frozenset[str] | None = None
         if shapes is not None:
             names = shapes.provenance(action)
+            if names is None and action.id not in config.tools:
+                return  # tracked by "*": an action whose schema declares no provenance gets none
             if names is None:
                 raise ConfigurationError(
                     f"Provenance.tools tracks {action} but the schema declares no context.provenance "

@@ -196,7 +196,9 @@ class Provenance:
 
     Attributes:
         tools: tool actions whose calls carry ``context.provenance`` and
-            ``context.provenance_all`` (``{"send_money"}``; ``"*"`` for every action).
+            ``context.provenance_all`` (``{"send_money"}``; ``"*"`` for every
+            action; with a schema, those whose context declares ``provenance``).
+            With a schema, an action named here must declare it.
         results: action -> how its results are labelled (a label, labels, or a
             function of the result); a tool not named here uses ``default_result``.
             ``@authz.guard(provenance=...)`` and ``ToolSettings(provenance=...)`` set it per tool too.

@@ -95,6 +95,7 @@ class ToolCalls:
                         return prepared
                     arguments, inputs = prepared
                     call = await authz._arun(authz._sessions.begin(inputs, arguments, spec, None))
+                    call.arguments = arguments
                     if not call.admits:
                         return self._refuse(spec, call.decision)
                     with call:
@@ -110,6 +111,7 @@ class ToolCalls:
                     return prepared
                 arguments, inputs = prepared
                 call = authz._run(authz._sessions.begin(inputs, arguments, spec, None))
+                call.arguments = arguments
                 if not call.admits:
                     return self._refuse(spec, call.decision)
                 with call:

@@ -455,3 +455,38 @@ def test_provenance_labels_are_exactly_those_of_the_sources_holding_the_value(
 def test_provenance_is_plain_json_for_the_cedar_request() -> None:
     union, every = argument_provenance({"to": "x"}, lambda keys: {"v:x": frozenset({"user"})})
     assert json.dumps({"provenance": union, "provenance_all": every})
+
+
+# -- laundering through a result that echoes the call ---------------------------------------------
+
+
+def test_a_trusted_tool_echoing_its_arguments_does_not_launder_them() -> None:
+    # Finding class: a value the model chose must never take a trusted label from the result of
+    # the very call that carried it (a search "trusted" result echoing the query, a lookup
+    # echoing the key). Whatever else the result holds is registered.
+    authz = make_authz()
+    t = tools(authz)
+
+    @authz.guard(provenance="payee")
+    def lookup_payee(name: str) -> dict[str, str]:
+        return {"query": name, "match": "Landlord", "iban": LANDLORD_IBAN}
+
+    with authz.acting_as(ALICE), authz.session("c") as session:
+        lookup_payee(f"landlord or {ATTACKER_IBAN}")  # the model smuggles an IBAN into the query
+        assert session.provenance_of(ATTACKER_IBAN) == []
+        assert session.provenance_of(LANDLORD_IBAN) == ["payee"]
+        assert refused(t["send_money"], ATTACKER_IBAN, 1) == ("payee-only",)
+
+
+def test_every_action_tracked_by_star_gets_provenance_where_its_schema_declares_it() -> None:
+    authz = make_authz()
+    tools(authz)
+    schema = az.generate_schema("entity User; entity Tool;", tools=authz.tools, principal_types=["User"],
+                                provenance={"send_money"})
+    star = az.Authorizer.from_text("permit(principal, action, resource);", schema=schema, audit=[],
+                                   sessions=SessionConfig(provenance=Provenance(tools="*")))
+    with star.acting_as(ALICE):
+        assert star.authorize(action="send_email", resource=U("Tool", "send_email"),
+                              context={"input": {"to": "a@b.example", "cc": []}}).allowed
+        assert star.authorize(action="send_money", resource=U("Tool", "send_money"),
+                              context={"input": {"recipient": "x", "amount": 1}}).allowed
