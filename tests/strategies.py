@@ -1048,3 +1048,10 @@ provenance_sources = st.lists(
     max_size=5,
 )
 """Labelled sources: text or nested results holding identifiers, each with one or two labels."""
+
+
+# -- agent identity (tests/core/test_agent_identity.py) ---------------------------------------------
+
+GRANT_ACTIONS = ("read", "write", "share", "delete")
+grant_actions = st.sets(st.sampled_from(GRANT_ACTIONS))
+"""Some actions: what a user is permitted, what an agent is granted, what a policy forbids."""

@@ -6,10 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 import agentauthz as az
 from agentauthz._authorizer import NO_AGENT, OUTSIDE_GRANT
 from agentauthz.avp._tokens import TokenIdentity
+from tests.strategies import GRANT_ACTIONS, grant_actions
 from tests.tokens import CLIENT_ID, POOL_ID, Issuer
 
 U = az.EntityUID
@@ -215,3 +217,26 @@ def test_agent_grant_denies_when_the_engine_answers_half_or_fails(engine_type: t
                           agent=BOT, agent_grant=True, audit=[])
     with authz.acting_as(ALICE):
         assert not refund(authz, 1).allowed
+
+
+def test_agent_attributes_cedar_cannot_hold_are_refused_when_the_agent_is_named() -> None:
+    with pytest.raises(az.AuthzError):
+        az.Agent("bot", attributes={"score": object()})
+
+
+@settings(max_examples=60, deadline=None)
+@given(user=grant_actions, agent=grant_actions, forbidden=grant_actions)
+def test_agent_grant_allows_exactly_what_both_may(user: set[str], agent: set[str],
+                                                  forbidden: set[str]) -> None:
+    def scope(actions: set[str]) -> str:
+        return ", ".join(f'Action::"{action}"' for action in sorted(actions))
+
+    policies = [f"permit (principal is User, action in [{scope(user)}], resource);" if user else "",
+                f'permit (principal == Agent::"bot", action in [{scope(agent)}], resource);' if agent else "",
+                f"forbid (principal, action in [{scope(forbidden)}], resource);" if forbidden else ""]
+    authz = az.Authorizer.from_text("\n".join(policies), agent=az.Agent("bot"), agent_grant=True, audit=[])
+    with authz.acting_as(ALICE):
+        decided = authz.authorize_many([az.Request(ALICE, U("Action", action), REFUND)
+                                        for action in GRANT_ACTIONS])
+    assert [d.allowed for d in decided] == [
+        action in user and action in agent and action not in forbidden for action in GRANT_ACTIONS]
