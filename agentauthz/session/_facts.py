@@ -301,7 +301,8 @@ def provenance_problems(policies: Iterable[Policy], tracked: Iterable[str] | Non
     policy that reads ``context.provenance`` or ``context.provenance_all`` needs
     ``SessionConfig.provenance`` (``tracked`` is its ``tools``; None: not set),
     and one scoped to actions (``action == ...``, ``action in [...]``) needs
-    each of them tracked. An unscoped one should test ``context has provenance``.
+    each of them tracked. A policy that tests ``context has provenance`` (or
+    ``provenance_all``) says itself what applies without it, and is left alone.
 
     Example:
         >>> from agentauthz.policy._store import PolicyStore
@@ -323,6 +324,8 @@ def provenance_problems(policies: Iterable[Policy], tracked: Iterable[str] | Non
             if not any(path and path[0] in ("provenance", "provenance_all")
                        for path in _context_paths_read(body.get("conditions"))):
                 continue
+            if _tests_context_has(body.get("conditions"), ("provenance", "provenance_all")):
+                continue
             if names is None:
                 problems.append(f"{policy.location}: reads context.provenance, but SessionConfig.provenance "
                                 "is not set: no request carries it, and the policy never applies")
@@ -332,6 +335,22 @@ def provenance_problems(policies: Iterable[Policy], tracked: Iterable[str] | Non
                 problems.append(f"{policy.location}: reads context.provenance for action(s) "
                                 f"{', '.join(untracked)} that Provenance.tools does not track")
     return problems
+
+
+def _tests_context_has(document: Any, names: tuple[str, ...]) -> bool:
+    """Whether an EST tests ``context has <name>`` for one of ``names``."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, Mapping):
+            test = node.get("has")
+            if (isinstance(test, Mapping) and test.get("attr") in names
+                    and test.get("left") == {"Var": "context"}):
+                return True
+            stack.extend(node.values())
+    return False
 
 
 def _scoped_actions(scope: Any) -> list[str]:

@@ -550,3 +550,10 @@ def test_a_rule_over_provenance_for_an_untracked_action_is_refused() -> None:
     misspelled = az.PolicyStore.from_text(UNTRACKED_RULE.replace("send_money", "send_mony"))
     with pytest.raises(az.PolicyError, match=r"send_mony that Provenance\.tools does not track"):
         authz.validate_tools(stub="entity User; entity Tool;", principal_types=["User"], store=misspelled)
+
+
+def test_a_rule_that_tests_context_has_provenance_says_itself_what_applies_without_it() -> None:
+    guarded = UNTRACKED_RULE.replace("when { !", "when { context has provenance && !")
+    authz = az.Authorizer.from_text(guarded, audit=[])
+    with authz.acting_as(ALICE):
+        assert authz.authorize(action="send_money", resource=U("Tool", "send_money")).allowed
