@@ -36,7 +36,7 @@ from agentauthz._errors import (
     InvalidValueError,
     PolicyError,
 )
-from agentauthz._identity import Identity
+from agentauthz._identity import Agent, Identity
 from agentauthz._model import (
     Decision,
     Entity,
@@ -58,6 +58,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
     from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+    from agentauthz.session._provenance import Provenance
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
     from agentauthz.tools._injected import Injected, bind_injected
@@ -69,6 +70,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "Agent",
     "ApprovalConfig",
     "ApprovalRequest",
     "ApprovalRequired",
@@ -101,6 +103,7 @@ __all__ = [
     "PolicyError",
     "PolicyStore",
     "Prefilter",
+    "Provenance",
     "Request",
     "Retry",
     "SQLiteSessionStore",
@@ -140,6 +143,7 @@ _LAZY = {
     "Policy": "agentauthz.policy._store",
     "PolicyStore": "agentauthz.policy._store",
     "Prefilter": "agentauthz.retrieval._prefilter",
+    "Provenance": "agentauthz.session._provenance",
     "Retry": "agentauthz.avp._options",
     "SQLiteSessionStore": "agentauthz.session._stores",
     "Session": "agentauthz.session._session",

@@ -31,12 +31,14 @@ from agentauthz._errors import (
     ConfigurationError,
     InvalidArguments,
     InvalidValueError,
+    PolicyError,
 )
 from agentauthz._identity import bound_identity
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
+from agentauthz.session._provenance import ResultLabel
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
@@ -73,15 +75,18 @@ class ToolCalls:
     # -- guarding ----------------------------------------------------------------------
 
     def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, settings: ToolSettings | None,
-              name: str | None, on_deny: OnDeny | None, **options: Any) -> Any:
+              name: str | None, on_deny: OnDeny | None, provenance: ResultLabel | None = None,
+              **options: Any) -> Any:
         """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``).
 
-        ``options`` are the ToolSettings keywords given one by one (``resource=``...):
-        they and ``settings=`` are one way of saying the same, so not both.
+        ``options`` (and ``provenance``) are the ToolSettings keywords given one by one
+        (``resource=``...): they and ``settings=`` are one way of saying the same, so not both.
         """
         if callable(action) and not isinstance(action, (str, EntityUID)):
-            return self.guard(None, settings=settings, name=name, on_deny=on_deny, **options)(action)
-        given = {key: value for key, value in options.items() if value not in (None, ())}
+            return self.guard(None, settings=settings, name=name, on_deny=on_deny, provenance=provenance,
+                              **options)(action)
+        given = {key: value for key, value in {**options, "provenance": provenance}.items()
+                 if value not in (None, ())}
         if action is not None:
             given["action"] = action
         if settings is None:
@@ -110,10 +115,14 @@ class ToolCalls:
                         call = await self.aapproved(
                             await authz._arun(authz._sessions.begin(inputs, arguments, spec, None)),
                             lambda: authz._arun(authz._sessions.begin(inputs, arguments, spec, None)))
+                        call.arguments = {key: value for key, value in arguments.items()
+                                          if key not in spec.injected}
                     if not call.admits:
                         return self._refuse(spec, call)
                     with call:
-                        return await fn(**arguments)
+                        result = await fn(**arguments)
+                    call.record_result(result)  # before the result reaches the model
+                    return result
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -126,10 +135,14 @@ class ToolCalls:
                     call = self.approved(
                         authz._run(authz._sessions.begin(inputs, arguments, spec, None)),
                         lambda: authz._run(authz._sessions.begin(inputs, arguments, spec, None)))
+                    call.arguments = {key: value for key, value in arguments.items()
+                                      if key not in spec.injected}
                 if not call.admits:
                     return self._refuse(spec, call)
                 with call:
-                    return fn(**arguments)
+                    result = fn(**arguments)
+                call.record_result(result)  # before the result reaches the model
+                return result
 
             return wraps_tool(fn, guarded, spec)
 
@@ -346,16 +359,23 @@ class ToolCalls:
     def validate(self, *, stub: str | Mapping[str, Any] | None, principal_types: Sequence[str],
                  namespace: str | None, store: PolicyStore | None) -> None:
         """Check the store against the registered tools (:meth:`Authorizer.validate_tools`)."""
+        from agentauthz.session._facts import provenance_problems
         from agentauthz.tools._schema import validate_policies_for_tools  # schema generation: on first use
 
         authz = self.authz
         store = store or getattr(authz.engine, "store", None)
         if not isinstance(store, PolicyStore):
             raise ConfigurationError("validate_tools needs the policies: pass store=PolicyStore...")
+        config = authz.session_config.provenance
+        problems = provenance_problems(store.policies, config.tools if config is not None else None)
+        if problems:
+            raise PolicyError(problems)
         stub = stub if stub is not None else store.schema_text
         if stub is None:
             raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")
         validate_policies_for_tools(
             store, authz.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=authz.tool_entity_type, session_sums=authz.session_config.sums,
+            provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
+            agent_type=authz.agent.entity_type if authz.agent is not None else None,
         )

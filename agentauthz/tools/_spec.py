@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, Vali
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz.session._provenance import ResultLabel
 from agentauthz.tools._annotations import validatable
 from agentauthz.tools._injected import injected_parameters
 
@@ -208,6 +209,9 @@ class ToolSpec:
         injected: arguments the application supplies (``Annotated[T, az.Injected]``):
             not in ``input_type`` nor ``context.input``; a model that sends one
             is refused.
+        provenance: how the tool's results are labelled as sources of the
+            session (a label, labels, or a function of the result); None for
+            ``SessionConfig.provenance``'s own choice.
     """
 
     name: str
@@ -223,6 +227,7 @@ class ToolSpec:
     sums: tuple[str, ...] = ()
     json_arguments: bool = False
     injected: tuple[str, ...] = ()
+    provenance: ResultLabel | None = None
 
     @classmethod
     def from_json_schema(

@@ -21,8 +21,9 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
     for title in ("## Targets", "## Single tool-call authorization", "## Many tools", "## RAG filtering",
                   "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval",
                   "## Approvals", "## AgentCore Gateway policies, evaluated locally",
-                  "## Verified Permissions at the edge", "## Session stores: a guarded call"):
+                  "## Verified Permissions at the edge", "## Session stores: a guarded call",
+                  "## Provenance"):
         assert title in text
     assert "Not measured" not in text
-    # tools, RAG and links targets; SyncedEngine: zero service calls to decide, and AVP's decisions
-    assert text.count("| yes |") + text.count("| **no** |") == 5
+    # tools, RAG, links and provenance targets; SyncedEngine: no service call to decide, AVP's decisions
+    assert text.count("| yes |") + text.count("| **no** |") == 6
