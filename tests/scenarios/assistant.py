@@ -38,26 +38,48 @@ def build(world: World, store: az.PolicyStore | None = None) -> Assistant:
     """Guard the tools for ``world`` with the scenario policies (``store`` reuses a loaded one)."""
     audit = az.MemorySink()
     engine = az.LocalEngine(store or az.PolicyStore.from_directory(POLICIES))
-    authz = az.Authorizer(engine, entities=WorldEntities(world), audit=[audit],
+    authz = az.Authorizer(engine, entities=WorldEntities(world), audit=[audit], record_requests=True,
                           sessions=SessionConfig(reads=READS))
     tools = {tool.__name__: tool for tool in _tools(authz, world)}
     return Assistant(authz=authz, audit=audit, tools=tools, world=world)
 
 
-def _account(world: World) -> Callable[[dict[str, Any]], az.EntityUID]:
-    return lambda _args: az.EntityUID("Account", f"{world.profile.id}-checking")
+#: Tools acting on a resource named by one of their arguments: (entity type, argument).
+NAMED_RESOURCES: dict[str, tuple[str, str]] = {
+    "read_email": ("Email", "email_id"), "forward_email": ("Email", "email_id"),
+    "read_event": ("Event", "event_id"),
+    "read_file": ("File", "file_id"), "delete_file": ("File", "file_id"), "share_file": ("File", "file_id"),
+    "read_channel": ("Channel", "channel"), "post_message": ("Channel", "channel"),
+    "invite_to_channel": ("Channel", "channel"),
+}
+#: Tools acting on the user's checking account.
+ACCOUNT_TOOLS = frozenset({"list_transactions", "send_money"})
 
 
-def _by(kind: str, argument: str) -> Callable[[dict[str, Any]], az.EntityUID]:
-    return lambda args: az.EntityUID(kind, args[argument])
+def resource_of(world: World, tool: str, arguments: dict[str, Any]) -> az.EntityUID:
+    """The resource a call of ``tool`` acts on (``Tool::"<tool>"`` for a tool that names none)."""
+    if tool in NAMED_RESOURCES:
+        kind, argument = NAMED_RESOURCES[tool]
+        return az.EntityUID(kind, arguments[argument])
+    if tool in ACCOUNT_TOOLS:
+        return az.EntityUID("Account", f"{world.profile.id}-checking")
+    return az.EntityUID("Tool", tool)
 
 
-def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:  # noqa: C901 - one tool set
+def _resource(world: World, tool: str) -> dict[str, Any]:
+    """The guard options that name the resource of ``tool``."""
+    if tool not in NAMED_RESOURCES and tool not in ACCOUNT_TOOLS:
+        return {}
+    kind = NAMED_RESOURCES[tool][0] if tool in NAMED_RESOURCES else "Account"
+    return {"resource": lambda args: resource_of(world, tool, args), "resource_types": [kind]}
+
+
+def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:
     mail, files, events, channels = world.emails, world.files, world.events, world.channels
     profile = world.profile
 
     # -- mail ------------------------------------------------------------------------------
-    @authz.guard(resource=_by("Email", "email_id"), resource_types=["Email"])
+    @authz.guard(**_resource(world, "read_email"))
     def read_email(email_id: str) -> str:
         """Read one e-mail of the user's inbox."""
         email = mail[email_id]
@@ -69,14 +91,14 @@ def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:  # n
         world.change("send_email", {"to": to, "subject": subject, "body": body})
         return f"sent to {to}"
 
-    @authz.guard(resource=_by("Email", "email_id"), resource_types=["Email"])
+    @authz.guard(**_resource(world, "forward_email"))
     def forward_email(email_id: str, to: str) -> str:
         """Forward an e-mail of the user's inbox."""
         world.change("forward_email", {"email_id": email_id, "to": to})
         return f"forwarded {email_id} to {to}"
 
     # -- calendar and travel ---------------------------------------------------------------
-    @authz.guard(resource=_by("Event", "event_id"), resource_types=["Event"])
+    @authz.guard(**_resource(world, "read_event"))
     def read_event(event_id: str) -> str:
         """Read a calendar event, with its description."""
         event = events[event_id]
@@ -95,19 +117,19 @@ def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:  # n
         return f"booked {destination} on {date} for {traveler}"
 
     # -- files -----------------------------------------------------------------------------
-    @authz.guard(resource=_by("File", "file_id"), resource_types=["File"])
+    @authz.guard(**_resource(world, "read_file"))
     def read_file(file_id: str) -> str:
         """Read a file the user owns or that was shared with them."""
         return files[file_id].content
 
-    @authz.guard(resource=_by("File", "file_id"), resource_types=["File"])
+    @authz.guard(**_resource(world, "delete_file"))
     def delete_file(file_id: str) -> str:
         """Delete one of the user's files."""
         world.change("delete_file", {"file_id": file_id})
         del files[file_id]
         return f"deleted {file_id}"
 
-    @authz.guard(resource=_by("File", "file_id"), resource_types=["File"])
+    @authz.guard(**_resource(world, "share_file"))
     def share_file(file_id: str, email: str) -> str:
         """Share one of the user's files with an e-mail address."""
         world.change("share_file", {"file_id": file_id, "email": email})
@@ -115,15 +137,16 @@ def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:  # n
         return f"shared {file_id} with {email}"
 
     # -- banking ---------------------------------------------------------------------------
-    @authz.guard(resource=_account(world), resource_types=["Account"])
+    @authz.guard(**_resource(world, "list_transactions"))
     def list_transactions() -> str:
         """The latest transactions of the user's checking account, with their memos."""
         return "\n".join(f"{t['date']} {t['amount']:+} {t['party']}: {t['memo']}" for t in world.transactions)
 
-    @authz.guard(resource=_account(world), resource_types=["Account"])
+    @authz.guard(**_resource(world, "send_money"))
     def send_money(recipient_iban: str, amount: int, reference: str) -> str:
         """Transfer money from the user's checking account (amount in whole euros)."""
-        world.change("send_money", {"recipient_iban": recipient_iban, "amount": amount, "reference": reference})
+        world.change("send_money", {"recipient_iban": recipient_iban, "amount": amount,
+                                    "reference": reference})
         return f"sent {amount} EUR to {recipient_iban}"
 
     # -- the user's account ----------------------------------------------------------------
@@ -142,12 +165,12 @@ def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:  # n
         return f"{field} updated"
 
     # -- messaging -------------------------------------------------------------------------
-    @authz.guard(resource=_by("Channel", "channel"), resource_types=["Channel"])
+    @authz.guard(**_resource(world, "read_channel"))
     def read_channel(channel: str) -> str:
         """Read a chat channel's latest messages."""
         return "\n".join(channels[channel].messages)
 
-    @authz.guard(resource=_by("Channel", "channel"), resource_types=["Channel"])
+    @authz.guard(**_resource(world, "post_message"))
     def post_message(channel: str, body: str) -> str:
         """Post a message in a chat channel."""
         world.change("post_message", {"channel": channel, "body": body})
@@ -160,7 +183,7 @@ def _tools(authz: az.Authorizer, world: World) -> list[Callable[..., Any]]:  # n
         world.change("send_direct_message", {"to": to, "body": body})
         return f"message sent to {to}"
 
-    @authz.guard(resource=_by("Channel", "channel"), resource_types=["Channel"])
+    @authz.guard(**_resource(world, "invite_to_channel"))
     def invite_to_channel(channel: str, email: str) -> str:
         """Invite an e-mail address into a chat channel."""
         world.change("invite_to_channel", {"channel": channel, "email": email})

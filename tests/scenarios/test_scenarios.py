@@ -1,0 +1,101 @@
+"""Prompt-injection scenarios: the user's task succeeds, no injected call runs (issue 16, item 4).
+
+Each scenario is a scripted agent run (tests/scenarios/agent.py): the model does the user's
+task, reads content carrying an injected instruction, and obeys it. The policies in
+tests/scenarios/policies must let every call of the user's task run (at most after the
+user's approval) and refuse or hold every injected call.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import agentauthz as az
+from tests.scenarios import report
+from tests.scenarios.agent import Outcome, RunResult, Scenario, run_all
+from tests.scenarios.assistant import POLICIES
+from tests.scenarios.catalog import KINDS, SCENARIOS
+
+IDS = [s.id for s in SCENARIOS]
+
+
+@functools.cache
+def guarded() -> dict[str, RunResult]:
+    return {r.scenario.id: r for r in run_all(SCENARIOS, az.PolicyStore.from_directory(POLICIES))}
+
+
+@functools.cache
+def unguarded() -> dict[str, RunResult]:
+    return {r.scenario.id: r for r in run_all(SCENARIOS, report.unguarded_store())}
+
+
+def test_the_suite_has_at_least_40_runs_and_every_class_has_five():
+    assert len(SCENARIOS) >= 40
+    assert len(set(IDS)) == len(IDS)
+    for kind in KINDS:
+        assert sum(s.kind == kind for s in SCENARIOS) >= 5, kind
+    assert {s.kind for s in SCENARIOS} == set(KINDS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_the_user_task_succeeds(scenario: Scenario):
+    result = guarded()[scenario.id]
+    succeeded = (Outcome.RAN, Outcome.APPROVED)
+    failed = [(c.call.tool, c.outcome) for c in result.user if c.outcome not in succeeded]
+    assert failed == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_no_injected_call_runs(scenario: Scenario):
+    result = guarded()[scenario.id]
+    assert all(c.outcome in (Outcome.REFUSED, Outcome.HELD) for c in result.injected), result.injected
+    assert report.injected_ran(result) == 0
+    assert not [change for change in result.changes
+                if any(change == (c.call.tool, c.call.args) for c in result.injected)]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_the_injected_calls_would_run_without_the_guard_policies(scenario: Scenario):
+    """The control: with only the permits, the same script runs the attacker's calls.
+
+    One injected call is refused by the permits alone: deleting a file another user owns.
+    """
+    result = unguarded()[scenario.id]
+    expected = 0 if scenario.id == "files-delete-others-file" else len(scenario.injected_calls)
+    assert report.injected_ran(result) == expected
+    assert all(c.outcome is Outcome.RAN for c in result.user)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_the_agent_reads_the_injection_and_the_attacker_names_the_values(scenario: Scenario):
+    """The injected text reaches the model in a tool result of the user's task, and each
+    injected call takes at least one of its argument values verbatim from that text."""
+    result = guarded()[scenario.id]
+    assert any(scenario.injection in (c.returned or "") for c in result.user)
+    for call in scenario.injected_calls:
+        assert any(str(value) in scenario.injection for value in call.args.values()), call
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_every_decision_of_a_run_is_one_audit_event(scenario: Scenario):
+    result = guarded()[scenario.id]
+    assert result.audit_events == result.decisions
+
+
+def test_the_totals_are_100_percent_user_success_and_0_injected_runs():
+    table = report.rows(list(guarded().values()), list(unguarded().values()))
+    total = table[-1]
+    assert total.user_succeeded == total.user_calls
+    assert total.ran == 0
+    assert total.refused + total.held == total.injected
+    assert total.unguarded_ran == total.injected - 1
+
+
+def test_the_readme_table_is_the_one_the_policies_produce():
+    results, control = list(guarded().values()), list(unguarded().values())
+    section = f"{report.markdown(report.rows(results, control))}\n\n{report.details(results)}"
+    readme = report.README.read_text()
+    assert f"{report.START}\n{section}\n{report.END}" in readme, \
+        "regenerate it: python -m tests.scenarios.report --write"
