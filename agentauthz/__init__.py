@@ -27,6 +27,7 @@ from agentauthz._authorizer import Authorizer
 from agentauthz._entities import EntityProvider, StaticEntityProvider
 from agentauthz._errors import (
     AccessDenied,
+    ApprovalRequired,
     AuthzError,
     ConfigurationError,
     EngineError,
@@ -55,6 +56,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
+    from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
@@ -65,6 +67,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "ApprovalConfig",
+    "ApprovalRequest",
+    "ApprovalRequired",
     "AuditEvent",
     "AuditSink",
     "Authorizer",
@@ -118,6 +123,8 @@ __all__ = [
 
 #: Names exported on first use, with the module that defines each.
 _LAZY = {
+    "ApprovalConfig": "agentauthz.session._approvals",
+    "ApprovalRequest": "agentauthz.session._approvals",
     "Batching": "agentauthz.avp._options",
     "DecisionCache": "agentauthz.avp._options",
     "FilterResult": "agentauthz.retrieval._filter",

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
     from agentauthz.retrieval._filtering import RetrievalFilter
     from agentauthz.session._admission import SessionAdmission
-    from agentauthz.session._session import Session, SessionConfig, ToolCall
+    from agentauthz.session._approvals import ApprovalRequest
+    from agentauthz.session._session import Approval, Session, SessionConfig, ToolCall
     from agentauthz.session._stores import SessionStore
     from agentauthz.tools._calls import ToolCalls
     from agentauthz.tools._spec import ContextSpec, OnDeny, RefusalKind, ResourceSpec, ToolSpec
@@ -394,6 +395,26 @@ class Authorizer:
         """The session bound in this context, if any."""
         return bound_session.get()
 
+    def approve(self, request: ApprovalRequest, *, granted_by: str | None = None) -> Approval:
+        """Grant a held call (``ApprovalRequired.approval``): it may then run once, as it was asked.
+
+        Records a single-use approval in the call's session, bound to its end
+        user, action, resource and exact arguments, until the request's expiry;
+        the grant has its audit event. Make the call again (the same tool, the
+        same arguments, in the same session, for the same end user) and it runs
+        once. Call this from the application when a person approved, never on
+        model output. See ``docs/approvals.md``.
+
+        Args:
+            request: the held call's approval request.
+            granted_by: who approved (kept with the approval and in the audit event).
+
+        Raises:
+            ConfigurationError: the request expired (make the call again to ask anew).
+            IdentityError: the session belongs to another end user.
+        """
+        return self._sessions.grant(request, granted_by)
+
     # -- decisions -----------------------------------------------------------------
 
     def authorize(
@@ -703,12 +724,17 @@ class Authorizer:
             ...     s.state().calls, call.arguments
             ({'ping': 1}, {'host': 'a'})
         """
-        return self._run(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
+        calls = self._tool_calls
+        return calls.approved(self._run(calls.begin_tool_call(tool, arguments, call_id, record)),
+                              lambda: self._run(calls.begin_tool_call(tool, arguments, call_id, record)))
 
     async def abegin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
                                call_id: str | None = None, record: bool = True) -> ToolCall:
         """Async twin of :meth:`begin_tool_call`."""
-        return await self._arun(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
+        calls = self._tool_calls
+        return await calls.aapproved(
+            await self._arun(calls.begin_tool_call(tool, arguments, call_id, record)),
+            lambda: self._arun(calls.begin_tool_call(tool, arguments, call_id, record)))
 
     def begin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                    context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
@@ -1075,12 +1101,17 @@ class Authorizer:
         """Audit an operation of the application on a session that belongs to another end user."""
         from agentauthz.session._stores import FOREIGN_SESSION
 
+        self._audit_session_operation(principal, operation, session.id, Decision.deny(FOREIGN_SESSION))
+
+    def _audit_session_operation(self, principal: EntityUID, operation: str, session_id: str,
+                                 decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
+        """One audit event for an operation on a session (``Action::"session.<operation>"``)."""
         request = Request(principal=principal, action=EntityUID("Action", f"session.{operation}"),
-                          resource=EntityUID("Session", session.id))
-        decision = Decision.deny(FOREIGN_SESSION)
+                          resource=EntityUID("Session", session_id))
         sinks = self._active_sinks()
         if sinks:
-            self._emit(sinks, dataclasses.replace(self._event(request, decision, 0, []), session=session.id))
+            event = self._event(request, decision.replace(id=_decision_id()), 0, [])
+            self._emit(sinks, dataclasses.replace(event, session=session_id, extra=dict(extra or {})))
 
     @staticmethod
     def _emit(sinks: list[AuditSink], event: AuditEvent) -> None:

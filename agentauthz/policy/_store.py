@@ -8,7 +8,8 @@ consistent version and a failed reload leaves the old one in place.
 Loading reads the files (``_read_directory``, through :mod:`agentauthz.policy._files`)
 and builds the snapshot in named stages (``_build``): ``_parse_sources``,
 ``_name_policies``, ``_duplicate_ids``, ``_load_schema``, validation
-(:mod:`agentauthz.policy._cedar_checks`), ``_mode_problems``, then
+(:mod:`agentauthz.policy._cedar_checks`), ``_mode_problems``, ``approval_problems``
+(:mod:`agentauthz.policy._approvals`), then
 ``_policy_sets`` (links and shadow policies) and ``_load_entities``. Every
 problem of every stage is reported at once, at ``file:line:col`` for a
 directory (:mod:`agentauthz.policy._locate`).
@@ -30,6 +31,7 @@ import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.policy._approvals import approvable_ids, approval_problems
 from agentauthz.policy._cedar_checks import (
     ParsedFile,
     PolicyFile,
@@ -121,6 +123,7 @@ class PolicySnapshot:
     entity_index: Mapping[EntityUID, Entity]
     shadow: ShadowPolicies | None = None
     schema_source: str = "<schema>"
+    approvable: frozenset[str] = frozenset()
 
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
@@ -244,6 +247,16 @@ class PolicyStore:
         if shadow is None:
             return self._snapshot.links
         return tuple(link for link in self._snapshot.links if link.template not in shadow.ids)
+
+    @property
+    def approvable(self) -> frozenset[str]:
+        """Ids of the forbids annotated ``@approval("required")`` (and of their templates' links).
+
+        A denial whose determining policies are all approvable asks a human
+        (see ``docs/approvals.md``). For Verified Permissions, pass them on:
+        ``SessionConfig(approvals=ApprovalConfig(approvable=store.approvable))``.
+        """
+        return self._snapshot.approvable
 
     @property
     def entities(self) -> tuple[Entity, ...]:
@@ -463,6 +476,7 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
     if validate and schema is not None and not schema_checks_are_deferred():
         problems += validation_problems(parsed, schema)
     problems += _mode_problems(policies)
+    problems += approval_problems(policies)
     if problems:
         raise _load_error(problems, given, max_depth)
     try:
@@ -484,6 +498,7 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         entity_index=entity_index,
         shadow=shadow,
         schema_source=given.schema_name or "<schema>",
+        approvable=approvable_ids(policies, given.links),
     )
 
 

@@ -83,6 +83,7 @@ Example:
 
 from __future__ import annotations
 
+from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
 from agentauthz.session._session import (
     SESSION_KEY,
     Approval,
@@ -102,6 +103,8 @@ from agentauthz.session._session import (
 __all__ = [
     "SESSION_KEY",
     "Approval",
+    "ApprovalConfig",
+    "ApprovalRequest",
     "CallRecord",
     "MemorySessionStore",
     "SQLiteSessionStore",

@@ -15,6 +15,9 @@ need of the bound session:
   ``SessionConfig.max_attempts``. A store that fails before the tool runs
   denies the call. Each decision keeps exactly one audit event: events are
   held until the admission's outcome is known.
+* approvals: a call denied only by approvable forbids, which an approval would
+  let run, is held for a person's approval (:mod:`agentauthz.session._approvals`);
+  admitting a call decided on a single-use approval uses it up.
 
 It makes no engine call itself: :meth:`SessionAdmission.begin` is a plan
 (:mod:`agentauthz._plans`) that ``Authorizer._run`` or ``Authorizer._arun`` drives.
@@ -22,10 +25,12 @@ It makes no engine call itself: :meth:`SessionAdmission.begin` is a plan
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
@@ -33,9 +38,11 @@ from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.policy._store import PolicyStore, redact, truncate
+from agentauthz.session._approvals import ApprovalRequest, approval_probe
 from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
 from agentauthz.session._session import (
     FULL_SHAPE,
+    Approval,
     Session,
     SessionFacts,
     SessionShape,
@@ -43,6 +50,7 @@ from agentauthz.session._session import (
     approval_covers,
     bind_session,
     call_record,
+    covering_approval,
     labels_of,
     session_record,
     summed_value,
@@ -154,8 +162,12 @@ class SessionAdmission:
         known.check(self.produced_facts())
         return known.shape(action)
 
-    def facts(self, session: Session, principal: EntityUID) -> tuple[SessionFacts, int, float]:
+    def facts(self, session: Session, principal: EntityUID, *,
+              single_use: bool = False) -> tuple[SessionFacts, int, float]:
         """The session's facts, version and the time, for ``principal``.
+
+        ``single_use``: the facts decide a call the session admits, so
+        single-use approvals count (admitting the call uses one up).
 
         Raises:
             IdentityError: the session belongs to another end user.
@@ -166,10 +178,12 @@ class SessionAdmission:
         snapshot = session.store.load(session.id, since=since, history=config.history)
         if not session.belongs_to(snapshot, principal):
             raise foreign_session(session.id)
-        facts = SessionFacts.of(snapshot, history=config.history, since=since)
+        facts = SessionFacts.of(snapshot, history=config.history, since=since, now=now,
+                                single_use=single_use)
         return facts, snapshot.version, now
 
-    def loaded(self, session: Session, requests: list[Request]) -> tuple[SessionFacts, int, float]:
+    def loaded(self, session: Session, requests: list[Request], *,
+               single_use: bool = False) -> tuple[SessionFacts, int, float]:
         """The session's facts for these requests (one principal), or their audited refusal.
 
         Raises:
@@ -177,7 +191,7 @@ class SessionAdmission:
             Refused: the store failed: the requests are denied.
         """
         try:
-            return self.facts(session, requests[0].principal)
+            return self.facts(session, requests[0].principal, single_use=single_use)
         except IdentityError as exc:
             exc.decision = self.authz._deny_unasked(requests, FOREIGN_SESSION)[0]
             raise
@@ -230,6 +244,42 @@ class SessionAdmission:
             labels |= labels_of(entity, self.authz.session_config.labels)
         return labels
 
+    # -- approvals ---------------------------------------------------------------------
+
+    def grant(self, request: ApprovalRequest, granted_by: str | None) -> Approval:
+        """Record a person's grant of a held call: a single-use approval, audited.
+
+        Raises:
+            ConfigurationError: ``request`` is no ApprovalRequest, or it expired.
+            IdentityError: its session belongs to another end user.
+        """
+        authz = self.authz
+        if not isinstance(request, ApprovalRequest):
+            raise ConfigurationError(
+                f"approve takes the ApprovalRequest of a held call, not {type(request).__name__}")
+        left = request.expires_at - authz.session_config.clock()
+        if left <= 0:
+            raise ConfigurationError(
+                f"approval request {request.id} expired: make the call again to ask anew")
+        session = Session(request.session_id, authz.session_store, authz.session_config,
+                          owner=request.principal, on_refusal=authz._session_refused)
+        approval = session.approve(request.action, request.resource, arguments=request.arguments,
+                                   granted_by=granted_by, expires_in=timedelta(seconds=left), once=True)
+        self._audit_answer(request, "granted", granted_by)
+        return approval
+
+    def refuse(self, request: ApprovalRequest, refused_by: str | None = None) -> None:
+        """Record that a person (or the approver) did not grant a held call: it stays denied."""
+        self._audit_answer(request, "refused", refused_by)
+
+    def _audit_answer(self, request: ApprovalRequest, answer: str, by: str | None) -> None:
+        extra = {"approval": answer, "approval_request": request.id,
+                 "approved_action": str(request.action), "approved_resource": str(request.resource)}
+        if by is not None:
+            extra["answered_by"] = by
+        self.authz._audit_session_operation(request.principal, "approve", request.session_id,
+                                            Decision(allowed=answer == "granted"), extra)
+
     # -- admitting a call --------------------------------------------------------------
 
     def begin(self, inputs: Mapping[str, Any], arguments: Mapping[str, Any] | None,
@@ -250,12 +300,16 @@ class SessionAdmission:
         for attempt in range(authz.session_config.max_attempts):
             held.clear()
             try:
-                request, extra, version, now = self._attempt(session, inputs, plan[0])
+                request, extra, version, now, facts = self._attempt(session, inputs, plan[0])
             except Refused as refused:
                 return ToolCall(refused.decisions[0], call_id=key, external_id=call_id)
             decision = (yield Ask([request], extra, held))[0]
             decided = ToolCall(decision, call_id=key, session=session, external_id=call_id)
-            outcome = self._admission(session, decided, request, plan, version, now, held)
+            if not decision.admits:
+                decided.approval = yield from self._held_for_approval(session, request, extra, decision,
+                                                                      held, now)
+            used = _approval_used(request, facts)
+            outcome = self._admission(session, decided, request, plan, version, now, held, used)
             if outcome is not None:
                 return outcome
             yield random.uniform(0, 0.0005 * min(attempt, 20)) if attempt else 0.0
@@ -287,27 +341,58 @@ class SessionAdmission:
         return action, sums, labels
 
     def _attempt(self, session: Session, inputs: Mapping[str, Any], action: EntityUID,
-                 ) -> tuple[Request, list[Entity], int, float]:
-        """The call's request on the session's current facts, with their version and the time."""
+                 ) -> tuple[Request, list[Entity], int, float, SessionFacts]:
+        """The call's request on the session's current facts, with their version, the time and the facts."""
         authz = self.authz
         principal, _ = authz._principal(None, action, inputs["resource"])
         resource = inputs["resource"]
         bare = Request(principal, action, resource.uid if isinstance(resource, Entity) else resource,
                        dict(inputs["context"] or {}))
-        facts, version, now = self.loaded(session, [bare])
+        facts, version, now = self.loaded(session, [bare], single_use=True)
         request, extra = authz._request(None, action, resource, inputs["context"], facts=facts)
-        return request, extra, version, now
+        return request, extra, version, now, facts
+
+    def approvable(self) -> frozenset[str]:
+        """Ids of the forbids a person may lift: the engine's store's and the configuration's."""
+        store = getattr(self.authz.engine, "store", None)
+        own = store.approvable if isinstance(store, PolicyStore) else frozenset()
+        return own | frozenset(self.authz.session_config.approvals.approvable)
+
+    def _held_for_approval(self, session: Session, request: Request, extra: list[Entity],
+                           denial: Decision, held: Held, now: float) -> Plan[ApprovalRequest | None]:
+        """The approval request of a denied call an approval would let run; None for a plain denial.
+
+        The probe (the same request, approved) is no decision of the call: its
+        audit event is dropped. The held call's event says it awaits approval.
+        """
+        probe = approval_probe(request, denial, self.approvable())
+        if probe is None:
+            return None
+        if not (yield Ask([probe], extra, []))[0].allowed:
+            return None  # something else denies it too: asking a person would change nothing
+        expires_in = self.authz.session_config.approvals.expires_in
+        pending = ApprovalRequest(
+            id=uuid.uuid4().hex, session_id=session.id, principal=request.principal,
+            action=self.authz.engine.resolve_action(request.action),
+            resource=request.resource, arguments=dict(request.context.get("input") or {}),
+            why=denial.reasons, expires_at=now + expires_in.total_seconds(), decision_id=denial.id)
+        _mark(held, approval="required", approval_request=pending.id)
+        return pending
 
     def _admission(self, session: Session, call: ToolCall, request: Request, plan: CallPlan,
-                   version: int, now: float, held: Held) -> ToolCall | None:
-        """The call's outcome, or None when the session changed and it must be decided again."""
+                   version: int, now: float, held: Held, used: Approval | None) -> ToolCall | None:
+        """The call's outcome, or None when the session changed and it must be decided again.
+
+        ``used``: the approval the call was decided on; a single-use one is
+        used up by the store in the transaction that admits the call.
+        """
         authz = self.authz
         if not call.admits:
             authz._release_held(held)
             return call
         try:
             record = call_record(call.call_id, plan[0], request.resource, now, plan[1], plan[2],
-                                 external_id=call.external_id)
+                                 external_id=call.external_id, approval=used)
             admission = session.store.admit(session.id, record, owner=str(request.principal),
                                             version=version)
         except IdentityError as exc:
@@ -320,9 +405,27 @@ class SessionAdmission:
         if admission != "admitted":
             why = REPEATED if admission == "completed" else IN_FLIGHT
             return _unreserved(call, authz._deny_held(held, why))
+        if used is not None:
+            _mark(held, approval="used")
         authz._release_held(held)
-        return ToolCall(call.decision, call_id=call.call_id, session=session, reserved=True,
-                        external_id=call.external_id)
+        admitted = ToolCall(call.decision, call_id=call.call_id, session=session, reserved=True,
+                            external_id=call.external_id)
+        admitted.used_approval = used
+        return admitted
+
+
+def _approval_used(request: Request, facts: SessionFacts) -> Approval | None:
+    """The approval a request was decided on (``context.session.approved``), if it was."""
+    session = request.context.get("session")
+    if not isinstance(session, Mapping) or session.get("approved") is not True:
+        return None
+    return covering_approval(facts.approvals, request.principal, request.action, request.resource,
+                             request.context)
+
+
+def _mark(held: Held, **extra: str) -> None:
+    """Add to the held events' ``extra`` (what the call's approval did)."""
+    held[:] = [(sinks, dataclasses.replace(event, extra={**event.extra, **extra})) for sinks, event in held]
 
 
 def _unreserved(call: ToolCall, decision: Decision) -> ToolCall:

@@ -16,6 +16,7 @@ from typing import Any
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
 from agentauthz._identity import bound_identity, bound_session, no_end_user
 from agentauthz._model import Decision, Entity, EntityUID, ExtensionValue, decimal, to_cedar_value
+from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
 from agentauthz.session._stores import (
     Approval,
     CallRecord,
@@ -100,6 +101,9 @@ class SessionConfig:
         clock: seconds since the epoch (tests pass a fake clock).
         max_attempts: decisions of one call before it is denied when its
             session keeps changing under it.
+        approvals: how calls held for a person's approval are approved
+            (:class:`~agentauthz.session._approvals.ApprovalConfig`; see
+            ``docs/approvals.md``).
     """
 
     store: SessionStore | None = None
@@ -112,6 +116,7 @@ class SessionConfig:
     schema: str | Mapping[str, Any] | None = None
     clock: Callable[[], float] = time.time
     max_attempts: int = 200
+    approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
 
     def __post_init__(self) -> None:
         if self.history < 0:
@@ -123,6 +128,8 @@ class SessionConfig:
                           "or is released", DeprecationWarning, stacklevel=3)
         if self.max_attempts < 1:
             raise ConfigurationError("SessionConfig.max_attempts must be at least 1")
+        if not isinstance(self.approvals, ApprovalConfig):
+            raise ConfigurationError("SessionConfig.approvals takes an ApprovalConfig")
         if self.store is not None and not isinstance(self.store, SessionStore):
             raise ConfigurationError(
                 f"{type(self.store).__name__} does not implement the SessionStore protocol")
@@ -218,6 +225,8 @@ class Session:
         *,
         arguments: Mapping[str, Any] | None = None,
         granted_by: str | None = None,
+        expires_in: timedelta | None = None,
+        once: bool = False,
     ) -> Approval:
         """Approve one exact call for the session's owner: this action, resource and arguments.
 
@@ -235,6 +244,11 @@ class Session:
                 (``{"order_id": "o-1", "amount": 4200}``); None or ``{}``
                 approves only a call without any.
             granted_by: who approved, kept with the approval.
+            expires_in: how long it covers calls; None: until revoked.
+            once: it covers one call, admitted in this session (a guarded
+                tool's call, ``begin_call``): admitting it uses the approval
+                up. What a held call's approval request grants
+                (:meth:`agentauthz.Authorizer.approve`).
 
         Returns:
             The approval, for :meth:`revoke`.
@@ -255,6 +269,8 @@ class Session:
             resource=_resource_text(resource),
             arguments=_canonical(arguments or {}),
             granted_by=granted_by,
+            expires_at=None if expires_in is None else self.config.clock() + expires_in.total_seconds(),
+            once=once,
         )
         with self._writing(principal, "approve"):
             self.store.approve(self.id, approval)
@@ -284,7 +300,8 @@ class Session:
     def facts(self) -> SessionFacts:
         """The facts decisions see now: completed and in-flight calls together."""
         since = self._since()
-        return SessionFacts.of(self._load(since), history=self.config.history, since=since)
+        return SessionFacts.of(self._load(since), history=self.config.history, since=since,
+                               now=self.config.clock(), single_use=True)
 
     def _since(self) -> float:
         return self.config.clock() - self.config.window.total_seconds()
@@ -341,8 +358,14 @@ class SessionFacts:
     approvals: tuple[Approval, ...] = ()
 
     @classmethod
-    def of(cls, snapshot: SessionSnapshot, *, history: int, since: float | None = None) -> SessionFacts:
-        """Fold the in-flight calls into the snapshot (``since`` starts the window)."""
+    def of(cls, snapshot: SessionSnapshot, *, history: int, since: float | None = None,
+           now: float | None = None, single_use: bool = False) -> SessionFacts:
+        """Fold the in-flight calls into the snapshot (``since`` starts the window).
+
+        Approvals expired at ``now`` are left out, and so are single-use ones
+        unless ``single_use`` (the facts decide a call the session admits,
+        which uses the approval up).
+        """
         calls = dict(snapshot.calls)
         window = dict(snapshot.window_calls)
         totals = {action: dict(sums) for action, sums in snapshot.totals.items()}
@@ -357,7 +380,9 @@ class SessionFacts:
                 bucket[name] = bucket.get(name, 0) + value
         timeline = sorted([*snapshot.history, *pending], key=lambda call: call.at)
         recent = tuple(call.action for call in timeline[-history:]) if history else ()
-        return cls(snapshot.seen, calls, window, totals, recent, snapshot.approvals)
+        approvals = tuple(approval for approval in snapshot.approvals
+                          if (now is None or approval.live(now)) and (single_use or not approval.once))
+        return cls(snapshot.seen, calls, window, totals, recent, approvals)
 
 
 def _clamp(value: Number, kind: str) -> Any:
@@ -616,7 +641,7 @@ def _canonical(arguments: Mapping[str, Any]) -> str:
                       separators=(",", ":"))
 
 
-def approval_covers(approval: Approval, principal: EntityUID, action: EntityUID, resource: EntityUID,
+def approval_covers(approval: Approval, principal: EntityUID, action: str | EntityUID, resource: EntityUID,
                     context: Mapping[str, Any]) -> bool:
     """Whether ``approval`` covers a request: same principal, action, resource and complete arguments.
 
@@ -638,6 +663,13 @@ def approval_covers(approval: Approval, principal: EntityUID, action: EntityUID,
         return _canonical(given) == approval.arguments
     except InvalidValueError:
         return False
+
+
+def covering_approval(approvals: Iterable[Approval], principal: EntityUID, action: str | EntityUID,
+                      resource: EntityUID, context: Mapping[str, Any]) -> Approval | None:
+    """The approval that covers a request, a lasting one before a single-use one (left unused)."""
+    covering = [a for a in approvals if approval_covers(a, principal, action, resource, context)]
+    return min(covering, key=lambda approval: approval.once, default=None)
 
 
 def labels_of(entity: Entity, labels: LabelsOf) -> set[str]:
@@ -740,6 +772,12 @@ class ToolCall:
         session: the session it is recorded in, if any.
         arguments: the validated arguments of a guarded tool's call, as the
             policy evaluated them: run the tool with exactly these.
+        approval: when only ``@approval("required")`` forbids denied the call
+            and a granted approval would let it run: the request a person
+            may grant (:class:`~agentauthz.session._approvals.ApprovalRequest`);
+            else None.
+        used_approval: the single-use approval the call used up, if any (for
+            the application's records, e.g. an "approved" provenance label).
 
     Example:
         >>> import agentauthz as az
@@ -761,6 +799,8 @@ class ToolCall:
         self.call_id = call_id
         self.external_id = external_id
         self.arguments: dict[str, Any] = {}
+        self.approval: ApprovalRequest | None = None
+        self.used_approval: Approval | None = None
         self.session = session
         self._reserved = reserved and session is not None
         self._failed = False
@@ -832,7 +872,8 @@ class ToolCall:
 
 def call_record(call_id: str, action: EntityUID, resource: EntityUID, at: float,
                 sums: Mapping[str, Number], labels: Iterable[str] = (),
-                external_id: str | None = None) -> CallRecord:
-    """The record of a call about to be admitted."""
+                external_id: str | None = None, approval: Approval | None = None) -> CallRecord:
+    """The record of a call about to be admitted (``approval``: the one it uses, kept if lasting)."""
     return CallRecord(call_id=call_id, action=action.id, resource=str(resource), at=at,
-                      sums=dict(sums), labels=frozenset(labels), external_id=external_id)
+                      sums=dict(sums), labels=frozenset(labels), external_id=external_id,
+                      approval=approval.key if approval is not None and approval.once else None)

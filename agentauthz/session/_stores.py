@@ -92,6 +92,8 @@ class CallRecord:
         external_id: the id the caller gave the call (the model's tool call id,
             Lambda's request id), if any: at most one call per external id runs
             in a session.
+        approval: the key of the single-use approval the call uses up, if any:
+            admitting the call removes it in the same transaction.
     """
 
     call_id: str
@@ -101,6 +103,7 @@ class CallRecord:
     sums: Mapping[str, Number] = field(default_factory=dict)
     labels: frozenset[str] = frozenset()
     external_id: str | None = None
+    approval: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ class Approval:
         resource: Cedar text of the resource uid.
         arguments: canonical JSON of the complete tool arguments (``context.input``).
         granted_by: who approved (for the application's own records).
+        expires_at: seconds since the epoch after which it covers nothing; None: never.
+        once: it covers one call: admitting that call removes it (in the same
+            store transaction, so two calls racing for it never both run).
+            A single-use approval covers only calls admitted in its session,
+            never a bare decision or a retrieval filter.
     """
 
     principal: str
@@ -123,6 +131,12 @@ class Approval:
     resource: str
     arguments: str
     granted_by: str | None = None
+    expires_at: float | None = None
+    once: bool = False
+
+    def live(self, now: float) -> bool:
+        """Whether it has not expired at ``now``."""
+        return self.expires_at is None or now < self.expires_at
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -206,6 +220,8 @@ class SessionStore(Protocol):
 
     def approve(self, session_id: str, approval: Approval) -> None:
         """Record an approval for its principal, the session's owner (idempotent).
+
+        Granting the same call again replaces the earlier grant (its expiry, its single use).
 
         Raises:
             IdentityError: the session belongs to another owner (or records none).
@@ -315,6 +331,11 @@ class MemorySessionStore:
                 return "in_flight"
             if state.version != version:
                 return "changed"
+            if call.approval is not None:
+                used = state.approvals.get(call.approval)
+                if used is None or not used.once:
+                    return "changed"  # used up by another call: decide again without it
+                del state.approvals[call.approval]
             state.pending[call.call_id] = call
             state.version += 1
             return "admitted"
@@ -357,7 +378,7 @@ class MemorySessionStore:
         """See :meth:`SessionStore.approve`."""
         with self._lock:
             state = self._owned(session_id, approval.principal)
-            if approval.key not in state.approvals:
+            if state.approvals.get(approval.key) != approval:  # new, or granted again (a new expiry)
                 state.approvals[approval.key] = approval
                 state.version += 1
 
@@ -432,14 +453,19 @@ CREATE TABLE IF NOT EXISTS approvals (
   arguments TEXT NOT NULL,
   granted_by TEXT,
   seq INTEGER NOT NULL,
+  expires_at REAL,
+  once INTEGER,
   PRIMARY KEY (session_id, action, resource, arguments)
 )
 """
 
 # Columns files written before owners and external ids were recorded lack. Their sessions keep
 # no owner (refused until SQLiteSessionStore.assign_owner names one); their call ids were the
-# callers' ids, so they become the external ids; their approvals name no principal and cover nothing.
-_ADDED_COLUMNS = (("sessions", "owner"), ("calls", "external_id"), ("approvals", "principal"))
+# callers' ids, so they become the external ids; their approvals name no principal and cover nothing
+# (and never expire, nor are used up: approvals were lasting before single-use ones came).
+_ADDED_COLUMNS = (("sessions", "owner", "TEXT"), ("calls", "external_id", "TEXT"),
+                  ("approvals", "principal", "TEXT"), ("approvals", "expires_at", "REAL"),
+                  ("approvals", "once", "INTEGER"))
 _INDEXES = "CREATE INDEX IF NOT EXISTS calls_external ON calls (session_id, external_id)"
 
 _PRIVATE = 0o600
@@ -537,9 +563,9 @@ class SQLiteSessionStore:
             with self._write() as db:
                 for statement in _SCHEMA.split(";"):
                     db.execute(statement)
-                for table, column in _ADDED_COLUMNS:
+                for table, column, kind in _ADDED_COLUMNS:
                     if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                         if column == "external_id":
                             db.execute("UPDATE calls SET external_id = call_id")
                 db.execute(_INDEXES)
@@ -628,10 +654,12 @@ class SQLiteSessionStore:
                 "SELECT call_id, action, resource, at, sums, labels, external_id FROM calls "
                 "WHERE session_id = ? AND done = 0 ORDER BY at", (session_id,)))
             approvals = tuple(
-                Approval(principal, action, resource, arguments, granted_by)
-                for principal, action, resource, arguments, granted_by in db.execute(
-                    "SELECT principal, action, resource, arguments, granted_by FROM approvals "
-                    "WHERE session_id = ? AND principal IS NOT NULL ORDER BY seq", (session_id,)))
+                Approval(principal, action, resource, arguments, granted_by,
+                         None if expires_at is None else float(expires_at), bool(once))
+                for principal, action, resource, arguments, granted_by, expires_at, once in db.execute(
+                    "SELECT principal, action, resource, arguments, granted_by, expires_at, once "
+                    "FROM approvals WHERE session_id = ? AND principal IS NOT NULL ORDER BY seq",
+                    (session_id,)))
         return SessionSnapshot(
             session_id=session_id, version=version, owner=owner, seen=seen, calls=calls,
             window_calls=window, totals=totals, history=tuple(reversed(last)), pending=pending,
@@ -657,6 +685,11 @@ class SQLiteSessionStore:
                 return "in_flight"
             if self._version(db, session_id) != version:
                 return "changed"
+            if call.approval is not None and not db.execute(
+                    "DELETE FROM approvals WHERE session_id = ? AND principal = ? AND action = ? "
+                    "AND resource = ? AND arguments = ? AND once = 1",
+                    (session_id, owner, *call.approval)).rowcount:
+                return "changed"  # used up by another call: decide again without it
             db.execute(
                 "INSERT INTO calls (session_id, call_id, external_id, action, resource, at, done, seq, "
                 "sums, labels) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
@@ -718,10 +751,14 @@ class SQLiteSessionStore:
             self._own(db, session_id, approval.principal)
             seq = self._version(db, session_id) + 1
             inserted = db.execute(
-                "INSERT OR IGNORE INTO approvals (session_id, principal, action, resource, arguments, "
-                "granted_by, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO approvals (session_id, principal, action, resource, arguments, "
+                "granted_by, seq, expires_at, once) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id, action, resource, arguments) DO UPDATE SET "
+                "granted_by = excluded.granted_by, expires_at = excluded.expires_at, once = excluded.once "
+                "WHERE granted_by IS NOT excluded.granted_by OR expires_at IS NOT excluded.expires_at "
+                "OR once IS NOT excluded.once",
                 (session_id, approval.principal, approval.action, approval.resource, approval.arguments,
-                 approval.granted_by, seq)).rowcount
+                 approval.granted_by, seq, approval.expires_at, int(approval.once))).rowcount
             if inserted:
                 self._bump(db, session_id, approval.principal)
 

@@ -19,15 +19,23 @@ drive the same one.
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments, InvalidValueError
+from agentauthz._errors import (
+    AccessDenied,
+    ApprovalRequired,
+    ConfigurationError,
+    InvalidArguments,
+    InvalidValueError,
+)
 from agentauthz._identity import bound_identity
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.policy._store import PolicyStore
+from agentauthz.session._approvals import ApprovalRequest
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import (
     ContextSpec,
@@ -49,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["ToolCalls"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_logger = logging.getLogger("agentauthz")
 
 
 class ToolCalls:
@@ -88,9 +98,11 @@ class ToolCalls:
                     if isinstance(prepared, str):
                         return prepared
                     arguments, inputs = prepared
-                    call = await authz._arun(authz._sessions.begin(inputs, arguments, spec, None))
+                    call = await self.aapproved(
+                        await authz._arun(authz._sessions.begin(inputs, arguments, spec, None)),
+                        lambda: authz._arun(authz._sessions.begin(inputs, arguments, spec, None)))
                     if not call.admits:
-                        return self._refuse(spec, call.decision)
+                        return self._refuse(spec, call)
                     with call:
                         return await fn(**arguments)
 
@@ -101,9 +113,10 @@ class ToolCalls:
                 if isinstance(prepared, str):
                     return prepared
                 arguments, inputs = prepared
-                call = authz._run(authz._sessions.begin(inputs, arguments, spec, None))
+                call = self.approved(authz._run(authz._sessions.begin(inputs, arguments, spec, None)),
+                                     lambda: authz._run(authz._sessions.begin(inputs, arguments, spec, None)))
                 if not call.admits:
-                    return self._refuse(spec, call.decision)
+                    return self._refuse(spec, call)
                 with call:
                     return fn(**arguments)
 
@@ -122,14 +135,61 @@ class ToolCalls:
                 return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
 
-    def _refuse(self, spec: ToolSpec, decision: Decision) -> str:
+    def _refuse(self, spec: ToolSpec, call: ToolCall) -> str:
         if spec.on_deny == "message":
-            return self.refusal(spec.name, decision)
-        raise AccessDenied(decision, subject=f"tool '{spec.name}'")
+            return self.refusal(spec.name, call.decision, kind="approval" if call.approval else "denied")
+        if call.approval is not None:
+            raise ApprovalRequired(call.decision, call.approval, subject=f"tool '{spec.name}'")
+        raise AccessDenied(call.decision, subject=f"tool '{spec.name}'")
 
     def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
         """The refusal a model reads (:meth:`Authorizer.refusal`)."""
         return refusal_message(tool, decision, kind=kind, disclose=self.authz.disclose_reasons)
+
+    # -- approvals ---------------------------------------------------------------------
+
+    def approved(self, call: ToolCall, again: Callable[[], ToolCall]) -> ToolCall:
+        """The call, or, when it was held and the configured approver grants it, the call made ``again``.
+
+        The approver answers True to grant; anything else, or a coroutine (an
+        async approver serves async calls only), refuses it. An exception it
+        raises propagates and the call does not run: that is how LangGraph's
+        ``interrupt()`` pauses a graph until a person answers.
+        """
+        request, approver = call.approval, self.authz.session_config.approvals.approver
+        if request is None or approver is None:
+            return call
+        answer = approver(request)
+        if inspect.isawaitable(answer):
+            getattr(answer, "close", lambda: None)()
+            _logger.error("approval request %s: an async approver cannot answer a sync call", request.id)
+            answer = False
+        return again() if self._record_answer(call, answer) else call
+
+    async def aapproved(self, call: ToolCall, again: Callable[[], Awaitable[ToolCall]]) -> ToolCall:
+        """Async twin of :meth:`approved`: the approver may also be a coroutine function."""
+        request, approver = call.approval, self.authz.session_config.approvals.approver
+        if request is None or approver is None:
+            return call
+        answer = approver(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return await again() if self._record_answer(call, answer) else call
+
+    def _record_answer(self, call: ToolCall, answer: object) -> bool:
+        """Grant (only on ``True``) or refuse the held call, audited; whether it was granted.
+
+        A refused call is a plain denial from then on (nobody is asked again).
+        """
+        request: ApprovalRequest | None = call.approval
+        if request is None:
+            return False
+        if answer is True:
+            self.authz._sessions.grant(request, "approver")
+            return True
+        self.authz._sessions.refuse(request, "approver")
+        call.approval = None
+        return False
 
     # -- calls the caller runs -----------------------------------------------------------
 

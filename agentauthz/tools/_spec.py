@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 OnDeny = Literal["raise", "message"]
-RefusalKind = Literal["denied", "invalid", "unknown", "no-identity"]
+RefusalKind = Literal["denied", "invalid", "unknown", "no-identity", "approval"]
 ResourceSpec = EntityUID | Entity | Callable[[dict[str, Any]], EntityUID | Entity] | None
 ContextSpec = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None
 F = TypeVar("F", bound=Callable[..., Any])
@@ -474,6 +474,8 @@ _REFUSALS: dict[str, tuple[str, str]] = {
     "unknown": ("is not available to this agent", "Do not retry it."),
     "no-identity": ("was not called: the end user's identity is missing or could not be verified",
                     "Do not retry it."),
+    "approval": ("was not called: it needs a person's approval first",
+                 "Tell the user it awaits approval; call it again only once they approved it."),
 }
 
 
@@ -495,7 +497,8 @@ def refusal_message(tool: str, decision: Decision, *, kind: RefusalKind = "denie
         decision: the refusal: a denying decision, or the audited refusal of a
             call refused before policies were evaluated.
         kind: ``"denied"`` (by policy), ``"invalid"`` (arguments), ``"unknown"``
-            (a tool this agent does not have) or ``"no-identity"``.
+            (a tool this agent does not have), ``"no-identity"``, or
+            ``"approval"`` (held until a person approves it).
         disclose: add the policy ids or problems.
 
     Example:
@@ -515,6 +518,8 @@ decision 7f3a). Do not retry it."
 
 
 def _disclosed(decision: Decision, kind: RefusalKind) -> list[str]:
+    if kind == "approval":
+        return [f"held by policy {', '.join(decision.reasons)}"]
     if kind != "denied":
         return list(decision.errors)
     if decision.reasons:
