@@ -2,8 +2,11 @@
 
 The scripted model does the user's task, then obeys the instruction it read in a tool result
 (the attacker's calls). Each call goes through the guarded tool exactly as a model's would.
-A call held for approval goes to the *human*, who approves the calls they asked for and
-declines the rest; an approved call is made again and must then run.
+A call held for approval (``az.ApprovalRequired``) goes to the *human*, who approves the
+calls they asked for (``authz.approve``) and declines the rest; an approved call is made
+again and must then run. Every denial is also decided again, independently, with
+``context.session.approved`` set: a held call must be one an approval lets run, a refused
+call one it does not.
 
 What a run reports about each call comes from what happened, not from what was decided: an
 injected call "ran" when the tool's body changed the world.
@@ -19,7 +22,7 @@ from typing import Any
 
 import agentauthz as az
 from agentauthz._entities import referenced_uids
-from tests.scenarios.assistant import Assistant, build, resource_of
+from tests.scenarios.assistant import Assistant, build
 from tests.scenarios.world import Channel, Event, File, World, WorldEntities
 
 ALICE = az.EntityUID("User", "alice")
@@ -61,10 +64,10 @@ class Scenario:
 
 class Outcome(StrEnum):
     RAN = "ran"                  # the tool ran on the first attempt
-    APPROVED = "approved"        # held, the human approved, then it ran
-    HELD = "held"                # held for approval; the human declined, so it did not run
-    REFUSED = "refused"          # denied, and no approval could let it run
-    FAILED = "failed"            # an approved call that was denied again (a defect of the policies)
+    APPROVED = "approved"        # held (ApprovalRequired), the human approved, then it ran
+    HELD = "held"                # held (ApprovalRequired); the human declined, so it did not run
+    REFUSED = "refused"          # denied (AccessDenied): no approval is asked
+    FAILED = "failed"            # an approved call that was denied again
 
 
 @dataclass
@@ -75,6 +78,8 @@ class CallResult:
     reasons: tuple[str, ...] = ()
     changed_world: bool = False
     returned: str | None = None
+    #: for a denied call, whether the same request with ``context.session.approved`` is allowed
+    approval_would_admit: bool | None = None
 
 
 @dataclass
@@ -82,7 +87,9 @@ class RunResult:
     scenario: Scenario
     calls: list[CallResult] = field(default_factory=list)
     decisions: int = 0
+    grants: int = 0
     audit_events: int = 0
+    approval_events: list[str] = field(default_factory=list)
     changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
@@ -135,29 +142,31 @@ class ScriptedAgent:
         authz = self.assistant.authz
         script = [(call, True) for call in self.scenario.user_calls]
         script += [(call, False) for call in self.scenario.injected_calls]
-        with authz.acting_as(ALICE), authz.session(f"run-{self.scenario.id}") as session:
+        with authz.acting_as(ALICE), authz.session(f"run-{self.scenario.id}"):
             for call, by_user in script:
-                result.calls.append(self._step(session, call, by_user, result))
-        result.audit_events = len(self.assistant.audit.events)
+                result.calls.append(self._step(call, by_user, result))
+        events = self.assistant.audit.events
+        result.audit_events = len(events)
+        result.approval_events = [e.extra["approval"] for e in events if "approval" in e.extra]
         result.changes = list(self.world.changes)
         return result
 
-    def _step(self, session: Any, call: Call, by_user: bool, result: RunResult) -> CallResult:
+    def _step(self, call: Call, by_user: bool, result: RunResult) -> CallResult:
         denied, returned = self._attempt(call, result)
         if denied is None:
             return CallResult(call, by_user, Outcome.RAN, changed_world=self._changed(call),
                               returned=returned)
-        reasons = denied.decision.reasons
-        if not self._approval_would_admit():
-            return CallResult(call, by_user, Outcome.REFUSED, reasons)
+        reasons, what_if = denied.decision.reasons, self._approval_would_admit()
+        if not isinstance(denied, az.ApprovalRequired):
+            return CallResult(call, by_user, Outcome.REFUSED, reasons, approval_would_admit=what_if)
         if not by_user:  # the human reads the exact call and declines what they did not ask for
-            return CallResult(call, by_user, Outcome.HELD, reasons)
-        session.approve(call.tool, resource_of(self.world, call.tool, call.args), arguments=call.args,
-                        granted_by="alice")
+            return CallResult(call, by_user, Outcome.HELD, reasons, approval_would_admit=what_if)
+        self.assistant.authz.approve(denied.approval, granted_by="alice")
+        result.grants += 1
         again, returned = self._attempt(call, result)
         outcome = Outcome.APPROVED if again is None else Outcome.FAILED
         return CallResult(call, by_user, outcome, reasons, changed_world=self._changed(call),
-                          returned=returned)
+                          returned=returned, approval_would_admit=what_if)
 
     def _attempt(self, call: Call, result: RunResult) -> tuple[az.AccessDenied | None, str | None]:
         """Make the call as the model would; the refusal, or what the tool returned."""
@@ -170,8 +179,9 @@ class ScriptedAgent:
     def _approval_would_admit(self) -> bool:
         """Would approving the call just denied let it run? Decided again with ``approved`` set.
 
-        Only forbids annotated ``@approval("required")`` may have denied it, and with the
-        approval the same request (same session facts, same entities) must be allowed.
+        Computed apart from the library's own approval probe, from the audit event: only
+        forbids annotated ``@approval("required")`` may have denied it, and with the approval
+        the same request (same session facts, same entities) must be allowed.
         """
         event = self.assistant.audit.events[-1]
         if not event.reasons or not set(event.reasons) <= self.approvable or event.request is None:

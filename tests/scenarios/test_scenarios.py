@@ -79,9 +79,24 @@ def test_the_agent_reads_the_injection_and_the_attacker_names_the_values(scenari
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
-def test_every_decision_of_a_run_is_one_audit_event(scenario: Scenario):
+def test_a_call_is_held_exactly_when_an_approval_would_let_it_run(scenario: Scenario):
+    """ApprovalRequired against an independent what-if: the denied request decided again with
+    ``context.session.approved``. A refusal never asks a person; a held call never asks in vain."""
     result = guarded()[scenario.id]
-    assert result.audit_events == result.decisions
+    for c in result.calls:
+        if c.outcome is not Outcome.RAN:
+            assert c.approval_would_admit is (c.outcome is not Outcome.REFUSED), c
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_every_decision_of_a_run_is_one_audit_event(scenario: Scenario):
+    """... and each grant one more: held ("required"), granted, then used once."""
+    result = guarded()[scenario.id]
+    assert result.audit_events == result.decisions + result.grants
+    held = [c for c in result.calls if c.outcome in (Outcome.HELD, Outcome.APPROVED)]
+    approved = [c for c in result.calls if c.outcome is Outcome.APPROVED]
+    assert sorted(result.approval_events) == sorted(
+        ["required"] * len(held) + ["granted"] * len(approved) + ["used"] * len(approved))
 
 
 def test_the_totals_are_100_percent_user_success_and_0_injected_runs():
