@@ -36,7 +36,7 @@ from agentauthz._errors import (
     InvalidValueError,
     PolicyError,
 )
-from agentauthz._identity import Identity
+from agentauthz._identity import Agent, Identity
 from agentauthz._model import (
     Decision,
     Entity,
@@ -57,6 +57,7 @@ if _typing.TYPE_CHECKING:
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
     from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+    from agentauthz.session._provenance import Provenance
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
@@ -67,6 +68,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "Agent",
     "ApprovalConfig",
     "ApprovalRequest",
     "ApprovalRequired",
@@ -98,6 +100,7 @@ __all__ = [
     "PolicyError",
     "PolicyStore",
     "Prefilter",
+    "Provenance",
     "Request",
     "Retry",
     "SQLiteSessionStore",
@@ -134,6 +137,7 @@ _LAZY = {
     "Policy": "agentauthz.policy._store",
     "PolicyStore": "agentauthz.policy._store",
     "Prefilter": "agentauthz.retrieval._prefilter",
+    "Provenance": "agentauthz.session._provenance",
     "Retry": "agentauthz.avp._options",
     "SQLiteSessionStore": "agentauthz.session._stores",
     "Session": "agentauthz.session._session",

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
-from agentauthz._identity import Identity, bound_session, no_end_user
+from agentauthz._identity import Agent, Identity, bound_session, no_end_user
 from agentauthz._identity import bound_identity as _identity
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from agentauthz.retrieval._filtering import RetrievalFilter
     from agentauthz.session._admission import SessionAdmission
     from agentauthz.session._approvals import ApprovalRequest
+    from agentauthz.session._provenance import ResultLabel
     from agentauthz.session._session import Approval, Session, SessionConfig, ToolCall
     from agentauthz.session._stores import SessionStore
     from agentauthz.tools._calls import ToolCalls
@@ -56,6 +57,9 @@ T = TypeVar("T")
 # Requests per engine call when filtering: bounds memory and latency per call.
 DEFAULT_PAGE_SIZE = 500
 _MODES = ("enforce", "shadow")
+NO_AGENT = ("agent grant: no agent is named for this call "
+            "(Authorizer(agent=...), acting_as(agent=...) or a token's act claim)")
+OUTSIDE_GRANT = "the call is outside the agent's own grant"
 
 
 class Authorizer:
@@ -81,6 +85,13 @@ class Authorizer:
             the model gets a generic refusal and the decision's opaque id, and the
             reasons stay in the audit event. Turning it on discloses how the
             policies are built to the model and to whoever steers it.
+        agent: the AI agent this Authorizer decides for (:class:`Agent`): its
+            uid is ``context.agent`` (where the action's schema declares it) and
+            its entity goes with each request. ``acting_as(..., agent=...)`` or a
+            token's ``act`` claim names it per block instead.
+        agent_grant: decide every request twice, for the end user and with the
+            agent as principal: it is allowed only when both are (one audit
+            event names both outcomes). A request with no agent named is denied.
 
     The methods name what they return: ``authorize*`` decide and return a
     :class:`Decision` (nothing runs, nothing is counted); ``begin*`` decide and
@@ -108,6 +119,8 @@ class Authorizer:
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
         disclose_reasons: bool = False,
+        agent: Agent | None = None,
+        agent_grant: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ConfigurationError(f"mode must be 'enforce' or 'shadow', not {mode!r}")
@@ -127,6 +140,12 @@ class Authorizer:
         if not isinstance(disclose_reasons, bool):
             raise ConfigurationError("disclose_reasons must be True or False")
         self.disclose_reasons = disclose_reasons
+        if agent is not None and not isinstance(agent, Agent):
+            raise ConfigurationError(f"agent= takes an agentauthz.Agent, not {type(agent).__name__}")
+        if not isinstance(agent_grant, bool):
+            raise ConfigurationError("agent_grant must be True or False")
+        self.agent = agent
+        self.agent_grant = agent_grant
         self.tools: dict[str, ToolSpec] = {}
         self._lazy = threading.Lock()
         self._session_config: SessionConfig | None = None
@@ -212,6 +231,7 @@ class Authorizer:
         identity: TokenIdentity | None = None,
         token_type: TokenType | None = None,
         correlation_id: str | None = None,
+        agent: Agent | None = None,
     ) -> Iterator[Identity]:
         """Bind the end user for the calls made inside the block (thread- and task-safe).
 
@@ -244,10 +264,15 @@ class Authorizer:
             token_type: ``"identity"`` or ``"access"`` (default: the identity's
                 only type, else ``"identity"``).
             correlation_id: audit correlation id of the calls in the block.
+            agent: the AI agent acting for the user in the block (instead of
+                the Authorizer's ``agent``); with a token or claims, their
+                ``act`` claim names it when this is None.
 
         Raises:
             IdentityError: the principal is not an Entity or EntityUID, the
-                token does not verify, or the claims name no principal.
+                token does not verify, the claims name no principal, ``agent``
+                is no Agent, or it differs from the agent the token's ``act``
+                claim names.
             ConfigurationError: none or several of ``principal``, ``token`` and
                 ``claims``; ``claims`` without ``identity``; a ``token`` without
                 ``identity`` on an engine that cannot decide with tokens.
@@ -264,13 +289,15 @@ class Authorizer:
             if principal is not None:
                 raise ConfigurationError("acting_as takes a principal, a token or claims: only one")
             with bound_token(self, token=token, claims=claims, identity=identity, token_type=token_type,
-                             correlation_id=correlation_id) as bound:
+                             correlation_id=correlation_id, agent=agent) as bound:
                 yield bound
             return
+        if agent is not None and not isinstance(agent, Agent):
+            raise IdentityError(f"acting_as(agent=...) takes an agentauthz.Agent, not {type(agent).__name__}")
         if isinstance(principal, Entity):
-            bound = Identity(principal.uid, principal, correlation_id)
+            bound = Identity(principal.uid, principal, correlation_id, agent)
         elif isinstance(principal, EntityUID):
-            bound = Identity(principal, None, correlation_id)
+            bound = Identity(principal, None, correlation_id, agent)
         else:
             raise IdentityError(
                 f"acting_as needs an Entity or EntityUID, not {type(principal).__name__}"
@@ -323,13 +350,20 @@ class Authorizer:
             yield current  # already bound, with at least as much as the integration knows
             return
         correlation = current.correlation_id if current is not None else correlation_id
-        with self.acting_as(principal, correlation_id=correlation) as identity:
+        agent = current.agent if current is not None else None
+        with self.acting_as(principal, correlation_id=correlation, agent=agent) as identity:
             yield identity
 
     @property
     def identity(self) -> Identity | None:
         """The identity bound in this context, if any."""
         return _identity.get()
+
+    @property
+    def current_agent(self) -> Agent | None:
+        """The agent the calls in this context are made by: the bound one, else the Authorizer's."""
+        identity = _identity.get()
+        return identity.agent if identity is not None and identity.agent is not None else self.agent
 
     def current_principal(self) -> EntityUID:
         """The bound principal's uid.
@@ -536,6 +570,7 @@ class Authorizer:
         on_deny: OnDeny = "raise",
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        provenance: ResultLabel | None = None,
     ) -> Callable[[F], F]: ...
 
     def guard(
@@ -548,6 +583,7 @@ class Authorizer:
         on_deny: OnDeny = "raise",
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        provenance: ResultLabel | None = None,
     ) -> Any:
         """Authorize every call of a tool function (sync or async) for the bound end user.
 
@@ -568,6 +604,10 @@ class Authorizer:
             name: tool name (default: the function name).
             sum_arguments: int or decimal arguments a bound session adds up
                 over the calls that complete (``context.session.totals.<action>.<argument>``).
+            provenance: how the tool's results are labelled as sources of the
+                session (``"trusted"``, ``"payee"``, or a function of the result
+                returning labels); default: ``SessionConfig.provenance``'s
+                ``results`` or ``default_result`` (``"untrusted"``).
 
         With a session bound (:meth:`session`) the call is decided with
         ``context.session`` and counted in the session once the function
@@ -596,7 +636,7 @@ class Authorizer:
         """
         return self._tool_calls.guard(action, resource=resource, resource_types=resource_types,
                                       context=context, on_deny=on_deny, name=name,
-                                      sum_arguments=sum_arguments)
+                                      sum_arguments=sum_arguments, provenance=provenance)
 
     def validate_tools(
         self,
@@ -817,9 +857,17 @@ class Authorizer:
         action_uid = self.engine.resolve_action(action)
         request_context = dict(context) if context else {}
         session = bound_session.get()
-        if session is not None:
+        if session is not None or (
+                self._session_config is not None and self._session_config.provenance is not None):
             self._sessions.add_to_context(session, request_context, principal_uid, action_uid,
                                           resource_uid, facts)
+        agent = self.current_agent
+        if agent is not None:
+            if "agent" in request_context:
+                raise ConfigurationError("context['agent'] comes from the bound agent: do not set it as well")
+            if self._declares_agent(action_uid):
+                request_context["agent"] = agent.uid
+                extra.append(agent.entity())
         request = Request(
             principal=principal_uid,
             action=action_uid,
@@ -827,6 +875,11 @@ class Authorizer:
             context=request_context,
         )
         return request, extra
+
+    def _declares_agent(self, action: EntityUID) -> bool:
+        """Whether requests of ``action`` carry ``context.agent`` (with a schema: only if it declares it)."""
+        shapes = self._sessions.schema().shapes
+        return shapes is None or shapes.declares(action, "agent")
 
     def _resolve(self, request: Request) -> Request:
         if isinstance(request.action, str):
@@ -917,28 +970,69 @@ class Authorizer:
     def _decide(self, requests: list[Request], entities: list[Entity],
                 hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
-        sliced = entities
+        grant = self.current_agent if self.agent_grant else None
+        asked, given = self._asked(requests, entities, grant)
+        sliced = given
         try:
-            sliced = self._entities_for(requests, entities)
-            decisions = self.engine.decide(requests, sliced)
+            sliced = self._entities_for(asked, given)
+            decisions = self.engine.decide(asked, sliced)
         except AuthzError:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
-            decisions = [_failure(exc)] * len(requests)
-        return self._finish(requests, entities, decisions, started, sliced, hold)
+            decisions = [_failure(exc)] * len(asked)
+        decisions, grants = self._within_grant(requests, decisions, grant)
+        return self._finish(requests, entities, decisions, started, sliced, hold, grants)
 
     async def _adecide(self, requests: list[Request], entities: list[Entity],
                        hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
-        sliced = entities
+        grant = self.current_agent if self.agent_grant else None
+        asked, given = self._asked(requests, entities, grant)
+        sliced = given
         try:
-            sliced = self._entities_for(requests, entities)
-            decisions = await self.engine.adecide(requests, sliced)
+            sliced = self._entities_for(asked, given)
+            decisions = await self.engine.adecide(asked, sliced)
         except AuthzError:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
-            decisions = [_failure(exc)] * len(requests)
-        return self._finish(requests, entities, decisions, started, sliced, hold)
+            decisions = [_failure(exc)] * len(asked)
+        decisions, grants = self._within_grant(requests, decisions, grant)
+        return self._finish(requests, entities, decisions, started, sliced, hold, grants)
+
+    def _asked(self, requests: list[Request], entities: list[Entity],
+               agent: Agent | None) -> tuple[list[Request], list[Entity]]:
+        """What the engine decides: the requests, and in agent-grant mode their twins for the agent."""
+        if agent is None:
+            return requests, entities
+        twins = [request.replace(principal=agent.uid) for request in requests]
+        known = any(entity.uid == agent.uid for entity in entities)
+        return [*requests, *twins], entities if known else [*entities, agent.entity()]
+
+    def _within_grant(self, requests: list[Request], decisions: list[Decision], agent: Agent | None,
+                      ) -> tuple[list[Decision], list[dict[str, Any]] | None]:
+        """Each request's decision: the user's, AND the agent's in agent-grant mode (with what the agent got).
+
+        No agent named denies; anything but one Decision per asked request is
+        left for :meth:`_finish` to deny.
+        """
+        if not self.agent_grant:
+            return decisions, None
+        if agent is None:
+            denied = [Decision.deny(NO_AGENT) for _ in requests]
+            return denied, [{"agent": None, "decision": "deny", "reasons": [], "errors": [NO_AGENT]}] * len(
+                requests)
+        n = len(requests)
+        if len(decisions) != 2 * n or not all(type(d) is Decision for d in decisions):
+            return decisions, None
+        combined, grants = [], []
+        for user, granted in zip(decisions[:n], decisions[n:], strict=True):
+            grants.append({"agent": str(agent.uid), "decision": granted.outcome,
+                           "reasons": list(granted.reasons), "errors": list(granted.errors)})
+            if user.allowed and not granted.allowed:
+                user = Decision(False, granted.reasons, (*granted.errors, OUTSIDE_GRANT), user.enforced,
+                                user.policy_version)
+            combined.append(user)
+        return combined, grants
 
     def _finish(
         self,
@@ -948,6 +1042,7 @@ class Authorizer:
         started: int,
         sliced: list[Entity] | None = None,
         hold: Held | None = None,
+        grants: list[dict[str, Any]] | None = None,
     ) -> list[Decision]:
         if len(decisions) != len(requests):
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
@@ -967,6 +1062,8 @@ class Authorizer:
                                      decisions)
             for index, (request, decision) in enumerate(zip(requests, decisions, strict=True)):
                 event = self._event(request, decision, elapsed_us, entities)
+                if grants is not None:
+                    event = dataclasses.replace(event, extra={**event.extra, "agent_grant": grants[index]})
                 if shadow is not None:
                     event = dataclasses.replace(event, shadow=shadow[index])
                 if hold is not None:
@@ -1006,6 +1103,7 @@ class Authorizer:
             ),
             session=session.id if session is not None else None,
             decision_id=decision.id,
+            extra=_labels_of_arguments(request),
         )
 
     def audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> Decision:
@@ -1122,6 +1220,20 @@ class Authorizer:
                 import logging
 
                 logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
+
+
+def _labels_of_arguments(request: Request) -> dict[str, Any]:
+    """The agent and the provenance labels of the request's arguments, for its audit event (never values)."""
+    extra: dict[str, Any] = {}
+    agent = request.context.get("agent")
+    if isinstance(agent, EntityUID):
+        extra["agent"] = str(agent)
+    provenance = request.context.get("provenance")
+    if isinstance(provenance, Mapping):
+        extra["provenance"] = {str(name): sorted(str(label) for label in labels)
+                               for name, labels in provenance.items()
+                               if isinstance(labels, (list, tuple, set))}
+    return extra
 
 
 def _decision_id() -> str:

@@ -134,6 +134,7 @@ class RetrievalFilter:
         authz = self.authz
         try:
             self._record_seen(result, groups)
+            self._register_documents(items, groups, result)
         except IdentityError as exc:
             exc.decision = authz._deny_held(held, FOREIGN_SESSION)
             raise
@@ -153,6 +154,20 @@ class RetrievalFilter:
         labels = self.authz._sessions.labels(read, groups.entities)
         if labels:
             session.store.add_labels(session.id, labels, owner=str(self.authz.current_principal()))
+
+
+    def _register_documents(self, items: Sequence[Any], groups: ResourceGroups,
+                            result: FilterResult[Any]) -> None:
+        """Register the text of each item let through as a source of the session (with provenance)."""
+        session = bound_session.get()
+        config = self.authz.session_config.provenance if session is not None else None
+        if session is None or config is None:
+            return
+        allowed = {uid for uid, decision in zip(result.resources, result.decisions, strict=True)
+                   if uid is not None and decision.admits}
+        documents = [(item, uid) for item, uid in zip(items, groups.item_uids, strict=True)
+                     if uid is not None and uid in allowed]
+        self.authz._sessions.register_documents(session, documents, groups.entities)
 
 
 def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:

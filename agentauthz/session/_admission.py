@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.policy._store import PolicyStore, redact, truncate
 from agentauthz.session._approvals import ApprovalRequest, approval_probe
 from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
+from agentauthz.session._provenance import RETRIEVED, ProvenanceStore, argument_provenance, source_keys
 from agentauthz.session._session import (
     FULL_SHAPE,
     Approval,
@@ -217,24 +218,73 @@ class SessionAdmission:
                 kinds.setdefault(action_name(name), {}).setdefault(argument, "Long")
         return session_record(facts, shape, approved=approved, actions=actions, sum_kinds=kinds)
 
-    def add_to_context(self, session: Session, context: dict[str, Any], principal: EntityUID,
+    def add_to_context(self, session: Session | None, context: dict[str, Any], principal: EntityUID,
                        action: EntityUID, resource: EntityUID, facts: SessionFacts | None) -> None:
-        """Put the bound session's record in a request's context, if its action declares one.
+        """Put the bound session's record, and the provenance of a tracked tool's arguments, in a context.
+
+        ``context.session`` goes in when the action declares one;
+        ``context.provenance`` and ``context.provenance_all`` when
+        ``SessionConfig.provenance`` tracks the action (with no session bound
+        every argument has no label: nothing was registered).
 
         Raises:
-            ConfigurationError: the context already sets ``session``.
+            ConfigurationError: the context already sets ``session`` or a
+                provenance attribute, or the schema declares no
+                ``context.provenance`` for a tracked action.
             IdentityError: the session belongs to another end user.
             Refused: the store failed (the request's refusal is audited).
         """
-        if "session" in context:
-            raise ConfigurationError(
-                "context['session'] comes from the bound session: do not set it as well")
-        shape = self.shape(action)
-        if shape is None:
-            return  # the action declares no context.session
-        if facts is None:
-            facts = self.loaded(session, [Request(principal, action, resource, dict(context))])[0]
-        context["session"] = self.record(shape, facts, principal, action, resource, context)
+        if session is not None:
+            if "session" in context:
+                raise ConfigurationError(
+                    "context['session'] comes from the bound session: do not set it as well")
+            shape = self.shape(action)
+            if shape is not None:
+                if facts is None:
+                    facts = self.loaded(session, [Request(principal, action, resource, dict(context))])[0]
+                context["session"] = self.record(shape, facts, principal, action, resource, context)
+        if self.authz.session_config.provenance is not None:
+            self._add_provenance(session, context, principal, action, resource, facts)
+
+    def _add_provenance(self, session: Session | None, context: dict[str, Any], principal: EntityUID,
+                        action: EntityUID, resource: EntityUID, facts: SessionFacts | None) -> None:
+        config = self.authz.session_config.provenance
+        assert config is not None
+        for name in ("provenance", "provenance_all"):
+            if name in context:
+                raise ConfigurationError(
+                    f"context[{name!r}] comes from the session's provenance: do not set it")
+        if not config.tracks(action.id):
+            return
+        shapes = self.schema().shapes
+        names: frozenset[str] | None = None
+        if shapes is not None:
+            names = shapes.provenance(action)
+            if names is None:
+                raise ConfigurationError(
+                    f"Provenance.tools tracks {action} but the schema declares no context.provenance "
+                    "for it: regenerate the schema (agentauthz schema generate) with the same configuration")
+        arguments = context.get("input")
+        arguments = arguments if isinstance(arguments, Mapping) else {}
+        bare = Request(principal, action, resource, dict(context))
+        if session is None:
+            def lookup(keys: Collection[str]) -> Mapping[str, Collection[str]]:
+                return {}
+        else:
+            if facts is None:
+                self.loaded(session, [bare])  # the session must be this end user's before it lends labels
+            store = session.store
+            if not isinstance(store, ProvenanceStore):
+                raise ConfigurationError(f"{type(store).__name__} keeps no provenance")
+
+            def lookup(keys: Collection[str]) -> Mapping[str, Collection[str]]:
+                return store.provenance(session.id, keys)
+        try:
+            union, every = argument_provenance(arguments, lookup, config.extractors, names)
+        except Exception as exc:  # a failing store denies, never decides on missing labels
+            raise Refused(self.authz._deny_unasked([bare], store_failure(exc))) from exc
+        context["provenance"] = union
+        context["provenance_all"] = every
 
     def labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
         """The labels (``SessionConfig.labels``) of these resources, as given or stored."""
@@ -243,6 +293,28 @@ class SessionAdmission:
         for entity in self.authz._stored_entities(wanted, given).values():
             labels |= labels_of(entity, self.authz.session_config.labels)
         return labels
+
+    def register_documents(self, session: Session, documents: Iterable[tuple[Any, EntityUID]],
+                           given: Mapping[EntityUID, Entity]) -> None:
+        """Register retrieved items let through as sources: label ``retrieved`` and their resource's labels.
+
+        Raises:
+            IdentityError: the session belongs to another end user.
+        """
+        config = self.authz.session_config.provenance
+        store = session.store
+        if config is None or not isinstance(store, ProvenanceStore):
+            return
+        keys: dict[str, set[str]] = {}
+        for item, uid in documents:
+            text = config.text_of(item)
+            if not text:
+                continue
+            labels = {RETRIEVED, *self.labels([uid], given)}
+            for key in source_keys(text, config.extractors):
+                keys.setdefault(key, set()).update(labels)
+        if keys:
+            store.add_provenance(session.id, keys, owner=str(self.authz.current_principal()))
 
     # -- approvals ---------------------------------------------------------------------
 
@@ -295,6 +367,16 @@ class SessionAdmission:
             decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                   inputs["context"])
             return ToolCall(decision, call_id=key, external_id=call_id)
+        call = yield from self._admitted(session, key, inputs, arguments, spec, call_id)
+        call.action = authz.engine.resolve_action(inputs["action"]).id
+        call.result_label = spec.provenance if spec is not None else None
+        return call
+
+    def _admitted(self, session: Session, key: str, inputs: Mapping[str, Any],
+                  arguments: Mapping[str, Any] | None, spec: ToolSpec | None,
+                  call_id: str | None) -> Plan[ToolCall]:
+        """The call decided on the session's facts and admitted there (retried while it changes)."""
+        authz = self.authz
         plan = self.call_plan(inputs, arguments, spec)
         held: Held = []
         for attempt in range(authz.session_config.max_attempts):

@@ -18,6 +18,7 @@ drive the same one.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import uuid
@@ -36,6 +37,7 @@ from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
+from agentauthz.session._provenance import ResultLabel, check_result_label
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import (
     ContextSpec,
@@ -75,10 +77,12 @@ class ToolCalls:
 
     def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, resource: ResourceSpec = None,
               resource_types: Iterable[str] = (), context: ContextSpec = None, on_deny: OnDeny = "raise",
-              name: str | None = None, sum_arguments: Iterable[str] = ()) -> Any:
+              name: str | None = None, sum_arguments: Iterable[str] = (),
+              provenance: ResultLabel | None = None) -> Any:
         """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``)."""
         if callable(action) and not isinstance(action, (str, EntityUID)):
             return self.guard(None)(action)
+        check_result_label(provenance, "@authz.guard(provenance=...)")
         if on_deny not in ("raise", "message"):
             raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
         authz = self.authz
@@ -90,6 +94,8 @@ class ToolCalls:
                 resource_types=tuple(resource_types), context=context, on_deny=on_deny,
                 sums=tuple(sum_arguments),
             )
+            if provenance is not None:
+                spec = dataclasses.replace(spec, provenance=provenance)
             authz.tools[spec.name] = spec
             if inspect.iscoroutinefunction(fn):
 
@@ -104,7 +110,9 @@ class ToolCalls:
                     if not call.admits:
                         return self._refuse(spec, call)
                     with call:
-                        return await fn(**arguments)
+                        result = await fn(**arguments)
+                    call.record_result(result)  # before the result reaches the model
+                    return result
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -118,7 +126,9 @@ class ToolCalls:
                 if not call.admits:
                     return self._refuse(spec, call)
                 with call:
-                    return fn(**arguments)
+                    result = fn(**arguments)
+                call.record_result(result)  # before the result reaches the model
+                return result
 
             return wraps_tool(fn, guarded, spec)
 
@@ -318,4 +328,6 @@ class ToolCalls:
         validate_policies_for_tools(
             store, authz.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=authz.tool_entity_type, session_sums=authz.session_config.sums,
+            provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
+            agent_type=authz.agent.entity_type if authz.agent is not None else None,
         )

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz.session._provenance import ResultLabel
 
 __all__ = [
     "OnDeny",
@@ -202,6 +203,9 @@ class ToolSpec:
         json_arguments: the tool takes JSON values (it was described by a JSON
             Schema): :meth:`arguments` gives records as dicts and leaves out an
             optional argument that was not given.
+        provenance: how the tool's results are labelled as sources of the
+            session (a label, labels, or a function of the result); None for
+            ``SessionConfig.provenance``'s own choice.
     """
 
     name: str
@@ -216,6 +220,7 @@ class ToolSpec:
     parameters: tuple[str, ...] = field(default_factory=tuple)
     sums: tuple[str, ...] = ()
     json_arguments: bool = False
+    provenance: ResultLabel | None = None
 
     @classmethod
     def from_json_schema(
