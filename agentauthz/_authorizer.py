@@ -449,6 +449,10 @@ class Authorizer:
         """
         return self._sessions.grant(request, granted_by)
 
+    def decline(self, request: ApprovalRequest, *, declined_by: str | None = None) -> None:
+        """Record that a person did not approve a held call (audited); it stays denied."""
+        self._sessions.refuse(request, declined_by)
+
     # -- decisions -----------------------------------------------------------------
 
     def authorize(

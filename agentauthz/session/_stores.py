@@ -221,7 +221,7 @@ class SessionStore(Protocol):
     def approve(self, session_id: str, approval: Approval) -> None:
         """Record an approval for its principal, the session's owner (idempotent).
 
-        Granting the same call again replaces the earlier grant (its expiry, its single use).
+        Granting the same call again with another expiry or use replaces the earlier grant.
 
         Raises:
             IdentityError: the session belongs to another owner (or records none).
@@ -379,7 +379,8 @@ class MemorySessionStore:
         """See :meth:`SessionStore.approve`."""
         with self._lock:
             state = self._owned(session_id, approval.principal)
-            if state.approvals.get(approval.key) != approval:  # new, or granted again (a new expiry)
+            known = state.approvals.get(approval.key)
+            if known is None or (known.expires_at, known.once) != (approval.expires_at, approval.once):
                 state.approvals[approval.key] = approval
                 state.version += 1
 
@@ -788,8 +789,7 @@ class SQLiteSessionStore:
                 "granted_by, seq, expires_at, once) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (session_id, action, resource, arguments) DO UPDATE SET "
                 "granted_by = excluded.granted_by, expires_at = excluded.expires_at, once = excluded.once "
-                "WHERE granted_by IS NOT excluded.granted_by OR expires_at IS NOT excluded.expires_at "
-                "OR once IS NOT excluded.once",
+                "WHERE expires_at IS NOT excluded.expires_at OR once IS NOT excluded.once",
                 (session_id, approval.principal, approval.action, approval.resource, approval.arguments,
                  approval.granted_by, seq, approval.expires_at, int(approval.once))).rowcount
             if inserted:

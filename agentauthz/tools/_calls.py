@@ -195,9 +195,9 @@ class ToolCalls:
         if request is None:
             return False
         if answer is True:
-            self.authz._sessions.grant(request, "approver")
+            self.authz.approve(request, granted_by="approver")
             return True
-        self.authz._sessions.refuse(request, "approver")
+        self.authz.decline(request, declined_by="approver")
         call.approval = None
         return False
 

@@ -54,11 +54,13 @@ from __future__ import annotations
 
 # _tools first: without langchain-core, its ImportError names the extra to install.
 from agentauthz.integrations.langchain._tools import AuthorizedTool, authorize_tools  # isort: skip
+from agentauthz.integrations.langchain._approvals import APPROVAL_INTERRUPT, interrupt_approver
 from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY
 from agentauthz.integrations.langchain._middleware import AuthzMiddleware
 from agentauthz.integrations.langchain._retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
 
 __all__ = [
+    "APPROVAL_INTERRUPT",
     "PRINCIPAL_KEY",
     "SESSION_KEY",
     "AuthorizedRetriever",
@@ -67,4 +69,5 @@ __all__ = [
     "RetrievalResult",
     "RetrievalStats",
     "authorize_tools",
+    "interrupt_approver",
 ]

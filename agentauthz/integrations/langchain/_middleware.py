@@ -21,6 +21,7 @@ from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY
 from agentauthz.integrations.langchain._tools import (
     AuthorizedTool,
     DecidedTool,
+    refusal_error,
     refusal_output,
     refused_as,
     settings_by_tool,
@@ -249,9 +250,7 @@ class AuthzMiddleware(_MiddlewareBase):
         name = request.tool_call["name"]
         kind, decision = refused_as(outcome)
         if self._on_deny(name) == "raise":
-            if isinstance(outcome, InvalidArguments):
-                raise outcome
-            raise AccessDenied(decision, subject=f"tool '{name}'")
+            raise refusal_error(outcome, name)
         return self._message(request, self.authz.refusal(name, decision, kind=kind))
 
     @staticmethod

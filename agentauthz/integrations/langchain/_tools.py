@@ -30,7 +30,13 @@ from typing import Any
 from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments
+from agentauthz._errors import (
+    AccessDenied,
+    ApprovalRequired,
+    AuthzError,
+    ConfigurationError,
+    InvalidArguments,
+)
 from agentauthz._model import Decision
 from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
 from agentauthz.session._session import ToolCall
@@ -480,9 +486,7 @@ class AuthorizedTool(_WrappingTool):
         """The refused call's result (with ``on_deny="raise"``: the error raised)."""
         kind, decision = refused_as(outcome)
         if self._spec.on_deny == "raise":
-            if isinstance(outcome, InvalidArguments):
-                raise outcome
-            raise AccessDenied(decision, subject=f"tool '{self.name}'")
+            raise refusal_error(outcome, self.name)
         result = refusal_output(self, self.name, self.authz.refusal(self.name, decision, kind=kind),
                                 invocation.tool_call_id)
         return (result, None) if self.response_format == "content_and_artifact" else result
@@ -490,10 +494,19 @@ class AuthorizedTool(_WrappingTool):
 
 
 def refused_as(outcome: ToolCall | InvalidArguments) -> tuple[RefusalKind, Decision]:
-    """The kind of refusal and its audited decision: invalid arguments, or a denial."""
+    """The kind of refusal and its audited decision: invalid arguments, a held call, or a denial."""
     if isinstance(outcome, InvalidArguments):
         return "invalid", outcome.decision
-    return "denied", outcome.decision
+    return "approval" if outcome.approval is not None else "denied", outcome.decision
+
+
+def refusal_error(outcome: ToolCall | InvalidArguments, name: str) -> AuthzError:
+    """What a refused call raises with ``on_deny="raise"``."""
+    if isinstance(outcome, InvalidArguments):
+        return outcome
+    if outcome.approval is not None:
+        return ApprovalRequired(outcome.decision, outcome.approval, subject=f"tool '{name}'")
+    return AccessDenied(outcome.decision, subject=f"tool '{name}'")
 
 
 def authorize_tools(
