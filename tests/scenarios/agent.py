@@ -142,7 +142,8 @@ class ScriptedAgent:
         authz = self.assistant.authz
         script = [(call, True) for call in self.scenario.user_calls]
         script += [(call, False) for call in self.scenario.injected_calls]
-        with authz.acting_as(ALICE), authz.session(f"run-{self.scenario.id}"):
+        with authz.acting_as(ALICE), authz.session(f"run-{self.scenario.id}") as session:
+            session.user_said(self.scenario.task)  # the application registers the human's message
             for call, by_user in script:
                 result.calls.append(self._step(call, by_user, result))
         events = self.assistant.audit.events

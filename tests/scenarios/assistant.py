@@ -14,10 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import agentauthz as az
-from agentauthz.session import SessionConfig
+from agentauthz.session import Provenance, SessionConfig
 from tests.scenarios.world import World, WorldEntities
 
 POLICIES = Path(__file__).parent / "policies"
+
+#: Tools whose arguments carry ``context.provenance``: the ones naming who gets something or what
+#: is changed. Every tool result is a source labelled ``untrusted`` (the default), the user's
+#: request one labelled ``user``.
+TRACKED = frozenset({"send_money", "send_email", "send_direct_message", "forward_email", "delete_file",
+                     "share_file", "invite_to_channel", "schedule_meeting", "update_contact_details"})
 
 #: Tools whose completed calls put what they read into the session (its labels in ``seen``).
 READS = frozenset({"read_email", "read_file", "read_event", "read_channel", "list_transactions",
@@ -39,7 +45,7 @@ def build(world: World, store: az.PolicyStore | None = None) -> Assistant:
     audit = az.MemorySink()
     engine = az.LocalEngine(store or az.PolicyStore.from_directory(POLICIES))
     authz = az.Authorizer(engine, entities=WorldEntities(world), audit=[audit], record_requests=True,
-                          sessions=SessionConfig(reads=READS))
+                          sessions=SessionConfig(reads=READS, provenance=Provenance(tools=TRACKED)))
     tools = {tool.__name__: tool for tool in _tools(authz, world)}
     return Assistant(authz=authz, audit=audit, tools=tools, world=world)
 
