@@ -8,13 +8,14 @@ the tool's body ran, which is what the suite counts as "the call ran".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import agentauthz as az
-from agentauthz.session import Provenance, SessionConfig
+from agentauthz.session import DEFAULT_EXTRACTORS, Extractor, Provenance, SessionConfig
 from tests.scenarios.world import World, WorldEntities
 
 POLICIES = Path(__file__).parent / "policies"
@@ -24,6 +25,13 @@ POLICIES = Path(__file__).parent / "policies"
 #: request one labelled ``user``.
 TRACKED = frozenset({"send_money", "send_email", "send_direct_message", "forward_email", "delete_file",
                      "share_file", "invite_to_channel", "schedule_meeting", "update_contact_details"})
+
+#: Amounts of money as people write them ("120 EUR"); an argument is an amount when it is a number.
+#: The second branch only ever matches a whole value, never inside a text.
+AMOUNTS = Extractor("amount", r"(?<![\w.,+-])\d{1,9} ?(?:eur|euros?|€)(?!\w)|^\d{1,9}$",
+                    lambda match: str(int(re.sub(r"\D", "", match))))
+#: Channels as people write them ("#partner-acme"); a channel argument is the bare name.
+CHANNELS = Extractor("channel", r"#[a-z0-9][a-z0-9-]*|^[a-z0-9][a-z0-9-]*$", lambda match: match.lstrip("#"))
 
 #: Tools whose completed calls put what they read into the session (its labels in ``seen``).
 READS = frozenset({"read_email", "read_file", "read_event", "read_channel", "list_transactions",
@@ -45,7 +53,8 @@ def build(world: World, store: az.PolicyStore | None = None) -> Assistant:
     audit = az.MemorySink()
     engine = az.LocalEngine(store or az.PolicyStore.from_directory(POLICIES))
     authz = az.Authorizer(engine, entities=WorldEntities(world), audit=[audit], record_requests=True,
-                          sessions=SessionConfig(reads=READS, provenance=Provenance(tools=TRACKED)))
+                          sessions=SessionConfig(reads=READS, provenance=Provenance(
+        tools=TRACKED, extractors=(*DEFAULT_EXTRACTORS, AMOUNTS, CHANNELS))))
     tools = {tool.__name__: tool for tool in _tools(authz, world)}
     return Assistant(authz=authz, audit=audit, tools=tools, world=world)
 
