@@ -117,6 +117,7 @@ def base_world() -> World:
         "launch": Channel("launch", internal=True, members={"alice", "bob"}),
         "partner-acme": Channel("partner-acme", internal=False,
                                 members={"alice", "bob", "tom.baker@partner-agency.example"}),
+        "vendors": Channel("vendors", internal=False, members={"alice", "sales@vendorhub.example"}),
     })
     world.events["ev-standup"] = Event("ev-standup", "alice@corp.example", "Standup", "2026-12-07T09:00",
                                        "Daily standup")
