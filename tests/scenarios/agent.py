@@ -90,6 +90,7 @@ class RunResult:
     grants: int = 0
     audit_events: int = 0
     approval_events: list[str] = field(default_factory=list)
+    engines: set[str] = field(default_factory=set)
     changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
@@ -128,13 +129,13 @@ def base_world() -> World:
 class ScriptedAgent:
     """Runs one scenario for Alice in its own session and reports what each call did."""
 
-    def __init__(self, scenario: Scenario, store: az.PolicyStore,
-                 what_if: az.LocalEngine | None = None) -> None:
+    def __init__(self, scenario: Scenario, store: az.PolicyStore, what_if: az.LocalEngine | None = None,
+                 engine: az.Engine | None = None) -> None:
         self.scenario = scenario
         self.what_if = what_if or az.LocalEngine(store)
         self.world = base_world()
         scenario.plant(self.world)
-        self.assistant: Assistant = build(self.world, store)
+        self.assistant: Assistant = build(self.world, store, engine)
         self.approvable = frozenset(
             policy.id for policy in store.policies if policy.annotations.get("approval") == "required")
 
@@ -150,6 +151,7 @@ class ScriptedAgent:
         events = self.assistant.audit.events
         result.audit_events = len(events)
         result.approval_events = [e.extra["approval"] for e in events if "approval" in e.extra]
+        result.engines = {e.engine for e in events if "session." not in e.action}  # not the grants
         result.changes = list(self.world.changes)
         return result
 
@@ -202,7 +204,8 @@ class ScriptedAgent:
         return (call.tool, call.args) in self.world.changes
 
 
-def run_all(scenarios: Sequence[Scenario], store: az.PolicyStore) -> list[RunResult]:
-    """Run each scenario in its own world and session, all decided by ``store``."""
+def run_all(scenarios: Sequence[Scenario], store: az.PolicyStore,
+            engine: az.Engine | None = None) -> list[RunResult]:
+    """Run each scenario in its own world and session, decided by ``store`` (or by ``engine`` over it)."""
     what_if = az.LocalEngine(store)
-    return [ScriptedAgent(scenario, store, what_if).run() for scenario in scenarios]
+    return [ScriptedAgent(scenario, store, what_if, engine).run() for scenario in scenarios]

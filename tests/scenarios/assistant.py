@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import agentauthz as az
-from agentauthz.session import DEFAULT_EXTRACTORS, Extractor, Provenance, SessionConfig
+from agentauthz.session import DEFAULT_EXTRACTORS, ApprovalConfig, Extractor, Provenance, SessionConfig
 from tests.scenarios.world import World, WorldEntities
 
 POLICIES = Path(__file__).parent / "policies"
@@ -48,13 +48,22 @@ class Assistant:
     world: World
 
 
-def build(world: World, store: az.PolicyStore | None = None) -> Assistant:
-    """Guard the tools for ``world`` with the scenario policies (``store`` reuses a loaded one)."""
+def build(world: World, store: az.PolicyStore | None = None, engine: az.Engine | None = None) -> Assistant:
+    """Guard the tools for ``world`` with the scenario policies.
+
+    ``store`` reuses a loaded store; ``engine`` decides instead of the embedded engine over
+    it (Verified Permissions: the store then gives the session's shape and the approvable
+    policies, which a Verified Permissions policy store does not keep).
+    """
     audit = az.MemorySink()
-    engine = az.LocalEngine(store or az.PolicyStore.from_directory(POLICIES))
-    authz = az.Authorizer(engine, entities=WorldEntities(world), audit=[audit], record_requests=True,
-                          sessions=SessionConfig(reads=READS, provenance=Provenance(
-        tools=TRACKED, extractors=(*DEFAULT_EXTRACTORS, AMOUNTS, CHANNELS))))
+    store = store or az.PolicyStore.from_directory(POLICIES)
+    provenance = Provenance(tools=TRACKED, extractors=(*DEFAULT_EXTRACTORS, AMOUNTS, CHANNELS))
+    sessions = SessionConfig(reads=READS, provenance=provenance)
+    if engine is not None:
+        sessions = SessionConfig(reads=READS, provenance=provenance, schema=store.schema_text,
+                                 approvals=ApprovalConfig(approvable=store.approvable))
+    authz = az.Authorizer(engine or az.LocalEngine(store), entities=WorldEntities(world), audit=[audit],
+                          record_requests=True, sessions=sessions)
     tools = {tool.__name__: tool for tool in _tools(authz, world)}
     return Assistant(authz=authz, audit=audit, tools=tools, world=world)
 

@@ -158,3 +158,23 @@ def test_the_readme_table_is_the_one_the_policies_produce():
     readme = report.README.read_text()
     assert f"{report.START}\n{section}\n{report.END}" in readme, \
         "regenerate it: python -m tests.scenarios.report --write"
+
+
+def test_verified_permissions_decides_every_call_of_every_run_the_same():
+    """Labels, counts, provenance and approvals are plain Cedar context: the same policies on
+    a Verified Permissions policy store (the local endpoint) give the same outcome, for the
+    same determining policies, call by call."""
+    pytest.importorskip("boto3")
+    from agentauthz.testing import LocalVerifiedPermissions
+
+    store = az.PolicyStore.from_directory(POLICIES)
+    with LocalVerifiedPermissions(store) as server:
+        client = server.client(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
+        with az.VerifiedPermissionsEngine(server.policy_store_id, client=client) as avp:
+            remote = run_all(SCENARIOS, store, engine=avp)
+
+    def outcomes(results: list[RunResult]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        return [(r.scenario.id, str(c.call), c.outcome.value, c.reasons) for r in results for c in r.calls]
+
+    assert {engine for r in remote for engine in r.engines} == {"avp"}
+    assert outcomes(remote) == outcomes(list(guarded().values()))
