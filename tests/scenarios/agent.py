@@ -207,5 +207,5 @@ class ScriptedAgent:
 def run_all(scenarios: Sequence[Scenario], store: az.PolicyStore,
             engine: az.Engine | None = None) -> list[RunResult]:
     """Run each scenario in its own world and session, decided by ``store`` (or by ``engine`` over it)."""
-    what_if = az.LocalEngine(store)
-    return [ScriptedAgent(scenario, store, what_if, engine).run() for scenario in scenarios]
+    local = az.LocalEngine(store)
+    return [ScriptedAgent(scenario, store, local, engine or local).run() for scenario in scenarios]

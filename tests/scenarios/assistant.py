@@ -8,6 +8,8 @@ the tool's body ran, which is what the suite counts as "the call ran".
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import agentauthz as az
+from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.session import DEFAULT_EXTRACTORS, ApprovalConfig, Extractor, Provenance, SessionConfig
 from tests.scenarios.world import World, WorldEntities
 
@@ -48,24 +51,30 @@ class Assistant:
     world: World
 
 
-def build(world: World, store: az.PolicyStore | None = None, engine: az.Engine | None = None) -> Assistant:
-    """Guard the tools for ``world`` with the scenario policies.
+def build(world: World, store: az.PolicyStore, engine: az.Engine | None = None) -> Assistant:
+    """Guard the tools for ``world`` with the scenario policies in ``store``.
 
-    ``store`` reuses a loaded store; ``engine`` decides instead of the embedded engine over
-    it (Verified Permissions: the store then gives the session's shape and the approvable
-    policies, which a Verified Permissions policy store does not keep).
+    ``engine`` decides (default: a new embedded engine over ``store``; runs share one to
+    share its caches). An engine that is not embedded (Verified Permissions) takes the
+    session's shape and the approvable policies from ``store``: a Verified Permissions
+    policy store keeps no annotations.
     """
     audit = az.MemorySink()
-    store = store or az.PolicyStore.from_directory(POLICIES)
     provenance = Provenance(tools=TRACKED, extractors=(*DEFAULT_EXTRACTORS, AMOUNTS, CHANNELS))
     sessions = SessionConfig(reads=READS, provenance=provenance)
-    if engine is not None:
-        sessions = SessionConfig(reads=READS, provenance=provenance, schema=store.schema_text,
+    if engine is not None and not isinstance(engine, az.LocalEngine):
+        sessions = SessionConfig(reads=READS, provenance=provenance, schema=_schema_json(store),
                                  approvals=ApprovalConfig(approvable=store.approvable))
     authz = az.Authorizer(engine or az.LocalEngine(store), entities=WorldEntities(world), audit=[audit],
                           record_requests=True, sessions=sessions)
     tools = {tool.__name__: tool for tool in _tools(authz, world)}
     return Assistant(authz=authz, audit=audit, tools=tools, world=world)
+
+
+@functools.cache
+def _schema_json(store: az.PolicyStore) -> dict[str, Any]:
+    """The store's schema as JSON, converted once for all runs."""
+    return dict(json.loads(schema_json_text(store.schema_text or "")))
 
 
 #: Tools acting on a resource named by one of their arguments: (entity type, argument).

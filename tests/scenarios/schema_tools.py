@@ -8,7 +8,8 @@ Regenerate the schema after changing a tool::
 
 from __future__ import annotations
 
-from tests.scenarios.assistant import build
+import agentauthz as az
+from tests.scenarios.assistant import POLICIES, build
 from tests.scenarios.world import World
 
-authz = build(World()).authz
+authz = build(World(), az.PolicyStore.from_directory(POLICIES)).authz

@@ -25,8 +25,13 @@ IDS = [s.id for s in SCENARIOS]
 
 
 @functools.cache
+def store() -> az.PolicyStore:
+    return az.PolicyStore.from_directory(POLICIES)
+
+
+@functools.cache
 def guarded() -> dict[str, RunResult]:
-    return {r.scenario.id: r for r in run_all(SCENARIOS, az.PolicyStore.from_directory(POLICIES))}
+    return {r.scenario.id: r for r in run_all(SCENARIOS, store())}
 
 
 @functools.cache
@@ -127,7 +132,7 @@ def test_an_injection_cannot_borrow_the_users_values(scenario: Scenario):
     an exemption for the user's values covers a call only when every argument that decides the
     harm is the user's."""
     attacked = dataclasses.replace(scenario, injected_calls=tuple(borrowing(scenario)))
-    (result,) = run_all([attacked], az.PolicyStore.from_directory(POLICIES))
+    (result,) = run_all([attacked], store())
     assert [c.call for c in result.injected if c.outcome not in (Outcome.HELD, Outcome.REFUSED)] == []
     assert report.injected_ran(result) == 0
 
@@ -167,11 +172,10 @@ def test_verified_permissions_decides_every_call_of_every_run_the_same():
     pytest.importorskip("boto3")
     from agentauthz.testing import LocalVerifiedPermissions
 
-    store = az.PolicyStore.from_directory(POLICIES)
-    with LocalVerifiedPermissions(store) as server:
+    with LocalVerifiedPermissions(store()) as server:
         client = server.client(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
         with az.VerifiedPermissionsEngine(server.policy_store_id, client=client) as avp:
-            remote = run_all(SCENARIOS, store, engine=avp)
+            remote = run_all(SCENARIOS, store(), engine=avp)
 
     def outcomes(results: list[RunResult]) -> list[tuple[str, str, str, tuple[str, ...]]]:
         return [(r.scenario.id, str(c.call), c.outcome.value, c.reasons) for r in results for c in r.calls]
