@@ -17,6 +17,7 @@ and its async twin run the same steps.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import threading
 import time
@@ -797,12 +798,17 @@ class Authorizer:
             ...     counted, s.state().calls
             (True, {'ship': 1})
         """
-        return self._run(self._tool_calls.begin_call(action, resource, context, call_id))
+        calls = self._tool_calls
+        return calls.approved(self._run(calls.begin_call(action, resource, context, call_id)),
+                              lambda: self._run(calls.begin_call(action, resource, context, call_id)))
 
     async def abegin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                           context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
         """Async twin of :meth:`begin_call`."""
-        return await self._arun(self._tool_calls.begin_call(action, resource, context, call_id))
+        calls = self._tool_calls
+        return await calls.aapproved(
+            await self._arun(calls.begin_call(action, resource, context, call_id)),
+            lambda: self._arun(calls.begin_call(action, resource, context, call_id)))
 
     def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
         """The refusal a model reads for a refused call of ``tool`` (see :func:`refusal_message`).
@@ -1052,6 +1058,7 @@ class Authorizer:
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
+        decisions = [self._approvals_evaluated(d) for d in decisions]
         # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
         enforced = self.mode != "shadow"
         decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, _decision_id())
@@ -1075,6 +1082,29 @@ class Authorizer:
                 else:
                     self._emit(sinks, event)
         return decisions
+
+    def _approvals_evaluated(self, decision: Decision) -> Decision:
+        """An allow is a denial when an approvable forbid could not be evaluated.
+
+        Cedar skips a policy whose evaluation fails; a rule a person must lift
+        (``@approval("required")``) is never skipped so: without a session (no
+        ``context.session``) such a call is denied, not waved through.
+        """
+        if not decision.allowed or not decision.errors:
+            return decision
+        failed = {match.group(1) for error in decision.errors
+                  if (match := _FAILED_POLICY.match(error)) is not None}
+        if not failed & self._approvable_ids():
+            return decision
+        return Decision(False, (), (*decision.errors, _APPROVAL_UNEVALUATED), decision.enforced,
+                        decision.policy_version)
+
+    def _approvable_ids(self) -> frozenset[str]:
+        """Ids of the forbids a person may lift: the engine's store's and the session configuration's."""
+        store = getattr(self.engine, "store", None)
+        own: frozenset[str] = getattr(store, "approvable", frozenset()) if store is not None else frozenset()
+        config = self._session_config
+        return own | frozenset(config.approvals.approvable) if config is not None else own
 
     # -- audit ---------------------------------------------------------------------
 
@@ -1224,6 +1254,10 @@ class Authorizer:
                 import logging
 
                 logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
+
+
+_FAILED_POLICY = re.compile(r"error while evaluating policy `([^`]*)`")
+_APPROVAL_UNEVALUATED = "a policy that requires approval could not be evaluated (is a session bound?)"
 
 
 def _labels_of_arguments(request: Request) -> dict[str, Any]:

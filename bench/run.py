@@ -579,6 +579,58 @@ def retrieval(report: Report, sizes: Sizes) -> None:
          "ratio"], rows)
 
 
+# -- approvals ----------------------------------------------------------------------------------------
+
+_APPROVAL_POLICIES = """
+@id("refunds") permit (principal, action == Action::"refund", resource);
+@id("big-refunds") @approval("required")
+forbid (principal, action == Action::"refund", resource)
+when { context.input.amount > 100 && !context.session.approved };
+@id("closed-accounts")
+forbid (principal, action == Action::"refund", resource) when { context.input.to == "closed" };
+"""
+_APPROVAL_SCHEMA = """
+entity User;
+entity Tool;
+action refund appliesTo { principal: User, resource: Tool,
+  context: { input: { to: String, amount: Long }, session: { approved: Bool } } };
+"""
+
+
+def approvals(report: Report, sizes: Sizes) -> None:
+    """A guarded call in a session: allowed, held for approval (its probe), plainly denied, approved."""
+    authz = az.Authorizer.from_text(_APPROVAL_POLICIES, schema=_APPROVAL_SCHEMA, audit=[])
+    user = az.EntityUID("User", "alice")
+
+    @authz.guard(action="refund", on_deny="message")
+    def refund(to: str, amount: int) -> str:
+        return "refunded"
+
+    def in_session(to: str, amount: int, grant: bool = False) -> Callable[[], object]:
+        def call() -> object:
+            with authz.acting_as(user), authz.session("bench") as session:
+                if grant:
+                    session.approve("refund", az.EntityUID("Tool", "refund"),
+                                    arguments={"to": to, "amount": amount}, once=True)
+                return refund(to, amount)
+        return call
+
+    found = measure_calls({
+        "allowed": [in_session("bob", 5)] * sizes.requests,
+        "held": [in_session("bob", 500)] * sizes.requests,
+        "denied": [in_session("closed", 500)] * sizes.requests,
+        "approved": [in_session("bob", 500, grant=True)] * sizes.requests,
+    }, sizes.rounds)
+    rows = [[name, us(value), ratio(value / found["allowed"])] for name, value in found.items()]
+    report.section(
+        "Approvals",
+        "One guarded call in a session (memory store): allowed; held for approval (the denial, then "
+        "one probe with `context.session.approved` true); denied by a forbid no approval lifts (no "
+        "probe); and a call a single-use approval covers (the grant written first, then used up as "
+        "the call is admitted: both timed).",
+        ["call", "agentauthz (us)", "vs allowed"], rows)
+
+
 SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "single": single_calls,
     "tools": tool_actions,
@@ -586,6 +638,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "links": template_links,
     "avp": avp,
     "retrieval": retrieval,
+    "approvals": approvals,
 }
 
 

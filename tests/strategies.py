@@ -1014,3 +1014,22 @@ cedar_expressions = st.recursive(
     ),
     max_leaves=10,
 )
+
+
+# -- approvals (tests/session/test_approvals.py): forbids a person may lift, and hard ones ----------
+# (id, approvable, condition on context.input): the class test draws sets of them with a call.
+
+APPROVAL_FORBIDS = [
+    ("a1", True, "context.input.amount > 100"),
+    ("a2", True, 'context.input.to == "bob"'),
+    ("h1", False, "context.input.amount > 1000"),
+    ("h2", False, 'context.input.to == "eve"'),
+]
+
+#: A set of forbids (approvable or hard), whether a permit exists, and the call's recipient and amount.
+approval_cases = st.tuples(
+    st.lists(st.sampled_from(APPROVAL_FORBIDS), unique=True),
+    st.booleans(),
+    st.sampled_from(["bob", "eve", "carol"]),
+    st.sampled_from([5, 500, 5000]),
+)

@@ -7,8 +7,12 @@ same on Verified Permissions. That only works for a forbid that an approval
 actually lifts: one whose conditions are false whenever
 ``context.session.approved`` is true. Loading refuses, at ``file:line``, an
 annotated policy that is no forbid, an annotation value other than
-``"required"``, and a forbid no approval could lift (asking a human for it
-would change nothing).
+``"required"``, a forbid no approval could lift (asking a human for it
+would change nothing), and one whose ``when`` condition tests ``context has
+session`` (it would not apply to a call made without a session). A call made
+without a session cannot evaluate ``context.session.approved``: Cedar skips
+the policy, and the Authorizer denies the call all the same
+(``Authorizer._approvals_evaluated``).
 
 What counts as lifting, read on the policy's Cedar JSON (its EST), is
 deliberately narrow: some ``when`` condition has ``!context.session.approved``
@@ -85,6 +89,11 @@ def approval_problems(policies: Sequence[Policy]) -> list[str]:
                 f'{policy.location}: {policy.id} is @approval("required") but no approval can lift '
                 "it: add `&& !context.session.approved` to its when condition (or `unless { "
                 "context.session.approved }`), so that a granted approval stops it from applying")
+        elif _vanishes_without_session(body):
+            problems.append(
+                f'{policy.location}: {policy.id} is @approval("required") but does not apply without a '
+                "session (`context has session` in its when condition): drop that test, so that a call "
+                "made without a session is denied instead of let through")
     return problems
 
 
@@ -136,6 +145,21 @@ def _true_when_approved(node: Any) -> bool:
     if op == "==":
         return _compares(arg, True)
     return False
+
+
+def _vanishes_without_session(policy: Mapping[str, Any]) -> bool:
+    """Whether a ``when`` condition has ``context has session`` as one of its ``&&`` terms."""
+    return any(condition.get("kind") == "when" and _has_session_term(condition.get("body"))
+               for condition in policy.get("conditions") or ())
+
+
+def _has_session_term(node: Any) -> bool:
+    if not isinstance(node, Mapping) or len(node) != 1:
+        return False
+    (op, arg), = node.items()
+    if op == "&&":
+        return _has_session_term(arg.get("left")) or _has_session_term(arg.get("right"))
+    return bool(op == "has" and arg.get("left") == {"Var": "context"} and arg.get("attr") == "session")
 
 
 def _is_approved(node: Any) -> bool:

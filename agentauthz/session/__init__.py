@@ -87,7 +87,7 @@ Example:
 
 from __future__ import annotations
 
-from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalConfig, ApprovalRequest
 from agentauthz.session._provenance import (
     DEFAULT_EXTRACTORS,
     Extractor,
@@ -112,6 +112,7 @@ from agentauthz.session._session import (
 )
 
 __all__ = [
+    "APPROVAL_INTERRUPT",
     "DEFAULT_EXTRACTORS",
     "SESSION_KEY",
     "Approval",

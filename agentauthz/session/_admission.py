@@ -430,15 +430,11 @@ class SessionAdmission:
         resource = inputs["resource"]
         bare = Request(principal, action, resource.uid if isinstance(resource, Entity) else resource,
                        dict(inputs["context"] or {}))
-        facts, version, now = self.loaded(session, [bare], single_use=True)
+        # A store that cannot use an approval up atomically never counts a single-use one.
+        single_use = getattr(session.store, "consumes_approvals", False) is True
+        facts, version, now = self.loaded(session, [bare], single_use=single_use)
         request, extra = authz._request(None, action, resource, inputs["context"], facts=facts)
         return request, extra, version, now, facts
-
-    def approvable(self) -> frozenset[str]:
-        """Ids of the forbids a person may lift: the engine's store's and the configuration's."""
-        store = getattr(self.authz.engine, "store", None)
-        own = store.approvable if isinstance(store, PolicyStore) else frozenset()
-        return own | frozenset(self.authz.session_config.approvals.approvable)
 
     def _held_for_approval(self, session: Session, request: Request, extra: list[Entity],
                            denial: Decision, held: Held, now: float) -> Plan[ApprovalRequest | None]:
@@ -447,7 +443,7 @@ class SessionAdmission:
         The probe (the same request, approved) is no decision of the call: its
         audit event is dropped. The held call's event says it awaits approval.
         """
-        probe = approval_probe(request, denial, self.approvable())
+        probe = approval_probe(request, denial, self.authz._approvable_ids())
         if probe is None:
             return None
         if not (yield Ask([probe], extra, []))[0].allowed:

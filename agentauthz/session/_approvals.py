@@ -42,7 +42,10 @@ from typing import Any
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Decision, EntityUID, Request, to_cedar_value
 
-__all__ = ["ApprovalConfig", "ApprovalRequest", "Approver", "approval_probe"]
+__all__ = ["APPROVAL_INTERRUPT", "ApprovalConfig", "ApprovalRequest", "Approver", "approval_probe"]
+
+APPROVAL_INTERRUPT = "agentauthz.approval"
+"""Name (and ``type``) of the interrupt that puts a held call to a person (LangGraph, Strands)."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ class ApprovalRequest:
         }
 
 
-Approver = Callable[[ApprovalRequest], "bool | Awaitable[bool]"]
-"""Asked whether a person approves a held call: True grants it (sync, or async for async calls)."""
+Approver = Callable[[ApprovalRequest], "Awaitable[bool | None] | bool | None"]
+"""Asked whether a person approves a held call: True grants it, None leaves it held (queued for a
+person), anything else refuses it (sync, or async for async calls)."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +125,14 @@ class ApprovalConfig:
             Permissions keeps no annotations: pass ``store.approvable`` here.
         expires_in: how long a held call's request can be granted, and its
             approval used.
-        approver: asked for each held call of a guarded tool (``@authz.guard``):
-            True grants it and the call runs at once; False (or an exception)
-            leaves it denied. A coroutine function serves async tools only.
-            Without one, the call raises :class:`~agentauthz.ApprovalRequired`
-            (or the integration asks the person its own way).
+        approver: asked for each held call of a guarded tool (``@authz.guard``,
+            ``begin_tool_call`` and every integration built on it): True
+            grants it and the call runs at once; None leaves it held (the
+            approver queued it for a person); anything else refuses it (a
+            plain denial, audited). An exception propagates and the call does
+            not run. A coroutine function serves async calls only. Without
+            one, the call raises :class:`~agentauthz.ApprovalRequired` (or the
+            integration asks the person its own way).
 
     Example:
         >>> ApprovalConfig(approvable={"big-refunds"}, expires_in=timedelta(minutes=5)).expires_in

@@ -179,7 +179,11 @@ class SessionStore(Protocol):
     """Where sessions live. Implementations must be safe for concurrent use.
 
     Implementations: :class:`MemorySessionStore` (one process) and
-    :class:`SQLiteSessionStore` (processes sharing a file). A store records
+    :class:`SQLiteSessionStore` (processes sharing a file). A store that sets
+    ``consumes_approvals = True`` removes a call's single-use approval
+    (``CallRecord.approval``) in the transaction that admits it; on a store
+    without it, single-use approvals cover nothing (a held call stays held,
+    never runs twice). A store records
     each session's owner with its first write and refuses, with
     :class:`~agentauthz.IdentityError` and atomically with the write, every
     write for another owner; ``load`` returns the owner it recorded.
@@ -279,6 +283,9 @@ class MemorySessionStore:
         >>> sorted(snapshot.seen), snapshot.owner
         (['confidential'], 'User::"alice"')
     """
+
+    consumes_approvals = True
+    """Admitting a call removes the single-use approval it uses (see :class:`SessionStore`)."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, _State] = {}
@@ -586,6 +593,9 @@ class SQLiteSessionStore:
         >>> oct(path.stat().st_mode & 0o777)
         '0o600'
     """
+
+    consumes_approvals = True
+    """Admitting a call removes the single-use approval it uses (see :class:`SessionStore`)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = Path(path)

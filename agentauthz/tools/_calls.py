@@ -161,8 +161,10 @@ class ToolCalls:
     def approved(self, call: ToolCall, again: Callable[[], ToolCall]) -> ToolCall:
         """The call, or, when it was held and the configured approver grants it, the call made ``again``.
 
-        The approver answers True to grant; anything else, or a coroutine (an
-        async approver serves async calls only), refuses it. An exception it
+        The approver answers True to grant, None to leave the call held (the
+        request was queued for a person: the call raises ApprovalRequired, or
+        reads "awaits approval"); anything else, or a coroutine (an async
+        approver serves async calls only), refuses it. An exception it
         raises propagates and the call does not run: that is how LangGraph's
         ``interrupt()`` pauses a graph until a person answers.
         """
@@ -189,10 +191,11 @@ class ToolCalls:
     def _record_answer(self, call: ToolCall, answer: object) -> bool:
         """Grant (only on ``True``) or refuse the held call, audited; whether it was granted.
 
-        A refused call is a plain denial from then on (nobody is asked again).
+        ``None`` leaves it held; a refused call is a plain denial from then on
+        (nobody is asked again).
         """
         request: ApprovalRequest | None = call.approval
-        if request is None:
+        if request is None or answer is None:
             return False
         if answer is True:
             self.authz.approve(request, granted_by="approver")

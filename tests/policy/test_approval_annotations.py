@@ -67,3 +67,9 @@ def test_the_links_of_an_approvable_template_are_approvable_and_plain_forbids_ar
         '@id("hard") forbid(principal, action, resource) when { context.input.amount > 9 };',
         links=[az.TemplateLink(id="t-alice", template="t", principal=az.EntityUID("User", "alice"))])
     assert store.approvable == {"t", "t-alice"}
+
+
+def test_an_approvable_forbid_that_would_not_apply_without_a_session_is_refused() -> None:
+    with pytest.raises(az.PolicyError, match="does not apply without a session"):
+        az.PolicyStore.from_text(forbid(
+            "when { context has session && context.input.amount > 100 && !context.session.approved }"))

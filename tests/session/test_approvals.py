@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -15,10 +16,17 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz.session import ApprovalConfig, ApprovalRequest, SessionConfig, SQLiteSessionStore
+from agentauthz.session import (
+    ApprovalConfig,
+    ApprovalRequest,
+    CallRecord,
+    MemorySessionStore,
+    SessionConfig,
+    SQLiteSessionStore,
+)
+from tests.strategies import approval_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 ALICE, MALLORY = az.EntityUID("User", "alice"), az.EntityUID("User", "mallory")
@@ -332,13 +340,26 @@ def test_an_approver_that_grants_runs_the_call_at_once() -> None:
         "required", "granted", "used", None]
 
 
-@pytest.mark.parametrize("answer", [False, None, "yes", 1])
+@pytest.mark.parametrize("answer", [False, "yes", 1, {"approved": True}])
 def test_an_approver_answer_other_than_true_leaves_the_call_denied(answer: object) -> None:
     tools = Tools(approver=lambda request: answer)
     with tools.authz.acting_as(ALICE), tools.authz.session("c1"), pytest.raises(az.AccessDenied) as caught:
         tools.refund("bob", 500)
     assert not isinstance(caught.value, az.ApprovalRequired) and tools.ran == []
     assert tools.sink.events[-1].extra["approval"] == "refused"
+
+
+def test_an_approver_answering_none_leaves_the_call_held_for_a_person_later() -> None:
+    queued: list[ApprovalRequest] = []
+    tools = Tools(approver=lambda request: queued.append(request))
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
+        request = tools.held("bob", 500)
+    assert queued == [request] and tools.ran == []
+    assert not any(event.extra.get("approval") == "refused" for event in tools.sink.events)
+    tools.authz.approve(request, granted_by="reviewer")
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
+        assert tools.refund("bob", 500) == "refunded"
+    assert len(queued) == 1  # the granted call was not put to the approver again
 
 
 def test_an_approver_that_fails_grants_nothing_and_its_error_propagates() -> None:
@@ -388,14 +409,6 @@ def test_a_held_call_of_a_message_tool_tells_the_model_it_awaits_approval() -> N
 
 # -- the class: only approvable forbids ever ask a person ------------------------------------------
 
-FORBIDS = [  # (id, approvable, condition)
-    ("a1", True, "context.input.amount > 100"),
-    ("a2", True, 'context.input.to == "bob"'),
-    ("h1", False, "context.input.amount > 1000"),
-    ("h2", False, 'context.input.to == "eve"'),
-]
-
-
 def forbid(policy_id: str, approvable: bool, condition: str) -> str:
     if approvable:
         return (f'@id("{policy_id}") @approval("required") forbid(principal, action == Action::"refund", '
@@ -405,10 +418,10 @@ def forbid(policy_id: str, approvable: bool, condition: str) -> str:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(chosen=st.lists(st.sampled_from(FORBIDS), unique=True), permit=st.booleans(),
-       to=st.sampled_from(["bob", "eve", "carol"]), amount=st.sampled_from([5, 500, 5000]))
+@given(case=approval_cases)
 def test_a_call_is_held_only_when_approvable_forbids_alone_deny_it_and_granting_would_allow_it(
-        chosen: list[tuple[str, bool, str]], permit: bool, to: str, amount: int) -> None:
+        case: tuple[list[tuple[str, bool, str]], bool, str, int]) -> None:
+    chosen, permit, to, amount = case
     text = "\n".join(forbid(*f) for f in chosen)
     if permit:
         text += '\n@id("allow") permit(principal, action == Action::"refund", resource);'
@@ -482,3 +495,67 @@ def test_held_grant_and_run_decide_the_same_on_verified_permissions() -> None:
     assert outcomes["local"] == outcomes["avp"] == [
         "refunded", "held:big-refunds", "denied:big-refunds,never-to-mallory", "refunded",
         "held:big-refunds,huge-refunds-need-review"]
+
+
+# -- a rule a person must lift is never skipped ----------------------------------------------------
+
+UNTYPED = """
+@id("allow-all") permit(principal, action, resource);
+@id("big-refunds") @approval("required")
+forbid(principal, action == Action::"refund", resource)
+when { context.input.amount > 100 && !context.session.approved };
+"""
+
+
+def test_without_a_schema_or_a_session_an_approvable_forbid_that_cannot_evaluate_denies() -> None:
+    authz = az.Authorizer.from_text(UNTYPED, audit=[])
+    ran = []
+
+    @authz.guard(action="refund")
+    def refund(to: str, amount: int) -> str:
+        ran.append(amount)
+        return "refunded"
+
+    with authz.acting_as(ALICE):
+        decision = authz.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                                   context={"input": {"to": "bob", "amount": 500}})
+        assert not decision.allowed and any("could not be evaluated" in e for e in decision.errors)
+        with pytest.raises(az.AccessDenied) as caught:
+            refund("bob", 500)
+        assert not isinstance(caught.value, az.ApprovalRequired)
+        assert refund("bob", 5) == "refunded"  # the rule did not apply: nothing failed
+    with authz.acting_as(ALICE), authz.session("c1"), pytest.raises(az.ApprovalRequired):
+        refund("bob", 500)
+    assert ran == [5]
+
+
+def test_a_forbid_listed_approvable_in_the_configuration_is_never_skipped_either() -> None:
+    listed = UNTYPED.replace('@approval("required")', "")
+    authz = az.Authorizer.from_text(
+        listed, audit=[], sessions=SessionConfig(approvals=ApprovalConfig(approvable={"big-refunds"})))
+    with authz.acting_as(ALICE):
+        assert not authz.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                                   context={"input": {"to": "bob", "amount": 500}}).allowed
+    plain = az.Authorizer.from_text(listed, audit=[])  # not approvable: Cedar's own skip-on-error
+    with plain.acting_as(ALICE):
+        assert plain.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                               context={"input": {"to": "bob", "amount": 500}}).allowed
+
+
+class ForgetfulStore(MemorySessionStore):
+    """A store written before single-use approvals: it admits calls without using approvals up."""
+
+    consumes_approvals = False
+
+    def admit(self, session_id: str, call: CallRecord, *, owner: str, version: int) -> Any:
+        return super().admit(session_id, dataclasses.replace(call, approval=None), owner=owner,
+                             version=version)
+
+
+def test_a_store_that_cannot_use_approvals_up_never_lets_a_single_use_grant_run() -> None:
+    tools = Tools(store=ForgetfulStore())
+    with tools.authz.acting_as(ALICE), tools.authz.session("c1"):
+        tools.authz.approve(tools.held("bob", 500))
+        tools.held("bob", 500)
+        tools.held("bob", 500)
+    assert tools.ran == []

@@ -168,6 +168,7 @@ def _action_name(action: str | EntityUID | None) -> str:
 
 _KINDS: dict[Status, RefusalKind] = {
     "denied": "denied", "invalid": "invalid", "unknown": "unknown", "no-identity": "no-identity",
+    "approval": "approval",
 }
 
 
@@ -298,7 +299,11 @@ def _answered(rules: Rules, invocation: ActionInvocation, request: _Request, ans
             # The handler runs with what the spec validated, never with the raw parameters.
             invocation = replace(invocation, arguments=answer.arguments)
             invocation = replace(invocation, resource=_resource_of(rules, invocation, request.spec))
-    return _settled(rules, replace(invocation, principal=rules.authz.current_principal()), decision), call
+    invocation = replace(invocation, principal=rules.authz.current_principal())
+    if not isinstance(answer, Decision) and answer.approval is not None:
+        held = refused(rules, invocation, "approval", decision)
+        return replace(held, approval=answer.approval), call
+    return _settled(rules, invocation, decision), call
 
 
 def _resource_of(rules: Rules, invocation: ActionInvocation, spec: ToolSpec) -> EntityUID | Entity | None:

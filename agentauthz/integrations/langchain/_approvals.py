@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentauthz.session._approvals import ApprovalRequest
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalRequest
 
 __all__ = ["APPROVAL_INTERRUPT", "interrupt_approver"]
-
-APPROVAL_INTERRUPT = "agentauthz.approval"
-"""The ``type`` of the value an approval interrupt carries."""
 
 
 def interrupt_approver(request: ApprovalRequest) -> bool:

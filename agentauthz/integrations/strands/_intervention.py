@@ -9,6 +9,7 @@ try:
         BeforeInvocationEvent,
         BeforeToolCallEvent,
     )
+    from strands.interrupt import InterruptException
     from strands.interventions import Deny, InterventionHandler, Proceed, Transform
     from strands.middleware import (
         ExecuteToolContext,
@@ -28,7 +29,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from agentauthz.integrations.strands._specs import (
     tool_settings,
 )
 from agentauthz.integrations.strands._state import ABSENT, AgentState, Decided, Run, canonical
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalRequest
 from agentauthz.session._session import SESSION_KEY, Session, SessionStore, ToolCall
 from agentauthz.tools._settings import ToolSettings
 
@@ -143,6 +145,12 @@ class AuthzIntervention(InterventionHandler):
         filter_tools: offer the model only the tools the user could call.
         clock: seconds since the epoch, for the strands profile's ``hour_utc``
             (tests pass a fake clock).
+        interrupt_approvals: put a call held for approval (only
+            ``@approval("required")`` forbids denied it, see
+            ``docs/approvals.md``) to a person with a Strands interrupt named
+            ``"agentauthz.approval"``: resume with ``True`` to grant it (it
+            then runs once). The Authorizer's approver, if any, is asked first.
+            False: the model reads that the call awaits approval.
 
     Raises:
         ConfigurationError: an option is wrong (a setting name, a profile).
@@ -180,6 +188,7 @@ class AuthzIntervention(InterventionHandler):
         profile: Profile = "agentauthz",
         filter_tools: bool = True,
         clock: Callable[[], float] = time.time,
+        interrupt_approvals: bool = True,
     ) -> None:
         if not isinstance(authz, Authorizer):
             raise ConfigurationError("AuthzIntervention needs an agentauthz Authorizer")
@@ -200,6 +209,7 @@ class AuthzIntervention(InterventionHandler):
         self.profile: Profile = profile
         self.filter_tools = filter_tools
         self.clock = clock
+        self.interrupt_approvals = interrupt_approvals
         self._specs = SpecCache(tool_settings(tools), profile)
         self._agents: weakref.WeakKeyDictionary[Any, AgentState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -336,6 +346,8 @@ class AuthzIntervention(InterventionHandler):
         """Decide the call; when admitted, the tool gets exactly the decided arguments."""
         try:
             return await self._decide(event)
+        except InterruptException:
+            raise  # a held call pauses the agent until a person answers (see _approved)
         except Exception as exc:  # fail closed, and the model never reads the error
             name = str(event.tool_use.get("name", ""))
             _logger.warning("agentauthz: the Strands call of tool %r could not be decided and is refused: %s",
@@ -406,6 +418,9 @@ class AuthzIntervention(InterventionHandler):
         call: ToolCall | None = None
         try:
             call = await self.authz.abegin_tool_call(spec, {} if raw is None else raw, call_id=call_id)
+            if call.approval is not None and self.interrupt_approvals:
+                call = await self._approved(event, call.approval, call, lambda: self.authz.abegin_tool_call(
+                    spec, {} if raw is None else raw, call_id=call_id))
         except InvalidArguments as exc:
             return self.authz.refusal(name, exc.decision, kind="invalid")
         except IdentityError as exc:  # the session belongs to another end user
@@ -417,10 +432,29 @@ class AuthzIntervention(InterventionHandler):
                 with self._lock:
                     state.uncount(counted)
         if not call.admits:
-            return self.authz.refusal(name, call.decision)
+            return self.authz.refusal(name, call.decision,
+                                      kind="approval" if call.approval is not None else "denied")
         return Decided(call=call, identity=identity, run=run, requested=event.tool_use,
                        tool=event.selected_tool, name=name, arguments=canonical(call.arguments),
                        counted=counted)
+
+    async def _approved(self, event: BeforeToolCallEvent[Any], request: ApprovalRequest, call: ToolCall,
+                        again: Callable[[], Awaitable[ToolCall]]) -> ToolCall:
+        """Put a held call to a person with a Strands interrupt; the call made again once they approve.
+
+        The first time the interrupt pauses the agent (``result.stop_reason ==
+        "interrupt"``, the request in ``interrupt.reason``); resumed, the call is
+        decided (and held) again and the interrupt returns the person's answer:
+        ``True`` or ``{"approved": True}`` grants it, anything else refuses it.
+        """
+        answer = event.interrupt(APPROVAL_INTERRUPT, reason={
+            "type": APPROVAL_INTERRUPT, "description": request.describe(), **request.to_json()})
+        if answer is True or (isinstance(answer, Mapping) and answer.get("approved") is True):
+            self.authz.approve(request, granted_by="strands-interrupt")
+            return await again()
+        self.authz.decline(request, declined_by="strands-interrupt")
+        call.approval = None
+        return call
 
     async def after_tool_call(self, event: AfterToolCallEvent[Any], **kwargs: Any) -> Proceed:
         """Count the call in its session, or release it when the tool failed or never ran."""
