@@ -1032,8 +1032,10 @@ class Authorizer:
             return denied, [{"agent": None, "decision": "deny", "reasons": [], "errors": [NO_AGENT]}] * len(
                 requests)
         n = len(requests)
-        if len(decisions) != 2 * n or not all(type(d) is Decision for d in decisions):
-            return decisions, None
+        if len(decisions) != 2 * n:  # a broken engine: half an answer must not pass for the user's whole one
+            return [Decision.deny("engine returned a wrong number of decisions")] * n, None
+        if not all(type(d) is Decision for d in decisions):
+            return decisions[:n], None  # _finish denies what is no Decision
         combined, grants = [], []
         for user, granted in zip(decisions[:n], decisions[n:], strict=True):
             grants.append({"agent": str(agent.uid), "decision": granted.outcome,

@@ -71,6 +71,7 @@ class Agent:
         if not isinstance(self.attributes, Mapping) or any(
                 name in _AGENT_ATTRIBUTES for name in self.attributes):
             raise IdentityError("an Agent's attributes are a mapping without 'version' or 'purpose'")
+        self.entity()  # attribute values Cedar cannot hold fail here, not at the first decision
 
     @property
     def uid(self) -> EntityUID:

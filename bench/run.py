@@ -57,10 +57,12 @@ class Sizes:
     avp_filter: int = 1000
     retrieval_docs: int = 2000
     retrieval_queries: int = 20
+    provenance_values: int = 1000
 
 
 QUICK = Sizes(rounds=1, requests=5, single=((10, 10),), tools=(40, 4, 20), rag=(20,), rag_policies=10,
-              links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2)
+              links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2,
+              provenance_values=20)
 
 
 @dataclass
@@ -631,6 +633,70 @@ def approvals(report: Report, sizes: Sizes) -> None:
         ["call", "agentauthz (us)", "vs allowed"], rows)
 
 
+def provenance(report: Report, sizes: Sizes) -> None:
+    """The cost provenance matching adds to a tool call, in a session holding many registered values."""
+    from contextlib import ExitStack
+
+    from agentauthz.session import MemorySessionStore, Provenance, SessionConfig
+    from agentauthz.session._provenance import argument_provenance
+
+    values = sizes.provenance_values
+    store = MemorySessionStore()
+    policies = ('@id("payee-only") forbid (principal, action == Action::"pay", resource) when { '
+                'context has provenance && !context.provenance.to.contains("payee") };'
+                '@id("all") permit (principal, action, resource);')
+    tracked = az.Authorizer.from_text(policies, audit=[], sessions=SessionConfig(
+        store=store, provenance=Provenance(tools={"pay"})))
+    untracked = az.Authorizer.from_text(policies, audit=[], sessions=SessionConfig(
+        store=store, provenance=Provenance(tools=())))
+    user = az.EntityUID("User", "u")
+    arguments = [{"to": f"DE{n:02d} acct-{n}@bank.example", "cc": [f"acct-{n}@bank.example", "x@y.example"],
+                  "amount": n} for n in range(sizes.requests)]
+    for n, given in enumerate(arguments):  # every other call names a registered payee
+        if n % 2:
+            given["to"] = f"acct-{n}@bank.example"
+
+    def calls(authz: az.Authorizer) -> Calls:
+        tool = az.EntityUID("Tool", "pay")
+        return [lambda authz=authz, given=given: authz.authorize(action="pay", resource=tool,
+                                                                context={"input": given})
+                for given in arguments]
+
+    def matching(session_id: str) -> Calls:
+        def lookup(keys: Any, session_id: str = session_id) -> Any:
+            return store.provenance(session_id, keys)
+
+        return [lambda given=given: argument_provenance(given, lookup) for given in arguments]
+
+    with ExitStack() as bound:
+        bound.enter_context(tracked.acting_as(user))
+        few = bound.enter_context(tracked.session("few"))
+        few.register([f"acct-{n}@bank.example" for n in range(10)], "payee")
+        many = bound.enter_context(tracked.session("many"))
+        many.register([f"acct-{n}@bank.example" for n in range(values)], "payee")
+        many.user_said(" ".join(f"ticket-{n}.pdf" for n in range(values // 2)))
+        found = measure_calls({"untracked": calls(untracked), "tracked": calls(tracked),
+                               "match_few": matching("few"), "match_many": matching("many")}, sizes.rounds)
+    added = found["tracked"] - found["untracked"]
+    report.section(
+        "Provenance",
+        f"A tool call with three arguments (a string, a list of two, a number) in a session that registered "
+        f"{values:,} values (a payee list and a user message, {values + values // 2:,} index keys), tracked "
+        "(`context.provenance` and `provenance_all`) and not tracked (the same session and policies). "
+        "Matching is normalizing and extracting each argument value, then one index lookup per key: its "
+        "cost does not grow with the registered values. The rest of what a tracked call adds is carrying "
+        "two more context records (conversion, Cedar parsing and evaluation).",
+        ["what", "10 values (us)", f"{values:,} values (us)"],
+        [["matching the arguments (`argument_provenance` + the store lookup)", us(found["match_few"]),
+          us(found["match_many"])],
+         ["`authorize`, session bound, not tracked", "", us(found["untracked"])],
+         ["`authorize`, session bound, tracked", "", us(found["tracked"])],
+         ["added by tracking, in all", "", us(added)]])
+    report.target(f"provenance matching adds <= 20 us per call with {values:,} registered values",
+                  f"{found['match_many']:.1f} us (all that tracking adds: {added:.1f} us)",
+                  found["match_many"] <= 20)
+
+
 SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "single": single_calls,
     "tools": tool_actions,
@@ -639,6 +705,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "avp": avp,
     "retrieval": retrieval,
     "approvals": approvals,
+    "provenance": provenance,
 }
 
 

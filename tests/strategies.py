@@ -1033,3 +1033,44 @@ approval_cases = st.tuples(
     st.sampled_from(["bob", "eve", "carol"]),
     st.sampled_from([5, 500, 5000]),
 )
+
+
+# -- provenance (tests/session/test_provenance.py) ---------------------------------------------
+
+#: Identifiers and words a source may hold and an argument may name, in several spellings.
+_PROVENANCE_ATOMS = (
+    "bob@corp.example", "Eve@Evil.Example", "DE89 3704 0044 0532 0130 00", "DE89370400440532013000",
+    "GB33BUKB20201555555555", "https://evil.example/login", "evil.example", "+1 555 123 4567",
+    "report-q3.pdf", "Landlord", "pay", "42", "\uff22\uff2f\uff22", "bob",
+)
+
+
+def _spelled(atom: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([atom, atom.upper(), f"  {atom} ", atom.replace(" ", "  ")])
+
+
+provenance_values = st.one_of(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), st.integers(0, 50))
+"""An argument value: one identifier or word, in some spelling, or a number."""
+
+_provenance_texts = st.lists(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), min_size=1,
+                             max_size=4).map(" ".join)
+_provenance_content = st.recursive(
+    st.one_of(_provenance_texts, st.integers(0, 50)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["a", "b", "iban"]), inner, max_size=3)),
+    max_leaves=6,
+)
+provenance_sources = st.lists(
+    st.tuples(_provenance_content,
+              st.lists(st.sampled_from(["user", "untrusted", "payee", "approved"]), min_size=1, max_size=2,
+                       unique=True).map(tuple)),
+    max_size=5,
+)
+"""Labelled sources: text or nested results holding identifiers, each with one or two labels."""
+
+
+# -- agent identity (tests/core/test_agent_identity.py) ---------------------------------------------
+
+GRANT_ACTIONS = ("read", "write", "share", "delete")
+grant_actions = st.sets(st.sampled_from(GRANT_ACTIONS))
+"""Some actions: what a user is permitted, what an agent is granted, what a policy forbids."""

@@ -260,29 +260,34 @@ class SessionAdmission:
         names: frozenset[str] | None = None
         if shapes is not None:
             names = shapes.provenance(action)
+            if names is None and action.id not in config.tools:
+                return  # tracked by "*": an action whose schema declares no provenance gets none
             if names is None:
                 raise ConfigurationError(
                     f"Provenance.tools tracks {action} but the schema declares no context.provenance "
                     "for it: regenerate the schema (agentauthz schema generate) with the same configuration")
         arguments = context.get("input")
         arguments = arguments if isinstance(arguments, Mapping) else {}
-        bare = Request(principal, action, resource, dict(context))
+
+        def bare() -> list[Request]:  # built only to audit a refusal: converting a context costs
+            return [Request(principal, action, resource, dict(context))]
+
         if session is None:
             def lookup(keys: Collection[str]) -> Mapping[str, Collection[str]]:
                 return {}
         else:
             if facts is None:
-                self.loaded(session, [bare])  # the session must be this end user's before it lends labels
-            store = session.store
-            if not isinstance(store, ProvenanceStore):
-                raise ConfigurationError(f"{type(store).__name__} keeps no provenance")
+                self.loaded(session, bare())  # the session must be this end user's before it lends labels
+            found = getattr(session.store, "provenance", None)  # not isinstance: a Protocol check is slow
+            if not callable(found):
+                raise ConfigurationError(f"{type(session.store).__name__} keeps no provenance")
 
             def lookup(keys: Collection[str]) -> Mapping[str, Collection[str]]:
-                return store.provenance(session.id, keys)
+                return found(session.id, keys)  # type: ignore[no-any-return]
         try:
             union, every = argument_provenance(arguments, lookup, config.extractors, names)
         except Exception as exc:  # a failing store denies, never decides on missing labels
-            raise Refused(self.authz._deny_unasked([bare], store_failure(exc))) from exc
+            raise Refused(self.authz._deny_unasked(bare(), store_failure(exc))) from exc
         context["provenance"] = union
         context["provenance_all"] = every
 

@@ -80,8 +80,6 @@ _MAX_VALUES = 10_000
 _MAX_TEXT = 100_000
 _WHOLE = "v"
 
-_SPACES = re.compile(r"\s+")
-
 
 def normalize(text: str) -> str:
     """A string as provenance compares it: NFKC, case folded, whitespace collapsed and trimmed.
@@ -92,7 +90,9 @@ def normalize(text: str) -> str:
         >>> normalize("\\uff24\\uff25\\uff18\\uff19") == normalize("de89")  # full-width letters and digits
         True
     """
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    if not text.isascii():  # ASCII is NFKC already, and folds as it lowers
+        return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return " ".join(text.lower().split())
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,9 @@ class Extractor:
             (case folded): each match is a candidate identifier.
         canonical: maps a match to its canonical form, or None to reject it
             (a failed checksum); default: the match as found.
+        needs: characters of which every identifier of the kind holds at
+            least one (``"@"`` for e-mail addresses): a value holding none is
+            not tried against the pattern. ``""`` tries every value.
 
     Example:
         >>> ticket = Extractor("ticket", r"\\btkt-\\d{4,}\\b")
@@ -117,7 +120,9 @@ class Extractor:
     kind: str
     pattern: str | re.Pattern[str]
     canonical: Callable[[str], str | None] | None = None
+    needs: str = ""
     _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _needs: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind or ":" in self.kind or self.kind == _WHOLE:
@@ -127,6 +132,7 @@ class Extractor:
         except re.error as exc:
             raise ConfigurationError(f"Extractor {self.kind!r}: invalid pattern: {exc}") from None
         object.__setattr__(self, "_compiled", compiled)
+        object.__setattr__(self, "_needs", frozenset(self.needs))
 
     def _canon(self, match: str) -> str | None:
         return self.canonical(match) if self.canonical is not None else match
@@ -142,16 +148,21 @@ class Extractor:
 
     def whole(self, value: str) -> str | None:
         """The canonical form of normalized ``value`` when it is, whole, one identifier of this kind."""
+        if self._needs and self._needs.isdisjoint(value):
+            return None
         match = self._compiled.fullmatch(value)
         return self._canon(match.group(0)) if match is not None else None
 
 
+_IBAN_DIGITS = str.maketrans({letter: str(10 + n) for n, letter in enumerate("abcdefghijklmnopqrstuvwxyz")})
+
+
 def _iban(match: str) -> str | None:
-    compact = match.replace(" ", "").upper()
+    """The IBAN, compact and lower case, when its ISO 13616 check digits hold (mod 97 == 1)."""
+    compact = match.replace(" ", "").lower()
     if not 15 <= len(compact) <= 34:
         return None
-    digits = "".join(str(int(char, 36)) for char in compact[4:] + compact[:4])
-    return compact.lower() if int(digits) % 97 == 1 else None
+    return compact if int((compact[4:] + compact[:4]).translate(_IBAN_DIGITS)) % 97 == 1 else None
 
 
 def _phone(match: str) -> str | None:
@@ -168,12 +179,13 @@ def _url(match: str) -> str | None:
 _DOMAIN = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 
 DEFAULT_EXTRACTORS: tuple[Extractor, ...] = (
-    Extractor("email", r"[a-z0-9._%+-]+@" + _DOMAIN),
-    Extractor("url", r"https?://[^\s<>\"']+", _url),
-    Extractor("domain", r"(?<![a-z0-9.-])" + _DOMAIN + r"(?![a-z0-9-])"),
-    Extractor("iban", r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,4})?\b", _iban),
-    Extractor("phone", r"(?<![\w+])\+?\d[\d ().-]{5,22}\d(?!\w)", _phone),
-    Extractor("file", r"(?<![\w.-])[\w-]+(?:\.[\w-]+)*\.[a-z0-9]{1,8}(?![\w-])"),
+    Extractor("email", r"[a-z0-9._%+-]+@" + _DOMAIN, needs="@"),
+    Extractor("url", r"https?://[^\s<>\"']+", _url, needs=":"),
+    Extractor("domain", r"(?<![a-z0-9.-])" + _DOMAIN + r"(?![a-z0-9-])", needs="."),
+    Extractor("iban", r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,4})?\b", _iban,
+              needs="0123456789"),
+    Extractor("phone", r"(?<![\w+])\+?\d[\d ().-]{5,22}\d(?!\w)", _phone, needs="0123456789"),
+    Extractor("file", r"(?<![\w.-])[\w-]+(?:\.[\w-]+)*\.[a-z0-9]{1,8}(?![\w-])", needs="."),
 )
 """E-mail addresses, URLs, domains, IBANs (checksum verified), phone numbers, file names."""
 
@@ -184,7 +196,9 @@ class Provenance:
 
     Attributes:
         tools: tool actions whose calls carry ``context.provenance`` and
-            ``context.provenance_all`` (``{"send_money"}``; ``"*"`` for every action).
+            ``context.provenance_all`` (``{"send_money"}``; ``"*"`` for every
+            action; with a schema, those whose context declares ``provenance``).
+            With a schema, an action named here must declare it.
         results: action -> how its results are labelled (a label, labels, or a
             function of the result); a tool not named here uses ``default_result``.
             ``@authz.guard(provenance=...)`` and ``ToolSettings(provenance=...)`` set it per tool too.
@@ -286,14 +300,15 @@ def _leaves(value: Any, depth: int = 0) -> Iterator[str]:
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
             yield from _leaves(item, depth + 1)
-    else:
-        dumped = getattr(value, "model_dump", None)  # pydantic models, LangChain messages
-        if callable(dumped):
-            yield from _leaves(dumped(), depth + 1)
-        else:
-            content = getattr(value, "content", getattr(value, "page_content", None))
+    else:  # what a message, document or tool result holds for the model, else its fields
+        for name in ("content", "page_content", "text"):
+            content = getattr(value, name, None)
             if content is not None:
                 yield from _leaves(content, depth + 1)
+                return
+        dumped = getattr(value, "model_dump", None)
+        if callable(dumped):
+            yield from _leaves(dumped(), depth + 1)
 
 
 def source_keys(value: Any, extractors: Sequence[Extractor] = DEFAULT_EXTRACTORS) -> set[str]:
@@ -325,24 +340,28 @@ def value_keys(value: Any, extractors: Sequence[Extractor] = DEFAULT_EXTRACTORS)
         >>> value_keys(True)
         ()
     """
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if not _scalar(value):
         return ()
-    text = normalize(value[:_MAX_TEXT] if isinstance(value, str) else str(value))
+    if not isinstance(value, str):
+        return (f"{_WHOLE}:{value}",)  # a number is no identifier of any kind
+    text = normalize(value[:_MAX_TEXT])
     if not text:
         return ()
     keys = [f"{_WHOLE}:{text}"]
-    for extractor in extractors:
-        canon = extractor.whole(text)
-        if canon:
-            keys.append(f"{extractor.kind}:{canon}")
+    for extractor in extractors:  # the hot path of every tracked call: no method calls per extractor
+        if extractor._needs and extractor._needs.isdisjoint(text):
+            continue
+        match = extractor._compiled.fullmatch(text)
+        if match is not None:
+            canon = extractor._canon(match.group(0))
+            if canon:
+                keys.append(f"{extractor.kind}:{canon}")
     return tuple(keys)
 
 
-def _elements(value: Any) -> list[Any] | None:
-    """The elements of a list argument, or None for a single value."""
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return list(value)
-    return None
+def _scalar(value: Any) -> bool:
+    """Whether provenance covers ``value`` as one value: a string or an integer (not a bool)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def argument_provenance(
@@ -369,14 +388,13 @@ def argument_provenance(
     """
     chosen = list(names) if names is not None else [
         name for name, value in arguments.items()
-        if value_keys(value, ()) or (_elements(value) is not None and all(
-            value_keys(item, ()) for item in _elements(value) or ()))]
+        if _scalar(value) or (isinstance(value, (list, tuple, set, frozenset)) and all(map(_scalar, value)))]
     per_value: dict[str, list[tuple[str, ...]]] = {}
     wanted: set[str] = set()
     for name in chosen:
         value = arguments.get(name)
-        items = _elements(value)
-        keyed = [value_keys(item, extractors) for item in (items if items is not None else [value])]
+        items = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        keyed = [value_keys(item, extractors) for item in items]
         per_value[name] = keyed
         for keys in keyed:
             wanted.update(keys)
@@ -384,7 +402,12 @@ def argument_provenance(
     union: dict[str, list[str]] = {}
     every: dict[str, list[str]] = {}
     for name in sorted(per_value):
-        label_sets = [set().union(*(found.get(key, ()) for key in keys)) for keys in per_value[name]]
+        label_sets = []
+        for keys in per_value[name]:
+            labels: set[str] = set()
+            for key in keys:
+                labels.update(found.get(key, ()))
+            label_sets.append(labels)
         union[name] = sorted(set().union(*label_sets)) if label_sets else []
         every[name] = sorted(set.intersection(*label_sets)) if label_sets else []
     return union, every

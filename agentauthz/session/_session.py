@@ -365,13 +365,17 @@ class Session:
         found = self.store.provenance(self.id, value_keys(value, config.extractors))
         return sorted(set().union(*found.values())) if found else []
 
-    def _register(self, principal: EntityUID, operation: str, value: Any, labels: Iterable[str]) -> None:
+    def _register(self, principal: EntityUID, operation: str, value: Any, labels: Iterable[str],
+                  excluded: Any = None) -> None:
+        """Register the keys of ``value`` with ``labels``, except those of ``excluded`` (the model's)."""
         config = self.config.provenance
         if config is None:
             return
         if not isinstance(self.store, ProvenanceStore):
             raise ConfigurationError(f"{type(self.store).__name__} keeps no provenance")
         keys = source_keys(value, config.extractors)
+        if excluded is not None:
+            keys -= source_keys(excluded, config.extractors)
         if not keys:
             return
         chosen = tuple(labels)
@@ -958,7 +962,10 @@ class ToolCall:
         """Register what the tool returned as a source of the session, with the tool's result labels.
 
         Call it once the tool returned and before its result reaches the model
-        (guarded tools and the integrations do). A result that cannot be
+        (guarded tools and the integrations do). The values of the call's own
+        arguments (and the identifiers in them) are not registered from its
+        result: the model chose them, and a result echoing them must not lend
+        them its label. A result that cannot be
         registered (the store failed) raises: it must not reach the model
         unlabelled. Does nothing without ``SessionConfig.provenance``, or for
         a call that was not admitted.
@@ -975,7 +982,9 @@ class ToolCall:
             return
         labels = config.result_labels(self.action, result, self.result_label)
         if labels:
-            session._register(session.acting_for(), "result", result, labels)
+            # What the model put into the call never takes the result's label from it: a tool
+            # labelled "trusted" that echoes its arguments would otherwise launder them.
+            session._register(session.acting_for(), "result", result, labels, excluded=self.arguments)
 
     def _settle(self, step: str, attempt: Callable[[], Any]) -> Any:
         for tried in range(1, _SETTLE_ATTEMPTS + 1):

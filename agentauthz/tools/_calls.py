@@ -107,6 +107,7 @@ class ToolCalls:
                     call = await self.aapproved(
                         await authz._arun(authz._sessions.begin(inputs, arguments, spec, None)),
                         lambda: authz._arun(authz._sessions.begin(inputs, arguments, spec, None)))
+                    call.arguments = arguments
                     if not call.admits:
                         return self._refuse(spec, call)
                     with call:
@@ -123,6 +124,7 @@ class ToolCalls:
                 arguments, inputs = prepared
                 call = self.approved(authz._run(authz._sessions.begin(inputs, arguments, spec, None)),
                                      lambda: authz._run(authz._sessions.begin(inputs, arguments, spec, None)))
+                call.arguments = arguments
                 if not call.admits:
                     return self._refuse(spec, call)
                 with call:

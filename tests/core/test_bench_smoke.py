@@ -20,7 +20,8 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
     text = output.read_text()
     for title in ("## Targets", "## Single tool-call authorization", "## Many tools", "## RAG filtering",
                   "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval",
-                  "## Approvals"):
+                  "## Approvals", "## Provenance"):
         assert title in text
     assert "Not measured" not in text
-    assert text.count("| yes |") + text.count("| **no** |") == 3  # tools, RAG and links targets
+    # tools, RAG, links and provenance targets
+    assert text.count("| yes |") + text.count("| **no** |") == 4

@@ -258,10 +258,18 @@ class _Handler:
 
     @contextmanager
     def _bound(self, event: Mapping[str, Any], user: Entity | EntityUID) -> Iterator[None]:
-        """The end user bound, with the event's session id as the audit correlation id, and the session."""
+        """The end user bound, with the event's session id as the audit correlation id, and the session.
+
+        The event's ``inputText`` (the user's input for the turn) is what the
+        user said, for provenance (see docs/provenance.md).
+        """
         authz = self.rules.authz
         with bound_user(authz, user, event_session_id(event), "the session attributes"), \
                 session_bound(authz, self.session, event):
+            text = event.get("inputText")
+            session = authz.current_session
+            if session is not None and isinstance(text, str) and text:
+                session.user_said(text)
             yield
 
     def _call(self, event: Mapping[str, Any], lambda_context: Any,
@@ -279,7 +287,9 @@ class _Handler:
             except AccessDenied as exc:
                 counted.fail()
                 return self._denied_inside(invocation, exc)
-            return _counted_response(counted, invocation, result)
+            response = _counted_response(counted, invocation, result)
+        counted.record_result(result)  # a source of the session, before the agent's model reads it
+        return response
 
     async def _arun_counted(self, call: ToolCall | None, invocation: ActionInvocation,
                             run: Callable[[], Awaitable[Any]]) -> Response:
@@ -290,7 +300,9 @@ class _Handler:
             except AccessDenied as exc:
                 counted.fail()
                 return self._denied_inside(invocation, exc)
-            return _counted_response(counted, invocation, result)
+            response = _counted_response(counted, invocation, result)
+        counted.record_result(result)
+        return response
 
     def _denied_inside(self, invocation: ActionInvocation, exc: AccessDenied) -> Response:
         """A guarded tool the handler called was denied: the agent gets the refusal."""

@@ -462,7 +462,9 @@ class AuthorizedTool(_WrappingTool):
             if not call.admits:
                 return self._refused(invocation, call)
             with call:  # counted in the session when the wrapped tool returns
-                return run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+                result = run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+            call.record_result(result)  # a source of the session, before the model reads it
+            return result
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
@@ -477,7 +479,9 @@ class AuthorizedTool(_WrappingTool):
             if not call.admits:
                 return self._refused(invocation, call)
             with call:
-                return await arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+                result = await arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+            call.record_result(result)
+            return result
 
     def _kwargs(self, call: ToolCall, injected: dict[str, Any], invocation: _Invocation) -> dict[str, Any]:
         return _call_kwargs(self.tool, call.arguments, injected, invocation.tool_call_id)

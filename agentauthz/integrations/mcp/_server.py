@@ -210,7 +210,8 @@ class AuthzMiddleware(Middleware):
                     result = await call_next(context.copy(message=decided))
                     if result.is_error or isinstance(result, InputRequiredToolResult):
                         call.fail()
-                    return result
+                call.record_result(result)  # a source of the session, before the client reads it
+                return result
         except _Refused as refused:
             raise ToolError(self.authz.refusal(name, refused.decision, kind=refused.kind)) from None
 
