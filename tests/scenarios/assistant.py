@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,6 @@ POLICIES = Path(__file__).parent / "policies"
 TRACKED = frozenset({"send_money", "send_email", "send_direct_message", "forward_email", "delete_file",
                      "share_file", "invite_to_channel", "schedule_meeting", "update_contact_details"})
 
-#: Amounts of money as people write them ("120 EUR"); an argument is an amount when it is a number.
-#: The second branch only ever matches a whole value, never inside a text.
-AMOUNTS = Extractor("amount", r"(?<![\w.,+-])\d{1,9} ?(?:eur|euros?|€)(?!\w)|^\d{1,9}$",
-                    lambda match: str(int(re.sub(r"\D", "", match))))
 #: Channels as people write them ("#partner-acme"); a channel argument is the bare name.
 CHANNELS = Extractor("channel", r"#[a-z0-9][a-z0-9-]*|^[a-z0-9][a-z0-9-]*$", lambda match: match.lstrip("#"))
 
@@ -64,7 +59,7 @@ def build(world: World, store: az.PolicyStore, engine: az.Engine | None = None,
     raise ``az.ApprovalRequired``); ``on_deny="message"`` returns refusals as a model reads them.
     """
     audit = az.MemorySink()
-    provenance = Provenance(tools=TRACKED, extractors=(*DEFAULT_EXTRACTORS, AMOUNTS, CHANNELS))
+    provenance = Provenance(tools=TRACKED, extractors=(*DEFAULT_EXTRACTORS, CHANNELS))
     sessions = SessionConfig(reads=READS, provenance=provenance, approvals=ApprovalConfig(approver=approver))
     if engine is not None and not isinstance(engine, az.LocalEngine):
         sessions = SessionConfig(reads=READS, provenance=provenance, schema=_schema_json(store),
