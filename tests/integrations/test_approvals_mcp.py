@@ -115,3 +115,35 @@ def test_on_a_2026_connection_without_server_requests_a_held_call_awaits_approva
     server, ran, _ = bank()
     (result,), asked = calls(server, approve, {"to": "bob", "amount": 500}, mode="auto")
     assert result.is_error and "approval" in result.content[0].text and asked == [] and ran == []
+
+
+def test_a_client_agents_held_call_to_a_third_party_server_awaits_approval_then_runs_once() -> None:
+    from fastmcp import Client
+
+    from agentauthz.integrations.mcp import AuthorizedClientSession
+    from agentauthz.session import ApprovalConfig, SessionConfig
+
+    third_party = FastMCP("payments")
+    received: list[dict[str, Any]] = []
+
+    @third_party.tool
+    def refund(to: str, amount: int) -> str:
+        received.append({"to": to, "amount": amount})
+        return "refunded"
+
+    review_queue: list[Any] = []  # the approver queues the request for a person: the call stays held
+    authz = az.Authorizer.from_text(POLICIES, schema=SCHEMA, audit=[], sessions=SessionConfig(
+        approvals=ApprovalConfig(approver=review_queue.append)))
+
+    async def agent() -> list[Any]:
+        async with Client(third_party) as client:
+            guarded = AuthorizedClientSession(client.session, authz)
+            with authz.acting_as(az.EntityUID("User", "alice")), authz.session("conversation-1"):
+                held = await guarded.call_tool("refund", {"to": "bob", "amount": 500})
+                authz.approve(review_queue[0], granted_by="supervisor")
+                ran = await guarded.call_tool("refund", {"to": "bob", "amount": 500})
+        return [held, ran]
+
+    held, ran = asyncio.run(agent())
+    assert held.is_error and "approval" in held.content[0].text
+    assert not ran.is_error and received == [{"to": "bob", "amount": 500}]

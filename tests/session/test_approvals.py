@@ -559,3 +559,19 @@ def test_a_store_that_cannot_use_approvals_up_never_lets_a_single_use_grant_run(
         tools.held("bob", 500)
         tools.held("bob", 500)
     assert tools.ran == []
+
+
+def test_on_verified_permissions_listed_approvable_forbids_are_never_skipped_without_a_session() -> None:
+    pytest.importorskip("boto3")
+    from agentauthz.avp._engine import VerifiedPermissionsEngine
+    from agentauthz.testing import LocalVerifiedPermissions
+
+    store = az.PolicyStore.from_text(UNTYPED)
+    with LocalVerifiedPermissions(store) as server, VerifiedPermissionsEngine(
+            server.policy_store_id, client=server.client()) as avp:
+        authz = az.Authorizer(avp, audit=[], sessions=SessionConfig(
+            approvals=ApprovalConfig(approvable=store.approvable)))
+        with authz.acting_as(ALICE):
+            decision = authz.authorize(action="refund", resource=az.EntityUID("Tool", "refund"),
+                                       context={"input": {"to": "bob", "amount": 500}})
+    assert not decision.allowed and any("could not be evaluated" in e for e in decision.errors)

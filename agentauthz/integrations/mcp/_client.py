@@ -142,8 +142,8 @@ class AuthorizedClientSession:
             call = await self.authz.abegin_tool_call(spec, dict(arguments or {}), call_id=call_id)
         except InvalidArguments as exc:
             return self._refused(name, exc.decision, "invalid")
-        if not call.admits:
-            return self._refused(name, call.decision, "denied")
+        if not call.admits:  # a held call (the approver did not grant it) reads "awaits approval"
+            return self._refused(name, call.decision, "approval" if call.approval is not None else "denied")
         with call:  # counted in the bound session once the server answered without error
             result: mt.CallToolResult = await self.session.call_tool(name, call.arguments, **options)
             if getattr(result, "is_error", False) or not isinstance(result, mt.CallToolResult):
