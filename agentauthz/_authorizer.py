@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
-from agentauthz._identity import Agent, Identity, bound_session, no_end_user
+from agentauthz._identity import Agent, Identity, bound_session, grant_requests, no_end_user, within_grant
 from agentauthz._identity import bound_identity as _identity
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
@@ -58,9 +58,6 @@ T = TypeVar("T")
 # Requests per engine call when filtering: bounds memory and latency per call.
 DEFAULT_PAGE_SIZE = 500
 _MODES = ("enforce", "shadow")
-NO_AGENT = ("agent grant: no agent is named for this call "
-            "(Authorizer(agent=...), acting_as(agent=...) or a token's act claim)")
-OUTSIDE_GRANT = "the call is outside the agent's own grant"
 
 
 class Authorizer:
@@ -981,7 +978,7 @@ class Authorizer:
                 hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
         grant = self.current_agent if self.agent_grant else None
-        asked, given = self._asked(requests, entities, grant)
+        asked, given = grant_requests(requests, entities, grant)
         sliced = given
         try:
             sliced = self._entities_for(asked, given)
@@ -990,14 +987,16 @@ class Authorizer:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
             decisions = [_failure(exc)] * len(asked)
-        decisions, grants = self._within_grant(requests, decisions, grant)
+        grants = None
+        if self.agent_grant:
+            decisions, grants = within_grant(requests, decisions, grant)
         return self._finish(requests, entities, decisions, started, sliced, hold, grants)
 
     async def _adecide(self, requests: list[Request], entities: list[Entity],
                        hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
         grant = self.current_agent if self.agent_grant else None
-        asked, given = self._asked(requests, entities, grant)
+        asked, given = grant_requests(requests, entities, grant)
         sliced = given
         try:
             sliced = self._entities_for(asked, given)
@@ -1006,45 +1005,10 @@ class Authorizer:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
             decisions = [_failure(exc)] * len(asked)
-        decisions, grants = self._within_grant(requests, decisions, grant)
+        grants = None
+        if self.agent_grant:
+            decisions, grants = within_grant(requests, decisions, grant)
         return self._finish(requests, entities, decisions, started, sliced, hold, grants)
-
-    def _asked(self, requests: list[Request], entities: list[Entity],
-               agent: Agent | None) -> tuple[list[Request], list[Entity]]:
-        """What the engine decides: the requests, and in agent-grant mode their twins for the agent."""
-        if agent is None:
-            return requests, entities
-        twins = [request.replace(principal=agent.uid) for request in requests]
-        known = any(entity.uid == agent.uid for entity in entities)
-        return [*requests, *twins], entities if known else [*entities, agent.entity()]
-
-    def _within_grant(self, requests: list[Request], decisions: list[Decision], agent: Agent | None,
-                      ) -> tuple[list[Decision], list[dict[str, Any]] | None]:
-        """Each request's decision: the user's, AND the agent's in agent-grant mode (with what the agent got).
-
-        No agent named denies; anything but one Decision per asked request is
-        left for :meth:`_finish` to deny.
-        """
-        if not self.agent_grant:
-            return decisions, None
-        if agent is None:
-            denied = [Decision.deny(NO_AGENT) for _ in requests]
-            return denied, [{"agent": None, "decision": "deny", "reasons": [], "errors": [NO_AGENT]}] * len(
-                requests)
-        n = len(requests)
-        if len(decisions) != 2 * n:  # a broken engine: half an answer must not pass for the user's whole one
-            return [Decision.deny("engine returned a wrong number of decisions")] * n, None
-        if not all(type(d) is Decision for d in decisions):
-            return decisions[:n], None  # _finish denies what is no Decision
-        combined, grants = [], []
-        for user, granted in zip(decisions[:n], decisions[n:], strict=True):
-            grants.append({"agent": str(agent.uid), "decision": granted.outcome,
-                           "reasons": list(granted.reasons), "errors": list(granted.errors)})
-            if user.allowed and not granted.allowed:
-                user = Decision(False, granted.reasons, (*granted.errors, OUTSIDE_GRANT), user.enforced,
-                                user.policy_version)
-            combined.append(user)
-        return combined, grants
 
     def _finish(
         self,

@@ -15,12 +15,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentauthz._errors import IdentityError
-from agentauthz._model import Decision, Entity, EntityUID
+from agentauthz._model import Decision, Entity, EntityUID, Request
 
 if TYPE_CHECKING:
     from agentauthz.session._session import Session
 
-__all__ = ["NO_END_USER", "Agent", "Identity", "bound_identity", "bound_session", "no_end_user"]
+__all__ = [
+    "NO_AGENT",
+    "NO_END_USER",
+    "OUTSIDE_GRANT",
+    "Agent",
+    "Identity",
+    "bound_identity",
+    "bound_session",
+    "grant_requests",
+    "no_end_user",
+    "within_grant",
+]
 
 _AGENT_ATTRIBUTES = ("version", "purpose")
 
@@ -156,3 +167,61 @@ def no_end_user(detail: str | None = None, *, decision: Decision | None = None) 
     """
     message = NO_END_USER if detail is None else f"{NO_END_USER}; {detail}"
     return IdentityError(message, decision=decision)
+
+
+# -- agent grant: the user AND the agent --------------------------------------------------------
+
+NO_AGENT = ("agent grant: no agent is named for this call "
+            "(Authorizer(agent=...), acting_as(agent=...) or a token's act claim)")
+"""Why agent-grant mode denies a request when no agent is named."""
+OUTSIDE_GRANT = "the call is outside the agent's own grant"
+"""Why agent-grant mode denies a request the user may make and the agent may not."""
+
+
+def grant_requests(requests: list[Request], entities: list[Entity],
+                   agent: Agent | None) -> tuple[list[Request], list[Entity]]:
+    """What the engine decides: the requests, and (for an agent) their twins with the agent as principal.
+
+    Example:
+        >>> user = Request(EntityUID("User", "u"), EntityUID("Action", "read"), EntityUID("Doc", "d"))
+        >>> asked, entities = grant_requests([user], [], Agent("bot"))
+        >>> [str(request.principal) for request in asked], [str(e.uid) for e in entities]
+        (['User::"u"', 'Agent::"bot"'], ['Agent::"bot"'])
+    """
+    if agent is None:
+        return requests, entities
+    twins = [request.replace(principal=agent.uid) for request in requests]
+    known = any(entity.uid == agent.uid for entity in entities)
+    return [*requests, *twins], entities if known else [*entities, agent.entity()]
+
+
+def within_grant(requests: list[Request], decisions: list[Decision], agent: Agent | None,
+                 ) -> tuple[list[Decision], list[dict[str, Any]] | None]:
+    """Each request's decision in agent-grant mode: the user's AND the agent's, and what the agent got.
+
+    No agent named denies; an engine answering other than one Decision per
+    asked request (the user's and the agent's) denies too.
+
+    Example:
+        >>> user = Request(EntityUID("User", "u"), EntityUID("Action", "read"), EntityUID("Doc", "d"))
+        >>> decided, grants = within_grant([user], [Decision(True), Decision(False)], Agent("bot"))
+        >>> decided[0].allowed, decided[0].errors[-1], grants[0]["decision"]
+        (False, "the call is outside the agent's own grant", 'deny')
+    """
+    n = len(requests)
+    if agent is None:
+        return ([Decision.deny(NO_AGENT) for _ in requests],
+                [{"agent": None, "decision": "deny", "reasons": [], "errors": [NO_AGENT]}] * n)
+    if len(decisions) != 2 * n:  # a broken engine: half an answer must not pass for the user's whole one
+        return [Decision.deny("engine returned a wrong number of decisions")] * n, None
+    if not all(type(d) is Decision for d in decisions):
+        return decisions[:n], None  # the Authorizer denies what is no Decision
+    combined, grants = [], []
+    for user, granted in zip(decisions[:n], decisions[n:], strict=True):
+        grants.append({"agent": str(agent.uid), "decision": granted.outcome,
+                       "reasons": list(granted.reasons), "errors": list(granted.errors)})
+        if user.allowed and not granted.allowed:
+            user = Decision(False, granted.reasons, (*granted.errors, OUTSIDE_GRANT), user.enforced,
+                            user.policy_version)
+        combined.append(user)
+    return combined, grants

@@ -1068,9 +1068,17 @@ provenance_sources = st.lists(
 )
 """Labelled sources: text or nested results holding identifiers, each with one or two labels."""
 
+model_tool_calls = st.lists(
+    st.tuples(st.sampled_from(["echo", "payee_lookup"]),
+              st.lists(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), min_size=1, max_size=3)
+              .map(" or ".join)),
+    max_size=4)
+"""Tool calls a (possibly injected) model makes: a tool and the text it chose for it."""
+
 
 # -- agent identity (tests/core/test_agent_identity.py) ---------------------------------------------
 
 GRANT_ACTIONS = ("read", "write", "share", "delete")
 grant_actions = st.sets(st.sampled_from(GRANT_ACTIONS))
 """Some actions: what a user is permitted, what an agent is granted, what a policy forbids."""
+

@@ -100,6 +100,7 @@ def run_schema_generate_command(args: argparse.Namespace) -> int:
         namespace=args.namespace, tool_type=args.tool_type or next(iter(found.tool_types), "Tool"),
         session_type=args.session_type or None, existing=args.on_existing,
         session_sums=tool_sums(found.sums, names), provenance=found.provenance,
+        agent_type=_one(found.agent_types, "agent entity types"),
     )
     if args.output:
         try:
@@ -119,6 +120,7 @@ class _ApplicationTools:
     sums: dict[str, list[str]] = field(default_factory=dict)
     tool_types: set[str] = field(default_factory=set)
     provenance: set[str] = field(default_factory=set)  # tracked tool actions (Provenance.tools)
+    agent_types: set[str] = field(default_factory=set)  # entity types of the Authorizers' agents
 
     @classmethod
     def imported(cls, tools: Sequence[str], sessions: Sequence[str]) -> _ApplicationTools:
@@ -131,6 +133,8 @@ class _ApplicationTools:
                 _add_sums(found.sums, config.sums)
                 found.tool_types.add(value.tool_entity_type)
                 found.provenance.update(config.provenance.tools if config.provenance else ())
+                if value.agent is not None:
+                    found.agent_types.add(value.agent.entity_type)
         for target in sessions:
             config = _session_config(_import_attribute(target, "--sessions"), accept_config=True)
             if config is None:
@@ -138,6 +142,13 @@ class _ApplicationTools:
             _add_sums(found.sums, config.sums)
             found.provenance.update(config.provenance.tools if config.provenance else ())
         return found
+
+
+def _one(names: set[str], what: str) -> str | None:
+    """The one name the Authorizers agree on, None for none; several are a usage error."""
+    if len(names) > 1:
+        raise UsageError(f"the Authorizers name different {what} ({', '.join(sorted(names))})")
+    return next(iter(names), None)
 
 
 def _mcp_tools(paths: Sequence[str]) -> list[Mapping[str, Any]]:

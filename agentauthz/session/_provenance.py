@@ -74,10 +74,11 @@ RETRIEVED = "retrieved"
 ResultLabel = str | Iterable[str] | Callable[[Any], Iterable[str] | str]
 """How a tool's results are labelled: a label, labels, or a function of the result returning them."""
 
-#: Bounds on what one registration walks: a result larger than this is registered in part.
-_MAX_DEPTH = 32
-_MAX_VALUES = 10_000
-_MAX_TEXT = 100_000
+#: Bounds on one source. A larger one is refused whole (its result withheld), never registered in
+#: part: a value left out would pass for one no source holds.
+_MAX_DEPTH = 64
+_MAX_KEYS = 200_000
+_MAX_TEXT = 4_000_000
 _WHOLE = "v"
 
 
@@ -285,11 +286,15 @@ def _labels(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _leaves(value: Any, depth: int = 0) -> Iterator[str]:
-    """The strings and numbers a value holds, as text (bounded in depth)."""
+    """The strings and numbers a value holds, as text; an object of no known shape as its text.
+
+    Raises:
+        InvalidValueError: the value nests deeper than a source may.
+    """
     if depth > _MAX_DEPTH:
-        return
+        raise InvalidValueError(f"a source nests deeper than {_MAX_DEPTH} levels: it is not registered")
     if isinstance(value, str):
-        yield value[:_MAX_TEXT]
+        yield value
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
@@ -309,25 +314,34 @@ def _leaves(value: Any, depth: int = 0) -> Iterator[str]:
         dumped = getattr(value, "model_dump", None)
         if callable(dumped):
             yield from _leaves(dumped(), depth + 1)
+        else:
+            yield str(value)  # a float, a date, an object: what the model reads of it
 
 
 def source_keys(value: Any, extractors: Sequence[Extractor] = DEFAULT_EXTRACTORS) -> set[str]:
     """The keys a source registers: its values whole, and the identifiers found in them.
+
+    Raises:
+        InvalidValueError: the source holds more text or values than one source may
+            (it is refused whole, never registered in part).
 
     Example:
         >>> sorted(source_keys({"note": "Pay DE89 3704 0044 0532 0130 00 now", "n": 7}))
         ['iban:de89370400440532013000', 'v:7', 'v:pay de89 3704 0044 0532 0130 00 now']
     """
     keys: set[str] = set()
+    size = 0
     for leaf in _leaves(value):
+        size += len(leaf)
+        if size > _MAX_TEXT or len(keys) > _MAX_KEYS:
+            raise InvalidValueError(f"a source holds more than {_MAX_TEXT:,} characters or {_MAX_KEYS:,} "
+                                    "values: it is not registered")
         text = normalize(leaf)
         if not text:
             continue
         keys.add(f"{_WHOLE}:{text}")
         for extractor in extractors:
             keys.update(f"{extractor.kind}:{token}" for token in extractor.find(text))
-        if len(keys) > _MAX_VALUES:
-            break
     return keys
 
 
@@ -344,7 +358,7 @@ def value_keys(value: Any, extractors: Sequence[Extractor] = DEFAULT_EXTRACTORS)
         return ()
     if not isinstance(value, str):
         return (f"{_WHOLE}:{value}",)  # a number is no identifier of any kind
-    text = normalize(value[:_MAX_TEXT])
+    text = normalize(value)
     if not text:
         return ()
     keys = [f"{_WHOLE}:{text}"]

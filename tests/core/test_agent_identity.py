@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 import agentauthz as az
-from agentauthz._authorizer import NO_AGENT, OUTSIDE_GRANT
+from agentauthz._identity import NO_AGENT, OUTSIDE_GRANT
 from agentauthz.avp._tokens import TokenIdentity
 from tests.strategies import GRANT_ACTIONS, grant_actions
 from tests.tokens import CLIENT_ID, POOL_ID, Issuer

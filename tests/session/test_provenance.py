@@ -439,7 +439,7 @@ def naive_labels(value: Any, sources: list[tuple[Any, tuple[str, ...]]]) -> set[
     return found
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(sources=provenance_sources, value=provenance_values)
 def test_provenance_labels_are_exactly_those_of_the_sources_holding_the_value(
         sources: list[tuple[Any, tuple[str, ...]]], value: Any) -> None:
@@ -490,3 +490,38 @@ def test_every_action_tracked_by_star_gets_provenance_where_its_schema_declares_
                               context={"input": {"to": "a@b.example", "cc": []}}).allowed
         assert star.authorize(action="send_money", resource=U("Tool", "send_money"),
                               context={"input": {"recipient": "x", "amount": 1}}).allowed
+
+
+def nested(depth: int) -> Any:
+    value: Any = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("result", ["x" * 4_000_001, nested(70)], ids=["too-much-text", "too-deep"])
+def test_a_source_too_large_to_register_whole_is_refused_not_registered_in_part(result: Any) -> None:
+    authz = make_authz()
+
+    @authz.guard
+    def fetch() -> Any:
+        return result
+
+    with authz.acting_as(ALICE), authz.session("c"), pytest.raises(az.InvalidValueError):
+        fetch()
+
+
+def test_a_result_of_no_known_shape_is_registered_as_the_text_the_model_reads() -> None:
+    authz = make_authz()
+
+    class Receipt:
+        def __str__(self) -> str:
+            return f"paid to {ATTACKER_IBAN}"
+
+    @authz.guard
+    def pay_status() -> Any:
+        return Receipt()
+
+    with authz.acting_as(ALICE), authz.session("c") as session:
+        pay_status()
+        assert session.provenance_of(ATTACKER_IBAN) == ["untrusted"]
