@@ -155,6 +155,9 @@ class Authorizer:
                 raise ConfigurationError("sessions= takes an agentauthz.session._session.SessionConfig")
             self._session_config = sessions
             self._sessions.check_configuration()  # the tools (and the sums they declare) register later
+        policies = getattr(getattr(engine, "store", None), "policies", ())
+        if any("provenance" in policy.text for policy in policies):
+            self._sessions.check_provenance()  # a rule over provenance nothing fills would never apply
 
     @classmethod
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:

@@ -39,7 +39,7 @@ from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.policy._store import PolicyStore, redact, truncate
 from agentauthz.session._approvals import ApprovalRequest, approval_probe
-from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
+from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name, provenance_problems
 from agentauthz.session._provenance import RETRIEVED, ProvenanceStore, argument_provenance, source_keys
 from agentauthz.session._session import (
     FULL_SHAPE,
@@ -87,6 +87,7 @@ class SessionAdmission:
     def __init__(self, authz: Authorizer) -> None:
         self.authz = authz
         self._schema_cache: SessionSchema | None = None
+        self._provenance_checked: object = None
 
     # -- binding -----------------------------------------------------------------------
 
@@ -156,6 +157,25 @@ class SessionAdmission:
             ConfigurationError: naming each such fact.
         """
         self.schema().check(ProducedFacts())
+
+    def check_provenance(self) -> None:
+        """Refuse policies that read ``context.provenance`` no request would carry (once per store version).
+
+        Raises:
+            ConfigurationError: naming each policy and what would fill it.
+        """
+        store = getattr(self.authz.engine, "store", None)
+        if not isinstance(store, PolicyStore):
+            return
+        snapshot = store.snapshot
+        if snapshot.fingerprint == self._provenance_checked:
+            return
+        config = self.authz.session_config.provenance
+        problems = provenance_problems(snapshot.policies, config.tools if config is not None else None)
+        if problems:
+            raise ConfigurationError("policies read context.provenance that no request carries (a forbid "
+                                     "would never apply): " + "; ".join(problems))
+        self._provenance_checked = snapshot.fingerprint
 
     def shape(self, action: EntityUID) -> SessionShape | None:
         """The action's ``context.session`` shape, once every fact read is known to be filled."""
@@ -250,6 +270,7 @@ class SessionAdmission:
                         action: EntityUID, resource: EntityUID, facts: SessionFacts | None) -> None:
         config = self.authz.session_config.provenance
         assert config is not None
+        self.check_provenance()
         for name in ("provenance", "provenance_all"):
             if name in context:
                 raise ConfigurationError(

@@ -31,6 +31,7 @@ from agentauthz._errors import (
     ConfigurationError,
     InvalidArguments,
     InvalidValueError,
+    PolicyError,
 )
 from agentauthz._identity import bound_identity
 from agentauthz._model import Decision, Entity, EntityUID
@@ -321,12 +322,17 @@ class ToolCalls:
     def validate(self, *, stub: str | Mapping[str, Any] | None, principal_types: Sequence[str],
                  namespace: str | None, store: PolicyStore | None) -> None:
         """Check the store against the registered tools (:meth:`Authorizer.validate_tools`)."""
+        from agentauthz.session._facts import provenance_problems
         from agentauthz.tools._schema import validate_policies_for_tools  # schema generation: on first use
 
         authz = self.authz
         store = store or getattr(authz.engine, "store", None)
         if not isinstance(store, PolicyStore):
             raise ConfigurationError("validate_tools needs the policies: pass store=PolicyStore...")
+        config = authz.session_config.provenance
+        problems = provenance_problems(store.policies, config.tools if config is not None else None)
+        if problems:
+            raise PolicyError(problems)
         stub = stub if stub is not None else store.schema_text
         if stub is None:
             raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")

@@ -243,7 +243,7 @@ def test_retrieved_documents_register_their_text_with_retrieved_and_their_labels
     authz = az.Authorizer.from_text(
         POLICIES + '@id("no-hidden") forbid (principal, action == Action::"read", resource) '
                    'when { resource.labels.contains("hidden") };',
-        audit=[], sessions=SessionConfig(provenance=Provenance(tools={"send_money"})))
+        audit=[], sessions=SessionConfig(provenance=Provenance(tools={"send_money", "send_email"})))
     with authz.acting_as(ALICE), authz.session("c") as session:
         result = authz.filter(docs, action="read", resource=lambda d: az.Entity(
             uid=U("Doc", d["id"]), attrs={"labels": d["labels"]}))
@@ -525,3 +525,35 @@ def test_a_result_of_no_known_shape_is_registered_as_the_text_the_model_reads() 
     with authz.acting_as(ALICE), authz.session("c") as session:
         pay_status()
         assert session.provenance_of(ATTACKER_IBAN) == ["untrusted"]
+
+
+# -- a rule over provenance that no request would carry ----------------------------------------------
+
+UNTRACKED_RULE = ('@id("payee-only") forbid (principal, action == Action::"send_money", resource) '
+                  'when { !context.provenance.recipient.contains("payee") };'
+                  '@id("all") permit (principal, action, resource);')
+
+
+def test_a_rule_over_provenance_without_provenance_configured_is_refused_at_start() -> None:
+    # An erring forbid does not apply: without the refusal the rule would silently never refuse.
+    with pytest.raises(az.ConfigurationError, match=r"SessionConfig\.provenance is not set"):
+        az.Authorizer.from_text(UNTRACKED_RULE, audit=[])
+
+
+def test_a_rule_over_provenance_for_an_untracked_action_is_refused() -> None:
+    with pytest.raises(az.ConfigurationError, match="does not track"):
+        az.Authorizer.from_text(UNTRACKED_RULE, audit=[], sessions=SessionConfig(
+            provenance=Provenance(tools={"send_email"})))
+    authz = az.Authorizer.from_text("permit (principal, action, resource);", audit=[], sessions=SessionConfig(
+        provenance=Provenance(tools={"send_money"})))
+    tools(authz)
+    misspelled = az.PolicyStore.from_text(UNTRACKED_RULE.replace("send_money", "send_mony"))
+    with pytest.raises(az.PolicyError, match=r"send_mony that Provenance\.tools does not track"):
+        authz.validate_tools(stub="entity User; entity Tool;", principal_types=["User"], store=misspelled)
+
+
+def test_a_rule_that_tests_context_has_provenance_says_itself_what_applies_without_it() -> None:
+    guarded = UNTRACKED_RULE.replace("when { !", "when { context has provenance && !")
+    authz = az.Authorizer.from_text(guarded, audit=[])
+    with authz.acting_as(ALICE):
+        assert authz.authorize(action="send_money", resource=U("Tool", "send_money")).allowed
