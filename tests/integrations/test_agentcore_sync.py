@@ -277,7 +277,7 @@ def test_a_failed_call_is_an_engine_error_naming_what_was_done_before_it(client:
 def test_an_unreadable_policy_engine_is_an_engine_error(client: Any, stub: Stubber) -> None:
     stub.add_client_error("list_policies", "ResourceNotFoundException", "no such engine",
                           http_status_code=404)
-    with pytest.raises(az.EngineError, match="list_policies failed: ResourceNotFoundException"):
+    with pytest.raises(az.EngineError, match="ListPolicies failed: ResourceNotFoundException"):
         plan_push(translation(), client, ENGINE)
 
 
