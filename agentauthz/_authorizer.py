@@ -1066,7 +1066,8 @@ class Authorizer:
             shadow = shadow_outcomes(self.engine, requests, sliced if sliced is not None else entities,
                                      decisions)
             for index, (request, decision) in enumerate(zip(requests, decisions, strict=True)):
-                event = self._event(request, decision, elapsed_us, entities)
+                # What the engine decided on (the provider's entities included), so a replay decides alike.
+                event = self._event(request, decision, elapsed_us, sliced if sliced is not None else entities)
                 if grants is not None:
                     event = dataclasses.replace(event, extra={**event.extra, "agent_grant": grants[index]})
                 if shadow is not None:

@@ -363,7 +363,8 @@ class ToolCalls:
         from agentauthz.tools._schema import validate_policies_for_tools  # schema generation: on first use
 
         authz = self.authz
-        store = store or getattr(authz.engine, "store", None)
+        if store is None:
+            store = getattr(authz.engine, "store", None)
         if not isinstance(store, PolicyStore):
             raise ConfigurationError("validate_tools needs the policies: pass store=PolicyStore...")
         config = authz.session_config.provenance
