@@ -17,7 +17,6 @@ and its async twin run the same steps.
 from __future__ import annotations
 
 import dataclasses
-import re
 import secrets
 import threading
 import time
@@ -87,11 +86,12 @@ class Authorizer:
         policy_errors: what an allow means when a policy failed to evaluate.
             Cedar skips such a policy, so a forbid that errors (an attribute
             missing, an overflow, ``context.session`` read with no session
-            bound) would let the call through. ``"deny"`` (the default) turns
-            the allow into a denial unless every failed policy is a permit of
-            the engine's own store (a failed permit can only withhold an
-            allow); ``"skip"`` keeps Cedar's semantics, except for forbids a
-            person may lift (``@approval("required")``), which always deny.
+            bound) lets the call through. ``"skip"`` (the default) keeps
+            Cedar's semantics, as Verified Permissions decides, except for
+            forbids a person may lift (``@approval("required")``), which always
+            deny. ``"deny"`` turns such an allow into a denial unless every
+            failed policy is a permit of the engine's own store (a failed
+            permit can only withhold an allow); pre-filters follow it.
         agent: the AI agent this Authorizer decides for (:class:`Agent`): its
             uid is ``context.agent`` (where the action's schema declares it) and
             its entity goes with each request. ``acting_as(..., agent=...)`` or a
@@ -126,7 +126,7 @@ class Authorizer:
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
         disclose_reasons: bool = False,
-        policy_errors: Literal["deny", "skip"] = "deny",
+        policy_errors: Literal["deny", "skip"] = "skip",
         agent: Agent | None = None,
         agent_grant: bool = False,
     ) -> None:
@@ -1090,8 +1090,9 @@ class Authorizer:
         """
         if not decision.allowed or not decision.errors:
             return decision
-        failed = [match.group(1) if (match := _FAILED_POLICY.match(error)) else None
-                  for error in decision.errors]
+        from agentauthz.policy._store import failed_policy_id  # only when a policy failed
+
+        failed = [failed_policy_id(error) for error in decision.errors]
         if self.policy_errors == "deny":
             store = getattr(self.engine, "store", None)
             effect_of = getattr(store, "effect_of", None)
@@ -1267,7 +1268,6 @@ class Authorizer:
                 logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
 
 
-_FAILED_POLICY = re.compile(r"error while evaluating policy `([^`]*)`")
 _APPROVAL_UNEVALUATED = "a policy that requires approval could not be evaluated (is a session bound?)"
 _POLICY_UNEVALUATED = "a policy that could forbid this request could not be evaluated"
 def _labels_of_arguments(request: Request) -> dict[str, Any]:

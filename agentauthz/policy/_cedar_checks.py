@@ -149,7 +149,7 @@ def policy_json(text: str) -> dict[str, Any] | None:
     """
     try:
         document = json.loads(cedarpy.policies_to_json_str(text))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # nested deeper than the JSON decoder goes
         return None
     for group in ("staticPolicies", "templates"):
         for body in (document.get(group) or {}).values():

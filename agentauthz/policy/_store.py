@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ __all__ = [
     "ShadowPolicies",
     "TemplateLink",
     "entity_problems",
+    "failed_policy_id",
     "policy_mode",
     "redact",  # from _messages, where the modules that decide import it from
     "schema_checks_are_deferred",
@@ -65,7 +67,6 @@ __all__ = [
     "truncate",  # likewise
     "validate_policies",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,20 @@ class TemplateLink:
     source: str = field(default="<links>", compare=False)
 
 
+_FAILED_POLICY = re.compile(r"error while evaluating policy `([^`]*)`")
+
+
+def failed_policy_id(error: str) -> str | None:
+    """The id of the policy an evaluation error names (``error while evaluating policy `id`: ...``).
+
+    Example:
+        >>> failed_policy_id("error while evaluating policy `no-secrets`: attribute not found")
+        'no-secrets'
+    """
+    match = _FAILED_POLICY.match(error)
+    return match.group(1) if match else None
+
+
 @dataclass(frozen=True)
 class PolicySnapshot:
     """One immutable version of a store with its pre-parsed cedarpy handles."""
@@ -131,6 +146,18 @@ class PolicySnapshot:
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
         return self.ids_by_position.get(positional, positional)
+
+    def only_permits_failed(self, errors: Iterable[str]) -> bool:
+        """Whether every evaluation error names a permit of this version (cedarpy's positional ids).
+
+        A failed permit can only withhold an allow; any other failure (a
+        forbid, an error naming no policy) may hide a denial.
+        """
+        for error in errors:
+            policy_id = failed_policy_id(error)
+            if policy_id is None or self.effect_of(self.store_id(policy_id)) != "permit":
+                return False
+        return True
 
     def effect_of(self, policy_id: str) -> str | None:
         """``"permit"`` or ``"forbid"`` for a policy, template or link id; None for an unknown id.

@@ -21,9 +21,11 @@ allow, under the metadata convention below. Where a policy condition cannot be
 translated exactly it is over-approximated: inside a ``permit`` an unknown
 sub-condition counts as *true*, a ``forbid`` is applied only as far as it is
 translated exactly, and when nothing useful remains there is no pre-filter at
-all. Cedar's error semantics are followed: a condition that errors (a missing
-attribute, a type mismatch) makes its policy not apply, so a document without a
-metadata key is never excluded because of a ``forbid`` that reads that key.
+all. Errors follow the Authorizer: a permit whose condition errors (a missing
+attribute, a type mismatch) does not apply; a forbid whose condition errors
+denies (``policy_errors="deny"``, the default), so a document without a
+metadata key a forbid reads is excluded, or, with ``policy_errors="skip"``,
+the forbid does not apply (Cedar's semantics).
 
 Metadata convention (how a document's metadata relates to its Cedar resource):
 
@@ -371,7 +373,7 @@ def _policy_order(item: tuple[str, Any]) -> tuple[int, str]:
 
 
 def _translate(
-    result: Any, translator: Translator, store_id: Callable[[str], str]
+    result: Any, translator: Translator, store_id: Callable[[str], str], *, forbid_errors_deny: bool
 ) -> Prefilter:
     permits_up: list[Expr] = []
     permits_low: list[Expr] = []
@@ -385,15 +387,20 @@ def _translate(
         if est.get("effect") == "permit":
             permits_up.append(bounds.t_up)
             permits_low.append(bounds.t_low)
+        elif est.get("effect") == "forbid" and forbid_errors_deny:
+            # Authorizer(policy_errors="deny"): a forbid that errors denies, so it must be false.
+            forbids_up.append(bounds.f_up)
+            forbids_low.append(bounds.f_low)
         elif est.get("effect") == "forbid":
-            forbids_up.append(bounds.t_up)
-            forbids_low.append(bounds.t_low)
+            # Cedar's semantics: a forbid that errors does not apply, so it must not be true.
+            forbids_up.append(negate(bounds.t_low))
+            forbids_low.append(negate(bounds.t_up))
         else:
             return Prefilter(note=f"unknown effect in policy {store_id(positional)}")
-    # Allowed: some permit true and no forbid true (an erroring policy does not apply).
+    # Allowed: some permit true (an erroring permit does not apply) and every forbid let through.
     # In negation normal form, where contradictions and tautologies across policies show.
-    upper = nnf(all_of(any_of(*permits_up), *(negate(f) for f in forbids_low)))
-    lower = nnf(all_of(any_of(*permits_low), *(negate(f) for f in forbids_up)))
+    upper = nnf(all_of(any_of(*permits_up), *forbids_up))
+    lower = nnf(all_of(any_of(*permits_low), *forbids_low))
     if upper == FALSE:
         return ALWAYS_DENIED
     if lower == TRUE:
@@ -516,15 +523,20 @@ def _compile_local(
          "context": request.cedar_context},
         snapshot.policy_set, entity_set, schema=snapshot.schema,
     )
+    errors = list(result.diagnostics.errors)
+    if errors and authz.policy_errors == "deny" and not snapshot.only_permits_failed(errors):
+        # A forbid that failed here fails for every resource: filter() denies what it would allow.
+        # Not exact: kept documents are decided again where the caller authorizes them.
+        return Prefilter(note="a policy that could forbid the retrieval failed to evaluate")
     if result.decision is cedarpy.Decision.Allow:
         return ALWAYS_ALLOWED
     if result.decision is cedarpy.Decision.Deny:
         return ALWAYS_DENIED
     if not result.residuals:
-        errors = "; ".join(result.diagnostics.errors) or "no residual policies"
-        return Prefilter(note=f"partial evaluation gave no decision: {truncate(errors, 200)}")
+        why = "; ".join(errors) or "no residual policies"
+        return Prefilter(note=f"partial evaluation gave no decision: {truncate(why, 200)}")
     known = dict(snapshot.entity_index)
     known.update((entity.uid, entity) for entity in slice_)
     translator = Translator(principal=request.principal, action=scope.action,
                             context=request.cedar_context, resource_type=resource_type, entities=known)
-    return _translate(result, translator, snapshot.store_id)
+    return _translate(result, translator, snapshot.store_id, forbid_errors_deny=authz.policy_errors == "deny")

@@ -1,9 +1,10 @@
-"""A policy that fails to evaluate never lets a call through (``Authorizer(policy_errors=...)``).
+"""``Authorizer(policy_errors="deny")``: a forbid that fails to evaluate never lets a call through.
 
 Cedar skips a policy whose evaluation errors, forbids included, so ``forbid … when
-{ resource.secret }`` did not apply to a resource without ``secret`` and the
-permit stood. The Authorizer denies such an allow unless every failed policy is
-a permit of its own store.
+{ resource.secret }`` does not apply to a resource without ``secret`` and the
+permit stands (the default, ``"skip"``, as Verified Permissions decides). With
+``"deny"`` the Authorizer denies such an allow unless every failed policy is a
+permit of its own store, and pre-filters keep exactly what it allows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ERRING_FORBID = """
 
 
 def authorizer(policies: str, **options: Any) -> az.Authorizer:
+    options.setdefault("policy_errors", "deny")
     return az.Authorizer.from_text(policies, entities=[SECRET, az.Entity(PLAIN)], audit=[], **options)
 
 
@@ -45,7 +47,8 @@ def test_an_allow_in_which_a_forbid_failed_to_evaluate_is_a_denial() -> None:
 
 def test_the_denial_is_audited_as_a_denial_with_the_failure() -> None:
     sink = az.MemorySink()
-    authz = az.Authorizer.from_text(ERRING_FORBID, entities=[az.Entity(PLAIN)], audit=[sink])
+    authz = az.Authorizer.from_text(ERRING_FORBID, entities=[az.Entity(PLAIN)], audit=[sink],
+                                    policy_errors="deny")
     read(authz, PLAIN)
     (event,) = sink.events
     assert event.decision == "deny"
@@ -74,13 +77,38 @@ def test_a_failed_forbid_in_a_template_link_denies() -> None:
         '@id("guarded") forbid(principal == ?principal, action, resource) when { resource.secret };',
         links=[az.TemplateLink("guarded-alice", "guarded", principal=ALICE)],
         entities=[az.Entity(PLAIN)])
-    authz = az.Authorizer(az.LocalEngine(store), audit=[])
+    authz = az.Authorizer(az.LocalEngine(store), audit=[], policy_errors="deny")
     assert not read(authz, PLAIN).allowed
 
 
 def test_skip_keeps_cedars_semantics_for_forbids_no_person_may_lift() -> None:
     decision = read(authorizer(ERRING_FORBID, policy_errors="skip"), PLAIN)
     assert decision.allowed and decision.reasons == ("read",)
+    assert any("no-secrets" in error for error in decision.errors)  # and says so
+
+
+def test_skip_is_the_default_as_verified_permissions_decides() -> None:
+    authz = az.Authorizer.from_text(ERRING_FORBID, entities=[az.Entity(PLAIN)], audit=[])
+    assert authz.policy_errors == "skip" and read(authz, PLAIN).allowed
+
+
+def test_with_deny_the_prefilter_keeps_exactly_what_filter_allows() -> None:
+    from agentauthz.retrieval._prefilter import compile_prefilter
+
+    policies = """
+    @id("read") permit(principal, action == Action::"read", resource);
+    @id("no-archived") forbid(principal, action == Action::"read", resource) when { resource.archived };
+    """
+    documents = [{"id": "a"}, {"id": "b", "archived": False}, {"id": "c", "archived": True},
+                 {"id": "d", "archived": "yes"}]
+    for mode, kept in (("deny", ["b"]), ("skip", ["a", "b", "d"])):
+        authz = az.Authorizer.from_text(policies, audit=[], policy_errors=mode)  # type: ignore[arg-type]
+        with authz.acting_as(ALICE):
+            keep = compile_prefilter(authz, action="read").to_callable()
+            allowed = authz.filter(documents, action="read", resource=lambda d: az.Entity(
+                az.EntityUID("Doc", d["id"]), {k: v for k, v in d.items() if k != "id"})).allowed
+        assert [d["id"] for d in allowed] == kept
+        assert [d["id"] for d in documents if keep(d)] == kept
 
 
 def test_an_unknown_policy_errors_setting_is_refused() -> None:
@@ -103,7 +131,7 @@ def test_on_verified_permissions_a_failed_policy_the_engine_cannot_place_denies(
     store = az.PolicyStore.from_text(ERRING_FORBID, entities=[az.Entity(PLAIN)])
     with LocalVerifiedPermissions(store) as server, VerifiedPermissionsEngine(
             server.policy_store_id, client=server.client()) as engine:
-        authz = az.Authorizer(engine, entities=[az.Entity(PLAIN)], audit=[])
+        authz = az.Authorizer(engine, entities=[az.Entity(PLAIN)], audit=[], policy_errors="deny")
         assert not read(authz, PLAIN).allowed
         skipping = az.Authorizer(engine, entities=[az.Entity(PLAIN)], audit=[], policy_errors="skip")
         assert read(skipping, PLAIN).allowed
@@ -114,7 +142,7 @@ def test_a_guarded_tool_whose_forbid_fails_to_evaluate_does_not_run() -> None:
     @id("send") permit(principal, action == Action::"send_email", resource);
     @id("no-big") forbid(principal, action == Action::"send_email", resource)
         when { context.input.size > principal.quota };
-    """, audit=[])
+    """, audit=[], policy_errors="deny")
     ran = []
 
     @authz.guard

@@ -50,8 +50,11 @@ ALICE = az.Entity(
 READ = 'permit(principal, action == Action::"read", resource)'
 
 
-def compile_for(policies: str, *, user: az.Entity | az.EntityUID = ALICE, **options: Any) -> Prefilter:
-    authz = az.Authorizer.from_text(policies, audit=[])
+def compile_for(policies: str, *, user: az.Entity | az.EntityUID = ALICE, policy_errors: Any = "skip",
+                **options: Any) -> Prefilter:
+    """The pre-filter of ``policies`` for ``user``; by default with Cedar's own error semantics (the
+    translation's bounds are tested on it), ``policy_errors="deny"`` for the Authorizer's default."""
+    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
     with authz.acting_as(user):
         return compile_prefilter(authz, action=options.pop("action", "read"), **options)
 
@@ -259,6 +262,21 @@ def test_a_forbid_reading_a_missing_attribute_never_excludes() -> None:
     # The dict backends cannot say "missing or <= 3": they leave that forbid out.
     assert pre.to_bedrock() == {"equals": {"key": "dept", "value": "hr"}}
     assert pre.to_mongo() == {"dept": {"$eq": "hr"}}
+
+
+def test_by_default_a_forbid_reading_a_missing_attribute_excludes_the_document() -> None:
+    # Authorizer(policy_errors="deny"): a forbid that errors denies, so it must be false to keep.
+    pre = compile_for(f'{READ} when {{ resource.dept == "hr" }};\n'
+                      "forbid(principal, action, resource) when { resource.level > 3 };",
+                      policy_errors="deny")
+    keep = pre.to_callable()
+    assert keep({"dept": "hr", "level": 1})
+    assert not keep({"dept": "hr"}) and not keep({"dept": "hr", "level": "high"})
+    assert not keep({"dept": "hr", "level": 9})
+    # Guarded by has, the forbid never errors: documents without the attribute are kept, exactly.
+    guarded = "forbid(principal, action, resource) when { resource has level && resource.level > 3 };"
+    pre = compile_for(f"{READ};\n{guarded}", policy_errors="deny")
+    assert pre.exact and pre.to_callable()({}) and not pre.to_callable()({"level": 9})
 
 
 def test_short_circuit_errors_are_followed() -> None:

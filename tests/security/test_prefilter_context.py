@@ -75,7 +75,7 @@ SESSION_RULE = """
 @id("read") permit(principal, action == Action::"read", resource);
 @id("no-confidential-after-untrusted") forbid(principal, action == Action::"read", resource)
   when { context has session && context.session.seen.contains("untrusted") &&
-         resource.classification == "confidential" };
+         resource has classification && resource.classification == "confidential" };
 """
 
 
