@@ -165,9 +165,8 @@ class _Pages:
         return self.render(
             "bench.html", view="bench", form=form, result=result, files=files, actions=choices,
             entities=entity_choices(store) if store else {},
-            schema_data=json.dumps({choice.uid: {"principals": choice.principals,
-                                                 "resources": choice.resources,
-                                                 "skeleton": choice.skeleton} for choice in choices}),
+            schema_data={choice.uid: {"principals": choice.principals, "resources": choice.resources,
+                                      "skeleton": choice.skeleton} for choice in choices},
             scratch_sources={name: self._file_text(name, store) for name in files})
 
     def _file_text(self, name: str, store: PolicyStore | None) -> str:
