@@ -86,6 +86,12 @@ def _open(page: Any, base: str, path: str = "/") -> None:
     page.goto(f"{base}{path}{separator}token={TOKEN}")
 
 
+def _submit(page: Any, selector: str) -> None:
+    """Click what loads another page, and wait for it (``count()`` and the like do not wait)."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def _ask_refund(page: Any, base: str, amount: int) -> None:
     _open(page, base)
     page.select_option("#action", REFUND)
@@ -104,14 +110,15 @@ def test_bench_decides_and_highlights_the_determining_policy_at_its_lines(page: 
     assert not page.locator('table.fields[data-action="Action::\\"read\\""]').is_visible()
     assert page.evaluate("[...document.querySelectorAll('#principals option')]"
                          ".every(o => o.disabled === (o.dataset.type !== 'User'))")
-    page.click("#decide")
+    _submit(page, "#decide")
     assert page.locator("#result h3 .decision").inner_text() == "ALLOW"
     determining = page.locator('.policy.determining[data-policy="refund-finance-limit"]')
     assert determining.locator(".line.hl").count() == 7
     assert determining.locator("a.location").inner_text() == "tools.cedar:31"
     assert page.locator("#elapsed").inner_text().endswith(" ms")
     page.screenshot(path=str(shots / "explorer-bench.png"), full_page=True)
-    determining.locator("a.location").click()
+    with page.expect_navigation():
+        determining.locator("a.location").click()
     assert page.locator("#L31").get_attribute("class") == "line hl"
     assert page.locator("#L37").get_attribute("class") == "line hl"
     assert page.locator("#L30").get_attribute("class") == "line"
@@ -126,7 +133,7 @@ def test_bench_scratch_edit_changes_the_decision_and_says_what_the_files_decide(
     buffer = page.input_value("#scratch-text")
     assert '@id("refund-finance-limit")' in buffer
     page.fill("#scratch-text", buffer.replace("amount <= 1000", "amount <= 100"))
-    page.click("#decide")
+    _submit(page, "#decide")
     assert page.locator("#result h3 .decision").inner_text() == "DENY"
     assert "ALLOW" in page.locator("#what-if").inner_text()
     page.screenshot(path=str(shots / "explorer-scratch.png"), full_page=True)
@@ -135,7 +142,7 @@ def test_bench_scratch_edit_changes_the_decision_and_says_what_the_files_decide(
 def test_bench_shows_a_request_cedar_cannot_build_as_a_denial_with_why(page: Any, explorer: str) -> None:
     _ask_refund(page, explorer, 800)
     page.fill("#context", "{}")
-    page.click("#decide")
+    _submit(page, "#decide")
     assert page.locator("#result h3 .decision").inner_text() == "DENY"
     assert "context" in page.locator("#invalid").inner_text()
 
@@ -144,20 +151,21 @@ def test_audit_log_filters_and_replays_what_if(page: Any, explorer: str, shots: 
     _open(page, explorer, "/audit")
     assert page.locator("tr.event").count() == 5
     page.fill("#f-user", "carol")
-    page.click("#filter")
+    _submit(page, "#filter")
     assert page.locator("tr.event").count() == 2
     page.select_option("#f-decision", "allow")
-    page.click("#filter")
+    _submit(page, "#filter")
     assert page.locator("tr.event").count() == 1
     page.select_option("#f-decision", "")
     page.fill("#f-user", "")
     page.check("#f-replay")
-    page.click("#filter")
+    _submit(page, "#filter")
     assert "1 allow→deny" in page.locator("#replay-summary").inner_text()
     changed = page.locator("tr.event.changed")
     assert changed.count() == 1 and "allow->deny" in changed.inner_text()
     page.screenshot(path=str(shots / "explorer-audit.png"), full_page=True)
-    changed.locator("a.open").click()
+    with page.expect_navigation():
+        changed.locator("a.open").click()
     assert page.locator('.policy.determining[data-policy="refund-finance-limit"] a.location').inner_text() \
         == "tools.cedar:31"
     assert '"amount": 4200' in page.locator("#event-json").inner_text()
@@ -166,11 +174,11 @@ def test_audit_log_filters_and_replays_what_if(page: Any, explorer: str, shots: 
 def test_who_can_do_what_for_a_user_and_for_a_tool(page: Any, explorer: str, shots: Path) -> None:
     _open(page, explorer, "/who")
     page.select_option("#user", 'User::"carol"')
-    page.click("#show-user")
+    _submit(page, "#show-user")
     refund_row = page.locator("#user-actions tr", has_text="issue_refund")
     assert refund_row.locator("td").nth(1).inner_text() == "yes"
     page.select_option("#tool", REFUND)
-    page.click("#show-action")
+    _submit(page, "#show-action")
     assert page.locator("#user-actions").is_visible()  # the user's answer stays beside the tool's
     carol = page.locator("#action-principals tr", has_text='User::"carol"')
     assert carol.locator("td").nth(2).inner_text() == "yes"
@@ -205,7 +213,7 @@ def test_a_hostile_store_and_audit_log_render_as_text_and_run_no_script(page: An
     page.select_option("#action", index=1)
     page.fill("#principal", "User::\"<script>window.__pwned='principal'</script>\"")
     page.fill("#resource", 'Doc::"d"')
-    page.click("#decide")
+    _submit(page, "#decide")
     assert page.locator("#result h3 .decision").inner_text() == "ALLOW"
     assert page.evaluate("window.__pwned") is None
     seen += page.locator("main").inner_text()
