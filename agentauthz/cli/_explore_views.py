@@ -32,7 +32,8 @@ from agentauthz.cli._results import CasesRun, RequestCheckResult
 from agentauthz.policy._files import read_text, schema_files
 from agentauthz.policy._lint import LintReport, lint_directory
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
-from agentauthz.policy._store import DEFAULT_MAX_BYTES, PolicyStore, truncate
+from agentauthz.policy._store import PolicyStore, truncate
+from agentauthz.policy._text import DEFAULT_MAX_BYTES
 from agentauthz.testing._cases import erring_policies
 
 __all__ = [
@@ -464,7 +465,8 @@ def who_can(root: Path, user: str, action: str) -> WhoCan:
                 raise UsageError(f"{truncate(action, 120)}: not an action of the schema")
             kinds = set(chosen.principals)
             answer.principals = [
-                (str(entity.uid), [str(parent) for parent in entity.parents], _may(engine, entity.uid, chosen))
+                (str(entity.uid), [str(parent) for parent in entity.parents],
+                 _may(engine, entity.uid, chosen))
                 for entity in store.entities if entity.uid.type in kinds]
     except UsageError as exc:
         answer.problems.append(str(exc))

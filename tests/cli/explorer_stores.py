@@ -42,13 +42,15 @@ forbid (principal, action, resource) when { false };
 HOSTILE_SCHEMA = """\
 entity User = { note?: String };
 entity Doc;
-action "</script><script>window.__pwned='action'</script>" appliesTo { principal: User, resource: [User, Doc] };
+action "</script><script>window.__pwned='action'</script>"
+  appliesTo { principal: User, resource: [User, Doc] };
 """
 HOSTILE_ENTITIES = [{"uid": {"type": "User", "id": "<script>window.__pwned='principal'</script>"},
                      "attrs": {"note": "<b onmouseover=window.__pwned='attr'>x</b>"}, "parents": []}]
 HOSTILE_EVENT = {
-    "principal": "User::\"<script>window.__pwned='audit'</script>\"", "action": "</td><svg onload=window.__pwned='svg'>",
-    "resource": "Tool::\"x\"", "decision": "deny", "enforced": True, "reasons": ["<i>policy</i>"], "errors": [],
+    "principal": "User::\"<script>window.__pwned='audit'</script>\"",
+    "action": "</td><svg onload=window.__pwned='svg'>", "resource": "Tool::\"x\"", "decision": "deny",
+    "enforced": True, "reasons": ["<i>policy</i>"], "errors": [],
     "fingerprint": "f", "engine": "local", "mode": "enforce", "elapsed_us": 1, "correlation_id": "c",
     "timestamp": 1_780_000_000.0,
 }
@@ -63,7 +65,7 @@ def example_store(root: Path) -> Path:
 
 
 def recorded_audit_log(path: Path) -> Path:
-    """The decisions of :data:`CALLS` on the example store, recorded with their requests, and one stray line."""
+    """The decisions of :data:`CALLS` on the example store, recorded with their requests; one stray line."""
     authz = az.Authorizer.from_directory(EXAMPLE_STORE, audit=[], record_requests=True)
     lines = []
     with capture_decisions() as events:
@@ -86,7 +88,8 @@ def hostile_store(root: Path) -> tuple[Path, Path]:
     (root / "entities.json").write_text(json.dumps(HOSTILE_ENTITIES), encoding="utf-8")
     (root / "schema.cedarschema").write_text(HOSTILE_SCHEMA, encoding="utf-8")
     audit = root.parent / "hostile-audit.jsonl"
-    audit.write_text(json.dumps(HOSTILE_EVENT) + "\n<script>window.__pwned='line'</script>\n", encoding="utf-8")
+    audit.write_text(json.dumps(HOSTILE_EVENT) + "\n<script>window.__pwned='line'</script>\n",
+                     encoding="utf-8")
     return root, audit
 
 

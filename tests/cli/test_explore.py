@@ -1,4 +1,4 @@
-"""``agentauthz explore`` without a browser: the token gate, escaping, loopback, read-only, each view's answer."""
+"""``agentauthz explore`` without a browser: token gate, escaping, loopback, read-only, each view's answer."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from agentauthz.cli._explore import check_bind, new_token, serving
 from agentauthz.cli._explore_app import COOKIE, create_app
 from agentauthz.cli._main import main
 from tests.cli.explorer_stores import (
-    HOSTILE_TEXTS,
     TOKEN,
     example_store,
     hostile_store,
@@ -28,7 +27,8 @@ from tests.cli.explorer_stores import (
 ROUTES = ["/", "/file?name=tools.cedar", "/audit", "/audit/event?file=0&line=1", "/who", "/health",
           "/static/explorer.js", "/static/explorer.css"]
 
-REFUND = {"principal": 'User::"carol"', "action": 'Action::"issue_refund"', "resource": 'Tool::"issue_refund"',
+REFUND = {"principal": 'User::"carol"', "action": 'Action::"issue_refund"',
+          "resource": 'Tool::"issue_refund"',
           "context": '{"input": {"order_id": "o-1", "amount": 4200}}'}
 
 
@@ -114,8 +114,8 @@ def test_a_non_loopback_address_is_refused_unless_allowed(host: str) -> None:
     check_bind(host, allow_remote=True)
 
 
-def test_the_command_refuses_a_non_loopback_bind_with_a_usage_error(store: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_refuses_a_non_loopback_bind_with_a_usage_error(
+        store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explore", str(store), "--host", "0.0.0.0"]) == 2
     assert "--allow-remote" in capsys.readouterr().err
 
@@ -225,7 +225,8 @@ def test_a_scratch_edit_changes_the_decision_without_writing(client: TestClient,
 
 def test_a_scratch_edit_that_does_not_parse_shows_the_problem_at_its_line(client: TestClient) -> None:
     page = client.post(f"/?token={TOKEN}", data={
-        **REFUND, "scratch_file": "tools.cedar", "scratch_text": "permit(principal, action, resource)\nnonsense"}).text
+        **REFUND, "scratch_file": "tools.cedar",
+        "scratch_text": "permit(principal, action, resource)\nnonsense"}).text
     assert "No decision" in page and "tools.cedar:" in page
 
 
@@ -266,8 +267,8 @@ def test_the_audit_log_lists_every_event_and_the_stray_line(client: TestClient) 
     ({"policy": "refund-finance-limit"}, 1), ({"since": "2026-05-28T21:00"}, 4),
     ({"since": "2026-05-28T21:00", "until": "2026-05-28T22:30"}, 2), ({"user": "nobody"}, 0),
 ])
-def test_the_audit_log_filters_by_user_action_decision_policy_and_time(client: TestClient,
-                                                                       params: dict[str, str], rows: int) -> None:
+def test_the_audit_log_filters_by_user_action_decision_policy_and_time(
+        client: TestClient, params: dict[str, str], rows: int) -> None:
     assert _get(client, "/audit", **params).count('<tr class="event') == rows
 
 
@@ -323,7 +324,8 @@ def test_store_health_lists_problems_with_links_to_their_lines(client: TestClien
 
 
 def test_store_health_of_a_store_that_does_not_load_shows_the_errors(client: TestClient, store: Path) -> None:
-    (store / "broken.cedar").write_text("permit(principal, action, resource)\nwhen { nonsense", encoding="utf-8")
+    (store / "broken.cedar").write_text("permit(principal, action, resource)\nwhen { nonsense",
+                                        encoding="utf-8")
     page = _get(client, "/health")
     assert "Errors" in page and "broken.cedar:" in page
     assert "does not load" in page

@@ -21,9 +21,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("starlette", reason="agentauthz explore needs the explore extra")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (test extra)")
-
 from agentauthz.cli._explore import serving
 from tests.cli.explorer_stores import (
     HOSTILE_TEXTS,
@@ -33,7 +30,11 @@ from tests.cli.explorer_stores import (
     recorded_audit_log,
 )
 
-CHROMIUM = os.environ.get("AGENTAUTHZ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+pytest.importorskip("starlette", reason="agentauthz explore needs the explore extra")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (test extra)")
+
+CHROMIUM = (os.environ.get("AGENTAUTHZ_CHROMIUM") or shutil.which("chromium")
+            or shutil.which("chromium-browser"))
 if CHROMIUM is None:
     pytest.skip("no chromium browser on this machine (.ci/run installs Debian's with apt): the explorer's "
                 "browser tests are skipped", allow_module_level=True)
