@@ -1033,3 +1033,12 @@ approval_cases = st.tuples(
     st.sampled_from(["bob", "eve", "carol"]),
     st.sampled_from([5, 500, 5000]),
 )
+
+
+# -- the decision explorer (tests/cli/test_explore.py): text that is markup if not escaped ----------
+
+#: Any text an audit line or a store may carry, wrapped in a marker tag (``<zz ...>``): a page shows
+#: it escaped or ``<zz`` appears raw.
+markup_values = st.text(
+    alphabet=st.sampled_from('<>&"\'/=; \\abc\u00e9\u2028`'), max_size=24,
+).map(lambda text: f"<zz {text}>")

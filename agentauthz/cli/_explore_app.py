@@ -49,6 +49,8 @@ __all__ = ["COOKIE", "create_app"]
 ASSETS = Path(__file__).parent / "explore_assets"
 #: The cookie that carries the token after the first request.
 COOKIE = "agentauthz_explore"
+#: Most events the log page lists at once (the counts above it cover them all).
+MAX_ROWS = 1000
 #: Largest form body read (a scratch edit of a policy file fits well within it).
 MAX_BODY = 2 * 1024 * 1024
 _HEADERS = {
@@ -198,7 +200,8 @@ class _Pages:
         store, problem = self._store()
         log = read_audit(self.audit_files, against=store if what_if and store else None)
         rows = [row for row in log.rows if wanted.keeps(row)]
-        return self.render("audit.html", view="audit", log=log, rows=rows, wanted=wanted,
+        return self.render("audit.html", view="audit", log=log, rows=rows[:MAX_ROWS], matching=len(rows),
+                           wanted=wanted,
                            what_if=what_if, problem=problem if what_if else "")
 
     async def event(self, request: Request) -> Response:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 pytest.importorskip("starlette", reason="agentauthz explore needs the explore extra")
 
@@ -17,12 +19,14 @@ from agentauthz.cli._explore import check_bind, new_token, serving
 from agentauthz.cli._explore_app import COOKIE, create_app
 from agentauthz.cli._main import main
 from tests.cli.explorer_stores import (
+    HOSTILE_EVENT,
     TOKEN,
     example_store,
     hostile_store,
     recorded_audit_log,
     tree_state,
 )
+from tests.strategies import markup_values
 
 ROUTES = ["/", "/file?name=tools.cedar", "/audit", "/audit/event?file=0&line=1", "/who", "/health",
           "/static/explorer.js", "/static/explorer.css"]
@@ -163,11 +167,34 @@ def test_markup_in_policies_entities_and_audit_lines_is_escaped_on_every_page(tm
     assert "&lt;img src=x onerror=window.__pwned=&#39;id&#39;&gt;" in bench
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(principal=markup_values, action=markup_values, reason=markup_values, error=markup_values)
+def test_any_markup_in_an_audit_event_is_escaped_in_the_log_and_the_event_page(
+        tmp_path: Path, principal: str, action: str, reason: str, error: str) -> None:
+    log = tmp_path / "markup.jsonl"
+    event = {**HOSTILE_EVENT, "principal": principal, "action": action, "reasons": [reason],
+             "errors": [error]}
+    log.write_text(json.dumps(event) + "\n" + principal + "\n", encoding="utf-8")
+    client = TestClient(create_app(tmp_path, [log], TOKEN))
+    for page in (_get(client, "/audit"), _get(client, "/audit", policy=reason),
+                 _get(client, "/audit/event", file="0", line="1")):
+        assert "<zz" not in page
+        assert "&lt;zz" in page
+
+
 def test_the_schema_data_of_the_bench_cannot_close_its_script_element(tmp_path: Path) -> None:
     root, audit = hostile_store(tmp_path / "hostile")
     page = _get(TestClient(create_app(root, [audit], TOKEN)), "/")
     data = page.split('id="schema-data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and "\\u003c/script\\u003e" in data
+
+
+def test_a_long_audit_log_lists_the_first_thousand_matching_events(tmp_path: Path) -> None:
+    log = tmp_path / "long.jsonl"
+    log.write_text((json.dumps(HOSTILE_EVENT) + "\n") * 1005, encoding="utf-8")
+    page = _get(TestClient(create_app(tmp_path, [log], TOKEN)), "/audit")
+    assert "1005 events, 1005 match, the first 1000 shown" in page
+    assert page.count('<tr class="event') == 1000
 
 
 # -- read-only ---------------------------------------------------------------------------------
