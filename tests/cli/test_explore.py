@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -356,3 +358,26 @@ def test_store_health_of_a_store_that_does_not_load_shows_the_errors(client: Tes
     page = _get(client, "/health")
     assert "Errors" in page and "broken.cedar:" in page
     assert "does not load" in page
+
+
+# -- the command ----------------------------------------------------------------------------------------
+
+
+def test_the_command_prints_a_loopback_url_with_a_token_that_opens_the_page(store: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "agentauthz", "explore", str(store)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("agentauthz explore: http://127.0.0.1:"), line + process.stderr.read()
+        url = line.split(": ", 1)[1].strip()
+        token = url.split("token=", 1)[1]
+        assert len(token) >= 40
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert "Test bench" in answer.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url.replace(token, "x" * len(token)), timeout=10)
+        assert refused.value.code == 403
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
