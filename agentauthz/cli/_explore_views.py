@@ -107,10 +107,9 @@ def _fields(types: SchemaTypes, declared: Mapping[str, Any], namespace: str, pat
         for name, attribute in (declared.get("attributes") or {}).items():
             resolved = types.resolve(attribute, namespace) or {}
             required = attribute.get("required", True) is not False
-            out.append((f"{path}.{name}", _type_name(resolved), required))
-            value = _fields(types, resolved, namespace, f"{path}.{name}", out, depth + 1)
-            if required:
-                sample[name] = value
+            out.append((f"{path}.{name}", _type_name(types, resolved, namespace), required))
+            if required:  # an optional attribute is listed, its insides are not: the sample leaves it out
+                sample[name] = _fields(types, resolved, namespace, f"{path}.{name}", out, depth + 1)
         return sample
     if kind == "Entity":
         return {"__entity": {"type": declared.get("name"), "id": ""}}
@@ -119,13 +118,13 @@ def _fields(types: SchemaTypes, declared: Mapping[str, Any], namespace: str, pat
     return {"Long": 0, "Boolean": False, "Set": []}.get(str(kind), "")
 
 
-def _type_name(resolved: Mapping[str, Any]) -> str:
+def _type_name(types: SchemaTypes, resolved: Mapping[str, Any], namespace: str, depth: int = 0) -> str:
     kind = str(resolved.get("type", "?"))
     if kind in ("Entity", "Extension"):
         return str(resolved.get("name", kind))
-    if kind == "Set":
-        element = resolved.get("element")
-        return f"Set<{element.get('type', '?') if isinstance(element, Mapping) else '?'}>"
+    if kind == "Set" and depth < 8:
+        element = types.resolve(resolved.get("element"), namespace) or {}
+        return f"Set<{_type_name(types, element, namespace, depth + 1)}>"
     return kind
 
 
