@@ -355,7 +355,7 @@ class AuditLog:
     """The loaded audit files.
 
     Attributes:
-        files: the files as named.
+        files: the files' names (without their folders: the page shows them).
         rows: every event, file by file.
         unreadable: ``(file, line, why)`` of lines that are no audit event.
         replays: with a what-if replay, its report per file.
@@ -390,12 +390,12 @@ def read_audit(paths: Sequence[Path], *, against: PolicyStore | None = None) -> 
 
     A file that cannot be read is reported among the unreadable lines (line 0).
     """
-    log = AuditLog([str(path) for path in paths])
+    log = AuditLog([path.name for path in paths])
     for source, path in enumerate(paths):
         try:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as exc:
-            log.unreadable.append((str(path), 0, f"cannot read ({exc.strerror})"))
+            log.unreadable.append((path.name, 0, f"cannot read ({exc.strerror})"))
             continue
         changes: dict[int, str] = {}
         if against is not None:
@@ -407,7 +407,7 @@ def read_audit(paths: Sequence[Path], *, against: PolicyStore | None = None) -> 
                 continue
             event, why = parse_event(line)
             if event is None:
-                log.unreadable.append((str(path), number, why))
+                log.unreadable.append((path.name, number, why))
                 continue
             change = None if against is None else changes.get(number, "")
             log.rows.append(AuditRow(source, number, event, change))
