@@ -137,8 +137,8 @@ class _Pages:
     def render(self, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
         store, problem = self._store()
         page = self.templates.get_template(template).render(
-            root=self.root.resolve().name or str(self.root), summary=store_summary(store) if store else problem,
-            token=self.token, **values)
+            root=self.root.resolve().name or str(self.root),
+            summary=store_summary(store) if store else problem, token=self.token, **values)
         return HTMLResponse(page, status_code=status)
 
     def _store(self) -> tuple[PolicyStore | None, str]:

@@ -29,7 +29,7 @@ from agentauthz.cli._author import check_request, decide_cases, load_store, pars
 from agentauthz.cli._common import UsageError
 from agentauthz.cli._replay import Change, ReplayReport, parse_event, replay
 from agentauthz.cli._results import CasesRun, RequestCheckResult
-from agentauthz.policy._files import read_text, schema_files
+from agentauthz.policy._files import read_text, schema_files, store_files
 from agentauthz.policy._lint import LintReport, lint_directory
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
 from agentauthz.policy._store import PolicyStore, truncate
@@ -276,7 +276,7 @@ def store_file(root: Path, name: str, store: PolicyStore | None) -> str:
     if store is not None:
         allowed.update(policy.source for policy in store.policies)
     else:
-        allowed.update(path.relative_to(root).as_posix() for path in root.rglob("*.cedar"))
+        allowed.update(path.relative_to(root).as_posix() for path in store_files(root, (".cedar",), []))
     if name not in allowed:
         raise UsageError(f"{truncate(name, 120)}: not a file of this store")
     return read_text(root / name, name, DEFAULT_MAX_BYTES)

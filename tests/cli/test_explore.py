@@ -382,3 +382,12 @@ def test_the_command_prints_a_loopback_url_with_a_token_that_opens_the_page(stor
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_who_of_a_store_that_does_not_load_says_so_and_shows_no_permission(client: TestClient,
+                                                                           store: Path) -> None:
+    (store / "broken.cedar").write_text("permit(principal, action, resource)\nwhen { nonsense",
+                                        encoding="utf-8")
+    page = _get(client, "/who", user='User::"carol"', action='Action::"issue_refund"')
+    assert "the store does not load" in page and "broken.cedar:" in page
+    assert 'id="user-actions"' not in page and 'id="action-principals"' not in page
