@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import ipaddress
 import secrets
 import socket
@@ -29,6 +30,8 @@ from agentauthz.cli._common import EXIT_OK, Subparsers, UsageError
 
 __all__ = ["add_explore_command", "check_bind", "new_token", "serving"]
 
+#: What the explore extra brings, by module name.
+EXTRA_MODULES = ("starlette", "uvicorn", "jinja2")
 INSTALL_HINT = "agentauthz explore needs the explore extra: pip install 'agentauthz[explore]'"
 
 
@@ -69,6 +72,9 @@ def run_explore_command(args: argparse.Namespace) -> int:
     check_bind(args.host, allow_remote=args.allow_remote)
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be between 0 and 65535")
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"{INSTALL_HINT} ({', '.join(missing)} missing)")
     token = new_token()
     with serving(root, audit, token, host=args.host, port=args.port) as url:
         print(f"agentauthz explore: {url}", flush=True)

@@ -391,3 +391,12 @@ def test_who_of_a_store_that_does_not_load_says_so_and_shows_no_permission(clien
     page = _get(client, "/who", user='User::"carol"', action='Action::"issue_refund"')
     assert "the store does not load" in page and "broken.cedar:" in page
     assert 'id="user-actions"' not in page and 'id="action-principals"' not in page
+
+
+def test_without_the_extra_the_command_names_the_install_line(store: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import agentauthz.cli._explore as explore
+
+    monkeypatch.setattr(explore, "EXTRA_MODULES", ("starlette", "no_such_module_of_the_explore_extra"))
+    assert main(["explore", str(store)]) == 2
+    assert "pip install 'agentauthz[explore]'" in capsys.readouterr().err
