@@ -98,11 +98,19 @@ def add_explore_command(commands: Subparsers) -> None:
     add(commands)
 
 
+def add_agentcore_command(commands: Subparsers) -> None:
+    """``agentauthz agentcore export|diff|push|pull``: AgentCore Gateway policy engines."""
+    from agentauthz.cli._agentcore import add_agentcore_command as add
+
+    add(commands)
+
+
 # -- driver -----------------------------------------------------------------------------
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_schema_command, add_validate_command, add_test_command, add_check_command,
-    add_format_command, add_replay_command, add_avp_commands, add_explore_command,
+    add_format_command, add_replay_command, add_avp_commands, add_agentcore_command,
+    add_explore_command,
 )
 
 

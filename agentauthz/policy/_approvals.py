@@ -24,11 +24,10 @@ beside it under ``&&``. Anything cleverer is refused, never guessed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import cedarpy
+from agentauthz.policy._cedar_checks import policy_json
 
 if TYPE_CHECKING:
     from agentauthz.policy._store import Policy, TemplateLink
@@ -80,7 +79,7 @@ def approval_problems(policies: Sequence[Policy]) -> list[str]:
         if value != _REQUIRED:
             problems.append(f'{policy.location}: @approval({value!r}) must be "required"')
             continue
-        body = _policy_json(policy.text)
+        body = policy_json(policy.text)
         if body is None or body.get("effect") != "forbid":
             problems.append(f'{policy.location}: {policy.id} is @approval("required") but is no '
                             "forbid: only a forbid can be lifted by an approval")
@@ -102,9 +101,9 @@ def lifted_by_approval(policy: Mapping[str, Any]) -> bool:
 
     Example:
         >>> head = "forbid(principal, action, resource) when { context.input.amount > 9 "
-        >>> lifted_by_approval(_policy_json(head + "&& !context.session.approved };"))
+        >>> lifted_by_approval(policy_json(head + "&& !context.session.approved };"))
         True
-        >>> lifted_by_approval(_policy_json(head + "|| !context.session.approved };"))
+        >>> lifted_by_approval(policy_json(head + "|| !context.session.approved };"))
         False
     """
     for condition in policy.get("conditions") or ():
@@ -181,15 +180,3 @@ def _session_present(node: Any) -> bool:
     test = node["has"]
     return bool((test.get("left") == {"Var": "context"} and test.get("attr") == "session") or (
         test.get("left") == _APPROVED["."]["left"] and test.get("attr") == "approved"))
-
-
-def _policy_json(text: str) -> dict[str, Any] | None:
-    """The Cedar JSON of one policy or template (None if it does not convert)."""
-    try:
-        document = json.loads(cedarpy.policies_to_json_str(text))
-    except (ValueError, TypeError):
-        return None
-    for group in ("staticPolicies", "templates"):
-        for body in (document.get(group) or {}).values():
-            return dict(body)
-    return None

@@ -38,6 +38,7 @@ from agentauthz.policy._cedar_checks import (
     entity_handle,
     parse_problems,
     parse_schema,
+    policy_json,
     validation_problems,
 )
 from agentauthz.policy._files import parse_json, read_text, schema_files, store_entry, store_files
@@ -125,9 +126,25 @@ class PolicySnapshot:
     schema_source: str = "<schema>"
     approvable: frozenset[str] = frozenset()
 
+    _effects: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
         return self.ids_by_position.get(positional, positional)
+
+    def effect_of(self, policy_id: str) -> str | None:
+        """``"permit"`` or ``"forbid"`` for a policy, template or link id; None for an unknown id.
+
+        Worked out on first use (it is needed only when a policy fails to
+        evaluate) and remembered for this version.
+        """
+        if policy_id not in self._effects:
+            template = next((link.template for link in self.links if link.id == policy_id), policy_id)
+            text = next((policy.text for policy in self.policies if policy.id == template), None)
+            body = policy_json(text) if text is not None else None
+            effect = body.get("effect") if body is not None else None
+            self._effects[policy_id] = effect if effect in ("permit", "forbid") else None
+        return self._effects[policy_id]
 
 
 class PolicyStore:
@@ -285,6 +302,24 @@ class PolicyStore:
     def schema_source(self) -> str:
         """Where the schema was read: its file name (relative to the store), or ``<schema>``."""
         return self._snapshot.schema_source
+
+    def effect_of(self, policy_id: str, *, version: str | None = None) -> str | None:
+        """``"permit"`` or ``"forbid"`` for a policy, template or link id of this store, else None.
+
+        Args:
+            policy_id: a store id, as a decision's reasons and errors name it.
+            version: the ``policy_version`` of the decision asking; after a
+                reload the id may name another policy, so the answer is None.
+
+        Example:
+            >>> store = PolicyStore.from_text('@id("no") forbid(principal, action, resource);')
+            >>> store.effect_of("no"), store.effect_of("nope")
+            ('forbid', None)
+        """
+        snapshot = self._snapshot
+        if version is not None and version != snapshot.fingerprint:
+            return None
+        return snapshot.effect_of(policy_id)
 
     @property
     def fingerprint(self) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,8 @@ from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.policy._store import PolicyStore, redact, truncate
 from agentauthz.session._approvals import ApprovalRequest, approval_probe
-from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name
+from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name, provenance_problems
+from agentauthz.session._provenance import RETRIEVED, ProvenanceStore, argument_provenance, source_keys
 from agentauthz.session._session import (
     FULL_SHAPE,
     Approval,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
     from agentauthz.tools._spec import ToolSpec
 
-__all__ = ["CallPlan", "SessionAdmission", "store_failure"]
+__all__ = ["STORE_FAILED", "CallPlan", "SessionAdmission", "store_failure"]
 
 BUSY = "the session kept changing while the call was decided; try again"
 REPEATED = "a call with this id already completed in this session: it does not run again"
@@ -71,9 +72,13 @@ CallPlan = tuple[EntityUID, dict[str, Any], frozenset[str]]
 """A call's action uid, the values of its summed arguments, and the labels it reads."""
 
 
+STORE_FAILED = "session store failed"
+"""How the error of a decision denied because the session store failed begins (metrics count them)."""
+
+
 def store_failure(exc: BaseException) -> str:
     """The error a decision carries when the session store failed (no values, truncated)."""
-    return f"session store failed: {type(exc).__name__}: {truncate(redact(str(exc)))}"
+    return f"{STORE_FAILED}: {type(exc).__name__}: {truncate(redact(str(exc)))}"
 
 
 class SessionAdmission:
@@ -86,6 +91,7 @@ class SessionAdmission:
     def __init__(self, authz: Authorizer) -> None:
         self.authz = authz
         self._schema_cache: SessionSchema | None = None
+        self._provenance_checked: object = None
 
     # -- binding -----------------------------------------------------------------------
 
@@ -156,6 +162,25 @@ class SessionAdmission:
         """
         self.schema().check(ProducedFacts())
 
+    def check_provenance(self) -> None:
+        """Refuse policies that read ``context.provenance`` no request would carry (once per store version).
+
+        Raises:
+            ConfigurationError: naming each policy and what would fill it.
+        """
+        store = getattr(self.authz.engine, "store", None)
+        if not isinstance(store, PolicyStore):
+            return
+        snapshot = store.snapshot
+        if snapshot.fingerprint == self._provenance_checked:
+            return
+        config = self.authz.session_config.provenance
+        problems = provenance_problems(snapshot.policies, config.tools if config is not None else None)
+        if problems:
+            raise ConfigurationError("policies read context.provenance that no request carries (a forbid "
+                                     "would never apply): " + "; ".join(problems))
+        self._provenance_checked = snapshot.fingerprint
+
     def shape(self, action: EntityUID) -> SessionShape | None:
         """The action's ``context.session`` shape, once every fact read is known to be filled."""
         known = self.schema()
@@ -217,24 +242,79 @@ class SessionAdmission:
                 kinds.setdefault(action_name(name), {}).setdefault(argument, "Long")
         return session_record(facts, shape, approved=approved, actions=actions, sum_kinds=kinds)
 
-    def add_to_context(self, session: Session, context: dict[str, Any], principal: EntityUID,
+    def add_to_context(self, session: Session | None, context: dict[str, Any], principal: EntityUID,
                        action: EntityUID, resource: EntityUID, facts: SessionFacts | None) -> None:
-        """Put the bound session's record in a request's context, if its action declares one.
+        """Put the bound session's record, and the provenance of a tracked tool's arguments, in a context.
+
+        ``context.session`` goes in when the action declares one;
+        ``context.provenance`` and ``context.provenance_all`` when
+        ``SessionConfig.provenance`` tracks the action (with no session bound
+        every argument has no label: nothing was registered).
 
         Raises:
-            ConfigurationError: the context already sets ``session``.
+            ConfigurationError: the context already sets ``session`` or a
+                provenance attribute, or the schema declares no
+                ``context.provenance`` for a tracked action.
             IdentityError: the session belongs to another end user.
             Refused: the store failed (the request's refusal is audited).
         """
-        if "session" in context:
-            raise ConfigurationError(
-                "context['session'] comes from the bound session: do not set it as well")
-        shape = self.shape(action)
-        if shape is None:
-            return  # the action declares no context.session
-        if facts is None:
-            facts = self.loaded(session, [Request(principal, action, resource, dict(context))])[0]
-        context["session"] = self.record(shape, facts, principal, action, resource, context)
+        if session is not None:
+            if "session" in context:
+                raise ConfigurationError(
+                    "context['session'] comes from the bound session: do not set it as well")
+            shape = self.shape(action)
+            if shape is not None:
+                if facts is None:
+                    facts = self.loaded(session, [Request(principal, action, resource, dict(context))])[0]
+                context["session"] = self.record(shape, facts, principal, action, resource, context)
+        if self.authz.session_config.provenance is not None:
+            self._add_provenance(session, context, principal, action, resource, facts)
+
+    def _add_provenance(self, session: Session | None, context: dict[str, Any], principal: EntityUID,
+                        action: EntityUID, resource: EntityUID, facts: SessionFacts | None) -> None:
+        config = self.authz.session_config.provenance
+        assert config is not None
+        self.check_provenance()
+        for name in ("provenance", "provenance_all"):
+            if name in context:
+                raise ConfigurationError(
+                    f"context[{name!r}] comes from the session's provenance: do not set it")
+        if not config.tracks(action.id):
+            return
+        shapes = self.schema().shapes
+        names: frozenset[str] | None = None
+        if shapes is not None:
+            names = shapes.provenance(action)
+            if names is None and action.id not in config.tools:
+                return  # tracked by "*": an action whose schema declares no provenance gets none
+            if names is None:
+                raise ConfigurationError(
+                    f"Provenance.tools tracks {action} but the schema declares no context.provenance "
+                    "for it: regenerate the schema (agentauthz schema generate) with the same configuration")
+        arguments = context.get("input")
+        arguments = arguments if isinstance(arguments, Mapping) else {}
+
+        def bare() -> list[Request]:  # built only to audit a refusal: converting a context costs
+            return [Request(principal, action, resource, dict(context))]
+
+        if session is None:
+            def lookup(keys: Collection[str]) -> Mapping[str, Collection[str]]:
+                return {}
+        else:
+            if facts is None:
+                self.loaded(session, bare())  # the session must be this end user's before it lends labels
+            found = getattr(session.store, "provenance", None)  # not isinstance: a Protocol check is slow
+            if not callable(found):
+                raise ConfigurationError(f"{type(session.store).__name__} keeps no provenance")
+
+            def lookup(keys: Collection[str]) -> Mapping[str, Collection[str]]:
+                return found(session.id, keys)  # type: ignore[no-any-return]
+        try:
+            union, every = argument_provenance(arguments, lookup, config.extractors, names)
+        except Exception as exc:  # a failing store denies, never decides on missing labels
+            raise Refused(self.authz._deny_unasked(bare(), store_failure(exc))) from exc
+        context["provenance"] = union
+        context["provenance_all"] = every
 
     def labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
         """The labels (``SessionConfig.labels``) of these resources, as given or stored."""
@@ -279,6 +359,27 @@ class SessionAdmission:
             extra["answered_by"] = by
         self.authz._audit_session_operation(request.principal, "approve", request.session_id,
                                             Decision(allowed=answer == "granted"), extra)
+    def register_documents(self, session: Session, documents: Iterable[tuple[Any, EntityUID]],
+                           given: Mapping[EntityUID, Entity]) -> None:
+        """Register retrieved items let through as sources: label ``retrieved`` and their resource's labels.
+
+        Raises:
+            IdentityError: the session belongs to another end user.
+        """
+        config = self.authz.session_config.provenance
+        store = session.store
+        if config is None or not isinstance(store, ProvenanceStore):
+            return
+        keys: dict[str, set[str]] = {}
+        for item, uid in documents:
+            text = config.text_of(item)
+            if not text:
+                continue
+            labels = {RETRIEVED, *self.labels([uid], given)}
+            for key in source_keys(text, config.extractors):
+                keys.setdefault(key, set()).update(labels)
+        if keys:
+            store.add_provenance(session.id, keys, owner=str(self.authz.current_principal()))
 
     # -- admitting a call --------------------------------------------------------------
 
@@ -295,6 +396,16 @@ class SessionAdmission:
             decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                   inputs["context"])
             return ToolCall(decision, call_id=key, external_id=call_id)
+        call = yield from self._admitted(session, key, inputs, arguments, spec, call_id)
+        call.action = authz.engine.resolve_action(inputs["action"]).id
+        call.result_label = spec.provenance if spec is not None else None
+        return call
+
+    def _admitted(self, session: Session, key: str, inputs: Mapping[str, Any],
+                  arguments: Mapping[str, Any] | None, spec: ToolSpec | None,
+                  call_id: str | None) -> Plan[ToolCall]:
+        """The call decided on the session's facts and admitted there (retried while it changes)."""
+        authz = self.authz
         plan = self.call_plan(inputs, arguments, spec)
         held: Held = []
         for attempt in range(authz.session_config.max_attempts):

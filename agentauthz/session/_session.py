@@ -17,6 +17,14 @@ from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueEr
 from agentauthz._identity import bound_identity, bound_session, no_end_user
 from agentauthz._model import Decision, Entity, EntityUID, ExtensionValue, decimal, to_cedar_value
 from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+from agentauthz.session._provenance import (
+    APPROVED,
+    USER,
+    Provenance,
+    ProvenanceStore,
+    ResultLabel,
+    source_keys,
+)
 from agentauthz.session._stores import (
     Approval,
     CallRecord,
@@ -82,7 +90,8 @@ class SessionConfig:
     Attributes:
         store: where sessions live; default: a :class:`MemorySessionStore` of
             the Authorizer. Use :class:`SQLiteSessionStore` when several
-            processes serve one conversation.
+            processes of one host serve one conversation, and
+            :class:`~agentauthz.session.DynamoDBSessionStore` for a fleet.
         labels: the resource attribute(s) whose values are the labels recorded
             in ``seen`` (a String or Set<String> attribute each), or a callable
             of the resource Entity returning its labels. Default ``"labels"``.
@@ -104,6 +113,10 @@ class SessionConfig:
         approvals: how calls held for a person's approval are approved
             (:class:`~agentauthz.session._approvals.ApprovalConfig`; see
             ``docs/approvals.md``).
+        provenance: where the values of tool arguments came from
+            (:class:`~agentauthz.session.Provenance`: the tools whose calls
+            carry ``context.provenance``, the labels of tool results); None
+            records none. Needs a store that keeps provenance (memory, SQLite).
     """
 
     store: SessionStore | None = None
@@ -117,6 +130,7 @@ class SessionConfig:
     clock: Callable[[], float] = time.time
     max_attempts: int = 200
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         if self.history < 0:
@@ -133,6 +147,13 @@ class SessionConfig:
         if self.store is not None and not isinstance(self.store, SessionStore):
             raise ConfigurationError(
                 f"{type(self.store).__name__} does not implement the SessionStore protocol")
+        if self.provenance is not None and not isinstance(self.provenance, Provenance):
+            raise ConfigurationError("SessionConfig.provenance takes an agentauthz.session.Provenance")
+        if self.provenance is not None and self.store is not None and not isinstance(
+                self.store, ProvenanceStore):
+            raise ConfigurationError(
+                f"{type(self.store).__name__} keeps no provenance (add_provenance/provenance): "
+                "SessionConfig.provenance needs a store that does")
 
 
 class Session:
@@ -274,6 +295,8 @@ class Session:
         )
         with self._writing(principal, "approve"):
             self.store.approve(self.id, approval)
+        if arguments:
+            self._register(principal, "approve", arguments, (APPROVED,))
         return approval
 
     def revoke(self, approval: Approval) -> bool:
@@ -292,6 +315,73 @@ class Session:
         principal = self.acting_for()
         with self._writing(principal, "see"):
             self.store.add_labels(self.id, labels, owner=str(principal))
+
+    def user_said(self, text: str) -> None:
+        """Register what the end user said (their own message): its values carry the label ``user``.
+
+        Call it with the human's message only (integrations do it where they
+        see it), never with model output or tool results: whatever it
+        registers becomes as trusted as the user. Does nothing unless
+        ``SessionConfig.provenance`` is set.
+
+        Raises:
+            InvalidValueError: ``text`` is not a string.
+            IdentityError: no end user to act for, or the session is another's.
+
+        Example:
+            >>> s = Session("c-2", MemorySessionStore(), SessionConfig(provenance=Provenance(tools={"pay"})),
+            ...             owner=EntityUID("User", "alice"))
+            >>> s.user_said("Pay my rent to DE89 3704 0044 0532 0130 00")
+            >>> s.provenance_of("de89370400440532013000"), s.provenance_of("GB33BUKB20201555555555")
+            (['user'], [])
+        """
+        if not isinstance(text, str):
+            raise InvalidValueError(f"user_said takes the user's text, not {type(text).__name__}")
+        self._register(self.acting_for(), "user_said", text, (USER,))
+
+    def register(self, value: Any, *labels: str) -> None:
+        """Register a source: ``value`` (text, or a tool result's structure) with its labels.
+
+        For sources the integrations do not see: an e-mail the application
+        fetched itself (``s.register(body, "untrusted")``), a payee list
+        (``s.register(payees, "payee")``). Does nothing unless
+        ``SessionConfig.provenance`` is set.
+
+        Raises:
+            InvalidValueError: no label, or a label that is not a non-empty string.
+            IdentityError: no end user to act for, or the session is another's.
+        """
+        if not labels or not all(isinstance(label, str) and label for label in labels):
+            raise InvalidValueError("register needs one or more labels (non-empty strings)")
+        self._register(self.acting_for(), "register", value, labels)
+
+    def provenance_of(self, value: str | int) -> list[str]:
+        """The labels of the sources ``value`` appears in (what an argument with this value gets)."""
+        from agentauthz.session._provenance import value_keys
+
+        config = self.config.provenance
+        if config is None or not isinstance(self.store, ProvenanceStore):
+            return []
+        self.state()  # checks the owner
+        found = self.store.provenance(self.id, value_keys(value, config.extractors))
+        return sorted(set().union(*found.values())) if found else []
+
+    def _register(self, principal: EntityUID, operation: str, value: Any, labels: Iterable[str],
+                  excluded: Any = None) -> None:
+        """Register the keys of ``value`` with ``labels``, except those of ``excluded`` (the model's)."""
+        config = self.config.provenance
+        if config is None:
+            return
+        if not isinstance(self.store, ProvenanceStore):
+            raise ConfigurationError(f"{type(self.store).__name__} keeps no provenance")
+        keys = source_keys(value, config.extractors)
+        if excluded is not None:
+            keys -= source_keys(excluded, config.extractors)
+        if not keys:
+            return
+        chosen = tuple(labels)
+        with self._writing(principal, operation):
+            self.store.add_provenance(self.id, {key: chosen for key in keys}, owner=str(principal))
 
     def state(self) -> SessionSnapshot:
         """What is recorded now (completed calls; in-flight ones in ``pending``)."""
@@ -541,7 +631,27 @@ class SchemaShapes:
                 if shape is not None:
                     yield action, shape
 
-    def _shape(self, action: EntityUID) -> SessionShape | None:
+    def provenance(self, action: EntityUID) -> frozenset[str] | None:
+        """The arguments ``context.provenance`` declares for ``action``; None when it declares none.
+
+        Example:
+            >>> shapes = SchemaShapes('entity U; action pay appliesTo { principal: U, resource: U, '
+            ...     'context: { provenance: { to: Set<String> }, provenance_all: { to: Set<String> } } };')
+            >>> sorted(shapes.provenance(EntityUID("Action", "pay")))
+            ['to']
+        """
+        found = self._context_attribute(action, "provenance")
+        if found is None:
+            return None
+        record, namespace = found
+        return frozenset(self._resolve(record, namespace).get("attributes") or {})
+
+    def declares(self, action: EntityUID, name: str) -> bool:
+        """Whether ``action``'s context declares attribute ``name``."""
+        return self._context_attribute(action, name) is not None
+
+    def _context_attribute(self, action: EntityUID, name: str) -> tuple[Mapping[str, Any], str] | None:
+        """The declared type of ``context.<name>`` of ``action`` (and its namespace), if declared."""
         namespace = action.type[: -len("Action")].removesuffix("::") if action.type.endswith(
             "Action") else ""
         body = self.document.get(namespace) or {}
@@ -552,9 +662,14 @@ class SchemaShapes:
         if not isinstance(context, Mapping):
             return None
         context = self._resolve(context, namespace)
-        session = (context.get("attributes") or {}).get("session")
-        if not isinstance(session, Mapping):
+        declared = (context.get("attributes") or {}).get(name)
+        return (declared, namespace) if isinstance(declared, Mapping) else None
+
+    def _shape(self, action: EntityUID) -> SessionShape | None:
+        found = self._context_attribute(action, "session")
+        if found is None:
             return None
+        session, namespace = found
         session = self._resolve(session, namespace)
         if session.get("type") != "Record":
             return None
@@ -778,6 +893,9 @@ class ToolCall:
             else None.
         used_approval: the single-use approval the call used up, if any (for
             the application's records, e.g. an "approved" provenance label).
+        action: the call's action name (None for a call decided without a session).
+        result_label: the tool's own labelling of its results
+            (``@authz.guard(provenance=...)``), if any.
 
     Example:
         >>> import agentauthz as az
@@ -794,10 +912,13 @@ class ToolCall:
     """
 
     def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
-                 reserved: bool = False, external_id: str | None = None) -> None:
+                 reserved: bool = False, external_id: str | None = None, action: str | None = None,
+                 result_label: ResultLabel | None = None) -> None:
         self.decision = decision
         self.call_id = call_id
         self.external_id = external_id
+        self.action = action
+        self.result_label = result_label
         self.arguments: dict[str, Any] = {}
         self.approval: ApprovalRequest | None = None
         self.used_approval: Approval | None = None
@@ -837,6 +958,34 @@ class ToolCall:
             return
         session = self.session
         self._settle("release", lambda: session.store.release(session.id, self.call_id))
+
+    def record_result(self, result: Any) -> None:
+        """Register what the tool returned as a source of the session, with the tool's result labels.
+
+        Call it once the tool returned and before its result reaches the model
+        (guarded tools and the integrations do). The values of the call's own
+        arguments (and the identifiers in them) are not registered from its
+        result: the model chose them, and a result echoing them must not lend
+        them its label. A result that cannot be
+        registered (the store failed) raises: it must not reach the model
+        unlabelled. Does nothing without ``SessionConfig.provenance``, or for
+        a call that was not admitted.
+
+        Raises:
+            InvalidValueError: a labelling function returned no labels.
+            IdentityError: the session is another end user's.
+        """
+        session = self.session
+        if session is None or not self.admits or self.action is None:
+            return
+        config = session.config.provenance
+        if config is None:
+            return
+        labels = config.result_labels(self.action, result, self.result_label)
+        if labels:
+            # What the model put into the call never takes the result's label from it: a tool
+            # labelled "trusted" that echoes its arguments would otherwise launder them.
+            session._register(session.acting_for(), "result", result, labels, excluded=self.arguments)
 
     def _settle(self, step: str, attempt: Callable[[], Any]) -> Any:
         for tried in range(1, _SETTLE_ATTEMPTS + 1):

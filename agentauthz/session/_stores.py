@@ -40,7 +40,7 @@ import sqlite3
 import stat
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,8 +178,9 @@ class SessionSnapshot:
 class SessionStore(Protocol):
     """Where sessions live. Implementations must be safe for concurrent use.
 
-    Implementations: :class:`MemorySessionStore` (one process) and
-    :class:`SQLiteSessionStore` (processes sharing a file). A store that sets
+    Implementations: :class:`MemorySessionStore` (one process),
+    :class:`SQLiteSessionStore` (processes sharing a file) and
+    :class:`~agentauthz.session.DynamoDBSessionStore` (a fleet). A store that sets
     ``consumes_approvals = True`` removes a call's single-use approval
     (``CallRecord.approval``) in the transaction that admits it; on a store
     without it, single-use approvals cover nothing (a held call stays held,
@@ -267,6 +268,7 @@ class _State:
     finished: set[str] = field(default_factory=set)  # external ids of completed calls
     pending: dict[str, CallRecord] = field(default_factory=dict)
     approvals: dict[tuple[str, str, str], Approval] = field(default_factory=dict)
+    provenance: dict[str, set[str]] = field(default_factory=dict)  # key -> labels (session._provenance)
 
 
 class MemorySessionStore:
@@ -403,6 +405,29 @@ class MemorySessionStore:
             state.version += 1
             return True
 
+    def add_provenance(self, session_id: str, keys: Mapping[str, Iterable[str]], *, owner: str) -> None:
+        """See :meth:`~agentauthz.session.ProvenanceStore.add_provenance`."""
+        with self._lock:
+            state = self._owned(session_id, owner)
+            changed = False
+            for key, labels in keys.items():
+                known = state.provenance.setdefault(key, set())
+                fresh = set(labels) - known
+                if fresh:
+                    known.update(fresh)
+                    changed = True
+            if changed:
+                state.version += 1
+
+    def provenance(self, session_id: str, keys: Collection[str]) -> dict[str, frozenset[str]]:
+        """See :meth:`~agentauthz.session.ProvenanceStore.provenance`."""
+        with self._lock:
+            state = self._sessions.get(session_id)
+            if state is None:
+                return {}
+            registered = state.provenance
+            return {key: frozenset(registered[key]) for key in keys if key in registered}
+
     def delete(self, session_id: str) -> None:
         """See :meth:`SessionStore.delete`."""
         with self._lock:
@@ -474,6 +499,13 @@ CREATE TABLE IF NOT EXISTS approvals (
 _ADDED_COLUMNS = (("sessions", "owner", "TEXT"), ("calls", "external_id", "TEXT"),
                   ("approvals", "principal", "TEXT"), ("approvals", "expires_at", "REAL"),
                   ("approvals", "once", "INTEGER"))
+_PROVENANCE_TABLE = """
+CREATE TABLE IF NOT EXISTS provenance (
+  session_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  label TEXT NOT NULL,
+  PRIMARY KEY (session_id, key, label)
+)"""
 _INDEXES = "CREATE INDEX IF NOT EXISTS calls_external ON calls (session_id, external_id)"
 
 _PRIVATE = 0o600
@@ -580,6 +612,7 @@ class SQLiteSessionStore:
                         if column == "external_id":
                             db.execute("UPDATE calls SET external_id = call_id")
                 db.execute(_INDEXES)
+                db.execute(_PROVENANCE_TABLE)
         except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(f"session store {self.path}: {exc}") from exc
 
@@ -788,8 +821,34 @@ class SQLiteSessionStore:
     def delete(self, session_id: str) -> None:
         """See :meth:`SessionStore.delete`."""
         with self._write() as db:
-            for table in ("sessions", "calls", "counts", "totals", "labels", "approvals"):
+            for table in ("sessions", "calls", "counts", "totals", "labels", "approvals", "provenance"):
                 db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+
+    def add_provenance(self, session_id: str, keys: Mapping[str, Iterable[str]], *, owner: str) -> None:
+        """See :meth:`~agentauthz.session.ProvenanceStore.add_provenance`."""
+        rows = sorted({(session_id, key, label) for key, labels in keys.items() for label in labels})
+        if not rows:
+            return
+        with self._write() as db:
+            self._own(db, session_id, owner)
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO provenance (session_id, key, label) VALUES (?, ?, ?)", rows)
+            if db.total_changes != before:
+                self._bump(db, session_id, owner)
+
+    def provenance(self, session_id: str, keys: Collection[str]) -> dict[str, frozenset[str]]:
+        """See :meth:`~agentauthz.session.ProvenanceStore.provenance`."""
+        wanted = sorted(set(keys))
+        found: dict[str, set[str]] = {}
+        with self._read() as db:
+            for start in range(0, len(wanted), 500):  # SQLite bounds the parameters of one statement
+                chunk = wanted[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for key, label in db.execute(
+                        f"SELECT key, label FROM provenance WHERE session_id = ? AND key IN ({marks})",
+                        (session_id, *chunk)):
+                    found.setdefault(key, set()).add(label)
+        return {key: frozenset(labels) for key, labels in found.items()}
 
     def assign_owner(self, session_id: str, owner: str) -> None:
         """Name the owner of a session stored before agentauthz recorded owners.

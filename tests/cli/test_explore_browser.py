@@ -185,7 +185,7 @@ def test_who_can_do_what_for_a_user_and_for_a_tool(page: Any, explorer: str, sho
     assert carol.locator("td").nth(2).inner_text() == "yes"
     assert page.locator("#action-principals tr.deny").count() >= 1
     assert "cases pass" in page.locator("#cases-summary").inner_text()
-    page.screenshot(path=str(shots / "explorer-who.png"), full_page=True)
+    page.screenshot(path=str(shots / "explorer-who.png"))
 
 
 def test_store_health_links_each_finding_to_its_line(page: Any, explorer: str, shots: Path) -> None:

@@ -20,7 +20,10 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
     text = output.read_text()
     for title in ("## Targets", "## Single tool-call authorization", "## Many tools", "## RAG filtering",
                   "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval",
-                  "## Approvals"):
+                  "## Approvals", "## AgentCore Gateway policies, evaluated locally",
+                  "## Verified Permissions at the edge", "## Session stores: a guarded call",
+                  "## Provenance"):
         assert title in text
     assert "Not measured" not in text
-    assert text.count("| yes |") + text.count("| **no** |") == 3  # tools, RAG and links targets
+    # tools, RAG, links and provenance targets; SyncedEngine: no service call to decide, AVP's decisions
+    assert text.count("| yes |") + text.count("| **no** |") == 6

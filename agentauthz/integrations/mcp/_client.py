@@ -148,10 +148,11 @@ class AuthorizedClientSession:
             result: mt.CallToolResult = await self.session.call_tool(name, call.arguments, **options)
             if getattr(result, "is_error", False) or not isinstance(result, mt.CallToolResult):
                 call.fail()
-            return result
+        call.record_result(result)  # a source of the session, before the model reads it
+        return result
 
     def _spec(self, tool: mt.Tool) -> ToolSpec:
-        return self.specs.tool(tool.name, tool.input_schema, tool.description)
+        return self.specs.tool(tool)
 
     async def _find(self, name: str) -> mt.Tool | None:
         """The tool as the server lists it, paging through the list (at most ``_MAX_PAGES`` pages)."""

@@ -210,7 +210,8 @@ class AuthzMiddleware(Middleware):
                     result = await call_next(context.copy(message=decided))
                     if result.is_error or isinstance(result, InputRequiredToolResult):
                         call.fail()
-                    return result
+                call.record_result(result)  # a source of the session, before the client reads it
+                return result
         except _Refused as refused:
             raise ToolError(self.authz.refusal(name, refused.decision, kind=refused.kind)) from None
 
@@ -222,7 +223,7 @@ class AuthzMiddleware(Middleware):
         if not isinstance(tool, Tool):
             self._refuse(action, tool_uid, "unknown tool", "unknown")
         try:
-            spec = self.specs.tool(tool.name, tool.parameters, tool.description)
+            spec = self.specs.tool(_described(tool))
         except ConfigurationError:
             self._refuse(action, tool_uid, "the tool's input schema has no Cedar equivalent", "unknown")
         call = await self._decided(lambda: self.authz.abegin_tool_call(spec, arguments), action, tool_uid)
@@ -265,7 +266,7 @@ class AuthzMiddleware(Middleware):
         specs: dict[int, ToolSpec] = {}
         for tool in tools:
             try:
-                specs[id(tool)] = self.specs.tool(tool.name, tool.parameters, tool.description)
+                specs[id(tool)] = self.specs.tool(_described(tool))
             except ConfigurationError:
                 continue  # every call of it is refused: not shown
         return await self._visible(tools, specs)
@@ -487,3 +488,8 @@ def _mcp_session(fastmcp_context: Context) -> str | None:
     except RuntimeError:  # stdio, in-process: one session per connection
         return key
     return key if header == key else None  # stateless HTTP: no session
+
+
+def _described(tool: Tool) -> dict[str, Any]:
+    """A FastMCP tool as MCP describes it (name, description, input schema), without building an mcp Tool."""
+    return {"name": tool.name, "description": tool.description, "inputSchema": tool.parameters}

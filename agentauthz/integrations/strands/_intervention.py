@@ -75,6 +75,17 @@ def _forget_sessions(store: SessionStore, session_ids: set[str]) -> None:
                             session_id, exc_info=True)
 
 
+def _user_texts(messages: Any) -> list[str]:
+    """The text blocks of the user's messages (never their tool results: those are no user's words)."""
+    texts = []
+    for message in messages or ():
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            for block in message.get("content") or ():
+                if isinstance(block, Mapping) and isinstance(block.get("text"), str) and block["text"]:
+                    texts.append(block["text"])
+    return texts
+
+
 def _failed(event: AfterToolCallEvent[Any]) -> bool:
     """Whether the tool did not run to a successful result (cancelled, raised, or an error result)."""
     return (event.cancel_message is not None or event.exception is not None
@@ -320,6 +331,11 @@ class AuthzIntervention(InterventionHandler):
                 raise no_end_user(None if self.principal_key == PRINCIPAL_KEY
                                   else f"this Strands invocation reads {source}")
             session = self._session_for(event.agent, state, identity, given.get(self.session_key))
+        with self._acting(identity, session):
+            bound = self.authz.current_session
+            for text in _user_texts(event.messages):  # what the user said, for provenance
+                if bound is not None:
+                    bound.user_said(text)
         with self._lock:
             state.runs[id(given)] = Run(given, identity, session, kept)
         return Proceed()
@@ -471,6 +487,15 @@ class AuthzIntervention(InterventionHandler):
             if cancelled:
                 state.uncount(decided.counted)
         await self._settle(decided.call, failed=_failed(event))
+        if not _failed(event):
+            try:  # a source of the session, before the model reads it
+                await asyncio.to_thread(decided.call.record_result, event.result.get("content"))
+            except Exception as exc:  # an unregistered result must not reach the model
+                _logger.warning("agentauthz: the result of a Strands tool call could not be registered: %s",
+                                type(exc).__name__, exc_info=True)
+                withheld = "the tool's result was withheld: it could not be recorded"
+                event.result = {"toolUseId": event.result.get("toolUseId", ""), "status": "error",
+                                "content": [{"text": withheld}]}
         return Proceed()
 
     @staticmethod
