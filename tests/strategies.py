@@ -1250,3 +1250,11 @@ GRANT_ACTIONS = ("read", "write", "share", "delete")
 grant_actions = st.sets(st.sampled_from(GRANT_ACTIONS))
 """Some actions: what a user is permitted, what an agent is granted, what a policy forbids."""
 
+
+# -- the decision explorer (tests/cli/test_explore.py): text that is markup if not escaped ----------
+
+#: Any text an audit line or a store may carry, wrapped in a marker tag (``<zz ...>``): a page shows
+#: it escaped or ``<zz`` appears raw.
+markup_values = st.text(
+    alphabet=st.sampled_from('<>&"\'/=; \\abc\u00e9\u2028`'), max_size=24,
+).map(lambda text: f"<zz {text}>")

@@ -55,7 +55,8 @@ def _no_validate_option(parser: argparse.ArgumentParser) -> None:
                         help="only parse the policies; do not check them against the schema")
 
 
-def _directory(args: argparse.Namespace) -> Path:
+def store_directory(args: argparse.Namespace) -> Path:
+    """The store directory a command names (``args.directory``), or the default one."""
     given = args.directory
     if given is None:
         given = DEFAULT_STORE if Path(DEFAULT_STORE).is_dir() else "."
@@ -69,12 +70,15 @@ def _label(path: Path) -> str:
     return path.as_posix().rstrip("/") or "."
 
 
-def _load(path: Path, *, validate: bool = True) -> PolicyStore:
-    """The store, or a PolicyError whose problems read ``DIR/file:line:col: message``."""
+def load_store(path: Path, *, validate: bool = True, overrides: dict[str, str] | None = None) -> PolicyStore:
+    """The store, or a PolicyError whose problems read ``DIR/file:line:col: message``.
+
+    ``overrides``: what-if texts of policy files, used instead of the files (nothing is written).
+    """
     from agentauthz.policy._lint import locate_problems
 
     try:
-        return PolicyStore.from_directory(path, validate=validate)
+        return PolicyStore.from_directory(path, validate=validate, overrides=overrides)
     except PolicyError as exc:
         raise PolicyError([finding.text(_label(path))
                            for finding in locate_problems(exc.problems, path)]) from exc
@@ -105,7 +109,7 @@ def run_validate_command(args: argparse.Namespace) -> int:
     """``agentauthz validate``: lint the store, render the findings."""
     from agentauthz.policy._lint import lint_directory
 
-    root = _directory(args)
+    root = store_directory(args)
     report = lint_directory(root, validate=not args.no_validate)
     return render(StoreCheck(_label(root), report, strict=args.strict), args)
 
@@ -138,7 +142,7 @@ def run_test_command(args: argparse.Namespace) -> int:
     """``agentauthz test``: decide the store's cases, render them (and the JUnit report)."""
     from agentauthz.cli._junit import write_junit
 
-    root = _directory(args)
+    root = store_directory(args)
     for table in args.cases:
         if not Path(table).is_file():
             raise UsageError(f"--cases {table}: no such file")
@@ -162,7 +166,7 @@ def decide_cases(root: Path, *, tables: list[str], validate: bool, coverage_want
     label = _label(root)
     started = time.perf_counter()
     try:
-        store = _load(root, validate=validate)
+        store = load_store(root, validate=validate)
     except PolicyError as exc:
         return CasesRun(label, load_error=exc)
     cases = load_cases(root, tables)
@@ -207,7 +211,8 @@ def add_check_command(commands: Subparsers) -> None:
     parser.set_defaults(handler=run_check_command)
 
 
-def _uid_option(text: str, option: str) -> EntityUID:
+def parse_uid_option(text: str, option: str) -> EntityUID:
+    """A uid given as Cedar text or Cedar JSON; a UsageError naming ``option`` otherwise."""
     try:
         if text.lstrip().startswith("{"):
             return EntityUID.from_cedar(json.loads(text))
@@ -234,16 +239,16 @@ def _json_option(text: str, option: str) -> Any:
 
 def run_check_command(args: argparse.Namespace) -> int:
     """``agentauthz check``: decide one request, render the decision and why."""
-    root = _directory(args)
-    principal = _uid_option(args.principal, "--principal")
-    resource = _uid_option(args.resource, "--resource")
+    root = store_directory(args)
+    principal = parse_uid_option(args.principal, "--principal")
+    resource = parse_uid_option(args.resource, "--resource")
     context: Any = {}
     if args.context:
         context = _json_option(args.context, "--context")
         if not isinstance(context, dict):
             raise UsageError("--context: expected a JSON object")
     entities = _entities_option(args.entities) if args.entities else []
-    store = _load(root, validate=not args.no_validate)
+    store = load_store(root, validate=not args.no_validate)
     return render(check_request(store, principal, args.action, resource, context, entities,
                                 expect=args.expect), args)
 
@@ -331,7 +336,7 @@ def run_format_command(args: argparse.Namespace) -> int:
     """``agentauthz format``: format the policy files (or check them), render what changed."""
     from agentauthz.policy._format import format_directory
 
-    root = _directory(args)
+    root = store_directory(args)
     label = _label(root)
     if args.line_width < 10 or args.indent_width < 0:
         raise UsageError("--line-width must be at least 10 and --indent-width not negative")
@@ -392,7 +397,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--policies {args.policies}: no such directory")
     if args.examples < 0:
         raise UsageError("--examples must not be negative")
-    store = _load(policies, validate=not args.no_validate)
+    store = load_store(policies, validate=not args.no_validate)
     started = time.perf_counter()
     if args.audit == "-":
         report = replay(sys.stdin, store, examples=args.examples)

@@ -153,7 +153,7 @@ def replay(
 
     for number, line in _numbered(lines, advance):
         report.events += 1
-        event, why = _event(line)
+        event, why = parse_event(line)
         if event is None:
             _unreadable(report, number, why, examples)
             continue
@@ -183,7 +183,8 @@ def _numbered(lines: Iterable[str], advance: Callable[[int], None] | None) -> It
             yield number, line
 
 
-def _event(line: str) -> tuple[dict[str, Any] | None, str]:
+def parse_event(line: str) -> tuple[dict[str, Any] | None, str]:
+    """One audit log line as its event, or None and why it is not one."""
     text = line.strip()
     if not text.startswith("{") and "{" in text:
         text = text[text.index("{"):]  # a logging prefix such as "INFO agentauthz.audit "

@@ -235,6 +235,7 @@ class PolicyStore:
         validate: bool = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        overrides: Mapping[str, str] | None = None,
     ) -> PolicyStore:
         """Load a policy store directory.
 
@@ -244,13 +245,25 @@ class PolicyStore:
         ``entities.json`` and template links (``template-links.json`` or the
         Cedar CLI's ``linked``). :meth:`reload` reads the directory again.
 
+        Args:
+            path: the store directory.
+            validate: check the policies against the schema (else parse only).
+            max_bytes: size limit of one policy or schema file.
+            max_depth: nesting limit of policy text.
+            overrides: what-if texts of policy files (by name relative to ``path``, such as
+                ``tools.cedar``), used instead of what the files hold; nothing is written.
+
         Raises:
-            PolicyError: every problem found, each as ``file:line: message``.
+            PolicyError: every problem found, each as ``file:line: message``
+                (an override naming no ``*.cedar`` file of the store is one).
         """
         root = Path(path)
 
         def load() -> PolicySnapshot:
-            return _build(_read_directory(root, max_bytes), validate=validate, positional_names=False,
+            given = _read_directory(root, max_bytes)
+            if overrides:
+                _override(given, overrides)
+            return _build(given, validate=validate, positional_names=False,
                           max_bytes=max_bytes, max_depth=max_depth)
 
         return cls(load(), loader=load)
@@ -425,6 +438,18 @@ def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
             if store_entry(root / name, name):
                 given.links += reader(parse_json(_read(given, root / name, name, max_bytes), name), name)
     return given
+
+
+def _override(given: _StoreInput, overrides: Mapping[str, str]) -> None:
+    """Put the what-if texts in place of the policy files they name."""
+    known = {source.name for source in given.policies}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise PolicyError([f"{truncate(name, 120)}: no such policy file in the store" for name in unknown])
+    given.policies = [PolicyFile(source.name, overrides.get(source.name, source.text))
+                      for source in given.policies]
+    if given.texts is not None:
+        given.texts.update(overrides)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import agentauthz as az
+from tests.policy_stores import copy_example_store
 
 PERMIT = "permit(principal, action, resource);"
 SECRET = "sk-live-51HsEcReT0kEn"
@@ -846,3 +847,32 @@ def test_policy_error_lists_every_problem_in_its_message(tmp_path: Path) -> None
     assert isinstance(error, az.AuthzError)
     assert str(error).startswith("2 problems:\n")
     assert str(error).splitlines()[1:] == list(error.problems)
+
+
+# -- what-if texts of policy files (agentauthz explore's scratch buffer) ------------------------------
+
+
+def test_an_override_replaces_a_policy_file_for_the_store_and_writes_nothing(tmp_path: Path) -> None:
+    root = copy_example_store(tmp_path / "policies")
+    before = (root / "tools.cedar").read_bytes()
+    lowered = before.decode("utf-8").replace("amount <= 5000", "amount <= 10")
+    store = az.PolicyStore.from_directory(root, overrides={"tools.cedar": lowered})
+    assert "amount <= 10 " in store.policy("refund-finance-limit").text
+    assert (root / "tools.cedar").read_bytes() == before
+    assert "amount <= 5000" in az.PolicyStore.from_directory(root).policy("refund-finance-limit").text
+
+
+def test_an_override_that_does_not_parse_is_reported_at_its_file_and_line(tmp_path: Path) -> None:
+    root = copy_example_store(tmp_path / "policies")
+    with pytest.raises(az.PolicyError) as raised:
+        az.PolicyStore.from_directory(root, overrides={"tools.cedar": "permit(principal, action, resource);\n"
+                                                                      "nonsense"})
+    assert any(problem.startswith("tools.cedar:2") for problem in raised.value.problems)
+
+
+@pytest.mark.parametrize("name", ["../outside.cedar", "new.cedar", "schema.cedarschema", "entities.json"])
+def test_an_override_of_anything_but_a_policy_file_of_the_store_is_refused(tmp_path: Path, name: str) -> None:
+    root = copy_example_store(tmp_path / "policies")
+    with pytest.raises(az.PolicyError, match="no such policy file in the store"):
+        az.PolicyStore.from_directory(root, overrides={name: "permit(principal, action, resource);"})
+    assert not (tmp_path / "outside.cedar").exists() and not (root / "new.cedar").exists()
