@@ -39,7 +39,6 @@ from agentauthz.tools._spec import (
     build_spec,
     refusal_message,
     spec_of,
-    tool_input,
     wraps_tool,
 )
 
@@ -81,10 +80,12 @@ class ToolCalls:
                 sums=tuple(sum_arguments),
             )
             authz.tools[spec.name] = spec
+            # Worked out once per tool, not per call: the names positional arguments bind to.
+            parameters = tuple(inspect.signature(fn).parameters)
             if inspect.iscoroutinefunction(fn):
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    prepared = self._prepare(spec, fn, args, kwargs)
+                    prepared = self._prepare(spec, parameters, args, kwargs)
                     if isinstance(prepared, str):
                         return prepared
                     arguments, inputs = prepared
@@ -97,7 +98,7 @@ class ToolCalls:
                 return wraps_tool(fn, guarded_async, spec)
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                prepared = self._prepare(spec, fn, args, kwargs)
+                prepared = self._prepare(spec, parameters, args, kwargs)
                 if isinstance(prepared, str):
                     return prepared
                 arguments, inputs = prepared
@@ -112,11 +113,11 @@ class ToolCalls:
         return decorate
 
     def _prepare(
-        self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, spec: ToolSpec, parameters: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
         """The validated arguments and request inputs of a guarded call, or its refusal for the model."""
         try:
-            return self.checked(spec, lambda: bind_arguments(fn, args, kwargs, spec.name))
+            return self.checked(spec, lambda: bind_arguments(parameters, args, kwargs, spec.name))
         except InvalidArguments as exc:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
@@ -188,8 +189,8 @@ class ToolCalls:
             authz.audit_missing_identity(spec.action, EntityUID(authz.tool_entity_type, spec.name))
             authz.current_principal()  # raises IdentityError
         try:
-            validated = spec.arguments(arguments() if callable(arguments) else arguments)
-            return validated, self._request_inputs(spec, validated)
+            validated, cedar_input = spec.call_arguments(arguments() if callable(arguments) else arguments)
+            return validated, self._request_inputs(spec, validated, cedar_input)
         except InvalidArguments:
             raise
         except InvalidValueError as exc:
@@ -199,9 +200,10 @@ class ToolCalls:
                 reason=str(exc))
             raise InvalidArguments(str(exc), refusal) from None
 
-    def _request_inputs(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _request_inputs(self, spec: ToolSpec, arguments: dict[str, Any],
+                        cedar_input: dict[str, Any]) -> dict[str, Any]:
         context = spec.context_for(arguments)
-        context["input"] = tool_input(arguments)
+        context["input"] = cedar_input
         return {
             "action": spec.action,
             "resource": spec.resource_for(arguments, self.authz.tool_entity_type),

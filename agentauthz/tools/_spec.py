@@ -339,16 +339,25 @@ class ToolSpec:
             ...
             agentauthz._errors.InvalidValueError: tool 'delete' got invalid arguments: bcc: unknown argument
         """
+        return self.call_arguments(arguments)[0]
+
+    def call_arguments(self, arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`arguments`, and the ``context.input`` built from them (:func:`tool_input`), at once.
+
+        Raises:
+            InvalidValueError: as :meth:`arguments`.
+        """
         model = self.validate(arguments)
         if self.json_arguments:
             values: dict[str, Any] = _json_values(model)
         else:
             values = {name: getattr(model, name) for name in self.parameters}
+        cedar_input = tool_input(values)
         try:
-            to_cedar_value(tool_input(values))
+            to_cedar_value(cedar_input)
         except InvalidValueError as exc:
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {exc}") from None
-        return values
+        return values, cedar_input
 
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
         """The resource of one call: fixed, computed from the arguments, or the tool itself."""
@@ -524,14 +533,15 @@ def _disclosed(decision: Decision, kind: RefusalKind) -> list[str]:
     return ["no policy permits it"]
 
 
-def bind_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+def bind_arguments(names: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any],
                    tool: str) -> dict[str, Any]:
-    """Map a call's positional and keyword arguments to parameter names.
+    """Map a call's positional and keyword arguments to the function's parameter ``names``.
 
     Keywords are taken as given: one the function does not declare is for the
     spec to refuse, as an unknown argument, like on every other path.
     """
-    names = list(inspect.signature(fn).parameters)
+    if not args:
+        return kwargs
     if len(args) > len(names):
         raise InvalidValueError(f"tool {tool!r} got invalid arguments: it takes {len(names)} "
                                 f"positional arguments, not {len(args)}")
