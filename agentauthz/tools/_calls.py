@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments, InvalidValueError
-from agentauthz._identity import bound_identity
+from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.policy._store import PolicyStore
@@ -80,7 +80,7 @@ class ToolCalls:
                 sums=tuple(sum_arguments),
             )
             authz.tools[spec.name] = spec
-            # Worked out once per tool, not per call: the names positional arguments bind to.
+            # The per-tool plan, worked out once, not per call: the names positional arguments bind to.
             parameters = tuple(inspect.signature(fn).parameters)
             if inspect.iscoroutinefunction(fn):
 
@@ -89,6 +89,9 @@ class ToolCalls:
                     if isinstance(prepared, str):
                         return prepared
                     arguments, inputs = prepared
+                    if bound_session.get() is None:  # nothing to admit: the decision alone
+                        decision = await authz.aauthorize(**inputs)
+                        return await fn(**arguments) if decision.admits else self._refuse(spec, decision)
                     call = await authz._arun(authz._sessions.begin(inputs, arguments, spec, None))
                     if not call.admits:
                         return self._refuse(spec, call.decision)
@@ -102,6 +105,9 @@ class ToolCalls:
                 if isinstance(prepared, str):
                     return prepared
                 arguments, inputs = prepared
+                if bound_session.get() is None:  # nothing to admit: the decision alone, as authorize makes it
+                    decision = authz.authorize(**inputs)
+                    return fn(**arguments) if decision.admits else self._refuse(spec, decision)
                 call = authz._run(authz._sessions.begin(inputs, arguments, spec, None))
                 if not call.admits:
                     return self._refuse(spec, call.decision)

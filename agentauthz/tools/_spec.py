@@ -308,7 +308,8 @@ class ToolSpec:
                 for error in exc.errors(include_input=False, include_url=False)
             )
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {problems}") from None
-        undeclared = _undeclared(model, "")
+        # Only a model instance passed in as it was can hold undeclared fields: scalars cannot.
+        undeclared = None if _scalars_only(model.__dict__.values()) else _undeclared(model, "")
         if undeclared is not None:  # a model instance passed in as it was, with extra fields
             raise InvalidValueError(
                 f"tool {self.name!r} got invalid arguments: {undeclared}: unknown argument")
@@ -352,7 +353,7 @@ class ToolSpec:
             values: dict[str, Any] = _json_values(model)
         else:
             values = {name: getattr(model, name) for name in self.parameters}
-        cedar_input = tool_input(values)
+        cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
         try:
             to_cedar_value(cedar_input)
         except InvalidValueError as exc:
@@ -362,7 +363,7 @@ class ToolSpec:
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
         """The resource of one call: fixed, computed from the arguments, or the tool itself."""
         if self.resource is None:
-            return EntityUID(tool_type, self.name)
+            return tool_uid(tool_type, self.name)
         if isinstance(self.resource, (EntityUID, Entity)):
             return self.resource
         resource = self.resource(arguments)
@@ -572,6 +573,20 @@ def spec_of(tool: Any) -> ToolSpec | None:
 
 
 # -- validated arguments -----------------------------------------------------------------
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _scalars_only(values: Iterable[Any]) -> bool:
+    """Whether every value is exactly a str, int, bool or None: its own Cedar input, holding no model."""
+    return all(type(value) in _SCALARS for value in values)
+
+
+@functools.lru_cache(maxsize=4096)
+def tool_uid(tool_type: str, name: str) -> EntityUID:
+    """The uid of a tool as a resource (``Tool::"<name>"``), built once per tool, not per call."""
+    return EntityUID(tool_type, name)
 
 
 def _undeclared(value: Any, path: str) -> str | None:
