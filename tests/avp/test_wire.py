@@ -334,7 +334,7 @@ def test_grouping_picks_the_key_with_most_requests_left_as_recounting_would(
 
 
 def test_grouping_of_thousands_of_distinct_principals_makes_a_group_per_shared_resource() -> None:
-    prepared = [_prepared(i, f"u{i}", "d0" if i % 2 else f"d{i}") for i in range(4000)]
+    prepared = [_prepared(i, f"u{i}", "shared" if i % 2 else f"d{i}") for i in range(4000)]
     groups = _groups(prepared)
     assert len(groups) == math.ceil(2000 / 30) + 2000
     assert sorted(m.index for g in groups for m in g) == list(range(4000))
