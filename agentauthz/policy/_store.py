@@ -43,6 +43,7 @@ from agentauthz.policy._locate import StoreTexts, locate
 from agentauthz.policy._messages import author_message, redact, truncate
 from agentauthz.policy._text import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DATA_BYTES,
     DEFAULT_MAX_DEPTH,
     scan,
     schema_nesting_problem,
@@ -188,6 +189,7 @@ class PolicyStore:
         validate: bool = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
     ) -> PolicyStore:
         """Load a policy store directory.
 
@@ -197,14 +199,22 @@ class PolicyStore:
         ``entities.json`` and template links (``template-links.json`` or the
         Cedar CLI's ``linked``). :meth:`reload` reads the directory again.
 
+        Args:
+            path: the store directory.
+            validate: check the policies against the schema (parse only without one).
+            max_bytes: the size limit of each policy and schema file (1 MiB by default).
+            max_depth: the nesting limit of policy and schema text.
+            max_data_bytes: the size limit of each data file (entities, template links;
+                1 GiB by default: a million entities or 100,000 links load).
+
         Raises:
             PolicyError: every problem found, each as ``file:line: message``.
         """
         root = Path(path)
 
         def load() -> PolicySnapshot:
-            return _build(_read_directory(root, max_bytes), validate=validate, positional_names=False,
-                          max_bytes=max_bytes, max_depth=max_depth)
+            return _build(_read_directory(root, max_bytes, max_data_bytes), validate=validate,
+                          positional_names=False, max_bytes=max_bytes, max_depth=max_depth)
 
         return cls(load(), loader=load)
 
@@ -324,8 +334,11 @@ class _StoreInput:
     texts: dict[str, str] | None = None
 
 
-def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
-    """Read every file of a store directory; a file that cannot be read is a problem, not an end."""
+def _read_directory(root: Path, max_bytes: int, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> _StoreInput:
+    """Read every file of a store directory; a file that cannot be read is a problem, not an end.
+
+    Policy and schema files are bounded by ``max_bytes``, data files by ``max_data_bytes``.
+    """
     if not root.is_dir():
         raise PolicyError(f"{root}: not a directory")
     given = _StoreInput(policies=[], schema_name="", entities_name="entities.json", texts={})
@@ -343,12 +356,13 @@ def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
             given.schema_name = chosen[0].name
     with _reported(given):
         if store_entry(root / "entities.json", "entities.json"):
-            text = _read(given, root / "entities.json", "entities.json", max_bytes)
+            text = _read(given, root / "entities.json", "entities.json", max_data_bytes)
             given.entities = _entities_from_json(parse_json(text, "entities.json"), "entities.json")
     for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
         with _reported(given):
             if store_entry(root / name, name):
-                given.links += reader(parse_json(_read(given, root / name, name, max_bytes), name), name)
+                given.links += reader(parse_json(_read(given, root / name, name, max_data_bytes), name),
+                                      name)
     return given
 
 
@@ -611,14 +625,15 @@ def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> Poli
 
 
 def entity_problems(root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                    max_depth: int = DEFAULT_MAX_DEPTH) -> list[str]:
+                    max_depth: int = DEFAULT_MAX_DEPTH,
+                    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> list[str]:
     """Problems of a store directory's entities alone, located like load problems.
 
     Loading checks the entities only once the policies load: this checks them
     against the schema whatever the policies hold (for ``agentauthz validate``).
     Empty when the schema itself is a problem: that is reported with the schema.
     """
-    given = _read_directory(root, max_bytes)
+    given = _read_directory(root, max_bytes, max_data_bytes)
     if any(problem.startswith("entities.json") for problem in given.problems):
         return []  # reported with the files that cannot be read
     schema_problems: list[str] = []
