@@ -27,6 +27,7 @@ from typing import Any
 import cedarpy
 
 import agentauthz as az
+from bench import scale
 from bench.workloads import (
     SHARE_TEMPLATE,
     Workload,
@@ -57,10 +58,14 @@ class Sizes:
     avp_filter: int = 1000
     retrieval_docs: int = 2000
     retrieval_queries: int = 20
+    guard_policies: tuple[int, ...] = (10, 100)
+    avp_grouping: tuple[int, ...] = (1000, 2000, 4000)
+    data_files: tuple[int, int] = (100_000, 1_000_000)  # template links, entities
 
 
 QUICK = Sizes(rounds=1, requests=5, single=((10, 10),), tools=(40, 4, 20), rag=(20,), rag_policies=10,
-              links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2)
+              links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2,
+              guard_policies=(10,), avp_grouping=(10, 20), data_files=(50, 50))
 
 
 @dataclass
@@ -581,11 +586,15 @@ def retrieval(report: Report, sizes: Sizes) -> None:
 
 SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "single": single_calls,
+    "guard": scale.guarded_calls,
+    "import": scale.import_time,
     "tools": tool_actions,
     "rag": rag_filter,
     "links": template_links,
     "avp": avp,
     "retrieval": retrieval,
+    "avp-grouping": scale.avp_grouping,
+    "data-limits": scale.data_limits,
 }
 
 
