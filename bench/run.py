@@ -60,12 +60,15 @@ class Sizes:
     retrieval_queries: int = 20
     guard_policies: tuple[int, ...] = (10, 100)
     avp_grouping: tuple[int, ...] = (1000, 2000, 4000)
-    data_files: tuple[int, int] = (100_000, 1_000_000)  # template links, entities
+    data_files: tuple[int, int] = (100_000, 100_000)  # template links, entities
+    rag_scale: tuple[int, ...] = (100, 1000, 10_000)
+    scale_rounds: int = 5
 
 
 QUICK = Sizes(rounds=1, requests=5, single=((10, 10),), tools=(40, 4, 20), rag=(20,), rag_policies=10,
               links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2,
-              guard_policies=(10,), avp_grouping=(10, 20), data_files=(50, 50))
+              guard_policies=(10,), avp_grouping=(10, 20), data_files=(50, 50), rag_scale=(10, 20),
+              scale_rounds=1)
 
 
 @dataclass
@@ -590,6 +593,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "import": scale.import_time,
     "tools": tool_actions,
     "rag": rag_filter,
+    "rag-scale": scale.filter_per_candidate,
     "links": template_links,
     "avp": avp,
     "retrieval": retrieval,
