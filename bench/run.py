@@ -63,12 +63,13 @@ class Sizes:
     data_files: tuple[int, int] = (100_000, 100_000)  # template links, entities
     rag_scale: tuple[int, ...] = (100, 1000, 10_000)
     scale_rounds: int = 5
+    prefilter_policies: tuple[int, ...] = (100, 1000)
 
 
 QUICK = Sizes(rounds=1, requests=5, single=((10, 10),), tools=(40, 4, 20), rag=(20,), rag_policies=10,
               links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2,
               guard_policies=(10,), avp_grouping=(10, 20), data_files=(50, 50), rag_scale=(10, 20),
-              scale_rounds=1)
+              scale_rounds=1, prefilter_policies=(10,))
 
 
 @dataclass
@@ -597,6 +598,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "links": template_links,
     "avp": avp,
     "retrieval": retrieval,
+    "prefilter": scale.prefilter_compile,
     "avp-grouping": scale.avp_grouping,
     "data-limits": scale.data_limits,
 }
