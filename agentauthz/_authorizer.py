@@ -931,8 +931,9 @@ class Authorizer:
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
         # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
         enforced = self.mode != "shadow"
-        decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, _decision_id())
-                     for d in decisions]
+        ids = _decision_ids(len(decisions))
+        decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, ids[i])
+                     for i, d in enumerate(decisions)]
         sinks = self._active_sinks()
         if sinks:
             from agentauthz.engines._shadow import shadow_outcomes  # imported once someone listens
@@ -1098,6 +1099,14 @@ class Authorizer:
 def _decision_id() -> str:
     """An opaque, unguessable id for one decision (128 random bits)."""
     return secrets.token_hex(16)
+
+
+def _decision_ids(count: int) -> list[str]:
+    """``count`` decision ids (128 random bits each) from one read of the system's random source."""
+    if count == 1:
+        return [secrets.token_hex(16)]
+    text = secrets.token_hex(16 * count)
+    return [text[start:start + 32] for start in range(0, 32 * count, 32)]
 
 
 def _failure(exc: Exception) -> Decision:

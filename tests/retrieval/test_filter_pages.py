@@ -84,3 +84,12 @@ def test_one_engine_call_decides_a_large_filter_with_the_default_pages() -> None
         result = authz.filter(docs, action="read", resource=as_entity)
     assert calls == [3000]
     assert len(result.allowed) == 1800
+
+
+def test_every_decision_of_a_large_filter_has_its_own_opaque_id() -> None:
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    docs = [{"id": f"d{i}", "dept": "hr", "level": i % 5, "owned": False} for i in range(2000)]
+    with authz.acting_as(USER):
+        ids = [decision.id for decision in authz.filter(docs, action="read", resource=as_entity).decisions]
+    assert len(set(ids)) == 2000
+    assert all(len(found) == 32 and int(found, 16) >= 0 for found in ids)
