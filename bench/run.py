@@ -64,12 +64,16 @@ class Sizes:
     rag_scale: tuple[int, ...] = (100, 1000, 10_000)
     scale_rounds: int = 5
     prefilter_policies: tuple[int, ...] = (100, 1000)
+    pool_documents: int = 10_000
+    scaling_base: int = 100
+    entity_load: int = 100_000
 
 
 QUICK = Sizes(rounds=1, requests=5, single=((10, 10),), tools=(40, 4, 20), rag=(20,), rag_policies=10,
               links=50, link_statics=10, avp_filter=40, retrieval_docs=60, retrieval_queries=2,
               guard_policies=(10,), avp_grouping=(10, 20), data_files=(50, 50), rag_scale=(10, 20),
-              scale_rounds=1, prefilter_policies=(10,))
+              scale_rounds=1, prefilter_policies=(10,), pool_documents=50, scaling_base=2,
+              entity_load=100)
 
 
 @dataclass
@@ -611,7 +615,10 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "retrieval": retrieval,
     "prefilter": scale.prefilter_compile,
     "avp-grouping": scale.avp_grouping,
+    "entities": scale.entity_load,
     "data-limits": scale.data_limits,
+    "pool": scale.process_pool,
+    "scaling": scale.scaling,
 }
 
 
