@@ -55,7 +55,7 @@ def guarded_calls(report: Report, sizes: Sizes) -> None:
         for request in workload.requests:
             arguments = dict(request.context["input"])
             guarded.append(lambda arguments=arguments: call_tool(**arguments))
-            direct.append(lambda context=request.context: authz.authorize(
+            direct.append(lambda context=request.context, authz=authz, tool=tool: authz.authorize(
                 action=tool, resource=az.EntityUID("Tool", tool), context=context))
         with authz.acting_as(user):
             found = measure_calls({"authorize": direct, "guard": guarded}, sizes.rounds)
@@ -120,9 +120,9 @@ def avp_grouping(report: Report, sizes: Sizes) -> None:
     seconds = per_request[-1] * largest
     report.section(
         "Grouping of Verified Permissions batches",
-        "`VerifiedPermissionsEngine` groups the requests of a batch into `BatchIsAuthorized` calls of at most "
-        "30 sharing a principal or a resource (greedy: the key with the most requests left first). Here n "
-        "requests with distinct principals, every other one on a shared resource.",
+        "`VerifiedPermissionsEngine` groups the requests of a batch into `BatchIsAuthorized` calls of at "
+        "most 30 sharing a principal or a resource (greedy: the key with the most requests left first). "
+        "Here n requests with distinct principals, every other one on a shared resource.",
         ["requests", "grouping (ms)", "per request (us)"], rows,
         [f"Per-request cost from the smallest to the largest size: "
          f"{per_request[-1] / per_request[0]:.2f}x (linear: about 1x)."])
@@ -194,7 +194,8 @@ def prefilter_compile(report: Report, sizes: Sizes) -> None:
     rows = []
     for policies in sizes.prefilter_policies:
         workload = build(policies, 1000, request_count=1)
-        store = az.PolicyStore.from_text(workload.policies, schema=workload.schema, entities=workload.entities)
+        store = az.PolicyStore.from_text(workload.policies, schema=workload.schema,
+                                         entities=workload.entities)
         snap = store.snapshot
         authz = az.Authorizer(az.LocalEngine(store))
         user = next(e for e in workload.entities if e.uid.type == "User").uid
@@ -205,12 +206,13 @@ def prefilter_compile(report: Report, sizes: Sizes) -> None:
                 return az.compile_prefilter(authz, action="read", resource_type="Document")
 
         def raw(request: Any = request, snap: Any = snap) -> object:
-            return cedarpy.is_authorized_partial(request, snap.policy_set, snap.entity_set, schema=snap.schema)
+            return cedarpy.is_authorized_partial(request, snap.policy_set, snap.entity_set,
+                                                 schema=snap.schema)
 
         found = measure({"raw": (raw, 1), "ours": (ours, 1)}, sizes.scale_rounds * 3)
         growth = found["ours"] / found["raw"]
-        rows.append([f"P={policies:,}, E=1,000", f"{found['raw'] / 1000:,.2f}", f"{found['ours'] / 1000:,.2f}",
-                     ratio(growth)])
+        rows.append([f"P={policies:,}, E=1,000", f"{found['raw'] / 1000:,.2f}",
+                     f"{found['ours'] / 1000:,.2f}", ratio(growth)])
         report.target(f"`compile_prefilter` <= 1.5x the raw partial evaluation (P={policies:,})",
                       f"{ratio(growth)} ({found['ours'] / 1000:,.2f} ms vs {found['raw'] / 1000:,.2f} ms)",
                       growth <= 1.5)
@@ -251,8 +253,8 @@ def process_pool(report: Report, sizes: Sizes) -> None:
         same = [(d.allowed, d.reasons, d.errors) for d in run(one).decisions] == [
             (d.allowed, d.reasons, d.errors) for d in run(two).decisions]
         repeat = 3 if sizes.rounds > 1 else 1
-        inline = _median_seconds(lambda: run(one), repeat)
-        pooled = _median_seconds(lambda: run(two), repeat)
+        inline = _median_seconds(lambda one=one: run(one), repeat)  # type: ignore[misc]
+        pooled = _median_seconds(lambda two=two: run(two), repeat)  # type: ignore[misc]
         pooled_engine.close()
         speedup = inline / pooled
         rows.append([f"{size:,} {kind}", f"{inline * 1e3:,.0f}", f"{pooled * 1e3:,.0f}", ratio(speedup),
@@ -412,14 +414,16 @@ def entity_load(report: Report, sizes: Sizes) -> None:
     count = sizes.entity_load
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        (root / "p.cedar").write_text("permit(principal, action, resource) when { principal.clearance > 2 };\n")
+        (root / "p.cedar").write_text(
+            "permit(principal, action, resource) when { principal.clearance > 2 };\n")
         (root / "schema.cedarschema").write_text(
             "entity Group; entity User in [Group] = { department: String, clearance: Long };\n"
             "entity Doc; action read appliesTo { principal: User, resource: Doc };\n")
         groups = max(1, count // 1000)
         entities = [{"uid": {"type": "Group", "id": f"g{i}"}, "attrs": {}, "parents": []}
                     for i in range(groups)]
-        entities += [{"uid": {"type": "User", "id": f"u{i}"}, "attrs": {"department": "eng", "clearance": i % 5},
+        entities += [{"uid": {"type": "User", "id": f"u{i}"},
+                      "attrs": {"department": "eng", "clearance": i % 5},
                       "parents": [{"type": "Group", "id": f"g{i % groups}"}]} for i in range(count)]
         (root / "entities.json").write_text(json.dumps(entities))
         del entities
@@ -485,6 +489,14 @@ def data_limits(report: Report, sizes: Sizes) -> None:
                   loaded == (links_count, entities_count))
 
 
-__all__ = ["avp_grouping", "data_limits", "filter_per_candidate", "guarded_calls", "import_time",
-           "prefilter_compile", "process_pool", "scaling",
-           "entity_load"]
+__all__ = [
+    "avp_grouping",
+    "data_limits",
+    "entity_load",
+    "filter_per_candidate",
+    "guarded_calls",
+    "import_time",
+    "prefilter_compile",
+    "process_pool",
+    "scaling",
+]

@@ -67,8 +67,8 @@ def test_worker_processes_decide_as_this_process_and_as_plain_cedarpy(
     there = pooled.decide(batch, given)
     assert there == here
     for request, decision in zip(batch, there, strict=True):
-        assert decision.allowed is reference_allows(_linked_text(POLICIES), request, [*USERS, *STORED, *given],
-                                                    SCHEMA)
+        assert decision.allowed is reference_allows(_linked_text(POLICIES), request,
+                                                    [*USERS, *STORED, *given], SCHEMA)
 
 
 def _linked_text(text: str) -> str:
@@ -105,7 +105,7 @@ def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
     assert pooled.decide(batch, given) == expected
     assert pooled._processes is not None
     executor = pooled._processes._pool[1]  # type: ignore[index]
-    for process in list(executor._processes.values()):  # noqa: SLF001 - kill the workers
+    for process in list(executor._processes.values()):
         process.kill()
     assert pooled.decide(batch, given) == expected
     pooled.close()

@@ -33,7 +33,10 @@ links = st.lists(
 
 
 def _link(number: int, template: str, user: az.EntityUID, target: int) -> az.TemplateLink:
-    resource = None if template == "any-doc" else FOLDERS[target % 4] if template == "folder" else DOCS[target]
+    if template == "any-doc":
+        resource = None
+    else:
+        resource = FOLDERS[target % 4] if template == "folder" else DOCS[target]
     return az.TemplateLink(id=f"l{number}", template=template, principal=user, resource=resource)
 
 

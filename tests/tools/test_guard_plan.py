@@ -37,7 +37,7 @@ when { context.input.exact && context.input.colour == "red" };
 USER = az.Entity(uid=az.EntityUID("User", "u"), attrs={"level": 5})
 
 
-class Colour(str, enum.Enum):
+class Colour(enum.StrEnum):
     RED = "red"
     BLUE = "blue"
 
@@ -128,7 +128,7 @@ def test_guarded_call_with_an_integer_beyond_64_bits_is_an_audited_refusal() -> 
 
 def test_guarded_call_without_a_bound_user_is_refused_before_the_arguments() -> None:
     sink = az.MemorySink()
-    authz, lookup, received = _guarded(sink)
+    _, lookup, received = _guarded(sink)
     with pytest.raises(az.IdentityError):
         lookup("abc", 3)
     assert received == []
