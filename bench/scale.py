@@ -290,13 +290,13 @@ def scaling(report: Report, sizes: Sizes) -> None:
     for name, unit, factor, prepare in checks:
         per_item = []
         for multiple in (1, 10, 100):
-            count = base * factor * multiple
+            count = max(1, round(base * factor * multiple))
             run = prepare(count)
             seconds = _median_seconds(run, 3 if multiple < 100 and sizes.rounds > 1 else 1)
             per_item.append(seconds / count * 1e6)
         growth = per_item[2] / per_item[0]
         flag = "**grows**" if growth > 1.5 else "ok"
-        rows.append([name, f"{base * factor:,} {unit}", *(f"{cost:,.1f}" for cost in per_item),
+        rows.append([name, f"{max(1, round(base * factor)):,} {unit}", *(f"{cost:,.1f}" for cost in per_item),
                      f"{growth:.2f}x", flag])
     report.section(
         "Scaling",
@@ -311,7 +311,7 @@ def scaling(report: Report, sizes: Sizes) -> None:
 Prepare = Callable[[int], Callable[[], object]]
 
 
-def _scaling_checks() -> list[tuple[str, str, int, Prepare]]:
+def _scaling_checks() -> list[tuple[str, str, float, Prepare]]:
     workload = build(100, 1000, request_count=1)
     store = az.PolicyStore.from_text(workload.policies, schema=workload.schema, entities=workload.entities)
     authz = az.Authorizer(az.LocalEngine(store))
@@ -362,7 +362,9 @@ def _scaling_checks() -> list[tuple[str, str, int, Prepare]]:
 
     def permitted(count: int) -> Callable[[], object]:
         tools = build_tools(count, count, 10, request_count=1)
-        tool_authz = az.Authorizer.from_text(tools.policies, schema=tools.schema, entities=tools.entities)
+        store = az.PolicyStore.from_text(tools.policies, schema=tools.schema, entities=tools.entities,
+                                         max_bytes=4 * len(tools.policies))
+        tool_authz = az.Authorizer(az.LocalEngine(store))
         guarded = [tool_authz.guard(action=name, name=name)(_tool) for name in tools.tools]
         tool_user = tools.entities[-1].uid
 
@@ -377,8 +379,8 @@ def _scaling_checks() -> list[tuple[str, str, int, Prepare]]:
         ("`filter`, documents from metadata", "candidates", 1, filter_metadata),
         ("`PolicyStore.from_text`, policies", "policies", 1, load_policies),
         ("`PolicyStore.from_text`, entities", "entities", 10, load_entities),
-        ("`@guard`ed call among N registered tools", "tools (N calls)", 1, guarded_call),
-        ("`permitted_tools` of N tools (N policies)", "tools", 1, permitted),
+        ("`@guard`ed call among N registered tools", "tools (N calls)", 0.1, guarded_call),
+        ("`permitted_tools` of N tools (N policies)", "tools", 0.1, permitted),
     ]
 
 
