@@ -285,7 +285,7 @@ def _same(item: Any) -> Any:
 
 def scaling(report: Report, sizes: Sizes) -> None:
     base = sizes.scaling_base
-    checks = _scaling_checks()
+    checks = _scaling_checks(base * 100)
     rows = []
     for name, unit, factor, prepare in checks:
         per_item = []
@@ -301,7 +301,9 @@ def scaling(report: Report, sizes: Sizes) -> None:
     report.section(
         "Scaling",
         "Each public entry point at 1x, 10x and 100x its input: microseconds per item (CPU-bound, wall time, "
-        "median of 3 below 100x). Flagged when the per-item cost at 100x is more than 1.5x the one at 1x.",
+        "median of 3 below 100x). Flagged when the per-item cost at 100x is more than 1.5x the one at 1x. "
+        "`permitted_tools` makes one partial evaluation per tool, and cedarpy's cost for one grows with the "
+        "schema (N tools are N actions): the growth there is the engine's.",
         ["entry point", "1x", "per item at 1x (us)", "10x", "100x", "growth", ""], rows)
     grown = [row[0] for row in rows if row[-1] != "ok"]
     report.target("Scaling: no entry point's per-item cost grows by more than 1.5x from 1x to 100x",
@@ -311,8 +313,10 @@ def scaling(report: Report, sizes: Sizes) -> None:
 Prepare = Callable[[int], Callable[[], object]]
 
 
-def _scaling_checks() -> list[tuple[str, str, float, Prepare]]:
-    workload = build(100, 1000, request_count=1)
+def _scaling_checks(largest: int) -> list[tuple[str, str, float, Prepare]]:
+    # Enough stored documents for the largest filter (about 44% of the entities are documents):
+    # a candidate without its entity errs in every policy reading it, a cost of its own.
+    workload = build(100, max(1000, math.ceil(largest * 2.3)), request_count=1)
     store = az.PolicyStore.from_text(workload.policies, schema=workload.schema, entities=workload.entities)
     authz = az.Authorizer(az.LocalEngine(store))
     user = next(e for e in workload.entities if e.uid.type == "User").uid
@@ -324,8 +328,7 @@ def _scaling_checks() -> list[tuple[str, str, float, Prepare]]:
         return lambda: authz.authorize_many(batch)
 
     def filter_stored(count: int) -> Callable[[], object]:
-        items = [docs[i % len(docs)] if i < len(docs) else az.EntityUID("Document", f"x{i}")
-                 for i in range(count)]
+        items = docs[:count]
 
         def run() -> object:
             with authz.acting_as(user):
@@ -374,7 +377,7 @@ def _scaling_checks() -> list[tuple[str, str, float, Prepare]]:
         return run
 
     return [
-        ("`authorize_many` (P=100, E=1,000)", "requests", 1, authorize_many),
+        ("`authorize_many` (P=100)", "requests", 1, authorize_many),
         ("`filter`, stored documents", "candidates", 1, filter_stored),
         ("`filter`, documents from metadata", "candidates", 1, filter_metadata),
         ("`PolicyStore.from_text`, policies", "policies", 1, load_policies),

@@ -309,7 +309,8 @@ class ToolSpec:
             )
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {problems}") from None
         # Only a model instance passed in as it was can hold undeclared fields: scalars cannot.
-        undeclared = None if _scalars_only(model.__dict__.values()) else _undeclared(model, "")
+        plain = not model.model_extra and _scalars_only(model.__dict__.values())
+        undeclared = None if plain else _undeclared(model, "")
         if undeclared is not None:  # a model instance passed in as it was, with extra fields
             raise InvalidValueError(
                 f"tool {self.name!r} got invalid arguments: {undeclared}: unknown argument")
