@@ -20,21 +20,18 @@ import multiprocessing
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.policy._schema_text import cedar_string
 from agentauthz.policy._store import PolicySnapshot, PolicyStore, TemplateLink
 
-if TYPE_CHECKING:
-    from agentauthz.engines.local import LocalEngine
-
 __all__ = ["DecisionPool"]
 
 _log = logging.getLogger("agentauthz")
 
-#: The worker's engine: built once per worker by :func:`_start_worker`.
-_worker_engine: LocalEngine | None = None
+#: The worker's engine (a LocalEngine): built once per worker by :func:`_start_worker`.
+_worker_engine: Any = None
 
 StoreSpec = tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]], bool]
 Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
@@ -57,9 +54,7 @@ def store_spec(snapshot: PolicySnapshot, slicing: bool) -> StoreSpec:
             slicing)
 
 
-def _start_worker(spec: StoreSpec) -> None:
-    from agentauthz.engines.local import LocalEngine
-
+def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
     global _worker_engine
     policies, schema, entities, links, slicing = spec
     store = PolicyStore.from_text(
@@ -68,15 +63,15 @@ def _start_worker(spec: StoreSpec) -> None:
                             principal=EntityUID.from_cedar(link["principal"]) if link["principal"] else None,
                             resource=EntityUID.from_cedar(link["resource"]) if link["resource"] else None)
                for link in links], validate=False)
-    _worker_engine = LocalEngine(store, slicing=slicing)
+    _worker_engine = engine_class(store, slicing=slicing)
 
 
 def _decide_share(requests: list[dict[str, Any]], entities: list[dict[str, Any]]) -> list[Answer]:
     engine = _worker_engine
     if engine is None:
         raise RuntimeError("worker started without a store")
-    decided = engine.decide([Request.from_cedar(request) for request in requests],
-                            [Entity.from_cedar(entity) for entity in entities])
+    decided: list[Decision] = engine.decide([Request.from_cedar(request) for request in requests],
+                                            [Entity.from_cedar(entity) for entity in entities])
     return [(decision.allowed, decision.reasons, decision.errors) for decision in decided]
 
 
@@ -94,11 +89,14 @@ class DecisionPool:
         self._lock = threading.Lock()
         self._pool: tuple[PolicySnapshot, ProcessPoolExecutor] | None = None
 
-    def decide(self, engine: LocalEngine, snapshot: PolicySnapshot, requests: Sequence[Request],
+    def decide(self, engine: Any, snapshot: PolicySnapshot, requests: Sequence[Request],
                entities: Sequence[Entity]) -> list[Decision] | None:
-        """The decisions of ``requests`` from the workers, or None when the parent must decide them."""
+        """The decisions of ``requests`` from the workers, or None when the parent must decide them.
+
+        ``engine`` is the LocalEngine asking: the workers build one of its class, slicing as it does.
+        """
         try:
-            pool = self._executor(snapshot, engine.slicing)
+            pool = self._executor(snapshot, type(engine), engine.slicing)
             cedar_entities = [entity.cedar for entity in entities]
             size = -(-len(requests) // self.processes)
             shares = [[request.to_cedar() for request in requests[start:start + size]]
@@ -115,7 +113,7 @@ class DecisionPool:
         return [Decision(allowed, reasons, errors, policy_version=version)
                 for allowed, reasons, errors in answers]
 
-    def _executor(self, snapshot: PolicySnapshot, slicing: bool) -> ProcessPoolExecutor:
+    def _executor(self, snapshot: PolicySnapshot, engine_class: Any, slicing: bool) -> ProcessPoolExecutor:
         with self._lock:
             current = self._pool
             if current is not None and current[0] is snapshot:
@@ -124,7 +122,8 @@ class DecisionPool:
                 current[1].shutdown(wait=False, cancel_futures=True)
             # spawn: a forked copy of a process with threads (the application's) is not safe.
             pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_start_worker, initargs=(store_spec(snapshot, slicing),))
+                                       initializer=_start_worker,
+                                       initargs=(store_spec(snapshot, slicing), engine_class))
             self._pool = (snapshot, pool)
             return pool
 
