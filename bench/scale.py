@@ -152,7 +152,7 @@ def avp_grouping(report: Report, sizes: Sizes) -> None:
 def filter_per_candidate(report: Report, sizes: Sizes) -> None:
     import cedarpy
 
-    from bench.run import measure, ratio
+    from bench.run import ratio
 
     largest = max(sizes.rag_scale)
     workload = build(sizes.rag_policies, max(1000, math.ceil(largest * 2.3)), request_count=1)
@@ -176,7 +176,8 @@ def filter_per_candidate(report: Report, sizes: Sizes) -> None:
             with authz.acting_as(user):
                 return authz.filter(items, action="read", resource=document_entity)
 
-        found = measure({"raw": (raw, size), "ours": (ours, size)}, sizes.scale_rounds)
+        found = {name: total / size for name, total in
+                 _cpu_rounds({"raw": raw, "ours": ours}, sizes.scale_rounds).items()}
         per_candidate[size] = found["ours"]
         rows.append([f"{size:,}", f"{found['raw']:,.1f}", f"{found['ours']:,.1f}",
                      ratio(found["ours"] / found["raw"])])
@@ -191,7 +192,7 @@ def filter_per_candidate(report: Report, sizes: Sizes) -> None:
         f"`Authorizer.filter` of N documents whose entities are built from metadata (`document_entity`, "
         f"{len(workload.entities):,} stored entities, P={sizes.rag_policies}) against the raw work with "
         "parsing counted: the documents' Cedar JSON dumped and merged onto the stored entities handle "
-        "(`with_added_json_str`), then one `is_authorized_batch`. Microseconds per candidate; the filter's "
+        "(`with_added_json_str`), then one `is_authorized_batch`. CPU microseconds per candidate; the filter's "
         "time includes building each document's `Entity`.",
         ["candidates", "raw with parsing (us)", "agentauthz (us)", "ratio"], rows,
         [f"Per-candidate cost from {smallest:,} to {largest:,} candidates: {growth:.2f}x."])
