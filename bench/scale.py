@@ -192,8 +192,8 @@ def filter_per_candidate(report: Report, sizes: Sizes) -> None:
         f"`Authorizer.filter` of N documents whose entities are built from metadata (`document_entity`, "
         f"{len(workload.entities):,} stored entities, P={sizes.rag_policies}) against the raw work with "
         "parsing counted: the documents' Cedar JSON dumped and merged onto the stored entities handle "
-        "(`with_added_json_str`), then one `is_authorized_batch`. CPU microseconds per candidate; the filter's "
-        "time includes building each document's `Entity`.",
+        "(`with_added_json_str`), then one `is_authorized_batch`. CPU microseconds per candidate; the "
+        "filter's time includes building each document's `Entity`.",
         ["candidates", "raw with parsing (us)", "agentauthz (us)", "ratio"], rows,
         [f"Per-candidate cost from {smallest:,} to {largest:,} candidates: {growth:.2f}x."])
     report.target(f"`filter` per candidate constant from {smallest:,} to {largest:,} candidates (<= 1.5x)",
