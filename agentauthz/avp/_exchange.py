@@ -11,6 +11,7 @@ and the error code, redacted (:func:`failure_text`, :func:`error_text`).
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import time
@@ -93,26 +94,50 @@ def groups(prepared: list[Prepared]) -> list[list[Prepared]]:
     """Groups of at most 30 requests sharing a principal or a resource, few as can be.
 
     Greedy: take up to 30 of the requests of the principal or resource that has
-    the most left, then count again. n requests sharing one principal make
-    ceil(n/30) groups.
+    the most left (ties: the one whose first request left comes first, then the
+    key seen first), then count again. n requests sharing one principal make
+    ceil(n/30) groups. A heap of the keys' counts, refreshed lazily, keeps it
+    O(n log n) (counting every key again on each pick was quadratic).
     """
-    remaining = dict.fromkeys(range(len(prepared)))
-    keys: dict[tuple[str, str], list[int]] = {}
+    members: dict[tuple[str, str], list[int]] = {}
     for position, member in enumerate(prepared):
-        keys.setdefault(("p", member.principal), []).append(position)
-        keys.setdefault(("r", member.resource), []).append(position)
-    groups: list[list[Prepared]] = []
-    while remaining:
-        best: list[int] = []
-        for positions in keys.values():
-            left = [p for p in positions if p in remaining]
-            if len(left) > len(best) or (len(left) == len(best) and left and left[0] < best[0]):
-                best = left
-        chosen = best[: shapes.BATCH_LIMIT]
-        for position in chosen:
-            del remaining[position]
-        groups.append([prepared[position] for position in chosen])
-    return groups
+        members.setdefault(("p", member.principal), []).append(position)
+        members.setdefault(("r", member.resource), []).append(position)
+    keys = list(members.values())
+    keys_of: list[list[int]] = [[] for _ in prepared]
+    for key, positions in enumerate(keys):
+        for position in positions:
+            keys_of[position].append(key)
+    left = [len(positions) for positions in keys]
+    start = [0] * len(keys)  # every position before it in keys[key] is taken
+    taken = [False] * len(prepared)
+
+    def first_left(key: int) -> int:
+        positions = keys[key]
+        while taken[positions[start[key]]]:
+            start[key] += 1
+        return positions[start[key]]
+
+    heap = [(-left[key], keys[key][0], key) for key in range(len(keys))]
+    heapq.heapify(heap)
+    result: list[list[Prepared]] = []
+    while heap:
+        count, _, key = heapq.heappop(heap)
+        if -count != left[key]:  # stale: requests of this key went with another group
+            if left[key]:
+                heapq.heappush(heap, (-left[key], first_left(key), key))
+            continue
+        chosen: list[int] = []
+        while len(chosen) < shapes.BATCH_LIMIT and left[key]:
+            position = first_left(key)
+            taken[position] = True
+            for other in keys_of[position]:
+                left[other] -= 1
+            chosen.append(position)
+        result.append([prepared[position] for position in chosen])
+        if left[key]:
+            heapq.heappush(heap, (-left[key], first_left(key), key))
+    return result
 
 
 def error_code(exc: BaseException) -> str | None:

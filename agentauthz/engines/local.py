@@ -10,7 +10,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cedarpy
 
@@ -23,6 +23,9 @@ from agentauthz.engines._reach import Reach, condition_literals
 from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.policy._slicing import Slice, SliceIndex
 from agentauthz.policy._store import PolicySnapshot, PolicyStore, redact, truncate
+
+if TYPE_CHECKING:
+    from agentauthz.engines._pool import DecisionPool
 
 __all__ = ["LocalEngine"]
 
@@ -39,6 +42,8 @@ _CACHED_REBUILT_SETS = 8
 # a quarter of the given ones: parsing an entity costs ~20-30 us, merging onto the stored graph
 # ~0.5 us per stored entity and, for a chain of given parents, time growing with its cube.
 _REACH_DIVISOR = 64
+# With processes=, batches of at least this many requests are decided in the worker processes.
+DEFAULT_PROCESS_BATCH = 2000
 
 
 class LocalEngine:
@@ -57,6 +62,13 @@ class LocalEngine:
     decisions, determining policies and errors are those of the whole set
     (see :mod:`agentauthz.policy._slicing`). ``slicing=False`` evaluates every policy.
 
+    cedarpy holds the GIL while it evaluates: threads add no throughput. With
+    ``processes=N`` (opt-in), a batch of at least ``process_batch`` requests (a
+    large ``filter``, ``authorize_many``) is split over N worker processes, each
+    holding the same store version (see :mod:`agentauthz.engines._pool`); the
+    decisions are the same, and if the workers fail the batch is decided here.
+    Call :meth:`close` to stop them.
+
     Example:
         >>> store = PolicyStore.from_text('@id("p") permit(principal, action, resource);')
         >>> engine = LocalEngine(store)
@@ -68,9 +80,15 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, store: PolicyStore, *, slicing: bool = True) -> None:
+    def __init__(self, store: PolicyStore, *, slicing: bool = True, processes: int = 0,
+                 process_batch: int = DEFAULT_PROCESS_BATCH) -> None:
         self.store = store
         self.slicing = slicing
+        self._processes: DecisionPool | None = None
+        if processes > 1:
+            from agentauthz.engines._pool import DecisionPool  # multiprocessing: only when asked for
+
+            self._processes = DecisionPool(processes, max(1, process_batch))
         self._entity_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._rebuilt_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -79,6 +97,11 @@ class LocalEngine:
         self._index_lock = threading.Lock()
         self._action_names: tuple[PolicySnapshot, dict[str, EntityUID | None]] | None = None
         self._shapes: tuple[PolicySnapshot, KnownShapes | None] | None = None
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (they start again on the next large batch)."""
+        if self._processes is not None:
+            self._processes.close()
 
     @property
     def fingerprint(self) -> str:
@@ -114,6 +137,11 @@ class LocalEngine:
         if not requests:
             return []
         snapshot = self.store.snapshot
+        pool = self._processes
+        if pool is not None and len(requests) >= pool.min_batch:
+            decided = pool.decide(self, snapshot, requests, entities)
+            if decided is not None:
+                return decided
         entity_set = snapshot.entity_set
         delta: dict[EntityUID, Entity] = {}
         if entities:

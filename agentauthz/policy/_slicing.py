@@ -373,6 +373,11 @@ class SliceIndex:
         self._links: list[_Link] = []
         self._always_links: list[int] = []  # links in every slice (scope unreadable, or no entity)
         self._by_principal: dict[tuple[int, Uid], list[int]] = {}
+        # Links naming one principal exactly, once more by the resource they name exactly (a share),
+        # or under the principal alone when their resource constraint names no single entity: a
+        # principal with thousands of links finds a request's few without testing every one.
+        self._by_pair: dict[tuple[Uid, Uid], list[int]] = {}
+        self._open_resource: dict[Uid, list[int]] = {}
         self._by_resource: dict[tuple[int, Uid], list[int]] = {}
         self._principal_in = False
         self._resource_in = False
@@ -406,6 +411,10 @@ class SliceIndex:
             kind = EQ if entry.principal.kind == EQ else IN
             self._principal_in = self._principal_in or kind == IN
             self._by_principal.setdefault((kind, entry.principal.entity), []).append(number)
+            if kind == EQ and entry.resource.kind == EQ and entry.resource.entity is not None:
+                self._by_pair.setdefault((entry.principal.entity, entry.resource.entity), []).append(number)
+            elif kind == EQ:
+                self._open_resource.setdefault(entry.principal.entity, []).append(number)
         elif entry.resource.entity is not None:
             kind = EQ if entry.resource.kind == EQ else IN
             self._resource_in = self._resource_in or kind == IN
@@ -528,7 +537,13 @@ class SliceIndex:
         found: list[int] = []
         by_principal = self._by_principal
         if by_principal:
-            candidates = list(by_principal.get((EQ, principal), ()))
+            named = by_principal.get((EQ, principal), ())
+            if len(named) > PER_PRINCIPAL_LINKS:
+                # Too many for one slice per principal: only those that can match this resource.
+                candidates = [*self._by_pair.get((principal, resource), ()),
+                              *self._open_resource.get(principal, ())]
+            else:
+                candidates = list(named)
             if self._principal_in:
                 principal_ancestors = self._ancestors(principal, overlay)
                 for uid in (principal, *principal_ancestors):

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from agentauthz.policy._locate import StoreTexts, locate
 from agentauthz.policy._messages import author_message, redact, truncate
 from agentauthz.policy._text import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DATA_BYTES,
     DEFAULT_MAX_DEPTH,
     scan,
     schema_nesting_problem,
@@ -235,6 +237,7 @@ class PolicyStore:
         validate: bool = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
         overrides: Mapping[str, str] | None = None,
     ) -> PolicyStore:
         """Load a policy store directory.
@@ -247,9 +250,11 @@ class PolicyStore:
 
         Args:
             path: the store directory.
-            validate: check the policies against the schema (else parse only).
-            max_bytes: size limit of one policy or schema file.
-            max_depth: nesting limit of policy text.
+            validate: check the policies against the schema (parse only without one).
+            max_bytes: the size limit of each policy and schema file (1 MiB by default).
+            max_depth: the nesting limit of policy and schema text.
+            max_data_bytes: the size limit of each data file (entities, template links;
+                1 GiB by default: a million entities or 100,000 links load).
             overrides: what-if texts of policy files (by name relative to ``path``, such as
                 ``tools.cedar``), used instead of what the files hold; nothing is written.
 
@@ -260,7 +265,7 @@ class PolicyStore:
         root = Path(path)
 
         def load() -> PolicySnapshot:
-            given = _read_directory(root, max_bytes)
+            given = _read_directory(root, max_bytes, max_data_bytes)
             if overrides:
                 _override(given, overrides)
             return _build(given, validate=validate, positional_names=False,
@@ -412,8 +417,11 @@ class _StoreInput:
     texts: dict[str, str] | None = None
 
 
-def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
-    """Read every file of a store directory; a file that cannot be read is a problem, not an end."""
+def _read_directory(root: Path, max_bytes: int, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> _StoreInput:
+    """Read every file of a store directory; a file that cannot be read is a problem, not an end.
+
+    Policy and schema files are bounded by ``max_bytes``, data files by ``max_data_bytes``.
+    """
     if not root.is_dir():
         raise PolicyError(f"{root}: not a directory")
     given = _StoreInput(policies=[], schema_name="", entities_name="entities.json", texts={})
@@ -431,12 +439,13 @@ def _read_directory(root: Path, max_bytes: int) -> _StoreInput:
             given.schema_name = chosen[0].name
     with _reported(given):
         if store_entry(root / "entities.json", "entities.json"):
-            text = _read(given, root / "entities.json", "entities.json", max_bytes)
+            text = _read(given, root / "entities.json", "entities.json", max_data_bytes)
             given.entities = _entities_from_json(parse_json(text, "entities.json"), "entities.json")
     for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
         with _reported(given):
             if store_entry(root / name, name):
-                given.links += reader(parse_json(_read(given, root / name, name, max_bytes), name), name)
+                given.links += reader(parse_json(_read(given, root / name, name, max_data_bytes), name),
+                                      name)
     return given
 
 
@@ -713,14 +722,15 @@ def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> Poli
 
 
 def entity_problems(root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                    max_depth: int = DEFAULT_MAX_DEPTH) -> list[str]:
+                    max_depth: int = DEFAULT_MAX_DEPTH,
+                    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> list[str]:
     """Problems of a store directory's entities alone, located like load problems.
 
     Loading checks the entities only once the policies load: this checks them
     against the schema whatever the policies hold (for ``agentauthz validate``).
     Empty when the schema itself is a problem: that is reported with the schema.
     """
-    given = _read_directory(root, max_bytes)
+    given = _read_directory(root, max_bytes, max_data_bytes)
     if any(problem.startswith("entities.json") for problem in given.problems):
         return []  # reported with the files that cannot be read
     schema_problems: list[str] = []
@@ -825,18 +835,23 @@ def _combine(sources: Sequence[PolicyFile], ids_by_position: Mapping[str, str],
     return combined
 
 
+#: The slots a link fills, by whether it names a principal and a resource.
+_FILLED = {(principal, resource): frozenset(slot for slot, filled in (("?principal", principal),
+                                                                    ("?resource", resource)) if filled)
+           for principal in (False, True) for resource in (False, True)}
+
+
 def _link(policy_set: Any, links: Sequence[TemplateLink], template_ids: Mapping[str, str]) -> Any:
     requests = []
     problems = []
-    slots = {template["id"]: set(template["slots"]) for template in policy_set.templates()}
+    slots = {template["id"]: frozenset(template["slots"]) for template in policy_set.templates()}
     for link in links:
         positional = template_ids.get(link.template)
         if positional is None:
             problems.append(f"{link.source}: link {link.id!r}: no template {link.template!r}")
             continue
-        given = {slot for slot, uid in (("?principal", link.principal), ("?resource", link.resource))
-                 if uid is not None}
-        if given != slots.get(positional, set()):
+        given = _FILLED[link.principal is not None, link.resource is not None]
+        if given != slots.get(positional, frozenset()):
             wanted = ", ".join(sorted(slots.get(positional, set()))) or "no slots"
             problems.append(f"{link.source}: link {link.id!r}: template {link.template!r} takes "
                             f"{wanted}; the link fills {', '.join(sorted(given)) or 'none'}")
@@ -893,6 +908,17 @@ def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any
     return [locate(problem, texts).text() for problem in problems]
 
 
+def _link_json(link: TemplateLink) -> str:
+    """``json.dumps([id, template, principal, resource])`` of a link, written out (100,000 links load)."""
+    def uid(value: EntityUID | None) -> str:
+        if value is None:
+            return "null"
+        return f'{{"type": {_json_string(value.type)}, "id": {_json_string(value.id)}}}'
+
+    return (f"[{_json_string(link.id)}, {_json_string(link.template)}, "
+            f"{uid(link.principal)}, {uid(link.resource)}]")
+
+
 def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],
                  entities: Sequence[Entity], schema_text: str | None) -> str:
     digest = hashlib.sha256()
@@ -900,10 +926,7 @@ def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],
         digest.update(b"P\0" + policy.id.encode() + b"\0" + "\n".join(
             line.rstrip() for line in policy.text.splitlines()).encode() + b"\0")
     for link in sorted(links, key=lambda item: item.id):
-        digest.update(b"L\0" + json.dumps([
-            link.id, link.template,
-            link.principal.to_cedar() if link.principal else None,
-            link.resource.to_cedar() if link.resource else None]).encode() + b"\0")
+        digest.update(b"L\0" + _link_json(link).encode() + b"\0")
     for entity in sorted(entities, key=lambda e: (e.uid.type, e.uid.id)):
         digest.update(b"E\0" + json.dumps(entity.cedar, sort_keys=True).encode() + b"\0")
     if schema_text is not None:

@@ -17,6 +17,7 @@ from agentauthz._model import unescape
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DATA_BYTES",
     "DEFAULT_MAX_DEPTH",
     "Statement",
     "TextProblem",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
+#: Data files (entities.json, template-links.json, linked) are data, not code: a million entities
+#: or 100,000 links are far over a policy file's limit, yet a store must load them with the defaults.
+DEFAULT_MAX_DATA_BYTES = 1024 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 200
 
 _TOKEN = re.compile(

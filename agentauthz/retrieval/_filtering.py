@@ -65,9 +65,12 @@ class RetrievalFilter:
                 return _result(items, groups, refused.decisions)
             held: Held | None = [] if bound_session.get() is not None else None
             decisions: list[Decision] = []
+            by_uid: dict[EntityUID, list[Entity]] = {}
+            for entity in overlay:  # every one kept: two for one uid reach the engine, which refuses them
+                by_uid.setdefault(entity.uid, []).append(entity)
             for start in range(0, len(requests), max(1, page_size)):
                 page = requests[start : start + page_size]
-                decisions.extend((yield Ask(page, _page_entities(page, overlay), held)))
+                decisions.extend((yield Ask(page, _page_entities(page, by_uid), held)))
             return self._recorded(items, groups, _result(items, groups, decisions), held)
 
     def scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
@@ -173,9 +176,10 @@ class RetrievalFilter:
         self.authz._sessions.register_documents(session, documents, groups.entities)
 
 
-def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:
-    wanted = {request.resource for request in page}
-    return [entity for entity in overlay if entity.uid in wanted or entity.uid == page[0].principal]
+def _page_entities(page: list[Request], overlay: Mapping[EntityUID, list[Entity]]) -> list[Entity]:
+    """The overlay entities one page needs (its principal's, its resources'): linear in the page."""
+    wanted = dict.fromkeys([page[0].principal, *(request.resource for request in page)])
+    return [entity for uid in wanted for entity in overlay.get(uid, ())]
 
 
 def _result(items: Sequence[T], groups: ResourceGroups, decisions: list[Decision]) -> FilterResult[T]:

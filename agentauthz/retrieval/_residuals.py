@@ -66,6 +66,8 @@ class Bounds(NamedTuple):
 
 
 UNKNOWN = Bounds(TRUE, FALSE, TRUE, FALSE)
+#: A condition known to be true: exactly true, never false.
+_TRUE = Bounds(TRUE, TRUE, FALSE, FALSE)
 
 
 def capped(bounds: Bounds) -> Bounds:
@@ -272,6 +274,11 @@ class Translator:
     @staticmethod
     def _and(a: Bounds, b: Bounds) -> Bounds:
         # true: both true. false: a false, or a true and b false (a error -> error).
+        # `true && x` and `x && true` are x (partial evaluation leaves chains of them): as computed.
+        if a == _TRUE:
+            return b
+        if b == _TRUE:
+            return a
         return Bounds(
             all_of(a.t_up, b.t_up),
             all_of(a.t_low, b.t_low),

@@ -48,7 +48,6 @@ from agentauthz.tools._spec import (
     bind_arguments,
     refusal_message,
     spec_of,
-    tool_input,
     wraps_tool,
 )
 
@@ -102,13 +101,17 @@ class ToolCalls:
         def decorate(fn: F) -> F:
             spec = chosen.spec_from_function(fn, name=name, on_deny=fallback)
             authz.tools[spec.name] = spec
-            needed = tuple(parameter.name for parameter in inspect.signature(fn).parameters.values()
+            # The per-tool plan, worked out once, not per call: the names positional arguments bind
+            # to, and the injected ones the caller must pass.
+            signature = inspect.signature(fn).parameters.values()
+            parameters = tuple(parameter.name for parameter in signature)
+            needed = tuple(parameter.name for parameter in signature
                            if parameter.name in spec.injected and parameter.default is parameter.empty)
             if inspect.iscoroutinefunction(fn):
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
                     with authz._operation(Operation("tool_call", spec.name)):
-                        prepared = self._prepare(spec, fn, needed, args, kwargs)
+                        prepared = self._prepare(spec, parameters, needed, args, kwargs)
                         if isinstance(prepared, str):
                             return prepared
                         arguments, inputs = prepared
@@ -128,7 +131,7 @@ class ToolCalls:
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
                 with authz._operation(Operation("tool_call", spec.name)):
-                    prepared = self._prepare(spec, fn, needed, args, kwargs)
+                    prepared = self._prepare(spec, parameters, needed, args, kwargs)
                     if isinstance(prepared, str):
                         return prepared
                     arguments, inputs = prepared
@@ -149,7 +152,7 @@ class ToolCalls:
         return decorate
 
     def _prepare(
-        self, spec: ToolSpec, fn: Callable[..., Any], needed: tuple[str, ...], args: tuple[Any, ...],
+        self, spec: ToolSpec, parameters: tuple[str, ...], needed: tuple[str, ...], args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
         """The arguments a guarded call runs with and its request inputs, or its refusal for the model.
@@ -165,7 +168,7 @@ class ToolCalls:
         supplied: dict[str, Any] = {}
 
         def chosen() -> dict[str, Any]:
-            bound = bind_arguments(fn, args, kwargs, spec.name)
+            bound = bind_arguments(parameters, args, kwargs, spec.name)
             supplied.update((name, bound.pop(name)) for name in spec.injected if name in bound)
             missing = [name for name in needed if name not in supplied]
             if missing:
@@ -301,8 +304,8 @@ class ToolCalls:
             authz.audit_missing_identity(spec.action, EntityUID(authz.tool_entity_type, spec.name))
             authz.current_principal()  # raises IdentityError
         try:
-            validated = spec.arguments(arguments() if callable(arguments) else arguments)
-            return validated, self._request_inputs(spec, validated)
+            validated, cedar_input = spec.call_arguments(arguments() if callable(arguments) else arguments)
+            return validated, self._request_inputs(spec, validated, cedar_input)
         except InvalidArguments:
             raise
         except InvalidValueError as exc:
@@ -312,9 +315,10 @@ class ToolCalls:
                 reason=str(exc))
             raise InvalidArguments(str(exc), refusal) from None
 
-    def _request_inputs(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _request_inputs(self, spec: ToolSpec, arguments: dict[str, Any],
+                        cedar_input: dict[str, Any]) -> dict[str, Any]:
         context = spec.context_for(arguments)
-        context["input"] = tool_input(arguments)
+        context["input"] = cedar_input
         return {
             "action": spec.action,
             "resource": spec.resource_for(arguments, self.authz.tool_entity_type),

@@ -393,7 +393,9 @@ class ToolSpec:
                 for error in exc.errors(include_input=False, include_url=False)
             )
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {problems}") from None
-        undeclared = _undeclared(model, "")
+        # Only a model instance passed in as it was can hold undeclared fields: scalars cannot.
+        plain = not model.model_extra and _scalars_only(model.__dict__.values())
+        undeclared = None if plain else _undeclared(model, "")
         if undeclared is not None:  # a model instance passed in as it was, with extra fields
             raise InvalidValueError(
                 f"tool {self.name!r} got invalid arguments: {undeclared}: unknown argument")
@@ -424,21 +426,30 @@ class ToolSpec:
             ...
             agentauthz._errors.InvalidValueError: tool 'delete' got invalid arguments: bcc: unknown argument
         """
+        return self.call_arguments(arguments)[0]
+
+    def call_arguments(self, arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`arguments`, and the ``context.input`` built from them (:func:`tool_input`), at once.
+
+        Raises:
+            InvalidValueError: as :meth:`arguments`.
+        """
         model = self.validate(arguments)
         if self.json_arguments:
             values: dict[str, Any] = _json_values(model)
         else:
             values = {name: getattr(model, name) for name in self.parameters}
+        cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
         try:
-            to_cedar_value(tool_input(values))
+            to_cedar_value(cedar_input)
         except InvalidValueError as exc:
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {exc}") from None
-        return values
+        return values, cedar_input
 
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
         """The resource of one call: fixed, computed from the arguments, or the tool itself."""
         if self.resource is None:
-            return EntityUID(tool_type, self.name)
+            return tool_uid(tool_type, self.name)
         if isinstance(self.resource, (EntityUID, Entity)):
             return self.resource
         resource = self.resource(arguments)
@@ -619,14 +630,15 @@ def _disclosed(decision: Decision, kind: RefusalKind) -> list[str]:
     return ["no policy permits it"]
 
 
-def bind_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+def bind_arguments(names: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any],
                    tool: str) -> dict[str, Any]:
-    """Map a call's positional and keyword arguments to parameter names.
+    """Map a call's positional and keyword arguments to the function's parameter ``names``.
 
     Keywords are taken as given: one the function does not declare is for the
     spec to refuse, as an unknown argument, like on every other path.
     """
-    names = list(inspect.signature(fn).parameters)
+    if not args:
+        return kwargs
     if len(args) > len(names):
         raise InvalidValueError(f"tool {tool!r} got invalid arguments: it takes {len(names)} "
                                 f"positional arguments, not {len(args)}")
@@ -657,6 +669,20 @@ def spec_of(tool: Any) -> ToolSpec | None:
 
 
 # -- validated arguments -----------------------------------------------------------------
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _scalars_only(values: Iterable[Any]) -> bool:
+    """Whether every value is exactly a str, int, bool or None: its own Cedar input, holding no model."""
+    return all(type(value) in _SCALARS for value in values)
+
+
+@functools.lru_cache(maxsize=4096)
+def tool_uid(tool_type: str, name: str) -> EntityUID:
+    """The uid of a tool as a resource (``Tool::"<name>"``), built once per tool, not per call."""
+    return EntityUID(tool_type, name)
 
 
 def _undeclared(value: Any, path: str) -> str | None:

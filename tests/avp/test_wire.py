@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.avp import _wire as shapes
@@ -301,6 +303,41 @@ def test_grouping_shares_a_principal_or_a_resource_in_every_group() -> None:
     for group in groups:
         assert len({m.principal for m in group}) == 1 or len({m.resource for m in group}) == 1
         assert len(group) <= 30
+
+
+def _greedy_by_recounting(prepared: list[Any]) -> list[list[int]]:
+    """The grouping rule spelled out (quadratic): recount every key's requests left on each pick."""
+    remaining = dict.fromkeys(range(len(prepared)))
+    keys: dict[tuple[str, str], list[int]] = {}
+    for position, member in enumerate(prepared):
+        keys.setdefault(("p", member.principal), []).append(position)
+        keys.setdefault(("r", member.resource), []).append(position)
+    found: list[list[int]] = []
+    while remaining:
+        best: list[int] = []
+        for positions in keys.values():
+            left = [p for p in positions if p in remaining]
+            if len(left) > len(best) or (len(left) == len(best) and left and left[0] < best[0]):
+                best = left
+        for position in best[:30]:
+            del remaining[position]
+        found.append(best[:30])
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), max_size=150))
+def test_grouping_picks_the_key_with_most_requests_left_as_recounting_would(
+        pairs: list[tuple[int, int]]) -> None:
+    prepared = [_prepared(i, f"u{p}", f"d{r}") for i, (p, r) in enumerate(pairs)]
+    assert [[m.index for m in group] for group in _groups(prepared)] == _greedy_by_recounting(prepared)
+
+
+def test_grouping_of_thousands_of_distinct_principals_makes_a_group_per_shared_resource() -> None:
+    prepared = [_prepared(i, f"u{i}", "shared" if i % 2 else f"d{i}") for i in range(4000)]
+    groups = _groups(prepared)
+    assert len(groups) == math.ceil(2000 / 30) + 2000
+    assert sorted(m.index for g in groups for m in g) == list(range(4000))
 
 
 def _prepared(index: int, principal: str, resource: str) -> Any:

@@ -22,8 +22,13 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
                   "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval",
                   "## Approvals", "## AgentCore Gateway policies, evaluated locally",
                   "## Verified Permissions at the edge", "## Session stores: a guarded call",
-                  "## Provenance"):
+                  "## Provenance",
+                  "## Guarded tool calls", "## Import time", "## Filtering documents built from metadata",
+                  "## Compiling a pre-filter", "## Grouping of Verified Permissions batches",
+                  "## Loading stored entities", "## Data file limits", "## Worker processes",
+                  "## Scaling"):
         assert title in text
     assert "Not measured" not in text
-    # tools, RAG, links and provenance targets; SyncedEngine: no service call to decide, AVP's decisions
-    assert text.count("| yes |") + text.count("| **no** |") == 6
+    # tools, RAG, links (2); issue 18: guard, import, filter (2), pre-filter, grouping, entities, data
+    # files, worker processes, scaling; provenance; SyncedEngine: no service call to decide, AVP's decisions
+    assert text.count("| yes |") + text.count("| **no** |") == 19

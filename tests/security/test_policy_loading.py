@@ -218,7 +218,25 @@ def test_each_file_over_the_size_limit_is_refused(name: str, tmp_path: Path) -> 
     root = _store(tmp_path / "store")
     (root / name).write_text(content, encoding="utf-8")
     with pytest.raises(az.PolicyError, match="over the limit"):
-        az.PolicyStore.from_directory(root, max_bytes=10_000)
+        az.PolicyStore.from_directory(root, max_bytes=10_000, max_data_bytes=10_000)
+
+
+@pytest.mark.parametrize("name", ["entities.json", "template-links.json", "linked"])
+def test_a_data_file_is_bounded_by_the_data_limit_not_the_policy_limit(name: str, tmp_path: Path) -> None:
+    root = _store(tmp_path / "store")
+    (root / name).write_text("[" + " " * 20_000 + "]", encoding="utf-8")
+    assert az.PolicyStore.from_directory(root, max_bytes=10_000).policies
+    with pytest.raises(az.PolicyError, match=f"{name}: .*over the limit of 10000"):
+        az.PolicyStore.from_directory(root, max_data_bytes=10_000)
+
+
+@pytest.mark.parametrize("name", ["big.cedar", "schema.cedarschema"])
+def test_policy_text_keeps_its_own_limit_whatever_the_data_limit(name: str, tmp_path: Path) -> None:
+    root = _store(tmp_path / "store")
+    text = f"{PERMIT};" if name == "big.cedar" else "entity User;"
+    (root / name).write_text(text + "// " + " " * 20_000 + "\n", encoding="utf-8")
+    with pytest.raises(az.PolicyError, match=f"{name}: .*over the limit of 10000"):
+        az.PolicyStore.from_directory(root, max_bytes=10_000, max_data_bytes=10**9)
 
 
 def test_a_sparse_four_gigabyte_policy_file_is_refused_without_reading_it(tmp_path: Path) -> None:
@@ -365,3 +383,19 @@ def test_a_schema_refuses_the_erroring_forbid_at_load() -> None:
             '@id("no-secrets") forbid(principal, action, resource) when { resource.secret };')
     with pytest.raises(az.PolicyError, match="no-secrets"):
         az.PolicyStore.from_text(text, schema=schema)
+
+
+def test_a_store_with_10000_template_links_and_their_entities_loads_with_the_default_limits(
+        tmp_path: Path) -> None:
+    links = [{"id": f"share-{i}", "template": "share", "principal": {"type": "User", "id": f"user-{i}"},
+              "resource": {"type": "Doc", "id": f"document-{i}"}} for i in range(10_000)]
+    entities = [{"uid": {"type": "User", "id": f"user-{i}"}, "attrs": {"note": "x" * 100}, "parents": []}
+                for i in range(10_000)]
+    root = _store(tmp_path / "store", **{
+        "share.cedar": '@id("share") permit(principal == ?principal, action, resource == ?resource);',
+        "template-links__json": json.dumps(links), "entities__json": json.dumps(entities)})
+    assert (root / "template-links.json").stat().st_size > 1024 * 1024
+    assert (root / "entities.json").stat().st_size > 1024 * 1024
+    store = az.PolicyStore.from_directory(root)
+    assert len(store.entities) == 10_000
+    assert len(store.links) == 10_000

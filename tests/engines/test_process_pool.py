@@ -1,0 +1,111 @@
+"""Large batches in worker processes (issue 18, row 8): the same decisions as in this process.
+
+``LocalEngine(store, processes=2, process_batch=...)`` sends a batch of at least
+``process_batch`` requests to worker processes holding the same store version.
+Decisions, determining policies (store ids, templates' links included) and errors
+must equal the in-process engine's and plain cedarpy's; a broken pool decides here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import agentauthz as az
+from tests.security.support import reference_allows
+
+POLICIES = """
+@id("dept") permit(principal, action == Action::"read", resource) when { resource.dept == principal.dept };
+permit(principal, action == Action::"read", resource) when { resource.level < 1 };
+@id("share") permit(principal == ?principal, action == Action::"read", resource == ?resource);
+@id("secret") forbid(principal, action, resource) when { resource.level > 3 };
+@id("odd") forbid(principal, action == Action::"write", resource) when { resource.missing == 1 };
+"""
+
+SCHEMA = None
+USERS = [az.Entity(uid=az.EntityUID("User", f"u{i}"), attrs={"dept": ("hr", "eng")[i % 2]}) for i in range(4)]
+STORED = [az.Entity(uid=az.EntityUID("Doc", f"s{i}"), attrs={"dept": "hr", "level": i % 6}) for i in range(6)]
+LINKS = [az.TemplateLink(id=f"share-{i}", template="share", principal=USERS[i % 4].uid,
+                         resource=az.EntityUID("Doc", f"m{i}")) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def engines() -> Iterator[tuple[az.LocalEngine, az.LocalEngine]]:
+    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    pooled = az.LocalEngine(store, processes=2, process_batch=4)
+    yield az.LocalEngine(store), pooled
+    pooled.close()
+
+
+requests = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["read", "write"]), st.integers(0, 11),
+                              st.integers(0, 5), st.sampled_from(["hr", "eng"]), st.booleans()),
+                    min_size=4, max_size=30)
+
+
+def _batch(drawn: list[tuple[int, str, int, int, str, bool]]) -> tuple[list[az.Request], list[az.Entity]]:
+    batch, given = [], {}
+    for user, action, doc, level, dept, stored in drawn:
+        uid = az.EntityUID("Doc", f"s{doc % 6}" if stored else f"m{doc}")
+        if not stored:
+            given[uid] = az.Entity(uid=uid, attrs={"dept": dept, "level": level})
+        batch.append(az.Request(principal=USERS[user].uid, action=az.EntityUID("Action", action),
+                                resource=uid))
+    return batch, list(given.values())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests)
+def test_worker_processes_decide_as_this_process_and_as_plain_cedarpy(
+        engines: tuple[az.LocalEngine, az.LocalEngine], drawn: Any) -> None:
+    local, pooled = engines
+    batch, given = _batch(drawn)
+    here = local.decide(batch, given)
+    there = pooled.decide(batch, given)
+    assert there == here
+    for request, decision in zip(batch, there, strict=True):
+        assert decision.allowed is reference_allows(_linked_text(POLICIES), request,
+                                                    [*USERS, *STORED, *given], SCHEMA)
+
+
+def _linked_text(text: str) -> str:
+    """The policies with each share link written out as the static policy it stands for."""
+    shares = "\n".join(f'@id("{link.id}") permit(principal == {link.principal}, action == Action::"read", '
+                       f"resource == {link.resource});" for link in LINKS)
+    return text.replace('@id("share") permit(principal == ?principal, action == Action::"read", '
+                        'resource == ?resource);', shares)
+
+
+def test_a_batch_below_the_threshold_starts_no_worker() -> None:
+    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    pooled = az.LocalEngine(store, processes=2, process_batch=4)
+    batch, given = _batch([(1, "read", 0, 0, "hr", True)])
+    assert pooled.decide(batch, given)[0].reasons == ("policy1",)
+    assert pooled._processes is not None and pooled._processes._pool is None
+
+
+def test_decisions_from_the_workers_carry_the_store_ids_and_version(
+        engines: tuple[az.LocalEngine, az.LocalEngine]) -> None:
+    local, pooled = engines
+    batch = [az.Request(principal=USERS[i % 4].uid, action=az.EntityUID("Action", "read"),
+                        resource=az.EntityUID("Doc", f"m{i}")) for i in range(8)]
+    decided = pooled.decide(batch)
+    assert [d.reasons for d in decided] == [(f"share-{i}",) for i in range(8)]
+    assert {d.policy_version for d in decided} == {local.store.fingerprint}
+
+
+def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
+    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    pooled = az.LocalEngine(store, processes=2, process_batch=2)
+    batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 2, 0, "hr", True)])
+    expected = az.LocalEngine(store).decide(batch, given)
+    assert pooled.decide(batch, given) == expected
+    assert pooled._processes is not None
+    executor = pooled._processes._pool[1]  # type: ignore[index]
+    for process in list(executor._processes.values()):
+        process.kill()
+    assert pooled.decide(batch, given) == expected
+    pooled.close()
