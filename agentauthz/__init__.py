@@ -30,6 +30,7 @@ from agentauthz._errors import (
     AuthzError,
     ConfigurationError,
     EngineError,
+    GuardrailUnavailable,
     IdentityError,
     InvalidArguments,
     InvalidValueError,
@@ -52,6 +53,9 @@ if _typing.TYPE_CHECKING:
     from agentauthz.avp._options import Batching, DecisionCache, Retry
     from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
     from agentauthz.engines.local import LocalEngine
+    from agentauthz.guardrails._detector import Detector, Finding
+    from agentauthz.guardrails._guardrail import Guardrail
+    from agentauthz.guardrails._local import LocalDetector
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
@@ -73,6 +77,7 @@ __all__ = [
     "ConfigurationError",
     "Decision",
     "DecisionCache",
+    "Detector",
     "Engine",
     "EngineError",
     "Entity",
@@ -80,10 +85,14 @@ __all__ = [
     "EntityUID",
     "ExtensionValue",
     "FilterResult",
+    "Finding",
+    "Guardrail",
+    "GuardrailUnavailable",
     "Identity",
     "IdentityError",
     "InvalidArguments",
     "InvalidValueError",
+    "LocalDetector",
     "LocalEngine",
     "LoggingSink",
     "MemorySessionStore",
@@ -120,7 +129,11 @@ __all__ = [
 _LAZY = {
     "Batching": "agentauthz.avp._options",
     "DecisionCache": "agentauthz.avp._options",
+    "Detector": "agentauthz.guardrails._detector",
     "FilterResult": "agentauthz.retrieval._filter",
+    "Finding": "agentauthz.guardrails._detector",
+    "Guardrail": "agentauthz.guardrails._guardrail",
+    "LocalDetector": "agentauthz.guardrails._local",
     "LocalEngine": "agentauthz.engines.local",
     "MemorySessionStore": "agentauthz.session._stores",
     "OnDeny": "agentauthz.tools._spec",

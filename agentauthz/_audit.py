@@ -9,12 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["AuditEvent", "AuditSink", "LoggingSink", "MemorySink", "capture_events", "global_sinks"]
+__all__ = [
+    "AuditEvent",
+    "AuditSink",
+    "LoggingSink",
+    "MemorySink",
+    "annotating",
+    "capture_events",
+    "current_annotations",
+    "global_sinks",
+]
 
 AUDIT_LOGGER = "agentauthz.audit"
 
@@ -157,3 +167,30 @@ def capture_events() -> Iterator[list[AuditEvent]]:
     finally:
         with _global_lock:
             _global_sinks = tuple(s for s in _global_sinks if s is not sink)
+
+
+_annotations: ContextVar[Mapping[str, object] | None] = ContextVar("agentauthz_audit_annotations",
+                                                                  default=None)
+
+
+@contextmanager
+def annotating(extra: Mapping[str, object] | None) -> Iterator[None]:
+    """Add ``extra`` to the ``extra`` of every audit event built while the block runs.
+
+    For facts a decision was made with that the request does not show as such
+    (a guardrail's findings: categories and scores, never the text).
+    """
+    if not extra:
+        yield
+        return
+    token = _annotations.set({**(_annotations.get() or {}), **extra})
+    try:
+        yield
+    finally:
+        _annotations.reset(token)
+
+
+def current_annotations() -> dict[str, object]:
+    """What :func:`annotating` adds to the events built now."""
+    current = _annotations.get()
+    return dict(current) if current else {}

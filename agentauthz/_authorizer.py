@@ -27,7 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, global_sinks
+from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, current_annotations, global_sinks
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import Identity, bound_session, no_end_user
@@ -38,6 +38,8 @@ from agentauthz.engines.base import Engine
 
 if TYPE_CHECKING:
     from agentauthz.avp._tokens import TokenIdentity, TokenType
+    from agentauthz.guardrails._detector import Detector
+    from agentauthz.guardrails._guardrail import Guardrail
     from agentauthz.policy._store import PolicyStore
     from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
     from agentauthz.retrieval._filtering import RetrievalFilter
@@ -457,6 +459,7 @@ class Authorizer:
         resource: ResourceOf,
         context: Mapping[str, Any] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        guardrail: Guardrail | Detector | None = None,
     ) -> FilterResult[T]:
         """Keep the items the bound end user may ``action``, in input order.
 
@@ -465,7 +468,10 @@ class Authorizer:
         to the same uid (chunks of one document) share one decision. An item
         whose resource cannot be built is dropped and counted. In a bound
         session (:meth:`session`) the requests carry ``context.session``, and
-        the labels of the resources let through are recorded as seen.
+        the labels of the resources let through are recorded as seen; with a
+        ``guardrail`` (an :class:`~agentauthz.Guardrail` or a detector), so are
+        the findings in their text (``guardrail:prompt_attack:high``), before
+        they are returned.
 
         Example:
             >>> authz = Authorizer.from_text(
@@ -480,7 +486,7 @@ class Authorizer:
         Raises:
             IdentityError: no end user is bound.
         """
-        return self._run(self._retrieval.filter(items, action, resource, context, page_size))
+        return self._run(self._retrieval.filter(items, action, resource, context, page_size, guardrail))
 
     async def afilter(
         self,
@@ -490,9 +496,11 @@ class Authorizer:
         resource: ResourceOf,
         context: Mapping[str, Any] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        guardrail: Guardrail | Detector | None = None,
     ) -> FilterResult[T]:
         """Async twin of :meth:`filter`."""
-        return await self._arun(self._retrieval.filter(items, action, resource, context, page_size))
+        return await self._arun(self._retrieval.filter(items, action, resource, context, page_size,
+                                                       guardrail))
 
     def _retrieval_scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
                          uids: Sequence[EntityUID] = ()) -> RetrievalScope:
@@ -515,6 +523,7 @@ class Authorizer:
         on_deny: OnDeny = "raise",
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        guardrail: Guardrail | Detector | None = None,
     ) -> Callable[[F], F]: ...
 
     def guard(
@@ -527,6 +536,7 @@ class Authorizer:
         on_deny: OnDeny = "raise",
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        guardrail: Guardrail | Detector | None = None,
     ) -> Any:
         """Authorize every call of a tool function (sync or async) for the bound end user.
 
@@ -547,6 +557,10 @@ class Authorizer:
             name: tool name (default: the function name).
             sum_arguments: int or decimal arguments a bound session adds up
                 over the calls that complete (``context.session.totals.<action>.<argument>``).
+            guardrail: an :class:`~agentauthz.Guardrail` or a detector: the
+                arguments' findings become ``context.guardrail.input`` (typed
+                in the generated schema), the result's findings session labels
+                (``guardrail:pii:EMAIL``) before the model reads it.
 
         With a session bound (:meth:`session`) the call is decided with
         ``context.session`` and counted in the session once the function
@@ -575,7 +589,7 @@ class Authorizer:
         """
         return self._tool_calls.guard(action, resource=resource, resource_types=resource_types,
                                       context=context, on_deny=on_deny, name=name,
-                                      sum_arguments=sum_arguments)
+                                      sum_arguments=sum_arguments, guardrail=guardrail)
 
     def validate_tools(
         self,
@@ -978,6 +992,7 @@ class Authorizer:
                 {"request": request.to_cedar(), "entities": [e.to_cedar() for e in entities]}
                 if self.record_requests else None
             ),
+            extra=current_annotations(),
             session=session.id if session is not None else None,
             decision_id=decision.id,
         )
@@ -1043,7 +1058,8 @@ class Authorizer:
                 resource=str(uid), decision="deny", enforced=True, reasons=(), errors=decision.errors,
                 fingerprint=self.engine.fingerprint, engine=self.engine.name, mode=self.mode,
                 elapsed_us=0, correlation_id=correlation or uuid.uuid4().hex, timestamp=time.time(),
-                session=session.id if session is not None else None, decision_id=decision.id,
+                extra=current_annotations(), session=session.id if session is not None else None,
+                decision_id=decision.id,
             )
             self._emit(sinks, event)
         return decision

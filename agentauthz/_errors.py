@@ -7,6 +7,7 @@ application can catch one type at its boundary::
     ├── AccessDenied          a policy (or the lack of one) denied the call; carries .decision
     ├── PolicyError           policies, schema, entities or links failed to load or validate
     ├── EngineError           the authorization backend failed (cedarpy, Verified Permissions)
+    │   └── GuardrailUnavailable  a guardrail detector could not assess a text (error, throttling)
     ├── ConfigurationError    the library was set up or called inconsistently
     ├── IdentityError         a call needs an end user and none is bound
     └── InvalidValueError     a Python value has no Cedar equivalent (float, huge int, ...)
@@ -29,6 +30,7 @@ __all__ = [
     "AuthzError",
     "ConfigurationError",
     "EngineError",
+    "GuardrailUnavailable",
     "IdentityError",
     "InvalidArguments",
     "InvalidValueError",
@@ -80,6 +82,14 @@ class PolicyError(AuthzError):
 
 class EngineError(AuthzError):
     """The authorization backend failed to produce a decision."""
+
+
+class GuardrailUnavailable(EngineError):
+    """A guardrail detector could not assess a text (service error, throttling, bad answer).
+
+    The tool and retrieval paths turn it into the fact ``available == false``
+    (policies decide) unless the guardrail was set up with ``on_error="raise"``.
+    """
 
 
 class ConfigurationError(AuthzError):

@@ -21,12 +21,22 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments, InvalidValueError
-from agentauthz._identity import bound_identity
+from agentauthz._audit import annotating
+from agentauthz._errors import (
+    AccessDenied,
+    ConfigurationError,
+    GuardrailUnavailable,
+    InvalidArguments,
+    InvalidValueError,
+)
+from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Guardrail, text_of
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import (
@@ -65,7 +75,8 @@ class ToolCalls:
 
     def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, resource: ResourceSpec = None,
               resource_types: Iterable[str] = (), context: ContextSpec = None, on_deny: OnDeny = "raise",
-              name: str | None = None, sum_arguments: Iterable[str] = ()) -> Any:
+              name: str | None = None, sum_arguments: Iterable[str] = (),
+              guardrail: Guardrail | Detector | None = None) -> Any:
         """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``)."""
         if callable(action) and not isinstance(action, (str, EntityUID)):
             return self.guard(None)(action)
@@ -73,6 +84,7 @@ class ToolCalls:
             raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
         authz = self.authz
         chosen_action = action
+        screen = Guardrail.of(guardrail)
 
         def decorate(fn: F) -> F:
             spec = build_spec(
@@ -80,6 +92,8 @@ class ToolCalls:
                 resource_types=tuple(resource_types), context=context, on_deny=on_deny,
                 sums=tuple(sum_arguments),
             )
+            if screen is not None:
+                spec = replace(spec, guardrail=screen)
             authz.tools[spec.name] = spec
             if inspect.iscoroutinefunction(fn):
 
@@ -88,11 +102,12 @@ class ToolCalls:
                     if isinstance(prepared, str):
                         return prepared
                     arguments, inputs = prepared
-                    call = await authz._arun(authz._sessions.begin(inputs, arguments, spec, None))
+                    call = await authz._arun(self._begin(inputs, arguments, spec, None))
                     if not call.admits:
                         return self._refuse(spec, call.decision)
                     with call:
-                        return await fn(**arguments)
+                        result = await fn(**arguments)
+                    return self.screened(spec, result)
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -101,11 +116,12 @@ class ToolCalls:
                 if isinstance(prepared, str):
                     return prepared
                 arguments, inputs = prepared
-                call = authz._run(authz._sessions.begin(inputs, arguments, spec, None))
+                call = authz._run(self._begin(inputs, arguments, spec, None))
                 if not call.admits:
                     return self._refuse(spec, call.decision)
                 with call:
-                    return fn(**arguments)
+                    result = fn(**arguments)
+                return self.screened(spec, result)
 
             return wraps_tool(fn, guarded, spec)
 
@@ -121,6 +137,30 @@ class ToolCalls:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
+
+    def _begin(self, inputs: dict[str, Any], arguments: Mapping[str, Any] | None, spec: ToolSpec,
+               call_id: str | None) -> Plan[ToolCall]:
+        """Decide and admit a call; its guardrail findings (no text) go in its audit event."""
+        with annotating(inputs.get("audit")):
+            return (yield from self.authz._sessions.begin(inputs, arguments, spec, call_id))
+
+    def screened(self, spec: ToolSpec, result: Any) -> Any:
+        """The result of a call, once its guardrail findings are recorded in the bound session.
+
+        The labels (``guardrail:prompt_attack:high``) are recorded before the
+        result is returned: if they cannot be, the result is not returned.
+
+        Raises:
+            GuardrailUnavailable: the detector failed and ``on_error="raise"``.
+        """
+        guardrail = spec.guardrail
+        session = bound_session.get()
+        if guardrail is None or not guardrail.outputs or session is None:
+            return result
+        labels = guardrail.assess_value(result, "OUTPUT").labels()
+        if labels:
+            session.see(*labels)
+        return result
 
     def _refuse(self, spec: ToolSpec, decision: Decision) -> str:
         if spec.on_deny == "message":
@@ -140,10 +180,11 @@ class ToolCalls:
         spec = self.spec(tool)
         validated, inputs = self.checked(spec, arguments)
         if record:
-            call = yield from authz._sessions.begin(inputs, validated, spec, call_id)
+            call = yield from self._begin(inputs, validated, spec, call_id)
         else:
-            decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
-                                                  inputs["context"])
+            with annotating(inputs.get("audit")):
+                decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
+                                                      inputs["context"])
             call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
         call.arguments = validated
         return call
@@ -182,6 +223,8 @@ class ToolCalls:
             IdentityError: no end user is bound (audited): checked first, so a
                 call without one never reads as a mere argument problem.
             InvalidArguments: carrying the audited refusal.
+            GuardrailUnavailable: the tool's detector failed and its guardrail
+                says ``on_error="raise"`` (audited).
         """
         authz = self.authz
         if bound_identity.get() is None:
@@ -191,6 +234,11 @@ class ToolCalls:
             validated = spec.arguments(arguments() if callable(arguments) else arguments)
             return validated, self._request_inputs(spec, validated)
         except InvalidArguments:
+            raise
+        except GuardrailUnavailable as exc:
+            fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
+            authz.audit_refusal(action=spec.action, reason=str(exc),
+                                resource=fixed or EntityUID(authz.tool_entity_type, spec.name))
             raise
         except InvalidValueError as exc:
             fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
@@ -202,11 +250,21 @@ class ToolCalls:
     def _request_inputs(self, spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
         context = spec.context_for(arguments)
         context["input"] = tool_input(arguments)
-        return {
+        inputs = {
             "action": spec.action,
             "resource": spec.resource_for(arguments, self.authz.tool_entity_type),
             "context": context,
         }
+        guardrail = spec.guardrail
+        if guardrail is not None and guardrail.inputs:
+            if "guardrail" in context:
+                raise ConfigurationError(
+                    f"the context of tool {spec.name!r} must not set 'guardrail': its guardrail does")
+            # What the policy reads is what is assessed: context.input, never an injected argument.
+            assessment = guardrail.assess(text_of(context["input"]), "INPUT")
+            context["guardrail"] = {"input": assessment.fact()}
+            inputs["audit"] = {"guardrail": {"input": assessment.summary()}}
+        return inputs
 
     # -- what the model is offered -----------------------------------------------------
 

@@ -39,6 +39,9 @@ Rules of the merge:
   ``totals`` with the summed arguments of each tool (``@authz.guard(
   sum_arguments=[...])``, ``session_sums=``). Its annotations are kept. A type
   annotated ``@mcp_context("session")`` is the stub's own and kept as written.
+- A tool with a guardrail (``guard(guardrail=...)``, ``ToolSettings(guardrail=...)``)
+  has a required ``guardrail: { input: <fact> }`` (see
+  :data:`agentauthz.guardrails._guardrail.INPUT_FACT_TYPE`).
 - Extra context a guard computes (``context=``) is not declared: its types are
   unknown. Policies that read it fail validation against the generated schema.
 
@@ -81,6 +84,7 @@ from agentauthz.session._facts import (
     schema_reads,
     unproduced,
 )
+from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
 from agentauthz.session._session import SchemaShapes, session_record_type
 from agentauthz.tools._jsonschema import mcp_input_type, mcp_tool_name, read_mcp_tools
 from agentauthz.tools._missing import missing_tool_actions
@@ -329,6 +333,7 @@ class _Action:
     resource_types: tuple[str, ...]
     input_type: dict[str, Any]
     sums: tuple[str, ...] = ()
+    guardrail: bool = False
 
     def entity_types(self) -> list[tuple[str, str]]:
         return ([(name, "principal type") for name in self.principal_types]
@@ -358,7 +363,8 @@ def _actions(tools: Iterable[Any] | Mapping[str, Any], mcp_tools: Iterable[Mappi
                 "@authz.guard(resource_types=[...]) to generate its action")
         action_name = _action_name(spec.action, namespace, source)
         add(_Action(action_name, source, principals, resources, dict(spec.input_type),
-                    tuple(dict.fromkeys([*spec.sums, *sums.get(action_name, ())]))))
+                    tuple(dict.fromkeys([*spec.sums, *sums.get(action_name, ())])),
+                    guardrail=spec.guardrail is not None and spec.guardrail.inputs))
     for item in mcp_tools:
         name = mcp_tool_name(item)
         add(_Action(name, f"MCP tool {name!r}", principals, (tool_type,), mcp_input_type(item),
@@ -515,6 +521,8 @@ def _shared_context(stub: _Stub, target: str, session_type: str | None) -> list[
 
 def _context_type(action: _Action, context: list[tuple[str, str, bool]]) -> dict[str, Any]:
     attributes: dict[str, Any] = {"input": action.input_type}
+    if action.guardrail:
+        attributes["guardrail"] = {"type": "Record", "attributes": {"input": INPUT_FACT_TYPE}}
     for attribute, common, required in context:
         attributes[attribute] = {"type": common} if required else {"type": common, "required": False}
     return {"type": "Record", "attributes": attributes}

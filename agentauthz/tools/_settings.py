@@ -8,13 +8,15 @@ added here reaches every one of them without a new keyword mapping each.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.tools._spec import ContextSpec, OnDeny, ResourceSpec, ToolSpec, build_spec_from_model
 
 __all__ = ["ToolSettings"]
@@ -47,6 +49,8 @@ class ToolSettings:
             (``context.session.totals.<action>.<argument>``).
         on_deny: ``"message"`` or ``"raise"`` for this tool; None keeps the
             ``on_deny`` of the wrapper or middleware.
+        guardrail: an :class:`~agentauthz.Guardrail` (or a bare detector)
+            assessing the arguments into ``context.guardrail.input``.
 
     Raises:
         ConfigurationError: an option has the wrong type (checked when the
@@ -67,6 +71,7 @@ class ToolSettings:
     context: ContextSpec
     sum_arguments: tuple[str, ...]
     on_deny: OnDeny | None
+    guardrail: Guardrail | None
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class ToolSettings:
         context: ContextSpec = None,
         sum_arguments: str | Iterable[str] = (),
         on_deny: OnDeny | None = None,
+        guardrail: Guardrail | Detector | None = None,
     ) -> None:
         if action is not None and not (isinstance(action, EntityUID) or (isinstance(action, str) and action)):
             raise ConfigurationError("ToolSettings.action is an action name or an EntityUID")
@@ -94,6 +100,7 @@ class ToolSettings:
         object.__setattr__(self, "context", context)
         object.__setattr__(self, "sum_arguments", _names(sum_arguments, "sum_arguments"))
         object.__setattr__(self, "on_deny", on_deny)
+        object.__setattr__(self, "guardrail", Guardrail.of(guardrail))
 
     def on_deny_or(self, default: OnDeny) -> OnDeny:
         """This tool's ``on_deny``, or the wrapper's ``default`` when it sets none."""
@@ -113,11 +120,11 @@ class ToolSettings:
             ConfigurationError: an argument type has no Cedar equivalent, or a
                 summed argument is not an integer or decimal argument.
         """
-        return build_spec_from_model(
+        return replace(build_spec_from_model(
             model, name=name, description=description, action=self.action, resource=self.resource,
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sums=self.sum_arguments,
-        )
+        ), guardrail=self.guardrail)
 
     def spec_from_json_schema(self, schema: Mapping[str, Any], *, name: str, description: str,
                               on_deny: OnDeny) -> ToolSpec:
@@ -126,8 +133,8 @@ class ToolSettings:
         Raises:
             ConfigurationError: see :meth:`ToolSpec.from_json_schema`.
         """
-        return ToolSpec.from_json_schema(
+        return replace(ToolSpec.from_json_schema(
             name, schema, description=description, action=self.action, resource=self.resource,
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sum_arguments=self.sum_arguments,
-        )
+        ), guardrail=self.guardrail)

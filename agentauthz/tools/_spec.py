@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz.guardrails._guardrail import Guardrail
 
 __all__ = [
     "OnDeny",
@@ -202,6 +203,8 @@ class ToolSpec:
         json_arguments: the tool takes JSON values (it was described by a JSON
             Schema): :meth:`arguments` gives records as dicts and leaves out an
             optional argument that was not given.
+        guardrail: assesses the arguments (``context.guardrail.input``) and
+            the result (session labels); None for none.
     """
 
     name: str
@@ -216,6 +219,7 @@ class ToolSpec:
     parameters: tuple[str, ...] = field(default_factory=tuple)
     sums: tuple[str, ...] = ()
     json_arguments: bool = False
+    guardrail: Guardrail | None = None
 
     @classmethod
     def from_json_schema(
