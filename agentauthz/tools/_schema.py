@@ -66,6 +66,7 @@ import cedarpy
 
 from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz._model import EntityUID
+from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
 from agentauthz.policy._messages import author_message
 from agentauthz.policy._schema_text import (
     Declaration,
@@ -84,7 +85,6 @@ from agentauthz.session._facts import (
     schema_reads,
     unproduced,
 )
-from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
 from agentauthz.session._session import SchemaShapes, session_record_type
 from agentauthz.tools._jsonschema import mcp_input_type, mcp_tool_name, read_mcp_tools
 from agentauthz.tools._missing import missing_tool_actions
