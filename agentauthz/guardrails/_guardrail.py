@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,6 +169,8 @@ class Guardrail:
         detector: what assesses the texts (:class:`~agentauthz.LocalDetector`,
             :class:`~agentauthz.integrations.bedrock.BedrockGuardrail`, your own).
         inputs: assess a tool call's arguments into ``context.guardrail.input``.
+        arguments: the arguments whose text is assessed (default: all of them);
+            e.g. ``["body"]`` for an email whose recipient address is no finding.
         outputs: assess a tool's result into session labels.
         on_error: ``"unavailable"`` (default): a failed assessment is the fact
             ``available == false`` / the label ``guardrail:unavailable`` and
@@ -188,17 +190,21 @@ class Guardrail:
         'guardrail:prompt_attack:high'
     """
 
-    def __init__(self, detector: Detector, *, inputs: bool = True, outputs: bool = True,
-                 on_error: OnGuardrailError = "unavailable", text: Callable[[Any], str] | None = None,
-                 cache_size: int = 1024) -> None:
+    def __init__(self, detector: Detector, *, inputs: bool = True, arguments: Iterable[str] | None = None,
+                 outputs: bool = True, on_error: OnGuardrailError = "unavailable",
+                 text: Callable[[Any], str] | None = None, cache_size: int = 1024) -> None:
         if not isinstance(detector, Detector):
             raise ConfigurationError("Guardrail takes a detector (detect/adetect/name)")
         if on_error not in ("unavailable", "raise"):
             raise ConfigurationError(f"Guardrail.on_error is 'unavailable' or 'raise', not {on_error!r}")
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigurationError("Guardrail.cache_size is a non-negative integer")
+        if isinstance(arguments, str) or (arguments is not None and not all(
+                isinstance(name, str) for name in arguments)):
+            raise ConfigurationError("Guardrail.arguments is a list of argument names")
         self.detector = detector
         self.inputs = inputs
+        self.arguments = tuple(arguments) if arguments is not None else None
         self.outputs = outputs
         self.on_error: OnGuardrailError = on_error
         self.text = text or text_of
@@ -238,6 +244,12 @@ class Guardrail:
         except Exception as exc:  # an unassessed text is never a clean one
             return self._failed(exc)
         return self._keep(key, Assessment(findings, True, self.detector.name))
+
+    def assess_arguments(self, arguments: Mapping[str, Any]) -> Assessment:
+        """:meth:`assess` of the text of a call's arguments (those of ``arguments=``), as ``INPUT``."""
+        chosen = arguments if self.arguments is None else {
+            name: arguments[name] for name in self.arguments if name in arguments}
+        return self.assess(text_of(chosen), "INPUT")
 
     def assess_value(self, value: Any, source: Source) -> Assessment:
         """:meth:`assess` of the text of ``value`` (``text=``)."""

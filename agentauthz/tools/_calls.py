@@ -36,7 +36,7 @@ from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.guardrails._detector import Detector
-from agentauthz.guardrails._guardrail import Guardrail, text_of
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._spec import (
@@ -261,7 +261,7 @@ class ToolCalls:
                 raise ConfigurationError(
                     f"the context of tool {spec.name!r} must not set 'guardrail': its guardrail does")
             # What the policy reads is what is assessed: context.input, never an injected argument.
-            assessment = guardrail.assess(text_of(context["input"]), "INPUT")
+            assessment = guardrail.assess_arguments(context["input"])
             context["guardrail"] = {"input": assessment.fact()}
             inputs["audit"] = {"guardrail": {"input": assessment.summary()}}
         return inputs
