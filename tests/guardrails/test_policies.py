@@ -15,6 +15,8 @@ from tests.guardrails.assistant import ALICE, PAGES, STORE, Assistant, local_aut
 
 REFUSED = "is not permitted"
 
+Remote = az.VerifiedPermissionsEngine
+
 
 class Down:
     """A detector whose service is down."""
@@ -35,7 +37,7 @@ def remote() -> Iterator[az.VerifiedPermissionsEngine]:
         yield engine
 
 
-def engines(remote: az.VerifiedPermissionsEngine, **options: Any) -> list[az.Authorizer]:
+def engines(remote: Remote, **options: Any) -> list[az.Authorizer]:
     """The example store on the embedded engine and on Verified Permissions (fresh Authorizers)."""
     store = az.PolicyStore.from_directory(STORE)
     # Verified Permissions keeps the schema: the session facts are cut to it as locally.
@@ -75,12 +77,12 @@ EXPECTED = [
 ]
 
 
-def test_policies_reading_guardrail_facts_decide_as_expected_on_both_engines(remote: az.VerifiedPermissionsEngine) -> None:
+def test_policies_reading_guardrail_facts_decide_as_expected_on_both_engines(remote: Remote) -> None:
     for authz in engines(remote):
         assert outcomes(authz, az.LocalDetector()) == EXPECTED
 
 
-def test_guardrail_decisions_are_the_same_on_verified_permissions(remote: az.VerifiedPermissionsEngine) -> None:
+def test_guardrail_decisions_are_the_same_on_verified_permissions(remote: Remote) -> None:
     sink = az.MemorySink()
     for authz in engines(remote, audit=[sink]):
         outcomes(authz, az.LocalDetector())
@@ -90,7 +92,7 @@ def test_guardrail_decisions_are_the_same_on_verified_permissions(remote: az.Ver
     assert any("email-pii-the-recipient-may-receive" in reasons for _, _, reasons in local)
 
 
-def test_a_prompt_attack_in_a_retrieved_document_halts_tool_calls_until_approved(remote: az.VerifiedPermissionsEngine) -> None:
+def test_a_prompt_attack_in_a_retrieved_document_halts_tool_calls_until_approved(remote: Remote) -> None:
     for authz in engines(remote):
         app = Assistant(authz, az.LocalDetector())
         with authz.acting_as(ALICE), authz.session("retrieved") as session:
@@ -104,7 +106,7 @@ def test_a_prompt_attack_in_a_retrieved_document_halts_tool_calls_until_approved
             session.clear()
 
 
-def test_an_email_is_refused_when_the_guardrail_is_down(remote: az.VerifiedPermissionsEngine) -> None:
+def test_an_email_is_refused_when_the_guardrail_is_down(remote: Remote) -> None:
     for authz in engines(remote):
         app = Assistant(authz, Down())
         with authz.acting_as(ALICE):
