@@ -247,9 +247,10 @@ class Guardrail:
 
     def assess_arguments(self, arguments: Mapping[str, Any]) -> Assessment:
         """:meth:`assess` of the text of a call's arguments (those of ``arguments=``), as ``INPUT``."""
-        chosen = arguments if self.arguments is None else {
-            name: arguments[name] for name in self.arguments if name in arguments}
-        return self.assess(text_of(chosen), "INPUT")
+        names = arguments if self.arguments is None else [
+            name for name in self.arguments if name in arguments]
+        # The values: argument names are the tool's, not the text's (keys inside a record are text).
+        return self.assess(text_of([arguments[name] for name in names]), "INPUT")
 
     def assess_value(self, value: Any, source: Source) -> Assessment:
         """:meth:`assess` of the text of ``value`` (``text=``)."""
