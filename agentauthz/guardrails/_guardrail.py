@@ -123,11 +123,11 @@ class Assessment:
 
 def text_of(value: Any) -> str:
     """The text a detector reads in a value: a string, a document's ``page_content``, or the
-    strings and integers inside records and lists (one per line).
+    strings and integers inside records (keys too) and lists, one per line.
 
     Example:
-        >>> text_of({"to": "bob@example.com", "body": ["hi", 42]})
-        'bob@example.com\\nhi\\n42'
+        >>> text_of(["bob@example.com", {"note": "hi"}, 42])
+        'bob@example.com\\nnote\\nhi\\n42'
     """
     if isinstance(value, str):
         return value
