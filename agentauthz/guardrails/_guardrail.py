@@ -14,6 +14,7 @@ None of them holds the text, or what the detector matched in it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -70,13 +71,18 @@ class Assessment:
     detector: str
 
     def fact(self) -> dict[str, Any]:
-        """The record policies read as ``context.guardrail.input``.
+        """The record policies read as ``context.guardrail.input`` (a new dict each time).
 
         Example:
             >>> fact = Assessment((Finding("pii", "EMAIL"),), True, "local").fact()
             >>> fact["available"], fact["pii"], fact["prompt_attack"]
             (True, ['EMAIL'], 0)
         """
+        return {name: list(value) if isinstance(value, list) else value for name, value in self._fact.items()}
+
+    @functools.cached_property
+    def _fact(self) -> dict[str, Any]:
+        # Built once per assessment: a cached assessment answers many calls.
         fact: dict[str, Any] = {"available": self.available, "prompt_attack": 0}
         fact.update(dict.fromkeys(CONTENT_FILTERS, 0))
         sets: dict[str, set[str]] = {name: set() for name in _SETS.values()}
@@ -114,6 +120,11 @@ class Assessment:
             else:
                 labels[f"guardrail:{finding.category}:{finding.type}"] = None
         return list(labels)
+
+    @functools.cached_property
+    def audit(self) -> dict[str, Any]:
+        """:meth:`summary`, built once (the audit events of the calls it answers share it)."""
+        return self.summary()
 
     def summary(self) -> dict[str, Any]:
         """Detector, availability and each finding's category, type, confidence and score (audit)."""

@@ -263,7 +263,7 @@ class ToolCalls:
             # What the policy reads is what is assessed: context.input, never an injected argument.
             assessment = guardrail.assess_arguments(context["input"])
             context["guardrail"] = {"input": assessment.fact()}
-            inputs["audit"] = {"guardrail": {"input": assessment.summary()}}
+            inputs["audit"] = {"guardrail": {"input": assessment.audit}}
         return inputs
 
     # -- what the model is offered -----------------------------------------------------
