@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["ToolCalls"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 class ToolCalls:
@@ -144,7 +145,7 @@ class ToolCalls:
         with annotating(inputs.get("audit")):
             return (yield from self.authz._sessions.begin(inputs, arguments, spec, call_id))
 
-    def screened(self, spec: ToolSpec, result: Any) -> Any:
+    def screened(self, spec: ToolSpec, result: R) -> R:
         """The result of a call, once its guardrail findings are recorded in the bound session.
 
         The labels (``guardrail:prompt_attack:high``) are recorded before the
