@@ -22,4 +22,4 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
                   "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval"):
         assert title in text
     assert "Not measured" not in text
-    assert text.count("| yes |") + text.count("| **no** |") == 3  # tools, RAG and links targets
+    assert text.count("| yes |") + text.count("| **no** |") == 4  # tools, RAG, links and guardrail targets
