@@ -29,7 +29,10 @@ INJECTION_PHRASES: tuple[str, ...] = (
 
 # Entity types are Bedrock's, so that a policy reads the same names whichever detector runs.
 _PII: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
+    # Each pattern starts only where its first run starts (a lookbehind): linear on long runs of
+    # letters or digits, where an unanchored `[...]+@` rescans the run from every position.
+    ("EMAIL", re.compile(
+        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
     ("PHONE", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\w)")),
     ("INTERNATIONAL_BANK_ACCOUNT_NUMBER",
      re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")),
