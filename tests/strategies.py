@@ -1025,4 +1025,4 @@ guardrail_secrets = st.one_of(
 )
 _around = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 guardrail_texts = st.tuples(_around, guardrail_secrets, _around).map(
-    lambda parts: (f"{parts[0]} {parts[1]} {parts[2]}", parts[1]))
+    lambda parts: (f"{parts[0]} :: {parts[1]} :: {parts[2]}", parts[1]))

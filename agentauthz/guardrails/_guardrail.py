@@ -134,7 +134,7 @@ class Assessment:
 
 def text_of(value: Any) -> str:
     """The text a detector reads in a value: a string, a document's ``page_content``, or the
-    strings and integers inside records (keys too) and lists, one per line.
+    values inside records (keys too) and lists, one per line (other objects as ``str``).
 
     Example:
         >>> text_of(["bob@example.com", {"note": "hi"}, 42])
@@ -154,12 +154,14 @@ def _leaves(value: Any, depth: int) -> Iterator[str]:
     if depth > 64:  # deeper than any tool argument: what lies beyond is read as text, not walked
         yield str(value)
         return
+    content = getattr(value, "page_content", None)
+    if isinstance(content, str):
+        yield content
+        return
     if isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, str):
         yield value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        yield str(value)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             yield from _leaves(key, depth + 1)
@@ -167,6 +169,8 @@ def _leaves(value: Any, depth: int) -> Iterator[str]:
     elif isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
             yield from _leaves(item, depth + 1)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)  # a number, an id, an object of the tool's own: its text is read, never skipped
 
 
 class Guardrail:

@@ -110,3 +110,18 @@ def test_guardrail_options_are_checked_when_built() -> None:
         az.Guardrail(az.LocalDetector(), on_error="allow")  # type: ignore[arg-type]
     with pytest.raises(az.ConfigurationError):
         az.ToolSettings(guardrail="bedrock")  # type: ignore[arg-type]
+
+
+def test_objects_of_any_kind_inside_a_result_are_read_not_skipped() -> None:
+    from dataclasses import dataclass
+
+    from agentauthz.guardrails._guardrail import text_of
+
+    @dataclass
+    class Contact:
+        email: str
+
+    text = text_of([Contact("eve@example.com"), {"n": 4111111111111111}, None, True])
+    assert "eve@example.com" in text and "4111111111111111" in text
+    assert az.Guardrail(az.LocalDetector()).assess_value([Contact("eve@example.com")], "OUTPUT").labels() == [
+        "guardrail:pii:EMAIL"]
