@@ -18,7 +18,7 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -246,19 +246,23 @@ class Guardrail:
         Raises:
             GuardrailUnavailable: the detector failed and ``on_error="raise"``.
         """
-        if not text:
-            return Assessment((), True, self.detector.name)
-        key = self._key(text, source)
-        cached = self._cached(key)
-        if cached is not None:
-            return cached
+        key, known = self._known(text, source)
+        if known is not None:
+            return known
         try:
-            findings = tuple(self.detector.detect(text, source=source))
-            if not all(isinstance(finding, Finding) for finding in findings):
-                raise GuardrailUnavailable(f"detector {self.detector.name} returned no findings list")
+            return self._keep(key, self.detector.detect(text, source=source))
         except Exception as exc:  # an unassessed text is never a clean one
             return self._failed(exc)
-        return self._keep(key, Assessment(findings, True, self.detector.name))
+
+    async def aassess(self, text: str, source: Source) -> Assessment:
+        """Async twin of :meth:`assess` (the detector's ``adetect``)."""
+        key, known = self._known(text, source)
+        if known is not None:
+            return known
+        try:
+            return self._keep(key, await self.detector.adetect(text, source=source))
+        except Exception as exc:  # an unassessed text is never a clean one
+            return self._failed(exc)
 
     def assess_arguments(self, arguments: Mapping[str, Any]) -> Assessment:
         """:meth:`assess` of the text of a call's arguments (those of ``arguments=``), as ``INPUT``."""
@@ -270,10 +274,29 @@ class Guardrail:
     def assess_value(self, value: Any, source: Source) -> Assessment:
         """:meth:`assess` of the text of ``value`` (``text=``)."""
         try:
-            text = self.text(value)
+            text = self._text_of(value)
         except Exception as exc:  # a text that cannot be read cannot be called clean
             return self._failed(exc)
-        return self.assess(text if isinstance(text, str) else str(text), source)
+        return self.assess(text, source)
+
+    async def aassess_value(self, value: Any, source: Source) -> Assessment:
+        """Async twin of :meth:`assess_value`."""
+        try:
+            text = self._text_of(value)
+        except Exception as exc:  # a text that cannot be read cannot be called clean
+            return self._failed(exc)
+        return await self.aassess(text, source)
+
+    def _text_of(self, value: Any) -> str:
+        text = self.text(value)
+        return text if isinstance(text, str) else str(text)
+
+    def _known(self, text: str, source: Source) -> tuple[tuple[str, str, bytes], Assessment | None]:
+        """The cache key of ``text``, and its assessment if it needs no detector (empty or cached)."""
+        key = self._key(text, source)
+        if not text:
+            return key, Assessment((), True, self.detector.name)
+        return key, self._cached(key)
 
     def _failed(self, exc: Exception) -> Assessment:
         if self.on_error == "raise":
@@ -295,7 +318,11 @@ class Guardrail:
                 self._cache.move_to_end(key)
             return found
 
-    def _keep(self, key: tuple[str, str, bytes], assessment: Assessment) -> Assessment:
+    def _keep(self, key: tuple[str, str, bytes], found: Sequence[Finding]) -> Assessment:
+        findings = tuple(found)
+        if not all(isinstance(finding, Finding) for finding in findings):
+            raise GuardrailUnavailable(f"detector {self.detector.name} returned no findings list")
+        assessment = Assessment(findings, True, self.detector.name)
         if self.cache_size:
             with self._lock:
                 self._cache[key] = assessment

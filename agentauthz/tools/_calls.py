@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agentauthz._audit import annotating
 from agentauthz._errors import (
     AccessDenied,
+    AuthzError,
     ConfigurationError,
+    EngineError,
     GuardrailUnavailable,
     InvalidArguments,
     InvalidValueError,
@@ -36,9 +38,9 @@ from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.guardrails._detector import Detector
-from agentauthz.guardrails._guardrail import Guardrail
+from agentauthz.guardrails._guardrail import Assessment, Guardrail
 from agentauthz.policy._store import PolicyStore
-from agentauthz.session._session import ToolCall
+from agentauthz.session._session import Session, ToolCall
 from agentauthz.tools._spec import (
     ContextSpec,
     OnDeny,
@@ -108,7 +110,7 @@ class ToolCalls:
                         return self._refuse(spec, call.decision)
                     with call:
                         result = await fn(**arguments)
-                    return self.screened(spec, result)
+                    return await self.ascreened(spec, result)
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -156,11 +158,16 @@ class ToolCalls:
         """
         guardrail = spec.guardrail
         session = bound_session.get()
-        if guardrail is None or not guardrail.outputs or session is None:
-            return result
-        labels = guardrail.assess_value(result, "OUTPUT").labels()
-        if labels:
-            session.see(*labels)
+        if guardrail is not None and guardrail.outputs and session is not None:
+            _see(session, guardrail.assess_value(result, "OUTPUT"))
+        return result
+
+    async def ascreened(self, spec: ToolSpec, result: R) -> R:
+        """Async twin of :meth:`screened` (the detector's ``adetect``)."""
+        guardrail = spec.guardrail
+        session = bound_session.get()
+        if guardrail is not None and guardrail.outputs and session is not None:
+            _see(session, await guardrail.aassess_value(result, "OUTPUT"))
         return result
 
     def _refuse(self, spec: ToolSpec, decision: Decision) -> str:
@@ -318,3 +325,20 @@ class ToolCalls:
             store, authz.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=authz.tool_entity_type, session_sums=authz.session_config.sums,
         )
+
+
+def _see(session: Session, assessment: Assessment) -> None:
+    """Record an assessment's labels in the session; if they cannot be, the result is withheld.
+
+    Raises:
+        EngineError: the session store failed (the model must not read what the session would not know).
+    """
+    labels = assessment.labels()
+    if not labels:
+        return
+    try:
+        session.see(*labels)
+    except AuthzError:
+        raise
+    except Exception as exc:
+        raise EngineError("the session store could not record a tool result's guardrail findings") from exc
