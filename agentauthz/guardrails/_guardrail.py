@@ -14,12 +14,11 @@ None of them holds the text, or what the detector matched in it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -69,6 +68,8 @@ class Assessment:
     findings: tuple[Finding, ...]
     available: bool
     detector: str
+    # The fact and audit summary, built once: a cached assessment answers many calls.
+    _built: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def fact(self) -> dict[str, Any]:
         """The record policies read as ``context.guardrail.input`` (a new dict each time).
@@ -78,11 +79,12 @@ class Assessment:
             >>> fact["available"], fact["pii"], fact["prompt_attack"]
             (True, ['EMAIL'], 0)
         """
-        return {name: list(value) if isinstance(value, list) else value for name, value in self._fact.items()}
+        built = self._built.get("fact")
+        if built is None:
+            built = self._built["fact"] = self._build_fact()
+        return {name: value[:] if type(value) is list else value for name, value in built.items()}
 
-    @functools.cached_property
-    def _fact(self) -> dict[str, Any]:
-        # Built once per assessment: a cached assessment answers many calls.
+    def _build_fact(self) -> dict[str, Any]:
         fact: dict[str, Any] = {"available": self.available, "prompt_attack": 0}
         fact.update(dict.fromkeys(CONTENT_FILTERS, 0))
         sets: dict[str, set[str]] = {name: set() for name in _SETS.values()}
@@ -121,10 +123,13 @@ class Assessment:
                 labels[f"guardrail:{finding.category}:{finding.type}"] = None
         return list(labels)
 
-    @functools.cached_property
+    @property
     def audit(self) -> dict[str, Any]:
         """:meth:`summary`, built once (the audit events of the calls it answers share it)."""
-        return self.summary()
+        built = self._built.get("audit")
+        if built is None:
+            built = self._built["audit"] = self.summary()
+        return built
 
     def summary(self) -> dict[str, Any]:
         """Detector, availability and each finding's category, type, confidence and score (audit)."""
