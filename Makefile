@@ -33,6 +33,8 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python examples/bedrock_agents/run.py
 	$(BIN)/python examples/strands_agent.py
 	$(BIN)/python examples/mcp/client.py
+	$(BIN)/python examples/approvals.py
+	$(BIN)/python examples/agentcore_gateway.py
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check agentauthz tests examples

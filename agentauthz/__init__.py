@@ -27,6 +27,7 @@ from agentauthz._authorizer import Authorizer
 from agentauthz._entities import EntityProvider, StaticEntityProvider
 from agentauthz._errors import (
     AccessDenied,
+    ApprovalRequired,
     AuthzError,
     ConfigurationError,
     EngineError,
@@ -36,7 +37,7 @@ from agentauthz._errors import (
     InvalidValueError,
     PolicyError,
 )
-from agentauthz._identity import Identity
+from agentauthz._identity import Agent, Identity
 from agentauthz._model import (
     Decision,
     Entity,
@@ -51,6 +52,7 @@ from agentauthz.engines.base import Engine
 if _typing.TYPE_CHECKING:
     from agentauthz.avp._engine import VerifiedPermissionsEngine
     from agentauthz.avp._options import Batching, DecisionCache, Retry
+    from agentauthz.avp._synced import SyncedEngine
     from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
     from agentauthz.engines.local import LocalEngine
     from agentauthz.guardrails._detector import Detector, Finding
@@ -59,8 +61,11 @@ if _typing.TYPE_CHECKING:
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
+    from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+    from agentauthz.session._provenance import Provenance
     from agentauthz.session._session import Session, SessionConfig, ToolCall
     from agentauthz.session._stores import MemorySessionStore, SessionStore, SQLiteSessionStore
+    from agentauthz.tools._injected import Injected, bind_injected
     from agentauthz.tools._schema import generate_schema, mcp_input_type, validate_policies_for_tools
     from agentauthz.tools._settings import ToolSettings
     from agentauthz.tools._spec import OnDeny, ToolSpec
@@ -69,6 +74,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "Agent",
+    "ApprovalConfig",
+    "ApprovalRequest",
+    "ApprovalRequired",
     "AuditEvent",
     "AuditSink",
     "Authorizer",
@@ -90,6 +99,7 @@ __all__ = [
     "GuardrailUnavailable",
     "Identity",
     "IdentityError",
+    "Injected",
     "InvalidArguments",
     "InvalidValueError",
     "LocalDetector",
@@ -102,6 +112,7 @@ __all__ = [
     "PolicyError",
     "PolicyStore",
     "Prefilter",
+    "Provenance",
     "Request",
     "Retry",
     "SQLiteSessionStore",
@@ -109,6 +120,7 @@ __all__ = [
     "SessionConfig",
     "SessionStore",
     "StaticEntityProvider",
+    "SyncedEngine",
     "TemplateLink",
     "TokenIdentity",
     "ToolCall",
@@ -117,6 +129,7 @@ __all__ = [
     "VerifiedPermissionsEngine",
     "VerifiedToken",
     "acting_with_token",
+    "bind_injected",
     "compile_prefilter",
     "decimal",
     "generate_schema",
@@ -127,6 +140,8 @@ __all__ = [
 
 #: Names exported on first use, with the module that defines each.
 _LAZY = {
+    "ApprovalConfig": "agentauthz.session._approvals",
+    "ApprovalRequest": "agentauthz.session._approvals",
     "Batching": "agentauthz.avp._options",
     "DecisionCache": "agentauthz.avp._options",
     "Detector": "agentauthz.guardrails._detector",
@@ -134,17 +149,20 @@ _LAZY = {
     "Finding": "agentauthz.guardrails._detector",
     "Guardrail": "agentauthz.guardrails._guardrail",
     "LocalDetector": "agentauthz.guardrails._local",
+    "Injected": "agentauthz.tools._injected",
     "LocalEngine": "agentauthz.engines.local",
     "MemorySessionStore": "agentauthz.session._stores",
     "OnDeny": "agentauthz.tools._spec",
     "Policy": "agentauthz.policy._store",
     "PolicyStore": "agentauthz.policy._store",
     "Prefilter": "agentauthz.retrieval._prefilter",
+    "Provenance": "agentauthz.session._provenance",
     "Retry": "agentauthz.avp._options",
     "SQLiteSessionStore": "agentauthz.session._stores",
     "Session": "agentauthz.session._session",
     "SessionConfig": "agentauthz.session._session",
     "SessionStore": "agentauthz.session._stores",
+    "SyncedEngine": "agentauthz.avp._synced",
     "TemplateLink": "agentauthz.policy._store",
     "TokenIdentity": "agentauthz.avp._tokens",
     "ToolCall": "agentauthz.session._session",
@@ -153,6 +171,7 @@ _LAZY = {
     "VerifiedPermissionsEngine": "agentauthz.avp._engine",
     "VerifiedToken": "agentauthz.avp._tokens",
     "acting_with_token": "agentauthz.avp._tokens",
+    "bind_injected": "agentauthz.tools._injected",
     "compile_prefilter": "agentauthz.retrieval._prefilter",
     "generate_schema": "agentauthz.tools._schema",
     "mcp_input_type": "agentauthz.tools._schema",

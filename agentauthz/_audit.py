@@ -2,28 +2,40 @@
 
 Events carry ids and outcomes, never attribute values, unless the application
 opts in with ``record_requests=True`` (for ``agentauthz replay``).
+
+The paths that make several decisions for one thing (a tool call, a filter)
+run them inside :func:`operation_scope`: the :class:`Operation` is visible to
+sinks while its events are emitted (:func:`current_operation`), and a sink with
+an ``operation`` method (:class:`OperationSink`, e.g. the OpenTelemetry one)
+wraps the whole operation (its span is the parent of the decisions' spans).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "AuditEvent",
     "AuditSink",
     "LoggingSink",
     "MemorySink",
+    "Operation",
+    "OperationSink",
+    "add_global_sink",
     "annotating",
     "capture_events",
     "current_annotations",
+    "current_operation",
     "global_sinks",
+    "operation_scope",
+    "remove_global_sink",
 ]
 
 AUDIT_LOGGER = "agentauthz.audit"
@@ -97,6 +109,84 @@ class AuditSink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Operation:
+    """What a group of decisions is for: a tool call, a filter.
+
+    Attributes:
+        kind: ``"tool_call"`` (a guarded tool, or a call decided with
+            ``begin_call``) or ``"filter"`` (a retrieval filter, one per round of
+            an over-fetching retriever).
+        name: the tool's name for a tool call; None for a filter.
+    """
+
+    kind: Literal["tool_call", "filter"]
+    name: str | None = None
+
+
+@runtime_checkable
+class OperationSink(AuditSink, Protocol):
+    """A sink that also wraps each operation (a tool call, a filter) around its decisions' events."""
+
+    def operation(self, operation: Operation) -> AbstractContextManager[object]:
+        """A context entered while the operation runs. Must not raise; errors are logged and dropped."""
+        ...
+
+
+_operation: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
+    "agentauthz_operation", default=None)
+
+
+def current_operation() -> Operation | None:
+    """The operation whose decisions are being made, if any (for sinks)."""
+    return _operation.get()
+
+
+@contextmanager
+def operation_scope(sinks: Sequence[AuditSink], operation: Operation) -> Iterator[None]:
+    """Run an operation's decisions: :func:`current_operation` names it, operation sinks wrap it."""
+    token = _operation.set(operation)
+    try:
+        with ExitStack() as stack:
+            for sink in sinks:
+                if isinstance(sink, OperationSink):
+                    stack.enter_context(_observed(sink, operation))
+            yield
+    finally:
+        _operation.reset(token)
+
+
+@contextmanager
+def _observed(sink: OperationSink, operation: Operation) -> Iterator[None]:
+    """A sink's operation context that can neither fail the call nor swallow what it raises.
+
+    An exception of the call (an :class:`~agentauthz.AccessDenied`) goes on
+    whatever the sink's ``__exit__`` returns: a sink never turns a refusal into
+    a call that went ahead.
+    """
+    log = logging.getLogger("agentauthz")
+    try:
+        context = sink.operation(operation)
+        context.__enter__()
+    except Exception:  # a sink must not turn a call into a crash
+        log.exception("audit sink %r failed", sink)
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            context.__exit__(type(exc), exc, exc.__traceback__)  # its answer is ignored: never swallowed
+        except Exception:
+            log.exception("audit sink %r failed", sink)
+        raise
+    else:
+        try:
+            context.__exit__(None, None, None)
+        except Exception:
+            log.exception("audit sink %r failed", sink)
+
+
 class LoggingSink:
     """Writes each event as one JSON line at INFO on the ``agentauthz.audit`` logger."""
 
@@ -155,22 +245,34 @@ def global_sinks() -> tuple[AuditSink, ...]:
     return _global_sinks
 
 
+def add_global_sink(sink: AuditSink) -> None:
+    """Send the events of every Authorizer to ``sink`` too (once, however often it is added)."""
+    global _global_sinks
+    with _global_lock:
+        if not any(s is sink for s in _global_sinks):
+            _global_sinks = (*_global_sinks, sink)
+
+
+def remove_global_sink(sink: AuditSink) -> None:
+    """Stop sending every Authorizer's events to ``sink`` (added by :func:`add_global_sink`)."""
+    global _global_sinks
+    with _global_lock:
+        _global_sinks = tuple(s for s in _global_sinks if s is not sink)
+
+
 @contextmanager
 def capture_events() -> Iterator[list[AuditEvent]]:
     """Collect the audit events of every Authorizer while the block runs."""
-    global _global_sinks
     sink = MemorySink()
-    with _global_lock:
-        _global_sinks = (*_global_sinks, sink)
+    add_global_sink(sink)
     try:
         yield sink.events
     finally:
-        with _global_lock:
-            _global_sinks = tuple(s for s in _global_sinks if s is not sink)
+        remove_global_sink(sink)
 
 
-_annotations: ContextVar[Mapping[str, object] | None] = ContextVar("agentauthz_audit_annotations",
-                                                                  default=None)
+_annotations: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar(
+    "agentauthz_audit_annotations", default=None)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ and its async twin run the same steps.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import threading
 import time
@@ -27,10 +28,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from agentauthz._audit import AuditEvent, AuditSink, LoggingSink, current_annotations, global_sinks
+from agentauthz._audit import (
+    AuditEvent,
+    AuditSink,
+    LoggingSink,
+    Operation,
+    current_annotations,
+    global_sinks,
+    operation_scope,
+)
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
-from agentauthz._identity import Identity, bound_session, no_end_user
+from agentauthz._identity import Agent, Identity, bound_session, grant_requests, no_end_user, within_grant
 from agentauthz._identity import bound_identity as _identity
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
@@ -44,9 +53,12 @@ if TYPE_CHECKING:
     from agentauthz.retrieval._filter import FilterResult, ResourceOf, RetrievalScope
     from agentauthz.retrieval._filtering import RetrievalFilter
     from agentauthz.session._admission import SessionAdmission
-    from agentauthz.session._session import Session, SessionConfig, ToolCall
+    from agentauthz.session._approvals import ApprovalRequest
+    from agentauthz.session._provenance import ResultLabel
+    from agentauthz.session._session import Approval, Session, SessionConfig, ToolCall
     from agentauthz.session._stores import SessionStore
     from agentauthz.tools._calls import ToolCalls
+    from agentauthz.tools._settings import ToolSettings
     from agentauthz.tools._spec import ContextSpec, OnDeny, RefusalKind, ResourceSpec, ToolSpec
 
 __all__ = ["Authorizer", "Identity"]
@@ -82,6 +94,21 @@ class Authorizer:
             the model gets a generic refusal and the decision's opaque id, and the
             reasons stay in the audit event. Turning it on discloses how the
             policies are built to the model and to whoever steers it.
+        policy_errors: what an allow means when a policy failed to evaluate.
+            Cedar skips such a policy, so a forbid that errors (an attribute
+            missing, an overflow, ``context.session`` read with no session
+            bound) would let the call through. ``"deny"`` (the default) turns
+            the allow into a denial unless every failed policy is a permit of
+            the engine's own store (a failed permit can only withhold an
+            allow); ``"skip"`` keeps Cedar's semantics, except for forbids a
+            person may lift (``@approval("required")``), which always deny.
+        agent: the AI agent this Authorizer decides for (:class:`Agent`): its
+            uid is ``context.agent`` (where the action's schema declares it) and
+            its entity goes with each request. ``acting_as(..., agent=...)`` or a
+            token's ``act`` claim names it per block instead.
+        agent_grant: decide every request twice, for the end user and with the
+            agent as principal: it is allowed only when both are (one audit
+            event names both outcomes). A request with no agent named is denied.
 
     The methods name what they return: ``authorize*`` decide and return a
     :class:`Decision` (nothing runs, nothing is counted); ``begin*`` decide and
@@ -109,6 +136,9 @@ class Authorizer:
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
         disclose_reasons: bool = False,
+        policy_errors: Literal["deny", "skip"] = "deny",
+        agent: Agent | None = None,
+        agent_grant: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ConfigurationError(f"mode must be 'enforce' or 'shadow', not {mode!r}")
@@ -128,6 +158,15 @@ class Authorizer:
         if not isinstance(disclose_reasons, bool):
             raise ConfigurationError("disclose_reasons must be True or False")
         self.disclose_reasons = disclose_reasons
+        if policy_errors not in ("deny", "skip"):
+            raise ConfigurationError(f"policy_errors must be 'deny' or 'skip', not {policy_errors!r}")
+        self.policy_errors: Literal["deny", "skip"] = policy_errors
+        if agent is not None and not isinstance(agent, Agent):
+            raise ConfigurationError(f"agent= takes an agentauthz.Agent, not {type(agent).__name__}")
+        if not isinstance(agent_grant, bool):
+            raise ConfigurationError("agent_grant must be True or False")
+        self.agent = agent
+        self.agent_grant = agent_grant
         self.tools: dict[str, ToolSpec] = {}
         self._lazy = threading.Lock()
         self._session_config: SessionConfig | None = None
@@ -139,6 +178,9 @@ class Authorizer:
                 raise ConfigurationError("sessions= takes an agentauthz.session._session.SessionConfig")
             self._session_config = sessions
             self._sessions.check_configuration()  # the tools (and the sums they declare) register later
+        policies = getattr(getattr(engine, "store", None), "policies", ())
+        if any("provenance" in policy.text for policy in policies):
+            self._sessions.check_provenance()  # a rule over provenance nothing fills would never apply
 
     @classmethod
     def from_directory(cls, path: str | Path, **options: Any) -> Authorizer:
@@ -213,6 +255,7 @@ class Authorizer:
         identity: TokenIdentity | None = None,
         token_type: TokenType | None = None,
         correlation_id: str | None = None,
+        agent: Agent | None = None,
     ) -> Iterator[Identity]:
         """Bind the end user for the calls made inside the block (thread- and task-safe).
 
@@ -245,10 +288,15 @@ class Authorizer:
             token_type: ``"identity"`` or ``"access"`` (default: the identity's
                 only type, else ``"identity"``).
             correlation_id: audit correlation id of the calls in the block.
+            agent: the AI agent acting for the user in the block (instead of
+                the Authorizer's ``agent``); with a token or claims, their
+                ``act`` claim names it when this is None.
 
         Raises:
             IdentityError: the principal is not an Entity or EntityUID, the
-                token does not verify, or the claims name no principal.
+                token does not verify, the claims name no principal, ``agent``
+                is no Agent, or it differs from the agent the token's ``act``
+                claim names.
             ConfigurationError: none or several of ``principal``, ``token`` and
                 ``claims``; ``claims`` without ``identity``; a ``token`` without
                 ``identity`` on an engine that cannot decide with tokens.
@@ -265,13 +313,15 @@ class Authorizer:
             if principal is not None:
                 raise ConfigurationError("acting_as takes a principal, a token or claims: only one")
             with bound_token(self, token=token, claims=claims, identity=identity, token_type=token_type,
-                             correlation_id=correlation_id) as bound:
+                             correlation_id=correlation_id, agent=agent) as bound:
                 yield bound
             return
+        if agent is not None and not isinstance(agent, Agent):
+            raise IdentityError(f"acting_as(agent=...) takes an agentauthz.Agent, not {type(agent).__name__}")
         if isinstance(principal, Entity):
-            bound = Identity(principal.uid, principal, correlation_id)
+            bound = Identity(principal.uid, principal, correlation_id, agent)
         elif isinstance(principal, EntityUID):
-            bound = Identity(principal, None, correlation_id)
+            bound = Identity(principal, None, correlation_id, agent)
         else:
             raise IdentityError(
                 f"acting_as needs an Entity or EntityUID, not {type(principal).__name__}"
@@ -324,13 +374,20 @@ class Authorizer:
             yield current  # already bound, with at least as much as the integration knows
             return
         correlation = current.correlation_id if current is not None else correlation_id
-        with self.acting_as(principal, correlation_id=correlation) as identity:
+        agent = current.agent if current is not None else None
+        with self.acting_as(principal, correlation_id=correlation, agent=agent) as identity:
             yield identity
 
     @property
     def identity(self) -> Identity | None:
         """The identity bound in this context, if any."""
         return _identity.get()
+
+    @property
+    def current_agent(self) -> Agent | None:
+        """The agent the calls in this context are made by: the bound one, else the Authorizer's."""
+        identity = _identity.get()
+        return identity.agent if identity is not None and identity.agent is not None else self.agent
 
     def current_principal(self) -> EntityUID:
         """The bound principal's uid.
@@ -395,6 +452,30 @@ class Authorizer:
     def current_session(self) -> Session | None:
         """The session bound in this context, if any."""
         return bound_session.get()
+
+    def approve(self, request: ApprovalRequest, *, granted_by: str | None = None) -> Approval:
+        """Grant a held call (``ApprovalRequired.approval``): it may then run once, as it was asked.
+
+        Records a single-use approval in the call's session, bound to its end
+        user, action, resource and exact arguments, until the request's expiry;
+        the grant has its audit event. Make the call again (the same tool, the
+        same arguments, in the same session, for the same end user) and it runs
+        once. Call this from the application when a person approved, never on
+        model output. See ``docs/approvals.md``.
+
+        Args:
+            request: the held call's approval request.
+            granted_by: who approved (kept with the approval and in the audit event).
+
+        Raises:
+            ConfigurationError: the request expired (make the call again to ask anew).
+            IdentityError: the session belongs to another end user.
+        """
+        return self._sessions.grant(request, granted_by)
+
+    def decline(self, request: ApprovalRequest, *, declined_by: str | None = None) -> None:
+        """Record that a person did not approve a held call (audited); it stays denied."""
+        self._sessions.refuse(request, declined_by)
 
     # -- decisions -----------------------------------------------------------------
 
@@ -520,9 +601,11 @@ class Authorizer:
         resource: ResourceSpec = None,
         resource_types: Iterable[str] = (),
         context: ContextSpec = None,
-        on_deny: OnDeny = "raise",
+        on_deny: OnDeny | None = None,
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        settings: ToolSettings | None = None,
+        provenance: ResultLabel | None = None,
         guardrail: Guardrail | Detector | None = None,
     ) -> Callable[[F], F]: ...
 
@@ -533,9 +616,11 @@ class Authorizer:
         resource: ResourceSpec = None,
         resource_types: Iterable[str] = (),
         context: ContextSpec = None,
-        on_deny: OnDeny = "raise",
+        on_deny: OnDeny | None = None,
         name: str | None = None,
         sum_arguments: Iterable[str] = (),
+        settings: ToolSettings | None = None,
+        provenance: ResultLabel | None = None,
         guardrail: Guardrail | Detector | None = None,
     ) -> Any:
         """Authorize every call of a tool function (sync or async) for the bound end user.
@@ -551,16 +636,29 @@ class Authorizer:
             resource_types: entity types the resource can have (for schema
                 generation when ``resource`` is a callable).
             context: extra context, fixed or a callable of the validated arguments.
-            on_deny: ``"raise"`` raises AccessDenied; ``"message"`` returns a
+            on_deny: ``"raise"`` (the default) raises AccessDenied; ``"message"`` returns a
                 short refusal the model can read (:func:`refusal_message`: the
                 decision's id; the policy ids only with ``disclose_reasons``).
+                With ``settings=``, used when the settings set none.
             name: tool name (default: the function name).
             sum_arguments: int or decimal arguments a bound session adds up
                 over the calls that complete (``context.session.totals.<action>.<argument>``).
+            settings: the same options as one :class:`~agentauthz.ToolSettings`
+                (as the integrations take them): ``action``, ``resource``,
+                ``resource_types``, ``context``, ``sum_arguments``, ``on_deny``,
+                ``guardrail``. Give either ``settings=`` or those keywords, not both.
+            provenance: how the tool's results are labelled as sources of the
+                session (``"trusted"``, ``"payee"``, or a function of the result
+                returning labels); default: ``SessionConfig.provenance``'s
+                ``results`` or ``default_result`` (``"untrusted"``).
             guardrail: an :class:`~agentauthz.Guardrail` or a detector: the
                 arguments' findings become ``context.guardrail.input`` (typed
                 in the generated schema), the result's findings session labels
                 (``guardrail:pii:EMAIL``) before the model reads it.
+
+        Arguments marked ``Annotated[T, az.Injected]`` are the application's:
+        the caller passes them, the function gets them as given, and they are
+        neither validated nor in ``context.input`` (see :class:`~agentauthz.Injected`).
 
         With a session bound (:meth:`session`) the call is decided with
         ``context.session`` and counted in the session once the function
@@ -575,7 +673,8 @@ class Authorizer:
             AccessDenied: at call time, when denied and ``on_deny="raise"``.
             InvalidArguments: at call time, for arguments that fail validation
                 (with ``on_deny="message"`` a refusal is returned instead).
-            ConfigurationError: at decoration time, for a signature with no Cedar mapping.
+            ConfigurationError: at decoration time, for a signature with no Cedar
+                mapping, or for ``settings=`` together with the keywords it replaces.
 
         Example:
             >>> authz = Authorizer.from_text(
@@ -587,9 +686,10 @@ class Authorizer:
             ...     add(2, 3)
             5
         """
-        return self._tool_calls.guard(action, resource=resource, resource_types=resource_types,
-                                      context=context, on_deny=on_deny, name=name,
-                                      sum_arguments=sum_arguments, guardrail=guardrail)
+        return self._tool_calls.guard(action, settings=settings, name=name, on_deny=on_deny,
+                                      resource=resource, resource_types=resource_types, context=context,
+                                      sum_arguments=sum_arguments, provenance=provenance,
+                                      guardrail=guardrail)
 
     def validate_tools(
         self,
@@ -717,12 +817,17 @@ class Authorizer:
             ...     s.state().calls, call.arguments
             ({'ping': 1}, {'host': 'a'})
         """
-        return self._run(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
+        calls = self._tool_calls
+        return calls.approved(self._run(calls.begin_tool_call(tool, arguments, call_id, record)),
+                              lambda: self._run(calls.begin_tool_call(tool, arguments, call_id, record)))
 
     async def abegin_tool_call(self, tool: Any, arguments: Mapping[str, Any], *,
                                call_id: str | None = None, record: bool = True) -> ToolCall:
         """Async twin of :meth:`begin_tool_call`."""
-        return await self._arun(self._tool_calls.begin_tool_call(tool, arguments, call_id, record))
+        calls = self._tool_calls
+        return await calls.aapproved(
+            await self._arun(calls.begin_tool_call(tool, arguments, call_id, record)),
+            lambda: self._arun(calls.begin_tool_call(tool, arguments, call_id, record)))
 
     def screen_tool_result(self, tool: Any, result: T) -> T:
         """Record a guarded tool's result findings in the bound session, then return the result.
@@ -770,12 +875,17 @@ class Authorizer:
             ...     counted, s.state().calls
             (True, {'ship': 1})
         """
-        return self._run(self._tool_calls.begin_call(action, resource, context, call_id))
+        calls = self._tool_calls
+        return calls.approved(self._run(calls.begin_call(action, resource, context, call_id)),
+                              lambda: self._run(calls.begin_call(action, resource, context, call_id)))
 
     async def abegin_call(self, *, action: str | EntityUID, resource: EntityUID | Entity,
                           context: Mapping[str, Any] | None = None, call_id: str | None = None) -> ToolCall:
         """Async twin of :meth:`begin_call`."""
-        return await self._arun(self._tool_calls.begin_call(action, resource, context, call_id))
+        calls = self._tool_calls
+        return await calls.aapproved(
+            await self._arun(calls.begin_call(action, resource, context, call_id)),
+            lambda: self._arun(calls.begin_call(action, resource, context, call_id)))
 
     def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
         """The refusal a model reads for a refused call of ``tool`` (see :func:`refusal_message`).
@@ -834,9 +944,17 @@ class Authorizer:
         action_uid = self.engine.resolve_action(action)
         request_context = dict(context) if context else {}
         session = bound_session.get()
-        if session is not None:
+        if session is not None or (
+                self._session_config is not None and self._session_config.provenance is not None):
             self._sessions.add_to_context(session, request_context, principal_uid, action_uid,
                                           resource_uid, facts)
+        agent = self.current_agent
+        if agent is not None:
+            if "agent" in request_context:
+                raise ConfigurationError("context['agent'] comes from the bound agent: do not set it as well")
+            if self._declares_agent(action_uid):
+                request_context["agent"] = agent.uid
+                extra.append(agent.entity())
         request = Request(
             principal=principal_uid,
             action=action_uid,
@@ -844,6 +962,11 @@ class Authorizer:
             context=request_context,
         )
         return request, extra
+
+    def _declares_agent(self, action: EntityUID) -> bool:
+        """Whether requests of ``action`` carry ``context.agent`` (with a schema: only if it declares it)."""
+        shapes = self._sessions.schema().shapes
+        return shapes is None or shapes.declares(action, "agent")
 
     def _resolve(self, request: Request) -> Request:
         if isinstance(request.action, str):
@@ -934,28 +1057,38 @@ class Authorizer:
     def _decide(self, requests: list[Request], entities: list[Entity],
                 hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
-        sliced = entities
+        grant = self.current_agent if self.agent_grant else None
+        asked, given = grant_requests(requests, entities, grant)
+        sliced = given
         try:
-            sliced = self._entities_for(requests, entities)
-            decisions = self.engine.decide(requests, sliced)
+            sliced = self._entities_for(asked, given)
+            decisions = self.engine.decide(asked, sliced)
         except AuthzError:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
-            decisions = [_failure(exc)] * len(requests)
-        return self._finish(requests, entities, decisions, started, sliced, hold)
+            decisions = [_failure(exc)] * len(asked)
+        grants = None
+        if self.agent_grant:
+            decisions, grants = within_grant(requests, decisions, grant)
+        return self._finish(requests, entities, decisions, started, sliced, hold, grants)
 
     async def _adecide(self, requests: list[Request], entities: list[Entity],
                        hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
-        sliced = entities
+        grant = self.current_agent if self.agent_grant else None
+        asked, given = grant_requests(requests, entities, grant)
+        sliced = given
         try:
-            sliced = self._entities_for(requests, entities)
-            decisions = await self.engine.adecide(requests, sliced)
+            sliced = self._entities_for(asked, given)
+            decisions = await self.engine.adecide(asked, sliced)
         except AuthzError:
             raise
         except Exception as exc:  # a failing engine or provider must deny, never allow
-            decisions = [_failure(exc)] * len(requests)
-        return self._finish(requests, entities, decisions, started, sliced, hold)
+            decisions = [_failure(exc)] * len(asked)
+        grants = None
+        if self.agent_grant:
+            decisions, grants = within_grant(requests, decisions, grant)
+        return self._finish(requests, entities, decisions, started, sliced, hold, grants)
 
     def _finish(
         self,
@@ -965,11 +1098,13 @@ class Authorizer:
         started: int,
         sliced: list[Entity] | None = None,
         hold: Held | None = None,
+        grants: list[dict[str, Any]] | None = None,
     ) -> list[Decision]:
         if len(decisions) != len(requests):
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
+        decisions = [self._failures_evaluated(d) for d in decisions]
         # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
         enforced = self.mode != "shadow"
         decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, _decision_id())
@@ -983,7 +1118,10 @@ class Authorizer:
             shadow = shadow_outcomes(self.engine, requests, sliced if sliced is not None else entities,
                                      decisions)
             for index, (request, decision) in enumerate(zip(requests, decisions, strict=True)):
-                event = self._event(request, decision, elapsed_us, entities)
+                # What the engine decided on (the provider's entities included), so a replay decides alike.
+                event = self._event(request, decision, elapsed_us, sliced if sliced is not None else entities)
+                if grants is not None:
+                    event = dataclasses.replace(event, extra={**event.extra, "agent_grant": grants[index]})
                 if shadow is not None:
                     event = dataclasses.replace(event, shadow=shadow[index])
                 if hold is not None:
@@ -992,10 +1130,49 @@ class Authorizer:
                     self._emit(sinks, event)
         return decisions
 
+    def _failures_evaluated(self, decision: Decision) -> Decision:
+        """An allow is a denial when a policy that could forbid it failed to evaluate.
+
+        Cedar skips a policy whose evaluation fails. Only a failed permit is
+        harmless (it can only withhold an allow); a failed forbid, a failure
+        naming no policy, or a policy this engine cannot place (Verified
+        Permissions) denies, unless ``policy_errors="skip"``. A forbid a person
+        may lift (``@approval("required")``) is never skipped: without a
+        session (no ``context.session``) such a call is denied, not waved through.
+        """
+        if not decision.allowed or not decision.errors:
+            return decision
+        failed = [match.group(1) if (match := _FAILED_POLICY.match(error)) else None
+                  for error in decision.errors]
+        if self.policy_errors == "deny":
+            store = getattr(self.engine, "store", None)
+            effect_of = getattr(store, "effect_of", None)
+            if all(policy_id is not None and callable(effect_of)
+                   and effect_of(policy_id, version=decision.policy_version) == "permit"
+                   for policy_id in failed):
+                return decision
+            why = _APPROVAL_UNEVALUATED if set(failed) & self._approvable_ids() else _POLICY_UNEVALUATED
+        elif set(failed) & self._approvable_ids():
+            why = _APPROVAL_UNEVALUATED
+        else:
+            return decision
+        return Decision(False, (), (*decision.errors, why), decision.enforced, decision.policy_version)
+
+    def _approvable_ids(self) -> frozenset[str]:
+        """Ids of the forbids a person may lift: the engine's store's and the session configuration's."""
+        store = getattr(self.engine, "store", None)
+        own: frozenset[str] = getattr(store, "approvable", frozenset()) if store is not None else frozenset()
+        config = self._session_config
+        return own | frozenset(config.approvals.approvable) if config is not None else own
+
     # -- audit ---------------------------------------------------------------------
 
     def _active_sinks(self) -> list[AuditSink]:
         return [sink for sink in (*self.audit_sinks, *global_sinks()) if sink.enabled]
+
+    def _operation(self, operation: Operation) -> AbstractContextManager[None]:
+        """The scope of one tool call's or filter's decisions (tracing sinks open their span here)."""
+        return operation_scope(self._active_sinks(), operation)
 
     def _event(
         self, request: Request, decision: Decision, elapsed_us: int, entities: list[Entity]
@@ -1021,9 +1198,9 @@ class Authorizer:
                 {"request": request.to_cedar(), "entities": [e.to_cedar() for e in entities]}
                 if self.record_requests else None
             ),
-            extra=current_annotations(),
             session=session.id if session is not None else None,
             decision_id=decision.id,
+            extra={**_labels_of_arguments(request), **current_annotations()},
         )
 
     def audit_missing_identity(self, action: str | EntityUID, resource: EntityUID | Entity) -> Decision:
@@ -1120,12 +1297,17 @@ class Authorizer:
         """Audit an operation of the application on a session that belongs to another end user."""
         from agentauthz.session._stores import FOREIGN_SESSION
 
+        self._audit_session_operation(principal, operation, session.id, Decision.deny(FOREIGN_SESSION))
+
+    def _audit_session_operation(self, principal: EntityUID, operation: str, session_id: str,
+                                 decision: Decision, extra: Mapping[str, Any] | None = None) -> None:
+        """One audit event for an operation on a session (``Action::"session.<operation>"``)."""
         request = Request(principal=principal, action=EntityUID("Action", f"session.{operation}"),
-                          resource=EntityUID("Session", session.id))
-        decision = Decision.deny(FOREIGN_SESSION)
+                          resource=EntityUID("Session", session_id))
         sinks = self._active_sinks()
         if sinks:
-            self._emit(sinks, dataclasses.replace(self._event(request, decision, 0, []), session=session.id))
+            event = self._event(request, decision.replace(id=_decision_id()), 0, [])
+            self._emit(sinks, dataclasses.replace(event, session=session_id, extra=dict(extra or {})))
 
     @staticmethod
     def _emit(sinks: list[AuditSink], event: AuditEvent) -> None:
@@ -1136,6 +1318,23 @@ class Authorizer:
                 import logging
 
                 logging.getLogger("agentauthz").exception("audit sink %r failed", sink)
+
+
+_FAILED_POLICY = re.compile(r"error while evaluating policy `([^`]*)`")
+_APPROVAL_UNEVALUATED = "a policy that requires approval could not be evaluated (is a session bound?)"
+_POLICY_UNEVALUATED = "a policy that could forbid this request could not be evaluated"
+def _labels_of_arguments(request: Request) -> dict[str, Any]:
+    """The agent and the provenance labels of the request's arguments, for its audit event (never values)."""
+    extra: dict[str, Any] = {}
+    agent = request.context.get("agent")
+    if isinstance(agent, EntityUID):
+        extra["agent"] = str(agent)
+    provenance = request.context.get("provenance")
+    if isinstance(provenance, Mapping):
+        extra["provenance"] = {str(name): sorted(str(label) for label in labels)
+                               for name, labels in provenance.items()
+                               if isinstance(labels, (list, tuple, set))}
+    return extra
 
 
 def _decision_id() -> str:

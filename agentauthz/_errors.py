@@ -5,6 +5,7 @@ application can catch one type at its boundary::
 
     AuthzError
     ├── AccessDenied          a policy (or the lack of one) denied the call; carries .decision
+    │   └── ApprovalRequired  held until a person approves it; carries .approval (the request)
     ├── PolicyError           policies, schema, entities or links failed to load or validate
     ├── EngineError           the authorization backend failed (cedarpy, Verified Permissions)
     │   └── GuardrailUnavailable  a guardrail detector could not assess a text (error, throttling)
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agentauthz._model import Decision
+    from agentauthz.session._approvals import ApprovalRequest
 
 __all__ = [
     "AccessDenied",
+    "ApprovalRequired",
     "AuthzError",
     "ConfigurationError",
     "EngineError",
@@ -61,6 +64,26 @@ class AccessDenied(AuthzError):
             else:
                 message += " (no policy permits it)"
         super().__init__(message)
+
+
+class ApprovalRequired(AccessDenied):
+    """A call was held: only ``@approval("required")`` forbids denied it, and a person may lift them.
+
+    Granting ``approval`` (:meth:`agentauthz.Authorizer.approve`) lets exactly
+    this call (same end user, session, action, resource and arguments) run
+    once, before the request's expiry. Until then it is a denial like any
+    other: catching ``AccessDenied`` catches it too.
+
+    Attributes:
+        decision: the held call's denial.
+        approval: the :class:`~agentauthz.session._approvals.ApprovalRequest`
+            (principal, action, resource, arguments, why, expiry).
+    """
+
+    def __init__(self, decision: Decision, approval: ApprovalRequest, *, subject: str = "") -> None:
+        self.approval = approval
+        message = f"{subject}: approval required" if subject else "approval required"
+        super().__init__(decision, f"{message} (request {approval.id})")
 
 
 class PolicyError(AuthzError):

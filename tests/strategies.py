@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 from hypothesis import strategies as st
 
@@ -840,6 +841,11 @@ class ToolCase:
         arguments: what the model sends: coercible values (``"5"`` for an int,
             ``"false"`` for a bool), sometimes invalid ones or invented keys.
         unknown: ``arguments`` holds a key the tool does not declare, at some depth.
+        typed_dict_module: ``"typing"`` or ``"typing_extensions"``: whose TypedDict
+            a signature's records are.
+        injected: the tool also takes ``env: Annotated[Env, az.Injected]``, which
+            the application supplies.
+        sends_injected: the model sends ``env`` too (it must be refused).
     """
 
     fields: tuple[ArgumentShape, ...]
@@ -848,6 +854,9 @@ class ToolCase:
     typed_dict: bool
     arguments: dict[str, object]
     unknown: bool
+    typed_dict_module: str = "typing_extensions"
+    injected: bool = False
+    sends_injected: bool = False
 
 
 @st.composite
@@ -911,10 +920,13 @@ def tool_cases(draw: st.DrawFn, styles: tuple[str, ...] = ("signature", "pydanti
     """A generated tool (its arguments and how it declares them) and a model's call of it."""
     fields = draw(_argument_fields())
     arguments, unknown = draw(_model_arguments(fields))
+    injected = draw(st.booleans())
     return ToolCase(
         fields=fields, style=draw(st.sampled_from(styles)),
         extra=draw(st.sampled_from(["allow", "ignore", "forbid"])), typed_dict=draw(st.booleans()),
         arguments=arguments, unknown=unknown,
+        typed_dict_module=draw(st.sampled_from(["typing", "typing_extensions"])),
+        injected=injected, sends_injected=injected and draw(st.integers(0, 3)) == 0,
     )
 
 # -- Pre-filter context and like (tests/security/test_prefilter_context.py, test_like_linear.py) ---
@@ -1015,6 +1027,228 @@ cedar_expressions = st.recursive(
     max_leaves=10,
 )
 
+
+# -- approvals (tests/session/test_approvals.py): forbids a person may lift, and hard ones ----------
+# (id, approvable, condition on context.input): the class test draws sets of them with a call.
+
+APPROVAL_FORBIDS = [
+    ("a1", True, "context.input.amount > 100"),
+    ("a2", True, 'context.input.to == "bob"'),
+    ("h1", False, "context.input.amount > 1000"),
+    ("h2", False, 'context.input.to == "eve"'),
+]
+
+#: A set of forbids (approvable or hard), whether a permit exists, and the call's recipient and amount.
+approval_cases = st.tuples(
+    st.lists(st.sampled_from(APPROVAL_FORBIDS), unique=True),
+    st.booleans(),
+    st.sampled_from(["bob", "eve", "carol"]),
+    st.sampled_from([5, 500, 5000]),
+)
+# -- AgentCore profile (tests/integrations/test_agentcore_translate.py) ------------------------------
+
+_AC_PRINCIPALS = ("principal", 'principal in Role::"finance"', 'principal == User::"u"',
+                  'principal == User::"v"', "principal is User", 'principal is User in Role::"employee"')
+_AC_ACTIONS = ("action", 'action == Action::"refund"', 'action == Action::"lookup"',
+               'action in [Action::"refund", Action::"lookup"]', 'action == Action::"read"')
+_AC_RESOURCES = ("resource", 'resource == Tool::"refund"', "resource is Tool", "resource is Document",
+                 'resource == Tool::"lookup"')
+#: Conditions on the user: translatable with the test's TagMapping, except the last two (refused).
+_AC_USER_ATOMS = ('principal.department == "sales"', 'principal.department like "e*"',
+                  'principal in Role::"finance"', 'principal.tenant == Tenant::"acme"',
+                  'principal.tenant != Tenant::"acme"', "principal has department",
+                  'principal == User::"u"', "principal.clearance > 1", "context has session")
+#: Conditions on a refund's arguments (only under `action == Action::"refund"`, where they validate).
+_AC_REFUND_ATOMS = ("context.input.amount > 100", "context.input.amount <= 0", 'context.input has note',
+                    "context.input.amount == 42")
+
+
+@st.composite
+def agentcore_policies(draw: st.DrawFn) -> dict[str, object]:
+    """A small store of tool policies in our shape, and a user and refund amount to decide calls for."""
+    policies = []
+    for number in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(_AC_ACTIONS))
+        atoms = _AC_USER_ATOMS + (_AC_REFUND_ATOMS if action == 'action == Action::"refund"' else ())
+        atom = st.sampled_from(atoms)
+        expression = st.one_of(atom, st.tuples(atom, st.sampled_from(("&&", "||")), atom)
+                               .map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"), atom.map(lambda a: f"!({a})"))
+        clauses = draw(st.lists(st.tuples(st.sampled_from(("when", "unless")), expression), max_size=2))
+        policies.append(
+            f'@id("p{number}") {draw(st.sampled_from(("permit", "forbid")))} ('
+            f'{draw(st.sampled_from(_AC_PRINCIPALS))}, {action}, {draw(st.sampled_from(_AC_RESOURCES))})'
+            + "".join(f" {kind} {{ {body} }}" for kind, body in clauses) + ";")
+    return {
+        "policies": "\n".join(policies),
+        "roles": draw(st.lists(st.sampled_from(("finance", "employee")), unique=True)),
+        "department": draw(st.sampled_from(("sales", "eng"))),
+        "tenant": draw(st.sampled_from(("acme", "globex"))),
+        "amount": draw(st.integers(-5, 600)),
+    }
+# -- Tool building blocks (tests/tools/test_schema_agreement.py, test_json_schema_robustness.py) --------
+# Tool signatures whose arguments may have defaults, and arbitrary JSON-ish schemas of tool arguments.
+
+#: (annotation, valid defaults) of a generated tool argument; None as a default only where Optional.
+SIGNATURE_TYPES: tuple[tuple[object, tuple[object, ...]], ...] = (
+    (int, (0, 7)),
+    (str, ("", "x")),
+    (bool, (True, False)),
+    (float, (0.5, 2.0)),
+    (list[str], ((),)),
+    (Literal["a", "b"], ("a",)),
+    (Optional[int], (None, 3)),  # noqa: UP045
+)
+_SIGNATURE_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon")
+
+
+@dataclass(frozen=True)
+class SignatureArgument:
+    """One argument of a generated tool signature: its annotation and, if it has one, its default."""
+
+    name: str
+    annotation: object
+    has_default: bool
+    default: object = None
+
+
+@st.composite
+def tool_signatures(draw: st.DrawFn) -> tuple[SignatureArgument, ...]:
+    """The arguments of a tool function, some with defaults (keyword-only, so in any order)."""
+    names = draw(st.lists(st.sampled_from(_SIGNATURE_NAMES), min_size=1, max_size=5, unique=True))
+    arguments = []
+    for name in names:
+        annotation, defaults = draw(st.sampled_from(SIGNATURE_TYPES))
+        has_default = draw(st.booleans())
+        default = draw(st.sampled_from(defaults)) if has_default else None
+        arguments.append(SignatureArgument(name, annotation, has_default, default))
+    return tuple(arguments)
+
+
+_SCHEMA_KEYS = ("type", "properties", "required", "items", "$ref", "$defs", "definitions", "enum", "const",
+                "default", "anyOf", "oneOf", "allOf", "additionalProperties", "format", "description")
+_SCHEMA_TYPES = ("object", "string", "integer", "number", "boolean", "array", "null", "thing")
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                          st.sampled_from(("", "a", "#/$defs/a", "#/definitions/b", "#/$defs/missing",
+                                           *_SCHEMA_TYPES)))
+_json_values = st.recursive(_json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(("a", "b", "to")), inner, max_size=3)),
+    max_leaves=6)
+
+
+def _schema_value(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(
+        inner, _json_values,
+        st.sampled_from(_SCHEMA_TYPES), st.lists(st.sampled_from(_SCHEMA_TYPES), max_size=3),
+        st.dictionaries(st.sampled_from(("a", "b", "to", "_x", "model_config", "schema")), inner, max_size=3),
+        st.lists(inner, max_size=3),
+        st.lists(st.sampled_from(("a", "b", "to", "zz")), max_size=3),
+    )
+
+
+_arbitrary_schemas: st.SearchStrategy[object] = st.recursive(
+    st.fixed_dictionaries({"type": st.sampled_from(_SCHEMA_TYPES)}),
+    lambda inner: st.dictionaries(st.sampled_from(_SCHEMA_KEYS), _schema_value(inner), max_size=5),
+    max_leaves=8,
+)
+_valid_leaves = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(("string", "integer", "number", "boolean"))}),
+    st.fixed_dictionaries({"enum": st.sampled_from((["a", "b"], [1, 2], ["a", None]))}),
+    st.fixed_dictionaries({"type": st.just(["integer", "null"])}),
+    st.fixed_dictionaries({"type": st.just("integer"), "default": st.sampled_from((0, "3", "x", None))}),
+)
+_valid_schemas: st.SearchStrategy[object] = st.recursive(_valid_leaves, lambda inner: st.one_of(
+    st.fixed_dictionaries({"type": st.just("array"), "items": inner}),
+    st.builds(lambda properties, required: {"type": "object", "properties": properties,
+                                            "required": [n for n in required if n in properties]},
+              st.dictionaries(st.sampled_from(("a", "b", "to")), inner, min_size=1, max_size=3),
+              st.lists(st.sampled_from(("a", "b", "to")), max_size=3)),
+    st.fixed_dictionaries({"anyOf": st.lists(st.one_of(inner, st.just({"type": "null"})), min_size=1,
+                                             max_size=2)}),
+), max_leaves=6)
+
+#: JSON-ish schemas of tool arguments: often valid, often malformed in some place.
+json_schemas: st.SearchStrategy[object] = st.one_of(
+    _valid_schemas, _arbitrary_schemas,
+    st.builds(lambda valid, junk: {**valid, **junk} if isinstance(valid, dict) else valid,
+              _valid_schemas, st.dictionaries(st.sampled_from(_SCHEMA_KEYS), _json_values, max_size=1)),
+)
+# -- observability (OpenTelemetry) ----------------------------------------------------------
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+
+
+def marked_text(marker: str) -> st.SearchStrategy[str]:
+    """Any text behind ``marker``: an id or value found verbatim in exported telemetry is a leak.
+
+    The marker keeps a short text from matching a timestamp or a hex id by chance.
+    """
+    return _ANY_TEXT.map(marker.__add__)
+
+
+# -- session stores (DynamoDB against the in-memory model) ----------------------------------------
+
+#: One operation on a session store: ("admit", call index, external id or None, action, amount),
+#: ("complete", call index), ("release", call index), ("labels", labels), ("approve", action),
+#: ("revoke", action). Call indexes refer to calls admitted earlier in the same sequence.
+session_store_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.integers(0, 7), st.sampled_from([None, "tc-1", "tc-2"]),
+                  st.sampled_from(["pay", "refund"]), st.integers(0, 9)),
+        st.tuples(st.just("complete"), st.integers(0, 7)),
+        st.tuples(st.just("release"), st.integers(0, 7)),
+        st.tuples(st.just("labels"),
+                  st.frozensets(st.sampled_from(["pii", "secret", "public"]), min_size=1, max_size=2)),
+        st.tuples(st.just("approve"), st.sampled_from(["pay", "refund"])),
+        st.tuples(st.just("revoke"), st.sampled_from(["pay", "refund"])),
+    ),
+    max_size=25,
+)
+# -- provenance (tests/session/test_provenance.py) ---------------------------------------------
+
+#: Identifiers and words a source may hold and an argument may name, in several spellings.
+_PROVENANCE_ATOMS = (
+    "bob@corp.example", "Eve@Evil.Example", "DE89 3704 0044 0532 0130 00", "DE89370400440532013000",
+    "GB33BUKB20201555555555", "https://evil.example/login", "evil.example", "+1 555 123 4567",
+    "report-q3.pdf", "Landlord", "pay", "42", "\uff22\uff2f\uff22", "bob",
+)
+
+
+def _spelled(atom: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([atom, atom.upper(), f"  {atom} ", atom.replace(" ", "  ")])
+
+
+provenance_values = st.one_of(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), st.integers(0, 50))
+"""An argument value: one identifier or word, in some spelling, or a number."""
+
+_provenance_texts = st.lists(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), min_size=1,
+                             max_size=4).map(" ".join)
+_provenance_content = st.recursive(
+    st.one_of(_provenance_texts, st.integers(0, 50)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["a", "b", "iban"]), inner, max_size=3)),
+    max_leaves=6,
+)
+provenance_sources = st.lists(
+    st.tuples(_provenance_content,
+              st.lists(st.sampled_from(["user", "untrusted", "payee", "approved"]), min_size=1, max_size=2,
+                       unique=True).map(tuple)),
+    max_size=5,
+)
+"""Labelled sources: text or nested results holding identifiers, each with one or two labels."""
+
+model_tool_calls = st.lists(
+    st.tuples(st.sampled_from(["echo", "payee_lookup"]),
+              st.lists(st.sampled_from(_PROVENANCE_ATOMS).flatmap(_spelled), min_size=1, max_size=3)
+              .map(" or ".join)),
+    max_size=4)
+"""Tool calls a (possibly injected) model makes: a tool and the text it chose for it."""
+
+
+# -- agent identity (tests/core/test_agent_identity.py) ---------------------------------------------
+
+GRANT_ACTIONS = ("read", "write", "share", "delete")
+grant_actions = st.sets(st.sampled_from(GRANT_ACTIONS))
+"""Some actions: what a user is permitted, what an agent is granted, what a policy forbids."""
 
 # -- Guardrails (tests/guardrails/test_redaction.py): texts holding what a detector matches ----------
 # A secret the toy detector finds (an email address, a card number passing Luhn) inside free text;

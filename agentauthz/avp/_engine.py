@@ -40,6 +40,7 @@ from agentauthz.avp._exchange import (
     Outcome,
     Prepared,
     Schema,
+    action_in,
     batch_outcomes,
     error_code,
     error_text,
@@ -238,12 +239,7 @@ class VerifiedPermissionsEngine:
             if self.on_error == "raise":
                 raise EngineError(f"cannot resolve action {action!r}: {schema.error}")
             return EntityUID(_UNRESOLVED, action)
-        matches = [uid for uid in schema.actions if uid.id == action]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches and len(schema.namespaces) == 1 and schema.namespaces[0]:
-            return EntityUID(f"{schema.namespaces[0]}::Action", action)
-        return EntityUID("Action", action)
+        return action_in(schema, action)
 
     def decide(self, requests: Sequence[Request], entities: Sequence[Entity] = ()) -> list[Decision]:
         """Decide each request in order (IsAuthorized / BatchIsAuthorized); see :class:`~agentauthz.Engine`.

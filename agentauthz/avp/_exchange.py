@@ -26,6 +26,7 @@ __all__ = [
     "Outcome",
     "Prepared",
     "Schema",
+    "action_in",
     "batch_outcomes",
     "error_code",
     "error_text",
@@ -72,6 +73,20 @@ class Schema:
     namespaces: tuple[str, ...] = ()
     error: str | None = None
     fetched: float = field(default_factory=time.monotonic)
+
+
+def action_in(schema: Schema, action: str) -> EntityUID:
+    """The uid of a bare action name in the policy store's schema, as AVP's users name actions.
+
+    An action the schema declares in one namespace takes that namespace; an
+    undeclared one takes the schema's only namespace, else plain ``Action``.
+    """
+    matches = [uid for uid in schema.actions if uid.id == action]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches and len(schema.namespaces) == 1 and schema.namespaces[0]:
+        return EntityUID(f"{schema.namespaces[0]}::Action", action)
+    return EntityUID("Action", action)
 
 
 def groups(prepared: list[Prepared]) -> list[list[Prepared]]:

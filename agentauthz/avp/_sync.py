@@ -3,6 +3,8 @@
 ``plan_push`` compares a :class:`~agentauthz.PolicyStore` with what a policy
 store holds (schema, templates, static policies, template-linked policies) and
 ``apply_push`` makes the store match; ``pull`` writes a store back to files.
+``read_store`` is pull's one reader (also of :class:`~agentauthz.SyncedEngine`'s
+copies); ``list_store`` lists a store cheaply, to tell whether it changed.
 Our ids ride in AVP as the ``agentauthz:<id>`` description and the
 ``name/<id>`` name (:mod:`agentauthz.avp._wire`), so a second push finds
 everything unchanged. The client is any boto3 ``verifiedpermissions`` client
@@ -21,9 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +40,18 @@ from agentauthz.avp import _wire as shapes
 from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.policy._store import PolicyStore, TemplateLink, truncate
 
-__all__ = ["Change", "PullResult", "PushPlan", "apply_push", "plan_push", "pull"]
+__all__ = [
+    "Change",
+    "Listing",
+    "PullResult",
+    "PulledStore",
+    "PushPlan",
+    "apply_push",
+    "list_store",
+    "plan_push",
+    "pull",
+    "read_store",
+]
 
 Kind = Literal["schema", "template", "policy", "link"]
 Action = Literal["create", "update", "delete", "unchanged", "extra"]
@@ -80,6 +95,7 @@ class _Remote:
     statics: dict[str, dict[str, Any]] = field(default_factory=dict)
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     template_ours: dict[str, str] = field(default_factory=dict)         # AVP template id -> our id
+    duplicates: list[str] = field(default_factory=list)                 # our ids held by several items
 
 
 @dataclass
@@ -108,15 +124,16 @@ class PushPlan:
 # -- reading the store ------------------------------------------------------------------------
 
 
-def _call(client: Any, operation: str, **params: Any) -> Any:
+def _call(client: Any, operation: str, *, service: str = "Verified Permissions", **params: Any) -> Any:
+    """One call, its failure translated into an EngineError naming the service, operation and error code."""
     try:
         return getattr(client, operation)(**params)
     except Exception as exc:
-        raise _failed(operation, exc) from exc
+        raise _failed(_operation_name(operation), exc, service) from exc
 
 
-def _failed(operation: str, exc: BaseException) -> EngineError:
-    return EngineError(f"Verified Permissions {operation} failed: {_code(exc) or type(exc).__name__}: "
+def _failed(operation: str, exc: BaseException, service: str = "Verified Permissions") -> EngineError:
+    return EngineError(f"{service} {operation} failed: {_code(exc) or type(exc).__name__}: "
                        f"{truncate(str(exc), 300)}")
 
 
@@ -127,14 +144,19 @@ def _code(exc: BaseException) -> str | None:
     return str(code) if code else None
 
 
-def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
+def _pages(client: Any, operation: str, key: str, *, service: str = "Verified Permissions",
+           **params: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated list operation (``nextToken``), ``_PAGE`` per call."""
     token: str | None = None
     while True:
         extra = {"nextToken": token} if token else {}
-        page = _call(client, operation, maxResults=_PAGE, **params, **extra)
-        for item in page.get(key) or ():
-            if isinstance(item, Mapping):
-                yield dict(item)
+        page = _call(client, operation, service=service, maxResults=_PAGE, **params, **extra)
+        items = page.get(key) if isinstance(page, Mapping) else None
+        # A page without its list, or with something other than items, is no empty store: an answer
+        # botocore could not read (a 200 without JSON reads as {}) would otherwise drop every policy.
+        if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+            raise EngineError(f"{service} {_operation_name(operation)} answered without a list of {key}")
+        yield from (dict(item) for item in items)
         token = page.get("nextToken")
         if not token:
             return
@@ -150,32 +172,125 @@ def _template_our_id(item: Mapping[str, Any]) -> str:
     return decoded or str(item.get("policyTemplateId", ""))
 
 
-def _read_remote(client: Any, policy_store_id: str) -> _Remote:
-    remote = _Remote()
+@dataclass(frozen=True)
+class Listing:
+    """What GetSchema, ListPolicyTemplates and ListPolicies say of a policy store.
+
+    Enough to tell whether the store changed: every item carries its
+    ``lastUpdatedDate`` (an update changes it; a link is never updated, only
+    deleted and created under a new id), and the schema is read whole.
+
+    Attributes:
+        schema: the schema as AVP holds it (Cedar JSON text), None when the store has none.
+        templates: the ListPolicyTemplates items.
+        policies: the ListPolicies items (static and template-linked).
+    """
+
+    schema: str | None
+    templates: tuple[dict[str, Any], ...]
+    policies: tuple[dict[str, Any], ...]
+
+    @cached_property
+    def version(self) -> str:
+        """sha256 of the whole listing: equal while the store is unchanged."""
+        document = json.dumps([self.schema, self.templates, self.policies], sort_keys=True, default=str)
+        return hashlib.sha256(document.encode("utf-8")).hexdigest()
+
+
+def list_store(client: Any, policy_store_id: str) -> Listing:
+    """List a policy store: one GetSchema, and ListPolicyTemplates and ListPolicies pages.
+
+    Raises:
+        EngineError: a call failed.
+    """
+    schema: str | None = None
     try:
         answer = client.get_schema(policyStoreId=policy_store_id)
-        remote.schema = answer.get("schema") if isinstance(answer, Mapping) else None
     except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
             raise _failed("GetSchema", exc) from exc
-    for item in _pages(client, "list_policy_templates", "policyTemplates", policyStoreId=policy_store_id):
-        detail = _call(client, "get_policy_template", policyStoreId=policy_store_id,
-                       policyTemplateId=item["policyTemplateId"])
-        merged = {**item, **detail}
+    else:
+        # A store without a schema answers ResourceNotFoundException; an answer without one is broken
+        # (read as "no schema", a copy would lose the action groups forbid policies name).
+        schema = answer.get("schema") if isinstance(answer, Mapping) else None
+        if not isinstance(schema, str) or not schema:
+            raise EngineError("Verified Permissions GetSchema answered without a schema")
+    return Listing(
+        schema=schema,
+        templates=tuple(_pages(client, "list_policy_templates", "policyTemplates",
+                               policyStoreId=policy_store_id)),
+        policies=tuple(_pages(client, "list_policies", "policies", policyStoreId=policy_store_id)),
+    )
+
+
+def _unchanged(item: Mapping[str, Any], before: Mapping[str, Any] | None) -> bool:
+    """Whether ``before`` (read earlier) is still the item the listing shows: same ``lastUpdatedDate``."""
+    return (before is not None and item.get("lastUpdatedDate") is not None
+            and before.get("lastUpdatedDate") == item.get("lastUpdatedDate"))
+
+
+def _read_remote(client: Any, policy_store_id: str, listing: Listing | None = None,
+                 known: _Remote | None = None) -> _Remote:
+    """Everything a policy store holds: the listing, and each template's and static policy's statement.
+
+    With ``known`` (an earlier read), the statement of an item whose
+    ``lastUpdatedDate`` did not change is taken from it instead of asked again.
+    Two items with one of our ids keep the first; the others are counted in
+    ``duplicates``.
+    """
+    listing = listing or list_store(client, policy_store_id)
+    remote = _Remote(schema=listing.schema)
+    known_templates = {str(item["policyTemplateId"]): item
+                       for item in (known.templates.values() if known else ())}
+    known_statics = {str(item["policyId"]): item for item in (known.statics.values() if known else ())}
+    for item in listing.templates:
+        before = known_templates.get(str(item["policyTemplateId"]))
+        if _unchanged(item, before):
+            assert before is not None
+            merged = {**before, **item}
+        else:
+            detail = _call(client, "get_policy_template", policyStoreId=policy_store_id,
+                           policyTemplateId=item["policyTemplateId"])
+            merged = {**item, **detail, "statement": _statement(detail, "GetPolicyTemplate")}
         ours = _template_our_id(merged)
-        remote.templates.setdefault(ours, merged)
+        _keep(remote, remote.templates, ours, merged)
         remote.template_ours[merged["policyTemplateId"]] = ours
-    for item in _pages(client, "list_policies", "policies", policyStoreId=policy_store_id):
+    for item in listing.policies:
         ours = shapes.our_policy_id(item)
         definition = item.get("definition") or {}
         if "templateLinked" in definition:
-            remote.links.setdefault(ours, item)
+            _keep(remote, remote.links, ours, item)
+            continue
+        before = known_statics.get(str(item["policyId"]))
+        if _unchanged(item, before):
+            assert before is not None
+            statement, description = before.get("statement", ""), before.get("description")
         else:
             detail = _call(client, "get_policy", policyStoreId=policy_store_id, policyId=item["policyId"])
             static = (detail.get("definition") or {}).get("static") or {}
-            remote.statics.setdefault(ours, {**item, "statement": static.get("statement", ""),
-                                             "description": static.get("description")})
+            statement, description = _statement(static, "GetPolicy"), static.get("description")
+        _keep(remote, remote.statics, ours, {**item, "statement": statement, "description": description})
     return remote
+
+
+def _statement(detail: Any, operation: str) -> str:
+    """The ``statement`` of a GetPolicy / GetPolicyTemplate answer; an answer without one is an error."""
+    statement = detail.get("statement") if isinstance(detail, Mapping) else None
+    if not isinstance(statement, str) or not statement.strip():
+        raise EngineError(f"Verified Permissions {operation} answered without a statement")
+    return statement
+
+
+def _operation_name(operation: str) -> str:
+    """``list_policies`` -> ``ListPolicies``."""
+    return "".join(part.capitalize() for part in operation.split("_"))
+
+
+def _keep(remote: _Remote, items: dict[str, dict[str, Any]], ours: str, item: dict[str, Any]) -> None:
+    if ours in items:
+        remote.duplicates.append(ours)
+    else:
+        items[ours] = item
 
 
 def _normal(statement: str) -> str:
@@ -475,6 +590,82 @@ class PullResult:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PulledStore:
+    """A policy store's content as agentauthz files hold it (what ``pull`` writes).
+
+    Attributes:
+        schema: the schema, Cedar JSON text, or None.
+        templates: each template's statement, with ``@id("<our id>")``, by our id.
+        policies: each static policy's statement, likewise.
+        links: ``template-links.json`` entries (``id``, ``template``, ``principal``, ``resource``).
+        warnings: statements written as they are (no parse, another ``@id``), and
+            ids held by several items (only the first is kept).
+        listing: the listing it was read from (its :attr:`Listing.version`).
+        renamed: static policies whose statement carries another ``@id``: that
+            ``@id`` -> the id Verified Permissions' decisions report (ours).
+            They load under their ``@id``; links name a template by the id it
+            loads under.
+    """
+
+    schema: str | None
+    templates: tuple[str, ...]
+    policies: tuple[str, ...]
+    links: tuple[dict[str, Any], ...]
+    warnings: tuple[str, ...]
+    listing: Listing
+    remote: _Remote = field(repr=False, compare=False)
+    renamed: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_store(client: Any, policy_store_id: str, listing: Listing | None = None,
+               earlier: PulledStore | None = None) -> PulledStore:
+    """Read a policy store's schema, templates, static policies and links.
+
+    Args:
+        client: a boto3 ``verifiedpermissions`` client.
+        policy_store_id: the store.
+        listing: its listing, when already made (:func:`list_store`).
+        earlier: an earlier read of the same store: statements whose item did not
+            change (same ``lastUpdatedDate``) are taken from it, not asked again.
+
+    Raises:
+        EngineError: the policy store could not be read.
+    """
+    listing = listing or list_store(client, policy_store_id)
+    remote = _read_remote(client, policy_store_id, listing, earlier.remote if earlier else None)
+    warnings = [f"{our_id}: several items of the policy store carry this id; only the first is kept"
+                for our_id in remote.duplicates]
+    texts: dict[str, tuple[str, ...]] = {}
+    loaded_as: dict[str, dict[str, str]] = {}  # kind -> our id -> the @id it loads under, when another
+    for kind, items in (("templates", remote.templates), ("policies", remote.statics)):
+        blocks = []
+        for our_id, item in sorted(items.items()):
+            text, written, warning = _with_id(str(item.get("statement", "")), our_id)
+            if warning:
+                warnings.append(warning)
+            if written is not None and written != our_id:
+                loaded_as.setdefault(kind, {})[our_id] = written
+            blocks.append(text)
+        texts[kind] = tuple(blocks)
+    templates_as = loaded_as.get("templates", {})
+    links = []
+    for our_id, item in sorted(remote.links.items()):
+        linked = (item.get("definition") or {}).get("templateLinked") or {}
+        template = remote.template_ours.get(str(linked.get("policyTemplateId")),
+                                            str(linked.get("policyTemplateId")))
+        template = templates_as.get(template, template)
+        entry: dict[str, Any] = {"id": our_id, "template": template}
+        for slot in ("principal", "resource"):
+            uid = linked.get(slot)
+            if isinstance(uid, Mapping):
+                entry[slot] = {"type": uid.get("entityType"), "id": uid.get("entityId")}
+        links.append(entry)
+    renamed = {written: our_id for our_id, written in loaded_as.get("policies", {}).items()}
+    return PulledStore(remote.schema, texts["templates"], texts["policies"], tuple(links), tuple(warnings),
+                       listing, remote, renamed)
+
+
 def pull(client: Any, policy_store_id: str, out_dir: str | Path) -> PullResult:
     """Write a policy store as a directory: ``policies.cedar``, ``templates.cedar``,
     ``template-links.json``, ``schema.cedarschema.json``.
@@ -490,8 +681,7 @@ def pull(client: Any, policy_store_id: str, out_dir: str | Path) -> PullResult:
     root = Path(out_dir)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigurationError(f"{root}: not an empty directory (pull never overwrites files)")
-    remote = _read_remote(client, policy_store_id)
-    warnings: list[str] = []
+    pulled = read_store(client, policy_store_id)
     root.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -500,48 +690,35 @@ def pull(client: Any, policy_store_id: str, out_dir: str | Path) -> PullResult:
         path.write_text(text, encoding="utf-8")
         written.append(path)
 
-    if remote.schema is not None:
-        document = _json(remote.schema)
+    if pulled.schema is not None:
+        document = _json(pulled.schema)
         write("schema.cedarschema.json", (json.dumps(document, indent=2, ensure_ascii=False)
                                           if not isinstance(document, str) else document) + "\n")
-    for name, items in (("templates.cedar", remote.templates), ("policies.cedar", remote.statics)):
-        if items:
-            blocks = []
-            for our_id, item in sorted(items.items()):
-                text, warning = _with_id(str(item.get("statement", "")), our_id)
-                if warning:
-                    warnings.append(warning)
-                blocks.append(text)
+    for name, blocks in (("templates.cedar", pulled.templates), ("policies.cedar", pulled.policies)):
+        if blocks:
             write(name, "\n\n".join(blocks) + "\n")
-    if remote.links:
-        entries = []
-        for our_id, item in sorted(remote.links.items()):
-            linked = (item.get("definition") or {}).get("templateLinked") or {}
-            template = remote.template_ours.get(str(linked.get("policyTemplateId")),
-                                                str(linked.get("policyTemplateId")))
-            entry: dict[str, Any] = {"id": our_id, "template": template}
-            for slot in ("principal", "resource"):
-                uid = linked.get(slot)
-                if isinstance(uid, Mapping):
-                    entry[slot] = {"type": uid.get("entityType"), "id": uid.get("entityId")}
-            entries.append(entry)
-        write("template-links.json", json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
-    return PullResult(tuple(written), len(remote.statics), len(remote.templates), len(remote.links),
-                      remote.schema is not None, tuple(warnings))
+    if pulled.links:
+        write("template-links.json", json.dumps(list(pulled.links), indent=2, ensure_ascii=False) + "\n")
+    return PullResult(tuple(written), len(pulled.policies), len(pulled.templates), len(pulled.links),
+                      pulled.schema is not None, pulled.warnings)
 
 
-def _with_id(statement: str, our_id: str) -> tuple[str, str | None]:
-    """The statement with an ``@id`` annotation naming ``our_id`` (added when missing)."""
+def _with_id(statement: str, our_id: str) -> tuple[str, str | None, str | None]:
+    """The statement with an ``@id`` annotation naming ``our_id`` (added when missing).
+
+    Returns:
+        The text, the ``@id`` it loads under (None when it does not parse), and a warning.
+    """
     text = statement.strip()
     try:
         parsed = json.loads(cedarpy.policies_to_json_str(text))
         bodies = [*parsed.get("staticPolicies", {}).values(), *parsed.get("templates", {}).values()]
         annotations = bodies[0].get("annotations") or {} if bodies else {}
     except (ValueError, IndexError):
-        return text, f"{our_id}: the statement does not parse; written as it is"
+        return text, None, f"{our_id}: the statement does not parse; written as it is"
     written = annotations.get("id")
     if written is None:
-        return f'@id("{escape(our_id)}")\n{text}', None
+        return f'@id("{escape(our_id)}")\n{text}', our_id, None
     if written != our_id:
-        return text, f"{our_id}: the statement's @id is {written!r}; it loads under that id"
-    return text, None
+        return text, written, f"{our_id}: the statement's @id is {written!r}; it loads under that id"
+    return text, written, None

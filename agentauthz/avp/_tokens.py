@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentauthz._errors import ConfigurationError, IdentityError
+from agentauthz._identity import Agent
 from agentauthz._model import Entity, EntityUID
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
 
@@ -800,6 +801,7 @@ def bound_token(
     identity: TokenIdentity | None = None,
     token_type: TokenType | None = None,
     correlation_id: str | None = None,
+    agent: Agent | None = None,
 ) -> Iterator[Identity]:
     """Bind the user of a token, or of claims already verified, for the block.
 
@@ -815,6 +817,11 @@ def bound_token(
       principal entity is bound;
     * claims: ``identity`` maps them as it maps a verified token's, and the
       principal entity is bound (the runtime verified the token itself).
+
+    The agent acting for the user (:class:`~agentauthz.Agent`) is ``agent``, or
+    the one the verified claims name in their ``act`` claim (token exchange);
+    both given and different is refused. A token only AVP verifies (no
+    ``identity``) is not read here, so its ``act`` claim names no agent.
 
     Raises:
         IdentityError: the token does not verify (here), or names no principal.
@@ -835,20 +842,22 @@ def bound_token(
         if kind not in identity.token_types:
             raise IdentityError(f"this identity source does not accept {kind} tokens")
         mapped = identity.map_claims(claims, kind).entity
-        with authz.acting_as(mapped, correlation_id=correlation_id) as bound:
+        with authz.acting_as(mapped, correlation_id=correlation_id,
+                             agent=_acting_agent(claims, agent)) as bound:
             yield bound
         return
     assert token is not None
     principal: Entity | None = None
     if identity is not None:
-        principal = identity.verify_token(token, token_type=kind).entity
+        verified = identity.verify_token(token, token_type=kind)
+        principal, agent = verified.entity, _acting_agent(verified.claims, agent)
     bind = getattr(authz.engine, "bind_token", None)
     if bind is None:
         if principal is None:
             raise ConfigurationError(
                 f"{type(authz.engine).__name__} cannot decide with tokens: pass identity=TokenIdentity(...) "
                 "to verify the token here")
-        with authz.acting_as(principal, correlation_id=correlation_id) as bound:
+        with authz.acting_as(principal, correlation_id=correlation_id, agent=agent) as bound:
             yield bound
         return
     with bind(token, kind) as named:
@@ -856,8 +865,20 @@ def bound_token(
             raise IdentityError(f"the token names {named} in the policy store's identity source but "
                                 f"{principal.uid} here: the two identity sources differ")
         with authz.acting_as(principal if principal is not None else named,
-                             correlation_id=correlation_id) as bound:
+                             correlation_id=correlation_id, agent=agent) as bound:
             yield bound
+
+
+def _acting_agent(claims: Mapping[str, Any], given: Agent | None) -> Agent | None:
+    """The agent named by ``given`` or by the verified claims' ``act`` claim; both and different: refused.
+
+    Raises:
+        IdentityError: the two name different agents, or the ``act`` claim names no actor.
+    """
+    named = Agent.from_claims(claims, entity_type=given.entity_type if given is not None else "Agent")
+    if given is not None and named is not None and named.uid != given.uid:
+        raise IdentityError(f"the token's act claim names agent {named.uid}, not {given.uid}")
+    return given if given is not None else named
 
 
 def acting_with_token(

@@ -183,8 +183,9 @@ def _serve_avp(args: argparse.Namespace) -> int:
 # -- the client -----------------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> Any:
-    """A boto3 ``verifiedpermissions`` client from --endpoint-url / --region and the AWS configuration.
+def _client(args: argparse.Namespace, service: str = "verifiedpermissions") -> Any:
+    """A boto3 client (``verifiedpermissions`` unless named) from --endpoint-url / --region and the AWS
+    configuration.
 
     A local endpoint (127.0.0.1, localhost) gets dummy credentials and region
     ``us-east-1`` when the AWS configuration has none.
@@ -207,8 +208,8 @@ def _client(args: argparse.Namespace) -> Any:
     if local and session.get_credentials() is None:
         options.update(aws_access_key_id="local", aws_secret_access_key="local")
     try:
-        return session.client("verifiedpermissions", **options)
+        return session.client(service, **options)
     except Exception as exc:  # a malformed endpoint URL, unknown region, ...
-        raise ConfigurationError(f"cannot build a verifiedpermissions client: {type(exc).__name__}: "
+        raise ConfigurationError(f"cannot build a {service} client: {type(exc).__name__}: "
                                  f"{exc}") from exc
 

@@ -99,7 +99,8 @@ def run_schema_generate_command(args: argparse.Namespace) -> int:
         stub, tools=found.tools, mcp_tools=mcp_tools, principal_types=args.principal_types,
         namespace=args.namespace, tool_type=args.tool_type or next(iter(found.tool_types), "Tool"),
         session_type=args.session_type or None, existing=args.on_existing,
-        session_sums=tool_sums(found.sums, names),
+        session_sums=tool_sums(found.sums, names), provenance=found.provenance,
+        agent_type=_one(found.agent_types, "agent entity types"),
     )
     if args.output:
         try:
@@ -118,6 +119,8 @@ class _ApplicationTools:
     tools: list[Any] = field(default_factory=list)
     sums: dict[str, list[str]] = field(default_factory=dict)
     tool_types: set[str] = field(default_factory=set)
+    provenance: set[str] = field(default_factory=set)  # tracked tool actions (Provenance.tools)
+    agent_types: set[str] = field(default_factory=set)  # entity types of the Authorizers' agents
 
     @classmethod
     def imported(cls, tools: Sequence[str], sessions: Sequence[str]) -> _ApplicationTools:
@@ -129,12 +132,23 @@ class _ApplicationTools:
             if config is not None:
                 _add_sums(found.sums, config.sums)
                 found.tool_types.add(value.tool_entity_type)
+                found.provenance.update(config.provenance.tools if config.provenance else ())
+                if value.agent is not None:
+                    found.agent_types.add(value.agent.entity_type)
         for target in sessions:
             config = _session_config(_import_attribute(target, "--sessions"), accept_config=True)
             if config is None:
                 raise UsageError(f"--sessions {target}: expected a SessionConfig or an Authorizer")
             _add_sums(found.sums, config.sums)
+            found.provenance.update(config.provenance.tools if config.provenance else ())
         return found
+
+
+def _one(names: set[str], what: str) -> str | None:
+    """The one name the Authorizers agree on, None for none; several are a usage error."""
+    if len(names) > 1:
+        raise UsageError(f"the Authorizers name different {what} ({', '.join(sorted(names))})")
+    return next(iter(names), None)
 
 
 def _mcp_tools(paths: Sequence[str]) -> list[Mapping[str, Any]]:

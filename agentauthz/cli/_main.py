@@ -91,11 +91,18 @@ def add_avp_commands(commands: Subparsers) -> None:
     add(commands)
 
 
+def add_agentcore_command(commands: Subparsers) -> None:
+    """``agentauthz agentcore export|diff|push|pull``: AgentCore Gateway policy engines."""
+    from agentauthz.cli._agentcore import add_agentcore_command as add
+
+    add(commands)
+
+
 # -- driver -----------------------------------------------------------------------------
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_schema_command, add_validate_command, add_test_command, add_check_command,
-    add_format_command, add_replay_command, add_avp_commands,
+    add_format_command, add_replay_command, add_avp_commands, add_agentcore_command,
 )
 
 

@@ -19,8 +19,9 @@ __all__ = ["Engine"]
 class Engine(Protocol):
     """A backend that turns Cedar requests into decisions.
 
-    Implementations: :class:`~agentauthz.LocalEngine` (embedded cedarpy) and
-    :class:`~agentauthz.VerifiedPermissionsEngine` (Amazon Verified Permissions).
+    Implementations: :class:`~agentauthz.LocalEngine` (embedded cedarpy),
+    :class:`~agentauthz.VerifiedPermissionsEngine` (Amazon Verified Permissions) and
+    :class:`~agentauthz.SyncedEngine` (a Verified Permissions policy store decided embedded).
     """
 
     name: str

@@ -33,6 +33,7 @@ __all__ = [
     "first_nonconforming_entity",
     "parse_problems",
     "parse_schema",
+    "policy_json",
     "validation_problems",
 ]
 
@@ -137,3 +138,20 @@ def _validation_problem(file: ParsedFile, error: Any, schema: Any, occurrence: i
     explained = explain_type_error(statement.text, message, schema, occurrence)
     message = f"{message}: {explained}" if explained else message
     return f"{file.source.name}:{statement.line}:{named} {author_message(message)}"
+
+
+def policy_json(text: str) -> dict[str, Any] | None:
+    """The Cedar JSON (EST) of one policy or template, None if it does not convert.
+
+    Example:
+        >>> policy_json('forbid(principal, action, resource);')["effect"]
+        'forbid'
+    """
+    try:
+        document = json.loads(cedarpy.policies_to_json_str(text))
+    except (ValueError, TypeError):
+        return None
+    for group in ("staticPolicies", "templates"):
+        for body in (document.get(group) or {}).values():
+            return dict(body)
+    return None

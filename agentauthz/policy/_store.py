@@ -8,7 +8,8 @@ consistent version and a failed reload leaves the old one in place.
 Loading reads the files (``_read_directory``, through :mod:`agentauthz.policy._files`)
 and builds the snapshot in named stages (``_build``): ``_parse_sources``,
 ``_name_policies``, ``_duplicate_ids``, ``_load_schema``, validation
-(:mod:`agentauthz.policy._cedar_checks`), ``_mode_problems``, then
+(:mod:`agentauthz.policy._cedar_checks`), ``_mode_problems``, ``approval_problems``
+(:mod:`agentauthz.policy._approvals`), then
 ``_policy_sets`` (links and shadow policies) and ``_load_entities``. Every
 problem of every stage is reported at once, at ``file:line:col`` for a
 directory (:mod:`agentauthz.policy._locate`).
@@ -30,12 +31,14 @@ import cedarpy
 
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.policy._approvals import approvable_ids, approval_problems
 from agentauthz.policy._cedar_checks import (
     ParsedFile,
     PolicyFile,
     entity_handle,
     parse_problems,
     parse_schema,
+    policy_json,
     validation_problems,
 )
 from agentauthz.policy._files import parse_json, read_text, schema_files, store_entry, store_files
@@ -121,10 +124,27 @@ class PolicySnapshot:
     entity_index: Mapping[EntityUID, Entity]
     shadow: ShadowPolicies | None = None
     schema_source: str = "<schema>"
+    approvable: frozenset[str] = frozenset()
+
+    _effects: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def store_id(self, positional: str) -> str:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
         return self.ids_by_position.get(positional, positional)
+
+    def effect_of(self, policy_id: str) -> str | None:
+        """``"permit"`` or ``"forbid"`` for a policy, template or link id; None for an unknown id.
+
+        Worked out on first use (it is needed only when a policy fails to
+        evaluate) and remembered for this version.
+        """
+        if policy_id not in self._effects:
+            template = next((link.template for link in self.links if link.id == policy_id), policy_id)
+            text = next((policy.text for policy in self.policies if policy.id == template), None)
+            body = policy_json(text) if text is not None else None
+            effect = body.get("effect") if body is not None else None
+            self._effects[policy_id] = effect if effect in ("permit", "forbid") else None
+        return self._effects[policy_id]
 
 
 class PolicyStore:
@@ -246,6 +266,16 @@ class PolicyStore:
         return tuple(link for link in self._snapshot.links if link.template not in shadow.ids)
 
     @property
+    def approvable(self) -> frozenset[str]:
+        """Ids of the forbids annotated ``@approval("required")`` (and of their templates' links).
+
+        A denial whose determining policies are all approvable asks a human
+        (see ``docs/approvals.md``). For Verified Permissions, pass them on:
+        ``SessionConfig(approvals=ApprovalConfig(approvable=store.approvable))``.
+        """
+        return self._snapshot.approvable
+
+    @property
     def entities(self) -> tuple[Entity, ...]:
         """Entities loaded with the store."""
         return self._snapshot.entities
@@ -259,6 +289,24 @@ class PolicyStore:
     def schema_source(self) -> str:
         """Where the schema was read: its file name (relative to the store), or ``<schema>``."""
         return self._snapshot.schema_source
+
+    def effect_of(self, policy_id: str, *, version: str | None = None) -> str | None:
+        """``"permit"`` or ``"forbid"`` for a policy, template or link id of this store, else None.
+
+        Args:
+            policy_id: a store id, as a decision's reasons and errors name it.
+            version: the ``policy_version`` of the decision asking; after a
+                reload the id may name another policy, so the answer is None.
+
+        Example:
+            >>> store = PolicyStore.from_text('@id("no") forbid(principal, action, resource);')
+            >>> store.effect_of("no"), store.effect_of("nope")
+            ('forbid', None)
+        """
+        snapshot = self._snapshot
+        if version is not None and version != snapshot.fingerprint:
+            return None
+        return snapshot.effect_of(policy_id)
 
     @property
     def fingerprint(self) -> str:
@@ -463,6 +511,7 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
     if validate and schema is not None and not schema_checks_are_deferred():
         problems += validation_problems(parsed, schema)
     problems += _mode_problems(policies)
+    problems += approval_problems(policies)
     if problems:
         raise _load_error(problems, given, max_depth)
     try:
@@ -484,6 +533,7 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         entity_index=entity_index,
         shadow=shadow,
         schema_source=given.schema_name or "<schema>",
+        approvable=approvable_ids(policies, given.links),
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentauthz._audit import Operation
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
@@ -59,17 +60,19 @@ class RetrievalFilter:
                guardrail: Guardrail | Detector | None = None) -> Plan[FilterResult[T]]:
         """Keep the items the bound end user may ``action`` (:meth:`Authorizer.filter`)."""
         screen = Guardrail.of(guardrail)
-        groups = group_by_resource(items, resource, self.authz._stored_entities)
-        try:
-            requests, overlay = self._requests(groups, action, context)
-        except Refused as refused:
-            return _result(items, groups, refused.decisions)
-        held: Held | None = [] if bound_session.get() is not None else None
-        decisions: list[Decision] = []
-        for start in range(0, len(requests), max(1, page_size)):
-            page = requests[start : start + page_size]
-            decisions.extend((yield Ask(page, _page_entities(page, overlay), held)))
-        return self._recorded(items, groups, _result(items, groups, decisions), held, screen)
+        # A plan runs in its caller's context from start to close: the scope spans its steps.
+        with self.authz._operation(Operation("filter")):
+            groups = group_by_resource(items, resource, self.authz._stored_entities)
+            try:
+                requests, overlay = self._requests(groups, action, context)
+            except Refused as refused:
+                return _result(items, groups, refused.decisions)
+            held: Held | None = [] if bound_session.get() is not None else None
+            decisions: list[Decision] = []
+            for start in range(0, len(requests), max(1, page_size)):
+                page = requests[start : start + page_size]
+                decisions.extend((yield Ask(page, _page_entities(page, overlay), held)))
+            return self._recorded(items, groups, _result(items, groups, decisions), held, screen)
 
     def scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
               uids: Sequence[EntityUID] = ()) -> RetrievalScope:
@@ -140,6 +143,7 @@ class RetrievalFilter:
         authz = self.authz
         try:
             self._record_seen(result, groups, guardrail)
+            self._register_documents(items, groups, result)
         except IdentityError as exc:
             exc.decision = authz._deny_held(held, FOREIGN_SESSION)
             raise
@@ -163,6 +167,20 @@ class RetrievalFilter:
             labels |= {label for item_labels in found for label in item_labels}
         if labels:
             session.store.add_labels(session.id, labels, owner=str(self.authz.current_principal()))
+
+
+    def _register_documents(self, items: Sequence[Any], groups: ResourceGroups,
+                            result: FilterResult[Any]) -> None:
+        """Register the text of each item let through as a source of the session (with provenance)."""
+        session = bound_session.get()
+        config = self.authz.session_config.provenance if session is not None else None
+        if session is None or config is None:
+            return
+        allowed = {uid for uid, decision in zip(result.resources, result.decisions, strict=True)
+                   if uid is not None and decision.admits}
+        documents = [(item, uid) for item, uid in zip(items, groups.item_uids, strict=True)
+                     if uid is not None and uid in allowed]
+        self.authz._sessions.register_documents(session, documents, groups.entities)
 
 
 def _page_entities(page: list[Request], overlay: list[Entity]) -> list[Entity]:

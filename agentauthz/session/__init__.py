@@ -13,6 +13,10 @@ key), agentauthz records
 * approvals granted by the application or a human (:meth:`Session.approve`),
   each for one exact call: the session owner's, of one action, on one resource,
   with exactly the given arguments,
+* with ``SessionConfig(provenance=Provenance(...))``, the values of labelled
+  sources (what the user said, tool results, retrieved documents, approvals),
+  so each argument of a tracked tool carries the labels of the sources it
+  appears in (``context.provenance``; see docs/provenance.md),
 
 and every request decided in the session carries them as ``context.session``,
 so rules that span a conversation are plain Cedar::
@@ -83,6 +87,15 @@ Example:
 
 from __future__ import annotations
 
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalConfig, ApprovalRequest
+from agentauthz.session._dynamodb import DynamoDBSessionStore, create_table
+from agentauthz.session._provenance import (
+    DEFAULT_EXTRACTORS,
+    Extractor,
+    Provenance,
+    ProvenanceStore,
+    normalize,
+)
 from agentauthz.session._session import (
     SESSION_KEY,
     Approval,
@@ -100,10 +113,18 @@ from agentauthz.session._session import (
 )
 
 __all__ = [
+    "APPROVAL_INTERRUPT",
+    "DEFAULT_EXTRACTORS",
     "SESSION_KEY",
     "Approval",
+    "ApprovalConfig",
+    "ApprovalRequest",
     "CallRecord",
+    "DynamoDBSessionStore",
+    "Extractor",
     "MemorySessionStore",
+    "Provenance",
+    "ProvenanceStore",
     "SQLiteSessionStore",
     "Session",
     "SessionConfig",
@@ -111,6 +132,8 @@ __all__ = [
     "SessionSnapshot",
     "SessionStore",
     "ToolCall",
+    "create_table",
     "current_session",
+    "normalize",
     "session_record_type",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "action_name",
     "declared_facts",
     "policy_reads",
+    "provenance_problems",
     "schema_reads",
     "unproduced",
 ]
@@ -290,6 +291,78 @@ def policy_reads(policies: Iterable[Policy]) -> list[FactRead]:
                    if not any(other[:len(path)] == path and other != path for other in paths)}
         reads.extend(FactRead(policy.location, path) for path in sorted(longest))
     return reads
+
+
+def provenance_problems(policies: Iterable[Policy], tracked: Iterable[str] | None) -> list[str]:
+    """One ``where: message`` per policy reading ``context.provenance`` that no request would carry.
+
+    A ``forbid`` whose condition reads an attribute the request lacks errs, and
+    an erring policy does not apply: the rule would silently never refuse. So a
+    policy that reads ``context.provenance`` or ``context.provenance_all`` needs
+    ``SessionConfig.provenance`` (``tracked`` is its ``tools``; None: not set),
+    and one scoped to actions (``action == ...``, ``action in [...]``) needs
+    each of them tracked. A policy that tests ``context has provenance`` (or
+    ``provenance_all``) says itself what applies without it, and is left alone.
+
+    Example:
+        >>> from agentauthz.policy._store import PolicyStore
+        >>> store = PolicyStore.from_text('forbid(principal, action == Action::"pay", resource) when {'
+        ...     ' !context.provenance.to.contains("user") };')
+        >>> provenance_problems(store.policies, {"pay"}), len(provenance_problems(store.policies, {"send"}))
+        ([], 1)
+    """
+    names = None if tracked is None else set(tracked)
+    problems = []
+    for policy in policies:
+        if "provenance" not in policy.text:
+            continue
+        try:
+            document = json.loads(cedarpy.policies_to_json_str(policy.text))
+        except (ValueError, TypeError):  # the store parsed it; nothing to add
+            continue
+        for body in (document.get("staticPolicies") or {}).values():
+            if not any(path and path[0] in ("provenance", "provenance_all")
+                       for path in _context_paths_read(body.get("conditions"))):
+                continue
+            if _tests_context_has(body.get("conditions"), ("provenance", "provenance_all")):
+                continue
+            if names is None:
+                problems.append(f"{policy.location}: reads context.provenance, but SessionConfig.provenance "
+                                "is not set: no request carries it, and the policy never applies")
+                continue
+            untracked = sorted(set(_scoped_actions(body.get("action"))) - names) if "*" not in names else []
+            if untracked:
+                problems.append(f"{policy.location}: reads context.provenance for action(s) "
+                                f"{', '.join(untracked)} that Provenance.tools does not track")
+    return problems
+
+
+def _tests_context_has(document: Any, names: tuple[str, ...]) -> bool:
+    """Whether an EST tests ``context has <name>`` for one of ``names``."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, Mapping):
+            test = node.get("has")
+            if (isinstance(test, Mapping) and test.get("attr") in names
+                    and test.get("left") == {"Var": "context"}):
+                return True
+            stack.extend(node.values())
+    return False
+
+
+def _scoped_actions(scope: Any) -> list[str]:
+    """The action names a policy's action scope names (``==`` or ``in [...]``); none when unscoped."""
+    if not isinstance(scope, Mapping):
+        return []
+    if scope.get("op") == "in" and "entities" in scope:
+        entities = scope["entities"]
+    else:
+        entities = [scope.get("entity")] if scope.get("op") == "==" else []
+    return [entity["id"] for entity in entities or ()
+            if isinstance(entity, Mapping) and isinstance(entity.get("id"), str)]
 
 
 def _context_paths_read(document: Any) -> set[FactPath]:

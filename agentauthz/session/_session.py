@@ -16,6 +16,15 @@ from typing import Any
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueError
 from agentauthz._identity import bound_identity, bound_session, no_end_user
 from agentauthz._model import Decision, Entity, EntityUID, ExtensionValue, decimal, to_cedar_value
+from agentauthz.session._approvals import ApprovalConfig, ApprovalRequest
+from agentauthz.session._provenance import (
+    APPROVED,
+    USER,
+    Provenance,
+    ProvenanceStore,
+    ResultLabel,
+    source_keys,
+)
 from agentauthz.session._stores import (
     Approval,
     CallRecord,
@@ -81,7 +90,8 @@ class SessionConfig:
     Attributes:
         store: where sessions live; default: a :class:`MemorySessionStore` of
             the Authorizer. Use :class:`SQLiteSessionStore` when several
-            processes serve one conversation.
+            processes of one host serve one conversation, and
+            :class:`~agentauthz.session.DynamoDBSessionStore` for a fleet.
         labels: the resource attribute(s) whose values are the labels recorded
             in ``seen`` (a String or Set<String> attribute each), or a callable
             of the resource Entity returning its labels. Default ``"labels"``.
@@ -100,6 +110,13 @@ class SessionConfig:
         clock: seconds since the epoch (tests pass a fake clock).
         max_attempts: decisions of one call before it is denied when its
             session keeps changing under it.
+        approvals: how calls held for a person's approval are approved
+            (:class:`~agentauthz.session._approvals.ApprovalConfig`; see
+            ``docs/approvals.md``).
+        provenance: where the values of tool arguments came from
+            (:class:`~agentauthz.session.Provenance`: the tools whose calls
+            carry ``context.provenance``, the labels of tool results); None
+            records none. Needs a store that keeps provenance (memory, SQLite).
     """
 
     store: SessionStore | None = None
@@ -112,6 +129,8 @@ class SessionConfig:
     schema: str | Mapping[str, Any] | None = None
     clock: Callable[[], float] = time.time
     max_attempts: int = 200
+    approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         if self.history < 0:
@@ -123,9 +142,18 @@ class SessionConfig:
                           "or is released", DeprecationWarning, stacklevel=3)
         if self.max_attempts < 1:
             raise ConfigurationError("SessionConfig.max_attempts must be at least 1")
+        if not isinstance(self.approvals, ApprovalConfig):
+            raise ConfigurationError("SessionConfig.approvals takes an ApprovalConfig")
         if self.store is not None and not isinstance(self.store, SessionStore):
             raise ConfigurationError(
                 f"{type(self.store).__name__} does not implement the SessionStore protocol")
+        if self.provenance is not None and not isinstance(self.provenance, Provenance):
+            raise ConfigurationError("SessionConfig.provenance takes an agentauthz.session.Provenance")
+        if self.provenance is not None and self.store is not None and not isinstance(
+                self.store, ProvenanceStore):
+            raise ConfigurationError(
+                f"{type(self.store).__name__} keeps no provenance (add_provenance/provenance): "
+                "SessionConfig.provenance needs a store that does")
 
 
 class Session:
@@ -218,6 +246,8 @@ class Session:
         *,
         arguments: Mapping[str, Any] | None = None,
         granted_by: str | None = None,
+        expires_in: timedelta | None = None,
+        once: bool = False,
     ) -> Approval:
         """Approve one exact call for the session's owner: this action, resource and arguments.
 
@@ -235,6 +265,11 @@ class Session:
                 (``{"order_id": "o-1", "amount": 4200}``); None or ``{}``
                 approves only a call without any.
             granted_by: who approved, kept with the approval.
+            expires_in: how long it covers calls; None: until revoked.
+            once: it covers one call, admitted in this session (a guarded
+                tool's call, ``begin_call``): admitting it uses the approval
+                up. What a held call's approval request grants
+                (:meth:`agentauthz.Authorizer.approve`).
 
         Returns:
             The approval, for :meth:`revoke`.
@@ -255,9 +290,13 @@ class Session:
             resource=_resource_text(resource),
             arguments=_canonical(arguments or {}),
             granted_by=granted_by,
+            expires_at=None if expires_in is None else self.config.clock() + expires_in.total_seconds(),
+            once=once,
         )
         with self._writing(principal, "approve"):
             self.store.approve(self.id, approval)
+        if arguments:
+            self._register(principal, "approve", arguments, (APPROVED,))
         return approval
 
     def revoke(self, approval: Approval) -> bool:
@@ -277,6 +316,73 @@ class Session:
         with self._writing(principal, "see"):
             self.store.add_labels(self.id, labels, owner=str(principal))
 
+    def user_said(self, text: str) -> None:
+        """Register what the end user said (their own message): its values carry the label ``user``.
+
+        Call it with the human's message only (integrations do it where they
+        see it), never with model output or tool results: whatever it
+        registers becomes as trusted as the user. Does nothing unless
+        ``SessionConfig.provenance`` is set.
+
+        Raises:
+            InvalidValueError: ``text`` is not a string.
+            IdentityError: no end user to act for, or the session is another's.
+
+        Example:
+            >>> s = Session("c-2", MemorySessionStore(), SessionConfig(provenance=Provenance(tools={"pay"})),
+            ...             owner=EntityUID("User", "alice"))
+            >>> s.user_said("Pay my rent to DE89 3704 0044 0532 0130 00")
+            >>> s.provenance_of("de89370400440532013000"), s.provenance_of("GB33BUKB20201555555555")
+            (['user'], [])
+        """
+        if not isinstance(text, str):
+            raise InvalidValueError(f"user_said takes the user's text, not {type(text).__name__}")
+        self._register(self.acting_for(), "user_said", text, (USER,))
+
+    def register(self, value: Any, *labels: str) -> None:
+        """Register a source: ``value`` (text, or a tool result's structure) with its labels.
+
+        For sources the integrations do not see: an e-mail the application
+        fetched itself (``s.register(body, "untrusted")``), a payee list
+        (``s.register(payees, "payee")``). Does nothing unless
+        ``SessionConfig.provenance`` is set.
+
+        Raises:
+            InvalidValueError: no label, or a label that is not a non-empty string.
+            IdentityError: no end user to act for, or the session is another's.
+        """
+        if not labels or not all(isinstance(label, str) and label for label in labels):
+            raise InvalidValueError("register needs one or more labels (non-empty strings)")
+        self._register(self.acting_for(), "register", value, labels)
+
+    def provenance_of(self, value: str | int) -> list[str]:
+        """The labels of the sources ``value`` appears in (what an argument with this value gets)."""
+        from agentauthz.session._provenance import value_keys
+
+        config = self.config.provenance
+        if config is None or not isinstance(self.store, ProvenanceStore):
+            return []
+        self.state()  # checks the owner
+        found = self.store.provenance(self.id, value_keys(value, config.extractors))
+        return sorted(set().union(*found.values())) if found else []
+
+    def _register(self, principal: EntityUID, operation: str, value: Any, labels: Iterable[str],
+                  excluded: Any = None) -> None:
+        """Register the keys of ``value`` with ``labels``, except those of ``excluded`` (the model's)."""
+        config = self.config.provenance
+        if config is None:
+            return
+        if not isinstance(self.store, ProvenanceStore):
+            raise ConfigurationError(f"{type(self.store).__name__} keeps no provenance")
+        keys = source_keys(value, config.extractors)
+        if excluded is not None:
+            keys -= source_keys(excluded, config.extractors)
+        if not keys:
+            return
+        chosen = tuple(labels)
+        with self._writing(principal, operation):
+            self.store.add_provenance(self.id, {key: chosen for key in keys}, owner=str(principal))
+
     def state(self) -> SessionSnapshot:
         """What is recorded now (completed calls; in-flight ones in ``pending``)."""
         return self._load(self._since())
@@ -284,7 +390,8 @@ class Session:
     def facts(self) -> SessionFacts:
         """The facts decisions see now: completed and in-flight calls together."""
         since = self._since()
-        return SessionFacts.of(self._load(since), history=self.config.history, since=since)
+        return SessionFacts.of(self._load(since), history=self.config.history, since=since,
+                               now=self.config.clock(), single_use=True)
 
     def _since(self) -> float:
         return self.config.clock() - self.config.window.total_seconds()
@@ -341,8 +448,14 @@ class SessionFacts:
     approvals: tuple[Approval, ...] = ()
 
     @classmethod
-    def of(cls, snapshot: SessionSnapshot, *, history: int, since: float | None = None) -> SessionFacts:
-        """Fold the in-flight calls into the snapshot (``since`` starts the window)."""
+    def of(cls, snapshot: SessionSnapshot, *, history: int, since: float | None = None,
+           now: float | None = None, single_use: bool = False) -> SessionFacts:
+        """Fold the in-flight calls into the snapshot (``since`` starts the window).
+
+        Approvals expired at ``now`` are left out, and so are single-use ones
+        unless ``single_use`` (the facts decide a call the session admits,
+        which uses the approval up).
+        """
         calls = dict(snapshot.calls)
         window = dict(snapshot.window_calls)
         totals = {action: dict(sums) for action, sums in snapshot.totals.items()}
@@ -357,7 +470,9 @@ class SessionFacts:
                 bucket[name] = bucket.get(name, 0) + value
         timeline = sorted([*snapshot.history, *pending], key=lambda call: call.at)
         recent = tuple(call.action for call in timeline[-history:]) if history else ()
-        return cls(snapshot.seen, calls, window, totals, recent, snapshot.approvals)
+        approvals = tuple(approval for approval in snapshot.approvals
+                          if (now is None or approval.live(now)) and (single_use or not approval.once))
+        return cls(snapshot.seen, calls, window, totals, recent, approvals)
 
 
 def _clamp(value: Number, kind: str) -> Any:
@@ -516,7 +631,27 @@ class SchemaShapes:
                 if shape is not None:
                     yield action, shape
 
-    def _shape(self, action: EntityUID) -> SessionShape | None:
+    def provenance(self, action: EntityUID) -> frozenset[str] | None:
+        """The arguments ``context.provenance`` declares for ``action``; None when it declares none.
+
+        Example:
+            >>> shapes = SchemaShapes('entity U; action pay appliesTo { principal: U, resource: U, '
+            ...     'context: { provenance: { to: Set<String> }, provenance_all: { to: Set<String> } } };')
+            >>> sorted(shapes.provenance(EntityUID("Action", "pay")))
+            ['to']
+        """
+        found = self._context_attribute(action, "provenance")
+        if found is None:
+            return None
+        record, namespace = found
+        return frozenset(self._resolve(record, namespace).get("attributes") or {})
+
+    def declares(self, action: EntityUID, name: str) -> bool:
+        """Whether ``action``'s context declares attribute ``name``."""
+        return self._context_attribute(action, name) is not None
+
+    def _context_attribute(self, action: EntityUID, name: str) -> tuple[Mapping[str, Any], str] | None:
+        """The declared type of ``context.<name>`` of ``action`` (and its namespace), if declared."""
         namespace = action.type[: -len("Action")].removesuffix("::") if action.type.endswith(
             "Action") else ""
         body = self.document.get(namespace) or {}
@@ -527,9 +662,14 @@ class SchemaShapes:
         if not isinstance(context, Mapping):
             return None
         context = self._resolve(context, namespace)
-        session = (context.get("attributes") or {}).get("session")
-        if not isinstance(session, Mapping):
+        declared = (context.get("attributes") or {}).get(name)
+        return (declared, namespace) if isinstance(declared, Mapping) else None
+
+    def _shape(self, action: EntityUID) -> SessionShape | None:
+        found = self._context_attribute(action, "session")
+        if found is None:
             return None
+        session, namespace = found
         session = self._resolve(session, namespace)
         if session.get("type") != "Record":
             return None
@@ -616,7 +756,7 @@ def _canonical(arguments: Mapping[str, Any]) -> str:
                       separators=(",", ":"))
 
 
-def approval_covers(approval: Approval, principal: EntityUID, action: EntityUID, resource: EntityUID,
+def approval_covers(approval: Approval, principal: EntityUID, action: str | EntityUID, resource: EntityUID,
                     context: Mapping[str, Any]) -> bool:
     """Whether ``approval`` covers a request: same principal, action, resource and complete arguments.
 
@@ -638,6 +778,13 @@ def approval_covers(approval: Approval, principal: EntityUID, action: EntityUID,
         return _canonical(given) == approval.arguments
     except InvalidValueError:
         return False
+
+
+def covering_approval(approvals: Iterable[Approval], principal: EntityUID, action: str | EntityUID,
+                      resource: EntityUID, context: Mapping[str, Any]) -> Approval | None:
+    """The approval that covers a request, a lasting one before a single-use one (left unused)."""
+    covering = [a for a in approvals if approval_covers(a, principal, action, resource, context)]
+    return min(covering, key=lambda approval: approval.once, default=None)
 
 
 def labels_of(entity: Entity, labels: LabelsOf) -> set[str]:
@@ -740,6 +887,15 @@ class ToolCall:
         session: the session it is recorded in, if any.
         arguments: the validated arguments of a guarded tool's call, as the
             policy evaluated them: run the tool with exactly these.
+        approval: when only ``@approval("required")`` forbids denied the call
+            and a granted approval would let it run: the request a person
+            may grant (:class:`~agentauthz.session._approvals.ApprovalRequest`);
+            else None.
+        used_approval: the single-use approval the call used up, if any (for
+            the application's records, e.g. an "approved" provenance label).
+        action: the call's action name (None for a call decided without a session).
+        result_label: the tool's own labelling of its results
+            (``@authz.guard(provenance=...)``), if any.
 
     Example:
         >>> import agentauthz as az
@@ -756,11 +912,16 @@ class ToolCall:
     """
 
     def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
-                 reserved: bool = False, external_id: str | None = None) -> None:
+                 reserved: bool = False, external_id: str | None = None, action: str | None = None,
+                 result_label: ResultLabel | None = None) -> None:
         self.decision = decision
         self.call_id = call_id
         self.external_id = external_id
+        self.action = action
+        self.result_label = result_label
         self.arguments: dict[str, Any] = {}
+        self.approval: ApprovalRequest | None = None
+        self.used_approval: Approval | None = None
         self.session = session
         self._reserved = reserved and session is not None
         self._failed = False
@@ -798,6 +959,34 @@ class ToolCall:
         session = self.session
         self._settle("release", lambda: session.store.release(session.id, self.call_id))
 
+    def record_result(self, result: Any) -> None:
+        """Register what the tool returned as a source of the session, with the tool's result labels.
+
+        Call it once the tool returned and before its result reaches the model
+        (guarded tools and the integrations do). The values of the call's own
+        arguments (and the identifiers in them) are not registered from its
+        result: the model chose them, and a result echoing them must not lend
+        them its label. A result that cannot be
+        registered (the store failed) raises: it must not reach the model
+        unlabelled. Does nothing without ``SessionConfig.provenance``, or for
+        a call that was not admitted.
+
+        Raises:
+            InvalidValueError: a labelling function returned no labels.
+            IdentityError: the session is another end user's.
+        """
+        session = self.session
+        if session is None or not self.admits or self.action is None:
+            return
+        config = session.config.provenance
+        if config is None:
+            return
+        labels = config.result_labels(self.action, result, self.result_label)
+        if labels:
+            # What the model put into the call never takes the result's label from it: a tool
+            # labelled "trusted" that echoes its arguments would otherwise launder them.
+            session._register(session.acting_for(), "result", result, labels, excluded=self.arguments)
+
     def _settle(self, step: str, attempt: Callable[[], Any]) -> Any:
         for tried in range(1, _SETTLE_ATTEMPTS + 1):
             try:
@@ -832,7 +1021,8 @@ class ToolCall:
 
 def call_record(call_id: str, action: EntityUID, resource: EntityUID, at: float,
                 sums: Mapping[str, Number], labels: Iterable[str] = (),
-                external_id: str | None = None) -> CallRecord:
-    """The record of a call about to be admitted."""
+                external_id: str | None = None, approval: Approval | None = None) -> CallRecord:
+    """The record of a call about to be admitted (``approval``: the one it uses, kept if lasting)."""
     return CallRecord(call_id=call_id, action=action.id, resource=str(resource), at=at,
-                      sums=dict(sums), labels=frozenset(labels), external_id=external_id)
+                      sums=dict(sums), labels=frozenset(labels), external_id=external_id,
+                      approval=approval.key if approval is not None and approval.once else None)

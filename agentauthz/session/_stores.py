@@ -40,7 +40,7 @@ import sqlite3
 import stat
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +92,8 @@ class CallRecord:
         external_id: the id the caller gave the call (the model's tool call id,
             Lambda's request id), if any: at most one call per external id runs
             in a session.
+        approval: the key of the single-use approval the call uses up, if any:
+            admitting the call removes it in the same transaction.
     """
 
     call_id: str
@@ -101,6 +103,7 @@ class CallRecord:
     sums: Mapping[str, Number] = field(default_factory=dict)
     labels: frozenset[str] = frozenset()
     external_id: str | None = None
+    approval: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ class Approval:
         resource: Cedar text of the resource uid.
         arguments: canonical JSON of the complete tool arguments (``context.input``).
         granted_by: who approved (for the application's own records).
+        expires_at: seconds since the epoch after which it covers nothing; None: never.
+        once: it covers one call: admitting that call removes it (in the same
+            store transaction, so two calls racing for it never both run).
+            A single-use approval covers only calls admitted in its session,
+            never a bare decision or a retrieval filter.
     """
 
     principal: str
@@ -123,6 +131,12 @@ class Approval:
     resource: str
     arguments: str
     granted_by: str | None = None
+    expires_at: float | None = None
+    once: bool = False
+
+    def live(self, now: float) -> bool:
+        """Whether it has not expired at ``now``."""
+        return self.expires_at is None or now < self.expires_at
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -164,8 +178,13 @@ class SessionSnapshot:
 class SessionStore(Protocol):
     """Where sessions live. Implementations must be safe for concurrent use.
 
-    Implementations: :class:`MemorySessionStore` (one process) and
-    :class:`SQLiteSessionStore` (processes sharing a file). A store records
+    Implementations: :class:`MemorySessionStore` (one process),
+    :class:`SQLiteSessionStore` (processes sharing a file) and
+    :class:`~agentauthz.session.DynamoDBSessionStore` (a fleet). A store that sets
+    ``consumes_approvals = True`` removes a call's single-use approval
+    (``CallRecord.approval``) in the transaction that admits it; on a store
+    without it, single-use approvals cover nothing (a held call stays held,
+    never runs twice). A store records
     each session's owner with its first write and refuses, with
     :class:`~agentauthz.IdentityError` and atomically with the write, every
     write for another owner; ``load`` returns the owner it recorded.
@@ -207,6 +226,8 @@ class SessionStore(Protocol):
     def approve(self, session_id: str, approval: Approval) -> None:
         """Record an approval for its principal, the session's owner (idempotent).
 
+        Granting the same call again with another expiry or use replaces the earlier grant.
+
         Raises:
             IdentityError: the session belongs to another owner (or records none).
         """
@@ -247,6 +268,7 @@ class _State:
     finished: set[str] = field(default_factory=set)  # external ids of completed calls
     pending: dict[str, CallRecord] = field(default_factory=dict)
     approvals: dict[tuple[str, str, str], Approval] = field(default_factory=dict)
+    provenance: dict[str, set[str]] = field(default_factory=dict)  # key -> labels (session._provenance)
 
 
 class MemorySessionStore:
@@ -262,6 +284,9 @@ class MemorySessionStore:
         >>> sorted(snapshot.seen), snapshot.owner
         (['confidential'], 'User::"alice"')
     """
+
+    consumes_approvals = True
+    """Admitting a call removes the single-use approval it uses (see :class:`SessionStore`)."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, _State] = {}
@@ -315,6 +340,11 @@ class MemorySessionStore:
                 return "in_flight"
             if state.version != version:
                 return "changed"
+            if call.approval is not None:
+                used = state.approvals.get(call.approval)
+                if used is None or not used.once:
+                    return "changed"  # used up by another call: decide again without it
+                del state.approvals[call.approval]
             state.pending[call.call_id] = call
             state.version += 1
             return "admitted"
@@ -357,7 +387,8 @@ class MemorySessionStore:
         """See :meth:`SessionStore.approve`."""
         with self._lock:
             state = self._owned(session_id, approval.principal)
-            if approval.key not in state.approvals:
+            known = state.approvals.get(approval.key)
+            if known is None or (known.expires_at, known.once) != (approval.expires_at, approval.once):
                 state.approvals[approval.key] = approval
                 state.version += 1
 
@@ -373,6 +404,29 @@ class MemorySessionStore:
                 return False
             state.version += 1
             return True
+
+    def add_provenance(self, session_id: str, keys: Mapping[str, Iterable[str]], *, owner: str) -> None:
+        """See :meth:`~agentauthz.session.ProvenanceStore.add_provenance`."""
+        with self._lock:
+            state = self._owned(session_id, owner)
+            changed = False
+            for key, labels in keys.items():
+                known = state.provenance.setdefault(key, set())
+                fresh = set(labels) - known
+                if fresh:
+                    known.update(fresh)
+                    changed = True
+            if changed:
+                state.version += 1
+
+    def provenance(self, session_id: str, keys: Collection[str]) -> dict[str, frozenset[str]]:
+        """See :meth:`~agentauthz.session.ProvenanceStore.provenance`."""
+        with self._lock:
+            state = self._sessions.get(session_id)
+            if state is None:
+                return {}
+            registered = state.provenance
+            return {key: frozenset(registered[key]) for key in keys if key in registered}
 
     def delete(self, session_id: str) -> None:
         """See :meth:`SessionStore.delete`."""
@@ -432,14 +486,26 @@ CREATE TABLE IF NOT EXISTS approvals (
   arguments TEXT NOT NULL,
   granted_by TEXT,
   seq INTEGER NOT NULL,
+  expires_at REAL,
+  once INTEGER,
   PRIMARY KEY (session_id, action, resource, arguments)
 )
 """
 
 # Columns files written before owners and external ids were recorded lack. Their sessions keep
 # no owner (refused until SQLiteSessionStore.assign_owner names one); their call ids were the
-# callers' ids, so they become the external ids; their approvals name no principal and cover nothing.
-_ADDED_COLUMNS = (("sessions", "owner"), ("calls", "external_id"), ("approvals", "principal"))
+# callers' ids, so they become the external ids; their approvals name no principal and cover nothing
+# (and never expire, nor are used up: approvals were lasting before single-use ones came).
+_ADDED_COLUMNS = (("sessions", "owner", "TEXT"), ("calls", "external_id", "TEXT"),
+                  ("approvals", "principal", "TEXT"), ("approvals", "expires_at", "REAL"),
+                  ("approvals", "once", "INTEGER"))
+_PROVENANCE_TABLE = """
+CREATE TABLE IF NOT EXISTS provenance (
+  session_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  label TEXT NOT NULL,
+  PRIMARY KEY (session_id, key, label)
+)"""
 _INDEXES = "CREATE INDEX IF NOT EXISTS calls_external ON calls (session_id, external_id)"
 
 _PRIVATE = 0o600
@@ -528,6 +594,9 @@ class SQLiteSessionStore:
         '0o600'
     """
 
+    consumes_approvals = True
+    """Admitting a call removes the single-use approval it uses (see :class:`SessionStore`)."""
+
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
@@ -537,12 +606,13 @@ class SQLiteSessionStore:
             with self._write() as db:
                 for statement in _SCHEMA.split(";"):
                     db.execute(statement)
-                for table, column in _ADDED_COLUMNS:
+                for table, column, kind in _ADDED_COLUMNS:
                     if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                         if column == "external_id":
                             db.execute("UPDATE calls SET external_id = call_id")
                 db.execute(_INDEXES)
+                db.execute(_PROVENANCE_TABLE)
         except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(f"session store {self.path}: {exc}") from exc
 
@@ -628,10 +698,12 @@ class SQLiteSessionStore:
                 "SELECT call_id, action, resource, at, sums, labels, external_id FROM calls "
                 "WHERE session_id = ? AND done = 0 ORDER BY at", (session_id,)))
             approvals = tuple(
-                Approval(principal, action, resource, arguments, granted_by)
-                for principal, action, resource, arguments, granted_by in db.execute(
-                    "SELECT principal, action, resource, arguments, granted_by FROM approvals "
-                    "WHERE session_id = ? AND principal IS NOT NULL ORDER BY seq", (session_id,)))
+                Approval(principal, action, resource, arguments, granted_by,
+                         None if expires_at is None else float(expires_at), bool(once))
+                for principal, action, resource, arguments, granted_by, expires_at, once in db.execute(
+                    "SELECT principal, action, resource, arguments, granted_by, expires_at, once "
+                    "FROM approvals WHERE session_id = ? AND principal IS NOT NULL ORDER BY seq",
+                    (session_id,)))
         return SessionSnapshot(
             session_id=session_id, version=version, owner=owner, seen=seen, calls=calls,
             window_calls=window, totals=totals, history=tuple(reversed(last)), pending=pending,
@@ -657,6 +729,11 @@ class SQLiteSessionStore:
                 return "in_flight"
             if self._version(db, session_id) != version:
                 return "changed"
+            if call.approval is not None and not db.execute(
+                    "DELETE FROM approvals WHERE session_id = ? AND principal = ? AND action = ? "
+                    "AND resource = ? AND arguments = ? AND once = 1",
+                    (session_id, owner, *call.approval)).rowcount:
+                return "changed"  # used up by another call: decide again without it
             db.execute(
                 "INSERT INTO calls (session_id, call_id, external_id, action, resource, at, done, seq, "
                 "sums, labels) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",
@@ -718,10 +795,13 @@ class SQLiteSessionStore:
             self._own(db, session_id, approval.principal)
             seq = self._version(db, session_id) + 1
             inserted = db.execute(
-                "INSERT OR IGNORE INTO approvals (session_id, principal, action, resource, arguments, "
-                "granted_by, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO approvals (session_id, principal, action, resource, arguments, "
+                "granted_by, seq, expires_at, once) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id, action, resource, arguments) DO UPDATE SET "
+                "granted_by = excluded.granted_by, expires_at = excluded.expires_at, once = excluded.once "
+                "WHERE expires_at IS NOT excluded.expires_at OR once IS NOT excluded.once",
                 (session_id, approval.principal, approval.action, approval.resource, approval.arguments,
-                 approval.granted_by, seq)).rowcount
+                 approval.granted_by, seq, approval.expires_at, int(approval.once))).rowcount
             if inserted:
                 self._bump(db, session_id, approval.principal)
 
@@ -741,8 +821,34 @@ class SQLiteSessionStore:
     def delete(self, session_id: str) -> None:
         """See :meth:`SessionStore.delete`."""
         with self._write() as db:
-            for table in ("sessions", "calls", "counts", "totals", "labels", "approvals"):
+            for table in ("sessions", "calls", "counts", "totals", "labels", "approvals", "provenance"):
                 db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+
+    def add_provenance(self, session_id: str, keys: Mapping[str, Iterable[str]], *, owner: str) -> None:
+        """See :meth:`~agentauthz.session.ProvenanceStore.add_provenance`."""
+        rows = sorted({(session_id, key, label) for key, labels in keys.items() for label in labels})
+        if not rows:
+            return
+        with self._write() as db:
+            self._own(db, session_id, owner)
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO provenance (session_id, key, label) VALUES (?, ?, ?)", rows)
+            if db.total_changes != before:
+                self._bump(db, session_id, owner)
+
+    def provenance(self, session_id: str, keys: Collection[str]) -> dict[str, frozenset[str]]:
+        """See :meth:`~agentauthz.session.ProvenanceStore.provenance`."""
+        wanted = sorted(set(keys))
+        found: dict[str, set[str]] = {}
+        with self._read() as db:
+            for start in range(0, len(wanted), 500):  # SQLite bounds the parameters of one statement
+                chunk = wanted[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for key, label in db.execute(
+                        f"SELECT key, label FROM provenance WHERE session_id = ? AND key IN ({marks})",
+                        (session_id, *chunk)):
+                    found.setdefault(key, set()).add(label)
+        return {key: frozenset(labels) for key, labels in found.items()}
 
     def assign_owner(self, session_id: str, owner: str) -> None:
         """Name the owner of a session stored before agentauthz recorded owners.

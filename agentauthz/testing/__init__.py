@@ -23,8 +23,10 @@ from agentauthz._model import Decision
 from agentauthz.avp._server import Fault, LocalVerifiedPermissions
 from agentauthz.policy._store import PolicyStore
 from agentauthz.testing._cases import CaseResult, DecisionCase, load_cases, run_cases
+from agentauthz.testing._dynamodb import LocalDynamoDB
 
-__all__ = ["Fault", "LocalVerifiedPermissions", "PolicyCase", "capture_decisions", "policy_cases"]
+__all__ = ["Fault", "LocalDynamoDB", "LocalVerifiedPermissions", "PolicyCase", "capture_decisions",
+           "policy_cases"]
 
 
 @contextmanager

@@ -19,36 +19,37 @@ drive the same one.
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentauthz._audit import annotating
+from agentauthz._audit import Operation, annotating
 from agentauthz._errors import (
     AccessDenied,
+    ApprovalRequired,
     AuthzError,
     ConfigurationError,
     EngineError,
     GuardrailUnavailable,
     InvalidArguments,
     InvalidValueError,
+    PolicyError,
 )
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
-from agentauthz.guardrails._detector import Detector
-from agentauthz.guardrails._guardrail import Assessment, Guardrail
+from agentauthz.guardrails._guardrail import Assessment
 from agentauthz.policy._store import PolicyStore
+from agentauthz.session._approvals import ApprovalRequest
+from agentauthz.session._provenance import ResultLabel
 from agentauthz.session._session import Session, ToolCall
+from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
-    ContextSpec,
     OnDeny,
     RefusalKind,
-    ResourceSpec,
     ToolSpec,
     bind_arguments,
-    build_spec,
     refusal_message,
     spec_of,
     tool_input,
@@ -63,6 +64,8 @@ __all__ = ["ToolCalls"]
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
+_logger = logging.getLogger("agentauthz")
+
 
 class ToolCalls:
     """What an Authorizer does for tools (see the module docstring).
@@ -76,54 +79,74 @@ class ToolCalls:
 
     # -- guarding ----------------------------------------------------------------------
 
-    def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, resource: ResourceSpec = None,
-              resource_types: Iterable[str] = (), context: ContextSpec = None, on_deny: OnDeny = "raise",
-              name: str | None = None, sum_arguments: Iterable[str] = (),
-              guardrail: Guardrail | Detector | None = None) -> Any:
-        """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``)."""
+    def guard(self, action: str | EntityUID | Callable[..., Any] | None, *, settings: ToolSettings | None,
+              name: str | None, on_deny: OnDeny | None, provenance: ResultLabel | None = None,
+              **options: Any) -> Any:
+        """What :meth:`Authorizer.guard` returns: the decorator, or the guarded function (bare ``@guard``).
+
+        ``options`` (and ``provenance``) are the ToolSettings keywords given one by one
+        (``resource=``...): they and ``settings=`` are one way of saying the same, so not both.
+        """
         if callable(action) and not isinstance(action, (str, EntityUID)):
-            return self.guard(None)(action)
-        if on_deny not in ("raise", "message"):
-            raise ConfigurationError(f"on_deny must be 'raise' or 'message', not {on_deny!r}")
+            return self.guard(None, settings=settings, name=name, on_deny=on_deny, provenance=provenance,
+                              **options)(action)
+        given = {key: value for key, value in {**options, "provenance": provenance}.items()
+                 if value not in (None, ())}
+        if action is not None:
+            given["action"] = action
+        if settings is None:
+            settings = ToolSettings(**given)
+        elif not isinstance(settings, ToolSettings):
+            raise ConfigurationError("guard(settings=) takes an agentauthz.ToolSettings")
+        elif given:
+            raise ConfigurationError(f"guard takes settings= or {'=, '.join(sorted(given))}=, not both")
+        fallback = ToolSettings(on_deny=on_deny).on_deny_or("raise")  # checked now, not at decoration
         authz = self.authz
-        chosen_action = action
-        screen = Guardrail.of(guardrail)
+        chosen = settings
 
         def decorate(fn: F) -> F:
-            spec = build_spec(
-                fn, name=name, action=chosen_action, resource=resource,
-                resource_types=tuple(resource_types), context=context, on_deny=on_deny,
-                sums=tuple(sum_arguments),
-            )
-            if screen is not None:
-                spec = replace(spec, guardrail=screen)
+            spec = chosen.spec_from_function(fn, name=name, on_deny=fallback)
             authz.tools[spec.name] = spec
+            needed = tuple(parameter.name for parameter in inspect.signature(fn).parameters.values()
+                           if parameter.name in spec.injected and parameter.default is parameter.empty)
             if inspect.iscoroutinefunction(fn):
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    prepared = self._prepare(spec, fn, args, kwargs)
-                    if isinstance(prepared, str):
-                        return prepared
-                    arguments, inputs = prepared
-                    call = await authz._arun(self._begin(inputs, arguments, spec, None))
+                    with authz._operation(Operation("tool_call", spec.name)):
+                        prepared = self._prepare(spec, fn, needed, args, kwargs)
+                        if isinstance(prepared, str):
+                            return prepared
+                        arguments, inputs = prepared
+                        call = await self.aapproved(
+                            await authz._arun(self._begin(inputs, arguments, spec, None)),
+                            lambda: authz._arun(self._begin(inputs, arguments, spec, None)))
+                        call.arguments = {key: value for key, value in arguments.items()
+                                          if key not in spec.injected}
                     if not call.admits:
-                        return self._refuse(spec, call.decision)
+                        return self._refuse(spec, call)
                     with call:
                         result = await fn(**arguments)
+                    call.record_result(result)  # before the result reaches the model
                     return await self.ascreened(spec, result)
 
                 return wraps_tool(fn, guarded_async, spec)
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                prepared = self._prepare(spec, fn, args, kwargs)
-                if isinstance(prepared, str):
-                    return prepared
-                arguments, inputs = prepared
-                call = authz._run(self._begin(inputs, arguments, spec, None))
+                with authz._operation(Operation("tool_call", spec.name)):
+                    prepared = self._prepare(spec, fn, needed, args, kwargs)
+                    if isinstance(prepared, str):
+                        return prepared
+                    arguments, inputs = prepared
+                    call = self.approved(
+                        authz._run(self._begin(inputs, arguments, spec, None)),
+                        lambda: authz._run(self._begin(inputs, arguments, spec, None)))
+                    call.arguments = {key: value for key, value in arguments.items()
+                                      if key not in spec.injected}
                 if not call.admits:
-                    return self._refuse(spec, call.decision)
+                    return self._refuse(spec, call)
                 with call:
                     result = fn(**arguments)
+                call.record_result(result)  # before the result reaches the model
                 return self.screened(spec, result)
 
             return wraps_tool(fn, guarded, spec)
@@ -131,15 +154,37 @@ class ToolCalls:
         return decorate
 
     def _prepare(
-        self, spec: ToolSpec, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, spec: ToolSpec, fn: Callable[..., Any], needed: tuple[str, ...], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
-        """The validated arguments and request inputs of a guarded call, or its refusal for the model."""
+        """The arguments a guarded call runs with and its request inputs, or its refusal for the model.
+
+        The caller of a guarded function is the application: it passes the
+        injected arguments (``Annotated[T, az.Injected]``), which the function
+        gets as given and the policy never sees. ``needed`` are those without a default.
+
+        Raises:
+            ConfigurationError: an injected argument without a default was not
+                passed (before anything is decided: the application's mistake).
+        """
+        supplied: dict[str, Any] = {}
+
+        def chosen() -> dict[str, Any]:
+            bound = bind_arguments(fn, args, kwargs, spec.name)
+            supplied.update((name, bound.pop(name)) for name in spec.injected if name in bound)
+            missing = [name for name in needed if name not in supplied]
+            if missing:
+                raise ConfigurationError(f"tool {spec.name!r} needs {missing[0]!r}, which the application "
+                                         "supplies (it is az.Injected): pass it when calling the tool")
+            return bound
+
         try:
-            return self.checked(spec, lambda: bind_arguments(fn, args, kwargs, spec.name))
+            arguments, inputs = self.checked(spec, chosen)
         except InvalidArguments as exc:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
+        return {**arguments, **supplied}, inputs
 
     def _begin(self, inputs: dict[str, Any], arguments: Mapping[str, Any] | None, spec: ToolSpec,
                call_id: str | None) -> Plan[ToolCall]:
@@ -170,14 +215,64 @@ class ToolCalls:
             _see(session, await guardrail.aassess_value(result, "OUTPUT"))
         return result
 
-    def _refuse(self, spec: ToolSpec, decision: Decision) -> str:
+    def _refuse(self, spec: ToolSpec, call: ToolCall) -> str:
         if spec.on_deny == "message":
-            return self.refusal(spec.name, decision)
-        raise AccessDenied(decision, subject=f"tool '{spec.name}'")
+            return self.refusal(spec.name, call.decision, kind="approval" if call.approval else "denied")
+        if call.approval is not None:
+            raise ApprovalRequired(call.decision, call.approval, subject=f"tool '{spec.name}'")
+        raise AccessDenied(call.decision, subject=f"tool '{spec.name}'")
 
     def refusal(self, tool: str, decision: Decision, *, kind: RefusalKind = "denied") -> str:
         """The refusal a model reads (:meth:`Authorizer.refusal`)."""
         return refusal_message(tool, decision, kind=kind, disclose=self.authz.disclose_reasons)
+
+    # -- approvals ---------------------------------------------------------------------
+
+    def approved(self, call: ToolCall, again: Callable[[], ToolCall]) -> ToolCall:
+        """The call, or, when it was held and the configured approver grants it, the call made ``again``.
+
+        The approver answers True to grant, None to leave the call held (the
+        request was queued for a person: the call raises ApprovalRequired, or
+        reads "awaits approval"); anything else, or a coroutine (an async
+        approver serves async calls only), refuses it. An exception it
+        raises propagates and the call does not run: that is how LangGraph's
+        ``interrupt()`` pauses a graph until a person answers.
+        """
+        request, approver = call.approval, self.authz.session_config.approvals.approver
+        if request is None or approver is None:
+            return call
+        answer = approver(request)
+        if inspect.isawaitable(answer):
+            getattr(answer, "close", lambda: None)()
+            _logger.error("approval request %s: an async approver cannot answer a sync call", request.id)
+            answer = False
+        return again() if self._record_answer(call, answer) else call
+
+    async def aapproved(self, call: ToolCall, again: Callable[[], Awaitable[ToolCall]]) -> ToolCall:
+        """Async twin of :meth:`approved`: the approver may also be a coroutine function."""
+        request, approver = call.approval, self.authz.session_config.approvals.approver
+        if request is None or approver is None:
+            return call
+        answer = approver(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return await again() if self._record_answer(call, answer) else call
+
+    def _record_answer(self, call: ToolCall, answer: object) -> bool:
+        """Grant (only on ``True``) or refuse the held call, audited; whether it was granted.
+
+        ``None`` leaves it held; a refused call is a plain denial from then on
+        (nobody is asked again).
+        """
+        request: ApprovalRequest | None = call.approval
+        if request is None or answer is None:
+            return False
+        if answer is True:
+            self.authz.approve(request, granted_by="approver")
+            return True
+        self.authz.decline(request, declined_by="approver")
+        call.approval = None
+        return False
 
     # -- calls the caller runs -----------------------------------------------------------
 
@@ -186,14 +281,16 @@ class ToolCalls:
         """Decide a guarded tool's call; with ``record``, admit it (:meth:`Authorizer.begin_tool_call`)."""
         authz = self.authz
         spec = self.spec(tool)
-        validated, inputs = self.checked(spec, arguments)
-        if record:
-            call = yield from self._begin(inputs, validated, spec, call_id)
-        else:
-            with annotating(inputs.get("audit")):
-                decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
-                                                      inputs["context"])
-            call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
+        # A plan runs in its caller's context from start to close: the scope spans its steps.
+        with authz._operation(Operation("tool_call", spec.name)):
+            validated, inputs = self.checked(spec, arguments)
+            if record:
+                call = yield from self._begin(inputs, validated, spec, call_id)
+            else:
+                with annotating(inputs.get("audit")):
+                    decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
+                                                          inputs["context"])
+                call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
         call.arguments = validated
         return call
 
@@ -204,7 +301,9 @@ class ToolCalls:
         given = request_context.get("input")
         inputs = {"action": action, "resource": resource, "context": request_context}
         arguments = given if isinstance(given, Mapping) else None
-        return (yield from self.authz._sessions.begin(inputs, arguments, None, call_id))
+        name = action.id if isinstance(action, EntityUID) else action
+        with self.authz._operation(Operation("tool_call", name)):
+            return (yield from self.authz._sessions.begin(inputs, arguments, None, call_id))
 
     def spec(self, tool: Any) -> ToolSpec:
         """The spec of a guarded tool, given as the tool, its ToolSpec or its name.
@@ -312,18 +411,26 @@ class ToolCalls:
     def validate(self, *, stub: str | Mapping[str, Any] | None, principal_types: Sequence[str],
                  namespace: str | None, store: PolicyStore | None) -> None:
         """Check the store against the registered tools (:meth:`Authorizer.validate_tools`)."""
+        from agentauthz.session._facts import provenance_problems
         from agentauthz.tools._schema import validate_policies_for_tools  # schema generation: on first use
 
         authz = self.authz
-        store = store or getattr(authz.engine, "store", None)
+        if store is None:
+            store = getattr(authz.engine, "store", None)
         if not isinstance(store, PolicyStore):
             raise ConfigurationError("validate_tools needs the policies: pass store=PolicyStore...")
+        config = authz.session_config.provenance
+        problems = provenance_problems(store.policies, config.tools if config is not None else None)
+        if problems:
+            raise PolicyError(problems)
         stub = stub if stub is not None else store.schema_text
         if stub is None:
             raise ConfigurationError("validate_tools needs a schema stub declaring the entity types")
         validate_policies_for_tools(
             store, authz.tools, stub, principal_types=principal_types, namespace=namespace,
             tool_type=authz.tool_entity_type, session_sums=authz.session_config.sums,
+            provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
+            agent_type=authz.agent.entity_type if authz.agent is not None else None,
         )
 
 

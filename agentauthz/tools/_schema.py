@@ -54,6 +54,7 @@ the tools a store's schema lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -126,6 +127,8 @@ def generate_schema(
     session_type: str | None = DEFAULT_SESSION_TYPE,
     existing: Existing = "replace",
     session_sums: Mapping[str, Sequence[str]] | None = None,
+    provenance: Iterable[str] = (),
+    agent_type: str | None = None,
 ) -> str:
     """A Cedar schema: the stub plus one action per tool (and the session type).
 
@@ -148,6 +151,14 @@ def generate_schema(
             tool's name, or ``"error"``.
         session_sums: summed arguments per tool action besides those the
             guards declare (``SessionConfig.sums``), for ``totals``.
+        provenance: the tool actions whose calls carry provenance
+            (``Provenance.tools``; ``"*"`` for all): their context declares
+            ``provenance`` and ``provenance_all``, a ``Set<String>`` per
+            argument that is a String, a Long or a Set of them.
+        agent_type: the entity type of the agent (``Agent``; see
+            :class:`~agentauthz.Agent`): every tool action's context declares
+            ``agent?: <agent_type>``. The stub declares the type; with
+            ``agent_grant`` add it to ``principal_types`` too.
 
     Returns:
         The schema in the stub's format: the stub's Cedar text with its
@@ -181,13 +192,14 @@ def generate_schema(
         <BLANKLINE>
     """
     return _generate(stub, tools, mcp_tools, principal_types, namespace, tool_type, session_type, existing,
-                     session_sums)[0]
+                     session_sums, provenance, agent_type)[0]
 
 
 def _generate(stub: StubInput, tools: Iterable[Any] | Mapping[str, Any],
               mcp_tools: Iterable[Mapping[str, Any]], principal_types: Sequence[str],
               namespace: str | None, tool_type: str, session_type: str | None, existing: Existing,
-              session_sums: Mapping[str, Sequence[str]] | None) -> tuple[str, str]:
+              session_sums: Mapping[str, Sequence[str]] | None,
+              provenance: Iterable[str] = (), agent_type: str | None = None) -> tuple[str, str]:
     """The generated schema and the namespace its tool actions went into."""
     if existing not in ("replace", "error"):
         raise ConfigurationError(f"existing must be 'replace' or 'error', not {existing!r}")
@@ -199,7 +211,11 @@ def _generate(stub: StubInput, tools: Iterable[Any] | Mapping[str, Any],
         raise ConfigurationError(
             "no principal types: pass principal_types (CLI: --principal-type) or annotate "
             "entity types of the stub with @mcp_principal")
-    actions = _actions(tools, mcp_tools, principals, tool_type, target, session_sums or {})
+    actions = _with_context_facts(
+        _actions(tools, mcp_tools, principals, tool_type, target, session_sums or {}),
+        frozenset(provenance), agent_type)
+    if agent_type is not None:
+        _check_entity_type(parsed, target, agent_type, "agent type")
     context = _shared_context(parsed, target, session_type)
     session = _session_type(parsed, target, context, actions)
     for action in actions:
@@ -246,6 +262,8 @@ def validate_policies_for_tools(
     tool_type: str = DEFAULT_TOOL_TYPE,
     session_type: str | None = DEFAULT_SESSION_TYPE,
     session_sums: Mapping[str, Sequence[str]] | None = None,
+    provenance: Iterable[str] = (),
+    agent_type: str | None = None,
 ) -> None:
     """Check a store against its tools: schema actions, session facts, and policies.
 
@@ -270,6 +288,8 @@ def validate_policies_for_tools(
             ``tool_type`` and ``session_type``.
         session_sums: ``SessionConfig.sums``: all of it is filled at run time;
             what it names for the tools is declared in the generated schema.
+        provenance: the tracked tool actions (``Provenance.tools``), as
+            :func:`generate_schema` takes them; so is ``agent_type``.
 
     Raises:
         PolicyError: one ``file:line: message`` per problem (``.problems``).
@@ -294,7 +314,8 @@ def validate_policies_for_tools(
     specs = tool_specs(tools)
     sums = session_sums or {}
     schema, target = _generate(stub, specs, (), principal_types, namespace, tool_type, session_type,
-                               "replace", tool_sums(sums, (action_name(spec.action) for spec in specs)))
+                               "replace", tool_sums(sums, (action_name(spec.action) for spec in specs)),
+                               provenance, agent_type)
     problems = missing_tool_actions(store, specs, schema, target)
     reads, declared = [], None
     if store.schema_text is not None:
@@ -334,6 +355,8 @@ class _Action:
     input_type: dict[str, Any]
     sums: tuple[str, ...] = ()
     guardrail: bool = False
+    provenance: tuple[str, ...] | None = None  # the arguments of context.provenance, when tracked
+    agent_type: str | None = None  # the entity type of context.agent, when declared
 
     def entity_types(self) -> list[tuple[str, str]]:
         return ([(name, "principal type") for name in self.principal_types]
@@ -373,6 +396,31 @@ def _actions(tools: Iterable[Any] | Mapping[str, Any], mcp_tools: Iterable[Mappi
     if unknown:
         raise ConfigurationError(f"session_sums names no tool action: {', '.join(unknown)}")
     return sorted(actions.values(), key=lambda a: a.name)
+
+
+def _with_context_facts(actions: list[_Action], tracked: frozenset[str],
+                        agent_type: str | None) -> list[_Action]:
+    """The actions, with ``context.agent`` and, for ``tracked`` ones, the arguments of their provenance."""
+    return [dataclasses.replace(
+        action, agent_type=agent_type,
+        provenance=provenance_arguments(action.input_type) if action.name in tracked or "*" in tracked
+        else None) for action in actions]
+
+
+def provenance_arguments(input_type: Mapping[str, Any]) -> tuple[str, ...]:
+    """The arguments provenance covers: those typed String or Long, or a Set of them.
+
+    Example:
+        >>> provenance_arguments({"type": "Record", "attributes": {"to": {"type": "String"},
+        ...     "cc": {"type": "Set", "element": {"type": "String"}}, "urgent": {"type": "Boolean"}}})
+        ('cc', 'to')
+    """
+    covered = []
+    for name, kind in (input_type.get("attributes") or {}).items():
+        element = kind.get("element") if kind.get("type") == "Set" else kind
+        if isinstance(element, Mapping) and element.get("type") in ("String", "Long"):
+            covered.append(name)
+    return tuple(sorted(covered))
 
 
 def _session_type(stub: _Stub, target: str, context: list[tuple[str, str, bool]],
@@ -523,6 +571,13 @@ def _context_type(action: _Action, context: list[tuple[str, str, bool]]) -> dict
     attributes: dict[str, Any] = {"input": action.input_type}
     if action.guardrail:
         attributes["guardrail"] = {"type": "Record", "attributes": {"input": INPUT_FACT_TYPE}}
+    if action.provenance is not None:
+        labels = {"type": "Record", "attributes": {
+            name: {"type": "Set", "element": {"type": "String"}} for name in action.provenance}}
+        attributes["provenance"] = labels
+        attributes["provenance_all"] = json.loads(json.dumps(labels))
+    if action.agent_type is not None:
+        attributes["agent"] = {"type": "Entity", "name": action.agent_type, "required": False}
     for attribute, common, required in context:
         attributes[attribute] = {"type": common} if required else {"type": common, "required": False}
     return {"type": "Record", "attributes": attributes}

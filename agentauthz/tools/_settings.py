@@ -7,8 +7,9 @@ added here reaches every one of them without a new keyword mapping each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,7 +18,15 @@ from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
 from agentauthz.guardrails._detector import Detector
 from agentauthz.guardrails._guardrail import Guardrail
-from agentauthz.tools._spec import ContextSpec, OnDeny, ResourceSpec, ToolSpec, build_spec_from_model
+from agentauthz.session._provenance import ResultLabel, check_result_label
+from agentauthz.tools._spec import (
+    ContextSpec,
+    OnDeny,
+    ResourceSpec,
+    ToolSpec,
+    build_spec,
+    build_spec_from_model,
+)
 
 __all__ = ["ToolSettings"]
 
@@ -49,6 +58,9 @@ class ToolSettings:
             (``context.session.totals.<action>.<argument>``).
         on_deny: ``"message"`` or ``"raise"`` for this tool; None keeps the
             ``on_deny`` of the wrapper or middleware.
+        provenance: how the tool's results are labelled as sources of the
+            session (``"trusted"``, ``"untrusted"``, labels, or a function of
+            the result); None for ``SessionConfig.provenance``'s choice.
         guardrail: an :class:`~agentauthz.Guardrail` (or a bare detector)
             assessing the arguments into ``context.guardrail.input``.
 
@@ -71,6 +83,7 @@ class ToolSettings:
     context: ContextSpec
     sum_arguments: tuple[str, ...]
     on_deny: OnDeny | None
+    provenance: ResultLabel | None
     guardrail: Guardrail | None
 
     def __init__(
@@ -82,6 +95,7 @@ class ToolSettings:
         context: ContextSpec = None,
         sum_arguments: str | Iterable[str] = (),
         on_deny: OnDeny | None = None,
+        provenance: ResultLabel | None = None,
         guardrail: Guardrail | Detector | None = None,
     ) -> None:
         if action is not None and not (isinstance(action, EntityUID) or (isinstance(action, str) and action)):
@@ -100,11 +114,31 @@ class ToolSettings:
         object.__setattr__(self, "context", context)
         object.__setattr__(self, "sum_arguments", _names(sum_arguments, "sum_arguments"))
         object.__setattr__(self, "on_deny", on_deny)
+        check_result_label(provenance, "ToolSettings.provenance")
+        object.__setattr__(self, "provenance", provenance)
         object.__setattr__(self, "guardrail", Guardrail.of(guardrail))
 
     def on_deny_or(self, default: OnDeny) -> OnDeny:
         """This tool's ``on_deny``, or the wrapper's ``default`` when it sets none."""
         return self.on_deny if self.on_deny is not None else default
+
+    def spec_from_function(self, fn: Callable[..., Any], *, name: str | None, on_deny: OnDeny) -> ToolSpec:
+        """The spec of a guarded function (its signature), with these settings.
+
+        Args:
+            fn: the tool function; its signature declares the arguments.
+            name: the tool name (default: the function's name).
+            on_deny: used when these settings set none.
+
+        Raises:
+            ConfigurationError: an argument type has no Cedar equivalent, or a
+                summed argument is not an integer or decimal argument.
+        """
+        spec = build_spec(
+            fn, name=name, action=self.action, resource=self.resource, resource_types=self.resource_types,
+            context=self.context, on_deny=self.on_deny_or(on_deny), sums=self.sum_arguments,
+        )
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)
 
     def spec_from_model(self, model: type[BaseModel], *, name: str, description: str,
                         on_deny: OnDeny) -> ToolSpec:
@@ -120,11 +154,24 @@ class ToolSettings:
             ConfigurationError: an argument type has no Cedar equivalent, or a
                 summed argument is not an integer or decimal argument.
         """
-        return replace(build_spec_from_model(
+        spec = build_spec_from_model(
             model, name=name, description=description, action=self.action, resource=self.resource,
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sums=self.sum_arguments,
-        ), guardrail=self.guardrail)
+        )
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)
+
+    def spec_from_mcp_tool(self, tool: Any, *, on_deny: OnDeny) -> ToolSpec:
+        """The spec of an MCP tool (:meth:`ToolSpec.from_mcp_tool`), with these settings.
+
+        Raises:
+            ConfigurationError: see :meth:`ToolSpec.from_mcp_tool`.
+        """
+        spec = ToolSpec.from_mcp_tool(
+            tool, action=self.action, resource=self.resource, resource_types=self.resource_types,
+            context=self.context, on_deny=self.on_deny_or(on_deny), sum_arguments=self.sum_arguments,
+        )
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)
 
     def spec_from_json_schema(self, schema: Mapping[str, Any], *, name: str, description: str,
                               on_deny: OnDeny) -> ToolSpec:
@@ -133,8 +180,9 @@ class ToolSettings:
         Raises:
             ConfigurationError: see :meth:`ToolSpec.from_json_schema`.
         """
-        return replace(ToolSpec.from_json_schema(
+        spec = ToolSpec.from_json_schema(
             name, schema, description=description, action=self.action, resource=self.resource,
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sum_arguments=self.sum_arguments,
-        ), guardrail=self.guardrail)
+        )
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)

@@ -22,16 +22,20 @@ import functools
 import inspect
 import types
 import typing
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, TypeVar
 
 import typing_extensions
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
 from agentauthz.guardrails._guardrail import Guardrail
+from agentauthz.session._provenance import ResultLabel
+from agentauthz.tools._annotations import validatable
+from agentauthz.tools._injected import injected_parameters
 
 __all__ = [
     "OnDeny",
@@ -43,7 +47,7 @@ __all__ = [
 ]
 
 OnDeny = Literal["raise", "message"]
-RefusalKind = Literal["denied", "invalid", "unknown", "no-identity"]
+RefusalKind = Literal["denied", "invalid", "unknown", "no-identity", "approval"]
 ResourceSpec = EntityUID | Entity | Callable[[dict[str, Any]], EntityUID | Entity] | None
 ContextSpec = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None
 F = TypeVar("F", bound=Callable[..., Any])
@@ -203,6 +207,12 @@ class ToolSpec:
         json_arguments: the tool takes JSON values (it was described by a JSON
             Schema): :meth:`arguments` gives records as dicts and leaves out an
             optional argument that was not given.
+        injected: arguments the application supplies (``Annotated[T, az.Injected]``):
+            not in ``input_type`` nor ``context.input``; a model that sends one
+            is refused.
+        provenance: how the tool's results are labelled as sources of the
+            session (a label, labels, or a function of the result); None for
+            ``SessionConfig.provenance``'s own choice.
         guardrail: assesses the arguments (``context.guardrail.input``) and
             the result (session labels); None for none.
     """
@@ -219,6 +229,8 @@ class ToolSpec:
     parameters: tuple[str, ...] = field(default_factory=tuple)
     sums: tuple[str, ...] = ()
     json_arguments: bool = False
+    injected: tuple[str, ...] = ()
+    provenance: ResultLabel | None = None
     guardrail: Guardrail | None = None
 
     @classmethod
@@ -281,12 +293,81 @@ class ToolSpec:
         if not isinstance(schema, Mapping):
             raise ConfigurationError(f"tool {name!r}: a JSON Schema must be an object")
         text = description if description is not None else schema.get("description")
+        try:
+            model = _json_schema_model(name, schema)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # a schema we cannot read is a configuration error, never a raw one
+            raise ConfigurationError(
+                f"tool {name!r}: its JSON Schema cannot be read ({type(exc).__name__})") from exc
         spec = build_spec_from_model(
-            _json_schema_model(name, schema), name=name, description=text if isinstance(text, str) else "",
+            model, name=name, description=text if isinstance(text, str) else "",
             action=action, resource=resource, resource_types=tuple(resource_types), context=context,
             on_deny=on_deny, sums=tuple(sum_arguments),
         )
         return dataclasses.replace(spec, json_arguments=True)
+
+    @classmethod
+    def from_mcp_tool(
+        cls,
+        tool: Any,
+        *,
+        description: str | None = None,
+        action: str | EntityUID | None = None,
+        resource: ResourceSpec = None,
+        resource_types: Iterable[str] = (),
+        context: ContextSpec = None,
+        on_deny: OnDeny = "raise",
+        sum_arguments: Iterable[str] = (),
+    ) -> ToolSpec:
+        """The spec of an MCP tool (an ``mcp.types.Tool`` or its JSON form): name, description, input schema.
+
+        The same as :meth:`from_json_schema` on ``tool.inputSchema``, named and
+        described as the tool is (``description=`` overrides it).
+
+        Args:
+            tool: an ``mcp.types.Tool`` (or any object with ``name``,
+                ``description`` and ``input_schema``/``inputSchema``), or a
+                tool description as a mapping (``{"name", "description", "inputSchema"}``).
+            description: the tool description (default: the tool's own).
+            action: Cedar action name or uid (default: the tool name).
+            resource: a fixed EntityUID/Entity, or a callable of the validated arguments.
+            resource_types: entity types a computed resource can have.
+            context: extra context, fixed or a callable of the validated arguments.
+            on_deny: ``"raise"`` or ``"message"``, for guards built on the spec.
+            sum_arguments: integer or number arguments a session adds up.
+
+        Raises:
+            ConfigurationError: the tool has no name or no input schema, or see
+                :meth:`from_json_schema`.
+
+        Example:
+            >>> import mcp.types
+            >>> tool = mcp.types.Tool(name="add", description="Add two numbers.", inputSchema={
+            ...     "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})
+            >>> spec = ToolSpec.from_mcp_tool(tool)
+            >>> spec.name, spec.description, spec.arguments({"a": "2"})
+            ('add', 'Add two numbers.', {'a': 2})
+        """
+        def read(*keys: str) -> Any:
+            for key in keys:
+                value = tool.get(key) if isinstance(tool, Mapping) else getattr(tool, key, None)
+                if value is not None:
+                    return value
+            return None
+
+        name = read("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("an MCP tool needs a name")
+        schema = read("input_schema", "inputSchema")
+        if not isinstance(schema, Mapping):
+            raise ConfigurationError(f"MCP tool {name!r}: needs an inputSchema object")
+        given = read("description")
+        if description is None:
+            description = given if isinstance(given, str) else ""
+        return cls.from_json_schema(name, schema, description=description, action=action, resource=resource,
+                                    resource_types=resource_types, context=context, on_deny=on_deny,
+                                    sum_arguments=sum_arguments)
 
     def validate(self, arguments: Mapping[str, Any]) -> BaseModel:
         """Validate arguments against the tool's argument model.
@@ -303,6 +384,10 @@ class ToolSpec:
             raise InvalidValueError(
                 f"tool {self.name!r} got invalid arguments: they must be an object of named "
                 f"arguments, not {type(arguments).__name__}")
+        supplied = sorted(set(self.injected) & set(arguments))
+        if supplied:
+            raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {supplied[0]}: supplied by "
+                                    "the application, never by the model")
         try:
             model = self.input_model.model_validate(dict(arguments), extra="forbid")
         except ValidationError as exc:
@@ -392,6 +477,7 @@ def build_spec(
     tool_name = name or fn.__name__
     signature = inspect.signature(fn)
     hints = typing.get_type_hints(fn, include_extras=True)
+    injected = injected_parameters(fn)
     fields: dict[str, Any] = {}
     for parameter in signature.parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -399,16 +485,19 @@ def build_spec(
                 f"tool {tool_name!r} argument {parameter.name!r}: *args/**kwargs cannot be "
                 "authorized argument by argument"
             )
+        if parameter.name in injected:
+            continue  # the application's, never the model's: no Cedar type, not in context.input
         annotation = hints.get(parameter.name, parameter.annotation)
         _argument_type(annotation, where=f"tool {tool_name!r} argument {parameter.name!r}")
         default = ... if parameter.default is parameter.empty else parameter.default
-        fields[parameter.name] = (annotation, default)
+        fields[parameter.name] = (validatable(annotation), default)
     model = create_model(f"{tool_name}_input", __config__=ConfigDict(extra="forbid"), **fields)
-    return build_spec_from_model(
+    spec = build_spec_from_model(
         model, name=tool_name, description=inspect.getdoc(fn) or "", action=action,
         resource=resource, resource_types=resource_types, context=context, on_deny=on_deny,
         sums=sums,
     )
+    return dataclasses.replace(spec, injected=injected) if injected else spec
 
 
 def build_spec_from_model(
@@ -425,8 +514,11 @@ def build_spec_from_model(
 ) -> ToolSpec:
     """A :class:`ToolSpec` whose arguments are the fields of a pydantic model.
 
-    An argument is an optional attribute of ``context.input`` when its default
-    is None or its type is Optional; every other argument is required.
+    An argument is an optional attribute of ``context.input`` when it has a
+    default or its type is Optional (as in the JSON Schema of the arguments,
+    where it is not ``required``); every other argument is required. A
+    default is filled in before the request is built, so ``context.input``
+    holds it, but policies test ``has`` as for any optional attribute.
 
     Raises:
         ConfigurationError: an argument type has no Cedar equivalent,
@@ -438,9 +530,7 @@ def build_spec_from_model(
     attributes: dict[str, Any] = {}
     for field_name, model_field in model.model_fields.items():
         attribute = _argument_type(model_field.annotation, where=f"tool {name!r} argument {field_name!r}")
-        default = None if model_field.is_required() else model_field.get_default(
-            call_default_factory=False)
-        if (not model_field.is_required() and default is None) or _optional(model_field.annotation):
+        if not model_field.is_required() or _optional(model_field.annotation):
             attribute["required"] = False
         attributes[field_name] = attribute
     if isinstance(resource, EntityUID):
@@ -478,6 +568,8 @@ _REFUSALS: dict[str, tuple[str, str]] = {
     "unknown": ("is not available to this agent", "Do not retry it."),
     "no-identity": ("was not called: the end user's identity is missing or could not be verified",
                     "Do not retry it."),
+    "approval": ("was not called: it needs a person's approval first",
+                 "Tell the user it awaits approval; call it again only once they approved it."),
 }
 
 
@@ -499,7 +591,8 @@ def refusal_message(tool: str, decision: Decision, *, kind: RefusalKind = "denie
         decision: the refusal: a denying decision, or the audited refusal of a
             call refused before policies were evaluated.
         kind: ``"denied"`` (by policy), ``"invalid"`` (arguments), ``"unknown"``
-            (a tool this agent does not have) or ``"no-identity"``.
+            (a tool this agent does not have), ``"no-identity"``, or
+            ``"approval"`` (held until a person approves it).
         disclose: add the policy ids or problems.
 
     Example:
@@ -519,6 +612,8 @@ decision 7f3a). Do not retry it."
 
 
 def _disclosed(decision: Decision, kind: RefusalKind) -> list[str]:
+    if kind == "approval":
+        return [f"held by policy {', '.join(decision.reasons)}"]
     if kind != "denied":
         return list(decision.errors)
     if decision.reasons:
@@ -627,7 +722,12 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
             objects, unions of several types, ``$ref`` cycles), or a name cannot
             be authorized.
     """
-    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    definitions: dict[str, Any] = {}
+    for key in ("definitions", "$defs"):
+        given = schema.get(key, {})
+        if not isinstance(given, Mapping):
+            raise ConfigurationError(f"tool {name!r}: {key} must be an object of named schemas")
+        definitions.update(given)
 
     def annotation(node: Any, where: str, depth: int) -> Any:
         if depth > _MAX_JSON_DEPTH:
@@ -635,9 +735,11 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
         if not isinstance(node, Mapping):
             raise ConfigurationError(f"{where}: is not a JSON Schema object")
         if "$ref" in node:
-            ref = str(node["$ref"]).rsplit("/", 1)[-1]
+            given = node["$ref"]
+            ref = given.rsplit("/", 1)[-1] if isinstance(given, str) and given.startswith("#/") else None
             if ref not in definitions:
-                raise ConfigurationError(f"{where}: unresolved $ref {node['$ref']!r}")
+                raise ConfigurationError(f"{where}: unresolved $ref {given!r} (only local refs, "
+                                         "#/$defs/<name>, are followed)")
             return annotation(definitions[ref], where, depth + 1)
         if "allOf" in node:
             parts = node["allOf"]
@@ -646,6 +748,8 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
             return annotation(parts[0], where, depth + 1)
         for key in ("anyOf", "oneOf"):
             if key in node:
+                if not isinstance(node[key], list) or not node[key]:
+                    raise ConfigurationError(f"{where}: {key} must be a non-empty list of schemas")
                 options = [o for o in node[key] if not (isinstance(o, Mapping) and o.get("type") == "null")]
                 if len(options) != 1:
                     raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
@@ -659,6 +763,8 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
                 raise ConfigurationError(f"{where}: a union of several types has no Cedar equivalent")
             nullable = len(present) < len(kind)
             kind = present[0]
+        if kind is not None and not isinstance(kind, str):
+            raise ConfigurationError(f"{where}: type must be a type name or a list of them")
         result: Any
         if "enum" in node or "const" in node:
             result = _json_choices(node, where)
@@ -675,15 +781,20 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
         return Optional[result] if nullable else result  # noqa: UP045
 
     def record(node: Mapping[str, Any], where: str, depth: int) -> type[BaseModel]:
-        required = set(node.get("required", ()))
+        required = node.get("required", [])
         properties = node.get("properties", {})
         if not isinstance(properties, Mapping):
             raise ConfigurationError(f"{where}: properties must be an object")
+        if not isinstance(required, list) or not all(isinstance(item, str) for item in required):
+            raise ConfigurationError(f"{where}: required must be a list of property names")
         fields: dict[str, Any] = {}
         absent_if_null: set[str] = set()
         for prop, sub in properties.items():
-            hint = annotation(sub, f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}", depth)
-            default = sub.get("default") if isinstance(sub, Mapping) else None
+            if not isinstance(prop, str):
+                raise ConfigurationError(f"{where}: property names must be strings")
+            place = f"{where} argument {prop!r}" if depth == 0 else f"{where}.{prop}"
+            hint = annotation(sub, place, depth)
+            default = _json_default(sub["default"], hint, place) if "default" in sub else None
             if prop in required:
                 fields[prop] = (hint, ...)
             else:
@@ -691,7 +802,14 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
                 if default is None and type(None) not in typing.get_args(hint):
                     absent_if_null.add(prop)
         model_name = "_".join("".join(c if c.isalnum() else " " for c in where).split()) + "_input"
-        model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+        try:
+            with warnings.catch_warnings():  # a property named like a BaseModel attribute is still a field
+                warnings.simplefilter("ignore")
+                model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra="forbid"),
+                                                      **fields)
+        except (PydanticUserError, NameError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{where}: property names {sorted(fields)} cannot make a model "
+                                     f"({type(exc).__name__})") from exc
         hidden = sorted(set(fields) - set(model.model_fields))
         if hidden:
             # pydantic keeps names like "_x" or "model_config" out of its fields: such an argument
@@ -701,9 +819,60 @@ def _json_schema_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
         setattr(model, _ABSENT_IF_NULL, frozenset(absent_if_null))
         return model
 
+    top = _top_object(schema, definitions, f"tool {name!r}")
+    return record({**top, "properties": top.get("properties", {})}, f"tool {name!r}", 0)
+
+
+def _top_object(schema: Mapping[str, Any], definitions: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """The object schema of the arguments: a top-level ``$ref``, single ``allOf`` or single-type
+    ``anyOf``/``oneOf`` followed (as schema generation follows them), never silently skipped.
+
+    Raises:
+        ConfigurationError: the schema does not describe one object.
+    """
+    for _ in range(_MAX_JSON_DEPTH):
+        if "$ref" in schema:
+            given = schema["$ref"]
+            ref = given.rsplit("/", 1)[-1] if isinstance(given, str) and given.startswith("#/") else None
+            if ref is None or ref not in definitions:
+                raise ConfigurationError(f"{where}: unresolved $ref {given!r}")
+            schema = definitions[ref]
+        elif any(key in schema for key in ("allOf", "anyOf", "oneOf")):
+            key = next(key for key in ("allOf", "anyOf", "oneOf") if key in schema)
+            parts = schema[key]
+            listed = parts if isinstance(parts, list) else []
+            options = [part for part in listed
+                       if not (isinstance(part, Mapping) and part.get("type") == "null")]
+            if len(options) != 1:
+                raise ConfigurationError(f"{where}: the arguments must be one object schema, not a {key} "
+                                         "of several")
+            schema = options[0]
+        else:
+            break
+        if not isinstance(schema, Mapping):
+            raise ConfigurationError(f"{where}: is not a JSON Schema object")
+    else:
+        raise ConfigurationError(f"{where}: JSON schema nests too deeply (or refers to itself)")
     if schema.get("type", "object") != "object":
-        raise ConfigurationError(f"tool {name!r}: a JSON Schema of arguments must describe an object")
-    return record({**schema, "properties": schema.get("properties", {})}, f"tool {name!r}", 0)
+        raise ConfigurationError(f"{where}: a JSON Schema of arguments must describe an object")
+    return schema
+
+
+def _json_default(default: Any, hint: Any, where: str) -> Any:
+    """A property's ``default`` as the value validation makes of it (what the policy sees when it is used).
+
+    Raises:
+        ConfigurationError: the default does not validate against the property's
+            type, or has no Cedar form.
+    """
+    if default is None:
+        return None
+    try:
+        value = TypeAdapter(hint).validate_python(default)
+        to_cedar_value(tool_input(_json_values(value)))
+    except (ValidationError, InvalidValueError) as exc:
+        raise ConfigurationError(f"{where}: its default does not match its type") from exc
+    return value
 
 
 def _json_choices(node: Mapping[str, Any], where: str) -> Any:

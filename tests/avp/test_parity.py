@@ -47,6 +47,7 @@ from tests.corpus import (
 
 pytest.importorskip("boto3")
 from agentauthz.avp._engine import NOT_SENT, VerifiedPermissionsEngine
+from agentauthz.avp._synced import SyncedEngine
 
 PARITY_ENV = "AGENTAUTHZ_AVP_PARITY_SAMPLE"
 # Some selected files turn out to need an entity AVP cannot hold for every request: select
@@ -54,6 +55,9 @@ PARITY_ENV = "AGENTAUTHZ_AVP_PARITY_SAMPLE"
 DEFAULT_FILES = 1030
 MIN_COMPARED_FILES = 1000
 CEDAR_JSON_FILES = 150
+SYNCED_DECISION_CALLS = "made by the synced copy's decisions"
+# A third of the files is read back by SyncedEngine (about 5 s); AGENTAUTHZ_SYNCED_PARITY_EVERY=1 reads all.
+SYNCED_EVERY = int(os.environ.get("AGENTAUTHZ_SYNCED_PARITY_EVERY", "3"))
 _SHOWN = 10
 
 
@@ -186,10 +190,15 @@ def _not_sent_reason(error: str) -> str:
 
 
 def run_parity(corpus: ParityCorpus, server: LocalVerifiedPermissions, *, encoding: str,
-               limit: int | None = None) -> Report:
+               limit: int | None = None, synced_every: int = 0) -> Report:
+    """Compare the embedded engine with Verified Permissions.
+
+    With ``synced_every`` = n, every n-th file is also read back by SyncedEngine and decided on
+    that copy, compared with Verified Permissions' decisions.
+    """
     report = Report()
     client = server.client(max_pool_connections=8)
-    for case in corpus.cases[:limit]:
+    for position, case in enumerate(corpus.cases[:limit]):
         store = case.store(validate=False)
         try:
             store_id = server.add_store(store, validation_mode="OFF")
@@ -217,6 +226,13 @@ def run_parity(corpus: ParityCorpus, server: LocalVerifiedPermissions, *, encodi
         expected = az.LocalEngine(embedded).decide(requests)
         with VerifiedPermissionsEngine(store_id, client=client, encoding=encoding) as engine:  # type: ignore[arg-type]
             actual = engine.decide(requests, store.entities)
+        if synced_every and position % synced_every == 0:
+            with SyncedEngine(store_id, client=client, refresh_interval=None) as copy:
+                report.calls.update(call.operation for call in server.calls)
+                server.reset_calls()
+                from_copy = copy.decide(requests, store.entities)
+                report.calls[SYNCED_DECISION_CALLS] += server.call_count()
+            report.mismatches.extend(_synced_mismatches(case.name, fitting, actual, from_copy))
         compared = 0
         for (index, _), want, got in zip(fitting, expected, actual, strict=True):
             if got.errors and got.errors[0].startswith(NOT_SENT) and not got.allowed:
@@ -240,15 +256,31 @@ def run_parity(corpus: ParityCorpus, server: LocalVerifiedPermissions, *, encodi
     return report
 
 
+def _synced_mismatches(name: str, fitting: list[tuple[int, Any]], remote: list[az.Decision],
+                       copy: list[az.Decision]) -> list[str]:
+    """Requests the synced copy decides otherwise than Verified Permissions (those AVP was sent)."""
+    return [f"{name} request {index}: AVP {got.outcome} {list(got.reasons)} errors {list(got.errors)[:2]}; "
+            f"synced copy {mine.outcome} {list(mine.reasons)} errors {list(mine.errors)[:2]}"
+            for (index, _), got, mine in zip(fitting, remote, copy, strict=True)
+            if not (got.errors and got.errors[0].startswith(NOT_SENT)) and _compared(got) != _compared(mine)]
+
+
+def _compared(decision: az.Decision) -> tuple[bool, tuple[str, ...], Any]:
+    return decision.allowed, decision.reasons, erring_policies(decision)
+
+
 @pytest.mark.corpus
 def test_corpus_decisions_are_the_same_through_verified_permissions(
     parity_corpus: ParityCorpus, server: LocalVerifiedPermissions
 ) -> None:
+    # Every SYNCED_EVERY-th file's store is also read back from the endpoint by SyncedEngine (as pull
+    # reads it) and decided on that copy: the same decisions as Verified Permissions, no call to decide.
     started = time.perf_counter()
-    report = run_parity(parity_corpus, server, encoding="structured")
+    report = run_parity(parity_corpus, server, encoding="structured", synced_every=SYNCED_EVERY)
     print("\n" + report.text(parity_corpus, time.perf_counter() - started))
     shown = "\n  ".join(report.mismatches[:_SHOWN])
     assert not report.mismatches, f"{len(report.mismatches)} requests differ:\n  {shown}"
+    assert report.calls[SYNCED_DECISION_CALLS] == 0
     if os.environ.get(PARITY_ENV) is None:
         assert report.files >= MIN_COMPARED_FILES
         assert report.requests >= 5 * report.files

@@ -291,6 +291,25 @@ def test_pull_names_policies_agentauthz_did_not_write(
     assert policy.text.startswith(f'@id("{created["policyId"]}")')
 
 
+def test_pulled_links_name_a_template_by_the_id_it_loads_under(
+    capsys: pytest.CaptureFixture[str], server: LocalVerifiedPermissions, store_id: str, client: Any,
+    tmp_path: Path,
+) -> None:
+    # A template created in AVP with an @id of its own loads under that @id: its links must name it so.
+    template = client.create_policy_template(policyStoreId=store_id, statement=(
+        '@id("own") permit (principal == ?principal, action == Action::"read", resource == ?resource);'))
+    client.create_policy(policyStoreId=store_id, definition={"templateLinked": {
+        "policyTemplateId": template["policyTemplateId"],
+        "principal": {"entityType": "User", "entityId": "zed"},
+        "resource": {"entityType": "Document", "entityId": "d"}}})
+    out = tmp_path / "pulled"
+    code, _, err = run(capsys, "pull", str(out), "--policy-store-id", store_id,
+                       "--endpoint-url", server.endpoint_url)
+    assert code == 0, err
+    [link] = az.PolicyStore.from_directory(out, validate=False).links
+    assert link.template == "own"
+
+
 def test_pull_refuses_a_directory_with_files(
     capsys: pytest.CaptureFixture[str], server: LocalVerifiedPermissions, store_id: str, tmp_path: Path
 ) -> None:

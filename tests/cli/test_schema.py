@@ -314,3 +314,24 @@ def test_a_policy_that_does_not_parse_still_stops_the_import(
 
     assert code == 1
     assert "broken.cedar:1:27: unexpected token `resource`" in err
+
+
+def test_generate_declares_provenance_and_the_agent_of_the_applications_authorizer(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "agent_app.py").write_text(textwrap.dedent("""
+        import agentauthz as az
+        from agentauthz.session import Provenance, SessionConfig
+        authz = az.Authorizer.from_text("permit(principal, action, resource);", agent=az.Agent("bot"),
+                                        sessions=SessionConfig(provenance=Provenance(tools={"send_money"})))
+        @authz.guard
+        def send_money(recipient: str, amount: int) -> str:
+            return "sent"
+    """), encoding="utf-8")
+    (workdir / "agent_stub.cedarschema").write_text(
+        "entity User; entity Tool; entity Agent = { version: String, purpose: String };\n", encoding="utf-8")
+    code, out, err = run(capsys, "schema", "generate", "--stub", "agent_stub.cedarschema",
+                         "--tools", "agent_app:authz", "--principal-type", "User")
+    assert code == 0, err
+    assert "provenance: {" in out and "provenance_all: {" in out and "agent?: Agent" in out
+    cedarpy.Schema.from_str(out)

@@ -45,6 +45,8 @@ EXCEPTIONS = {
     ("agentauthz.cli._main", "agentauthz"): "`agentauthz --version` reads the package version",
     ("agentauthz.integrations.bedrock._kb_langchain", "agentauthz.integrations.langchain._config"):
         "the knowledge base as a LangChain retriever reads the end user as the LangChain integration does",
+    ("agentauthz.cli._agentcore", "agentauthz.integrations.agentcore"):
+        "`agentauthz agentcore` translates and pushes with the AgentCore integration",
 }
 
 

@@ -427,6 +427,19 @@ def test_record_requests_puts_request_and_entities_in_the_event() -> None:
     assert recorded["request"]["context"] == {"mfa": True}
 
 
+def test_record_requests_records_the_entities_an_entity_provider_supplied() -> None:
+    store = az.PolicyStore.from_text(POLICIES, schema=SCHEMA, entities=[STAFF])
+    authz = az.Authorizer(az.LocalEngine(store), entities=az.StaticEntityProvider([ALICE, HR_DOC]),
+                          record_requests=True)
+    with capture_decisions() as events:
+        decision = authz.authorize(principal=ALICE.uid, action="read", resource=HR_DOC.uid)
+    recorded = events[0].request
+    assert recorded is not None
+    uids = {(e["uid"]["type"], e["uid"]["id"]) for e in recorded["entities"]}
+    assert {("App::User", "alice"), ("App::Document", "hr-1")} <= uids  # a replay decides as the call did
+    assert decision.allowed
+
+
 def test_logging_sink_writes_one_json_line_per_decision(caplog: pytest.LogCaptureFixture) -> None:
     authz = make_authz()
     with caplog.at_level(logging.INFO, logger="agentauthz.audit"):

@@ -19,7 +19,12 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
 
     text = output.read_text()
     for title in ("## Targets", "## Single tool-call authorization", "## Many tools", "## RAG filtering",
-                  "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval"):
+                  "## Template-linked grants", "## Amazon Verified Permissions", "## Pre-filtered retrieval",
+                  "## Approvals", "## AgentCore Gateway policies, evaluated locally",
+                  "## Verified Permissions at the edge", "## Session stores: a guarded call",
+                  "## Provenance"):
         assert title in text
     assert "Not measured" not in text
-    assert text.count("| yes |") + text.count("| **no** |") == 4  # tools, RAG, links and guardrail targets
+    # tools, RAG, links, provenance and guardrail targets; SyncedEngine: no service call to decide, AVP's
+    # decisions
+    assert text.count("| yes |") + text.count("| **no** |") == 7

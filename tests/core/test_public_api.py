@@ -9,8 +9,8 @@ import agentauthz as az
 
 CONTRACT_NAMES = {
     "AccessDenied", "Authorizer", "AuthzError", "ConfigurationError", "Decision", "EngineError",
-    "Entity", "EntityUID", "IdentityError", "LocalEngine", "PolicyError", "PolicyStore",
-    "Request", "decimal", "ipaddr",
+    "Entity", "EntityUID", "IdentityError", "Injected", "LocalEngine", "PolicyError", "PolicyStore",
+    "Request", "ToolSpec", "decimal", "ipaddr",
 }
 
 

@@ -22,7 +22,8 @@ REFERENCE = ROOT / "docs" / "reference"
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.M)
 PUBLIC = ["agentauthz", "agentauthz.session", "agentauthz.testing",
           "agentauthz.integrations.langchain", "agentauthz.integrations.bedrock",
-          "agentauthz.integrations.strands", "agentauthz.integrations.mcp"]
+          "agentauthz.integrations.strands", "agentauthz.integrations.mcp",
+          "agentauthz.integrations.agentcore", "agentauthz.integrations.otel"]
 
 
 def resolve(path: str) -> object:

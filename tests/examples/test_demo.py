@@ -45,7 +45,8 @@ def test_the_demo_explains_how_to_read_a_decision_line() -> None:
 def test_make_demo_runs_every_demo() -> None:
     assert demo_scripts() == ["examples/demo.py", "examples/langchain_agent.py", "examples/rag_filtering.py",
                               "examples/bedrock_agents/run.py", "examples/strands_agent.py",
-                              "examples/mcp/client.py"]
+                              "examples/mcp/client.py", "examples/approvals.py",
+                              "examples/agentcore_gateway.py"]
 
 
 def test_make_demo_installs_what_the_demos_import_and_none_of_the_test_tools() -> None:

@@ -11,7 +11,8 @@ from agentauthz.integrations.langchain import authorize_tools
 
 POLICIES = """
 @id("allow") permit(principal, action, resource);
-@id("no-attack") forbid(principal, action, resource) when { context.guardrail.input.prompt_attack >= 2 };
+@id("no-attack") forbid(principal, action, resource)
+  when { context has guardrail && context.guardrail.input.prompt_attack >= 2 };
 """
 USER = az.EntityUID("User", "u")
 

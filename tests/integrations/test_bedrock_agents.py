@@ -411,7 +411,8 @@ def test_a_principal_written_by_the_model_is_ignored(
     else:
         event = api_event("POST", "/close", body={"userId": "carol"})
         handler = action_group_handler(
-            authz, principal=greedy, action={"POST /close": "orders__close_account"})(calls)
+            authz, principal=greedy,
+            tools={"POST /close": az.ToolSettings(action="orders__close_account")})(calls)
     response = handler(event, None)
     assert refused(response)
     assert calls.seen == []
@@ -682,16 +683,50 @@ def test_handler_errors_propagate_and_non_bedrock_events_fail(handler: Callable[
 # -- action, resource, context and tools options -----------------------------------------------------
 
 
-def test_action_and_resource_mappings_by_operation(recorder: az.MemorySink) -> None:
+def test_tool_settings_by_operation_set_action_resource_and_context(recorder: az.MemorySink) -> None:
+    authz = az.Authorizer.from_text(
+        'permit(principal, action == Action::"refund", resource == Order::"o-1") '
+        'when { context.channel == "web" };'
+        'permit(principal, action == Action::"lookup", resource);', audit=[recorder])
+    calls = Calls(authz)
+    handler = action_group_handler(authz, principal=session_user, tools={
+        "refund": az.ToolSettings(action="refund", context={"channel": "web"},
+                                  resource=lambda args: az.EntityUID("Order", args["order_id"])),
+        "GET /orders/{orderId}": az.ToolSettings(action="lookup"),
+        "special__refund": az.ToolSettings(action="lookup"),
+    })(calls)
+    assert not refused(handler(function_event("refund", order_id="o-1"), None))
+    assert recorder.events[-1].resource == 'Order::"o-1"'
+    assert refused(handler(function_event("refund", order_id="o-2"), None))
+    assert not refused(handler(api_event("GET", "/orders/{orderId}", query={"orderId": "o-2"}), None))
+    # the group-qualified key wins over the plain one
+    assert not refused(handler(function_event("refund", group="special", order_id="o-2"), None))
+    assert recorder.events[-1].action == 'Action::"lookup"'
+    # an operation no settings name keeps the default action (and is denied here by the policies)
+    assert refused(handler(function_event("close_account"), None))
+    assert recorder.events[-1].action == 'Action::"orders__close_account"'
+
+
+def test_tool_settings_that_sum_arguments_need_a_guarded_tool() -> None:
+    authz = az.Authorizer.from_text("permit(principal, action, resource);")
+    with pytest.raises(az.ConfigurationError, match="sum_arguments"):
+        action_group_handler(authz, principal=session_user,
+                             tools={"refund": az.ToolSettings(sum_arguments="amount")})
+
+
+def test_deprecated_action_and_resource_mappings_by_operation_still_decide(recorder: az.MemorySink) -> None:
     authz = az.Authorizer.from_text(
         'permit(principal, action == Action::"refund", resource == Order::"o-1");'
         'permit(principal, action == Action::"lookup", resource);', audit=[recorder])
     calls = Calls(authz)
-    handler = action_group_handler(
-        authz, principal=session_user,
-        action={"refund": "refund", "GET /orders/{orderId}": "lookup", "special__refund": "lookup"},
-        resource={"refund": lambda args: az.EntityUID("Order", args["order_id"])},
-    )(calls)
+    with pytest.warns(DeprecationWarning, match=r"tools=\{operation: ToolSettings"):
+        handler = action_group_handler(
+            authz, principal=session_user,
+            action={"refund": "refund", "GET /orders/{orderId}": "lookup", "special__refund": "lookup"},
+            resource={"refund": lambda args: az.EntityUID("Order", args["order_id"])},
+        )(calls)
+    # an operation the action mapping does not name is refused, as before
+    assert refused(handler(function_event("close_account"), None))
     assert not refused(handler(function_event("refund", order_id="o-1"), None))
     assert refused(handler(function_event("refund", order_id="o-2"), None))
     assert not refused(handler(api_event("GET", "/orders/{orderId}", query={"orderId": "o-2"}), None))
@@ -788,7 +823,8 @@ def test_configuration_errors(authz: az.Authorizer) -> None:
     def refund(amount: int) -> str:
         return ""
 
-    with pytest.raises(az.ConfigurationError, match="both configure refund"):
+    with pytest.raises(az.ConfigurationError, match="both configure refund"), \
+            pytest.warns(DeprecationWarning):
         action_group_handler(authz, principal=session_user, tools=[refund], action={"refund": "x"})
 
 

@@ -496,7 +496,7 @@ def test_a_pydantic_args_schema_with_defaults_and_nested_records(
 
     mail = StructuredTool.from_function(send, name="send_email", description="Send.", args_schema=EmailArgs)
     wrapped = AuthorizedTool(tool=mail, authz=authz)
-    assert wrapped.spec.input_type["attributes"]["urgent"] == {"type": "Boolean"}
+    assert wrapped.spec.input_type["attributes"]["urgent"] == {"type": "Boolean", "required": False}
     assert wrapped.spec.input_type["attributes"]["note"] == {"type": "String", "required": False}
     assert wrapped.spec.input_type["attributes"]["to"]["attributes"]["cc"] == {
         "type": "Set", "element": {"type": "String"}, "required": False,

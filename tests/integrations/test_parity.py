@@ -226,6 +226,76 @@ def via_mcp_client(tools: ModuleType, who: str, tool: str, arguments: dict[str, 
 
 
 Decided = tuple[Any, ...]
+#: The gateway target of the AgentCore profile: the assistant's tools whose resource is the tool itself.
+GATEWAY_TOOLS = ("search_documents", "send_email", "issue_refund")
+GATEWAY_ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/assistant-gw-a1b2c3d4e5"
+#: Example policies that could decide a gateway call but read what a gateway request does not carry.
+AGENTCORE_REFUSED = {
+    "tool-enabled-for-tenant": "tenancy.cedar:12",          # resource.enabled_for
+    "refund-over-1000-needs-approval": "session.cedar:11",  # context.session
+    "refund-session-cap": "session.cedar:21",
+    "acme-no-external-email-after-confidential": "tenants/acme.cedar:19",
+    "globex-no-external-email-after-confidential": "tenants/globex.cedar:19",
+}
+
+
+def agentcore_profile(tools: ModuleType) -> Any:
+    from agentauthz.integrations.agentcore import AgentCoreProfile, TagMapping
+
+    guarded = tools.build_tools(az.Authorizer.from_text("", audit=[]))
+    return AgentCoreProfile(GATEWAY_ARN, "Assistant", [guarded[name] for name in GATEWAY_TOOLS],
+                            tags=TagMapping(attributes={"tenant": "tenant"}, groups={"Role": "roles"}))
+
+
+@functools.cache
+def gateway_subset() -> az.PolicyStore:
+    """The example store without the policies the AgentCore translation refuses."""
+    store = az.PolicyStore.from_directory(POLICIES)
+    kept = "\n\n".join(p.text for p in store.policies if p.id not in AGENTCORE_REFUSED)
+    return az.PolicyStore.from_text(kept, schema=store.schema_text, entities=store.entities,
+                                    links=store.links)
+
+
+def user_claims(who: str) -> dict[str, Any]:
+    """The claims an identity provider puts in ``who``'s token: sub, tenant, every role (ancestors too)."""
+    index = {entity.uid: entity for entity in gateway_subset().entities}
+    roles: set[str] = set()
+    pending = list(index[az.EntityUID("User", who)].parents)
+    while pending:
+        parent = pending.pop()
+        if parent.type == "Role" and parent.id not in roles:
+            roles.add(parent.id)
+            pending.extend(index[parent].parents)
+    return {"sub": who, "tenant": index[az.EntityUID("User", who)].attrs["tenant"].id, "roles": sorted(roles)}
+
+
+def via_agentcore(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> tuple[Any, ...]:
+    """The call as an AgentCore Gateway decides it with the translated policies, named back in our terms."""
+    from agentauthz.integrations.agentcore import LocalGateway, translate
+
+    if tool not in GATEWAY_TOOLS:
+        pytest.skip(f"{tool} computes its resource (a document): AgentCoreProfile refuses it as a "
+                    "gateway tool (tests/integrations/test_agentcore_translate.py)")
+    recorder = az.MemorySink()
+    gateway = LocalGateway(translate(gateway_subset(), agentcore_profile(tools)), audit=[recorder])
+    gateway.decide(user_claims(who), tool, arguments)
+    [event] = recorder.events
+    assert (event.principal, event.action, event.resource) == (
+        f'AgentCore::OAuthUser::"{who}"', f'AgentCore::Action::"Assistant___{tool}"',
+        f'AgentCore::Gateway::"{GATEWAY_ARN}"')
+    return (f'User::"{who}"', f'Action::"{tool}"', f'Tool::"{tool}"', event.decision, event.reasons,
+            event.errors)
+
+
+def via_guard_on_gateway_subset(tools: ModuleType, who: str, tool: str, arguments: dict[str, Any]) -> Decided:
+    recorder = az.MemorySink()
+    authz = az.Authorizer(az.LocalEngine(gateway_subset()), audit=[recorder])
+    guarded = tools.build_tools(authz)
+    with authz.acting_as(az.EntityUID("User", who)):
+        guarded[tool](**arguments)
+    return decided(recorder)
+
+
 #: name -> how a call travels: (example lambda module, assistant tools module, who, tool, arguments) -> event.
 PATHS: dict[str, Callable[[ModuleType, ModuleType, str, str, dict[str, Any]], Decided]] = {
     "langchain": lambda example, tools, *call: via_langchain(tools, *call),
@@ -234,6 +304,11 @@ PATHS: dict[str, Callable[[ModuleType, ModuleType, str, str, dict[str, Any]], De
     "strands": lambda example, tools, *call: via_strands(tools, *call),
     "mcp-server": lambda example, tools, *call: via_mcp_server(tools, *call),
     "mcp-client": lambda example, tools, *call: via_mcp_client(tools, *call),
+    "agentcore": lambda example, tools, *call: via_agentcore(tools, *call),
+}
+#: What a path is compared with when it cannot run every example policy (default: the guard on the store).
+REFERENCES: dict[str, Callable[[ModuleType, str, str, dict[str, Any]], Decided]] = {
+    "agentcore": via_guard_on_gateway_subset,
 }
 
 
@@ -244,8 +319,21 @@ def test_every_path_decides_a_call_as_the_guard_does(
     example: ModuleType, assistant_tools: ModuleType, path: str, who: str, tool: str,
     arguments: dict[str, Any]
 ) -> None:
-    assert PATHS[path](example, assistant_tools, who, tool, arguments) == via_guard(
+    reference = REFERENCES.get(path, via_guard)
+    assert PATHS[path](example, assistant_tools, who, tool, arguments) == reference(
         assistant_tools, who, tool, arguments)
+
+
+def test_agentcore_parity_leaves_out_exactly_the_refused_policies_each_named_with_its_location(
+    assistant_tools: ModuleType
+) -> None:
+    from agentauthz.integrations.agentcore import translate
+
+    with pytest.raises(az.PolicyError) as refused:
+        translate(az.PolicyStore.from_directory(POLICIES), agentcore_profile(assistant_tools))
+    assert len(refused.value.problems) == len(AGENTCORE_REFUSED)
+    for policy_id, location in AGENTCORE_REFUSED.items():
+        assert any(p.startswith(f"{location}: policy {policy_id!r}: ") for p in refused.value.problems)
 
 
 def test_parity_covers_allowed_and_denied_calls_with_forbid_reasons(

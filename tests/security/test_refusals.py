@@ -139,7 +139,8 @@ def bedrock_function(authz: az.Authorizer, kind: str) -> str:
         event = function_event({"employee": "e1"}, user=None)
     elif kind == "unknown":
         event = function_event({}, function="wipe_records")
-        handler = _record_handler(authz, action={"read_record": "read_record"})
+        handler = _record_handler(authz, tools={"read_record": az.ToolSettings(action="read_record")},
+                                  action=lambda event: None)
     else:
         event = function_event(CALLS[kind])
     response = handler(event, None)["response"]["functionResponse"]

@@ -23,6 +23,7 @@ import os
 import sqlite3
 import stat
 import threading
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,13 +39,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import agentauthz as az
 from agentauthz.session import (
     Approval,
+    DynamoDBSessionStore,
     MemorySessionStore,
     Session,
     SessionConfig,
     SessionSnapshot,
     SessionStore,
     SQLiteSessionStore,
+    create_table,
 )
+from agentauthz.testing import LocalDynamoDB
 from tests.security.support import FailingStore
 from tests.strategies import (
     SESSION_AMOUNTS,
@@ -76,7 +80,13 @@ class Clock:
         return self.now
 
 
+#: Builds a DynamoDB store on a new table, while a test of the "dynamodb" kind runs (set by ``kind``).
+_DYNAMODB: list[Callable[[], SessionStore]] = []
+
+
 def real_store(kind: str, path: Path, *, timeout: float = 30.0) -> SessionStore:
+    if kind == "dynamodb":
+        return _DYNAMODB[-1]()
     return MemorySessionStore() if kind == "memory" else SQLiteSessionStore(path / "s.db", timeout=timeout)
 
 
@@ -106,9 +116,13 @@ def make(store: SessionStore, *, clock: Clock | None = None,
     return authz, sink, {"delete": delete, "adelete": adelete, "refund": refund, "ran": ran}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+def kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "dynamodb":
+        _DYNAMODB.append(request.getfixturevalue("new_dynamodb_store"))
+    yield str(request.param)
+    if request.param == "dynamodb":
+        _DYNAMODB.pop()
 
 
 @contextmanager
@@ -837,3 +851,33 @@ TestSessionMachine = SessionMachine.TestCase
 TestSessionMachine.settings = MACHINE_SETTINGS
 TestSQLiteSessionMachine = SQLiteSessionMachine.TestCase
 TestSQLiteSessionMachine.settings = MACHINE_SETTINGS
+
+
+class DynamoDBSessionMachine(SessionMachine):
+    KIND = "dynamodb"  # a new table for each program, on the server of the test class below
+
+
+class TestDynamoDBSessionMachine(DynamoDBSessionMachine.TestCase):  # type: ignore[name-defined, misc]
+    """The same programs on DynamoDB (moto in server mode on 127.0.0.1, started for this class)."""
+
+    settings = settings(MACHINE_SETTINGS, max_examples=8)  # each step talks HTTP to the server
+    server: Any = None
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        pytest.importorskip("moto", reason='needs moto\'s server: pip install "moto[server]"')
+        cls.server = LocalDynamoDB().start()
+        client = cls.server.client()
+
+        def build() -> SessionStore:
+            name = f"sessions-{uuid.uuid4().hex[:12]}"
+            create_table(client, name)
+            return DynamoDBSessionStore(name, client=client)
+
+        _DYNAMODB.append(build)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.server is not None:
+            _DYNAMODB.pop()
+            cls.server.stop()

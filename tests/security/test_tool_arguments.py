@@ -6,24 +6,30 @@ guard, LangChain's ``AuthorizedTool`` (alone and in LangGraph's ``ToolNode``),
 and the Bedrock Agents integration (function-details and OpenAPI action groups,
 return of control). Each builds a recording tool from a generated
 :class:`~tests.strategies.ToolCase` (its arguments declared as a function
-signature, a pydantic model with any ``extra=``, TypedDict records, or a JSON
-Schema), makes the model's call, and reports what the tool received.
+signature, a pydantic model with any ``extra=``, TypedDict records of
+``typing`` or ``typing_extensions``, or a JSON Schema; sometimes with an
+argument the application supplies, ``env: Annotated[Env, az.Injected]``),
+makes the model's call, and reports what the tool received.
 
 The property, for every path and case: either the call was refused (the tool
 never ran and the refusal is audited), or the tool received exactly what the
 policy evaluated (``context.input`` of the audited request), with only declared
-arguments of their declared types. An invented argument is always refused. A
+arguments of their declared types. An invented argument is always refused.
+An injected argument is the application's object on every path that hands it
+to the tool, never in ``context.input``; a model that sends it is refused. A
 new path (MCP server middleware, Strands) is one more entry of ``PATHS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, Optional
+from typing import Annotated, Any, Literal, NotRequired, Optional
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -39,7 +45,7 @@ from typing_extensions import TypedDict  # pydantic takes only this one before P
 import agentauthz as az
 from agentauthz._model import to_cedar_value
 from agentauthz.integrations.bedrock import action_group_handler, authorize_return_control
-from agentauthz.integrations.langchain import PRINCIPAL_KEY, AuthorizedTool, AuthzMiddleware
+from agentauthz.integrations.langchain import INJECTED_KEY, PRINCIPAL_KEY, AuthorizedTool, AuthzMiddleware
 from agentauthz.integrations.mcp import AuthorizedClientSession
 from agentauthz.integrations.mcp import AuthzMiddleware as MCPAuthzMiddleware
 from agentauthz.tools._spec import tool_input
@@ -49,6 +55,14 @@ from tests.strategies import ARGUMENT_CHOICES, ArgumentShape, ToolCase, tool_cas
 NAME = "send_email"
 USER = az.EntityUID("User", "carol")
 ALLOW_ALL = "permit(principal, action, resource);"
+
+
+class Env:
+    """What the application supplies to a tool (``Annotated[Env, az.Injected]``): no JSON value is one."""
+
+
+ENV = Env()
+INJECTED = Annotated[Env, az.Injected]
 
 
 # -- tools built from a case ---------------------------------------------------------------------
@@ -67,18 +81,29 @@ def python_type(shape: ArgumentShape, case: ToolCase, where: str) -> Any:
         hints = {f.name: python_type(f, case, name) if f.required
                  else NotRequired[Optional[python_type(f, case, name)]]  # noqa: UP045
                  for f in shape.fields}
-        return TypedDict(name, hints)  # type: ignore[operator]
+        # pydantic models (args_schema) take only typing_extensions' before Python 3.12; guards take both
+        flavour = typing.TypedDict if case.typed_dict_module == "typing" and case.style == "signature" \
+            else TypedDict
+        return flavour(name, hints)  # type: ignore[operator]
     return pydantic_model(shape.fields, case, name)
 
 
-def pydantic_model(fields: tuple[ArgumentShape, ...], case: ToolCase, name: str) -> type[BaseModel]:
+def pydantic_model(fields: tuple[ArgumentShape, ...], case: ToolCase, name: str,
+                   injected: bool = False) -> type[BaseModel]:
     definitions: dict[str, Any] = {}
     for f in fields:
         hint = python_type(f, case, name)
         definitions[f.name] = (hint, ...) if f.required else (Optional[hint], None)  # noqa: UP045
-    model: type[BaseModel] = create_model(name, __config__=ConfigDict(extra=case.extra),  # type: ignore[call-overload]
-                                          **definitions)
+    if injected:
+        definitions["env"] = (INJECTED, ...)
+    config = ConfigDict(extra=case.extra, arbitrary_types_allowed=True)  # type: ignore[typeddict-item]
+    model: type[BaseModel] = create_model(name, __config__=config, **definitions)  # type: ignore[call-overload]
     return model
+
+
+def model_arguments(case: ToolCase) -> dict[str, Any]:
+    """What the model sends: the case's arguments, and ``env`` when it tries to supply that too."""
+    return {**case.arguments, "env": {"region": "attacker"}} if case.sends_injected else dict(case.arguments)
 
 
 def json_schema(fields: tuple[ArgumentShape, ...]) -> dict[str, Any]:
@@ -106,7 +131,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.authz = az.Authorizer.from_text(self.policies, audit=[self.audit], record_requests=True)
-        self.config: Any = {"configurable": {PRINCIPAL_KEY: USER}}
+        self.config: Any = {"configurable": {PRINCIPAL_KEY: USER, INJECTED_KEY: {"env": ENV}}}
 
     def record(self, **arguments: Any) -> str:
         self.received.append(arguments)
@@ -122,16 +147,24 @@ class Harness:
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
                               default=inspect.Parameter.empty if f.required else None)
             for f in case.fields
-        ])
+        ] + ([inspect.Parameter("env", inspect.Parameter.KEYWORD_ONLY, annotation=INJECTED)]
+             if case.injected else []))
         send_email.__annotations__ = {
             name: hint if f.required else Optional[hint]  # noqa: UP045
             for f, (name, hint) in zip(case.fields, hints.items(), strict=True)}
+        if case.injected:
+            send_email.__annotations__["env"] = INJECTED
         return send_email
+
+    def runtime_function(self, case: ToolCase) -> Callable[..., str]:
+        """The function as a runtime that reads signatures takes it: the application's env bound."""
+        function = self.function(case)
+        return az.bind_injected(function, env=ENV) if case.injected else function
 
     def langchain_tool(self, case: ToolCase) -> BaseTool:
         """A LangChain tool recording its arguments, with a pydantic or JSON-schema args_schema."""
         schema: Any = (json_schema(case.fields) if case.style == "json"
-                       else pydantic_model(case.fields, case, f"{NAME}_args"))
+                       else pydantic_model(case.fields, case, f"{NAME}_args", injected=case.injected))
         return StructuredTool.from_function(self.record, name=NAME, description="Send.", args_schema=schema)
 
     def spec(self, case: ToolCase) -> Any:
@@ -182,36 +215,37 @@ def bedrock_parameters(arguments: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def via_guard(case: ToolCase, h: Harness) -> None:
     send_email = h.authz.guard(name=NAME, on_deny="message")(h.function(case))
-    with h.authz.acting_as(USER):
-        send_email(**case.arguments)
+    with h.authz.acting_as(USER):  # the guard's caller is the application: it passes env itself
+        send_email(**case.arguments, **({"env": ENV} if case.injected else {}))
 
 
 def via_authorized_tool(case: ToolCase, h: Harness) -> None:
     tool = AuthorizedTool(tool=h.langchain_tool(case), authz=h.authz)
-    tool.invoke(tool_call(case.arguments), config=h.config)
+    tool.invoke(tool_call(model_arguments(case)), config=h.config)
 
 
 def via_authorized_tool_in_tool_node(case: ToolCase, h: Harness) -> None:
     tool = AuthorizedTool(tool=h.langchain_tool(case), authz=h.authz)
-    graph([tool]).invoke(model_turn(case.arguments), h.config)
+    graph([tool]).invoke(model_turn(model_arguments(case)), h.config)
 
 
 def via_middleware(case: ToolCase, h: Harness) -> None:
     middleware = AuthzMiddleware(h.authz, filter_tools=False)
     graph([h.langchain_tool(case)], wrap_tool_call=middleware.wrap_tool_call).invoke(
-        model_turn(case.arguments), h.config)
+        model_turn(model_arguments(case)), h.config)
 
 
 def via_middleware_async(case: ToolCase, h: Harness) -> None:
     middleware = AuthzMiddleware(h.authz, filter_tools=False)
     app = graph([h.langchain_tool(case)], awrap_tool_call=middleware.awrap_tool_call)
-    asyncio.run(app.ainvoke(model_turn(case.arguments), h.config))
+    asyncio.run(app.ainvoke(model_turn(model_arguments(case)), h.config))
 
 
 def via_middleware_over_authorized_tool(case: ToolCase, h: Harness) -> None:
     middleware = AuthzMiddleware(h.authz, filter_tools=False)
     tool = AuthorizedTool(tool=h.langchain_tool(case), authz=h.authz)
-    graph([tool], wrap_tool_call=middleware.wrap_tool_call).invoke(model_turn(case.arguments), h.config)
+    app = graph([tool], wrap_tool_call=middleware.wrap_tool_call)
+    app.invoke(model_turn(model_arguments(case)), h.config)
 
 
 def via_bedrock_function_group(case: ToolCase, h: Harness) -> None:
@@ -220,7 +254,7 @@ def via_bedrock_function_group(case: ToolCase, h: Harness) -> None:
         return h.record(**invocation.arguments)
 
     handler({"messageVersion": "1.0", "actionGroup": "mail", "function": NAME, "sessionAttributes": {},
-             "parameters": bedrock_parameters(case.arguments)}, None)
+             "parameters": bedrock_parameters(model_arguments(case))}, None)
 
 
 def via_bedrock_openapi_group(case: ToolCase, h: Harness) -> None:
@@ -228,7 +262,7 @@ def via_bedrock_openapi_group(case: ToolCase, h: Harness) -> None:
     def handler(event: Any, context: Any, invocation: Any) -> str:
         return h.record(**invocation.arguments)
 
-    properties = bedrock_parameters(case.arguments)
+    properties = bedrock_parameters(model_arguments(case))
     handler({"messageVersion": "1.0", "actionGroup": "mail-api", "apiPath": "/emails", "httpMethod": "POST",
              "sessionAttributes": {},
              "requestBody": {"content": {"application/json": {"properties": properties}}}}, None)
@@ -236,7 +270,7 @@ def via_bedrock_openapi_group(case: ToolCase, h: Harness) -> None:
 
 def via_bedrock_return_of_control(case: ToolCase, h: Harness) -> None:
     payload = {"invocationId": "i-1", "invocationInputs": [{"functionInvocationInput": {
-        "actionGroup": "mail", "function": NAME, "parameters": bedrock_parameters(case.arguments)}}]}
+        "actionGroup": "mail", "function": NAME, "parameters": bedrock_parameters(model_arguments(case))}}]}
     decided = authorize_return_control(h.authz, payload, USER, tools={NAME: h.spec(case)})
     for invocation in decided.allowed:  # what the application then runs
         h.record(**invocation.arguments)
@@ -252,9 +286,9 @@ def via_strands(case: ToolCase, h: Harness) -> None:
     from tests.integrations.strands_model import json_tool
 
     send_email = (json_tool(NAME, json_schema(case.fields), lambda arguments: h.record(**arguments))
-                  if case.style == "json" else strands_tool(h.function(case)))
+                  if case.style == "json" else strands_tool(h.runtime_function(case)))
     intervention = AuthzIntervention(h.authz, session=None, filter_tools=False)
-    agent = Agent(model=ScriptedModel([("tool", NAME, case.arguments)]), tools=[send_email],
+    agent = Agent(model=ScriptedModel([("tool", NAME, model_arguments(case))]), tools=[send_email],
                   interventions=[intervention], callback_handler=None)
     agent("go", invocation_state={STRANDS_PRINCIPAL_KEY: USER})
 
@@ -263,13 +297,13 @@ def mcp_tool(case: ToolCase, h: Harness) -> Any:
     """The case's tool on a FastMCP server: a function by its signature, or a tool known by JSON Schema."""
     if case.style == "json":
         return recording_tool(NAME, json_schema(case.fields), h.received)
-    return FunctionTool.from_function(h.function(case), name=NAME)
+    return FunctionTool.from_function(h.runtime_function(case), name=NAME)
 
 
 def via_mcp_server_middleware(case: ToolCase, h: Harness) -> None:
     server = FastMCP("mail", auth=static_tokens("carol"), middleware=[MCPAuthzMiddleware(h.authz)])
     server.add_tool(mcp_tool(case, h))
-    call(server, "t-carol", NAME, case.arguments)
+    call(server, "t-carol", NAME, model_arguments(case))
 
 
 def via_mcp_client_session(case: ToolCase, h: Harness) -> None:
@@ -279,7 +313,7 @@ def via_mcp_client_session(case: ToolCase, h: Harness) -> None:
     async def agent() -> None:
         async with Client(server) as client:
             with h.authz.acting_as(USER):
-                await AuthorizedClientSession(client.session, h.authz).call_tool(NAME, case.arguments)
+                await AuthorizedClientSession(client.session, h.authz).call_tool(NAME, model_arguments(case))
 
     asyncio.run(agent())
 
@@ -291,6 +325,9 @@ class Path:
     name: str
     run: Callable[[ToolCase, Harness], None]
     styles: tuple[str, ...] = ("pydantic", "json")
+    typing_typed_dicts: bool = False  # signatures with typing.TypedDict (pydantic-built runtimes: 3.12+)
+    hands_over_injected: bool = True  # the tool gets env (Bedrock: the handler gets only the arguments)
+    model_sends: bool = True  # the arguments come from a model (the guard's caller is the application)
 
     def __str__(self) -> str:
         return self.name
@@ -298,15 +335,15 @@ class Path:
 
 ALL_STYLES = ("signature", "pydantic", "json")
 PATHS = [
-    Path("guard", via_guard, ("signature",)),
+    Path("guard", via_guard, ("signature",), typing_typed_dicts=True, model_sends=False),
     Path("AuthorizedTool", via_authorized_tool),
     Path("AuthorizedTool in ToolNode", via_authorized_tool_in_tool_node),
     Path("AuthzMiddleware", via_middleware),
     Path("AuthzMiddleware async", via_middleware_async),
     Path("AuthzMiddleware over AuthorizedTool", via_middleware_over_authorized_tool),
-    Path("Bedrock function group", via_bedrock_function_group, ALL_STYLES),
-    Path("Bedrock OpenAPI group", via_bedrock_openapi_group, ALL_STYLES),
-    Path("Bedrock return of control", via_bedrock_return_of_control, ALL_STYLES),
+    Path("Bedrock function group", via_bedrock_function_group, ALL_STYLES, True, False),
+    Path("Bedrock OpenAPI group", via_bedrock_openapi_group, ALL_STYLES, True, False),
+    Path("Bedrock return of control", via_bedrock_return_of_control, ALL_STYLES, True, False),
     Path("Strands AuthzIntervention", via_strands, ("signature", "json")),
     Path("MCP server middleware", via_mcp_server_middleware, ALL_STYLES),
     Path("MCP client session", via_mcp_client_session, ALL_STYLES),
@@ -343,7 +380,7 @@ def conforms(value: Any, fields: tuple[ArgumentShape, ...], case: ToolCase, wher
             assert type(item) is {"str": str, "int": int, "bool": bool, "float": float}[kind], at
 
 
-def check(case: ToolCase, h: Harness) -> None:
+def check(case: ToolCase, h: Harness, path: Path) -> None:
     events = [e for e in h.audit.events if e.action == f'Action::"{NAME}"']
     assert len(h.received) <= 1
     if not h.received:  # refused: never silently
@@ -351,6 +388,10 @@ def check(case: ToolCase, h: Harness) -> None:
         return
     [received] = h.received
     assert not case.unknown, f"an invented argument reached the tool: {received}"
+    assert not case.sends_injected, "the model's env reached the tool"
+    received = dict(received)
+    if case.injected and path.hands_over_injected:
+        assert received.pop("env") is ENV, "the tool did not get the application's env"
     conforms(received, case.fields, case)
     [decided] = [e for e in events if e.decision == "allow"]
     assert decided.request is not None
@@ -362,12 +403,17 @@ def check(case: ToolCase, h: Harness) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=tool_cases())
 def test_the_tool_receives_exactly_what_the_policy_evaluated_or_nothing(path: Path, data: ToolCase) -> None:
-    case = data if data.style in path.styles else ToolCase(
-        data.fields, path.styles[len(data.arguments) % len(path.styles)], data.extra, data.typed_dict,
-        data.arguments, data.unknown)
+    case = data if data.style in path.styles else dataclasses.replace(
+        data, style=path.styles[len(data.arguments) % len(path.styles)])
+    if case.style == "json":  # a JSON Schema has no Python annotation to mark an argument injected
+        case = dataclasses.replace(case, injected=False, sends_injected=False)
+    if not path.typing_typed_dicts:
+        case = dataclasses.replace(case, typed_dict_module="typing_extensions")
+    if not path.model_sends:
+        case = dataclasses.replace(case, sends_injected=False)
     harness = Harness()
     path.run(case, harness)
-    check(case, harness)
+    check(case, harness, path)
 
 
 # -- regressions of the review's reproductions --------------------------------------------------------
@@ -428,7 +474,7 @@ def test_a_refusal_of_invalid_arguments_reaches_the_model_as_an_error_tool_messa
     harness = Harness()
     middleware = AuthzMiddleware(harness.authz, filter_tools=False)
     result = graph([harness.langchain_tool(case)], wrap_tool_call=middleware.wrap_tool_call).invoke(
-        model_turn(case.arguments), harness.config)
+        model_turn(model_arguments(case)), harness.config)
     message = result["messages"][-1]
     assert isinstance(message, ToolMessage) and message.status == "error"
     assert harness.audit.events[-1].decision_id in str(message.content)
@@ -439,7 +485,7 @@ def test_a_call_without_an_end_user_is_an_identity_error_even_with_invalid_argum
     harness = Harness()
     tool = AuthorizedTool(tool=harness.langchain_tool(case), authz=harness.authz)
     with pytest.raises(az.IdentityError):
-        tool.invoke(tool_call(case.arguments))  # no end user in the config, none bound
+        tool.invoke(tool_call(model_arguments(case)))  # no end user in the config, none bound
     assert harness.received == []
     [refusal] = harness.audit.events
     assert refusal.principal is None and refusal.errors == ("no end user bound",)

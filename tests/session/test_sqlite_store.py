@@ -1,4 +1,8 @@
-"""Session stores: the protocol on both stores, and the SQLite store across threads and processes."""
+"""Session stores: the protocol on every store, and the SQLite store across threads and processes.
+
+The DynamoDB store runs the same contract against a local server; its own behaviour (pages, time to
+live, failures, a fleet of processes) is in test_dynamodb_store.py.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import agentauthz as az
 from agentauthz.session import (
     Approval,
     CallRecord,
+    DynamoDBSessionStore,
     MemorySessionStore,
     SessionConfig,
     SessionStore,
@@ -38,10 +43,14 @@ when { context has session && context.input.amount > 50 - context.session.totals
 """
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
     if request.param == "memory":
         yield MemorySessionStore()
+    elif request.param == "dynamodb":
+        # a small page size, so the contract also runs across pages of completed calls
+        yield DynamoDBSessionStore(request.getfixturevalue("dynamodb_table"),
+                                   client=request.getfixturevalue("dynamodb_client"), page_size=2)
     else:
         sqlite_store = SQLiteSessionStore(tmp_path / "sessions.db")
         yield sqlite_store
@@ -58,7 +67,7 @@ def call(call_id: str, action: str = "ping", at: float = 10.0, external_id: str 
     return CallRecord(call_id, action, 'Tool::"x"', at, sums, external_id=external_id)
 
 
-# -- the protocol, on both stores --------------------------------------------------------------
+# -- the protocol, on every store --------------------------------------------------------------
 
 
 def test_an_unknown_session_is_empty_at_version_zero(store: SessionStore) -> None:

@@ -167,7 +167,8 @@ def test_tool_without_resource_uses_the_tool_entity_type() -> None:
     entry = action_entry(generate_schema(_json_stub(SIMPLE_STUB), tools=[add],
                                          principal_types=["User"]), "add")
     assert entry["appliesTo"]["context"] == {
-        "type": "Record", "attributes": {"input": {"type": "Record", "attributes": {"a": LONG, "b": LONG}}}}
+        "type": "Record", "attributes": {"input": {"type": "Record", "attributes": {
+            "a": LONG, "b": {**LONG, "required": False}}}}}
 
 
 def test_tool_entity_type_is_configurable() -> None:

@@ -150,10 +150,10 @@ def test_guard_records_arguments_as_context_input_record() -> None:
     assert attributes["when"] == ext("datetime")
     assert attributes["nights"] == LONG
     assert attributes["budget"] == ext("decimal")
-    # an argument defaulting to None may be absent; other defaults are filled in, so present
+    # an argument with a default is optional, as in the arguments' JSON Schema (it is not "required")
     assert attributes["note"] == {**STRING, "required": False}
-    assert attributes["rooms"] == {"type": "Set", "element": STRING}
-    assert attributes["color"] == STRING
+    assert attributes["rooms"] == {"type": "Set", "element": STRING, "required": False}
+    assert attributes["color"] == {**STRING, "required": False}
 
 
 def test_optional_argument_without_default_is_an_optional_attribute() -> None:

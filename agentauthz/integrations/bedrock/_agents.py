@@ -115,20 +115,26 @@ def action_group_handler(
       ``parameters``, ``requestBody`` and ``promptSessionAttributes`` are
       written by or shown to the model and never name the user. No user, an
       exception, or a rejected token: the call is refused.
+    * **tools**: per operation (the function name or ``"METHOD /path"``,
+      optionally prefixed ``"<actionGroup>__"``), a :class:`~agentauthz.ToolSettings`
+      (its ``action``, ``resource``, a fixed one or a callable of the
+      arguments, and ``context``), as the other integrations take them; or
+      guarded tools (``@authz.guard``, AuthorizedTool, ToolSpec) by name or by
+      operation (``tools=authz.tools`` reuses every tool the Authorizer
+      knows): such an operation is decided exactly as the tool's own guard
+      decides it (validation, action, resource, context).
     * **action**: ``<actionGroup>__<function>`` or ``<actionGroup>__<METHOD> <apiPath>``
-      by default; ``action=`` a callable of the event, or a mapping by
-      operation (the function name or ``"METHOD /path"``, optionally prefixed
-      ``"<actionGroup>__"``); an operation the mapping does not name is refused.
+      by default; ``tools={operation: ToolSettings(action=...)}``, or
+      ``action=`` a callable of the event for every operation the settings do
+      not name (returning None refuses the call).
     * **resource**: ``Tool::"<action>"`` (type ``authz.tool_entity_type``) by
-      default; ``resource=`` a callable of the :class:`ActionInvocation`
-      (returning None keeps the default), or a mapping by operation to an
-      EntityUID/Entity or a callable of the arguments.
+      default; ``ToolSettings(resource=...)`` per operation, or ``resource=`` a
+      callable of the :class:`ActionInvocation` (returning None keeps the default).
     * **context**: ``{"input": <converted parameters>}`` plus what ``context=``
-      (a callable of the invocation) adds.
-    * **tools**: guarded tools (``@authz.guard``, AuthorizedTool, ToolSpec) by
-      name, or a mapping by operation (``tools=authz.tools`` reuses every tool
-      the Authorizer knows): such an operation is decided exactly as the tool's
-      own guard decides it (validation, action, resource, context).
+      (a callable of the invocation) and the operation's ``ToolSettings(context=...)`` add.
+    * Deprecated (DeprecationWarning): ``action=`` and ``resource=`` as mappings
+      by operation; they stand for ``tools={operation: ToolSettings(...)}``, and
+      an ``action=`` mapping still refuses the operations it does not name.
     * **session** (:mod:`agentauthz.session._session`): with ``session=True`` the
       invocation is decided in the session of the event's ``sessionId`` (or
       the id ``session=`` returns from the trusted part of the event), with
@@ -151,10 +157,10 @@ def action_group_handler(
         principal: the end user from the trusted part of the event.
         verify_token: checks a token from the session attributes and returns the end user.
         token_attribute: session attribute holding the token.
-        action: Cedar action per operation.
-        resource: Cedar resource per invocation.
+        action: Cedar action, a callable of the event (a mapping by operation is deprecated).
+        resource: Cedar resource, a callable of the invocation (a mapping is deprecated).
         context: extra context per invocation.
-        tools: guarded tools whose specs decide their operations.
+        tools: per operation, ToolSettings or guarded tools whose specs decide it.
         session: record calls in the conversation's session (see above).
 
     Raises:
@@ -258,10 +264,18 @@ class _Handler:
 
     @contextmanager
     def _bound(self, event: Mapping[str, Any], user: Entity | EntityUID) -> Iterator[None]:
-        """The end user bound, with the event's session id as the audit correlation id, and the session."""
+        """The end user bound, with the event's session id as the audit correlation id, and the session.
+
+        The event's ``inputText`` (the user's input for the turn) is what the
+        user said, for provenance (see docs/provenance.md).
+        """
         authz = self.rules.authz
         with bound_user(authz, user, event_session_id(event), "the session attributes"), \
                 session_bound(authz, self.session, event):
+            text = event.get("inputText")
+            session = authz.current_session
+            if session is not None and isinstance(text, str) and text:
+                session.user_said(text)
             yield
 
     def _call(self, event: Mapping[str, Any], lambda_context: Any,
@@ -279,7 +293,9 @@ class _Handler:
             except AccessDenied as exc:
                 counted.fail()
                 return self._denied_inside(invocation, exc)
-            return _counted_response(counted, invocation, result)
+            response = _counted_response(counted, invocation, result)
+        counted.record_result(result)  # a source of the session, before the agent's model reads it
+        return response
 
     async def _arun_counted(self, call: ToolCall | None, invocation: ActionInvocation,
                             run: Callable[[], Awaitable[Any]]) -> Response:
@@ -290,7 +306,9 @@ class _Handler:
             except AccessDenied as exc:
                 counted.fail()
                 return self._denied_inside(invocation, exc)
-            return _counted_response(counted, invocation, result)
+            response = _counted_response(counted, invocation, result)
+        counted.record_result(result)
+        return response
 
     def _denied_inside(self, invocation: ActionInvocation, exc: AccessDenied) -> Response:
         """A guarded tool the handler called was denied: the agent gets the refusal."""
@@ -407,10 +425,10 @@ def authorize_return_control(
             ``invocationInputs``) or the stream event holding it.
         principal: the end user the application calls ``InvokeAgent`` for;
             None uses the one bound with ``authz.acting_as``.
-        action: Cedar action per operation.
-        resource: Cedar resource per invocation.
+        action: Cedar action, a callable of the event (a mapping by operation is deprecated).
+        resource: Cedar resource, a callable of the invocation (a mapping is deprecated).
         context: extra context per invocation.
-        tools: guarded tools whose specs decide their operations.
+        tools: per operation, ToolSettings or guarded tools whose specs decide it.
 
     Returns:
         The allowed and denied invocations; ``.results`` holds the

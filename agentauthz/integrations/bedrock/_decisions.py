@@ -13,6 +13,7 @@ one text the model reads (``authz.refusal``).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
@@ -22,6 +23,7 @@ from agentauthz._errors import ConfigurationError, IdentityError, InvalidArgumen
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz.integrations.bedrock._events import ActionInvocation, Status, with_arguments
 from agentauthz.session._session import ToolCall
+from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import RefusalKind, ToolSpec, spec_of, tool_input
 
 __all__ = [
@@ -62,15 +64,46 @@ def _spec(tool: Any) -> ToolSpec:
     return found
 
 
+def _deprecated_mappings(action: ActionOf, resource: ResourceOf) -> dict[str, ToolSettings]:
+    """The settings the deprecated ``action=``/``resource=`` mappings by operation stand for."""
+    given = {option: mapping for option, mapping in (("action", action), ("resource", resource))
+             if isinstance(mapping, Mapping)}
+    if not given:
+        return {}
+    warnings.warn(
+        f"the mappings by operation of {'=, '.join(given)}= are deprecated: pass tools={{operation: "
+        "ToolSettings(action=..., resource=...)} (agentauthz.ToolSettings); they go in the next release",
+        DeprecationWarning, stacklevel=4)
+    options: dict[str, dict[str, Any]] = {}
+    for option, mapping in given.items():
+        for key, value in mapping.items():
+            options.setdefault(str(key), {})[option] = value
+    return {key: ToolSettings(**chosen) for key, chosen in options.items()}
+
+
+def _checked_settings(key: str, settings: ToolSettings) -> ToolSettings:
+    if settings.sum_arguments:
+        raise ConfigurationError(
+            f"tools={{{key!r}: ToolSettings(sum_arguments=...)}}: summing needs the tool's argument types; "
+            "give a guarded tool or a ToolSpec for this operation")
+    return settings
+
+
 @dataclass(frozen=True)
 class Rules:
-    """How invocations become Cedar requests (shared by the handler and return of control)."""
+    """How invocations become Cedar requests (shared by the handler and return of control).
+
+    ``settings`` holds a :class:`ToolSettings` per operation; ``only_named``
+    (the deprecated ``action=`` mapping) refuses operations no setting names.
+    """
 
     authz: Authorizer
     action: ActionOf
     resource: ResourceOf
     context: ContextOf
     tools: dict[str, ToolSpec]
+    settings: dict[str, ToolSettings] = field(default_factory=dict)
+    only_named: bool = False
 
     @classmethod
     def build(cls, authz: Authorizer, action: ActionOf, resource: ResourceOf, context: ContextOf,
@@ -78,32 +111,36 @@ class Rules:
         if not isinstance(authz, Authorizer):
             raise ConfigurationError("the Bedrock Agents integration needs an agentauthz Authorizer")
         if action is not None and not callable(action) and not isinstance(action, Mapping):
-            raise ConfigurationError("action= must be a callable of the event or a mapping by operation")
+            raise ConfigurationError("action= must be a callable of the event")
         if resource is not None and not callable(resource) and not isinstance(resource, Mapping):
-            raise ConfigurationError(
-                "resource= must be a callable of the invocation or a mapping by operation"
-            )
+            raise ConfigurationError("resource= must be a callable of the invocation")
         if context is not None and not callable(context):
             raise ConfigurationError("context= must be a callable of the invocation")
-        if tools is None:
-            specs: dict[str, ToolSpec] = {}
-        elif isinstance(tools, Mapping):
-            specs = {str(key): _spec(tool) for key, tool in tools.items()}
+        settings: dict[str, ToolSettings] = {}
+        specs: dict[str, ToolSpec] = {}
+        if isinstance(tools, Mapping):
+            for key, tool in tools.items():
+                if isinstance(tool, ToolSettings):
+                    settings[str(key)] = _checked_settings(str(key), tool)
+                else:
+                    specs[str(key)] = _spec(tool)
         elif isinstance(tools, (str, bytes)):
-            raise ConfigurationError("tools= must be guarded tools or a mapping of them by operation")
-        else:
+            raise ConfigurationError("tools= must be guarded tools or a mapping by operation of "
+                                     "ToolSettings or guarded tools")
+        elif tools is not None:
             specs = {spec.name: spec for spec in map(_spec, tools)}
-        for option, mapping in (("action", action), ("resource", resource)):
-            if isinstance(mapping, Mapping):
-                both = sorted(set(mapping) & set(specs))
-                if both:
-                    raise ConfigurationError(
-                        f"{option}= and tools= both configure {', '.join(both)}: a tool's spec decides "
-                        "its action and resource"
-                    )
+        deprecated = _deprecated_mappings(action, resource)
+        both = sorted(set(deprecated) & (set(settings) | set(specs)))
+        if both:
+            raise ConfigurationError(
+                f"tools= and the deprecated action=/resource= mappings both configure {', '.join(both)}: "
+                "keep only tools=")
+        settings.update(deprecated)
         for spec in specs.values():  # registered, so that validate_tools checks it too
             authz.tools.setdefault(spec.name, spec)
-        return cls(authz, action, resource, context, specs)
+        return cls(authz, None if isinstance(action, Mapping) else action,
+                   None if isinstance(resource, Mapping) else resource, context, specs, settings,
+                   only_named=isinstance(action, Mapping))
 
     @staticmethod
     def keys(invocation: ActionInvocation) -> tuple[str, str]:
@@ -120,13 +157,16 @@ class Rules:
         return found if isinstance(found, ToolSpec) else None
 
     def action_for(self, invocation: ActionInvocation) -> str | EntityUID | None:
-        """The Cedar action, or None for an operation the mapping does not name."""
-        if self.action is None:
-            return self.keys(invocation)[0]
-        if isinstance(self.action, Mapping):
-            chosen = self.lookup(self.action, invocation)
-        else:
+        """The Cedar action, or None for an operation that is refused (see ``only_named``)."""
+        named: ToolSettings | None = self.lookup(self.settings, invocation)
+        if named is not None and named.action is not None:
+            chosen: Any = named.action
+        elif self.only_named:
+            return None
+        elif callable(self.action):
             chosen = self.action(invocation.raw)
+        else:
+            return self.keys(invocation)[0]
         if chosen is None:
             return None
         if not isinstance(chosen, (str, EntityUID)) or not chosen:
@@ -134,12 +174,13 @@ class Rules:
         return chosen
 
     def resource_for(self, invocation: ActionInvocation) -> EntityUID | Entity:
+        named: ToolSettings | None = self.lookup(self.settings, invocation)
         chosen: Any = None
-        if isinstance(self.resource, Mapping):
-            chosen = self.lookup(self.resource, invocation)
+        if named is not None and named.resource is not None:
+            chosen = named.resource
             if callable(chosen) and not isinstance(chosen, (EntityUID, Entity)):
                 chosen = chosen(dict(invocation.arguments))
-        elif self.resource is not None:
+        elif callable(self.resource):
             chosen = self.resource(invocation)
         if chosen is None:
             return EntityUID(self.authz.tool_entity_type, _action_name(invocation.action))
@@ -151,6 +192,10 @@ class Rules:
 
     def context_for(self, invocation: ActionInvocation) -> dict[str, Any]:
         extra = dict(self.context(invocation)) if self.context is not None else {}
+        named: ToolSettings | None = self.lookup(self.settings, invocation)
+        if named is not None and named.context is not None:
+            given = named.context
+            extra.update(given(dict(invocation.arguments)) if callable(given) else given)
         if "input" in extra:
             raise ConfigurationError("context= must not set 'input': it holds the parameters")
         extra["input"] = tool_input(invocation.arguments)
@@ -168,6 +213,7 @@ def _action_name(action: str | EntityUID | None) -> str:
 
 _KINDS: dict[Status, RefusalKind] = {
     "denied": "denied", "invalid": "invalid", "unknown": "unknown", "no-identity": "no-identity",
+    "approval": "approval",
 }
 
 
@@ -298,7 +344,11 @@ def _answered(rules: Rules, invocation: ActionInvocation, request: _Request, ans
             # The handler runs with what the spec validated, never with the raw parameters.
             invocation = replace(invocation, arguments=answer.arguments)
             invocation = replace(invocation, resource=_resource_of(rules, invocation, request.spec))
-    return _settled(rules, replace(invocation, principal=rules.authz.current_principal()), decision), call
+    invocation = replace(invocation, principal=rules.authz.current_principal())
+    if not isinstance(answer, Decision) and answer.approval is not None:
+        held = refused(rules, invocation, "approval", decision)
+        return replace(held, approval=answer.approval), call
+    return _settled(rules, invocation, decision), call
 
 
 def _resource_of(rules: Rules, invocation: ActionInvocation, spec: ToolSpec) -> EntityUID | Entity | None:

@@ -27,10 +27,11 @@ from agentauthz.integrations.bedrock._responses import (
     handler_response,
     invocation_result,
 )
+from agentauthz.session._approvals import ApprovalRequest
 
 __all__ = ["ActionInvocation", "Status", "envelope", "return_control_inputs", "with_arguments"]
 
-Status: TypeAlias = Literal["allowed", "denied", "no-identity", "invalid", "unknown"]
+Status: TypeAlias = Literal["allowed", "denied", "no-identity", "invalid", "unknown", "approval"]
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -66,10 +67,14 @@ class ActionInvocation:
             evaluated (malformed parameters, unknown operation, no identity), the
             audited refusal. Its ``id`` is the audit event's ``decision_id``.
         status: ``"allowed"``, ``"denied"`` (by policy), ``"no-identity"``,
-            ``"invalid"`` (malformed parameters) or ``"unknown"`` (an operation
-            this handler does not authorize).
+            ``"invalid"`` (malformed parameters), ``"unknown"`` (an operation
+            this handler does not authorize) or ``"approval"`` (held until a
+            person approves it: see ``approval``).
         refusal: the text the model reads when the call was refused
             (``authz.refusal``: generic, naming the decision's id).
+        approval: for a held call, the request a person may grant
+            (``authz.approve(invocation.approval)``); the agent's next call
+            with the same arguments in the same session then runs once.
 
     Example:
         >>> inv = ActionInvocation.from_event({
@@ -94,6 +99,7 @@ class ActionInvocation:
     decision: Decision | None = None
     status: Status | None = None
     refusal: str | None = None
+    approval: ApprovalRequest | None = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> ActionInvocation:

@@ -88,6 +88,7 @@ _API_ERRORS: dict[str, tuple[int, str]] = {
     "no-identity": (403, "unauthenticated"),
     "unknown": (403, "unknown_operation"),
     "denied": (403, "forbidden"),
+    "approval": (403, "approval_required"),
 }
 
 

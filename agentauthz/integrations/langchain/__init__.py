@@ -22,6 +22,9 @@ The session (:mod:`agentauthz.session._session`) comes from
 ``RunnableConfig["configurable"][session_key]`` (default ``"agentauthz_session"``:
 the conversation id, e.g. the thread id, or a Session) or ``authz.session(...)``;
 tool calls are then decided with ``context.session`` and counted once they complete.
+A tool argument marked ``Annotated[T, az.Injected]`` is the application's: models
+are shown the tool without it, a model that sends it is refused, and its value
+comes from ``RunnableConfig["configurable"][INJECTED_KEY]`` (a mapping by argument name).
 
 On every path the tool runs with exactly the arguments the policy evaluated:
 the model's arguments validated by the tool's :class:`~agentauthz.ToolSpec`
@@ -54,11 +57,14 @@ from __future__ import annotations
 
 # _tools first: without langchain-core, its ImportError names the extra to install.
 from agentauthz.integrations.langchain._tools import AuthorizedTool, authorize_tools  # isort: skip
-from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY
+from agentauthz.integrations.langchain._approvals import APPROVAL_INTERRUPT, interrupt_approver
+from agentauthz.integrations.langchain._config import INJECTED_KEY, PRINCIPAL_KEY, SESSION_KEY
 from agentauthz.integrations.langchain._middleware import AuthzMiddleware
 from agentauthz.integrations.langchain._retrieval import AuthorizedRetriever, RetrievalResult, RetrievalStats
 
 __all__ = [
+    "APPROVAL_INTERRUPT",
+    "INJECTED_KEY",
     "PRINCIPAL_KEY",
     "SESSION_KEY",
     "AuthorizedRetriever",
@@ -67,4 +73,5 @@ __all__ = [
     "RetrievalResult",
     "RetrievalStats",
     "authorize_tools",
+    "interrupt_approver",
 ]

@@ -21,16 +21,22 @@ if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
 
 __all__ = [
+    "INJECTED_KEY",
     "PRINCIPAL_KEY",
     "SESSION_KEY",
     "bound_from_config",
     "configured_principal",
     "configured_session",
     "no_end_user",
+    "supplied_from_config",
 ]
 
 PRINCIPAL_KEY = "agentauthz_principal"
 """Default key of the end user in ``RunnableConfig["configurable"]``."""
+
+INJECTED_KEY = "agentauthz_injected"
+"""Key of the application's tool arguments (``Annotated[T, az.Injected]``) in
+``RunnableConfig["configurable"]``: a mapping from argument name to value, for every tool."""
 
 
 def no_end_user(key: str) -> str:
@@ -94,3 +100,21 @@ def bound_from_config(authz: Authorizer, config: Mapping[str, Any] | None, key: 
             # Nothing ran without an end user (every decision needs one), so this is the refusal
             # for want of one: said the same on every LangChain path, with both ways to bind a user.
             raise IdentityError(no_end_user(key), decision=exc.decision) from exc
+
+
+def supplied_from_config(config: Mapping[str, Any] | None, names: tuple[str, ...]) -> dict[str, Any]:
+    """The values of the application's arguments ``names`` in ``config["configurable"][INJECTED_KEY]``.
+
+    Raises:
+        ConfigurationError: the entry is there but is not a mapping by argument name.
+    """
+    if not names:
+        return {}
+    configurable = (config or {}).get("configurable")
+    given = configurable.get(INJECTED_KEY) if isinstance(configurable, Mapping) else None
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigurationError(f"RunnableConfig['configurable'][{INJECTED_KEY!r}] must map argument "
+                                 "names to the values the application supplies")
+    return {name: given[name] for name in names if name in given}

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import ensure_config
 from langchain_core.tools import BaseTool
 
@@ -21,9 +21,11 @@ from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY
 from agentauthz.integrations.langchain._tools import (
     AuthorizedTool,
     DecidedTool,
+    refusal_error,
     refusal_output,
     refused_as,
     settings_by_tool,
+    shown_to_model,
     spec_for_tool,
 )
 from agentauthz.session._session import ToolCall
@@ -56,6 +58,14 @@ _AGENTS_HINT = 'AuthzMiddleware needs langchain>=1.0 (create_agent): pip install
 
 
 R = TypeVar("R")
+
+
+def _text_of(message: HumanMessage) -> str:
+    """The text of a human message: its string content, or its text blocks."""
+    if isinstance(message.content, str):
+        return message.content
+    return "\n".join(block if isinstance(block, str) else str(block.get("text", ""))
+                     for block in message.content if isinstance(block, (str, dict)))
 
 
 def _counted(call: ToolCall, result: R) -> R:
@@ -249,9 +259,7 @@ class AuthzMiddleware(_MiddlewareBase):
         name = request.tool_call["name"]
         kind, decision = refused_as(outcome)
         if self._on_deny(name) == "raise":
-            if isinstance(outcome, InvalidArguments):
-                raise outcome
-            raise AccessDenied(decision, subject=f"tool '{name}'")
+            raise refusal_error(outcome, name)
         return self._message(request, self.authz.refusal(name, decision, kind=kind))
 
     @staticmethod
@@ -290,7 +298,9 @@ class AuthzMiddleware(_MiddlewareBase):
             if not call.admits:
                 return self._refused(request, call)
             with call:  # counted in the session once the tool ran without error
-                return _counted(call, handler(self._decided(request, tool, call)))
+                result = _counted(call, handler(self._decided(request, tool, call)))
+            call.record_result(result)  # a source of the session, before the model reads it
+            return result
 
     async def awrap_tool_call(
         self,
@@ -313,9 +323,23 @@ class AuthzMiddleware(_MiddlewareBase):
             if not call.admits:
                 return self._refused(request, call)
             with call:
-                return _counted(call, await handler(self._decided(request, tool, call)))
+                result = _counted(call, await handler(self._decided(request, tool, call)))
+            call.record_result(result)
+            return result
 
     # -- model calls ----------------------------------------------------------------
+
+    def _user_said(self, request: ModelRequest[Any], config: Mapping[str, Any]) -> None:
+        """Register the human messages of the conversation as what the user said (provenance)."""
+        if self.authz.session_config.provenance is None:
+            return
+        texts = [_text_of(message) for message in getattr(request, "messages", ()) or ()
+                 if isinstance(message, HumanMessage)]
+        with bound_from_config(self.authz, config, self.principal_key, self.session_key):
+            session = self.authz.current_session
+            for text in texts:
+                if session is not None and text:
+                    session.user_said(text)
 
     def _permitted(self, tools: Sequence[BaseTool | dict[str, Any]], config: Mapping[str, Any]) -> list[Any]:
         offered: list[_Offered] = []
@@ -328,15 +352,20 @@ class AuthzMiddleware(_MiddlewareBase):
             kept = self.authz.permitted_tools(offered)  # no end user: IdentityError, as every path says
         return [item.tool for item in kept]
 
+    def _offered(self, tools: Sequence[BaseTool | dict[str, Any]], config: Mapping[str, Any]) -> list[Any]:
+        """The tools the model is shown: those the user could call (``filter_tools``), without
+        the application's arguments (``az.Injected``)."""
+        kept = self._permitted(tools, config) if self.filter_tools else list(tools)
+        return [shown_to_model(tool) if isinstance(tool, BaseTool) else tool for tool in kept]
+
     def wrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """Offer the model only the tools the user could call."""
-        if not self.filter_tools:
-            return handler(request)
-        return handler(request.override(tools=self._permitted(request.tools, ensure_config())))
+        """Offer the model only the tools the user could call (and register what the user said)."""
+        self._user_said(request, ensure_config())
+        return handler(request.override(tools=self._offered(request.tools, ensure_config())))
 
     async def awrap_model_call(
         self,
@@ -344,7 +373,6 @@ class AuthzMiddleware(_MiddlewareBase):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """Async twin of :meth:`wrap_model_call` (the filtering runs in a worker thread)."""
-        if not self.filter_tools:
-            return await handler(request)
-        tools = await asyncio.to_thread(self._permitted, request.tools, ensure_config())
+        await asyncio.to_thread(self._user_said, request, ensure_config())
+        tools = await asyncio.to_thread(self._offered, request.tools, ensure_config())
         return await handler(request.override(tools=tools))

@@ -13,12 +13,14 @@ try:
     from langchain_core.runnables import RunnableConfig, ensure_config
     from langchain_core.tools import BaseTool, ToolException
     from langchain_core.tools import tool as _as_tool
+    from langchain_core.tools.base import ArgsSchema, get_all_basemodel_annotations
 except ImportError as _missing:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "agentauthz.integrations.langchain needs langchain-core: "
         'pip install "agentauthz[langchain]"'
     ) from _missing
 
+import dataclasses
 import functools
 import inspect
 import typing
@@ -27,13 +29,26 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, PrivateAttr, SkipValidation, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SkipValidation, create_model, model_validator
 
 from agentauthz._authorizer import Authorizer
-from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments
+from agentauthz._errors import (
+    AccessDenied,
+    ApprovalRequired,
+    AuthzError,
+    ConfigurationError,
+    InvalidArguments,
+)
 from agentauthz._model import Decision
-from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
+from agentauthz.integrations.langchain._config import (
+    INJECTED_KEY,
+    PRINCIPAL_KEY,
+    SESSION_KEY,
+    bound_from_config,
+    supplied_from_config,
+)
 from agentauthz.session._session import ToolCall
+from agentauthz.tools._injected import is_injected, pydantic_ready
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import OnDeny, RefusalKind, ToolSpec
 
@@ -46,10 +61,44 @@ __all__ = [
     "refused_as",
     "run_wrapped",
     "settings_by_tool",
+    "shown_to_model",
     "spec_for_tool",
 ]
 
 # -- tool specs from LangChain argument schemas --------------------------------------
+
+
+def application_keys(tool: BaseTool) -> tuple[str, ...]:
+    """The tool's arguments marked ``Annotated[T, az.Injected]``: the application's, never the model's.
+
+    LangChain's own markers (``InjectedToolArg``, state, ``ToolRuntime``) are
+    LangChain's to inject and not counted here.
+    """
+    if isinstance(tool.args_schema, Mapping):
+        return ()
+    annotations = get_all_basemodel_annotations(tool.get_input_schema())
+    return tuple(name for name, hint in annotations.items() if is_injected(hint, langchain=False))
+
+
+def model_schema(tool: BaseTool, schema: ArgsSchema, application: tuple[str, ...]) -> ArgsSchema:
+    """``schema`` (a ``tool_call_schema``) without the application's arguments: what a model is shown."""
+    if not application or not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        return schema
+    kept: dict[str, Any] = {name: (info.annotation, info) for name, info in schema.model_fields.items()
+                            if name not in application}
+    config = ConfigDict(arbitrary_types_allowed=True)
+    shown: type[BaseModel] = create_model(schema.__name__, __config__=config, __doc__=schema.__doc__, **kept)
+    return shown
+
+
+def shown_to_model(tool: BaseTool) -> BaseTool:
+    """The tool as a model is shown it: a copy without the application's arguments, if it has any."""
+    application = application_keys(tool)
+    if not application:
+        return tool
+    shown = tool.model_copy()
+    shown.args_schema = model_schema(tool, tool.tool_call_schema, application)
+    return shown
 
 
 def _argument_model(tool: BaseTool) -> type[BaseModel]:
@@ -58,9 +107,10 @@ def _argument_model(tool: BaseTool) -> type[BaseModel]:
     The tool's own ``args_schema`` when the model chooses all of its fields (its
     validators then shape the values the policy sees); otherwise LangChain's
     ``tool_call_schema``, which leaves out injected arguments (state, runtime,
-    ids) and, with them, the schema's validators.
+    ids, ``az.Injected``) and, with them, the schema's validators.
     """
-    schema = tool.tool_call_schema
+    application = application_keys(tool)
+    schema = model_schema(tool, tool.tool_call_schema, application)
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise ConfigurationError(
             f"tool {tool.name!r}: args_schema must be a pydantic (v2) model or a JSON schema dict"
@@ -83,8 +133,10 @@ def spec_for_tool(tool: BaseTool, settings: ToolSettings, on_deny: OnDeny) -> To
     if isinstance(tool.tool_call_schema, Mapping):
         return settings.spec_from_json_schema(tool.tool_call_schema, name=tool.name,
                                               description=description, on_deny=on_deny)
-    return settings.spec_from_model(_argument_model(tool), name=tool.name, description=description,
+    spec = settings.spec_from_model(_argument_model(tool), name=tool.name, description=description,
                                     on_deny=on_deny)
+    application = application_keys(tool)
+    return dataclasses.replace(spec, injected=application) if application else spec
 
 
 # The keywords of earlier releases: mappings by tool name (authorize_tools, AuthzMiddleware) and the
@@ -171,13 +223,32 @@ def _call_kwargs(tool: BaseTool, arguments: dict[str, Any], injected: dict[str, 
     The tool's own parsing runs only for the injected arguments, as LangChain
     injects them (it adds the tool call id where the tool asks for it); the
     model-chosen values are the validated ones, as they are, even where the
-    tool's schema would change them again.
+    tool's schema would change them again. The application's arguments
+    (``az.Injected``) come from the run's config (:data:`INJECTED_KEY`).
     """
+    injected = {**injected, **_supplied(tool)}
     if not _injected_keys(tool):
-        return dict(arguments)
+        return {**injected, **arguments}
     parsed = tool._parse_input({**arguments, **injected}, tool_call_id)
     assert isinstance(parsed, dict)
     return {**{k: v for k, v in parsed.items() if k not in arguments}, **arguments}
+
+
+def _supplied(tool: BaseTool) -> dict[str, Any]:
+    """The application's arguments of this run (``config["configurable"][INJECTED_KEY]``).
+
+    Raises:
+        ConfigurationError: one without a default is missing.
+    """
+    names = application_keys(tool)
+    supplied = supplied_from_config(ensure_config(), names)
+    fields = typing.cast("type[BaseModel]", tool.get_input_schema()).model_fields if names else {}
+    missing = [name for name in names if name not in supplied and fields[name].is_required()]
+    if missing:
+        raise ConfigurationError(
+            f"tool {tool.name!r} needs {missing[0]!r}, which the application supplies (it is az.Injected): "
+            f"put it in RunnableConfig['configurable'][{INJECTED_KEY!r}]")
+    return supplied
 
 
 def _injected_keys(tool: BaseTool) -> frozenset[str]:
@@ -302,6 +373,15 @@ class _WrappingTool(BaseTool):
     def _injected_args_keys(self) -> frozenset[str]:
         # Arguments LangChain injects (state, ToolRuntime, tool call id) are the wrapped tool's.
         return _injected_keys(self.tool)
+
+    @functools.cached_property
+    def _application_keys(self) -> tuple[str, ...]:
+        return application_keys(self.tool)
+
+    @property
+    def tool_call_schema(self) -> ArgsSchema:
+        """The wrapped tool's schema for models, without the application's (``az.Injected``) arguments."""
+        return model_schema(self, super().tool_call_schema, self._application_keys)
 
     def _to_args_and_kwargs(self, tool_input: str | dict[str, Any],
                             tool_call_id: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -456,7 +536,9 @@ class AuthorizedTool(_WrappingTool):
             if not call.admits:
                 return self._refused(invocation, call)
             with call:  # counted in the session when the wrapped tool returns
-                return run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+                result = run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+            call.record_result(result)  # a source of the session, before the model reads it
+            return result
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
@@ -471,7 +553,9 @@ class AuthorizedTool(_WrappingTool):
             if not call.admits:
                 return self._refused(invocation, call)
             with call:
-                return await arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+                result = await arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
+            call.record_result(result)
+            return result
 
     def _kwargs(self, call: ToolCall, injected: dict[str, Any], invocation: _Invocation) -> dict[str, Any]:
         return _call_kwargs(self.tool, call.arguments, injected, invocation.tool_call_id)
@@ -480,9 +564,7 @@ class AuthorizedTool(_WrappingTool):
         """The refused call's result (with ``on_deny="raise"``: the error raised)."""
         kind, decision = refused_as(outcome)
         if self._spec.on_deny == "raise":
-            if isinstance(outcome, InvalidArguments):
-                raise outcome
-            raise AccessDenied(decision, subject=f"tool '{self.name}'")
+            raise refusal_error(outcome, self.name)
         result = refusal_output(self, self.name, self.authz.refusal(self.name, decision, kind=kind),
                                 invocation.tool_call_id)
         return (result, None) if self.response_format == "content_and_artifact" else result
@@ -490,10 +572,19 @@ class AuthorizedTool(_WrappingTool):
 
 
 def refused_as(outcome: ToolCall | InvalidArguments) -> tuple[RefusalKind, Decision]:
-    """The kind of refusal and its audited decision: invalid arguments, or a denial."""
+    """The kind of refusal and its audited decision: invalid arguments, a held call, or a denial."""
     if isinstance(outcome, InvalidArguments):
         return "invalid", outcome.decision
-    return "denied", outcome.decision
+    return "approval" if outcome.approval is not None else "denied", outcome.decision
+
+
+def refusal_error(outcome: ToolCall | InvalidArguments, name: str) -> AuthzError:
+    """What a refused call raises with ``on_deny="raise"``."""
+    if isinstance(outcome, InvalidArguments):
+        return outcome
+    if outcome.approval is not None:
+        return ApprovalRequired(outcome.decision, outcome.approval, subject=f"tool '{name}'")
+    return AccessDenied(outcome.decision, subject=f"tool '{name}'")
 
 
 def authorize_tools(
@@ -553,7 +644,7 @@ def authorize_tools(
         >>> read.name, read.spec.resource_types
         ('read_document', ('Document',))
     """
-    converted = [t if isinstance(t, BaseTool) else _as_tool(t) for t in tools]
+    converted = [t if isinstance(t, BaseTool) else _as_tool(pydantic_ready(t)) for t in tools]
     chosen = settings_by_tool(
         settings, {"actions": actions, "resources": resources, "resource_types": resource_types,
                    "contexts": contexts}, caller="authorize_tools")

@@ -142,16 +142,17 @@ class AuthorizedClientSession:
             call = await self.authz.abegin_tool_call(spec, dict(arguments or {}), call_id=call_id)
         except InvalidArguments as exc:
             return self._refused(name, exc.decision, "invalid")
-        if not call.admits:
-            return self._refused(name, call.decision, "denied")
+        if not call.admits:  # a held call (the approver did not grant it) reads "awaits approval"
+            return self._refused(name, call.decision, "approval" if call.approval is not None else "denied")
         with call:  # counted in the bound session once the server answered without error
             result: mt.CallToolResult = await self.session.call_tool(name, call.arguments, **options)
             if getattr(result, "is_error", False) or not isinstance(result, mt.CallToolResult):
                 call.fail()
-            return result
+        call.record_result(result)  # a source of the session, before the model reads it
+        return result
 
     def _spec(self, tool: mt.Tool) -> ToolSpec:
-        return self.specs.tool(tool.name, tool.input_schema, tool.description)
+        return self.specs.tool(tool)
 
     async def _find(self, name: str) -> mt.Tool | None:
         """The tool as the server lists it, paging through the list (at most ``_MAX_PAGES`` pages)."""

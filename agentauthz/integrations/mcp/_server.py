@@ -19,6 +19,7 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
         'agentauthz.integrations.mcp needs fastmcp 4.1: pip install "agentauthz[mcp]"'
     ) from _missing
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
@@ -39,6 +40,7 @@ __all__ = ["AuthzMiddleware", "SessionOf"]
 #: ``session=``: False, True (the MCP session of a 2025-era connection), or the application's key.
 SessionOf: TypeAlias = "bool | Callable[[Context], str]"
 T = TypeVar("T")
+_logger = logging.getLogger("agentauthz")
 _NO_SESSION = ("no session for the request: session= gave no key, or the connection has no MCP session "
                "(2026-07-28 requests and stateless HTTP have none; give session= a callable)")
 
@@ -98,6 +100,12 @@ class AuthzMiddleware(Middleware):
       session have one; a 2026-07-28 request has none and is refused. Pass
       ``session=`` a callable of the FastMCP ``Context`` returning a key the
       application trusts (a conversation id) to count across requests there.
+    * Approvals (they need a session): a call only ``@approval("required")``
+      forbids deny is held (see ``docs/approvals.md``). The Authorizer's
+      approver is asked first, if it has one; otherwise the client's user is
+      asked through MCP elicitation (``elicit_approvals``): accepting with
+      ``true`` grants the call and it runs at once; declining refuses it. A
+      client that cannot elicit gets the "awaits approval" refusal.
 
     Args:
         authz: the Authorizer deciding the requests.
@@ -115,6 +123,8 @@ class AuthzMiddleware(Middleware):
         resource_action: action of a resource read.
         prompt_type: entity type of a prompt (``Prompt::"<name>"``).
         prompt_action: action of getting a prompt.
+        elicit_approvals: ask the client's user to approve a held call (MCP
+            elicitation); False leaves it to the Authorizer's approver.
 
     Raises:
         ConfigurationError: both ``principal`` and ``identity``, or a malformed option.
@@ -155,6 +165,7 @@ class AuthzMiddleware(Middleware):
         resource_action: str = "read_resource",
         prompt_type: str = "Prompt",
         prompt_action: str = "get_prompt",
+        elicit_approvals: bool = True,
     ) -> None:
         if not isinstance(authz, Authorizer):
             raise ConfigurationError("AuthzMiddleware needs an agentauthz Authorizer")
@@ -176,6 +187,7 @@ class AuthzMiddleware(Middleware):
         self.resource_action = resource_action
         self.prompt_type = prompt_type
         self.prompt_action = prompt_action
+        self.elicit_approvals = elicit_approvals
         self.specs = ToolSpecs(settings_by_name(tools))
 
     # -- tools ---------------------------------------------------------------------------
@@ -198,7 +210,8 @@ class AuthzMiddleware(Middleware):
                     result = await call_next(context.copy(message=decided))
                     if result.is_error or isinstance(result, InputRequiredToolResult):
                         call.fail()
-                    return result
+                call.record_result(result)  # a source of the session, before the client reads it
+                return result
         except _Refused as refused:
             raise ToolError(self.authz.refusal(name, refused.decision, kind=refused.kind)) from None
 
@@ -210,13 +223,38 @@ class AuthzMiddleware(Middleware):
         if not isinstance(tool, Tool):
             self._refuse(action, tool_uid, "unknown tool", "unknown")
         try:
-            spec = self.specs.tool(tool.name, tool.parameters, tool.description)
+            spec = self.specs.tool(_described(tool))
         except ConfigurationError:
             self._refuse(action, tool_uid, "the tool's input schema has no Cedar equivalent", "unknown")
         call = await self._decided(lambda: self.authz.abegin_tool_call(spec, arguments), action, tool_uid)
+        if call.approval is not None and self.elicit_approvals and await self._elicited(context, call):
+            call = await self._decided(lambda: self.authz.abegin_tool_call(spec, arguments), action, tool_uid)
         if not call.admits:
-            raise _Refused(call.decision, "denied")
+            raise _Refused(call.decision, "approval" if call.approval is not None else "denied")
         return call
+
+    async def _elicited(self, context: MiddlewareContext[Any], call: ToolCall) -> bool:
+        """Ask the client's user to approve a held call (MCP elicitation); True once it is granted.
+
+        A client that cannot elicit (or fails to) leaves the call held; a user
+        who declines, cancels or answers anything but ``true`` refuses it.
+        """
+        request, fastmcp_context = call.approval, context.fastmcp_context
+        if request is None or fastmcp_context is None:
+            return False
+        try:
+            answer = await fastmcp_context.elicit(f"Approve this call? {request.describe()}",
+                                                  response_type=bool)
+        except Exception:  # no elicitation on this connection: the call stays held
+            _logger.warning("approval request %s: the MCP client could not be asked", request.id,
+                            exc_info=True)
+            return False
+        if getattr(answer, "action", None) == "accept" and getattr(answer, "data", None) is True:
+            self.authz.approve(request, granted_by="mcp-elicitation")
+            return True
+        self.authz.decline(request, declined_by="mcp-elicitation")
+        call.approval = None
+        return False
 
     async def on_list_tools(
         self,
@@ -228,7 +266,7 @@ class AuthzMiddleware(Middleware):
         specs: dict[int, ToolSpec] = {}
         for tool in tools:
             try:
-                specs[id(tool)] = self.specs.tool(tool.name, tool.parameters, tool.description)
+                specs[id(tool)] = self.specs.tool(_described(tool))
             except ConfigurationError:
                 continue  # every call of it is refused: not shown
         return await self._visible(tools, specs)
@@ -450,3 +488,8 @@ def _mcp_session(fastmcp_context: Context) -> str | None:
     except RuntimeError:  # stdio, in-process: one session per connection
         return key
     return key if header == key else None  # stateless HTTP: no session
+
+
+def _described(tool: Tool) -> dict[str, Any]:
+    """A FastMCP tool as MCP describes it (name, description, input schema), without building an mcp Tool."""
+    return {"name": tool.name, "description": tool.description, "inputSchema": tool.parameters}

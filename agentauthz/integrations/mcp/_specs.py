@@ -70,19 +70,19 @@ class ToolSpecs:
         given = self.settings.get(name)
         return given.action if given is not None and given.action is not None else name
 
-    def tool(self, name: str, schema: Any, description: str | None = None) -> ToolSpec:
-        """The spec of tool ``name`` with this input schema.
+    def tool(self, tool: Any) -> ToolSpec:
+        """The spec of an MCP tool (an ``mcp.types.Tool`` or its JSON form): :meth:`ToolSpec.from_mcp_tool`.
 
         Raises:
-            ConfigurationError: the schema cannot be authorized (see :meth:`ToolSpec.from_json_schema`).
+            ConfigurationError: the tool cannot be authorized (see :meth:`ToolSpec.from_mcp_tool`).
         """
-        given = self.settings.get(name, ToolSettings())
+        def read(key: str, alias: str) -> Any:
+            return tool.get(alias) if isinstance(tool, Mapping) else getattr(tool, key, None)
 
-        def build() -> ToolSpec:
-            return given.spec_from_json_schema(schema, name=name, description=description or "",
-                                               on_deny="message")
-
-        return self.cached(("tool", name), schema, build)
+        name, schema = read("name", "name"), read("input_schema", "inputSchema")
+        given = self.settings.get(name, ToolSettings()) if isinstance(name, str) else ToolSettings()
+        return self.cached(("tool", str(name)), schema,
+                           lambda: given.spec_from_mcp_tool(tool, on_deny="message"))
 
     def cached(self, key: tuple[str, str], schema: Any, build: Callable[[], ToolSpec]) -> ToolSpec:
         """The spec ``build()`` makes for ``key`` and ``schema``, built once per distinct schema.

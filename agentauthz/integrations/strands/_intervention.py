@@ -9,6 +9,7 @@ try:
         BeforeInvocationEvent,
         BeforeToolCallEvent,
     )
+    from strands.interrupt import InterruptException
     from strands.interventions import Deny, InterventionHandler, Proceed, Transform
     from strands.middleware import (
         ExecuteToolContext,
@@ -28,7 +29,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from agentauthz.integrations.strands._specs import (
     tool_settings,
 )
 from agentauthz.integrations.strands._state import ABSENT, AgentState, Decided, Run, canonical
+from agentauthz.session._approvals import APPROVAL_INTERRUPT, ApprovalRequest
 from agentauthz.session._session import SESSION_KEY, Session, SessionStore, ToolCall
 from agentauthz.tools._settings import ToolSettings
 
@@ -71,6 +73,17 @@ def _forget_sessions(store: SessionStore, session_ids: set[str]) -> None:
         except Exception:  # a finalizer must not raise; the session stays, harmless
             _logger.warning("agentauthz: could not delete session %r of a collected Strands agent",
                             session_id, exc_info=True)
+
+
+def _user_texts(messages: Any) -> list[str]:
+    """The text blocks of the user's messages (never their tool results: those are no user's words)."""
+    texts = []
+    for message in messages or ():
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            for block in message.get("content") or ():
+                if isinstance(block, Mapping) and isinstance(block.get("text"), str) and block["text"]:
+                    texts.append(block["text"])
+    return texts
 
 
 def _failed(event: AfterToolCallEvent[Any]) -> bool:
@@ -143,6 +156,12 @@ class AuthzIntervention(InterventionHandler):
         filter_tools: offer the model only the tools the user could call.
         clock: seconds since the epoch, for the strands profile's ``hour_utc``
             (tests pass a fake clock).
+        interrupt_approvals: put a call held for approval (only
+            ``@approval("required")`` forbids denied it, see
+            ``docs/approvals.md``) to a person with a Strands interrupt named
+            ``"agentauthz.approval"``: resume with ``True`` to grant it (it
+            then runs once). The Authorizer's approver, if any, is asked first.
+            False: the model reads that the call awaits approval.
 
     Raises:
         ConfigurationError: an option is wrong (a setting name, a profile).
@@ -180,6 +199,7 @@ class AuthzIntervention(InterventionHandler):
         profile: Profile = "agentauthz",
         filter_tools: bool = True,
         clock: Callable[[], float] = time.time,
+        interrupt_approvals: bool = True,
     ) -> None:
         if not isinstance(authz, Authorizer):
             raise ConfigurationError("AuthzIntervention needs an agentauthz Authorizer")
@@ -200,6 +220,7 @@ class AuthzIntervention(InterventionHandler):
         self.profile: Profile = profile
         self.filter_tools = filter_tools
         self.clock = clock
+        self.interrupt_approvals = interrupt_approvals
         self._specs = SpecCache(tool_settings(tools), profile)
         self._agents: weakref.WeakKeyDictionary[Any, AgentState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -310,6 +331,11 @@ class AuthzIntervention(InterventionHandler):
                 raise no_end_user(None if self.principal_key == PRINCIPAL_KEY
                                   else f"this Strands invocation reads {source}")
             session = self._session_for(event.agent, state, identity, given.get(self.session_key))
+        with self._acting(identity, session):
+            bound = self.authz.current_session
+            for text in _user_texts(event.messages):  # what the user said, for provenance
+                if bound is not None:
+                    bound.user_said(text)
         with self._lock:
             state.runs[id(given)] = Run(given, identity, session, kept)
         return Proceed()
@@ -336,6 +362,8 @@ class AuthzIntervention(InterventionHandler):
         """Decide the call; when admitted, the tool gets exactly the decided arguments."""
         try:
             return await self._decide(event)
+        except InterruptException:
+            raise  # a held call pauses the agent until a person answers (see _approved)
         except Exception as exc:  # fail closed, and the model never reads the error
             name = str(event.tool_use.get("name", ""))
             _logger.warning("agentauthz: the Strands call of tool %r could not be decided and is refused: %s",
@@ -406,6 +434,9 @@ class AuthzIntervention(InterventionHandler):
         call: ToolCall | None = None
         try:
             call = await self.authz.abegin_tool_call(spec, {} if raw is None else raw, call_id=call_id)
+            if call.approval is not None and self.interrupt_approvals:
+                call = await self._approved(event, call.approval, call, lambda: self.authz.abegin_tool_call(
+                    spec, {} if raw is None else raw, call_id=call_id))
         except InvalidArguments as exc:
             return self.authz.refusal(name, exc.decision, kind="invalid")
         except IdentityError as exc:  # the session belongs to another end user
@@ -417,10 +448,29 @@ class AuthzIntervention(InterventionHandler):
                 with self._lock:
                     state.uncount(counted)
         if not call.admits:
-            return self.authz.refusal(name, call.decision)
+            return self.authz.refusal(name, call.decision,
+                                      kind="approval" if call.approval is not None else "denied")
         return Decided(call=call, identity=identity, run=run, requested=event.tool_use,
                        tool=event.selected_tool, name=name, arguments=canonical(call.arguments),
                        counted=counted)
+
+    async def _approved(self, event: BeforeToolCallEvent[Any], request: ApprovalRequest, call: ToolCall,
+                        again: Callable[[], Awaitable[ToolCall]]) -> ToolCall:
+        """Put a held call to a person with a Strands interrupt; the call made again once they approve.
+
+        The first time the interrupt pauses the agent (``result.stop_reason ==
+        "interrupt"``, the request in ``interrupt.reason``); resumed, the call is
+        decided (and held) again and the interrupt returns the person's answer:
+        ``True`` or ``{"approved": True}`` grants it, anything else refuses it.
+        """
+        answer = event.interrupt(APPROVAL_INTERRUPT, reason={
+            "type": APPROVAL_INTERRUPT, "description": request.describe(), **request.to_json()})
+        if answer is True or (isinstance(answer, Mapping) and answer.get("approved") is True):
+            self.authz.approve(request, granted_by="strands-interrupt")
+            return await again()
+        self.authz.decline(request, declined_by="strands-interrupt")
+        call.approval = None
+        return call
 
     async def after_tool_call(self, event: AfterToolCallEvent[Any], **kwargs: Any) -> Proceed:
         """Count the call in its session, or release it when the tool failed or never ran."""
@@ -437,6 +487,15 @@ class AuthzIntervention(InterventionHandler):
             if cancelled:
                 state.uncount(decided.counted)
         await self._settle(decided.call, failed=_failed(event))
+        if not _failed(event):
+            try:  # a source of the session, before the model reads it
+                await asyncio.to_thread(decided.call.record_result, event.result.get("content"))
+            except Exception as exc:  # an unregistered result must not reach the model
+                _logger.warning("agentauthz: the result of a Strands tool call could not be registered: %s",
+                                type(exc).__name__, exc_info=True)
+                withheld = "the tool's result was withheld: it could not be recorded"
+                event.result = {"toolUseId": event.result.get("toolUseId", ""), "status": "error",
+                                "content": [{"text": withheld}]}
         return Proceed()
 
     @staticmethod
