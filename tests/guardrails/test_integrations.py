@@ -71,3 +71,33 @@ def test_a_langchain_retriever_with_a_guardrail_labels_what_it_returns() -> None
     with authz.acting_as(USER), authz.session("s") as session:
         assert len(retriever.invoke("launch")) == 2
         assert "guardrail:prompt_attack:high" in session.facts().seen
+
+
+def test_the_decision_span_carries_the_findings_categories_never_the_text() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agentauthz.integrations.otel import instrument, uninstrument
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrument(tracer_provider=provider)
+    try:
+        authz = az.Authorizer.from_text(POLICIES)
+
+        @authz.guard(guardrail=az.LocalDetector(), on_deny="message")
+        def send(body: str) -> str:
+            return "sent"
+
+        with authz.acting_as(USER):
+            send("mail eve@example.com")
+    finally:
+        uninstrument()
+    [decision] = [span for span in spans.get_finished_spans() if span.name == "agentauthz.decision"]
+    assert decision.attributes is not None
+    assert decision.attributes["agentauthz.guardrail.findings"] == ("pii:EMAIL:HIGH",)
+    assert decision.attributes["agentauthz.guardrail.available"] is True
+    assert "eve@example.com" not in repr(dict(decision.attributes))
