@@ -31,6 +31,7 @@ from agentauthz._errors import (
     AuthzError,
     ConfigurationError,
     EngineError,
+    GuardrailUnavailable,
     IdentityError,
     InvalidArguments,
     InvalidValueError,
@@ -54,6 +55,9 @@ if _typing.TYPE_CHECKING:
     from agentauthz.avp._synced import SyncedEngine
     from agentauthz.avp._tokens import TokenIdentity, VerifiedToken, acting_with_token
     from agentauthz.engines.local import LocalEngine
+    from agentauthz.guardrails._detector import Detector, Finding
+    from agentauthz.guardrails._guardrail import Guardrail
+    from agentauthz.guardrails._local import LocalDetector
     from agentauthz.policy._store import Policy, PolicyStore, TemplateLink
     from agentauthz.retrieval._filter import FilterResult
     from agentauthz.retrieval._prefilter import Prefilter, compile_prefilter
@@ -82,6 +86,7 @@ __all__ = [
     "ConfigurationError",
     "Decision",
     "DecisionCache",
+    "Detector",
     "Engine",
     "EngineError",
     "Entity",
@@ -89,11 +94,15 @@ __all__ = [
     "EntityUID",
     "ExtensionValue",
     "FilterResult",
+    "Finding",
+    "Guardrail",
+    "GuardrailUnavailable",
     "Identity",
     "IdentityError",
     "Injected",
     "InvalidArguments",
     "InvalidValueError",
+    "LocalDetector",
     "LocalEngine",
     "LoggingSink",
     "MemorySessionStore",
@@ -135,7 +144,11 @@ _LAZY = {
     "ApprovalRequest": "agentauthz.session._approvals",
     "Batching": "agentauthz.avp._options",
     "DecisionCache": "agentauthz.avp._options",
+    "Detector": "agentauthz.guardrails._detector",
     "FilterResult": "agentauthz.retrieval._filter",
+    "Finding": "agentauthz.guardrails._detector",
+    "Guardrail": "agentauthz.guardrails._guardrail",
+    "LocalDetector": "agentauthz.guardrails._local",
     "Injected": "agentauthz.tools._injected",
     "LocalEngine": "agentauthz.engines.local",
     "MemorySessionStore": "agentauthz.session._stores",

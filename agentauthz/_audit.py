@@ -16,7 +16,7 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -29,7 +29,9 @@ __all__ = [
     "Operation",
     "OperationSink",
     "add_global_sink",
+    "annotating",
     "capture_events",
+    "current_annotations",
     "current_operation",
     "global_sinks",
     "operation_scope",
@@ -267,3 +269,30 @@ def capture_events() -> Iterator[list[AuditEvent]]:
         yield sink.events
     finally:
         remove_global_sink(sink)
+
+
+_annotations: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar(
+    "agentauthz_audit_annotations", default=None)
+
+
+@contextmanager
+def annotating(extra: Mapping[str, object] | None) -> Iterator[None]:
+    """Add ``extra`` to the ``extra`` of every audit event built while the block runs.
+
+    For facts a decision was made with that the request does not show as such
+    (a guardrail's findings: categories and scores, never the text).
+    """
+    if not extra:
+        yield
+        return
+    token = _annotations.set({**(_annotations.get() or {}), **extra})
+    try:
+        yield
+    finally:
+        _annotations.reset(token)
+
+
+def current_annotations() -> dict[str, object]:
+    """What :func:`annotating` adds to the events built now."""
+    current = _annotations.get()
+    return dict(current) if current else {}

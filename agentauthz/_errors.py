@@ -8,6 +8,7 @@ application can catch one type at its boundary::
     │   └── ApprovalRequired  held until a person approves it; carries .approval (the request)
     ├── PolicyError           policies, schema, entities or links failed to load or validate
     ├── EngineError           the authorization backend failed (cedarpy, Verified Permissions)
+    │   └── GuardrailUnavailable  a guardrail detector could not assess a text (error, throttling)
     ├── ConfigurationError    the library was set up or called inconsistently
     ├── IdentityError         a call needs an end user and none is bound
     └── InvalidValueError     a Python value has no Cedar equivalent (float, huge int, ...)
@@ -32,6 +33,7 @@ __all__ = [
     "AuthzError",
     "ConfigurationError",
     "EngineError",
+    "GuardrailUnavailable",
     "IdentityError",
     "InvalidArguments",
     "InvalidValueError",
@@ -103,6 +105,14 @@ class PolicyError(AuthzError):
 
 class EngineError(AuthzError):
     """The authorization backend failed to produce a decision."""
+
+
+class GuardrailUnavailable(EngineError):
+    """A guardrail detector could not assess a text (service error, throttling, bad answer).
+
+    The tool and retrieval paths turn it into the fact ``available == false``
+    (policies decide) unless the guardrail was set up with ``on_error="raise"``.
+    """
 
 
 class ConfigurationError(AuthzError):

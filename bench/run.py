@@ -896,6 +896,66 @@ def provenance(report: Report, sizes: Sizes) -> None:
     report.target(f"provenance matching adds <= 20 us per call with {values:,} registered values",
                   f"{found['match_many']:.1f} us (all that tracking adds: {added:.1f} us)",
                   found["match_many"] <= 20)
+def guardrails(report: Report, sizes: Sizes) -> None:
+    """The fact plumbing of a guardrail per tool call, beyond the detector's own time."""
+    calls = max(50, sizes.requests * 10)
+    body = "Please call carol on +1 415-555-0100 about the May launch; ignore the draft."
+    detector = az.LocalDetector()
+    authz = az.Authorizer.from_text("permit(principal, action, resource);")
+
+    def tool(name: str, guardrail: az.Guardrail | None) -> Callable[[], object]:
+        @authz.guard(name=name, guardrail=guardrail)
+        def send(body: str) -> str:
+            return "sent"
+
+        def run() -> None:
+            with authz.acting_as(az.EntityUID("User", "u")):
+                for _ in range(calls):
+                    send(body)
+
+        return run
+
+    def detect() -> None:
+        for _ in range(calls):
+            detector.detect(body, source="INPUT")
+
+    cached_guardrail = az.Guardrail(detector)
+
+    def facts() -> None:  # the Python side alone: text, cache key and hit, fact, audit summary
+        for _ in range(calls):
+            assessment = cached_guardrail.assess_arguments({"body": body})
+            assessment.fact()
+            assessment.audit  # noqa: B018 - built once, read per call
+
+    found = measure({
+        "plain": (tool("plain", None), calls),
+        "guarded": (tool("guarded", az.Guardrail(detector, cache_size=0)), calls),
+        "cached": (tool("cached", az.Guardrail(detector)), calls),
+        "detector": (detect, calls),
+        "facts": (facts, calls),
+    }, sizes.rounds)
+    plumbing = found["guarded"] - found["plain"] - found["detector"]
+    cached = found["cached"] - found["plain"]
+    rows = [
+        ["guarded tool call, no guardrail", us(found["plain"]), ""],
+        ["LocalDetector.detect alone", us(found["detector"]), ""],
+        ["guarded tool call, guardrail assessing every call", us(found["guarded"]),
+         us(found["guarded"] - found["plain"])],
+        ["guarded tool call, guardrail answering from its cache", us(found["cached"]), us(cached)],
+        ["the fact plumbing alone (cached text: key, fact, audit summary)", us(found["facts"]), ""],
+    ]
+    report.section(
+        "Guardrail plumbing",
+        "A guarded tool with `az.Guardrail(az.LocalDetector())` on its one argument, against the same "
+        "tool without one (embedded engine, one permit). The plumbing is what the call costs beyond "
+        "the detector: reading the arguments' text, the cache key, the `context.guardrail.input` fact "
+        "(a larger request for Cedar) and the audit summary.",
+        ["call", "median (us)", "added (us)"], rows,
+        [f"Plumbing beyond the detector: {us(plumbing)} us per call ({us(cached)} us when the text is "
+         f"cached), of which {us(found['facts'])} us in Python; the rest is the larger request: "
+         "converting the 12-attribute fact to Cedar JSON and cedarpy reading it."])
+    report.target("guardrail fact plumbing per call with a local detector <= 10 us beyond the detector",
+                  f"{us(plumbing)} us in all, {us(found['facts'])} us in Python", plumbing <= 10)
 
 
 SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
@@ -919,6 +979,7 @@ SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {
     "data-limits": scale.data_limits,
     "pool": scale.process_pool,
     "scaling": scale.scaling,
+    "guardrails": guardrails,
 }
 
 

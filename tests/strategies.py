@@ -1258,3 +1258,13 @@ grant_actions = st.sets(st.sampled_from(GRANT_ACTIONS))
 markup_values = st.text(
     alphabet=st.sampled_from('<>&"\'/=; \\abc\u00e9\u2028`'), max_size=24,
 ).map(lambda text: f"<zz {text}>")
+# -- Guardrails (tests/guardrails/test_redaction.py): texts holding what a detector matches ----------
+# A secret the toy detector finds (an email address, a card number passing Luhn) inside free text;
+# it must never leave the detector (facts, labels, audit events, refusals, errors).
+guardrail_secrets = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9.]{0,10}[a-z0-9]@[a-z]{2,10}\.(example|test)\.com", fullmatch=True),
+    st.sampled_from(["4111 1111 1111 1111", "5500-0000-0000-0004", "AKIAIOSFODNN7EXAMPLE"]),
+)
+_around = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+guardrail_texts = st.tuples(_around, guardrail_secrets, _around).map(
+    lambda parts: (f"{parts[0]} :: {parts[1]} :: {parts[2]}", parts[1]))

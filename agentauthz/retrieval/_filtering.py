@@ -27,6 +27,7 @@ from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.retrieval._filter import (
     FilterResult,
     ResourceGroups,
@@ -37,6 +38,7 @@ from agentauthz.retrieval._filter import (
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
+    from agentauthz.guardrails._detector import Detector
 
 __all__ = ["RetrievalFilter"]
 
@@ -54,8 +56,10 @@ class RetrievalFilter:
         self.authz = authz
 
     def filter(self, items: Sequence[T], action: str | EntityUID, resource: ResourceOf,
-               context: Mapping[str, Any] | None, page_size: int) -> Plan[FilterResult[T]]:
+               context: Mapping[str, Any] | None, page_size: int,
+               guardrail: Guardrail | Detector | None = None) -> Plan[FilterResult[T]]:
         """Keep the items the bound end user may ``action`` (:meth:`Authorizer.filter`)."""
+        screen = Guardrail.of(guardrail)
         # A plan runs in its caller's context from start to close: the scope spans its steps.
         with self.authz._operation(Operation("filter")):
             groups = group_by_resource(items, resource, self.authz._stored_entities)
@@ -71,7 +75,7 @@ class RetrievalFilter:
             for start in range(0, len(requests), max(1, page_size)):
                 page = requests[start : start + page_size]
                 decisions.extend((yield Ask(page, _page_entities(page, by_uid), held)))
-            return self._recorded(items, groups, _result(items, groups, decisions), held)
+            return self._recorded(items, groups, _result(items, groups, decisions), held, screen)
 
     def scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
               uids: Sequence[EntityUID] = ()) -> RetrievalScope:
@@ -126,11 +130,13 @@ class RetrievalFilter:
         return requests, [*scope.entities, *groups.entities.values()]
 
     def _recorded(self, items: Sequence[T], groups: ResourceGroups, result: FilterResult[T],
-                  held: Held | None) -> FilterResult[T]:
+                  held: Held | None, guardrail: Guardrail | None) -> FilterResult[T]:
         """Record what the filter let through in the bound session, then release its audit events.
 
-        If the store cannot record it, nothing is let through: the model must
-        not read what the session would not know it read.
+        With a guardrail, the findings in the text of what was let through are
+        recorded too (session labels). If the store cannot record it, or the
+        guardrail fails with ``on_error="raise"``, nothing is let through: the
+        model must not read what the session would not know it read.
         """
         if held is None:
             return result
@@ -139,7 +145,7 @@ class RetrievalFilter:
 
         authz = self.authz
         try:
-            self._record_seen(result, groups)
+            self._record_seen(result, groups, guardrail)
             self._register_documents(items, groups, result)
         except IdentityError as exc:
             exc.decision = authz._deny_held(held, FOREIGN_SESSION)
@@ -151,13 +157,17 @@ class RetrievalFilter:
         authz._release_held(held)
         return result
 
-    def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups) -> None:
+    def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups,
+                     guardrail: Guardrail | None) -> None:
         session = bound_session.get()
         if session is None:
             return
         read = [uid for uid, decision in zip(result.resources, result.decisions, strict=True)
                 if uid is not None and decision.admits]
         labels = self.authz._sessions.labels(read, groups.entities)
+        if guardrail is not None:
+            found = (guardrail.assess_value(item, "OUTPUT").labels() for item in result.allowed)
+            labels |= {label for item_labels in found for label in item_labels}
         if labels:
             session.store.add_labels(session.id, labels, owner=str(self.authz.current_principal()))
 

@@ -24,22 +24,26 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentauthz._audit import Operation
+from agentauthz._audit import Operation, annotating
 from agentauthz._errors import (
     AccessDenied,
     ApprovalRequired,
+    AuthzError,
     ConfigurationError,
+    EngineError,
+    GuardrailUnavailable,
     InvalidArguments,
     InvalidValueError,
     PolicyError,
 )
-from agentauthz._identity import bound_identity
+from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
+from agentauthz.guardrails._guardrail import Assessment
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
 from agentauthz.session._provenance import ResultLabel
-from agentauthz.session._session import ToolCall
+from agentauthz.session._session import Session, ToolCall
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
     OnDeny,
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["ToolCalls"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 _logger = logging.getLogger("agentauthz")
 
@@ -116,8 +121,8 @@ class ToolCalls:
                             return prepared
                         arguments, inputs = prepared
                         call = await self.aapproved(
-                            await authz._arun(authz._sessions.begin(inputs, arguments, spec, None)),
-                            lambda: authz._arun(authz._sessions.begin(inputs, arguments, spec, None)))
+                            await authz._arun(self._begin(inputs, arguments, spec, None)),
+                            lambda: authz._arun(self._begin(inputs, arguments, spec, None)))
                         call.arguments = {key: value for key, value in arguments.items()
                                           if key not in spec.injected}
                     if not call.admits:
@@ -125,7 +130,7 @@ class ToolCalls:
                     with call:
                         result = await fn(**arguments)
                     call.record_result(result)  # before the result reaches the model
-                    return result
+                    return await self.ascreened(spec, result)
 
                 return wraps_tool(fn, guarded_async, spec)
 
@@ -136,8 +141,8 @@ class ToolCalls:
                         return prepared
                     arguments, inputs = prepared
                     call = self.approved(
-                        authz._run(authz._sessions.begin(inputs, arguments, spec, None)),
-                        lambda: authz._run(authz._sessions.begin(inputs, arguments, spec, None)))
+                        authz._run(self._begin(inputs, arguments, spec, None)),
+                        lambda: authz._run(self._begin(inputs, arguments, spec, None)))
                     call.arguments = {key: value for key, value in arguments.items()
                                       if key not in spec.injected}
                 if not call.admits:
@@ -145,7 +150,7 @@ class ToolCalls:
                 with call:
                     result = fn(**arguments)
                 call.record_result(result)  # before the result reaches the model
-                return result
+                return self.screened(spec, result)
 
             return wraps_tool(fn, guarded, spec)
 
@@ -183,6 +188,35 @@ class ToolCalls:
                 return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
         return {**arguments, **supplied}, inputs
+
+    def _begin(self, inputs: dict[str, Any], arguments: Mapping[str, Any] | None, spec: ToolSpec,
+               call_id: str | None) -> Plan[ToolCall]:
+        """Decide and admit a call; its guardrail findings (no text) go in its audit event."""
+        with annotating(inputs.get("audit")):
+            return (yield from self.authz._sessions.begin(inputs, arguments, spec, call_id))
+
+    def screened(self, spec: ToolSpec, result: R) -> R:
+        """The result of a call, once its guardrail findings are recorded in the bound session.
+
+        The labels (``guardrail:prompt_attack:high``) are recorded before the
+        result is returned: if they cannot be, the result is not returned.
+
+        Raises:
+            GuardrailUnavailable: the detector failed and ``on_error="raise"``.
+        """
+        guardrail = spec.guardrail
+        session = bound_session.get()
+        if guardrail is not None and guardrail.outputs and session is not None:
+            _see(session, guardrail.assess_value(result, "OUTPUT"))
+        return result
+
+    async def ascreened(self, spec: ToolSpec, result: R) -> R:
+        """Async twin of :meth:`screened` (the detector's ``adetect``)."""
+        guardrail = spec.guardrail
+        session = bound_session.get()
+        if guardrail is not None and guardrail.outputs and session is not None:
+            _see(session, await guardrail.aassess_value(result, "OUTPUT"))
+        return result
 
     def _refuse(self, spec: ToolSpec, call: ToolCall) -> str:
         if spec.on_deny == "message":
@@ -254,10 +288,11 @@ class ToolCalls:
         with authz._operation(Operation("tool_call", spec.name)):
             validated, inputs = self.checked(spec, arguments)
             if record:
-                call = yield from authz._sessions.begin(inputs, validated, spec, call_id)
+                call = yield from self._begin(inputs, validated, spec, call_id)
             else:
-                decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
-                                                      inputs["context"])
+                with annotating(inputs.get("audit")):
+                    decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
+                                                          inputs["context"])
                 call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
         call.arguments = validated
         return call
@@ -298,6 +333,8 @@ class ToolCalls:
             IdentityError: no end user is bound (audited): checked first, so a
                 call without one never reads as a mere argument problem.
             InvalidArguments: carrying the audited refusal.
+            GuardrailUnavailable: the tool's detector failed and its guardrail
+                says ``on_error="raise"`` (audited).
         """
         authz = self.authz
         if bound_identity.get() is None:
@@ -307,6 +344,11 @@ class ToolCalls:
             validated, cedar_input = spec.call_arguments(arguments() if callable(arguments) else arguments)
             return validated, self._request_inputs(spec, validated, cedar_input)
         except InvalidArguments:
+            raise
+        except GuardrailUnavailable as exc:
+            fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
+            authz.audit_refusal(action=spec.action, reason=str(exc),
+                                resource=fixed or EntityUID(authz.tool_entity_type, spec.name))
             raise
         except InvalidValueError as exc:
             fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
@@ -319,11 +361,21 @@ class ToolCalls:
                         cedar_input: dict[str, Any]) -> dict[str, Any]:
         context = spec.context_for(arguments)
         context["input"] = cedar_input
-        return {
+        inputs = {
             "action": spec.action,
             "resource": spec.resource_for(arguments, self.authz.tool_entity_type),
             "context": context,
         }
+        guardrail = spec.guardrail
+        if guardrail is not None and guardrail.inputs:
+            if "guardrail" in context:
+                raise ConfigurationError(
+                    f"the context of tool {spec.name!r} must not set 'guardrail': its guardrail does")
+            # What the policy reads is what is assessed: context.input, never an injected argument.
+            assessment = guardrail.assess_arguments(context["input"])
+            context["guardrail"] = {"input": assessment.fact()}
+            inputs["audit"] = {"guardrail": {"input": assessment.audit}}
+        return inputs
 
     # -- what the model is offered -----------------------------------------------------
 
@@ -384,3 +436,20 @@ class ToolCalls:
             provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
             agent_type=authz.agent.entity_type if authz.agent is not None else None,
         )
+
+
+def _see(session: Session, assessment: Assessment) -> None:
+    """Record an assessment's labels in the session; if they cannot be, the result is withheld.
+
+    Raises:
+        EngineError: the session store failed (the model must not read what the session would not know).
+    """
+    labels = assessment.labels()
+    if not labels:
+        return
+    try:
+        session.see(*labels)
+    except AuthzError:
+        raise
+    except Exception as exc:
+        raise EngineError("the session store could not record a tool result's guardrail findings") from exc

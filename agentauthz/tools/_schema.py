@@ -39,6 +39,9 @@ Rules of the merge:
   ``totals`` with the summed arguments of each tool (``@authz.guard(
   sum_arguments=[...])``, ``session_sums=``). Its annotations are kept. A type
   annotated ``@mcp_context("session")`` is the stub's own and kept as written.
+- A tool with a guardrail (``guard(guardrail=...)``, ``ToolSettings(guardrail=...)``)
+  has a required ``guardrail: { input: <fact> }`` (see
+  :data:`agentauthz.guardrails._guardrail.INPUT_FACT_TYPE`).
 - Extra context a guard computes (``context=``) is not declared: its types are
   unknown. Policies that read it fail validation against the generated schema.
 
@@ -64,6 +67,7 @@ import cedarpy
 
 from agentauthz._errors import ConfigurationError, PolicyError
 from agentauthz._model import EntityUID
+from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
 from agentauthz.policy._messages import author_message
 from agentauthz.policy._schema_text import (
     Declaration,
@@ -350,6 +354,7 @@ class _Action:
     resource_types: tuple[str, ...]
     input_type: dict[str, Any]
     sums: tuple[str, ...] = ()
+    guardrail: bool = False
     provenance: tuple[str, ...] | None = None  # the arguments of context.provenance, when tracked
     agent_type: str | None = None  # the entity type of context.agent, when declared
 
@@ -381,7 +386,8 @@ def _actions(tools: Iterable[Any] | Mapping[str, Any], mcp_tools: Iterable[Mappi
                 "@authz.guard(resource_types=[...]) to generate its action")
         action_name = _action_name(spec.action, namespace, source)
         add(_Action(action_name, source, principals, resources, dict(spec.input_type),
-                    tuple(dict.fromkeys([*spec.sums, *sums.get(action_name, ())]))))
+                    tuple(dict.fromkeys([*spec.sums, *sums.get(action_name, ())])),
+                    guardrail=spec.guardrail is not None and spec.guardrail.inputs))
     for item in mcp_tools:
         name = mcp_tool_name(item)
         add(_Action(name, f"MCP tool {name!r}", principals, (tool_type,), mcp_input_type(item),
@@ -563,6 +569,8 @@ def _shared_context(stub: _Stub, target: str, session_type: str | None) -> list[
 
 def _context_type(action: _Action, context: list[tuple[str, str, bool]]) -> dict[str, Any]:
     attributes: dict[str, Any] = {"input": action.input_type}
+    if action.guardrail:
+        attributes["guardrail"] = {"type": "Record", "attributes": {"input": INPUT_FACT_TYPE}}
     if action.provenance is not None:
         labels = {"type": "Record", "attributes": {
             name: {"type": "Set", "element": {"type": "String"}} for name in action.provenance}}

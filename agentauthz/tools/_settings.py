@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.session._provenance import ResultLabel, check_result_label
 from agentauthz.tools._spec import (
     ContextSpec,
@@ -59,6 +61,8 @@ class ToolSettings:
         provenance: how the tool's results are labelled as sources of the
             session (``"trusted"``, ``"untrusted"``, labels, or a function of
             the result); None for ``SessionConfig.provenance``'s choice.
+        guardrail: an :class:`~agentauthz.Guardrail` (or a bare detector)
+            assessing the arguments into ``context.guardrail.input``.
 
     Raises:
         ConfigurationError: an option has the wrong type (checked when the
@@ -80,6 +84,7 @@ class ToolSettings:
     sum_arguments: tuple[str, ...]
     on_deny: OnDeny | None
     provenance: ResultLabel | None
+    guardrail: Guardrail | None
 
     def __init__(
         self,
@@ -91,6 +96,7 @@ class ToolSettings:
         sum_arguments: str | Iterable[str] = (),
         on_deny: OnDeny | None = None,
         provenance: ResultLabel | None = None,
+        guardrail: Guardrail | Detector | None = None,
     ) -> None:
         if action is not None and not (isinstance(action, EntityUID) or (isinstance(action, str) and action)):
             raise ConfigurationError("ToolSettings.action is an action name or an EntityUID")
@@ -110,6 +116,7 @@ class ToolSettings:
         object.__setattr__(self, "on_deny", on_deny)
         check_result_label(provenance, "ToolSettings.provenance")
         object.__setattr__(self, "provenance", provenance)
+        object.__setattr__(self, "guardrail", Guardrail.of(guardrail))
 
     def on_deny_or(self, default: OnDeny) -> OnDeny:
         """This tool's ``on_deny``, or the wrapper's ``default`` when it sets none."""
@@ -131,7 +138,7 @@ class ToolSettings:
             fn, name=name, action=self.action, resource=self.resource, resource_types=self.resource_types,
             context=self.context, on_deny=self.on_deny_or(on_deny), sums=self.sum_arguments,
         )
-        return dataclasses.replace(spec, provenance=self.provenance)
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)
 
     def spec_from_model(self, model: type[BaseModel], *, name: str, description: str,
                         on_deny: OnDeny) -> ToolSpec:
@@ -152,7 +159,7 @@ class ToolSettings:
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sums=self.sum_arguments,
         )
-        return dataclasses.replace(spec, provenance=self.provenance)
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)
 
     def spec_from_mcp_tool(self, tool: Any, *, on_deny: OnDeny) -> ToolSpec:
         """The spec of an MCP tool (:meth:`ToolSpec.from_mcp_tool`), with these settings.
@@ -164,7 +171,7 @@ class ToolSettings:
             tool, action=self.action, resource=self.resource, resource_types=self.resource_types,
             context=self.context, on_deny=self.on_deny_or(on_deny), sum_arguments=self.sum_arguments,
         )
-        return dataclasses.replace(spec, provenance=self.provenance)
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)
 
     def spec_from_json_schema(self, schema: Mapping[str, Any], *, name: str, description: str,
                               on_deny: OnDeny) -> ToolSpec:
@@ -178,4 +185,4 @@ class ToolSettings:
             resource_types=self.resource_types, context=self.context, on_deny=self.on_deny_or(on_deny),
             sum_arguments=self.sum_arguments,
         )
-        return dataclasses.replace(spec, provenance=self.provenance)
+        return dataclasses.replace(spec, provenance=self.provenance, guardrail=self.guardrail)

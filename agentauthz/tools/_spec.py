@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, Vali
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.session._provenance import ResultLabel
 from agentauthz.tools._annotations import validatable
 from agentauthz.tools._injected import injected_parameters
@@ -212,6 +213,8 @@ class ToolSpec:
         provenance: how the tool's results are labelled as sources of the
             session (a label, labels, or a function of the result); None for
             ``SessionConfig.provenance``'s own choice.
+        guardrail: assesses the arguments (``context.guardrail.input``) and
+            the result (session labels); None for none.
     """
 
     name: str
@@ -228,6 +231,7 @@ class ToolSpec:
     json_arguments: bool = False
     injected: tuple[str, ...] = ()
     provenance: ResultLabel | None = None
+    guardrail: Guardrail | None = None
 
     @classmethod
     def from_json_schema(

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("agentauthz.engines",),
     ("agentauthz.avp",),
     ("agentauthz.session",),
+    ("agentauthz.guardrails",),
     ("agentauthz.tools",),
     ("agentauthz.retrieval",),
     ("agentauthz._authorizer",),

@@ -26,9 +26,10 @@ def test_every_section_of_the_benchmark_runs_on_tiny_sizes(tmp_path: Path) -> No
                   "## Guarded tool calls", "## Import time", "## Filtering documents built from metadata",
                   "## Compiling a pre-filter", "## Grouping of Verified Permissions batches",
                   "## Loading stored entities", "## Data file limits", "## Worker processes",
-                  "## Scaling"):
+                  "## Scaling", "## Guardrail plumbing"):
         assert title in text
     assert "Not measured" not in text
     # tools, RAG, links (2); issue 18: guard, import, filter (2), pre-filter, grouping, entities, data
-    # files, worker processes, scaling; provenance; SyncedEngine: no service call to decide, AVP's decisions
-    assert text.count("| yes |") + text.count("| **no** |") == 19
+    # files, worker processes, scaling; provenance; guardrails; SyncedEngine: no service call to decide,
+    # AVP's decisions
+    assert text.count("| yes |") + text.count("| **no** |") == 20

@@ -30,7 +30,8 @@ def test_contract_names_from_design_are_exported() -> None:
 def test_public_modules_do_not_leak_private_helpers() -> None:
     public = {name for name in dir(az) if not name.startswith("_")}
     # `annotations` is bound by `from __future__ import annotations`.
-    wings = {"avp", "cli", "engines", "integrations", "policy", "retrieval", "session", "testing", "tools"}
+    wings = {"avp", "cli", "engines", "guardrails", "integrations", "policy", "retrieval", "session",
+             "testing", "tools"}
     modules = wings | {"annotations"}
     assert public - set(az.__all__) - modules == set()
 

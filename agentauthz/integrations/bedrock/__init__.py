@@ -4,6 +4,8 @@ Knowledge Bases: :class:`KnowledgeBaseRetriever` sends the policies compiled
 for the end user as a metadata filter with every ``retrieve`` call and
 post-authorizes every result; :func:`retrieve_and_generate_filter` gives the
 filter for ``retrieve_and_generate``, where only that filter protects.
+Guardrails: :class:`BedrockGuardrail` runs ``ApplyGuardrail`` as a detector whose
+findings policies read (``context.guardrail.input``, session labels).
 
 boto3 is imported only when a client has to be made.
 
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from agentauthz.guardrails._bedrock import BedrockGuardrail
 from agentauthz.integrations.bedrock._agents import (
     ActionInvocation,
     ReturnControlAuthorization,
@@ -46,6 +49,7 @@ __all__ = [
     "CHUNK_ID_KEY",
     "SOURCE_URI_KEY",
     "ActionInvocation",
+    "BedrockGuardrail",
     "FetchLimits",
     "GenerationFilter",
     "KnowledgeBaseResults",

@@ -128,6 +128,9 @@ class AuthorizedRetriever(BaseRetriever):
         prefilter_kwargs: for stores other than InMemoryVectorStore, builds the
             search arguments from the compiled pre-filter, e.g.
             ``lambda pf: {"pre_filter": pf.to_mongo()}``.
+        guardrail: an ``az.Guardrail`` or a detector: in a bound session, the
+            findings in the documents let through are recorded as session labels
+            (``guardrail:prompt_attack:high``) before they are returned.
 
     Example:
         >>> import agentauthz as az
@@ -160,6 +163,7 @@ class AuthorizedRetriever(BaseRetriever):
     resource_type: str | None = None
     metadata_keys: dict[str, str] | None = None
     prefilter_kwargs: Callable[[Any], Mapping[str, Any] | None] | None = None  # (Prefilter) -> kwargs
+    guardrail: Any = None  # az.Guardrail or a detector
 
     _last_stats: RetrievalStats | None = PrivateAttr(default=None)
 
@@ -278,7 +282,8 @@ class AuthorizedRetriever(BaseRetriever):
     @property
     def _decide(self) -> dict[str, Any]:
         """How each candidate is decided (``Authorizer.filter``'s arguments)."""
-        return {"action": self.action, "resource": self.resource, "context": self.context}
+        return {"action": self.action, "resource": self.resource, "context": self.context,
+                "guardrail": self.guardrail}
 
     def _start(
         self, query: str, callbacks: Any, kwargs: Mapping[str, Any]

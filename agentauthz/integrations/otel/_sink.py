@@ -158,6 +158,7 @@ class OpenTelemetrySink:
         if operation is not None and operation.kind == "tool_call" and operation.name:
             attributes[GEN_AI_OPERATION] = EXECUTE_TOOL
             attributes[GEN_AI_TOOL] = operation.name
+        attributes.update(_guardrail_attributes(event.extra.get("guardrail")))
         self._backdated_span("agentauthz.decision", event.elapsed_us, attributes,
                              error="decision_error" if event.errors else None)
         outcome = {"agentauthz.decision": event.decision, "agentauthz.engine": event.engine,
@@ -214,3 +215,18 @@ class OpenTelemetrySink:
         if error is not None:
             span.set_attribute("error.type", error)
         span.end(end_time=end)
+
+
+def _guardrail_attributes(guardrail: Any) -> dict[str, Any]:
+    """The findings on a call's arguments (category:type:confidence, never the text), as span attributes."""
+    assessed = guardrail.get("input") if isinstance(guardrail, dict) else None
+    if not isinstance(assessed, dict):
+        return {}
+    findings = [finding for finding in assessed.get("findings", ()) if isinstance(finding, dict)]
+    return {
+        "agentauthz.guardrail.detector": str(assessed.get("detector", "")),
+        "agentauthz.guardrail.available": bool(assessed.get("available")),
+        "agentauthz.guardrail.findings": tuple(
+            f"{finding.get('category')}:{finding.get('type')}:{finding.get('confidence')}"
+            for finding in findings),
+    }
