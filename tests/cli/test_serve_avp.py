@@ -68,6 +68,12 @@ class Served:
         return self.process.returncode
 
 
+def _ctrl_c_default() -> None:
+    # A suite started in the background by a shell (`pytest &`) ignores SIGINT, and so would the server
+    # it starts; Ctrl-C is what this test sends, so the server gets the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def serve() -> Iterator[Served]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -75,7 +81,7 @@ def serve() -> Iterator[Served]:
     process = subprocess.Popen(
         [sys.executable, "-m", "agentauthz", "serve-avp", str(EXAMPLE_STORE), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
-        cwd=ROOT)
+        cwd=ROOT, preexec_fn=_ctrl_c_default)
     served = Served(process)
     try:
         yield served
