@@ -1149,11 +1149,10 @@ class Authorizer:
 
         failed = [failed_policy_id(error) for error in decision.errors]
         if self.policy_errors == "deny":
+            # Only the engine's own store can place a failed policy (Verified Permissions: no store).
             store = getattr(self.engine, "store", None)
-            effect_of = getattr(store, "effect_of", None)
-            if all(policy_id is not None and callable(effect_of)
-                   and effect_of(policy_id, version=decision.policy_version) == "permit"
-                   for policy_id in failed):
+            only_permits = getattr(store, "only_permits_failed", None)
+            if callable(only_permits) and only_permits(decision.errors, version=decision.policy_version):
                 return decision
             why = _APPROVAL_UNEVALUATED if set(failed) & self._approvable_ids() else _POLICY_UNEVALUATED
         elif set(failed) & self._approvable_ids():

@@ -149,15 +149,18 @@ class PolicySnapshot:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
         return self.ids_by_position.get(positional, positional)
 
-    def only_permits_failed(self, errors: Iterable[str]) -> bool:
-        """Whether every evaluation error names a permit of this version (cedarpy's positional ids).
+    def only_permits_failed(self, errors: Iterable[str], *, positional: bool) -> bool:
+        """Whether every evaluation error names a permit of this version.
 
         A failed permit can only withhold an allow; any other failure (a
-        forbid, an error naming no policy) may hide a denial.
+        forbid, an error naming no policy) may hide a denial. ``positional``:
+        the errors name cedarpy's positional ids (``policyN``), not store ids.
         """
         for error in errors:
             policy_id = failed_policy_id(error)
-            if policy_id is None or self.effect_of(self.store_id(policy_id)) != "permit":
+            if policy_id is not None and positional:
+                policy_id = self.store_id(policy_id)
+            if policy_id is None or self.effect_of(policy_id) != "permit":
                 return False
         return True
 
@@ -352,6 +355,20 @@ class PolicyStore:
         if version is not None and version != snapshot.fingerprint:
             return None
         return snapshot.effect_of(policy_id)
+
+    def only_permits_failed(self, errors: Iterable[str], *, version: str | None) -> bool:
+        """Whether every error of a decision (store ids) names a permit of the version that decided.
+
+        Example:
+            >>> store = PolicyStore.from_text('@id("p") permit(principal, action, resource);')
+            >>> error = "error while evaluating policy `p`: attribute not found"
+            >>> store.only_permits_failed([error], version=store.fingerprint)
+            True
+        """
+        snapshot = self._snapshot
+        if version is not None and version != snapshot.fingerprint:
+            return False  # after a reload an id may name another policy
+        return snapshot.only_permits_failed(errors, positional=False)
 
     @property
     def fingerprint(self) -> str:

@@ -548,7 +548,7 @@ def _compile_local(
         snapshot.policy_set, entity_set, schema=snapshot.schema,
     )
     errors = list(result.diagnostics.errors)
-    if errors and authz.policy_errors == "deny" and not snapshot.only_permits_failed(errors):
+    if errors and authz.policy_errors == "deny" and not snapshot.only_permits_failed(errors, positional=True):
         # A forbid that failed here fails for every resource: filter() denies what it would allow.
         # Not exact: kept documents are decided again where the caller authorizes them.
         return Prefilter(note="a policy that could forbid the retrieval failed to evaluate")

@@ -171,3 +171,30 @@ def test_an_allow_never_stands_on_a_forbid_that_failed(
     permitted = not permit_errs or second_permit
     forbidden = forbid_errs or forbid_applies
     assert decision.allowed == (permitted and not forbidden)
+
+
+def test_with_deny_a_forbid_failing_for_every_resource_leaves_no_exact_prefilter() -> None:
+    from agentauthz.retrieval._prefilter import ALWAYS_ALLOWED, compile_prefilter
+
+    policies = """
+    @id("read") permit(principal, action == Action::"read", resource);
+    @id("cleared") forbid(principal, action == Action::"read", resource) when { principal.clearance < 2 };
+    """
+    documents = [{"id": "a"}, {"id": "b"}]
+    denying = az.Authorizer.from_text(policies, entities=[az.Entity(ALICE)], audit=[], policy_errors="deny")
+    with denying.acting_as(ALICE):  # alice has no clearance: the forbid fails whatever the document
+        pre = compile_prefilter(denying, action="read")
+        assert not pre.exact and "failed to evaluate" in pre.note
+        assert denying.filter(documents, action="read",
+                              resource=lambda d: az.EntityUID("Doc", d["id"])).allowed == []
+    skipping = az.Authorizer.from_text(policies, entities=[az.Entity(ALICE)], audit=[], policy_errors="skip")
+    with skipping.acting_as(ALICE):
+        assert compile_prefilter(skipping, action="read") == ALWAYS_ALLOWED
+
+
+def test_with_deny_a_decision_of_an_older_store_version_denies() -> None:
+    store = az.PolicyStore.from_text(ERRING_FORBID)
+    failure = "error while evaluating policy `read`: attribute not found"
+    assert store.only_permits_failed([failure], version=store.fingerprint)
+    assert not store.only_permits_failed([failure], version="an older version")
+    assert not store.only_permits_failed(["an error naming no policy"], version=store.fingerprint)
