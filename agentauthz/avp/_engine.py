@@ -19,7 +19,6 @@ import asyncio
 import base64
 import contextvars
 import hashlib
-import importlib
 import json
 import re
 import threading
@@ -34,6 +33,7 @@ from typing import Any, Literal, Unpack
 
 from agentauthz._entities import StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import ConfigurationError, EngineError, IdentityError
+from agentauthz._extras import optional_import
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.avp import _wire as shapes
 from agentauthz.avp._exchange import (
@@ -63,7 +63,6 @@ _TOKEN_PARAMETER = {"identity": "identityToken", "access": "accessToken"}
 _BOUND_TOKEN: contextvars.ContextVar[tuple[object, str, TokenType] | None] = contextvars.ContextVar(
     "agentauthz_avp_token", default=None)
 
-INSTALL_HINT = 'pip install "agentauthz[aws]"'
 NOT_SENT = "not sent to Verified Permissions: "
 # Type of a bare action name the schema could not be fetched to resolve: decide denies it unsent.
 _UNRESOLVED = "AgentauthzUnresolved::Action"
@@ -75,13 +74,8 @@ _LIST_PAGE = 50
 
 
 def _boto() -> tuple[Any, Any]:
-    try:
-        boto3 = importlib.import_module("boto3")
-        botocore_config = importlib.import_module("botocore.config")
-    except ImportError as exc:
-        raise ImportError(
-            f"VerifiedPermissionsEngine needs boto3, the 'aws' extra: {INSTALL_HINT}") from exc
-    return boto3, botocore_config
+    return (optional_import("boto3", extra="aws", needed_by="VerifiedPermissionsEngine"),
+            optional_import("botocore.config", extra="aws", needed_by="VerifiedPermissionsEngine"))
 
 
 def _built_client(boto3: Any, botocore_config: Any, region_name: str | None, retry: Retry,

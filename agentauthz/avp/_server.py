@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import secrets
 import threading
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agentauthz._errors import ConfigurationError, PolicyError
+from agentauthz._extras import optional_import
 from agentauthz.avp import _wire as shapes
 from agentauthz.avp._backend import OPERATIONS, Backend, ValidationMode
 from agentauthz.avp._faults import Fault, Faults, distorted
@@ -194,11 +194,9 @@ class LocalVerifiedPermissions:
 
         ``config`` goes to ``botocore.config.Config`` (e.g. ``read_timeout=1``).
         """
-        try:
-            boto3 = importlib.import_module("boto3")
-            botocore_config = importlib.import_module("botocore.config")
-        except ImportError as exc:  # pragma: no cover - the aws extra is a test dependency
-            raise ImportError('a boto3 client needs the aws extra: pip install "agentauthz[aws]"') from exc
+        needed_by = "a verifiedpermissions client"
+        boto3 = optional_import("boto3", extra="aws", needed_by=needed_by)
+        botocore_config = optional_import("botocore.config", extra="aws", needed_by=needed_by)
         return boto3.client(
             "verifiedpermissions", endpoint_url=self.endpoint_url, region_name="us-east-1",
             aws_access_key_id="local", aws_secret_access_key="local",

@@ -46,7 +46,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 import warnings
@@ -56,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentauthz._errors import ConfigurationError, IdentityError
+from agentauthz._extras import install_hint, optional_import
 from agentauthz._identity import Agent
 from agentauthz._model import Entity, EntityUID
 from agentauthz.policy._schema_types import EXTENSION_CONSTRUCTORS, SchemaTypes
@@ -70,7 +70,6 @@ TokenType = Literal["identity", "access"]
 Jwks = Mapping[str, Any]
 JwksSource = Jwks | Callable[[], Jwks]
 
-INSTALL_HINT = 'pip install "agentauthz[jwt]"'
 COGNITO_GROUPS = "cognito:groups"
 DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 _REFUSED_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
@@ -83,13 +82,10 @@ _JWKS_REFRESH_SECONDS = 60.0
 
 
 def _jwt() -> Any:
-    try:
-        jwt = importlib.import_module("jwt")
-        algorithms = importlib.import_module("jwt.algorithms")
-    except ImportError as exc:
-        raise ImportError(f"token verification needs PyJWT, the 'jwt' extra: {INSTALL_HINT}") from exc
+    jwt = optional_import("jwt", extra="jwt", needed_by="token verification")
+    algorithms = optional_import("jwt.algorithms", extra="jwt", needed_by="token verification")
     if not getattr(algorithms, "has_crypto", False):
-        raise ImportError(f"token verification needs PyJWT with cryptography: {INSTALL_HINT}")
+        raise ImportError(f"token verification needs PyJWT with cryptography: {install_hint('jwt')}")
     return jwt
 
 

@@ -11,7 +11,6 @@ These commands need boto3 (the ``aws`` extra) except ``serve-avp``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from agentauthz._errors import ConfigurationError
+from agentauthz._extras import optional_import
 from agentauthz.cli._common import EXIT_OK, Subparsers, UsageError
 from agentauthz.cli._console import printable
 
@@ -191,11 +191,10 @@ def _client(args: argparse.Namespace, service: str = "verifiedpermissions") -> A
     ``us-east-1`` when the AWS configuration has none.
     """
     try:
-        boto3 = importlib.import_module("boto3")
-        botocore_config = importlib.import_module("botocore.config")
+        boto3 = optional_import("boto3", extra="aws", needed_by="this command")
+        botocore_config = optional_import("botocore.config", extra="aws", needed_by="this command")
     except ImportError as exc:
-        raise UsageError(f"this command needs boto3, the 'aws' extra: pip install \"agentauthz[aws]\" "
-                         f"({exc})") from exc
+        raise UsageError(str(exc)) from exc
     local = bool(args.endpoint_url) and urlparse(args.endpoint_url).hostname in _LOOPBACK
     session = boto3.session.Session()
     region = args.region or session.region_name or ("us-east-1" if local else None)

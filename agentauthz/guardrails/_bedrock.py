@@ -11,16 +11,15 @@ What the guardrail matched (``match`` fields) is never kept. Any failure
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from agentauthz._errors import GuardrailUnavailable
+from agentauthz._extras import optional_import
 from agentauthz.guardrails._detector import LEVELS, Category, Finding, Level, Source
 
 __all__ = ["BedrockGuardrail", "findings_of"]
 
-_INSTALL = 'pip install "agentauthz[aws]"'
 
 
 class BedrockGuardrail:
@@ -61,10 +60,7 @@ class BedrockGuardrail:
     def client(self) -> Any:
         """The ``bedrock-runtime`` client (made with boto3 on first use)."""
         if self._client is None:
-            try:
-                boto3 = importlib.import_module("boto3")
-            except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError(f"BedrockGuardrail needs boto3: {_INSTALL}") from exc
+            boto3 = optional_import("boto3", extra="aws", needed_by="BedrockGuardrail")
             self._client = boto3.client("bedrock-runtime", region_name=self._region_name)
         return self._client
 

@@ -44,7 +44,6 @@ which denies the call being decided.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import random
 import threading
@@ -57,6 +56,7 @@ from datetime import timedelta
 from typing import Any
 
 from agentauthz._errors import ConfigurationError, EngineError
+from agentauthz._extras import optional_import
 from agentauthz.session._stores import (
     Admission,
     Approval,
@@ -70,7 +70,6 @@ from agentauthz.session._stores import (
 
 __all__ = ["TABLE_DEFINITION", "TTL_ATTRIBUTE", "DynamoDBSessionStore", "create_table"]
 
-INSTALL_HINT = 'pip install "agentauthz[aws]"'
 
 TTL_ATTRIBUTE = "expires_at"
 """The attribute DynamoDB's time to live reads (seconds since the epoch)."""
@@ -345,11 +344,7 @@ class DynamoDBSessionStore:
         if page_size < 1 or max_attempts < 1:
             raise ConfigurationError("DynamoDBSessionStore: page_size and max_attempts must be 1 or more")
         if client is None:
-            try:
-                boto3 = importlib.import_module("boto3")
-            except ImportError as exc:
-                raise ImportError(
-                    f"DynamoDBSessionStore needs boto3, the 'aws' extra: {INSTALL_HINT}") from exc
+            boto3 = optional_import("boto3", extra="aws", needed_by="DynamoDBSessionStore")
             client = boto3.client("dynamodb")
         self.table_name = table_name
         self.client = client

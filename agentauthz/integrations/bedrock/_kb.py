@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import importlib
 import json
 import time
 import warnings
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError, EngineError
+from agentauthz._extras import optional_import
 from agentauthz._model import Entity, EntityUID
 from agentauthz.integrations.bedrock._metadata import (
     CHUNK_ID_KEY,
@@ -44,7 +44,6 @@ __all__ = ["FetchLimits", "KnowledgeBaseResults", "KnowledgeBaseRetriever", "and
 
 # The service caps numberOfResults at 100 per call.
 PAGE_MAX = 100
-_INSTALL = 'pip install "agentauthz[aws]"'
 
 Result = dict[str, Any]
 ResourceOfResult = Callable[[Mapping[str, Any]], "Entity | EntityUID | None"]
@@ -250,10 +249,7 @@ class KnowledgeBaseRetriever:
     def client(self) -> Any:
         """The ``bedrock-agent-runtime`` client (made with boto3 on first use)."""
         if self._client is None:
-            try:
-                boto3 = importlib.import_module("boto3")
-            except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError(f"KnowledgeBaseRetriever needs boto3: {_INSTALL}") from exc
+            boto3 = optional_import("boto3", extra="aws", needed_by="KnowledgeBaseRetriever")
             self._client = boto3.client("bedrock-agent-runtime", region_name=self._region_name)
         return self._client
 
