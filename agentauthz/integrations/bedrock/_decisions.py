@@ -38,6 +38,7 @@ __all__ = [
     "decide",
     "no_identity",
     "refused",
+    "unscreened",
 ]
 
 _log = logging.getLogger("agentauthz")
@@ -261,6 +262,14 @@ def _unbuildable(rules: Rules, invocation: ActionInvocation, exc: Exception) -> 
     decision = _audited(rules, invocation, f"the request could not be built ({type(exc).__name__})")
     return refused(rules, invocation, "denied", decision)
 
+
+
+def unscreened(rules: Rules, invocation: ActionInvocation, what: str, exc: Exception) -> ActionInvocation:
+    """Refuse a call because a guardrail could not assess ``what`` or its findings not be recorded."""
+    _log.warning("Bedrock action %r: %s could not be screened (%s)", invocation.operation, what,
+                 type(exc).__name__)
+    return refused(rules, invocation, "denied",
+                   _audited(rules, invocation, f"{what} could not be screened ({type(exc).__name__})"))
 
 
 def _guessed_action(rules: Rules, invocation: ActionInvocation) -> str | EntityUID:
