@@ -110,11 +110,13 @@ def test_a_throttled_guardrail_labels_the_session_unavailable_and_the_policy_ref
     assert not any(CANARY in e.to_json() for e in sink.events)
 
 
-def test_with_on_error_raise_an_unassessed_input_refuses_the_call_audited(runtime: Any, stubber: Stubber) -> None:
+def test_with_on_error_raise_an_unassessed_input_refuses_the_call_audited(
+        runtime: Any, stubber: Stubber) -> None:
     sink = az.MemorySink()
     authz = authorizer(sink)
     ran: list[str] = []
-    handler = mailer(authz, az.Guardrail(BedrockGuardrail("gr-1", "1", client=runtime), on_error="raise"), ran)
+    screen = az.Guardrail(BedrockGuardrail("gr-1", "1", client=runtime), on_error="raise")
+    handler = mailer(authz, screen, ran)
     stubber.add_client_error("apply_guardrail", service_error_code="ThrottlingException",
                              http_status_code=429, expected_params=asked("Mail bob the agenda"))
     assert refused(handler(event("Mail bob the agenda"), None))
@@ -265,7 +267,8 @@ def test_an_injected_knowledge_base_result_refuses_the_tool_calls_after_it(
     assert sink.events[-1].reasons == ("halt-after-injected-document",)
 
 
-def test_a_knowledge_base_whose_guardrail_fails_with_on_error_raise_returns_nothing(agent_runtime: Any) -> None:
+def test_a_knowledge_base_whose_guardrail_fails_with_on_error_raise_returns_nothing(
+        agent_runtime: Any) -> None:
     authz = authorizer()
     kb = KnowledgeBaseRetriever("KB12345678", authz, client=agent_runtime, k=1, prefilter=False,
                                 limits=FetchLimits(max_candidates=1, max_rounds=1),

@@ -60,7 +60,8 @@ def run(middleware: AuthzMiddleware, prompt: str, session: str | None = "chat-1"
     configurable: dict[str, Any] = {"agentauthz_principal": USER}
     if session is not None:
         configurable["agentauthz_session"] = session
-    return list(agent.invoke({"messages": [("user", prompt)]}, config={"configurable": configurable})["messages"])
+    answer = agent.invoke({"messages": [("user", prompt)]}, config={"configurable": configurable})
+    return list(answer["messages"])
 
 
 def refusals(messages: list[Any]) -> list[ToolMessage]:
@@ -119,7 +120,8 @@ def test_a_detector_that_is_down_with_on_error_raise_stops_the_run_before_the_mo
     authz = authorizer()
     model = mail_twice()
     with pytest.raises(az.GuardrailUnavailable):
-        run(AuthzMiddleware(authz, guardrail=az.Guardrail(DownDetector(), on_error="raise")), "hi", model=model)
+        screen = az.Guardrail(DownDetector(), on_error="raise")
+        run(AuthzMiddleware(authz, guardrail=screen), "hi", model=model)
     assert sent == []
     assert next(model.messages).tool_calls  # the model was never called: its first answer is still there
 
@@ -204,7 +206,8 @@ def test_an_authorized_tool_labels_its_injected_result_and_the_next_call_is_refu
 
 def test_an_async_authorized_tool_labels_its_result_with_the_detectors_async_path() -> None:
     authz = authorizer()
-    [wrapped] = authorize_tools([fetch], authz, settings={"fetch": az.ToolSettings(guardrail=az.LocalDetector())})
+    settings = {"fetch": az.ToolSettings(guardrail=az.LocalDetector())}
+    [wrapped] = authorize_tools([fetch], authz, settings=settings)
 
     async def call() -> Any:
         with authz.acting_as(USER), authz.session("chat-async"):
@@ -216,7 +219,8 @@ def test_an_async_authorized_tool_labels_its_result_with_the_detectors_async_pat
 
 def test_an_authorized_tools_result_whose_labels_cannot_be_recorded_is_not_returned() -> None:
     authz = authorizer(store=LabelLosingStore())
-    [wrapped] = authorize_tools([fetch], authz, settings={"fetch": az.ToolSettings(guardrail=az.LocalDetector())})
+    settings = {"fetch": az.ToolSettings(guardrail=az.LocalDetector())}
+    [wrapped] = authorize_tools([fetch], authz, settings=settings)
     with authz.acting_as(USER), authz.session("chat-lost"), pytest.raises(az.EngineError):
         wrapped.invoke({"url": "https://evil.example"})
 

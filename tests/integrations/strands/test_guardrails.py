@@ -42,7 +42,8 @@ def _no_mail() -> None:
     mailed.clear()
 
 
-def run(intervention: AuthzIntervention, prompt: str, turns: list[Any], session: str = "chat-st") -> ScriptedModel:
+def run(intervention: AuthzIntervention, prompt: str, turns: list[Any],
+        session: str = "chat-st") -> ScriptedModel:
     model = ScriptedModel(turns)
     agent = Agent(model=model, tools=[fetch, send_email], interventions=[intervention], callback_handler=None)
     agent(prompt, invocation_state={PRINCIPAL_KEY: USER, SESSION_KEY: session})
