@@ -87,6 +87,10 @@ def _checked_settings(key: str, settings: ToolSettings) -> ToolSettings:
         raise ConfigurationError(
             f"tools={{{key!r}: ToolSettings(sum_arguments=...)}}: summing needs the tool's argument types; "
             "give a guarded tool or a ToolSpec for this operation")
+    if settings.guardrail is not None:  # ignored, a policy reading its fact would meet an error instead
+        raise ConfigurationError(
+            f"tools={{{key!r}: ToolSettings(guardrail=...)}}: a guardrail screens the arguments and result "
+            "of a guarded tool; give a guarded tool or a ToolSpec with the guardrail for this operation")
     return settings
 
 

@@ -281,3 +281,10 @@ def test_a_knowledge_base_whose_guardrail_fails_with_on_error_raise_returns_noth
 def test_the_knowledge_base_retriever_refuses_a_guardrail_of_the_wrong_type(agent_runtime: Any) -> None:
     with pytest.raises(az.ConfigurationError):
         KnowledgeBaseRetriever("KB12345678", authorizer(), client=agent_runtime, guardrail="local")
+
+
+def test_a_guardrail_in_operation_settings_is_refused_rather_than_ignored() -> None:
+    # Ignored, the fact a policy reads would be missing: an error, and a skipped forbid.
+    with pytest.raises(az.ConfigurationError, match="guardrail"):
+        action_group_handler(authorizer(), principal=session_user,
+                             tools={"send_email": az.ToolSettings(guardrail=az.LocalDetector())})

@@ -147,3 +147,25 @@ def test_a_client_result_that_cannot_be_assessed_raises_instead_of_reaching_the_
     with pytest.raises(az.GuardrailUnavailable):
         client_conversation(authz, az.Guardrail(DownDetector(), inputs=False, on_error="raise"),
                             [("fetch", {"url": "https://news.example"})])
+
+
+def test_a_guarded_tool_given_to_the_server_keeps_its_input_guardrail_fact() -> None:
+    # Dropped, `context.guardrail` would be missing: an error a forbid is skipped on, and the call allowed.
+    sink = az.MemorySink()
+    authz = az.Authorizer.from_text("""
+        @id("allow") permit(principal, action, resource);
+        @id("no-email-out") forbid(principal, action == Action::"send_email", resource)
+          when { context.guardrail.input.pii.contains("EMAIL") };
+    """, audit=[sink])
+
+    @authz.guard(guardrail=az.LocalDetector())
+    def send_email(to: str) -> str:
+        return "the application's own copy of the tool"
+
+    mailed: list[str] = []
+    server = FastMCP("desk", auth=static_tokens("alice"),
+                     middleware=[MCPAuthzMiddleware(authz, tools={"send_email": send_email})])
+    tools(server, mailed)
+    [refused] = conversation(server, [("send_email", {"to": "eve@example.com"})])
+    assert refused.is_error and mailed == []
+    assert sink.events[-1].reasons == ("no-email-out",)
