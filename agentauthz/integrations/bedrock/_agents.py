@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast, overload
 
+from agentauthz._audit import annotating
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz.guardrails._detector import Detector
-from agentauthz.guardrails._guardrail import Guardrail
+from agentauthz.guardrails._guardrail import Assessment, Guardrail
 from agentauthz.integrations.bedrock._decisions import (
     ActionOf,
     ContextOf,
@@ -261,15 +262,14 @@ class _Handler:
             return refusal_response(no_identity(self.rules, invocation))
         try:
             with self._bound(event, user):
-                text = self._input_text(event)
-                if text is not None and self.guardrail is not None:
-                    try:
-                        self.rules.authz.screen_user_message(text, self.guardrail)
-                    except IdentityError:
-                        raise
-                    except Exception as exc:  # unassessed or unrecorded: the call is refused
-                        return refusal_response(unscreened(self.rules, invocation, "the user's input", exc))
-                invocation, call = begin(self.rules, invocation, call_id=_call_id(lambda_context))
+                try:
+                    found = self._assess_input(event)
+                except IdentityError:
+                    raise
+                except Exception as exc:  # unassessed or unrecorded: the call is refused
+                    return refusal_response(unscreened(self.rules, invocation, "the user's input", exc))
+                with annotating(_user_findings(found)):
+                    invocation, call = begin(self.rules, invocation, call_id=_call_id(lambda_context))
                 if not invocation.allowed:
                     return refusal_response(invocation)
                 run = self._call(event, lambda_context, invocation)
@@ -284,15 +284,14 @@ class _Handler:
             return refusal_response(no_identity(self.rules, invocation))
         try:
             with self._bound(event, user):
-                text = self._input_text(event)
-                if text is not None and self.guardrail is not None:
-                    try:
-                        await self.rules.authz.ascreen_user_message(text, self.guardrail)
-                    except IdentityError:
-                        raise
-                    except Exception as exc:  # unassessed or unrecorded: the call is refused
-                        return refusal_response(unscreened(self.rules, invocation, "the user's input", exc))
-                invocation, call = await abegin(self.rules, invocation, call_id=_call_id(lambda_context))
+                try:
+                    found = await self._aassess_input(event)
+                except IdentityError:
+                    raise
+                except Exception as exc:  # unassessed or unrecorded: the call is refused
+                    return refusal_response(unscreened(self.rules, invocation, "the user's input", exc))
+                with annotating(_user_findings(found)):
+                    invocation, call = await abegin(self.rules, invocation, call_id=_call_id(lambda_context))
                 if not invocation.allowed:
                     return refusal_response(invocation)
                 run = self._call(event, lambda_context, invocation)
@@ -315,6 +314,25 @@ class _Handler:
             if session is not None and text is not None:
                 session.user_said(text)
             yield
+
+    def _assess_input(self, event: Mapping[str, Any]) -> Assessment | None:
+        """The guardrail's assessment of ``inputText``, its labels recorded (None: no guardrail, no text).
+
+        Raises:
+            GuardrailUnavailable: the detector failed and ``on_error="raise"``.
+            EngineError: the labels could not be recorded.
+        """
+        text = self._input_text(event)
+        if text is None or self.guardrail is None:
+            return None
+        return self.rules.authz.screen_user_message(text, self.guardrail)
+
+    async def _aassess_input(self, event: Mapping[str, Any]) -> Assessment | None:
+        """Async twin of :meth:`_assess_input`."""
+        text = self._input_text(event)
+        if text is None or self.guardrail is None:
+            return None
+        return await self.rules.authz.ascreen_user_message(text, self.guardrail)
 
     @staticmethod
     def _input_text(event: Mapping[str, Any]) -> str | None:
@@ -377,6 +395,11 @@ def _counted_response(counted: ToolCall, invocation: ActionInvocation, result: A
     if failed_response(response):
         counted.fail()
     return response
+
+
+def _user_findings(found: Assessment | None) -> dict[str, Any] | None:
+    """What the decision's audit event holds of the user's input: the findings, never the text."""
+    return {"guardrail": {"user": found.audit}} if found is not None else None
 
 
 def _call_id(lambda_context: Any) -> str | None:

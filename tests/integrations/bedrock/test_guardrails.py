@@ -85,6 +85,40 @@ def test_a_prompt_attack_in_input_text_refuses_the_invocation_it_came_with(
     assert "guardrail:user:prompt_attack:high" in seen(authz, "session-1")
 
 
+def test_the_decision_audit_event_holds_the_user_inputs_findings_never_its_text(
+        runtime: Any, stubber: Stubber) -> None:
+    sink = az.MemorySink()
+    authz = authorizer(sink)
+    handler = mailer(authz, BedrockGuardrail("gr-1", "1", client=runtime), [])
+    stubber.add_response("apply_guardrail", ATTACKED, asked(f"{ATTACK} {CANARY}"))
+    handler(event(f"{ATTACK} {CANARY}"), None)
+    [decision] = sink.events
+    assert decision.extra["guardrail"]["user"] == {
+        "detector": "bedrock:gr-1:1", "available": True,
+        "findings": [{"category": "prompt_attack", "type": "PROMPT_ATTACK", "confidence": "HIGH",
+                      "action": "BLOCKED"}]}
+    assert CANARY not in decision.to_json() and ATTACK not in decision.to_json()
+
+
+def test_the_audit_event_keeps_both_the_users_and_the_arguments_findings() -> None:
+    sink = az.MemorySink()
+    authz = authorizer(sink)
+
+    @authz.guard(guardrail=az.LocalDetector())
+    def send_email(to: str) -> str:
+        return "unused"
+
+    @action_group_handler(authz, principal=session_user, session=True, guardrail=az.LocalDetector(),
+                          tools=[send_email])
+    def handler(event: dict[str, Any], context: Any) -> str:
+        return "sent"
+
+    handler(function_event("send_email", "alice", text="Mail bob", to="bob@example.com"), None)
+    [decision] = sink.events
+    assert decision.extra["guardrail"]["user"]["findings"] == []
+    assert decision.extra["guardrail"]["input"]["findings"][0]["type"] == "EMAIL"
+
+
 def test_input_text_is_assessed_once_per_session(runtime: Any, stubber: Stubber) -> None:
     authz = authorizer()
     ran: list[str] = []
