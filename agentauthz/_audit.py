@@ -280,12 +280,17 @@ def annotating(extra: Mapping[str, object] | None) -> Iterator[None]:
     """Add ``extra`` to the ``extra`` of every audit event built while the block runs.
 
     For facts a decision was made with that the request does not show as such
-    (a guardrail's findings: categories and scores, never the text).
+    (a guardrail's findings: categories and scores, never the text). A record
+    already annotated is extended, not replaced (``{"guardrail": {"user": ...}}``
+    outside, ``{"guardrail": {"input": ...}}`` inside: both are kept).
     """
     if not extra:
         yield
         return
-    token = _annotations.set({**(_annotations.get() or {}), **extra})
+    current = _annotations.get() or {}
+    merged = {key: {**before, **value} if isinstance(before := current.get(key), Mapping)
+              and isinstance(value, Mapping) else value for key, value in extra.items()}
+    token = _annotations.set({**current, **merged})
     try:
         yield
     finally:

@@ -1268,3 +1268,10 @@ guardrail_secrets = st.one_of(
 _around = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 guardrail_texts = st.tuples(_around, guardrail_secrets, _around).map(
     lambda parts: (f"{parts[0]} :: {parts[1]} :: {parts[2]}", parts[1]))
+# -- Guardrails on the user's message (tests/guardrails/test_screening.py): findings of any kind -------
+guardrail_findings = st.lists(st.builds(
+    az.Finding,
+    st.sampled_from(["prompt_attack", "content", "pii", "regex", "topic", "word", "grounding"]),
+    st.sampled_from(["PROMPT_ATTACK", "HATE", "EMAIL", "my-regex", "Investing", "PROFANITY", "GROUNDING"]),
+    st.sampled_from(["NONE", "LOW", "MEDIUM", "HIGH"]),
+), max_size=6)

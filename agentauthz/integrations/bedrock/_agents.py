@@ -21,9 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, cast, overload
 
+from agentauthz._audit import annotating
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import AccessDenied, ConfigurationError, IdentityError
 from agentauthz._model import Decision, Entity, EntityUID
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Assessment, Guardrail
 from agentauthz.integrations.bedrock._decisions import (
     ActionOf,
     ContextOf,
@@ -36,6 +39,7 @@ from agentauthz.integrations.bedrock._decisions import (
     decide,
     no_identity,
     refused,
+    unscreened,
 )
 from agentauthz.integrations.bedrock._end_user import (
     Identify,
@@ -92,6 +96,7 @@ def action_group_handler(
     context: ContextOf = None,
     tools: Tools = None,
     session: SessionOf = False,
+    guardrail: Guardrail | Detector | None = None,
 ) -> _Decorator:
     """Authorize every call of a Bedrock Agents action-group Lambda for the end user.
 
@@ -143,6 +148,17 @@ def action_group_handler(
       status 400 or more); Lambda's request id keys the call, so a retried
       invocation counts once. Sessions must outlive one Lambda instance: give
       the Authorizer a shared store (``SessionConfig(store=...)``).
+    * **guardrail** (off by default; it needs ``session``): the event's
+      ``inputText``, the user's input for the turn, is assessed before the
+      call is decided and its findings recorded in the session as
+      ``guardrail:user:...`` labels (``guardrail:user:prompt_attack:high``,
+      ``guardrail:user:unavailable`` when the detector failed), which policies
+      read in ``context.session.seen`` (each text is assessed once per
+      session). The result of an operation decided by a guarded tool with a
+      guardrail (``tools=``) is assessed before the agent reads it
+      (``guardrail:prompt_attack:high``...). A text that cannot be assessed
+      (``on_error="raise"``) or labels that cannot be recorded refuse the
+      call (audited); a withheld result is refused the same way.
 
     A refused call returns ``responseState: "REPROMPT"`` with the refusal as
     text (function groups) or a JSON body ``{"error", "message", "decision_id"}``
@@ -162,10 +178,12 @@ def action_group_handler(
         context: extra context per invocation.
         tools: per operation, ToolSettings or guarded tools whose specs decide it.
         session: record calls in the conversation's session (see above).
+        guardrail: an ``az.Guardrail`` or a detector assessing ``inputText`` (see above).
 
     Raises:
         ConfigurationError: at decoration time, for neither or both of
-            ``principal``/``verify_token`` or a malformed option.
+            ``principal``/``verify_token``, a guardrail without a session, or
+            a malformed option.
         InvalidValueError: at call time, for an event that is not an
             action-group invocation (the Lambda fails; the agent does nothing).
 
@@ -191,9 +209,12 @@ def action_group_handler(
     if not isinstance(session, bool) and not callable(session):
         raise ConfigurationError("session= must be True, False or a callable of the event")
     rules = Rules.build(authz, action, resource, context, tools)
+    screen = Guardrail.of(guardrail)
+    if screen is not None and session is False:
+        raise ConfigurationError("guardrail= records the findings of inputText in the session: give session=")
 
     def decorate(fn: Callable[..., Any]) -> Any:
-        handler = _Handler.around(fn, rules, identify, session)
+        handler = _Handler.around(fn, rules, identify, session, screen)
         if inspect.iscoroutinefunction(fn):
 
             async def handle_async(event: Mapping[str, Any], lambda_context: Any = None) -> Response:
@@ -220,17 +241,19 @@ class _Handler:
     rules: Rules
     identify: Identify
     session: SessionOf
+    guardrail: Guardrail | None
     wants_invocation: bool
 
     @classmethod
-    def around(cls, fn: Callable[..., Any], rules: Rules, identify: Identify, session: SessionOf) -> _Handler:
+    def around(cls, fn: Callable[..., Any], rules: Rules, identify: Identify, session: SessionOf,
+               guardrail: Guardrail | None) -> _Handler:
         if not callable(fn):
             raise ConfigurationError("action_group_handler decorates a handler(event, context)")
         try:
             wants_invocation = "invocation" in inspect.signature(fn).parameters
         except (TypeError, ValueError):
             wants_invocation = False
-        return cls(fn, rules, identify, session, wants_invocation)
+        return cls(fn, rules, identify, session, guardrail, wants_invocation)
 
     def handle(self, event: Mapping[str, Any], lambda_context: Any) -> Response:
         invocation = envelope(event)
@@ -239,7 +262,14 @@ class _Handler:
             return refusal_response(no_identity(self.rules, invocation))
         try:
             with self._bound(event, user):
-                invocation, call = begin(self.rules, invocation, call_id=_call_id(lambda_context))
+                try:
+                    found = self._assess_input(event)
+                except IdentityError:
+                    raise
+                except Exception as exc:  # unassessed or unrecorded: the call is refused
+                    return refusal_response(unscreened(self.rules, invocation, "the user's input", exc))
+                with annotating(_user_findings(found)):
+                    invocation, call = begin(self.rules, invocation, call_id=_call_id(lambda_context))
                 if not invocation.allowed:
                     return refusal_response(invocation)
                 run = self._call(event, lambda_context, invocation)
@@ -254,7 +284,14 @@ class _Handler:
             return refusal_response(no_identity(self.rules, invocation))
         try:
             with self._bound(event, user):
-                invocation, call = await abegin(self.rules, invocation, call_id=_call_id(lambda_context))
+                try:
+                    found = await self._aassess_input(event)
+                except IdentityError:
+                    raise
+                except Exception as exc:  # unassessed or unrecorded: the call is refused
+                    return refusal_response(unscreened(self.rules, invocation, "the user's input", exc))
+                with annotating(_user_findings(found)):
+                    invocation, call = await abegin(self.rules, invocation, call_id=_call_id(lambda_context))
                 if not invocation.allowed:
                     return refusal_response(invocation)
                 run = self._call(event, lambda_context, invocation)
@@ -272,11 +309,36 @@ class _Handler:
         authz = self.rules.authz
         with bound_user(authz, user, event_session_id(event), "the session attributes"), \
                 session_bound(authz, self.session, event):
-            text = event.get("inputText")
+            text = self._input_text(event)
             session = authz.current_session
-            if session is not None and isinstance(text, str) and text:
+            if session is not None and text is not None:
                 session.user_said(text)
             yield
+
+    def _assess_input(self, event: Mapping[str, Any]) -> Assessment | None:
+        """The guardrail's assessment of ``inputText``, its labels recorded (None: no guardrail, no text).
+
+        Raises:
+            GuardrailUnavailable: the detector failed and ``on_error="raise"``.
+            EngineError: the labels could not be recorded.
+        """
+        text = self._input_text(event)
+        if text is None or self.guardrail is None:
+            return None
+        return self.rules.authz.screen_user_message(text, self.guardrail)
+
+    async def _aassess_input(self, event: Mapping[str, Any]) -> Assessment | None:
+        """Async twin of :meth:`_assess_input`."""
+        text = self._input_text(event)
+        if text is None or self.guardrail is None:
+            return None
+        return await self.rules.authz.ascreen_user_message(text, self.guardrail)
+
+    @staticmethod
+    def _input_text(event: Mapping[str, Any]) -> str | None:
+        """The event's ``inputText``: what the user said this turn (None when there is none)."""
+        text = event.get("inputText")
+        return text if isinstance(text, str) and text else None
 
     def _call(self, event: Mapping[str, Any], lambda_context: Any,
               invocation: ActionInvocation) -> Callable[[], Any]:
@@ -295,6 +357,12 @@ class _Handler:
                 return self._denied_inside(invocation, exc)
             response = _counted_response(counted, invocation, result)
         counted.record_result(result)  # a source of the session, before the agent's model reads it
+        spec = self.rules.spec_for(invocation)
+        if spec is not None:
+            try:
+                self.rules.authz.screen_tool_result(spec, result)
+            except Exception as exc:  # unassessed or unrecorded: the agent does not read it
+                return refusal_response(unscreened(self.rules, invocation, "the result", exc))
         return response
 
     async def _arun_counted(self, call: ToolCall | None, invocation: ActionInvocation,
@@ -308,6 +376,12 @@ class _Handler:
                 return self._denied_inside(invocation, exc)
             response = _counted_response(counted, invocation, result)
         counted.record_result(result)
+        spec = self.rules.spec_for(invocation)
+        if spec is not None:
+            try:
+                await self.rules.authz.ascreen_tool_result(spec, result)
+            except Exception as exc:  # unassessed or unrecorded: the agent does not read it
+                return refusal_response(unscreened(self.rules, invocation, "the result", exc))
         return response
 
     def _denied_inside(self, invocation: ActionInvocation, exc: AccessDenied) -> Response:
@@ -321,6 +395,11 @@ def _counted_response(counted: ToolCall, invocation: ActionInvocation, result: A
     if failed_response(response):
         counted.fail()
     return response
+
+
+def _user_findings(found: Assessment | None) -> dict[str, Any] | None:
+    """What the decision's audit event holds of the user's input: the findings, never the text."""
+    return {"guardrail": {"user": found.audit}} if found is not None else None
 
 
 def _call_id(lambda_context: Any) -> str | None:

@@ -38,6 +38,7 @@ __all__ = [
     "decide",
     "no_identity",
     "refused",
+    "unscreened",
 ]
 
 _log = logging.getLogger("agentauthz")
@@ -86,6 +87,10 @@ def _checked_settings(key: str, settings: ToolSettings) -> ToolSettings:
         raise ConfigurationError(
             f"tools={{{key!r}: ToolSettings(sum_arguments=...)}}: summing needs the tool's argument types; "
             "give a guarded tool or a ToolSpec for this operation")
+    if settings.guardrail is not None:  # ignored, a policy reading its fact would meet an error instead
+        raise ConfigurationError(
+            f"tools={{{key!r}: ToolSettings(guardrail=...)}}: a guardrail screens the arguments and result "
+            "of a guarded tool; give a guarded tool or a ToolSpec with the guardrail for this operation")
     return settings
 
 
@@ -261,6 +266,14 @@ def _unbuildable(rules: Rules, invocation: ActionInvocation, exc: Exception) -> 
     decision = _audited(rules, invocation, f"the request could not be built ({type(exc).__name__})")
     return refused(rules, invocation, "denied", decision)
 
+
+
+def unscreened(rules: Rules, invocation: ActionInvocation, what: str, exc: Exception) -> ActionInvocation:
+    """Refuse a call because a guardrail could not assess ``what`` or its findings not be recorded."""
+    _log.warning("Bedrock action %r: %s could not be screened (%s)", invocation.operation, what,
+                 type(exc).__name__)
+    return refused(rules, invocation, "denied",
+                   _audited(rules, invocation, f"{what} could not be screened ({type(exc).__name__})"))
 
 
 def _guessed_action(rules: Rules, invocation: ActionInvocation) -> str | EntityUID:

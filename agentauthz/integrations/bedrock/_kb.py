@@ -21,6 +21,8 @@ from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError, EngineError
 from agentauthz._extras import optional_import
 from agentauthz._model import Entity, EntityUID
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.integrations.bedrock._metadata import (
     CHUNK_ID_KEY,
     MappingKeywords,
@@ -178,6 +180,14 @@ class KnowledgeBaseRetriever:
             the resource is built from ``attributes``).
         client: a ``bedrock-agent-runtime`` client (default: one made with boto3).
         region_name: region of the default client.
+        guardrail: an ``az.Guardrail`` or a detector (off by default): in a
+            bound session, the findings in the results let through are
+            recorded as session labels (``guardrail:prompt_attack:high``,
+            ``guardrail:unavailable`` when the detector failed) before they
+            are returned; with ``on_error="raise"`` a failure lets nothing
+            through. The text assessed is the whole result (its content,
+            location and metadata) unless the guardrail's ``text=`` says
+            otherwise, e.g. ``lambda result: result["content"]["text"]``.
         deprecated: ``resource_type``, ``id_key``, ``attributes``,
             ``ancestors_key`` (now in ``metadata``), ``max_candidates``,
             ``max_rounds`` (``limits``): still taken, with a DeprecationWarning.
@@ -212,6 +222,7 @@ class KnowledgeBaseRetriever:
         prefilter: bool | None = None,
         client: Any = None,
         region_name: str | None = None,
+        guardrail: Guardrail | Detector | None = None,
         **deprecated: Unpack[_RetrieverKeywords],
     ) -> None:
         if not knowledge_base_id:
@@ -241,6 +252,7 @@ class KnowledgeBaseRetriever:
         self.prefilter = (resource is None) if prefilter is None else prefilter
         self._client = client
         self._region_name = region_name
+        self.guardrail = Guardrail.of(guardrail)
         self.last_stats: RetrievalStats | None = None
 
     # -- pieces --------------------------------------------------------------------
@@ -393,7 +405,8 @@ class KnowledgeBaseRetriever:
                 fresh = plan.take(batch)
                 if fresh:
                     plan.record(fresh, self.authz.filter(
-                        fresh, action=self.action, resource=self.resource_of, context=self.context))
+                        fresh, action=self.action, resource=self.resource_of, context=self.context,
+                        guardrail=self.guardrail))
                 if token is None and len(batch) >= asked and asked >= PAGE_MAX:
                     plan.stop()  # a full page of 100 and no token: the service gives no more
                     break

@@ -17,6 +17,8 @@ from langchain_core.tools import BaseTool
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import AccessDenied, ConfigurationError, InvalidArguments
 from agentauthz._model import EntityUID
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
 from agentauthz.integrations.langchain._tools import (
     AuthorizedTool,
@@ -66,6 +68,11 @@ def _text_of(message: HumanMessage) -> str:
         return message.content
     return "\n".join(block if isinstance(block, str) else str(block.get("text", ""))
                      for block in message.content if isinstance(block, (str, dict)))
+
+
+def _content_of(result: Any) -> Any:
+    """What the model reads of a tool node's result: a ToolMessage's content (a Command as it is)."""
+    return result.content if isinstance(result, ToolMessage) else result
 
 
 def _counted(call: ToolCall, result: R) -> R:
@@ -134,6 +141,15 @@ class AuthzMiddleware(_MiddlewareBase):
             the model's tool call id (a repeated id does not run again); an
             error ToolMessage does not count. The session belongs to the end
             user whose run created it: another end user naming it is refused.
+        guardrail: an ``az.Guardrail`` or a detector (off by default): the
+            human messages are assessed before each model call and their
+            findings recorded in the run's session as ``guardrail:user:...``
+            labels (``guardrail:user:prompt_attack:high``;
+            ``guardrail:user:unavailable`` when the detector failed), which
+            policies read in ``context.session.seen``. It needs a session
+            (``session_key``): without one the model call raises
+            ConfigurationError. A tool's own guardrail
+            (``ToolSettings(guardrail=...)``) assesses its results.
         actions: deprecated: ``settings={name: ToolSettings(action=...)}``.
         resources: deprecated: ``settings={name: ToolSettings(resource=...)}``.
         resource_types: deprecated: ``settings={name: ToolSettings(resource_types=...)}``.
@@ -174,6 +190,7 @@ class AuthzMiddleware(_MiddlewareBase):
         on_deny: OnDeny = "message",
         filter_tools: bool = True,
         session_key: str = SESSION_KEY,
+        guardrail: Guardrail | Detector | None = None,
         actions: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         resource_types: Mapping[str, Any] | None = None,
@@ -193,6 +210,7 @@ class AuthzMiddleware(_MiddlewareBase):
         self.session_key = session_key
         self.on_deny: OnDeny = on_deny
         self.filter_tools = filter_tools
+        self.guardrail = Guardrail.of(guardrail)
         self._specs: dict[int, tuple[BaseTool, ToolSpec]] = {}
 
     # -- specs -------------------------------------------------------------------
@@ -300,6 +318,7 @@ class AuthzMiddleware(_MiddlewareBase):
             with call:  # counted in the session once the tool ran without error
                 result = _counted(call, handler(self._decided(request, tool, call)))
             call.record_result(result)  # a source of the session, before the model reads it
+            self.authz.screen_tool_result(spec, _content_of(result))  # its findings, before it too
             return result
 
     async def awrap_tool_call(
@@ -325,20 +344,24 @@ class AuthzMiddleware(_MiddlewareBase):
             with call:
                 result = _counted(call, await handler(self._decided(request, tool, call)))
             call.record_result(result)
+            await self.authz.ascreen_tool_result(spec, _content_of(result))
             return result
 
     # -- model calls ----------------------------------------------------------------
 
     def _user_said(self, request: ModelRequest[Any], config: Mapping[str, Any]) -> None:
-        """Register the human messages of the conversation as what the user said (provenance)."""
-        if self.authz.session_config.provenance is None:
+        """Register the human messages of the conversation as what the user said (provenance), and
+        record the guardrail's findings in them (``guardrail=``) before the model reads them."""
+        if self.authz.session_config.provenance is None and self.guardrail is None:
             return
         texts = [_text_of(message) for message in getattr(request, "messages", ()) or ()
                  if isinstance(message, HumanMessage)]
         with bound_from_config(self.authz, config, self.principal_key, self.session_key):
             session = self.authz.current_session
             for text in texts:
-                if session is not None and text:
+                if self.guardrail is not None:  # each text is assessed once per session (cached)
+                    self.authz.screen_user_message(text, self.guardrail)
+                if session is not None and text and self.authz.session_config.provenance is not None:
                     session.user_said(text)
 
     def _permitted(self, tools: Sequence[BaseTool | dict[str, Any]], config: Mapping[str, Any]) -> list[Any]:

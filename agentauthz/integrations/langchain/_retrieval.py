@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import Entity, EntityUID
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.integrations.langchain._config import PRINCIPAL_KEY, SESSION_KEY, bound_from_config
 from agentauthz.retrieval._overfetch import (
     OverFetchPlan,
@@ -177,6 +178,7 @@ class AuthorizedRetriever(BaseRetriever):
             )
         if self.max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, not {self.max_rounds}")
+        self.guardrail = Guardrail.of(self.guardrail)  # a wrong value is refused now, not at the first query
         return self
 
     @property

@@ -538,7 +538,7 @@ class AuthorizedTool(_WrappingTool):
             with call:  # counted in the session when the wrapped tool returns
                 result = run_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
             call.record_result(result)  # a source of the session, before the model reads it
-            return result
+            return self.authz.screen_tool_result(self._spec, result)
 
     async def _arun(
         self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None, **kwargs: Any
@@ -555,7 +555,7 @@ class AuthorizedTool(_WrappingTool):
             with call:
                 result = await arun_wrapped(self.tool, self._kwargs(call, injected, invocation), run_manager)
             call.record_result(result)
-            return result
+            return await self.authz.ascreen_tool_result(self._spec, result)
 
     def _kwargs(self, call: ToolCall, injected: dict[str, Any], invocation: _Invocation) -> dict[str, Any]:
         return _call_kwargs(self.tool, call.arguments, injected, invocation.tool_call_id)

@@ -149,7 +149,7 @@ class AuthorizedClientSession:
             if getattr(result, "is_error", False) or not isinstance(result, mt.CallToolResult):
                 call.fail()
         call.record_result(result)  # a source of the session, before the model reads it
-        return result
+        return await self.authz.ascreen_tool_result(spec, result)  # its findings, before it too
 
     def _spec(self, tool: mt.Tool) -> ToolSpec:
         return self.specs.tool(tool)

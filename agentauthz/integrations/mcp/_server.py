@@ -204,20 +204,20 @@ class AuthzMiddleware(Middleware):
         tool_uid = EntityUID(self.authz.tool_entity_type, name)
         try:
             with await self._bound(context, action, tool_uid, count=True):
-                call = await self._begin_call(context, action, tool_uid, message.arguments or {})
+                spec, call = await self._begin_call(context, action, tool_uid, message.arguments or {})
                 with call:  # counted in the bound session once the tool returned without error
                     decided = message.model_copy(update={"arguments": call.arguments})
                     result = await call_next(context.copy(message=decided))
                     if result.is_error or isinstance(result, InputRequiredToolResult):
                         call.fail()
                 call.record_result(result)  # a source of the session, before the client reads it
-                return result
+                return await self._screened(spec, result, action, tool_uid)
         except _Refused as refused:
             raise ToolError(self.authz.refusal(name, refused.decision, kind=refused.kind)) from None
 
     async def _begin_call(self, context: MiddlewareContext[Any], action: str | EntityUID, tool_uid: EntityUID,
-                          arguments: dict[str, Any]) -> ToolCall:
-        """The admitted call of the tool the request names, or :class:`_Refused` (audited)."""
+                          arguments: dict[str, Any]) -> tuple[ToolSpec, ToolCall]:
+        """The spec and admitted call of the tool the request names, or :class:`_Refused` (audited)."""
         tool = await _found(context, lambda server, version: server.get_tool(context.message.name,
                                                                             version=version))
         if not isinstance(tool, Tool):
@@ -231,7 +231,18 @@ class AuthzMiddleware(Middleware):
             call = await self._decided(lambda: self.authz.abegin_tool_call(spec, arguments), action, tool_uid)
         if not call.admits:
             raise _Refused(call.decision, "approval" if call.approval is not None else "denied")
-        return call
+        return spec, call
+
+    async def _screened(self, spec: ToolSpec, result: ToolResult, action: str | EntityUID,
+                        tool_uid: EntityUID) -> ToolResult:
+        """The result, once the tool's guardrail findings are in the session; else withheld (audited)."""
+        try:
+            return await self.authz.ascreen_tool_result(spec, result)
+        except Exception as exc:  # unassessed or unrecorded: the client does not read it
+            _logger.warning("MCP tool %r: its result could not be screened and is withheld (%s)",
+                            tool_uid.id, type(exc).__name__)
+            self._refuse(action, tool_uid, f"the result could not be screened ({type(exc).__name__})",
+                         "denied")
 
     async def _elicited(self, context: MiddlewareContext[Any], call: ToolCall) -> bool:
         """Ask the client's user to approve a held call (MCP elicitation); True once it is granted.

@@ -44,7 +44,8 @@ def settings_by_name(tools: Mapping[str, Any] | None) -> dict[str, ToolSettings]
                                      f"a ToolSpec or a guarded tool, not {type(value).__name__}")
         settings[name] = ToolSettings(action=spec.action, resource=spec.resource,
                                       resource_types=spec.resource_types, context=spec.context,
-                                      sum_arguments=spec.sums)
+                                      sum_arguments=spec.sums, provenance=spec.provenance,
+                                      guardrail=spec.guardrail)
     return settings
 
 

@@ -37,6 +37,8 @@ from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidArguments
 from agentauthz._identity import Identity, no_end_user
 from agentauthz._model import Decision, EntityUID
+from agentauthz.guardrails._detector import Detector
+from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.integrations.strands._specs import (
     PROFILES,
     STRANDS_RESOURCE,
@@ -162,6 +164,18 @@ class AuthzIntervention(InterventionHandler):
             ``"agentauthz.approval"``: resume with ``True`` to grant it (it
             then runs once). The Authorizer's approver, if any, is asked first.
             False: the model reads that the call awaits approval.
+        guardrail: an ``az.Guardrail`` or a detector (off by default): the
+            text blocks of the user messages an invocation starts with are
+            assessed before the model reads them, and their findings recorded
+            in the invocation's session as ``guardrail:user:...`` labels
+            (``guardrail:user:prompt_attack:high``; ``guardrail:user:unavailable``
+            when the detector failed), which policies read in
+            ``context.session.seen``. A detector failing with
+            ``on_error="raise"``, or labels that cannot be recorded, fail the
+            invocation. A tool's own guardrail (``tools={name:
+            ToolSettings(guardrail=...)}``) assesses its results
+            (``guardrail:prompt_attack:high``...); a result that cannot be
+            assessed or recorded is replaced by an error result.
 
     Raises:
         ConfigurationError: an option is wrong (a setting name, a profile).
@@ -200,6 +214,7 @@ class AuthzIntervention(InterventionHandler):
         filter_tools: bool = True,
         clock: Callable[[], float] = time.time,
         interrupt_approvals: bool = True,
+        guardrail: Guardrail | Detector | None = None,
     ) -> None:
         if not isinstance(authz, Authorizer):
             raise ConfigurationError("AuthzIntervention needs an agentauthz Authorizer")
@@ -221,6 +236,10 @@ class AuthzIntervention(InterventionHandler):
         self.filter_tools = filter_tools
         self.clock = clock
         self.interrupt_approvals = interrupt_approvals
+        self.guardrail = Guardrail.of(guardrail)
+        if self.guardrail is not None and (session is None or profile == "strands"):
+            raise ConfigurationError("guardrail= records the findings of the user's messages in the "
+                                     "invocation's session: it needs session= and the agentauthz profile")
         self._specs = SpecCache(tool_settings(tools), profile)
         self._agents: weakref.WeakKeyDictionary[Any, AgentState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -334,6 +353,8 @@ class AuthzIntervention(InterventionHandler):
         with self._acting(identity, session):
             bound = self.authz.current_session
             for text in _user_texts(event.messages):  # what the user said, for provenance
+                if self.guardrail is not None:  # and its findings, before the model reads it
+                    self.authz.screen_user_message(text, self.guardrail)
                 if bound is not None:
                     bound.user_said(text)
         with self._lock:
@@ -452,7 +473,7 @@ class AuthzIntervention(InterventionHandler):
                                       kind="approval" if call.approval is not None else "denied")
         return Decided(call=call, identity=identity, run=run, requested=event.tool_use,
                        tool=event.selected_tool, name=name, arguments=canonical(call.arguments),
-                       counted=counted)
+                       counted=counted, spec=spec)
 
     async def _approved(self, event: BeforeToolCallEvent[Any], request: ApprovalRequest, call: ToolCall,
                         again: Callable[[], Awaitable[ToolCall]]) -> ToolCall:
@@ -488,9 +509,13 @@ class AuthzIntervention(InterventionHandler):
                 state.uncount(decided.counted)
         await self._settle(decided.call, failed=_failed(event))
         if not _failed(event):
-            try:  # a source of the session, before the model reads it
-                await asyncio.to_thread(decided.call.record_result, event.result.get("content"))
-            except Exception as exc:  # an unregistered result must not reach the model
+            content = event.result.get("content")
+            try:  # a source of the session, and its guardrail findings, before the model reads it
+                await asyncio.to_thread(decided.call.record_result, content)
+                if decided.spec is not None and decided.spec.guardrail is not None:
+                    with self._acting(decided.identity, decided.call.session):
+                        await self.authz.ascreen_tool_result(decided.spec, content)
+            except Exception as exc:  # an unregistered or unscreened result must not reach the model
                 _logger.warning("agentauthz: the result of a Strands tool call could not be registered: %s",
                                 type(exc).__name__, exc_info=True)
                 withheld = "the tool's result was withheld: it could not be recorded"

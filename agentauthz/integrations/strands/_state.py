@@ -19,6 +19,7 @@ from typing import Any
 
 from agentauthz._identity import Identity
 from agentauthz.session._session import Session, ToolCall
+from agentauthz.tools._spec import ToolSpec
 
 __all__ = ["ABSENT", "AgentState", "Decided", "Run", "canonical"]
 
@@ -82,6 +83,7 @@ class Decided:
         name: the tool name.
         arguments: the decided arguments as canonical JSON: what the tool must receive.
         counted: the strands profile's count this call holds, if any.
+        spec: the spec the call was decided with (its guardrail screens the result).
     """
 
     call: ToolCall
@@ -92,6 +94,7 @@ class Decided:
     name: str
     arguments: str | None
     counted: tuple[str, str] | None = None
+    spec: ToolSpec | None = None
 
 
 @dataclass
