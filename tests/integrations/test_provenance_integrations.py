@@ -164,6 +164,23 @@ def test_bedrock_action_groups_register_input_text_as_what_the_user_said() -> No
     assert ran == ["DE89370400440532013000"]
 
 
+def test_bedrock_operation_results_take_the_label_of_their_tool_settings() -> None:
+    """``ToolSettings(provenance=...)`` per operation labels its results, not the default label."""
+    from agentauthz.integrations.bedrock import action_group_handler
+    from tests.integrations.bedrock_events import function_event, refused, session_user
+
+    authz = az.Authorizer.from_text(POLICIES, audit=[], sessions=SessionConfig(
+        store=MemorySessionStore(), provenance=Provenance(tools={"send_money"}, default_result="trusted")))
+
+    @action_group_handler(authz, principal=session_user, session=True,
+                          tools={"read_email": az.ToolSettings(provenance="untrusted")})
+    def handler(event: dict[str, Any], context: Any) -> str:
+        return INJECTED
+
+    assert not refused(handler(function_event("read_email"), None))
+    assert labels_of(authz, BOB, "session-1", "GB33BUKB20201555555555") == ["untrusted"]
+
+
 # -- a result that cannot be registered -----------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from agentauthz._authorizer import Authorizer
 from agentauthz._errors import ConfigurationError, IdentityError, InvalidArguments, InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz.integrations.bedrock._events import ActionInvocation, Status, with_arguments
+from agentauthz.session._provenance import ResultLabel
 from agentauthz.session._session import ToolCall
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import RefusalKind, ToolSpec, spec_of, tool_input
@@ -293,6 +294,8 @@ class _Request:
     spec: ToolSpec | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     keywords: dict[str, Any] = field(default_factory=dict)
+    #: ``ToolSettings(provenance=...)`` of the operation: how its results are labelled in the session.
+    result_label: ResultLabel | None = None
 
     def send(self, authz: Authorizer, *, record: bool, call_id: str | None) -> ToolCall | Decision:
         """Decide; with ``record``, begin the call the handler runs (counted in the session)."""
@@ -333,8 +336,10 @@ def _prepared(rules: Rules, invocation: ActionInvocation) -> tuple[ActionInvocat
     except Exception as exc:  # a failing mapping refuses the call; it never lets it through
         return _unbuildable(rules, invocation, exc), None
     assert invocation.resource is not None and invocation.action is not None
+    named: ToolSettings | None = rules.lookup(rules.settings, invocation)
     return invocation, _Request(keywords={"action": invocation.action, "resource": invocation.resource,
-                                          "context": context})
+                                          "context": context},
+                                result_label=named.provenance if named is not None else None)
 
 
 def _failed(rules: Rules, invocation: ActionInvocation, exc: Exception) -> ActionInvocation:
@@ -353,6 +358,8 @@ def _answered(rules: Rules, invocation: ActionInvocation, request: _Request, ans
         decision, call = answer, None
     else:
         decision, call = answer.decision, (answer if record else None)
+        if request.result_label is not None:
+            answer.result_label = request.result_label
         if request.spec is not None:
             # The handler runs with what the spec validated, never with the raw parameters.
             invocation = replace(invocation, arguments=answer.arguments)
