@@ -101,9 +101,32 @@ def _reads(document: Any, path: Path, found: set[str]) -> bool:
                 found.add(read[len(path)])
             elif operator == "." and path[:len(read)] == read:
                 return False  # ``context.guardrail.input`` (or above) as a value: compared whole
-        if bottom != {"Var": "context"}:
-            stack.append(bottom)  # an ``if`` choosing a record, or any other expression, is read too
+        stack.extend(_below(bottom))
     return True
+
+
+def _below(bottom: Any) -> list[Any]:
+    """What is left to walk of an access's operand once the context paths it may be are counted.
+
+    A path to ``context`` is done; an ``if`` choosing between records leaves its
+    condition and whatever its branches hold besides such paths.
+    """
+    left: list[Any] = []
+    pending = [bottom]
+    while pending:
+        node = pending.pop()
+        if node == {"Var": "context"}:
+            continue
+        access = _access(node)
+        if access is not None and access[0] == "." and _context_paths(node):
+            continue  # context.a.b: a chain of attribute reads down to the context
+        branch = node.get("if-then-else") if isinstance(node, Mapping) and len(node) == 1 else None
+        if isinstance(branch, Mapping):
+            left.append(branch.get("if"))
+            pending.extend((branch.get("then"), branch.get("else")))
+            continue
+        left.append(node)
+    return left
 
 
 def _access(node: Any) -> tuple[str, Mapping[str, Any]] | None:
