@@ -1288,7 +1288,9 @@ _fact_atoms = st.one_of(
     st.builds(lambda name: f'context.guardrail["input"]["{name}"] == 0', st.sampled_from(GUARDRAIL_LEVELS)),
     st.just(f"{_FACT}.nope == 1"),  # no such attribute: an error, with the whole fact and without
     st.sampled_from((f'{_FACT} == {{"available": true}}', 'context.guardrail == {"input": {}}',
-                     "context == {}", f"[{_FACT}].contains({_FACT})")),  # records used whole
+                     f"{_FACT} == {{}}", f'{_FACT}.available && {_FACT} == {{"available": true}}',
+                     f'{{"a": {_FACT}}}.a == {{}}', 'context == {"input": {"body": "x"}}',
+                     f"[{_FACT}].contains({{}})")),  # records used whole: equal only to a cut record
     st.just("context has guardrail && context.guardrail has input"),
     st.builds(lambda name: f'(if context.input.body like "*a*" then {_FACT} else {{"{name}": 1}}).{name} == 1',
               st.sampled_from(GUARDRAIL_LEVELS)),

@@ -175,23 +175,18 @@ def _outcome(event: az.AuditEvent) -> tuple[Any, ...]:
     return event.decision, tuple(event.reasons), tuple(event.errors)
 
 
-@pytest.mark.parametrize("policy_errors", ["skip", "deny"])
-@pytest.mark.parametrize("schema", [False, True])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(policies=guardrail_policies, found=guardrail_findings, optional=st.sets(st.sampled_from(sorted(ALL))))
-def test_the_trimmed_fact_decides_exactly_as_the_whole_fact(
-        policy_errors: str, schema: bool, policies: str, found: list[tuple[Any, ...]],
-        optional: set[str]) -> None:
+def assert_decides_as_the_whole_fact(policies: str, found: Sequence[tuple[Any, ...]], *, schema: bool,
+                                     optional: set[str], policy_errors: str) -> None:
+    """A guarded call (the trimmed fact) decides as ``authorize`` with the whole fact, errors included."""
     try:
         store = az.PolicyStore.from_text(policies, schema=_schema(frozenset(optional)) if schema else None,
                                          validate=False)
     except az.PolicyError:
-        return  # text Cedar does not parse (e.g. a record literal Cedar rejects): nothing to decide
+        return  # text Cedar does not parse: nothing to decide
     sink = az.MemorySink()
     authz = az.Authorizer(az.LocalEngine(store), audit=[sink], record_requests=True,
                           policy_errors=policy_errors)  # type: ignore[arg-type]
-    findings = [az.Finding(category, kind, level) for category, kind, level in found]
-    detector = Fixed(findings)
+    detector = Fixed([az.Finding(category, kind, level) for category, kind, level in found])
 
     @authz.guard(guardrail=detector, name="send", on_deny="message")
     def send(body: str) -> str:
@@ -211,6 +206,35 @@ def test_the_trimmed_fact_decides_exactly_as_the_whole_fact(
     needed = ALL if read is None else read & ALL
     assert sent >= needed  # every attribute a policy reads is sent
     assert sent == (needed if not schema else needed | (ALL - frozenset(optional)))
+
+
+@pytest.mark.parametrize("policy_errors", ["skip", "deny"])
+@pytest.mark.parametrize("schema", [False, True])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies=guardrail_policies, found=guardrail_findings, optional=st.sets(st.sampled_from(sorted(ALL))))
+def test_the_trimmed_fact_decides_exactly_as_the_whole_fact(
+        policy_errors: str, schema: bool, policies: str, found: list[tuple[Any, ...]],
+        optional: set[str]) -> None:
+    assert_decides_as_the_whole_fact(policies, found, schema=schema, optional=optional,
+                                     policy_errors=policy_errors)
+
+
+@pytest.mark.parametrize("policy_errors", ["skip", "deny"])
+@pytest.mark.parametrize("condition", [
+    "context.guardrail.input == {}",
+    'context.guardrail == {"input": {}}',
+    'context == {"input": {"body": "%s"}, "guardrail": {"input": {}}}' % BODY,
+    '{"a": context.guardrail.input}.a == {}',
+    "[context.guardrail.input].contains({})",
+    'context.guardrail.input.available && context.guardrail.input == {"available": true}',
+    "(if true then context.guardrail.input else {}) == {}",
+])
+def test_a_record_compared_whole_decides_as_the_whole_fact(condition: str, policy_errors: str) -> None:
+    for effect in ("permit", "forbid"):
+        assert_decides_as_the_whole_fact(
+            f'@id("all") permit(principal, action, resource);\n'
+            f'@id("p") {effect}(principal, action, resource) when {{ {condition} }};',
+            [], schema=False, optional=set(), policy_errors=policy_errors)
 
 
 # -- async calls assess with adetect -----------------------------------------------------------------
