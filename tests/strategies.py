@@ -1292,8 +1292,8 @@ _fact_atoms = st.one_of(
                      f'{{"a": {_FACT}}}.a == {{}}', 'context == {"input": {"body": "x"}}',
                      f"[{_FACT}].contains({{}})")),  # records used whole: equal only to a cut record
     st.just("context has guardrail && context.guardrail has input"),
-    st.builds(lambda name: f'(if context.input.body like "*a*" then {_FACT} else {{"{name}": 1}}).{name} == 1',
-              st.sampled_from(GUARDRAIL_LEVELS)),
+    st.builds(lambda name: f'(if context.input.body like "*a*" then {_FACT} else {{"{name}": 1}})'
+                           f'.{name} == 1', st.sampled_from(GUARDRAIL_LEVELS)),
     st.just('context.input.body like "*e*"'),
 )
 guardrail_conditions = st.recursive(

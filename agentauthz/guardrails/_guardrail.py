@@ -288,7 +288,10 @@ class Guardrail:
         names = arguments if self.arguments is None else [
             name for name in self.arguments if name in arguments]
         # The values: argument names are the tool's, not the text's (keys inside a record are text).
-        return text_of([arguments[name] for name in names])
+        values = [arguments[name] for name in names]
+        if all(type(value) is str for value in values):  # what text_of makes of them, without the walk
+            return "\n".join(values)
+        return text_of(values)
 
     def assess_value(self, value: Any, source: Source) -> Assessment:
         """:meth:`assess` of the text of ``value`` (``text=``)."""

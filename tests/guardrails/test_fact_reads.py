@@ -81,7 +81,8 @@ def test_a_template_reading_the_fact_counts() -> None:
 
 def test_the_schema_must_let_an_unread_attribute_be_absent() -> None:
     schema = ('entity User; entity Tool; action send appliesTo { principal: User, resource: Tool, '
-              'context: { guardrail: { input: { available: Bool, pii?: Set<String>, topics?: Set<String> } } } };'
+              'context: { guardrail: { input: { available: Bool, pii?: Set<String>, '
+              'topics?: Set<String> } } } };'
               'action other appliesTo { principal: User, resource: Tool };')
     store = az.PolicyStore.from_text(
         'forbid(principal, action, resource) when { context.guardrail.input has topics };',
@@ -223,7 +224,7 @@ def test_the_trimmed_fact_decides_exactly_as_the_whole_fact(
 @pytest.mark.parametrize("condition", [
     "context.guardrail.input == {}",
     'context.guardrail == {"input": {}}',
-    'context == {"input": {"body": "%s"}, "guardrail": {"input": {}}}' % BODY,
+    'context == {"input": {"body": "' + BODY + '"}, "guardrail": {"input": {}}}',
     '{"a": context.guardrail.input}.a == {}',
     "[context.guardrail.input].contains({})",
     'context.guardrail.input.available && context.guardrail.input == {"available": true}',
@@ -304,3 +305,55 @@ def test_an_async_tool_whose_detector_fails_is_refused_and_audited() -> None:
     with authz.acting_as(ALICE), pytest.raises(az.GuardrailUnavailable):
         asyncio.run(send(BODY))
     assert sink.events[-1].decision == "deny"
+
+
+# -- Verified Permissions decides the same ------------------------------------------------------------
+
+PARITY_POLICIES = (
+    '@id("all") permit(principal, action, resource);\n'
+    '@id("no-email") forbid(principal, action, resource) when '
+    '{ context.guardrail.input.pii.contains("EMAIL") };\n'
+    '@id("attack") forbid(principal, action, resource) when { context.guardrail.input.prompt_attack >= 2 };\n'
+    '@id("topics") forbid(principal, action, resource) when '
+    '{ context.guardrail.input has topics && context.guardrail.input.topics.contains("weapons") };\n'
+    '@id("unassessed") forbid(principal, action, resource) unless { context.guardrail.input.available };\n'
+)
+PARITY_FINDINGS: list[list[az.Finding]] = [
+    [], [az.Finding("pii", "EMAIL")], [az.Finding("pii", "PHONE")],
+    [az.Finding("prompt_attack", "PROMPT_ATTACK", "MEDIUM")],
+    [az.Finding("prompt_attack", "PROMPT_ATTACK", "LOW")],
+    [az.Finding("topic", "weapons")],
+    [az.Finding("content", "HATE", "HIGH"), az.Finding("word", "PROFANITY")],
+]
+
+
+@pytest.mark.parametrize("schema", [False, True])
+def test_verified_permissions_decides_as_the_embedded_engine_with_the_trimmed_fact(schema: bool) -> None:
+    from agentauthz.testing import LocalVerifiedPermissions
+
+    optional = ALL - {"available"}
+    store = az.PolicyStore.from_text(PARITY_POLICIES, schema=_schema(optional) if schema else None,
+                                     validate=False)
+    local_sink, remote_sink = az.MemorySink(), az.MemorySink()
+    local = az.Authorizer(az.LocalEngine(store), audit=[local_sink], record_requests=True)
+    with LocalVerifiedPermissions(store) as server, \
+            az.VerifiedPermissionsEngine(server.policy_store_id, client=server.client()) as engine:
+        remote = az.Authorizer(engine, audit=[remote_sink], record_requests=True)
+        for findings in PARITY_FINDINGS:
+            answers = []
+            for authz, sink in ((local, local_sink), (remote, remote_sink)):
+                @authz.guard(guardrail=az.Guardrail(Fixed(findings), cache_size=0), name="send",
+                             on_deny="message")
+                def send(body: str) -> str:
+                    return "sent"
+
+                with authz.acting_as(ALICE):
+                    send(BODY)
+                event = sink.events[-1]
+                assert event.request is not None
+                sent = set(event.request["request"]["context"]["guardrail"]["input"])
+                answers.append((_outcome(event), sent))
+            (local_outcome, local_sent), (remote_outcome, remote_sent) = answers
+            assert local_outcome == remote_outcome
+            assert remote_sent == ALL  # Verified Permissions: the policies are remote, the whole fact goes
+            assert local_sent == {"available", "pii", "prompt_attack", "topics"}
