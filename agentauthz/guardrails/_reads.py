@@ -65,7 +65,7 @@ def attributes_read(policies: Iterable[Policy], path: Path = FACT_PATH) -> froze
             continue
         try:
             document = json.loads(cedarpy.policies_to_json_str(policy.text))
-        except (ValueError, TypeError):  # unreadable here: assume it reads everything
+        except Exception:  # unreadable here: assume it reads everything
             return None
         if not _reads(document, path, found):
             return None
@@ -181,7 +181,12 @@ class InputFactReads:
         self.snapshot = snapshot
         read = attributes_read(snapshot.policies)
         self._unread = frozenset() if read is None else frozenset(attributes) - read
-        self._shapes = SchemaShapes(snapshot.schema_text) if snapshot.schema_text is not None else None
+        self._shapes: SchemaShapes | None = None
+        if snapshot.schema_text is not None and self._unread:
+            try:
+                self._shapes = SchemaShapes(snapshot.schema_text)
+            except Exception:  # a schema this cannot read: the requests carry everything
+                self._unread = frozenset()
         self._omitted: dict[str | EntityUID, frozenset[str]] = {}
 
     def omitted(self, action: str | EntityUID,
