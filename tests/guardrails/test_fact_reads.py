@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 import agentauthz as az
 from agentauthz.guardrails._detector import Source
 from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
-from agentauthz.guardrails._reads import InputFactReads, attributes_read
+from agentauthz.guardrails._reads import FACT_PATH, InputFactReads
+from agentauthz.session._facts import attributes_read
 from tests.strategies import GUARDRAIL_LEVELS, GUARDRAIL_SETS, guardrail_findings, guardrail_policies
 
 ALL = frozenset(INPUT_FACT_TYPE["attributes"])
@@ -39,7 +40,7 @@ class Fixed:
 
 
 def reads(policies: str) -> frozenset[str] | None:
-    return attributes_read(az.PolicyStore.from_text(policies, validate=False).policies)
+    return attributes_read(az.PolicyStore.from_text(policies, validate=False).policies, FACT_PATH)
 
 
 # -- what policies read ----------------------------------------------------------------------------
@@ -68,6 +69,8 @@ def test_the_attributes_a_policy_reads_are_those_named_after_the_fact(condition:
     "[context.guardrail.input].contains(context.guardrail.input)",
     "{a: context.guardrail}.a.input.pii.isEmpty()",
     "(if true then context.guardrail else [context.guardrail].contains({})).input.pii.isEmpty()",
+    "(if true then (if context.guardrail.input == {} then context.guardrail else context.guardrail).input"
+    " else context.guardrail.input).pii.isEmpty()",
 ])
 def test_a_record_holding_the_fact_used_whole_means_every_attribute_is_read(condition: str) -> None:
     assert reads(f"forbid(principal, action, resource) when {{ {condition} }};") is None
@@ -203,7 +206,7 @@ def assert_decides_as_the_whole_fact(policies: str, found: Sequence[tuple[Any, .
     assert _outcome(trimmed) == _outcome(reference)
     assert trimmed.request is not None
     sent = set(trimmed.request["request"]["context"]["guardrail"]["input"])
-    read = attributes_read(store.policies)
+    read = attributes_read(store.policies, FACT_PATH)
     needed = ALL if read is None else read & ALL
     assert sent >= needed  # every attribute a policy reads is sent
     assert sent == (needed if not schema else needed | (ALL - frozenset(optional)))
@@ -229,6 +232,8 @@ def test_the_trimmed_fact_decides_exactly_as_the_whole_fact(
     "[context.guardrail.input].contains({})",
     'context.guardrail.input.available && context.guardrail.input == {"available": true}',
     "(if true then context.guardrail.input else {}) == {}",
+    "(if true then (if context.guardrail.input == {} then context.guardrail else context.guardrail).input"
+    " else context.guardrail.input).available",
 ])
 def test_a_record_compared_whole_decides_as_the_whole_fact(condition: str, policy_errors: str) -> None:
     for effect in ("permit", "forbid"):
