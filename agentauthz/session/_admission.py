@@ -37,9 +37,16 @@ from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueEr
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
-from agentauthz.policy._store import PolicyStore, redact, truncate
+from agentauthz.policy._store import PolicySnapshot, PolicyStore, redact, truncate
 from agentauthz.session._approvals import ApprovalRequest, approval_probe
-from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name, provenance_problems
+from agentauthz.session._facts import (
+    ProducedFacts,
+    SessionSchema,
+    action_name,
+    attributes_read,
+    fixed_snapshot,
+    provenance_problems,
+)
 from agentauthz.session._provenance import RETRIEVED, ProvenanceStore, argument_provenance, source_keys
 from agentauthz.session._session import (
     FULL_SHAPE,
@@ -92,6 +99,7 @@ class SessionAdmission:
         self.authz = authz
         self._schema_cache: SessionSchema | None = None
         self._provenance_checked: object = None
+        self._provenance_reads: tuple[PolicySnapshot, dict[str, frozenset[str] | None]] | None = None
 
     # -- binding -----------------------------------------------------------------------
 
@@ -313,8 +321,29 @@ class SessionAdmission:
             union, every = argument_provenance(arguments, lookup, config.extractors, names)
         except Exception as exc:  # a failing store denies, never decides on missing labels
             raise Refused(self.authz._deny_unasked(bare(), store_failure(exc))) from exc
+        if shapes is None:  # no schema to satisfy: only the arguments a policy reads
+            union, every = (self._read_only(name, labels) for name, labels in
+                            (("provenance", union), ("provenance_all", every)))
         context["provenance"] = union
         context["provenance_all"] = every
+
+    def _read_only(self, record: str, labels: dict[str, list[str]]) -> dict[str, list[str]]:
+        """``context.<record>`` cut to the arguments the deciding policies read.
+
+        Whole when they are not known for sure (a store that reloads, another
+        engine, a record used whole). Left-out arguments are those no policy
+        names, so the decision is the same.
+        """
+        snapshot = fixed_snapshot(self.authz.engine)
+        if snapshot is None:
+            return labels
+        known = self._provenance_reads
+        if known is None or known[0] is not snapshot:
+            records = ("provenance", "provenance_all")
+            known = self._provenance_reads = (
+                snapshot, {name: attributes_read(snapshot.policies, (name,)) for name in records})
+        read = known[1][record]
+        return labels if read is None else {name: found for name, found in labels.items() if name in read}
 
     def labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
         """The labels (``SessionConfig.labels``) of these resources, as given or stored."""

@@ -30,7 +30,8 @@ import cedarpy
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import EntityUID
-from agentauthz.policy._store import Policy
+from agentauthz.engines.local import LocalEngine
+from agentauthz.policy._store import Policy, PolicySnapshot
 from agentauthz.session._session import (
     FIXED_ATTRIBUTES,
     FULL_SHAPE,
@@ -49,6 +50,7 @@ __all__ = [
     "action_name",
     "attributes_read",
     "declared_facts",
+    "fixed_snapshot",
     "policy_reads",
     "provenance_problems",
     "schema_reads",
@@ -428,6 +430,26 @@ def _values_of(expression: Any) -> Iterator[FactPath]:
 
 
 # -- which attributes of a context record the policies read ------------------------------------
+
+
+def fixed_snapshot(engine: object) -> PolicySnapshot | None:
+    """The store version that decides every request of ``engine``, when it is known and cannot change.
+
+    Only the embedded engine over a store that cannot reload qualifies: what is
+    worked out from that version's policies (which context attributes they read)
+    then holds for the request when it is decided. A store that reloads could
+    swap in a version reading more between building a request and deciding it.
+
+    Example:
+        >>> from agentauthz.policy._store import PolicyStore
+        >>> store = PolicyStore.from_text("permit(principal, action, resource);")
+        >>> fixed_snapshot(LocalEngine(store)) is store.snapshot, fixed_snapshot(object())
+        (True, None)
+    """
+    if type(engine) is not LocalEngine:
+        return None
+    store = engine.store
+    return None if store.reloadable else store.snapshot
 
 
 def attributes_read(policies: Iterable[Policy], path: FactPath) -> frozenset[str] | None:

@@ -39,11 +39,11 @@ from agentauthz._errors import (
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
-from agentauthz.engines.local import LocalEngine
 from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE, Assessment
 from agentauthz.guardrails._reads import InputFactReads
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
+from agentauthz.session._facts import fixed_snapshot
 from agentauthz.session._provenance import ResultLabel
 from agentauthz.session._session import Session, ToolCall
 from agentauthz.tools._settings import ToolSettings
@@ -409,9 +409,9 @@ class ToolCalls:
         knows which policies will read the request; any other engine gets the whole fact.
         """
         engine = self.authz.engine
-        if type(engine) is not LocalEngine or engine.store.reloadable:
+        snapshot = fixed_snapshot(engine)
+        if snapshot is None:
             return frozenset()
-        snapshot = engine.store.snapshot
         reads = self._fact_reads
         if reads is None or reads.snapshot is not snapshot:
             reads = self._fact_reads = InputFactReads(snapshot, INPUT_FACT_TYPE["attributes"])
