@@ -888,8 +888,8 @@ def provenance(report: Report, sizes: Sizes) -> None:
         "(`context.provenance` and `provenance_all`) and not tracked (the same session and policies). "
         "Matching is normalizing and extracting each argument value, then one index lookup per key: its "
         "cost does not grow with the registered values. The rest of what a tracked call adds is carrying "
-        "two more context records (conversion, Cedar parsing and evaluation), cut to the arguments a policy "
-        "reads (here `to` of `context.provenance`; the store has no schema and cannot reload).",
+        "two more context records (conversion, Cedar parsing and evaluation); `provenance_all` is cut to the "
+        "arguments a policy reads (none here: the store has no schema and cannot reload).",
         ["what", "10 values (us)", f"{values:,} values (us)"],
         [["matching the arguments (`argument_provenance` + the store lookup)", us(found["match_few"]),
           us(found["match_many"])],

@@ -99,7 +99,7 @@ class SessionAdmission:
         self.authz = authz
         self._schema_cache: SessionSchema | None = None
         self._provenance_checked: object = None
-        self._provenance_reads: tuple[PolicySnapshot, dict[str, frozenset[str] | None]] | None = None
+        self._provenance_reads: tuple[PolicySnapshot, frozenset[str] | None] | None = None
 
     # -- binding -----------------------------------------------------------------------
 
@@ -321,29 +321,25 @@ class SessionAdmission:
             union, every = argument_provenance(arguments, lookup, config.extractors, names)
         except Exception as exc:  # a failing store denies, never decides on missing labels
             raise Refused(self.authz._deny_unasked(bare(), store_failure(exc))) from exc
-        if shapes is None:  # no schema to satisfy: only the arguments a policy reads
-            union, every = (self._read_only(name, labels) for name, labels in
-                            (("provenance", union), ("provenance_all", every)))
-        context["provenance"] = union
-        context["provenance_all"] = every
+        context["provenance"] = union  # whole: the audit event carries every argument's labels
+        context["provenance_all"] = every if shapes is not None else self._read_only(every)
 
-    def _read_only(self, record: str, labels: dict[str, list[str]]) -> dict[str, list[str]]:
-        """``context.<record>`` cut to the arguments the deciding policies read.
+    def _read_only(self, every: dict[str, list[str]]) -> dict[str, list[str]]:
+        """``context.provenance_all`` cut to the arguments the deciding policies read (no schema to satisfy).
 
         Whole when they are not known for sure (a store that reloads, another
-        engine, a record used whole). Left-out arguments are those no policy
+        engine, the record used whole). Left-out arguments are those no policy
         names, so the decision is the same.
         """
         snapshot = fixed_snapshot(self.authz.engine)
         if snapshot is None:
-            return labels
+            return every
         known = self._provenance_reads
         if known is None or known[0] is not snapshot:
-            records = ("provenance", "provenance_all")
-            known = self._provenance_reads = (
-                snapshot, {name: attributes_read(snapshot.policies, (name,)) for name in records})
-        read = known[1][record]
-        return labels if read is None else {name: found for name, found in labels.items() if name in read}
+            read = attributes_read(snapshot.policies, ("provenance_all",))
+            known = self._provenance_reads = (snapshot, read)
+        read = known[1]
+        return every if read is None else {name: labels for name, labels in every.items() if name in read}
 
     def labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
         """The labels (``SessionConfig.labels``) of these resources, as given or stored."""

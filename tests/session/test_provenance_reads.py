@@ -1,5 +1,6 @@
-"""A tracked call's ``context.provenance`` / ``provenance_all`` carry only the arguments a policy reads,
-and decide exactly as with every argument (``SessionAdmission._provenance_read``)."""
+"""A tracked call's ``context.provenance_all`` carries only the arguments a policy reads, and decides
+exactly as with every argument (``SessionAdmission._read_only``); ``context.provenance`` stays whole
+(the audit event carries every argument's labels)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ def decide(authz: az.Authorizer, sink: az.MemorySink) -> list[tuple[Any, ...]]:
     return answers
 
 
-def test_a_tracked_call_carries_only_the_arguments_a_policy_reads(tmp_path: Path) -> None:
+def test_a_tracked_call_carries_only_the_arguments_a_policy_reads_in_provenance_all(tmp_path: Path) -> None:
     trimmed, whole, trimmed_sink, whole_sink = authorizers(
         '@id("all") permit(principal, action, resource);\n'
         '@id("payee-only") forbid(principal, action, resource) when '
-        '{ !context.provenance.to.contains("payee") };', tmp_path, "skip")
+        '{ !context.provenance_all.to.contains("payee") };', tmp_path, "skip")
     sent = decide(trimmed, trimmed_sink)
-    assert [(union, every) for *_, union, every in sent] == [({"to"}, set())] * len(CALLS)
+    assert [(union, every) for *_, union, every in sent] == [({"to", "cc", "amount"}, {"to"})] * len(CALLS)
+    assert set(trimmed_sink.events[-1].extra["provenance"]) == {"to", "cc", "amount"}  # audited whole
     assert [(union, every) for *_, union, every in decide(whole, whole_sink)] \
         == [({"to", "cc", "amount"}, {"to", "cc", "amount"})] * len(CALLS)
 
