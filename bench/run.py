@@ -19,6 +19,7 @@ import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 import cedarpy
 
 import agentauthz as az
+from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
 from bench import scale
 from bench.workloads import (
     SHARE_TEMPLATE,
@@ -886,7 +888,8 @@ def provenance(report: Report, sizes: Sizes) -> None:
         "(`context.provenance` and `provenance_all`) and not tracked (the same session and policies). "
         "Matching is normalizing and extracting each argument value, then one index lookup per key: its "
         "cost does not grow with the registered values. The rest of what a tracked call adds is carrying "
-        "two more context records (conversion, Cedar parsing and evaluation).",
+        "two more context records (conversion, Cedar parsing and evaluation); `provenance_all` is cut to the "
+        "arguments a policy reads (none here: the store has no schema and cannot reload).",
         ["what", "10 values (us)", f"{values:,} values (us)"],
         [["matching the arguments (`argument_provenance` + the store lookup)", us(found["match_few"]),
           us(found["match_many"])],
@@ -901,15 +904,21 @@ def guardrails(report: Report, sizes: Sizes) -> None:
     calls = max(50, sizes.requests * 10)
     body = "Please call carol on +1 415-555-0100 about the May launch; ignore the draft."
     detector = az.LocalDetector()
-    authz = az.Authorizer.from_text("permit(principal, action, resource);")
+    policies = ('@id("tools") permit(principal, action, resource);\n'
+                '@id("no-ssn") forbid(principal, action, resource) when { context has guardrail && '
+                'context.guardrail.input.pii.contains("US_SOCIAL_SECURITY_NUMBER") };\n')
+    authz = az.Authorizer.from_text(policies)
+    with tempfile.TemporaryDirectory() as folder:  # a store that can reload: requests carry the whole fact
+        (Path(folder) / "policies.cedar").write_text(policies)
+        reloading = az.Authorizer.from_directory(folder)
 
-    def tool(name: str, guardrail: az.Guardrail | None) -> Callable[[], object]:
-        @authz.guard(name=name, guardrail=guardrail)
+    def tool(name: str, guardrail: az.Guardrail | None, on: az.Authorizer = authz) -> Callable[[], object]:
+        @on.guard(name=name, guardrail=guardrail)
         def send(body: str) -> str:
             return "sent"
 
         def run() -> None:
-            with authz.acting_as(az.EntityUID("User", "u")):
+            with on.acting_as(az.EntityUID("User", "u")):
                 for _ in range(calls):
                     send(body)
 
@@ -920,17 +929,19 @@ def guardrails(report: Report, sizes: Sizes) -> None:
             detector.detect(body, source="INPUT")
 
     cached_guardrail = az.Guardrail(detector)
+    omitted = frozenset(INPUT_FACT_TYPE["attributes"]) - {"pii"}
 
     def facts() -> None:  # the Python side alone: text, cache key and hit, fact, audit summary
         for _ in range(calls):
             assessment = cached_guardrail.assess_arguments({"body": body})
-            assessment.fact()
+            assessment.fact(omitted)
             assessment.audit  # noqa: B018 - built once, read per call
 
     found = measure({
         "plain": (tool("plain", None), calls),
         "guarded": (tool("guarded", az.Guardrail(detector, cache_size=0)), calls),
         "cached": (tool("cached", az.Guardrail(detector)), calls),
+        "whole": (tool("whole", az.Guardrail(detector), reloading), calls),
         "detector": (detect, calls),
         "facts": (facts, calls),
     }, sizes.rounds)
@@ -942,18 +953,22 @@ def guardrails(report: Report, sizes: Sizes) -> None:
         ["guarded tool call, guardrail assessing every call", us(found["guarded"]),
          us(found["guarded"] - found["plain"])],
         ["guarded tool call, guardrail answering from its cache", us(found["cached"]), us(cached)],
+        ["the same from a store that can reload (the whole 12-attribute fact)", us(found["whole"]),
+         us(found["whole"] - found["plain"])],
         ["the fact plumbing alone (cached text: key, fact, audit summary)", us(found["facts"]), ""],
     ]
     report.section(
         "Guardrail plumbing",
         "A guarded tool with `az.Guardrail(az.LocalDetector())` on its one argument, against the same "
-        "tool without one (embedded engine, one permit). The plumbing is what the call costs beyond "
-        "the detector: reading the arguments' text, the cache key, the `context.guardrail.input` fact "
-        "(a larger request for Cedar) and the audit summary.",
+        "tool without one (embedded engine, a permit and a forbid reading `context.guardrail.input.pii`). "
+        "The plumbing is what the call costs beyond the detector: reading the arguments' text, the cache "
+        "key, the `context.guardrail.input` fact (a larger request for Cedar) and the audit summary. "
+        "A request carries only the attributes a policy reads (`agentauthz/guardrails/_reads.py`); a "
+        "store that can reload gets the whole fact.",
         ["call", "median (us)", "added (us)"], rows,
         [f"Plumbing beyond the detector: {us(plumbing)} us per call ({us(cached)} us when the text is "
          f"cached), of which {us(found['facts'])} us in Python; the rest is the larger request: "
-         "converting the 12-attribute fact to Cedar JSON and cedarpy reading it."])
+         "converting the fact to Cedar JSON and cedarpy reading it."])
     report.target("guardrail fact plumbing per call with a local detector <= 10 us beyond the detector",
                   f"{us(plumbing)} us in all, {us(found['facts'])} us in Python", plumbing <= 10)
 

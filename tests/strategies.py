@@ -1275,3 +1275,57 @@ guardrail_findings = st.lists(st.builds(
     st.sampled_from(["PROMPT_ATTACK", "HATE", "EMAIL", "my-regex", "Investing", "PROFANITY", "GROUNDING"]),
     st.sampled_from(["NONE", "LOW", "MEDIUM", "HIGH"]),
 ), max_size=6)
+
+
+# -- guardrail fact trimming (tests/guardrails/test_fact_reads.py): policies over the input fact ------
+
+GUARDRAIL_LEVELS = ("prompt_attack", "hate", "insults", "misconduct", "sexual", "violence")
+GUARDRAIL_SETS = ("pii", "regexes", "topics", "words", "ungrounded")
+_FACT = "context.guardrail.input"
+_NAMES = ("EMAIL", "PHONE", "weapons", "CUSTOM", "GROUNDING")
+_fact_atoms = st.one_of(
+    st.just(f"{_FACT}.available"),
+    st.builds(lambda name, level: f"{_FACT}.{name} >= {level}",
+              st.sampled_from(GUARDRAIL_LEVELS), st.integers(0, 3)),
+    st.builds(lambda name, item: f'{_FACT}.{name}.contains("{item}")',
+              st.sampled_from(GUARDRAIL_SETS), st.sampled_from(_NAMES)),
+    st.builds(lambda name: f"{_FACT}.{name}.isEmpty()", st.sampled_from(GUARDRAIL_SETS)),
+    st.builds(lambda name: f"{_FACT} has {name}",
+              st.sampled_from((*GUARDRAIL_LEVELS, *GUARDRAIL_SETS, "available", "nope"))),
+    st.builds(lambda name: f'context.guardrail["input"]["{name}"] == 0', st.sampled_from(GUARDRAIL_LEVELS)),
+    st.just(f"{_FACT}.nope == 1"),  # no such attribute: an error, with the whole fact and without
+    st.sampled_from((f'{_FACT} == {{"available": true}}', 'context.guardrail == {"input": {}}',
+                     f"{_FACT} == {{}}", f'{_FACT}.available && {_FACT} == {{"available": true}}',
+                     f'{{"a": {_FACT}}}.a == {{}}', 'context == {"input": {"body": "x"}}',
+                     f"[{_FACT}].contains({{}})")),  # records used whole: equal only to a cut record
+    st.just("context has guardrail && context.guardrail has input"),
+    st.builds(lambda name: f'(if context.input.body like "*a*" then {_FACT} else {{"{name}": 1}})'
+                           f'.{name} == 1', st.sampled_from(GUARDRAIL_LEVELS)),
+    st.just('context.input.body like "*e*"'),
+)
+guardrail_conditions = st.recursive(
+    _fact_atoms,
+    lambda inner: st.one_of(
+        st.builds(lambda a, b: f"({a} && {b})", inner, inner),
+        st.builds(lambda a, b: f"({a} || {b})", inner, inner),
+        st.builds(lambda a: f"!({a})", inner)),
+    max_leaves=4)
+guardrail_policies = st.lists(
+    st.tuples(st.sampled_from(("permit", "forbid")), st.sampled_from(("when", "unless")),
+              guardrail_conditions),
+    min_size=1, max_size=4,
+).map(lambda rules: "\n".join(
+    f'@id("p{index}") {effect}(principal, action, resource) {kind} {{ {condition} }};'
+    for index, (effect, kind, condition) in enumerate(rules)))
+"""Policy text over ``context.guardrail.input``: reads with ``.``, ``has`` and ``[..]``, records compared
+whole, attributes that do not exist, an ``if`` choosing the record."""
+guardrail_findings = st.lists(st.one_of(
+    st.builds(lambda level: ("prompt_attack", "PROMPT_ATTACK", level),
+              st.sampled_from(("NONE", "LOW", "MEDIUM", "HIGH"))),
+    st.builds(lambda kind, level: ("content", kind, level),
+              st.sampled_from(("HATE", "INSULTS", "MISCONDUCT", "SEXUAL", "VIOLENCE")),
+              st.sampled_from(("LOW", "MEDIUM", "HIGH"))),
+    st.builds(lambda category, kind: (category, kind, "HIGH"),
+              st.sampled_from(("pii", "regex", "topic", "word", "grounding")), st.sampled_from(_NAMES)),
+), max_size=5)
+"""(category, type, confidence) of the findings a detector returns."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,18 +71,25 @@ class Assessment:
     # The fact and audit summary, built once: a cached assessment answers many calls.
     _built: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def fact(self) -> dict[str, Any]:
+    def fact(self, omitted: Collection[str] = ()) -> dict[str, Any]:
         """The record policies read as ``context.guardrail.input`` (a new dict each time).
+
+        Args:
+            omitted: attributes to leave out (those no policy reads, see
+                :class:`~agentauthz.guardrails._reads.InputFactReads`).
 
         Example:
             >>> fact = Assessment((Finding("pii", "EMAIL"),), True, "local").fact()
             >>> fact["available"], fact["pii"], fact["prompt_attack"]
             (True, ['EMAIL'], 0)
+            >>> Assessment((Finding("pii", "EMAIL"),), True, "local").fact(set(fact) - {"pii"})
+            {'pii': ['EMAIL']}
         """
         built = self._built.get("fact")
         if built is None:
             built = self._built["fact"] = self._build_fact()
-        return {name: value[:] if type(value) is list else value for name, value in built.items()}
+        return {name: value[:] if type(value) is list else value for name, value in built.items()
+                if name not in omitted}
 
     def _build_fact(self) -> dict[str, Any]:
         fact: dict[str, Any] = {"available": self.available, "prompt_attack": 0}
@@ -271,10 +278,20 @@ class Guardrail:
 
     def assess_arguments(self, arguments: Mapping[str, Any]) -> Assessment:
         """:meth:`assess` of the text of a call's arguments (those of ``arguments=``), as ``INPUT``."""
+        return self.assess(self._arguments_text(arguments), "INPUT")
+
+    async def aassess_arguments(self, arguments: Mapping[str, Any]) -> Assessment:
+        """Async twin of :meth:`assess_arguments` (the detector's ``adetect``)."""
+        return await self.aassess(self._arguments_text(arguments), "INPUT")
+
+    def _arguments_text(self, arguments: Mapping[str, Any]) -> str:
         names = arguments if self.arguments is None else [
             name for name in self.arguments if name in arguments]
         # The values: argument names are the tool's, not the text's (keys inside a record are text).
-        return self.assess(text_of([arguments[name] for name in names]), "INPUT")
+        values = [arguments[name] for name in names]
+        if all(type(value) is str for value in values):  # what text_of makes of them, without the walk
+            return "\n".join(values)
+        return text_of(values)
 
     def assess_value(self, value: Any, source: Source) -> Assessment:
         """:meth:`assess` of the text of ``value`` (``text=``)."""

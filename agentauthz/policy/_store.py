@@ -387,6 +387,15 @@ class PolicyStore:
                 return policy
         raise KeyError(policy_id)
 
+    @property
+    def reloadable(self) -> bool:
+        """Whether :meth:`reload` may swap in another version (stores loaded with ``from_directory``).
+
+        What is worked out from one version's policies holds for the requests
+        that store decides only when this is False.
+        """
+        return self._loader is not None
+
     def reload(self) -> bool:
         """Load the directory again and swap atomically.
 

@@ -37,9 +37,16 @@ from agentauthz._errors import ConfigurationError, IdentityError, InvalidValueEr
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz._plans import Ask, Held, Plan, Refused
-from agentauthz.policy._store import PolicyStore, redact, truncate
+from agentauthz.policy._store import PolicySnapshot, PolicyStore, redact, truncate
 from agentauthz.session._approvals import ApprovalRequest, approval_probe
-from agentauthz.session._facts import ProducedFacts, SessionSchema, action_name, provenance_problems
+from agentauthz.session._facts import (
+    ProducedFacts,
+    SessionSchema,
+    action_name,
+    attributes_read,
+    fixed_snapshot,
+    provenance_problems,
+)
 from agentauthz.session._provenance import RETRIEVED, ProvenanceStore, argument_provenance, source_keys
 from agentauthz.session._session import (
     FULL_SHAPE,
@@ -92,6 +99,7 @@ class SessionAdmission:
         self.authz = authz
         self._schema_cache: SessionSchema | None = None
         self._provenance_checked: object = None
+        self._provenance_reads: tuple[PolicySnapshot, frozenset[str] | None] | None = None
 
     # -- binding -----------------------------------------------------------------------
 
@@ -313,8 +321,25 @@ class SessionAdmission:
             union, every = argument_provenance(arguments, lookup, config.extractors, names)
         except Exception as exc:  # a failing store denies, never decides on missing labels
             raise Refused(self.authz._deny_unasked(bare(), store_failure(exc))) from exc
-        context["provenance"] = union
-        context["provenance_all"] = every
+        context["provenance"] = union  # whole: the audit event carries every argument's labels
+        context["provenance_all"] = every if shapes is not None else self._read_only(every)
+
+    def _read_only(self, every: dict[str, list[str]]) -> dict[str, list[str]]:
+        """``context.provenance_all`` cut to the arguments the deciding policies read (no schema to satisfy).
+
+        Whole when they are not known for sure (a store that reloads, another
+        engine, the record used whole). Left-out arguments are those no policy
+        names, so the decision is the same.
+        """
+        snapshot = fixed_snapshot(self.authz.engine)
+        if snapshot is None:
+            return every
+        known = self._provenance_reads
+        if known is None or known[0] is not snapshot:
+            read = attributes_read(snapshot.policies, ("provenance_all",))
+            known = self._provenance_reads = (snapshot, read)
+        read = known[1]
+        return every if read is None else {name: labels for name, labels in every.items() if name in read}
 
     def labels(self, resources: Iterable[EntityUID], given: Mapping[EntityUID, Entity]) -> set[str]:
         """The labels (``SessionConfig.labels``) of these resources, as given or stored."""

@@ -30,7 +30,8 @@ import cedarpy
 
 from agentauthz._errors import ConfigurationError
 from agentauthz._model import EntityUID
-from agentauthz.policy._store import Policy
+from agentauthz.engines.local import LocalEngine
+from agentauthz.policy._store import Policy, PolicySnapshot
 from agentauthz.session._session import (
     FIXED_ATTRIBUTES,
     FULL_SHAPE,
@@ -47,7 +48,9 @@ __all__ = [
     "ProducedFacts",
     "SessionSchema",
     "action_name",
+    "attributes_read",
     "declared_facts",
+    "fixed_snapshot",
     "policy_reads",
     "provenance_problems",
     "schema_reads",
@@ -425,3 +428,125 @@ def _values_of(expression: Any) -> Iterator[FactPath]:
             stack.append((branch.get("then"), below))
             stack.append((branch.get("else"), below))
 
+
+# -- which attributes of a context record the policies read ------------------------------------
+
+
+def fixed_snapshot(engine: object) -> PolicySnapshot | None:
+    """The store version that decides every request of ``engine``, when it is known and cannot change.
+
+    Only the embedded engine over a store that cannot reload qualifies: what is
+    worked out from that version's policies (which context attributes they read)
+    then holds for the request when it is decided. A store that reloads could
+    swap in a version reading more between building a request and deciding it.
+
+    Example:
+        >>> from agentauthz.policy._store import PolicyStore
+        >>> store = PolicyStore.from_text("permit(principal, action, resource);")
+        >>> fixed_snapshot(LocalEngine(store)) is store.snapshot, fixed_snapshot(object())
+        (True, None)
+    """
+    if type(engine) is not LocalEngine:
+        return None
+    store = engine.store
+    return None if store.reloadable else store.snapshot
+
+
+def attributes_read(policies: Iterable[Policy], path: FactPath) -> frozenset[str] | None:
+    """The attributes of the record ``context.<path>`` the policies read (``.`` or ``has``).
+
+    None when a policy may use the record, or a record holding it, whole (an
+    equality, a literal holding it), or cannot be read: every attribute counts then.
+
+    Example:
+        >>> from agentauthz.policy._store import PolicyStore
+        >>> store = PolicyStore.from_text('forbid(principal, action, resource) when {'
+        ...     ' context.guardrail.input.pii.contains("EMAIL") || context.guardrail.input has topics };')
+        >>> sorted(attributes_read(store.policies, ("guardrail", "input")))
+        ['pii', 'topics']
+        >>> print(attributes_read(PolicyStore.from_text(
+        ...     'forbid(principal, action, resource) when { context.guardrail == {} };').policies,
+        ...     ("guardrail", "input")))
+        None
+    """
+    found: set[str] = set()
+    for policy in policies:
+        if "context" not in policy.text:  # a variable's name has no escapes: no context, no reads
+            continue
+        try:
+            document = json.loads(cedarpy.policies_to_json_str(policy.text))
+        except Exception:  # unreadable here: assume it reads everything
+            return None
+        if not _reads(document, path, found):
+            return None
+    return frozenset(found)
+
+
+def _reads(document: Any, path: FactPath, found: set[str]) -> bool:
+    """Add the attributes of ``context.<path>`` an EST reads to ``found``; False if it may use it whole."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        if node.get("Var") == "context" and len(node) == 1:
+            return False  # the context itself as a value (``context == ...``): it holds the fact
+        access = _accessed(node)
+        if access is None:
+            stack.extend(node.values())
+            continue
+        operator, body = access
+        names = [body["attr"]]
+        bottom = body.get("left")
+        while (inner := _accessed(bottom)) is not None and inner[0] == ".":
+            names.append(inner[1]["attr"])
+            bottom = inner[1].get("left")
+        names.reverse()
+        for root in _values_of(bottom):
+            read = (*root, *names)
+            if read[:len(path)] == path and len(read) > len(path):
+                found.add(read[len(path)])
+            elif operator == "." and path[:len(read)] == read:
+                return False  # ``context.guardrail.input`` (or above) as a value: compared whole
+        stack.extend(_below(bottom))
+    return True
+
+
+def _below(bottom: Any) -> list[Any]:
+    """What is left to walk of an access's operand once the context paths it may be are counted.
+
+    A path to ``context`` is done; an ``if`` choosing between records leaves its
+    condition and whatever its branches hold besides such paths (an attribute
+    chain is followed down to what it reads from: an ``if`` there has a condition too).
+    """
+    left: list[Any] = []
+    pending = [bottom]
+    while pending:
+        node = pending.pop()
+        if node == {"Var": "context"}:
+            continue
+        access = _accessed(node)
+        if access is not None and access[0] == ".":
+            pending.append(access[1].get("left"))  # its paths were counted with the access above
+            continue
+        branch = node.get("if-then-else") if isinstance(node, Mapping) and len(node) == 1 else None
+        if isinstance(branch, Mapping):
+            left.append(branch.get("if"))
+            pending.extend((branch.get("then"), branch.get("else")))
+            continue
+        left.append(node)
+    return left
+
+
+def _accessed(node: Any) -> tuple[str, Mapping[str, Any]] | None:
+    """``(".", body)`` or ``("has", body)`` of an attribute access, else None."""
+    if not isinstance(node, Mapping) or len(node) != 1:
+        return None
+    for operator in (".", "has"):
+        body = node.get(operator)
+        if isinstance(body, Mapping) and isinstance(body.get("attr"), str):
+            return operator, body
+    return None

@@ -646,6 +646,33 @@ class SchemaShapes:
         record, namespace = found
         return frozenset(self._resolve(record, namespace).get("attributes") or {})
 
+    def optional_attributes(self, action: EntityUID, *path: str) -> frozenset[str] | None:
+        """The attributes of the record ``context.<path>`` of ``action`` the schema declares optional.
+
+        None when the action's context declares no such record.
+
+        Example:
+            >>> shapes = SchemaShapes('entity U; action a appliesTo { principal: U, resource: U, '
+            ...     'context: { guardrail: { input: { pii?: Set<String>, available: Bool } } } };')
+            >>> sorted(shapes.optional_attributes(EntityUID("Action", "a"), "guardrail", "input"))
+            ['pii']
+        """
+        found = self._context_attribute(action, path[0]) if path else None
+        if found is None:
+            return None
+        node, namespace = found
+        for name in path[1:]:
+            record = self._resolve(node, namespace)
+            child = (record.get("attributes") or {}).get(name) if record.get("type") == "Record" else None
+            if not isinstance(child, Mapping):
+                return None
+            node = child
+        record = self._resolve(node, namespace)
+        if record.get("type") != "Record":
+            return None
+        return frozenset(name for name, declared in (record.get("attributes") or {}).items()
+                         if isinstance(declared, Mapping) and declared.get("required") is False)
+
     def declares(self, action: EntityUID, name: str) -> bool:
         """Whether ``action``'s context declares attribute ``name``."""
         return self._context_attribute(action, name) is not None

@@ -39,9 +39,11 @@ from agentauthz._errors import (
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
-from agentauthz.guardrails._guardrail import Assessment
+from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE, Assessment
+from agentauthz.guardrails._reads import InputFactReads
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
+from agentauthz.session._facts import fixed_snapshot
 from agentauthz.session._provenance import ResultLabel
 from agentauthz.session._session import Session, ToolCall
 from agentauthz.tools._settings import ToolSettings
@@ -75,6 +77,7 @@ class ToolCalls:
 
     def __init__(self, authz: Authorizer) -> None:
         self.authz = authz
+        self._fact_reads: InputFactReads | None = None
 
     # -- guarding ----------------------------------------------------------------------
 
@@ -116,10 +119,11 @@ class ToolCalls:
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
                     with authz._operation(Operation("tool_call", spec.name)):
-                        prepared = self._prepare(spec, parameters, needed, args, kwargs)
+                        prepared = self._prepare(spec, parameters, needed, args, kwargs, assess=False)
                         if isinstance(prepared, str):
                             return prepared
                         arguments, inputs = prepared
+                        await self._aassess_inputs(spec, inputs)
                         call = await self.aapproved(
                             await authz._arun(self._begin(inputs, arguments, spec, None)),
                             lambda: authz._arun(self._begin(inputs, arguments, spec, None)))
@@ -158,13 +162,14 @@ class ToolCalls:
 
     def _prepare(
         self, spec: ToolSpec, parameters: tuple[str, ...], needed: tuple[str, ...], args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        kwargs: dict[str, Any], *, assess: bool = True,
     ) -> str | tuple[dict[str, Any], dict[str, Any]]:
         """The arguments a guarded call runs with and its request inputs, or its refusal for the model.
 
         The caller of a guarded function is the application: it passes the
         injected arguments (``Annotated[T, az.Injected]``), which the function
         gets as given and the policy never sees. ``needed`` are those without a default.
+        ``assess=False`` leaves the guardrail's assessment to the caller (:meth:`_aassess_inputs`).
 
         Raises:
             ConfigurationError: an injected argument without a default was not
@@ -182,7 +187,7 @@ class ToolCalls:
             return bound
 
         try:
-            arguments, inputs = self.checked(spec, chosen)
+            arguments, inputs = self.checked(spec, chosen, assess=assess)
         except InvalidArguments as exc:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
@@ -322,12 +327,13 @@ class ToolCalls:
         return spec
 
     def checked(self, spec: ToolSpec, arguments: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
+                *, assess: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """The validated arguments of one call and the request deciding it (the one path of every call).
 
         ``context.input`` is built from the very values the tool then runs
         with. Arguments that do not validate, or whose resource or context
-        cannot be built, are an audited refusal.
+        cannot be built, are an audited refusal. ``assess=False``: the
+        guardrail's assessment is left to the caller.
 
         Raises:
             IdentityError: no end user is bound (audited): checked first, so a
@@ -342,13 +348,11 @@ class ToolCalls:
             authz.current_principal()  # raises IdentityError
         try:
             validated, cedar_input = spec.call_arguments(arguments() if callable(arguments) else arguments)
-            return validated, self._request_inputs(spec, validated, cedar_input)
+            return validated, self._request_inputs(spec, validated, cedar_input, assess=assess)
         except InvalidArguments:
             raise
         except GuardrailUnavailable as exc:
-            fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
-            authz.audit_refusal(action=spec.action, reason=str(exc),
-                                resource=fixed or EntityUID(authz.tool_entity_type, spec.name))
+            self._guardrail_refusal(spec, exc)
             raise
         except InvalidValueError as exc:
             fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
@@ -358,7 +362,7 @@ class ToolCalls:
             raise InvalidArguments(str(exc), refusal) from None
 
     def _request_inputs(self, spec: ToolSpec, arguments: dict[str, Any],
-                        cedar_input: dict[str, Any]) -> dict[str, Any]:
+                        cedar_input: dict[str, Any], *, assess: bool = True) -> dict[str, Any]:
         context = spec.context_for(arguments)
         context["input"] = cedar_input
         inputs = {
@@ -371,11 +375,54 @@ class ToolCalls:
             if "guardrail" in context:
                 raise ConfigurationError(
                     f"the context of tool {spec.name!r} must not set 'guardrail': its guardrail does")
-            # What the policy reads is what is assessed: context.input, never an injected argument.
-            assessment = guardrail.assess_arguments(context["input"])
-            context["guardrail"] = {"input": assessment.fact()}
-            inputs["audit"] = {"guardrail": {"input": assessment.audit}}
+            if assess:
+                # What the policy reads is what is assessed: context.input, never an injected argument.
+                self._add_guardrail(spec, inputs, guardrail.assess_arguments(context["input"]))
         return inputs
+
+    async def _aassess_inputs(self, spec: ToolSpec, inputs: dict[str, Any]) -> None:
+        """The guardrail part of :meth:`_request_inputs` for an async call: ``adetect``, the loop not blocked.
+
+        Raises:
+            GuardrailUnavailable: the detector failed and ``on_error="raise"`` (audited).
+        """
+        guardrail = spec.guardrail
+        if guardrail is None or not guardrail.inputs:
+            return
+        try:
+            assessment = await guardrail.aassess_arguments(inputs["context"]["input"])
+        except GuardrailUnavailable as exc:
+            self._guardrail_refusal(spec, exc)
+            raise
+        self._add_guardrail(spec, inputs, assessment)
+
+    def _add_guardrail(self, spec: ToolSpec, inputs: dict[str, Any], assessment: Assessment) -> None:
+        """``context.guardrail.input`` (the attributes a policy can read) and the findings for the audit."""
+        omitted = self._fact_omitted(spec.action)
+        inputs["context"]["guardrail"] = {"input": assessment.fact(omitted)}
+        inputs["audit"] = {"guardrail": {"input": assessment.audit}}
+
+    def _fact_omitted(self, action: str | EntityUID) -> frozenset[str]:
+        """The fact's attributes a request for ``action`` leaves out (:mod:`agentauthz.guardrails._reads`).
+
+        Only the embedded engine deciding with a store that cannot reload
+        knows which policies will read the request; any other engine gets the whole fact.
+        """
+        engine = self.authz.engine
+        snapshot = fixed_snapshot(engine)
+        if snapshot is None:
+            return frozenset()
+        reads = self._fact_reads
+        if reads is None or reads.snapshot is not snapshot:
+            reads = self._fact_reads = InputFactReads(snapshot, INPUT_FACT_TYPE["attributes"])
+        return reads.omitted(action, engine.resolve_action)
+
+    def _guardrail_refusal(self, spec: ToolSpec, exc: GuardrailUnavailable) -> None:
+        """Audit the refusal of a call whose detector failed (``on_error="raise"``)."""
+        authz = self.authz
+        fixed = spec.resource if isinstance(spec.resource, (EntityUID, Entity)) else None
+        authz.audit_refusal(action=spec.action, reason=str(exc),
+                            resource=fixed or EntityUID(authz.tool_entity_type, spec.name))
 
     # -- what the model is offered -----------------------------------------------------
 
