@@ -1269,7 +1269,7 @@ _around = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size
 guardrail_texts = st.tuples(_around, guardrail_secrets, _around).map(
     lambda parts: (f"{parts[0]} :: {parts[1]} :: {parts[2]}", parts[1]))
 # -- Guardrails on the user's message (tests/guardrails/test_screening.py): findings of any kind -------
-guardrail_findings = st.lists(st.builds(
+screening_findings = st.lists(st.builds(
     az.Finding,
     st.sampled_from(["prompt_attack", "content", "pii", "regex", "topic", "word", "grounding"]),
     st.sampled_from(["PROMPT_ATTACK", "HATE", "EMAIL", "my-regex", "Investing", "PROFANITY", "GROUNDING"]),

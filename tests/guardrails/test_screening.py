@@ -9,11 +9,11 @@ import agentauthz as az
 from agentauthz.guardrails._guardrail import Assessment
 from agentauthz.guardrails._screening import user_labels
 from tests.integrations.guardrail_cases import ATTACK, USER, CountingDetector, authorizer
-from tests.strategies import guardrail_findings
+from tests.strategies import screening_findings
 
 
 @settings(max_examples=100, deadline=None)
-@given(guardrail_findings)
+@given(screening_findings)
 def test_the_users_labels_are_the_assessments_labels_under_a_prefix_of_their_own(
         findings: list[az.Finding]) -> None:
     assessment = Assessment(tuple(findings), True, "any")
