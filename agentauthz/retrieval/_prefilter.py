@@ -67,6 +67,7 @@ importable from here.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections import ChainMap
@@ -79,7 +80,8 @@ import cedarpy
 from agentauthz._entities import referenced_uids
 from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz.policy._store import truncate
+from agentauthz.policy._slicing import Slice
+from agentauthz.policy._store import PolicySnapshot, failed_policy_id, truncate
 from agentauthz.retrieval._dialects import bedrock_filter, mongo_filter
 from agentauthz.retrieval._expr import (
     ANCESTORS,
@@ -368,6 +370,7 @@ NO_PREFILTER = Prefilter(TRUE)
 
 
 _POSITIONAL = re.compile(r"policy(\d+)")
+_log = logging.getLogger("agentauthz")
 
 
 def _never_applies(est: Mapping[str, Any]) -> bool:
@@ -542,13 +545,16 @@ def _compile_local(
     slice_ = authz._entities_for_roots(roots, given)
     snapshot = engine.store.snapshot
     entity_set = engine.entity_set(snapshot, slice_)
+    chosen = _scope_slice(engine, snapshot, request.principal, scope.action, resource_type, slice_)
+    policy_set, store_id = (snapshot.policy_set, snapshot.store_id) if chosen is None else (
+        chosen.policy_set, chosen.store_id)
     result = cedarpy.is_authorized_partial(
         {"principal": str(request.principal), "action": str(scope.action),
          "context": request.cedar_context},
-        snapshot.policy_set, entity_set, schema=snapshot.schema,
+        policy_set, entity_set, schema=snapshot.schema,
     )
     errors = list(result.diagnostics.errors)
-    if errors and authz.policy_errors == "deny" and not snapshot.only_permits_failed(errors, positional=True):
+    if errors and authz.policy_errors == "deny" and not _only_permits_failed(snapshot, store_id, errors):
         # A forbid that failed here fails for every resource: filter() denies what it would allow.
         # Not exact: kept documents are decided again where the caller authorizes them.
         return Prefilter(note="a policy that could forbid the retrieval failed to evaluate")
@@ -563,4 +569,37 @@ def _compile_local(
     known = ChainMap({entity.uid: entity for entity in slice_}, snapshot.entity_index)
     translator = Translator(principal=request.principal, action=scope.action,
                             context=request.cedar_context, resource_type=resource_type, entities=known)
-    return _translate(result, translator, snapshot.store_id, forbid_errors_deny=authz.policy_errors == "deny")
+    return _translate(result, translator, store_id, forbid_errors_deny=authz.policy_errors == "deny")
+
+
+def _scope_slice(engine: Any, snapshot: PolicySnapshot, principal: EntityUID, action: EntityUID,
+                 resource_type: str | None, given: Sequence[Entity]) -> Slice | None:
+    """The policies whose scope can match the user's ``action`` on a ``resource_type`` (None: all).
+
+    As in a decision (:mod:`agentauthz.policy._slicing`), a policy whose scope
+    cannot match is false, without an error, for every such resource: leaving it
+    out changes no residual, and partial evaluation then costs what the matching
+    policies cost. Only with a resource type, and without template links (a
+    request's links are picked by its resource, unknown here).
+    """
+    if resource_type is None or snapshot.links:
+        return None
+    try:
+        index = engine.slice_index(snapshot)
+        if index is None:
+            return None
+        # The resource id is not read without links; the given entities can only add action groups.
+        placeholder = Request(principal, action, EntityUID(resource_type, "agentauthz-unnamed"))
+        return index.select(placeholder, index.overlay({entity.uid: entity for entity in given}))
+    except Exception:  # a slicing bug must cost speed, never a filter
+        _log.exception("policy slicing failed; partially evaluating every policy")
+        return None
+
+
+def _only_permits_failed(snapshot: PolicySnapshot, store_id: Callable[[str], str], errors: list[str]) -> bool:
+    """Whether every error names a permit (``store_id``: the evaluated set's positional id -> store id)."""
+    for error in errors:
+        positional = failed_policy_id(error)
+        if positional is None or snapshot.effect_of(store_id(positional)) != "permit":
+            return False
+    return True
