@@ -249,6 +249,11 @@ def present_attributes(expr: Expr) -> frozenset[str]:
     return frozenset()
 
 
+def _complements(parts: dict[Expr, None]) -> bool:
+    """Whether some part's negation is a part too (``Not(p)`` beside ``p``), without building any."""
+    return any(isinstance(part, Not) and part.item in parts for part in parts)
+
+
 def all_of(*items: Expr) -> Expr:
     """Conjunction, simplified (flattened, constants folded, duplicates dropped).
 
@@ -263,13 +268,14 @@ def all_of(*items: Expr) -> Expr:
                 return FALSE
             if part != TRUE:
                 unique[part] = None
-    if any(Not(part) in unique for part in unique):
+    if _complements(unique):
         return FALSE
     # An attribute compared with a value is present: `has a` next to it says nothing more.
     needed: set[str] = set()
-    for part in unique:
-        if not isinstance(part, Has):
-            needed |= present_attributes(part)
+    if any(isinstance(part, Has) for part in unique):
+        for part in unique:
+            if not isinstance(part, Has):
+                needed |= present_attributes(part)
     # Absorption: a && (a || b) is a.
     flat = [part for part in unique
             if not (isinstance(part, Has) and part.attr in needed)
@@ -293,7 +299,7 @@ def any_of(*items: Expr) -> Expr:
                 return TRUE
             if part != FALSE:
                 unique[part] = None
-    if any(Not(part) in unique for part in unique):
+    if _complements(unique):
         return TRUE
     # Absorption: a || (a && b) is a.
     flat = [part for part in unique
