@@ -263,11 +263,14 @@ def all_of(*items: Expr) -> Expr:
     """
     unique: dict[Expr, None] = {}
     for item in items:
-        for part in item.items if isinstance(item, And) else (item,):
-            if part == FALSE:
-                return FALSE
-            if part != TRUE:
+        for part in item.items if type(item) is And else (item,):
+            if type(part) is Const:
+                if not part.value:
+                    return FALSE
+            else:
                 unique[part] = None
+    if len(unique) <= 1:
+        return next(iter(unique)) if unique else TRUE
     if _complements(unique):
         return FALSE
     # An attribute compared with a value is present: `has a` next to it says nothing more.
@@ -294,11 +297,14 @@ def any_of(*items: Expr) -> Expr:
     """
     unique: dict[Expr, None] = {}
     for item in items:
-        for part in item.items if isinstance(item, Or) else (item,):
-            if part == TRUE:
-                return TRUE
-            if part != FALSE:
+        for part in item.items if type(item) is Or else (item,):
+            if type(part) is Const:
+                if part.value:
+                    return TRUE
+            else:
                 unique[part] = None
+    if len(unique) <= 1:
+        return next(iter(unique)) if unique else FALSE
     if _complements(unique):
         return TRUE
     # Absorption: a || (a && b) is a.

@@ -67,6 +67,7 @@ importable from here.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -391,6 +392,22 @@ def _never_applies(est: Mapping[str, Any]) -> bool:
     return False
 
 
+_encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+
+
+def _residual_key(est: Mapping[str, Any]) -> str | None:
+    """What the translation of a residual reads, as text: equal texts translate alike.
+
+    Policies written from one pattern (one per folder, per group, per level) often
+    leave the same residual for a user; it is translated once. None: not JSON.
+    """
+    try:
+        return _encode([est.get("effect"), est.get("principal"), est.get("action"), est.get("resource"),
+                        est.get("conditions")])
+    except (TypeError, ValueError):
+        return None
+
+
 def _policy_order(item: tuple[str, Any]) -> tuple[int, str]:
     """Residuals in policy order (``policy2`` before ``policy10``), for a stable expression."""
     match = _POSITIONAL.fullmatch(item[0])
@@ -404,9 +421,16 @@ def _translate(
     permits_low: list[Expr] = []
     forbids_up: list[Expr] = []
     forbids_low: list[Expr] = []
-    for positional, est in sorted(result.residuals.items(), key=_policy_order):
-        if est.get("effect") in ("permit", "forbid") and _never_applies(est):
-            continue  # adds nothing: a false permit keeps nothing, a false forbid removes nothing
+    # A false permit keeps nothing, a false forbid removes nothing: skipped before anything else.
+    live = [item for item in result.residuals.items()
+            if not (item[1].get("effect") in ("permit", "forbid") and _never_applies(item[1]))]
+    translated: set[str] = set()
+    for positional, est in sorted(live, key=_policy_order):
+        key = _residual_key(est)
+        if key is not None:
+            if key in translated:
+                continue  # the same bounds again: the conjunction or disjunction would drop them
+            translated.add(key)
         try:
             bounds = capped(translator.policy(est))
         except RecursionError:

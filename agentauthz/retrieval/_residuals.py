@@ -240,11 +240,14 @@ class Translator:
         ((op, body),) = est.items()
         depth += 1
         if op == "&&":
-            left = body["left"]
-            if type(left) is dict and len(left) == 1 and left.get("Value") is True:
-                # `true && x` is x: partial evaluation leaves chains of them (one per known conjunct).
-                return self.cond(body["right"], depth)
-            return self._and(self.cond(left, depth), self.cond(body["right"], depth))
+            left, right = body["left"], body["right"]
+            # `true && x` and `x && true` are x (as _and computes them): partial evaluation leaves
+            # chains of them, one per conjunct it could decide.
+            if _is_true(left):
+                return self.cond(right, depth)
+            if _is_true(right):
+                return self.cond(left, depth)
+            return self._and(self.cond(left, depth), self.cond(right, depth))
         if op == "||":
             return self._or(self.cond(body["left"], depth), self.cond(body["right"], depth))
         if op == "!":
@@ -528,6 +531,11 @@ _STRICT_BINARY = frozenset({
 })
 _STRICT_UNARY = frozenset({"!", "neg", "isEmpty"})
 _CONNECTIVES = frozenset({"&&", "||", "!", "if-then-else"})
+
+
+def _is_true(est: Any) -> bool:
+    """Whether ``est`` is the literal ``true`` (not ``1``, which equals True in Python)."""
+    return type(est) is dict and len(est) == 1 and est.get("Value") is True
 
 
 def _is_resource(est: Any) -> bool:
