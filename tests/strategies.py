@@ -1268,3 +1268,33 @@ guardrail_secrets = st.one_of(
 _around = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 guardrail_texts = st.tuples(_around, guardrail_secrets, _around).map(
     lambda parts: (f"{parts[0]} :: {parts[1]} :: {parts[2]}", parts[1]))
+
+
+# -- Pre-filter speed (issue 18, row 7: tests/retrieval/test_prefilter_soundness.py) -----------------
+# Policies whose scope cannot match a `read` of a Doc by alice (another action, another resource
+# type, another principal type): compile_prefilter leaves them out of its partial evaluation. Their
+# conditions are the family's, so some of them fail to evaluate.
+
+_OUT_OF_SCOPE = (
+    'principal, action == Action::"write", resource',
+    'principal, action, resource is Folder',
+    'principal, action == Action::"read", resource == Folder::"f"',
+    'principal is Group, action, resource',
+    'principal == Group::"staff", action == Action::"read", resource in Folder::"f"',
+)
+
+
+def prefilter_out_of_scope_policies(atoms: tuple[str, ...] = PREFILTER_ATOMS) -> st.SearchStrategy[str]:
+    """One permit or forbid that no read of a Doc by a User can match."""
+    return st.builds(
+        lambda effect, scope, cond: f"{effect}({scope}) when {{ {cond} }};",
+        st.sampled_from(("permit", "forbid")),
+        st.sampled_from(_OUT_OF_SCOPE),
+        prefilter_conditions(atoms),
+    )
+
+
+#: The family's policy sets with one to three policies out of the request's scope mixed in.
+prefilter_scoped_policy_sets = st.tuples(
+    prefilter_policy_sets, st.lists(prefilter_out_of_scope_policies(), min_size=1, max_size=3)
+).map(lambda pair: "\n".join((pair[0], *pair[1])))
