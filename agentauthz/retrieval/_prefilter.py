@@ -112,6 +112,7 @@ from agentauthz.retrieval._residuals import UNKNOWN, Translator, capped
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
+    from agentauthz.engines.local import LocalEngine
     from agentauthz.retrieval._filter import RetrievalScope
 
 __all__ = [
@@ -596,7 +597,7 @@ def _compile_local(
     return _translate(result, translator, store_id, forbid_errors_deny=authz.policy_errors == "deny")
 
 
-def _scope_slice(engine: Any, snapshot: PolicySnapshot, principal: EntityUID, action: EntityUID,
+def _scope_slice(engine: LocalEngine, snapshot: PolicySnapshot, principal: EntityUID, action: EntityUID,
                  resource_type: str | None, given: Sequence[Entity]) -> Slice | None:
     """The policies whose scope can match the user's ``action`` on a ``resource_type`` (None: all).
 
