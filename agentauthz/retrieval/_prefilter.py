@@ -492,7 +492,9 @@ def compile_prefilter(
         context: the context the retrieval will be authorized with (without
             ``session``: the bound session adds it).
         resource_type: the Cedar type of the retrieved resources (e.g.
-            ``"Document"``): lets ``is`` and hierarchy conditions translate.
+            ``"Document"``): lets ``is`` and hierarchy conditions translate,
+            and limits the partial evaluation to the policies whose scope can
+            match such a resource (in a store without template links).
         entities: entities the requests need beyond the Authorizer's own.
 
     Returns:
