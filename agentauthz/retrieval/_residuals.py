@@ -224,14 +224,14 @@ class Translator:
 
     def cond(self, est: Any, depth: int) -> Bounds:
         bounds = self._cond(est, depth)
-        if isinstance(est, dict) and len(est) == 1 and not _CONNECTIVES & est.keys():
+        if isinstance(est, dict) and len(est) == 1 and next(iter(est)) not in _CONNECTIVES:
             # An operation is an error (neither true nor false) without the attributes it reads,
             # whether or not it translates.
             names = _must_read(est, depth)
             if names:
                 present = all_of(*(Has(name) for name in sorted(names)))
-                bounds = bounds._replace(t_up=_present(bounds.t_up, names, present),
-                                         f_up=_present(bounds.f_up, names, present))
+                t_up, t_low, f_up, f_low = bounds
+                bounds = Bounds(_present(t_up, names, present), t_low, _present(f_up, names, present), f_low)
         return capped(bounds)
 
     def _cond(self, est: Any, depth: int) -> Bounds:
