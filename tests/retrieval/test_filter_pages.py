@@ -168,3 +168,21 @@ def test_a_filter_with_the_collector_paused_keeps_what_plain_cedarpy_allows(
         [USER, as_entity(doc)])]
     assert kept == expected
     assert gc.isenabled()
+
+
+def test_concurrent_large_filters_leave_the_garbage_collector_on() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    docs = [{"id": f"d{i}", "dept": "hr", "level": i % 5, "owned": False}
+            for i in range(PAUSE_COLLECTOR_ITEMS * 3)]
+
+    def run(_: int) -> int:
+        with authz.acting_as(USER):
+            return len(authz.filter(docs, action="read", resource=as_entity).allowed)
+
+    assert gc.isenabled()
+    with ThreadPoolExecutor(4) as pool:
+        kept = list(pool.map(run, range(8)))
+    assert kept == [len(docs) * 3 // 5] * 8
+    assert gc.isenabled()
