@@ -312,7 +312,7 @@ def test_an_exact_callable_keeps_exactly_the_allowed_documents(
 # -- what the compile skips (issue 18, row 7) ---------------------------------------------------------
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=max(1, SETTINGS.max_examples // 2))  # two engines per example
 @given(policies=prefilter_scoped_policy_sets, metadata=prefilter_documents(wild=True), context=contexts,
        policy_errors=st.sampled_from(("deny", "skip")))
 def test_a_prefilter_of_the_policies_in_scope_never_drops_an_allowed_document(
