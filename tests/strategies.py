@@ -14,6 +14,7 @@ from typing import Literal, Optional
 from hypothesis import strategies as st
 
 import agentauthz as az
+from agentauthz.retrieval import _expr as filter_expr
 
 LONG_MIN = -(2**63)
 LONG_MAX = 2**63 - 1
@@ -1329,3 +1330,55 @@ guardrail_findings = st.lists(st.one_of(
               st.sampled_from(("pii", "regex", "topic", "word", "grounding")), st.sampled_from(_NAMES)),
 ), max_size=5)
 """(category, type, confidence) of the findings a detector returns."""
+
+
+# -- Pre-filter speed (issue 18, row 7: tests/retrieval/test_prefilter_soundness.py) -----------------
+# Policies whose scope cannot match a `read` of a Doc by alice (another action, another resource
+# type, another principal type): compile_prefilter leaves them out of its partial evaluation. Their
+# conditions are the family's, so some of them fail to evaluate.
+
+_OUT_OF_SCOPE = (
+    'principal, action == Action::"write", resource',
+    'principal, action, resource is Folder',
+    'principal, action == Action::"read", resource == Folder::"f"',
+    'principal is Group, action, resource',
+    'principal == Group::"staff", action == Action::"read", resource in Folder::"f"',
+)
+
+
+def prefilter_out_of_scope_policies(atoms: tuple[str, ...] = PREFILTER_ATOMS) -> st.SearchStrategy[str]:
+    """One permit or forbid that no read of a Doc by a User can match."""
+    return st.builds(
+        lambda effect, scope, cond: f"{effect}({scope}) when {{ {cond} }};",
+        st.sampled_from(("permit", "forbid")),
+        st.sampled_from(_OUT_OF_SCOPE),
+        prefilter_conditions(atoms),
+    )
+
+
+#: The family's policy sets with one to three policies out of the request's scope mixed in.
+prefilter_scoped_policy_sets = st.tuples(
+    prefilter_policy_sets, st.lists(prefilter_out_of_scope_policies(), min_size=1, max_size=3)
+).map(lambda pair: "\n".join((pair[0], *pair[1])))
+
+# Filter expressions built with And/Or/Not nodes directly (not simplified), over a few atoms on
+# two attributes, and metadata for them: all_of/any_of/nnf must keep what the nodes mean.
+_EXPR_ATOMS = st.sampled_from([
+    filter_expr.TRUE, filter_expr.FALSE, filter_expr.Has("a"), filter_expr.Has("b"),
+    filter_expr.Comparison("a", "==", 1), filter_expr.Comparison("a", "<=", 2),
+    filter_expr.Comparison("b", "==", "x"), filter_expr.Comparison("b", "!=", "x"),
+    filter_expr.Contains("b", "x"),
+])
+filter_expressions = st.recursive(
+    _EXPR_ATOMS,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda items: filter_expr.And(tuple(items))),
+        st.lists(inner, min_size=1, max_size=3).map(lambda items: filter_expr.Or(tuple(items))),
+        inner.map(filter_expr.Not),
+    ),
+    max_leaves=8,
+)
+filter_metadata = st.fixed_dictionaries({}, optional={
+    "a": st.one_of(st.integers(0, 3), st.sampled_from(["x", True])),
+    "b": st.one_of(st.sampled_from(["x", "y"]), st.lists(st.sampled_from(["x", "y"]), max_size=2)),
+})

@@ -82,17 +82,27 @@ FALSE = Const(False)
 
 
 class _Node:
-    """Size and hash of a composite expression, computed once (trees can be large)."""
+    """Size and hash of a composite expression, each computed once (trees can be large).
+
+    The hash on first use: most nodes the simplifications build are flattened
+    into their parents and never hashed.
+    """
 
     _size: int
-    _hash: int
+    _children: tuple[Expr, ...]
+    _hash: int | None
 
     def _cache(self, children: tuple[Expr, ...]) -> None:
-        object.__setattr__(self, "_size", 1 + sum(size_of(child) for child in children))
-        object.__setattr__(self, "_hash", hash((type(self).__name__, children)))
+        object.__setattr__(self, "_size", 1 + sum(map(size_of, children)))
+        object.__setattr__(self, "_children", children)
+        object.__setattr__(self, "_hash", None)
 
     def __hash__(self) -> int:
-        return self._hash
+        found = self._hash
+        if found is None:
+            found = hash((type(self).__name__, self._children))
+            object.__setattr__(self, "_hash", found)
+        return found
 
 
 @dataclass(frozen=True, eq=True)
@@ -249,6 +259,27 @@ def present_attributes(expr: Expr) -> frozenset[str]:
     return frozenset()
 
 
+def _kinds(parts: dict[Expr, None]) -> tuple[bool, bool, bool] | None:
+    """Whether ``parts`` holds a Has, an And, an Or; None if some ``p`` and ``Not(p)`` are both in.
+
+    One pass, without building any node: the simplifications below look only
+    for the kinds that are there.
+    """
+    has = conjunction = disjunction = False
+    for part in parts:
+        kind = type(part)
+        if kind is Not:
+            if part.item in parts:  # type: ignore[union-attr]
+                return None
+        elif kind is Has:
+            has = True
+        elif kind is And:
+            conjunction = True
+        elif kind is Or:
+            disjunction = True
+    return has, conjunction, disjunction
+
+
 def all_of(*items: Expr) -> Expr:
     """Conjunction, simplified (flattened, constants folded, duplicates dropped).
 
@@ -258,18 +289,26 @@ def all_of(*items: Expr) -> Expr:
     """
     unique: dict[Expr, None] = {}
     for item in items:
-        for part in item.items if isinstance(item, And) else (item,):
-            if part == FALSE:
-                return FALSE
-            if part != TRUE:
+        for part in item.items if type(item) is And else (item,):
+            if type(part) is Const:
+                if not part.value:
+                    return FALSE
+            else:
                 unique[part] = None
-    if any(Not(part) in unique for part in unique):
+    if len(unique) <= 1:
+        return next(iter(unique)) if unique else TRUE
+    kinds = _kinds(unique)
+    if kinds is None:
         return FALSE
+    has, _, disjunction = kinds
+    if not (has or disjunction):
+        return And(tuple(unique))
     # An attribute compared with a value is present: `has a` next to it says nothing more.
     needed: set[str] = set()
-    for part in unique:
-        if not isinstance(part, Has):
-            needed |= present_attributes(part)
+    if has:
+        for part in unique:
+            if not isinstance(part, Has):
+                needed |= present_attributes(part)
     # Absorption: a && (a || b) is a.
     flat = [part for part in unique
             if not (isinstance(part, Has) and part.attr in needed)
@@ -288,13 +327,19 @@ def any_of(*items: Expr) -> Expr:
     """
     unique: dict[Expr, None] = {}
     for item in items:
-        for part in item.items if isinstance(item, Or) else (item,):
-            if part == TRUE:
-                return TRUE
-            if part != FALSE:
+        for part in item.items if type(item) is Or else (item,):
+            if type(part) is Const:
+                if part.value:
+                    return TRUE
+            else:
                 unique[part] = None
-    if any(Not(part) in unique for part in unique):
+    if len(unique) <= 1:
+        return next(iter(unique)) if unique else FALSE
+    kinds = _kinds(unique)
+    if kinds is None:
         return TRUE
+    if not kinds[1]:
+        return Or(tuple(unique))
     # Absorption: a || (a && b) is a.
     flat = [part for part in unique
             if not (isinstance(part, And) and any(item in unique for item in part.items))]

@@ -67,6 +67,8 @@ importable from here.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import uuid
 from collections import ChainMap
@@ -79,7 +81,8 @@ import cedarpy
 from agentauthz._entities import referenced_uids
 from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError
 from agentauthz._model import Decision, Entity, EntityUID, Request
-from agentauthz.policy._store import truncate
+from agentauthz.policy._slicing import Slice
+from agentauthz.policy._store import PolicySnapshot, failed_policy_id, truncate
 from agentauthz.retrieval._dialects import bedrock_filter, mongo_filter
 from agentauthz.retrieval._expr import (
     ANCESTORS,
@@ -109,6 +112,7 @@ from agentauthz.retrieval._residuals import UNKNOWN, Translator, capped
 
 if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
+    from agentauthz.engines.local import LocalEngine
     from agentauthz.retrieval._filter import RetrievalScope
 
 __all__ = [
@@ -368,6 +372,7 @@ NO_PREFILTER = Prefilter(TRUE)
 
 
 _POSITIONAL = re.compile(r"policy(\d+)")
+_log = logging.getLogger("agentauthz")
 
 
 def _never_applies(est: Mapping[str, Any]) -> bool:
@@ -388,6 +393,22 @@ def _never_applies(est: Mapping[str, Any]) -> bool:
     return False
 
 
+_encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+
+
+def _residual_key(est: Mapping[str, Any]) -> str | None:
+    """What the translation of a residual reads, as text: equal texts translate alike.
+
+    Policies written from one pattern (one per folder, per group, per level) often
+    leave the same residual for a user; it is translated once. None: not JSON.
+    """
+    try:
+        return _encode([est.get("effect"), est.get("principal"), est.get("action"), est.get("resource"),
+                        est.get("conditions")])
+    except (TypeError, ValueError):
+        return None
+
+
 def _policy_order(item: tuple[str, Any]) -> tuple[int, str]:
     """Residuals in policy order (``policy2`` before ``policy10``), for a stable expression."""
     match = _POSITIONAL.fullmatch(item[0])
@@ -401,9 +422,16 @@ def _translate(
     permits_low: list[Expr] = []
     forbids_up: list[Expr] = []
     forbids_low: list[Expr] = []
-    for positional, est in sorted(result.residuals.items(), key=_policy_order):
-        if est.get("effect") in ("permit", "forbid") and _never_applies(est):
-            continue  # adds nothing: a false permit keeps nothing, a false forbid removes nothing
+    # A false permit keeps nothing, a false forbid removes nothing: skipped before anything else.
+    live = [item for item in result.residuals.items()
+            if not (item[1].get("effect") in ("permit", "forbid") and _never_applies(item[1]))]
+    translated: set[str] = set()
+    for positional, est in sorted(live, key=_policy_order):
+        key = _residual_key(est)
+        if key is not None:
+            if key in translated:
+                continue  # the same bounds again: the conjunction or disjunction would drop them
+            translated.add(key)
         try:
             bounds = capped(translator.policy(est))
         except RecursionError:
@@ -464,7 +492,9 @@ def compile_prefilter(
         context: the context the retrieval will be authorized with (without
             ``session``: the bound session adds it).
         resource_type: the Cedar type of the retrieved resources (e.g.
-            ``"Document"``): lets ``is`` and hierarchy conditions translate.
+            ``"Document"``): lets ``is`` and hierarchy conditions translate,
+            and limits the partial evaluation to the policies whose scope can
+            match such a resource (in a store without template links).
         entities: entities the requests need beyond the Authorizer's own.
 
     Returns:
@@ -542,13 +572,16 @@ def _compile_local(
     slice_ = authz._entities_for_roots(roots, given)
     snapshot = engine.store.snapshot
     entity_set = engine.entity_set(snapshot, slice_)
+    chosen = _scope_slice(engine, snapshot, request.principal, scope.action, resource_type, slice_)
+    policy_set, store_id = (snapshot.policy_set, snapshot.store_id) if chosen is None else (
+        chosen.policy_set, chosen.store_id)
     result = cedarpy.is_authorized_partial(
         {"principal": str(request.principal), "action": str(scope.action),
          "context": request.cedar_context},
-        snapshot.policy_set, entity_set, schema=snapshot.schema,
+        policy_set, entity_set, schema=snapshot.schema,
     )
     errors = list(result.diagnostics.errors)
-    if errors and authz.policy_errors == "deny" and not snapshot.only_permits_failed(errors, positional=True):
+    if errors and authz.policy_errors == "deny" and not _only_permits_failed(snapshot, store_id, errors):
         # A forbid that failed here fails for every resource: filter() denies what it would allow.
         # Not exact: kept documents are decided again where the caller authorizes them.
         return Prefilter(note="a policy that could forbid the retrieval failed to evaluate")
@@ -563,4 +596,37 @@ def _compile_local(
     known = ChainMap({entity.uid: entity for entity in slice_}, snapshot.entity_index)
     translator = Translator(principal=request.principal, action=scope.action,
                             context=request.cedar_context, resource_type=resource_type, entities=known)
-    return _translate(result, translator, snapshot.store_id, forbid_errors_deny=authz.policy_errors == "deny")
+    return _translate(result, translator, store_id, forbid_errors_deny=authz.policy_errors == "deny")
+
+
+def _scope_slice(engine: LocalEngine, snapshot: PolicySnapshot, principal: EntityUID, action: EntityUID,
+                 resource_type: str | None, given: Sequence[Entity]) -> Slice | None:
+    """The policies whose scope can match the user's ``action`` on a ``resource_type`` (None: all).
+
+    As in a decision (:mod:`agentauthz.policy._slicing`), a policy whose scope
+    cannot match is false, without an error, for every such resource: leaving it
+    out changes no residual, and partial evaluation then costs what the matching
+    policies cost. Only with a resource type, and without template links (a
+    request's links are picked by its resource, unknown here).
+    """
+    if resource_type is None or snapshot.links:
+        return None
+    try:
+        index = engine.slice_index(snapshot)
+        if index is None:
+            return None
+        # The resource id is not read without links; the given entities can only add action groups.
+        placeholder = Request(principal, action, EntityUID(resource_type, "agentauthz-unnamed"))
+        return index.select(placeholder, index.overlay({entity.uid: entity for entity in given}))
+    except Exception:  # a slicing bug must cost speed, never a filter
+        _log.exception("policy slicing failed; partially evaluating every policy")
+        return None
+
+
+def _only_permits_failed(snapshot: PolicySnapshot, store_id: Callable[[str], str], errors: list[str]) -> bool:
+    """Whether every error names a permit (``store_id``: the evaluated set's positional id -> store id)."""
+    for error in errors:
+        positional = failed_policy_id(error)
+        if positional is None or snapshot.effect_of(store_id(positional)) != "permit":
+            return False
+    return True

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 from agentauthz._model import Entity, EntityUID
 from agentauthz.retrieval._expr import (
+    ATOMS,
     FALSE,
     FLIPPED,
     NEGATED,
@@ -72,7 +73,9 @@ _TRUE = Bounds(TRUE, TRUE, FALSE, FALSE)
 
 def capped(bounds: Bounds) -> Bounds:
     """Bounds grown too large give way to the trivial ones (``||`` chains grow lower bounds)."""
-    if max(size_of(bound) for bound in bounds) <= _MAX_SIZE:
+    t_up, t_low, f_up, f_low = bounds
+    if (size_of(t_up) <= _MAX_SIZE and size_of(t_low) <= _MAX_SIZE and size_of(f_up) <= _MAX_SIZE
+            and size_of(f_low) <= _MAX_SIZE):
         return bounds
     return Bounds(
         bounds.t_up if size_of(bounds.t_up) <= _MAX_SIZE else TRUE,
@@ -221,14 +224,14 @@ class Translator:
 
     def cond(self, est: Any, depth: int) -> Bounds:
         bounds = self._cond(est, depth)
-        if isinstance(est, dict) and len(est) == 1 and not _CONNECTIVES & est.keys():
+        if isinstance(est, dict) and len(est) == 1 and next(iter(est)) not in _CONNECTIVES:
             # An operation is an error (neither true nor false) without the attributes it reads,
             # whether or not it translates.
             names = _must_read(est, depth)
             if names:
                 present = all_of(*(Has(name) for name in sorted(names)))
-                bounds = bounds._replace(t_up=all_of(bounds.t_up, present),
-                                         f_up=all_of(bounds.f_up, present))
+                t_up, t_low, f_up, f_low = bounds
+                bounds = Bounds(_present(t_up, names, present), t_low, _present(f_up, names, present), f_low)
         return capped(bounds)
 
     def _cond(self, est: Any, depth: int) -> Bounds:
@@ -237,7 +240,14 @@ class Translator:
         ((op, body),) = est.items()
         depth += 1
         if op == "&&":
-            return self._and(self.cond(body["left"], depth), self.cond(body["right"], depth))
+            left, right = body["left"], body["right"]
+            # `true && x` and `x && true` are x (as _and computes them): partial evaluation leaves
+            # chains of them, one per conjunct it could decide.
+            if _is_true(left):
+                return self.cond(right, depth)
+            if _is_true(right):
+                return self.cond(left, depth)
+            return self._and(self.cond(left, depth), self.cond(right, depth))
         if op == "||":
             return self._or(self.cond(body["left"], depth), self.cond(body["right"], depth))
         if op == "!":
@@ -523,6 +533,11 @@ _STRICT_UNARY = frozenset({"!", "neg", "isEmpty"})
 _CONNECTIVES = frozenset({"&&", "||", "!", "if-then-else"})
 
 
+def _is_true(est: Any) -> bool:
+    """Whether ``est`` is the literal ``true`` (not ``1``, which equals True in Python)."""
+    return type(est) is dict and len(est) == 1 and est.get("Value") is True
+
+
 def _is_resource(est: Any) -> bool:
     return bool(est == {"Var": "resource"} or est == {"unknown": [{"Value": "resource"}]})
 
@@ -560,6 +575,20 @@ def _must_read(est: Any, depth: int = 0) -> set[str]:
     if isinstance(body, list):  # an extension function call: every argument is evaluated
         return set().union(*(_must_read(item, depth) for item in body))
     return set()
+
+
+def _present(bound: Expr, names: set[str], present: Expr) -> Expr:
+    """``bound && present`` (``present``: the attributes ``names`` are all there), simplified.
+
+    Short cuts for what the conjunction would find anyway: false stays false, and an atom
+    on the attributes already needs them present.
+    """
+    if bound == FALSE:
+        return FALSE
+    if len(names) == 1 and isinstance(bound, ATOMS) and not isinstance(bound, InHierarchy) \
+            and bound.attr in names:
+        return bound
+    return all_of(bound, present)
 
 
 def _operands_present(*terms: _Term) -> Bounds:

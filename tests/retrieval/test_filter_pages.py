@@ -8,12 +8,16 @@ refused there, whatever the page size.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
+from agentauthz.retrieval._filtering import PAUSE_COLLECTOR_ITEMS
 from tests.security.support import reference_allows
 
 POLICIES = """
@@ -93,3 +97,92 @@ def test_every_decision_of_a_large_filter_has_its_own_opaque_id() -> None:
         ids = [decision.id for decision in authz.filter(docs, action="read", resource=as_entity).decisions]
     assert len(set(ids)) == 2000
     assert all(len(found) == 32 and int(found, 16) >= 0 for found in ids)
+
+
+# -- the garbage collector paused for large batches (issue 18, row 5) ------------------------------
+
+
+def _collector_seen_by(observed: list[bool]) -> Any:
+    def resource(doc: dict[str, Any]) -> az.Entity:
+        observed.append(gc.isenabled())
+        return as_entity(doc)
+    return resource
+
+
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_a_large_filter_leaves_the_garbage_collector_as_it_found_it(collector_on: bool) -> None:
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    docs = [{"id": f"d{i}", "dept": "hr", "level": i % 5, "owned": False}
+            for i in range(PAUSE_COLLECTOR_ITEMS)]
+    observed: list[bool] = []
+    was = gc.isenabled()
+    (gc.enable if collector_on else gc.disable)()
+    try:
+        with authz.acting_as(USER):
+            result = authz.filter(docs, action="read", resource=_collector_seen_by(observed))
+        assert gc.isenabled() is collector_on
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert set(observed) == {False}  # paused while the resources were built
+    assert len(result.allowed) == PAUSE_COLLECTOR_ITEMS * 3 // 5  # levels 0-2 of 0-4
+
+
+def test_a_filter_that_raises_turns_the_garbage_collector_back_on() -> None:
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    docs = [{"id": f"d{i}", "dept": "hr", "level": 1, "owned": False} for i in range(PAUSE_COLLECTOR_ITEMS)]
+    assert gc.isenabled()
+    with pytest.raises(az.IdentityError):  # no bound user: raised inside the paused filter
+        authz.filter(docs, action="read", resource=as_entity)
+    assert gc.isenabled()
+
+
+def test_a_small_filter_does_not_touch_the_garbage_collector() -> None:
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    observed: list[bool] = []
+    with authz.acting_as(USER):
+        authz.filter([{"id": "d1", "dept": "hr", "level": 1, "owned": False}], action="read",
+                     resource=_collector_seen_by(observed))
+    assert observed == [gc.isenabled()]
+
+
+async def _afilter(authz: az.Authorizer, docs: list[dict[str, Any]]) -> az.FilterResult[Any]:
+    with authz.acting_as(USER):
+        return await authz.afilter(docs, action="read", resource=as_entity)
+
+
+@settings(max_examples=40, deadline=None)
+@given(documents, st.booleans())
+def test_a_filter_with_the_collector_paused_keeps_what_plain_cedarpy_allows(
+    docs: list[dict[str, Any]], run_async: bool
+) -> None:
+    # Padded past the pause threshold with chunks of one document every policy denies.
+    padding = [{"id": "pad", "dept": "ops", "level": 9, "owned": False}] * PAUSE_COLLECTOR_ITEMS
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    if run_async:
+        kept = asyncio.run(_afilter(authz, [*docs, *padding])).allowed
+    else:
+        with authz.acting_as(USER):
+            kept = authz.filter([*docs, *padding], action="read", resource=as_entity).allowed
+    expected = [doc for doc in docs if reference_allows(
+        POLICIES, az.Request(USER.uid, az.EntityUID("Action", "read"), as_entity(doc).uid),
+        [USER, as_entity(doc)])]
+    assert kept == expected
+    assert gc.isenabled()
+
+
+def test_concurrent_large_filters_leave_the_garbage_collector_on() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    authz = az.Authorizer.from_text(POLICIES, audit=[])
+    docs = [{"id": f"d{i}", "dept": "hr", "level": i % 5, "owned": False}
+            for i in range(PAUSE_COLLECTOR_ITEMS * 3)]
+
+    def run(_: int) -> int:
+        with authz.acting_as(USER):
+            return len(authz.filter(docs, action="read", resource=as_entity).allowed)
+
+    assert gc.isenabled()
+    with ThreadPoolExecutor(4) as pool:
+        kept = list(pool.map(run, range(8)))
+    assert kept == [len(docs) * 3 // 5] * 8
+    assert gc.isenabled()

@@ -16,8 +16,12 @@ import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
 from botocore.validate import ParamValidator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agentauthz as az
+from agentauthz.retrieval._expr import Const, Expr, nnf
+from agentauthz.retrieval._predicate import MetadataPredicate
 from agentauthz.retrieval._prefilter import (
     ALWAYS_ALLOWED,
     ALWAYS_DENIED,
@@ -41,6 +45,7 @@ from agentauthz.retrieval._prefilter import (
     negate,
 )
 from tests.retrieval.test_prefilter_soundness import bedrock_matches, mongo_matches
+from tests.strategies import filter_expressions, filter_metadata
 
 ALICE = az.Entity(
     uid=az.EntityUID("User", "alice"),
@@ -724,3 +729,30 @@ def test_renderings_agree_on_a_compiled_prefilter() -> None:
     assert [bedrock_matches(pre.to_bedrock() or {}, d) for d in documents] == expected
     assert [mongo_matches(pre.to_mongo() or {}, d) for d in documents] == expected
     assert json.loads(json.dumps(pre.to_bedrock())) == pre.to_bedrock()
+
+
+# -- the algebra's short cuts (issue 18, row 7) -------------------------------------------------------
+
+
+def _meaning(expr: Expr, metadata: Mapping[str, Any]) -> bool:
+    """What an expression's nodes say, atoms read by the metadata predicate one by one."""
+    if isinstance(expr, Const):
+        return expr.value
+    if isinstance(expr, And):
+        return all(_meaning(item, metadata) for item in expr.items)
+    if isinstance(expr, Or):
+        return any(_meaning(item, metadata) for item in expr.items)
+    if isinstance(expr, Not):
+        return not _meaning(expr.item, metadata)
+    return MetadataPredicate(expr, {})(metadata)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(filter_expressions, max_size=4), filter_metadata)
+def test_all_of_any_of_and_nnf_keep_what_the_nodes_mean(items: list[Expr], metadata: dict[str, Any]) -> None:
+    expected_all = all(_meaning(item, metadata) for item in items)
+    expected_any = any(_meaning(item, metadata) for item in items)
+    assert _meaning(all_of(*items), metadata) is expected_all
+    assert _meaning(any_of(*items), metadata) is expected_any
+    assert MetadataPredicate(nnf(all_of(*items)), {})(metadata) is expected_all
+    assert _meaning(negate(any_of(*items)), metadata) is not expected_any

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.retrieval._prefilter import ANCESTORS, Prefilter, compile_prefilter
-from tests.strategies import prefilter_documents, prefilter_policy_sets
+from tests.strategies import prefilter_documents, prefilter_policy_sets, prefilter_scoped_policy_sets
 
 ALICE = az.Entity(
     uid=az.EntityUID("User", "alice"),
@@ -307,3 +307,47 @@ def test_an_exact_callable_keeps_exactly_the_allowed_documents(
     if pre.exact:
         keep = pre.to_callable(KEYS)
         assert [doc for doc in docs if buildable(doc) and keep(doc.metadata)] == allowed, str(pre)
+
+
+# -- what the compile skips (issue 18, row 7) ---------------------------------------------------------
+
+
+@settings(SETTINGS, max_examples=max(1, SETTINGS.max_examples // 2))  # two engines per example
+@given(policies=prefilter_scoped_policy_sets, metadata=prefilter_documents(wild=True), context=contexts,
+       policy_errors=st.sampled_from(("deny", "skip")))
+def test_a_prefilter_of_the_policies_in_scope_never_drops_an_allowed_document(
+    policies: str, metadata: list[dict[str, Any]], context: dict[str, Any], policy_errors: str
+) -> None:
+    # With resource_type the partial evaluation sees only the policies whose scope can match; the
+    # others (some failing, with policy_errors="deny") must not change what the filter allows.
+    docs = as_docs(metadata)
+    for slicing in (True, False):
+        authz = az.Authorizer(az.LocalEngine(az.PolicyStore.from_text(policies), slicing=slicing),
+                              audit=[], policy_errors=policy_errors)
+        with authz.acting_as(ALICE):
+            pre = compiled(authz, context, typed=True)
+            allowed = post(authz, docs, context)
+            if pre.always_denied:
+                assert allowed == []
+            check_keeps_allowed(authz, docs, context, pre, pre.to_callable(KEYS), f"slicing={slicing}")
+        if pre.exact:
+            keep = pre.to_callable(KEYS)
+            assert [doc for doc in docs if buildable(doc) and keep(doc.metadata)] == allowed, str(pre)
+
+
+@settings(SETTINGS, max_examples=max(1, SETTINGS.max_examples // 3))
+@given(policies=prefilter_policy_sets, context=contexts, typed=st.booleans(),
+       policy_errors=st.sampled_from(("deny", "skip")))
+def test_a_policy_written_twice_compiles_to_the_same_prefilter(
+    policies: str, context: dict[str, Any], typed: bool, policy_errors: str
+) -> None:
+    # Residuals alike are translated once: the copies (other ids, same text) change nothing.
+    def prefilter(text: str) -> Prefilter:
+        authz = az.Authorizer.from_text(text, audit=[], policy_errors=policy_errors)
+        with authz.acting_as(ALICE):
+            return compiled(authz, context, typed)
+
+    once = prefilter(policies)
+    twice = prefilter(f"{policies}\n{policies}")
+    assert (twice.expression, twice.exact, twice.always_allowed, twice.always_denied) == (
+        once.expression, once.exact, once.always_allowed, once.always_denied)
