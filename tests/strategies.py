@@ -1268,3 +1268,15 @@ guardrail_secrets = st.one_of(
 _around = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 guardrail_texts = st.tuples(_around, guardrail_secrets, _around).map(
     lambda parts: (f"{parts[0]} :: {parts[1]} :: {parts[2]}", parts[1]))
+# -- the guard's hot path (tests/tools/test_guard_differential.py): configurations of a guarded tool --
+_GUARD_SWITCHES = ("session", "provenance", "guardrail", "injected", "settings", "resource", "context",
+                   "is_async", "tracing")
+guard_configurations = st.fixed_dictionaries({
+    "config": st.fixed_dictionaries({
+        **{switch: st.booleans() for switch in _GUARD_SWITCHES},
+        "on_deny": st.sampled_from(["raise", "message"]),
+    }),
+    "amount": st.sampled_from([0, 100, 301, 500, 501, 10_000]) | st.integers(0, 20_000),
+    "to": st.sampled_from(["ann", "evil-corp", "bob@corp.example", "4111 1111 1111 1111"]),
+})
+"""A guarded tool's configuration and one call of it: (config, amount, to)."""

@@ -380,16 +380,18 @@ class ToolSpec:
             InvalidValueError: an argument is unknown, missing or of the wrong
                 type; the message names the argument, never its value.
         """
-        if not isinstance(arguments, Mapping):
-            raise InvalidValueError(
-                f"tool {self.name!r} got invalid arguments: they must be an object of named "
-                f"arguments, not {type(arguments).__name__}")
-        supplied = sorted(set(self.injected) & set(arguments))
+        if type(arguments) is not dict:  # a dict is validated as it is (pydantic copies what it keeps)
+            if not isinstance(arguments, Mapping):
+                raise InvalidValueError(
+                    f"tool {self.name!r} got invalid arguments: they must be an object of named "
+                    f"arguments, not {type(arguments).__name__}")
+            arguments = dict(arguments)
+        supplied = sorted(set(self.injected) & set(arguments)) if self.injected else None
         if supplied:
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {supplied[0]}: supplied by "
                                     "the application, never by the model")
         try:
-            model = self.input_model.model_validate(dict(arguments), extra="forbid")
+            model = self.input_model.model_validate(arguments, extra="forbid")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, error['loc'])) or 'arguments'}: "
