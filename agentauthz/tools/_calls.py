@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentauthz._audit import Operation, annotating

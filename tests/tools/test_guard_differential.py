@@ -28,8 +28,10 @@ from agentauthz.session._provenance import Provenance
 from tests.strategies import guard_configurations
 
 POLICIES = """
-@id("small-payments") permit(principal, action == Action::"pay", resource) when { context.input.amount <= 500 };
-@id("never-to-evil") forbid(principal, action == Action::"pay", resource) when { context.input.to like "*evil*" };
+@id("small-payments") permit(principal, action == Action::"pay", resource)
+when { context.input.amount <= 500 };
+@id("never-to-evil") forbid(principal, action == Action::"pay", resource)
+when { context.input.to like "*evil*" };
 @id("big-needs-approval") @approval("required")
 forbid(principal, action == Action::"pay", resource)
 when { context.input.amount > 300 && !context.session.approved };
@@ -97,7 +99,7 @@ def _guarded(authz: az.Authorizer, config: dict[str, Any]) -> Any:
 
 
 def _by_hand(authz: az.Authorizer, config: dict[str, Any], amount: int, to: str) -> az.Decision:
-    """`authorize` of the request the guard documents: context.input, its guardrail's finding, the resource."""
+    """`authorize` of the request the guard documents: its input, guardrail finding and resource."""
     arguments = {"amount": amount, "to": to}
     context: dict[str, Any] = {"large": amount > 100} if config["context"] else {}
     context["input"] = dict(arguments)
@@ -142,12 +144,11 @@ def test_a_guarded_call_decides_as_authorize_of_the_same_request(drawn: dict[str
     authz = az.Authorizer.from_text(POLICIES, audit=[sink], record_requests=True,  # type: ignore[list-item]
                                     sessions=sessions)
     tool = _guarded(authz, config)
-    with authz.acting_as(USER):
-        with authz.session("s") if config["session"] else _nothing():
-            by_hand = _by_hand(authz, config, amount, to)
-            [(expected, outside)] = sink.events
-            sink.events.clear()
-            outcome, value = _call(tool, config, amount, to)
+    with authz.acting_as(USER), authz.session("s") if config["session"] else _nothing():
+        by_hand = _by_hand(authz, config, amount, to)
+        [(expected, outside)] = sink.events
+        sink.events.clear()
+        outcome, value = _call(tool, config, amount, to)
 
     # The guarded call's first event is its decision (an approval probe may follow it).
     (event, scope), *_ = sink.events
