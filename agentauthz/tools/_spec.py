@@ -440,17 +440,48 @@ class ToolSpec:
         Raises:
             InvalidValueError: as :meth:`arguments`.
         """
-        model = self.validate(arguments)
-        if self.json_arguments:
-            values: dict[str, Any] = _json_values(model)
+        values = _exact_values(self._exact_types, arguments)
+        if values is not None:  # what pydantic would give back: the very values, in signature order
+            cedar_input = dict(values)
         else:
-            values = {name: getattr(model, name) for name in self.parameters}
-        cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
+            model = self.validate(arguments)
+            if self.json_arguments:
+                values = _json_values(model)
+            else:
+                values = {name: getattr(model, name) for name in self.parameters}
+            cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
         try:
             to_cedar_value(cedar_input)
         except InvalidValueError as exc:
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {exc}") from None
         return values, cedar_input
+
+    @functools.cached_property
+    def _exact_types(self) -> tuple[tuple[str, type], ...] | None:
+        """The argument names and types when validation can only hand back values of exactly those types.
+
+        Worked out once per spec: a model built from a signature of required
+        ``int``, ``str`` and ``bool`` arguments, with no validator, alias,
+        constraint or configuration that could change or refuse such a value.
+        None when any of that does not hold (pydantic validates every call).
+        """
+        model = self.input_model
+        if self.json_arguments or model.__bases__ != (BaseModel,) or set(model.model_config) - {"extra"}:
+            return None
+        decorators = model.__pydantic_decorators__
+        if (decorators.validators or decorators.field_validators or decorators.root_validators
+                or decorators.model_validators or model.model_post_init is not BaseModel.model_post_init):
+            return None
+        fields = model.model_fields
+        if tuple(fields) != self.parameters:
+            return None
+        exact = []
+        for name, info in fields.items():
+            if (info.annotation not in (int, str, bool) or info.metadata or not info.is_required()
+                    or info.alias is not None or info.validation_alias is not None):
+                return None
+            exact.append((name, info.annotation))
+        return tuple(exact)
 
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
         """The resource of one call: fixed, computed from the arguments, or the tool itself."""
@@ -689,6 +720,19 @@ def _scalars_only(values: Iterable[Any]) -> bool:
 def tool_uid(tool_type: str, name: str) -> EntityUID:
     """The uid of a tool as a resource (``Tool::"<name>"``), built once per tool, not per call."""
     return EntityUID(tool_type, name)
+
+
+def _exact_values(types: tuple[tuple[str, type], ...] | None, arguments: object) -> dict[str, Any] | None:
+    """The arguments in ``types``' order when they are a dict of exactly those names and types, else None."""
+    if types is None or type(arguments) is not dict or len(arguments) != len(types):
+        return None
+    values = {}
+    for name, kind in types:
+        value = arguments.get(name, None)
+        if type(value) is not kind:  # absent, None, a subclass (True for an int): pydantic decides
+            return None
+        values[name] = value
+    return values
 
 
 def _undeclared(value: Any, path: str) -> str | None:
