@@ -1281,7 +1281,8 @@ guard_configurations = st.fixed_dictionaries({
 })
 """A guarded tool's configuration and one call of it: (config, amount, to)."""
 _guard_values = st.one_of(st.integers(-2**64, 2**64), st.booleans(), st.text(max_size=5), st.none(),
-                          st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["5", "true", 0, 1]))
+                          st.floats(allow_nan=False, allow_infinity=False),
+                          st.sampled_from(["5", "true", 0, 1]))
 guard_arguments = st.one_of(
     st.fixed_dictionaries({"amount": _guard_values, "to": _guard_values, "urgent": _guard_values}),
     st.dictionaries(st.sampled_from(["amount", "to", "urgent", "env", "extra"]), _guard_values, max_size=5),

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 
 import agentauthz as az
 from agentauthz._audit import AuditEvent, Operation, annotating, current_operation
+from agentauthz._model import to_cedar_value
 from agentauthz.session import SessionConfig
 from agentauthz.session._provenance import Provenance
-from agentauthz._model import to_cedar_value
 from tests.strategies import guard_arguments, guard_configurations
 
 POLICIES = """
