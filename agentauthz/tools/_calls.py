@@ -162,7 +162,7 @@ class ToolCalls:
         spec = plan.spec
         supplied: dict[str, Any] = {}
 
-        def chosen() -> dict[str, Any]:
+        def chosen() -> dict[str, Any]:  # bound once the end user is known to be bound
             bound = bind_arguments(plan.parameters, args, kwargs, spec.name)
             if spec.injected:
                 supplied.update((name, bound.pop(name)) for name in spec.injected if name in bound)
@@ -174,7 +174,8 @@ class ToolCalls:
             return bound
 
         try:
-            validated, inputs = self.checked(spec, chosen)
+            # Keywords alone, nothing injected: nothing to bind (the common call of a tool).
+            validated, inputs = self.checked(spec, kwargs if not args and not spec.injected else chosen)
         except InvalidArguments as exc:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
@@ -224,8 +225,10 @@ class ToolCalls:
             GuardrailUnavailable: the detector failed and ``on_error="raise"``.
         """
         guardrail = spec.guardrail
+        if guardrail is None or not guardrail.outputs:
+            return result
         session = bound_session.get()
-        if guardrail is not None and guardrail.outputs and session is not None:
+        if session is not None:
             _see(session, guardrail.assess_value(result, "OUTPUT"))
         return result
 
@@ -260,8 +263,11 @@ class ToolCalls:
         raises propagates and the call does not run: that is how LangGraph's
         ``interrupt()`` pauses a graph until a person answers.
         """
-        request, approver = call.approval, self.authz.session_config.approvals.approver
-        if request is None or approver is None:
+        request = call.approval
+        if request is None:
+            return call
+        approver = self.authz.session_config.approvals.approver
+        if approver is None:
             return call
         answer = approver(request)
         if inspect.isawaitable(answer):
