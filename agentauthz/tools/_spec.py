@@ -31,7 +31,15 @@ import typing_extensions
 from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
-from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz._model import (
+    _LONG_MAX,
+    _LONG_MIN,
+    Decision,
+    Entity,
+    EntityUID,
+    float_to_decimal,
+    to_cedar_value,
+)
 from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.session._provenance import ResultLabel
 from agentauthz.tools._annotations import validatable
@@ -441,15 +449,14 @@ class ToolSpec:
             InvalidValueError: as :meth:`arguments`.
         """
         values = _exact_values(self._exact_types, arguments)
-        if values is not None:  # what pydantic would give back: the very values, in signature order
-            cedar_input = dict(values)
+        if values is not None:  # what pydantic would give back, each value its own Cedar form
+            return values, dict(values)
+        model = self.validate(arguments)
+        if self.json_arguments:
+            values = _json_values(model)
         else:
-            model = self.validate(arguments)
-            if self.json_arguments:
-                values = _json_values(model)
-            else:
-                values = {name: getattr(model, name) for name in self.parameters}
-            cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
+            values = {name: getattr(model, name) for name in self.parameters}
+        cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
         try:
             to_cedar_value(cedar_input)
         except InvalidValueError as exc:
@@ -478,7 +485,8 @@ class ToolSpec:
         exact = []
         for name, info in fields.items():
             if (info.annotation not in (int, str, bool) or info.metadata or not info.is_required()
-                    or info.alias is not None or info.validation_alias is not None):
+                    or info.alias is not None or info.validation_alias is not None
+                    or name.startswith("__")):  # Cedar JSON reserves __entity and __extn
                 return None
             exact.append((name, info.annotation))
         return tuple(exact)
@@ -723,13 +731,19 @@ def tool_uid(tool_type: str, name: str) -> EntityUID:
 
 
 def _exact_values(types: tuple[tuple[str, type], ...] | None, arguments: object) -> dict[str, Any] | None:
-    """The arguments in ``types``' order when they are a dict of exactly those names and types, else None."""
+    """The arguments in ``types``' order when they are a dict of exactly those names and types, else None.
+
+    An integer must also fit in Cedar's Long: any other value is left to the
+    argument model and :func:`~agentauthz._model.to_cedar_value` (and their errors).
+    """
     if types is None or type(arguments) is not dict or len(arguments) != len(types):
         return None
     values = {}
     for name, kind in types:
         value = arguments.get(name, None)
         if type(value) is not kind:  # absent, None, a subclass (True for an int): pydantic decides
+            return None
+        if kind is int and not _LONG_MIN <= value <= _LONG_MAX:
             return None
         values[name] = value
     return values
