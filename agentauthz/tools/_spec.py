@@ -482,13 +482,13 @@ class ToolSpec:
         fields = model.model_fields
         if tuple(fields) != self.parameters:
             return None
-        exact = []
+        exact: list[tuple[str, type]] = []
         for name, info in fields.items():
             if (info.annotation not in (int, str, bool) or info.metadata or not info.is_required()
                     or info.alias is not None or info.validation_alias is not None
                     or name.startswith("__")):  # Cedar JSON reserves __entity and __extn
                 return None
-            exact.append((name, info.annotation))
+            exact.append((name, typing.cast(type, info.annotation)))
         return tuple(exact)
 
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
@@ -738,12 +738,12 @@ def _exact_values(types: tuple[tuple[str, type], ...] | None, arguments: object)
     """
     if types is None or type(arguments) is not dict or len(arguments) != len(types):
         return None
-    values = {}
+    values: dict[str, Any] = {}
     for name, kind in types:
-        value = arguments.get(name, None)
+        value: Any = arguments.get(name, None)
         if type(value) is not kind:  # absent, None, a subclass (True for an int): pydantic decides
             return None
-        if kind is int and not _LONG_MIN <= value <= _LONG_MAX:
+        if type(value) is int and not _LONG_MIN <= value <= _LONG_MAX:
             return None
         values[name] = value
     return values
