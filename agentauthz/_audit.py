@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -142,9 +142,30 @@ def current_operation() -> Operation | None:
     return _operation.get()
 
 
-@contextmanager
-def operation_scope(sinks: Sequence[AuditSink], operation: Operation) -> Iterator[None]:
+def operation_scope(sinks: Sequence[AuditSink], operation: Operation) -> AbstractContextManager[None]:
     """Run an operation's decisions: :func:`current_operation` names it, operation sinks wrap it."""
+    if not sinks or not any(isinstance(sink, OperationSink) for sink in sinks):
+        return _Named(operation)  # nobody wraps it: a guarded call's hot path saves the generator
+    return _wrapped(sinks, operation)
+
+
+class _Named:
+    """The scope of an operation that no sink wraps: it only names the operation."""
+
+    __slots__ = ("_operation", "_token")
+
+    def __init__(self, operation: Operation) -> None:
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        self._token = _operation.set(self._operation)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _operation.reset(self._token)
+
+
+@contextmanager
+def _wrapped(sinks: Sequence[AuditSink], operation: Operation) -> Iterator[None]:
     token = _operation.set(operation)
     try:
         with ExitStack() as stack:
@@ -275,8 +296,7 @@ _annotations: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.
     "agentauthz_audit_annotations", default=None)
 
 
-@contextmanager
-def annotating(extra: Mapping[str, object] | None) -> Iterator[None]:
+def annotating(extra: Mapping[str, object] | None) -> AbstractContextManager[None]:
     """Add ``extra`` to the ``extra`` of every audit event built while the block runs.
 
     For facts a decision was made with that the request does not show as such
@@ -284,9 +304,14 @@ def annotating(extra: Mapping[str, object] | None) -> Iterator[None]:
     already annotated is extended, not replaced (``{"guardrail": {"user": ...}}``
     outside, ``{"guardrail": {"input": ...}}`` inside: both are kept).
     """
-    if not extra:
-        yield
-        return
+    return _annotated(extra) if extra else _NOTHING
+
+
+_NOTHING = nullcontext()
+
+
+@contextmanager
+def _annotated(extra: Mapping[str, object]) -> Iterator[None]:
     current = _annotations.get() or {}
     merged = {key: {**before, **value} if isinstance(before := current.get(key), Mapping)
               and isinstance(value, Mapping) else value for key, value in extra.items()}

@@ -1382,3 +1382,25 @@ filter_metadata = st.fixed_dictionaries({}, optional={
     "a": st.one_of(st.integers(0, 3), st.sampled_from(["x", True])),
     "b": st.one_of(st.sampled_from(["x", "y"]), st.lists(st.sampled_from(["x", "y"]), max_size=2)),
 })
+# -- the guard's hot path (tests/tools/test_guard_differential.py): configurations of a guarded tool --
+_GUARD_SWITCHES = ("session", "provenance", "guardrail", "injected", "settings", "resource", "context",
+                   "is_async", "tracing")
+guard_configurations = st.fixed_dictionaries({
+    "config": st.fixed_dictionaries({
+        **{switch: st.booleans() for switch in _GUARD_SWITCHES},
+        "on_deny": st.sampled_from(["raise", "message"]),
+    }),
+    "amount": st.sampled_from([0, 100, 301, 500, 501, 10_000]) | st.integers(0, 20_000),
+    "to": st.sampled_from(["ann", "evil-corp", "bob@corp.example", "4111 1111 1111 1111"]),
+})
+"""A guarded tool's configuration and one call of it: (config, amount, to)."""
+_guard_values = st.one_of(st.integers(-2**64, 2**64), st.booleans(), st.text(max_size=5), st.none(),
+                          st.floats(allow_nan=False, allow_infinity=False),
+                          st.sampled_from(["5", "true", 0, 1]))
+guard_arguments = st.one_of(
+    st.fixed_dictionaries({"amount": _guard_values, "to": _guard_values, "urgent": _guard_values}),
+    st.dictionaries(st.sampled_from(["amount", "to", "urgent", "env", "extra"]), _guard_values, max_size=5),
+    st.fixed_dictionaries({"amount": st.integers(-2**63, 2**63 - 1), "to": st.text(max_size=5),
+                           "urgent": st.booleans()}),
+)
+"""Arguments of ``tool(amount: int, to: str, urgent: bool)``: exact types, coercible ones, wrong ones."""

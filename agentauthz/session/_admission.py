@@ -57,6 +57,7 @@ from agentauthz.session._session import (
     ToolCall,
     approval_covers,
     bind_session,
+    call_key,
     call_record,
     covering_approval,
     labels_of,
@@ -416,7 +417,7 @@ class SessionAdmission:
         caller's id for it (a label); the call's key is agentauthz's own.
         """
         authz = self.authz
-        key, session = uuid.uuid4().hex, bound_session.get()
+        key, session = call_key(), bound_session.get()
         if session is None:
             decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                   inputs["context"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal as _decimal
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "SessionSnapshot",
     "SessionStore",
     "ToolCall",
+    "call_key",
     "current_session",
     "session_record_type",
 ]
@@ -887,6 +889,18 @@ def session_record_type(
     attributes["window_calls"] = json.loads(json.dumps(counts))
     attributes["totals"] = totals
     return {"type": "Record", "attributes": dict(sorted(attributes.items()))}
+
+
+def call_key() -> str:
+    """A new call's key: a random UUID (version 4) in hex, as ``uuid.uuid4().hex`` spells it.
+
+    Built from the 16 random bytes directly: ``uuid4()`` costs a guarded call
+    four times as much, for the same 122 random bits.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 class ToolCall:

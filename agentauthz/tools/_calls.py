@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentauthz._audit import Operation, annotating
@@ -45,7 +45,7 @@ from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
 from agentauthz.session._facts import fixed_snapshot
 from agentauthz.session._provenance import ResultLabel
-from agentauthz.session._session import Session, ToolCall
+from agentauthz.session._session import Session, ToolCall, call_key
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
     OnDeny,
@@ -109,26 +109,19 @@ class ToolCalls:
         def decorate(fn: F) -> F:
             spec = chosen.spec_from_function(fn, name=name, on_deny=fallback)
             authz.tools[spec.name] = spec
-            # The per-tool plan, worked out once, not per call: the names positional arguments bind
-            # to, and the injected ones the caller must pass.
-            signature = inspect.signature(fn).parameters.values()
-            parameters = tuple(parameter.name for parameter in signature)
-            needed = tuple(parameter.name for parameter in signature
-                           if parameter.name in spec.injected and parameter.default is parameter.empty)
+            plan = _GuardPlan.of(fn, spec)
             if inspect.iscoroutinefunction(fn):
 
                 async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                    with authz._operation(Operation("tool_call", spec.name)):
-                        prepared = self._prepare(spec, parameters, needed, args, kwargs, assess=False)
+                    with authz._operation(plan.operation):
+                        prepared = self._prepare(plan, args, kwargs, assess=False)
                         if isinstance(prepared, str):
                             return prepared
-                        arguments, inputs = prepared
+                        arguments, validated, inputs = prepared
                         await self._aassess_inputs(spec, inputs)
-                        call = await self.aapproved(
-                            await authz._arun(self._begin(inputs, arguments, spec, None)),
-                            lambda: authz._arun(self._begin(inputs, arguments, spec, None)))
-                        call.arguments = {key: value for key, value in arguments.items()
-                                          if key not in spec.injected}
+                        call = await self.aapproved(await self._adecided(inputs, arguments, spec),
+                                                    lambda: self._adecided(inputs, arguments, spec))
+                        call.arguments = validated
                     if not call.admits:
                         return self._refuse(spec, call)
                     with call:
@@ -139,16 +132,14 @@ class ToolCalls:
                 return wraps_tool(fn, guarded_async, spec)
 
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                with authz._operation(Operation("tool_call", spec.name)):
-                    prepared = self._prepare(spec, parameters, needed, args, kwargs)
+                with authz._operation(plan.operation):
+                    prepared = self._prepare(plan, args, kwargs)
                     if isinstance(prepared, str):
                         return prepared
-                    arguments, inputs = prepared
-                    call = self.approved(
-                        authz._run(self._begin(inputs, arguments, spec, None)),
-                        lambda: authz._run(self._begin(inputs, arguments, spec, None)))
-                    call.arguments = {key: value for key, value in arguments.items()
-                                      if key not in spec.injected}
+                    arguments, validated, inputs = prepared
+                    call = self.approved(self._decided(inputs, arguments, spec),
+                                         lambda: self._decided(inputs, arguments, spec))
+                    call.arguments = validated
                 if not call.admits:
                     return self._refuse(spec, call)
                 with call:
@@ -160,39 +151,69 @@ class ToolCalls:
 
         return decorate
 
-    def _prepare(
-        self, spec: ToolSpec, parameters: tuple[str, ...], needed: tuple[str, ...], args: tuple[Any, ...],
-        kwargs: dict[str, Any], *, assess: bool = True,
-    ) -> str | tuple[dict[str, Any], dict[str, Any]]:
-        """The arguments a guarded call runs with and its request inputs, or its refusal for the model.
+    def _prepare(self, plan: _GuardPlan, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                 assess: bool = True) -> str | tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """What a guarded call runs with, the validated arguments and its request inputs; or its refusal.
 
         The caller of a guarded function is the application: it passes the
         injected arguments (``Annotated[T, az.Injected]``), which the function
-        gets as given and the policy never sees. ``needed`` are those without a default.
+        gets as given and the policy never sees (they are not among the validated ones).
         ``assess=False`` leaves the guardrail's assessment to the caller (:meth:`_aassess_inputs`).
 
         Raises:
             ConfigurationError: an injected argument without a default was not
                 passed (before anything is decided: the application's mistake).
         """
+        spec = plan.spec
         supplied: dict[str, Any] = {}
 
-        def chosen() -> dict[str, Any]:
-            bound = bind_arguments(parameters, args, kwargs, spec.name)
-            supplied.update((name, bound.pop(name)) for name in spec.injected if name in bound)
-            missing = [name for name in needed if name not in supplied]
-            if missing:
-                raise ConfigurationError(f"tool {spec.name!r} needs {missing[0]!r}, which the application "
-                                         "supplies (it is az.Injected): pass it when calling the tool")
+        def chosen() -> dict[str, Any]:  # bound once the end user is known to be bound
+            bound = bind_arguments(plan.parameters, args, kwargs, spec.name)
+            if spec.injected:
+                supplied.update((name, bound.pop(name)) for name in spec.injected if name in bound)
+                missing = [name for name in plan.needed if name not in supplied]
+                if missing:
+                    raise ConfigurationError(
+                        f"tool {spec.name!r} needs {missing[0]!r}, which the application supplies "
+                        "(it is az.Injected): pass it when calling the tool")
             return bound
 
         try:
-            arguments, inputs = self.checked(spec, chosen, assess=assess)
+            # Keywords alone, nothing injected: nothing to bind (the common call of a tool).
+            validated, inputs = self.checked(spec, kwargs if not args and not spec.injected else chosen,
+                                             assess=assess)
         except InvalidArguments as exc:
             if spec.on_deny == "message":
                 return self.refusal(spec.name, exc.decision, kind="invalid")
             raise
-        return {**arguments, **supplied}, inputs
+        return ({**validated, **supplied} if supplied else validated), validated, inputs
+
+    def _decided(self, inputs: dict[str, Any], arguments: Mapping[str, Any], spec: ToolSpec) -> ToolCall:
+        """A guarded call decided and, in a bound session, admitted (:meth:`_begin`).
+
+        Outside a session that is one decision, made as :meth:`Authorizer.authorize`
+        makes it (the same request, context, checks and audit event), without a plan's steps.
+        """
+        authz = self.authz
+        if bound_session.get() is not None:
+            return authz._run(self._begin(inputs, arguments, spec, None))
+        key = call_key()
+        with annotating(inputs.get("audit")):
+            decision = authz.authorize(action=inputs["action"], resource=inputs["resource"],
+                                       context=inputs["context"])
+        return ToolCall(decision, call_id=key)
+
+    async def _adecided(self, inputs: dict[str, Any], arguments: Mapping[str, Any],
+                        spec: ToolSpec) -> ToolCall:
+        """Async twin of :meth:`_decided`."""
+        authz = self.authz
+        if bound_session.get() is not None:
+            return await authz._arun(self._begin(inputs, arguments, spec, None))
+        key = call_key()
+        with annotating(inputs.get("audit")):
+            decision = await authz.aauthorize(action=inputs["action"], resource=inputs["resource"],
+                                              context=inputs["context"])
+        return ToolCall(decision, call_id=key)
 
     def _begin(self, inputs: dict[str, Any], arguments: Mapping[str, Any] | None, spec: ToolSpec,
                call_id: str | None) -> Plan[ToolCall]:
@@ -210,8 +231,10 @@ class ToolCalls:
             GuardrailUnavailable: the detector failed and ``on_error="raise"``.
         """
         guardrail = spec.guardrail
+        if guardrail is None or not guardrail.outputs:
+            return result
         session = bound_session.get()
-        if guardrail is not None and guardrail.outputs and session is not None:
+        if session is not None:
             _see(session, guardrail.assess_value(result, "OUTPUT"))
         return result
 
@@ -246,8 +269,11 @@ class ToolCalls:
         raises propagates and the call does not run: that is how LangGraph's
         ``interrupt()`` pauses a graph until a person answers.
         """
-        request, approver = call.approval, self.authz.session_config.approvals.approver
-        if request is None or approver is None:
+        request = call.approval
+        if request is None:
+            return call
+        approver = self.authz.session_config.approvals.approver
+        if approver is None:
             return call
         answer = approver(request)
         if inspect.isawaitable(answer):
@@ -298,7 +324,7 @@ class ToolCalls:
                 with annotating(inputs.get("audit")):
                     decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                           inputs["context"])
-                call = ToolCall(decision, call_id=uuid.uuid4().hex, external_id=call_id)
+                call = ToolCall(decision, call_id=call_key(), external_id=call_id)
         call.arguments = validated
         return call
 
@@ -483,6 +509,31 @@ class ToolCalls:
             provenance=authz.session_config.provenance.tools if authz.session_config.provenance else (),
             agent_type=authz.agent.entity_type if authz.agent is not None else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _GuardPlan:
+    """What every call of one guarded function shares, worked out once at decoration, not per call.
+
+    Attributes:
+        spec: the tool's spec.
+        parameters: the names positional arguments bind to, in signature order.
+        needed: the injected arguments without a default (the caller must pass them).
+        operation: the scope of each call's decisions (spans, ``current_operation``).
+    """
+
+    spec: ToolSpec
+    parameters: tuple[str, ...]
+    needed: tuple[str, ...]
+    operation: Operation
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], spec: ToolSpec) -> _GuardPlan:
+        signature = inspect.signature(fn).parameters.values()
+        return cls(spec=spec, parameters=tuple(parameter.name for parameter in signature),
+                   needed=tuple(parameter.name for parameter in signature
+                                if parameter.name in spec.injected and parameter.default is parameter.empty),
+                   operation=Operation("tool_call", spec.name))
 
 
 def _see(session: Session, assessment: Assessment) -> None:

@@ -31,7 +31,15 @@ import typing_extensions
 from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError, create_model
 
 from agentauthz._errors import ConfigurationError, InvalidValueError
-from agentauthz._model import Decision, Entity, EntityUID, float_to_decimal, to_cedar_value
+from agentauthz._model import (
+    _LONG_MAX,
+    _LONG_MIN,
+    Decision,
+    Entity,
+    EntityUID,
+    float_to_decimal,
+    to_cedar_value,
+)
 from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.session._provenance import ResultLabel
 from agentauthz.tools._annotations import validatable
@@ -380,16 +388,18 @@ class ToolSpec:
             InvalidValueError: an argument is unknown, missing or of the wrong
                 type; the message names the argument, never its value.
         """
-        if not isinstance(arguments, Mapping):
-            raise InvalidValueError(
-                f"tool {self.name!r} got invalid arguments: they must be an object of named "
-                f"arguments, not {type(arguments).__name__}")
-        supplied = sorted(set(self.injected) & set(arguments))
+        if type(arguments) is not dict:  # a dict is validated as it is (pydantic copies what it keeps)
+            if not isinstance(arguments, Mapping):
+                raise InvalidValueError(
+                    f"tool {self.name!r} got invalid arguments: they must be an object of named "
+                    f"arguments, not {type(arguments).__name__}")
+            arguments = dict(arguments)
+        supplied = sorted(set(self.injected) & set(arguments)) if self.injected else None
         if supplied:
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {supplied[0]}: supplied by "
                                     "the application, never by the model")
         try:
-            model = self.input_model.model_validate(dict(arguments), extra="forbid")
+            model = self.input_model.model_validate(arguments, extra="forbid")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, error['loc'])) or 'arguments'}: "
@@ -438,9 +448,12 @@ class ToolSpec:
         Raises:
             InvalidValueError: as :meth:`arguments`.
         """
+        values = _exact_values(self._exact_types, arguments)
+        if values is not None:  # what pydantic would give back, each value its own Cedar form
+            return values, dict(values)
         model = self.validate(arguments)
         if self.json_arguments:
-            values: dict[str, Any] = _json_values(model)
+            values = _json_values(model)
         else:
             values = {name: getattr(model, name) for name in self.parameters}
         cedar_input = dict(values) if _scalars_only(values.values()) else tool_input(values)
@@ -449,6 +462,34 @@ class ToolSpec:
         except InvalidValueError as exc:
             raise InvalidValueError(f"tool {self.name!r} got invalid arguments: {exc}") from None
         return values, cedar_input
+
+    @functools.cached_property
+    def _exact_types(self) -> tuple[tuple[str, type], ...] | None:
+        """The argument names and types when validation can only hand back values of exactly those types.
+
+        Worked out once per spec: a model built from a signature of required
+        ``int``, ``str`` and ``bool`` arguments, with no validator, alias,
+        constraint or configuration that could change or refuse such a value.
+        None when any of that does not hold (pydantic validates every call).
+        """
+        model = self.input_model
+        if self.json_arguments or model.__bases__ != (BaseModel,) or set(model.model_config) - {"extra"}:
+            return None
+        decorators = model.__pydantic_decorators__
+        if (decorators.validators or decorators.field_validators or decorators.root_validators
+                or decorators.model_validators or model.model_post_init is not BaseModel.model_post_init):
+            return None
+        fields = model.model_fields
+        if tuple(fields) != self.parameters:
+            return None
+        exact: list[tuple[str, type]] = []
+        for name, info in fields.items():
+            if (info.annotation not in (int, str, bool) or info.metadata or not info.is_required()
+                    or info.alias is not None or info.validation_alias is not None
+                    or name.startswith("__")):  # Cedar JSON reserves __entity and __extn
+                return None
+            exact.append((name, typing.cast(type, info.annotation)))
+        return tuple(exact)
 
     def resource_for(self, arguments: dict[str, Any], tool_type: str) -> EntityUID | Entity:
         """The resource of one call: fixed, computed from the arguments, or the tool itself."""
@@ -687,6 +728,25 @@ def _scalars_only(values: Iterable[Any]) -> bool:
 def tool_uid(tool_type: str, name: str) -> EntityUID:
     """The uid of a tool as a resource (``Tool::"<name>"``), built once per tool, not per call."""
     return EntityUID(tool_type, name)
+
+
+def _exact_values(types: tuple[tuple[str, type], ...] | None, arguments: object) -> dict[str, Any] | None:
+    """The arguments in ``types``' order when they are a dict of exactly those names and types, else None.
+
+    An integer must also fit in Cedar's Long: any other value is left to the
+    argument model and :func:`~agentauthz._model.to_cedar_value` (and their errors).
+    """
+    if types is None or type(arguments) is not dict or len(arguments) != len(types):
+        return None
+    values: dict[str, Any] = {}
+    for name, kind in types:
+        value: Any = arguments.get(name, None)
+        if type(value) is not kind:  # absent, None, a subclass (True for an int): pydantic decides
+            return None
+        if type(value) is int and not _LONG_MIN <= value <= _LONG_MAX:
+            return None
+        values[name] = value
+    return values
 
 
 def _undeclared(value: Any, path: str) -> str | None:
