@@ -36,7 +36,11 @@ when { context.input.to like "*evil*" };
 @id("big-needs-approval") @approval("required")
 forbid(principal, action == Action::"pay", resource)
 when { context.input.amount > 300 && !context.session.approved };
+@id("no-prompt-attacks") forbid(principal, action == Action::"pay", resource)
+when { context has guardrail && context.guardrail.input.prompt_attack >= 3 };
 """
+# The one attribute of context.guardrail.input a policy reads: a store that cannot reload gets only it.
+READ_FACT = ("prompt_attack",)
 USER = az.Entity(uid=az.EntityUID("User", "alice"), attrs={"dept": "hr"})
 TOOL = az.EntityUID("Tool", "pay")
 # What differs between two decisions of the same request: ids, clocks and timings.
@@ -107,7 +111,8 @@ def _by_hand(authz: az.Authorizer, config: dict[str, Any], amount: int, to: str)
     annotation = None
     if config["guardrail"]:
         assessment = az.Guardrail(az.LocalDetector()).assess_arguments(context["input"])
-        context["guardrail"] = {"input": assessment.fact()}
+        context["guardrail"] = {"input": {name: value for name, value in assessment.fact().items()
+                                          if name in READ_FACT}}
         annotation = {"guardrail": {"input": assessment.audit}}
     resource = az.EntityUID("Account", to) if config["resource"] else TOOL
     with annotating(annotation):
