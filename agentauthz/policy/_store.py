@@ -31,6 +31,7 @@ from typing import Any
 
 import cedarpy
 
+from agentauthz._entities import StoredEntities
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
 from agentauthz.policy._approvals import approvable_ids, approval_problems
@@ -130,7 +131,7 @@ class PolicySnapshot:
 
     policies: tuple[Policy, ...]
     links: tuple[TemplateLink, ...]
-    entities: tuple[Entity, ...]
+    entities: StoredEntities
     schema_text: str | None
     fingerprint: str
     policy_set: Any
@@ -228,7 +229,7 @@ class PolicyStore:
             raise PolicyError(f"<schema>: not a JSON document ({type(exc).__name__})") from None
 
         given = _StoreInput([PolicyFile("<text>", policies)], schema_text=schema_text,
-                            entities=tuple(entities or ()), links=tuple(links))
+                            entities=StoredEntities.of(entities or ()), links=tuple(links))
         return cls(_build(given, validate=validate, positional_names=True, max_bytes=max_bytes,
                           max_depth=max_depth))
 
@@ -324,8 +325,8 @@ class PolicyStore:
         return self._snapshot.approvable
 
     @property
-    def entities(self) -> tuple[Entity, ...]:
-        """Entities loaded with the store."""
+    def entities(self) -> StoredEntities:
+        """Entities loaded with the store, in load order (a read-only sequence of :class:`Entity`)."""
         return self._snapshot.entities
 
     @property
@@ -427,7 +428,7 @@ class _StoreInput:
     policies: list[PolicyFile]
     schema_text: str | None = None
     schema_name: str = "<schema>"
-    entities: tuple[Entity, ...] = ()
+    entities: StoredEntities = field(default_factory=lambda: StoredEntities.of(()))
     entities_name: str = "<entities>"
     links: tuple[TemplateLink, ...] = ()
     problems: list[str] = field(default_factory=list)
@@ -494,16 +495,16 @@ def _read(given: _StoreInput, path: Path, name: str, max_bytes: int) -> str:
     return text
 
 
-def _entities_from_json(data: Any, name: str) -> tuple[Entity, ...]:
+def _entities_from_json(data: Any, name: str) -> StoredEntities:
     if not isinstance(data, list):
         raise PolicyError(f"{name}: expected a JSON array of entities")
-    entities = []
-    for index, item in enumerate(data):
-        try:
-            entities.append(Entity.from_cedar(item))
-        except AuthzError as exc:
-            raise PolicyError(f"{name}: entity #{index}: {author_message(str(exc))}") from exc
-    return tuple(entities)
+
+    def problem(index: int, exc: Exception) -> Exception:
+        if not isinstance(exc, AuthzError):
+            return exc
+        return PolicyError(f"{name}: entity #{index}: {author_message(str(exc))}")
+
+    return StoredEntities.from_json(data, problem)
 
 
 def _links_from_json(data: Any, name: str) -> tuple[TemplateLink, ...]:
@@ -594,7 +595,7 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         raise _load_error(problems, given, max_depth)
     try:
         policy_set, shadow = _policy_sets(parsed, policies, given.links, ids_by_position)
-        entity_set, entity_index = _load_entities(given.entities, schema, given.entities_name)
+        entity_set, entities_document = _load_entities(given.entities, schema, given.entities_name)
     except PolicyError as exc:
         raise _load_error(list(exc.problems), given, max_depth) from exc
     return PolicySnapshot(
@@ -602,13 +603,13 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         links=given.links,
         entities=given.entities,
         schema_text=given.schema_text,
-        fingerprint=_fingerprint(policies, given.links, given.entities, given.schema_text),
+        fingerprint=_fingerprint(policies, given.links, entities_document, given.schema_text),
         policy_set=policy_set,
         schema=schema,
         entity_set=entity_set,
         ids_by_position=ids_by_position,
         actions=actions,
-        entity_index=entity_index,
+        entity_index=given.entities.by_uid,
         shadow=shadow,
         schema_source=given.schema_name or "<schema>",
         approvable=approvable_ids(policies, given.links),
@@ -717,17 +718,22 @@ def _policy_sets(parsed: Sequence[ParsedFile], policies: Sequence[Policy], links
     return policy_set, shadow
 
 
-def _load_entities(entities: Sequence[Entity], schema: Any,
-                   name: str) -> tuple[Any, dict[EntityUID, Entity]]:
-    """An index of the entities by uid, and the parsed entities (checked against the schema)."""
-    index: dict[EntityUID, Entity] = {}
-    for position, entity in enumerate(entities):
-        if entity.uid in index:
-            first = next(at for at, other in enumerate(entities) if other.uid == entity.uid)
-            raise PolicyError(f"{name}: entity #{position} {entity.uid}: the same entity uid appears "
-                              f"more than once (first as #{first})")
-        index[entity.uid] = entity
-    return entity_handle(entities, schema, name), index
+def _load_entities(entities: StoredEntities, schema: Any, name: str) -> tuple[Any, str]:
+    """The parsed entities (checked against the schema), and the Cedar JSON document parsed.
+
+    One document serves cedarpy and the fingerprint. Should cedarpy refuse it, the
+    entities are parsed again in load order, to name the first one it refuses.
+    """
+    if entities.duplicate is not None:
+        position, first = entities.duplicate
+        uid = EntityUID(*entities.key_of(position))
+        raise PolicyError(f"{name}: entity #{position} {uid}: the same entity uid appears "
+                          f"more than once (first as #{first})")
+    document = entities.document()
+    try:
+        return cedarpy.Entities.from_json_str(document, schema), document
+    except ValueError:
+        return entity_handle(entities, schema, name), document
 
 
 def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> PolicyError:
@@ -937,15 +943,17 @@ def _link_json(link: TemplateLink) -> str:
 
 
 def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],
-                 entities: Sequence[Entity], schema_text: str | None) -> str:
+                 entities: str | Sequence[Entity], schema_text: str | None) -> str:
+    """sha256 of the content; ``entities`` as :meth:`StoredEntities.document` writes them."""
     digest = hashlib.sha256()
     for policy in sorted(policies, key=lambda p: p.id):
         digest.update(b"P\0" + policy.id.encode() + b"\0" + "\n".join(
             line.rstrip() for line in policy.text.splitlines()).encode() + b"\0")
     for link in sorted(links, key=lambda item: item.id):
         digest.update(b"L\0" + _link_json(link).encode() + b"\0")
-    for entity in sorted(entities, key=lambda e: (e.uid.type, e.uid.id)):
-        digest.update(b"E\0" + json.dumps(entity.cedar, sort_keys=True).encode() + b"\0")
+    document = entities if isinstance(entities, str) else StoredEntities.of(entities).document()
+    if document != "[]":
+        digest.update(b"E\0" + document.encode() + b"\0")
     if schema_text is not None:
         digest.update(b"S\0" + "\n".join(line.rstrip() for line in schema_text.strip().splitlines())
                       .encode())
