@@ -255,6 +255,7 @@ class StoredEntities(Sequence[Entity]):
         positions: the position of each uid in ``cedar``.
         built: entities already built, by position (those a caller gave, or that were checked).
         duplicate: the first uid found twice, as ``(position, first position)``, for the loader to refuse.
+        rewritten: whether some entity was read in another form than its canonical JSON.
 
     Example:
         >>> stored = StoredEntities.of([Entity(uid=EntityUID("User", "a"))])
@@ -262,15 +263,16 @@ class StoredEntities(Sequence[Entity]):
         ('a', 1, None)
     """
 
-    __slots__ = ("_built", "_cedar", "_positions", "by_uid", "duplicate")
+    __slots__ = ("_built", "_cedar", "_positions", "by_uid", "duplicate", "rewritten")
 
     def __init__(self, cedar: list[dict[str, Any]], positions: dict[UidKey, int],
                  built: dict[int, Entity] | None = None,
-                 duplicate: tuple[int, int] | None = None) -> None:
+                 duplicate: tuple[int, int] | None = None, rewritten: bool = False) -> None:
         self._cedar = cedar
         self._positions = positions
         self._built: dict[int, Entity] = built if built is not None else {}
         self.duplicate = duplicate
+        self.rewritten = rewritten
         self.by_uid: Mapping[EntityUID, Entity] = _ByUid(self)
 
     @classmethod
@@ -316,7 +318,7 @@ class StoredEntities(Sequence[Entity]):
             first = positions.setdefault(key, position)
             if first != position and duplicate is None:
                 duplicate = (position, first)
-        return cls(cedar, positions, built, duplicate)
+        return cls(cedar, positions, built, duplicate, rewritten=bool(built))
 
     @property
     def cedar(self) -> Sequence[dict[str, Any]]:

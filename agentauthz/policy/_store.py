@@ -430,6 +430,7 @@ class _StoreInput:
     schema_name: str = "<schema>"
     entities: StoredEntities = field(default_factory=lambda: StoredEntities.of(()))
     entities_name: str = "<entities>"
+    entities_text: str | None = None
     links: tuple[TemplateLink, ...] = ()
     problems: list[str] = field(default_factory=list)
     texts: dict[str, str] | None = None
@@ -459,6 +460,7 @@ def _read_directory(root: Path, max_bytes: int, max_data_bytes: int = DEFAULT_MA
         if store_entry(root / "entities.json", "entities.json"):
             text = _read(given, root / "entities.json", "entities.json", max_data_bytes)
             given.entities = _entities_from_json(parse_json(text, "entities.json"), "entities.json")
+            given.entities_text = text
     for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
         with _reported(given):
             if store_entry(root / name, name):
@@ -595,7 +597,8 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         raise _load_error(problems, given, max_depth)
     try:
         policy_set, shadow = _policy_sets(parsed, policies, given.links, ids_by_position)
-        entity_set, entities_document = _load_entities(given.entities, schema, given.entities_name)
+        entity_set, entities_document = _load_entities(given.entities, schema, given.entities_name,
+                                                       given.entities_text)
     except PolicyError as exc:
         raise _load_error(list(exc.problems), given, max_depth) from exc
     return PolicySnapshot(
@@ -718,18 +721,28 @@ def _policy_sets(parsed: Sequence[ParsedFile], policies: Sequence[Policy], links
     return policy_set, shadow
 
 
-def _load_entities(entities: StoredEntities, schema: Any, name: str) -> tuple[Any, str]:
-    """The parsed entities (checked against the schema), and the Cedar JSON document parsed.
+def _load_entities(entities: StoredEntities, schema: Any, name: str,
+                   text: str | None = None) -> tuple[Any, str]:
+    """The parsed entities (checked against the schema), and the Cedar JSON document that was parsed.
 
-    One document serves cedarpy and the fingerprint. Should cedarpy refuse it, the
-    entities are parsed again in load order, to name the first one it refuses.
+    ``text``: the file the entities were read from. When every entity in it is
+    already canonical (:func:`~agentauthz._entities.canonical_key`), cedarpy parses
+    the file itself: Cedar refuses duplicate keys, so what it accepts is what
+    Python read. Otherwise, or should cedarpy refuse the file, it parses the
+    canonical JSON; should it refuse that too, the entities are tried one by one
+    to name the first it refuses.
     """
     if entities.duplicate is not None:
         position, first = entities.duplicate
         uid = EntityUID(*entities.key_of(position))
         raise PolicyError(f"{name}: entity #{position} {uid}: the same entity uid appears "
                           f"more than once (first as #{first})")
-    document = entities.document()
+    if text is not None and not entities.rewritten:
+        try:
+            return cedarpy.Entities.from_json_str(text, schema), text
+        except ValueError:
+            pass  # the canonical JSON below says whether the entities themselves are refused
+    document = entities.document() if text is None else json.dumps(entities.cedar)
     try:
         return cedarpy.Entities.from_json_str(document, schema), document
     except ValueError:
@@ -944,7 +957,8 @@ def _link_json(link: TemplateLink) -> str:
 
 def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],
                  entities: str | Sequence[Entity], schema_text: str | None) -> str:
-    """sha256 of the content; ``entities`` as :meth:`StoredEntities.document` writes them."""
+    """sha256 of the content; ``entities`` as cedarpy parsed them (the file's text, or the entities'
+    canonical JSON: see :func:`_load_entities`)."""
     digest = hashlib.sha256()
     for policy in sorted(policies, key=lambda p: p.id):
         digest.update(b"P\0" + policy.id.encode() + b"\0" + "\n".join(
