@@ -405,7 +405,7 @@ class _ByUid(Mapping[EntityUID, Entity]):
             raise KeyError(uid)
         return entity
 
-    def get(self, uid: EntityUID, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, uid: EntityUID, default: Any = None) -> Any:
         entity = self._stored.get(uid) if isinstance(uid, EntityUID) else None
         return default if entity is None else entity
 

@@ -473,7 +473,8 @@ def template_links(report: Report, sizes: Sizes) -> None:
     report.target(f"{sizes.links:,} template links: store load <= 1.5x raw (parse and link in cedarpy)",
                   f"{ratio(load_s / raw_load_s)} ({load_s:.2f} s vs {raw_load_s:.2f} s CPU, median of "
                   f"{len(loads['ours'])}; the store also builds the link requests from `TemplateLink`s, "
-                  "checks their slots, fingerprints them and loads 1,000 entities)", load_s / raw_load_s <= 1.5)
+                  "checks their slots, fingerprints them and loads 1,000 entities)",
+                  load_s / raw_load_s <= 1.5)
     growth = found["ours_linked"] / found["ours_static"]
     report.target(f"{sizes.links:,} template links + {sizes.link_statics} static policies: per request "
                   "<= 2x the static policies alone",

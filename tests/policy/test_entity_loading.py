@@ -173,8 +173,8 @@ def test_parents_that_are_not_stored_load_and_count_as_ancestors(tmp_path: Path)
     authz = az.Authorizer(az.LocalEngine(store))
     decision = authz.authorize(principal=az.EntityUID("User", "a"), action="read",
                                resource=az.EntityUID("Group", "x"))
-    raw = cedarpy.is_authorized({"principal": 'User::"a"', "action": 'Action::"read"', "resource": 'Group::"x"',
-                                 "context": {}}, PERMIT, json.dumps(items))
+    raw = cedarpy.is_authorized({"principal": 'User::"a"', "action": 'Action::"read"',
+                                 "resource": 'Group::"x"', "context": {}}, PERMIT, json.dumps(items))
     assert decision.allowed is (raw.decision == cedarpy.Decision.Allow) is True
 
 
@@ -227,3 +227,55 @@ def test_parents_that_are_not_an_array_are_refused_naming_the_entity(tmp_path: P
     with pytest.raises(az.PolicyError) as info:
         az.PolicyStore.from_directory(_store_dir(tmp_path, items))
     assert _unlocated(str(info.value)) == "entities.json: entity #0: entity parents must be a JSON array"
+
+
+# -- the collector is paused while a store loads, and restored whatever happens --------------------
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    items = [{"uid": {"type": "User", "id": "a"}, "attrs": {}, "parents": []}]
+    root = _store_dir(tmp_path, items)
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        az.PolicyStore.from_directory(root)
+        assert gc.isenabled() is enabled
+        (root / "entities.json").write_text("[{")
+        with pytest.raises(az.PolicyError):
+            az.PolicyStore.from_directory(root)
+        assert gc.isenabled() is enabled
+        with pytest.raises(az.PolicyError):
+            az.PolicyStore.from_text("permit(")
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_concurrent_loads_restore_the_collector_once_all_are_done(tmp_path: Path) -> None:
+    import gc
+    import threading
+
+    items = [{"uid": {"type": "User", "id": str(i)}, "attrs": {}, "parents": []} for i in range(2000)]
+    root = _store_dir(tmp_path, items)
+    assert gc.isenabled()
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for _ in range(3):
+                az.PolicyStore.from_directory(root)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert gc.isenabled()
