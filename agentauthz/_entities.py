@@ -247,12 +247,13 @@ class StoredEntities(Sequence[Entity]):
 
     A store of a million entities would otherwise hold the graph twice in Python
     (an ``Entity`` with its attributes as Python values and as Cedar JSON) besides
-    cedarpy's own. The index holds positions by ``(type, id)``. Entities built
-    are kept, so each is built once.
+    cedarpy's own. The index holds positions by type, then id (the strings of the
+    parsed JSON: no object is made per entity). Entities built are kept, so each
+    is built once.
 
     Args:
         cedar: canonical Cedar JSON of each entity (see :func:`canonical_key`), read-only.
-        positions: the position of each uid in ``cedar``.
+        positions: the position of each uid in ``cedar``, by type then id.
         built: entities already built, by position (those a caller gave, or that were checked).
         duplicate: the first uid found twice, as ``(position, first position)``, for the loader to refuse.
         rewritten: whether some entity was read in another form than its canonical JSON.
@@ -265,7 +266,7 @@ class StoredEntities(Sequence[Entity]):
 
     __slots__ = ("_built", "_cedar", "_positions", "by_uid", "duplicate", "rewritten")
 
-    def __init__(self, cedar: list[dict[str, Any]], positions: dict[UidKey, int],
+    def __init__(self, cedar: list[dict[str, Any]], positions: dict[str, dict[str, int]],
                  built: dict[int, Entity] | None = None,
                  duplicate: tuple[int, int] | None = None, rewritten: bool = False) -> None:
         self._cedar = cedar
@@ -279,11 +280,13 @@ class StoredEntities(Sequence[Entity]):
     def of(cls, entities: Iterable[Entity]) -> StoredEntities:
         """The given entities (kept as they are: nothing is copied or rebuilt)."""
         given = list(entities)
-        positions: dict[UidKey, int] = {}
+        positions: dict[str, dict[str, int]] = {}
         duplicate = None
         for position, entity in enumerate(given):
-            key = (entity.uid.type, entity.uid.id)
-            first = positions.setdefault(key, position)
+            of_type = positions.get(entity.uid.type)
+            if of_type is None:
+                of_type = positions[entity.uid.type] = {}
+            first = of_type.setdefault(entity.uid.id, position)
             if first != position and duplicate is None:
                 duplicate = (position, first)
         return cls([entity.cedar for entity in given], positions, dict(enumerate(given)), duplicate)
@@ -297,11 +300,11 @@ class StoredEntities(Sequence[Entity]):
 
         Args:
             data: the parsed array.
-            problem: called with the position and the error of an item that is no
-                entity; it returns the exception to raise.
+            problem: called with the position and the error (any exception) of an item
+                that is no entity; it returns the exception to raise.
         """
         cedar: list[dict[str, Any]] = []
-        positions: dict[UidKey, int] = {}
+        positions: dict[str, dict[str, int]] = {}
         built: dict[int, Entity] = {}
         duplicate = None
         for position, item in enumerate(data):
@@ -315,7 +318,10 @@ class StoredEntities(Sequence[Entity]):
                 item = entity.cedar
                 key = (entity.uid.type, entity.uid.id)
             cedar.append(item)
-            first = positions.setdefault(key, position)
+            of_type = positions.get(key[0])
+            if of_type is None:
+                of_type = positions[key[0]] = {}
+            first = of_type.setdefault(key[1], position)
             if first != position and duplicate is None:
                 duplicate = (position, first)
         return cls(cedar, positions, built, duplicate, rewritten=bool(built))
@@ -328,7 +334,8 @@ class StoredEntities(Sequence[Entity]):
     def document(self) -> str:
         """The entities as one Cedar JSON document, ordered by uid and keys sorted (equal content,
         equal text: what the store's fingerprint hashes, and what cedarpy parses)."""
-        ordered = [self._cedar[position] for _, position in sorted(self._positions.items())]
+        ordered = [self._cedar[of_type[name]] for kind, of_type in sorted(self._positions.items())
+                   for name in sorted(of_type)]
         return json.dumps(ordered, sort_keys=True)
 
     def key_of(self, position: int) -> UidKey:
@@ -344,11 +351,12 @@ class StoredEntities(Sequence[Entity]):
 
     def position(self, uid: EntityUID) -> int | None:
         """Where the entity with this uid is, or None."""
-        return self._positions.get((uid.type, uid.id))
+        of_type = self._positions.get(uid.type)
+        return None if of_type is None else of_type.get(uid.id)
 
     def get(self, uid: EntityUID) -> Entity | None:
         """The stored entity with this uid, or None."""
-        position = self._positions.get((uid.type, uid.id))
+        position = self.position(uid)
         return None if position is None else self._entity(position)
 
     def _entity(self, position: int) -> Entity:

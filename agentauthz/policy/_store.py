@@ -534,8 +534,8 @@ def _entities_from_json(data: Any, name: str) -> StoredEntities:
         raise PolicyError(f"{name}: expected a JSON array of entities")
 
     def problem(index: int, exc: Exception) -> Exception:
-        if not isinstance(exc, AuthzError):
-            return exc
+        if not isinstance(exc, AuthzError):  # never expected: still refused, and naming the entity
+            return PolicyError(f"{name}: entity #{index}: not a Cedar JSON entity ({type(exc).__name__})")
         return PolicyError(f"{name}: entity #{index}: {author_message(str(exc))}")
 
     return StoredEntities.from_json(data, problem)

@@ -64,7 +64,12 @@ def _reference(items: Any, schema: Any) -> tuple[str, Any]:
 
 
 def _unlocated(problem: str) -> str:
-    """A problem without the line and column loading adds (the reference has no file to look in)."""
+    """A problem without the line and column loading adds (the reference has no file to look in).
+
+    Also without Cedar's reason why an entity does not conform: of several wrong
+    attributes it names one, not always the same one.
+    """
+    problem = re.sub(r"(first nonconforming entity: #\d+ \S+?): .*\)$", r"\1)", problem)
     return re.sub(r"^entities\.json(?::\d+)*: ", "entities.json: ", problem)
 
 
@@ -126,7 +131,7 @@ def test_loading_entities_accepts_and_refuses_exactly_as_building_each_entity_di
         if outcome == "error":
             with pytest.raises(az.PolicyError) as info:
                 az.PolicyStore.from_directory(root)
-            assert _unlocated(str(info.value)) == expected
+            assert _unlocated(str(info.value)) == _unlocated(expected)
             return
         store = az.PolicyStore.from_directory(root)
     assert list(store.entities) == expected
