@@ -554,6 +554,9 @@ class Entity(BaseModel):
         tags = data.get("tags")
         if not isinstance(attrs, Mapping) or (tags is not None and not isinstance(tags, Mapping)):
             raise InvalidValueError("entity attrs and tags must be JSON objects")
+        if not isinstance(data.get("parents", ()), (list, tuple)):
+            # null or a number would fail as a TypeError, a string as one parent per character
+            raise InvalidValueError("entity parents must be a JSON array")
         return cls(
             uid=EntityUID.from_cedar(data["uid"]),
             attrs={k: from_cedar_value(v) for k, v in attrs.items()},

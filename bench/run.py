@@ -422,15 +422,18 @@ def template_links(report: Report, sizes: Sizes) -> None:
     links = share_links(workload, sizes.links)
     requests = workload.requests[: sizes.requests // 2] + granted_requests(links, sizes.requests // 2)
     statics = _store(workload)
-    started = time.process_time()
-    linked = _store(workload, links, SHARE_TEMPLATE)
-    load_s = time.process_time() - started
     raw_links = [{"template_id": f"policy{sizes.link_statics}", "new_id": link.id,
                   "values": {"?principal": link.principal.to_cedar(), "?resource": link.resource.to_cedar()}}
                  for link in links if link.principal is not None and link.resource is not None]
-    started = time.process_time()
-    cedarpy.PolicySet.from_str(workload.policies + "\n" + SHARE_TEMPLATE).with_linked_batch(raw_links)
-    raw_load_s = time.process_time() - started
+    loads: dict[str, list[float]] = {"raw": [], "ours": []}
+    for _ in range(3 if sizes.rounds > 1 else 1):  # taking turns, CPU time of each load
+        started = time.process_time()
+        cedarpy.PolicySet.from_str(workload.policies + "\n" + SHARE_TEMPLATE).with_linked_batch(raw_links)
+        loads["raw"].append(time.process_time() - started)
+        started = time.process_time()
+        linked = _store(workload, links, SHARE_TEMPLATE)
+        loads["ours"].append(time.process_time() - started)
+    load_s, raw_load_s = statistics.median(loads["ours"]), statistics.median(loads["raw"])
     raw_requests = requests[: max(2, sizes.requests // 10)]
     cold = _authorizer(linked)
     started = time.perf_counter()
@@ -470,8 +473,10 @@ def template_links(report: Report, sizes: Sizes) -> None:
         ["workload", "raw cedarpy (us)", "agentauthz (us)", "ratio to raw static", "vs agentauthz static"],
         rows)
     report.target(f"{sizes.links:,} template links: store load <= 1.5x raw (parse and link in cedarpy)",
-                  f"{ratio(load_s / raw_load_s)} ({load_s:.2f} s vs {raw_load_s:.2f} s CPU; the store also "
-                  "reads ids, checks the links and builds its entity index)", load_s / raw_load_s <= 1.5)
+                  f"{ratio(load_s / raw_load_s)} ({load_s:.2f} s vs {raw_load_s:.2f} s CPU, median of "
+                  f"{len(loads['ours'])}; the store also builds the link requests from `TemplateLink`s, "
+                  "checks their slots, fingerprints them and loads 1,000 entities)",
+                  load_s / raw_load_s <= 1.5)
     growth = found["ours_linked"] / found["ours_static"]
     report.target(f"{sizes.links:,} template links + {sizes.link_statics} static policies: per request "
                   "<= 2x the static policies alone",

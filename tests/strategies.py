@@ -1404,3 +1404,41 @@ guard_arguments = st.one_of(
                            "urgent": st.booleans()}),
 )
 """Arguments of ``tool(amount: int, to: str, urgent: bool)``: exact types, coercible ones, wrong ones."""
+
+
+# -- stored entities (tests/policy/test_entity_loading.py): entities.json items in every form -------
+# Canonical Cedar JSON and the forms Entity.from_cedar rewrites or refuses: uids as escapes or Cedar
+# text, attrs and parents left out, tags null, unknown keys, values without a Cedar form (from
+# hostile_claims), and uids from a small pool, so that duplicates happen.
+
+_STORED_IDS = ("a", "b", "c", 'q"t')
+
+
+def _stored_uid() -> st.SearchStrategy[object]:
+    plain = st.builds(lambda kind, name: {"type": kind, "id": name}, st.sampled_from(("User", "Group")),
+                      st.sampled_from(_STORED_IDS))
+    return st.one_of(plain, plain, plain, plain.map(lambda uid: {"__entity": uid}),
+                     st.sampled_from(('User::"a"', "Group::\"b\"", "", 5, None, {"type": "User"},
+                                      {"type": "", "id": "a"}, {"type": "User", "id": 1})))
+
+
+@st.composite
+def stored_entity_items(draw: st.DrawFn) -> object:
+    """One item of an entities.json array, in any form (mostly canonical)."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from((None, [], "User::\"a\"", 3)))
+    item: dict[str, object] = {"uid": draw(_stored_uid())}
+    if draw(st.integers(0, 9)):
+        item["attrs"] = draw(hostile_claims()) if draw(st.booleans()) else draw(
+            st.dictionaries(st.sampled_from(("dept", "n", "ok")),
+                            st.one_of(st.text(max_size=4), st.integers(-5, 5), st.booleans()), max_size=3))
+    if draw(st.integers(0, 9)):
+        item["parents"] = draw(st.one_of(st.lists(_stored_uid(), max_size=3),
+                                         st.sampled_from(("Group::\"b\"", {}, None))))
+    if draw(st.integers(0, 5)) == 0:
+        item["tags"] = draw(st.one_of(st.none(), hostile_claims()))
+    if draw(st.integers(0, 19)) == 0:
+        item[draw(st.sampled_from(("extra", "uid2", "Attrs")))] = {}
+    if draw(st.integers(0, 19)) == 0:
+        del item["uid"]
+    return item

@@ -50,7 +50,7 @@ def store_spec(snapshot: PolicySnapshot, slicing: bool) -> StoreSpec:
     links = [{"id": link.id, "template": link.template,
               "principal": link.principal.to_cedar() if link.principal else None,
               "resource": link.resource.to_cedar() if link.resource else None} for link in snapshot.links]
-    return ("\n".join(texts), snapshot.schema_text, [entity.cedar for entity in snapshot.entities], links,
+    return ("\n".join(texts), snapshot.schema_text, list(snapshot.entities.cedar), links,
             slicing)
 
 

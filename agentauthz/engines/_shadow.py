@@ -37,7 +37,9 @@ def _entity_set(engine: Any, snapshot: PolicySnapshot, entities: Sequence[Entity
     if isinstance(engine, LocalEngine):
         return engine.entity_set(snapshot, entities)
     given = {entity.uid: entity for entity in entities}
-    merged = [entity.cedar for entity in snapshot.entities if entity.uid not in given]
+    replaced = {(uid.type, uid.id) for uid in given}
+    merged = [cedar for cedar in snapshot.entities.cedar
+              if (cedar["uid"]["type"], cedar["uid"]["id"]) not in replaced]
     merged.extend(entity.cedar for entity in given.values())
     return cedarpy.Entities.from_json_str(json.dumps(merged), snapshot.schema)
 

@@ -328,7 +328,9 @@ class LocalEngine:
         if not overrides:
             return snapshot.entity_set.with_added_json_str(delta_json, snapshot.schema), delta
         # The stored graph cannot be overlaid with a changed entity: rebuild it.
-        merged = [entity.cedar for entity in snapshot.entities if entity.uid not in delta]
+        replaced = {(uid.type, uid.id) for uid in delta}
+        merged = [cedar for cedar in snapshot.entities.cedar
+                  if (cedar["uid"]["type"], cedar["uid"]["id"]) not in replaced]
         merged.extend(entity.cedar for entity in delta.values())
         return self._cached_entity_set(snapshot, merged), delta
 

@@ -302,11 +302,10 @@ class _Link:
 class _Hierarchy:
     """Parents of the stored entities and of the schema's actions; ancestors on demand."""
 
-    def __init__(self, entities: Iterable[Entity], schema: Any) -> None:
+    def __init__(self, entities: Iterable[tuple[Uid, list[Uid]]], schema: Any) -> None:
         parents: dict[Uid, set[Uid]] = {}
-        for entity in entities:
-            parents.setdefault((entity.uid.type, entity.uid.id), set()).update(
-                (parent.type, parent.id) for parent in entity.parents)
+        for uid, of_entity in entities:  # read from the stored JSON: no Entity is built
+            parents.setdefault(uid, set()).update(of_entity)
         if schema is not None:
             for action in json.loads(str(cedarpy.Entities.from_json_str("[]", schema))):
                 uid = action["uid"]
@@ -518,7 +517,7 @@ class SliceIndex:
     def _ancestors(self, uid: Uid, overlay: Overlay | None) -> frozenset[Uid]:
         hierarchy = self._hierarchy
         if hierarchy is None:
-            hierarchy = _Hierarchy(self.snapshot.entities, self.snapshot.schema)
+            hierarchy = _Hierarchy(self.snapshot.entities.parent_keys(), self.snapshot.schema)
             self._hierarchy = hierarchy
         if overlay is None:
             return hierarchy.ancestors(uid, None)

@@ -17,6 +17,7 @@ directory (:mod:`agentauthz.policy._locate`).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -25,12 +26,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _json_string
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import cedarpy
 
+from agentauthz._entities import StoredEntities
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
 from agentauthz.policy._approvals import approvable_ids, approval_problems
@@ -130,7 +134,7 @@ class PolicySnapshot:
 
     policies: tuple[Policy, ...]
     links: tuple[TemplateLink, ...]
-    entities: tuple[Entity, ...]
+    entities: StoredEntities
     schema_text: str | None
     fingerprint: str
     policy_set: Any
@@ -227,10 +231,11 @@ class PolicyStore:
         except (TypeError, ValueError, RecursionError) as exc:
             raise PolicyError(f"<schema>: not a JSON document ({type(exc).__name__})") from None
 
-        given = _StoreInput([PolicyFile("<text>", policies)], schema_text=schema_text,
-                            entities=tuple(entities or ()), links=tuple(links))
-        return cls(_build(given, validate=validate, positional_names=True, max_bytes=max_bytes,
-                          max_depth=max_depth))
+        with _collection_paused():
+            given = _StoreInput([PolicyFile("<text>", policies)], schema_text=schema_text,
+                                entities=StoredEntities.of(entities or ()), links=tuple(links))
+            return cls(_build(given, validate=validate, positional_names=True, max_bytes=max_bytes,
+                              max_depth=max_depth))
 
     @classmethod
     def from_directory(
@@ -268,11 +273,12 @@ class PolicyStore:
         root = Path(path)
 
         def load() -> PolicySnapshot:
-            given = _read_directory(root, max_bytes, max_data_bytes)
-            if overrides:
-                _override(given, overrides)
-            return _build(given, validate=validate, positional_names=False,
-                          max_bytes=max_bytes, max_depth=max_depth)
+            with _collection_paused():
+                given = _read_directory(root, max_bytes, max_data_bytes)
+                if overrides:
+                    _override(given, overrides)
+                return _build(given, validate=validate, positional_names=False,
+                              max_bytes=max_bytes, max_depth=max_depth)
 
         return cls(load(), loader=load)
 
@@ -324,8 +330,8 @@ class PolicyStore:
         return self._snapshot.approvable
 
     @property
-    def entities(self) -> tuple[Entity, ...]:
-        """Entities loaded with the store."""
+    def entities(self) -> StoredEntities:
+        """Entities loaded with the store, in load order (a read-only sequence of :class:`Entity`)."""
         return self._snapshot.entities
 
     @property
@@ -422,6 +428,33 @@ class PolicyStore:
 
 # -- what a store is built from ------------------------------------------------------
 
+_PAUSE_LOCK = threading.Lock()
+_pauses = [0, False]  # loads in progress; whether the collector was enabled when the first began
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a store loads (the collector is restored after).
+
+    Loading builds hundreds of thousands of objects that all stay (the parsed
+    entities, the link requests): every collection of the oldest generation
+    walks all of them, a quarter of the time of loading 100,000 links, and
+    they hold no cycles to collect. Loads in several threads share one pause.
+    """
+    with _PAUSE_LOCK:
+        if _pauses[0] == 0:
+            _pauses[1] = gc.isenabled()
+            gc.disable()
+        _pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _PAUSE_LOCK:
+            _pauses[0] -= 1
+            if _pauses[0] == 0 and _pauses[1]:
+                gc.enable()
+
+
 
 @dataclass
 class _StoreInput:
@@ -436,8 +469,9 @@ class _StoreInput:
     policies: list[PolicyFile]
     schema_text: str | None = None
     schema_name: str = "<schema>"
-    entities: tuple[Entity, ...] = ()
+    entities: StoredEntities = field(default_factory=lambda: StoredEntities.of(()))
     entities_name: str = "<entities>"
+    entities_text: str | None = None
     links: tuple[TemplateLink, ...] = ()
     problems: list[str] = field(default_factory=list)
     texts: dict[str, str] | None = None
@@ -467,6 +501,7 @@ def _read_directory(root: Path, max_bytes: int, max_data_bytes: int = DEFAULT_MA
         if store_entry(root / "entities.json", "entities.json"):
             text = _read(given, root / "entities.json", "entities.json", max_data_bytes)
             given.entities = _entities_from_json(parse_json(text, "entities.json"), "entities.json")
+            given.entities_text = text
     for name, reader in (("template-links.json", _links_from_json), ("linked", _links_from_cli)):
         with _reported(given):
             if store_entry(root / name, name):
@@ -503,16 +538,16 @@ def _read(given: _StoreInput, path: Path, name: str, max_bytes: int) -> str:
     return text
 
 
-def _entities_from_json(data: Any, name: str) -> tuple[Entity, ...]:
+def _entities_from_json(data: Any, name: str) -> StoredEntities:
     if not isinstance(data, list):
         raise PolicyError(f"{name}: expected a JSON array of entities")
-    entities = []
-    for index, item in enumerate(data):
-        try:
-            entities.append(Entity.from_cedar(item))
-        except AuthzError as exc:
-            raise PolicyError(f"{name}: entity #{index}: {author_message(str(exc))}") from exc
-    return tuple(entities)
+
+    def problem(index: int, exc: Exception) -> Exception:
+        if not isinstance(exc, AuthzError):  # never expected: still refused, and naming the entity
+            return PolicyError(f"{name}: entity #{index}: not a Cedar JSON entity ({type(exc).__name__})")
+        return PolicyError(f"{name}: entity #{index}: {author_message(str(exc))}")
+
+    return StoredEntities.from_json(data, problem)
 
 
 def _links_from_json(data: Any, name: str) -> tuple[TemplateLink, ...]:
@@ -603,7 +638,8 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         raise _load_error(problems, given, max_depth)
     try:
         policy_set, shadow = _policy_sets(parsed, policies, given.links, ids_by_position)
-        entity_set, entity_index = _load_entities(given.entities, schema, given.entities_name)
+        entity_set, entities_document = _load_entities(given.entities, schema, given.entities_name,
+                                                       given.entities_text)
     except PolicyError as exc:
         raise _load_error(list(exc.problems), given, max_depth) from exc
     return PolicySnapshot(
@@ -611,13 +647,13 @@ def _build(given: _StoreInput, *, validate: bool, positional_names: bool, max_by
         links=given.links,
         entities=given.entities,
         schema_text=given.schema_text,
-        fingerprint=_fingerprint(policies, given.links, given.entities, given.schema_text),
+        fingerprint=_fingerprint(policies, given.links, entities_document, given.schema_text),
         policy_set=policy_set,
         schema=schema,
         entity_set=entity_set,
         ids_by_position=ids_by_position,
         actions=actions,
-        entity_index=entity_index,
+        entity_index=given.entities.by_uid,
         shadow=shadow,
         schema_source=given.schema_name or "<schema>",
         approvable=approvable_ids(policies, given.links),
@@ -726,17 +762,32 @@ def _policy_sets(parsed: Sequence[ParsedFile], policies: Sequence[Policy], links
     return policy_set, shadow
 
 
-def _load_entities(entities: Sequence[Entity], schema: Any,
-                   name: str) -> tuple[Any, dict[EntityUID, Entity]]:
-    """An index of the entities by uid, and the parsed entities (checked against the schema)."""
-    index: dict[EntityUID, Entity] = {}
-    for position, entity in enumerate(entities):
-        if entity.uid in index:
-            first = next(at for at, other in enumerate(entities) if other.uid == entity.uid)
-            raise PolicyError(f"{name}: entity #{position} {entity.uid}: the same entity uid appears "
-                              f"more than once (first as #{first})")
-        index[entity.uid] = entity
-    return entity_handle(entities, schema, name), index
+def _load_entities(entities: StoredEntities, schema: Any, name: str,
+                   text: str | None = None) -> tuple[Any, str]:
+    """The parsed entities (checked against the schema), and the Cedar JSON document that was parsed.
+
+    ``text``: the file the entities were read from. When every entity in it is
+    already canonical (:func:`~agentauthz._entities.canonical_key`), cedarpy parses
+    the file itself: Cedar refuses duplicate keys, so what it accepts is what
+    Python read. Otherwise, or should cedarpy refuse the file, it parses the
+    canonical JSON; should it refuse that too, the entities are tried one by one
+    to name the first it refuses.
+    """
+    if entities.duplicate is not None:
+        position, first = entities.duplicate
+        uid = EntityUID(*entities.key_of(position))
+        raise PolicyError(f"{name}: entity #{position} {uid}: the same entity uid appears "
+                          f"more than once (first as #{first})")
+    if text is not None and not entities.rewritten:
+        try:
+            return cedarpy.Entities.from_json_str(text, schema), text
+        except ValueError:
+            pass  # the canonical JSON below says whether the entities themselves are refused
+    document = entities.document() if text is None else json.dumps(entities.cedar)
+    try:
+        return cedarpy.Entities.from_json_str(document, schema), document
+    except ValueError:
+        return entity_handle(entities, schema, name), document
 
 
 def _load_error(problems: list[str], given: _StoreInput, max_depth: int) -> PolicyError:
@@ -876,17 +927,18 @@ def _link(policy_set: Any, links: Sequence[TemplateLink], template_ids: Mapping[
         if positional is None:
             problems.append(f"{link.source}: link {link.id!r}: no template {link.template!r}")
             continue
-        given = _FILLED[link.principal is not None, link.resource is not None]
+        principal, resource = link.principal, link.resource
+        given = _FILLED[principal is not None, resource is not None]
         if given != slots.get(positional, frozenset()):
             wanted = ", ".join(sorted(slots.get(positional, set()))) or "no slots"
             problems.append(f"{link.source}: link {link.id!r}: template {link.template!r} takes "
                             f"{wanted}; the link fills {', '.join(sorted(given)) or 'none'}")
             continue
         values: dict[str, Any] = {}
-        if link.principal is not None:
-            values["?principal"] = link.principal.to_cedar()
-        if link.resource is not None:
-            values["?resource"] = link.resource.to_cedar()
+        if principal is not None:
+            values["?principal"] = {"type": principal.type, "id": principal.id}
+        if resource is not None:
+            values["?resource"] = {"type": resource.type, "id": resource.id}
         requests.append({"template_id": positional, "new_id": link.id, "values": values})
     if problems:
         raise PolicyError(problems)
@@ -936,25 +988,32 @@ def validate_policies(policies: Sequence[Policy], schema: str | Mapping[str, Any
 
 def _link_json(link: TemplateLink) -> str:
     """``json.dumps([id, template, principal, resource])`` of a link, written out (100,000 links load)."""
-    def uid(value: EntityUID | None) -> str:
-        if value is None:
-            return "null"
-        return f'{{"type": {_json_string(value.type)}, "id": {_json_string(value.id)}}}'
-
+    principal, resource = link.principal, link.resource
     return (f"[{_json_string(link.id)}, {_json_string(link.template)}, "
-            f"{uid(link.principal)}, {uid(link.resource)}]")
+            f"{_uid_json(principal.type, principal.id) if principal is not None else 'null'}, "
+            f"{_uid_json(resource.type, resource.id) if resource is not None else 'null'}]")
+
+
+@lru_cache(maxsize=4096)
+def _uid_json(kind: str, name: str) -> str:
+    """``json.dumps`` of a uid's ``{"type", "id"}``: links name the same entities again and again."""
+    return f'{{"type": {_json_string(kind)}, "id": {_json_string(name)}}}'
 
 
 def _fingerprint(policies: Sequence[Policy], links: Sequence[TemplateLink],
-                 entities: Sequence[Entity], schema_text: str | None) -> str:
+                 entities: str | Sequence[Entity], schema_text: str | None) -> str:
+    """sha256 of the content; ``entities`` as cedarpy parsed them (the file's text, or the entities'
+    canonical JSON: see :func:`_load_entities`)."""
     digest = hashlib.sha256()
     for policy in sorted(policies, key=lambda p: p.id):
         digest.update(b"P\0" + policy.id.encode() + b"\0" + "\n".join(
             line.rstrip() for line in policy.text.splitlines()).encode() + b"\0")
-    for link in sorted(links, key=lambda item: item.id):
-        digest.update(b"L\0" + _link_json(link).encode() + b"\0")
-    for entity in sorted(entities, key=lambda e: (e.uid.type, e.uid.id)):
-        digest.update(b"E\0" + json.dumps(entity.cedar, sort_keys=True).encode() + b"\0")
+    # One update of the links' texts joined: the digest of the same bytes as one update per link.
+    digest.update("".join([f"L\0{_link_json(link)}\0" for link in sorted(links, key=attrgetter("id"))])
+                  .encode())
+    document = entities if isinstance(entities, str) else StoredEntities.of(entities).document()
+    if document != "[]":
+        digest.update(b"E\0" + document.encode() + b"\0")
     if schema_text is not None:
         digest.update(b"S\0" + "\n".join(line.rstrip() for line in schema_text.strip().splitlines())
                       .encode())
