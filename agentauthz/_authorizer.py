@@ -138,7 +138,7 @@ class Authorizer:
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
         disclose_reasons: bool = False,
-        policy_errors: Literal["deny", "skip"] = "skip",
+        policy_errors: Literal["deny", "skip"] = "deny",
         agent: Agent | None = None,
         agent_grant: bool = False,
     ) -> None:
