@@ -97,13 +97,19 @@ class Authorizer:
             policies are built to the model and to whoever steers it.
         policy_errors: what an allow means when a policy failed to evaluate.
             Cedar skips such a policy, so a forbid that errors (an attribute
-            missing, an overflow, ``context.session`` read with no session
-            bound) lets the call through. ``"skip"`` (the default) keeps
-            Cedar's semantics, as Verified Permissions decides, except for
+            missing, an overflow, an extension function given a bad value,
+            ``context.session`` read with no session bound) would let the call
+            through. ``"deny"`` (the default) turns such an allow into a
+            denial unless every failed policy is a permit of the engine's own
+            store (a failed permit can only withhold an allow); on Verified
+            Permissions, which names no failed policy's effect, any error in an
+            allow denies. Pre-filters follow it: a document passes only where
+            every forbid is provably false, so a forbid reading an attribute a
+            document lacks excludes it; guard the read (``resource has a &&
+            resource.a == ...``) to let such documents through. ``"skip"``
+            keeps Cedar's semantics, as Verified Permissions decides, except for
             forbids a person may lift (``@approval("required")``), which always
-            deny. ``"deny"`` turns such an allow into a denial unless every
-            failed policy is a permit of the engine's own store (a failed
-            permit can only withhold an allow); pre-filters follow it.
+            deny. (Before 0.2 the default was ``"skip"``.)
         agent: the AI agent this Authorizer decides for (:class:`Agent`): its
             uid is ``context.agent`` (where the action's schema declares it) and
             its entity goes with each request. ``acting_as(..., agent=...)`` or a
