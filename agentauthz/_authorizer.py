@@ -1155,9 +1155,11 @@ class Authorizer:
 
         failed = [failed_policy_id(error) for error in decision.errors]
         if self.policy_errors == "deny":
-            # Only the engine's own store can place a failed policy (Verified Permissions: no store).
+            # The engine's own store places a failed policy, or the engine itself (Verified
+            # Permissions lists its store's policies); anything else cannot, and denies.
             store = getattr(self.engine, "store", None)
-            only_permits = getattr(store, "only_permits_failed", None)
+            only_permits = getattr(store, "only_permits_failed", None) or getattr(
+                self.engine, "only_permits_failed", None)
             if callable(only_permits) and only_permits(decision.errors, version=decision.policy_version):
                 return decision
             why = _APPROVAL_UNEVALUATED if set(failed) & self._approvable_ids() else _POLICY_UNEVALUATED
