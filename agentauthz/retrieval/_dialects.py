@@ -155,20 +155,25 @@ def _absences_absorbed(expr: Or) -> Expr:
     atom on ``x``, which already holds where ``x`` is missing. A ``has`` guard in a
     forbid (``resource has x && resource.x == v``) leaves exactly this shape.
     """
-    absent = {item.item.attr for item in expr.items if isinstance(item, Not) and isinstance(item.item, Has)}
+    absent = {_absent(item) for item in expr.items} - {None}
     if not absent:
         return expr
     items: list[Expr] = []
     for item in expr.items:
         if isinstance(item, And):
-            item = all_of(*(part for part in item.items if not (isinstance(part, Has) and part.attr in absent)))
+            item = all_of(*(part for part in item.items
+                            if not (isinstance(part, Has) and part.attr in absent)))
         if isinstance(item, Comparison) and item.op == "!=" and item.attr in absent:
             item = Not(Comparison(item.attr, "==", item.value))
         items.append(item)
     covered = {item.item.attr for item in items
                if isinstance(item, Not) and isinstance(item.item, (Comparison, In, Contains, Like))}
-    return any_of(*(item for item in items
-                    if not (isinstance(item, Not) and isinstance(item.item, Has) and item.item.attr in covered)))
+    return any_of(*(item for item in items if _absent(item) not in covered))
+
+
+def _absent(expr: Expr) -> str | None:
+    """``x`` where ``expr`` is ``!has x``."""
+    return expr.item.attr if isinstance(expr, Not) and isinstance(expr.item, Has) else None
 
 
 def _spliced(connective: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

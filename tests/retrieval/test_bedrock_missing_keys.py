@@ -87,7 +87,8 @@ def test_a_guarded_forbid_lets_documents_without_the_key_through_as_not_equals()
 
 
 def test_a_guarded_forbid_over_a_set_of_values_is_not_equals_for_each() -> None:
-    forbid = 'forbid(principal, action, resource) when { resource has cls && ["secret", "x"].contains(resource.cls) };'
+    forbid = ('forbid(principal, action, resource) when '
+              '{ resource has cls && ["secret", "x"].contains(resource.cls) };')
     flt = exact_bedrock(forbid)
     assert flt == {"andAll": [{"notEquals": {"key": "cls", "value": "secret"}},
                               {"notEquals": {"key": "cls", "value": "x"}}]}
@@ -95,7 +96,8 @@ def test_a_guarded_forbid_over_a_set_of_values_is_not_equals_for_each() -> None:
 
 
 def test_a_guarded_boolean_forbid_compared_with_true_is_not_equals() -> None:
-    forbid = 'forbid(principal, action, resource) when { resource has archived && resource.archived == true };'
+    forbid = ('forbid(principal, action, resource) when '
+              '{ resource has archived && resource.archived == true };')
     documents: list[dict[str, Any]] = [{}, {"archived": True}, {"archived": False}]
     flt = exact_bedrock(forbid)
     assert flt == {"notEquals": {"key": "archived", "value": True}}

@@ -540,7 +540,8 @@ def test_langchain_in_memory_vector_store_filter() -> None:
     from langchain_core.vectorstores import InMemoryVectorStore
 
     authz = az.Authorizer.from_text(f'{READ} when {{ resource.dept == principal.dept }};\n'
-                                    "forbid(principal, action, resource) when { resource has archived && resource.archived };",
+                                    "forbid(principal, action, resource) when "
+                                    "{ resource has archived && resource.archived };",
                                     audit=[])
     store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
     store.add_documents([

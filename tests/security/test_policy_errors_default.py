@@ -23,7 +23,7 @@ from agentauthz.testing import LocalVerifiedPermissions
 
 pytest.importorskip("boto3")
 
-from agentauthz.avp._engine import VerifiedPermissionsEngine  # noqa: E402  (needs boto3)
+from agentauthz.avp._engine import VerifiedPermissionsEngine
 
 ALICE = az.Entity(az.EntityUID("User", "alice"), attrs={"dept": "hr"})
 DOC = az.Entity(az.EntityUID("Doc", "d"), attrs={"owner": az.EntityUID("User", "ghost")})
@@ -110,7 +110,8 @@ def test_the_denial_of_a_failed_forbid_is_audited_as_a_denial_naming_it() -> Non
 def test_a_guarded_tool_whose_forbid_overflows_does_not_run() -> None:
     authz = az.Authorizer.from_text("""
     @id("pay") permit(principal, action == Action::"pay", resource);
-    @id("cap") forbid(principal, action == Action::"pay", resource) when { context.input.amount * 1000 > 5000000 };
+    @id("cap") forbid(principal, action == Action::"pay", resource)
+        when { context.input.amount * 1000 > 5000000 };
     """, audit=[])
     ran: list[int] = []
 
@@ -207,7 +208,9 @@ def test_on_avp_a_failed_permit_beside_an_allowing_permit_leaves_the_allow_as_em
         assert any("owners" in error for error in decision.errors)
 
 
-def test_on_avp_a_failed_policy_the_listing_cannot_place_denies(avp_endpoint: LocalVerifiedPermissions) -> None:
+def test_on_avp_a_failed_policy_the_listing_cannot_place_denies(
+    avp_endpoint: LocalVerifiedPermissions
+) -> None:
     from agentauthz.testing import Fault
 
     authz = on_avp(avp_endpoint, FAILED_PERMIT)
