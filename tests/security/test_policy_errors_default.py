@@ -50,11 +50,17 @@ def forbid(condition: str) -> str:
     return f'@id("guard") forbid(principal, action == Action::"read", resource) when {{ {condition} }};'
 
 
+#: Engines the tests opened, closed with the endpoint.
+OPENED: list[VerifiedPermissionsEngine] = []
+
+
 @pytest.fixture(scope="module")
 def avp_endpoint() -> Iterator[LocalVerifiedPermissions]:
     store = az.PolicyStore.from_text(PERMIT)
     with LocalVerifiedPermissions(store) as server:
         yield server
+        while OPENED:
+            OPENED.pop().close()
 
 
 def embedded(policies: str, **options: Any) -> az.Authorizer:
@@ -65,6 +71,7 @@ def on_avp(server: LocalVerifiedPermissions, policies: str, **options: Any) -> a
     """An Authorizer over a fresh policy store of the endpoint holding ``policies``."""
     store_id = server.add_store(az.PolicyStore.from_text(policies))
     engine = VerifiedPermissionsEngine(store_id, client=server.client())
+    OPENED.append(engine)
     return az.Authorizer(engine, entities=[ALICE, DOC], audit=[], **options)
 
 
@@ -236,7 +243,9 @@ def test_on_avp_an_id_two_policies_of_different_effects_share_places_neither(
         client.create_policy(policyStoreId=store_id, definition={"static": {
             "statement": f"{effect}(principal, action, resource) when {{ resource.secret }};",
             "description": f"{DESCRIPTION_PREFIX}twin"}})
-    authz = az.Authorizer(VerifiedPermissionsEngine(store_id, client=client), entities=[ALICE, DOC], audit=[])
+    engine = VerifiedPermissionsEngine(store_id, client=client)
+    OPENED.append(engine)
+    authz = az.Authorizer(engine, entities=[ALICE, DOC], audit=[])
     decision = read(authz, {})
     assert not decision.allowed
     assert any("twin" in error for error in decision.errors)
