@@ -101,9 +101,10 @@ class Authorizer:
             ``context.session`` read with no session bound) would let the call
             through. ``"deny"`` (the default) turns such an allow into a
             denial unless every failed policy is a permit of the engine's own
-            store (a failed permit can only withhold an allow); on Verified
-            Permissions, which names no failed policy's effect, any error in an
-            allow denies. Pre-filters follow it: a document passes only where
+            store (a failed permit can only withhold an allow; on Verified
+            Permissions the engine places a failed policy by the effect
+            ListPolicies gives, and an error it cannot place denies).
+            Pre-filters follow it: a document passes only where
             every forbid is provably false, so a forbid reading an attribute a
             document lacks excludes it; guard the read (``resource has a &&
             resource.a == ...``) to let such documents through. ``"skip"``

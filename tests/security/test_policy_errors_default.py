@@ -186,7 +186,7 @@ def expected(policies: list[tuple[str, str]], policy_errors: str) -> bool:
     return permitted and not forbidden
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(policies=policy_sets, policy_errors=st.sampled_from(("deny", "skip")))
 def test_no_request_whose_forbid_fails_is_allowed_and_the_engines_agree(
     policies: list[tuple[str, str]], policy_errors: str, avp_endpoint: LocalVerifiedPermissions
