@@ -97,13 +97,20 @@ class Authorizer:
             policies are built to the model and to whoever steers it.
         policy_errors: what an allow means when a policy failed to evaluate.
             Cedar skips such a policy, so a forbid that errors (an attribute
-            missing, an overflow, ``context.session`` read with no session
-            bound) lets the call through. ``"skip"`` (the default) keeps
-            Cedar's semantics, as Verified Permissions decides, except for
+            missing, an overflow, an extension function given a bad value,
+            ``context.session`` read with no session bound) would let the call
+            through. ``"deny"`` (the default) turns such an allow into a
+            denial unless every failed policy is a permit of the engine's own
+            store (a failed permit can only withhold an allow; on Verified
+            Permissions the engine places a failed policy by the effect
+            ListPolicies gives, and an error it cannot place denies).
+            Pre-filters follow it: a document passes only where
+            every forbid is provably false, so a forbid reading an attribute a
+            document lacks excludes it; guard the read (``resource has a &&
+            resource.a == ...``) to let such documents through. ``"skip"``
+            keeps Cedar's semantics, as Verified Permissions decides, except for
             forbids a person may lift (``@approval("required")``), which always
-            deny. ``"deny"`` turns such an allow into a denial unless every
-            failed policy is a permit of the engine's own store (a failed
-            permit can only withhold an allow); pre-filters follow it.
+            deny. (Before 0.2 the default was ``"skip"``.)
         agent: the AI agent this Authorizer decides for (:class:`Agent`): its
             uid is ``context.agent`` (where the action's schema declares it) and
             its entity goes with each request. ``acting_as(..., agent=...)`` or a
@@ -138,7 +145,7 @@ class Authorizer:
         tool_entity_type: str = "Tool",
         sessions: SessionConfig | None = None,
         disclose_reasons: bool = False,
-        policy_errors: Literal["deny", "skip"] = "skip",
+        policy_errors: Literal["deny", "skip"] = "deny",
         agent: Agent | None = None,
         agent_grant: bool = False,
     ) -> None:
@@ -1186,9 +1193,11 @@ class Authorizer:
 
         failed = [failed_policy_id(error) for error in decision.errors]
         if self.policy_errors == "deny":
-            # Only the engine's own store can place a failed policy (Verified Permissions: no store).
+            # The engine's own store places a failed policy, or the engine itself (Verified
+            # Permissions lists its store's policies); anything else cannot, and denies.
             store = getattr(self.engine, "store", None)
-            only_permits = getattr(store, "only_permits_failed", None)
+            only_permits = getattr(store, "only_permits_failed", None) or getattr(
+                self.engine, "only_permits_failed", None)
             if callable(only_permits) and only_permits(decision.errors, version=decision.policy_version):
                 return decision
             why = _APPROVAL_UNEVALUATED if set(failed) & self._approvable_ids() else _POLICY_UNEVALUATED

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
@@ -51,7 +51,7 @@ from agentauthz.avp._exchange import (
     schema_from,
 )
 from agentauthz.avp._options import Batching, DecisionCache, EngineKeywords, Retry, engine_options
-from agentauthz.policy._store import truncate
+from agentauthz.policy._store import failed_policy_id, truncate
 
 __all__ = ["VerifiedPermissionsEngine"]
 
@@ -203,6 +203,8 @@ class VerifiedPermissionsEngine:
         self._lock = threading.Lock()
         self._schema: Schema | None = None
         self._policy_ids: dict[str, str] = {}
+        #: Our policy id (and AVP's) -> "permit" / "forbid"; None where ids collide across effects.
+        self._policy_effects: dict[str, str | None] = {}
         self._policies_listed: float | None = None
         self._identity_sources: list[dict[str, Any]] | None = None
         self._cache: OrderedDict[tuple[str, str], tuple[float, Decision]] = OrderedDict()
@@ -385,6 +387,7 @@ class VerifiedPermissionsEngine:
         with self._lock:
             self._schema = None
             self._policy_ids = {}
+            self._policy_effects = {}
             self._policies_listed = None
             self._cache.clear()
             self._identity_sources = None
@@ -393,6 +396,24 @@ class VerifiedPermissionsEngine:
     def policy_ids(self) -> dict[str, str]:
         """AVP policy id -> our policy id, as learned from ListPolicies so far."""
         return dict(self._policy_ids)
+
+    def only_permits_failed(self, errors: Iterable[str], *, version: str | None = None) -> bool:
+        """Whether every evaluation error names a permit of the policy store, as last listed.
+
+        What ``Authorizer(policy_errors="deny")`` asks before letting an allow with
+        errors stand: a failed permit can only withhold an allow. An error naming
+        no policy, or a policy the listing did not show (its AVP id stays in the
+        error until the next listing), or one whose effect is unknown, answers
+        False. AVP does not let a policy's effect change, so an effect listed for
+        an AVP id stays true. ``version`` is accepted for the store's signature;
+        AVP decisions name no version.
+        """
+        effects = self._policy_effects
+        for error in errors:
+            policy_id = failed_policy_id(error)
+            if policy_id is None or effects.get(policy_id) != "permit":
+                return False
+        return True
 
     def close(self) -> None:
         """Stop the worker threads; calls still running finish in the background."""
@@ -657,18 +678,28 @@ class VerifiedPermissionsEngine:
         if listed is not None and time.monotonic() - listed < _RETRY_LOOKUP_SECONDS:
             return
         try:
-            mapping = self._run(self._list_policy_ids)
+            listed = self._run(self._list_policies)
         except Exception:  # the decisions stand; their reasons keep AVP's ids
-            mapping = None
+            listed = None
         with self._lock:
             self._policies_listed = time.monotonic()
-            if mapping is not None:
-                self._policy_ids = mapping
+            if listed is not None:
+                self._policy_ids, self._policy_effects = listed
 
-    def _list_policy_ids(self) -> dict[str, str]:
-        return {item["policyId"]: shapes.our_policy_id(item)
-                for item in self._listed(self.client.list_policies, "policies")
-                if isinstance(item, Mapping) and isinstance(item.get("policyId"), str)}
+    def _list_policies(self) -> tuple[dict[str, str], dict[str, str | None]]:
+        """AVP policy id -> our id, and each id (ours and AVP's) -> its effect, from ListPolicies."""
+        ids: dict[str, str] = {}
+        effects: dict[str, str | None] = {}
+        for item in self._listed(self.client.list_policies, "policies"):
+            if not isinstance(item, Mapping) or not isinstance(item.get("policyId"), str):
+                continue
+            ours = shapes.our_policy_id(item)
+            ids[item["policyId"]] = ours
+            effect = item.get("effect")
+            known = effect.lower() if effect in ("Permit", "Forbid") else None
+            for name in (item["policyId"], ours):
+                effects[name] = known if effects.get(name, known) == known else None
+        return ids, effects
 
     def _load_schema(self) -> Schema:
         schema = self._schema

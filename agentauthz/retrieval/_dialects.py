@@ -30,16 +30,19 @@ from agentauthz.retrieval._expr import (
     Has,
     In,
     InHierarchy,
+    Like,
     Not,
     Or,
     Scalar,
+    all_of,
+    any_of,
     attribute_text,
     is_long,
     nnf,
     present_attributes,
 )
 
-__all__ = ["bedrock_filter", "mongo_filter"]
+__all__ = ["bedrock_filter", "bedrock_inexpressible", "mongo_filter"]
 
 Rendered: TypeAlias = "dict[str, Any] | Const"
 
@@ -62,6 +65,13 @@ def bedrock_filter(expression: Expr, keys: Mapping[str, str], *, strict: bool) -
             "the policies do not translate exactly into a Bedrock metadata filter: "
             + "; ".join(dict.fromkeys(dialect.approximated)))
     return rendered
+
+
+def bedrock_inexpressible(expression: Expr, keys: Mapping[str, str]) -> tuple[str, ...]:
+    """The resource attributes whose conditions no Bedrock filter writes exactly (to name them)."""
+    dialect = _Bedrock(keys, strict=True)
+    _render(nnf(expression), dialect, frozenset())
+    return tuple(dict.fromkeys(dialect.inexpressible))
 
 
 def mongo_filter(
@@ -120,6 +130,9 @@ def _render(expr: Expr, dialect: _Dialect, present: frozenset[str]) -> Rendered:
             return TRUE
         return parts[0] if len(parts) == 1 else dialect.and_(parts)
     if isinstance(expr, Or):
+        absorbed = _absences_absorbed(expr)
+        if absorbed != expr:
+            return _render(absorbed, dialect, present)
         parts = []
         for item in expr.items:
             rendered = _render(item, dialect, present)
@@ -131,6 +144,36 @@ def _render(expr: Expr, dialect: _Dialect, present: frozenset[str]) -> Rendered:
             return FALSE
         return parts[0] if len(parts) == 1 else dialect.or_(parts)
     return dialect.literal(expr, False, present)
+
+
+def _absences_absorbed(expr: Or) -> Expr:
+    """``expr`` with each ``!has x`` disjunct merged into a disjunct on ``x``, where one takes it.
+
+    The same documents, in a form more stores can write: ``!has x || (has x && R)``
+    is ``!has x || R``; ``!has x || x != v`` is ``!(x == v)`` (true where ``x`` is
+    missing, Bedrock's ``notEquals``); and ``!has x`` adds nothing next to a negated
+    atom on ``x``, which already holds where ``x`` is missing. A ``has`` guard in a
+    forbid (``resource has x && resource.x == v``) leaves exactly this shape.
+    """
+    absent = {_absent(item) for item in expr.items} - {None}
+    if not absent:
+        return expr
+    items: list[Expr] = []
+    for item in expr.items:
+        if isinstance(item, And):
+            item = all_of(*(part for part in item.items
+                            if not (isinstance(part, Has) and part.attr in absent)))
+        if isinstance(item, Comparison) and item.op == "!=" and item.attr in absent:
+            item = Not(Comparison(item.attr, "==", item.value))
+        items.append(item)
+    covered = {item.item.attr for item in items
+               if isinstance(item, Not) and isinstance(item.item, (Comparison, In, Contains, Like))}
+    return any_of(*(item for item in items if _absent(item) not in covered))
+
+
+def _absent(expr: Expr) -> str | None:
+    """``x`` where ``expr`` is ``!has x``."""
+    return expr.item.attr if isinstance(expr, Not) and isinstance(expr.item, Has) else None
 
 
 def _spliced(connective: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,8 +194,15 @@ def _plain(value: Scalar) -> str | int | bool:
 class _Bedrock(_Dialect):
     """Amazon Bedrock Knowledge Base ``RetrievalFilter``.
 
-    ``notEquals`` also matches documents without the key (documented); ``notIn``
-    does not. There is no "exists" operator and no negated ``listContains``.
+    As the API reference (``bedrock-agent-runtime`` ``RetrievalFilter``) documents
+    them: ``notEquals`` matches a document whose value differs *or that lacks the
+    key*; every other operator (``equals``, ``in``, ``notIn``, the orders,
+    ``listContains``, ``stringContains``, ``startsWith``) matches only documents
+    that have the key. So ``x != v`` (present and different) is ``notIn [v]``,
+    ``!(x == v)`` (missing or different) is ``notEquals``, and ``!(x in S)`` is
+    ``notEquals`` for each member. There is no "exists" operator, no negation and
+    no negated ``listContains``: ``has x`` alone, a missing key or'ed with anything
+    but a difference, a negated ``contains`` or ``like`` cannot be written.
     """
 
     _ORDER: ClassVar[dict[str, str]] = {
@@ -164,6 +214,8 @@ class _Bedrock(_Dialect):
         self.strict = strict
         #: With ``strict``: what was rendered as a strict superset of itself.
         self.approximated: list[str] = []
+        #: With ``strict``: the attributes of those conditions.
+        self.inexpressible: list[str] = []
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"andAll": _spliced("andAll", items)}
@@ -179,26 +231,31 @@ class _Bedrock(_Dialect):
     def _leaf(op: str, key: str, value: Any) -> dict[str, Any]:
         return {op: {"key": key, "value": value}}
 
-    def _superset(self, rendered: Rendered, what: str) -> Rendered:
+    def _superset(self, rendered: Rendered, what: str, attr: str | None = None) -> Rendered:
         """``rendered`` keeps more than the literal: fine unless strict, where it is noted."""
         if self.strict:
             self.approximated.append(what)
+            if attr is not None:
+                self.inexpressible.append(attr)
         return rendered
 
     def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
         if isinstance(atom, InHierarchy):
             return self._hierarchy(atom, negated)
-        key = self._key(atom.attr)
+        attr = atom.attr
+        key = self._key(attr)
         if key is None:
-            return self._superset(TRUE, f"attribute {attribute_text(atom.attr)} has no valid metadata key")
+            return self._superset(TRUE, f"attribute {attribute_text(attr)} has no valid metadata key", attr)
         if isinstance(atom, Has):
-            return self._superset(TRUE, f"has {attribute_text(atom.attr)} (no filter tests a key's presence)")
-        if self.strict and not _bedrock_exact_values(atom):
-            self.approximated.append(f"a comparison of {attribute_text(atom.attr)} with an entity or a "
-                                     "number beyond 2^53")
-        # Presence the conjunction needs is not enforced by the filter where `has` renders as
-        # nothing: strict rendering does not rely on it.
-        known = atom.attr in present and not self.strict
+            return self._superset(TRUE, _missing_key(attr, negated), attr)
+        if not _bedrock_exact_values(atom):
+            self._superset(TRUE, f"a comparison of {attribute_text(attr)} with an entity or a number "
+                                 "beyond 2^53", attr)
+        # Where the conjunction needs the attribute, a positive atom of it (rendered by an operator
+        # that needs the key: never notEquals) keeps only documents that have it; under that, a
+        # negation may be written by its present-key form. `has` itself is never relied on: it
+        # renders as nothing (a superset, refused when strict).
+        known = attr in present
         if isinstance(atom, Comparison):
             return self._comparison(key, atom, negated, known)
         if isinstance(atom, In):
@@ -212,12 +269,12 @@ class _Bedrock(_Dialect):
         if isinstance(atom, Contains):
             if negated:
                 return self._superset(
-                    TRUE, f"!{attribute_text(atom.attr)}.contains(...) (no negated listContains)")
+                    TRUE, f"!{attribute_text(attr)}.contains(...) (no negated listContains)", attr)
             return self._leaf("listContains", key, _plain(atom.value))
         # Like
         if negated:
-            return self._superset(TRUE, f"!({attribute_text(atom.attr)} like ...)")
-        return self._like(key, atom.attr, atom.pattern)
+            return self._superset(TRUE, f"!({attribute_text(attr)} like ...)", attr)
+        return self._like(key, attr, atom.pattern)
 
     def _hierarchy(self, atom: InHierarchy, negated: bool) -> Rendered:
         key = self.keys.get(ANCESTORS)
@@ -235,15 +292,15 @@ class _Bedrock(_Dialect):
             # missing-or-equal (a negated !=) cannot be written; equal alone needs presence.
             if not negated or known:
                 return self._leaf("equals", key, value)
-            return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or equal")
+            return self._superset(TRUE, _missing_key(atom.attr, True, "equal to a value"), atom.attr)
         if op == "!=":
-            leaf = self._leaf("notEquals", key, value)  # also keeps documents without the key
-            return leaf if negated else self._superset(leaf, f"{attribute_text(atom.attr)} != ... "
-                                                             "(notEquals keeps documents without it)")
+            # notEquals: missing or different (documented); notIn: present and different.
+            return self._leaf("notEquals", key, value) if negated else self._leaf("notIn", key, [value])
         if negated and not known:
-            return self._superset(TRUE, f"{attribute_text(atom.attr)} missing or out of range")
+            return self._superset(TRUE, _missing_key(atom.attr, True, "out of range"), atom.attr)
         if not is_long(value):
-            return self._superset(TRUE, f"an order on {attribute_text(atom.attr)} with a non-number")
+            return self._superset(TRUE, f"an order on {attribute_text(atom.attr)} with a non-number",
+                                  atom.attr)
         return self._leaf(self._ORDER[op], key, value)
 
     def _like(self, key: str, attr: str, pattern: tuple[str | None, ...]) -> Rendered:
@@ -253,8 +310,20 @@ class _Bedrock(_Dialect):
         chunks = [part for part in pattern if part]
         what = f"{attribute_text(attr)} like a pattern with a wildcard"
         if chunks:
-            return self._superset(self._leaf("stringContains", key, max(chunks, key=len)), what)
-        return self._superset(TRUE, what)
+            return self._superset(self._leaf("stringContains", key, max(chunks, key=len)), what, attr)
+        return self._superset(TRUE, what, attr)
+
+
+def _missing_key(attr: str, negated: bool, otherwise: str = "") -> str:
+    """Why a condition on whether ``attr`` is present has no Bedrock filter, and what to write instead."""
+    name = attribute_text(attr)
+    if not negated:
+        return f"has {name} (no Bedrock filter tests that a key is present: compare {name} with a value)"
+    alternative = f" or {name} {otherwise}" if otherwise else ""
+    return (f"{name} missing{alternative} (a Bedrock filter keeps documents without a key only with "
+            f"notEquals, missing or different from one value: guard a forbid as `resource has {name} && "
+            f"resource.{name} == value`, or drop its `has` guard so that documents without {name} are "
+            f"denied, or give every document {name})")
 
 
 #: Bedrock numbers are doubles: a Long beyond this compares inexactly.

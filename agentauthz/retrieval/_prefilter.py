@@ -512,11 +512,11 @@ def compile_prefilter(
         >>> with authz.acting_as(az.EntityUID("User", "ann")):
         ...     pre = compile_prefilter(authz, action="read")
         >>> print(pre)
-        level <= 2 && !(archived == true)
+        level <= 2 && archived != true
         >>> pre.exact
         True
         >>> pre.to_bedrock()["andAll"][1]
-        {'notEquals': {'key': 'archived', 'value': True}}
+        {'notIn': {'key': 'archived', 'value': [True]}}
     """
     from agentauthz.engines.local import LocalEngine
 

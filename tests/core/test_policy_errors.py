@@ -2,8 +2,8 @@
 
 Cedar skips a policy whose evaluation errors, forbids included, so ``forbid … when
 { resource.secret }`` does not apply to a resource without ``secret`` and the
-permit stands (the default, ``"skip"``, as Verified Permissions decides). With
-``"deny"`` the Authorizer denies such an allow unless every failed policy is a
+permit stands (``"skip"``, as Verified Permissions decides). With ``"deny"`` (the
+default) the Authorizer denies such an allow unless every failed policy is a
 permit of its own store, and pre-filters keep exactly what it allows.
 """
 
@@ -87,9 +87,9 @@ def test_skip_keeps_cedars_semantics_for_forbids_no_person_may_lift() -> None:
     assert any("no-secrets" in error for error in decision.errors)  # and says so
 
 
-def test_skip_is_the_default_as_verified_permissions_decides() -> None:
+def test_deny_is_the_default() -> None:
     authz = az.Authorizer.from_text(ERRING_FORBID, entities=[az.Entity(PLAIN)], audit=[])
-    assert authz.policy_errors == "skip" and read(authz, PLAIN).allowed
+    assert authz.policy_errors == "deny" and not read(authz, PLAIN).allowed
 
 
 def test_with_deny_the_prefilter_keeps_exactly_what_filter_allows() -> None:

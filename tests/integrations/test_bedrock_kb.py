@@ -301,14 +301,17 @@ def test_prefilter_is_sent_and_merged_with_the_callers_filter(authz: az.Authoriz
     with authz.acting_as(CAROL):
         compiled = kb.compile_prefilter().to_bedrock(kb.metadata_keys)
     assert compiled is not None
-    # carol: public, finance internal/confidential, or her own documents
-    assert {"equals": {"key": "classification", "value": "public"}} in compiled["orAll"]
-    assert {"equals": {"key": "owner", "value": "carol"}} in compiled["orAll"]
+    # carol: public, finance internal/confidential, or her own documents; and, as the tenant-isolation
+    # forbid must evaluate to false (policy_errors="deny"), documents of her tenant only
+    readable, tenant = compiled["andAll"]
+    assert {"equals": {"key": "classification", "value": "public"}} in readable["orAll"]
+    assert {"equals": {"key": "owner", "value": "carol"}} in readable["orAll"]
+    assert tenant == {"equals": {"key": "tenant", "value": "acme"}}
     mine = {"equals": {"key": "year", "value": 2024}}
     stubber.add_response(
         "retrieve",
         {"retrievalResults": [hit("budget", "finance", "internal"), hit("handbook", "support", "public")]},
-        request(2, filter={"andAll": [mine, compiled]}),
+        request(2, filter={"andAll": [mine, readable, tenant]}),
     )
     with authz.acting_as(CAROL):
         found = kb.retrieve("roadmap", filter=mine)
@@ -406,7 +409,8 @@ def test_retrieve_and_generate_filter_sends_an_exact_filter(client: Any, stubber
 
     authz = az.Authorizer.from_text(
         'permit(principal, action, resource) when { resource.department == "hr" && resource.level <= 2 };\n'
-        'forbid(principal, action, resource) when { resource.archived };')
+        # The has guard lets documents without `archived` through (they would deny otherwise).
+        'forbid(principal, action, resource) when { resource has archived && resource.archived == true };')
     generated = retrieve_and_generate_filter(
         authz, principal=BOB, attributes={"department": "dept", "level": "level", "archived": "archived"})
     assert generated.exact and generated.prefilter.exact
@@ -437,7 +441,7 @@ def test_retrieve_and_generate_filter_refuses_what_bedrock_cannot_say_exactly() 
         "has": ("resource has department", None),
         "like with a wildcard": ('resource.department like "h*"', None),
         "negated contains": ('!resource.labels.contains("x")', None),
-        "!= on a key that may be missing": ('resource.department != "hr"', None),
+        "a key missing or equal": ('!(resource has department) || resource.department == "hr"', None),
         "negated hierarchy": ('!(resource in Folder::"f")', "ancestors"),
     }
     for name, (condition, ancestors_key) in cases.items():

@@ -666,7 +666,10 @@ def test_prefilter_kwargs_hook_for_other_stores(
     with authz.acting_as(user("carol")):
         found = retriever.retrieve_with_stats("roadmap")
     assert ids(found.documents) == expected(authz, mixed_store, "roadmap", "carol", 3)
-    assert seen and "$or" in seen[0] and found.stats.prefilter == "applied"
+    # What carol may read, and (the tenant-isolation forbid must evaluate to false) her tenant only.
+    readable, tenant = seen[0]["$and"]
+    assert "$or" in readable and tenant == {"tenant": {"$eq": "acme"}}
+    assert found.stats.prefilter == "applied"
 
 
 def test_prefilter_on_a_generic_retriever_is_unsupported(authz: az.Authorizer) -> None:

@@ -545,7 +545,8 @@ def test_langchain_in_memory_vector_store_filter() -> None:
     from langchain_core.vectorstores import InMemoryVectorStore
 
     authz = az.Authorizer.from_text(f'{READ} when {{ resource.dept == principal.dept }};\n'
-                                    "forbid(principal, action, resource) when { resource.archived };",
+                                    "forbid(principal, action, resource) when "
+                                    "{ resource has archived && resource.archived };",
                                     audit=[])
     store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
     store.add_documents([
@@ -588,7 +589,8 @@ def assert_valid_bedrock(flt: Mapping[str, Any]) -> None:
 
 BEDROCK_CASES = [
     (Comparison("x", "==", "a"), {"equals": {"key": "x", "value": "a"}}),
-    (Comparison("x", "!=", "a"), {"notEquals": {"key": "x", "value": "a"}}),
+    # Present and different: notIn keeps only documents with the key (notEquals keeps the others too).
+    (Comparison("x", "!=", "a"), {"notIn": {"key": "x", "value": ["a"]}}),
     (Comparison("x", "<", 3), {"lessThan": {"key": "x", "value": 3}}),
     (Comparison("x", "<=", 3), {"lessThanOrEquals": {"key": "x", "value": 3}}),
     (Comparison("x", ">", 3), {"greaterThan": {"key": "x", "value": 3}}),

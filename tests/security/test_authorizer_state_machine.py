@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 from contextlib import AbstractContextManager
@@ -113,7 +114,19 @@ def reference(version: str, request: az.Request, given: list[az.Entity]) -> tupl
         text, json.dumps(entities))
     ids = _policy_ids(text)
     reasons = tuple(sorted(ids.get(r, r) for r in result.diagnostics.reasons))
-    return result.decision == cedarpy.Decision.Allow, reasons
+    allowed = result.decision == cedarpy.Decision.Allow
+    if allowed and _failed_effects(text, result.diagnostics.errors) - {"permit"}:
+        return False, ()  # policy_errors="deny" (the default): a failed forbid denies
+    return allowed, reasons
+
+
+def _failed_effects(text: str, errors: list[str]) -> set[str]:
+    """The effects of the policies cedarpy's errors name (``error while evaluating policy `policyN```)."""
+    document = json.loads(cedarpy.policies_to_json_str(text))
+    effects = {positional: body["effect"] for positional, body in document.get("staticPolicies", {}).items()}
+    return {effects.get(match, "unknown")
+            for error in errors for match in re.findall(r"evaluating policy `([^`]*)`", error)} or (
+        {"unknown"} if errors else set())
 
 
 def _policy_ids(text: str) -> dict[str, str]:

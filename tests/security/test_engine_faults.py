@@ -37,16 +37,17 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cedarpy
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.engines import _cedarcall as _cedarcall
 from agentauthz.testing import capture_decisions
-from tests.security.support import reference_allows
+from tests.security.support import reference_allows, reference_allows_without_failed_forbids
 from tests.strategies import fault_schedules, faulty_contexts
 
 U = az.EntityUID
@@ -240,8 +241,10 @@ def test_cedarpy_failing_inside_the_local_engine_denies(failure: str,
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(faulty_contexts)
-def test_erroring_policies_decide_exactly_as_cedar(context: dict[str, Any]) -> None:
+@given(faulty_contexts, st.sampled_from(("deny", "skip")))
+def test_erroring_policies_decide_as_cedar_and_a_failed_forbid_denies_unless_skipped(
+    context: dict[str, Any], policy_errors: Literal["deny", "skip"]
+) -> None:
     policies = """
 @id("owner") permit(principal, action, resource) when { resource.owner == principal };
 @id("level") permit(principal, action, resource) when { context.level + 1 > resource.level };
@@ -249,13 +252,14 @@ def test_erroring_policies_decide_exactly_as_cedar(context: dict[str, Any]) -> N
 @id("no-archived") forbid(principal, action, resource) when { resource.archived };
 @id("no-big") forbid(principal, action, resource) when { context.amount * 1000 > 1000000 };
 """
-    authz = az.Authorizer.from_text(policies, audit=[])
+    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
     resource = az.Entity(uid=U("Doc", "d"), attrs={k: v for k, v in {
         "owner": context.pop("owner", None), "level": context.pop("doc_level", None),
         "archived": context.pop("archived", None)}.items() if v is not None})
     request = az.Request(ALICE, "read", resource.uid, context)
     decision = authz.authorize_many([request], entities=[resource])[0]
-    assert decision.allowed == reference_allows(policies, request, [resource])
+    reference = reference_allows if policy_errors == "skip" else reference_allows_without_failed_forbids
+    assert decision.allowed == reference(policies, request, [resource])
 
 
 # -- Amazon Verified Permissions faults ---------------------------------------------------------

@@ -358,17 +358,27 @@ def test_a_permit_that_errors_denies_and_its_error_surfaces(case: str) -> None:
     assert events[0].decision == "deny" and events[0].errors == decision.errors
 
 
-def test_a_forbid_that_errors_is_skipped_as_cedar_specifies_and_its_error_surfaces() -> None:
-    """Cedar ignores a policy whose condition errors, forbids included: the permit then stands.
+def test_a_forbid_that_errors_denies_by_default_and_its_error_surfaces() -> None:
+    """Cedar ignores a policy whose condition errors, forbids included: the permit would stand.
 
-    This is Cedar's specified semantics (AVP answers the same), so agentauthz
-    keeps it; the error is in ``Decision.errors`` and the audit event, and a
-    schema refuses such a policy at load (next test). Write ``resource has
-    secret && resource.secret`` in forbids over optional attributes.
+    The Authorizer denies such an allow by default (``policy_errors="deny"``);
+    the error is in ``Decision.errors`` and the audit event, and a schema
+    refuses such a policy at load (next test). Write ``resource has secret &&
+    resource.secret`` in forbids over optional attributes.
     """
     text = ('@id("all") permit(principal, action, resource);\n'
             '@id("no-secrets") forbid(principal, action, resource) when { resource.secret };')
     authz = az.Authorizer.from_text(text, audit=[])
+    decision = authz.authorize(principal=U("User", "alice"), action="read",
+                               resource=az.Entity(uid=U("Doc", "d")))
+    assert not decision.allowed
+    assert decision.errors and "no-secrets" in decision.errors[0]
+
+
+def test_with_skip_a_forbid_that_errors_is_skipped_as_cedar_specifies() -> None:
+    text = ('@id("all") permit(principal, action, resource);\n'
+            '@id("no-secrets") forbid(principal, action, resource) when { resource.secret };')
+    authz = az.Authorizer.from_text(text, audit=[], policy_errors="skip")
     decision = authz.authorize(principal=U("User", "alice"), action="read",
                                resource=az.Entity(uid=U("Doc", "d")))
     assert decision.allowed

@@ -20,8 +20,10 @@ from agentauthz._errors import AccessDenied, ConfigurationError
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz.integrations.bedrock._kb import and_all
 from agentauthz.integrations.bedrock._metadata import MetadataField, MetadataMapping, mapping_from_keywords
+from agentauthz.policy._cedar_checks import policy_json
 from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.policy._store import PolicyStore
+from agentauthz.retrieval._dialects import bedrock_inexpressible
 
 if TYPE_CHECKING:
     from agentauthz.retrieval._prefilter import Prefilter
@@ -164,7 +166,8 @@ def retrieve_and_generate_filter(
     except ConfigurationError as exc:
         if not allow_inexact:
             raise ConfigurationError(
-                f"{exc}. retrieve_and_generate cannot post-filter, so documents the user may not "
+                f"{exc}{_policies_named(authz, restricted, keys)}. retrieve_and_generate cannot "
+                "post-filter, so documents the user may not "
                 "read could reach the model. Use KnowledgeBaseRetriever (it post-authorizes every "
                 "result), or pass allow_inexact=True to accept that risk") from exc
         ours = restricted.to_bedrock(keys)
@@ -174,6 +177,35 @@ def retrieve_and_generate_filter(
                 "document would reach the model. Use KnowledgeBaseRetriever") from exc
         return GenerationFilter(filter=and_all(filter, ours), exact=False, prefilter=compiled)
     return GenerationFilter(filter=and_all(filter, ours), exact=True, prefilter=compiled)
+
+
+def _policies_named(authz: Authorizer, restricted: Prefilter, keys: Mapping[str, str]) -> str:
+    """The policies reading the attributes no Bedrock filter can write, for the refusal's message."""
+    attributes = frozenset(bedrock_inexpressible(restricted.expression, keys)) if restricted.filters else ()
+    store = getattr(authz.engine, "store", None)
+    if not attributes or not isinstance(store, PolicyStore):
+        return ""
+    named = [f"{policy.id!r} ({policy.location})" for policy in store.enforced_policies
+             if attributes & _resource_attributes(policy_json(policy.text))]
+    return f" (read by {', '.join(named)})" if named else ""
+
+
+def _resource_attributes(node: Any) -> frozenset[str]:
+    """The attributes of ``resource`` a policy's Cedar JSON reads (``resource.a``, ``resource has a``)."""
+    found: set[str] = set()
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, Mapping):
+            for operator in (".", "has"):
+                access = item.get(operator)
+                if isinstance(access, Mapping) and access.get("left") == {"Var": "resource"} \
+                        and isinstance(access.get("attr"), str):
+                    found.add(access["attr"])
+            pending.extend(item.values())
+    return frozenset(found)
 
 
 def _refuse_what_metadata_cannot_decide(
