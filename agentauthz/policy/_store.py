@@ -17,7 +17,6 @@ directory (:mod:`agentauthz.policy._locate`).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
@@ -34,6 +33,7 @@ from typing import Any
 
 import cedarpy
 
+from agentauthz._collector import collector_paused
 from agentauthz._entities import StoredEntities
 from agentauthz._errors import AuthzError, PolicyError
 from agentauthz._model import Entity, EntityUID
@@ -231,7 +231,7 @@ class PolicyStore:
         except (TypeError, ValueError, RecursionError) as exc:
             raise PolicyError(f"<schema>: not a JSON document ({type(exc).__name__})") from None
 
-        with _collection_paused():
+        with collector_paused():
             given = _StoreInput([PolicyFile("<text>", policies)], schema_text=schema_text,
                                 entities=StoredEntities.of(entities or ()), links=tuple(links))
             return cls(_build(given, validate=validate, positional_names=True, max_bytes=max_bytes,
@@ -273,7 +273,7 @@ class PolicyStore:
         root = Path(path)
 
         def load() -> PolicySnapshot:
-            with _collection_paused():
+            with collector_paused():
                 given = _read_directory(root, max_bytes, max_data_bytes)
                 if overrides:
                     _override(given, overrides)
@@ -427,34 +427,6 @@ class PolicyStore:
 
 
 # -- what a store is built from ------------------------------------------------------
-
-_PAUSE_LOCK = threading.Lock()
-_pauses = [0, False]  # loads in progress; whether the collector was enabled when the first began
-
-
-@contextmanager
-def _collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a store loads (the collector is restored after).
-
-    Loading builds hundreds of thousands of objects that all stay (the parsed
-    entities, the link requests): every collection of the oldest generation
-    walks all of them, a quarter of the time of loading 100,000 links, and
-    they hold no cycles to collect. Loads in several threads share one pause.
-    """
-    with _PAUSE_LOCK:
-        if _pauses[0] == 0:
-            _pauses[1] = gc.isenabled()
-            gc.disable()
-        _pauses[0] += 1
-    try:
-        yield
-    finally:
-        with _PAUSE_LOCK:
-            _pauses[0] -= 1
-            if _pauses[0] == 0 and _pauses[1]:
-                gc.enable()
-
-
 
 @dataclass
 class _StoreInput:

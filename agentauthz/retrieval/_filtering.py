@@ -19,12 +19,11 @@ Its filter is a plan (:mod:`agentauthz._plans`): ``Authorizer.filter`` and
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentauthz._audit import Operation
+from agentauthz._collector import collector_paused
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
@@ -42,33 +41,11 @@ if TYPE_CHECKING:
     from agentauthz._authorizer import Authorizer
     from agentauthz.guardrails._detector import Detector
 
-__all__ = ["RetrievalFilter", "collector_paused"]
+__all__ = ["RetrievalFilter"]
 
 T = TypeVar("T")
 # From this many items a filter pauses the cyclic garbage collector (see collector_paused).
 PAUSE_COLLECTOR_ITEMS = 100
-
-
-@contextmanager
-def collector_paused(pause: bool = True) -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for a batch (when ``pause``), as it found it after.
-
-    A filter keeps every resource it builds (entities, requests, answers) alive
-    until it returns: the survivors trigger collections, full ones traversing
-    the whole heap (the store's entity graph included), so the cost per item
-    grew with the batch (1.7x from 100 to 10,000 documents, 1.5x at 999).
-    Paused, those objects are still freed by reference counting when the
-    filter drops them; nothing is kept. The collector is left as found: if the
-    application (or another batch) has it disabled, it stays so.
-    """
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class RetrievalFilter:

@@ -22,7 +22,8 @@ PACKAGE = Path(agentauthz.__file__).parent
 #: Layers from the bottom up; a module may import its own layer and those below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("agentauthz._model", "agentauthz._errors", "agentauthz._audit", "agentauthz._entities",
-     "agentauthz._identity", "agentauthz._plans", "agentauthz._extras"),
+     "agentauthz._identity", "agentauthz._plans", "agentauthz._extras",
+     "agentauthz._collector"),
     ("agentauthz.policy",),
     ("agentauthz.engines",),
     ("agentauthz.avp",),
