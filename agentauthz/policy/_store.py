@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -153,17 +153,19 @@ class PolicySnapshot:
         """Translate cedarpy's positional id (``policyN``) to the store id."""
         return self.ids_by_position.get(positional, positional)
 
-    def only_permits_failed(self, errors: Iterable[str], *, positional: bool) -> bool:
+    def only_permits_failed(self, errors: Iterable[str], *,
+                            store_id: Callable[[str], str] | None = None) -> bool:
         """Whether every evaluation error names a permit of this version.
 
         A failed permit can only withhold an allow; any other failure (a
-        forbid, an error naming no policy) may hide a denial. ``positional``:
-        the errors name cedarpy's positional ids (``policyN``), not store ids.
+        forbid, an error naming no policy) may hide a denial. ``store_id``
+        maps the ids the errors name to store ids, when the evaluated policy
+        set named them otherwise (cedarpy's positional ``policyN``).
         """
         for error in errors:
             policy_id = failed_policy_id(error)
-            if policy_id is not None and positional:
-                policy_id = self.store_id(policy_id)
+            if policy_id is not None and store_id is not None:
+                policy_id = store_id(policy_id)
             if policy_id is None or self.effect_of(policy_id) != "permit":
                 return False
         return True
@@ -374,7 +376,7 @@ class PolicyStore:
         snapshot = self._snapshot
         if version is not None and version != snapshot.fingerprint:
             return False  # after a reload an id may name another policy
-        return snapshot.only_permits_failed(errors, positional=False)
+        return snapshot.only_permits_failed(errors)
 
     @property
     def fingerprint(self) -> str:

@@ -82,7 +82,7 @@ from agentauthz._entities import referenced_uids
 from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.policy._slicing import Slice
-from agentauthz.policy._store import PolicySnapshot, failed_policy_id, truncate
+from agentauthz.policy._store import PolicySnapshot, truncate
 from agentauthz.retrieval._dialects import bedrock_filter, mongo_filter
 from agentauthz.retrieval._expr import (
     ANCESTORS,
@@ -581,7 +581,8 @@ def _compile_local(
         policy_set, entity_set, schema=snapshot.schema,
     )
     errors = list(result.diagnostics.errors)
-    if errors and authz.policy_errors == "deny" and not _only_permits_failed(snapshot, store_id, errors):
+    if (errors and authz.policy_errors == "deny"
+            and not snapshot.only_permits_failed(errors, store_id=store_id)):
         # A forbid that failed here fails for every resource: filter() denies what it would allow.
         # Not exact: kept documents are decided again where the caller authorizes them.
         return Prefilter(note="a policy that could forbid the retrieval failed to evaluate")
@@ -621,12 +622,3 @@ def _scope_slice(engine: LocalEngine, snapshot: PolicySnapshot, principal: Entit
     except Exception:  # a slicing bug must cost speed, never a filter
         _log.exception("policy slicing failed; partially evaluating every policy")
         return None
-
-
-def _only_permits_failed(snapshot: PolicySnapshot, store_id: Callable[[str], str], errors: list[str]) -> bool:
-    """Whether every error names a permit (``store_id``: the evaluated set's positional id -> store id)."""
-    for error in errors:
-        positional = failed_policy_id(error)
-        if positional is None or snapshot.effect_of(store_id(positional)) != "permit":
-            return False
-    return True
