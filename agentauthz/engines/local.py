@@ -19,6 +19,7 @@ from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.engines._cedarcall import authorize_batch
 from agentauthz.engines._conformance import KnownShapes, enumerated_types
+from agentauthz.engines._partial import PartialEntities
 from agentauthz.engines._reach import Reach, condition_literals
 from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.policy._slicing import Slice, SliceIndex
@@ -93,6 +94,7 @@ class LocalEngine:
         self._rebuilt_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._reach_of: tuple[PolicySnapshot, Reach] | None = None
+        self._partial: tuple[PolicySnapshot, PartialEntities] | None = None
         self._index: tuple[PolicySnapshot, SliceIndex | None] | None = None
         self._index_lock = threading.Lock()
         self._action_names: tuple[PolicySnapshot, dict[str, EntityUID | None]] | None = None
@@ -261,7 +263,10 @@ class LocalEngine:
         built (unknown action, wrong types). Never use it to allow a call.
         """
         snapshot = self.store.snapshot
-        entity_set, delta = self._call_entities(snapshot, entities)
+        delta = _given_delta(snapshot, entities)
+        entity_set = self._partial_entities(snapshot).handle(principal, action, resource, delta)
+        if entity_set is None:
+            entity_set = self._call_entities(snapshot, entities)[0]
         policy_set = snapshot.policy_set
         request: dict[str, Any] = {"principal": str(principal), "action": str(action),
                                    "context": None}
@@ -300,25 +305,11 @@ class LocalEngine:
         built from the entities they can reach (see :mod:`agentauthz.engines._reach`)
         when that is cheaper than merging onto the whole stored graph.
         """
-        if not entities:
-            return snapshot.entity_set, {}
-        delta: dict[EntityUID, Entity] = {}
-        overrides = False
-        stored_index = snapshot.entity_index
-        for entity in entities:
-            stored = stored_index.get(entity.uid)
-            if stored is not None and stored.cedar == entity.cedar:
-                continue
-            earlier = delta.get(entity.uid)
-            if earlier is not None and earlier.cedar != entity.cedar:
-                raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
-            overrides = overrides or stored is not None
-            delta[entity.uid] = entity
+        delta = _given_delta(snapshot, entities)
         if not delta:
             return snapshot.entity_set, delta
-        if given_depth(delta) > MAX_GIVEN_DEPTH:
-            raise ValueError(f"the entities given with the call nest more than {MAX_GIVEN_DEPTH} levels "
-                             "deep through their parents")
+        stored_index = snapshot.entity_index
+        overrides = any(uid in stored_index for uid in delta)
         if requests is not None:
             budget = len(stored_index) // _REACH_DIVISOR + len(delta) // 4
             reached = self._reach(snapshot).entities(requests, delta, budget)
@@ -331,6 +322,14 @@ class LocalEngine:
         merged = [entity.cedar for entity in snapshot.entities if entity.uid not in delta]
         merged.extend(entity.cedar for entity in delta.values())
         return self._cached_entity_set(snapshot, merged), delta
+
+    def _partial_entities(self, snapshot: PolicySnapshot) -> PartialEntities:
+        current = self._partial
+        if current is not None and current[0] is snapshot:
+            return current[1]
+        partial = PartialEntities(snapshot, self._reach(snapshot))
+        self._partial = (snapshot, partial)
+        return partial
 
     def _reach(self, snapshot: PolicySnapshot) -> Reach:
         current = self._reach_of
@@ -364,6 +363,29 @@ class LocalEngine:
 
 _UNDECIDED = Decision.deny("not decided")
 _DECIDED = ("Allow", "Deny")
+
+
+def _given_delta(snapshot: PolicySnapshot, entities: Sequence[Entity]) -> dict[EntityUID, Entity]:
+    """The entities given with a call that differ from the stored ones, by uid.
+
+    Raises:
+        ValueError: two different entities are given for one uid, or they nest deeper
+            than ``MAX_GIVEN_DEPTH`` levels through their parents.
+    """
+    delta: dict[EntityUID, Entity] = {}
+    stored_index = snapshot.entity_index
+    for entity in entities:
+        stored = stored_index.get(entity.uid)
+        if stored is not None and stored.cedar == entity.cedar:
+            continue
+        earlier = delta.get(entity.uid)
+        if earlier is not None and earlier.cedar != entity.cedar:
+            raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
+        delta[entity.uid] = entity
+    if delta and given_depth(delta) > MAX_GIVEN_DEPTH:
+        raise ValueError(f"the entities given with the call nest more than {MAX_GIVEN_DEPTH} levels "
+                         "deep through their parents")
+    return delta
 
 
 def _full_slice(snapshot: PolicySnapshot) -> Slice:
