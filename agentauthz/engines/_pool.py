@@ -15,14 +15,17 @@ pool only ever changes where Cedar runs, never what it decides.
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
 from agentauthz.policy._schema_text import cedar_string
 from agentauthz.policy._store import PolicySnapshot, PolicyStore, TemplateLink
 
@@ -35,6 +38,14 @@ _worker_engine: Any = None
 
 StoreSpec = tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]], bool]
 Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
+#: A request as positions of its principal, action and resource in a share's uid table, and its
+#: context as Cedar JSON text (None when empty).
+Row = tuple[int, int, int, str | None]
+Share = tuple[list[tuple[str, str]], list[Row]]
+
+# Chunks per process (the parent counted) and their least size.
+_CHUNKS_PER_PROCESS = 4
+_MIN_CHUNK = 64
 
 
 def store_spec(snapshot: PolicySnapshot, slicing: bool) -> StoreSpec:
@@ -64,54 +75,117 @@ def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
                             resource=EntityUID.from_cedar(link["resource"]) if link["resource"] else None)
                for link in links], validate=False)
     _worker_engine = engine_class(store, slicing=slicing)
+    # The store lives as long as the worker: collections that walk its objects on every batch
+    # (a third of a batch's time, measured) need not.
+    gc.freeze()
 
 
-def _decide_share(requests: list[dict[str, Any]], entities: list[dict[str, Any]]) -> list[Answer]:
+def encode(requests: Sequence[Request]) -> Share:
+    """The requests as a table of distinct uids and rows of positions in it (most share a principal)."""
+    positions: dict[tuple[str, str], int] = {}
+    rows: list[Row] = []
+    for request in requests:
+        row = []
+        action = request.action
+        for uid in (request.principal, EntityUID("Action", action) if isinstance(action, str) else action,
+                    request.resource):
+            key = (uid.type, uid.id)
+            position = positions.get(key)
+            if position is None:
+                position = positions[key] = len(positions)
+            row.append(position)
+        context = request.cedar_context
+        rows.append((row[0], row[1], row[2], json.dumps(context) if context else None))
+    return list(positions), rows
+
+
+def _decode(share: Share) -> list[Request]:
+    keys, rows = share
+    uids = [EntityUID(kind, name) for kind, name in keys]
+    return [Request(uids[principal], uids[action], uids[resource],
+                    _context(context) if context is not None else None)
+            for principal, action, resource, context in rows]
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {key: from_cedar_value(value) for key, value in json.loads(text).items()}
+
+
+def _decide_share(share: Share, entities: str) -> list[Answer]:
     engine = _worker_engine
     if engine is None:
         raise RuntimeError("worker started without a store")
-    decided: list[Decision] = engine.decide([Request.from_cedar(request) for request in requests],
-                                            [Entity.from_cedar(entity) for entity in entities])
+    given = [Entity.from_cedar(entity) for entity in json.loads(entities)] if entities != "[]" else []
+    decided: list[Decision] = engine.decide(_decode(share), given)
     return [(decision.allowed, decision.reasons, decision.errors) for decision in decided]
 
 
 class DecisionPool:
     """Worker processes deciding large batches for one :class:`~agentauthz.LocalEngine`.
 
+    The batch is cut in chunks, queued for the workers in order; while they work, this
+    process decides chunks from the end of the queue that no worker has taken yet.
+
     Args:
         processes: how many worker processes (at least 2 to be of use).
         min_batch: batches of at least this many requests go to the workers.
+        timeout: seconds a batch may take in the workers; past it they are stopped and
+            this process decides the batch.
     """
 
-    def __init__(self, processes: int, min_batch: int) -> None:
+    def __init__(self, processes: int, min_batch: int, timeout: float = 60.0) -> None:
         self.processes = processes
         self.min_batch = min_batch
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._pool: tuple[PolicySnapshot, ProcessPoolExecutor] | None = None
 
     def decide(self, engine: Any, snapshot: PolicySnapshot, requests: Sequence[Request],
                entities: Sequence[Entity]) -> list[Decision] | None:
-        """The decisions of ``requests`` from the workers, or None when the parent must decide them.
+        """The decisions of ``requests``, or None when the parent must decide them all.
 
-        ``engine`` is the LocalEngine asking: the workers build one of its class, slicing as it does.
+        ``engine`` is the LocalEngine asking: the workers build one of its class, slicing as it
+        does, and chunks nobody took yet are decided with its ``decide_in_process``.
         """
+        started = time.monotonic()
+        chunks = self._chunks(len(requests))
+        found: list[list[Decision] | None] = [None] * len(chunks)
+        futures: list[Future[list[Answer]]] = []
         try:
             pool = self._executor(snapshot, type(engine), engine.slicing)
-            cedar_entities = [entity.cedar for entity in entities]
-            size = -(-len(requests) // self.processes)
-            shares = [[request.to_cedar() for request in requests[start:start + size]]
-                      for start in range(0, len(requests), size)]
-            futures = [pool.submit(_decide_share, share, cedar_entities) for share in shares]
-            answers = [answer for future in futures for answer in future.result()]
+            cedar_entities = json.dumps([entity.cedar for entity in entities])
+            for start, stop in chunks:
+                futures.append(pool.submit(_decide_share, encode(requests[start:stop]), cedar_entities))
+            # The workers take chunks from the front; this process, from the back, those not yet taken.
+            for position in range(len(chunks) - 1, -1, -1):
+                if not futures[position].cancel():
+                    break
+                start, stop = chunks[position]
+                found[position] = engine.decide_in_process(snapshot, requests[start:stop], entities)
+            left = max(0.0, self.timeout - (time.monotonic() - started))
+            pending = [future for position, future in enumerate(futures) if found[position] is None]
+            _, late = wait(pending, timeout=left)
+            if late:
+                raise TimeoutError(f"the decision processes took more than {self.timeout} s")
+            version = snapshot.fingerprint
+            for position, future in enumerate(futures):
+                if found[position] is None:
+                    answers = future.result()
+                    start, stop = chunks[position]
+                    if len(answers) != stop - start:
+                        raise RuntimeError("a decision process returned a wrong number of decisions")
+                    found[position] = [Decision(allowed, reasons, errors, policy_version=version)
+                                       for allowed, reasons, errors in answers]
         except Exception:  # a broken pool costs speed, never a decision: the parent decides
             _log.warning("the decision processes failed; deciding in this process", exc_info=True)
-            self.close()
+            self.close(stop=True)
             return None
-        if len(answers) != len(requests):
-            return None
-        version = snapshot.fingerprint
-        return [Decision(allowed, reasons, errors, policy_version=version)
-                for allowed, reasons, errors in answers]
+        return [decision for chunk in found if chunk is not None for decision in chunk]
+
+    def _chunks(self, count: int) -> list[tuple[int, int]]:
+        # Small enough that this process can take a fair share, large enough to be worth a message.
+        size = max(_MIN_CHUNK, -(-count // (_CHUNKS_PER_PROCESS * (self.processes + 1))))
+        return [(start, min(count, start + size)) for start in range(0, count, size)]
 
     def _executor(self, snapshot: PolicySnapshot, engine_class: Any, slicing: bool) -> ProcessPoolExecutor:
         with self._lock:
@@ -127,9 +201,19 @@ class DecisionPool:
             self._pool = (snapshot, pool)
             return pool
 
-    def close(self) -> None:
-        """Stop the workers (new ones start on the next large batch)."""
+    def close(self, *, stop: bool = False) -> None:
+        """Stop the workers (new ones start on the next large batch).
+
+        Args:
+            stop: end them now (a worker that hangs never takes the shutdown message).
+        """
         with self._lock:
-            if self._pool is not None:
-                self._pool[1].shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            current = self._pool
+            self._pool = None
+        if current is None:
+            return
+        executor = current[1]
+        processes = list((getattr(executor, "_processes", None) or {}).values()) if stop else []
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()

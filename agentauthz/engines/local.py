@@ -45,6 +45,8 @@ _CACHED_REBUILT_SETS = 8
 _REACH_DIVISOR = 64
 # With processes=, batches of at least this many requests are decided in the worker processes.
 DEFAULT_PROCESS_BATCH = 2000
+# Seconds a batch may take in the worker processes; past it they are stopped and it is decided here.
+DEFAULT_PROCESS_TIMEOUT = 60.0
 
 
 class LocalEngine:
@@ -66,8 +68,9 @@ class LocalEngine:
     cedarpy holds the GIL while it evaluates: threads add no throughput. With
     ``processes=N`` (opt-in), a batch of at least ``process_batch`` requests (a
     large ``filter``, ``authorize_many``) is split over N worker processes, each
-    holding the same store version (see :mod:`agentauthz.engines._pool`); the
-    decisions are the same, and if the workers fail the batch is decided here.
+    holding the same store version (see :mod:`agentauthz.engines._pool`), this
+    process deciding a share too; the decisions are the same, and if the workers
+    fail or take more than ``process_timeout`` seconds the batch is decided here.
     Call :meth:`close` to stop them.
 
     Example:
@@ -82,14 +85,15 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, store: PolicyStore, *, slicing: bool = True, processes: int = 0,
-                 process_batch: int = DEFAULT_PROCESS_BATCH) -> None:
+                 process_batch: int = DEFAULT_PROCESS_BATCH,
+                 process_timeout: float = DEFAULT_PROCESS_TIMEOUT) -> None:
         self.store = store
         self.slicing = slicing
         self._processes: DecisionPool | None = None
         if processes > 1:
             from agentauthz.engines._pool import DecisionPool  # multiprocessing: only when asked for
 
-            self._processes = DecisionPool(processes, max(1, process_batch))
+            self._processes = DecisionPool(processes, max(1, process_batch), process_timeout)
         self._entity_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._rebuilt_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -144,6 +148,13 @@ class LocalEngine:
             decided = pool.decide(self, snapshot, requests, entities)
             if decided is not None:
                 return decided
+        return self.decide_in_process(snapshot, requests, entities)
+
+    def decide_in_process(self, snapshot: PolicySnapshot, requests: Sequence[Request],
+                          entities: Sequence[Entity] = ()) -> list[Decision]:
+        """Decide ``requests`` with ``snapshot`` in this process (the worker processes' share, too)."""
+        if not requests:
+            return []
         entity_set = snapshot.entity_set
         delta: dict[EntityUID, Entity] = {}
         if entities:
