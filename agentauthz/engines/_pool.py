@@ -65,7 +65,7 @@ def store_spec(snapshot: PolicySnapshot, slicing: bool) -> StoreSpec:
             slicing)
 
 
-def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
+def _start_worker(spec: StoreSpec, engine_class: Any, started: Any) -> None:
     global _worker_engine
     policies, schema, entities, links, slicing = spec
     store = PolicyStore.from_text(
@@ -78,6 +78,12 @@ def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
     # The store lives as long as the worker: collections that walk its objects on every batch
     # (a third of a batch's time, measured) need not.
     gc.freeze()
+    with started.get_lock():
+        started.value += 1
+
+
+def _started() -> None:
+    """Nothing: submitted once per worker, so that every worker starts with the pool."""
 
 
 def encode(requests: Sequence[Request]) -> Share:
@@ -137,8 +143,10 @@ class DecisionPool:
         self.processes = processes
         self.min_batch = min_batch
         self.timeout = timeout
+        #: Requests the worker processes decided (the rest of each batch was decided here).
+        self.decided_by_workers = 0
         self._lock = threading.Lock()
-        self._pool: tuple[PolicySnapshot, ProcessPoolExecutor] | None = None
+        self._pool: _Workers | None = None
 
     def decide(self, engine: Any, snapshot: PolicySnapshot, requests: Sequence[Request],
                entities: Sequence[Entity]) -> list[Decision] | None:
@@ -152,12 +160,15 @@ class DecisionPool:
         found: list[list[Decision] | None] = [None] * len(chunks)
         futures: list[Future[list[Answer]]] = []
         try:
-            pool = self._executor(snapshot, type(engine), engine.slicing)
+            workers = self._workers(snapshot, type(engine), engine.slicing)
+            if not workers.ready():
+                return None  # still starting (spawned interpreters building the store): no waiting
+            pool = workers.executor
             cedar_entities = json.dumps([entity.cedar for entity in entities])
             for start, stop in chunks:
                 futures.append(pool.submit(_decide_share, encode(requests[start:stop]), cedar_entities))
             # The workers take chunks from the front; this process, from the back, those not yet taken.
-            for position in range(len(chunks) - 1, -1, -1):
+            for position in range(len(chunks) - 1, 0, -1):
                 if not futures[position].cancel():
                     break
                 start, stop = chunks[position]
@@ -176,6 +187,7 @@ class DecisionPool:
                         raise RuntimeError("a decision process returned a wrong number of decisions")
                     found[position] = [Decision(allowed, reasons, errors, policy_version=version)
                                        for allowed, reasons, errors in answers]
+                    self.decided_by_workers += len(answers)
         except Exception:  # a broken pool costs speed, never a decision: the parent decides
             _log.warning("the decision processes failed; deciding in this process", exc_info=True)
             self.close(stop=True)
@@ -187,19 +199,36 @@ class DecisionPool:
         size = max(_MIN_CHUNK, -(-count // (_CHUNKS_PER_PROCESS * (self.processes + 1))))
         return [(start, min(count, start + size)) for start in range(0, count, size)]
 
-    def _executor(self, snapshot: PolicySnapshot, engine_class: Any, slicing: bool) -> ProcessPoolExecutor:
+    def start(self, engine: Any, snapshot: PolicySnapshot, timeout: float | None = None) -> bool:
+        """Start the workers for ``snapshot`` (if not yet) and wait until they are ready.
+
+        Returns:
+            Whether every worker is ready within ``timeout`` seconds (None: wait).
+        """
+        workers = self._workers(snapshot, type(engine), engine.slicing)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not workers.ready():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _workers(self, snapshot: PolicySnapshot, engine_class: Any, slicing: bool) -> _Workers:
         with self._lock:
             current = self._pool
-            if current is not None and current[0] is snapshot:
-                return current[1]
+            if current is not None and current.snapshot is snapshot:
+                return current
             if current is not None:
-                current[1].shutdown(wait=False, cancel_futures=True)
+                current.executor.shutdown(wait=False, cancel_futures=True)
+            context = multiprocessing.get_context("spawn")
+            started = context.Value("i", 0)
             # spawn: a forked copy of a process with threads (the application's) is not safe.
-            pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_start_worker,
-                                       initargs=(store_spec(snapshot, slicing), engine_class))
-            self._pool = (snapshot, pool)
-            return pool
+            executor = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
+                                           initargs=(store_spec(snapshot, slicing), engine_class, started))
+            for _ in range(self.processes):
+                executor.submit(_started)  # workers start when tasks come: start them all now
+            self._pool = _Workers(snapshot, executor, started, self.processes)
+            return self._pool
 
     def close(self, *, stop: bool = False) -> None:
         """Stop the workers (new ones start on the next large batch).
@@ -212,8 +241,22 @@ class DecisionPool:
             self._pool = None
         if current is None:
             return
-        executor = current[1]
+        executor = current.executor
         processes = list((getattr(executor, "_processes", None) or {}).values()) if stop else []
         executor.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.kill()
+
+
+class _Workers:
+    """The worker processes of one store version, and how many of them have built it."""
+
+    def __init__(self, snapshot: PolicySnapshot, executor: ProcessPoolExecutor, started: Any,
+                 processes: int) -> None:
+        self.snapshot = snapshot
+        self.executor = executor
+        self._started = started
+        self._processes = processes
+
+    def ready(self) -> bool:
+        return bool(self._started.value >= self._processes)

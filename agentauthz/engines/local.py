@@ -71,7 +71,8 @@ class LocalEngine:
     holding the same store version (see :mod:`agentauthz.engines._pool`), this
     process deciding a share too; the decisions are the same, and if the workers
     fail or take more than ``process_timeout`` seconds the batch is decided here.
-    Call :meth:`close` to stop them.
+    Until the workers of a store version are ready, batches are decided here
+    (:meth:`start_processes` waits for them). Call :meth:`close` to stop them.
 
     Example:
         >>> store = PolicyStore.from_text('@id("p") permit(principal, action, resource);')
@@ -103,6 +104,22 @@ class LocalEngine:
         self._index_lock = threading.Lock()
         self._action_names: tuple[PolicySnapshot, dict[str, EntityUID | None]] | None = None
         self._shapes: tuple[PolicySnapshot, KnownShapes | None] | None = None
+
+    def start_processes(self, timeout: float | None = None) -> bool:
+        """Start the worker processes for the current store version and wait until they are ready.
+
+        Without it the workers start with the first large batch, which (like every
+        batch until they have built the store) is decided in this process.
+
+        Args:
+            timeout: seconds to wait at most (None: until they are ready).
+
+        Returns:
+            Whether they are ready (False without ``processes=``).
+        """
+        if self._processes is None:
+            return False
+        return self._processes.start(self, self.store.snapshot, timeout)
 
     def close(self) -> None:
         """Stop the worker processes, if any (they start again on the next large batch)."""
