@@ -178,7 +178,9 @@ class DecisionPool:
         does, and chunks nobody took yet are decided with its ``decide_in_process``.
         """
         started = time.monotonic()
-        chunks = self._chunks(len(requests))
+        # With entities, every chunk makes its engine read them all (their delta, the reach): one
+        # chunk per process then, this process's decided here.
+        chunks = self._chunks(len(requests), 1 if entities else _CHUNKS_PER_PROCESS)
         found: list[list[Decision] | None] = [None] * len(chunks)
         futures: list[Future[list[Answer]]] = []
         try:
@@ -187,10 +189,13 @@ class DecisionPool:
                 return None  # still starting (spawned interpreters building the store): no waiting
             pool = workers.executor
             cedar_entities = json.dumps([entity.cedar for entity in entities])
-            for start, stop in chunks:
+            for start, stop in chunks[:-1]:
                 futures.append(pool.submit(_decide_share, encode(requests[start:stop]), cedar_entities))
-            # The workers take chunks from the front; this process, from the back, those not yet taken.
-            for position in range(len(chunks) - 1, 0, -1):
+            # The last chunk is this process's; then, from the back, those no worker has taken yet
+            # (the workers take them from the front).
+            start, stop = chunks[-1]
+            found[-1] = engine.decide_in_process(snapshot, requests[start:stop], entities)
+            for position in range(len(futures) - 1, 0, -1):
                 if not futures[position].cancel():
                     break
                 start, stop = chunks[position]
@@ -216,9 +221,10 @@ class DecisionPool:
             return None
         return [decision for chunk in found if chunk is not None for decision in chunk]
 
-    def _chunks(self, count: int) -> list[tuple[int, int]]:
-        # Small enough that this process can take a fair share, large enough to be worth a message.
-        size = max(_MIN_CHUNK, -(-count // (_CHUNKS_PER_PROCESS * (self.processes + 1))))
+    def _chunks(self, count: int, per_process: int = _CHUNKS_PER_PROCESS) -> list[tuple[int, int]]:
+        # Small enough that this process can take a fair share, large enough to be worth a message;
+        # at least two (the first for the workers, the last for this process).
+        size = max(min(_MIN_CHUNK, -(-count // 2)), -(-count // (per_process * (self.processes + 1))))
         return [(start, min(count, start + size)) for start in range(0, count, size)]
 
     def start(self, engine: Any, snapshot: PolicySnapshot, timeout: float | None = None) -> bool:
