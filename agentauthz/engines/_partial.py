@@ -39,6 +39,8 @@ _MIN_REACH_BUDGET = 256
 _REACH_DIVISOR = 16
 # Parsed reached sets kept (LRU): one per user asked about, usually.
 _CACHED_SETS = 64
+# Handles kept for requests without given entities (LRU): a few entities each.
+_CACHED_HANDLES = 4096
 
 
 class PartialEntities:
@@ -55,6 +57,7 @@ class PartialEntities:
         self._actions = _schema_actions(snapshot.schema)
         self._sets: OrderedDict[bytes, tuple[Any, frozenset[EntityUID]]] = OrderedDict()
         self._closures: dict[EntityUID, frozenset[EntityUID]] = {}
+        self._handles: OrderedDict[tuple[EntityUID, EntityUID, EntityUID | None], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def handle(self, principal: EntityUID, action: EntityUID, resource: EntityUID | None,
@@ -66,6 +69,25 @@ class PartialEntities:
         Raises:
             Exception: cedarpy refused the reached entities (as it would refuse them merged).
         """
+        # Without given entities the handle depends only on the request (stored entities do not
+        # change within a store version): an application asks the same questions every turn.
+        key = None if given else (principal, action, resource)
+        if key is not None:
+            with self._lock:
+                known = self._handles.get(key)
+                if known is not None:
+                    self._handles.move_to_end(key)
+                    return known
+        found = self._handle(principal, action, resource, given)
+        if key is not None and found is not None:
+            with self._lock:
+                self._handles[key] = found
+                while len(self._handles) > _CACHED_HANDLES:
+                    self._handles.popitem(last=False)
+        return found
+
+    def _handle(self, principal: EntityUID, action: EntityUID, resource: EntityUID | None,
+                given: Mapping[EntityUID, Entity]) -> Any | None:
         reach = self.reach
         budget = max(_MIN_REACH_BUDGET, (len(reach.stored) + len(self._actions)) // _REACH_DIVISOR)
         # An unknown resource reaches nothing: the principal stands in for it.
