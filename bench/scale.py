@@ -356,8 +356,9 @@ def scaling(report: Report, sizes: Sizes) -> None:
         "this process, after one untimed run, median of 3 below 100x). Flagged when the per-item cost "
         "at 100x is more than 1.5x the one at 1x. The untimed run leaves out what the first use of a "
         "store version does once (the slice index; the request shapes of the schema, about 0.2 ms per "
-        "action: with N tools that is N actions). One partial evaluation in cedarpy costs more as the "
-        "action entities grow (`permitted_tools`: 54 us at 10 actions, 116 us at 1,000, measured alone).",
+        "action: with N tools that is N actions). cedarpy's partial evaluation costs time with every entity "
+        "of its handle (with N tools the schema adds N actions): `permitted_tools` gives it only the "
+        "entities the request reaches and the action's groups (`engines/_partial.py`).",
         ["entry point", "1x", "per item at 1x (us)", "10x", "100x", "growth", ""], rows)
     grown = [row[0] for row in rows if row[-1] != "ok"]
     report.target("Scaling: no entry point's per-item cost grows by more than 1.5x from 1x to 100x",
