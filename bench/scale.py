@@ -274,7 +274,10 @@ def process_pool(report: Report, sizes: Sizes) -> None:
                                   ("documents from metadata (Entity per item)", documents(size, workload),
                                    document_entity)):
         one = az.Authorizer(az.LocalEngine(store))
-        pooled_engine = az.LocalEngine(store, processes=2, process_batch=2000)
+        pooled_engine = az.LocalEngine(store, processes=2, process_batch=min(2000, size))
+        pooled_engine.start_processes()
+        workers = pooled_engine._processes
+        assert workers is not None
         two = az.Authorizer(pooled_engine)
 
         def run(authz: az.Authorizer, items: Any = items, resource: Any = resource) -> Any:
@@ -282,14 +285,17 @@ def process_pool(report: Report, sizes: Sizes) -> None:
                 return authz.filter(items, action="read", resource=resource)
 
         same = [(d.allowed, d.reasons, d.errors) for d in run(one).decisions] == [
-            (d.allowed, d.reasons, d.errors) for d in run(two).decisions]
+            (d.allowed, d.reasons, d.errors) for d in run(two).decisions] and workers.decided_by_workers > 0
         repeat = 3 if sizes.rounds > 1 else 1
         inline = _median_seconds(lambda one=one: run(one), repeat)  # type: ignore[misc]
+        before = workers.decided_by_workers
         pooled = _median_seconds(lambda two=two: run(two), repeat)  # type: ignore[misc]
+        share = (workers.decided_by_workers - before) / (repeat * size)
+        decide = _decide_seconds(pooled_engine, lambda two=two: run(two))  # type: ignore[misc]
         pooled_engine.close()
         speedup = inline / pooled
         rows.append([f"{size:,} {kind}", f"{inline * 1e3:,.0f}", f"{pooled * 1e3:,.0f}", ratio(speedup),
-                     "yes" if same else "**no**"])
+                     f"{share:.0%}", f"{(pooled - decide) * 1e3:,.0f}", "yes" if same else "**no**"])
         if kind.startswith("stored"):
             report.target(f"`filter` of {size:,} documents on 2 worker processes >= 1.7x one process, "
                           "decisions identical",
@@ -299,16 +305,44 @@ def process_pool(report: Report, sizes: Sizes) -> None:
         "Worker processes for large batches",
         "cedarpy holds the GIL while it evaluates: threads add no throughput. "
         "`LocalEngine(store, processes=2, process_batch=2000)` (opt-in) decides a batch of at least 2,000 "
-        "requests in two worker processes holding the same store version. Wall time of one `filter` "
-        f"(P=100, {len(workload.entities):,} stored entities), median of 3, the workers already started. "
-        "The parent still builds the requests (and, from metadata, each document's `Entity`), ships them "
-        "and the entities, and the workers parse them again: only the evaluation is shared. The speedup "
-        "depends on free cores: the load average when measured is in the targets table.",
-        ["workload", "one process (ms)", "2 worker processes (ms)", "speedup", "same decisions"], rows)
+        "requests in two worker processes holding the same store version, in chunks; the parent decides "
+        "the chunks no worker has taken yet while it would otherwise wait. Wall time of one `filter` "
+        f"(P=100, {len(workload.entities):,} stored entities), median of 3, the workers already started "
+        "(`start_processes`). *workers' share*: requests the workers decided. *parent outside the batch*: "
+        "wall time of the `filter` before and after `LocalEngine.decide` (building each request and, from "
+        "metadata, each document's `Entity`; the decisions' audit and result), which no worker can share. "
+        "The workers parse the documents' entities again (the metadata row). The speedup depends on free "
+        "cores: the load average when measured is in the targets table.",
+        ["workload", "one process (ms)", "2 worker processes (ms)", "speedup", "workers' share",
+         "parent outside the batch (ms)", "same decisions"], rows)
 
 
 def _same(item: Any) -> Any:
     return item
+
+
+def _decide_seconds(engine: az.LocalEngine, run: Callable[[], object]) -> float:
+    """Wall seconds ``run`` spends inside ``engine.decide`` (median of 3 runs)."""
+    decide = engine.decide
+    spent: list[float] = []
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return decide(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    engine.decide = timed  # type: ignore[method-assign]
+    try:
+        totals = []
+        for _ in range(3):
+            spent.clear()
+            run()
+            totals.append(sum(spent))
+    finally:
+        del engine.decide
+    return statistics.median(totals)
 
 
 # -- scaling: per-item cost of each entry point at 1x, 10x, 100x ------------------------------------
@@ -336,8 +370,9 @@ def scaling(report: Report, sizes: Sizes) -> None:
         "this process, after one untimed run, median of 3 below 100x). Flagged when the per-item cost "
         "at 100x is more than 1.5x the one at 1x. The untimed run leaves out what the first use of a "
         "store version does once (the slice index; the request shapes of the schema, about 0.2 ms per "
-        "action: with N tools that is N actions). One partial evaluation in cedarpy costs more as the "
-        "action entities grow (`permitted_tools`: 54 us at 10 actions, 116 us at 1,000, measured alone).",
+        "action: with N tools that is N actions). cedarpy's partial evaluation costs time with every entity "
+        "of its handle (with N tools the schema adds N actions): `permitted_tools` gives it only the "
+        "entities the request reaches and the action's groups (`engines/_partial.py`).",
         ["entry point", "1x", "per item at 1x (us)", "10x", "100x", "growth", ""], rows)
     grown = [row[0] for row in rows if row[-1] != "ok"]
     report.target("Scaling: no entry point's per-item cost grows by more than 1.5x from 1x to 100x",

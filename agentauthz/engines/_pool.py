@@ -8,21 +8,37 @@ as the parent does: the decisions, determining policies and errors are the ones
 the parent would compute. A new store version starts new workers.
 
 A batch is sent to the workers only from ``min_batch`` requests: below that,
-shipping the requests and entities costs more than it saves. If the workers
-fail (a worker died, the pool broke), the parent decides the batch itself: the
-pool only ever changes where Cedar runs, never what it decides.
+shipping the requests and entities costs more than it saves. It travels
+compactly: each chunk as a table of its distinct uids and rows of positions in
+it (contexts as JSON text), the batch's entities as one JSON text that each
+worker reads once per batch; answers come back as plain tuples. The batch is cut
+in chunks queued for the workers in order, and this process, which would
+otherwise wait, decides chunks from the end of the queue that no worker has
+taken yet (never the first one). A worker freezes the garbage collector's view
+of its store once built (``gc.freeze``): a third of a batch's time went to
+collections walking the store's objects.
+
+The workers of a store version start in the background; until every one has
+built the store, batches are decided in this process (``start`` waits for
+them). If the workers fail (a worker died, the pool broke) or a batch takes more
+than ``timeout`` seconds, they are stopped and the parent decides the batch
+itself: the pool only ever changes where Cedar runs, never what it decides.
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
 from agentauthz.policy._schema_text import cedar_string
 from agentauthz.policy._store import PolicySnapshot, PolicyStore, TemplateLink
 
@@ -32,9 +48,19 @@ _log = logging.getLogger("agentauthz")
 
 #: The worker's engine (a LocalEngine): built once per worker by :func:`_start_worker`.
 _worker_engine: Any = None
+#: The entities of the batch the worker decides chunks of: the digest of their JSON, and them.
+_worker_given: tuple[bytes, list[Entity]] | None = None
 
 StoreSpec = tuple[str, str | None, list[dict[str, Any]], list[dict[str, Any]], bool]
 Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
+#: A request as positions of its principal, action and resource in a share's uid table, and its
+#: context as Cedar JSON text (None when empty).
+Row = tuple[int, int, int, str | None]
+Share = tuple[list[tuple[str, str]], list[Row]]
+
+# Chunks per process (the parent counted) and their least size.
+_CHUNKS_PER_PROCESS = 4
+_MIN_CHUNK = 64
 
 
 def store_spec(snapshot: PolicySnapshot, slicing: bool) -> StoreSpec:
@@ -54,7 +80,7 @@ def store_spec(snapshot: PolicySnapshot, slicing: bool) -> StoreSpec:
             slicing)
 
 
-def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
+def _start_worker(spec: StoreSpec, engine_class: Any, started: Any) -> None:
     global _worker_engine
     policies, schema, entities, links, slicing = spec
     store = PolicyStore.from_text(
@@ -64,72 +90,201 @@ def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
                             resource=EntityUID.from_cedar(link["resource"]) if link["resource"] else None)
                for link in links], validate=False)
     _worker_engine = engine_class(store, slicing=slicing)
+    # The store lives as long as the worker: collections that walk its objects on every batch
+    # (a third of a batch's time, measured) need not.
+    gc.freeze()
+    with started.get_lock():
+        started.value += 1
 
 
-def _decide_share(requests: list[dict[str, Any]], entities: list[dict[str, Any]]) -> list[Answer]:
+def _started() -> None:
+    """Nothing: submitted once per worker, so that every worker starts with the pool."""
+
+
+def encode(requests: Sequence[Request]) -> Share:
+    """The requests as a table of distinct uids and rows of positions in it (most share a principal)."""
+    positions: dict[tuple[str, str], int] = {}
+    rows: list[Row] = []
+    for request in requests:
+        row = []
+        action = request.action
+        for uid in (request.principal, EntityUID("Action", action) if isinstance(action, str) else action,
+                    request.resource):
+            key = (uid.type, uid.id)
+            position = positions.get(key)
+            if position is None:
+                position = positions[key] = len(positions)
+            row.append(position)
+        context = request.cedar_context
+        rows.append((row[0], row[1], row[2], json.dumps(context) if context else None))
+    return list(positions), rows
+
+
+def _decode(share: Share) -> list[Request]:
+    keys, rows = share
+    uids = [EntityUID(kind, name) for kind, name in keys]
+    return [Request(uids[principal], uids[action], uids[resource],
+                    _context(context) if context is not None else None)
+            for principal, action, resource, context in rows]
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {key: from_cedar_value(value) for key, value in json.loads(text).items()}
+
+
+def _decide_share(share: Share, entities: str) -> list[Answer]:
+    global _worker_given
     engine = _worker_engine
     if engine is None:
         raise RuntimeError("worker started without a store")
-    decided: list[Decision] = engine.decide([Request.from_cedar(request) for request in requests],
-                                            [Entity.from_cedar(entity) for entity in entities])
+    given: list[Entity] = []
+    if entities != "[]":
+        # Every chunk of a batch carries the batch's entities: read them once per worker.
+        digest = hashlib.sha256(entities.encode()).digest()
+        if _worker_given is None or _worker_given[0] != digest:
+            _worker_given = (digest, [Entity.from_cedar(entity) for entity in json.loads(entities)])
+        given = _worker_given[1]
+    decided: list[Decision] = engine.decide(_decode(share), given)
     return [(decision.allowed, decision.reasons, decision.errors) for decision in decided]
 
 
 class DecisionPool:
     """Worker processes deciding large batches for one :class:`~agentauthz.LocalEngine`.
 
+    The batch is cut in chunks, queued for the workers in order; while they work, this
+    process decides chunks from the end of the queue that no worker has taken yet.
+
     Args:
         processes: how many worker processes (at least 2 to be of use).
         min_batch: batches of at least this many requests go to the workers.
+        timeout: seconds a batch may take in the workers; past it they are stopped and
+            this process decides the batch.
     """
 
-    def __init__(self, processes: int, min_batch: int) -> None:
+    def __init__(self, processes: int, min_batch: int, timeout: float = 60.0) -> None:
         self.processes = processes
         self.min_batch = min_batch
+        self.timeout = timeout
+        #: Requests the worker processes decided (the rest of each batch was decided here).
+        self.decided_by_workers = 0
         self._lock = threading.Lock()
-        self._pool: tuple[PolicySnapshot, ProcessPoolExecutor] | None = None
+        self._pool: _Workers | None = None
 
     def decide(self, engine: Any, snapshot: PolicySnapshot, requests: Sequence[Request],
                entities: Sequence[Entity]) -> list[Decision] | None:
-        """The decisions of ``requests`` from the workers, or None when the parent must decide them.
+        """The decisions of ``requests``, or None when the parent must decide them all.
 
-        ``engine`` is the LocalEngine asking: the workers build one of its class, slicing as it does.
+        ``engine`` is the LocalEngine asking: the workers build one of its class, slicing as it
+        does, and chunks nobody took yet are decided with its ``decide_in_process``.
         """
+        started = time.monotonic()
+        # With entities, every chunk makes its engine read them all (their delta, the reach): one
+        # chunk per process then, this process's decided here.
+        chunks = self._chunks(len(requests), 1 if entities else _CHUNKS_PER_PROCESS)
+        found: list[list[Decision] | None] = [None] * len(chunks)
+        futures: list[Future[list[Answer]]] = []
         try:
-            pool = self._executor(snapshot, type(engine), engine.slicing)
-            cedar_entities = [entity.cedar for entity in entities]
-            size = -(-len(requests) // self.processes)
-            shares = [[request.to_cedar() for request in requests[start:start + size]]
-                      for start in range(0, len(requests), size)]
-            futures = [pool.submit(_decide_share, share, cedar_entities) for share in shares]
-            answers = [answer for future in futures for answer in future.result()]
+            workers = self._workers(snapshot, type(engine), engine.slicing)
+            if not workers.ready():
+                return None  # still starting (spawned interpreters building the store): no waiting
+            pool = workers.executor
+            cedar_entities = json.dumps([entity.cedar for entity in entities])
+            for start, stop in chunks[:-1]:
+                futures.append(pool.submit(_decide_share, encode(requests[start:stop]), cedar_entities))
+            # The last chunk is this process's; then, from the back, those no worker has taken yet
+            # (the workers take them from the front).
+            start, stop = chunks[-1]
+            found[-1] = engine.decide_in_process(snapshot, requests[start:stop], entities)
+            for position in range(len(futures) - 1, 0, -1):
+                if not futures[position].cancel():
+                    break
+                start, stop = chunks[position]
+                found[position] = engine.decide_in_process(snapshot, requests[start:stop], entities)
+            left = max(0.0, self.timeout - (time.monotonic() - started))
+            pending = [future for position, future in enumerate(futures) if found[position] is None]
+            _, late = wait(pending, timeout=left)
+            if late:
+                raise TimeoutError(f"the decision processes took more than {self.timeout} s")
+            version = snapshot.fingerprint
+            for position, future in enumerate(futures):
+                if found[position] is None:
+                    answers = future.result()
+                    start, stop = chunks[position]
+                    if len(answers) != stop - start:
+                        raise RuntimeError("a decision process returned a wrong number of decisions")
+                    found[position] = [Decision(allowed, reasons, errors, policy_version=version)
+                                       for allowed, reasons, errors in answers]
+                    self.decided_by_workers += len(answers)
         except Exception:  # a broken pool costs speed, never a decision: the parent decides
             _log.warning("the decision processes failed; deciding in this process", exc_info=True)
-            self.close()
+            self.close(stop=True)
             return None
-        if len(answers) != len(requests):
-            return None
-        version = snapshot.fingerprint
-        return [Decision(allowed, reasons, errors, policy_version=version)
-                for allowed, reasons, errors in answers]
+        return [decision for chunk in found if chunk is not None for decision in chunk]
 
-    def _executor(self, snapshot: PolicySnapshot, engine_class: Any, slicing: bool) -> ProcessPoolExecutor:
+    def _chunks(self, count: int, per_process: int = _CHUNKS_PER_PROCESS) -> list[tuple[int, int]]:
+        # Small enough that this process can take a fair share, large enough to be worth a message;
+        # at least two (the first for the workers, the last for this process).
+        size = max(min(_MIN_CHUNK, -(-count // 2)), -(-count // (per_process * (self.processes + 1))))
+        return [(start, min(count, start + size)) for start in range(0, count, size)]
+
+    def start(self, engine: Any, snapshot: PolicySnapshot, timeout: float | None = None) -> bool:
+        """Start the workers for ``snapshot`` (if not yet) and wait until they are ready.
+
+        Returns:
+            Whether every worker is ready within ``timeout`` seconds (None: wait).
+        """
+        workers = self._workers(snapshot, type(engine), engine.slicing)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not workers.ready():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _workers(self, snapshot: PolicySnapshot, engine_class: Any, slicing: bool) -> _Workers:
         with self._lock:
             current = self._pool
-            if current is not None and current[0] is snapshot:
-                return current[1]
+            if current is not None and current.snapshot is snapshot:
+                return current
             if current is not None:
-                current[1].shutdown(wait=False, cancel_futures=True)
+                current.executor.shutdown(wait=False, cancel_futures=True)
+            context = multiprocessing.get_context("spawn")
+            started = context.Value("i", 0)
             # spawn: a forked copy of a process with threads (the application's) is not safe.
-            pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_start_worker,
-                                       initargs=(store_spec(snapshot, slicing), engine_class))
-            self._pool = (snapshot, pool)
-            return pool
+            executor = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
+                                           initargs=(store_spec(snapshot, slicing), engine_class, started))
+            for _ in range(self.processes):
+                executor.submit(_started)  # workers start when tasks come: start them all now
+            self._pool = _Workers(snapshot, executor, started, self.processes)
+            return self._pool
 
-    def close(self) -> None:
-        """Stop the workers (new ones start on the next large batch)."""
+    def close(self, *, stop: bool = False) -> None:
+        """Stop the workers (new ones start on the next large batch).
+
+        Args:
+            stop: end them now (a worker that hangs never takes the shutdown message).
+        """
         with self._lock:
-            if self._pool is not None:
-                self._pool[1].shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            current = self._pool
+            self._pool = None
+        if current is None:
+            return
+        executor = current.executor
+        processes = list((getattr(executor, "_processes", None) or {}).values()) if stop else []
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()
+
+
+class _Workers:
+    """The worker processes of one store version, and how many of them have built it."""
+
+    def __init__(self, snapshot: PolicySnapshot, executor: ProcessPoolExecutor, started: Any,
+                 processes: int) -> None:
+        self.snapshot = snapshot
+        self.executor = executor
+        self._started = started
+        self._processes = processes
+
+    def ready(self) -> bool:
+        return bool(self._started.value >= self._processes)

@@ -19,6 +19,7 @@ from agentauthz._errors import InvalidValueError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.engines._cedarcall import authorize_batch
 from agentauthz.engines._conformance import KnownShapes, enumerated_types
+from agentauthz.engines._partial import PartialEntities
 from agentauthz.engines._reach import Reach, condition_literals
 from agentauthz.policy._schema_json import schema_json_text
 from agentauthz.policy._slicing import Slice, SliceIndex
@@ -44,6 +45,8 @@ _CACHED_REBUILT_SETS = 8
 _REACH_DIVISOR = 64
 # With processes=, batches of at least this many requests are decided in the worker processes.
 DEFAULT_PROCESS_BATCH = 2000
+# Seconds a batch may take in the worker processes; past it they are stopped and it is decided here.
+DEFAULT_PROCESS_TIMEOUT = 60.0
 
 
 class LocalEngine:
@@ -65,9 +68,11 @@ class LocalEngine:
     cedarpy holds the GIL while it evaluates: threads add no throughput. With
     ``processes=N`` (opt-in), a batch of at least ``process_batch`` requests (a
     large ``filter``, ``authorize_many``) is split over N worker processes, each
-    holding the same store version (see :mod:`agentauthz.engines._pool`); the
-    decisions are the same, and if the workers fail the batch is decided here.
-    Call :meth:`close` to stop them.
+    holding the same store version (see :mod:`agentauthz.engines._pool`), this
+    process deciding a share too; the decisions are the same, and if the workers
+    fail or take more than ``process_timeout`` seconds the batch is decided here.
+    Until the workers of a store version are ready, batches are decided here
+    (:meth:`start_processes` waits for them). Call :meth:`close` to stop them.
 
     Example:
         >>> store = PolicyStore.from_text('@id("p") permit(principal, action, resource);')
@@ -81,22 +86,40 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, store: PolicyStore, *, slicing: bool = True, processes: int = 0,
-                 process_batch: int = DEFAULT_PROCESS_BATCH) -> None:
+                 process_batch: int = DEFAULT_PROCESS_BATCH,
+                 process_timeout: float = DEFAULT_PROCESS_TIMEOUT) -> None:
         self.store = store
         self.slicing = slicing
         self._processes: DecisionPool | None = None
         if processes > 1:
             from agentauthz.engines._pool import DecisionPool  # multiprocessing: only when asked for
 
-            self._processes = DecisionPool(processes, max(1, process_batch))
+            self._processes = DecisionPool(processes, max(1, process_batch), process_timeout)
         self._entity_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._rebuilt_sets: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._reach_of: tuple[PolicySnapshot, Reach] | None = None
+        self._partial: tuple[PolicySnapshot, PartialEntities] | None = None
         self._index: tuple[PolicySnapshot, SliceIndex | None] | None = None
         self._index_lock = threading.Lock()
         self._action_names: tuple[PolicySnapshot, dict[str, EntityUID | None]] | None = None
         self._shapes: tuple[PolicySnapshot, KnownShapes | None] | None = None
+
+    def start_processes(self, timeout: float | None = None) -> bool:
+        """Start the worker processes for the current store version and wait until they are ready.
+
+        Without it the workers start with the first large batch, which (like every
+        batch until they have built the store) is decided in this process.
+
+        Args:
+            timeout: seconds to wait at most (None: until they are ready).
+
+        Returns:
+            Whether they are ready (False without ``processes=``).
+        """
+        if self._processes is None:
+            return False
+        return self._processes.start(self, self.store.snapshot, timeout)
 
     def close(self) -> None:
         """Stop the worker processes, if any (they start again on the next large batch)."""
@@ -142,6 +165,13 @@ class LocalEngine:
             decided = pool.decide(self, snapshot, requests, entities)
             if decided is not None:
                 return decided
+        return self.decide_in_process(snapshot, requests, entities)
+
+    def decide_in_process(self, snapshot: PolicySnapshot, requests: Sequence[Request],
+                          entities: Sequence[Entity] = ()) -> list[Decision]:
+        """Decide ``requests`` with ``snapshot`` in this process (the worker processes' share, too)."""
+        if not requests:
+            return []
         entity_set = snapshot.entity_set
         delta: dict[EntityUID, Entity] = {}
         if entities:
@@ -261,7 +291,10 @@ class LocalEngine:
         built (unknown action, wrong types). Never use it to allow a call.
         """
         snapshot = self.store.snapshot
-        entity_set, delta = self._call_entities(snapshot, entities)
+        delta = _given_delta(snapshot, entities)
+        entity_set = self._partial_entities(snapshot).handle(principal, action, resource, delta)
+        if entity_set is None:
+            entity_set = self._call_entities(snapshot, entities)[0]
         policy_set = snapshot.policy_set
         request: dict[str, Any] = {"principal": str(principal), "action": str(action),
                                    "context": None}
@@ -300,25 +333,11 @@ class LocalEngine:
         built from the entities they can reach (see :mod:`agentauthz.engines._reach`)
         when that is cheaper than merging onto the whole stored graph.
         """
-        if not entities:
-            return snapshot.entity_set, {}
-        delta: dict[EntityUID, Entity] = {}
-        overrides = False
-        stored_index = snapshot.entity_index
-        for entity in entities:
-            stored = stored_index.get(entity.uid)
-            if stored is not None and stored.cedar == entity.cedar:
-                continue
-            earlier = delta.get(entity.uid)
-            if earlier is not None and earlier.cedar != entity.cedar:
-                raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
-            overrides = overrides or stored is not None
-            delta[entity.uid] = entity
+        delta = _given_delta(snapshot, entities)
         if not delta:
             return snapshot.entity_set, delta
-        if given_depth(delta) > MAX_GIVEN_DEPTH:
-            raise ValueError(f"the entities given with the call nest more than {MAX_GIVEN_DEPTH} levels "
-                             "deep through their parents")
+        stored_index = snapshot.entity_index
+        overrides = any(uid in stored_index for uid in delta)
         if requests is not None:
             budget = len(stored_index) // _REACH_DIVISOR + len(delta) // 4
             reached = self._reach(snapshot).entities(requests, delta, budget)
@@ -333,6 +352,14 @@ class LocalEngine:
                   if (cedar["uid"]["type"], cedar["uid"]["id"]) not in replaced]
         merged.extend(entity.cedar for entity in delta.values())
         return self._cached_entity_set(snapshot, merged), delta
+
+    def _partial_entities(self, snapshot: PolicySnapshot) -> PartialEntities:
+        current = self._partial
+        if current is not None and current[0] is snapshot:
+            return current[1]
+        partial = PartialEntities(snapshot, self._reach(snapshot))
+        self._partial = (snapshot, partial)
+        return partial
 
     def _reach(self, snapshot: PolicySnapshot) -> Reach:
         current = self._reach_of
@@ -366,6 +393,29 @@ class LocalEngine:
 
 _UNDECIDED = Decision.deny("not decided")
 _DECIDED = ("Allow", "Deny")
+
+
+def _given_delta(snapshot: PolicySnapshot, entities: Sequence[Entity]) -> dict[EntityUID, Entity]:
+    """The entities given with a call that differ from the stored ones, by uid.
+
+    Raises:
+        ValueError: two different entities are given for one uid, or they nest deeper
+            than ``MAX_GIVEN_DEPTH`` levels through their parents.
+    """
+    delta: dict[EntityUID, Entity] = {}
+    stored_index = snapshot.entity_index
+    for entity in entities:
+        stored = stored_index.get(entity.uid)
+        if stored is not None and stored.cedar == entity.cedar:
+            continue
+        earlier = delta.get(entity.uid)
+        if earlier is not None and earlier.cedar != entity.cedar:
+            raise ValueError(f"two different entities given for {truncate(str(entity.uid), 120)}")
+        delta[entity.uid] = entity
+    if delta and given_depth(delta) > MAX_GIVEN_DEPTH:
+        raise ValueError(f"the entities given with the call nest more than {MAX_GIVEN_DEPTH} levels "
+                         "deep through their parents")
+    return delta
 
 
 def _full_slice(snapshot: PolicySnapshot) -> Slice:

@@ -37,6 +37,7 @@ LINKS = [az.TemplateLink(id=f"share-{i}", template="share", principal=USERS[i % 
 def engines() -> Iterator[tuple[az.LocalEngine, az.LocalEngine]]:
     store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
     pooled = az.LocalEngine(store, processes=2, process_batch=4)
+    assert pooled.start_processes(timeout=120)
     yield az.LocalEngine(store), pooled
     pooled.close()
 
@@ -100,12 +101,67 @@ def test_decisions_from_the_workers_carry_the_store_ids_and_version(
 def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
     store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
     pooled = az.LocalEngine(store, processes=2, process_batch=2)
+    assert pooled.start_processes(timeout=120)
     batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 2, 0, "hr", True)])
     expected = az.LocalEngine(store).decide(batch, given)
     assert pooled.decide(batch, given) == expected
-    assert pooled._processes is not None
-    executor = pooled._processes._pool[1]  # type: ignore[index]
+    assert pooled._processes is not None and pooled._processes.decided_by_workers == 1  # one each
+    executor = pooled._processes._pool.executor  # type: ignore[union-attr]
     for process in list(executor._processes.values()):
         process.kill()
     assert pooled.decide(batch, given) == expected
+    pooled.close()
+
+
+def test_a_batch_cut_in_chunks_shared_with_this_process_decides_as_this_process(
+        engines: tuple[az.LocalEngine, az.LocalEngine]) -> None:
+    local, pooled = engines
+    drawn = [(i % 4, ("read", "write")[i % 3 == 0], i % 12, i % 6, ("hr", "eng")[i % 5 == 0], i % 2 == 0)
+             for i in range(900)]
+    batch, given = _batch(drawn)
+    assert pooled._processes is not None and len(pooled._processes._chunks(len(batch))) > 3
+    before = pooled._processes.decided_by_workers
+    assert pooled.decide(batch, given) == local.decide(batch, given)
+    assert pooled._processes.decided_by_workers > before
+
+
+def test_batches_before_the_workers_are_ready_are_decided_here_without_waiting() -> None:
+    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    pooled = az.LocalEngine(store, processes=2, process_batch=2, process_timeout=0.001)
+    batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 5, 4, "hr", False)])
+    try:
+        # Spawned interpreters take far longer than this batch: it is decided here, and the
+        # start-up is no timeout that would stop the workers.
+        assert pooled.decide(batch, given) == az.LocalEngine(store).decide(batch, given)
+        assert pooled._processes is not None and pooled._processes.decided_by_workers == 0
+        assert pooled.start_processes(timeout=120)
+    finally:
+        pooled.close()
+
+
+def test_workers_that_hang_past_the_timeout_are_stopped_and_the_batch_decided_here() -> None:
+    import os
+    import signal
+
+    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    pooled = az.LocalEngine(store, processes=2, process_batch=2, process_timeout=0.5)
+    assert pooled.start_processes(timeout=120)
+    batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 2, 0, "hr", True),
+                           (2, "write", 4, 0, "hr", False)] * 40)
+    expected = az.LocalEngine(store).decide(batch, given)
+    assert pooled._processes is not None and pooled._processes._pool is not None
+    executor = pooled._processes._pool.executor
+    workers = list(executor._processes.values())
+    for process in workers:
+        os.kill(process.pid, signal.SIGSTOP)  # a worker that never answers
+    try:
+        assert pooled.decide(batch, given) == expected
+        assert pooled._processes._pool is None  # the hung workers were stopped
+        for process in workers:
+            process.join(5)
+            assert not process.is_alive()
+    finally:
+        for process in workers:
+            if process.is_alive():
+                process.kill()
     pooled.close()
