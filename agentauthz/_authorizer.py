@@ -36,6 +36,7 @@ from agentauthz._audit import (
     global_sinks,
     operation_scope,
 )
+from agentauthz._collector import LARGE_BATCH, collector_paused
 from agentauthz._entities import EntityProvider, StaticEntityProvider, entity_slice, referenced_uids
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import Agent, Identity, bound_session, grant_requests, no_end_user, within_grant
@@ -531,13 +532,15 @@ class Authorizer:
 
         The requests are decided as given: a bound session adds no ``context.session``.
         """
-        return self._decide([self._resolve(r) for r in requests], list(entities))
+        with collector_paused(len(requests) >= LARGE_BATCH):
+            return self._decide([self._resolve(r) for r in requests], list(entities))
 
     async def aauthorize_many(
         self, requests: Sequence[Request], *, entities: Sequence[Entity] = ()
     ) -> list[Decision]:
         """Async twin of :meth:`authorize_many`."""
-        return await self._adecide([self._resolve(r) for r in requests], list(entities))
+        with collector_paused(len(requests) >= LARGE_BATCH):
+            return await self._adecide([self._resolve(r) for r in requests], list(entities))
 
     # -- retrieval -----------------------------------------------------------------
 

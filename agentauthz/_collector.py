@@ -15,7 +15,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["collector_paused"]
+__all__ = ["LARGE_BATCH", "collector_paused"]
+
+#: From this many items a batch (a filter, ``authorize_many``) pauses the collector.
+LARGE_BATCH = 100
 
 _LOCK = threading.Lock()
 # Batches in progress, and whether the collector was enabled when the first began.

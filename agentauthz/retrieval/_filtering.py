@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentauthz._audit import Operation
-from agentauthz._collector import collector_paused
+from agentauthz._collector import LARGE_BATCH, collector_paused
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID, Request
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["RetrievalFilter"]
 
 T = TypeVar("T")
-# From this many items a filter pauses the cyclic garbage collector (see collector_paused).
-PAUSE_COLLECTOR_ITEMS = 100
 
 
 class RetrievalFilter:
@@ -65,7 +63,7 @@ class RetrievalFilter:
         screen = Guardrail.of(guardrail)
         # A plan runs in its caller's context from start to close: the scope spans its steps.
         with self.authz._operation(Operation("filter")), \
-                collector_paused(len(items) >= PAUSE_COLLECTOR_ITEMS):
+                collector_paused(len(items) >= LARGE_BATCH):
             groups = group_by_resource(items, resource, self.authz._stored_entities)
             try:
                 requests, overlay = self._requests(groups, action, context)

@@ -25,6 +25,7 @@ AGENTAUTHZ_MODULES = {
     "agentauthz",
     "agentauthz._audit",
     "agentauthz._authorizer",
+    "agentauthz._collector",
     "agentauthz._entities",
     "agentauthz._errors",
     "agentauthz._identity",

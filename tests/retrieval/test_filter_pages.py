@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
-from agentauthz.retrieval._filtering import PAUSE_COLLECTOR_ITEMS
+from agentauthz._collector import LARGE_BATCH as PAUSE_COLLECTOR_ITEMS
 from tests.security.support import reference_allows
 
 POLICIES = """
