@@ -74,7 +74,13 @@ def _unlocated(problem: str) -> str:
 
 
 def _graph(handle: Any) -> list[Any]:
-    return sorted(json.loads(str(handle)), key=lambda entity: json.dumps(entity["uid"], sort_keys=True))
+    """The entities of a cedarpy handle in one order (parents are a set: cedarpy writes them in any order)."""
+    def key(value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    entities = [{**entity, "parents": sorted(entity.get("parents", []), key=key)}
+                for entity in json.loads(str(handle))]
+    return sorted(entities, key=lambda entity: key(entity["uid"]))
 
 
 # -- the canonical check: never accepts what Entity.from_cedar would refuse or rewrite ------------
