@@ -237,8 +237,8 @@ def test_the_langchain_paths_raise_the_same_message_with_their_key(authz: az.Aut
         """Read a document."""
         return doc
 
-    wrapped = AuthorizedTool(tool=read_doc, authz=authz, action="read",
-                             resource=lambda args: U("App::Doc", args["doc"]))
+    wrapped = AuthorizedTool(tool=read_doc, authz=authz, settings=az.ToolSettings(
+        action="read", resource=lambda args: U("App::Doc", args["doc"])))
     with pytest.raises(az.IdentityError) as raised:
         wrapped.invoke({"doc": "roadmap"})
     assert str(raised.value).startswith(NO_END_USER)
