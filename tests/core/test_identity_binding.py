@@ -103,7 +103,7 @@ def test_acting_with_token_is_a_deprecated_alias_that_still_binds(authz: az.Auth
     with bound_block as bound:
         assert bound.uid == U("App::User", f"{POOL_ID}|u-root")
         assert read(authz).reasons == ("admins",)
-    with pytest.warns(DeprecationWarning), pytest.raises(az.IdentityError), \
+    with pytest.warns(DeprecationWarning, match="acting_with_token"), pytest.raises(az.IdentityError), \
             az.acting_with_token(authz, tampered(token), identity=identity):
         pytest.fail("a tampered token was bound")
 
