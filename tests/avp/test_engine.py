@@ -135,7 +135,8 @@ def test_decision_cache_serves_repeats_until_refresh(
     example_store: az.PolicyStore, avp_server: Any, avp_client: Any
 ) -> None:
     request = case_request(EXAMPLE_STORE / "ALLOW" / "search_by_employee.json")
-    with VerifiedPermissionsEngine(avp_server.policy_store_id, client=avp_client, cache_ttl=60) as engine:
+    with VerifiedPermissionsEngine(avp_server.policy_store_id, client=avp_client,
+                                   cache=az.DecisionCache(ttl=60)) as engine:
         first = engine.decide([request], example_store.entities)
         calls = avp_server.call_count("IsAuthorized")
         assert engine.decide([request], example_store.entities) == first
@@ -346,7 +347,8 @@ def test_serve_directory_seeds_the_directory_and_reports_ready() -> None:
 def test_min_batch_sends_small_groups_as_single_calls(avp_server: Any, avp_client: Any) -> None:
     requests = [az.Request(principal=U("User", "alice"), action=U("Action", "read"),
                            resource=U("Document", f"d{i}")) for i in range(35)]
-    with VerifiedPermissionsEngine(avp_server.policy_store_id, client=avp_client, min_batch=30) as engine:
+    with VerifiedPermissionsEngine(avp_server.policy_store_id, client=avp_client,
+                                   batching=az.Batching(min_batch=30)) as engine:
         engine.decide(requests)
     assert avp_server.call_count("BatchIsAuthorized") == 1
     assert avp_server.call_count("IsAuthorized") == 5

@@ -135,7 +135,8 @@ def test_a_refused_batch_is_retried_request_by_request(server: LocalVerifiedPerm
 def test_the_deadline_bounds_a_client_with_long_timeouts(server: LocalVerifiedPermissions) -> None:
     server.inject("*", Fault.delay(3.0))
     client = server.client()  # botocore's default 60 s read timeout
-    with VerifiedPermissionsEngine(server.policy_store_id, client=client, deadline=0.5) as engine:
+    with VerifiedPermissionsEngine(server.policy_store_id, client=client,
+                                   retry=az.Retry(deadline=0.5)) as engine:
         started = time.monotonic()
         [decision] = engine.decide(SINGLE)
         elapsed = time.monotonic() - started

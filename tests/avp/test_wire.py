@@ -59,8 +59,8 @@ def client() -> Any:
 
 @pytest.fixture
 def stubbed(client: Any) -> Iterator[tuple[VerifiedPermissionsEngine, Stubber]]:
-    with Stubber(client) as stubber, VerifiedPermissionsEngine(STORE_ID, client=client,
-                                                              max_workers=1) as engine:
+    with Stubber(client) as stubber, VerifiedPermissionsEngine(
+            STORE_ID, client=client, batching=az.Batching(max_workers=1)) as engine:
         yield engine, stubber
         stubber.assert_no_pending_responses()
 
@@ -230,7 +230,7 @@ def item(principal: str, resource: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("count", [2, 29, 30, 31, 59, 60, 61, 95])
 def test_n_requests_sharing_a_principal_make_ceil_n_over_30_calls(client: Any, count: int) -> None:
-    engine = VerifiedPermissionsEngine(STORE_ID, client=client, max_workers=1)
+    engine = VerifiedPermissionsEngine(STORE_ID, client=client, batching=az.Batching(max_workers=1))
     requests = [read("alice", f"d{i}") for i in range(count)]
     items = [item("alice", f"d{i}") for i in range(count)]
     with Stubber(client) as stubber:
@@ -247,7 +247,7 @@ def test_n_requests_sharing_a_principal_make_ceil_n_over_30_calls(client: Any, c
 
 
 def test_mixed_requests_keep_their_order_whatever_order_results_come_in(client: Any) -> None:
-    engine = VerifiedPermissionsEngine(STORE_ID, client=client, max_workers=1)
+    engine = VerifiedPermissionsEngine(STORE_ID, client=client, batching=az.Batching(max_workers=1))
     pairs = [("alice", "d1"), ("bob", "d2"), ("alice", "d3"), ("carol", "d2"), ("alice", "d4"),
              ("dave", "d9")]
     allowed = {("alice", "d3"), ("carol", "d2"), ("dave", "d9")}
@@ -273,7 +273,7 @@ def test_identical_requests_are_sent_once(stubbed: Any) -> None:
 
 
 def test_each_group_carries_the_union_of_its_requests_entities(client: Any) -> None:
-    engine = VerifiedPermissionsEngine(STORE_ID, client=client, max_workers=1)
+    engine = VerifiedPermissionsEngine(STORE_ID, client=client, batching=az.Batching(max_workers=1))
     alice = az.Entity(uid=U("User", "alice"))
     docs = [az.Entity(uid=U("Doc", f"d{i}"), attrs={"n": i}) for i in range(3)]
     other = az.Entity(uid=U("User", "zed"))
@@ -405,9 +405,13 @@ def test_schema_text_converts_to_json_that_cedar_reads_the_same() -> None:
 
 
 def test_constructor_checks_its_arguments(client: Any) -> None:
-    for bad in ({"on_error": "ignore"}, {"encoding": "xml"}, {"max_workers": 0}, {"cache_ttl": 0}):
+    for bad in ({"on_error": "ignore"}, {"encoding": "xml"}):
         with pytest.raises(az.ConfigurationError):
             VerifiedPermissionsEngine(STORE_ID, client=client, **bad)
+    with pytest.raises(az.ConfigurationError):
+        VerifiedPermissionsEngine(STORE_ID, client=client, batching=az.Batching(max_workers=0))
+    with pytest.raises(az.ConfigurationError):
+        VerifiedPermissionsEngine(STORE_ID, client=client, cache=az.DecisionCache(ttl=0))
     with pytest.raises(az.ConfigurationError):
         VerifiedPermissionsEngine("bad id!", client=client)
 

@@ -103,7 +103,7 @@ def test_acting_with_token_is_a_deprecated_alias_that_still_binds(authz: az.Auth
     with bound_block as bound:
         assert bound.uid == U("App::User", f"{POOL_ID}|u-root")
         assert read(authz).reasons == ("admins",)
-    with pytest.warns(DeprecationWarning), pytest.raises(az.IdentityError), \
+    with pytest.warns(DeprecationWarning, match="acting_with_token"), pytest.raises(az.IdentityError), \
             az.acting_with_token(authz, tampered(token), identity=identity):
         pytest.fail("a tampered token was bound")
 
@@ -237,8 +237,8 @@ def test_the_langchain_paths_raise_the_same_message_with_their_key(authz: az.Aut
         """Read a document."""
         return doc
 
-    wrapped = AuthorizedTool(tool=read_doc, authz=authz, action="read",
-                             resource=lambda args: U("App::Doc", args["doc"]))
+    wrapped = AuthorizedTool(tool=read_doc, authz=authz, settings=az.ToolSettings(
+        action="read", resource=lambda args: U("App::Doc", args["doc"])))
     with pytest.raises(az.IdentityError) as raised:
         wrapped.invoke({"doc": "roadmap"})
     assert str(raised.value).startswith(NO_END_USER)

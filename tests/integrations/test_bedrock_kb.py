@@ -22,8 +22,10 @@ from agentauthz._audit import capture_events
 from agentauthz.integrations.bedrock import (
     CHUNK_ID_KEY,
     SOURCE_URI_KEY,
+    FetchLimits,
     KnowledgeBaseRetriever,
     MetadataField,
+    MetadataMapping,
     and_all,
 )
 
@@ -36,6 +38,7 @@ ATTRIBUTES: dict[str, str | MetadataField] = {
     "owner": MetadataField("owner", entity_type="User"),
     "labels": "labels",
 }
+METADATA = MetadataMapping(attributes=ATTRIBUTES)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +93,7 @@ def request(n: int, *, token: str | None = None, filter: dict[str, Any] | None =
 
 def retriever(authz: az.Authorizer, client: Any, **options: Any) -> KnowledgeBaseRetriever:
     options.setdefault("prefilter", False)
-    return KnowledgeBaseRetriever(KB, authz, client=client, attributes=ATTRIBUTES, **options)
+    return KnowledgeBaseRetriever(KB, authz, client=client, metadata=METADATA, **options)
 
 
 def uris(results: list[dict[str, Any]]) -> list[str]:
@@ -150,7 +153,7 @@ def test_max_candidates_bounds_the_paging(authz: az.Authorizer, client: Any, stu
                                       "nextToken": "t2"}, request(2))
     stubber.add_response("retrieve", {"retrievalResults": [hit(f"c{n}", "hr", "internal") for n in range(3)],
                                       "nextToken": "t3"}, request(3, token="t2"))
-    kb = retriever(authz, client, k=2, max_candidates=5)
+    kb = retriever(authz, client, k=2, limits=FetchLimits(max_candidates=5))
     with authz.acting_as(BOB):
         found = kb.retrieve("roadmap")
     assert found.results == [] and found.stats.fetched == 5 and found.stats.capped
@@ -160,7 +163,7 @@ def test_a_full_page_of_100_without_token_ends_the_search(authz: az.Authorizer, 
                                                           stubber: Stubber) -> None:
     page = [hit(f"hr-{n}", "hr", "internal") for n in range(100)]
     stubber.add_response("retrieve", {"retrievalResults": page}, request(100))
-    kb = retriever(authz, client, k=100, max_candidates=500)
+    kb = retriever(authz, client, k=100, limits=FetchLimits(max_candidates=500))
     with authz.acting_as(BOB):
         found = kb.retrieve("roadmap")
     assert found.results == [] and found.stats.rounds == 1 and found.stats.capped
@@ -197,7 +200,7 @@ def test_a_malformed_response_fails_closed(authz: az.Authorizer) -> None:
         def retrieve(self, **_: Any) -> dict[str, Any]:
             return {"unexpected": True}
 
-    kb = KnowledgeBaseRetriever(KB, authz, client=Broken(), attributes=ATTRIBUTES, prefilter=False)
+    kb = KnowledgeBaseRetriever(KB, authz, client=Broken(), metadata=METADATA, prefilter=False)
     with authz.acting_as(BOB), pytest.raises(az.EngineError):
         kb.retrieve("roadmap")
 
@@ -277,7 +280,7 @@ def test_botocore_rejects_what_the_service_would(authz: az.Authorizer, client: A
 
 
 def test_a_default_client_is_made_lazily(authz: az.Authorizer) -> None:
-    kb = KnowledgeBaseRetriever(KB, authz, region_name="us-east-1", attributes=ATTRIBUTES)
+    kb = KnowledgeBaseRetriever(KB, authz, region_name="us-east-1", metadata=METADATA)
     assert kb.client.meta.service_model.service_name == "bedrock-agent-runtime"
 
 
@@ -285,7 +288,7 @@ def test_configuration_errors(authz: az.Authorizer) -> None:
     with pytest.raises(az.ConfigurationError):
         KnowledgeBaseRetriever("", authz)
     with pytest.raises(az.ConfigurationError):
-        KnowledgeBaseRetriever(KB, authz, k=5, max_candidates=4)
+        KnowledgeBaseRetriever(KB, authz, k=5, limits=FetchLimits(max_candidates=4))
     with pytest.raises(az.ConfigurationError):
         KnowledgeBaseRetriever(KB, authz, request_options={"nextToken": "x"})
 
@@ -297,7 +300,7 @@ CAROL = az.EntityUID("User", "carol")
 
 def test_prefilter_is_sent_and_merged_with_the_callers_filter(authz: az.Authorizer, client: Any,
                                                               stubber: Stubber) -> None:
-    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes=ATTRIBUTES, k=2)
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, metadata=METADATA, k=2)
     with authz.acting_as(CAROL):
         compiled = kb.compile_prefilter().to_bedrock(kb.metadata_keys)
     assert compiled is not None
@@ -321,7 +324,8 @@ def test_prefilter_is_sent_and_merged_with_the_callers_filter(authz: az.Authoriz
 
 def test_always_denied_makes_no_call(client: Any, stubber: Stubber) -> None:
     authz = az.Authorizer.from_text('permit(principal == User::"admin", action, resource);')
-    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes={"department": "department"})
+    kb = KnowledgeBaseRetriever(KB, authz, client=client,
+                                metadata=MetadataMapping(attributes={"department": "department"}))
     with authz.acting_as(BOB):
         found = kb.retrieve("roadmap")  # the stubber has no response: a call would fail
     assert found.results == [] and found.stats.prefilter == "always_denied" and found.stats.rounds == 0
@@ -332,7 +336,8 @@ def test_always_allowed_sends_only_the_callers_filter(client: Any, stubber: Stub
     mine = {"startsWith": {"key": "x-amz-bedrock-kb-source-uri", "value": "s3://kb-docs/"}}
     stubber.add_response("retrieve", {"retrievalResults": [hit("a", "hr", "internal")]},
                          request(4, filter=mine))
-    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes={"department": "department"})
+    kb = KnowledgeBaseRetriever(KB, authz, client=client,
+                                metadata=MetadataMapping(attributes={"department": "department"}))
     with authz.acting_as(BOB):
         found = kb.retrieve("roadmap", filter=mine)
     assert uris(found.results) == ["a-0"] and found.stats.prefilter == "always_allowed"
@@ -347,7 +352,7 @@ def test_ancestors_become_parents_and_prefilter_keys(client: Any, stubber: Stubb
             hit("c", "hr", "internal", metadata={SOURCE_URI_KEY: "s3://c", CHUNK_ID_KEY: "c"})]
     stubber.add_response("retrieve", {"retrievalResults": page},
                          request(4, filter={"listContains": {"key": "ancestors", "value": 'Folder::"hr"'}}))
-    kb = KnowledgeBaseRetriever(KB, authz, client=client, ancestors_key="ancestors")
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, metadata=MetadataMapping(ancestors_key="ancestors"))
     with authz.acting_as(BOB):
         found = kb.retrieve("roadmap")
     assert uris(found.results) == ["a"] and found.stats.unresolved == 1
@@ -361,7 +366,7 @@ def test_retrieve_and_generate_filter_refuses_an_inexact_filter(authz: az.Author
 
     # the example store's tenant isolation and share links do not translate exactly
     with authz.acting_as(CAROL), pytest.raises(az.ConfigurationError, match="exactly"):
-        retrieve_and_generate_filter(authz, attributes=ATTRIBUTES)
+        retrieve_and_generate_filter(authz, metadata=METADATA)
 
 
 def test_retrieve_and_generate_filter_with_accepted_risk_validates(authz: az.Authorizer, client: Any,
@@ -369,7 +374,7 @@ def test_retrieve_and_generate_filter_with_accepted_risk_validates(authz: az.Aut
     from agentauthz.integrations.bedrock import retrieve_and_generate_filter
 
     mine = {"equals": {"key": "year", "value": 2024}}
-    generated = retrieve_and_generate_filter(authz, attributes=ATTRIBUTES, filter=mine,
+    generated = retrieve_and_generate_filter(authz, metadata=METADATA, filter=mine,
                                              principal=CAROL, allow_inexact=True)
     assert generated.exact is False and generated.filter is not None
     assert generated.filter["andAll"][0] == mine
@@ -412,7 +417,8 @@ def test_retrieve_and_generate_filter_sends_an_exact_filter(client: Any, stubber
         # The has guard lets documents without `archived` through (they would deny otherwise).
         'forbid(principal, action, resource) when { resource has archived && resource.archived == true };')
     generated = retrieve_and_generate_filter(
-        authz, principal=BOB, attributes={"department": "dept", "level": "level", "archived": "archived"})
+        authz, principal=BOB,
+        metadata=MetadataMapping(attributes={"department": "dept", "level": "level", "archived": "archived"}))
     assert generated.exact and generated.prefilter.exact
     assert generated.filter == {"andAll": [
         {"equals": {"key": "dept", "value": "hr"}},
@@ -447,8 +453,8 @@ def test_retrieve_and_generate_filter_refuses_what_bedrock_cannot_say_exactly() 
     for name, (condition, ancestors_key) in cases.items():
         authz = az.Authorizer.from_text(f"permit(principal, action, resource) when {{ {condition} }};")
         with pytest.raises(az.ConfigurationError, match="exactly"):
-            retrieve_and_generate_filter(authz, principal=BOB, ancestors_key=ancestors_key, attributes={
-                "department": "department", "labels": "labels"})
+            retrieve_and_generate_filter(authz, principal=BOB, metadata=MetadataMapping(
+                ancestors_key=ancestors_key, attributes={"department": "department", "labels": "labels"}))
             pytest.fail(name)
 
 
@@ -456,7 +462,8 @@ def test_retrieve_and_generate_filter_reads_hierarchy_from_the_ancestors_key_onl
     from agentauthz.integrations.bedrock import retrieve_and_generate_filter
 
     authz = az.Authorizer.from_text('permit(principal, action, resource) when { resource in Folder::"hr" };')
-    generated = retrieve_and_generate_filter(authz, principal=BOB, ancestors_key="ancestors")
+    generated = retrieve_and_generate_filter(authz, principal=BOB,
+                                             metadata=MetadataMapping(ancestors_key="ancestors"))
     assert generated.exact
     assert generated.filter == {"listContains": {"key": "ancestors", "value": 'Folder::"hr"'}}
     with pytest.raises(az.AccessDenied):  # without ancestors a resource descends from nothing

@@ -313,7 +313,7 @@ def _avp_authz(server: Any) -> az.Authorizer:
 
     client = server.client(connect_timeout=1, read_timeout=0.3,
                            retries={"mode": "standard", "max_attempts": 1})
-    engine = VerifiedPermissionsEngine(server.policy_store_id, client=client, max_attempts=1)
+    engine = VerifiedPermissionsEngine(server.policy_store_id, client=client, retry=az.Retry(max_attempts=1))
     return az.Authorizer(engine, audit=[])
 
 

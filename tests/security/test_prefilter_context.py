@@ -45,6 +45,7 @@ from agentauthz.integrations.bedrock import (
     GenerationFilter,
     KnowledgeBaseRetriever,
     MetadataField,
+    MetadataMapping,
     retrieve_and_generate_filter,
 )
 from agentauthz.integrations.langchain import AuthorizedRetriever
@@ -70,6 +71,7 @@ from tests.strategies import (
 KB = "KB12345678"
 MODEL = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2"
 USER = az.EntityUID("User", "u")
+CLASSIFICATION = MetadataMapping(attributes={"classification": "classification"})
 
 SESSION_RULE = """
 @id("read") permit(principal, action == Action::"read", resource);
@@ -123,11 +125,10 @@ def test_generation_filter_holds_the_session_rule_after_untrusted_content_was_se
     client: Any, stubber: Stubber
 ) -> None:
     authz = az.Authorizer.from_text(SESSION_RULE, audit=[])
-    attributes = {"classification": "classification"}
     with authz.acting_as(USER), authz.session("conversation-1") as session:
-        before = retrieve_and_generate_filter(authz, attributes=attributes)
+        before = retrieve_and_generate_filter(authz, metadata=CLASSIFICATION)
         session.see("untrusted")
-        after = retrieve_and_generate_filter(authz, attributes=attributes)
+        after = retrieve_and_generate_filter(authz, metadata=CLASSIFICATION)
         generate(client, stubber, after)
         denied = authz.filter([{"classification": "confidential"}], action="read",
                               resource=lambda doc: az.Entity(az.EntityUID("Document", "d"), doc))
@@ -140,13 +141,13 @@ def test_generation_filter_takes_the_session_as_an_argument_too() -> None:
     authz = az.Authorizer.from_text(SESSION_RULE, audit=[])
     authz.session_store.add_labels("conversation-2", ["untrusted"], owner=str(USER))
     generated = retrieve_and_generate_filter(authz, principal=USER, session="conversation-2",
-                                             attributes={"classification": "classification"})
+                                             metadata=CLASSIFICATION)
     assert generated.filter == {"notEquals": {"key": "classification", "value": "confidential"}}
 
 
 def test_knowledge_base_retriever_sends_the_session_rule(client: Any, stubber: Stubber) -> None:
     authz = az.Authorizer.from_text(SESSION_RULE, audit=[])
-    kb = KnowledgeBaseRetriever(KB, authz, client=client, attributes={"classification": "classification"})
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, metadata=CLASSIFICATION)
     expected = {"knowledgeBaseId": KB, "retrievalQuery": {"text": "q"}, "retrievalConfiguration": {
         "vectorSearchConfiguration": {"numberOfResults": 4, "filter": {
             "notEquals": {"key": "classification", "value": "confidential"}}}}}
@@ -184,7 +185,7 @@ def test_an_approval_of_one_resource_makes_the_prefilter_inexact_not_narrower() 
         session.approve("read", az.EntityUID("Document", "approved"))
         pre = compile_prefilter(authz, action="read", resource_type="Document")
         with pytest.raises(az.ConfigurationError, match="exactly"):
-            retrieve_and_generate_filter(authz, attributes={"classification": "classification"})
+            retrieve_and_generate_filter(authz, metadata=CLASSIFICATION)
         allowed = authz.filter(["approved", "other"], action="read", resource=lambda name: az.Entity(
             az.EntityUID("Document", name), {"classification": "internal"})).allowed
     assert allowed == ["approved"]
@@ -199,8 +200,7 @@ def test_generation_refuses_when_resources_may_be_stored_entities() -> None:
                                     audit=[])
     for authz in (in_the_store, from_a_provider):
         with pytest.raises(az.ConfigurationError, match="stored attributes"):
-            retrieve_and_generate_filter(authz, principal=USER,
-                                         attributes={"classification": "classification"})
+            retrieve_and_generate_filter(authz, principal=USER, metadata=CLASSIFICATION)
 
 
 def test_generation_refuses_conditions_on_entity_typed_attributes() -> None:
@@ -208,16 +208,16 @@ def test_generation_refuses_conditions_on_entity_typed_attributes() -> None:
     authz = az.Authorizer.from_text('permit(principal, action, resource) when { resource.tenant == "acme" };',
                                     audit=[])
     with pytest.raises(az.ConfigurationError, match="entity-typed"):
-        retrieve_and_generate_filter(authz, principal=USER,
-                                     attributes={"tenant": MetadataField("tenant", entity_type="Tenant")})
+        retrieve_and_generate_filter(authz, principal=USER, metadata=MetadataMapping(
+            attributes={"tenant": MetadataField("tenant", entity_type="Tenant")}))
 
 
 def test_generation_refuses_in_a_session_that_records_labels() -> None:
     authz = az.Authorizer.from_text(SESSION_RULE, audit=[])
     with authz.acting_as(USER), authz.session("conversation-7"), \
             pytest.raises(az.ConfigurationError, match="session"):
-        retrieve_and_generate_filter(authz, attributes={"classification": "classification",
-                                                        "labels": "labels"})
+        retrieve_and_generate_filter(authz, metadata=MetadataMapping(
+            attributes={"classification": "classification", "labels": "labels"}))
 
 
 def test_generation_with_accepted_risk_never_sends_no_filter() -> None:
@@ -225,7 +225,8 @@ def test_generation_with_accepted_risk_never_sends_no_filter() -> None:
     authz = az.Authorizer.from_text(
         'permit(principal, action, resource) when { resource.a + 1 == 2 };', audit=[])
     with pytest.raises(az.ConfigurationError, match="narrows"):
-        retrieve_and_generate_filter(authz, principal=USER, attributes={"a": "a"}, allow_inexact=True)
+        retrieve_and_generate_filter(authz, principal=USER, metadata=MetadataMapping(attributes={"a": "a"}),
+                                     allow_inexact=True)
 
 
 def test_an_unmapped_attribute_is_missing_from_the_generation_resource() -> None:
@@ -233,7 +234,8 @@ def test_an_unmapped_attribute_is_missing_from_the_generation_resource() -> None
     authz = az.Authorizer.from_text(
         'permit(principal, action, resource) when { resource.year == 2024 };\n'
         'permit(principal, action, resource) when { resource.dept == "hr" };', audit=[])
-    generated = retrieve_and_generate_filter(authz, principal=USER, attributes={"dept": "department"})
+    generated = retrieve_and_generate_filter(authz, principal=USER,
+                                             metadata=MetadataMapping(attributes={"dept": "department"}))
     assert generated.exact and generated.filter == {"equals": {"key": "department", "value": "hr"}}
 
 
@@ -325,15 +327,15 @@ def test_no_prefilter_path_lets_through_a_document_authorization_denies_in_the_s
     docs = as_docs(metadata)
     client = boto3.client("bedrock-agent-runtime", region_name="us-east-1",
                           aws_access_key_id="x", aws_secret_access_key="x")
-    kb = KnowledgeBaseRetriever(KB, authz, client=client, resource_type="Doc", attributes=MAPPING,
-                                ancestors_key="ancestors", context=context)
+    metadata_mapping = MetadataMapping(resource_type="Doc", attributes=MAPPING, ancestors_key="ancestors")
+    kb = KnowledgeBaseRetriever(KB, authz, client=client, metadata=metadata_mapping, context=context)
     with authz.acting_as(ALICE), in_session(authz, session):
         # Every path compiles first: the filter records what it lets through in the session.
         pre = compile_prefilter(authz, action="read", context=context, resource_type="Doc")
         sent, state = kb.search_filter()
         try:
             generated: GenerationFilter | None = retrieve_and_generate_filter(
-                authz, resource_type="Doc", attributes=MAPPING, ancestors_key="ancestors", context=context)
+                authz, metadata=metadata_mapping, context=context)
         except (az.ConfigurationError, az.AccessDenied) as exc:
             generated = None
             refusal: Exception | None = exc
@@ -395,6 +397,7 @@ SCHEMA_POLICIES = (
 )
 SCHEMA_MAPPING: dict[str, str | MetadataField] = {"dept": "dept", "level": "level",
                                                   "classification": "classification"}
+SCHEMA_METADATA = MetadataMapping(resource_type="Doc", attributes=SCHEMA_MAPPING)
 
 
 def schema_resource(doc: Doc) -> az.Entity:
@@ -414,7 +417,7 @@ def test_generation_filter_never_lets_through_a_resource_the_schema_rejects(
     docs = as_docs(metadata)
     with authz.acting_as(USER):
         try:
-            generated = retrieve_and_generate_filter(authz, resource_type="Doc", attributes=SCHEMA_MAPPING)
+            generated = retrieve_and_generate_filter(authz, metadata=SCHEMA_METADATA)
         except (az.ConfigurationError, az.AccessDenied) as exc:
             event(f"refused: {type(exc).__name__}")
             return
@@ -428,16 +431,15 @@ def test_generation_filter_never_lets_through_a_resource_the_schema_rejects(
 
 def test_generation_filter_with_a_schema_keeps_only_documents_with_the_required_attributes() -> None:
     authz = az.Authorizer.from_text(SCHEMA_POLICIES[0], schema=DOC_SCHEMA, audit=[])
-    generated = retrieve_and_generate_filter(authz, principal=USER, resource_type="Doc",
-                                             attributes=SCHEMA_MAPPING)
+    generated = retrieve_and_generate_filter(authz, principal=USER, metadata=SCHEMA_METADATA)
     assert generated.exact and generated.filter == {"equals": {"key": "dept", "value": "hr"}}
     # Every document level <= 3 would pass, including those without the required dept: refused.
     authz = az.Authorizer.from_text(SCHEMA_POLICIES[1], schema=DOC_SCHEMA, audit=[])
     with pytest.raises(az.ConfigurationError, match="requires"):
-        retrieve_and_generate_filter(authz, principal=USER, resource_type="Doc", attributes=SCHEMA_MAPPING)
+        retrieve_and_generate_filter(authz, principal=USER, metadata=SCHEMA_METADATA)
     with pytest.raises(az.ConfigurationError, match="not declared"):
-        retrieve_and_generate_filter(authz, principal=USER, resource_type="Doc",
-                                     attributes={**SCHEMA_MAPPING, "year": "year"})
+        retrieve_and_generate_filter(authz, principal=USER, metadata=MetadataMapping(
+            resource_type="Doc", attributes={**SCHEMA_MAPPING, "year": "year"}))
 
 
 # -- the session refuses: the pre-filter lets nothing through ------------------------------------
