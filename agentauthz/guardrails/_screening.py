@@ -21,7 +21,7 @@ from agentauthz.guardrails._detector import Detector
 from agentauthz.guardrails._guardrail import Assessment, Guardrail
 from agentauthz.session._session import Session
 
-__all__ = ["USER_LABEL_PREFIX", "ascreen_user_message", "screen_user_message", "user_labels"]
+__all__ = ["USER_LABEL_PREFIX", "ascreen_user_message", "record_labels", "screen_user_message", "user_labels"]
 
 #: The prefix of the labels the user's own messages give.
 USER_LABEL_PREFIX = "guardrail:user:"
@@ -51,7 +51,7 @@ def screen_user_message(guardrail: Guardrail | Detector, text: str) -> Assessmen
     """
     screen, session = _prepared(guardrail)
     assessment = screen.assess(_text(text), "INPUT")
-    _record(session, assessment)
+    record_labels(session, user_labels(assessment), "the user's message")
     return assessment
 
 
@@ -59,7 +59,7 @@ async def ascreen_user_message(guardrail: Guardrail | Detector, text: str) -> As
     """Async twin of :func:`screen_user_message` (the detector's ``adetect``)."""
     screen, session = _prepared(guardrail)
     assessment = await screen.aassess(_text(text), "INPUT")
-    _record(session, assessment)
+    record_labels(session, user_labels(assessment), "the user's message")
     return assessment
 
 
@@ -81,9 +81,17 @@ def _text(text: str) -> str:
     return text
 
 
-def _record(session: Session, assessment: Assessment) -> None:
-    """Record the labels; if they cannot be, the turn must not go on as if they were."""
-    labels = user_labels(assessment)
+def record_labels(session: Session, labels: list[str], what: str) -> None:
+    """Record guardrail labels in the session; if they cannot be, what they describe is withheld.
+
+    Args:
+        session: the bound session.
+        labels: the assessment's labels (nothing is written when there are none).
+        what: what was assessed, for the error (``"a tool result"``).
+
+    Raises:
+        EngineError: the session store failed (the model must not read what the session would not know).
+    """
     if not labels:
         return
     try:
@@ -91,5 +99,4 @@ def _record(session: Session, assessment: Assessment) -> None:
     except AuthzError:
         raise
     except Exception as exc:
-        raise EngineError("the session store could not record the guardrail findings of the user's "
-                          "message") from exc
+        raise EngineError(f"the session store could not record the guardrail findings of {what}") from exc

@@ -28,9 +28,7 @@ from agentauthz._audit import Operation, annotating
 from agentauthz._errors import (
     AccessDenied,
     ApprovalRequired,
-    AuthzError,
     ConfigurationError,
-    EngineError,
     GuardrailUnavailable,
     InvalidArguments,
     InvalidValueError,
@@ -41,11 +39,12 @@ from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
 from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE, Assessment
 from agentauthz.guardrails._reads import InputFactReads
+from agentauthz.guardrails._screening import record_labels
 from agentauthz.policy._store import PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
 from agentauthz.session._facts import fixed_snapshot
 from agentauthz.session._provenance import ResultLabel
-from agentauthz.session._session import Session, ToolCall, call_key
+from agentauthz.session._session import ToolCall, call_key
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
     OnDeny,
@@ -235,7 +234,7 @@ class ToolCalls:
             return result
         session = bound_session.get()
         if session is not None:
-            _see(session, guardrail.assess_value(result, "OUTPUT"))
+            record_labels(session, guardrail.assess_value(result, "OUTPUT").labels(), "a tool result")
         return result
 
     async def ascreened(self, spec: ToolSpec, result: R) -> R:
@@ -243,7 +242,8 @@ class ToolCalls:
         guardrail = spec.guardrail
         session = bound_session.get()
         if guardrail is not None and guardrail.outputs and session is not None:
-            _see(session, await guardrail.aassess_value(result, "OUTPUT"))
+            record_labels(session, (await guardrail.aassess_value(result, "OUTPUT")).labels(),
+                          "a tool result")
         return result
 
     def _refuse(self, spec: ToolSpec, call: ToolCall) -> str:
@@ -536,18 +536,4 @@ class _GuardPlan:
                    operation=Operation("tool_call", spec.name))
 
 
-def _see(session: Session, assessment: Assessment) -> None:
-    """Record an assessment's labels in the session; if they cannot be, the result is withheld.
 
-    Raises:
-        EngineError: the session store failed (the model must not read what the session would not know).
-    """
-    labels = assessment.labels()
-    if not labels:
-        return
-    try:
-        session.see(*labels)
-    except AuthzError:
-        raise
-    except Exception as exc:
-        raise EngineError("the session store could not record a tool result's guardrail findings") from exc
