@@ -553,6 +553,7 @@ class Authorizer:
         context: Mapping[str, Any] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         guardrail: Guardrail | Detector | None = None,
+        limit: int | None = None,
     ) -> FilterResult[T]:
         """Keep the items the bound end user may ``action``, in input order.
 
@@ -566,6 +567,11 @@ class Authorizer:
         the findings in their text (``guardrail:prompt_attack:high``), before
         they are returned.
 
+        ``limit`` keeps only the first ``limit`` permitted items (a retriever
+        that fetched more candidates than it returns): the others are counted
+        as ``withheld`` and, as the model never reads them, neither recorded
+        in the session nor screened by the guardrail.
+
         Example:
             >>> authz = Authorizer.from_text(
             ...     'permit(principal, action, resource) when { resource.public };')
@@ -578,8 +584,10 @@ class Authorizer:
 
         Raises:
             IdentityError: no end user is bound.
+            ConfigurationError: ``limit`` is not an integer of at least 0.
         """
-        return self._run(self._retrieval.filter(items, action, resource, context, page_size, guardrail))
+        return self._run(self._retrieval.filter(items, action, resource, context, page_size, guardrail,
+                                                limit))
 
     async def afilter(
         self,
@@ -590,10 +598,11 @@ class Authorizer:
         context: Mapping[str, Any] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         guardrail: Guardrail | Detector | None = None,
+        limit: int | None = None,
     ) -> FilterResult[T]:
         """Async twin of :meth:`filter`."""
         return await self._arun(self._retrieval.filter(items, action, resource, context, page_size,
-                                                       guardrail))
+                                                       guardrail, limit))
 
     def _retrieval_scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
                          uids: Sequence[EntityUID] = ()) -> RetrievalScope:

@@ -1442,3 +1442,12 @@ def stored_entity_items(draw: st.DrawFn) -> object:
     if draw(st.integers(0, 19)) == 0:
         del item["uid"]
     return item
+
+
+# -- retrieval: over-fetched candidates (what the model is handed vs what was fetched) -------------------
+
+
+@st.composite
+def ranked_candidates(draw: st.DrawFn) -> list[tuple[bool, bool]]:
+    """A ranked list of retrieval candidates as ``(permitted, injected)`` pairs, best first."""
+    return draw(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=14))

@@ -26,10 +26,12 @@ class FilterResult(Generic[T]):
     """What a filter kept and removed.
 
     Attributes:
-        allowed: the permitted items, in input order.
+        allowed: the permitted items, in input order (at most the filter's ``limit``).
         denied: how many items were removed (denied, or no resource could be built).
         decisions: one decision per input item, in input order.
         unresolved: how many of the removed items had no buildable resource.
+        withheld: how many permitted items were left out because ``limit``
+            items were already kept (neither returned, nor recorded, nor screened).
     """
 
     allowed: list[T]
@@ -37,6 +39,7 @@ class FilterResult(Generic[T]):
     decisions: tuple[Decision, ...] = ()
     unresolved: int = 0
     resources: tuple[EntityUID | None, ...] = field(default=(), repr=False)
+    withheld: int = 0
 
 
 @dataclass(frozen=True)

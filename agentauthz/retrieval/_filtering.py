@@ -58,8 +58,15 @@ class RetrievalFilter:
 
     def filter(self, items: Sequence[T], action: str | EntityUID, resource: ResourceOf,
                context: Mapping[str, Any] | None, page_size: int,
-               guardrail: Guardrail | Detector | None = None) -> Plan[FilterResult[T]]:
-        """Keep the items the bound end user may ``action`` (:meth:`Authorizer.filter`)."""
+               guardrail: Guardrail | Detector | None = None,
+               limit: int | None = None) -> Plan[FilterResult[T]]:
+        """Keep the items the bound end user may ``action`` (:meth:`Authorizer.filter`).
+
+        With ``limit``, only the first ``limit`` permitted items are kept: only
+        they are recorded in the session and screened by the guardrail.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ConfigurationError(f"limit must be an integer of at least 0, not {limit!r}")
         screen = Guardrail.of(guardrail)
         # A plan runs in its caller's context from start to close: the scope spans its steps.
         with self.authz._operation(Operation("filter")), \
@@ -68,7 +75,7 @@ class RetrievalFilter:
             try:
                 requests, overlay = self._requests(groups, action, context)
             except Refused as refused:
-                return _result(items, groups, refused.decisions)
+                return _result(items, groups, refused.decisions, limit)
             held: Held | None = [] if bound_session.get() is not None else None
             decisions: list[Decision] = []
             by_uid: dict[EntityUID, list[Entity]] = {}
@@ -77,7 +84,7 @@ class RetrievalFilter:
             for start in range(0, len(requests), max(1, page_size)):
                 page = requests[start : start + page_size]
                 decisions.extend((yield Ask(page, _page_entities(page, by_uid), held)))
-            return self._recorded(items, groups, _result(items, groups, decisions), held, screen)
+            return self._recorded(items, groups, _result(items, groups, decisions, limit), held, screen)
 
     def scope(self, action: str | EntityUID, context: Mapping[str, Any] | None,
               uids: Sequence[EntityUID] = ()) -> RetrievalScope:
@@ -135,10 +142,13 @@ class RetrievalFilter:
                   held: Held | None, guardrail: Guardrail | None) -> FilterResult[T]:
         """Record what the filter let through in the bound session, then release its audit events.
 
-        With a guardrail, the findings in the text of what was let through are
-        recorded too (session labels). If the store cannot record it, or the
-        guardrail fails with ``on_error="raise"``, nothing is let through: the
-        model must not read what the session would not know it read.
+        What was let through is ``result.allowed`` (a ``limit`` already applied):
+        items permitted but withheld are neither recorded nor screened, so the
+        session knows exactly what the model reads. With a guardrail, the
+        findings in the text of what was let through are recorded too (session
+        labels). If the store cannot record it, or the guardrail fails with
+        ``on_error="raise"``, nothing is let through: the model must not read
+        what the session would not know it read.
         """
         if held is None:
             return result
@@ -147,8 +157,9 @@ class RetrievalFilter:
 
         authz = self.authz
         try:
-            self._record_seen(result, groups, guardrail)
-            self._register_documents(items, groups, result)
+            kept = _kept_resources(result)
+            self._record_seen(result, kept, groups, guardrail)
+            self._register_documents(result, kept, groups)
         except IdentityError as exc:
             exc.decision = authz._deny_held(held, FOREIGN_SESSION)
             raise
@@ -159,33 +170,38 @@ class RetrievalFilter:
         authz._release_held(held)
         return result
 
-    def _record_seen(self, result: FilterResult[Any], groups: ResourceGroups,
+    def _record_seen(self, result: FilterResult[Any], kept: list[EntityUID], groups: ResourceGroups,
                      guardrail: Guardrail | None) -> None:
         session = bound_session.get()
         if session is None:
             return
-        read = [uid for uid, decision in zip(result.resources, result.decisions, strict=True)
-                if uid is not None and decision.admits]
-        labels = self.authz._sessions.labels(read, groups.entities)
+        labels = self.authz._sessions.labels(kept, groups.entities)
         if guardrail is not None:
             found = (guardrail.assess_value(item, "OUTPUT").labels() for item in result.allowed)
             labels |= {label for item_labels in found for label in item_labels}
         if labels:
             session.store.add_labels(session.id, labels, owner=str(self.authz.current_principal()))
 
-
-    def _register_documents(self, items: Sequence[Any], groups: ResourceGroups,
-                            result: FilterResult[Any]) -> None:
+    def _register_documents(self, result: FilterResult[Any], kept: list[EntityUID],
+                            groups: ResourceGroups) -> None:
         """Register the text of each item let through as a source of the session (with provenance)."""
         session = bound_session.get()
         config = self.authz.session_config.provenance if session is not None else None
         if session is None or config is None:
             return
-        allowed = {uid for uid, decision in zip(result.resources, result.decisions, strict=True)
-                   if uid is not None and decision.admits}
-        documents = [(item, uid) for item, uid in zip(items, groups.item_uids, strict=True)
-                     if uid is not None and uid in allowed]
+        documents = list(zip(result.allowed, kept, strict=True))
         self.authz._sessions.register_documents(session, documents, groups.entities)
+
+
+def _kept_resources(result: FilterResult[Any]) -> list[EntityUID]:
+    """The resource of each item in ``result.allowed``, in order.
+
+    ``allowed`` holds the first permitted items (a ``limit`` cuts the rest), so
+    its resources are those of the first ``len(allowed)`` admitted decisions.
+    """
+    admitted = [uid for uid, decision in zip(result.resources, result.decisions, strict=True)
+                if uid is not None and decision.admits]
+    return admitted[: len(result.allowed)]
 
 
 def _page_entities(page: list[Request], overlay: Mapping[EntityUID, list[Entity]]) -> list[Entity]:
@@ -194,21 +210,29 @@ def _page_entities(page: list[Request], overlay: Mapping[EntityUID, list[Entity]
     return [entity for uid in wanted for entity in overlay.get(uid, ())]
 
 
-def _result(items: Sequence[T], groups: ResourceGroups, decisions: list[Decision]) -> FilterResult[T]:
+def _result(items: Sequence[T], groups: ResourceGroups, decisions: list[Decision],
+            limit: int | None = None) -> FilterResult[T]:
+    """One decision per item; the first ``limit`` permitted items kept (all without a limit)."""
     by_uid = dict(zip(groups.uids, decisions, strict=True))
     allowed: list[T] = []
     per_item: list[Decision] = []
+    withheld = 0
     for index, (item, uid) in enumerate(zip(items, groups.item_uids, strict=True)):
         decision = by_uid.get(uid) if uid is not None else None
         if decision is None:
             decision = Decision.deny(groups.errors.get(index, "no decision"))
         per_item.append(decision)
-        if decision.admits:
+        if not decision.admits:
+            continue
+        if limit is not None and len(allowed) >= limit:
+            withheld += 1
+        else:
             allowed.append(item)
     return FilterResult(
         allowed=allowed,
-        denied=len(items) - len(allowed),
+        denied=len(items) - len(allowed) - withheld,
         decisions=tuple(per_item),
         unresolved=len(groups.errors),
         resources=tuple(groups.item_uids),
+        withheld=withheld,
     )

@@ -58,6 +58,9 @@ class RetrievalStats:
             ``"unsupported"`` (the store takes no filter this library can build).
         exhausted: the source had no more candidates.
         capped: the search stopped at ``max_candidates`` or ``max_rounds`` short of ``k``.
+        withheld: permitted candidates left out because ``k`` were already kept
+            (fetched in the same batch as the last ones kept; never returned,
+            recorded in the session or screened).
 
     Example:
         >>> RetrievalStats(requested=4, returned=2, fetched=10, dropped=8, rounds=2).shrinkage
@@ -74,6 +77,7 @@ class RetrievalStats:
     prefilter: PrefilterState = "off"
     exhausted: bool = False
     capped: bool = False
+    withheld: int = 0
 
     @property
     def shrinkage(self) -> int:
@@ -95,7 +99,7 @@ class OverFetchPlan(Generic[T]):
             batch = fetch(plan.size)            # ask the source for plan.size results
             fresh = plan.take(batch)            # new, deduplicated, within budget
             if fresh:
-                plan.record(fresh, authz.filter(fresh, ...))
+                plan.record(fresh, authz.filter(fresh, ..., limit=plan.wanted))
             if not plan.advance(len(batch)):
                 break
         docs = plan.results
@@ -141,6 +145,7 @@ class OverFetchPlan(Generic[T]):
         self.fetched = 0
         self.unresolved = 0
         self.duplicates = 0
+        self.withheld = 0
         self.exhausted = False
         self.capped = False
         self._seen: set[Hashable] = set()
@@ -150,6 +155,15 @@ class OverFetchPlan(Generic[T]):
     def results(self) -> list[T]:
         """The allowed candidates, in the order first seen, at most ``k``."""
         return self._allowed[: self.k]
+
+    @property
+    def wanted(self) -> int:
+        """How many more allowed candidates the results can take (``filter``'s ``limit``).
+
+        Passing it to :meth:`Authorizer.filter` keeps the session's record and
+        the guardrail's assessments to exactly the candidates returned.
+        """
+        return max(0, self.k - len(self._allowed))
 
     @property
     def remaining_budget(self) -> int:
@@ -189,6 +203,7 @@ class OverFetchPlan(Generic[T]):
         """Keep what authorization allowed among ``fresh`` (in order)."""
         self._allowed.extend(result.allowed)
         self.unresolved += result.unresolved
+        self.withheld += result.withheld
 
     def advance(self, returned: int, *, asked: int | None = None, more: bool | None = None) -> bool:
         """Decide whether to fetch again, and set the next :attr:`size`.
@@ -246,13 +261,14 @@ class OverFetchPlan(Generic[T]):
             requested=self.k,
             returned=returned,
             fetched=self.fetched,
-            dropped=self.fetched - len(self._allowed),
+            dropped=self.fetched - len(self._allowed) - self.withheld,
             unresolved=self.unresolved,
             duplicates=self.duplicates,
             rounds=self.rounds,
             prefilter=prefilter,
             exhausted=self.exhausted,
             capped=self.capped and returned < self.k,
+            withheld=self.withheld,
         )
 
 

@@ -184,7 +184,9 @@ class KnowledgeBaseRetriever:
             bound session, the findings in the results let through are
             recorded as session labels (``guardrail:prompt_attack:high``,
             ``guardrail:unavailable`` when the detector failed) before they
-            are returned; with ``on_error="raise"`` a failure lets nothing
+            are returned (only the at most ``k`` results returned: a
+            permitted result fetched beyond them is neither assessed nor
+            recorded); with ``on_error="raise"`` a failure lets nothing
             through. The text assessed is the whole result (its content,
             location and metadata) unless the guardrail's ``text=`` says
             otherwise, e.g. ``lambda result: result["content"]["text"]``.
@@ -406,7 +408,7 @@ class KnowledgeBaseRetriever:
                 if fresh:
                     plan.record(fresh, self.authz.filter(
                         fresh, action=self.action, resource=self.resource_of, context=self.context,
-                        guardrail=self.guardrail))
+                        guardrail=self.guardrail, limit=plan.wanted))
                 if token is None and len(batch) >= asked and asked >= PAGE_MAX:
                     plan.stop()  # a full page of 100 and no token: the service gives no more
                     break

@@ -131,7 +131,9 @@ class AuthorizedRetriever(BaseRetriever):
             ``lambda pf: {"pre_filter": pf.to_mongo()}``.
         guardrail: an ``az.Guardrail`` or a detector: in a bound session, the
             findings in the documents let through are recorded as session labels
-            (``guardrail:prompt_attack:high``) before they are returned.
+            (``guardrail:prompt_attack:high``) before they are returned. Only the
+            (at most ``k``) documents returned are assessed and recorded: a
+            permitted candidate fetched beyond them is neither.
 
     Example:
         >>> import agentauthz as az
@@ -264,7 +266,7 @@ class AuthorizedRetriever(BaseRetriever):
             batch = search.fetch(plan.size)
             fresh = plan.take(batch)
             if fresh:
-                plan.record(fresh, self.authz.filter(fresh, **self._decide))
+                plan.record(fresh, self.authz.filter(fresh, limit=plan.wanted, **self._decide))
             if not plan.advance(len(batch), more=search.more):
                 break
         return self._finish(plan, state, started)
@@ -276,7 +278,7 @@ class AuthorizedRetriever(BaseRetriever):
             batch = await search.afetch(plan.size)
             fresh = plan.take(batch)
             if fresh:
-                plan.record(fresh, await self.authz.afilter(fresh, **self._decide))
+                plan.record(fresh, await self.authz.afilter(fresh, limit=plan.wanted, **self._decide))
             if not plan.advance(len(batch), more=search.more):
                 break
         return self._finish(plan, state, started)
