@@ -68,8 +68,8 @@ class RankedStore(VectorStore):
         return self.docs[:k]
 
     @classmethod
-    def from_texts(cls, texts: list[str], embedding: Embeddings, metadatas: list[dict[str, Any]] | None = None,
-                   **kwargs: Any) -> RankedStore:
+    def from_texts(cls, texts: list[str], embedding: Embeddings,
+                   metadatas: list[dict[str, Any]] | None = None, **kwargs: Any) -> RankedStore:
         return cls([Document(page_content=text, metadata=meta)
                     for text, meta in zip(texts, metadatas or [{}] * len(texts), strict=True)])
 
@@ -143,8 +143,8 @@ PATHS: dict[str, Path] = {
         docs, k, authz, detector).retrieve("q").results),
     "KnowledgeBaseRetriever.aretrieve": lambda docs, k, authz, detector: _ids(asyncio.run(_knowledge_base(
         docs, k, authz, detector).aretrieve("q")).results),
-    "KnowledgeBaseRetriever.as_langchain": lambda docs, k, authz, detector: [
-        str(doc.metadata["id"]) for doc in _knowledge_base(docs, k, authz, detector).as_langchain().invoke("q")],
+    "KnowledgeBaseRetriever.as_langchain": lambda docs, k, authz, detector: [str(doc.metadata["id"])
+        for doc in _knowledge_base(docs, k, authz, detector).as_langchain().invoke("q")],
 }
 
 
@@ -168,7 +168,8 @@ def expected(candidates: Candidates, k: int) -> tuple[list[str], frozenset[str]]
     """The first ``k`` permitted candidates, and the labels reading exactly them gives."""
     returned = [doc_id(rank) for rank, (permitted, _) in enumerate(candidates) if permitted][:k]
     injected = any(candidates[int(name[1:])][1] for name in returned)
-    return returned, frozenset({f"doc:{name}" for name in returned} | (INJECTED_LABELS if injected else set()))
+    read = {f"doc:{name}" for name in returned}
+    return returned, frozenset(read | INJECTED_LABELS if injected else read)
 
 
 @pytest.mark.parametrize("path", list(PATHS))
