@@ -1451,3 +1451,12 @@ def stored_entity_items(draw: st.DrawFn) -> object:
 def ranked_candidates(draw: st.DrawFn) -> list[tuple[bool, bool]]:
     """A ranked list of retrieval candidates as ``(permitted, injected)`` pairs, best first."""
     return draw(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=14))
+
+
+# -- retrieval: Mongo-style pre-filters over metadata that may hold null (MongoDB) --------------------
+
+
+def prefilter_documents_with_nulls() -> st.SearchStrategy[list[dict[str, object]]]:
+    """One to ten documents' metadata of the expected types, where any key may also hold None."""
+    values = {key: strategy | st.none() for key, strategy in PREFILTER_TYPED_VALUES.items()}
+    return st.lists(st.fixed_dictionaries({}, optional=values), min_size=1, max_size=10)

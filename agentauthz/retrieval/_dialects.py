@@ -11,7 +11,7 @@ strict Bedrock rendering notes each such superset and refuses.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from agentauthz._errors import AccessDenied, ConfigurationError
 from agentauthz._model import Decision, EntityUID
@@ -42,7 +42,7 @@ from agentauthz.retrieval._expr import (
     present_attributes,
 )
 
-__all__ = ["bedrock_filter", "bedrock_inexpressible", "mongo_filter"]
+__all__ = ["Presence", "bedrock_filter", "bedrock_inexpressible", "mongo_filter"]
 
 Rendered: TypeAlias = "dict[str, Any] | Const"
 
@@ -74,15 +74,29 @@ def bedrock_inexpressible(expression: Expr, keys: Mapping[str, str]) -> tuple[st
     return tuple(dict.fromkeys(dialect.inexpressible))
 
 
+#: How a Mongo-style store tests that a key is present: ``$exists`` (Pinecone),
+#: a comparison with null (MongoDB) or not at all (Chroma).
+Presence: TypeAlias = 'Literal["exists", "null"] | None'
+
+
 def mongo_filter(
-    expression: Expr, keys: Mapping[str, str], *, ne_matches_missing: bool
+    expression: Expr, keys: Mapping[str, str], *, ne_matches_missing: bool,
+    presence: Presence = None, strict: bool = False,
 ) -> dict[str, Any] | None:
     """A Mongo-style filter keeping at least the documents ``expression`` keeps (None: every document).
 
     Raises:
         AccessDenied: the filter would keep no document.
+        ConfigurationError: ``strict`` and the filter would keep more than the
+            expression (the message names each construct).
     """
-    return _checked(_render(nnf(expression), _Mongo(keys, ne_matches_missing), frozenset()))
+    dialect = _Mongo(keys, ne_matches_missing, presence, strict=strict)
+    rendered = _checked(_render(nnf(expression), dialect, frozenset()))
+    if dialect.approximated:
+        raise ConfigurationError(
+            "the policies do not translate exactly into this Mongo-style metadata filter: "
+            + "; ".join(dict.fromkeys(dialect.approximated)))
+    return rendered
 
 
 def _checked(rendered: Rendered) -> dict[str, Any] | None:
@@ -93,7 +107,35 @@ def _checked(rendered: Rendered) -> dict[str, Any] | None:
 
 
 class _Dialect:
-    """How one backend writes atoms, negated atoms and connectives."""
+    """How one backend writes atoms, negated atoms and connectives.
+
+    With ``strict``, each literal rendered as a strict superset of itself is
+    noted (:attr:`approximated`, and its attribute in :attr:`inexpressible`):
+    the exact renderings refuse a filter that keeps more than the expression.
+    """
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        #: With ``strict``: what was rendered as a strict superset of itself.
+        self.approximated: list[str] = []
+        #: With ``strict``: the attributes of those conditions.
+        self.inexpressible: list[str] = []
+
+    def _superset(self, rendered: Rendered, what: str, attr: str | None = None) -> Rendered:
+        """``rendered`` keeps more than the literal: fine unless strict, where it is noted."""
+        if self.strict:
+            self.approximated.append(what)
+            if attr is not None:
+                self.inexpressible.append(attr)
+        return rendered
+
+    def present_in(self, expr: Expr) -> frozenset[str]:
+        """The attributes present wherever this dialect's rendering of ``expr`` holds.
+
+        What an enclosing conjunction may count on: a member rendered by an
+        operator that also matches a missing key requires nothing.
+        """
+        return present_attributes(expr)
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         raise NotImplementedError
@@ -118,7 +160,7 @@ def _render(expr: Expr, dialect: _Dialect, present: frozenset[str]) -> Rendered:
         return dialect.literal(expr.item, True, present)
     if isinstance(expr, And):
         # What the conjunction needs present, each member may count on.
-        required = present.union(*(present_attributes(item) for item in expr.items))
+        required = present.union(*(dialect.present_in(item) for item in expr.items))
         parts: list[dict[str, Any]] = []
         for item in expr.items:
             rendered = _render(item, dialect, required)
@@ -210,12 +252,8 @@ class _Bedrock(_Dialect):
     }
 
     def __init__(self, keys: Mapping[str, str], *, strict: bool = False) -> None:
+        super().__init__(strict=strict)
         self.keys = keys
-        self.strict = strict
-        #: With ``strict``: what was rendered as a strict superset of itself.
-        self.approximated: list[str] = []
-        #: With ``strict``: the attributes of those conditions.
-        self.inexpressible: list[str] = []
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"andAll": _spliced("andAll", items)}
@@ -231,14 +269,6 @@ class _Bedrock(_Dialect):
     def _leaf(op: str, key: str, value: Any) -> dict[str, Any]:
         return {op: {"key": key, "value": value}}
 
-    def _superset(self, rendered: Rendered, what: str, attr: str | None = None) -> Rendered:
-        """``rendered`` keeps more than the literal: fine unless strict, where it is noted."""
-        if self.strict:
-            self.approximated.append(what)
-            if attr is not None:
-                self.inexpressible.append(attr)
-        return rendered
-
     def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
         if isinstance(atom, InHierarchy):
             return self._hierarchy(atom, negated)
@@ -248,7 +278,7 @@ class _Bedrock(_Dialect):
             return self._superset(TRUE, f"attribute {attribute_text(attr)} has no valid metadata key", attr)
         if isinstance(atom, Has):
             return self._superset(TRUE, _missing_key(attr, negated), attr)
-        if not _bedrock_exact_values(atom):
+        if not _exact_values(atom):
             self._superset(TRUE, f"a comparison of {attribute_text(attr)} with an entity or a number "
                                  "beyond 2^53", attr)
         # Where the conjunction needs the attribute, a positive atom of it (rendered by an operator
@@ -326,12 +356,16 @@ def _missing_key(attr: str, negated: bool, otherwise: str = "") -> str:
             f"denied, or give every document {name})")
 
 
-#: Bedrock numbers are doubles: a Long beyond this compares inexactly.
+#: Bedrock and Pinecone numbers are doubles: a Long beyond this compares inexactly.
 _DOUBLE_EXACT = 2**53
 
 
-def _bedrock_exact_values(atom: Atom) -> bool:
-    """Whether the literal values of ``atom`` compare in Bedrock as in Cedar."""
+def _exact_values(atom: Atom) -> bool:
+    """Whether the literal values of ``atom`` compare in the store as in Cedar.
+
+    An entity is stored as its id, which does not name its type; a Long beyond
+    2^53 may be stored as a double.
+    """
     values: tuple[Any, ...] = ()
     if isinstance(atom, (Comparison, Contains)):
         values = (atom.value,)
@@ -342,13 +376,40 @@ def _bedrock_exact_values(atom: Atom) -> bool:
 
 
 class _Mongo(_Dialect):
-    """Mongo-style filters as Chroma, Pinecone and MongoDB read them."""
+    """Mongo-style filters as MongoDB, Pinecone and Chroma read them.
+
+    ``$eq``, ``$in`` and the orders match only documents that have the key;
+    ``$ne`` and ``$nin`` also match documents without it where
+    ``ne_matches_missing`` (MongoDB, Chroma >= 0.5.12). Whether a key is there
+    is tested as ``presence`` says: ``{"$exists": bool}`` (Pinecone, which
+    stores no nulls), ``{"$eq": null}`` / ``{"$ne": null}`` (MongoDB: missing
+    or null / present and not null, a stored null read as missing as the
+    metadata convention does), or not at all (Chroma). So ``!has x || x != v``
+    (a guarded forbid under ``policy_errors="deny"``) is ``$ne`` where it
+    matches missing keys, and ``$ne`` or'ed with "missing" elsewhere; what the
+    store cannot say is left out (a superset), noted when strict.
+    """
 
     _ORDER: ClassVar[dict[str, str]] = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 
-    def __init__(self, keys: Mapping[str, str], ne_matches_missing: bool) -> None:
+    def __init__(self, keys: Mapping[str, str], ne_matches_missing: bool, presence: Presence = None,
+                 *, strict: bool = False) -> None:
+        super().__init__(strict=strict)
         self.keys = keys
         self.ne_matches_missing = ne_matches_missing
+        self.presence = presence
+
+    def present_in(self, expr: Expr) -> frozenset[str]:
+        """As the base class says; ``x != v`` by ``$ne`` needs no ``x`` where ``$ne`` matches missing keys."""
+        if not self.ne_matches_missing:
+            return present_attributes(expr)
+        if isinstance(expr, Comparison) and expr.op == "!=":
+            return frozenset()
+        if isinstance(expr, And):
+            return frozenset().union(*(self.present_in(item) for item in expr.items))
+        if isinstance(expr, Or):
+            return frozenset.intersection(*(self.present_in(item) for item in expr.items))
+        return present_attributes(expr)
 
     def and_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"$and": _spliced("$and", items)}
@@ -356,49 +417,102 @@ class _Mongo(_Dialect):
     def or_(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"$or": _spliced("$or", items)}
 
-    def _key(self, attr: str) -> str | None:
-        key = self.keys.get(attr, attr)
+    @staticmethod
+    def _addressable(key: Any) -> str | None:
         # `$...` reads as an operator and a dot as a path: such keys cannot be addressed.
         if not isinstance(key, str) or not key or key.startswith("$") or "." in key:
             return None
         return key
 
+    def _missing(self, key: str) -> dict[str, Any] | None:
+        """Documents without ``key`` (None: the store cannot say)."""
+        if self.presence == "exists":
+            return {key: {"$exists": False}}
+        if self.presence == "null":
+            return {key: {"$eq": None}}
+        return None
+
+    def _present(self, key: str) -> dict[str, Any] | None:
+        """Documents with ``key`` (None: the store cannot say)."""
+        if self.presence == "exists":
+            return {key: {"$exists": True}}
+        if self.presence == "null":
+            return {key: {"$ne": None}}
+        return None
+
+    def _or_missing(self, key: str, rendered: dict[str, Any], what: str, attr: str | None) -> Rendered:
+        """``rendered`` (on present keys), or the key missing."""
+        missing = self._missing(key)
+        if missing is None:
+            return self._superset(TRUE, f"{what}, or {attribute_text(attr or key)} missing "
+                                        "(the store cannot test that a key is missing)", attr)
+        return self.or_([missing, rendered])
+
+    def _negation(self, key: str, rendered: dict[str, Any], *, holds_where_missing: bool,
+                  known: bool, what: str, attr: str | None) -> Rendered:
+        """``rendered`` by ``$ne`` / ``$nin``; the literal holds where the key is missing or not.
+
+        ``known``: the enclosing conjunction already requires the key.
+        """
+        if known or holds_where_missing == self.ne_matches_missing:
+            return rendered
+        if holds_where_missing:
+            return self._or_missing(key, rendered, what, attr)
+        present = self._present(key)
+        if present is None:
+            return self._superset(rendered, f"{what} (also kept where {attribute_text(attr or key)} is "
+                                            "missing: the store cannot test that a key is present)", attr)
+        return self.and_([present, rendered])
+
     def literal(self, atom: Atom, negated: bool, present: frozenset[str]) -> Rendered:
         if isinstance(atom, InHierarchy):
-            key = self.keys.get(ANCESTORS)
-            if key is None or self._key_ok(key) is None:
-                return TRUE
-            if negated:
-                return {key: {"$nin": [str(atom.entity)]}} if self.ne_matches_missing else TRUE
-            return {key: {"$in": [str(atom.entity)]}}
-        key = self._key(atom.attr)
-        if key is None or isinstance(atom, Has):
-            return TRUE
-        # Where the attribute may be missing, a negation must match documents without the key.
-        negation_ok = atom.attr in present or self.ne_matches_missing
+            return self._hierarchy(atom, negated)
+        attr = atom.attr
+        key = self._addressable(self.keys.get(attr, attr))
+        if key is None:
+            return self._superset(TRUE, f"attribute {attribute_text(attr)} has no addressable key", attr)
+        if isinstance(atom, Has):
+            found = self._missing(key) if negated else self._present(key)
+            if found is None:
+                return self._superset(TRUE, f"{'!' if negated else ''}has {attribute_text(attr)} (the store "
+                                            "cannot test that a key is present)", attr)
+            return found
+        if not _exact_values(atom):
+            self._superset(TRUE, f"a comparison of {attribute_text(attr)} with an entity or a number "
+                                 "beyond 2^53", attr)
+        known = attr in present
+        if isinstance(atom, Like):
+            if any(part is None for part in atom.pattern):
+                return self._superset(TRUE, f"{attribute_text(attr)} like a pattern with a wildcard", attr)
+            atom = Comparison(attr, "==", "".join(part for part in atom.pattern if part is not None))
+        what = f"{'!' if negated else ''}({atom})"
         if isinstance(atom, Comparison):
             value = _plain(atom.value)
             op = NEGATED[atom.op] if negated else atom.op
             if op == "==":
-                return {key: {"$eq": value}} if not negated or atom.attr in present else TRUE
+                equal = {key: {"$eq": value}}
+                return equal if not negated or known else self._or_missing(key, equal, what, attr)
             if op == "!=":
-                return {key: {"$ne": value}} if not negated or negation_ok else TRUE
-            if negated and atom.attr not in present:
-                return TRUE
-            return {key: {self._ORDER[op]: value}} if is_long(value) else TRUE
-        if isinstance(atom, In):
-            values = [_plain(v) for v in atom.values]
-            if not negated:
-                return {key: {"$in": values}}
-            return {key: {"$nin": values}} if negation_ok else TRUE
-        if isinstance(atom, Contains):
-            if not negated:
-                return {key: {"$in": [_plain(atom.value)]}}
-            return {key: {"$nin": [_plain(atom.value)]}} if negation_ok else TRUE
-        # Like: no pattern operator in the common subset; a pattern without wildcards is equality.
-        if negated or any(part is None for part in atom.pattern):
-            return TRUE
-        return {key: {"$eq": "".join(part for part in atom.pattern if part is not None)}}
+                return self._negation(key, {key: {"$ne": value}}, holds_where_missing=negated,
+                                      known=known, what=what, attr=attr)
+            if not is_long(value):
+                return self._superset(TRUE, f"an order on {attribute_text(attr)} with a non-number", attr)
+            ordered = {key: {self._ORDER[op]: value}}
+            return ordered if not negated or known else self._or_missing(key, ordered, what, attr)
+        values = [_plain(v) for v in atom.values] if isinstance(atom, In) else [_plain(atom.value)]
+        # In, and Contains (an array field matches elementwise, as MongoDB, Pinecone and Chroma do)
+        if not negated:
+            return {key: {"$in": values}}
+        return self._negation(key, {key: {"$nin": values}}, holds_where_missing=True, known=known,
+                              what=what, attr=attr)
 
-    def _key_ok(self, key: str) -> str | None:
-        return key if key and not key.startswith("$") and "." not in key else None
+    def _hierarchy(self, atom: InHierarchy, negated: bool) -> Rendered:
+        key = self._addressable(self.keys.get(ANCESTORS))
+        if key is None:
+            return self._superset(TRUE, "a hierarchy condition without an ancestors key")
+        text = [str(atom.entity)]
+        if not negated:
+            return {key: {"$in": text}}
+        # A resource without the ancestors key descends from nothing: the negation holds there.
+        return self._negation(key, {key: {"$nin": text}}, holds_where_missing=True, known=False,
+                              what=f"!({atom})", attr=None)

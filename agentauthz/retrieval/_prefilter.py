@@ -83,7 +83,7 @@ from agentauthz._errors import AccessDenied, AuthzError, ConfigurationError
 from agentauthz._model import Decision, Entity, EntityUID, Request
 from agentauthz.policy._slicing import Slice
 from agentauthz.policy._store import PolicySnapshot, truncate
-from agentauthz.retrieval._dialects import bedrock_filter, mongo_filter
+from agentauthz.retrieval._dialects import Presence, bedrock_filter, mongo_filter
 from agentauthz.retrieval._expr import (
     ANCESTORS,
     FALSE,
@@ -268,37 +268,73 @@ class Prefilter:
         return bedrock_filter(self.expression, keys or {}, strict=exact)
 
     def to_mongo(
-        self, keys: Mapping[str, str] | None = None, *, ne_matches_missing: bool = True
+        self, keys: Mapping[str, str] | None = None, *, ne_matches_missing: bool = True,
+        presence: Presence = None, exact: bool = False,
     ) -> dict[str, Any] | None:
         """A Mongo-style filter (``$and``, ``$or``, ``$eq``, ``$ne``, ``$in``, ``$nin``, ``$gt``...).
 
-        For Chroma, Pinecone, MongoDB and stores with the same query language.
+        For MongoDB, Pinecone, Chroma and stores with the same query language.
         Array fields follow MongoDB: ``{"tags": {"$in": ["x"]}}`` matches a list
-        holding ``"x"``.
+        holding ``"x"``. By default a superset: it keeps every document the
+        user may read and perhaps others, for a caller that authorizes every
+        result. With ``exact=True`` it keeps exactly the documents the policies
+        allow, or raises.
+
+        A missing key matters under ``policy_errors="deny"`` (the default): a
+        guarded forbid (``resource has x && resource.x == v``) lets documents
+        without ``x`` through, an unguarded one does not. Tell the filter what
+        the store can say about missing keys:
+
+        * ``presence="null"`` (MongoDB): ``{"x": {"$eq": null}}`` (missing or
+          null) and ``{"x": {"$ne": null}}`` (present) test for the key;
+        * ``presence="exists"`` (Pinecone; a store holding no null values):
+          ``{"x": {"$exists": false}}`` and ``{"x": {"$exists": true}}``;
+        * ``presence=None`` (Chroma, which has neither): conditions on a
+          missing key are left out (the filter keeps more) or, with
+          ``exact=True``, refused.
 
         Args:
             keys: Cedar resource attribute -> metadata key (default: the same name).
             ne_matches_missing: whether ``$ne`` / ``$nin`` match documents
                 without the key (MongoDB, Chroma >= 0.5.12). Pass False for a
-                store where they only match documents that have the key: the
-                negations that need it are then left out (the filter keeps more).
+                store where they only match documents that have the key.
+            presence: how the store tests that a key is there (see above).
+            exact: refuse anything but an exact filter.
 
         Returns:
-            The filter (a superset: authorize every result), or None when
-            nothing narrows the search.
+            The filter, or None when nothing narrows the search (without
+            ``exact``) or every document is allowed.
 
         Raises:
             AccessDenied: :attr:`always_denied`: no document can be allowed (do not search).
+            ConfigurationError: ``exact`` and the filter would keep documents the
+                policies do not allow (the message names the construct).
 
         Example:
             >>> Prefilter(Contains("tags", "public")).to_mongo()
             {'tags': {'$in': ['public']}}
+            >>> guarded = any_of(Not(Has("cls")), Comparison("cls", "!=", "secret"))  # a guarded forbid
+            >>> pre = Prefilter(guarded, exact=True)
+            >>> pre.to_mongo(exact=True)
+            {'cls': {'$ne': 'secret'}}
+            >>> pre.to_mongo(ne_matches_missing=False, presence="exists", exact=True)
+            {'$or': [{'cls': {'$exists': False}}, {'cls': {'$ne': 'secret'}}]}
         """
         if self.always_denied:
             raise AccessDenied(Decision(allowed=False), subject="the retrieval")
+        if self.always_allowed:
+            return None
+        if exact and not self.exact:
+            raise ConfigurationError(
+                "the policies do not translate exactly into a metadata filter: "
+                + ("no pre-filter" if not self.filters else "a condition is over-approximated")
+                + " (see Prefilter.note)")
         if not self.filters:
             return None
-        return mongo_filter(self.expression, keys or {}, ne_matches_missing=ne_matches_missing)
+        if presence not in ("exists", "null", None):
+            raise ConfigurationError(f'presence must be "exists", "null" or None, not {presence!r}')
+        return mongo_filter(self.expression, keys or {}, ne_matches_missing=ne_matches_missing,
+                            presence=presence, strict=exact)
 
     def to_callable(self, keys: Mapping[str, str] | None = None) -> Callable[[Mapping[str, Any]], bool]:
         """A predicate over a document's metadata, exact for any metadata.

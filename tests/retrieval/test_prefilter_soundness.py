@@ -32,6 +32,8 @@ ALICE = az.Entity(
     parents=[az.EntityUID("Group", "staff")],
 )
 KEYS = {ANCESTORS: "ancestors"}
+#: How the Mongo-style stores test for a key: not at all (Chroma), $exists (Pinecone), null (MongoDB).
+MONGO_PRESENCE: tuple[Any, ...] = (None, "exists", "null")
 # AGENTAUTHZ_PREFILTER_EXAMPLES=5000 for a deeper search than the default run's.
 SETTINGS = settings(max_examples=int(os.environ.get("AGENTAUTHZ_PREFILTER_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -154,7 +156,9 @@ def mongo_matches(
     """A Mongo-style filter over metadata with MongoDB's rules (array fields match elementwise).
 
     ``ne_matches_missing=False`` reads ``$ne`` / ``$nin`` as stores that only match
-    documents having the key.
+    documents having the key. As in MongoDB, ``$exists`` sees a key holding null
+    (Pinecone stores no nulls), and ``{"$eq": null}`` matches a missing key or a
+    null, ``{"$ne": null}`` a key holding something else.
     """
     assert len(flt) == 1, flt
     ((name, body),) = flt.items()
@@ -165,9 +169,14 @@ def mongo_matches(
     assert not name.startswith("$"), flt
     assert isinstance(body, dict) and len(body) == 1, flt
     ((op, target),) = body.items()
-    value = metadata.get(name, _MISSING)
-    if value is None:
-        value = _MISSING
+    raw = metadata.get(name, _MISSING)
+    value = _MISSING if raw is None else raw
+    if op == "$exists":
+        assert isinstance(target, bool), flt
+        return (raw is not _MISSING) == target
+    if target is None:
+        assert op in ("$eq", "$ne"), flt
+        return (value is _MISSING) == (op == "$eq")
 
     def equal(v: Any, t: Any) -> bool:
         return _same(v, t) or (isinstance(v, list) and any(_same(item, t) for item in v))
@@ -269,11 +278,14 @@ def test_bedrock_and_mongo_filters_never_drop_an_allowed_document(
             if mongo is not None:
                 check_keeps_allowed(authz, docs, context, pre, partial(mongo_matches, mongo),
                                     f"mongo {mongo}")
-            strict = pre.to_mongo(keys, ne_matches_missing=False)
-            if strict is not None:
-                check_keeps_allowed(authz, docs, context, pre,
-                                    partial(mongo_matches, strict, ne_matches_missing=False),
-                                    f"mongo (strict $ne) {strict}")
+            for ne_matches_missing in (True, False):
+                for presence in MONGO_PRESENCE:
+                    found = pre.to_mongo(keys, ne_matches_missing=ne_matches_missing, presence=presence)
+                    if found is not None:
+                        check_keeps_allowed(
+                            authz, docs, context, pre,
+                            partial(mongo_matches, found, ne_matches_missing=ne_matches_missing),
+                            f"mongo ($ne matches missing: {ne_matches_missing}, presence {presence}) {found}")
 
 
 @settings(SETTINGS, max_examples=max(1, SETTINGS.max_examples * 2 // 3))
