@@ -1197,7 +1197,8 @@ class Authorizer:
         naming no policy, or a policy this engine cannot place (Verified
         Permissions) denies, unless ``policy_errors="skip"``. A forbid a person
         may lift (``@approval("required")``) is never skipped: without a
-        session (no ``context.session``) such a call is denied, not waved through.
+        session (no ``context.session``) such a call is denied, not waved through;
+        nor is an error naming no policy while such forbids exist (it may be theirs).
         """
         if not decision.allowed or not decision.errors:
             return decision
@@ -1213,7 +1214,8 @@ class Authorizer:
             if callable(only_permits) and only_permits(decision.errors, version=decision.policy_version):
                 return decision
             why = _APPROVAL_UNEVALUATED if set(failed) & self._approvable_ids() else _POLICY_UNEVALUATED
-        elif set(failed) & self._approvable_ids():
+        elif (approvable := self._approvable_ids()) and (None in failed or set(failed) & approvable):
+            # An error naming no policy may be an approvable forbid's: it is not skipped either.
             why = _APPROVAL_UNEVALUATED
         else:
             return decision

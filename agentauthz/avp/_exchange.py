@@ -39,6 +39,11 @@ __all__ = [
 ]
 
 _QUOTED = re.compile(r"`([A-Za-z0-9/_-]+)`")
+# How Cedar displays a policy that failed to evaluate, by version: 4.x "error while evaluating
+# policy `id`: ...", 3.x "while evaluating policy `id`: ...", 2.x "error occurred while evaluating
+# policy `id`: ...". AVP documents errorDescription only as a string: any of them may come back.
+_FAILED_POLICY_PREFIX = re.compile(r"(?:error while|error occurred while|while) evaluating policy (?=`)")
+_CANONICAL_PREFIX = "error while evaluating policy "
 
 
 @dataclass
@@ -250,7 +255,21 @@ def schema_from(answer: Any) -> Schema:
 
 
 def error_text(ids: Mapping[str, str], error: str) -> str:
-    """An AVP error with its policy ids as ours; ids stay through redaction, values do not."""
+    """An AVP error with its policy ids as ours; ids stay through redaction, values do not.
+
+    A policy evaluation error in any of Cedar's displays is written as the
+    embedded engine writes it (``error while evaluating policy `id`: ...``), so
+    that :func:`~agentauthz.policy._store.failed_policy_id` places it; any other
+    text names no policy, and an allow with it is denied under
+    ``policy_errors="deny"``.
+
+    Example:
+        >>> error_text({"SP1": "no-secrets"}, "while evaluating policy `SP1`: attribute not found")
+        'error while evaluating policy `no-secrets`: attribute not found'
+    """
+    prefix = _FAILED_POLICY_PREFIX.match(error)
+    if prefix is not None:
+        error = _CANONICAL_PREFIX + error[prefix.end():]
     named: list[str] = []
 
     def ours(match: re.Match[str]) -> str:
