@@ -214,3 +214,29 @@ def test_a_conjunction_does_not_count_on_a_ne_that_matches_missing_keys_for_the_
         assert store["presence"] is None  # $ne keeps documents without cls, and nothing else can drop them
         return
     assert kept_by(flt, store) == [n for n, metadata in enumerate(_stored(store)) if meaning(metadata)]
+
+
+@SETTINGS
+@given(policies=prefilter_policy_sets, metadata=prefilter_documents_with_nulls(),
+       policy_errors=st.sampled_from(("deny", "skip")), ne_matches_missing=st.booleans(),
+       presence=st.sampled_from(MONGO_PRESENCE))
+def test_a_mongo_filter_never_drops_a_document_authorization_allows(
+    policies: str, metadata: list[dict[str, Any]], policy_errors: Any, ne_matches_missing: bool, presence: Any
+) -> None:
+    """The superset rendering, on metadata that may hold null (MongoDB) or not ($exists: Pinecone)."""
+    if presence == "exists":
+        metadata = [{key: value for key, value in item.items() if value is not None} for item in metadata]
+    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
+    docs = as_docs(metadata)
+    context = {"flag": True, "limit": 2}
+    with authz.acting_as(az.Entity(uid=az.EntityUID("User", "alice"), attrs={"dept": "hr", "clearance": 3},
+                                   parents=[az.EntityUID("Group", "staff")])):
+        pre = compile_prefilter(authz, action="read", context=context, resource_type="Doc")
+        allowed = post(authz, docs, context)
+    if pre.always_denied:
+        assert allowed == []
+        return
+    flt = pre.to_mongo(KEYS, ne_matches_missing=ne_matches_missing, presence=presence)
+    kept = [doc for doc in docs if flt is None or mongo_matches(flt, doc.metadata,
+                                                                ne_matches_missing=ne_matches_missing)]
+    assert [doc for doc in allowed if doc not in kept] == [], flt
