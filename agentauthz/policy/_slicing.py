@@ -10,9 +10,14 @@ The index is built once per store version (:class:`SliceIndex`):
 
 * Static policies are grouped by what their scope says about the request's
   action (``==``, ``in`` an action group, any) and the *types* of its principal
-  and resource. Each distinct group becomes one pre-parsed ``cedarpy.PolicySet``
-  (parsed from the policies' own text, so each slice has its own positional
-  ``policyN`` ids, mapped back to store ids), built on first use and kept.
+  and resource. A request whose principal is none of the entities that static
+  principal scopes name (``==``, ``in``, ``is ... in``) and under none of them
+  (ancestors from the stored entities, the schema's actions and the entities
+  given with the call: a superset of Cedar's) leaves out every static policy
+  naming an entity there; likewise for the resource. Each distinct group becomes
+  one pre-parsed ``cedarpy.PolicySet`` (parsed from the policies' own text, so
+  each slice has its own positional ``policyN`` ids, mapped back to store ids),
+  built on first use and kept: at most four per action and pair of types.
 * Template links are indexed by the entities their slots name. A request adds
   the links whose principal (or, for resource-only templates, resource) matches,
   using the ancestors of the request's principal and resource in the entity
@@ -38,6 +43,7 @@ from typing import Any
 import cedarpy
 from cedarpy import pst
 
+from agentauthz._entities import StoredEntities
 from agentauthz._model import Entity, EntityUID, Request
 from agentauthz.policy._store import Policy, PolicySnapshot, TemplateLink
 
@@ -300,19 +306,31 @@ class _Link:
 
 
 class _Hierarchy:
-    """Parents of the stored entities and of the schema's actions; ancestors on demand."""
+    """Parents of the stored entities and of the schema's actions; ancestors on demand.
 
-    def __init__(self, entities: Iterable[tuple[Uid, list[Uid]]], schema: Any) -> None:
-        parents: dict[Uid, set[Uid]] = {}
-        for uid, of_entity in entities:  # read from the stored JSON: no Entity is built
-            parents.setdefault(uid, set()).update(of_entity)
+    The stored entities' parents are read from their Cedar JSON when an ancestor
+    walk reaches them: nothing is copied per stored entity.
+    """
+
+    def __init__(self, stored: StoredEntities, schema: Any) -> None:
+        self._stored = stored
+        actions: dict[Uid, tuple[Uid, ...]] = {}
         if schema is not None:
             for action in json.loads(str(cedarpy.Entities.from_json_str("[]", schema))):
                 uid = action["uid"]
-                parents.setdefault((uid["type"], uid["id"]), set()).update(
+                actions[(uid["type"], uid["id"])] = tuple(
                     (parent["type"], parent["id"]) for parent in action.get("parents", ()))
-        self.parents: dict[Uid, tuple[Uid, ...]] = {uid: tuple(found) for uid, found in parents.items()}
+        self._actions = actions
         self._memo: dict[Uid, frozenset[Uid]] = {}
+
+    def parents(self, uid: Uid) -> tuple[Uid, ...]:
+        """The parents a stored entity (and, for an action, the schema) gives ``uid``."""
+        found = self._actions.get(uid, ())
+        position = self._stored.position(EntityUID(uid[0], uid[1])) if uid[0] else None
+        if position is None:
+            return found
+        stored = tuple((parent["type"], parent["id"]) for parent in self._stored.cedar[position]["parents"])
+        return (*found, *stored) if found else stored
 
     def ancestors(self, uid: Uid, delta: Mapping[Uid, tuple[Uid, ...]] | None) -> frozenset[Uid]:
         """Transitive ancestors; with per-call entities, their parents are added to the stored ones.
@@ -324,12 +342,11 @@ class _Hierarchy:
             known = self._memo.get(uid)
             if known is not None:
                 return known
-        stored = self.parents
         found: set[Uid] = set()
         stack = [uid]
         while stack:
             current = stack.pop()
-            for parent in stored.get(current, ()):
+            for parent in self.parents(current):
                 if parent not in found:
                     found.add(parent)
                     stack.append(parent)
@@ -384,6 +401,12 @@ class SliceIndex:
             if link.id not in excluded:
                 self._index_link(link, templates[link.template])
         self._groups = frozenset(groups)
+        # Entities static scopes name for the principal / the resource: a request reaching none of
+        # them leaves those policies out.
+        self._named_principals = _named(self._scopes[index].principal for index in self._statics
+                                        if self._scopes[index] is not None)
+        self._named_resources = _named(self._scopes[index].resource for index in self._statics
+                                       if self._scopes[index] is not None)
         self._linked_templates = sorted({entry.template for entry in self._links})
         self._hierarchy: _Hierarchy | None = None
         self._by_key: dict[tuple[Any, ...], Slice] = {}
@@ -428,17 +451,21 @@ class SliceIndex:
 
     def overlay(self, delta: Mapping[EntityUID, Entity] | None) -> Overlay | None:
         """What :meth:`select` needs of the entities given with one call (None: nothing)."""
-        if not delta or not (self._groups or self._links):
+        if not delta or not (self._groups or self._links or self._named_principals or self._named_resources):
             return None
         return Overlay({(uid.type, uid.id): tuple((parent.type, parent.id) for parent in entity.parents)
                         for uid, entity in delta.items()})
 
-    def select(self, request: Request, overlay: Overlay | None = None) -> Slice:
+    def select(self, request: Request, overlay: Overlay | None = None, *,
+               resource_known: bool = True) -> Slice:
         """The slice to evaluate ``request`` with.
 
         Args:
             request: the request.
             overlay: from :meth:`overlay` of the entities given with the call.
+            resource_known: False when the request's resource stands for every resource of its
+                type (partial evaluation): only the resource's type is read then, and links are
+                not matched (the caller leaves stores with links unsliced).
         """
         principal = request.principal
         resource = request.resource
@@ -447,28 +474,39 @@ class SliceIndex:
         hits: frozenset[Uid] = frozenset()
         if self._groups:
             hits = self._ancestors(action_uid, overlay) & self._groups
-        key = (principal.type, action_uid, hits, resource.type)
+        principal_uid: Uid = (principal.type, principal.id)
+        resource_uid: Uid = (resource.type, resource.id)
+        key = (principal.type, action_uid, hits, resource.type,
+               self._reaches(principal_uid, self._named_principals, overlay),
+               not resource_known or self._reaches(resource_uid, self._named_resources, overlay))
         static = self._by_key.get(key)
         if static is None:
             static = self._static_slice(key)
         if not self._links:
             return static
-        chosen = self._matching_links((principal.type, principal.id), action_uid, hits,
-                                      (resource.type, resource.id), overlay)
+        chosen = self._matching_links(principal_uid, action_uid, hits, resource_uid, overlay)
         if not chosen:
             return static
         return self._with_links(static, chosen)
 
     # -- static policies ------------------------------------------------------------
 
+    def _reaches(self, uid: Uid, named: frozenset[Uid], overlay: Overlay | None) -> bool:
+        """Whether ``uid`` is one of the ``named`` entities or may be under one (True if none is named)."""
+        if not named:
+            return True
+        return uid in named or not named.isdisjoint(self._ancestors(uid, overlay))
+
     def _static_slice(self, key: tuple[Any, ...]) -> Slice:
-        principal_type, action, hits, resource_type = key
+        principal_type, action, hits, resource_type, principal_reaches, resource_reaches = key
         members = []
         for index in self._statics:
             scope = self._scopes[index]
             if scope is None or (scope.action.may_match(action, hits)
                                  and scope.principal.type_may_match(principal_type)
-                                 and scope.resource.type_may_match(resource_type)):
+                                 and scope.resource.type_may_match(resource_type)
+                                 and (principal_reaches or scope.principal.entity is None)
+                                 and (resource_reaches or scope.resource.entity is None)):
                 members.append(index)
         templates = [index for index in self._linked_templates if self._template_may_match(index, key)]
         chosen = tuple(sorted(members + templates))
@@ -487,7 +525,7 @@ class SliceIndex:
         scope = self._scopes[index]
         if scope is None:
             return True
-        principal_type, action, hits, resource_type = key
+        principal_type, action, hits, resource_type = key[:4]
         return (scope.action.may_match(action, hits) and scope.principal.type_may_match(principal_type)
                 and scope.resource.type_may_match(resource_type))
 
@@ -517,7 +555,7 @@ class SliceIndex:
     def _ancestors(self, uid: Uid, overlay: Overlay | None) -> frozenset[Uid]:
         hierarchy = self._hierarchy
         if hierarchy is None:
-            hierarchy = _Hierarchy(self.snapshot.entities.parent_keys(), self.snapshot.schema)
+            hierarchy = _Hierarchy(self.snapshot.entities, self.snapshot.schema)
             self._hierarchy = hierarchy
         if overlay is None:
             return hierarchy.ancestors(uid, None)
@@ -614,6 +652,11 @@ class SliceIndex:
             while len(self._linked) > self._linked_size:
                 self._linked.popitem(last=False)
         return linked
+
+
+def _named(constraints: Iterable[Constraint]) -> frozenset[Uid]:
+    """The entities these scope constraints name (``==``, ``in``, ``is ... in``)."""
+    return frozenset(constraint.entity for constraint in constraints if constraint.entity is not None)
 
 
 @dataclass
