@@ -14,10 +14,14 @@ The index is built once per store version (:class:`SliceIndex`):
   principal scopes name (``==``, ``in``, ``is ... in``) and under none of them
   (ancestors from the stored entities, the schema's actions and the entities
   given with the call: a superset of Cedar's) leaves out every static policy
-  naming an entity there; likewise for the resource. Each distinct group becomes
+  naming an entity there; likewise for the resource. A static policy whose
+  conditions start with ``when { principal.<attr> == "<text>" && ...`` (or only
+  that) is false without an error for a principal whose entity holds another
+  string in ``<attr>``: such a principal leaves it out. Each distinct group becomes
   one pre-parsed ``cedarpy.PolicySet`` (parsed from the policies' own text, so
   each slice has its own positional ``policyN`` ids, mapped back to store ids),
-  built on first use and kept: at most four per action and pair of types.
+  built on first use and kept: per action and pair of types, at most four times
+  one more than the distinct texts those conditions compare each attribute with.
 * Template links are indexed by the entities their slots name. A request adds
   the links whose principal (or, for resource-only templates, resource) matches,
   using the ancestors of the request's principal and resource in the entity
@@ -36,7 +40,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +52,8 @@ from agentauthz._model import Entity, EntityUID, Request
 from agentauthz.policy._store import Policy, PolicySnapshot, TemplateLink
 
 __all__ = [
-    "ActionScope", "Constraint", "Overlay", "Scope", "Slice", "SliceIndex", "read_scopes", "scope_end",
-    "scope_text", "tokens",
+    "ActionScope", "Constraint", "Overlay", "Scope", "Slice", "SliceIndex", "leading_equality", "read_scopes",
+    "scope_end", "scope_text", "tokens",
 ]
 
 Uid = tuple[str, str]
@@ -66,6 +70,9 @@ DEFAULT_LINKED_CACHE = 512
 # (cached per principal); above it, links are also matched on the resource.
 PER_PRINCIPAL_LINKS = 16
 _NONE: frozenset[Uid] = frozenset()
+# Slices kept for one action and pair of types, told apart by the entities and attribute texts a
+# request's principal and resource reach; past it, a new variant evaluates every policy of the family.
+MAX_VARIANTS = 64
 # Distinct request shapes (principal type, action, resource type) remembered per store version.
 _MAX_KEYS = 4096
 # Ancestor sets remembered per store version.
@@ -208,6 +215,30 @@ def scope_text(statement: str) -> str | None:
     if span is None:
         return None
     return statement[scanned[span[0]][1]:scanned[span[1] - 1][2]] + ";"
+
+
+def leading_equality(statement: str) -> tuple[str, str] | None:
+    """``(attr, text)`` when the statement's conditions start with ``when { principal.attr == "text"``.
+
+    Only when that comparison is the whole first condition or its first ``&&``
+    operand (``==`` binds tighter than ``&&``; a ``||`` after it is refused), and
+    only for a string literal without escapes, so the text is its value. Cedar
+    evaluates it first: where it is false the policy is false, without an error.
+    """
+    scanned = tokens(statement)
+    end = scope_end(statement, scanned)
+    if end is None:
+        return None
+    kinds = [kind for kind, _, _ in scanned[end:end + 10]]
+    words = [statement[begin:stop] for _, begin, stop in scanned[end:end + 10]]
+    if len(words) < 9 or words[:4] != ["when", "{", "principal", "."] or words[5:7] != ["=", "="]:
+        return None
+    if kinds[4] != "ident" or kinds[7] != "string":
+        return None
+    literal = words[7]
+    if "\\" in literal or not (words[8] == "}" or words[8:10] == ["&", "&"]):
+        return None
+    return words[4], literal[1:-1]
 
 
 def read_scopes(texts: Sequence[str]) -> list[Scope | None]:
@@ -401,12 +432,14 @@ class SliceIndex:
             if link.id not in excluded:
                 self._index_link(link, templates[link.template])
         self._groups = frozenset(groups)
-        # Entities static scopes name for the principal / the resource: a request reaching none of
-        # them leaves those policies out.
-        self._named_principals = _named(self._scopes[index].principal for index in self._statics
-                                        if self._scopes[index] is not None)
-        self._named_resources = _named(self._scopes[index].resource for index in self._statics
-                                       if self._scopes[index] is not None)
+        # Static policies whose conditions start with ``principal.<attr> == "<text>"``, and the texts
+        # compared with each attribute.
+        self._equalities: dict[int, tuple[str, str]] = {}
+        for index in self._statics:
+            found = leading_equality(policies[index].text)
+            if found is not None:
+                self._equalities[index] = found
+        self._families: dict[tuple[Any, ...], _Family] = {}
         self._linked_templates = sorted({entry.template for entry in self._links})
         self._hierarchy: _Hierarchy | None = None
         self._by_key: dict[tuple[Any, ...], Slice] = {}
@@ -451,10 +484,10 @@ class SliceIndex:
 
     def overlay(self, delta: Mapping[EntityUID, Entity] | None) -> Overlay | None:
         """What :meth:`select` needs of the entities given with one call (None: nothing)."""
-        if not delta or not (self._groups or self._links or self._named_principals or self._named_resources):
+        if not delta:
             return None
         return Overlay({(uid.type, uid.id): tuple((parent.type, parent.id) for parent in entity.parents)
-                        for uid, entity in delta.items()})
+                        for uid, entity in delta.items()}, entities=delta)
 
     def select(self, request: Request, overlay: Overlay | None = None, *,
                resource_known: bool = True) -> Slice:
@@ -476,12 +509,23 @@ class SliceIndex:
             hits = self._ancestors(action_uid, overlay) & self._groups
         principal_uid: Uid = (principal.type, principal.id)
         resource_uid: Uid = (resource.type, resource.id)
-        key = (principal.type, action_uid, hits, resource.type,
-               self._reaches(principal_uid, self._named_principals, overlay),
-               not resource_known or self._reaches(resource_uid, self._named_resources, overlay))
+        base = (principal.type, action_uid, hits, resource.type)
+        family = self._families.get(base)
+        if family is None:
+            family = self._family(base)
+        key: tuple[Any, ...] = (
+            base,
+            self._reached(principal_uid, family.principals, overlay),
+            self._reached(resource_uid, family.resources, overlay) if resource_known else None,
+            self._principal_texts(principal, family.compared, overlay) if family.compared else None)
         static = self._by_key.get(key)
         if static is None:
-            static = self._static_slice(key)
+            if family.variants >= MAX_VARIANTS:
+                key = (base, None, None, None)  # enough variants: keep every policy of the family
+                static = self._by_key.get(key)
+            if static is None:
+                family.variants += 1
+                static = self._static_slice(key, family.compared)
         if not self._links:
             return static
         chosen = self._matching_links(principal_uid, action_uid, hits, resource_uid, overlay)
@@ -491,24 +535,91 @@ class SliceIndex:
 
     # -- static policies ------------------------------------------------------------
 
-    def _reaches(self, uid: Uid, named: frozenset[Uid], overlay: Overlay | None) -> bool:
-        """Whether ``uid`` is one of the ``named`` entities or may be under one (True if none is named)."""
-        if not named:
-            return True
-        return uid in named or not named.isdisjoint(self._ancestors(uid, overlay))
+    def _family(self, base: tuple[Any, ...]) -> _Family:
+        """What distinguishes the requests of one action and pair of types: the entities the scopes
+        of their static policies name, and the attributes those policies' conditions compare."""
+        principals: set[Uid] = set()
+        resources: set[Uid] = set()
+        compared: dict[str, set[str]] = {}
+        for index in self._candidates(base):
+            scope = self._scopes[index]
+            if scope is None:
+                continue
+            if scope.principal.entity is not None:
+                principals.add(scope.principal.entity)
+            if scope.resource.entity is not None:
+                resources.add(scope.resource.entity)
+            equality = self._equalities.get(index)
+            if equality is not None:
+                compared.setdefault(equality[0], set()).add(equality[1])
+        family = _Family(frozenset(principals), frozenset(resources),
+                         tuple((attr, frozenset(texts)) for attr, texts in sorted(compared.items())))
+        if len(self._families) >= _MAX_KEYS:
+            self._families.clear()
+        self._families[base] = family
+        return family
 
-    def _static_slice(self, key: tuple[Any, ...]) -> Slice:
-        principal_type, action, hits, resource_type, principal_reaches, resource_reaches = key
-        members = []
+    def _candidates(self, base: tuple[Any, ...]) -> list[int]:
+        """The static policies whose scope may match requests of this action and pair of types."""
+        principal_type, action, hits, resource_type = base
+        found = []
         for index in self._statics:
             scope = self._scopes[index]
             if scope is None or (scope.action.may_match(action, hits)
                                  and scope.principal.type_may_match(principal_type)
-                                 and scope.resource.type_may_match(resource_type)
-                                 and (principal_reaches or scope.principal.entity is None)
-                                 and (resource_reaches or scope.resource.entity is None)):
-                members.append(index)
-        templates = [index for index in self._linked_templates if self._template_may_match(index, key)]
+                                 and scope.resource.type_may_match(resource_type)):
+                found.append(index)
+        return found
+
+    def _reached(self, uid: Uid, named: frozenset[Uid], overlay: Overlay | None) -> frozenset[Uid]:
+        """The ``named`` entities that ``uid`` is, or may be under (ancestors: a superset of Cedar's)."""
+        if not named:
+            return named
+        found = named & self._ancestors(uid, overlay)
+        return found | {uid} if uid in named else found
+
+    def _principal_texts(self, principal: EntityUID, compared: tuple[tuple[str, frozenset[str]], ...],
+                         overlay: Overlay | None) -> tuple[str | bool | None, ...]:
+        """Per compared attribute: the principal's text when a policy compares it with that text,
+        False for another string (no such policy can hold), None when unknown (every one is kept).
+
+        The principal is read as Cedar gets it: the entity given with the call, else the stored one.
+        """
+        given = overlay.entities.get(principal) if overlay is not None else None
+        if given is not None:
+            attrs: Mapping[str, Any] = given.cedar["attrs"]
+        else:
+            stored = self.snapshot.entities
+            position = stored.position(principal)
+            if position is None:
+                return (None,) * len(compared)
+            attrs = stored.cedar[position]["attrs"]
+        found: list[str | bool | None] = []
+        for attr, texts in compared:
+            value = attrs.get(attr)
+            found.append(None if type(value) is not str else value if value in texts else False)
+        return tuple(found)
+
+    def _static_slice(self, key: tuple[Any, ...], compared: tuple[tuple[str, frozenset[str]], ...]) -> Slice:
+        base, principals, resources, texts = key
+        held: dict[str, str | bool] = {}
+        if texts is not None:
+            held = {attr: text for (attr, _), text in zip(compared, texts, strict=True) if text is not None}
+        equalities = self._equalities
+        members = []
+        for index in self._candidates(base):
+            scope = self._scopes[index]
+            if scope is not None:
+                # A scope naming an entity the request's principal (resource) is not, nor is under.
+                if principals is not None and scope.principal.entity not in (None, *principals):
+                    continue
+                if resources is not None and scope.resource.entity not in (None, *resources):
+                    continue
+            equality = equalities.get(index)
+            if equality is not None and equality[0] in held and held[equality[0]] != equality[1]:
+                continue  # principal.<attr> holds another string: false, without an error
+            members.append(index)
+        templates = [index for index in self._linked_templates if self._template_may_match(index, base)]
         chosen = tuple(sorted(members + templates))
         found = self._by_members.get(chosen)
         if found is None:
@@ -518,6 +629,7 @@ class SliceIndex:
             self._by_members[chosen] = found
         if len(self._by_key) >= _MAX_KEYS:
             self._by_key.clear()
+            self._families.clear()
         self._by_key[key] = found
         return found
 
@@ -525,7 +637,7 @@ class SliceIndex:
         scope = self._scopes[index]
         if scope is None:
             return True
-        principal_type, action, hits, resource_type = key[:4]
+        principal_type, action, hits, resource_type = key
         return (scope.action.may_match(action, hits) and scope.principal.type_may_match(principal_type)
                 and scope.resource.type_may_match(resource_type))
 
@@ -654,9 +766,21 @@ class SliceIndex:
         return linked
 
 
-def _named(constraints: Iterable[Constraint]) -> frozenset[Uid]:
-    """The entities these scope constraints name (``==``, ``in``, ``is ... in``)."""
-    return frozenset(constraint.entity for constraint in constraints if constraint.entity is not None)
+@dataclass(slots=True)
+class _Family:
+    """What tells apart the static slices of one action and pair of types (see :meth:`SliceIndex._family`).
+
+    Attributes:
+        principals: entities the principal scopes of its policies name.
+        resources: entities the resource scopes name.
+        compared: attributes of the principal its policies' conditions start by comparing, with the texts.
+        variants: slices built for it so far.
+    """
+
+    principals: frozenset[Uid]
+    resources: frozenset[Uid]
+    compared: tuple[tuple[str, frozenset[str]], ...]
+    variants: int = 0
 
 
 @dataclass
@@ -665,3 +789,4 @@ class Overlay:
 
     parents: dict[Uid, tuple[Uid, ...]]
     memo: dict[Uid, frozenset[Uid]] = field(default_factory=dict)
+    entities: Mapping[EntityUID, Entity] = field(default_factory=dict)
