@@ -355,7 +355,8 @@ def test_a_principal_without_a_text_in_the_attribute_keeps_the_policies_and_thei
     # User::"n" holds a Long (== is false, no error); User::"nobody" is no entity (an error per policy).
     store = _group_store()
     request = az.Request(principal=User(who), action=Action("read"), resource=Doc("d"), context={"ok": True})
-    sliced, whole = az.LocalEngine(store).decide([request]), az.LocalEngine(store, slicing=False).decide([request])
+    sliced = az.LocalEngine(store).decide([request])
+    whole = az.LocalEngine(store, slicing=False).decide([request])
     assert sliced == whole
     assert sliced[0].allowed and sliced[0].reasons == ("any",)
     assert ("hr" in str(sliced[0].errors)) is (who == "nobody")
