@@ -353,15 +353,22 @@ class _Hierarchy:
                     (parent["type"], parent["id"]) for parent in action.get("parents", ()))
         self._actions = actions
         self._memo: dict[Uid, frozenset[Uid]] = {}
+        self._parents: dict[Uid, tuple[Uid, ...]] = {}
 
     def parents(self, uid: Uid) -> tuple[Uid, ...]:
         """The parents a stored entity (and, for an action, the schema) gives ``uid``."""
+        known = self._parents.get(uid)
+        if known is not None:
+            return known
         found = self._actions.get(uid, ())
         position = self._stored.position(EntityUID(uid[0], uid[1])) if uid[0] else None
-        if position is None:
-            return found
-        stored = tuple((parent["type"], parent["id"]) for parent in self._stored.cedar[position]["parents"])
-        return (*found, *stored) if found else stored
+        if position is not None:
+            stored = self._stored.cedar[position]["parents"]
+            found = (*found, *((parent["type"], parent["id"]) for parent in stored))
+        if len(self._parents) >= _MAX_MEMO:
+            self._parents.clear()
+        self._parents[uid] = found
+        return found
 
     def ancestors(self, uid: Uid, delta: Mapping[Uid, tuple[Uid, ...]] | None) -> frozenset[Uid]:
         """Transitive ancestors; with per-call entities, their parents are added to the stored ones.
