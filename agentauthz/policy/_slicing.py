@@ -20,8 +20,8 @@ The index is built once per store version (:class:`SliceIndex`):
   string in ``<attr>``: such a principal leaves it out. Each distinct group becomes
   one pre-parsed ``cedarpy.PolicySet`` (parsed from the policies' own text, so
   each slice has its own positional ``policyN`` ids, mapped back to store ids),
-  built on first use and kept: per action and pair of types, at most four times
-  one more than the distinct texts those conditions compare each attribute with.
+  built on first use and kept, up to a budget of policies held (past it, a
+  request of a new kind gets the slice of its action and pair of types).
 * Template links are indexed by the entities their slots name. A request adds
   the links whose principal (or, for resource-only templates, resource) matches,
   using the ancestors of the request's principal and resource in the entity
@@ -70,9 +70,12 @@ DEFAULT_LINKED_CACHE = 512
 # (cached per principal); above it, links are also matched on the resource.
 PER_PRINCIPAL_LINKS = 16
 _NONE: frozenset[Uid] = frozenset()
-# Slices kept for one action and pair of types, told apart by the entities and attribute texts a
-# request's principal and resource reach; past it, a new variant evaluates every policy of the family.
-MAX_VARIANTS = 64
+# Policies held by the pre-parsed slices (~4 KiB each in cedarpy 4.12): at most this many times the
+# store's static policies, or MIN_SLICED_POLICIES when more. Past it, a request whose kind (the scope
+# entities and attribute texts its principal and resource reach) has no slice yet evaluates every
+# policy of its action and types, as with one slice per action and pair of types.
+SLICED_POLICY_FACTOR = 4
+MIN_SLICED_POLICIES = 4096
 # Distinct request shapes (principal type, action, resource type) remembered per store version.
 _MAX_KEYS = 4096
 # Ancestor sets remembered per store version.
@@ -447,6 +450,8 @@ class SliceIndex:
             if found is not None:
                 self._equalities[index] = found
         self._families: dict[tuple[Any, ...], _Family] = {}
+        self._held = 0  # policies in the slices of _by_members
+        self._budget = max(MIN_SLICED_POLICIES, SLICED_POLICY_FACTOR * len(self._statics))
         self._linked_templates = sorted({entry.template for entry in self._links})
         self._hierarchy: _Hierarchy | None = None
         self._by_key: dict[tuple[Any, ...], Slice] = {}
@@ -527,11 +532,10 @@ class SliceIndex:
             self._principal_texts(principal, family.compared, overlay) if family.compared else None)
         static = self._by_key.get(key)
         if static is None:
-            if family.variants >= MAX_VARIANTS:
-                key = (base, None, None, None)  # enough variants: keep every policy of the family
+            if self._held >= self._budget:
+                key = (base, None, None, None)  # slices hold enough policies: the whole family
                 static = self._by_key.get(key)
             if static is None:
-                family.variants += 1
                 static = self._static_slice(key, family.compared)
         if not self._links:
             return static
@@ -628,15 +632,16 @@ class SliceIndex:
             members.append(index)
         templates = [index for index in self._linked_templates if self._template_may_match(index, base)]
         chosen = tuple(sorted(members + templates))
+        if len(self._by_key) >= _MAX_KEYS or len(self._by_members) >= _MAX_KEYS:
+            self._by_key.clear()
+            self._by_members.clear()
+            self._held = 0
         found = self._by_members.get(chosen)
         if found is None:
             found = self._build(chosen, len(members))
-            if len(self._by_members) >= _MAX_KEYS:
-                self._by_members.clear()
             self._by_members[chosen] = found
-        if len(self._by_key) >= _MAX_KEYS:
-            self._by_key.clear()
-            self._families.clear()
+            if found is not self.full:
+                self._held += len(chosen)
         self._by_key[key] = found
         return found
 
@@ -773,7 +778,7 @@ class SliceIndex:
         return linked
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Family:
     """What tells apart the static slices of one action and pair of types (see :meth:`SliceIndex._family`).
 
@@ -781,13 +786,11 @@ class _Family:
         principals: entities the principal scopes of its policies name.
         resources: entities the resource scopes name.
         compared: attributes of the principal its policies' conditions start by comparing, with the texts.
-        variants: slices built for it so far.
     """
 
     principals: frozenset[Uid]
     resources: frozenset[Uid]
     compared: tuple[tuple[str, frozenset[str]], ...]
-    variants: int = 0
 
 
 @dataclass

@@ -376,10 +376,11 @@ def test_a_prefilter_keeps_a_forbid_on_a_folder() -> None:
     assert not prefilter.always_allowed
 
 
-def test_slices_per_action_family_are_bounded_and_decide_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_policies_held_by_slices_are_bounded_and_decide_alike(monkeypatch: pytest.MonkeyPatch) -> None:
     import agentauthz.policy._slicing as slicing
 
-    monkeypatch.setattr(slicing, "MAX_VARIANTS", 3)
+    monkeypatch.setattr(slicing, "MIN_SLICED_POLICIES", 4)
+    monkeypatch.setattr(slicing, "SLICED_POLICY_FACTOR", 0)
     lines = [f'@id("u{i}") permit(principal == User::"u{i}", action == Action::"read", resource);'
              for i in range(12)]
     lines.append('@id("f") forbid(principal, action == Action::"read", resource) when { context.no };')
@@ -391,7 +392,9 @@ def test_slices_per_action_family_are_bounded_and_decide_alike(monkeypatch: pyte
         assert sliced.decide([request]) == whole.decide([request])
     index = sliced.slice_index()
     assert index is not None
-    assert len(index._by_members) <= 4  # three variants and the whole family
+    # Two slices of two policies each reach the budget; then every new kind gets the whole family.
+    assert len(index._by_members) == 3
+    assert sum(found.size for found in index._by_members.values()) == 2 + 2 + 13
 
 
 @pytest.mark.parametrize(("statement", "found"), [
