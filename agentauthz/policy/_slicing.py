@@ -207,28 +207,32 @@ def scope_end(statement: str, scanned: list[Token]) -> int | None:
     return None if span is None else span[1]
 
 
-def scope_text(statement: str) -> str | None:
+def scope_text(statement: str, scanned: list[Token] | None = None) -> str | None:
     """The statement reduced to its effect and scope (``permit(...);``), or None if unreadable.
 
     Annotations and conditions are dropped: Cedar reads the same scope from the
     result, and conditions nested past cedarpy's conversion limits do not matter.
+    ``scanned``: the statement's :func:`tokens`, when the caller has them.
     """
-    scanned = tokens(statement)
+    if scanned is None:
+        scanned = tokens(statement)
     span = _scope_span(statement, scanned)
     if span is None:
         return None
     return statement[scanned[span[0]][1]:scanned[span[1] - 1][2]] + ";"
 
 
-def leading_equality(statement: str) -> tuple[str, str] | None:
+def leading_equality(statement: str, scanned: list[Token] | None = None) -> tuple[str, str] | None:
     """``(attr, text)`` when the statement's conditions start with ``when { principal.attr == "text"``.
 
     Only when that comparison is the whole first condition or its first ``&&``
     operand (``==`` binds tighter than ``&&``; a ``||`` after it is refused), and
     only for a string literal without escapes, so the text is its value. Cedar
-    evaluates it first: where it is false the policy is false, without an error.
+    evaluates it first: where it is false the policy is false, without an error. ``scanned``: the
+    statement's :func:`tokens`, when the caller has them.
     """
-    scanned = tokens(statement)
+    if scanned is None:
+        scanned = tokens(statement)
     end = scope_end(statement, scanned)
     if end is None:
         return None
@@ -244,9 +248,13 @@ def leading_equality(statement: str) -> tuple[str, str] | None:
     return words[4], literal[1:-1]
 
 
-def read_scopes(texts: Sequence[str]) -> list[Scope | None]:
-    """The scope of each statement (policy or template), None where cedarpy cannot read it."""
-    reduced = [scope_text(text) for text in texts]
+def read_scopes(texts: Sequence[str], scanned: Sequence[list[Token]] | None = None) -> list[Scope | None]:
+    """The scope of each statement (policy or template), None where cedarpy cannot read it.
+
+    ``scanned``: the statements' :func:`tokens`, when the caller has them.
+    """
+    reduced = [scope_text(text, scanned[index] if scanned is not None else None)
+               for index, text in enumerate(texts)]
     scopes: list[Scope | None] = [None] * len(texts)
     readable = [index for index, text in enumerate(reduced) if text is not None]
     try:
@@ -419,7 +427,8 @@ class SliceIndex:
         shadow = getattr(snapshot, "shadow", None)
         excluded: frozenset[str] = shadow.ids if shadow is not None else frozenset()
         self._policies: tuple[Policy, ...] = policies
-        self._scopes = read_scopes([policy.text for policy in policies])
+        scanned = [tokens(policy.text) for policy in policies]
+        self._scopes = read_scopes([policy.text for policy in policies], scanned)
         self._statics = [i for i, policy in enumerate(policies)
                          if not policy.is_template and policy.id not in excluded]
         templates = {policy.id: i for i, policy in enumerate(policies) if policy.is_template}
@@ -446,7 +455,7 @@ class SliceIndex:
         # compared with each attribute.
         self._equalities: dict[int, tuple[str, str]] = {}
         for index in self._statics:
-            found = leading_equality(policies[index].text)
+            found = leading_equality(policies[index].text, scanned[index])
             if found is not None:
                 self._equalities[index] = found
         self._families: dict[tuple[Any, ...], _Family] = {}

@@ -120,7 +120,8 @@ def test_a_policy_whose_conditions_are_too_deep_for_pst_still_gets_its_scope() -
 def test_an_unreadable_scope_puts_the_policy_in_every_slice(monkeypatch: pytest.MonkeyPatch) -> None:
     import agentauthz.policy._slicing as slicing
 
-    monkeypatch.setattr(slicing, "scope_text", lambda text: None if "odd" in text else scope_text(text))
+    monkeypatch.setattr(slicing, "scope_text",
+                        lambda text, *scanned: None if "odd" in text else scope_text(text, *scanned))
     store = az.PolicyStore.from_text(
         '@id("odd") permit(principal, action == Action::"write", resource);\n'
         '@id("r") permit(principal, action == Action::"read", resource);')
