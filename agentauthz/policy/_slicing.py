@@ -622,9 +622,10 @@ class SliceIndex:
 
     def _static_slice(self, key: tuple[Any, ...], compared: tuple[tuple[str, frozenset[str]], ...]) -> Slice:
         base, principals, resources, texts = key
-        held: dict[str, str | bool] = {}
+        principal_texts: dict[str, str | bool] = {}
         if texts is not None:
-            held = {attr: text for (attr, _), text in zip(compared, texts, strict=True) if text is not None}
+            principal_texts = {attr: text for (attr, _), text in zip(compared, texts, strict=True)
+                               if text is not None}
         equalities = self._equalities
         members = []
         for index in self._candidates(base):
@@ -636,7 +637,8 @@ class SliceIndex:
                 if resources is not None and scope.resource.entity not in (None, *resources):
                     continue
             equality = equalities.get(index)
-            if equality is not None and equality[0] in held and held[equality[0]] != equality[1]:
+            if (equality is not None and equality[0] in principal_texts
+                    and principal_texts[equality[0]] != equality[1]):
                 continue  # principal.<attr> holds another string: false, without an error
             members.append(index)
         templates = [index for index in self._linked_templates if self._template_may_match(index, base)]
