@@ -311,6 +311,11 @@ def tool_actions(report: Report, sizes: Sizes) -> None:
         "unsliced": [_tool_list(az.LocalEngine(store, slicing=False), user, workload.tools)],
     }, sizes.rounds)
     base = found["raw"]
+    engine = az.LocalEngine(store)
+    index = engine.slice_index()
+    evaluated = statistics.fmean(
+        index.select(request.replace(action=engine.resolve_action(request.action))).size
+        if index is not None else policies for request in workload.requests)
     rows = [
         [f"P={policies:,} over {tools} tools, E={entities:,}", us(base), us(found["ours"]),
          ratio(found["ours"] / base), ratio(found["unsliced"] / base)],
@@ -327,7 +332,11 @@ def tool_actions(report: Report, sizes: Sizes) -> None:
         "what slicing can reach: a raw call on exactly the tool's policies, and a raw call on none "
         "(building and checking the request against the schema, JSON in and out).",
         ["workload", "raw cedarpy (us)", "agentauthz (us)", "ratio", "unsliced ratio"], rows,
-        [f"The tool list the model may see (`permitted_tools`: one partial evaluation per tool, the "
+        [f"Policies a call evaluates: {evaluated:,.1f} on average of the tool's {policies // tools:,} "
+         "(slices also leave out policies naming a group the user is not in, and those whose conditions "
+         "start by comparing `principal.department` with another department).",
+         "",
+         f"The tool list the model may see (`permitted_tools`: one partial evaluation per tool, the "
          f"arguments unknown) for {tools} tools: {tool_list['sliced'] / 1000:,.1f} ms, "
          f"{tool_list['unsliced'] / 1000:,.1f} ms evaluating every policy."])
     report.target(f"{policies:,} policies over {tools} tool actions: `authorize` <= 0.2x one raw "

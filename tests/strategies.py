@@ -337,8 +337,8 @@ SLICING_ACTIONS = ("read", "write", "rw", "all", "delete")
 #: Parent types the slicing schema allows (the schema-less graphs mix types freely too).
 SLICING_PARENT_TYPES = {"User": ("Group",), "Group": ("Group",), "Doc": ("Folder",), "Folder": ("Folder",)}
 SLICING_SCHEMA = """
-entity Group in [Group] = { level?: Long };
-entity User in [Group] = { level?: Long };
+entity Group in [Group] = { level?: Long, dept?: String };
+entity User in [Group] = { level?: Long, dept?: String };
 entity Folder in [Folder] = { owner?: User };
 entity Doc in [Folder] = { owner?: User };
 action all;
@@ -358,6 +358,13 @@ _SLICING_CONDITIONS = (
     " unless { context has x && context.x }",
     " when { principal.level > 1 }",
     " when { resource.owner == principal }",
+    # Conditions starting with principal.<attr> == "text": sliced by the principal's text.
+    ' when { principal.dept == "a" }',
+    ' when { principal.dept == "a" && context.x }',
+    ' when { principal.dept == "\u00e9" && principal.level > 1 }',
+    ' when { principal.dept == "b" } unless { context has x && context.x }',
+    ' when { principal.dept == "b" || context.x }',
+    ' when { principal.dept == "\\u{e9}" }',
     " when { resource.owner.level < 3 }",
     " when { principal in resource.owner }",
     " when { action in Action::\"rw\" }",
@@ -423,6 +430,9 @@ def _slicing_entities(draw: st.DrawFn, typed: bool, actions: bool) -> list[az.En
         attrs: dict[str, object] = {}
         if uid.type in ("User", "Group") and draw(st.booleans()):
             attrs["level"] = draw(st.integers(0, 4))
+        if uid.type in ("User", "Group") and draw(st.booleans()):
+            attrs["dept"] = draw(st.sampled_from(("a", "b", "\u00e9", "c")) | (
+                st.just(3) if not typed else st.nothing()))
         if uid.type in ("Doc", "Folder") and draw(st.booleans()):
             attrs["owner"] = az.EntityUID("User", draw(st.sampled_from(SLICING_IDS)))
         entities.append(az.Entity(uid=uid, attrs=attrs, parents=parents))

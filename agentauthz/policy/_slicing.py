@@ -10,9 +10,18 @@ The index is built once per store version (:class:`SliceIndex`):
 
 * Static policies are grouped by what their scope says about the request's
   action (``==``, ``in`` an action group, any) and the *types* of its principal
-  and resource. Each distinct group becomes one pre-parsed ``cedarpy.PolicySet``
-  (parsed from the policies' own text, so each slice has its own positional
-  ``policyN`` ids, mapped back to store ids), built on first use and kept.
+  and resource. A request whose principal is none of the entities that static
+  principal scopes name (``==``, ``in``, ``is ... in``) and under none of them
+  (ancestors from the stored entities, the schema's actions and the entities
+  given with the call: a superset of Cedar's) leaves out every static policy
+  naming an entity there; likewise for the resource. A static policy whose
+  conditions start with ``when { principal.<attr> == "<text>" && ...`` (or only
+  that) is false without an error for a principal whose entity holds another
+  string in ``<attr>``: such a principal leaves it out. Each distinct group becomes
+  one pre-parsed ``cedarpy.PolicySet`` (parsed from the policies' own text, so
+  each slice has its own positional ``policyN`` ids, mapped back to store ids),
+  built on first use and kept, up to a budget of policies held (past it, a
+  request of a new kind gets the slice of its action and pair of types).
 * Template links are indexed by the entities their slots name. A request adds
   the links whose principal (or, for resource-only templates, resource) matches,
   using the ancestors of the request's principal and resource in the entity
@@ -31,19 +40,20 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cedarpy
 from cedarpy import pst
 
+from agentauthz._entities import StoredEntities
 from agentauthz._model import Entity, EntityUID, Request
 from agentauthz.policy._store import Policy, PolicySnapshot, TemplateLink
 
 __all__ = [
-    "ActionScope", "Constraint", "Overlay", "Scope", "Slice", "SliceIndex", "read_scopes", "scope_end",
-    "scope_text", "tokens",
+    "ActionScope", "Constraint", "Overlay", "Scope", "Slice", "SliceIndex", "leading_equality", "read_scopes",
+    "scope_end", "scope_text", "tokens",
 ]
 
 Uid = tuple[str, str]
@@ -60,6 +70,12 @@ DEFAULT_LINKED_CACHE = 512
 # (cached per principal); above it, links are also matched on the resource.
 PER_PRINCIPAL_LINKS = 16
 _NONE: frozenset[Uid] = frozenset()
+# Policies held by the pre-parsed slices (~4 KiB each in cedarpy 4.12): at most this many times the
+# store's static policies, or MIN_SLICED_POLICIES when more. Past it, a request whose kind (the scope
+# entities and attribute texts its principal and resource reach) has no slice yet evaluates every
+# policy of its action and types, as with one slice per action and pair of types.
+SLICED_POLICY_FACTOR = 4
+MIN_SLICED_POLICIES = 4096
 # Distinct request shapes (principal type, action, resource type) remembered per store version.
 _MAX_KEYS = 4096
 # Ancestor sets remembered per store version.
@@ -191,22 +207,54 @@ def scope_end(statement: str, scanned: list[Token]) -> int | None:
     return None if span is None else span[1]
 
 
-def scope_text(statement: str) -> str | None:
+def scope_text(statement: str, scanned: list[Token] | None = None) -> str | None:
     """The statement reduced to its effect and scope (``permit(...);``), or None if unreadable.
 
     Annotations and conditions are dropped: Cedar reads the same scope from the
     result, and conditions nested past cedarpy's conversion limits do not matter.
+    ``scanned``: the statement's :func:`tokens`, when the caller has them.
     """
-    scanned = tokens(statement)
+    if scanned is None:
+        scanned = tokens(statement)
     span = _scope_span(statement, scanned)
     if span is None:
         return None
     return statement[scanned[span[0]][1]:scanned[span[1] - 1][2]] + ";"
 
 
-def read_scopes(texts: Sequence[str]) -> list[Scope | None]:
-    """The scope of each statement (policy or template), None where cedarpy cannot read it."""
-    reduced = [scope_text(text) for text in texts]
+def leading_equality(statement: str, scanned: list[Token] | None = None) -> tuple[str, str] | None:
+    """``(attr, text)`` when the statement's conditions start with ``when { principal.attr == "text"``.
+
+    Only when that comparison is the whole first condition or its first ``&&``
+    operand (``==`` binds tighter than ``&&``; a ``||`` after it is refused), and
+    only for a string literal without escapes, so the text is its value. Cedar
+    evaluates it first: where it is false the policy is false, without an error. ``scanned``: the
+    statement's :func:`tokens`, when the caller has them.
+    """
+    if scanned is None:
+        scanned = tokens(statement)
+    end = scope_end(statement, scanned)
+    if end is None:
+        return None
+    kinds = [kind for kind, _, _ in scanned[end:end + 10]]
+    words = [statement[begin:stop] for _, begin, stop in scanned[end:end + 10]]
+    if len(words) < 9 or words[:4] != ["when", "{", "principal", "."] or words[5:7] != ["=", "="]:
+        return None
+    if kinds[4] != "ident" or kinds[7] != "string":
+        return None
+    literal = words[7]
+    if "\\" in literal or not (words[8] == "}" or words[8:10] == ["&", "&"]):
+        return None
+    return words[4], literal[1:-1]
+
+
+def read_scopes(texts: Sequence[str], scanned: Sequence[list[Token]] | None = None) -> list[Scope | None]:
+    """The scope of each statement (policy or template), None where cedarpy cannot read it.
+
+    ``scanned``: the statements' :func:`tokens`, when the caller has them.
+    """
+    reduced = [scope_text(text, scanned[index] if scanned is not None else None)
+               for index, text in enumerate(texts)]
     scopes: list[Scope | None] = [None] * len(texts)
     readable = [index for index, text in enumerate(reduced) if text is not None]
     try:
@@ -300,19 +348,38 @@ class _Link:
 
 
 class _Hierarchy:
-    """Parents of the stored entities and of the schema's actions; ancestors on demand."""
+    """Parents of the stored entities and of the schema's actions; ancestors on demand.
 
-    def __init__(self, entities: Iterable[tuple[Uid, list[Uid]]], schema: Any) -> None:
-        parents: dict[Uid, set[Uid]] = {}
-        for uid, of_entity in entities:  # read from the stored JSON: no Entity is built
-            parents.setdefault(uid, set()).update(of_entity)
+    The stored entities' parents are read from their Cedar JSON when an ancestor
+    walk reaches them: nothing is copied per stored entity.
+    """
+
+    def __init__(self, stored: StoredEntities, schema: Any) -> None:
+        self._stored = stored
+        actions: dict[Uid, tuple[Uid, ...]] = {}
         if schema is not None:
             for action in json.loads(str(cedarpy.Entities.from_json_str("[]", schema))):
                 uid = action["uid"]
-                parents.setdefault((uid["type"], uid["id"]), set()).update(
+                actions[(uid["type"], uid["id"])] = tuple(
                     (parent["type"], parent["id"]) for parent in action.get("parents", ()))
-        self.parents: dict[Uid, tuple[Uid, ...]] = {uid: tuple(found) for uid, found in parents.items()}
+        self._actions = actions
         self._memo: dict[Uid, frozenset[Uid]] = {}
+        self._parents: dict[Uid, tuple[Uid, ...]] = {}
+
+    def parents(self, uid: Uid) -> tuple[Uid, ...]:
+        """The parents a stored entity (and, for an action, the schema) gives ``uid``."""
+        known = self._parents.get(uid)
+        if known is not None:
+            return known
+        found = self._actions.get(uid, ())
+        position = self._stored.position(EntityUID(uid[0], uid[1])) if uid[0] else None
+        if position is not None:
+            stored = self._stored.cedar[position]["parents"]
+            found = (*found, *((parent["type"], parent["id"]) for parent in stored))
+        if len(self._parents) >= _MAX_MEMO:
+            self._parents.clear()
+        self._parents[uid] = found
+        return found
 
     def ancestors(self, uid: Uid, delta: Mapping[Uid, tuple[Uid, ...]] | None) -> frozenset[Uid]:
         """Transitive ancestors; with per-call entities, their parents are added to the stored ones.
@@ -324,12 +391,11 @@ class _Hierarchy:
             known = self._memo.get(uid)
             if known is not None:
                 return known
-        stored = self.parents
         found: set[Uid] = set()
         stack = [uid]
         while stack:
             current = stack.pop()
-            for parent in stored.get(current, ()):
+            for parent in self.parents(current):
                 if parent not in found:
                     found.add(parent)
                     stack.append(parent)
@@ -361,7 +427,8 @@ class SliceIndex:
         shadow = getattr(snapshot, "shadow", None)
         excluded: frozenset[str] = shadow.ids if shadow is not None else frozenset()
         self._policies: tuple[Policy, ...] = policies
-        self._scopes = read_scopes([policy.text for policy in policies])
+        scanned = [tokens(policy.text) for policy in policies]
+        self._scopes = read_scopes([policy.text for policy in policies], scanned)
         self._statics = [i for i, policy in enumerate(policies)
                          if not policy.is_template and policy.id not in excluded]
         templates = {policy.id: i for i, policy in enumerate(policies) if policy.is_template}
@@ -384,6 +451,16 @@ class SliceIndex:
             if link.id not in excluded:
                 self._index_link(link, templates[link.template])
         self._groups = frozenset(groups)
+        # Static policies whose conditions start with ``principal.<attr> == "<text>"``, and the texts
+        # compared with each attribute.
+        self._equalities: dict[int, tuple[str, str]] = {}
+        for index in self._statics:
+            found = leading_equality(policies[index].text, scanned[index])
+            if found is not None:
+                self._equalities[index] = found
+        self._families: dict[tuple[Any, ...], _Family] = {}
+        self._held = 0  # policies in the slices of _by_members
+        self._budget = max(MIN_SLICED_POLICIES, SLICED_POLICY_FACTOR * len(self._statics))
         self._linked_templates = sorted({entry.template for entry in self._links})
         self._hierarchy: _Hierarchy | None = None
         self._by_key: dict[tuple[Any, ...], Slice] = {}
@@ -428,17 +505,21 @@ class SliceIndex:
 
     def overlay(self, delta: Mapping[EntityUID, Entity] | None) -> Overlay | None:
         """What :meth:`select` needs of the entities given with one call (None: nothing)."""
-        if not delta or not (self._groups or self._links):
+        if not delta:
             return None
         return Overlay({(uid.type, uid.id): tuple((parent.type, parent.id) for parent in entity.parents)
-                        for uid, entity in delta.items()})
+                        for uid, entity in delta.items()}, entities=delta)
 
-    def select(self, request: Request, overlay: Overlay | None = None) -> Slice:
+    def select(self, request: Request, overlay: Overlay | None = None, *,
+               resource_known: bool = True) -> Slice:
         """The slice to evaluate ``request`` with.
 
         Args:
             request: the request.
             overlay: from :meth:`overlay` of the entities given with the call.
+            resource_known: False when the request's resource stands for every resource of its
+                type (partial evaluation): only the resource's type is read then, and links are
+                not matched (the caller leaves stores with links unsliced).
         """
         principal = request.principal
         resource = request.resource
@@ -447,39 +528,131 @@ class SliceIndex:
         hits: frozenset[Uid] = frozenset()
         if self._groups:
             hits = self._ancestors(action_uid, overlay) & self._groups
-        key = (principal.type, action_uid, hits, resource.type)
+        principal_uid: Uid = (principal.type, principal.id)
+        resource_uid: Uid = (resource.type, resource.id)
+        base = (principal.type, action_uid, hits, resource.type)
+        family = self._families.get(base)
+        if family is None:
+            family = self._family(base)
+        key: tuple[Any, ...] = (
+            base,
+            self._reached(principal_uid, family.principals, overlay),
+            self._reached(resource_uid, family.resources, overlay) if resource_known else None,
+            self._principal_texts(principal, family.compared, overlay) if family.compared else None)
         static = self._by_key.get(key)
         if static is None:
-            static = self._static_slice(key)
+            if self._held >= self._budget:
+                key = (base, None, None, None)  # slices hold enough policies: the whole family
+                static = self._by_key.get(key)
+            if static is None:
+                static = self._static_slice(key, family.compared)
         if not self._links:
             return static
-        chosen = self._matching_links((principal.type, principal.id), action_uid, hits,
-                                      (resource.type, resource.id), overlay)
+        chosen = self._matching_links(principal_uid, action_uid, hits, resource_uid, overlay)
         if not chosen:
             return static
         return self._with_links(static, chosen)
 
     # -- static policies ------------------------------------------------------------
 
-    def _static_slice(self, key: tuple[Any, ...]) -> Slice:
-        principal_type, action, hits, resource_type = key
-        members = []
+    def _family(self, base: tuple[Any, ...]) -> _Family:
+        """What distinguishes the requests of one action and pair of types: the entities the scopes
+        of their static policies name, and the attributes those policies' conditions compare."""
+        principals: set[Uid] = set()
+        resources: set[Uid] = set()
+        compared: dict[str, set[str]] = {}
+        for index in self._candidates(base):
+            scope = self._scopes[index]
+            if scope is None:
+                continue
+            if scope.principal.entity is not None:
+                principals.add(scope.principal.entity)
+            if scope.resource.entity is not None:
+                resources.add(scope.resource.entity)
+            equality = self._equalities.get(index)
+            if equality is not None:
+                compared.setdefault(equality[0], set()).add(equality[1])
+        family = _Family(frozenset(principals), frozenset(resources),
+                         tuple((attr, frozenset(texts)) for attr, texts in sorted(compared.items())))
+        if len(self._families) >= _MAX_KEYS:
+            self._families.clear()
+        self._families[base] = family
+        return family
+
+    def _candidates(self, base: tuple[Any, ...]) -> list[int]:
+        """The static policies whose scope may match requests of this action and pair of types."""
+        principal_type, action, hits, resource_type = base
+        found = []
         for index in self._statics:
             scope = self._scopes[index]
             if scope is None or (scope.action.may_match(action, hits)
                                  and scope.principal.type_may_match(principal_type)
                                  and scope.resource.type_may_match(resource_type)):
-                members.append(index)
-        templates = [index for index in self._linked_templates if self._template_may_match(index, key)]
+                found.append(index)
+        return found
+
+    def _reached(self, uid: Uid, named: frozenset[Uid], overlay: Overlay | None) -> frozenset[Uid]:
+        """The ``named`` entities that ``uid`` is, or may be under (ancestors: a superset of Cedar's)."""
+        if not named:
+            return named
+        found = named & self._ancestors(uid, overlay)
+        return found | {uid} if uid in named else found
+
+    def _principal_texts(self, principal: EntityUID, compared: tuple[tuple[str, frozenset[str]], ...],
+                         overlay: Overlay | None) -> tuple[str | bool | None, ...]:
+        """Per compared attribute: the principal's text when a policy compares it with that text,
+        False for another string (no such policy can hold), None when unknown (every one is kept).
+
+        The principal is read as Cedar gets it: the entity given with the call, else the stored one.
+        """
+        given = overlay.entities.get(principal) if overlay is not None else None
+        if given is not None:
+            attrs: Mapping[str, Any] = given.cedar["attrs"]
+        else:
+            stored = self.snapshot.entities
+            position = stored.position(principal)
+            if position is None:
+                return (None,) * len(compared)
+            attrs = stored.cedar[position]["attrs"]
+        found: list[str | bool | None] = []
+        for attr, texts in compared:
+            value = attrs.get(attr)
+            found.append(None if type(value) is not str else value if value in texts else False)
+        return tuple(found)
+
+    def _static_slice(self, key: tuple[Any, ...], compared: tuple[tuple[str, frozenset[str]], ...]) -> Slice:
+        base, principals, resources, texts = key
+        principal_texts: dict[str, str | bool] = {}
+        if texts is not None:
+            principal_texts = {attr: text for (attr, _), text in zip(compared, texts, strict=True)
+                               if text is not None}
+        equalities = self._equalities
+        members = []
+        for index in self._candidates(base):
+            scope = self._scopes[index]
+            if scope is not None:
+                # A scope naming an entity the request's principal (resource) is not, nor is under.
+                if principals is not None and scope.principal.entity not in (None, *principals):
+                    continue
+                if resources is not None and scope.resource.entity not in (None, *resources):
+                    continue
+            equality = equalities.get(index)
+            if (equality is not None and equality[0] in principal_texts
+                    and principal_texts[equality[0]] != equality[1]):
+                continue  # principal.<attr> holds another string: false, without an error
+            members.append(index)
+        templates = [index for index in self._linked_templates if self._template_may_match(index, base)]
         chosen = tuple(sorted(members + templates))
+        if len(self._by_key) >= _MAX_KEYS or len(self._by_members) >= _MAX_KEYS:
+            self._by_key.clear()
+            self._by_members.clear()
+            self._held = 0
         found = self._by_members.get(chosen)
         if found is None:
             found = self._build(chosen, len(members))
-            if len(self._by_members) >= _MAX_KEYS:
-                self._by_members.clear()
             self._by_members[chosen] = found
-        if len(self._by_key) >= _MAX_KEYS:
-            self._by_key.clear()
+            if found is not self.full:
+                self._held += len(chosen)
         self._by_key[key] = found
         return found
 
@@ -517,7 +690,7 @@ class SliceIndex:
     def _ancestors(self, uid: Uid, overlay: Overlay | None) -> frozenset[Uid]:
         hierarchy = self._hierarchy
         if hierarchy is None:
-            hierarchy = _Hierarchy(self.snapshot.entities.parent_keys(), self.snapshot.schema)
+            hierarchy = _Hierarchy(self.snapshot.entities, self.snapshot.schema)
             self._hierarchy = hierarchy
         if overlay is None:
             return hierarchy.ancestors(uid, None)
@@ -616,9 +789,25 @@ class SliceIndex:
         return linked
 
 
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """What tells apart the static slices of one action and pair of types (see :meth:`SliceIndex._family`).
+
+    Attributes:
+        principals: entities the principal scopes of its policies name.
+        resources: entities the resource scopes name.
+        compared: attributes of the principal its policies' conditions start by comparing, with the texts.
+    """
+
+    principals: frozenset[Uid]
+    resources: frozenset[Uid]
+    compared: tuple[tuple[str, frozenset[str]], ...]
+
+
 @dataclass
 class Overlay:
     """Parents of the entities given with one call, and ancestors found so far in that call."""
 
     parents: dict[Uid, tuple[Uid, ...]]
     memo: dict[Uid, frozenset[Uid]] = field(default_factory=dict)
+    entities: Mapping[EntityUID, Entity] = field(default_factory=dict)

@@ -652,9 +652,10 @@ def _scope_slice(engine: LocalEngine, snapshot: PolicySnapshot, principal: Entit
         index = engine.slice_index(snapshot)
         if index is None:
             return None
-        # The resource id is not read without links; the given entities can only add action groups.
+        # Only the resource's type is read; the given entities can add the principal's ancestors.
         placeholder = Request(principal, action, EntityUID(resource_type, "agentauthz-unnamed"))
-        return index.select(placeholder, index.overlay({entity.uid: entity for entity in given}))
+        return index.select(placeholder, index.overlay({entity.uid: entity for entity in given}),
+                            resource_known=False)
     except Exception:  # a slicing bug must cost speed, never a filter
         _log.exception("policy slicing failed; partially evaluating every policy")
         return None

@@ -74,3 +74,28 @@ def test_a_cedarpy_whose_private_entry_point_changed_is_called_through_its_publi
     decisions = engine.decide([az.Request(ann, read, doc, {"level": level, "hour": 12}) for level in (3, 1)])
     assert [(d.allowed, d.reasons) for d in decisions] == [(True, ("reader",)), (False, ())]
     assert _cedarcall._use_private is False
+
+
+@pytest.mark.parametrize("answer", [
+    '{"decision":"Deny","diagnostics":{"reason":["p"],"errors":["x,\\"metrics\\":{}"]},"metrics":{"a":1}}',
+    '{"decision":"Allow","diagnostics":{"reason":[],"errors":[]}}',
+    '{"decision":"Allow","metrics":{"a":1},"diagnostics":{"reason":["p"],"errors":[]}}',
+    '{"decision":"Allow","diagnostics":{"reason":["p"],"errors":[],"metrics":{"a":1}}}',
+    '{"decision":"Deny","diagnostics":{"reason":[],"errors":["e"]},"metrics":{"a":1}} ',
+])
+def test_an_answer_decodes_to_its_decision_and_diagnostics_wherever_the_metrics_text_is(
+        answer: str) -> None:
+    decoded = _cedarcall._parsed(answer)
+    whole = json.loads(answer)
+    assert decoded["decision"] == whole["decision"]
+    assert decoded["diagnostics"] == whole["diagnostics"]
+
+
+def test_answers_decoded_without_their_timings_equal_the_public_wrappers() -> None:
+    snapshot = az.PolicyStore.from_text(POLICIES, schema=SCHEMA, validate=False).snapshot
+    answers = cedarpy._internal.is_authorized_batch(_requests(), snapshot.policy_set,
+                                                    snapshot.entity_set._inner, snapshot.schema, False)
+    for answer in answers:
+        decoded = _cedarcall._parsed(answer)
+        assert "metrics" not in decoded
+        assert {key: value for key, value in json.loads(answer).items() if key != "metrics"} == decoded
