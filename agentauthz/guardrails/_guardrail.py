@@ -4,7 +4,8 @@ An :class:`Assessment` is what a detector said about one text, turned into
 what the rest of the library needs:
 
 * :meth:`Assessment.fact`: the record of ``context.guardrail.input`` (typed by
-  :data:`INPUT_FACT_TYPE` in the generated schema);
+  :data:`INPUT_FACT_TYPE` in the generated schema); :meth:`Assessment.input_record`
+  is the same record converted to Cedar JSON once, for every request it answers;
 * :meth:`Assessment.labels`: session labels for tool results and retrieved
   documents (``guardrail:prompt_attack:high``, ``guardrail:pii:EMAIL``);
 * :meth:`Assessment.summary`: categories, types and scores for the audit event.
@@ -24,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError, GuardrailUnavailable
+from agentauthz._model import CedarRecord
 from agentauthz._identity import bound_session
 from agentauthz.guardrails._detector import LEVELS, Detector, Finding, Source
 
@@ -36,6 +38,12 @@ OnGuardrailError = Literal["unavailable", "raise"]
 CONTENT_FILTERS: tuple[str, ...] = ("hate", "insults", "misconduct", "sexual", "violence")
 
 _SETS = {"pii": "pii", "regex": "regexes", "topic": "topics", "word": "words", "grounding": "ungrounded"}
+
+
+_LEVEL_KEYS = frozenset(("prompt_attack", *CONTENT_FILTERS))
+# The fact of a text with no findings; a copy is filled in for each assessment.
+_CLEAN_FACT: dict[str, Any] = {"available": True, "prompt_attack": 0, **dict.fromkeys(CONTENT_FILTERS, 0),
+                               **{name: [] for name in _SETS.values()}}
 
 
 def _attribute(kind: str) -> dict[str, Any]:
@@ -70,6 +78,9 @@ class Assessment:
     detector: str
     # The fact and audit summary, built once: a cached assessment answers many calls.
     _built: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # The fact as requests carry it, converted once per set of omitted attributes (one per action).
+    _records: dict[frozenset[str], CedarRecord] = field(default_factory=dict, init=False, repr=False,
+                                                        compare=False)
 
     def fact(self, omitted: Collection[str] = ()) -> dict[str, Any]:
         """The record policies read as ``context.guardrail.input`` (a new dict each time).
@@ -91,17 +102,37 @@ class Assessment:
         return {name: value[:] if type(value) is list else value for name, value in built.items()
                 if name not in omitted}
 
+    def input_record(self, omitted: frozenset[str] = frozenset()) -> CedarRecord:
+        """:meth:`fact` as a request carries it: converted to Cedar JSON once, shared by every call.
+
+        Args:
+            omitted: as for :meth:`fact`.
+
+        Example:
+            >>> record = Assessment((Finding("pii", "EMAIL"),), True, "local").input_record()
+            >>> record["pii"], record.cedar["pii"]
+            (('EMAIL',), ['EMAIL'])
+        """
+        record = self._records.get(omitted)
+        if record is None:
+            record = self._records[omitted] = CedarRecord(self.fact(omitted))
+        return record
+
     def _build_fact(self) -> dict[str, Any]:
-        fact: dict[str, Any] = {"available": self.available, "prompt_attack": 0}
-        fact.update(dict.fromkeys(CONTENT_FILTERS, 0))
-        sets: dict[str, set[str]] = {name: set() for name in _SETS.values()}
+        fact = dict(_CLEAN_FACT, available=self.available)
+        sets: dict[str, set[str]] | None = None
         for finding in self.findings:
-            key = "prompt_attack" if finding.category == "prompt_attack" else finding.type.lower()
-            if finding.category in ("prompt_attack", "content") and key in fact:
-                fact[key] = max(fact[key], finding.level)
-            elif finding.category in _SETS and (finding.category != "grounding" or finding.level):
-                sets[_SETS[finding.category]].add(finding.type)
-        fact.update({name: sorted(values) for name, values in sets.items()})
+            category = finding.category
+            if category == "prompt_attack" or category == "content":
+                key = "prompt_attack" if category == "prompt_attack" else finding.type.lower()
+                if key in _LEVEL_KEYS:
+                    fact[key] = max(fact[key], finding.level)
+            elif category in _SETS and (category != "grounding" or finding.level):
+                if sets is None:
+                    sets = {}
+                sets.setdefault(_SETS[category], set()).add(finding.type)
+        if sets:
+            fact.update({name: sorted(values) for name, values in sets.items()})
         return fact
 
     def labels(self) -> list[str]:

@@ -424,8 +424,8 @@ class ToolCalls:
 
     def _add_guardrail(self, spec: ToolSpec, inputs: dict[str, Any], assessment: Assessment) -> None:
         """``context.guardrail.input`` (the attributes a policy can read) and the findings for the audit."""
-        omitted = self._fact_omitted(spec.action)
-        inputs["context"]["guardrail"] = {"input": assessment.fact(omitted)}
+        # Converted to Cedar JSON once per assessment: a cached text's fact is not walked per call.
+        inputs["context"]["guardrail"] = {"input": assessment.input_record(self._fact_omitted(spec.action))}
         inputs["audit"] = {"guardrail": {"input": assessment.audit}}
 
     def _fact_omitted(self, action: str | EntityUID) -> frozenset[str]:
