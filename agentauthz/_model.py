@@ -453,11 +453,15 @@ class CedarRecord(dict[str, Any]):
     def __init__(self, value: Mapping[str, Any]) -> None:
         if not isinstance(value, Mapping):
             raise InvalidValueError(f"a CedarRecord is built from a mapping, not {builtin_type_name(value)}")
-        cedar = _to_cedar(value, False, "")
-        super().__init__({key: _frozen(item) for key, item in value.items()})
-        self.cedar = cedar
-        # How many levels of values (this record's own included) the checks of conversion count.
-        self.nesting = _nesting(value)
+        flat = _flat_record(value)
+        if flat is not None:  # strings, booleans, Longs and lists of strings: a fact, built per assessment
+            frozen, self.cedar, self.nesting = flat
+        else:
+            self.cedar = _to_cedar(value, False, "")
+            frozen = {key: _frozen(item) for key, item in value.items()}
+            # How many levels of values (this record's own included) the checks of conversion count.
+            self.nesting = _nesting(value)
+        super().__init__(frozen)
 
     def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError("a CedarRecord is read-only: build a new one")
@@ -466,6 +470,27 @@ class CedarRecord(dict[str, Any]):
 
     def __reduce__(self) -> tuple[type[CedarRecord], tuple[dict[str, Any]]]:
         return CedarRecord, (dict(self),)
+
+
+def _flat_record(value: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+    """Frozen view, Cedar JSON and nesting of a record of strings, booleans, Longs and lists or
+    tuples of strings, as :func:`_convert` and :func:`_nesting` give them; None for any other record."""
+    frozen: dict[str, Any] = {}
+    cedar: dict[str, Any] = {}
+    nesting = 1
+    for key, item in value.items():
+        if type(key) is not str or key in _RESERVED_KEYS:
+            return None
+        kind = type(item)
+        if kind is str or kind is bool or (kind is int and _LONG_MIN <= item <= _LONG_MAX):
+            frozen[key] = cedar[key] = item
+        elif (kind is list or kind is tuple) and all(type(element) is str for element in item):
+            frozen[key] = tuple(item)
+            cedar[key] = list(item)
+            nesting = 2
+        else:
+            return None
+    return frozen, cedar, nesting
 
 
 def _frozen(value: Any) -> Any:

@@ -96,11 +96,14 @@ class Assessment:
             >>> Assessment((Finding("pii", "EMAIL"),), True, "local").fact(set(fact) - {"pii"})
             {'pii': ['EMAIL']}
         """
+        return {name: value[:] if type(value) is list else value for name, value in self._fact().items()
+                if name not in omitted}
+
+    def _fact(self) -> dict[str, Any]:
         built = self._built.get("fact")
         if built is None:
             built = self._built["fact"] = self._build_fact()
-        return {name: value[:] if type(value) is list else value for name, value in built.items()
-                if name not in omitted}
+        return built
 
     def input_record(self, omitted: frozenset[str] = frozenset()) -> CedarRecord:
         """:meth:`fact` as a request carries it: converted to Cedar JSON once, shared by every call.
@@ -115,7 +118,8 @@ class Assessment:
         """
         record = self._records.get(omitted)
         if record is None:
-            record = self._records[omitted] = CedarRecord(self.fact(omitted))
+            record = self._records[omitted] = CedarRecord(
+                {name: value for name, value in self._fact().items() if name not in omitted})
         return record
 
     def _build_fact(self) -> dict[str, Any]:
