@@ -40,6 +40,8 @@ CONTENT_FILTERS: tuple[str, ...] = ("hate", "insults", "misconduct", "sexual", "
 _SETS = {"pii": "pii", "regex": "regexes", "topic": "topics", "word": "words", "grounding": "ungrounded"}
 
 
+# Distinct sets of findings whose assessment is kept for the texts that give them again.
+_ALIKE_SIZE = 256
 _LEVEL_KEYS = frozenset(("prompt_attack", *CONTENT_FILTERS))
 # The fact of a text with no findings; a copy is filled in for each assessment.
 _CLEAN_FACT: dict[str, Any] = {"available": True, "prompt_attack": 0, **dict.fromkeys(CONTENT_FILTERS, 0),
@@ -273,6 +275,9 @@ class Guardrail:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str, bytes], Assessment] = OrderedDict()
         self._lock = threading.Lock()
+        # Texts with the same findings (most often none) share one assessment, and so its fact,
+        # its Cedar JSON and its audit summary: they hold findings only, never a text.
+        self._alike: dict[tuple[Finding, ...], Assessment] = {}
 
     @classmethod
     def of(cls, value: Guardrail | Detector | None) -> Guardrail | None:
@@ -320,6 +325,10 @@ class Guardrail:
         return await self.aassess(self._arguments_text(arguments), "INPUT")
 
     def _arguments_text(self, arguments: Mapping[str, Any]) -> str:
+        if self.arguments is None and len(arguments) == 1:  # the common tool: one argument, often a string
+            (value,) = arguments.values()
+            if type(value) is str:
+                return value
         names = arguments if self.arguments is None else [
             name for name in self.arguments if name in arguments]
         # The values: argument names are the tool's, not the text's (keys inside a record are text).
@@ -350,10 +359,16 @@ class Guardrail:
 
     def _known(self, text: str, source: Source) -> tuple[tuple[str, str, bytes], Assessment | None]:
         """The cache key of ``text``, and its assessment if it needs no detector (empty or cached)."""
-        key = self._key(text, source)
+        session = bound_session.get()
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+        key = (session.id if session is not None else "", source, digest)
         if not text:
             return key, Assessment((), True, self.detector.name)
-        return key, self._cached(key)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+        return key, found
 
     def _failed(self, exc: Exception) -> Assessment:
         if self.on_error == "raise":
@@ -363,23 +378,16 @@ class Guardrail:
                 f"detector {self.detector.name} failed: {type(exc).__name__}") from exc
         return Assessment((), False, self.detector.name)
 
-    def _key(self, text: str, source: Source) -> tuple[str, str, bytes]:
-        session = bound_session.get()
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
-        return (session.id if session is not None else "", source, digest)
-
-    def _cached(self, key: tuple[str, str, bytes]) -> Assessment | None:
-        with self._lock:
-            found = self._cache.get(key)
-            if found is not None:
-                self._cache.move_to_end(key)
-            return found
-
     def _keep(self, key: tuple[str, str, bytes], found: Sequence[Finding]) -> Assessment:
         findings = tuple(found)
         if not all(isinstance(finding, Finding) for finding in findings):
             raise GuardrailUnavailable(f"detector {self.detector.name} returned no findings list")
-        assessment = Assessment(findings, True, self.detector.name)
+        assessment = self._alike.get(findings)
+        if assessment is None:
+            assessment = Assessment(findings, True, self.detector.name)
+            if len(self._alike) >= _ALIKE_SIZE:
+                self._alike.clear()
+            self._alike[findings] = assessment
         if self.cache_size:
             with self._lock:
                 self._cache[key] = assessment
