@@ -1442,3 +1442,18 @@ def stored_entity_items(draw: st.DrawFn) -> object:
     if draw(st.integers(0, 19)) == 0:
         del item["uid"]
     return item
+
+
+# -- guardrail fact converted once (tests/guardrails/test_fact_conversion.py): findings of any shape --
+# Any category, types that collide with the fact's own attribute names or are odd text, scores or
+# none: the fact converted once per assessment must be the fact converted per request.
+fact_findings = st.lists(st.builds(
+    az.Finding,
+    st.sampled_from(["prompt_attack", "content", "pii", "regex", "topic", "word", "grounding"]),
+    st.one_of(st.sampled_from(["PROMPT_ATTACK", "HATE", "VIOLENCE", "EMAIL", "PHONE", "AVAILABLE", "PII",
+                               "prompt_attack", "GROUNDING", "RELEVANCE"]),
+              st.text(max_size=8)),
+    st.sampled_from(["NONE", "LOW", "MEDIUM", "HIGH"]),
+    st.one_of(st.none(), st.floats(0, 1)),
+    st.sampled_from(["NONE", "BLOCKED", "ANONYMIZED"]),
+), max_size=8)
