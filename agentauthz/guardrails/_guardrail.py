@@ -25,8 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError, GuardrailUnavailable
-from agentauthz._model import CedarRecord
 from agentauthz._identity import bound_session
+from agentauthz._model import CedarRecord
 from agentauthz.guardrails._detector import LEVELS, Detector, Finding, Source
 
 __all__ = ["CONTENT_FILTERS", "INPUT_FACT_TYPE", "Assessment", "Guardrail", "OnGuardrailError", "text_of"]
