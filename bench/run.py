@@ -920,9 +920,12 @@ def guardrails(report: Report, sizes: Sizes) -> None:
                 '@id("no-ssn") forbid(principal, action, resource) when { context has guardrail && '
                 'context.guardrail.input.pii.contains("US_SOCIAL_SECURITY_NUMBER") };\n')
     authz = az.Authorizer.from_text(policies)
-    with tempfile.TemporaryDirectory() as folder:  # a store that can reload: requests carry the whole fact
+    with tempfile.TemporaryDirectory() as folder:  # a store that can reload: cut per version, pinned
         (Path(folder) / "policies.cedar").write_text(policies)
         reloading = az.Authorizer.from_directory(folder)
+    # A policy comparing the record whole reads every attribute: requests carry the whole fact.
+    whole_fact = az.Authorizer.from_text(policies + '@id("whole") forbid(principal, action, resource) when '
+                                         '{ context has guardrail && context.guardrail.input == {} };\n')
 
     def tool(name: str, guardrail: az.Guardrail | None, on: az.Authorizer = authz,
              context: dict[str, Any] | None = None) -> Callable[[], object]:
@@ -976,7 +979,8 @@ def guardrails(report: Report, sizes: Sizes) -> None:
         "by hand": (tool("by hand", None, context=by_hand), calls),
         "guarded": (tool("guarded", az.Guardrail(detector, cache_size=0)), calls),
         "cached": (tool("cached", az.Guardrail(detector)), calls),
-        "whole": (tool("whole", az.Guardrail(detector), reloading), calls),
+        "reloading": (tool("reloading", az.Guardrail(detector), reloading), calls),
+        "whole": (tool("whole", az.Guardrail(detector), whole_fact), calls),
         "detector": (detect, calls),
         "facts": (facts, calls),
         "raw": (raw(without), calls),
@@ -997,8 +1001,10 @@ def guardrails(report: Report, sizes: Sizes) -> None:
          us(found["guarded"] - found["plain"])],
         ["guarded tool call, guardrail answering from its cache", us(found["cached"]),
          us(found["cached"] - found["plain"])],
-        ["the same from a store that can reload (the whole 12-attribute fact)", us(found["whole"]),
-         us(found["whole"] - found["plain"])],
+        ["the same from a store that can reload (cut for, and decided by, the version current)",
+         us(found["reloading"]), us(found["reloading"] - found["plain"])],
+        ["the same with a policy comparing the record whole (the whole 12-attribute fact)",
+         us(found["whole"]), us(found["whole"] - found["plain"])],
         ["raw cedarpy, the guarded call's request without the fact", us(found["raw"]), ""],
         ["raw cedarpy, the same request with the fact", us(found["raw+fact"]), us(cedar)],
         ["the fact plumbing alone (cached text: key, fact, audit summary)", us(found["facts"]), ""],
@@ -1013,7 +1019,8 @@ def guardrails(report: Report, sizes: Sizes) -> None:
         "once per assessment, the audit summary). What cedarpy pays to read the larger context is "
         "measured on its own: raw cedarpy (the private batch entry point the engine calls) on the "
         "guarded call's request with and without the fact, in the same process. A request carries only "
-        "the attributes a policy reads (`agentauthz/guardrails/_reads.py`); a store that can reload "
+        "the attributes a policy reads (`agentauthz/guardrails/_reads.py`), also from a store that can "
+        "reload (the version a request was cut for decides it); a policy comparing the record whole "
         "gets the whole fact.",
         ["call", "median (us)", "added (us)"], rows,
         [f"Beyond the detector, per call assessed: {us(in_all)} us in all, of which {us(ours)} us "

@@ -10,8 +10,8 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import cedarpy
@@ -55,18 +55,23 @@ _pinned: contextvars.ContextVar[tuple[PolicyStore, PolicySnapshot] | None] = con
     "agentauthz_pinned_snapshot", default=None)
 
 
-@contextmanager
-def deciding_with(store: PolicyStore, snapshot: PolicySnapshot) -> Iterator[None]:
+class deciding_with(AbstractContextManager[None]):  # named as a function (like contextlib.suppress)
     """Decisions of ``store``'s engines in the block use ``snapshot``, even if a reload swaps in another.
 
     For a request built for one version (its context cut to what that version's
     policies read): the version it was built for decides it.
     """
-    token = _pinned.set((store, snapshot))
-    try:
-        yield
-    finally:
-        _pinned.reset(token)
+
+    __slots__ = ("_pin", "_token")
+
+    def __init__(self, store: PolicyStore, snapshot: PolicySnapshot) -> None:
+        self._pin = (store, snapshot)
+
+    def __enter__(self) -> None:
+        self._token = _pinned.set(self._pin)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _pinned.reset(self._token)
 
 
 class LocalEngine:

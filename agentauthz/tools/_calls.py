@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -466,7 +466,7 @@ class ToolCalls:
             omitted = self._fact_reads_of(current).omitted(inputs["action"], self.authz.engine.resolve_action)
             inputs["context"]["guardrail"] = {"input": assessment.input_record(omitted)}
             inputs["cut_for"] = (store, current, assessment)
-        return _pinned_and_annotated(store, current, inputs.get("audit"))
+        return _PinnedAndAnnotated(store, current, inputs.get("audit"))
 
     def _guardrail_refusal(self, spec: ToolSpec, exc: GuardrailUnavailable) -> None:
         """Audit the refusal of a call whose detector failed (``on_error="raise"``)."""
@@ -561,8 +561,26 @@ class _GuardPlan:
                    operation=Operation("tool_call", spec.name))
 
 
-@contextmanager
-def _pinned_and_annotated(store: PolicyStore, snapshot: PolicySnapshot,
-                          audit: Mapping[str, object] | None) -> Iterator[None]:
-    with deciding_with(store, snapshot), annotating(audit):
-        yield
+class _PinnedAndAnnotated(AbstractContextManager[None]):
+    """:func:`~agentauthz.engines.local.deciding_with` and :func:`~agentauthz._audit.annotating` at once."""
+
+    __slots__ = ("_annotated", "_pinned")
+
+    def __init__(self, store: PolicyStore, snapshot: PolicySnapshot,
+                 audit: Mapping[str, object] | None) -> None:
+        self._pinned = deciding_with(store, snapshot)
+        self._annotated = annotating(audit)
+
+    def __enter__(self) -> None:
+        self._pinned.__enter__()
+        try:
+            self._annotated.__enter__()
+        except BaseException:
+            self._pinned.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._annotated.__exit__(None, None, None)
+        finally:
+            self._pinned.__exit__(None, None, None)
