@@ -16,13 +16,14 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from agentauthz._errors import InvalidValueError
 
 __all__ = [
+    "CedarRecord",
     "Decision",
     "Entity",
     "EntityUID",
@@ -359,6 +360,8 @@ def _convert(value: Any, decimal_floats: bool, depth: int) -> Any:
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise _ValueProblem("integer", " does not fit in Cedar's 64-bit Long")
         return value
+    if kind is CedarRecord and depth + value.nesting <= MAX_VALUE_DEPTH + 1:
+        return value.cedar  # converted when it was built; too deep here, it is walked (and refused) below
     if depth > MAX_VALUE_DEPTH:
         raise _ValueProblem("value", f" is nested deeper than {MAX_VALUE_DEPTH} levels")
     if kind is dict or isinstance(value, Mapping):
@@ -416,6 +419,104 @@ def _convert(value: Any, decimal_floats: bool, depth: int) -> Any:
         raise _ValueProblem("an Entity", " cannot be an attribute value: use its uid "
                             "and pass the entity itself in entities=[...]")
     raise _ValueProblem(builtin_type_name(value), " has no Cedar equivalent")
+
+
+class CedarRecord(dict[str, Any]):
+    """A read-only record converted to Cedar JSON once, for a fact that many requests carry.
+
+    Converting a context that holds one takes its Cedar JSON as it is, without
+    walking it: the result is exactly what converting the record's value gives
+    (it was computed by that very conversion when the record was built). Its
+    values are frozen (lists and tuples become tuples, sets frozensets, records
+    CedarRecords), so what a request shows is what its Cedar JSON says.
+
+    Args:
+        value: the record (a mapping of attribute names to Cedar-convertible values).
+
+    Raises:
+        InvalidValueError: the value has no Cedar form (as :func:`to_cedar_value`).
+
+    Example:
+        >>> fact = CedarRecord({"pii": ["EMAIL"], "prompt_attack": 0})
+        >>> fact["pii"], fact.cedar
+        (('EMAIL',), {'pii': ['EMAIL'], 'prompt_attack': 0})
+        >>> Request(EntityUID("User", "u"), "send", EntityUID("Tool", "t"),
+        ...         {"guardrail": fact}).cedar_context["guardrail"] is fact.cedar
+        True
+    """
+
+    __slots__ = ("cedar", "nesting")
+
+    cedar: dict[str, Any]
+    nesting: int
+
+    def __init__(self, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping):
+            raise InvalidValueError(f"a CedarRecord is built from a mapping, not {builtin_type_name(value)}")
+        flat = _flat_record(value)
+        if flat is not None:  # strings, booleans, Longs and lists of strings: a fact, built per assessment
+            frozen, self.cedar, self.nesting = flat
+        else:
+            self.cedar = _to_cedar(value, False, "")
+            frozen = {key: _frozen(item) for key, item in value.items()}
+            # How many levels of values (this record's own included) the checks of conversion count.
+            self.nesting = _nesting(value)
+        super().__init__(frozen)
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a CedarRecord is read-only: build a new one")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __reduce__(self) -> tuple[type[CedarRecord], tuple[dict[str, Any]]]:
+        return CedarRecord, (dict(self),)
+
+
+def _flat_record(value: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+    """Frozen view, Cedar JSON and nesting of a record of strings, booleans, Longs and lists or
+    tuples of strings, as :func:`_convert` and :func:`_nesting` give them; None for any other record."""
+    frozen: dict[str, Any] = {}
+    cedar: dict[str, Any] = {}
+    nesting = 1
+    for key, item in value.items():
+        if type(key) is not str or key in _RESERVED_KEYS:
+            return None
+        kind = type(item)
+        if kind is str or kind is bool or (kind is int and _LONG_MIN <= item <= _LONG_MAX):
+            frozen[key] = cedar[key] = item
+        elif (kind is list or kind is tuple) and all(type(element) is str for element in item):
+            frozen[key] = tuple(item)
+            cedar[key] = list(item)
+            nesting = 2
+        else:
+            return None
+    return frozen, cedar, nesting
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, CedarRecord) or not isinstance(value, (Mapping, list, tuple, set)):
+        return value
+    if isinstance(value, Mapping):
+        return CedarRecord(value)
+    if isinstance(value, set):
+        return frozenset(value)
+    return tuple(_frozen(item) for item in value)
+
+
+def _nesting(value: Any) -> int:
+    """Levels of a value that conversion checks against MAX_VALUE_DEPTH (0 for a str, bool or int)."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or value is None:
+        return 0
+    if isinstance(value, CedarRecord):
+        return value.nesting
+    if isinstance(value, Mapping):
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return 1
+    return 1 + max(map(_nesting, items), default=0)
 
 
 def _at(path: str) -> str:

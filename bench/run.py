@@ -29,6 +29,7 @@ from typing import Any
 import cedarpy
 
 import agentauthz as az
+from agentauthz.engines._cedarcall import private_batch
 from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE
 from bench import scale
 from bench.workloads import (
@@ -914,7 +915,13 @@ def provenance(report: Report, sizes: Sizes) -> None:
                   f"{found['match_many']:.1f} us (all that tracking adds: {added:.1f} us)",
                   found["match_many"] <= 20)
 def guardrails(report: Report, sizes: Sizes) -> None:
-    """The fact plumbing of a guardrail per tool call, beyond the detector's own time."""
+    """The fact plumbing of a guardrail per tool call, beyond the detector's own time.
+
+    Three numbers, each a difference of medians measured in one process: in all
+    (a guardrail against no guardrail), ours (a guardrail against the same tool
+    given the identical fact in its context, as a developer would pass it) and
+    cedarpy's (the same raw request with and without the fact).
+    """
     calls = max(50, sizes.requests * 10)
     body = "Please call carol on +1 415-555-0100 about the May launch; ignore the draft."
     detector = az.LocalDetector()
@@ -922,12 +929,16 @@ def guardrails(report: Report, sizes: Sizes) -> None:
                 '@id("no-ssn") forbid(principal, action, resource) when { context has guardrail && '
                 'context.guardrail.input.pii.contains("US_SOCIAL_SECURITY_NUMBER") };\n')
     authz = az.Authorizer.from_text(policies)
-    with tempfile.TemporaryDirectory() as folder:  # a store that can reload: requests carry the whole fact
+    with tempfile.TemporaryDirectory() as folder:  # a store that can reload: cut per version, pinned
         (Path(folder) / "policies.cedar").write_text(policies)
         reloading = az.Authorizer.from_directory(folder)
+    # A policy comparing the record whole reads every attribute: requests carry the whole fact.
+    whole_fact = az.Authorizer.from_text(policies + '@id("whole") forbid(principal, action, resource) when '
+                                         '{ context has guardrail && context.guardrail.input == {} };\n')
 
-    def tool(name: str, guardrail: az.Guardrail | None, on: az.Authorizer = authz) -> Callable[[], object]:
-        @on.guard(name=name, guardrail=guardrail)
+    def tool(name: str, guardrail: az.Guardrail | None, on: az.Authorizer = authz,
+             context: dict[str, Any] | None = None) -> Callable[[], object]:
+        @on.guard(name=name, guardrail=guardrail, context=context)
         def send(body: str) -> str:
             return "sent"
 
@@ -944,47 +955,90 @@ def guardrails(report: Report, sizes: Sizes) -> None:
 
     cached_guardrail = az.Guardrail(detector)
     omitted = frozenset(INPUT_FACT_TYPE["attributes"]) - {"pii"}
+    fact = cached_guardrail.assess_arguments({"body": body}).fact(omitted)  # what a request carries
 
     def facts() -> None:  # the Python side alone: text, cache key and hit, fact, audit summary
         for _ in range(calls):
             assessment = cached_guardrail.assess_arguments({"body": body})
-            assessment.fact(omitted)
+            assessment.input_record(omitted)
             assessment.audit  # noqa: B018 - built once, read per call
+
+    # The request the embedded engine hands cedarpy for the guarded call, without and with the fact.
+    policy_set = cedarpy.PolicySet.from_str(policies)
+    no_entities = cedarpy.Entities.from_json_str("[]", None)
+    ids = {"principal": {"type": "User", "id": "u"}, "action": {"type": "Action", "id": "send"},
+           "resource": {"type": "Tool", "id": "send"}}
+    without = dict(ids, context=json.dumps({"input": {"body": body}}))
+    with_fact = dict(ids, context=json.dumps({"input": {"body": body}, "guardrail": {"input": fact}}))
+
+    def raw(request: dict[str, Any]) -> Callable[[], object]:
+        def run() -> None:
+            for _ in range(calls):
+                private_batch([request], policy_set, no_entities, None)
+
+        return run
+
+    def by_hand(arguments: dict[str, Any]) -> dict[str, Any]:  # a developer's wiring: detect, pass the fact
+        detector.detect(arguments["body"], source="INPUT")
+        return {"guardrail": {"input": fact}}
 
     found = measure({
         "plain": (tool("plain", None), calls),
+        "given": (tool("given", None, context={"guardrail": {"input": fact}}), calls),
+        "by hand": (tool("by hand", None, context=by_hand), calls),
         "guarded": (tool("guarded", az.Guardrail(detector, cache_size=0)), calls),
         "cached": (tool("cached", az.Guardrail(detector)), calls),
-        "whole": (tool("whole", az.Guardrail(detector), reloading), calls),
+        "reloading": (tool("reloading", az.Guardrail(detector), reloading), calls),
+        "whole": (tool("whole", az.Guardrail(detector), whole_fact), calls),
         "detector": (detect, calls),
         "facts": (facts, calls),
-    }, sizes.rounds)
-    plumbing = found["guarded"] - found["plain"] - found["detector"]
-    cached = found["cached"] - found["plain"]
+        "raw": (raw(without), calls),
+        "raw+fact": (raw(with_fact), calls),
+    }, sizes.rounds * 2)  # differences of medians of a few microseconds: twice the rounds
+    in_all = found["guarded"] - found["plain"] - found["detector"]
+    ours = found["guarded"] - found["by hand"]
+    ours_cached = found["cached"] - found["given"]
+    cedar = found["raw+fact"] - found["raw"]
     rows = [
         ["guarded tool call, no guardrail", us(found["plain"]), ""],
+        ["the same given the fact in its context (`context={'guardrail': {'input': fact}}`)",
+         us(found["given"]), us(found["given"] - found["plain"])],
         ["LocalDetector.detect alone", us(found["detector"]), ""],
+        ["the same running `LocalDetector.detect` on the argument in its `context=` callable",
+         us(found["by hand"]), us(found["by hand"] - found["plain"])],
         ["guarded tool call, guardrail assessing every call", us(found["guarded"]),
          us(found["guarded"] - found["plain"])],
-        ["guarded tool call, guardrail answering from its cache", us(found["cached"]), us(cached)],
-        ["the same from a store that can reload (the whole 12-attribute fact)", us(found["whole"]),
-         us(found["whole"] - found["plain"])],
+        ["guarded tool call, guardrail answering from its cache", us(found["cached"]),
+         us(found["cached"] - found["plain"])],
+        ["the same from a store that can reload (cut for, and decided by, the version current)",
+         us(found["reloading"]), us(found["reloading"] - found["plain"])],
+        ["the same with a policy comparing the record whole (the whole 12-attribute fact)",
+         us(found["whole"]), us(found["whole"] - found["plain"])],
+        ["raw cedarpy, the guarded call's request without the fact", us(found["raw"]), ""],
+        ["raw cedarpy, the same request with the fact", us(found["raw+fact"]), us(cedar)],
         ["the fact plumbing alone (cached text: key, fact, audit summary)", us(found["facts"]), ""],
     ]
     report.section(
         "Guardrail plumbing",
-        "A guarded tool with `az.Guardrail(az.LocalDetector())` on its one argument, against the same "
-        "tool without one (embedded engine, a permit and a forbid reading `context.guardrail.input.pii`). "
-        "The plumbing is what the call costs beyond the detector: reading the arguments' text, the cache "
-        "key, the `context.guardrail.input` fact (a larger request for Cedar) and the audit summary. "
-        "A request carries only the attributes a policy reads (`agentauthz/guardrails/_reads.py`); a "
-        "store that can reload gets the whole fact.",
+        "A guarded tool with `az.Guardrail(az.LocalDetector())` on its one argument (embedded engine, a "
+        "permit and a forbid reading `context.guardrail.input.pii`), against the same tool without one "
+        "and against the same tool without one given the identical fact as its `context=`: the second "
+        "sends cedarpy the very request the guardrail's call sends, so the difference is what agentauthz "
+        "adds (reading the arguments' text, the cache key, assessing, the fact converted to Cedar JSON "
+        "once per assessment, the audit summary). What cedarpy pays to read the larger context is "
+        "measured on its own: raw cedarpy (the private batch entry point the engine calls) on the "
+        "guarded call's request with and without the fact, in the same process. A request carries only "
+        "the attributes a policy reads (`agentauthz/guardrails/_reads.py`), also from a store that can "
+        "reload (the version a request was cut for decides it); a policy comparing the record whole "
+        "gets the whole fact.",
         ["call", "median (us)", "added (us)"], rows,
-        [f"Plumbing beyond the detector: {us(plumbing)} us per call ({us(cached)} us when the text is "
-         f"cached), of which {us(found['facts'])} us in Python; the rest is the larger request: "
-         "converting the fact to Cedar JSON and cedarpy reading it."])
+        [f"Beyond the detector, per call assessed: {us(in_all)} us in all, of which {us(ours)} us "
+         f"agentauthz ({us(ours_cached)} us when the text is cached) and {us(cedar)} us cedarpy reading "
+         "the larger context (raw); the rest is the same request's cost inside a call that does more "
+         "(a raw loop keeps cedarpy's code and data in the CPU caches)."])
     report.target("guardrail fact plumbing per call with a local detector <= 10 us beyond the detector",
-                  f"{us(plumbing)} us in all, {us(found['facts'])} us in Python", plumbing <= 10)
+                  f"{us(ours)} us ours ({us(ours_cached)} us cached); cedarpy reading the fact "
+                  f"{us(cedar)} us; {us(in_all)} us in all", ours <= 10)
 
 
 SECTIONS: dict[str, Callable[[Report, Sizes], None]] = {

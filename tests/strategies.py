@@ -1470,3 +1470,16 @@ def prefilter_documents_with_nulls() -> st.SearchStrategy[list[dict[str, object]
     """One to ten documents' metadata of the expected types, where any key may also hold None."""
     values = {key: strategy | st.none() for key, strategy in PREFILTER_TYPED_VALUES.items()}
     return st.lists(st.fixed_dictionaries({}, optional=values), min_size=1, max_size=10)
+# -- guardrail fact converted once (tests/guardrails/test_fact_conversion.py): findings of any shape --
+# Any category, types that collide with the fact's own attribute names or are odd text, scores or
+# none: the fact converted once per assessment must be the fact converted per request.
+fact_findings = st.lists(st.builds(
+    az.Finding,
+    st.sampled_from(["prompt_attack", "content", "pii", "regex", "topic", "word", "grounding"]),
+    st.one_of(st.sampled_from(["PROMPT_ATTACK", "HATE", "VIOLENCE", "EMAIL", "PHONE", "AVAILABLE", "PII",
+                               "prompt_attack", "GROUNDING", "RELEVANCE"]),
+              st.text(max_size=8)),
+    st.sampled_from(["NONE", "LOW", "MEDIUM", "HIGH"]),
+    st.one_of(st.none(), st.floats(0, 1)),
+    st.sampled_from(["NONE", "BLOCKED", "ANONYMIZED"]),
+), max_size=8)

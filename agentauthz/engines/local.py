@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -10,6 +11,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import cedarpy
@@ -28,7 +30,7 @@ from agentauthz.policy._store import PolicySnapshot, PolicyStore, redact, trunca
 if TYPE_CHECKING:
     from agentauthz.engines._pool import DecisionPool
 
-__all__ = ["LocalEngine"]
+__all__ = ["LocalEngine", "deciding_with"]
 
 _ERRING_POLICY = re.compile(r"(error while evaluating policy )`([^`]*)`")
 _log = logging.getLogger("agentauthz")
@@ -47,6 +49,29 @@ _REACH_DIVISOR = 64
 DEFAULT_PROCESS_BATCH = 2000
 # Seconds a batch may take in the worker processes; past it they are stopped and it is decided here.
 DEFAULT_PROCESS_TIMEOUT = 60.0
+
+
+_pinned: contextvars.ContextVar[tuple[PolicyStore, PolicySnapshot] | None] = contextvars.ContextVar(
+    "agentauthz_pinned_snapshot", default=None)
+
+
+class deciding_with(AbstractContextManager[None]):  # named as a function (like contextlib.suppress)
+    """Decisions of ``store``'s engines in the block use ``snapshot``, even if a reload swaps in another.
+
+    For a request built for one version (its context cut to what that version's
+    policies read): the version it was built for decides it.
+    """
+
+    __slots__ = ("_pin", "_token")
+
+    def __init__(self, store: PolicyStore, snapshot: PolicySnapshot) -> None:
+        self._pin = (store, snapshot)
+
+    def __enter__(self) -> None:
+        self._token = _pinned.set(self._pin)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _pinned.reset(self._token)
 
 
 class LocalEngine:
@@ -159,7 +184,8 @@ class LocalEngine:
         """Decide each request in order; see :class:`~agentauthz.Engine`."""
         if not requests:
             return []
-        snapshot = self.store.snapshot
+        pinned = _pinned.get()
+        snapshot = pinned[1] if pinned is not None and pinned[0] is self.store else self.store.snapshot
         pool = self._processes
         if pool is not None and len(requests) >= pool.min_batch:
             decided = pool.decide(self, snapshot, requests, entities)

@@ -4,7 +4,8 @@ An :class:`Assessment` is what a detector said about one text, turned into
 what the rest of the library needs:
 
 * :meth:`Assessment.fact`: the record of ``context.guardrail.input`` (typed by
-  :data:`INPUT_FACT_TYPE` in the generated schema);
+  :data:`INPUT_FACT_TYPE` in the generated schema); :meth:`Assessment.input_record`
+  is the same record converted to Cedar JSON once, for every request it answers;
 * :meth:`Assessment.labels`: session labels for tool results and retrieved
   documents (``guardrail:prompt_attack:high``, ``guardrail:pii:EMAIL``);
 * :meth:`Assessment.summary`: categories, types and scores for the audit event.
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from agentauthz._errors import ConfigurationError, GuardrailUnavailable
 from agentauthz._identity import bound_session
+from agentauthz._model import CedarRecord
 from agentauthz.guardrails._detector import LEVELS, Detector, Finding, Source
 
 __all__ = ["CONTENT_FILTERS", "INPUT_FACT_TYPE", "Assessment", "Guardrail", "OnGuardrailError", "text_of"]
@@ -36,6 +38,14 @@ OnGuardrailError = Literal["unavailable", "raise"]
 CONTENT_FILTERS: tuple[str, ...] = ("hate", "insults", "misconduct", "sexual", "violence")
 
 _SETS = {"pii": "pii", "regex": "regexes", "topic": "topics", "word": "words", "grounding": "ungrounded"}
+
+
+# Distinct sets of findings whose assessment is kept for the texts that give them again.
+_ALIKE_SIZE = 256
+_LEVEL_KEYS = frozenset(("prompt_attack", *CONTENT_FILTERS))
+# The fact of a text with no findings; a copy is filled in for each assessment.
+_CLEAN_FACT: dict[str, Any] = {"available": True, "prompt_attack": 0, **dict.fromkeys(CONTENT_FILTERS, 0),
+                               **{name: [] for name in _SETS.values()}}
 
 
 def _attribute(kind: str) -> dict[str, Any]:
@@ -70,6 +80,9 @@ class Assessment:
     detector: str
     # The fact and audit summary, built once: a cached assessment answers many calls.
     _built: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # The fact as requests carry it, converted once per set of omitted attributes (one per action).
+    _records: dict[frozenset[str], CedarRecord] = field(default_factory=dict, init=False, repr=False,
+                                                        compare=False)
 
     def fact(self, omitted: Collection[str] = ()) -> dict[str, Any]:
         """The record policies read as ``context.guardrail.input`` (a new dict each time).
@@ -85,23 +98,47 @@ class Assessment:
             >>> Assessment((Finding("pii", "EMAIL"),), True, "local").fact(set(fact) - {"pii"})
             {'pii': ['EMAIL']}
         """
+        return {name: value[:] if type(value) is list else value for name, value in self._fact().items()
+                if name not in omitted}
+
+    def _fact(self) -> dict[str, Any]:
         built = self._built.get("fact")
         if built is None:
             built = self._built["fact"] = self._build_fact()
-        return {name: value[:] if type(value) is list else value for name, value in built.items()
-                if name not in omitted}
+        return built
+
+    def input_record(self, omitted: frozenset[str] = frozenset()) -> CedarRecord:
+        """:meth:`fact` as a request carries it: converted to Cedar JSON once, shared by every call.
+
+        Args:
+            omitted: as for :meth:`fact`.
+
+        Example:
+            >>> record = Assessment((Finding("pii", "EMAIL"),), True, "local").input_record()
+            >>> record["pii"], record.cedar["pii"]
+            (('EMAIL',), ['EMAIL'])
+        """
+        record = self._records.get(omitted)
+        if record is None:
+            record = self._records[omitted] = CedarRecord(
+                {name: value for name, value in self._fact().items() if name not in omitted})
+        return record
 
     def _build_fact(self) -> dict[str, Any]:
-        fact: dict[str, Any] = {"available": self.available, "prompt_attack": 0}
-        fact.update(dict.fromkeys(CONTENT_FILTERS, 0))
-        sets: dict[str, set[str]] = {name: set() for name in _SETS.values()}
+        fact = dict(_CLEAN_FACT, available=self.available)
+        sets: dict[str, set[str]] | None = None
         for finding in self.findings:
-            key = "prompt_attack" if finding.category == "prompt_attack" else finding.type.lower()
-            if finding.category in ("prompt_attack", "content") and key in fact:
-                fact[key] = max(fact[key], finding.level)
-            elif finding.category in _SETS and (finding.category != "grounding" or finding.level):
-                sets[_SETS[finding.category]].add(finding.type)
-        fact.update({name: sorted(values) for name, values in sets.items()})
+            category = finding.category
+            if category == "prompt_attack" or category == "content":
+                key = "prompt_attack" if category == "prompt_attack" else finding.type.lower()
+                if key in _LEVEL_KEYS:
+                    fact[key] = max(fact[key], finding.level)
+            elif category in _SETS and (category != "grounding" or finding.level):
+                if sets is None:
+                    sets = {}
+                sets.setdefault(_SETS[category], set()).add(finding.type)
+        if sets:
+            fact.update({name: sorted(values) for name, values in sets.items()})
         return fact
 
     def labels(self) -> list[str]:
@@ -238,6 +275,9 @@ class Guardrail:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str, bytes], Assessment] = OrderedDict()
         self._lock = threading.Lock()
+        # Texts with the same findings (most often none) share one assessment, and so its fact,
+        # its Cedar JSON and its audit summary: they hold findings only, never a text.
+        self._alike: dict[tuple[Finding, ...], Assessment] = {}
 
     @classmethod
     def of(cls, value: Guardrail | Detector | None) -> Guardrail | None:
@@ -285,6 +325,10 @@ class Guardrail:
         return await self.aassess(self._arguments_text(arguments), "INPUT")
 
     def _arguments_text(self, arguments: Mapping[str, Any]) -> str:
+        if self.arguments is None and len(arguments) == 1:  # the common tool: one argument, often a string
+            (value,) = arguments.values()
+            if type(value) is str:
+                return value
         names = arguments if self.arguments is None else [
             name for name in self.arguments if name in arguments]
         # The values: argument names are the tool's, not the text's (keys inside a record are text).
@@ -315,10 +359,16 @@ class Guardrail:
 
     def _known(self, text: str, source: Source) -> tuple[tuple[str, str, bytes], Assessment | None]:
         """The cache key of ``text``, and its assessment if it needs no detector (empty or cached)."""
-        key = self._key(text, source)
+        session = bound_session.get()
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+        key = (session.id if session is not None else "", source, digest)
         if not text:
             return key, Assessment((), True, self.detector.name)
-        return key, self._cached(key)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+        return key, found
 
     def _failed(self, exc: Exception) -> Assessment:
         if self.on_error == "raise":
@@ -328,23 +378,16 @@ class Guardrail:
                 f"detector {self.detector.name} failed: {type(exc).__name__}") from exc
         return Assessment((), False, self.detector.name)
 
-    def _key(self, text: str, source: Source) -> tuple[str, str, bytes]:
-        session = bound_session.get()
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
-        return (session.id if session is not None else "", source, digest)
-
-    def _cached(self, key: tuple[str, str, bytes]) -> Assessment | None:
-        with self._lock:
-            found = self._cache.get(key)
-            if found is not None:
-                self._cache.move_to_end(key)
-            return found
-
     def _keep(self, key: tuple[str, str, bytes], found: Sequence[Finding]) -> Assessment:
         findings = tuple(found)
         if not all(isinstance(finding, Finding) for finding in findings):
             raise GuardrailUnavailable(f"detector {self.detector.name} returned no findings list")
-        assessment = Assessment(findings, True, self.detector.name)
+        assessment = self._alike.get(findings)
+        if assessment is None:
+            assessment = Assessment(findings, True, self.detector.name)
+            if len(self._alike) >= _ALIKE_SIZE:
+                self._alike.clear()
+            self._alike[findings] = assessment
         if self.cache_size:
             with self._lock:
                 self._cache[key] = assessment

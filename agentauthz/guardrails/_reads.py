@@ -15,11 +15,14 @@ conditions, each of which keeps the decision exactly what the whole fact gives:
   ``pii?: Set<String>``); with a required attribute the request would fail the
   schema check. The generated schema declares them all required, so a store with it
   gets the whole fact; a store without a schema needs nothing declared;
-* the embedded engine decides with a store that cannot change between building
-  the request and deciding it (:func:`~agentauthz.session._facts.fixed_snapshot`):
-  a new version could read an attribute the request lacks, and Cedar skips a
-  ``forbid`` that errs on a missing attribute, a fail-open. Verified Permissions
-  holds its policies remotely: it gets the whole fact.
+* the embedded engine decides it, with the store version the request was cut
+  for: a new version could read an attribute the request lacks, and Cedar skips a
+  ``forbid`` that errs on a missing attribute, a fail-open. So a request for a
+  store that can reload is cut for the version current when it is built, and that
+  version decides it (:func:`~agentauthz.engines.local.deciding_with`); if a reload
+  came in between (an approval waited for), it is cut again for the version now
+  current, which decides it. Verified Permissions holds its policies remotely: it
+  gets the whole fact.
 
 A read attribute is always sent, empty set or zero level included: leaving out
 an empty one would turn ``context.guardrail.input.pii.isEmpty()`` into an error.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,12 +38,12 @@ from agentauthz._errors import (
 from agentauthz._identity import bound_identity, bound_session
 from agentauthz._model import Decision, Entity, EntityUID
 from agentauthz._plans import Plan
+from agentauthz.engines.local import LocalEngine, deciding_with
 from agentauthz.guardrails._guardrail import INPUT_FACT_TYPE, Assessment
 from agentauthz.guardrails._reads import InputFactReads
 from agentauthz.guardrails._screening import record_labels
-from agentauthz.policy._store import PolicyStore
+from agentauthz.policy._store import PolicySnapshot, PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
-from agentauthz.session._facts import fixed_snapshot
 from agentauthz.session._provenance import ResultLabel
 from agentauthz.session._session import ToolCall, call_key
 from agentauthz.tools._settings import ToolSettings
@@ -197,7 +198,7 @@ class ToolCalls:
         if bound_session.get() is not None:
             return authz._run(self._begin(inputs, arguments, spec, None))
         key = call_key()
-        with annotating(inputs.get("audit")):
+        with self._deciding(inputs):
             decision = authz.authorize(action=inputs["action"], resource=inputs["resource"],
                                        context=inputs["context"])
         return ToolCall(decision, call_id=key)
@@ -209,7 +210,7 @@ class ToolCalls:
         if bound_session.get() is not None:
             return await authz._arun(self._begin(inputs, arguments, spec, None))
         key = call_key()
-        with annotating(inputs.get("audit")):
+        with self._deciding(inputs):
             decision = await authz.aauthorize(action=inputs["action"], resource=inputs["resource"],
                                               context=inputs["context"])
         return ToolCall(decision, call_id=key)
@@ -217,7 +218,7 @@ class ToolCalls:
     def _begin(self, inputs: dict[str, Any], arguments: Mapping[str, Any] | None, spec: ToolSpec,
                call_id: str | None) -> Plan[ToolCall]:
         """Decide and admit a call; its guardrail findings (no text) go in its audit event."""
-        with annotating(inputs.get("audit")):
+        with self._deciding(inputs):
             return (yield from self.authz._sessions.begin(inputs, arguments, spec, call_id))
 
     def screened(self, spec: ToolSpec, result: R) -> R:
@@ -321,7 +322,7 @@ class ToolCalls:
             if record:
                 call = yield from self._begin(inputs, validated, spec, call_id)
             else:
-                with annotating(inputs.get("audit")):
+                with self._deciding(inputs):
                     decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                           inputs["context"])
                 call = ToolCall(decision, call_id=call_key(), external_id=call_id)
@@ -423,25 +424,49 @@ class ToolCalls:
         self._add_guardrail(spec, inputs, assessment)
 
     def _add_guardrail(self, spec: ToolSpec, inputs: dict[str, Any], assessment: Assessment) -> None:
-        """``context.guardrail.input`` (the attributes a policy can read) and the findings for the audit."""
-        omitted = self._fact_omitted(spec.action)
-        inputs["context"]["guardrail"] = {"input": assessment.fact(omitted)}
-        inputs["audit"] = {"guardrail": {"input": assessment.audit}}
+        """``context.guardrail.input`` (the attributes a policy can read) and the findings for the audit.
 
-    def _fact_omitted(self, action: str | EntityUID) -> frozenset[str]:
-        """The fact's attributes a request for ``action`` leaves out (:mod:`agentauthz.guardrails._reads`).
-
-        Only the embedded engine deciding with a store that cannot reload
-        knows which policies will read the request; any other engine gets the whole fact.
+        A request cut for a store that can reload keeps what it was cut for
+        (``inputs["cut_for"]``): :meth:`_deciding` has that version decide it.
         """
         engine = self.authz.engine
-        snapshot = fixed_snapshot(engine)
-        if snapshot is None:
-            return frozenset()
+        omitted: frozenset[str] = frozenset()
+        if type(engine) is LocalEngine:  # only it knows which policies will read the request
+            store = engine.store
+            snapshot = store.snapshot
+            omitted = self._fact_reads_of(snapshot).omitted(spec.action, engine.resolve_action)
+            if omitted and store.reloadable:
+                inputs["cut_for"] = (store, snapshot, assessment)
+        # Converted to Cedar JSON once per assessment: a cached text's fact is not walked per call.
+        inputs["context"]["guardrail"] = {"input": assessment.input_record(omitted)}
+        inputs["audit"] = {"guardrail": {"input": assessment.audit}}
+
+    def _fact_reads_of(self, snapshot: PolicySnapshot) -> InputFactReads:
+        """Which attributes of the fact the policies of ``snapshot`` read (worked out once per version)."""
         reads = self._fact_reads
         if reads is None or reads.snapshot is not snapshot:
             reads = self._fact_reads = InputFactReads(snapshot, INPUT_FACT_TYPE["attributes"])
-        return reads.omitted(action, engine.resolve_action)
+        return reads
+
+    def _deciding(self, inputs: dict[str, Any]) -> AbstractContextManager[None]:
+        """The block deciding ``inputs``: its guardrail findings annotate the audit event and, if its
+        fact was cut for a version of a store that can reload, that version decides it.
+
+        A reload since the request was cut (an approval waited for, a plan resumed)
+        cuts it again for the version now current, which then decides it: a
+        version never decides a request cut for another, whose policies could
+        read an attribute the request lacks (and Cedar skips a ``forbid`` that errs).
+        """
+        cut_for = inputs.get("cut_for")
+        if cut_for is None:
+            return annotating(inputs.get("audit"))
+        store, snapshot, assessment = cut_for
+        current = store.snapshot
+        if current is not snapshot:
+            omitted = self._fact_reads_of(current).omitted(inputs["action"], self.authz.engine.resolve_action)
+            inputs["context"]["guardrail"] = {"input": assessment.input_record(omitted)}
+            inputs["cut_for"] = (store, current, assessment)
+        return _PinnedAndAnnotated(store, current, inputs.get("audit"))
 
     def _guardrail_refusal(self, spec: ToolSpec, exc: GuardrailUnavailable) -> None:
         """Audit the refusal of a call whose detector failed (``on_error="raise"``)."""
@@ -536,4 +561,26 @@ class _GuardPlan:
                    operation=Operation("tool_call", spec.name))
 
 
+class _PinnedAndAnnotated(AbstractContextManager[None]):
+    """:func:`~agentauthz.engines.local.deciding_with` and :func:`~agentauthz._audit.annotating` at once."""
 
+    __slots__ = ("_annotated", "_pinned")
+
+    def __init__(self, store: PolicyStore, snapshot: PolicySnapshot,
+                 audit: Mapping[str, object] | None) -> None:
+        self._pinned = deciding_with(store, snapshot)
+        self._annotated = annotating(audit)
+
+    def __enter__(self) -> None:
+        self._pinned.__enter__()
+        try:
+            self._annotated.__enter__()
+        except BaseException:
+            self._pinned.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._annotated.__exit__(None, None, None)
+        finally:
+            self._pinned.__exit__(None, None, None)

@@ -4,6 +4,8 @@ exactly as with the whole fact (``agentauthz/guardrails/_reads.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,14 +136,19 @@ def test_a_request_carries_only_the_attributes_a_policy_reads() -> None:
     assert carried(authz, sink) == {"pii"}
 
 
-def test_a_store_that_can_reload_gets_the_whole_fact(tmp_path: Path) -> None:
+def test_a_store_that_can_reload_gets_the_attributes_its_current_version_reads(tmp_path: Path) -> None:
     (tmp_path / "policies.cedar").write_text(
         '@id("all") permit(principal, action, resource);\n'
         '@id("no-email") forbid(principal, action, resource) when '
         '{ context.guardrail.input.pii.contains("EMAIL") };')
     sink = az.MemorySink()
     authz = az.Authorizer.from_directory(tmp_path, audit=[sink], record_requests=True)
-    assert carried(authz, sink) == ALL
+    assert carried(authz, sink) == {"pii"}
+    (tmp_path / "topics.cedar").write_text(
+        '@id("no-weapons") forbid(principal, action, resource) when '
+        '{ context.guardrail.input has topics && context.guardrail.input.topics.contains("weapons") };')
+    assert authz.engine.store.reload()  # type: ignore[attr-defined]
+    assert carried(authz, sink) == {"pii", "topics"}
 
 
 def test_a_forbid_a_reload_adds_reads_its_attribute_and_refuses(tmp_path: Path) -> None:
@@ -362,3 +369,123 @@ def test_verified_permissions_decides_as_the_embedded_engine_with_the_trimmed_fa
             assert local_outcome == remote_outcome
             assert remote_sent == ALL  # Verified Permissions: the policies are remote, the whole fact goes
             assert local_sent == {"available", "pii", "prompt_attack", "topics"}
+
+
+# -- a store that can reload: the version a request was cut for decides it ---------------------------
+
+RELOADED_FORBID = ('@id("no-weapons") forbid(principal, action, resource) when { context.guardrail.input '
+                   'has topics && context.guardrail.input.topics.contains("weapons") };')
+
+
+def _reloading(folder: Path, policies: str, **options: Any) -> az.Authorizer:
+    (folder / "policies.cedar").write_text(policies)
+    return az.Authorizer.from_directory(folder, **options)
+
+
+def test_a_call_decided_after_a_reload_is_cut_again_for_the_version_deciding_it(tmp_path: Path) -> None:
+    """Cut for a version reading no ``topics``, decided after a reload adding a ``has``-guarded forbid on
+    them (an approval waited for): without ``topics`` the forbid's ``has`` is false and it would allow."""
+    sink = az.MemorySink()
+    authz = _reloading(tmp_path, '@id("all") permit(principal, action, resource);\n'
+                       '@id("no-email") forbid(principal, action, resource) when '
+                       '{ context.guardrail.input.pii.contains("EMAIL") };',
+                       audit=[sink], record_requests=True)
+
+    @authz.guard(guardrail=Fixed([az.Finding("topic", "weapons")]), name="send", on_deny="message")
+    def send(body: str) -> str:
+        return "sent"
+
+    calls = authz._tool_calls
+    spec = calls.spec(send)
+    with authz.acting_as(ALICE):
+        _, inputs = calls.checked(spec, {"body": BODY})
+        assert set(inputs["context"]["guardrail"]["input"]) == {"pii"}  # cut for the version now
+        (tmp_path / "weapons.cedar").write_text(RELOADED_FORBID)
+        assert authz.engine.store.reload()  # type: ignore[attr-defined]
+        decision = calls._decided(inputs, {"body": BODY}, spec).decision
+    assert not decision.allowed and decision.reasons == ("no-weapons",)
+    assert sink.events[-1].request is not None
+    assert set(sink.events[-1].request["request"]["context"]["guardrail"]["input"]) == {"pii", "topics"}
+
+
+class Reloading:
+    """An entity provider that reloads the store while the Authorizer gathers a request's entities,
+    between cutting the request and the engine choosing its version: the race a reload can win."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.store: az.PolicyStore | None = None
+
+    def get_entities(self, uids: Any) -> list[az.Entity]:
+        if self.store is not None and not (self.folder / "weapons.cedar").exists():
+            (self.folder / "weapons.cedar").write_text(RELOADED_FORBID)
+            assert self.store.reload()
+        return []
+
+
+def test_a_reload_while_a_call_is_decided_never_lets_the_new_version_decide_the_cut_request(
+        tmp_path: Path) -> None:
+    (tmp_path / "policies.cedar").write_text('@id("all") permit(principal, action, resource);\n'
+                                             '@id("no-email") forbid(principal, action, resource) when '
+                                             '{ context.guardrail.input.pii.contains("EMAIL") };')
+    provider = Reloading(tmp_path)
+    store = az.PolicyStore.from_directory(tmp_path)
+    before = store.snapshot.fingerprint
+    sink = az.MemorySink()
+    authz = az.Authorizer(az.LocalEngine(store), entities=provider, audit=[sink], record_requests=True)
+
+    @authz.guard(guardrail=Fixed([az.Finding("topic", "weapons")]), name="send", on_deny="message")
+    def send(body: str) -> str:
+        return "sent"
+
+    provider.store = store
+    with authz.acting_as(ALICE):
+        send(BODY)
+        cut = sink.events[-1]
+        # The version the request was cut for decided it, as it decides the whole fact: never the
+        # reloaded one, whose forbid would find no ``topics`` in the cut request and be skipped.
+        assert cut.fingerprint == before != store.snapshot.fingerprint
+        assert cut.request is not None
+        assert set(cut.request["request"]["context"]["guardrail"]["input"]) == {"pii"}
+        assert cut.decision == "allow"
+        assert send(BODY) != "sent"  # the next call: cut for, and decided by, the new version
+
+
+@pytest.mark.parametrize("policy_errors", ["skip", "deny"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies=guardrail_policies, found=guardrail_findings, reloaded=guardrail_policies)
+def test_a_reloading_store_decides_the_cut_fact_exactly_as_the_whole_fact_before_and_after_a_reload(
+        policy_errors: str, policies: str, found: list[tuple[Any, ...]], reloaded: str) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        (folder / "policies.cedar").write_text(policies)
+        try:
+            store = az.PolicyStore.from_directory(folder, validate=False)
+        except az.PolicyError:
+            return  # text Cedar does not parse: nothing to decide
+        sink = az.MemorySink()
+        authz = az.Authorizer(az.LocalEngine(store), audit=[sink], record_requests=True,
+                              policy_errors=policy_errors)  # type: ignore[arg-type]
+        detector = Fixed([az.Finding(category, kind, level) for category, kind, level in found])
+
+        @authz.guard(guardrail=detector, name="send", on_deny="message")
+        def send(body: str) -> str:
+            return "sent"
+
+        calls = authz._tool_calls
+        spec = calls.spec(send)
+        whole = az.Guardrail(detector).assess(BODY, "INPUT").fact()
+        with authz.acting_as(ALICE):
+            _, inputs = calls.checked(spec, {"body": BODY})  # cut for the first version
+            (folder / "policies.cedar").write_text(reloaded)
+            with contextlib.suppress(az.PolicyError):  # then the old version stays: it decides
+                store.reload()
+            for _ in range(2):  # decided after the reload, then cut and decided anew
+                calls._decided(inputs, {"body": BODY}, spec)
+                trimmed = sink.events[-1]
+                authz.authorize(action="send", resource=az.EntityUID("Tool", "send"),
+                                context={"input": {"body": BODY}, "guardrail": {"input": whole}})
+                reference = sink.events[-1]
+                assert _outcome(trimmed) == _outcome(reference)
+                assert trimmed.fingerprint == reference.fingerprint == store.snapshot.fingerprint
+                _, inputs = calls.checked(spec, {"body": BODY})
