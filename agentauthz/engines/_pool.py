@@ -120,9 +120,10 @@ def encode(requests: Sequence[Request]) -> Share:
     for request in requests:
         action = request.action
         context = request.cedar_context
-        if last is None or last[0] is not request.principal or last[1] is not action or last[2] is not context:
-            last = (request.principal, action, context)
-            head = (position(request.principal),
+        principal = request.principal
+        if last is None or last[0] is not principal or last[1] is not action or last[2] is not context:
+            last = (principal, action, context)
+            head = (position(principal),
                     position(EntityUID("Action", action) if isinstance(action, str) else action),
                     json.dumps(context) if context else None)
         rows.append((head[0], head[1], position(request.resource), head[2]))
