@@ -105,18 +105,28 @@ def encode(requests: Sequence[Request]) -> Share:
     """The requests as a table of distinct uids and rows of positions in it (most share a principal)."""
     positions: dict[tuple[str, str], int] = {}
     rows: list[Row] = []
+
+    def position(uid: EntityUID) -> int:
+        key = (uid.type, uid.id)
+        found = positions.get(key)
+        if found is None:
+            found = positions[key] = len(positions)
+        return found
+
+    # A batch's requests mostly share one principal, action and context object (Request.replace
+    # keeps them): their positions and the context's JSON are computed once per distinct object.
+    last: tuple[Any, Any, Any] | None = None
+    head: tuple[int, int, str | None] = (0, 0, None)
     for request in requests:
-        row = []
         action = request.action
-        for uid in (request.principal, EntityUID("Action", action) if isinstance(action, str) else action,
-                    request.resource):
-            key = (uid.type, uid.id)
-            position = positions.get(key)
-            if position is None:
-                position = positions[key] = len(positions)
-            row.append(position)
         context = request.cedar_context
-        rows.append((row[0], row[1], row[2], json.dumps(context) if context else None))
+        principal = request.principal
+        if last is None or last[0] is not principal or last[1] is not action or last[2] is not context:
+            last = (principal, action, context)
+            head = (position(principal),
+                    position(EntityUID("Action", action) if isinstance(action, str) else action),
+                    json.dumps(context) if context else None)
+        rows.append((head[0], head[1], position(request.resource), head[2]))
     return list(positions), rows
 
 

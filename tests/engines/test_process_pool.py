@@ -165,3 +165,29 @@ def test_workers_that_hang_past_the_timeout_are_stopped_and_the_batch_decided_he
             if process.is_alive():
                 process.kill()
     pooled.close()
+
+
+shared_parts = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["read", "write"]), st.integers(0, 5),
+                                  st.sampled_from([None, {}, {"n": 1}, {"n": 2}])), min_size=1, max_size=40)
+
+
+@given(shared_parts)
+@settings(max_examples=100)
+def test_the_request_encoding_for_workers_gives_back_every_request_as_it_was(
+        drawn: list[tuple[int, str, int, dict[str, int] | None]]) -> None:
+    from agentauthz.engines._pool import _decode, encode
+
+    # Runs of requests sharing principal, action and context objects (as Request.replace makes them)
+    # and runs that change any one of them: each decodes to its own parts, in order.
+    base = {context_key: az.Request(USERS[0].uid, "read", STORED[0].uid, context)
+            for context_key, context in enumerate([None, {"n": 1}, {"n": 2}])}
+    batch = []
+    for user, action, doc, context in drawn:
+        template = base[0 if not context else context["n"]]
+        batch.append(template.replace(principal=USERS[user].uid, resource=STORED[doc].uid)
+                     if action == "read" else
+                     az.Request(USERS[user].uid, az.EntityUID("Action", action), STORED[doc].uid, context))
+    decoded = _decode(encode(batch))
+    as_uid = {"read": az.EntityUID("Action", "read")}
+    assert [(r.principal, as_uid.get(r.action, r.action), r.resource, r.cedar_context) for r in batch] == [
+        (r.principal, r.action, r.resource, r.cedar_context) for r in decoded]
