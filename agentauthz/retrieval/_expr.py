@@ -303,18 +303,17 @@ def all_of(*items: Expr) -> Expr:
     has, _, disjunction = kinds
     if not (has or disjunction):
         return And(tuple(unique))
-    # An attribute compared with a value is present: `has a` next to it says nothing more.
-    needed: set[str] = set()
+    # Absorption first: a && (a || b) is a.
+    flat = [part for part in unique
+            if not (isinstance(part, Or) and any(item in unique for item in part.items))]
+    # Then an attribute compared with a value is present: `has a` next to it says nothing more. Only
+    # what absorption kept may say so: `has a && (has a || a == 1)` is `has a`, not true.
     if has:
-        for part in unique:
+        needed: set[str] = set()
+        for part in flat:
             if not isinstance(part, Has):
                 needed |= present_attributes(part)
-    # Absorption: a && (a || b) is a.
-    flat = [part for part in unique
-            if not (isinstance(part, Has) and part.attr in needed)
-            and not (isinstance(part, Or) and any(item in unique for item in part.items))]
-    if not flat:
-        return TRUE
+        flat = [part for part in flat if not (isinstance(part, Has) and part.attr in needed)]
     return flat[0] if len(flat) == 1 else And(tuple(flat))
 
 

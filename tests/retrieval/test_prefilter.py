@@ -758,3 +758,12 @@ def test_all_of_any_of_and_nnf_keep_what_the_nodes_mean(items: list[Expr], metad
     assert _meaning(any_of(*items), metadata) is expected_any
     assert MetadataPredicate(nnf(all_of(*items)), {})(metadata) is expected_all
     assert _meaning(negate(any_of(*items)), metadata) is not expected_any
+
+
+def test_a_presence_that_justifies_an_absorbed_disjunction_is_kept() -> None:
+    # `has b && (has b || b == "x")`: absorption drops the disjunction, and the disjunction must not
+    # then count as proof that b is present (both went, leaving `true`: a document without b matched).
+    disjunction = Or((Has("b"), Comparison("b", "==", "x")))
+    assert all_of(Has("b"), disjunction) == Has("b")
+    assert MetadataPredicate(nnf(all_of(Has("b"), Not(Not(disjunction)))), {})({}) is False
+    assert MetadataPredicate(nnf(all_of(Has("b"), Not(Not(disjunction)))), {})({"b": "y"}) is True
