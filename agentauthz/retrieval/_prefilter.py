@@ -254,18 +254,22 @@ class Prefilter:
             >>> Prefilter(Comparison("level", "<=", 3)).to_bedrock()
             {'lessThanOrEquals': {'key': 'level', 'value': 3}}
         """
+        if not self._narrows(exact):
+            return None
+        return bedrock_filter(self.expression, keys or {}, strict=exact)
+
+    def _narrows(self, exact: bool) -> bool:
+        """Whether a store filter narrows the search (refusing what no filter may say)."""
         if self.always_denied:
             raise AccessDenied(Decision(allowed=False), subject="the retrieval")
         if self.always_allowed:
-            return None
+            return False
         if exact and not self.exact:
             raise ConfigurationError(
                 "the policies do not translate exactly into a metadata filter: "
                 + ("no pre-filter" if not self.filters else "a condition is over-approximated")
                 + " (see Prefilter.note)")
-        if not self.filters:
-            return None
-        return bedrock_filter(self.expression, keys or {}, strict=exact)
+        return bool(self.filters)
 
     def to_mongo(
         self, keys: Mapping[str, str] | None = None, *, ne_matches_missing: bool = True,
@@ -320,16 +324,7 @@ class Prefilter:
             >>> pre.to_mongo(ne_matches_missing=False, presence="exists", exact=True)
             {'$or': [{'cls': {'$exists': False}}, {'cls': {'$ne': 'secret'}}]}
         """
-        if self.always_denied:
-            raise AccessDenied(Decision(allowed=False), subject="the retrieval")
-        if self.always_allowed:
-            return None
-        if exact and not self.exact:
-            raise ConfigurationError(
-                "the policies do not translate exactly into a metadata filter: "
-                + ("no pre-filter" if not self.filters else "a condition is over-approximated")
-                + " (see Prefilter.note)")
-        if not self.filters:
+        if not self._narrows(exact):
             return None
         if presence not in ("exists", "null", None):
             raise ConfigurationError(f'presence must be "exists", "null" or None, not {presence!r}')
