@@ -364,6 +364,8 @@ _SLICING_CONDITIONS = (
     ' when { principal.dept == "\u00e9" && principal.level > 1 }',
     ' when { principal.dept == "b" } unless { context has x && context.x }',
     ' when { principal.dept == "b" || context.x }',
+    ' when { principal.dept == "a" && context.x || principal.level > 1 }',
+    ' when { principal.dept == "b" && (context.x || principal.level > 1) }',
     ' when { principal.dept == "\\u{e9}" }',
     " when { resource.owner.level < 3 }",
     " when { principal in resource.owner }",

@@ -245,7 +245,20 @@ def leading_equality(statement: str, scanned: list[Token] | None = None) -> tupl
     literal = words[7]
     if "\\" in literal or not (words[8] == "}" or words[8:10] == ["&", "&"]):
         return None
-    return words[4], literal[1:-1]
+    # `a && b || c` is `(a && b) || c`: the comparison decides only a clause without `||` (inside
+    # parentheses too, to keep the check simple).
+    depth = 0
+    for kind, begin, stop in scanned[end + 1:]:
+        char = statement[begin:stop] if kind == "other" else ""
+        if char == "|":
+            return None
+        if char in ("(", "[", "{"):
+            depth += 1
+        elif char in (")", "]", "}"):
+            depth -= 1
+            if depth == 0:
+                return words[4], literal[1:-1]
+    return None
 
 
 def read_scopes(texts: Sequence[str], scanned: Sequence[list[Token]] | None = None) -> list[Scope | None]:

@@ -403,6 +403,9 @@ def test_policies_held_by_slices_are_bounded_and_decide_alike(monkeypatch: pytes
     ('@id("x") permit(principal in G::"g", action, resource) when { principal.d == "é" } unless { false };',
      ("d", "é")),
     ('permit(principal, action, resource) when { principal.d == "hr" || context.x };', None),
+    # `&&` binds tighter than `||`: the comparison does not decide `(a && b) || c`.
+    ('forbid(principal, action, resource) when { principal.d == "hr" && context.x || context.y };', None),
+    ('forbid(principal, action, resource) when { principal.d == "hr" && (context.x || context.y) };', None),
     ('permit(principal, action, resource) when { principal.d == "h\\u{72}" };', None),
     ('permit(principal, action, resource) unless { principal.d == "hr" };', None),
     ('permit(principal, action, resource) when { context.x && principal.d == "hr" };', None),
@@ -440,3 +443,15 @@ def test_sliced_decisions_equal_plain_cedarpy_on_the_whole_set(case: SlicingCase
         assert decision.allowed is (raw.decision == cedarpy.Decision.Allow), request
         assert decision.reasons == tuple(sorted(snapshot.store_id(r) for r in raw.diagnostics.reasons))
         assert len(decision.errors) == len(raw.diagnostics.errors), request
+
+
+def test_a_forbid_whose_leading_comparison_is_false_still_applies_through_a_later_or() -> None:
+    policies = ('@id("p") permit(principal, action, resource);\n'
+                '@id("f") forbid(principal, action, resource) when '
+                '{ principal.dept == "x" && principal.level > 5 || principal.blocked };\n')
+    user = {"uid": {"type": "User", "id": "u"}, "attrs": {"dept": "y", "level": 1, "blocked": True},
+            "parents": []}
+    store = az.PolicyStore.from_text(policies, entities=[az.Entity.from_cedar(user)])
+    decision = az.Authorizer(az.LocalEngine(store)).authorize(
+        principal=az.EntityUID("User", "u"), action="read", resource=az.EntityUID("Doc", "d"))
+    assert (decision.allowed, decision.reasons) == (False, ("f",))
