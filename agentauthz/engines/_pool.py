@@ -226,14 +226,24 @@ class DecisionPool:
             if late:
                 raise TimeoutError(f"the decision processes took more than {self.timeout} s")
             version = snapshot.fingerprint
+            # A batch's answers are mostly alike (denied by no policy; allowed by one): one frozen
+            # Decision per distinct answer.
+            made: dict[Answer, Decision] = {}
             for position, future in enumerate(futures):
                 if found[position] is None:
                     answers = future.result()
                     start, stop = chunks[position]
                     if len(answers) != stop - start:
                         raise RuntimeError("a decision process returned a wrong number of decisions")
-                    found[position] = [Decision(allowed, reasons, errors, policy_version=version)
-                                       for allowed, reasons, errors in answers]
+                    decisions = []
+                    for answer in answers:
+                        decision = made.get(answer)
+                        if decision is None:
+                            allowed, reasons, errors = answer
+                            decision = made[answer] = Decision(allowed, reasons, errors,
+                                                               policy_version=version)
+                        decisions.append(decision)
+                    found[position] = decisions
                     self.decided_by_workers += len(answers)
         except Exception:  # a broken pool costs speed, never a decision: the parent decides
             _log.warning("the decision processes failed; deciding in this process", exc_info=True)
