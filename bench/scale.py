@@ -305,8 +305,9 @@ def process_pool(report: Report, sizes: Sizes) -> None:
         "Worker processes for large batches",
         "cedarpy holds the GIL while it evaluates: threads add no throughput. "
         "`LocalEngine(store, processes=2, process_batch=2000)` (opt-in) decides a batch of at least 2,000 "
-        "requests in two worker processes holding the same store version, in chunks; the parent decides "
-        "the chunks no worker has taken yet while it would otherwise wait. Wall time of one `filter` "
+        "requests in two worker processes holding the same store version, in chunks; with more cores "
+        "than workers the parent decides the chunks no worker has taken yet while it would otherwise wait "
+        "(with as many workers as cores it only waits). Wall time of one `filter` "
         f"(P=100, {len(workload.entities):,} stored entities), median of 3, the workers already started "
         "(`start_processes`). *workers' share*: requests the workers decided. *parent outside the batch*: "
         "wall time of the `filter` before and after `LocalEngine.decide` (building each request and, from "

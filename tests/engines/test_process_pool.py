@@ -98,14 +98,29 @@ def test_decisions_from_the_workers_carry_the_store_ids_and_version(
     assert {d.policy_version for d in decided} == {local.store.fingerprint}
 
 
+def test_with_as_many_workers_as_cores_the_workers_decide_the_whole_batch() -> None:
+    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    pooled = az.LocalEngine(store, processes=2, process_batch=2)
+    assert pooled.start_processes(timeout=120)
+    assert pooled._processes is not None
+    pooled._processes.parent_helps = False
+    batch, given = _batch([(user, "read", doc, doc % 6, "hr", doc % 2 == 0) for user in range(4)
+                           for doc in range(12)])
+    assert pooled.decide(batch, given) == az.LocalEngine(store).decide(batch, given)
+    assert pooled._processes.decided_by_workers == len(batch)
+    pooled.close()
+
+
 def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
     store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
     pooled = az.LocalEngine(store, processes=2, process_batch=2)
     assert pooled.start_processes(timeout=120)
+    assert pooled._processes is not None
+    pooled._processes.parent_helps = True
     batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 2, 0, "hr", True)])
     expected = az.LocalEngine(store).decide(batch, given)
     assert pooled.decide(batch, given) == expected
-    assert pooled._processes is not None and pooled._processes.decided_by_workers == 1  # one each
+    assert pooled._processes.decided_by_workers == 1  # one each
     executor = pooled._processes._pool.executor  # type: ignore[union-attr]
     for process in list(executor._processes.values()):
         process.kill()
