@@ -35,10 +35,9 @@ from agentauthz.retrieval._prefilter import (
 )
 from tests.retrieval.test_prefilter_soundness import (
     KEYS,
-    as_docs,
+    alice_prefilter,
     bedrock_matches,
     buildable,
-    post,
     resource_of,
 )
 from tests.strategies import prefilter_documents, prefilter_policy_sets
@@ -180,13 +179,8 @@ def test_an_exact_bedrock_filter_keeps_exactly_the_documents_authorization_allow
     policies: str, metadata: list[dict[str, Any]], policy_errors: Any
 ) -> None:
     """Under either ``policy_errors``, on metadata that keeps each key's type (the documented convention)."""
-    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
-    docs = as_docs(metadata)
     context = {"flag": False, "limit": 3}
-    with authz.acting_as(az.Entity(uid=az.EntityUID("User", "alice"), attrs={"dept": "hr", "clearance": 3},
-                                   parents=[az.EntityUID("Group", "staff")])):
-        pre = compile_prefilter(authz, action="read", context=context, resource_type="Doc")
-        allowed = post(authz, docs, context)
+    pre, docs, allowed = alice_prefilter(policies, metadata, policy_errors, context)
     if not pre.exact:
         event("not exact")
         return

@@ -26,10 +26,9 @@ from agentauthz.retrieval._prefilter import Comparison, Not, Prefilter, all_of, 
 from tests.retrieval.test_prefilter_soundness import (
     KEYS,
     MONGO_PRESENCE,
-    as_docs,
+    alice_prefilter,
     buildable,
     mongo_matches,
-    post,
     resource_of,
 )
 from tests.strategies import prefilter_documents_with_nulls, prefilter_policy_sets
@@ -176,13 +175,8 @@ def test_an_exact_mongo_filter_keeps_exactly_the_documents_authorization_allows(
     """Under either ``policy_errors``, on metadata that keeps each key's type (the documented convention)."""
     if store["presence"] == "exists":  # a store tested with $exists holds no null (Pinecone)
         metadata = [{key: value for key, value in item.items() if value is not None} for item in metadata]
-    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
-    docs = as_docs(metadata)
     context = {"flag": False, "limit": 3}
-    with authz.acting_as(az.Entity(uid=az.EntityUID("User", "alice"), attrs={"dept": "hr", "clearance": 3},
-                                   parents=[az.EntityUID("Group", "staff")])):
-        pre = compile_prefilter(authz, action="read", context=context, resource_type="Doc")
-        allowed = post(authz, docs, context)
+    pre, docs, allowed = alice_prefilter(policies, metadata, policy_errors, context)
     if not pre.exact:
         event("not exact")
         return
@@ -226,13 +220,8 @@ def test_a_mongo_filter_never_drops_a_document_authorization_allows(
     """The superset rendering, on metadata that may hold null (MongoDB) or not ($exists: Pinecone)."""
     if presence == "exists":
         metadata = [{key: value for key, value in item.items() if value is not None} for item in metadata]
-    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
-    docs = as_docs(metadata)
     context = {"flag": True, "limit": 2}
-    with authz.acting_as(az.Entity(uid=az.EntityUID("User", "alice"), attrs={"dept": "hr", "clearance": 3},
-                                   parents=[az.EntityUID("Group", "staff")])):
-        pre = compile_prefilter(authz, action="read", context=context, resource_type="Doc")
-        allowed = post(authz, docs, context)
+    pre, docs, allowed = alice_prefilter(policies, metadata, policy_errors, context)
     if pre.always_denied:
         assert allowed == []
         return

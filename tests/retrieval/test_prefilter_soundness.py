@@ -211,6 +211,16 @@ def post(authz: az.Authorizer, docs: Sequence[Doc], context: Mapping[str, Any]) 
     return authz.filter(docs, action="read", resource=resource_of, context=context).allowed
 
 
+def alice_prefilter(policies: str, metadata: Sequence[Mapping[str, Any]], policy_errors: Any,
+                    context: Mapping[str, Any]) -> tuple[Prefilter, list[Doc], list[Doc]]:
+    """The pre-filter of ``Doc`` reads compiled for ALICE, the documents, and those ``filter`` allows."""
+    authz = az.Authorizer.from_text(policies, audit=[], policy_errors=policy_errors)
+    docs = as_docs(metadata)
+    with authz.acting_as(ALICE):
+        pre = compile_prefilter(authz, action="read", context=context, resource_type="Doc")
+        return pre, docs, post(authz, docs, context)
+
+
 def compiled(authz: az.Authorizer, context: Mapping[str, Any], typed: bool) -> Prefilter:
     pre = compile_prefilter(authz, action="read", context=context,
                             resource_type="Doc" if typed else None)
