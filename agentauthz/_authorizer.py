@@ -1112,7 +1112,7 @@ class Authorizer:
         finally:
             plan.close()
 
-    def _decide(self, requests: list[Request], entities: list[Entity],
+    def _decide(self, requests: Sequence[Request], entities: list[Entity],
                 hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
         grant = self.current_agent if self.agent_grant else None
@@ -1130,7 +1130,7 @@ class Authorizer:
             decisions, grants = within_grant(requests, decisions, grant)
         return self._finish(requests, entities, decisions, started, sliced, hold, grants)
 
-    async def _adecide(self, requests: list[Request], entities: list[Entity],
+    async def _adecide(self, requests: Sequence[Request], entities: list[Entity],
                        hold: Held | None = None) -> list[Decision]:
         started = time.perf_counter_ns()
         grant = self.current_agent if self.agent_grant else None
@@ -1150,7 +1150,7 @@ class Authorizer:
 
     def _finish(
         self,
-        requests: list[Request],
+        requests: Sequence[Request],
         entities: list[Entity],
         decisions: list[Decision],
         started: int,

@@ -10,7 +10,7 @@ without importing the session wing.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -178,8 +178,8 @@ OUTSIDE_GRANT = "the call is outside the agent's own grant"
 """Why agent-grant mode denies a request the user may make and the agent may not."""
 
 
-def grant_requests(requests: list[Request], entities: list[Entity],
-                   agent: Agent | None) -> tuple[list[Request], list[Entity]]:
+def grant_requests(requests: Sequence[Request], entities: list[Entity],
+                   agent: Agent | None) -> tuple[Sequence[Request], list[Entity]]:
     """What the engine decides: the requests, and (for an agent) their twins with the agent as principal.
 
     Example:
@@ -195,7 +195,7 @@ def grant_requests(requests: list[Request], entities: list[Entity],
     return [*requests, *twins], entities if known else [*entities, agent.entity()]
 
 
-def within_grant(requests: list[Request], decisions: list[Decision], agent: Agent | None,
+def within_grant(requests: Sequence[Request], decisions: list[Decision], agent: Agent | None,
                  ) -> tuple[list[Decision], list[dict[str, Any]] | None]:
     """Each request's decision in agent-grant mode: the user's AND the agent's, and what the agent got.
 

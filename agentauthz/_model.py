@@ -14,9 +14,9 @@ import datetime as _dt
 import decimal as _decimal
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, overload
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -29,6 +29,7 @@ __all__ = [
     "EntityUID",
     "ExtensionValue",
     "Request",
+    "SharedRequests",
     "decimal",
     "from_cedar_value",
     "ipaddr",
@@ -127,6 +128,17 @@ class EntityUID(BaseModel):
 
     def __str__(self) -> str:
         return f'{self.type}::"{_escape(self.id)}"'
+
+    # Uids key the dictionaries of every hot path (entities, slices, a filter's resources); pydantic's
+    # general comparison costs three times this one, which compares what it compares: the class
+    # and both fields. The hash is pydantic's own (the fields' tuple).
+    def __eq__(self, other: object) -> bool:
+        if type(other) is EntityUID and type(self) is EntityUID:
+            return self.id == other.id and self.type == other.type
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.id))
 
     def to_cedar(self) -> dict[str, str]:
         """Return ``{"type": ..., "id": ...}``."""
@@ -731,11 +743,18 @@ class Request:
         if "context" in changes:
             return Request(principal, action, resource, changes["context"])
         _check_request_parts(principal, action, resource)
+        return self._with_parts(principal, action, resource)
+
+    def _with_parts(self, principal: EntityUID, action: EntityUID | str, resource: EntityUID) -> Request:
         # The context is unchanged: share its converted form instead of converting again.
+        # The parts were checked by the caller.
         copy = object.__new__(Request)
-        for name, value in (("principal", principal), ("action", action), ("resource", resource),
-                            ("context", self.context), ("cedar_context", self.cedar_context)):
-            object.__setattr__(copy, name, value)
+        setter = object.__setattr__
+        setter(copy, "principal", principal)
+        setter(copy, "action", action)
+        setter(copy, "resource", resource)
+        setter(copy, "context", self.context)
+        setter(copy, "cedar_context", self.cedar_context)
         return copy
 
     def to_cedar(self) -> dict[str, Any]:
@@ -768,6 +787,60 @@ class Request:
             resource=EntityUID.from_cedar(data["resource"]),
             context={k: from_cedar_value(v) for k, v in context.items()},
         )
+
+
+class SharedRequests(Sequence[Request]):
+    """Requests alike but for their resource: ``base`` asked of each of ``resources``, in order.
+
+    A retrieval's batch is one principal, action and context and a resource per
+    document. Each :class:`Request` is built when it is read, sharing ``base``'s
+    parts; an engine that only ships the batch elsewhere (the worker processes)
+    reads ``base`` and ``resources`` and builds none. A slice is a
+    ``SharedRequests`` again.
+
+    Example:
+        >>> base = Request(EntityUID("User", "alice"), "read", EntityUID("User", "alice"))
+        >>> batch = SharedRequests(base, [EntityUID("Doc", "d1"), EntityUID("Doc", "d2")])
+        >>> [str(request.resource) for request in batch[1:]]
+        ['Doc::"d2"']
+    """
+
+    __slots__ = ("base", "resources")
+
+    def __init__(self, base: Request, resources: Sequence[EntityUID]) -> None:
+        for resource in resources:
+            if not isinstance(resource, EntityUID):
+                raise InvalidValueError(
+                    f"the request resource must be an EntityUID, not {builtin_type_name(resource)}")
+        self.base = base
+        self.resources = resources
+
+    def __len__(self) -> int:
+        return len(self.resources)
+
+    @overload
+    def __getitem__(self, index: int) -> Request: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> SharedRequests: ...
+
+    def __getitem__(self, index: int | slice) -> Request | SharedRequests:
+        if isinstance(index, slice):
+            part = object.__new__(SharedRequests)
+            part.base = self.base
+            part.resources = self.resources[index]
+            return part
+        base = self.base
+        return base._with_parts(base.principal, base.action, self.resources[index])
+
+    def __iter__(self) -> Iterator[Request]:
+        base = self.base
+        principal, action, with_parts = base.principal, base.action, base._with_parts
+        for resource in self.resources:
+            yield with_parts(principal, action, resource)
+
+    def __repr__(self) -> str:
+        return f"SharedRequests({self.base!r}, {len(self.resources)} resources)"
 
 
 @dataclass(frozen=True, slots=True)

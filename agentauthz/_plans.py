@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import NamedTuple, TypeAlias, TypeVar
 
 from agentauthz._audit import AuditEvent, AuditSink
@@ -49,7 +49,7 @@ class Ask(NamedTuple):
         held: where to hold their audit events instead of emitting them, or None.
     """
 
-    requests: list[Request]
+    requests: Sequence[Request]
     entities: list[Entity]
     held: Held | None = None
 

@@ -36,16 +36,18 @@ def _median_seconds(fn: Callable[[], object], repeat: int,
     return statistics.median(samples)
 
 
-def _cpu_rounds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median CPU microseconds of each function, the functions taking turns in every round."""
+def _cpu_rounds(fns: dict[str, Callable[[], object]], rounds: int,
+                clock: Callable[[], float] = time.process_time) -> dict[str, float]:
+    """Median CPU microseconds of each function, the functions taking turns in every round (after
+    one untimed round); ``clock=time.perf_counter`` for wall time."""
     for fn in fns.values():
         fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            started = time.process_time()
+            started = clock()
             fn()
-            samples[name].append((time.process_time() - started) * 1e6)
+            samples[name].append((clock() - started) * 1e6)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -286,11 +288,13 @@ def process_pool(report: Report, sizes: Sizes) -> None:
 
         same = [(d.allowed, d.reasons, d.errors) for d in run(one).decisions] == [
             (d.allowed, d.reasons, d.errors) for d in run(two).decisions] and workers.decided_by_workers > 0
-        repeat = 3 if sizes.rounds > 1 else 1
-        inline = _median_seconds(lambda one=one: run(one), repeat)  # type: ignore[misc]
+        repeat = 5 if sizes.rounds > 1 else 1
         before = workers.decided_by_workers
-        pooled = _median_seconds(lambda two=two: run(two), repeat)  # type: ignore[misc]
-        share = (workers.decided_by_workers - before) / (repeat * size)
+        # Taking turns, so that a slower spell of a shared machine falls on both.
+        found = _cpu_rounds({"inline": lambda one=one: run(one),  # type: ignore[misc]
+                             "pooled": lambda two=two: run(two)}, repeat, time.perf_counter)  # type: ignore[misc]
+        inline, pooled = found["inline"] / 1e6, found["pooled"] / 1e6
+        share = (workers.decided_by_workers - before) / ((repeat + 1) * size)
         decide = _decide_seconds(pooled_engine, lambda two=two: run(two))  # type: ignore[misc]
         pooled_engine.close()
         speedup = inline / pooled
@@ -308,7 +312,8 @@ def process_pool(report: Report, sizes: Sizes) -> None:
         "requests in two worker processes holding the same store version, in chunks; with more cores "
         "than workers the parent decides the chunks no worker has taken yet while it would otherwise wait "
         "(with as many workers as cores it only waits). Wall time of one `filter` "
-        f"(P=100, {len(workload.entities):,} stored entities), median of 3, the workers already started "
+        f"(P=100, {len(workload.entities):,} stored entities), median of 5 rounds in which both take "
+        "turns (after one untimed round), the workers already started "
         "(`start_processes`). *workers' share*: requests the workers decided. *parent outside the batch*: "
         "wall time of the `filter` before and after `LocalEngine.decide` (building each request and, from "
         "metadata, each document's `Entity`; the decisions' audit and result), which no worker can share. "

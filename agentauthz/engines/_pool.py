@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from agentauthz._model import Decision, Entity, EntityUID, Request, from_cedar_value
+from agentauthz._collector import collector_paused
+from agentauthz._model import Decision, Entity, EntityUID, Request, SharedRequests, from_cedar_value
 from agentauthz.policy._schema_text import cedar_string
 from agentauthz.policy._store import PolicySnapshot, PolicyStore, TemplateLink
 
@@ -59,10 +60,14 @@ Answer = tuple[bool, tuple[str, ...], tuple[str, ...]]
 #: A request as positions of its principal, action and resource in a share's uid table, and its
 #: context as Cedar JSON text (None when empty).
 Row = tuple[int, int, int, str | None]
-Share = tuple[list[tuple[str, str]], list[Row]]
+Key = tuple[str, str]
+#: Requests as a table of distinct uids and rows of positions in it; or, for
+#: :class:`~agentauthz._model.SharedRequests`, the shared request (its resource the principal's
+#: position) and the resources.
+Share = tuple[list[Key], list[Row]] | tuple[list[Key], Row, list[Key]]
 
-# Chunks per process (the parent counted) and their least size.
-_CHUNKS_PER_PROCESS = 4
+# A guided chunk is what is left divided by this many times the processes deciding; the least size.
+_GUIDED_SHARE = 2
 _MIN_CHUNK = 64
 
 
@@ -105,7 +110,18 @@ def _started() -> None:
 
 
 def encode(requests: Sequence[Request]) -> Share:
-    """The requests as a table of distinct uids and rows of positions in it (most share a principal)."""
+    """The requests as a table of distinct uids and rows of positions in it (most share a principal).
+
+    :class:`~agentauthz._model.SharedRequests` travel as their shared request and their
+    resources: none of their requests is built here.
+    """
+    if isinstance(requests, SharedRequests):
+        keys, (row,) = _table([requests.base])
+        return keys, row, [(uid.type, uid.id) for uid in requests.resources]
+    return _table(requests)
+
+
+def _table(requests: Sequence[Request]) -> tuple[list[Key], list[Row]]:
     positions: dict[tuple[str, str], int] = {}
     rows: list[Row] = []
 
@@ -133,8 +149,15 @@ def encode(requests: Sequence[Request]) -> Share:
     return list(positions), rows
 
 
-def _decode(share: Share) -> list[Request]:
-    keys, rows = share
+def _decode(share: Share) -> Sequence[Request]:
+    if len(share) == 3:
+        keys, row, resources = share
+        base = _from_table(keys, [row])[0]
+        return SharedRequests(base, [EntityUID(kind, name) for kind, name in resources])
+    return _from_table(*share)
+
+
+def _from_table(keys: list[Key], rows: list[Row]) -> list[Request]:
     uids = [EntityUID(kind, name) for kind, name in keys]
     return [Request(uids[principal], uids[action], uids[resource],
                     _context(context) if context is not None else None)
@@ -157,7 +180,8 @@ def _decide_share(share: Share, entities: str) -> list[Answer]:
         if _worker_given is None or _worker_given[0] != digest:
             _worker_given = (digest, [Entity.from_cedar(entity) for entity in json.loads(entities)])
         given = _worker_given[1]
-    decided: list[Decision] = engine.decide(_decode(share), given)
+    with collector_paused():
+        decided: list[Decision] = engine.decide(_decode(share), given)
     return [(decision.allowed, decision.reasons, decision.errors) for decision in decided]
 
 
@@ -198,7 +222,7 @@ class DecisionPool:
         started = time.monotonic()
         # With entities, every chunk makes its engine read them all (their delta, the reach): one
         # chunk per process then, this process's decided here.
-        chunks = self._chunks(len(requests), 1 if entities else _CHUNKS_PER_PROCESS)
+        chunks = self._chunks(len(requests), guided=not entities)
         found: list[list[Decision] | None] = [None] * len(chunks)
         futures: list[Future[list[Answer]]] = []
         try:
@@ -251,11 +275,25 @@ class DecisionPool:
             return None
         return [decision for chunk in found if chunk is not None for decision in chunk]
 
-    def _chunks(self, count: int, per_process: int = _CHUNKS_PER_PROCESS) -> list[tuple[int, int]]:
-        # Small enough that this process can take a fair share, large enough to be worth a message;
-        # at least two (the first for the workers, the last for this process).
-        size = max(min(_MIN_CHUNK, -(-count // 2)), -(-count // (per_process * (self.processes + 1))))
-        return [(start, min(count, start + size)) for start in range(0, count, size)]
+    def _chunks(self, count: int, guided: bool = True) -> list[tuple[int, int]]:
+        """The batch cut in chunks: at least two (the first for a worker, the last maybe for this process).
+
+        Guided: each chunk is a share of what is left, so the last are small and the processes
+        finish together (with equal chunks, one process decided a whole chunk alone at the end).
+        Otherwise one chunk per process deciding.
+        """
+        takers = self.processes + self.parent_helps
+        least = min(_MIN_CHUNK, -(-count // 2))
+        if not guided:
+            size = max(least, -(-count // takers))
+            return [(start, min(count, start + size)) for start in range(0, count, size)]
+        chunks = []
+        start = 0
+        while start < count:
+            size = max(least, -(-(count - start) // (_GUIDED_SHARE * takers)))
+            chunks.append((start, min(count, start + size)))
+            start += size
+        return chunks
 
     def start(self, engine: Any, snapshot: PolicySnapshot, timeout: float | None = None) -> bool:
         """Start the workers for ``snapshot`` (if not yet) and wait until they are ready.

@@ -198,6 +198,8 @@ class LocalEngine:
         """Decide ``requests`` with ``snapshot`` in this process (the worker processes' share, too)."""
         if not requests:
             return []
+        if type(requests) is not list:
+            requests = list(requests)  # read several times below: SharedRequests build each once
         entity_set = snapshot.entity_set
         delta: dict[EntityUID, Entity] = {}
         if entities:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._model import Decision, Entity, EntityUID, Request, SharedRequests
 
 __all__ = ["FilterResult", "ResourceOf", "RetrievalScope", "group_by_resource"]
 
@@ -76,6 +76,12 @@ class RetrievalScope:
             return self.base.replace(resource=resource)
         return Request(principal=self.principal, action=self.action, resource=resource,
                        context=self.session_context(resource))
+
+    def requests(self, resources: list[EntityUID]) -> Sequence[Request]:
+        """The requests deciding ``resources``, in order (built when read, when their context is shared)."""
+        if self.session_context is None:
+            return SharedRequests(self.base, resources)
+        return [self.request(resource) for resource in resources]
 
     def unknown_resource_requests(self, unnamed: EntityUID) -> list[Request]:
         """One request per distinct context a resource may get (resource: a placeholder).
@@ -151,6 +157,8 @@ def group_by_resource(
         for uid in stored(list(entities)):
             entities.pop(uid, None)
             conflicted.discard(uid)
+    if not conflicted:
+        return ResourceGroups(uids=list(uids), entities=entities, item_uids=item_uids, errors=errors)
     for index, item_uid in enumerate(item_uids):
         if item_uid in conflicted:
             errors[index] = "items for one resource carry different attributes"

@@ -26,7 +26,7 @@ from agentauthz._audit import Operation
 from agentauthz._collector import LARGE_BATCH, collector_paused
 from agentauthz._errors import AuthzError, ConfigurationError, IdentityError
 from agentauthz._identity import bound_identity, bound_session
-from agentauthz._model import Decision, Entity, EntityUID, Request
+from agentauthz._model import Decision, Entity, EntityUID, Request, SharedRequests
 from agentauthz._plans import Ask, Held, Plan, Refused
 from agentauthz.guardrails._guardrail import Guardrail
 from agentauthz.retrieval._filter import (
@@ -133,10 +133,9 @@ class RetrievalFilter:
         return RetrievalScope(principal, resolved, given, base, with_session, tuple(named))
 
     def _requests(self, groups: ResourceGroups, action: str | EntityUID,
-                  context: Mapping[str, Any] | None) -> tuple[list[Request], list[Entity]]:
+                  context: Mapping[str, Any] | None) -> tuple[Sequence[Request], list[Entity]]:
         scope = self.scope(action, context, groups.uids)
-        requests = [scope.request(uid) for uid in groups.uids]
-        return requests, [*scope.entities, *groups.entities.values()]
+        return scope.requests(groups.uids), [*scope.entities, *groups.entities.values()]
 
     def _recorded(self, items: Sequence[T], groups: ResourceGroups, result: FilterResult[T],
                   held: Held | None, guardrail: Guardrail | None) -> FilterResult[T]:
@@ -204,24 +203,30 @@ def _kept_resources(result: FilterResult[Any]) -> list[EntityUID]:
     return admitted[: len(result.allowed)]
 
 
-def _page_entities(page: list[Request], overlay: Mapping[EntityUID, list[Entity]]) -> list[Entity]:
+def _page_entities(page: Sequence[Request], overlay: Mapping[EntityUID, list[Entity]]) -> list[Entity]:
     """The overlay entities one page needs (its principal's, its resources'): linear in the page."""
-    wanted = dict.fromkeys([page[0].principal, *(request.resource for request in page)])
+    if not overlay:
+        return []
+    resources = page.resources if isinstance(page, SharedRequests) else [request.resource for request in page]
+    wanted = dict.fromkeys([page[0].principal, *resources])
     return [entity for uid in wanted for entity in overlay.get(uid, ())]
 
 
 def _result(items: Sequence[T], groups: ResourceGroups, decisions: list[Decision],
             limit: int | None = None) -> FilterResult[T]:
     """One decision per item; the first ``limit`` permitted items kept (all without a limit)."""
-    by_uid = dict(zip(groups.uids, decisions, strict=True))
+    if len(groups.uids) == len(items) == len(decisions):
+        per_item = decisions  # a resource per item, in the items' order: the decisions line up
+    else:
+        by_uid = dict(zip(groups.uids, decisions, strict=True))
+        per_item = []
+        for index, uid in enumerate(groups.item_uids):
+            decision = by_uid.get(uid) if uid is not None else None
+            per_item.append(decision if decision is not None
+                            else Decision.deny(groups.errors.get(index, "no decision")))
     allowed: list[T] = []
-    per_item: list[Decision] = []
     withheld = 0
-    for index, (item, uid) in enumerate(zip(items, groups.item_uids, strict=True)):
-        decision = by_uid.get(uid) if uid is not None else None
-        if decision is None:
-            decision = Decision.deny(groups.errors.get(index, "no decision"))
-        per_item.append(decision)
+    for item, decision in zip(items, per_item, strict=True):
         if not decision.admits:
             continue
         if limit is not None and len(allowed) >= limit:
