@@ -1485,3 +1485,14 @@ fact_findings = st.lists(st.builds(
     st.one_of(st.none(), st.floats(0, 1)),
     st.sampled_from(["NONE", "BLOCKED", "ANONYMIZED"]),
 ), max_size=8)
+
+
+# -- filter items: each its own resource, duplicates, items that fail, metadata that conflicts ---------
+# (number, department, classification); number -1 is an item whose resource cannot be built
+# (tests/retrieval/test_filter.py).
+filter_documents = st.lists(st.tuples(st.integers(-1, 5), st.sampled_from(["hr", "eng"]),
+                                      st.sampled_from(["public", "internal"])), max_size=12)
+# (number, department): a stored document (department None), a document from metadata, or one that
+# fails (number -1) (tests/engines/test_process_pool.py).
+pool_filter_items = st.lists(st.tuples(st.integers(-1, 11), st.sampled_from([None, "hr", "eng"])),
+                             min_size=4, max_size=40)

@@ -48,6 +48,54 @@ def test_entity_uids_are_hashable_and_compare_by_value() -> None:
     assert az.EntityUID("User", "a") != az.EntityUID("User", "A")
 
 
+@given(S.entity_uids, S.entity_uids)
+def test_entity_uids_compare_and_hash_as_pydantic_compares_and_hashes_them(
+        first: az.EntityUID, second: az.EntityUID) -> None:
+    from pydantic import BaseModel
+
+    twin = az.EntityUID(first.type, first.id)
+    for other in (first, twin, second):
+        assert (first == other) is BaseModel.__eq__(first, other)
+        assert (first != other) is not BaseModel.__eq__(first, other)
+    assert hash(first) == hash(twin) == hash((first.type, first.id))
+    assert {first: 1}.get(twin) == 1
+
+
+def test_an_entity_uid_never_equals_another_kind_of_value() -> None:
+    class Named(az.EntityUID):
+        pass
+
+    uid = az.EntityUID("User", "alice")
+    assert uid != Named("User", "alice") and Named("User", "alice") != uid
+    assert uid != ("User", "alice") and uid != 'User::"alice"' and uid != {"type": "User", "id": "alice"}
+
+
+@given(st.lists(S.entity_uids, max_size=8), st.sampled_from([None, {"n": 1}]), st.data())
+def test_shared_requests_read_as_the_base_with_each_resource(
+        resources: list[az.EntityUID], context: dict[str, int] | None, data: st.DataObject) -> None:
+    from agentauthz._model import SharedRequests
+
+    base = az.Request(az.EntityUID("User", "alice"), "read", az.EntityUID("User", "alice"), context)
+    batch = SharedRequests(base, resources)
+    expected = [base.replace(resource=uid) for uid in resources]
+    assert len(batch) == len(expected) and list(batch) == expected
+    assert all(request.cedar_context is base.cedar_context for request in batch)  # converted once
+    if resources:
+        index = data.draw(st.integers(-len(resources), len(resources) - 1))
+        assert batch[index] == expected[index]
+    start, stop = data.draw(st.integers(0, len(resources))), data.draw(st.integers(0, len(resources)))
+    part = batch[start:stop]
+    assert isinstance(part, SharedRequests) and list(part) == expected[start:stop]
+
+
+def test_shared_requests_refuse_a_resource_that_is_not_an_entity_uid() -> None:
+    from agentauthz._model import SharedRequests
+
+    base = az.Request(az.EntityUID("User", "alice"), "read", az.EntityUID("Doc", "d"))
+    with pytest.raises(az.InvalidValueError, match="resource must be an EntityUID, not str"):
+        SharedRequests(base, [az.EntityUID("Doc", "d1"), 'Doc::"d2"'])  # type: ignore[list-item]
+
+
 def test_entity_uid_is_frozen() -> None:
     uid = az.EntityUID("User", "alice")
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error

@@ -8,6 +8,7 @@ must equal the in-process engine's and plain cedarpy's; a broken pool decides he
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentauthz as az
+from tests import strategies as S
 from tests.security.support import reference_allows
 
 POLICIES = """
@@ -209,3 +211,72 @@ def test_the_request_encoding_for_workers_gives_back_every_request_as_it_was(
     as_uid = {"read": az.EntityUID("Action", "read")}
     assert [(r.principal, as_uid.get(r.action, r.action), r.resource, r.cedar_context) for r in batch] == [
         (r.principal, r.action, r.resource, r.cedar_context) for r in decoded]
+
+
+@given(st.lists(st.sampled_from([s.uid for s in STORED] + [az.EntityUID("Doc", f"m{i}") for i in range(3)]),
+                min_size=1, max_size=30),
+       st.sampled_from([None, {"n": 1}]))
+@settings(max_examples=100)
+def test_shared_requests_travel_to_the_workers_as_their_base_and_resources_and_read_alike(
+        resources: list[az.EntityUID], context: dict[str, int] | None) -> None:
+    from agentauthz._model import SharedRequests
+    from agentauthz.engines._pool import _decode, encode
+
+    batch = SharedRequests(az.Request(USERS[1].uid, az.EntityUID("Action", "read"), USERS[1].uid, context),
+                           resources)
+    share = encode(batch)
+    assert share[2] == [(uid.type, uid.id) for uid in resources]  # the resources only: no request built
+    decoded = _decode(share)
+    assert isinstance(decoded, SharedRequests)
+    assert [(r.principal, r.action, r.resource, r.cedar_context) for r in decoded] == [
+        (r.principal, r.action, r.resource, r.cedar_context) for r in batch]
+
+
+@given(st.integers(1, 30_000), st.integers(2, 8), st.booleans(), st.booleans())
+def test_chunks_cover_the_batch_once_in_order_and_guided_ones_shrink_toward_the_end(
+        count: int, processes: int, parent_helps: bool, guided: bool) -> None:
+    from agentauthz.engines._pool import DecisionPool
+
+    pool = DecisionPool(processes, min_batch=2)
+    pool.parent_helps = parent_helps
+    chunks = pool._chunks(count, guided=guided)
+    assert chunks[0][0] == 0 and chunks[-1][1] == count
+    assert all(stop == next_start for (_, stop), (next_start, _) in itertools.pairwise(chunks))
+    assert all(start < stop for start, stop in chunks)
+    assert count < 2 or len(chunks) >= 2  # one for a worker, the last maybe for this process
+    sizes = [stop - start for start, stop in chunks]
+    if guided:
+        assert sizes == sorted(sizes, reverse=True)
+    else:
+        assert len(chunks) <= max(2, processes + parent_helps)
+
+
+def _stored_or_metadata(item: tuple[int, str | None]) -> az.EntityUID | az.Entity | None:
+    number, dept = item
+    if number < 0:
+        return None  # an item whose resource cannot be built
+    if dept is None:
+        return STORED[number % len(STORED)].uid
+    return az.Entity(uid=az.EntityUID("Doc", f"m{number}"), attrs={"dept": dept, "level": number % 6})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(S.pool_filter_items, st.integers(0, 3))
+def test_a_filter_through_the_workers_keeps_and_decides_every_item_as_this_process(
+        engines: tuple[az.LocalEngine, az.LocalEngine], items: list[tuple[int, str | None]],
+        user: int) -> None:
+    local, pooled = engines
+    assert pooled._processes is not None
+    before = pooled._processes.decided_by_workers
+    results = []
+    for engine in (local, pooled):
+        authz = az.Authorizer(engine)
+        with authz.acting_as(USERS[user]):
+            results.append(authz.filter(items, action="read", resource=_stored_or_metadata))
+    here, there = results
+    resources = {uid for uid in here.resources if uid is not None}
+    # The first chunk of a batch is always a worker's.
+    assert (pooled._processes.decided_by_workers > before) is (len(resources) >= 4)
+    assert there.allowed == here.allowed
+    assert [(d.allowed, d.reasons, d.errors) for d in there.decisions] == [
+        (d.allowed, d.reasons, d.errors) for d in here.decisions]

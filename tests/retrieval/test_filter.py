@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.testing import capture_decisions
+from tests import strategies as S
 
 POLICIES = """
 @id("same-department") permit(principal, action == Action::"read", resource)
@@ -196,3 +199,30 @@ def test_stored_entities_can_be_named_by_uid() -> None:
     with authz.acting_as(ALICE):
         result = authz.filter(["s", "missing"], action="read", resource=lambda i: az.EntityUID("Doc", i))
     assert result.allowed == ["s"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(S.filter_documents, st.one_of(st.none(), st.integers(0, 4)))
+def test_each_item_gets_its_own_resources_decision_with_duplicates_failures_and_conflicts(
+        drawn: list[tuple[int, str, str]], limit: int | None) -> None:
+    authz = make_authz()
+    items = [doc(f"d{number}", department, classification) if number >= 0 else {"no": "id"}
+             for number, department, classification in drawn]
+
+    def resource(item: dict[str, Any]) -> az.Entity:
+        return as_entity(item)  # raises KeyError for an item without an id: it is dropped
+
+    with authz.acting_as(ALICE):
+        result = authz.filter(items, action="read", resource=resource, limit=limit)
+        looked_at: dict[str, set[str]] = {}
+        for item in items:
+            if "id" in item:
+                looked_at.setdefault(item["id"], set()).add(repr(sorted(item.items())))
+        expected = [
+            "id" in item and len(looked_at[item["id"]]) == 1
+            and authz.authorize(action="read", resource=as_entity(item)).allowed
+            for item in items]
+    assert [decision.allowed for decision in result.decisions] == expected
+    permitted = [item for item, allowed in zip(items, expected, strict=True) if allowed]
+    kept = permitted if limit is None else permitted[:limit]
+    assert result.allowed == kept and result.withheld == len(permitted) - len(kept)
