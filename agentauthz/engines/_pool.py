@@ -9,16 +9,19 @@ the parent would compute. A new store version starts new workers.
 
 A batch is sent to the workers only from ``min_batch`` requests: below that,
 shipping the requests and entities costs more than it saves. It travels
-compactly: each chunk as a table of its distinct uids and rows of positions in
-it (contexts as JSON text), the batch's entities as one JSON text that each
-worker reads once per batch; answers come back as plain tuples. The batch is cut
-in chunks queued for the workers in order; with more cores than workers, this
+compactly: a chunk of :class:`~agentauthz._model.SharedRequests` (a ``filter``'s)
+as the request they share and their resources, no request built here; any other
+chunk as a table of its distinct uids and rows of positions in it (contexts as
+JSON text); the batch's entities as one JSON text that each worker reads once
+per batch; answers come back as plain tuples. The batch is cut in guided chunks
+(each a share of what is left: the last are small, so the workers finish
+together) queued for the workers in order; with more cores than workers, this
 process, which would otherwise wait, decides chunks from the end of the queue
 that no worker has taken yet (never the first one). With as many workers as
 cores it only waits: a third busy process on two cores slowed the batch. A
 worker freezes the garbage collector's view of its store once built
 (``gc.freeze``): a third of a batch's time went to collections walking the
-store's objects.
+store's objects, and pauses it while it decides a chunk.
 
 The workers of a store version start in the background; until every one has
 built the store, batches are decided in this process (``start`` waits for
@@ -244,17 +247,16 @@ class DecisionPool:
                     break
                 start, stop = chunks[position]
                 found[position] = engine.decide_in_process(snapshot, requests[start:stop], entities)
-            left = max(0.0, self.timeout - (time.monotonic() - started))
-            pending = [future for position, future in enumerate(futures) if found[position] is None]
-            _, late = wait(pending, timeout=left)
-            if late:
-                raise TimeoutError(f"the decision processes took more than {self.timeout} s")
             version = snapshot.fingerprint
             # A batch's answers are mostly alike (denied by no policy; allowed by one): one frozen
-            # Decision per distinct answer.
+            # Decision per distinct answer. Chunks are read in order as they come, while the workers
+            # decide the later ones.
             made: dict[Answer, Decision] = {}
             for position, future in enumerate(futures):
                 if found[position] is None:
+                    left = self.timeout - (time.monotonic() - started)
+                    if left <= 0 or not wait([future], timeout=left).done:
+                        raise TimeoutError(f"the decision processes took more than {self.timeout} s")
                     answers = future.result()
                     start, stop = chunks[position]
                     if len(answers) != stop - start:

@@ -39,6 +39,8 @@ class Engine(Protocol):
     def decide(self, requests: Sequence[Request], entities: Sequence[Entity] = ()) -> list[Decision]:
         """Decide each request, in order; ``entities`` are added to the engine's own for this call.
 
+        ``requests`` is any sequence: ``Authorizer.filter`` passes a ``SharedRequests`` whose
+        requests are built when read (an engine needing a list makes one).
         Never raises for a request it cannot decide: that request is denied with its error.
         """
         ...
