@@ -226,3 +226,33 @@ def test_each_item_gets_its_own_resources_decision_with_duplicates_failures_and_
     permitted = [item for item, allowed in zip(items, expected, strict=True) if allowed]
     kept = permitted if limit is None else permitted[:limit]
     assert result.allowed == kept and result.withheld == len(permitted) - len(kept)
+
+
+def test_an_engine_reading_the_filters_requests_sees_one_request_per_resource_in_order() -> None:
+    inner = az.LocalEngine(az.PolicyStore.from_text(POLICIES))
+    seen: list[list[az.Request]] = []
+
+    class Recording:  # a third-party engine: reads the requests as any sequence
+        name = "recording"
+        fingerprint = "x"
+
+        def resolve_action(self, action: str | az.EntityUID) -> az.EntityUID:
+            return inner.resolve_action(action)
+
+        def decide(self, requests: Sequence[az.Request],
+                   entities: Sequence[az.Entity] = ()) -> list[az.Decision]:
+            seen.append(list(requests))
+            return inner.decide(requests, entities)
+
+        async def adecide(self, requests: Sequence[az.Request],
+                          entities: Sequence[az.Entity] = ()) -> list[az.Decision]:
+            return self.decide(requests, entities)
+
+    authz = az.Authorizer(Recording())
+    docs = [doc("a", "hr"), doc("b", "eng"), doc("a", "hr"), doc("c", "hr", "public")]
+    with authz.acting_as(ALICE):
+        result = authz.filter(docs, action="read", resource=as_entity, context={"purpose": "qa"})
+    assert [(r.principal, r.action, r.resource, r.context) for r in seen[0]] == [
+        (ALICE.uid, az.EntityUID("Action", "read"), az.EntityUID("Doc", name), {"purpose": "qa"})
+        for name in ("a", "b", "c")]
+    assert [item["id"] for item in result.allowed] == ["a", "a", "c"]
