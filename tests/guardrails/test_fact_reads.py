@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +186,10 @@ def _outcome(event: az.AuditEvent) -> tuple[Any, ...]:
     return event.decision, tuple(event.reasons), tuple(event.errors)
 
 
-def assert_decides_as_the_whole_fact(policies: str, found: Sequence[tuple[Any, ...]], *, schema: bool,
-                                     optional: set[str], policy_errors: str) -> None:
-    """A guarded call (the trimmed fact) decides as ``authorize`` with the whole fact, errors included."""
-    try:
-        store = az.PolicyStore.from_text(policies, schema=_schema(frozenset(optional)) if schema else None,
-                                         validate=False)
-    except az.PolicyError:
-        return  # text Cedar does not parse: nothing to decide
+def _guarded_send(store: az.PolicyStore, found: Sequence[tuple[Any, ...]], policy_errors: str
+                  ) -> tuple[az.Authorizer, az.MemorySink, Callable[[str], str], dict[str, Any]]:
+    """An Authorizer of ``store`` auditing to a sink, its tool ``send`` guarded by a detector finding
+    ``found``, and the whole fact that detector's assessment gives."""
     sink = az.MemorySink()
     authz = az.Authorizer(az.LocalEngine(store), audit=[sink], record_requests=True,
                           policy_errors=policy_errors)  # type: ignore[arg-type]
@@ -203,13 +199,30 @@ def assert_decides_as_the_whole_fact(policies: str, found: Sequence[tuple[Any, .
     def send(body: str) -> str:
         return "sent"
 
+    return authz, sink, send, az.Guardrail(detector).assess(BODY, "INPUT").fact()
+
+
+def _decided_on_the_whole_fact(authz: az.Authorizer, sink: az.MemorySink,
+                               whole: dict[str, Any]) -> az.AuditEvent:
+    """The audit event of ``authorize`` of the guarded call's request given the whole fact by hand."""
+    authz.authorize(action="send", resource=az.EntityUID("Tool", "send"),
+                    context={"input": {"body": BODY}, "guardrail": {"input": whole}})
+    return sink.events[-1]
+
+
+def assert_decides_as_the_whole_fact(policies: str, found: Sequence[tuple[Any, ...]], *, schema: bool,
+                                     optional: set[str], policy_errors: str) -> None:
+    """A guarded call (the trimmed fact) decides as ``authorize`` with the whole fact, errors included."""
+    try:
+        store = az.PolicyStore.from_text(policies, schema=_schema(frozenset(optional)) if schema else None,
+                                         validate=False)
+    except az.PolicyError:
+        return  # text Cedar does not parse: nothing to decide
+    authz, sink, send, whole = _guarded_send(store, found, policy_errors)
     with authz.acting_as(ALICE):
         send(BODY)
         trimmed = sink.events[-1]
-        whole = az.Guardrail(detector).assess(BODY, "INPUT").fact()
-        authz.authorize(action="send", resource=az.EntityUID("Tool", "send"),
-                        context={"input": {"body": BODY}, "guardrail": {"input": whole}})
-        reference = sink.events[-1]
+        reference = _decided_on_the_whole_fact(authz, sink, whole)
     assert _outcome(trimmed) == _outcome(reference)
     assert trimmed.request is not None
     sent = set(trimmed.request["request"]["context"]["guardrail"]["input"])
@@ -463,18 +476,9 @@ def test_a_reloading_store_decides_the_cut_fact_exactly_as_the_whole_fact_before
             store = az.PolicyStore.from_directory(folder, validate=False)
         except az.PolicyError:
             return  # text Cedar does not parse: nothing to decide
-        sink = az.MemorySink()
-        authz = az.Authorizer(az.LocalEngine(store), audit=[sink], record_requests=True,
-                              policy_errors=policy_errors)  # type: ignore[arg-type]
-        detector = Fixed([az.Finding(category, kind, level) for category, kind, level in found])
-
-        @authz.guard(guardrail=detector, name="send", on_deny="message")
-        def send(body: str) -> str:
-            return "sent"
-
+        authz, sink, send, whole = _guarded_send(store, found, policy_errors)
         calls = authz._tool_calls
         spec = calls.spec(send)
-        whole = az.Guardrail(detector).assess(BODY, "INPUT").fact()
         with authz.acting_as(ALICE):
             _, inputs = calls.checked(spec, {"body": BODY})  # cut for the first version
             (folder / "policies.cedar").write_text(reloaded)
@@ -483,9 +487,7 @@ def test_a_reloading_store_decides_the_cut_fact_exactly_as_the_whole_fact_before
             for _ in range(2):  # decided after the reload, then cut and decided anew
                 calls._decided(inputs, {"body": BODY}, spec)
                 trimmed = sink.events[-1]
-                authz.authorize(action="send", resource=az.EntityUID("Tool", "send"),
-                                context={"input": {"body": BODY}, "guardrail": {"input": whole}})
-                reference = sink.events[-1]
+                reference = _decided_on_the_whole_fact(authz, sink, whole)
                 assert _outcome(trimmed) == _outcome(reference)
                 assert trimmed.fingerprint == reference.fingerprint == store.snapshot.fingerprint
                 _, inputs = calls.checked(spec, {"body": BODY})

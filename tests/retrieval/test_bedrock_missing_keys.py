@@ -14,12 +14,11 @@ rendering to the documents authorization allows.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 import agentauthz as az
@@ -34,27 +33,22 @@ from agentauthz.retrieval._prefilter import (
     compile_prefilter,
 )
 from tests.retrieval.test_prefilter_soundness import (
+    ANN,
     KEYS,
+    SETTINGS,
     alice_prefilter,
+    ann_authorizer,
+    ann_exact_prefilter,
     bedrock_matches,
     buildable,
     resource_of,
 )
 from tests.strategies import prefilter_documents, prefilter_policy_sets
 
-ANN = az.EntityUID("User", "ann")
-READ = '@id("read") permit(principal, action == Action::"read", resource);'
-SETTINGS = settings(max_examples=int(os.environ.get("AGENTAUTHZ_PREFILTER_EXAMPLES", "150")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
 
 def exact_bedrock(forbid: str, **options: Any) -> dict[str, Any] | None:
     """The exact Bedrock filter of ``READ`` and ``forbid`` for ann, under the default ``policy_errors``."""
-    authz = az.Authorizer.from_text(f"{READ}\n{forbid}", audit=[], **options)
-    with authz.acting_as(ANN):
-        pre = compile_prefilter(authz, action="read")
-    assert pre.exact, str(pre)
-    return pre.to_bedrock(exact=True)
+    return ann_exact_prefilter(forbid, **options).to_bedrock(exact=True)
 
 
 DOCUMENTS: list[dict[str, Any]] = [{}, {"cls": "secret"}, {"cls": "public"}, {"cls": 3}, {"level": 2}]
@@ -65,8 +59,7 @@ def kept_by(flt: Mapping[str, Any] | None, documents: list[dict[str, Any]] = DOC
 
 
 def allowed_by(forbid: str, documents: list[dict[str, Any]] = DOCUMENTS) -> list[int]:
-    authz = az.Authorizer.from_text(f"{READ}\n{forbid}", audit=[])
-    with authz.acting_as(ANN):
+    with (authz := ann_authorizer(forbid)).acting_as(ANN):
         return [n for n, metadata in enumerate(documents) if authz.authorize(
             action="read", resource=az.Entity(az.EntityUID("Doc", str(n)), attrs=metadata)).allowed]
 
@@ -122,17 +115,15 @@ def test_what_no_bedrock_filter_says_is_refused_naming_the_attribute_and_the_fix
         exact_bedrock(forbid)
     assert attribute in str(refused.value)
     assert "has" in str(refused.value)
-    authz = az.Authorizer.from_text(f"{READ}\n{forbid}", audit=[])
-    with authz.acting_as(ANN):
+    with (authz := ann_authorizer(forbid)).acting_as(ANN):
         assert compile_prefilter(authz, action="read").to_bedrock() is None  # the superset: no filter
 
 
 def test_retrieve_and_generate_names_the_policy_reading_the_attribute() -> None:
     from agentauthz.integrations.bedrock import MetadataMapping, retrieve_and_generate_filter
 
-    authz = az.Authorizer.from_text(
-        f'{READ}\n@id("no-high") forbid(principal, action, resource) '
-        "when { resource has level && resource.level > 3 };", audit=[])
+    authz = ann_authorizer('@id("no-high") forbid(principal, action, resource) '
+                           "when { resource has level && resource.level > 3 };")
     with pytest.raises(az.ConfigurationError) as refused:
         retrieve_and_generate_filter(authz, principal=ANN,
                                      metadata=MetadataMapping(attributes={"level": "level"}))

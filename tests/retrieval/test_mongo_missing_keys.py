@@ -13,30 +13,28 @@ the property below holds every exact rendering to the documents authorization al
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 import agentauthz as az
 from agentauthz.retrieval._prefilter import Comparison, Not, Prefilter, all_of, compile_prefilter
 from tests.retrieval.test_prefilter_soundness import (
+    ANN,
     KEYS,
     MONGO_PRESENCE,
+    SETTINGS,
     alice_prefilter,
+    ann_authorizer,
+    ann_exact_prefilter,
     buildable,
     mongo_matches,
     resource_of,
 )
 from tests.strategies import prefilter_documents_with_nulls, prefilter_policy_sets
-
-ANN = az.EntityUID("User", "ann")
-READ = '@id("read") permit(principal, action == Action::"read", resource);'
-SETTINGS = settings(max_examples=int(os.environ.get("AGENTAUTHZ_PREFILTER_EXAMPLES", "150")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 #: MongoDB ($ne matches missing keys, null tests), Pinecone ($exists; $ne either way), Chroma (neither).
 MONGODB: dict[str, Any] = {"ne_matches_missing": True, "presence": "null"}
@@ -48,17 +46,9 @@ DOCUMENTS: list[dict[str, Any]] = [{}, {"cls": "secret"}, {"cls": "public"}, {"c
                                    {"level": 5}, {"secret": True}, {"cls": "ok"}]
 
 
-def compiled(forbid: str) -> Any:
-    authz = az.Authorizer.from_text(f"{READ}\n{forbid}", audit=[])
-    with authz.acting_as(ANN):
-        pre = compile_prefilter(authz, action="read")
-    assert pre.exact, str(pre)
-    return pre
-
-
 def exact_mongo(forbid: str, store: Mapping[str, Any]) -> dict[str, Any] | None:
     """The exact Mongo-style filter of ``READ`` and ``forbid`` for ann (default ``policy_errors``)."""
-    return compiled(forbid).to_mongo(exact=True, **store)
+    return ann_exact_prefilter(forbid).to_mongo(exact=True, **store)
 
 
 def kept_by(flt: Mapping[str, Any] | None, store: Mapping[str, Any]) -> list[int]:
@@ -68,8 +58,7 @@ def kept_by(flt: Mapping[str, Any] | None, store: Mapping[str, Any]) -> list[int
 
 
 def allowed_by(forbid: str, store: Mapping[str, Any]) -> list[int]:
-    authz = az.Authorizer.from_text(f"{READ}\n{forbid}", audit=[])
-    with authz.acting_as(ANN):
+    with (authz := ann_authorizer(forbid)).acting_as(ANN):
         return [n for n, metadata in enumerate(_stored(store)) if authz.authorize(
             action="read", resource=az.Entity(az.EntityUID("Doc", str(n)), attrs={
                 key: value for key, value in metadata.items() if value is not None})).allowed]
@@ -136,7 +125,7 @@ def test_missing_or_present_keys_are_written_exactly_where_the_store_tests_for_a
     "forbid(principal, action, resource) unless { resource has cls };",
 ])
 def test_a_store_without_a_presence_test_refuses_an_exact_filter_naming_the_attribute(forbid: str) -> None:
-    pre = compiled(forbid)
+    pre = ann_exact_prefilter(forbid)
     with pytest.raises(az.ConfigurationError, match="exactly") as refused:
         pre.to_mongo(exact=True, **CHROMA)
     assert "missing" in str(refused.value) or "present" in str(refused.value)
@@ -150,8 +139,7 @@ def test_an_unguarded_forbid_is_refused_where_ne_keeps_missing_keys_and_presence
 
 
 def test_an_inexact_prefilter_is_refused_by_the_exact_mongo_rendering() -> None:
-    authz = az.Authorizer.from_text(
-        f'{READ}\nforbid(principal, action, resource) when {{ resource.owner == principal }};', audit=[])
+    authz = ann_authorizer("forbid(principal, action, resource) when { resource.owner == principal };")
     with authz.acting_as(ANN):
         pre = compile_prefilter(authz, action="read")
     with pytest.raises(az.ConfigurationError, match="exactly"):
@@ -160,7 +148,7 @@ def test_an_inexact_prefilter_is_refused_by_the_exact_mongo_rendering() -> None:
 
 def test_an_unknown_presence_is_refused() -> None:
     with pytest.raises(az.ConfigurationError, match="presence"):
-        compiled(GUARDED).to_mongo(presence="$exists")  # type: ignore[arg-type]
+        ann_exact_prefilter(GUARDED).to_mongo(presence="$exists")  # type: ignore[arg-type]
 
 
 @SETTINGS

@@ -221,6 +221,24 @@ def alice_prefilter(policies: str, metadata: Sequence[Mapping[str, Any]], policy
         return pre, docs, post(authz, docs, context)
 
 
+#: The reader and the permit of the missing-key tests (test_bedrock_missing_keys, test_mongo_missing_keys).
+ANN = az.EntityUID("User", "ann")
+READ = '@id("read") permit(principal, action == Action::"read", resource);'
+
+
+def ann_authorizer(forbid: str, **options: Any) -> az.Authorizer:
+    """An Authorizer of ``READ`` and ``forbid`` (no audit); ``options`` as ``from_text`` takes them."""
+    return az.Authorizer.from_text(f"{READ}\n{forbid}", audit=[], **options)
+
+
+def ann_exact_prefilter(forbid: str, **options: Any) -> Prefilter:
+    """The pre-filter of ``READ`` and ``forbid`` compiled for ann, which must be exact."""
+    with (authz := ann_authorizer(forbid, **options)).acting_as(ANN):
+        pre = compile_prefilter(authz, action="read")
+    assert pre.exact, str(pre)
+    return pre
+
+
 def compiled(authz: az.Authorizer, context: Mapping[str, Any], typed: bool) -> Prefilter:
     pre = compile_prefilter(authz, action="read", context=context,
                             resource_type="Doc" if typed else None)
