@@ -1162,12 +1162,11 @@ class Authorizer:
             decisions = [Decision.deny("engine returned a wrong number of decisions")] * len(requests)
         elif not all(type(d) is Decision for d in decisions):  # a bool, a look-alike: a broken engine
             decisions = [Decision.deny("engine returned something other than a Decision")] * len(requests)
-        decisions = [self._failures_evaluated(d) for d in decisions]
         # Only shadow mode lets a denied call go ahead. Every decision gets its own id.
         enforced = self.mode != "shadow"
-        ids = _decision_ids(len(decisions))
-        decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, ids[i])
-                     for i, d in enumerate(decisions)]
+        decisions = [Decision(d.allowed, d.reasons, d.errors, enforced, d.policy_version, id)
+                     for d, id in zip(map(self._failures_evaluated, decisions),
+                                      _decision_ids(len(decisions)), strict=True)]
         sinks = self._active_sinks()
         if sinks:
             from agentauthz.engines._shadow import shadow_outcomes  # imported once someone listens

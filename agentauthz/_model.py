@@ -14,7 +14,7 @@ import datetime as _dt
 import decimal as _decimal
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, overload
 
@@ -97,6 +97,23 @@ def unescape(body: str, source: str) -> str:
 _TYPE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*")
 
 
+def _slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of a frozen slots dataclass's fields, for its own ``__init__``.
+
+    A slot's own setter writes a field in half the time of ``object.__setattr__``
+    (which the generated frozen ``__init__`` calls per field): requests and
+    decisions are made per document of a filter.
+    """
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+# What pydantic's validation stores on a model (its slots), written directly by EntityUID's __init__.
+_set_model_dict, _set_fields_set, _set_extra, _set_private = _slot_setters(
+    BaseModel, "__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+#: Whether pydantic lays an EntityUID out as EntityUID's __init__ writes it (checked below the class).
+_uid_layout_known = False
+
+
 class EntityUID(BaseModel):
     """The identity of a Cedar entity: a type and an id.
 
@@ -118,6 +135,15 @@ class EntityUID(BaseModel):
 
     # `type` and `id` shadow builtins on purpose: they are Cedar's own field names.
     def __init__(self, type: str, id: str) -> None:
+        if type.__class__ is str and id.__class__ is str and type and _uid_layout_known \
+                and self.__class__ is EntityUID:
+            # What pydantic's validation would store, stored directly (0.6 us instead of 0.9): a
+            # batch builds one per document (the worker processes, each chunk's resources).
+            _set_model_dict(self, {"type": type, "id": id})
+            _set_fields_set(self, {"type", "id"})
+            _set_extra(self, None)
+            _set_private(self, None)
+            return
         if not isinstance(type, str) or not type:
             raise InvalidValueError("entity type must be a non-empty string")
         if not isinstance(id, str):
@@ -173,6 +199,22 @@ class EntityUID(BaseModel):
             'an entity reference must be {"type": ..., "id": ...}, {"__entity": {...}} '
             'or Cedar text like User::"alice"'
         )
+
+
+def _uid_layout_matches() -> bool:
+    """Whether EntityUID's direct __init__ makes what pydantic's validation makes (else it is not used)."""
+    global _uid_layout_known
+    if set(EntityUID.model_fields) != {"type", "id"}:
+        return False
+    validated = EntityUID("Document", "d-1")
+    _uid_layout_known = True
+    direct = EntityUID("Document", "d-1")
+    _uid_layout_known = False
+    return bool(direct.__getstate__() == validated.__getstate__()
+                and direct.model_dump() == validated.model_dump() and direct == validated)
+
+
+_uid_layout_known = _uid_layout_matches()
 
 
 def builtin_type_name(value: object) -> str:
@@ -729,11 +771,11 @@ class Request:
                 f"the request context must be a mapping, not {builtin_type_name(context)}"
             )
         cedar_context = _to_cedar(context, False, "context")
-        object.__setattr__(self, "principal", principal)
-        object.__setattr__(self, "action", action)
-        object.__setattr__(self, "resource", resource)
-        object.__setattr__(self, "context", dict(context))
-        object.__setattr__(self, "cedar_context", cedar_context)
+        _set_principal(self, principal)
+        _set_action(self, action)
+        _set_resource(self, resource)
+        _set_context(self, dict(context))
+        _set_cedar_context(self, cedar_context)
 
     def replace(self, **changes: Any) -> Request:
         """A copy with some of ``principal``, ``action``, ``resource``, ``context`` changed."""
@@ -752,12 +794,11 @@ class Request:
         # The context is unchanged: share its converted form instead of converting again.
         # The parts were checked by the caller.
         copy = object.__new__(Request)
-        setter = object.__setattr__
-        setter(copy, "principal", principal)
-        setter(copy, "action", action)
-        setter(copy, "resource", resource)
-        setter(copy, "context", self.context)
-        setter(copy, "cedar_context", self.cedar_context)
+        _set_principal(copy, principal)
+        _set_action(copy, action)
+        _set_resource(copy, resource)
+        _set_context(copy, self.context)
+        _set_cedar_context(copy, self.cedar_context)
         return copy
 
     def to_cedar(self) -> dict[str, Any]:
@@ -791,6 +832,10 @@ class Request:
             context={k: from_cedar_value(v) for k, v in context.items()},
         )
 
+
+
+_set_principal, _set_action, _set_resource, _set_context, _set_cedar_context = _slot_setters(
+    Request, "principal", "action", "resource", "context", "cedar_context")
 
 class SharedRequests(Sequence[Request]):
     """Requests alike but for their resource: ``base`` asked of each of ``resources``, in order.
@@ -846,7 +891,7 @@ class SharedRequests(Sequence[Request]):
         return f"SharedRequests({self.base!r}, {len(self.resources)} resources)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
     """The outcome of one request.
 
@@ -875,13 +920,18 @@ class Decision:
     policy_version: str = field(default="", compare=False)
     id: str = field(default="", compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if type(self.allowed) is not bool:
+    # Written out: a batch makes two Decisions per request (the engine's, then the Authorizer's with
+    # its id); the generated frozen __init__ took 0.82 us per Decision, this one 0.50 us.
+    def __init__(self, allowed: bool, reasons: tuple[str, ...] = (), errors: tuple[str, ...] = (),
+                 enforced: bool = True, policy_version: str = "", id: str = "") -> None:
+        if type(allowed) is not bool:
             raise InvalidValueError("Decision.allowed must be a bool")
-        if type(self.reasons) is not tuple:
-            object.__setattr__(self, "reasons", tuple(self.reasons))
-        if type(self.errors) is not tuple:
-            object.__setattr__(self, "errors", tuple(self.errors))
+        _set_allowed(self, allowed)
+        _set_reasons(self, reasons if type(reasons) is tuple else tuple(reasons))
+        _set_errors(self, errors if type(errors) is tuple else tuple(errors))
+        _set_enforced(self, enforced)
+        _set_policy_version(self, policy_version)
+        _set_id(self, id)
 
     @property
     def admits(self) -> bool:
@@ -901,3 +951,7 @@ class Decision:
     def outcome(self) -> Literal["allow", "deny"]:
         """``"allow"`` or ``"deny"``, as written in audit events."""
         return "allow" if self.allowed else "deny"
+
+
+_set_allowed, _set_reasons, _set_errors, _set_enforced, _set_policy_version, _set_id = _slot_setters(
+    Decision, "allowed", "reasons", "errors", "enforced", "policy_version", "id")

@@ -138,7 +138,9 @@ def group_by_resource(
             errors.setdefault(index, "resource could not be built: no resource")
             item_uids.append(None)
             continue
-        if isinstance(built, Entity):
+        if type(built) is EntityUID:  # the common case first: isinstance of a pydantic model is slower
+            uid = built
+        elif isinstance(built, Entity):
             uid = built.uid
             known = entities.get(uid)
             if known is not None and known.cedar != built.cedar:

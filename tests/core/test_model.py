@@ -61,6 +61,32 @@ def test_entity_uids_compare_and_hash_as_pydantic_compares_and_hashes_them(
     assert {first: 1}.get(twin) == 1
 
 
+@given(S.entity_types, S.entity_ids)
+def test_an_entity_uid_holds_what_pydantic_validation_would_store(kind: str, name: str) -> None:
+    import pickle
+
+    built = az.EntityUID(kind, name)
+    validated = az.EntityUID.model_validate({"type": kind, "id": name})
+    assert built.__getstate__() == validated.__getstate__()
+    assert built.model_dump() == validated.model_dump() and built.model_fields_set == {"type", "id"}
+    assert built == validated and hash(built) == hash(validated)
+    assert pickle.loads(pickle.dumps(built)) == built and built.model_copy(update={"id": "x"}).id == "x"
+
+
+def test_entity_uid_subclasses_and_string_subclasses_go_through_pydantic_validation() -> None:
+    class Named(az.EntityUID):
+        pass
+
+    class Text(str):
+        pass
+
+    named = Named("User", "alice")
+    assert type(named) is Named and named.model_dump() == {"type": "User", "id": "alice"}
+    uid = az.EntityUID(Text("User"), Text("alice"))
+    validated = az.EntityUID.model_validate({"type": Text("User"), "id": Text("alice")})
+    assert uid.__getstate__() == validated.__getstate__()
+
+
 def test_an_entity_uid_never_equals_another_kind_of_value() -> None:
     class Named(az.EntityUID):
         pass
@@ -919,6 +945,25 @@ def test_decision_keeps_reasons_and_errors_in_order_and_is_frozen() -> None:
     assert decision.reasons == ("b", "a") and decision.errors == ("e1",)
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         decision.allowed = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("allowed", [1, 0, None, "True"])
+def test_decision_refuses_an_allowed_that_is_not_a_bool(allowed: Any) -> None:
+    with pytest.raises(az.InvalidValueError, match="must be a bool"):
+        az.Decision(allowed)
+
+
+def test_decision_keeps_every_field_through_replace_pickle_and_comparison() -> None:
+    import pickle
+
+    decision = az.Decision(True, ["p1"], iter(["e1"]), False, "v1", "id-1")  # type: ignore[arg-type]
+    assert (decision.reasons, decision.errors, decision.enforced) == (("p1",), ("e1",), False)
+    assert (decision.policy_version, decision.id) == ("v1", "id-1")
+    copy = pickle.loads(pickle.dumps(decision))
+    assert copy == decision and (copy.policy_version, copy.id) == ("v1", "id-1")
+    assert decision.replace(id="id-2").id == "id-2" and decision.replace(id="id-2") == decision
+    assert decision != decision.replace(enforced=True)
+    assert "id-1" not in repr(decision)
 
 
 # -- properties ------------------------------------------------------------------------
