@@ -61,6 +61,12 @@ def _batch(drawn: list[tuple[int, str, int, int, str, bool]]) -> tuple[list[az.R
     return batch, list(given.values())
 
 
+def _mixed_batch(size: int) -> tuple[list[az.Request], list[az.Entity]]:
+    """Reads and writes of stored and given documents by every user, ``size`` of them."""
+    return _batch([(i % 4, ("read", "write")[i % 3 == 0], i % 12, i % 6, ("hr", "eng")[i % 5 == 0],
+                    i % 2 == 0) for i in range(size)])
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(requests)
 def test_worker_processes_decide_as_this_process_and_as_plain_cedarpy(
@@ -124,8 +130,7 @@ def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
     expected = az.LocalEngine(store).decide(batch, given)
     assert pooled.decide(batch, given) == expected
     assert pooled._processes.decided_by_workers == 1  # one each
-    executor = pooled._processes._pool.executor  # type: ignore[union-attr]
-    for process in list(executor._processes.values()):
+    for process in pooled._processes._pool.processes:  # type: ignore[union-attr]
         process.kill()
     assert pooled.decide(batch, given) == expected
     pooled.close()
@@ -134,9 +139,7 @@ def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
 def test_a_batch_cut_in_chunks_shared_with_this_process_decides_as_this_process(
         engines: tuple[az.LocalEngine, az.LocalEngine]) -> None:
     local, pooled = engines
-    drawn = [(i % 4, ("read", "write")[i % 3 == 0], i % 12, i % 6, ("hr", "eng")[i % 5 == 0], i % 2 == 0)
-             for i in range(900)]
-    batch, given = _batch(drawn)
+    batch, given = _mixed_batch(900)
     assert pooled._processes is not None and len(pooled._processes._chunks(len(batch))) > 3
     before = pooled._processes.decided_by_workers
     assert pooled.decide(batch, given) == local.decide(batch, given)
@@ -168,14 +171,13 @@ def test_workers_that_hang_past_the_timeout_are_stopped_and_the_batch_decided_he
                            (2, "write", 4, 0, "hr", False)] * 40)
     expected = az.LocalEngine(store).decide(batch, given)
     assert pooled._processes is not None and pooled._processes._pool is not None
-    executor = pooled._processes._pool.executor
-    workers = list(executor._processes.values())
+    workers = pooled._processes._pool.processes
     for process in workers:
         os.kill(process.pid, signal.SIGSTOP)  # a worker that never answers
     try:
         assert pooled.decide(batch, given) == expected
         assert pooled._processes._pool is None  # the hung workers were stopped
-        # The executor's own thread reaps the killed workers too: poll until their exit is seen.
+        # Killed, not waited for: poll until their exit is seen.
         deadline = time.monotonic() + 15
         while any(process.is_alive() for process in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -225,7 +227,8 @@ def test_shared_requests_travel_to_the_workers_as_their_base_and_resources_and_r
     batch = SharedRequests(az.Request(USERS[1].uid, az.EntityUID("Action", "read"), USERS[1].uid, context),
                            resources)
     share = encode(batch)
-    assert share[2] == [(uid.type, uid.id) for uid in resources]  # the resources only: no request built
+    kinds, names = share[2]  # the resources only: no request built
+    assert list(zip(kinds, names, strict=True)) == [(uid.type, uid.id) for uid in resources]
     decoded = _decode(share)
     assert isinstance(decoded, SharedRequests)
     assert [(r.principal, r.action, r.resource, r.cedar_context) for r in decoded] == [
@@ -280,3 +283,93 @@ def test_a_filter_through_the_workers_keeps_and_decides_every_item_as_this_proce
     assert there.allowed == here.allowed
     assert [(d.allowed, d.reasons, d.errors) for d in there.decisions] == [
         (d.allowed, d.reasons, d.errors) for d in here.decisions]
+
+
+class _CannotBuildInWorkers(az.LocalEngine):
+    """An engine whose worker processes fail to build it (its class is what they build)."""
+
+    def __init__(self, store: az.PolicyStore, **options: Any) -> None:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("no store in this worker")
+        super().__init__(store, **options)
+
+
+class _FailsInWorkers(az.LocalEngine):
+    """An engine whose worker processes build it, then fail on every chunk."""
+
+    def decide(self, requests: Any, entities: Any = ()) -> list[az.Decision]:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("this worker cannot decide")
+        return super().decide(requests, entities)
+
+
+def _store() -> az.PolicyStore:
+    return az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+
+
+def test_workers_that_cannot_build_the_store_report_it_and_batches_are_decided_here() -> None:
+    pooled = _CannotBuildInWorkers(_store(), processes=2, process_batch=2)
+    batch, given = _mixed_batch(40)
+    try:
+        assert pooled.start_processes(timeout=120) is False
+        assert pooled._processes is not None and pooled._processes._pool is None  # stopped
+        assert pooled.decide(batch, given) == az.LocalEngine(_store()).decide(batch, given)
+        assert pooled._processes.decided_by_workers == 0
+    finally:
+        pooled.close()
+
+
+def test_a_chunk_that_fails_in_a_worker_sends_the_whole_batch_back_to_this_process() -> None:
+    pooled = _FailsInWorkers(_store(), processes=2, process_batch=2)
+    batch, given = _mixed_batch(300)
+    try:
+        assert pooled.start_processes(timeout=120)
+        assert pooled._processes is not None
+        assert pooled.decide(batch, given) == az.LocalEngine(_store()).decide(batch, given)
+        assert pooled._processes.decided_by_workers == 0 and pooled._processes._pool is None
+    finally:
+        pooled.close()
+
+
+def test_batches_from_several_threads_at_once_each_get_their_own_decisions(
+        engines: tuple[az.LocalEngine, az.LocalEngine]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    local, pooled = engines
+    batches = [_mixed_batch(size) for size in (200, 301, 450, 97, 333, 250)]
+    before = pooled._processes.decided_by_workers if pooled._processes else 0
+    with ThreadPoolExecutor(4) as threads:
+        decided = list(threads.map(lambda batch: pooled.decide(*batch), batches))
+    assert decided == [local.decide(*batch) for batch in batches]
+    assert pooled._processes is not None and pooled._processes.decided_by_workers > before
+
+
+def test_closing_the_pool_ends_its_workers_and_a_new_store_version_starts_new_ones(tmp_path: Any) -> None:
+    (tmp_path / "policies.cedar").write_text(POLICIES)
+    store = az.PolicyStore.from_directory(tmp_path)
+    pooled = az.LocalEngine(store, processes=2, process_batch=2)
+    batch, given = _mixed_batch(60)
+    try:
+        assert pooled.start_processes(timeout=120)
+        assert pooled._processes is not None and pooled._processes._pool is not None
+        first = pooled._processes._pool.processes
+        forbid_all = '@id("none") forbid(principal, action, resource);'
+        (tmp_path / "policies.cedar").write_text(f"{POLICIES}\n{forbid_all}")
+        assert store.reload()
+        assert pooled.start_processes(timeout=120)
+        assert pooled._processes._pool.processes != first
+        expected = az.LocalEngine(store).decide(batch, given)
+        assert not any(d.allowed for d in expected)
+        assert pooled.decide(batch, given) == expected
+        second = pooled._processes._pool.processes
+        pooled.close()
+        deadline = time.monotonic() + 15
+        while any(process.is_alive() for process in (*first, *second)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(process.is_alive() for process in (*first, *second))
+    finally:
+        pooled.close()
