@@ -328,6 +328,8 @@ class DecisionPool:
                 start, stop = chunks[back]
                 found[back] = engine.decide_in_process(snapshot, requests[start:stop], entities)
                 back -= 1
+        if any(chunk is None for chunk in found):
+            raise RuntimeError("a chunk of the batch went undecided")
         return [decision for chunk in found if chunk is not None for decision in chunk]
 
     def _chunks(self, count: int, guided: bool = True) -> list[tuple[int, int]]:
