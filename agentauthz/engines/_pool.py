@@ -256,7 +256,12 @@ class DecisionPool:
         does, and chunks nobody took yet are decided with its ``decide_in_process``.
         """
         started = time.monotonic()
-        workers = self._workers(snapshot, type(engine), engine.slicing)
+        try:
+            workers = self._workers(snapshot, type(engine), engine.slicing)
+        except Exception:  # workers that cannot even be started: the parent decides
+            _log.warning("the decision processes could not be started; deciding in this process",
+                         exc_info=True)
+            return None
         # One batch at a time writes to the workers; another waits for them as long as a batch may
         # take, then is decided here.
         if not workers.lock.acquire(timeout=self.timeout):

@@ -36,9 +36,14 @@ LINKS = [az.TemplateLink(id=f"share-{i}", template="share", principal=USERS[i % 
                          resource=az.EntityUID("Doc", f"m{i}")) for i in range(8)]
 
 
+def _store() -> az.PolicyStore:
+    """The policies, users, stored documents and links every test decides with."""
+    return az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+
+
 @pytest.fixture(scope="module")
 def engines() -> Iterator[tuple[az.LocalEngine, az.LocalEngine]]:
-    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    store = _store()
     pooled = az.LocalEngine(store, processes=2, process_batch=4)
     assert pooled.start_processes(timeout=120)
     yield az.LocalEngine(store), pooled
@@ -90,7 +95,7 @@ def _linked_text(text: str) -> str:
 
 
 def test_a_batch_below_the_threshold_starts_no_worker() -> None:
-    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    store = _store()
     pooled = az.LocalEngine(store, processes=2, process_batch=4)
     batch, given = _batch([(1, "read", 0, 0, "hr", True)])
     assert pooled.decide(batch, given)[0].reasons == ("policy1",)
@@ -108,7 +113,7 @@ def test_decisions_from_the_workers_carry_the_store_ids_and_version(
 
 
 def test_with_as_many_workers_as_cores_the_workers_decide_the_whole_batch() -> None:
-    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    store = _store()
     pooled = az.LocalEngine(store, processes=2, process_batch=2)
     assert pooled.start_processes(timeout=120)
     assert pooled._processes is not None
@@ -121,7 +126,7 @@ def test_with_as_many_workers_as_cores_the_workers_decide_the_whole_batch() -> N
 
 
 def test_a_broken_pool_falls_back_to_deciding_in_this_process() -> None:
-    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    store = _store()
     pooled = az.LocalEngine(store, processes=2, process_batch=2)
     assert pooled.start_processes(timeout=120)
     assert pooled._processes is not None
@@ -147,7 +152,7 @@ def test_a_batch_cut_in_chunks_shared_with_this_process_decides_as_this_process(
 
 
 def test_batches_before_the_workers_are_ready_are_decided_here_without_waiting() -> None:
-    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    store = _store()
     pooled = az.LocalEngine(store, processes=2, process_batch=2, process_timeout=0.001)
     batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 5, 4, "hr", False)])
     try:
@@ -164,7 +169,7 @@ def test_workers_that_hang_past_the_timeout_are_stopped_and_the_batch_decided_he
     import os
     import signal
 
-    store = az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
+    store = _store()
     pooled = az.LocalEngine(store, processes=2, process_batch=2, process_timeout=0.5)
     assert pooled.start_processes(timeout=120)
     batch, given = _batch([(0, "read", 1, 0, "hr", True), (1, "read", 2, 0, "hr", True),
@@ -307,10 +312,6 @@ class _FailsInWorkers(az.LocalEngine):
         return super().decide(requests, entities)
 
 
-def _store() -> az.PolicyStore:
-    return az.PolicyStore.from_text(POLICIES, entities=[*USERS, *STORED], links=LINKS)
-
-
 def test_workers_that_cannot_build_the_store_report_it_and_batches_are_decided_here() -> None:
     pooled = _CannotBuildInWorkers(_store(), processes=2, process_batch=2)
     batch, given = _mixed_batch(40)
@@ -371,5 +372,19 @@ def test_closing_the_pool_ends_its_workers_and_a_new_store_version_starts_new_on
         while any(process.is_alive() for process in (*first, *second)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(process.is_alive() for process in (*first, *second))
+    finally:
+        pooled.close()
+
+
+def test_workers_that_cannot_be_started_leave_every_batch_to_this_process(caplog: Any) -> None:
+    class Unpicklable(az.LocalEngine):  # a local class: a spawned worker could never import it
+        pass
+
+    pooled = Unpicklable(_store(), processes=2, process_batch=2)
+    batch, given = _mixed_batch(40)
+    try:
+        assert pooled.decide(batch, given) == az.LocalEngine(_store()).decide(batch, given)
+        assert pooled._processes is not None and pooled._processes.decided_by_workers == 0
+        assert "could not be started" in caplog.text
     finally:
         pooled.close()
