@@ -47,6 +47,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from agentauthz._collector import collector_paused
@@ -117,8 +118,12 @@ def _start_worker(spec: StoreSpec, engine_class: Any) -> None:
     gc.freeze()
 
 
-def _serve(connection: Connection, spec: StoreSpec, engine_class: Any) -> None:
-    """A worker: build the store, say so, then answer each chunk it receives until told to stop."""
+def _serve(connection: Connection, engine_class: Any) -> None:
+    """A worker: read the store, build it, say so, then answer each chunk it receives until told to stop."""
+    try:
+        spec = connection.recv()
+    except EOFError:  # the pool was closed before it sent the store
+        return
     try:
         _start_worker(spec, engine_class)
     except Exception as exc:  # the parent decides every batch itself then
@@ -433,14 +438,33 @@ class _Workers:
         self._closed = False
         # spawn: a forked copy of a process with threads (the application's) is not safe.
         context = multiprocessing.get_context("spawn")
-        for _ in range(processes):
-            ours, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(theirs, spec, engine_class), daemon=True,
-                                      name="agentauthz-decisions")
-            process.start()
-            theirs.close()
-            self.connections.append(ours)
-            self.processes.append(process)
+        try:
+            for _ in range(processes):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_serve, args=(theirs, engine_class), daemon=True,
+                                          name="agentauthz-decisions")
+                process.start()
+                theirs.close()
+                self.connections.append(ours)
+                self.processes.append(process)
+        except BaseException:
+            self._end(self.processes)
+            raise
+        # The store goes through each worker's own pipe, from a thread. Passed to Process, it went
+        # through the pipe multiprocessing keeps both ends of until the worker has read it all: a
+        # worker that died first (killed, or failing to start) left the batch's thread blocked for
+        # good, holding the pool. Here a dead worker's pipe is closed, and the sending fails.
+        self._sending = threading.Thread(target=self._send_store, args=(spec,), daemon=True,
+                                         name="agentauthz-decisions-store")
+        self._sending.start()
+
+    def _send_store(self, spec: StoreSpec) -> None:
+        pickled = ForkingPickler.dumps(spec)  # once for every worker; each reads it with recv()
+        for connection in self.connections:
+            try:
+                connection.send_bytes(pickled)
+            except OSError:  # the worker died: ready() finds its pipe closed
+                _log.debug("a decision process did not take the store", exc_info=True)
 
     def ready(self) -> bool:
         """Whether every worker has built the store (the caller holds :attr:`lock`).
@@ -471,6 +495,11 @@ class _Workers:
             try:
                 if not self._closed:
                     self._closed = True
+                    if self._sending.is_alive():
+                        # Still sending the store: no worker is deciding, and a stop message now
+                        # would cut into the store. Ending them ends the sending (its pipe closes).
+                        self._end(self.processes)
+                        self._sending.join()
                     for connection in self.connections:
                         with contextlib.suppress(OSError):  # already gone
                             connection.send(None)
@@ -480,6 +509,10 @@ class _Workers:
 
     def kill(self) -> None:
         """End the workers now (a batch waiting for them sees them gone and is decided here)."""
-        for process in self.processes:
-            process.kill()
+        self._end(self.processes)
         self.retire()
+
+    @staticmethod
+    def _end(processes: list[Any]) -> None:
+        for process in processes:
+            process.kill()

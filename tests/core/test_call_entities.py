@@ -129,3 +129,16 @@ def test_given_depth_stops_just_past_the_limit_on_a_long_chain() -> None:
     chain = _given(*((str(i), str(i + 1)) for i in range(5000)))
     assert given_depth(chain, limit=100) == 101
     assert given_depth(chain, limit=10_000) == 5001
+
+
+def test_a_batch_reaching_a_twentieth_of_the_store_parses_its_own_set() -> None:
+    # Fifty documents whose owners and their groups are a twentieth of the stored graph: parsing
+    # them (with the documents) costs less than cloning the graph to merge the documents onto it.
+    store = _big_store('permit(principal, action, resource) when { resource.owner.level > 1 };')
+    docs = [az.Entity(uid=U("Doc", f"d{i}"), attrs={"owner": U("User", f"u{i * 7}")}) for i in range(50)]
+    requests = [az.Request(principal=U("User", "u1"), action="read", resource=doc.uid) for doc in docs]
+    engine = az.LocalEngine(store)
+    handle, _ = engine._call_entities(store.snapshot, docs, requests)
+    assert len(handle) == 152  # the documents, their owners, the principal and their groups
+    decided = engine.decide(requests, docs)
+    assert [d.allowed for d in decided] == [(i * 7) % 5 > 1 for i in range(50)]
