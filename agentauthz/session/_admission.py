@@ -417,12 +417,12 @@ class SessionAdmission:
         caller's id for it (a label); the call's key is agentauthz's own.
         """
         authz = self.authz
-        key, session = call_key(), bound_session.get()
+        session = bound_session.get()
         if session is None:
             decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                   inputs["context"])
-            return ToolCall(decision, call_id=key, external_id=call_id)
-        call = yield from self._admitted(session, key, inputs, arguments, spec, call_id)
+            return ToolCall(decision, external_id=call_id)
+        call = yield from self._admitted(session, call_key(), inputs, arguments, spec, call_id)
         call.action = authz.engine.resolve_action(inputs["action"]).id
         call.result_label = spec.provenance if spec is not None else None
         return call

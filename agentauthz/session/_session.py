@@ -952,11 +952,11 @@ class ToolCall:
         {'ping': 1}
     """
 
-    def __init__(self, decision: Decision, *, call_id: str, session: Session | None = None,
+    def __init__(self, decision: Decision, *, call_id: str | None = None, session: Session | None = None,
                  reserved: bool = False, external_id: str | None = None, action: str | None = None,
                  result_label: ResultLabel | None = None) -> None:
         self.decision = decision
-        self.call_id = call_id
+        self._call_id = call_id
         self.external_id = external_id
         self.action = action
         self.result_label = result_label
@@ -973,6 +973,13 @@ class ToolCall:
     def admits(self) -> bool:
         """Whether the call may go ahead (the decision admits it)."""
         return self.decision.admits
+
+    @property
+    def call_id(self) -> str:
+        """The call's key: made when first read for a call outside a session (none is stored)."""
+        if self._call_id is None:
+            self._call_id = call_key()
+        return self._call_id
 
     def fail(self) -> None:
         """The call failed: it never counts.

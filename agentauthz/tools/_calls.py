@@ -45,7 +45,7 @@ from agentauthz.guardrails._screening import record_labels
 from agentauthz.policy._store import PolicySnapshot, PolicyStore
 from agentauthz.session._approvals import ApprovalRequest
 from agentauthz.session._provenance import ResultLabel
-from agentauthz.session._session import ToolCall, call_key
+from agentauthz.session._session import ToolCall
 from agentauthz.tools._settings import ToolSettings
 from agentauthz.tools._spec import (
     OnDeny,
@@ -197,11 +197,10 @@ class ToolCalls:
         authz = self.authz
         if bound_session.get() is not None:
             return authz._run(self._begin(inputs, arguments, spec, None))
-        key = call_key()
         with self._deciding(inputs):
             decision = authz.authorize(action=inputs["action"], resource=inputs["resource"],
                                        context=inputs["context"])
-        return ToolCall(decision, call_id=key)
+        return ToolCall(decision)
 
     async def _adecided(self, inputs: dict[str, Any], arguments: Mapping[str, Any],
                         spec: ToolSpec) -> ToolCall:
@@ -209,11 +208,10 @@ class ToolCalls:
         authz = self.authz
         if bound_session.get() is not None:
             return await authz._arun(self._begin(inputs, arguments, spec, None))
-        key = call_key()
         with self._deciding(inputs):
             decision = await authz.aauthorize(action=inputs["action"], resource=inputs["resource"],
                                               context=inputs["context"])
-        return ToolCall(decision, call_id=key)
+        return ToolCall(decision)
 
     def _begin(self, inputs: dict[str, Any], arguments: Mapping[str, Any] | None, spec: ToolSpec,
                call_id: str | None) -> Plan[ToolCall]:
@@ -325,7 +323,7 @@ class ToolCalls:
                 with self._deciding(inputs):
                     decision = yield from authz._decision(None, inputs["action"], inputs["resource"],
                                                           inputs["context"])
-                call = ToolCall(decision, call_id=call_key(), external_id=call_id)
+                call = ToolCall(decision, external_id=call_id)
         call.arguments = validated
         return call
 

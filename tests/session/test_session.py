@@ -457,6 +457,16 @@ def test_a_session_that_never_settles_denies_after_the_attempts() -> None:
 # -- crashes and retries -----------------------------------------------------------------------
 
 
+def test_a_call_outside_a_session_gets_its_own_key_when_read_and_keeps_it() -> None:
+    authz, _ = make(SessionConfig())
+    with authz.acting_as(ALICE):
+        first = authz.begin_tool_call("delete", {"name": "a"}, call_id="tc-1")
+        second = authz.begin_tool_call("delete", {"name": "a"}, call_id="tc-1")
+    assert first.external_id == second.external_id == "tc-1" and first.session is None
+    assert first.call_id == first.call_id != second.call_id
+    assert len(first.call_id) == 32 and first.call_id[12] == "4"  # a version 4 UUID in hex
+
+
 def test_a_crashed_call_keeps_counting_and_its_id_does_not_run_again() -> None:
     """The tool may have run before the crash: the call counts, however long ago it was admitted."""
     clock = Clock()
