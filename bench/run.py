@@ -1024,13 +1024,15 @@ def guardrails(report: Report, sizes: Sizes) -> None:
         "permit and a forbid reading `context.guardrail.input.pii`), against the same tool without one "
         "and against the same tool without one given the identical fact as its `context=`: the second "
         "sends cedarpy the very request the guardrail's call sends, so the difference is what agentauthz "
-        "adds (reading the arguments' text, the cache key, assessing, the fact converted to Cedar JSON "
-        "once per assessment, the audit summary). What cedarpy pays to read the larger context is "
-        "measured on its own: raw cedarpy (the private batch entry point the engine calls) on the "
-        "guarded call's request with and without the fact, in the same process. A request carries only "
-        "the attributes a policy reads (`agentauthz/guardrails/_reads.py`), also from a store that can "
-        "reload (the version a request was cut for decides it); a policy comparing the record whole "
-        "gets the whole fact.",
+        "adds (reading the arguments' text, assessing, the fact converted to Cedar JSON once per "
+        "assessment, the audit summary). The guardrail assessing every call has no cache "
+        "(`cache_size=0`), so it computes no cache key: with the default cache a text seen for the first "
+        "time also costs its key (a digest of the text) and its entry. What cedarpy pays to read the "
+        "larger context is measured on its own: raw cedarpy (the private batch entry point the engine "
+        "calls) on the guarded call's request with and without the fact, in the same process. A request "
+        "carries only the attributes a policy reads (`agentauthz/guardrails/_reads.py`), also from a "
+        "store that can reload (the version a request was cut for decides it); a policy comparing the "
+        "record whole gets the whole fact.",
         ["call", "median (us)", "added (us)"], rows,
         [f"Beyond the detector, per call assessed: {us(in_all)} us in all, of which {us(ours)} us "
          f"agentauthz ({us(ours_cached)} us when the text is cached) and {us(cedar)} us cedarpy reading "

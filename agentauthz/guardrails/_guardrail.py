@@ -357,13 +357,16 @@ class Guardrail:
         text = self.text(value)
         return text if isinstance(text, str) else str(text)
 
-    def _known(self, text: str, source: Source) -> tuple[tuple[str, str, bytes], Assessment | None]:
-        """The cache key of ``text``, and its assessment if it needs no detector (empty or cached)."""
+    def _known(self, text: str, source: Source) -> tuple[tuple[str, str, bytes] | None, Assessment | None]:
+        """The cache key of ``text`` (None without a cache), and its assessment if it needs no
+        detector (empty or cached)."""
+        if not text:
+            return None, Assessment((), True, self.detector.name)
+        if not self.cache_size:
+            return None, None
         session = bound_session.get()
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
         key = (session.id if session is not None else "", source, digest)
-        if not text:
-            return key, Assessment((), True, self.detector.name)
         with self._lock:
             found = self._cache.get(key)
             if found is not None:
@@ -378,7 +381,7 @@ class Guardrail:
                 f"detector {self.detector.name} failed: {type(exc).__name__}") from exc
         return Assessment((), False, self.detector.name)
 
-    def _keep(self, key: tuple[str, str, bytes], found: Sequence[Finding]) -> Assessment:
+    def _keep(self, key: tuple[str, str, bytes] | None, found: Sequence[Finding]) -> Assessment:
         findings = tuple(found)
         if not all(isinstance(finding, Finding) for finding in findings):
             raise GuardrailUnavailable(f"detector {self.detector.name} returned no findings list")
@@ -388,7 +391,7 @@ class Guardrail:
             if len(self._alike) >= _ALIKE_SIZE:
                 self._alike.clear()
             self._alike[findings] = assessment
-        if self.cache_size:
+        if key is not None:
             with self._lock:
                 self._cache[key] = assessment
                 while len(self._cache) > self.cache_size:

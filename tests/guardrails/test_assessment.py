@@ -81,6 +81,15 @@ def test_the_cache_is_bounded() -> None:
     assert len(guardrail._cache) == 2
 
 
+def test_without_a_cache_every_text_is_assessed_each_time_and_nothing_is_kept() -> None:
+    detector = Counting([az.Finding("pii", "EMAIL")])
+    guardrail = az.Guardrail(detector, cache_size=0)
+    for _ in range(3):
+        assert guardrail.assess("same text", "INPUT").fact()["pii"] == ["EMAIL"]
+    assert detector.calls == 3 and len(guardrail._cache) == 0
+    assert guardrail.assess("", "INPUT").available and detector.calls == 3  # no text: nothing to detect
+
+
 def test_a_failed_assessment_is_not_cached() -> None:
     detector = Counting([az.Finding("pii", "EMAIL")])
     guardrail = az.Guardrail(detector)
