@@ -833,9 +833,9 @@ class Request:
         )
 
 
-
 _set_principal, _set_action, _set_resource, _set_context, _set_cedar_context = _slot_setters(
     Request, "principal", "action", "resource", "context", "cedar_context")
+
 
 class SharedRequests(Sequence[Request]):
     """Requests alike but for their resource: ``base`` asked of each of ``resources``, in order.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import agentauthz as az
-from bench.workloads import build, build_tools, document_entity, documents
+from bench.workloads import Workload, build, build_tools, document_entity, documents
 
 if TYPE_CHECKING:
     from bench.run import Report, Sizes
@@ -499,7 +499,7 @@ def _scaling_checks(largest: int) -> list[tuple[str, str, float, Prepare]]:
     ]
 
 
-def _fresh_documents(count: int, workload: Any, runs: int) -> list[list[dict[str, object]]]:
+def _fresh_documents(count: int, workload: Workload, runs: int) -> list[list[dict[str, object]]]:
     """Documents for each of ``runs`` runs, none the same as in another run.
 
     The engine keeps the entity sets it parsed for a call (an application sends the same

@@ -448,7 +448,7 @@ class _Workers:
                 self.connections.append(ours)
                 self.processes.append(process)
         except BaseException:
-            self._end(self.processes)
+            self._end()
             raise
         # The store goes through each worker's own pipe, from a thread. Passed to Process, it went
         # through the pipe multiprocessing keeps both ends of until the worker has read it all: a
@@ -498,7 +498,7 @@ class _Workers:
                     if self._sending.is_alive():
                         # Still sending the store: no worker is deciding, and a stop message now
                         # would cut into the store. Ending them ends the sending (its pipe closes).
-                        self._end(self.processes)
+                        self._end()
                         self._sending.join()
                     for connection in self.connections:
                         with contextlib.suppress(OSError):  # already gone
@@ -509,10 +509,9 @@ class _Workers:
 
     def kill(self) -> None:
         """End the workers now (a batch waiting for them sees them gone and is decided here)."""
-        self._end(self.processes)
+        self._end()
         self.retire()
 
-    @staticmethod
-    def _end(processes: list[Any]) -> None:
-        for process in processes:
+    def _end(self) -> None:
+        for process in self.processes:
             process.kill()
